@@ -1,0 +1,71 @@
+//! The one message format of shmproc: `postcard` (a compact, maintained serde format), with a
+//! size cap on every decode and no preallocation from untrusted lengths.
+//!
+//! Handles (`Value`, `Lock`, …) inside a message re-attach while they are decoded. A failed
+//! attach surfaces here as the precise [`Error`] (`TypeMismatch`, `ObjectGone`, …), not as a
+//! generic codec error.
+
+use crate::error::{Error, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::cell::RefCell;
+
+/// The largest message decoded by default: 1 GiB.
+pub const MAX_MESSAGE: usize = 1 << 30;
+
+thread_local! {
+    static ATTACH_ERROR: RefCell<Option<Error>> = const { RefCell::new(None) };
+}
+
+/// Records why a handle failed to re-attach during a decode, and returns the serde error to
+/// abort the decode with.
+pub(crate) fn attach_error<E: serde::de::Error>(e: Error) -> E {
+    let msg = e.to_string();
+    ATTACH_ERROR.with(|slot| *slot.borrow_mut() = Some(e));
+    E::custom(msg)
+}
+
+/// Encodes a value.
+///
+/// # Errors
+/// [`Error::Codec`] if the value cannot be serialized (for example a map with non-string keys
+/// that the format rejects), [`Error::InvalidSize`] past [`MAX_MESSAGE`].
+pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    let bytes = postcard::to_stdvec(value).map_err(|e| Error::Codec {
+        reason: e.to_string(),
+    })?;
+    if bytes.len() > MAX_MESSAGE {
+        return Err(Error::InvalidSize {
+            reason: "encoded message larger than the 1 GiB cap",
+        });
+    }
+    Ok(bytes)
+}
+
+/// Decodes a value, re-attaching the handles inside it.
+///
+/// Lengths inside the message are checked against the bytes actually present before anything
+/// is allocated for them; trailing bytes are an error.
+///
+/// # Errors
+/// [`Error::Codec`] for malformed input; the attach errors of handles inside (for example
+/// [`Error::TypeMismatch`]); [`Error::InvalidSize`] past [`MAX_MESSAGE`].
+pub fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    if bytes.len() > MAX_MESSAGE {
+        return Err(Error::InvalidSize {
+            reason: "message larger than the 1 GiB cap",
+        });
+    }
+    ATTACH_ERROR.with(|slot| slot.borrow_mut().take());
+    let r = postcard::take_from_bytes::<T>(bytes);
+    let stashed = ATTACH_ERROR.with(|slot| slot.borrow_mut().take());
+    match r {
+        Ok((v, [])) => Ok(v),
+        Ok(_) => Err(Error::Codec {
+            reason: "trailing bytes after the message".to_owned(),
+        }),
+        Err(e) => Err(stashed.unwrap_or(Error::Codec {
+            reason: e.to_string(),
+        })),
+    }
+}

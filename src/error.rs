@@ -1,0 +1,209 @@
+//! The one error type of the crate.
+
+use std::fmt;
+use std::io;
+
+/// Everything that can go wrong in shmproc.
+///
+/// Variants name the condition, not the module, and carry what a caller needs to act on it.
+/// Operating-system failures keep the [`io::Error`] as their source and name the operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system call failed.
+    #[error("{op} failed")]
+    Io {
+        /// The operation that failed (`"mmap"`, `"memfd_create"`, …).
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A named segment does not exist.
+    #[error("no shared memory segment named {name:?}")]
+    NotFound {
+        /// The name that was looked up.
+        name: String,
+    },
+    /// A named segment with that name exists already.
+    #[error("a shared memory segment named {name:?} exists already")]
+    AlreadyExists {
+        /// The name that was taken.
+        name: String,
+    },
+    /// A name is not usable as a segment name.
+    #[error("invalid segment name {name:?}: {reason}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A segment header failed a check (magic, version, layout or a field out of range).
+    #[error("corrupt segment header: {reason}")]
+    CorruptHeader {
+        /// Which check failed.
+        reason: &'static str,
+    },
+    /// A segment's size disagrees with the size its header records.
+    #[error("segment size mismatch: header says {expected} bytes, mapping has {actual}")]
+    SizeMismatch {
+        /// The size recorded in the header.
+        expected: u64,
+        /// The size actually found.
+        actual: u64,
+    },
+    /// A heap block, token or handle failed a check: a corrupt or foreign offset.
+    #[error("corrupt shared object: {reason}")]
+    CorruptObject {
+        /// Which check failed.
+        reason: &'static str,
+    },
+    /// An object was attached as a different type than the one it was created with.
+    #[error("type mismatch: expected {expected}, found fingerprint {found:#018x}")]
+    TypeMismatch {
+        /// The type the caller asked for.
+        expected: &'static str,
+        /// The fingerprint recorded with the object.
+        found: u64,
+    },
+    /// A handle refers to an object that has been freed since the handle was made.
+    #[error("shared object no longer exists")]
+    ObjectGone,
+    /// A handle names a segment this process has no access to.
+    #[error("segment {id:#018x} is not attached in this process")]
+    UnknownSegment {
+        /// The segment identity from the handle.
+        id: u64,
+    },
+    /// The heap cannot satisfy an allocation.
+    #[error("out of shared memory: {requested} bytes requested, {capacity} bytes in the heap")]
+    OutOfMemory {
+        /// Bytes requested.
+        requested: u64,
+        /// Capacity of the heap.
+        capacity: u64,
+    },
+    /// A size or length is outside what is supported.
+    #[error("invalid size: {reason}")]
+    InvalidSize {
+        /// What was wrong with it.
+        reason: &'static str,
+    },
+    /// An index past the end of an array.
+    #[error("index {index} out of bounds for length {len}")]
+    IndexOutOfBounds {
+        /// The index asked for.
+        index: usize,
+        /// The array length.
+        len: usize,
+    },
+    /// The previous owner of a lock died while holding it; the lock is now held by the caller.
+    ///
+    /// Converted from [`OwnerDied`] with `?`, which releases the lock.
+    #[error("previous lock owner (thread {tid}) died while holding it")]
+    OwnerDied {
+        /// Thread id of the owner that died.
+        tid: u32,
+    },
+    /// A blocking operation reached its timeout.
+    #[error("timed out")]
+    Timeout,
+    /// The lock is held by another thread or process (from a `try_` operation).
+    #[error("lock is held elsewhere")]
+    WouldBlock,
+    /// A lock was released by a thread that does not hold it.
+    #[error("lock released by a thread that does not hold it")]
+    NotOwner,
+    /// A value failed to serialize or deserialize.
+    #[error("codec error: {reason}")]
+    Codec {
+        /// The codec's description.
+        reason: String,
+    },
+}
+
+/// The result type of shmproc.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an operating-system error with the operation that produced it.
+    pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
+        Error::Io { op, source }
+    }
+
+    /// Wraps a `rustix` errno with the operation that produced it.
+    pub(crate) fn os(op: &'static str, errno: crate::sys::Errno) -> Self {
+        Error::Io {
+            op,
+            source: errno.into(),
+        }
+    }
+}
+
+/// The lock was acquired, but its previous owner died while holding it.
+///
+/// Like [`std::sync::PoisonError`], it carries the guard: the caller holds the lock and can look
+/// at (and repair) the protected data through [`into_inner`](OwnerDied::into_inner). What a
+/// dead owner may have left half-done is the caller's to judge: a multi-field update may be
+/// partial. The lock itself is fully usable again; a later acquirer is not told again.
+/// Converting into [`Error`] with `?` drops the guard, which releases the lock.
+pub struct OwnerDied<G> {
+    guard: G,
+    tid: u32,
+}
+
+impl<G> OwnerDied<G> {
+    pub(crate) fn new(guard: G, tid: u32) -> Self {
+        OwnerDied { guard, tid }
+    }
+
+    /// Returns the guard, so the caller can repair the protected data.
+    pub fn into_inner(self) -> G {
+        self.guard
+    }
+
+    /// Returns a reference to the guard.
+    pub fn get_ref(&self) -> &G {
+        &self.guard
+    }
+
+    /// Returns a mutable reference to the guard.
+    pub fn get_mut(&mut self) -> &mut G {
+        &mut self.guard
+    }
+
+    /// Returns the thread id of the owner that died.
+    pub fn tid(&self) -> u32 {
+        self.tid
+    }
+}
+
+impl<G> fmt::Debug for OwnerDied<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnerDied")
+            .field("tid", &self.tid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<G> fmt::Display for OwnerDied<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "previous lock owner (thread {}) died while holding it",
+            self.tid
+        )
+    }
+}
+
+impl<G> std::error::Error for OwnerDied<G> {}
+
+impl<G> From<OwnerDied<G>> for Error {
+    fn from(e: OwnerDied<G>) -> Self {
+        Error::OwnerDied { tid: e.tid }
+    }
+}
+
+/// The result of acquiring a lock: the guard, or the guard wrapped in [`OwnerDied`].
+pub type LockResult<G> = std::result::Result<G, OwnerDied<G>>;

@@ -1,0 +1,175 @@
+//! Handles: a counted reference to a block, and the token it travels as.
+//!
+//! An [`ObjectRef`] keeps its block alive (the block's reference count) and its segment mapped
+//! (an `Arc` of the segment). Serialized, it becomes an [`ObjectToken`]: segment identity,
+//! offset, generation and type fingerprint. Decoding a token in another process (or the same
+//! one) looks the segment up, checks the block and the type, and takes a new reference.
+
+#![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
+
+use super::RawHeap;
+use crate::error::{Error, Result};
+use crate::segment::{Segment, SegmentInner, registry};
+use crate::sys;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// The serialized form of a shared object handle.
+///
+/// Tokens are what `Value`, `Array`, `Lock` and the other handles serialize to. A token does
+/// not keep its object alive: the handle it was made from (or another) must live until the
+/// token has been turned back into a handle, else that fails with
+/// [`Error::ObjectGone`](crate::Error::ObjectGone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectToken {
+    /// Identity of the segment (from its header).
+    pub segment: u64,
+    /// Name of the segment, for named segments, so unrelated processes can open it.
+    pub name: Option<String>,
+    /// Offset of the payload in the segment.
+    pub offset: u64,
+    /// Generation of the block when the token was made.
+    pub generation: u32,
+    /// Fingerprint of the payload's type.
+    pub fingerprint: u64,
+}
+
+/// A counted reference to a live block.
+///
+/// The reference belongs to the process that took it (`owner_pid`). A copy inherited through
+/// `fork` is not counted in the block, so it never releases: the parent's reference keeps the
+/// block alive, exactly as before the fork. A clone made in the child is counted anew.
+pub(crate) struct ObjectRef {
+    owner_pid: u32,
+    seg: Arc<SegmentInner>,
+    block: u64,
+    payload: u64,
+    len: u64,
+    generation: u32,
+    fp: u64,
+}
+
+impl fmt::Debug for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectRef")
+            .field("segment", &format_args!("{:#018x}", self.seg.id()))
+            .field("offset", &self.payload)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl ObjectRef {
+    /// Allocates a block of `size` bytes aligned to `align`, typed `fp`, in `seg`.
+    pub(crate) fn alloc(seg: &Segment, size: u64, align: u64, fp: u64) -> Result<ObjectRef> {
+        let b = RawHeap::new(&seg.inner).alloc(size, align, fp)?;
+        Ok(ObjectRef {
+            owner_pid: sys::current_pid(),
+            seg: Arc::clone(&seg.inner),
+            block: b.block,
+            payload: b.payload,
+            len: b.len,
+            generation: b.generation,
+            fp,
+        })
+    }
+
+    /// Re-attaches the object a token names, checking it has type `fp`.
+    pub(crate) fn attach(tok: &ObjectToken, fp: u64, expected: &'static str) -> Result<ObjectRef> {
+        if tok.fingerprint != fp {
+            return Err(Error::TypeMismatch {
+                expected,
+                found: tok.fingerprint,
+            });
+        }
+        let seg = match registry::lookup(tok.segment) {
+            Some(s) => s,
+            None => match &tok.name {
+                Some(name) => {
+                    let s = Segment::open(name)?;
+                    if s.id() != tok.segment {
+                        return Err(Error::UnknownSegment { id: tok.segment });
+                    }
+                    s.inner
+                }
+                None => return Err(Error::UnknownSegment { id: tok.segment }),
+            },
+        };
+        let (block, len) = RawHeap::new(&seg).attach(tok.offset, tok.generation, fp, expected)?;
+        Ok(ObjectRef {
+            owner_pid: sys::current_pid(),
+            seg,
+            block,
+            payload: tok.offset,
+            len,
+            generation: tok.generation,
+            fp,
+        })
+    }
+
+    /// Returns the token for this object.
+    pub(crate) fn token(&self) -> ObjectToken {
+        ObjectToken {
+            segment: self.seg.id(),
+            name: self.seg.name().map(str::to_owned),
+            offset: self.payload,
+            generation: self.generation,
+            fingerprint: self.fp,
+        }
+    }
+
+    /// Returns a pointer to the payload; valid while `self` lives.
+    pub(crate) fn ptr(&self) -> *mut u8 {
+        RawHeap::new(&self.seg).ptr(self.payload)
+    }
+
+    /// Returns the payload length in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Returns the segment this object lives in.
+    pub(crate) fn segment(&self) -> Segment {
+        Segment {
+            inner: Arc::clone(&self.seg),
+        }
+    }
+
+    /// Returns whether two references name the same object.
+    pub(crate) fn same_object(&self, other: &ObjectRef) -> bool {
+        Arc::ptr_eq(&self.seg, &other.seg) && self.payload == other.payload
+    }
+}
+
+impl Clone for ObjectRef {
+    fn clone(&self) -> Self {
+        // The block is live (we hold a reference), so retain cannot meet a bad offset; if the
+        // segment were corrupted under us, the clone still owns a reference by construction.
+        let _ = RawHeap::new(&self.seg).retain(self.block);
+        ObjectRef {
+            owner_pid: sys::current_pid(),
+            seg: Arc::clone(&self.seg),
+            block: self.block,
+            payload: self.payload,
+            len: self.len,
+            generation: self.generation,
+            fp: self.fp,
+        }
+    }
+}
+
+impl Drop for ObjectRef {
+    fn drop(&mut self) {
+        if self.owner_pid == sys::current_pid() {
+            let _ = RawHeap::new(&self.seg).release(self.block);
+        }
+    }
+}
+
+impl Serialize for ObjectRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        registry::note_serialized(&self.seg);
+        self.token().serialize(s)
+    }
+}

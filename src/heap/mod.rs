@@ -1,0 +1,518 @@
+//! The segment allocator: one heap per segment, shared by every process that maps it.
+//!
+//! Every shared object (values, arrays, locks, and the queues, pipes and manager state built
+//! on them) is a block in a heap. Blocks are named by their offset in the segment, never by
+//! pointer, so they mean the same thing in every process.
+//!
+//! # Layout
+//!
+//! | offset      | size | field                                   | writer               |
+//! |-------------|------|-----------------------------------------|----------------------|
+//! | 0           | 56   | segment header (see `segment::header`)  | creator, once        |
+//! | 64          | 8    | `top`: first never-allocated byte        | CAS by any allocator |
+//! | 72          | 8    | `root`: published blob (`idx:32|gen:32`) | swap by publisher    |
+//! | 80          | 8    | `used`: bytes in live blocks             | add/sub by any       |
+//! | 96          | 488  | free lists, one per class (`tag:32|idx:32`) | CAS by any        |
+//! | 4096        | …    | blocks                                   |                      |
+//!
+//! Each block starts with a 32-byte header, 32-byte aligned:
+//!
+//! | offset | size | field      | meaning                                                  |
+//! |--------|------|------------|----------------------------------------------------------|
+//! | 0      | 4    | `tag`      | `BLOCK_MAGIC | class`                                    |
+//! | 4      | 4    | `delta`    | payload offset minus block offset; 0 while free          |
+//! | 8      | 8    | `rc_gen`   | `generation:32 | refcount:32`; refcount 0 means free     |
+//! | 16     | 8    | `type`     | fingerprint of the payload's type                        |
+//! | 24     | 8    | `len_next` | payload length while allocated; next free block while free |
+//!
+//! A payload that needs more than 32-byte alignment starts further in; the 32 bytes before it
+//! then hold a forward header (`FORWARD_MAGIC`, `delta`) that leads back to the block header.
+//!
+//! # Concurrency and crashes
+//!
+//! Free lists are Treiber stacks whose head word carries a 32-bit tag bumped by every push and
+//! pop, so a stale head never succeeds a compare-exchange (ABA). Fresh blocks are carved from
+//! `top` with a compare-exchange. Every step is one atomic instruction on shared state, so a
+//! process killed at any point leaves the heap consistent; at worst the one block it was
+//! allocating or freeing is lost until the segment goes away.
+//!
+//! Reference counts live in the block: cloning a handle increments, dropping decrements, and
+//! the last drop frees. The generation is bumped on free, and re-attaching a handle from a
+//! token checks it, so a token for a freed (and possibly reused) block is
+//! [`Error::ObjectGone`](crate::Error::ObjectGone), never an alias. Every offset, tag and
+//! length read from the segment is validated before use; a failed check is
+//! [`Error::CorruptObject`](crate::Error::CorruptObject).
+//!
+//! # Safety
+//!
+//! The unsafe code here turns validated offsets into references to atomics inside the mapping.
+//! Invariants: every offset is checked to be in bounds and aligned for the atomic's type before
+//! the reference is made, and the mapping outlives the reference (it is borrowed from the
+//! `SegmentInner`, which owns the mapping).
+
+#![allow(unsafe_code)]
+#![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
+
+pub(crate) mod handle;
+pub(crate) mod size_class;
+
+use crate::error::{Error, Result};
+use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
+use crate::segment::SegmentInner;
+use crate::sys;
+use size_class::{Class, LARGE_CLASSES, SMALL};
+
+pub use handle::ObjectToken;
+pub(crate) use handle::ObjectRef;
+
+/// Fingerprint of this heap layout, recorded in the segment header.
+pub(crate) const HEAP_LAYOUT: u64 =
+    crate::fingerprint::start("shmproc::heap v1: 32-byte headers, 61 classes", 4096, 32);
+
+const TOP: u64 = 64;
+const ROOT: u64 = 72;
+const USED: u64 = 80;
+const LISTS: u64 = 96;
+const N_LISTS: usize = SMALL.len() + LARGE_CLASSES;
+/// The first byte of the first block.
+pub(crate) const DATA_START: u64 = 4096;
+/// Bytes of block header before every payload.
+pub(crate) const BLOCK_HEADER: u64 = 32;
+const BLOCK_MAGIC: u32 = 0x5348_4200;
+const FORWARD_MAGIC: u32 = 0x5348_46ff;
+const IDX_UNIT: u64 = 16;
+const RC_MASK: u64 = 0xffff_ffff;
+const RC_MAX: u64 = 0x7fff_ffff;
+
+/// Statistics of a heap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Bytes in live blocks (headers and rounding included).
+    pub used: u64,
+    /// Bytes ever carved from the segment (the high-water mark).
+    pub carved: u64,
+    /// Bytes the heap can hand out in all.
+    pub capacity: u64,
+}
+
+/// A view of the heap inside a segment.
+#[derive(Clone, Copy)]
+pub(crate) struct RawHeap<'a> {
+    seg: &'a SegmentInner,
+    page: u64,
+}
+
+/// A freshly allocated block.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Block {
+    pub(crate) block: u64,
+    pub(crate) payload: u64,
+    pub(crate) len: u64,
+    pub(crate) generation: u32,
+}
+
+/// Returns the first `n` words of a mapping as atomics.
+pub(crate) fn words(map: &sys::Mapping, n: usize) -> &[AtomicU64] {
+    let n = n.min(map.len() / 8);
+    let ptr = map.as_ptr().cast::<AtomicU64>();
+    // SAFETY: the mapping is page-aligned (so aligned for `AtomicU64`) and at least `n * 8`
+    // bytes long (clamped above); `AtomicU64` has the size and alignment of `u64` (std docs),
+    // every bit pattern is a valid `u64`, and all access goes through atomic operations, which
+    // are sound on memory shared with other processes. The slice borrows `map`, which keeps
+    // the memory mapped.
+    unsafe { core::slice::from_raw_parts(ptr, n) }
+}
+
+fn add(a: u64, b: u64) -> Result<u64> {
+    a.checked_add(b).ok_or(Error::CorruptObject {
+        reason: "offset overflow",
+    })
+}
+
+fn sub(a: u64, b: u64) -> Result<u64> {
+    a.checked_sub(b).ok_or(Error::CorruptObject {
+        reason: "offset underflow",
+    })
+}
+
+fn usize_of(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+impl<'a> RawHeap<'a> {
+    pub(crate) fn new(seg: &'a SegmentInner) -> Self {
+        RawHeap {
+            seg,
+            page: u64::try_from(sys::page_size()).unwrap_or(4096),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.seg.len()
+    }
+
+    /// Returns the atomic `u64` at `off`, after checking bounds and alignment.
+    fn u64_at(&self, off: u64) -> Result<&'a AtomicU64> {
+        let end = add(off, 8)?;
+        if off % 8 != 0 || end > self.len() {
+            return Err(Error::CorruptObject {
+                reason: "word offset out of bounds",
+            });
+        }
+        let ptr = self.seg.base().wrapping_add(usize_of(off)).cast::<AtomicU64>();
+        // SAFETY: `off + 8 <= len` keeps the word inside the mapping and `off % 8 == 0` (with
+        // a page-aligned base) aligns it for `AtomicU64`, which has `u64`'s size and alignment
+        // (std docs). Any bit pattern is a valid `u64`; other processes access the word only
+        // atomically. The reference borrows `self.seg`, which owns the mapping.
+        Ok(unsafe { &*ptr })
+    }
+
+    /// Returns the atomic `u32` at `off`, after checking bounds and alignment.
+    fn u32_at(&self, off: u64) -> Result<&'a AtomicU32> {
+        let end = add(off, 4)?;
+        if off % 4 != 0 || end > self.len() {
+            return Err(Error::CorruptObject {
+                reason: "word offset out of bounds",
+            });
+        }
+        let ptr = self.seg.base().wrapping_add(usize_of(off)).cast::<AtomicU32>();
+        // SAFETY: as in `u64_at`, for a 4-byte, 4-aligned word inside the mapping.
+        Ok(unsafe { &*ptr })
+    }
+
+    fn state(&self, off: u64) -> &'a AtomicU64 {
+        match self.u64_at(off) {
+            Ok(w) => w,
+            // The state words are below DATA_START, inside every valid segment.
+            Err(_) => unreachable!("heap state word {off} outside a checked segment"),
+        }
+    }
+
+    fn list(&self, class: Class) -> Result<&'a AtomicU64> {
+        let idx = u64::try_from(class.list_index()).unwrap_or(u64::MAX);
+        if class.list_index() >= N_LISTS {
+            return Err(Error::CorruptObject {
+                reason: "bad size class",
+            });
+        }
+        self.u64_at(add(LISTS, idx.saturating_mul(8))?)
+    }
+
+    /// Initializes the heap state of a new (zero-filled) segment.
+    pub(crate) fn init(&self) {
+        self.state(TOP).store(DATA_START, Ordering::Relaxed);
+    }
+
+    /// Checks the heap state of a segment being attached.
+    pub(crate) fn check_state(&self) -> Result<()> {
+        let top = self.state(TOP).load(Ordering::Acquire);
+        if !(DATA_START..=self.len()).contains(&top) {
+            return Err(Error::CorruptHeader {
+                reason: "heap top out of range",
+            });
+        }
+        Ok(())
+    }
+
+    /// Returns the heap's statistics.
+    pub(crate) fn stats(&self) -> HeapStats {
+        HeapStats {
+            used: self.state(USED).load(Ordering::Relaxed),
+            carved: self
+                .state(TOP)
+                .load(Ordering::Relaxed)
+                .saturating_sub(DATA_START),
+            capacity: self.len().saturating_sub(DATA_START),
+        }
+    }
+
+    /// Allocates a block whose payload holds `size` bytes aligned to `align`, typed `fp`.
+    ///
+    /// The payload's contents are unspecified (zero for fresh memory, old bytes for reused
+    /// blocks); the caller initializes them before publishing a handle.
+    pub(crate) fn alloc(&self, size: u64, align: u64, fp: u64) -> Result<Block> {
+        if !align.is_power_of_two() || align > self.page {
+            return Err(Error::InvalidSize {
+                reason: "alignment must be a power of two no larger than a page",
+            });
+        }
+        let head = align.max(BLOCK_HEADER);
+        let oom = Error::OutOfMemory {
+            requested: size,
+            capacity: self.len(),
+        };
+        let Some(need) = head.checked_add(size) else {
+            return Err(oom);
+        };
+        let Some(class) = Class::for_block(need, self.page) else {
+            return Err(oom);
+        };
+        let bsize = class.block_size(self.page).ok_or(Error::CorruptObject {
+            reason: "bad size class",
+        })?;
+        let block = match self.pop(class)? {
+            Some(b) => b,
+            None => self.carve(class, bsize).map_err(|_| oom)?,
+        };
+        let first = add(block, BLOCK_HEADER)?;
+        let payload = add(first, sub(first.next_multiple_of(align), first)?)?;
+        let delta = u32::try_from(sub(payload, block)?).map_err(|_| Error::CorruptObject {
+            reason: "payload delta too large",
+        })?;
+        let rc_gen = self.u64_at(add(block, 8)?)?;
+        let generation = match rc_gen.load(Ordering::Relaxed) >> 32 {
+            0 => 1,
+            g => u32::try_from(g).unwrap_or(1),
+        };
+        self.u32_at(block)?
+            .store(BLOCK_MAGIC | u32::from(class.0), Ordering::Relaxed);
+        self.u32_at(add(block, 4)?)?.store(delta, Ordering::Relaxed);
+        self.u64_at(add(block, 16)?)?.store(fp, Ordering::Relaxed);
+        self.u64_at(add(block, 24)?)?.store(size, Ordering::Relaxed);
+        if u64::from(delta) > BLOCK_HEADER {
+            let fwd = sub(payload, BLOCK_HEADER)?;
+            self.u32_at(add(fwd, 4)?)?.store(delta, Ordering::Relaxed);
+            self.u32_at(fwd)?.store(FORWARD_MAGIC, Ordering::Relaxed);
+        }
+        // Release: the header fields above are visible to whoever attaches after seeing rc 1.
+        rc_gen.store(u64::from(generation) << 32 | 1, Ordering::Release);
+        self.state(USED).fetch_add(bsize, Ordering::Relaxed);
+        Ok(Block {
+            block,
+            payload,
+            len: size,
+            generation,
+        })
+    }
+
+    fn carve(&self, class: Class, bsize: u64) -> Result<u64> {
+        let align = if class.is_large() {
+            self.page
+        } else {
+            BLOCK_HEADER
+        };
+        let top = self.state(TOP);
+        let mut cur = top.load(Ordering::Relaxed);
+        loop {
+            let start = cur.checked_next_multiple_of(align).ok_or(Error::OutOfMemory {
+                requested: bsize,
+                capacity: self.len(),
+            })?;
+            let end = start.checked_add(bsize).filter(|&e| e <= self.len()).ok_or(
+                Error::OutOfMemory {
+                    requested: bsize,
+                    capacity: self.len(),
+                },
+            )?;
+            // Relaxed: `top` only partitions address space; the block's contents are
+            // published by the Release store of its `rc_gen`.
+            match top.compare_exchange_weak(cur, end, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Ok(start),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn pop(&self, class: Class) -> Result<Option<u64>> {
+        let list = self.list(class)?;
+        let mut head = list.load(Ordering::Acquire);
+        loop {
+            let idx = head & RC_MASK;
+            if idx == 0 {
+                return Ok(None);
+            }
+            let block = idx.saturating_mul(IDX_UNIT);
+            self.check_block_offset(block)?;
+            let next = self.u64_at(add(block, 24)?)?.load(Ordering::Relaxed);
+            let tag = (head >> 32).wrapping_add(1) & RC_MASK;
+            let new = tag << 32 | (next & RC_MASK);
+            // Acquire on success: the popped block's header was written before its push.
+            match list.compare_exchange_weak(head, new, Ordering::Acquire, Ordering::Acquire) {
+                Ok(_) => return Ok(Some(block)),
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    fn push(&self, class: Class, block: u64) -> Result<()> {
+        let list = self.list(class)?;
+        let idx = block / IDX_UNIT;
+        let next = self.u64_at(add(block, 24)?)?;
+        let mut head = list.load(Ordering::Relaxed);
+        loop {
+            next.store(head & RC_MASK, Ordering::Relaxed);
+            let tag = (head >> 32).wrapping_add(1) & RC_MASK;
+            // Release: the `next` link and the freed header are visible to the popper.
+            match list.compare_exchange_weak(
+                head,
+                tag << 32 | idx,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    fn check_block_offset(&self, block: u64) -> Result<()> {
+        if block < DATA_START || block % BLOCK_HEADER != 0 || add(block, BLOCK_HEADER)? > self.len()
+        {
+            return Err(Error::CorruptObject {
+                reason: "block offset out of range",
+            });
+        }
+        Ok(())
+    }
+
+    /// Finds and checks the block that holds `payload`; returns (block, class size).
+    fn locate(&self, payload: u64) -> Result<(u64, u64)> {
+        if payload % BLOCK_HEADER != 0 || payload < add(DATA_START, BLOCK_HEADER)? {
+            return Err(Error::CorruptObject {
+                reason: "payload offset misaligned or out of range",
+            });
+        }
+        let before = sub(payload, BLOCK_HEADER)?;
+        let tag = self.u32_at(before)?.load(Ordering::Acquire);
+        let block = if tag == FORWARD_MAGIC {
+            let delta = self.u32_at(add(before, 4)?)?.load(Ordering::Relaxed);
+            sub(payload, u64::from(delta))?
+        } else {
+            before
+        };
+        self.check_block_offset(block)?;
+        let tag = self.u32_at(block)?.load(Ordering::Acquire);
+        if tag & 0xffff_ff00 != BLOCK_MAGIC {
+            return Err(Error::CorruptObject {
+                reason: "no block header before payload",
+            });
+        }
+        let class = Class(u8::try_from(tag & 0xff).unwrap_or(u8::MAX));
+        let bsize = class.block_size(self.page).ok_or(Error::CorruptObject {
+            reason: "bad size class",
+        })?;
+        if add(block, bsize)? > self.len() {
+            return Err(Error::CorruptObject {
+                reason: "block runs past the segment",
+            });
+        }
+        let delta = self.u32_at(add(block, 4)?)?.load(Ordering::Relaxed);
+        if add(block, u64::from(delta))? != payload {
+            return Err(Error::ObjectGone);
+        }
+        Ok((block, bsize))
+    }
+
+    /// Takes a new reference to the live block at `payload` with generation `generation` and
+    /// type `fp`; returns (block, payload length).
+    pub(crate) fn attach(
+        &self,
+        payload: u64,
+        generation: u32,
+        fp: u64,
+        expected: &'static str,
+    ) -> Result<(u64, u64)> {
+        let (block, bsize) = self.locate(payload)?;
+        let found = self.u64_at(add(block, 16)?)?.load(Ordering::Relaxed);
+        let len = self.u64_at(add(block, 24)?)?.load(Ordering::Relaxed);
+        let rc_gen = self.u64_at(add(block, 8)?)?;
+        let mut cur = rc_gen.load(Ordering::Relaxed);
+        loop {
+            let (g, rc) = (cur >> 32, cur & RC_MASK);
+            if g != u64::from(generation) || rc == 0 {
+                return Err(Error::ObjectGone);
+            }
+            if rc >= RC_MAX {
+                return Err(Error::CorruptObject {
+                    reason: "reference count overflow",
+                });
+            }
+            // Acquire on success pairs with the allocator's Release store of `rc_gen`: the
+            // header fields and the initialized payload are visible from here on.
+            match rc_gen.compare_exchange_weak(cur, add(cur, 1)?, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        let ok = found == fp && add(payload, len)? <= add(block, bsize)?;
+        if !ok {
+            self.release(block)?;
+            return Err(if found != fp {
+                Error::TypeMismatch { expected, found }
+            } else {
+                Error::CorruptObject {
+                    reason: "payload length past its block",
+                }
+            });
+        }
+        Ok((block, len))
+    }
+
+    /// Adds a reference to a block the caller already holds a reference to.
+    pub(crate) fn retain(&self, block: u64) -> Result<()> {
+        // Relaxed: as `Arc::clone`, a new reference is made from an existing one, which keeps
+        // the block alive; no data is published by the increment.
+        let old = self.u64_at(add(block, 8)?)?.fetch_add(1, Ordering::Relaxed);
+        if old & RC_MASK >= RC_MAX {
+            // As `Arc`: this many leaked references means the program is broken.
+            std::process::abort();
+        }
+        Ok(())
+    }
+
+    /// Drops a reference; frees the block when it was the last. Returns whether it freed.
+    pub(crate) fn release(&self, block: u64) -> Result<bool> {
+        let rc_gen = self.u64_at(add(block, 8)?)?;
+        // Release: this process's writes to the payload happen before the free (as `Arc`).
+        let old = rc_gen.fetch_sub(1, Ordering::Release);
+        match old & RC_MASK {
+            1 => {}
+            0 => {
+                // Undo: the count was already zero (double release or corruption).
+                rc_gen.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::CorruptObject {
+                    reason: "reference count already zero",
+                });
+            }
+            _ => return Ok(false),
+        }
+        // Acquire: every other process's last writes happen before the block is reused.
+        fence(Ordering::Acquire);
+        let next_gen = ((old >> 32).wrapping_add(1) & RC_MASK).max(1);
+        rc_gen.store(next_gen << 32, Ordering::Relaxed);
+        self.free_block(block)?;
+        Ok(true)
+    }
+
+    fn free_block(&self, block: u64) -> Result<()> {
+        let tag = self.u32_at(block)?.load(Ordering::Relaxed);
+        let class = Class(u8::try_from(tag & 0xff).unwrap_or(u8::MAX));
+        let bsize = class.block_size(self.page).ok_or(Error::CorruptObject {
+            reason: "bad size class",
+        })?;
+        let delta_w = self.u32_at(add(block, 4)?)?;
+        let delta = u64::from(delta_w.swap(0, Ordering::Relaxed));
+        if delta > BLOCK_HEADER {
+            let fwd = sub(add(block, delta)?, BLOCK_HEADER)?;
+            self.u32_at(fwd)?.store(0, Ordering::Relaxed);
+        }
+        if class.is_large() && bsize > self.page {
+            // Give every page but the header's back to the system.
+            let start = add(block, self.page)?;
+            let _ = sys::punch_hole(self.seg.fd(), start, sub(bsize, self.page)?);
+        }
+        self.state(USED).fetch_sub(bsize, Ordering::Relaxed);
+        self.push(class, block)
+    }
+
+    /// Returns a pointer to `payload` (already validated by `alloc` or `attach`).
+    pub(crate) fn ptr(&self, payload: u64) -> *mut u8 {
+        self.seg.base().wrapping_add(usize_of(payload))
+    }
+
+    /// Returns the atomic word that publishes the segment's root blob.
+    pub(crate) fn root_word(&self) -> &'a AtomicU64 {
+        self.state(ROOT)
+    }
+}

@@ -1,0 +1,377 @@
+//! `RawValue<T>` and `RawArray<T>`: shared memory without a lock, every element access one
+//! atomic load or store.
+//!
+//! # Safety
+//!
+//! Handles own a counted reference to a heap block of `len` elements, aligned to
+//! `size_of::<T>()` (allocated so, checked on attach) and initialized before the handle
+//! exists. Elements are only accessed through `atomic_elem`, so concurrent access from any
+//! process is never a data race, and no reference to the memory is ever handed out.
+
+#![allow(unsafe_code)]
+
+use super::Shareable;
+use super::array::{alloc_zeroed, elements};
+use super::atomic_elem::{self, assert_atomic};
+use crate::error::{Error, Result};
+use crate::heap::{ObjectRef, ObjectToken};
+use crate::segment::{Segment, registry};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::iter::FusedIterator;
+use std::marker::PhantomData;
+
+/// One `T` in shared memory with no lock (`multiprocessing.RawValue`).
+///
+/// Reads and writes are single atomic instructions, so they never tear, but a
+/// read-modify-write is not atomic: use [`Value`](crate::Value) for that. `T` must be 1, 2, 4
+/// or 8 bytes without padding (checked at compile time).
+///
+/// # Examples
+/// ```
+/// # fn main() -> shmproc::Result<()> {
+/// let v = shmproc::RawValue::new(7u64)?;
+/// v.set(8);
+/// assert_eq!(v.get(), 8);
+/// # Ok(()) }
+/// ```
+pub struct RawValue<T: Shareable> {
+    obj: ObjectRef,
+    _t: PhantomData<T>,
+}
+
+impl<T: Shareable> Clone for RawValue<T> {
+    fn clone(&self) -> Self {
+        RawValue {
+            obj: self.obj.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Shareable> fmt::Debug for RawValue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawValue")
+            .field("type", &T::TYPE_NAME)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Shareable> RawValue<T> {
+    /// Creates a value in the default heap.
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`]; errors creating the default heap.
+    pub fn new(value: T) -> Result<Self> {
+        Self::new_in(&registry::default_segment()?, value)
+    }
+
+    /// Creates a value in `segment`.
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`].
+    pub fn new_in(segment: &Segment, value: T) -> Result<Self> {
+        const { assert_atomic::<T>() };
+        let obj = alloc_zeroed::<T>(segment, 1, core::mem::size_of::<T>())?;
+        let v = RawValue {
+            obj,
+            _t: PhantomData,
+        };
+        v.set(value);
+        Ok(v)
+    }
+
+    /// Reads the value (one atomic load).
+    #[inline]
+    pub fn get(&self) -> T {
+        // SAFETY: the block holds one aligned element (module `# Safety`); `assert_atomic`
+        // held when the value was created or attached.
+        unsafe { atomic_elem::load(self.obj.ptr().cast::<T>()) }
+    }
+
+    /// Writes the value (one atomic store).
+    #[inline]
+    pub fn set(&self, value: T) {
+        // SAFETY: as in `get`.
+        unsafe { atomic_elem::store(self.obj.ptr().cast::<T>(), value) }
+    }
+
+    /// Returns the token this handle serializes to.
+    pub fn token(&self) -> ObjectToken {
+        self.obj.token()
+    }
+
+    /// Re-attaches a value from its token.
+    ///
+    /// # Errors
+    /// [`Error::TypeMismatch`], [`Error::ObjectGone`], [`Error::UnknownSegment`],
+    /// [`Error::CorruptObject`].
+    pub fn from_token(token: &ObjectToken) -> Result<Self> {
+        const { assert_atomic::<T>() };
+        let obj = ObjectRef::attach(token, T::FINGERPRINT, T::TYPE_NAME)?;
+        if elements::<T>(&obj)? != 1 || obj.ptr().align_offset(core::mem::size_of::<T>()) != 0 {
+            return Err(Error::CorruptObject {
+                reason: "raw value block has the wrong size or alignment",
+            });
+        }
+        Ok(RawValue {
+            obj,
+            _t: PhantomData,
+        })
+    }
+}
+
+impl<T: Shareable> Serialize for RawValue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.obj.serialize(s)
+    }
+}
+
+impl<'de, T: Shareable> Deserialize<'de> for RawValue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let tok = ObjectToken::deserialize(d)?;
+        RawValue::from_token(&tok).map_err(crate::codec::attach_error)
+    }
+}
+
+/// A fixed-length array of `T` in shared memory with no lock (`multiprocessing.RawArray`).
+///
+/// Each element read or write is one atomic instruction, so it never tears, and disjoint
+/// writers need no lock. `T` must be 1, 2, 4 or 8 bytes without padding (checked at compile
+/// time).
+///
+/// # Examples
+/// ```
+/// # fn main() -> shmproc::Result<()> {
+/// let a = shmproc::RawArray::<i32>::new(4)?;
+/// a.set(2, 5)?;
+/// assert_eq!(a.iter().sum::<i32>(), 5);
+/// assert_eq!(a.to_vec(), [0, 0, 5, 0]);
+/// # Ok(()) }
+/// ```
+pub struct RawArray<T: Shareable> {
+    obj: ObjectRef,
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: `ptr` points into the shared block owned by `obj` (which is `Send`); elements are
+// only accessed atomically, so handles may move between threads as the block may.
+unsafe impl<T: Shareable> Send for RawArray<T> {}
+// SAFETY: every method takes `&self` and accesses elements with atomic operations only.
+unsafe impl<T: Shareable> Sync for RawArray<T> {}
+
+impl<T: Shareable> Clone for RawArray<T> {
+    fn clone(&self) -> Self {
+        RawArray {
+            obj: self.obj.clone(),
+            ptr: self.ptr,
+            len: self.len,
+        }
+    }
+}
+
+impl<T: Shareable> fmt::Debug for RawArray<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawArray")
+            .field("type", &T::TYPE_NAME)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Shareable> RawArray<T> {
+    /// Creates an array of `len` zeros in the default heap.
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`], [`Error::InvalidSize`]; errors creating the default heap.
+    pub fn new(len: usize) -> Result<Self> {
+        Self::new_in(&registry::default_segment()?, len)
+    }
+
+    /// Creates an array of `len` zeros in `segment`.
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`], [`Error::InvalidSize`].
+    pub fn new_in(segment: &Segment, len: usize) -> Result<Self> {
+        const { assert_atomic::<T>() };
+        let obj = alloc_zeroed::<T>(segment, len, 64)?;
+        let ptr = obj.ptr().cast::<T>();
+        Ok(RawArray { obj, ptr, len })
+    }
+
+    /// Creates an array in the default heap holding a copy of `items`.
+    ///
+    /// # Errors
+    /// As for [`RawArray::new`].
+    pub fn from_slice(items: &[T]) -> Result<Self>
+    where
+        T: Copy,
+    {
+        Self::from_slice_in(&registry::default_segment()?, items)
+    }
+
+    /// Creates an array in `segment` holding a copy of `items`.
+    ///
+    /// # Errors
+    /// As for [`RawArray::new_in`].
+    pub fn from_slice_in(segment: &Segment, items: &[T]) -> Result<Self>
+    where
+        T: Copy,
+    {
+        let a = Self::new_in(segment, items.len())?;
+        for (i, &v) in items.iter().enumerate() {
+            // SAFETY: `i < len`: element `i` is inside the block (module `# Safety`).
+            unsafe { atomic_elem::store(a.ptr.add(i), v) };
+        }
+        Ok(a)
+    }
+
+    /// Returns the number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Returns whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Reads element `index` (one atomic load).
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfBounds`].
+    #[inline]
+    pub fn get(&self, index: usize) -> Result<T> {
+        if index >= self.len {
+            return Err(Error::IndexOutOfBounds {
+                index,
+                len: self.len,
+            });
+        }
+        // SAFETY: `index < len`: the element is inside the block (module `# Safety`).
+        Ok(unsafe { atomic_elem::load(self.ptr.add(index)) })
+    }
+
+    /// Writes element `index` (one atomic store).
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfBounds`].
+    #[inline]
+    pub fn set(&self, index: usize, value: T) -> Result<()> {
+        if index >= self.len {
+            return Err(Error::IndexOutOfBounds {
+                index,
+                len: self.len,
+            });
+        }
+        // SAFETY: `index < len`: the element is inside the block (module `# Safety`).
+        unsafe { atomic_elem::store(self.ptr.add(index), value) };
+        Ok(())
+    }
+
+    /// Returns an iterator over the elements, each read with one atomic load.
+    pub fn iter(&self) -> RawIter<'_, T> {
+        RawIter {
+            array: self,
+            front: 0,
+            back: self.len,
+        }
+    }
+
+    /// Copies the elements out (element by element; concurrent writers may interleave).
+    pub fn to_vec(&self) -> Vec<T> {
+        self.iter().collect()
+    }
+
+    /// Returns the segment the array lives in.
+    pub fn segment(&self) -> Segment {
+        self.obj.segment()
+    }
+
+    /// Returns the token this handle serializes to.
+    pub fn token(&self) -> ObjectToken {
+        self.obj.token()
+    }
+
+    /// Re-attaches an array from its token.
+    ///
+    /// # Errors
+    /// [`Error::TypeMismatch`], [`Error::ObjectGone`], [`Error::UnknownSegment`],
+    /// [`Error::CorruptObject`].
+    pub fn from_token(token: &ObjectToken) -> Result<Self> {
+        const { assert_atomic::<T>() };
+        let obj = ObjectRef::attach(token, T::FINGERPRINT, T::TYPE_NAME)?;
+        let len = elements::<T>(&obj)?;
+        if obj.ptr().align_offset(core::mem::size_of::<T>()) != 0 {
+            return Err(Error::CorruptObject {
+                reason: "raw array block misaligned",
+            });
+        }
+        let ptr = obj.ptr().cast::<T>();
+        Ok(RawArray { obj, ptr, len })
+    }
+}
+
+impl<'a, T: Shareable> IntoIterator for &'a RawArray<T> {
+    type Item = T;
+    type IntoIter = RawIter<'a, T>;
+    fn into_iter(self) -> RawIter<'a, T> {
+        self.iter()
+    }
+}
+
+/// Iterator over a [`RawArray`]'s elements, each read with one atomic load.
+#[derive(Debug)]
+pub struct RawIter<'a, T: Shareable> {
+    array: &'a RawArray<T>,
+    front: usize,
+    back: usize,
+}
+
+impl<T: Shareable> Iterator for RawIter<'_, T> {
+    type Item = T;
+
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        if self.front >= self.back {
+            return None;
+        }
+        // SAFETY: `front < back <= len`: the element is inside the block (module `# Safety`).
+        let v = unsafe { atomic_elem::load(self.array.ptr.add(self.front)) };
+        self.front += 1;
+        Some(v)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.back - self.front;
+        (n, Some(n))
+    }
+}
+
+impl<T: Shareable> DoubleEndedIterator for RawIter<'_, T> {
+    fn next_back(&mut self) -> Option<T> {
+        if self.front >= self.back {
+            return None;
+        }
+        self.back -= 1;
+        // SAFETY: `front <= back < len`: the element is inside the block.
+        Some(unsafe { atomic_elem::load(self.array.ptr.add(self.back)) })
+    }
+}
+
+impl<T: Shareable> ExactSizeIterator for RawIter<'_, T> {}
+impl<T: Shareable> FusedIterator for RawIter<'_, T> {}
+
+impl<T: Shareable> Serialize for RawArray<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.obj.serialize(s)
+    }
+}
+
+impl<'de, T: Shareable> Deserialize<'de> for RawArray<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let tok = ObjectToken::deserialize(d)?;
+        RawArray::from_token(&tok).map_err(crate::codec::attach_error)
+    }
+}

@@ -1,0 +1,297 @@
+//! `Lock`: a process-shared, robust, non-re-entrant lock.
+//!
+//! # Safety
+//!
+//! A `Lock` owns a counted reference to a heap block of at least 4 bytes, 4-aligned, typed
+//! `LOCK_FINGERPRINT` (checked by `alloc` or `attach`). The block stays allocated and mapped
+//! while the `Lock` lives, so the `&AtomicU32` made from its address is valid for `&self`.
+
+#![allow(unsafe_code)]
+
+use super::raw::{self, Acquired};
+use crate::error::{Error, LockResult, OwnerDied, Result};
+use crate::heap::{ObjectRef, ObjectToken};
+use crate::loom::AtomicU32;
+use crate::segment::{Segment, registry};
+use crate::sys::Deadline;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+pub(crate) const LOCK_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Lock", 4, 4);
+
+/// A lock shared between processes, like `multiprocessing.Lock`, that survives its holder's
+/// death.
+///
+/// It is a 4-byte futex word in shared memory: taking a free lock is one atomic instruction,
+/// and waiters sleep in the kernel. `Clone` gives another handle to the same lock; handles can
+/// be passed to child processes (they serialize to a token).
+///
+/// # Owner death
+///
+/// If the holder dies (even by `SIGKILL`), the next thread to acquire gets the lock together
+/// with [`OwnerDied`] (within about 50 ms of trying), like a poisoned `std::sync::Mutex`:
+/// the data the lock protects may be half-updated and is the caller's to check. The lock is
+/// then fully usable again.
+///
+/// # Differences from `multiprocessing.Lock`
+///
+/// The lock records which thread holds it, so only that thread may [`release`](Lock::release)
+/// it (Python lets any process release a `Lock`; here that is [`Error::NotOwner`]). Taking it
+/// twice from the same thread is a deadlock in Python; here [`lock`](Lock::lock) panics and the
+/// timed and `try_` forms report it as held.
+///
+/// # Examples
+/// ```
+/// # fn main() -> shmproc::Result<()> {
+/// let lock = shmproc::Lock::new()?;
+/// {
+///     let _guard = lock.lock()?;
+///     assert!(lock.is_locked());
+/// }
+/// assert!(!lock.is_locked());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Lock {
+    obj: ObjectRef,
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("locked", &self.is_locked())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lock {
+    /// Creates an unlocked lock in the default heap.
+    ///
+    /// # Errors
+    /// As for [`Lock::new_in`], and as for creating the default heap.
+    pub fn new() -> Result<Lock> {
+        Lock::new_in(&registry::default_segment()?)
+    }
+
+    /// Creates an unlocked lock in `segment`.
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] if the segment's heap is full.
+    pub fn new_in(segment: &Segment) -> Result<Lock> {
+        let obj = ObjectRef::alloc(segment, 4, 4, LOCK_FINGERPRINT)?;
+        let lock = Lock { obj };
+        lock.word().store(raw::UNLOCKED, crate::loom::Ordering::Release);
+        Ok(lock)
+    }
+
+    pub(crate) fn word(&self) -> &AtomicU32 {
+        let ptr = self.obj.ptr().cast::<AtomicU32>();
+        // SAFETY: see the module's `# Safety`: the block holds at least 4 bytes, 4-aligned
+        // (allocated with align 4, checked on attach), lives as long as `self.obj`, and is
+        // only accessed atomically; every bit pattern is a valid `u32`.
+        unsafe { &*ptr }
+    }
+
+    /// Acquires the lock, blocking until it is free, and returns a guard that releases it.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] (carrying the guard: the lock is held) if the previous holder died.
+    ///
+    /// # Panics
+    /// If the calling thread holds the lock already (that would deadlock; use `RLock`).
+    pub fn lock(&self) -> LockResult<LockGuard<'_>> {
+        if raw::try_lock(self.word()) {
+            return Ok(LockGuard::new(self));
+        }
+        assert!(
+            !raw::held_by_current_thread(self.word()),
+            "Lock::lock called by the thread that holds it; this would deadlock (use RLock)"
+        );
+        match raw::lock(self.word(), None) {
+            Acquired::OwnerDied(tid) => Err(OwnerDied::new(LockGuard::new(self), tid)),
+            _ => Ok(LockGuard::new(self)),
+        }
+    }
+
+    /// Acquires the lock if it is free now, without blocking.
+    ///
+    /// Returns `Ok(None)` if another thread or process holds it.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] with the guard if the holder had died (the lock is taken over).
+    pub fn try_lock(&self) -> Result<Option<LockGuard<'_>>, OwnerDied<LockGuard<'_>>> {
+        match raw::try_lock_or_take_over(self.word()) {
+            Some(Acquired::OwnerDied(tid)) => Err(OwnerDied::new(LockGuard::new(self), tid)),
+            Some(_) => Ok(Some(LockGuard::new(self))),
+            None => Ok(None),
+        }
+    }
+
+    /// Acquires the lock, waiting at most `timeout`; `Ok(None)` if it timed out.
+    ///
+    /// The deadline is on the monotonic clock; signals neither shorten nor extend the wait.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] with the guard if the previous holder died.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<LockGuard<'_>>, OwnerDied<LockGuard<'_>>> {
+        if raw::try_lock(self.word()) {
+            return Ok(Some(LockGuard::new(self)));
+        }
+        if raw::held_by_current_thread(self.word()) {
+            std::thread::sleep(timeout);
+            return Ok(None);
+        }
+        let deadline = Deadline::after(timeout);
+        match raw::lock(self.word(), Some(&deadline)) {
+            Acquired::Clean => Ok(Some(LockGuard::new(self))),
+            Acquired::OwnerDied(tid) => Err(OwnerDied::new(LockGuard::new(self), tid)),
+            Acquired::TimedOut => Ok(None),
+        }
+    }
+
+    /// Acquires the lock without a guard (Python's `acquire()`); pair with
+    /// [`release`](Lock::release).
+    ///
+    /// # Errors
+    /// [`OwnerDied`] if the previous holder died; the lock is held all the same.
+    ///
+    /// # Panics
+    /// If the calling thread holds the lock already.
+    pub fn acquire(&self) -> Result<(), OwnerDied<()>> {
+        self.lock()
+            .map(std::mem::forget)
+            .map_err(|e| OwnerDied::new((), forget_guard(e)))
+    }
+
+    /// Acquires the lock if it is free now; returns whether it was acquired.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] if the previous holder had died; the lock is held all the same.
+    pub fn try_acquire(&self) -> Result<bool, OwnerDied<()>> {
+        match self.try_lock() {
+            Ok(g) => Ok(g.map(std::mem::forget).is_some()),
+            Err(e) => Err(OwnerDied::new((), forget_guard(e))),
+        }
+    }
+
+    /// Acquires the lock, waiting at most `timeout`; returns whether it was acquired.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] if the previous holder died; the lock is held all the same.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, OwnerDied<()>> {
+        match self.lock_timeout(timeout) {
+            Ok(g) => Ok(g.map(std::mem::forget).is_some()),
+            Err(e) => Err(OwnerDied::new((), forget_guard(e))),
+        }
+    }
+
+    /// Releases a lock taken with [`acquire`](Lock::acquire) by the calling thread.
+    ///
+    /// # Errors
+    /// [`Error::NotOwner`] if the calling thread does not hold it.
+    pub fn release(&self) -> Result<()> {
+        if !raw::held_by_current_thread(self.word()) {
+            return Err(Error::NotOwner);
+        }
+        raw::unlock(self.word());
+        Ok(())
+    }
+
+    /// Returns whether any thread of any process holds the lock (a snapshot).
+    pub fn is_locked(&self) -> bool {
+        raw::is_locked(self.word())
+    }
+
+    /// Returns whether two handles refer to the same lock.
+    pub fn same_as(&self, other: &Lock) -> bool {
+        self.obj.same_object(&other.obj)
+    }
+
+    /// Returns the token this handle serializes to.
+    pub fn token(&self) -> ObjectToken {
+        self.obj.token()
+    }
+
+    /// Re-attaches a lock from its token.
+    ///
+    /// # Errors
+    /// [`Error::TypeMismatch`] if the token names something else; [`Error::ObjectGone`],
+    /// [`Error::UnknownSegment`], [`Error::CorruptObject`].
+    pub fn from_token(token: &ObjectToken) -> Result<Lock> {
+        let obj = ObjectRef::attach(token, LOCK_FINGERPRINT, "shmproc::Lock")?;
+        if obj.len() < 4 || obj.ptr().align_offset(4) != 0 {
+            return Err(Error::CorruptObject {
+                reason: "lock block too small or misaligned",
+            });
+        }
+        Ok(Lock { obj })
+    }
+
+    /// Returns the segment the lock lives in.
+    pub fn segment(&self) -> Segment {
+        self.obj.segment()
+    }
+}
+
+fn forget_guard(e: OwnerDied<LockGuard<'_>>) -> u32 {
+    let tid = e.tid();
+    std::mem::forget(e.into_inner());
+    tid
+}
+
+impl Serialize for Lock {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.obj.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Lock {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let tok = ObjectToken::deserialize(d)?;
+        Lock::from_token(&tok).map_err(crate::codec::attach_error)
+    }
+}
+
+/// Holds a [`Lock`]; releases it when dropped.
+///
+/// Not `Send`: the lock belongs to the thread that took it.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: sharing `&LockGuard` between threads gives access only to `&Lock`, which is `Sync`.
+unsafe impl Sync for LockGuard<'_> {}
+
+impl<'a> LockGuard<'a> {
+    fn new(lock: &'a Lock) -> Self {
+        LockGuard {
+            lock,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Returns the lock this guard holds.
+    pub fn lock(&self) -> &'a Lock {
+        self.lock
+    }
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard").finish_non_exhaustive()
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        raw::unlock(self.lock.word());
+    }
+}

@@ -1,0 +1,41 @@
+//! `memfd_create(name, MFD_CLOEXEC)`, `ftruncate`, `fstat` and `fallocate(PUNCH_HOLE)`.
+//!
+//! An anonymous memory file has no name in any file system, so nothing can be left behind in
+//! `/dev/shm` whichever process dies; it lives while a descriptor or a mapping refers to it.
+//! Descriptors are close-on-exec; a child that should inherit one is given it explicitly.
+//!
+//! # References
+//! - `memfd_create(2)`, `ftruncate(2)`, `fallocate(2)`
+
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{FallocateFlags, MemfdFlags};
+use std::io;
+
+/// Creates an anonymous, close-on-exec memory file of length zero.
+pub(crate) fn memfd_create(name: &str) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC)?)
+}
+
+/// Sets the length of a memory file (new bytes read as zero and use no memory until written).
+pub(crate) fn set_len(fd: impl AsFd, len: u64) -> io::Result<()> {
+    Ok(rustix::fs::ftruncate(fd, len)?)
+}
+
+/// Returns the length of a file.
+pub(crate) fn fd_len(fd: impl AsFd) -> io::Result<u64> {
+    let st = rustix::fs::fstat(fd)?;
+    u64::try_from(st.st_size).map_err(|_| io::Error::other("negative file size"))
+}
+
+/// Gives the pages of `[offset, offset + len)` back to the system; they read as zero after.
+pub(crate) fn punch_hole(fd: impl AsFd, offset: u64, len: u64) -> io::Result<()> {
+    let mode = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+    Ok(rustix::fs::fallocate(fd, mode, offset, len)?)
+}
+
+/// Returns the bytes of memory a file uses (`st_blocks * 512`).
+pub(crate) fn fd_blocks_bytes(fd: impl AsFd) -> io::Result<u64> {
+    let st = rustix::fs::fstat(fd)?;
+    let blocks = u64::try_from(st.st_blocks).map_err(|_| io::Error::other("negative blocks"))?;
+    Ok(blocks.saturating_mul(512))
+}

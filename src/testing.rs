@@ -1,0 +1,156 @@
+//! Test support: leak accounting and a fork helper for multi-process tests. Not public API.
+
+#![allow(clippy::print_stderr)]
+
+use std::collections::BTreeSet;
+
+/// Counts of resources that must not leak.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resources {
+    /// Open descriptors of this process.
+    pub fds: BTreeSet<i32>,
+    /// Entries in `/dev/shm` whose name starts with `shmproc`.
+    pub shm: BTreeSet<String>,
+    /// Child processes of this process (alive or zombie).
+    pub children: BTreeSet<i32>,
+}
+
+/// Takes a snapshot of this process's descriptors, `/dev/shm` entries and children.
+pub fn resources() -> Resources {
+    let fds = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let shm = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with("shmproc"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let pid = std::process::id();
+    let children = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|p| parent_of(*p) == Some(pid))
+                .collect()
+        })
+        .unwrap_or_default();
+    Resources { fds, shm, children }
+}
+
+fn parent_of(pid: i32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
+    stat.get(close + 2..)?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A child process made by [`fork`].
+#[derive(Debug)]
+pub struct Child {
+    pid: i32,
+    reaped: bool,
+}
+
+/// How a child ended: `Ok(code)` for an exit, `Err(signal)` when killed.
+pub type Ended = std::result::Result<i32, i32>;
+
+/// Forks a child that runs `f` and exits with its return value (101 if it panics).
+///
+/// For tests only: the child of a multi-threaded test harness may deadlock if it allocates
+/// while another thread held the allocator's lock at the fork. Tests that need more use
+/// `Process`.
+pub fn fork(f: impl FnOnce() -> i32) -> Child {
+    #[allow(unsafe_code)]
+    // SAFETY: the caller accepts the documented risk above; the child only runs `f` and then
+    // `_exit`s without returning into the test harness.
+    let forked = unsafe { crate::sys::fork::fork() };
+    match forked {
+        Ok(crate::sys::fork::Forked::Child) => {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
+            crate::sys::fork::exit_immediately(code)
+        }
+        Ok(crate::sys::fork::Forked::Parent(pid)) => Child { pid, reaped: false },
+        Err(e) => panic!("fork failed: {e}"),
+    }
+}
+
+impl Child {
+    /// Returns the child's pid.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Waits for the child and returns how it ended.
+    pub fn wait(&mut self) -> Ended {
+        self.reaped = true;
+        match crate::sys::fork::wait_pid(self.pid, false) {
+            Ok(Some(crate::sys::fork::ExitStatus::Exited(c))) => Ok(c),
+            Ok(Some(crate::sys::fork::ExitStatus::Signaled(s))) => Err(s),
+            other => panic!("waitpid({}) failed: {other:?}", self.pid),
+        }
+    }
+
+    /// Returns how the child ended if it has, without blocking.
+    pub fn try_wait(&mut self) -> Option<Ended> {
+        match crate::sys::fork::wait_pid(self.pid, true) {
+            Ok(Some(crate::sys::fork::ExitStatus::Exited(c))) => {
+                self.reaped = true;
+                Some(Ok(c))
+            }
+            Ok(Some(crate::sys::fork::ExitStatus::Signaled(s))) => {
+                self.reaped = true;
+                Some(Err(s))
+            }
+            _ => None,
+        }
+    }
+
+    /// Sends `SIGKILL` and reaps the child.
+    pub fn kill(&mut self) -> Ended {
+        let _ = crate::sys::fork::send_signal(self.pid, crate::sys::fork::SIGKILL);
+        self.wait()
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = crate::sys::fork::send_signal(self.pid, crate::sys::fork::SIGKILL);
+            let _ = crate::sys::fork::wait_pid(self.pid, false);
+        }
+    }
+}
+
+/// Fails the test if `f` takes longer than `limit`: kills this process (and so its test)
+/// with a message, so a hang fails fast instead of stalling the suite.
+pub fn watchdog<R>(limit: std::time::Duration, name: &str, f: impl FnOnce() -> R) -> R {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let name = name.to_owned();
+    let t = std::thread::spawn(move || {
+        if rx.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            eprintln!("watchdog: {name} still running after {limit:?}; aborting");
+            std::process::abort();
+        }
+    });
+    let r = f();
+    let _ = tx.send(());
+    let _ = t.join();
+    r
+}
+
+/// Runs `f` and asserts that it leaked no descriptor, `/dev/shm` entry or child process.
+///
+/// The default heap is created first, so its one descriptor is not counted as a leak.
+pub fn assert_no_leaks<R>(f: impl FnOnce() -> R) -> R {
+    let _ = crate::default_segment();
+    let before = resources();
+    let r = f();
+    let after = resources();
+    assert_eq!(before.fds, after.fds, "descriptors leaked");
+    assert_eq!(before.shm, after.shm, "/dev/shm entries leaked");
+    assert_eq!(before.children, after.children, "child processes leaked");
+    r
+}
