@@ -1,8 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
-#![deny(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links, rustdoc::bare_urls)]
+#![deny(
+    rustdoc::broken_intra_doc_links,
+    rustdoc::private_intra_doc_links,
+    rustdoc::bare_urls
+)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
-
 
 pub mod codec;
 mod error;

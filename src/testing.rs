@@ -44,7 +44,11 @@ pub fn resources() -> Resources {
 fn parent_of(pid: i32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let close = stat.rfind(')')?;
-    stat.get(close + 2..)?.split_whitespace().nth(1)?.parse().ok()
+    stat.get(close + 2..)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// A child process made by [`fork`].

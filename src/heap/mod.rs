@@ -62,8 +62,8 @@ use crate::segment::SegmentInner;
 use crate::sys;
 use size_class::{Class, LARGE_CLASSES, SMALL};
 
-pub use handle::ObjectToken;
 pub(crate) use handle::ObjectRef;
+pub use handle::ObjectToken;
 
 /// Fingerprint of this heap layout, recorded in the segment header.
 pub(crate) const HEAP_LAYOUT: u64 =
@@ -159,7 +159,11 @@ impl<'a> RawHeap<'a> {
                 reason: "word offset out of bounds",
             });
         }
-        let ptr = self.seg.base().wrapping_add(usize_of(off)).cast::<AtomicU64>();
+        let ptr = self
+            .seg
+            .base()
+            .wrapping_add(usize_of(off))
+            .cast::<AtomicU64>();
         // SAFETY: `off + 8 <= len` keeps the word inside the mapping and `off % 8 == 0` (with
         // a page-aligned base) aligns it for `AtomicU64`, which has `u64`'s size and alignment
         // (std docs). Any bit pattern is a valid `u64`; other processes access the word only
@@ -175,7 +179,11 @@ impl<'a> RawHeap<'a> {
                 reason: "word offset out of bounds",
             });
         }
-        let ptr = self.seg.base().wrapping_add(usize_of(off)).cast::<AtomicU32>();
+        let ptr = self
+            .seg
+            .base()
+            .wrapping_add(usize_of(off))
+            .cast::<AtomicU32>();
         // SAFETY: as in `u64_at`, for a 4-byte, 4-aligned word inside the mapping.
         Ok(unsafe { &*ptr })
     }
@@ -294,16 +302,19 @@ impl<'a> RawHeap<'a> {
         let top = self.state(TOP);
         let mut cur = top.load(Ordering::Relaxed);
         loop {
-            let start = cur.checked_next_multiple_of(align).ok_or(Error::OutOfMemory {
-                requested: bsize,
-                capacity: self.len(),
-            })?;
-            let end = start.checked_add(bsize).filter(|&e| e <= self.len()).ok_or(
-                Error::OutOfMemory {
+            let start = cur
+                .checked_next_multiple_of(align)
+                .ok_or(Error::OutOfMemory {
                     requested: bsize,
                     capacity: self.len(),
-                },
-            )?;
+                })?;
+            let end = start
+                .checked_add(bsize)
+                .filter(|&e| e <= self.len())
+                .ok_or(Error::OutOfMemory {
+                    requested: bsize,
+                    capacity: self.len(),
+                })?;
             // Relaxed: `top` only partitions address space; the block's contents are
             // published by the Release store of its `rc_gen`.
             match top.compare_exchange_weak(cur, end, Ordering::Relaxed, Ordering::Relaxed) {
@@ -429,8 +440,12 @@ impl<'a> RawHeap<'a> {
             }
             // Acquire on success pairs with the allocator's Release store of `rc_gen`: the
             // header fields and the initialized payload are visible from here on.
-            match rc_gen.compare_exchange_weak(cur, add(cur, 1)?, Ordering::Acquire, Ordering::Relaxed)
-            {
+            match rc_gen.compare_exchange_weak(
+                cur,
+                add(cur, 1)?,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => break,
                 Err(now) => cur = now,
             }

@@ -80,6 +80,10 @@ mod tests {
         }
         assert!(Class::for_block(1 << 62, page).is_none());
         assert!(Class(25).block_size(page).is_none());
-        assert!(Class(LARGE_BASE + LARGE_CLASSES as u8).block_size(page).is_none());
+        assert!(
+            Class(LARGE_BASE + LARGE_CLASSES as u8)
+                .block_size(page)
+                .is_none()
+        );
     }
 }

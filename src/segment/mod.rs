@@ -140,8 +140,10 @@ impl Segment {
         // A creator racing us may not have written its header yet: retry briefly.
         let deadline = sys::Deadline::after(std::time::Duration::from_millis(200));
         loop {
-            match Self::attach_fd(fd.try_clone().map_err(|e| Error::io("dup", e))?, Some(&name))
-            {
+            match Self::attach_fd(
+                fd.try_clone().map_err(|e| Error::io("dup", e))?,
+                Some(&name),
+            ) {
                 Err(Error::CorruptHeader { .. } | Error::SizeMismatch { .. })
                     if !deadline.has_passed() =>
                 {
@@ -174,7 +176,8 @@ impl Segment {
         let map_len = usize::try_from(actual).map_err(|_| Error::InvalidSize {
             reason: "segment larger than the address space",
         })?;
-        let map = sys::Mapping::map_shared(fd.as_fd(), map_len).map_err(|e| Error::io("mmap", e))?;
+        let map =
+            sys::Mapping::map_shared(fd.as_fd(), map_len).map_err(|e| Error::io("mmap", e))?;
         let header = Header::parse(
             &Header::load(header_words(&map)),
             actual,
@@ -201,7 +204,8 @@ impl Segment {
         let map_len = usize::try_from(len).map_err(|_| Error::InvalidSize {
             reason: "segment larger than the address space",
         })?;
-        let map = sys::Mapping::map_shared(fd.as_fd(), map_len).map_err(|e| Error::io("mmap", e))?;
+        let map =
+            sys::Mapping::map_shared(fd.as_fd(), map_len).map_err(|e| Error::io("mmap", e))?;
         let id = loop {
             let id = sys::random_u64();
             if id != 0 && registry::lookup(id).is_none() {
@@ -317,9 +321,10 @@ fn checked_len(len: u64) -> Result<u64> {
         });
     }
     let page = sys::page_size() as u64;
-    len.checked_next_multiple_of(page).ok_or(Error::InvalidSize {
-        reason: "segment length overflows",
-    })
+    len.checked_next_multiple_of(page)
+        .ok_or(Error::InvalidSize {
+            reason: "segment length overflows",
+        })
 }
 
 fn normalize_name(name: &str) -> Result<String> {

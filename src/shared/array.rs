@@ -74,7 +74,12 @@ pub(crate) fn alloc_zeroed<T: Shareable>(
     len: usize,
     align: usize,
 ) -> Result<ObjectRef> {
-    const { assert!(core::mem::size_of::<T>() > 0, "zero-sized types cannot be shared") };
+    const {
+        assert!(
+            core::mem::size_of::<T>() > 0,
+            "zero-sized types cannot be shared"
+        )
+    };
     let bytes = core::mem::size_of::<T>()
         .checked_mul(len)
         .ok_or(Error::InvalidSize {

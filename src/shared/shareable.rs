@@ -51,7 +51,9 @@ macro_rules! shareable_primitive {
     )*};
 }
 
-shareable_primitive!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64);
+shareable_primitive!(
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64
+);
 
 macro_rules! shareable_atomic {
     ($($t:ty),* $(,)?) => {$(

@@ -95,7 +95,12 @@ impl<T: Shareable> Value<T> {
     /// # Errors
     /// As for [`Value::new_in`].
     pub fn with_lock_in(segment: &Segment, value: T, lock: Lock) -> Result<Self> {
-        const { assert!(core::mem::size_of::<T>() > 0, "zero-sized types cannot be shared") };
+        const {
+            assert!(
+                core::mem::size_of::<T>() > 0,
+                "zero-sized types cannot be shared"
+            )
+        };
         let size = core::mem::size_of::<T>() as u64;
         let align = core::mem::align_of::<T>() as u64;
         let obj = ObjectRef::alloc(segment, size, align, T::FINGERPRINT)?;

@@ -82,7 +82,8 @@ impl Lock {
     pub fn new_in(segment: &Segment) -> Result<Lock> {
         let obj = ObjectRef::alloc(segment, 4, 4, LOCK_FINGERPRINT)?;
         let lock = Lock { obj };
-        lock.word().store(raw::UNLOCKED, crate::loom::Ordering::Release);
+        lock.word()
+            .store(raw::UNLOCKED, crate::loom::Ordering::Release);
         Ok(lock)
     }
 

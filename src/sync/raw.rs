@@ -90,7 +90,12 @@ fn lock_contended(word: &AtomicU32, deadline: Option<&Deadline>) -> Acquired {
             // Take it with WAITERS set: other sleepers may exist, and the next release must
             // wake one of them.
             if word
-                .compare_exchange(UNLOCKED, tid | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(
+                    UNLOCKED,
+                    tid | WAITERS,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
             {
                 return Acquired::Clean;

@@ -21,7 +21,10 @@ pub(crate) struct Mapping {
 impl Mapping {
     /// Maps the first `len` bytes of `fd`, shared and writable.
     pub(crate) fn map_shared(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
-        let raw = MmapOptions::new().len(len).no_reserve_swap().map_raw(fd.as_raw_fd())?;
+        let raw = MmapOptions::new()
+            .len(len)
+            .no_reserve_swap()
+            .map_raw(fd.as_raw_fd())?;
         Ok(Mapping { raw })
     }
 

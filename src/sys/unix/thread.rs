@@ -14,12 +14,11 @@
 //! - `gettid(2)`, `getrandom(2)`, `proc_pid_stat(5)`, `pthread_atfork(3)`
 
 #![allow(unsafe_code)]
-
 #![allow(clippy::disallowed_types)]
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Once;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 thread_local! {
     static TID: Cell<u32> = const { Cell::new(0) };
