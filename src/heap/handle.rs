@@ -5,6 +5,14 @@
 //! offset, generation and type fingerprint. Decoding a token in another process (or the same
 //! one) looks the segment up, checks the block and the type, and takes a new reference.
 
+//!
+//! # Safety
+//!
+//! The byte copies below read and write a block's payload through raw pointers: the block is
+//! live while the `ObjectRef` exists and holds `len` bytes, and byte blobs are written only
+//! before their token is published and never after, so the copies race with nothing.
+
+#![allow(unsafe_code)]
 #![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use super::RawHeap;
@@ -122,6 +130,36 @@ impl ObjectRef {
     /// Returns a pointer to the payload; valid while `self` lives.
     pub(crate) fn ptr(&self) -> *mut u8 {
         RawHeap::new(&self.seg).ptr(self.payload)
+    }
+
+    /// Fills the payload with `bytes` (at most the payload's length); only for a block that no
+    /// other process can see yet.
+    pub(crate) fn write_new_bytes(&self, bytes: &[u8]) {
+        let n = bytes
+            .len()
+            .min(usize::try_from(self.len).unwrap_or(usize::MAX));
+        // SAFETY: `n` is at most the payload's length, the payload is live while `self` is,
+        // and no other handle to this fresh block exists yet (module `# Safety`).
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr(), n) };
+    }
+
+    /// Copies the payload out; only for blobs that are immutable once published.
+    pub(crate) fn read_published_bytes(&self) -> Vec<u8> {
+        let n = usize::try_from(self.len).unwrap_or(0);
+        let mut out = vec![0u8; n];
+        // SAFETY: the payload holds `n` live bytes while `self` lives and is never written
+        // after publication (module `# Safety`); `out` has room for `n` bytes.
+        unsafe { core::ptr::copy_nonoverlapping(self.ptr(), out.as_mut_ptr(), n) };
+        out
+    }
+
+    /// Gives up this handle without releasing its reference (the count is now owned by
+    /// whatever recorded the token, such as a segment's root slot).
+    pub(crate) fn into_owned_token(mut self) -> ObjectToken {
+        let tok = self.token();
+        // No process has pid 0: the drop below releases the segment but not the count.
+        self.owner_pid = 0;
+        tok
     }
 
     /// Returns the payload length in bytes.

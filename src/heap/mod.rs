@@ -526,8 +526,15 @@ impl<'a> RawHeap<'a> {
         self.seg.base().wrapping_add(usize_of(payload))
     }
 
-    /// Returns the atomic word that publishes the segment's root blob.
+    /// Returns the atomic word that publishes the segment's root blob
+    /// (`payload / 32` in the low 32 bits, generation in the high 32; 0 = none).
     pub(crate) fn root_word(&self) -> &'a AtomicU64 {
         self.state(ROOT)
+    }
+
+    /// Drops the reference held for a payload (after validating it), e.g. an old root blob.
+    pub(crate) fn release_payload(&self, payload: u64) -> Result<bool> {
+        let (block, _) = self.locate(payload)?;
+        self.release(block)
     }
 }
