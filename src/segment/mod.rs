@@ -41,7 +41,8 @@ pub(crate) const MIN_SEGMENT_LEN: u64 = 8192;
 /// Anonymous segments ([`Segment::create`]) have no name anywhere: they vanish when the last
 /// process using them exits, however it exits. Named segments ([`Segment::create_named`]) are
 /// for unrelated processes, which find them with [`Segment::open`]; the creating process
-/// removes the name when its last handle is dropped.
+/// removes the name when its last handle is dropped, and if it dies first (even by `SIGKILL`)
+/// a small reaper process it started with its first named segment removes the name instead.
 #[derive(Clone)]
 pub struct Segment {
     pub(crate) inner: Arc<SegmentInner>,
@@ -95,8 +96,9 @@ impl Segment {
     /// Creates a named segment that unrelated processes can [`open`](Segment::open).
     ///
     /// The name is created exclusively with mode `0600` (owner read/write only). It is removed
-    /// when the last handle in the creating process is dropped; other processes keep their
-    /// mappings. Names follow `shm_open(3)`: an optional leading `/`, then 1 to 250 characters
+    /// when the last handle in the creating process is dropped, or when that process dies
+    /// (a reaper process, started with the first named segment, watches for that); other
+    /// processes keep their mappings. Names follow `shm_open(3)`: an optional leading `/`, then 1 to 250 characters
     /// without `/` or NUL.
     ///
     /// # Errors
@@ -112,13 +114,19 @@ impl Segment {
             }
             Err(e) => return Err(Error::io("shm_open", e)),
         };
+        if let Err(e) = sys::reaper::watch(&name) {
+            let _ = sys::shm_unlink(&name);
+            return Err(Error::io("start segment reaper", e));
+        }
         if let Err(e) = sys::set_len(&fd, len) {
             let _ = sys::shm_unlink(&name);
+            sys::reaper::unwatch(&name);
             return Err(Error::io("ftruncate", e));
         }
         let seg = Self::init_new(fd, len, Some(name.clone()));
         if seg.is_err() {
             let _ = sys::shm_unlink(&name);
+            sys::reaper::unwatch(&name);
         }
         seg
     }
@@ -366,6 +374,7 @@ impl Drop for SegmentInner {
         if self.owner && self.creator_pid == sys::current_pid() {
             if let Some(name) = &self.name {
                 let _ = sys::shm_unlink(name);
+                sys::reaper::unwatch(name);
             }
         }
     }

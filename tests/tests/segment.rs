@@ -103,3 +103,33 @@ fn value_token_attaches_only_as_its_own_type() {
         Err(Error::ObjectGone)
     ));
 }
+
+#[test]
+fn kill_owner_of_named_segment_leaves_no_dev_shm_entry() {
+    watchdog(LIMIT, "reaper", || {
+        use std::io::{BufRead, BufReader};
+        let name = unique("reaped");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peer"))
+            .args([&name, "create-and-hang"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn peer");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
+        assert_eq!(line.trim(), "created");
+        let path = format!("/dev/shm/{name}");
+        assert!(std::path::Path::new(&path).exists());
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        let start = std::time::Instant::now();
+        while std::path::Path::new(&path).exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{path} outlived its owner"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+}

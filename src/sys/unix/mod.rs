@@ -5,6 +5,7 @@ pub(crate) mod fork;
 pub(crate) mod futex;
 pub(crate) mod memfd;
 pub(crate) mod mmap;
+pub(crate) mod reaper;
 pub(crate) mod shm;
 pub(crate) mod thread;
 

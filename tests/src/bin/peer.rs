@@ -2,7 +2,8 @@
 //! `(Value<f64>, Array<i32>)`, and acts on it as the first argument says.
 //!
 //! Usage: `peer <segment-name> negate` — sets the value to 2.5 and negates every element;
-//! `peer <segment-name> open` — prints the `Debug` of the open error, or `ok`.
+//! `peer <segment-name> open` — prints the `Debug` of the open error, or `ok`;
+//! `peer <segment-name> create-and-hang` — creates the segment, prints `created`, sleeps.
 
 #![allow(clippy::print_stdout)]
 
@@ -14,6 +15,12 @@ fn main() {
         eprintln!("usage: peer <segment-name> negate|open");
         std::process::exit(2);
     };
+    if action == "create-and-hang" {
+        let _seg = Segment::create_named(&name, 1 << 16).expect("create");
+        println!("created");
+        std::thread::sleep(std::time::Duration::from_secs(600));
+        return;
+    }
     let seg = match Segment::open(&name) {
         Ok(s) => s,
         Err(e) => {
