@@ -179,7 +179,7 @@ impl Segment {
 
     fn attach_fd(fd: OwnedFd, name: Option<&str>) -> Result<Segment> {
         let actual = sys::fd_len(&fd).map_err(|e| Error::io("fstat", e))?;
-        if actual < MIN_SEGMENT_LEN || actual > MAX_SEGMENT_LEN {
+        if !(MIN_SEGMENT_LEN..=MAX_SEGMENT_LEN).contains(&actual) {
             return Err(Error::CorruptHeader {
                 reason: "segment size out of range",
             });
@@ -362,20 +362,17 @@ impl SegmentInner {
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
-
-    pub(crate) fn mapping(&self) -> &sys::Mapping {
-        &self.map
-    }
 }
 
 impl Drop for SegmentInner {
     fn drop(&mut self) {
         registry::unregister(self.id);
-        if self.owner && self.creator_pid == sys::current_pid() {
-            if let Some(name) = &self.name {
-                let _ = sys::shm_unlink(name);
-                sys::reaper::unwatch(name);
-            }
+        if self.owner
+            && self.creator_pid == sys::current_pid()
+            && let Some(name) = &self.name
+        {
+            let _ = sys::shm_unlink(name);
+            sys::reaper::unwatch(name);
         }
     }
 }

@@ -53,6 +53,7 @@ extern "C" fn forget_reaper_after_fork() {
 }
 
 /// Returns the pid of this process's reaper, if it has one.
+#[cfg_attr(not(feature = "test-support"), allow(dead_code))]
 pub(crate) fn reaper_pid() -> Option<i32> {
     match REAPER_PID.load(Ordering::Relaxed) {
         0 => None,
@@ -61,6 +62,7 @@ pub(crate) fn reaper_pid() -> Option<i32> {
 }
 
 /// Returns the descriptor this process uses to talk to its reaper, if any.
+#[cfg_attr(not(feature = "test-support"), allow(dead_code))]
 pub(crate) fn reaper_fd() -> Option<i32> {
     match WRITE_FD.load(Ordering::Relaxed) {
         -1 => None,
@@ -170,15 +172,14 @@ fn reaper_main(rd: i32, names: &mut [u8], lens: &mut [u8], inbuf: &mut [u8], pat
         unsafe { libc::signal(sig, libc::SIG_IGN) };
     }
     let mut filled = 0usize;
-    loop {
-        let Some(free) = inbuf.get_mut(filled..) else {
-            break;
-        };
+    while let Some(free) = inbuf.get_mut(filled..) {
         // SAFETY: `free` is a writable buffer of `free.len()` bytes.
         let n = unsafe { libc::read(rd, free.as_mut_ptr().cast(), free.len()) };
         if n < 0 {
-            // SAFETY: reads this thread's errno.
-            if unsafe { *libc::__errno_location() } == libc::EINTR {
+            // SAFETY: returns this thread's errno location; no other preconditions.
+            let errno = unsafe { libc::__errno_location() };
+            // SAFETY: the location is valid for the calling thread's lifetime.
+            if unsafe { errno.read() } == libc::EINTR {
                 continue;
             }
             break;
@@ -227,11 +228,11 @@ fn apply(op: u8, name: &[u8], names: &mut [u8], lens: &mut [u8]) {
     });
     match (op, found) {
         (b'A', None) => {
-            if let Some(i) = (0..MAX_NAMES).find(|&i| lens[i] == 0) {
-                if let Some(dst) = names.get_mut(slot_of(i)..slot_of(i) + name.len()) {
-                    dst.copy_from_slice(name);
-                    lens[i] = u8::try_from(name.len()).unwrap_or(0);
-                }
+            if let Some(i) = (0..MAX_NAMES).find(|&i| lens[i] == 0)
+                && let Some(dst) = names.get_mut(slot_of(i)..slot_of(i) + name.len())
+            {
+                dst.copy_from_slice(name);
+                lens[i] = u8::try_from(name.len()).unwrap_or(0);
             }
         }
         (b'R', Some(i)) => lens[i] = 0,
