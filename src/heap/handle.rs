@@ -49,6 +49,8 @@ pub struct ObjectToken {
 /// `fork` is not counted in the block, so it never releases: the parent's reference keeps the
 /// block alive, exactly as before the fork. A clone made in the child is counted anew.
 pub(crate) struct ObjectRef {
+    /// The payload's address in this process's mapping (cached: every access needs it).
+    ptr: *mut u8,
     owner_pid: u32,
     seg: Arc<SegmentInner>,
     block: u64,
@@ -73,6 +75,7 @@ impl ObjectRef {
     pub(crate) fn alloc(seg: &Segment, size: u64, align: u64, fp: u64) -> Result<ObjectRef> {
         let b = RawHeap::new(&seg.inner).alloc(size, align, fp)?;
         Ok(ObjectRef {
+            ptr: RawHeap::new(&seg.inner).ptr(b.payload),
             owner_pid: sys::current_pid(),
             seg: Arc::clone(&seg.inner),
             block: b.block,
@@ -106,6 +109,7 @@ impl ObjectRef {
         };
         let (block, len) = RawHeap::new(&seg).attach(tok.offset, tok.generation, fp, expected)?;
         Ok(ObjectRef {
+            ptr: RawHeap::new(&seg).ptr(tok.offset),
             owner_pid: sys::current_pid(),
             seg,
             block,
@@ -128,8 +132,9 @@ impl ObjectRef {
     }
 
     /// Returns a pointer to the payload; valid while `self` lives.
+    #[inline(always)]
     pub(crate) fn ptr(&self) -> *mut u8 {
-        RawHeap::new(&self.seg).ptr(self.payload)
+        self.ptr
     }
 
     /// Fills the payload with `bytes` (at most the payload's length); only for a block that no
@@ -180,12 +185,20 @@ impl ObjectRef {
     }
 }
 
+// SAFETY: `ptr` points into the mapping owned by `seg` (an `Arc` of a `Send + Sync` segment)
+// and is never dereferenced by `ObjectRef` itself; the handle types built on it access the
+// payload only atomically or under a lock, as their own `Send`/`Sync` reasoning states.
+unsafe impl Send for ObjectRef {}
+// SAFETY: as for `Send`: shared references expose only the pointer value and the token.
+unsafe impl Sync for ObjectRef {}
+
 impl Clone for ObjectRef {
     fn clone(&self) -> Self {
         // The block is live (we hold a reference), so retain cannot meet a bad offset; if the
         // segment were corrupted under us, the clone still owns a reference by construction.
         let _ = RawHeap::new(&self.seg).retain(self.block);
         ObjectRef {
+            ptr: self.ptr,
             owner_pid: sys::current_pid(),
             seg: Arc::clone(&self.seg),
             block: self.block,
