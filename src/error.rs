@@ -115,6 +115,18 @@ pub enum Error {
     /// A lock was released by a thread that does not hold it.
     #[error("lock released by a thread that does not hold it")]
     NotOwner,
+    /// A queue is full (from a `try_` operation).
+    #[error("queue is full")]
+    Full,
+    /// A queue is empty (from a `try_` operation).
+    #[error("queue is empty")]
+    Empty,
+    /// The object was closed; no more items can be put (or got, once drained).
+    #[error("closed")]
+    Closed,
+    /// `task_done` was called more times than items were put.
+    #[error("task_done called more times than items were put")]
+    TaskDoneTooMany,
     /// A value failed to serialize or deserialize.
     #[error("codec error: {reason}")]
     Codec {

@@ -12,6 +12,7 @@ mod error;
 mod fingerprint;
 mod heap;
 mod loom;
+mod queue;
 mod segment;
 mod shared;
 mod sync;
@@ -23,6 +24,7 @@ pub mod testing;
 
 pub use error::{Error, LockResult, OwnerDied, Result};
 pub use heap::{HeapStats, ObjectToken};
+pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
 pub use segment::Segment;
 pub use segment::registry::{default_segment, set_default_heap_size};
 pub use shared::{Array, ArrayGuard, RawArray, RawIter, RawValue, Shareable, Value, ValueGuard};
