@@ -89,10 +89,11 @@ impl RawQueue {
         deadline: Option<&Deadline>,
         block: bool,
     ) -> Result<()> {
-        let bytes = codec::to_bytes(value)?;
-        if bytes.len() <= ring::INLINE {
-            return self.put_payload(&Payload::Inline(&bytes), deadline, block);
+        let mut inline = [0u8; ring::INLINE];
+        if let Some(used) = codec::to_slice(value, &mut inline)? {
+            return self.put_payload(&Payload::Inline(used), deadline, block);
         }
+        let bytes = codec::to_bytes(value)?;
         let seg = self.obj.segment();
         let blob = ObjectRef::alloc(&seg, bytes.len() as u64, 64, BLOB_FINGERPRINT)?;
         blob.write_new_bytes(&bytes);
@@ -129,7 +130,7 @@ impl RawQueue {
             }
         };
         match taken {
-            Taken::Inline(bytes) => codec::from_bytes(&bytes),
+            Taken::Inline(buf, n) => codec::from_bytes(buf.get(..n).unwrap_or(&[])),
             Taken::External(offset, generation, _len) => {
                 let tok = ObjectToken {
                     segment: self.obj.segment().id(),

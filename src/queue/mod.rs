@@ -11,5 +11,4 @@
 pub(crate) mod handle;
 pub(crate) mod ring;
 
-
 pub use handle::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};

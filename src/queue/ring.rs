@@ -97,6 +97,36 @@ const SPIN: u32 = 64;
 const FIRST_SLICE: Duration = Duration::from_millis(1);
 const MAX_SLICE: Duration = Duration::from_millis(50);
 
+/// A bounded spin before sleeping: waking a sleeper on another core costs microseconds, so a
+/// waiter first polls for about as long (exponential pauses, then a few yields).
+struct Backoff {
+    step: u32,
+}
+
+impl Backoff {
+    const SPIN_STEPS: u32 = 10;
+    const YIELD_STEPS: u32 = 14;
+
+    fn new() -> Self {
+        Backoff { step: 0 }
+    }
+
+    /// Waits a little and returns `true`, or returns `false` when it is time to sleep.
+    fn spin(&mut self) -> bool {
+        if self.step < Self::SPIN_STEPS {
+            for _ in 0..(1u32 << self.step) {
+                core::hint::spin_loop();
+            }
+        } else if self.step < Self::YIELD_STEPS {
+            std::thread::yield_now();
+        } else {
+            return false;
+        }
+        self.step += 1;
+        true
+    }
+}
+
 /// Returns the bytes a ring of `capacity` slots needs.
 pub(crate) fn ring_bytes(capacity: u64) -> Option<u64> {
     capacity
@@ -132,8 +162,8 @@ pub(crate) enum Payload<'a> {
 /// What a message taken out of a slot is.
 #[derive(Debug)]
 pub(crate) enum Taken {
-    /// The bytes, copied out.
-    Inline(Vec<u8>),
+    /// The bytes, copied out (the first `n` of the buffer).
+    Inline([u8; INLINE], usize),
     /// A heap block the caller now owns the queue's reference to.
     External(u64, u32, u64),
 }
@@ -431,12 +461,12 @@ impl Ring {
                 reason: "queue slot length out of range",
             });
         }
-        let mut out = vec![0u8; n];
+        let mut out = [0u8; INLINE];
         let data = self.base.wrapping_add(off + 16);
         // SAFETY: this thread holds the slot in READING state (exclusive); `n <= INLINE`
-        // bytes lie in the slot's message area; `out` has room for `n` bytes.
+        // bytes lie in the slot's message area; `out` has room for `INLINE` bytes.
         unsafe { core::ptr::copy_nonoverlapping(data, out.as_mut_ptr(), n) };
-        Ok(Taken::Inline(out))
+        Ok(Taken::Inline(out, n))
     }
 
     /// Wakes a sleeper of `seq` if one announced itself.
@@ -476,9 +506,13 @@ impl Ring {
     /// Puts a message, waiting for room until `deadline` (forever if `None`).
     pub(crate) fn put(&self, msg: &Payload<'_>, deadline: Option<&Deadline>) -> Result<()> {
         let mut slice = FIRST_SLICE;
+        let mut backoff = Backoff::new();
         loop {
             if let Attempt::Done(()) = self.try_put(msg)? {
                 return Ok(());
+            }
+            if backoff.spin() {
+                continue;
             }
             let full = || self.len() >= self.capacity && !self.is_closed();
             if !self.sleep(NOT_FULL, deadline, slice, || !full()) {
@@ -494,9 +528,13 @@ impl Ring {
     /// Takes a message, waiting until `deadline` (forever if `None`).
     pub(crate) fn get(&self, deadline: Option<&Deadline>) -> Result<Taken> {
         let mut slice = FIRST_SLICE;
+        let mut backoff = Backoff::new();
         loop {
             if let Attempt::Done(t) = self.try_get()? {
                 return Ok(t);
+            }
+            if backoff.spin() {
+                continue;
             }
             if !self.sleep(NOT_EMPTY, deadline, slice, || {
                 self.len() > 0 || self.is_closed()
