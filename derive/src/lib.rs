@@ -23,6 +23,7 @@ use syn::{DeriveInput, parse_macro_input};
 /// and `RawArray` and shared between processes.
 ///
 /// ```
+/// # extern crate renamed_shmproc as shmproc;
 /// use shmproc::SharedStruct;
 /// use std::sync::atomic::AtomicU32;
 ///

@@ -22,7 +22,7 @@ struct Inner {
 #[repr(C, align(16))]
 struct Outer {
     inner: Inner,
-    r#type: [u64; 3],
+    r#type: [::core::primitive::u64; 3],
 }
 
 #[derive(SharedStruct)]
@@ -47,6 +47,12 @@ struct Option;
 struct Some;
 #[allow(non_camel_case_types, dead_code)]
 struct usize;
+#[allow(non_camel_case_types, dead_code)]
+struct u64;
+#[allow(non_camel_case_types, dead_code)]
+struct bool;
+#[allow(non_camel_case_types, dead_code)]
+struct str;
 #[allow(dead_code)]
 fn size_of() {}
 
@@ -57,9 +63,9 @@ fn derives_compile_without_prelude_and_with_a_renamed_crate() {
     const { ::core::assert!(!<Outer as Shareable>::PADDING_FREE) };
     const { ::core::assert!(<Tuple as Shareable>::PADDING_FREE) };
     const { ::core::assert!(<Unit as Shareable>::PADDING_FREE) };
-    const { ::core::assert!(<Wrapper<u64> as Shareable>::PADDING_FREE) };
+    const { ::core::assert!(<Wrapper<::core::primitive::u64> as Shareable>::PADDING_FREE) };
     ::core::assert_ne!(
-        <Wrapper<u64> as Shareable>::FINGERPRINT,
+        <Wrapper<::core::primitive::u64> as Shareable>::FINGERPRINT,
         <Wrapper<i64> as Shareable>::FINGERPRINT
     );
     ::core::assert_ne!(
