@@ -85,12 +85,14 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
     //   fingerprint (hence, through `repr(C)`, every offset); `PADDING_FREE` is true only if
     //   the fields' sizes add up to the struct's size and every field is padding-free.
     // `lib::derive` emits this only when `check::check` found no error.
+    // No `allow(unsafe_code)`: rustc does not apply `unsafe_code` to a derive's output, and an
+    // `allow` would be an error in a crate that says `#![forbid(unsafe_code)]` (ui test
+    // `pass/forbid_unsafe.rs`).
     quote! {
         #[allow(
             dead_code,
             non_camel_case_types,
             non_snake_case,
-            unsafe_code,
             unused_qualifications,
             clippy::all,
             clippy::pedantic,
