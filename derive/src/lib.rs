@@ -44,9 +44,11 @@ use syn::{DeriveInput, parse_macro_input};
 ///   types, and other `SharedStruct`s.
 /// - Generic structs with type and const parameters. Each type parameter gets a
 ///   `T: Shareable` bound, and the struct's fingerprint includes the fingerprints of the field
-///   types, so `Pair<u32>` and `Pair<i32>` never attach as each other. The layout checks of a
-///   generic struct run when its `FINGERPRINT` is first evaluated (every allocation and attach
-///   does so), not where the struct is defined.
+///   types, so `Pair<u32>` and `Pair<i32>` never attach as each other. Lifetime parameters
+///   are rejected. The `Drop` and layout assertions of a generic struct run when its
+///   `FINGERPRINT` is evaluated for concrete parameters, which every allocation and attach
+///   does during code generation (so `cargo build` reports them, `cargo check` does not);
+///   those of a non-generic struct run where it is defined.
 ///
 /// # Rejected, with a compile error at the offending item
 ///
