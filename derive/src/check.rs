@@ -104,7 +104,7 @@ fn check_type(cx: &Ctxt, ty: &Type) {
 }
 
 /// Whether `path` names the primitive `name`: `name`, or `{core,std}::primitive::name`.
-fn is_primitive(path: &syn::Path, name: &str) -> bool {
+pub(crate) fn is_primitive(path: &syn::Path, name: &str) -> bool {
     let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
     let last_is = path
         .segments

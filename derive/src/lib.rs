@@ -111,3 +111,79 @@ fn derive(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::derive;
+    use syn::parse_quote;
+
+    #[test]
+    fn every_error_is_reported_and_no_impl_is_emitted() {
+        let input = parse_quote! {
+            #[shmproc(nope)]
+            struct Bad<'a> {
+                name: &'a str,
+                done: bool,
+                at: *const u8,
+            }
+        };
+        let Err(errors) = derive(&input) else {
+            panic!("expected errors");
+        };
+        // Unknown option, missing repr(C), lifetime, reference, bool, pointer.
+        assert_eq!(errors.into_iter().count(), 6);
+        let Err(errors) = derive(&input) else {
+            panic!("expected errors");
+        };
+        let emitted = errors.into_compile_error().to_string();
+        assert!(!emitted.contains("unsafe"), "{emitted}");
+    }
+
+    #[test]
+    fn valid_struct_gets_one_unsafe_impl_inside_an_anonymous_const() {
+        let input = parse_quote! {
+            #[repr(C)]
+            struct Good {
+                x: u64,
+                y: [f32; 2],
+            }
+        };
+        let Ok(out) = derive(&input) else {
+            panic!("expected an impl");
+        };
+        let out = out.to_string();
+        assert!(out.starts_with("# [allow"), "{out}");
+        assert!(out.contains("const _ : () ="), "{out}");
+        assert_eq!(out.matches("unsafe impl").count(), 1, "{out}");
+        assert!(out.contains(":: shmproc :: Shareable for Good"), "{out}");
+    }
+
+    #[test]
+    fn crate_option_replaces_the_default_path() {
+        let input = parse_quote! {
+            #[repr(transparent)]
+            #[shmproc(crate = "my::reexport")]
+            struct Meters(f64);
+        };
+        let Ok(out) = derive(&input) else {
+            panic!("expected an impl");
+        };
+        let out = out.to_string();
+        assert!(
+            out.contains("my :: reexport :: Shareable for Meters"),
+            "{out}"
+        );
+        assert!(!out.contains(":: shmproc ::"), "{out}");
+    }
+
+    #[test]
+    fn primitives_are_recognised_only_by_their_real_paths() {
+        use crate::check::is_primitive;
+        assert!(is_primitive(&parse_quote!(bool), "bool"));
+        assert!(is_primitive(&parse_quote!(core::primitive::bool), "bool"));
+        assert!(is_primitive(&parse_quote!(std::primitive::char), "char"));
+        assert!(!is_primitive(&parse_quote!(my::bool), "bool"));
+        assert!(!is_primitive(&parse_quote!(::bool), "bool"));
+        assert!(!is_primitive(&parse_quote!(Wrapper<bool>), "bool"));
+    }
+}
