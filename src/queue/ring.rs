@@ -160,6 +160,8 @@ pub(crate) enum Payload<'a> {
 }
 
 /// What a message taken out of a slot is.
+// The inline variant is a stack buffer on purpose: a small message costs no heap allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Taken {
     /// The bytes, copied out (the first `n` of the buffer).
