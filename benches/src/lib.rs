@@ -13,9 +13,9 @@
 #![allow(clippy::disallowed_types)]
 
 use std::hint::{black_box, spin_loop};
-use std::thread::yield_now;
 use std::ptr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::thread::yield_now;
 
 /// Sums `buf` with one volatile load per element (the bare cost of reading shared memory).
 #[inline(never)]
@@ -112,25 +112,24 @@ impl SharedMap {
             )
         };
         assert!(p != libc::MAP_FAILED, "mmap failed");
-        SharedMap {
-            ptr: p.cast(),
-            len,
-        }
+        SharedMap { ptr: p.cast(), len }
     }
 
     /// The atomic `u64` at byte `offset` (8-byte aligned, inside the mapping).
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset % 8 == 0 && offset + 8 <= self.len);
+        assert!(offset.is_multiple_of(8) && offset + 8 <= self.len);
+        let p = self.ptr.wrapping_add(offset).cast::<AtomicU64>();
         // SAFETY: in bounds and aligned (checked above); the mapping is zero-initialized and
         // lives as long as `self`; all access to it goes through atomics.
-        unsafe { &*self.ptr.add(offset).cast::<AtomicU64>() }
+        unsafe { &*p }
     }
 
     /// The atomic `u32` at byte `offset` (4-byte aligned, inside the mapping).
     fn u32_at(&self, offset: usize) -> &AtomicU32 {
-        assert!(offset % 4 == 0 && offset + 4 <= self.len);
+        assert!(offset.is_multiple_of(4) && offset + 4 <= self.len);
+        let p = self.ptr.wrapping_add(offset).cast::<AtomicU32>();
         // SAFETY: as in `u64_at`.
-        unsafe { &*self.ptr.add(offset).cast::<AtomicU32>() }
+        unsafe { &*p }
     }
 }
 
@@ -310,9 +309,10 @@ impl Ring {
                     return;
                 }
                 let slot = SLOT0 + (t as usize % SLOTS) * MSG;
+                let src = base.wrapping_add(slot);
                 // SAFETY: the slot is inside the mapping, 64-byte aligned, and owned by the
                 // consumer until `tail` moves past it (acquire on `head` above).
-                unsafe { ptr::copy_nonoverlapping(base.add(slot), out.0.as_mut_ptr(), MSG) };
+                unsafe { ptr::copy_nonoverlapping(src, out.0.as_mut_ptr(), MSG) };
                 black_box(&mut out);
                 t += 1;
                 tail.store(t, Ordering::Release);
@@ -334,9 +334,10 @@ impl Ring {
             wait_until(|| self.head - tail.load(Ordering::Acquire) < SLOTS as u64);
             let slot = SLOT0 + (self.head as usize % SLOTS) * MSG;
             self.msg.0[0] = self.head as u8;
+            let dst = self.map.ptr.wrapping_add(slot);
             // SAFETY: the slot is inside the mapping, 64-byte aligned, and free (the consumer
             // released it: acquire on `tail` above).
-            unsafe { ptr::copy_nonoverlapping(self.msg.0.as_ptr(), self.map.ptr.add(slot), MSG) };
+            unsafe { ptr::copy_nonoverlapping(self.msg.0.as_ptr(), dst, MSG) };
             self.head += 1;
             head.store(self.head, Ordering::Release);
         }

@@ -22,7 +22,10 @@ pub(crate) fn draw(path: &Path, rows: &[Row], title: &str) -> Result<(), Box<dyn
     root.fill(&WHITE)?;
     let all = rows.iter().flat_map(|(_, p, l)| [*p, *l]).flatten();
     let (lo, hi) = all.fold((0.1f64, 10.0f64), |(lo, hi), r| (lo.min(r), hi.max(r)));
-    let (lo, hi) = (10f64.powf(lo.log10().floor()), 10f64.powf(hi.log10().ceil()));
+    let (lo, hi) = (
+        10f64.powf(lo.log10().floor()),
+        10f64.powf(hi.log10().ceil()),
+    );
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 18))
         .margin(12)

@@ -16,8 +16,20 @@ pub(crate) fn specs() -> Vec<Spec> {
         goal,
     };
     vec![
-        row("Condition, 2 processes", condition, "condition", Some(Limit::FutexWaits), Some(1.0)),
-        row("Condition managed by server", managed_condition, "managed_condition", None, None),
+        row(
+            "Condition, 2 processes",
+            condition,
+            "condition",
+            Some(Limit::FutexWaits),
+            Some(1.0),
+        ),
+        row(
+            "Condition managed by server",
+            managed_condition,
+            "managed_condition",
+            None,
+            None,
+        ),
     ]
 }
 

@@ -21,10 +21,20 @@ pub(crate) fn specs() -> Vec<Spec> {
     };
     vec![
         row("Lock, lock() guard", lock_guard, "lock", Some(0.5)),
-        row("Lock, acquire() + release()", lock_acquire_release, "lock", Some(0.5)),
+        row(
+            "Lock, acquire() + release()",
+            lock_acquire_release,
+            "lock",
+            Some(0.5),
+        ),
         row("RLock", rlock, "rlock", None),
         row("Lock managed by server", managed_lock, "managed_lock", None),
-        row("RLock managed by server", managed_rlock, "managed_rlock", None),
+        row(
+            "RLock managed by server",
+            managed_rlock,
+            "managed_rlock",
+            None,
+        ),
     ]
 }
 

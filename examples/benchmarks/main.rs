@@ -97,11 +97,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(f) = &args.only {
-        if !report::FAMILIES.iter().any(|(name, _)| name == f) {
-            eprintln!("benchmarks: unknown family {f:?}\n{USAGE}");
-            return ExitCode::FAILURE;
-        }
+    if let Some(f) = &args.only
+        && !report::FAMILIES.iter().any(|(name, _)| name == f)
+    {
+        eprintln!("benchmarks: unknown family {f:?}\n{USAGE}");
+        return ExitCode::FAILURE;
     }
     let started = Instant::now();
     let selected = |family: &str| args.only.as_deref().is_none_or(|f| f == family);
@@ -159,11 +159,15 @@ fn main() -> ExitCode {
             ok = false;
         }
     }
-    if let Some(path) = &args.svg {
-        if let Err(e) = chart::draw(path, &rows, &title) {
-            eprintln!("benchmarks: drawing {}: {e}", path.display());
-            ok = false;
-        }
+    if let Some(path) = &args.svg
+        && let Err(e) = chart::draw(path, &rows, &title)
+    {
+        eprintln!("benchmarks: drawing {}: {e}", path.display());
+        ok = false;
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -16,9 +16,27 @@ pub(crate) fn specs() -> Vec<Spec> {
         goal,
     };
     vec![
-        row("Queue, 1 -> 1 process", queue_1to1, "queue", Some(Limit::Ring), Some(0.5)),
-        row("Pipe, one way", pipe_one_way, "pipe", Some(Limit::Ring), Some(0.5)),
-        row("Queue managed by server", managed_queue, "managed_queue", None, None),
+        row(
+            "Queue, 1 -> 1 process",
+            queue_1to1,
+            "queue",
+            Some(Limit::Ring),
+            Some(0.5),
+        ),
+        row(
+            "Pipe, one way",
+            pipe_one_way,
+            "pipe",
+            Some(Limit::Ring),
+            Some(0.5),
+        ),
+        row(
+            "Queue managed by server",
+            managed_queue,
+            "managed_queue",
+            None,
+            None,
+        ),
     ]
 }
 

@@ -37,11 +37,7 @@ impl Python {
         if quick {
             cmd.arg("--quick");
         }
-        let out = match cmd
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-        {
+        let out = match cmd.stdin(Stdio::null()).stderr(Stdio::inherit()).output() {
             Ok(out) => out,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Python::Missing("no python3".into());

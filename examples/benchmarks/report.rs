@@ -11,13 +11,25 @@ use crate::row::{PyCell, Row, Unit};
 pub(crate) const FAMILIES: [(&str, &str); 9] = [
     ("sequence", "Integers retrieved from a sequence per second"),
     ("lock", "Acquires/releases of a lock per second"),
-    ("objects", "256-byte objects passed between processes per second"),
-    ("condition", "Interleaved waits/notifies per second on a condition, two processes"),
+    (
+        "objects",
+        "256-byte objects passed between processes per second",
+    ),
+    (
+        "condition",
+        "Interleaved waits/notifies per second on a condition, two processes",
+    ),
     ("pingpong", "Round trips between two processes per second"),
     ("spawn", "Processes started and joined per second"),
     ("pool", "Pool tasks per second"),
-    ("overhead", "Cost per operation beside the bare mechanism (ns/op, lower is better)"),
-    ("limit", "The machine's limits: bare mechanisms measured in this run"),
+    (
+        "overhead",
+        "Cost per operation beside the bare mechanism (ns/op, lower is better)",
+    ),
+    (
+        "limit",
+        "The machine's limits: bare mechanisms measured in this run",
+    ),
 ];
 
 /// A figure with an SI prefix (rates) or a time unit (ns/op).
@@ -86,16 +98,20 @@ pub(crate) fn table(rows: &[Row]) -> String {
         }
         let _ = writeln!(
             s,
-            "  {:<40} {:>11} {:>11} {:>9} {:>11} {:>8}  {:<13} {}",
-            "case", "shmproc", "Python", "×Python", "limit", "×limit", "goal", "unit"
+            "  {:<40} {:>11} {:>11} {:>9} {:>11} {:>8}  {:<13} unit",
+            "case", "shmproc", "Python", "×Python", "limit", "×limit", "goal"
         );
         for r in rows {
-            let shm = r.shmproc.map_or_else(|| "not yet".into(), |v| value(v, r.unit));
+            let shm = r
+                .shmproc
+                .map_or_else(|| "not yet".into(), |v| value(v, r.unit));
             let py = match &r.python {
                 PyCell::Value(v) => value(*v, r.unit),
                 PyCell::Missing(why) => why.clone(),
             };
-            let lim = r.limit.map_or_else(|| "—".into(), |(_, v)| value(v, r.unit));
+            let lim = r
+                .limit
+                .map_or_else(|| "—".into(), |(_, v)| value(v, r.unit));
             let rp = r.ratio_python().map_or_else(String::new, ratio);
             let rl = r.ratio_limit().map_or_else(String::new, ratio);
             let _ = writeln!(
@@ -123,16 +139,29 @@ fn goal(r: &Row) -> String {
 /// One line per goal: reached or missed (and by how much), or not measurable yet.
 pub(crate) fn goals(rows: &[Row]) -> String {
     let mut s = String::from("\nGoals (fraction of the bare mechanism measured in this run):\n");
-    for r in rows.iter().filter(|r| r.goal.is_some() && r.family != "overhead") {
+    for r in rows
+        .iter()
+        .filter(|r| r.goal.is_some() && r.family != "overhead")
+    {
         let (Some(g), Some((l, _))) = (r.goal, r.limit) else {
             continue;
         };
         let line = match r.ratio_limit() {
             Some(x) if x >= g => format!("met     {} ≥ {g}×", ratio(x)),
-            Some(x) => format!("MISSED  {} < {g}× (short by {:.0}%)", ratio(x), (1.0 - x / g) * 100.0),
+            Some(x) => format!(
+                "MISSED  {} < {g}× (short by {:.0}%)",
+                ratio(x),
+                (1.0 - x / g) * 100.0
+            ),
             None => "not yet".into(),
         };
-        let _ = writeln!(s, "  {:<10} {:<40} vs {:<38} {line}", r.family, r.case, l.name());
+        let _ = writeln!(
+            s,
+            "  {:<10} {:<40} vs {:<38} {line}",
+            r.family,
+            r.case,
+            l.name()
+        );
     }
     s
 }

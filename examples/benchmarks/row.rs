@@ -23,7 +23,7 @@ impl Unit {
     }
 
     /// Converts a rate (operations per second) into this unit.
-    fn from_rate(self, rate: f64) -> f64 {
+    fn convert_rate(self, rate: f64) -> f64 {
         match self {
             Unit::Rate(_) => rate,
             Unit::NsPerOp => 1e9 / rate,
@@ -91,14 +91,14 @@ impl Row {
     /// Measures `spec` (shmproc, then its limit) and looks up Python's figure.
     pub(crate) fn measure(spec: &Spec, ctx: &mut Ctx, python: &Python) -> Row {
         crate::measure::progress(&format!("{}: {}", spec.family, spec.case));
-        let shmproc = (spec.shmproc)(ctx).map(|r| spec.unit.from_rate(r));
+        let shmproc = (spec.shmproc)(ctx).map(|r| spec.unit.convert_rate(r));
         let limit = spec
             .limit
-            .map(|l| (l, spec.unit.from_rate(ctx.limit(l))));
+            .map(|l| (l, spec.unit.convert_rate(ctx.limit(l))));
         let python = match spec.python {
             None => PyCell::Missing("n/a".into()),
             Some(key) => match python.get(key) {
-                Ok(r) => PyCell::Value(spec.unit.from_rate(r)),
+                Ok(r) => PyCell::Value(spec.unit.convert_rate(r)),
                 Err(why) => PyCell::Missing(why),
             },
         };

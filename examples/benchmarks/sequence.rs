@@ -25,14 +25,50 @@ pub(crate) fn specs() -> Vec<Spec> {
         goal,
     };
     vec![
-        row("Vec<i32> / list, local", vec_sum, "list", Limit::Volatile, None),
-        row("RawArray<i32> iter()", raw_iter, "rawarray", Limit::Volatile, Some(0.8)),
-        row("RawArray<i32> get(i)", raw_get, "rawarray", Limit::Volatile, Some(0.8)),
-        row("Array<i32> get(i), lock per element", array_get, "array", Limit::SpinLoad, Some(0.5)),
-        row("Array<i32> lock() + slice, one lock", array_slice, "array_one_lock", Limit::Volatile, None),
+        row(
+            "Vec<i32> / list, local",
+            vec_sum,
+            "list",
+            Limit::Volatile,
+            None,
+        ),
+        row(
+            "RawArray<i32> iter()",
+            raw_iter,
+            "rawarray",
+            Limit::Volatile,
+            Some(0.8),
+        ),
+        row(
+            "RawArray<i32> get(i)",
+            raw_get,
+            "rawarray",
+            Limit::Volatile,
+            Some(0.8),
+        ),
+        row(
+            "Array<i32> get(i), lock per element",
+            array_get,
+            "array",
+            Limit::SpinLoad,
+            Some(0.5),
+        ),
+        row(
+            "Array<i32> lock() + slice, one lock",
+            array_slice,
+            "array_one_lock",
+            Limit::Volatile,
+            None,
+        ),
         Spec {
             limit: None,
-            ..row("managed list", managed_list, "managed_list", Limit::Volatile, None)
+            ..row(
+                "managed list",
+                managed_list,
+                "managed_list",
+                Limit::Volatile,
+                None,
+            )
         },
     ]
 }

@@ -16,9 +16,27 @@ pub(crate) fn specs() -> Vec<Spec> {
         goal,
     };
     vec![
-        row("Process start + join, spawn", start_spawn, "spawn", Limit::PosixSpawn, Some(0.8)),
-        row("Process start + join, fork", start_fork, "fork", Limit::Fork, Some(0.8)),
-        row("Process start + join, forkserver", start_forkserver, "forkserver", Limit::Fork, None),
+        row(
+            "Process start + join, spawn",
+            start_spawn,
+            "spawn",
+            Limit::PosixSpawn,
+            Some(0.8),
+        ),
+        row(
+            "Process start + join, fork",
+            start_fork,
+            "fork",
+            Limit::Fork,
+            Some(0.8),
+        ),
+        row(
+            "Process start + join, forkserver",
+            start_forkserver,
+            "forkserver",
+            Limit::Fork,
+            None,
+        ),
     ]
 }
 
