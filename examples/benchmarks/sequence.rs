@@ -109,7 +109,7 @@ pub(crate) fn raw_get(ctx: &mut Ctx) -> Option<f64> {
             for _ in 0..reps {
                 let a = black_box(&a);
                 let mut s = 0i64;
-                for i in 0..LEN {
+                for i in 0..a.len() {
                     s += i64::from(a.get(i).unwrap_or(0));
                 }
                 black_box(s);
@@ -126,7 +126,7 @@ pub(crate) fn array_get(ctx: &mut Ctx) -> Option<f64> {
             for _ in 0..reps {
                 let a = black_box(&a);
                 let mut s = 0i64;
-                for i in 0..LEN {
+                for i in 0..a.len() {
                     s += i64::from(a.get(i).unwrap_or(0));
                 }
                 black_box(s);
