@@ -1,5 +1,6 @@
 //! `lock/<operation>/uncontended`: one acquire + release of shmproc's `Lock` beside a bare
-//! spinlock (CAS + release store) and `std::sync::Mutex`, in one group.
+//! spinlock (CAS + release store), a bare CAS + swap lock (the uncontended path of any futex
+//! mutex that detects sleepers on release) and `std::sync::Mutex`, in one group.
 
 use std::hint::black_box;
 use std::sync::Mutex;
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use shmproc::Lock;
-use shmproc_benches::SpinLock;
+use shmproc_benches::{CasSwapLock, SpinLock};
 
 fn lock(c: &mut Criterion) {
     let mut g = c.benchmark_group("lock");
@@ -19,6 +20,14 @@ fn lock(c: &mut Criterion) {
             let s = black_box(&spin);
             s.lock();
             s.unlock();
+        });
+    });
+    let cas_swap = CasSwapLock::new();
+    g.bench_function("bare_cas_swap_lock/uncontended", |b| {
+        b.iter(|| {
+            let s = black_box(&cas_swap);
+            s.lock();
+            s.unlock()
         });
     });
     let mutex = Mutex::new(0u64);

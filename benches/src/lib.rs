@@ -63,6 +63,42 @@ impl SpinLock {
     }
 }
 
+/// The uncontended path of a futex mutex that must learn on release whether anyone sleeps
+/// (as `std::sync::Mutex` and shmproc's `Lock` do): a CAS to acquire and an atomic swap to
+/// release, i.e. two locked read-modify-writes where the bare spinlock has one.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct CasSwapLock {
+    word: AtomicU32,
+}
+
+impl CasSwapLock {
+    /// An unlocked lock.
+    pub const fn new() -> Self {
+        CasSwapLock {
+            word: AtomicU32::new(0),
+        }
+    }
+
+    /// Spins until the lock is taken (CAS 0 -> 1).
+    #[inline]
+    pub fn lock(&self) {
+        while self
+            .word
+            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            spin_loop();
+        }
+    }
+
+    /// Releases with a swap and reports whether a waiter bit was set.
+    #[inline]
+    pub fn unlock(&self) -> bool {
+        self.word.swap(0, Ordering::Release) & 0x8000_0000 != 0
+    }
+}
+
 /// Takes and releases `lock` `n` times (uncontended).
 #[inline(never)]
 pub fn spin_cycles(lock: &SpinLock, n: u64) {

@@ -29,6 +29,7 @@ pub(crate) fn draw(path: &Path, rows: &[Row], title: &str) -> Result<(), Box<dyn
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 18))
         .margin(12)
+        .margin_right(40)
         .x_label_area_size(40)
         .y_label_area_size(300)
         .build_cartesian_2d((lo..hi).log_scale(), 0f64..n as f64)?;

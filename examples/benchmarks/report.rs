@@ -157,7 +157,7 @@ pub(crate) fn goals(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             s,
-            "  {:<10} {:<40} vs {:<38} {line}",
+            "  {:<10} {:<38} vs {:<45} {line}",
             r.family,
             r.case,
             l.name()
