@@ -25,7 +25,7 @@ impl Config {
             }
         } else {
             Config {
-                min_time: Duration::from_millis(300),
+                min_time: Duration::from_millis(500),
                 runs: 7,
             }
         }
