@@ -1,7 +1,7 @@
 //! "Number of interleaved waits/notifies per sec on a condition variable by two processes".
 
 use crate::limits::Limit;
-use crate::measure::Ctx;
+use crate::measure::Workload;
 use crate::row::{Spec, Unit};
 
 /// The rows of this family.
@@ -34,11 +34,11 @@ pub(crate) fn specs() -> Vec<Spec> {
 }
 
 /// `Condition`: this process and a child alternate notify + wait; counts waits (2 per round).
-pub(crate) fn condition(_ctx: &mut Ctx) -> Option<f64> {
+pub(crate) fn condition() -> Option<Workload> {
     None // not yet: fill in when Condition and Process exist.
 }
 
 /// The same through a condition held by a manager process.
-pub(crate) fn managed_condition(_ctx: &mut Ctx) -> Option<f64> {
+pub(crate) fn managed_condition() -> Option<Workload> {
     None // not yet: fill in when managers exist.
 }

@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use crate::bare;
-use crate::measure::{Config, rate};
+use crate::measure::Workload;
 use crate::sequence::LEN;
 
 /// One bare mechanism.
@@ -70,20 +70,12 @@ impl Limit {
         }
     }
 
-    /// A limit computed from another one (base, factor) rather than measured.
-    pub(crate) fn derived_from(self) -> Option<(Limit, f64)> {
-        match self {
-            Limit::FutexWaits => Some((Limit::FutexRoundTrip, 2.0)),
-            _ => None,
-        }
-    }
-
-    /// Measures the limit (operations per second).
-    pub(crate) fn measure(self, cfg: &Config) -> f64 {
+    /// The bare workload (its rate is the limit).
+    pub(crate) fn workload(self) -> Workload {
         match self {
             Limit::Volatile => {
                 let buf: Vec<i32> = (0..LEN as i32).collect();
-                rate(cfg, LEN as u64, |reps| {
+                Workload::new(LEN as u64, move |reps| {
                     for _ in 0..reps {
                         black_box(bare::volatile_sum(black_box(&buf)));
                     }
@@ -91,12 +83,12 @@ impl Limit {
             }
             Limit::Spinlock => {
                 let lock = bare::SpinLock::new();
-                rate(cfg, 1, |reps| bare::spin_cycles(&lock, reps))
+                Workload::new(1, move |reps| bare::spin_cycles(&lock, reps))
             }
             Limit::SpinLoad => {
                 let buf: Vec<i32> = (0..LEN as i32).collect();
                 let lock = bare::SpinLock::new();
-                rate(cfg, LEN as u64, |reps| {
+                Workload::new(LEN as u64, move |reps| {
                     for _ in 0..reps {
                         black_box(bare::spin_load_sum(&lock, black_box(&buf)));
                     }
@@ -104,22 +96,24 @@ impl Limit {
             }
             Limit::FutexRoundTrip | Limit::FutexWaits => {
                 let pp = bare::FutexPingPong::new();
-                rate(cfg, 1, |reps| pp.round_trips(reps))
+                // Each round trip is one wait on each side.
+                let per = if self == Limit::FutexWaits { 2 } else { 1 };
+                Workload::new(per, move |reps| pp.round_trips(reps))
             }
             Limit::Ring => {
                 let mut ring = bare::Ring::new();
-                rate(cfg, 1, |reps| ring.send(reps))
+                Workload::new(1, move |reps| ring.send(reps))
             }
             Limit::PipeRoundTrip => {
                 let pp = bare::PipePingPong::new();
-                rate(cfg, 1, |reps| pp.round_trips(reps))
+                Workload::new(1, move |reps| pp.round_trips(reps))
             }
-            Limit::PosixSpawn => rate(cfg, 1, |reps| {
+            Limit::PosixSpawn => Workload::new(1, |reps| {
                 for _ in 0..reps {
                     bare::posix_spawn_true();
                 }
             }),
-            Limit::Fork => rate(cfg, 1, |reps| {
+            Limit::Fork => Workload::new(1, |reps| {
                 for _ in 0..reps {
                     bare::fork_exit_wait();
                 }

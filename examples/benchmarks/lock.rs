@@ -5,7 +5,7 @@ use std::hint::black_box;
 use shmproc::Lock;
 
 use crate::limits::Limit;
-use crate::measure::{Ctx, rate};
+use crate::measure::Workload;
 use crate::row::{Spec, Unit};
 
 /// The rows of this family.
@@ -39,42 +39,38 @@ pub(crate) fn specs() -> Vec<Spec> {
 }
 
 /// `Lock::lock()` and dropping the guard.
-pub(crate) fn lock_guard(ctx: &mut Ctx) -> Option<f64> {
-    ctx.measure("lock/guard", |cfg| {
-        let lock = Lock::new().expect("Lock");
-        Some(rate(cfg, 1, |reps| {
-            for _ in 0..reps {
-                drop(black_box(&lock).lock());
-            }
-        }))
-    })
+pub(crate) fn lock_guard() -> Option<Workload> {
+    let lock = Lock::new().expect("Lock");
+    Some(Workload::new(1, move |reps| {
+        for _ in 0..reps {
+            drop(black_box(&lock).lock());
+        }
+    }))
 }
 
 /// `Lock::acquire()` + `Lock::release()`.
-pub(crate) fn lock_acquire_release(ctx: &mut Ctx) -> Option<f64> {
-    ctx.measure("lock/acquire_release", |cfg| {
-        let lock = Lock::new().expect("Lock");
-        Some(rate(cfg, 1, |reps| {
-            for _ in 0..reps {
-                let l = black_box(&lock);
-                let _ = l.acquire();
-                let _ = l.release();
-            }
-        }))
-    })
+pub(crate) fn lock_acquire_release() -> Option<Workload> {
+    let lock = Lock::new().expect("Lock");
+    Some(Workload::new(1, move |reps| {
+        for _ in 0..reps {
+            let l = black_box(&lock);
+            let _ = l.acquire();
+            let _ = l.release();
+        }
+    }))
 }
 
 /// `RLock` acquire + release.
-pub(crate) fn rlock(_ctx: &mut Ctx) -> Option<f64> {
+pub(crate) fn rlock() -> Option<Workload> {
     None // not yet: fill in when RLock exists.
 }
 
 /// A lock held by a manager process, acquire + release.
-pub(crate) fn managed_lock(_ctx: &mut Ctx) -> Option<f64> {
+pub(crate) fn managed_lock() -> Option<Workload> {
     None // not yet: fill in when managers exist.
 }
 
 /// An RLock held by a manager process, acquire + release.
-pub(crate) fn managed_rlock(_ctx: &mut Ctx) -> Option<f64> {
+pub(crate) fn managed_rlock() -> Option<Workload> {
     None // not yet: fill in when managers exist.
 }

@@ -143,7 +143,9 @@ fn main() -> ExitCode {
         None => println!("Python: {}", python.get("").err().unwrap_or_default()),
     }
     println!(
-        "Method: each workload repeated for at least {:?}, median of {} runs (Python: same method).",
+        "Method: each workload repeated for at least {:?}, median of {} runs (Python: same method);\n\
+         a shmproc row and its limit are measured alternately run by run (the limit column is that\n\
+         pairing's median; the machine-limits table shows each limit's first measurement).",
         ctx.cfg.min_time, ctx.cfg.runs
     );
     print!("{}", report::table(&rows));

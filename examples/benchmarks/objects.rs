@@ -1,7 +1,7 @@
 //! "Number of 256 byte objects passed between processes per sec".
 
 use crate::limits::Limit;
-use crate::measure::Ctx;
+use crate::measure::Workload;
 use crate::row::{Spec, Unit};
 
 /// The rows of this family.
@@ -41,16 +41,16 @@ pub(crate) fn specs() -> Vec<Spec> {
 }
 
 /// `Queue`: a child puts 256-byte objects, this process gets them.
-pub(crate) fn queue_1to1(_ctx: &mut Ctx) -> Option<f64> {
+pub(crate) fn queue_1to1() -> Option<Workload> {
     None // not yet: fill in when Queue and Process exist.
 }
 
 /// `Pipe`: a child sends 256-byte objects one way, this process receives them.
-pub(crate) fn pipe_one_way(_ctx: &mut Ctx) -> Option<f64> {
+pub(crate) fn pipe_one_way() -> Option<Workload> {
     None // not yet: fill in when Pipe and Process exist.
 }
 
 /// A queue held by a manager process: a child puts, this process gets.
-pub(crate) fn managed_queue(_ctx: &mut Ctx) -> Option<f64> {
+pub(crate) fn managed_queue() -> Option<Workload> {
     None // not yet: fill in when managers exist.
 }

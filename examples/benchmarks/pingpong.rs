@@ -1,7 +1,7 @@
 //! Round trips between two processes.
 
 use crate::limits::Limit;
-use crate::measure::Ctx;
+use crate::measure::Workload;
 use crate::row::{Spec, Unit};
 
 /// The rows of this family.
@@ -18,6 +18,6 @@ pub(crate) fn specs() -> Vec<Spec> {
 }
 
 /// `Pipe`: this process sends a small object, a child echoes it back.
-pub(crate) fn pipe_round_trip(_ctx: &mut Ctx) -> Option<f64> {
+pub(crate) fn pipe_round_trip() -> Option<Workload> {
     None // not yet: fill in when Pipe and Process exist.
 }

@@ -1,6 +1,6 @@
 //! Pool map throughput.
 
-use crate::measure::Ctx;
+use crate::measure::Workload;
 use crate::row::{Spec, Unit};
 
 /// The rows of this family.
@@ -17,6 +17,6 @@ pub(crate) fn specs() -> Vec<Spec> {
 }
 
 /// `Pool::map` of a trivial function over integers with 2 workers.
-pub(crate) fn pool_map(_ctx: &mut Ctx) -> Option<f64> {
+pub(crate) fn pool_map() -> Option<Workload> {
     None // not yet: fill in when Pool exists.
 }

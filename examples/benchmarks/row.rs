@@ -1,7 +1,7 @@
 //! Rows: what each row measures (`Spec`) and what it measured (`Row`).
 
 use crate::limits::Limit;
-use crate::measure::Ctx;
+use crate::measure::{Ctx, Workload};
 use crate::python::Python;
 
 /// How a row's figures are expressed.
@@ -48,9 +48,9 @@ pub(crate) struct Spec {
     pub(crate) case: &'static str,
     /// The unit of all three figures.
     pub(crate) unit: Unit,
-    /// shmproc's figure as a rate in operations per second; `None` while the capability does
+    /// shmproc's workload (its rate is shmproc's figure); `None` while the capability does
     /// not exist yet.
-    pub(crate) shmproc: fn(&mut Ctx) -> Option<f64>,
+    pub(crate) shmproc: fn() -> Option<Workload>,
     /// The key of the same workload in `scripts/bench_multiprocessing.py`'s output.
     pub(crate) python: Option<&'static str>,
     /// The bare mechanism this row is compared with.
@@ -91,10 +91,12 @@ impl Row {
     /// Measures `spec` (shmproc, then its limit) and looks up Python's figure.
     pub(crate) fn measure(spec: &Spec, ctx: &mut Ctx, python: &Python) -> Row {
         crate::measure::progress(&format!("{}: {}", spec.family, spec.case));
-        let shmproc = (spec.shmproc)(ctx).map(|r| spec.unit.convert_rate(r));
+        let m = ctx.measure(spec.shmproc, spec.limit);
+        let shmproc = m.shmproc.map(|r| spec.unit.convert_rate(r));
         let limit = spec
             .limit
-            .map(|l| (l, spec.unit.convert_rate(ctx.limit(l))));
+            .zip(m.limit)
+            .map(|(l, r)| (l, spec.unit.convert_rate(r)));
         let python = match spec.python {
             None => PyCell::Missing("n/a".into()),
             Some(key) => match python.get(key) {

@@ -5,7 +5,7 @@ use std::hint::black_box;
 use shmproc::{Array, RawArray};
 
 use crate::limits::Limit;
-use crate::measure::{Ctx, rate};
+use crate::measure::Workload;
 use crate::row::{Spec, Unit};
 
 /// Elements per sequence (4 KB of `i32`: L1-resident, like the limits it is compared with).
@@ -78,77 +78,67 @@ fn data() -> Vec<i32> {
 }
 
 /// A local `Vec<i32>`, summed.
-pub(crate) fn vec_sum(ctx: &mut Ctx) -> Option<f64> {
-    ctx.measure("sequence/vec", |cfg| {
-        let v = data();
-        Some(rate(cfg, LEN as u64, |reps| {
-            for _ in 0..reps {
-                black_box(black_box(&v).iter().fold(0i64, |a, &x| a + i64::from(x)));
-            }
-        }))
-    })
+pub(crate) fn vec_sum() -> Option<Workload> {
+    let v = data();
+    Some(Workload::new(LEN as u64, move |reps| {
+        for _ in 0..reps {
+            black_box(black_box(&v).iter().fold(0i64, |a, &x| a + i64::from(x)));
+        }
+    }))
 }
 
 /// `RawArray<i32>` read through `iter()` (one atomic load per element).
-pub(crate) fn raw_iter(ctx: &mut Ctx) -> Option<f64> {
-    ctx.measure("sequence/raw_iter", |cfg| {
-        let a = RawArray::<i32>::from_slice(&data()).expect("RawArray");
-        Some(rate(cfg, LEN as u64, |reps| {
-            for _ in 0..reps {
-                black_box(black_box(&a).iter().fold(0i64, |s, x| s + i64::from(x)));
-            }
-        }))
-    })
+pub(crate) fn raw_iter() -> Option<Workload> {
+    let a = RawArray::<i32>::from_slice(&data()).expect("RawArray");
+    Some(Workload::new(LEN as u64, move |reps| {
+        for _ in 0..reps {
+            black_box(black_box(&a).iter().fold(0i64, |s, x| s + i64::from(x)));
+        }
+    }))
 }
 
 /// `RawArray<i32>` read through `get(i)` (bounds check + one atomic load).
-pub(crate) fn raw_get(ctx: &mut Ctx) -> Option<f64> {
-    ctx.measure("sequence/raw_get", |cfg| {
-        let a = RawArray::<i32>::from_slice(&data()).expect("RawArray");
-        Some(rate(cfg, LEN as u64, |reps| {
-            for _ in 0..reps {
-                let a = black_box(&a);
-                let mut s = 0i64;
-                for i in 0..a.len() {
-                    s += i64::from(a.get(i).unwrap_or(0));
-                }
-                black_box(s);
+pub(crate) fn raw_get() -> Option<Workload> {
+    let a = RawArray::<i32>::from_slice(&data()).expect("RawArray");
+    Some(Workload::new(LEN as u64, move |reps| {
+        for _ in 0..reps {
+            let a = black_box(&a);
+            let mut s = 0i64;
+            for i in 0..a.len() {
+                s += i64::from(a.get(i).unwrap_or(0));
             }
-        }))
-    })
+            black_box(s);
+        }
+    }))
 }
 
 /// `Array<i32>` read through `get(i)`: the lock taken and released per element.
-pub(crate) fn array_get(ctx: &mut Ctx) -> Option<f64> {
-    ctx.measure("sequence/array_get", |cfg| {
-        let a = Array::<i32>::from_slice(&data()).expect("Array");
-        Some(rate(cfg, LEN as u64, |reps| {
-            for _ in 0..reps {
-                let a = black_box(&a);
-                let mut s = 0i64;
-                for i in 0..a.len() {
-                    s += i64::from(a.get(i).unwrap_or(0));
-                }
-                black_box(s);
+pub(crate) fn array_get() -> Option<Workload> {
+    let a = Array::<i32>::from_slice(&data()).expect("Array");
+    Some(Workload::new(LEN as u64, move |reps| {
+        for _ in 0..reps {
+            let a = black_box(&a);
+            let mut s = 0i64;
+            for i in 0..a.len() {
+                s += i64::from(a.get(i).unwrap_or(0));
             }
-        }))
-    })
+            black_box(s);
+        }
+    }))
 }
 
 /// `Array<i32>` read as a slice under one `lock()` per pass.
-pub(crate) fn array_slice(ctx: &mut Ctx) -> Option<f64> {
-    ctx.measure("sequence/array_slice", |cfg| {
-        let a = Array::<i32>::from_slice(&data()).expect("Array");
-        Some(rate(cfg, LEN as u64, |reps| {
-            for _ in 0..reps {
-                let g = black_box(&a).lock().expect("lock");
-                black_box(g.iter().fold(0i64, |s, &x| s + i64::from(x)));
-            }
-        }))
-    })
+pub(crate) fn array_slice() -> Option<Workload> {
+    let a = Array::<i32>::from_slice(&data()).expect("Array");
+    Some(Workload::new(LEN as u64, move |reps| {
+        for _ in 0..reps {
+            let g = black_box(&a).lock().expect("lock");
+            black_box(g.iter().fold(0i64, |s, &x| s + i64::from(x)));
+        }
+    }))
 }
 
 /// A list held by a manager process, read element by element.
-pub(crate) fn managed_list(_ctx: &mut Ctx) -> Option<f64> {
+pub(crate) fn managed_list() -> Option<Workload> {
     None // not yet: fill in when managers exist.
 }

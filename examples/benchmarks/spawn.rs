@@ -1,7 +1,7 @@
 //! Process start (start, run an empty target, join) per start method.
 
 use crate::limits::Limit;
-use crate::measure::Ctx;
+use crate::measure::Workload;
 use crate::row::{Spec, Unit};
 
 /// The rows of this family.
@@ -41,16 +41,16 @@ pub(crate) fn specs() -> Vec<Spec> {
 }
 
 /// `Process` with the spawn start method.
-pub(crate) fn start_spawn(_ctx: &mut Ctx) -> Option<f64> {
+pub(crate) fn start_spawn() -> Option<Workload> {
     None // not yet: fill in when Process exists.
 }
 
 /// `Process` with the fork start method.
-pub(crate) fn start_fork(_ctx: &mut Ctx) -> Option<f64> {
+pub(crate) fn start_fork() -> Option<Workload> {
     None // not yet: fill in when Process exists.
 }
 
 /// `Process` with the forkserver start method.
-pub(crate) fn start_forkserver(_ctx: &mut Ctx) -> Option<f64> {
+pub(crate) fn start_forkserver() -> Option<Workload> {
     None // not yet: fill in when Process exists.
 }
