@@ -12,6 +12,7 @@ mod error;
 mod fingerprint;
 mod heap;
 mod loom;
+mod process;
 mod segment;
 mod shared;
 mod sync;
@@ -23,6 +24,11 @@ pub mod testing;
 
 pub use error::{Error, LockResult, OwnerDied, Result};
 pub use heap::{HeapStats, ObjectToken};
+pub use process::{
+    JoinHandle, Process, ProcessBuilder, ProcessInfo, StartMethod, active_children, cpu_count,
+    current_process, ensure_forkserver, init, parent_process, set_start_method, spawn,
+    start_method,
+};
 pub use segment::Segment;
 pub use segment::registry::{default_segment, set_default_heap_size};
 pub use shared::{Array, ArrayGuard, RawArray, RawIter, RawValue, Shareable, Value, ValueGuard};

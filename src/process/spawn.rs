@@ -1,0 +1,54 @@
+//! The `Spawn` start method: re-execute this program's file with a private start-up message.
+//!
+//! The child inherits exactly: the read end of a fresh pipe carrying the start-up message, the
+//! result pipe's write end (for [`spawn`](crate::spawn)), the descriptors of the segments named
+//! by the arguments plus the default heap, and any extra descriptors (the forkserver's socket).
+//! Their numbers travel in `SHMPROC_CHILD`; everything else stays close-on-exec.
+
+use super::{Launch, Sentinel, Started};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::segment::registry;
+use crate::sys;
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+/// Starts `launch` as a re-executed child that also inherits `extra`.
+pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Started> {
+    let (boot_r, mut boot_w) = sys::pipe().map_err(|e| Error::io("pipe", e))?;
+    let mut keep: Vec<BorrowedFd<'_>> = Vec::new();
+    if let Some(r) = &launch.result {
+        launch.boot.result = Some(keep.len());
+        keep.push(r.as_fd());
+    }
+    for s in &launch.segments {
+        launch.boot.segments.push(keep.len());
+        keep.push(s.as_fd());
+    }
+    for fd in extra {
+        launch.boot.extra.push(keep.len());
+        keep.push(*fd);
+    }
+    let mut var = format!("1 {}", boot_r.as_raw_fd());
+    for fd in &keep {
+        let _ = write!(var, " {}", fd.as_raw_fd());
+    }
+    let bytes = codec::to_bytes(&launch.boot)?;
+    keep.push(boot_r.as_fd());
+    let pid = sys::spawn_self(&[], &[(registry::CHILD_ENV, OsStr::new(&var))], &keep)
+        .map_err(|e| Error::io("posix_spawn", e))?;
+    drop(keep);
+    drop(boot_r);
+    drop(launch.result.take());
+    let pidfd = sys::pidfd_open(pid).map_err(|e| Error::io("pidfd_open", e))?;
+    // A child that dies before reading its message makes this fail with EPIPE; its exit code
+    // tells the story, so the error is not the caller's.
+    let _ = boot_w.write_all(&bytes);
+    drop(boot_w);
+    Ok(Started {
+        pid,
+        sentinel: Sentinel::Pidfd(pidfd),
+    })
+}
