@@ -184,10 +184,8 @@ pub(crate) fn run_child(boot: Boot, fds: Vec<OwnedFd>, real_parent: i32) -> i32 
             1
         }
     };
-    if let Some(w) = result.as_mut() {
-        if let Ok(bytes) = codec::to_bytes(&outcome) {
-            let _ = write_frame(w, &bytes);
-        }
+    if let (Some(w), Ok(bytes)) = (result.as_mut(), codec::to_bytes(&outcome)) {
+        let _ = write_frame(w, &bytes);
     }
     code
 }

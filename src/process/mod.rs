@@ -335,6 +335,7 @@ impl Process {
     ///
     /// Named after Python's `Process(target=…, args=…)`; in Rust it returns a builder, since
     /// a started and an unstarted process have different operations.
+    #[allow(clippy::new_ret_no_self)] // DESIGN's spelling: `Process::new(f, args)…start()`.
     pub fn new<A, R>(target: fn(A) -> R, args: A) -> ProcessBuilder<A, R>
     where
         A: Serialize + DeserializeOwned + Send + 'static,
