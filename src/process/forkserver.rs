@@ -84,10 +84,7 @@ fn connect(slot: &mut Option<Server>) -> Result<&Server> {
         .ok_or_else(|| Error::io("forkserver", std::io::Error::other("not running")))
 }
 
-fn start_server(
-    b: super::ProcessBuilder<usize, ()>,
-    sock: BorrowedFd<'_>,
-) -> Result<super::Process> {
+fn start_server(b: super::ProcessBuilder<usize>, sock: BorrowedFd<'_>) -> Result<super::Process> {
     // The server is not one of the caller's children as far as `active_children` goes: it is
     // started through the spawn method directly and not registered.
     let exe = super::exe_identity()?;
@@ -95,7 +92,7 @@ fn start_server(
     let me = super::current_process();
     let boot = Boot {
         exe: Boot::exe_of(exe),
-        target: super::Target::of(b.target),
+        target: b.target,
         args: codec::to_bytes(&b.args)?,
         segments: Vec::new(),
         default_segment: Some(0),

@@ -176,6 +176,7 @@ pub(crate) fn run_child(boot: Boot, fds: Vec<OwnedFd>, real_parent: i32) -> i32 
     let outcome = prepare_and_run(&boot, &mut take, real_parent);
     let code = match &outcome {
         Outcome::Returned(_) => 0,
+        Outcome::Exited(code) => *code,
         Outcome::Panicked(_) => 1,
         Outcome::Failed(reason) => {
             report(&format!(

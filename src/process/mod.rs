@@ -37,6 +37,7 @@ use std::fs::File;
 use std::io::Read;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::process::Termination;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 use target::{Outcome, Target};
@@ -245,7 +246,9 @@ pub fn active_children() -> Vec<ProcessInfo> {
 ///
 /// Made by [`Process::new`]`(f, args)…`[`.start()`](ProcessBuilder::start). The child runs
 /// `f(args)` and exits with code 0, or 1 if `f` panics (the panic message goes to the child's
-/// standard error), or the code given to `std::process::exit` inside `f`.
+/// standard error), or the code given to `std::process::exit` inside `f`. Like `main`, `f` may
+/// return `()` or a `Result<(), E: Debug>` (any [`Termination`]): an `Err` is printed as
+/// `Error: {e:?}` on the child's standard error and exits with code 1.
 ///
 /// - **Arguments** are encoded with serde (`shmproc::codec`); shared objects inside them
 ///   (`Value`, `Array`, `Lock`, …) arrive as handles to the same memory. The parent keeps its
@@ -312,15 +315,15 @@ impl fmt::Debug for Process {
 /// A process that has not started yet: set its name, daemon flag and start method, then
 /// [`start`](ProcessBuilder::start) it.
 #[must_use = "a process builder does nothing until started"]
-pub struct ProcessBuilder<A, R> {
-    target: fn(A) -> R,
+pub struct ProcessBuilder<A> {
+    target: Target,
     args: A,
     name: Option<String>,
     daemon: bool,
     method: Option<StartMethod>,
 }
 
-impl<A, R> fmt::Debug for ProcessBuilder<A, R> {
+impl<A> fmt::Debug for ProcessBuilder<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessBuilder")
             .field("name", &self.name)
@@ -336,13 +339,13 @@ impl Process {
     /// Named after Python's `Process(target=…, args=…)`; in Rust it returns a builder, since
     /// a started and an unstarted process have different operations.
     #[allow(clippy::new_ret_no_self)] // DESIGN's spelling: `Process::new(f, args)…start()`.
-    pub fn new<A, R>(target: fn(A) -> R, args: A) -> ProcessBuilder<A, R>
+    pub fn new<A, R>(target: fn(A) -> R, args: A) -> ProcessBuilder<A>
     where
         A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + 'static,
+        R: Termination,
     {
         ProcessBuilder {
-            target,
+            target: Target::terminating(target),
             args,
             name: None,
             daemon: false,
@@ -432,10 +435,9 @@ impl AsFd for Process {
     }
 }
 
-impl<A, R> ProcessBuilder<A, R>
+impl<A> ProcessBuilder<A>
 where
     A: Serialize + DeserializeOwned + Send + 'static,
-    R: Serialize + DeserializeOwned + 'static,
 {
     /// Sets the child's name (default `"Process-N"`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -478,10 +480,9 @@ struct Launch {
     result: Option<File>,
 }
 
-fn launch<A, R>(b: ProcessBuilder<A, R>, want_result: bool) -> Result<(Process, Option<File>)>
+fn launch<A>(b: ProcessBuilder<A>, want_result: bool) -> Result<(Process, Option<File>)>
 where
     A: Serialize + DeserializeOwned + Send + 'static,
-    R: Serialize + DeserializeOwned + 'static,
 {
     registry::check_initialized()?;
     drop(reap_finished());
@@ -510,7 +511,7 @@ where
     let me = current_process();
     let boot = Boot {
         exe: Boot::exe_of(exe_identity()?),
-        target: Target::of(b.target),
+        target: b.target,
         args: bytes,
         segments: Vec::new(),
         default_segment: Some(default_index),
@@ -578,7 +579,14 @@ where
     A: Serialize + DeserializeOwned + Send + 'static,
     R: Serialize + DeserializeOwned + 'static,
 {
-    let (process, result) = launch(Process::new(f, args), true)?;
+    let builder = ProcessBuilder {
+        target: Target::returning(f),
+        args,
+        name: None,
+        daemon: false,
+        method: None,
+    };
+    let (process, result) = launch(builder, true)?;
     Ok(JoinHandle {
         process,
         result,
@@ -629,6 +637,7 @@ impl<R: DeserializeOwned> JoinHandle<R> {
             Outcome::Returned(bytes) => codec::from_bytes(&bytes),
             Outcome::Panicked(message) => Err(Error::ChildPanicked { message }),
             Outcome::Failed(reason) => Err(Error::ChildStartFailed { reason }),
+            Outcome::Exited(exitcode) => Err(Error::ChildFailed { exitcode }),
         }
     }
 }

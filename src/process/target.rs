@@ -27,12 +27,15 @@ use crate::codec;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::{ExitCode, Termination};
 
 /// What a child's target produced, sent to the parent over the result pipe.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Outcome {
     /// The target returned; the encoded return value.
     Returned(Vec<u8>),
+    /// The target returned a value reported as this exit code (see [`Target::terminating`]).
+    Exited(i32),
     /// The target panicked, with this message.
     Panicked(String),
     /// The target could not be called (arguments failed to decode) or its result failed to
@@ -67,13 +70,27 @@ fn address(distance: i64) -> usize {
 }
 
 impl Target {
-    /// Names `f` together with the trampoline for its argument and result types.
-    pub(crate) fn of<A, R>(f: fn(A) -> R) -> Target
+    /// Names `f` together with the trampoline that sends its result back encoded.
+    pub(crate) fn returning<A, R>(f: fn(A) -> R) -> Target
     where
         A: DeserializeOwned,
         R: Serialize,
     {
         let t: Trampoline = trampoline::<A, R>;
+        Target {
+            trampoline: distance(t as usize),
+            function: distance(f as usize),
+        }
+    }
+
+    /// Names `f` together with the trampoline that turns its result into an exit code, as
+    /// `main`'s result is (`()` and `Ok(_)`: 0; `Err(e)`: `Error: {e:?}` on stderr, then 1).
+    pub(crate) fn terminating<A, R>(f: fn(A) -> R) -> Target
+    where
+        A: DeserializeOwned,
+        R: Termination,
+    {
+        let t: Trampoline = exit_trampoline::<A, R>;
         Target {
             trampoline: distance(t as usize),
             function: distance(f as usize),
@@ -109,6 +126,22 @@ fn trampoline<A: DeserializeOwned, R: Serialize>(function: usize, args: &[u8]) -
             Ok(bytes) => Outcome::Returned(bytes),
             Err(e) => Outcome::Failed(format!("result: {e}")),
         },
+        Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
+    }
+}
+
+/// Decodes `A`, calls the `fn(A) -> R` at `function`, reports `R` as an exit code.
+fn exit_trampoline<A: DeserializeOwned, R: Termination>(function: usize, args: &[u8]) -> Outcome {
+    // SAFETY: `function` was produced by `Target::terminating::<A, R>` from an `fn(A) -> R`
+    // together with this very trampoline (see the module's `# Safety`).
+    let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
+    let args: A = match codec::from_bytes(args) {
+        Ok(a) => a,
+        Err(e) => return Outcome::Failed(format!("arguments: {e}")),
+    };
+    match catch_unwind(AssertUnwindSafe(|| f(args).report())) {
+        Ok(code) if code == ExitCode::SUCCESS => Outcome::Exited(0),
+        Ok(_) => Outcome::Exited(1),
         Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
     }
 }

@@ -75,6 +75,10 @@ fn panic_now(_: ()) {
     panic!("target panicked on purpose");
 }
 
+fn return_err(_: ()) -> Result<(), String> {
+    Err("returned an error on purpose".to_owned())
+}
+
 fn exit_3(_: ()) {
     std::process::exit(3);
 }
@@ -129,6 +133,13 @@ fn exit_codes(m: StartMethod) {
     assert_eq!(run(do_nothing).join().unwrap(), 0);
     assert_eq!(run(panic_now).join().unwrap(), 1);
     assert_eq!(run(exit_3).join().unwrap(), 3);
+    let p = Process::new(return_err, ())
+        .name("returns-err")
+        .start_method(m)
+        .start()
+        .unwrap();
+    assert_eq!(p.name(), "returns-err");
+    assert_eq!(p.join().unwrap(), 1);
 
     let ready = RawValue::new(0u32).unwrap();
     let p = start(m, sleep_until_killed, &ready);
