@@ -51,7 +51,14 @@ pub(super) fn start(mut launch: Launch) -> Result<Started> {
         }
         sys::fork::Forked::Parent(pid) => {
             drop(fds);
-            let pidfd = sys::pidfd_open(pid).map_err(|e| Error::io("pidfd_open", e))?;
+            let pidfd = match sys::pidfd_open(pid) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    let _ = sys::fork::send_signal(pid, sys::fork::SIGKILL);
+                    let _ = sys::fork::wait_pid(pid, false);
+                    return Err(Error::io("pidfd_open", e));
+                }
+            };
             Ok(Started {
                 pid,
                 sentinel: Sentinel::Pidfd(pidfd),
