@@ -46,7 +46,7 @@ pub(super) fn start(mut launch: Launch) -> Result<Started> {
         sys::fork::Forked::Child => {
             forget_children_after_fork();
             forkserver::forget_after_fork();
-            let code = run_child(launch.boot, fds, parent);
+            let code = run_child(launch.boot, fds, parent, false);
             super::init::exit(code)
         }
         sys::fork::Forked::Parent(pid) => {

@@ -246,7 +246,7 @@ fn fork_child(
             drop(sock.take());
             drop(std::mem::take(kids));
             drop(status);
-            let code = run_child(boot, fds, me);
+            let code = run_child(boot, fds, me, true);
             super::init::exit(code)
         }
         Ok(sys::fork::Forked::Parent(pid)) => {

@@ -119,7 +119,7 @@ pub fn init() {
     let code = match spawned_child(&var.to_string_lossy()) {
         Ok((boot, fds)) => {
             let parent = boot.parent.0;
-            run_child(boot, fds, parent)
+            run_child(boot, fds, parent, true)
         }
         Err(e) => {
             report(&format!("shmproc: cannot start child process: {e}"));
@@ -168,12 +168,13 @@ fn spawned_child(var: &str) -> Result<(Boot, Vec<OwnedFd>)> {
 
 /// Runs a child: dies with its parent if a daemon, attaches segments, runs the target, sends
 /// the outcome. Returns the exit code. `real_parent` is the pid of the process that actually
-/// created this one (the forkserver, for its children).
-pub(crate) fn run_child(boot: Boot, fds: Vec<OwnedFd>, real_parent: i32) -> i32 {
+/// created this one (the forkserver, for its children). `exe_check` compares this process's
+/// executable file with the parent's (not needed in a `Fork` child, a copy of the parent).
+pub(crate) fn run_child(boot: Boot, fds: Vec<OwnedFd>, real_parent: i32, exe_check: bool) -> i32 {
     let mut fds: Vec<Option<OwnedFd>> = fds.into_iter().map(Some).collect();
     let mut take = |i: usize| fds.get_mut(i).and_then(Option::take);
     let mut result = boot.result.and_then(&mut take).map(File::from);
-    let outcome = prepare_and_run(&boot, &mut take, real_parent);
+    let outcome = prepare_and_run(&boot, &mut take, real_parent, exe_check);
     let code = match &outcome {
         Outcome::Returned(_) => 0,
         Outcome::Exited(code) => *code,
@@ -195,6 +196,7 @@ fn prepare_and_run(
     boot: &Boot,
     take: &mut impl FnMut(usize) -> Option<OwnedFd>,
     real_parent: i32,
+    exe_check: bool,
 ) -> Outcome {
     if boot.daemon {
         match sys::die_with_parent(real_parent) {
@@ -204,10 +206,13 @@ fn prepare_and_run(
             Err(e) => return Outcome::Failed(format!("prctl(PR_SET_PDEATHSIG): {e}")),
         }
     }
-    match sys::exe_identity() {
-        Ok(id) if Boot::exe_of(id) == boot.exe => {}
-        Ok(_) => return Outcome::Failed(Error::NotSameExecutable.to_string()),
-        Err(e) => return Outcome::Failed(format!("stat /proc/self/exe: {e}")),
+    // A forked child is a copy of its parent's image: nothing to check there.
+    if exe_check {
+        match sys::exe_identity() {
+            Ok(id) if Boot::exe_of(id) == boot.exe => {}
+            Ok(_) => return Outcome::Failed(Error::NotSameExecutable.to_string()),
+            Err(e) => return Outcome::Failed(format!("stat /proc/self/exe: {e}")),
+        }
     }
     set_identity(Identity {
         name: boot.name.clone(),

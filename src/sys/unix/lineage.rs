@@ -1,5 +1,5 @@
 //! `prctl(PR_SET_PDEATHSIG, SIGKILL)`, `getppid()`, `sched_getaffinity()` and the thread
-//! count from `/proc/self/stat`: where a process stands among its relatives and its CPUs.
+//! count from `/proc/self/task`: where a process stands among its relatives and its CPUs.
 //!
 //! The parent-death signal is delivered when the *thread* that created the child exits (for a
 //! single-threaded parent: when the parent exits or is killed). It is set by the child itself,
@@ -7,7 +7,7 @@
 //! setting it, that the parent is still the expected process, and reports if not.
 //!
 //! # References
-//! - `PR_SET_PDEATHSIG(2const)`, `getppid(2)`, `sched_getaffinity(2)`, `proc_pid_stat(5)`
+//! - `PR_SET_PDEATHSIG(2const)`, `getppid(2)`, `sched_getaffinity(2)`, `proc_pid_task(5)`
 
 use rustix::process::Signal;
 use std::io;
@@ -32,17 +32,13 @@ pub(crate) fn cpu_count() -> usize {
     }
 }
 
-/// Returns the number of threads of this process (field 20 of `/proc/self/stat`).
+/// Returns the number of threads of this process: the link count of `/proc/self/task`, which
+/// procfs keeps at 2 plus one entry per thread (one `statx`, no parsing).
 pub(crate) fn thread_count() -> io::Result<usize> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    // Fields after the command name (which may contain spaces and parentheses).
-    let rest = stat
-        .rfind(')')
-        .and_then(|i| stat.get(i + 1..))
-        .ok_or_else(|| io::Error::other("malformed /proc/self/stat"))?;
-    // `rest` starts with field 3 (state); num_threads is field 20.
-    rest.split_whitespace()
-        .nth(17)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| io::Error::other("malformed /proc/self/stat"))
+    use std::os::unix::fs::MetadataExt;
+    let links = std::fs::metadata("/proc/self/task")?.nlink();
+    usize::try_from(links.saturating_sub(2))
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| io::Error::other("unexpected link count of /proc/self/task"))
 }
