@@ -105,4 +105,82 @@ fn main() {
     });
     g.finish();
     c.final_summary();
+    summary(&true_path, &self_path, &exit_env, &empty_env);
+}
+
+/// Python 3.11 `multiprocessing` start + join per second on these machines.
+const PYTHON: [(&str, f64); 3] = [("spawn", 13.0), ("fork", 389.0), ("forkserver", 39.0)];
+
+/// Starts + joins per second of `f`, measured for about `secs` seconds.
+fn rate(secs: f64, mut f: impl FnMut()) -> f64 {
+    let start = std::time::Instant::now();
+    let mut n = 0u32;
+    while start.elapsed().as_secs_f64() < secs {
+        f();
+        n += 1;
+    }
+    f64::from(n) / start.elapsed().as_secs_f64()
+}
+
+/// Prints one table: each start method beside the bare mechanism it builds on (measured
+/// again here, interleaved, since the machine drifts) and beside Python.
+fn summary(
+    true_path: &CString,
+    self_path: &CString,
+    exit_env: &[*mut libc::c_char],
+    empty_env: &[*mut libc::c_char],
+) {
+    let secs = 1.0;
+    let mut rows = Vec::new();
+    for round in 0..3 {
+        let bare_true = rate(secs, || bare_posix_spawn(true_path, empty_env));
+        let bare_self = rate(secs, || bare_posix_spawn(self_path, exit_env));
+        let bare_fork = rate(secs, bare_fork);
+        let spawn = rate(secs, || start_join(StartMethod::Spawn));
+        let fork = rate(secs, || start_join(StartMethod::Fork));
+        let forkserver = rate(secs, || start_join(StartMethod::ForkServer));
+        rows.push((
+            round, bare_true, bare_self, bare_fork, spawn, fork, forkserver,
+        ));
+    }
+    println!();
+    println!("process start + join per second (3 interleaved rounds of ~1 s each)");
+    println!(
+        "{:>5} {:>10} {:>10} {:>10} | {:>8} {:>6} {:>6} | {:>8} {:>6} {:>6} | {:>10} {:>6} {:>6}",
+        "round",
+        "spawn(true)",
+        "spawn(self)",
+        "fork+exit",
+        "Spawn",
+        "/bare",
+        "/py",
+        "Fork",
+        "/bare",
+        "/py",
+        "ForkServer",
+        "/bare",
+        "/py"
+    );
+    for (round, bt, bs, bf, s, f, fs) in rows {
+        println!(
+            "{:>5} {:>10.0} {:>10.0} {:>10.0} | {:>8.0} {:>6.2} {:>6.1} | {:>8.0} {:>6.2} {:>6.1} | {:>10.0} {:>6.2} {:>6.1}",
+            round,
+            bt,
+            bs,
+            bf,
+            s,
+            s / bs,
+            s / PYTHON[0].1,
+            f,
+            f / bf,
+            f / PYTHON[1].1,
+            fs,
+            fs / bf,
+            fs / PYTHON[2].1
+        );
+    }
+    println!(
+        "bare: posix_spawn+waitpid of /bin/true and of this executable exiting at once; \
+         fork+_exit+waitpid. Python: {PYTHON:?}"
+    );
 }
