@@ -459,3 +459,33 @@ fn kill_daemon_children_die_when_their_parent_is_sigkilled() {
         assert_eq!(before.fds, after.fds, "descriptors leaked");
     });
 }
+
+#[test]
+fn children_start_grandchildren_and_leak_no_start_up_variable() {
+    watchdog(LIMIT, "nested", || {
+        assert_no_leaks(|| {
+            let shared = Value::new(0u32).unwrap();
+            let h = shmproc::spawn(shared.clone(), |v: Value<u32>| {
+                // A grandchild, started from inside a child, through the same machinery.
+                let g = shmproc::spawn(v, |v: Value<u32>| {
+                    v.set(7).unwrap();
+                    shmproc::parent_process().map(|p| p.name)
+                })
+                .unwrap();
+                let grandparent_seen = g.join().unwrap();
+                // Programs this child runs by other means do not see the start-up variable.
+                let env = std::process::Command::new("env").output().unwrap();
+                let leaked = String::from_utf8_lossy(&env.stdout).contains("SHMPROC_CHILD");
+                (grandparent_seen, shmproc::current_process().name, leaked)
+            })
+            .unwrap();
+            let (grandparent_seen, child_name, leaked) = h.join().unwrap();
+            assert_eq!(grandparent_seen, Some(child_name));
+            assert!(
+                !leaked,
+                "SHMPROC_CHILD leaked into a grandchild's environment"
+            );
+            assert_eq!(shared.get().unwrap(), 7);
+        })
+    });
+}
