@@ -187,6 +187,17 @@ fn shared_arguments(m: StartMethod) {
     assert_eq!(a.to_vec().unwrap(), [0, -1, -2, -3, -4, -5, -6, -7, -8, -9]);
     assert!(l.try_acquire().unwrap());
     l.release().unwrap();
+    // An object in a segment of its own: its descriptor travels too (inherited by a spawned
+    // child, sent with SCM_RIGHTS to the forkserver, copied by fork).
+    let seg = shmproc::Segment::create(1 << 20).unwrap();
+    let own = Value::new_in(&seg, 1i64).unwrap();
+    let p = Process::new(set_to_42, own.clone())
+        .start_method(m)
+        .start()
+        .unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+    assert_eq!(own.get().unwrap(), 42);
+    drop((own, seg));
     // Ten processes at once, one lock.
     let counter = Value::new(0u64).unwrap();
     let kids: Vec<_> = (0..10)
