@@ -133,6 +133,43 @@ pub enum Error {
         /// The codec's description.
         reason: String,
     },
+    /// The `Fork` start method was asked for while the caller has more than one thread: the
+    /// child could inherit locks held by threads that do not exist in it.
+    #[error(
+        "cannot fork: the process has {threads} threads (use the Spawn or ForkServer start method)"
+    )]
+    ForkWhileThreaded {
+        /// The number of threads the process had.
+        threads: usize,
+    },
+    /// A child's target panicked; the child exited with code 1.
+    #[error("child process panicked: {message}")]
+    ChildPanicked {
+        /// The panic message (`"Box<dyn Any>"` when the payload was not a string).
+        message: String,
+    },
+    /// A child ended without delivering its target's result (it exited early or was killed).
+    #[error("child process ended without a result (exit code {exitcode})")]
+    ChildFailed {
+        /// The child's exit code: positive for an exit, `-N` when killed by signal N.
+        exitcode: i32,
+    },
+    /// A child could not run its target: its start-up message, arguments or descriptors were
+    /// unusable there (for example a handle whose object was freed before the child attached).
+    #[error("child process could not start its target: {reason}")]
+    ChildStartFailed {
+        /// What went wrong, as the child reported it.
+        reason: String,
+    },
+    /// This process was started by shmproc as a child, but `shmproc::init()` did not run
+    /// first thing in `main`, so it would repeat its parent's work instead of its target.
+    #[error(
+        "this is a shmproc child process but shmproc::init() was not called at the start of main"
+    )]
+    NotInitialized,
+    /// A child's executable is not the file its parent runs, so the target cannot be found.
+    #[error("child runs a different executable than its parent")]
+    NotSameExecutable,
 }
 
 /// The result type of shmproc.

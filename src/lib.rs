@@ -13,6 +13,7 @@ mod fingerprint;
 mod heap;
 mod loom;
 mod queue;
+mod process;
 mod segment;
 mod shared;
 mod sync;
@@ -25,6 +26,11 @@ pub mod testing;
 pub use error::{Error, LockResult, OwnerDied, Result};
 pub use heap::{HeapStats, ObjectToken};
 pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
+pub use process::{
+    JoinHandle, Process, ProcessBuilder, ProcessInfo, StartMethod, active_children, cpu_count,
+    current_process, ensure_forkserver, init, parent_process, set_start_method, spawn,
+    start_method,
+};
 pub use segment::Segment;
 pub use segment::registry::{default_segment, set_default_heap_size};
 pub use shared::{Array, ArrayGuard, RawArray, RawIter, RawValue, Shareable, Value, ValueGuard};
