@@ -115,6 +115,36 @@ pub enum Error {
     /// A lock was released by a thread that does not hold it.
     #[error("lock released by a thread that does not hold it")]
     NotOwner,
+    /// The peer end of a connection was closed or its process died, and every message it
+    /// sent has been received (end of stream), or a send found nobody left to receive.
+    #[error("connection peer disconnected")]
+    Disconnected,
+    /// An operation on a connection end that was closed in this process.
+    #[error("connection is closed")]
+    Closed,
+    /// An operation a simplex connection end does not support (receiving on a send end, …).
+    #[error("connection end is not {needed}")]
+    WrongDirection {
+        /// What the operation needed: `"readable"` or `"writable"`.
+        needed: &'static str,
+    },
+    /// A message exceeds the size limit of the connection or the caller.
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
+    MessageTooLarge {
+        /// Size of the message in bytes.
+        size: u64,
+        /// The limit it exceeded.
+        limit: u64,
+    },
+    /// A receive buffer is too short; the message was kept and can be received again.
+    #[error("receive buffer too small: {needed} bytes needed")]
+    BufferTooSmall {
+        /// Bytes needed to hold the message.
+        needed: usize,
+    },
+    /// Authentication of a socket connection failed (wrong key or a malformed handshake).
+    #[error("authentication failed")]
+    AuthFailed,
     /// A value failed to serialize or deserialize.
     #[error("codec error: {reason}")]
     Codec {

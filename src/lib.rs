@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod codec;
+pub mod connection;
 mod error;
 mod fingerprint;
 mod heap;
@@ -21,6 +22,7 @@ mod sys;
 #[doc(hidden)]
 pub mod testing;
 
+pub use connection::{Connection, pipe, pipe_simplex};
 pub use error::{Error, LockResult, OwnerDied, Result};
 pub use heap::{HeapStats, ObjectToken};
 pub use segment::Segment;

@@ -1,17 +1,24 @@
-//! Linux: memfd, POSIX shared memory, shared mappings, futexes, thread identity, fork.
+//! Linux: memfd, POSIX shared memory, shared mappings, futexes, thread identity, fork,
+//! eventfd and poll.
 
+pub(crate) mod atfork;
 pub(crate) mod clock;
+pub(crate) mod eventfd;
 pub(crate) mod fork;
 pub(crate) mod futex;
 pub(crate) mod memfd;
 pub(crate) mod mmap;
+pub(crate) mod poll;
 pub(crate) mod shm;
 pub(crate) mod thread;
 
+pub(crate) use atfork::fork_epoch;
 pub(crate) use clock::Deadline;
+pub(crate) use eventfd::{eventfd_create, eventfd_drain, eventfd_signal};
 pub(crate) use futex::{WaitOutcome, futex_wait, futex_wake};
 pub(crate) use memfd::{fd_blocks_bytes, fd_len, memfd_create, punch_hole, set_len};
 pub(crate) use mmap::Mapping;
+pub(crate) use poll::{dup, dup_raw, poll_readable};
 pub(crate) use shm::{fd_mode, shm_create_exclusive, shm_open_existing, shm_unlink};
 pub(crate) use thread::{current_pid, current_tid, page_size, random_u64, thread_alive};
 

@@ -1,0 +1,39 @@
+//! Connections: [`pipe`]/[`pipe_simplex`] over the shared heap, and [`wait`] over many.
+//!
+//! # Transport
+//!
+//! A pipe is one heap block holding a single-producer single-consumer ring of 64-byte slots per
+//! direction (see `ring` for the layout, the record format and the protocol's state table).
+//! Sending copies the message into the ring and publishes it with one atomic store; the
+//! receiver is woken by a futex only if it sleeps (after spinning briefly), so throughput is
+//! bounded by memory, not system calls. Messages larger than a quarter of the ring stream
+//! through it in chunks and are delivered only when complete.
+//!
+//! # Polling
+//!
+//! Each direction also has an eventfd. It is signalled only when a [`wait`] caller has
+//! registered on the ring (or the writer closes), so [`wait`] can `poll(2)` many connections,
+//! process sentinels and raw descriptors at once without costing the data path anything.
+//!
+//! # Passing connections to other processes
+//!
+//! A [`Connection`] is `Serialize`/`Deserialize`: its token names the heap block (whose segment
+//! is reported to `segment::registry::collect`, like every handle) and its eventfds. The
+//! descriptors travel through the hook in [`fd`](self::fd): `fd::collect` around the encode
+//! returns them in token order, `fd::with_received` around the decode hands them to the tokens.
+//! A forked child needs neither: it decodes from the inherited descriptor numbers.
+//!
+//! # End of stream and peer death
+//!
+//! Each direction records whether its sides closed and the pid of the process that last used
+//! each side. A receiver that has drained every complete message and finds the writer closed,
+//! or its process gone, returns [`Error::Disconnected`](crate::Error::Disconnected); sleeps
+//! are sliced (at most 100 ms) so death is noticed without any message from the dead side.
+
+pub(crate) mod fd;
+mod pipe;
+pub(crate) mod ring;
+mod wait;
+
+pub use pipe::{Connection, pipe, pipe_simplex};
+pub use wait::{Waitable, wait};
