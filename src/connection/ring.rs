@@ -111,7 +111,7 @@ const POLLERS: u64 = 136;
 const TX_SEQ: u64 = 192;
 const WRITER_SLEEPING: u64 = 196;
 
-const SPIN: u32 = 2000;
+const SPIN: u32 = 100;
 const FIRST_SLICE: Duration = Duration::from_millis(1);
 const MAX_SLICE: Duration = Duration::from_millis(100);
 
