@@ -142,6 +142,9 @@ pub enum Error {
         /// Bytes needed to hold the message.
         needed: usize,
     },
+    /// A listener reachable over the network was asked for without an authkey.
+    #[error("refusing an unauthenticated TCP listener (use bind_unauthenticated to allow it)")]
+    Unauthenticated,
     /// Authentication of a socket connection failed (wrong key or a malformed handshake).
     #[error("authentication failed")]
     AuthFailed,

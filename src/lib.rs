@@ -22,7 +22,7 @@ mod sys;
 #[doc(hidden)]
 pub mod testing;
 
-pub use connection::{Connection, pipe, pipe_simplex};
+pub use connection::{Client, Connection, Listener, pipe, pipe_simplex};
 pub use error::{Error, LockResult, OwnerDied, Result};
 pub use heap::{HeapStats, ObjectToken};
 pub use segment::Segment;

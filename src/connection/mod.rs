@@ -1,4 +1,15 @@
-//! Connections: [`pipe`]/[`pipe_simplex`] over the shared heap, and [`wait`] over many.
+//! Connections: [`pipe`]/[`pipe_simplex`] over the shared heap, [`Listener`]/[`Client`] over
+//! authenticated sockets, and [`wait`] over many.
+//!
+//! # Sockets
+//!
+//! [`Listener::bind`] and [`Client::connect`] take a Unix path, a Linux abstract name or a TCP
+//! address. With an authkey, both sides run a mutual HMAC-SHA256 challenge-response (`auth`)
+//! under a handshake timeout before any application byte is decoded; a TCP listener without a
+//! key is refused unless asked for with [`Listener::bind_unauthenticated`]. Messages are frames
+//! with an 8-byte length prefix, capped ([`DEFAULT_MAX_MESSAGE`]); an oversized prefix is
+//! rejected before anything is allocated. Unix socket connections pass descriptors with
+//! [`Connection::send_fd`]/[`Connection::recv_fd`] (`SCM_RIGHTS`).
 //!
 //! # Transport
 //!
@@ -30,10 +41,17 @@
 //! or its process gone, returns [`Error::Disconnected`](crate::Error::Disconnected); sleeps
 //! are sliced (at most 100 ms) so death is noticed without any message from the dead side.
 
+mod auth;
 pub(crate) mod fd;
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
+pub mod fuzz;
+mod listener;
 mod pipe;
 pub(crate) mod ring;
+mod socket;
 mod wait;
 
+pub use listener::{Address, Client, DEFAULT_MAX_MESSAGE, HANDSHAKE_TIMEOUT, Listener};
 pub use pipe::{Connection, pipe, pipe_simplex};
 pub use wait::{Waitable, wait};

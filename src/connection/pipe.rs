@@ -11,6 +11,7 @@
 
 use super::fd::{self, FdToken};
 use super::ring::{self, Ring, Sink};
+use super::socket::SockConn;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::heap::{ObjectRef, ObjectToken};
@@ -75,9 +76,22 @@ pub fn pipe_simplex() -> Result<(Connection, Connection)> {
 /// passed it on (no fork and no serialization since it was made); otherwise the end stays open
 /// for the process that took it over, and its death ends the stream.
 pub struct Connection {
-    state: Option<Shm>,
+    state: Option<Inner>,
     readable: bool,
     writable: bool,
+}
+
+enum Inner {
+    Shm(Shm),
+    Sock(SockConn),
+}
+
+/// What `wait` polls for a connection.
+pub(crate) enum WaitPart<'a> {
+    /// A shared-memory ring and its eventfd.
+    Ring(&'a Ring, BorrowedFd<'a>),
+    /// A socket (`true` if a message is already pending).
+    Socket(BorrowedFd<'a>, bool),
 }
 
 struct Shm {
@@ -105,6 +119,7 @@ impl fmt::Debug for Connection {
             .field("readable", &self.readable)
             .field("writable", &self.writable)
             .field("closed", &self.state.is_none())
+            .field("socket", &matches!(self.state, Some(Inner::Sock(_))))
             .finish_non_exhaustive()
     }
 }
@@ -157,6 +172,18 @@ impl Sink for SliceSink<'_> {
             })?;
         dst.copy_from_slice(bytes);
         Ok(())
+    }
+}
+
+/// Adapts a `dyn Sink` to the ring's generic receive.
+struct DynSink<'a>(&'a mut dyn Sink);
+
+impl Sink for DynSink<'_> {
+    fn start(&mut self, total: usize) -> Result<()> {
+        self.0.start(total)
+    }
+    fn put(&mut self, offset: usize, bytes: &[u8]) -> Result<()> {
+        self.0.put(offset, bytes)
     }
 }
 
@@ -222,31 +249,56 @@ impl Connection {
         };
         shm.adopt();
         Ok(Connection {
-            state: Some(shm),
+            state: Some(Inner::Shm(shm)),
             readable,
             writable,
         })
     }
 
-    fn shm(&self) -> Result<&Shm> {
-        let s = self.state.as_ref().ok_or(Error::Closed)?;
-        s.adopt();
-        s.used.set(true);
-        Ok(s)
+    /// Wraps an authenticated socket.
+    pub(crate) fn from_socket(sock: SockConn) -> Connection {
+        Connection {
+            state: Some(Inner::Sock(sock)),
+            readable: true,
+            writable: true,
+        }
     }
 
-    fn tx(&self) -> Result<(&Ring, Option<BorrowedFd<'_>>)> {
-        let s = self.shm()?;
-        let ring =
-            s.tx.as_ref()
-                .ok_or(Error::WrongDirection { needed: "writable" })?;
-        Ok((ring, s.tx_efd.as_ref().map(AsFd::as_fd)))
+    fn inner(&self) -> Result<&Inner> {
+        let i = self.state.as_ref().ok_or(Error::Closed)?;
+        if let Inner::Shm(s) = i {
+            s.adopt();
+            s.used.set(true);
+        }
+        Ok(i)
+    }
+
+    fn check(&self, readable: bool) -> Result<()> {
+        if readable && !self.readable {
+            return Err(Error::WrongDirection { needed: "readable" });
+        }
+        if !readable && !self.writable {
+            return Err(Error::WrongDirection { needed: "writable" });
+        }
+        Ok(())
     }
 
     fn rx(&self) -> Result<&Ring> {
-        let s = self.shm()?;
-        s.rx.as_ref()
-            .ok_or(Error::WrongDirection { needed: "readable" })
+        match self.inner()? {
+            Inner::Shm(s) => {
+                s.rx.as_ref()
+                    .ok_or(Error::WrongDirection { needed: "readable" })
+            }
+            Inner::Sock(_) => Err(Error::WrongDirection { needed: "readable" }),
+        }
+    }
+
+    fn recv_with(&self, sink: &mut dyn Sink) -> Result<()> {
+        self.check(true)?;
+        match self.inner()? {
+            Inner::Shm(_) => self.rx()?.recv(&mut DynSink(sink), None),
+            Inner::Sock(s) => s.recv(sink),
+        }
     }
 
     /// Returns whether this end can receive.
@@ -292,8 +344,14 @@ impl Connection {
     /// [`Error::MessageTooLarge`] past 1 GiB; [`Error::Closed`] after `close`;
     /// [`Error::WrongDirection`] on a receive-only end.
     pub fn send_bytes(&self, buf: &[u8]) -> Result<()> {
-        let (ring, efd) = self.tx()?;
-        ring.send(buf, efd)
+        self.check(false)?;
+        match self.inner()? {
+            Inner::Shm(s) => match &s.tx {
+                Some(ring) => ring.send(buf, s.tx_efd.as_ref().map(AsFd::as_fd)),
+                None => Err(Error::WrongDirection { needed: "writable" }),
+            },
+            Inner::Sock(s) => s.send(buf),
+        }
     }
 
     /// Sends `buf[offset..offset + size]` (to the end if `size` is `None`) as one message.
@@ -329,13 +387,12 @@ impl Connection {
     /// [`Error::MessageTooLarge`] if it is longer (the message is then discarded, and the
     /// next call receives the next one); as for [`recv_bytes`](Connection::recv_bytes).
     pub fn recv_bytes_max(&self, max: usize) -> Result<Vec<u8>> {
-        let ring = self.rx()?;
         let mut sink = VecSink {
             buf: Vec::new(),
             max,
             too_large: None,
         };
-        ring.recv(&mut sink, None)?;
+        self.recv_with(&mut sink)?;
         match sink.too_large {
             Some(size) => Err(Error::MessageTooLarge {
                 size: size as u64,
@@ -352,9 +409,8 @@ impl Connection {
     /// message stays in the pipe for the next receive. As for
     /// [`recv_bytes`](Connection::recv_bytes).
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
-        let ring = self.rx()?;
         let mut sink = SliceSink { buf, total: 0 };
-        ring.recv(&mut sink, None)?;
+        self.recv_with(&mut sink)?;
         Ok(sink.total)
     }
 
@@ -383,6 +439,10 @@ impl Connection {
     /// # Errors
     /// [`Error::Closed`], [`Error::WrongDirection`].
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.check(true)?;
+        if let Inner::Sock(s) = self.inner()? {
+            return s.poll(timeout);
+        }
         let ring = self.rx()?;
         if ring.readable_now() {
             return Ok(true);
@@ -398,17 +458,50 @@ impl Connection {
     /// drained the messages sent before, and its sends fail with it. Later operations on this
     /// end fail with [`Error::Closed`]. Closing twice is a no-op.
     pub fn close(&mut self) {
-        if let Some(s) = self.state.take() {
+        if let Some(Inner::Shm(s)) = self.state.take() {
             s.close_shared();
         }
     }
 
-    /// Returns the ring this end receives on and its eventfd, for `wait`.
-    pub(crate) fn wait_parts(&self) -> Result<(&Ring, BorrowedFd<'_>)> {
-        let s = self.state.as_ref().ok_or(Error::Closed)?;
-        match (&s.rx, &s.rx_efd) {
-            (Some(r), Some(fd)) => Ok((r, fd.as_fd())),
-            _ => Err(Error::WrongDirection { needed: "readable" }),
+    /// Sends a descriptor over a Unix socket connection (`SCM_RIGHTS`); the peer receives it
+    /// with [`recv_fd`](Connection::recv_fd), in order with the messages around it.
+    ///
+    /// # Errors
+    /// [`Error::WrongDirection`] unless this is a Unix socket connection; [`Error::Disconnected`]
+    /// if the peer is gone; [`Error::Io`].
+    pub fn send_fd(&self, fd: BorrowedFd<'_>) -> Result<()> {
+        match self.inner()? {
+            Inner::Sock(s) => s.send_fd(fd),
+            Inner::Shm(_) => Err(Error::WrongDirection {
+                needed: "a Unix socket",
+            }),
+        }
+    }
+
+    /// Receives a descriptor sent with [`send_fd`](Connection::send_fd). Blocks until it
+    /// arrives.
+    ///
+    /// # Errors
+    /// As for [`send_fd`](Connection::send_fd); [`Error::CorruptObject`] if the next thing in
+    /// the stream is a message, not a descriptor.
+    pub fn recv_fd(&self) -> Result<OwnedFd> {
+        match self.inner()? {
+            Inner::Sock(s) => s.recv_fd(),
+            Inner::Shm(_) => Err(Error::WrongDirection {
+                needed: "a Unix socket",
+            }),
+        }
+    }
+
+    /// Returns what `wait` polls for this end.
+    pub(crate) fn wait_part(&self) -> Result<WaitPart<'_>> {
+        self.check(true)?;
+        match self.state.as_ref().ok_or(Error::Closed)? {
+            Inner::Shm(s) => match (&s.rx, &s.rx_efd) {
+                (Some(r), Some(fd)) => Ok(WaitPart::Ring(r, fd.as_fd())),
+                _ => Err(Error::WrongDirection { needed: "readable" }),
+            },
+            Inner::Sock(s) => Ok(WaitPart::Socket(s.stream.fd(), s.has_pending())),
         }
     }
 }
@@ -452,7 +545,7 @@ impl Shm {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        if let Some(s) = self.state.take() {
+        if let Some(Inner::Shm(s)) = self.state.take() {
             if s.closes_on_drop() {
                 s.close_shared();
             }
@@ -483,10 +576,15 @@ struct TokenIn {
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::Error as _;
-        let shm = self
-            .state
-            .as_ref()
-            .ok_or_else(|| S::Error::custom("connection is closed"))?;
+        let shm = match &self.state {
+            Some(Inner::Shm(s)) => s,
+            Some(Inner::Sock(_)) => {
+                return Err(S::Error::custom(
+                    "a socket connection cannot be serialized; pass its descriptor with send_fd",
+                ));
+            }
+            None => return Err(S::Error::custom("connection is closed")),
+        };
         shm.serialized.set(true);
         let note = |fd: &Option<OwnedFd>| {
             fd.as_ref()

@@ -1,6 +1,7 @@
 //! `wait()`: select over connections, process sentinels and raw descriptors.
 
 use super::Connection;
+use super::pipe::WaitPart;
 use crate::error::{Error, Result};
 use crate::sys::{self, Deadline};
 use rustix::fd::{AsFd, BorrowedFd};
@@ -76,13 +77,22 @@ pub fn wait(objects: &[Waitable<'_>], timeout: Option<Duration>) -> Result<Vec<u
     let deadline = timeout.map(Deadline::after);
     let mut rings = Vec::new();
     let mut fds = Vec::with_capacity(objects.len());
+    let mut pre_ready = Vec::new();
     for o in objects {
         match o {
-            Waitable::Connection(c) => {
-                let (ring, efd) = c.wait_parts()?;
-                rings.push(Some(ring));
-                fds.push(efd);
-            }
+            Waitable::Connection(c) => match c.wait_part()? {
+                WaitPart::Ring(ring, efd) => {
+                    rings.push(Some(ring));
+                    fds.push(efd);
+                }
+                WaitPart::Socket(fd, pending) => {
+                    rings.push(None);
+                    fds.push(fd);
+                    if pending {
+                        pre_ready.push(rings.len() - 1);
+                    }
+                }
+            },
             Waitable::Fd(fd) => {
                 rings.push(None);
                 fds.push(*fd);
@@ -100,6 +110,7 @@ pub fn wait(objects: &[Waitable<'_>], timeout: Option<Duration>) -> Result<Vec<u
             .enumerate()
             .filter(|(_, r)| r.is_some_and(|r| r.readable_now()))
             .map(|(i, _)| i)
+            .chain(pre_ready.iter().copied())
             .collect();
         let now_only = !ready.is_empty() || deadline.as_ref().is_some_and(Deadline::has_passed);
         let until = if now_only {

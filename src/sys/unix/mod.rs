@@ -1,5 +1,5 @@
 //! Linux: memfd, POSIX shared memory, shared mappings, futexes, thread identity, fork,
-//! eventfd and poll.
+//! eventfd, poll and descriptor passing.
 
 pub(crate) mod atfork;
 pub(crate) mod clock;
@@ -9,6 +9,7 @@ pub(crate) mod futex;
 pub(crate) mod memfd;
 pub(crate) mod mmap;
 pub(crate) mod poll;
+pub(crate) mod scm_rights;
 pub(crate) mod shm;
 pub(crate) mod thread;
 
@@ -19,6 +20,7 @@ pub(crate) use futex::{WaitOutcome, futex_wait, futex_wake};
 pub(crate) use memfd::{fd_blocks_bytes, fd_len, memfd_create, punch_hole, set_len};
 pub(crate) use mmap::Mapping;
 pub(crate) use poll::{dup, dup_raw, poll_readable};
+pub(crate) use scm_rights::{recv_fd, send_fd};
 pub(crate) use shm::{fd_mode, shm_create_exclusive, shm_open_existing, shm_unlink};
 pub(crate) use thread::{current_pid, current_tid, page_size, random_u64, thread_alive};
 
