@@ -74,14 +74,24 @@ fn answer(stream: &Stream, key: &[u8]) -> Result<()> {
     parse_welcome(&stream.read_frame(HANDSHAKE_CAP)?)
 }
 
+/// An oversized handshake frame is a failed handshake, not a large message.
+fn as_auth(e: Error) -> Error {
+    match e {
+        Error::MessageTooLarge { .. } => Error::AuthFailed,
+        e => e,
+    }
+}
+
 /// The listener's side: challenge first, then answer.
 pub(crate) fn server(stream: &Stream, key: &[u8]) -> Result<()> {
-    deliver(stream, key)?;
-    answer(stream, key)
+    deliver(stream, key)
+        .and_then(|()| answer(stream, key))
+        .map_err(as_auth)
 }
 
 /// The client's side: answer first, then challenge.
 pub(crate) fn client(stream: &Stream, key: &[u8]) -> Result<()> {
-    answer(stream, key)?;
-    deliver(stream, key)
+    answer(stream, key)
+        .and_then(|()| deliver(stream, key))
+        .map_err(as_auth)
 }

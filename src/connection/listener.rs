@@ -5,6 +5,7 @@ use super::Connection;
 use super::auth;
 use super::socket::{SockConn, Stream, io_error};
 use crate::error::{Error, Result};
+use crate::sys;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{self as unix, UnixListener, UnixStream};
@@ -21,7 +22,8 @@ pub const DEFAULT_MAX_MESSAGE: u64 = 64 << 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Address {
-    /// A Unix socket at a filesystem path (removed again when the listener is dropped).
+    /// A Unix socket at a filesystem path, removed again when the listener is dropped (by the
+    /// process serving on it: the creator, or the child it forked to serve).
     Unix(PathBuf),
     /// A Linux abstract Unix socket name (no file; gone with the last socket).
     Abstract(Vec<u8>),
@@ -59,6 +61,8 @@ pub struct Listener {
     handshake_timeout: Duration,
     max_message: u64,
     unlink: Option<PathBuf>,
+    creator: u32,
+    epoch: u64,
 }
 
 impl std::fmt::Debug for Listener {
@@ -118,6 +122,8 @@ impl Listener {
             handshake_timeout: HANDSHAKE_TIMEOUT,
             max_message: DEFAULT_MAX_MESSAGE,
             unlink,
+            creator: sys::current_pid(),
+            epoch: sys::fork_epoch(),
         })
     }
 
@@ -168,7 +174,15 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Some(p) = &self.unlink {
+        // The socket file is removed by the process that serves on it: the creator unless it
+        // forked since (a child then owns the listener), or the forked child dropping its copy.
+        let me = sys::current_pid();
+        let owner = if me == self.creator {
+            self.epoch == sys::fork_epoch()
+        } else {
+            true
+        };
+        if let (Some(p), true) = (&self.unlink, owner) {
             let _ = std::fs::remove_file(p);
         }
     }

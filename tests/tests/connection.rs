@@ -403,3 +403,260 @@ fn stress_many_messages_both_ways() {
         })
     });
 }
+
+// ------------------------------------------------------------------ sockets
+
+use shmproc::connection::Address;
+use shmproc::{Client, Listener};
+use std::io::{Read, Write};
+
+const KEY: &[u8] = b"secret key";
+
+fn unique(tag: &str) -> String {
+    format!("shmproc-test-{}-{tag}", std::process::id())
+}
+
+/// Serves `n` clients on `listener` in a forked child: echoes each message back, adding 1 to
+/// `u64`s. Accept failures are reported as the message `"auth-error"` to the next good client.
+fn serve(listener: Listener, attempts: usize) -> shmproc::testing::Child {
+    fork(move || {
+        let mut failures = 0u32;
+        for _ in 0..attempts {
+            match listener.accept() {
+                Ok(c) => {
+                    c.send(&failures).unwrap();
+                    while let Ok(v) = c.recv::<u64>() {
+                        c.send(&(v + 1)).unwrap();
+                    }
+                }
+                Err(Error::AuthFailed | Error::Timeout | Error::Disconnected) => failures += 1,
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        0
+    })
+}
+
+fn talk(c: &shmproc::Connection) -> u32 {
+    let failures: u32 = c.recv().unwrap();
+    c.send(&41u64).unwrap();
+    assert_eq!(c.recv::<u64>().unwrap(), 42);
+    failures
+}
+
+#[test]
+fn listener_unix_path_round_trip_with_key() {
+    watchdog(LIMIT, "unix_path", || {
+        assert_no_leaks(|| {
+            let path = std::env::temp_dir().join(unique("sock"));
+            let l = Listener::bind(path.clone(), Some(KEY)).unwrap();
+            let mut server = serve(l, 1);
+            let c = Client::connect(path.clone(), Some(KEY)).unwrap();
+            assert_eq!(talk(&c), 0);
+            drop(c);
+            assert_eq!(server.wait(), Ok(0));
+            // The listener's copy in this process was dropped: the path is gone.
+            assert!(!path.exists());
+        })
+    });
+}
+
+#[test]
+fn listener_abstract_name_and_tcp() {
+    watchdog(LIMIT, "abstract_tcp", || {
+        assert_no_leaks(|| {
+            let name = Address::Abstract(unique("abs").into_bytes());
+            let l = Listener::bind(name.clone(), Some(KEY)).unwrap();
+            let mut server = serve(l, 1);
+            let c = Client::connect(name, Some(KEY)).unwrap();
+            assert_eq!(talk(&c), 0);
+            drop(c);
+            assert_eq!(server.wait(), Ok(0));
+
+            let l = Listener::bind(
+                "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap(),
+                Some(KEY),
+            )
+            .unwrap();
+            let addr = l.address().clone();
+            let mut server = serve(l, 1);
+            let c = Client::connect(addr, Some(KEY)).unwrap();
+            assert_eq!(talk(&c), 0);
+            // A 16 MiB message over TCP.
+            let big = vec![3u8; 16 << 20];
+            c.send_bytes(&big).unwrap();
+            drop(c);
+            assert_eq!(server.wait(), Ok(0));
+        })
+    });
+}
+
+#[test]
+fn tcp_listener_without_key_is_refused_unless_allowed() {
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    assert!(matches!(
+        Listener::bind(any, None),
+        Err(Error::Unauthenticated)
+    ));
+    let l = Listener::bind_unauthenticated(any).unwrap();
+    let addr = l.address().clone();
+    let mut server = serve(l, 1);
+    let c = Client::connect(addr, None).unwrap();
+    assert_eq!(talk(&c), 0);
+    drop(c);
+    assert_eq!(server.wait(), Ok(0));
+}
+
+#[test]
+fn wrong_key_fails_on_both_sides() {
+    watchdog(LIMIT, "wrong_key", || {
+        assert_no_leaks(|| {
+            let name = Address::Abstract(unique("wrong").into_bytes());
+            let l = Listener::bind(name.clone(), Some(KEY)).unwrap();
+            let mut server = fork(move || match l.accept() {
+                Err(Error::AuthFailed) => 0,
+                other => {
+                    eprintln!("server got {other:?}");
+                    1
+                }
+            });
+            assert!(matches!(
+                Client::connect(name, Some(b"not the key")),
+                Err(Error::AuthFailed)
+            ));
+            assert_eq!(server.wait(), Ok(0));
+        })
+    });
+}
+
+#[test]
+fn listener_survives_wrong_key_http_and_random_bytes() {
+    watchdog(LIMIT, "hostile", || {
+        assert_no_leaks(|| {
+            let path = std::env::temp_dir().join(unique("hostile"));
+            let mut l = Listener::bind(path.clone(), Some(KEY)).unwrap();
+            l.set_handshake_timeout(Duration::from_millis(500));
+            let mut server = serve(l, 5);
+            // 1: wrong key.
+            assert!(matches!(
+                Client::connect(path.clone(), Some(b"wrong")),
+                Err(Error::AuthFailed)
+            ));
+            // 2: an HTTP request.
+            let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .unwrap();
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink);
+            // 3: 4 KiB of random bytes.
+            let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            let junk: Vec<u8> = (0..4096)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = s.write_all(&junk);
+            let _ = s.read_to_end(&mut sink);
+            // 4: a silent client, dropped after the handshake timeout.
+            let silent = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            let mut s2 = silent.try_clone().unwrap();
+            let _ = s2.read_to_end(&mut sink);
+            drop(silent);
+            // 5: a correct client is served, after four failures.
+            let c = Client::connect(path.clone(), Some(KEY)).unwrap();
+            assert_eq!(talk(&c), 4);
+            drop(c);
+            assert_eq!(server.wait(), Ok(0));
+        })
+    });
+}
+
+#[test]
+fn socket_connection_api_matches_pipe() {
+    watchdog(LIMIT, "socket_api", || {
+        assert_no_leaks(|| {
+            let name = Address::Abstract(unique("api").into_bytes());
+            let l = Listener::bind(name.clone(), Some(KEY)).unwrap();
+            let mut server = fork(move || {
+                let c = l.accept().unwrap();
+                c.send_bytes(b"").unwrap();
+                c.send_bytes(&[5u8; 40]).unwrap();
+                let f = std::fs::File::open("/proc/self/stat").unwrap();
+                c.send_fd(std::os::fd::AsFd::as_fd(&f)).unwrap();
+                c.send(&"after fd").unwrap();
+                let _ = c.recv_bytes();
+                0
+            });
+            let c = Client::connect(name, Some(KEY)).unwrap();
+            assert!(c.poll(Some(Duration::from_secs(30))).unwrap());
+            assert_eq!(c.recv_bytes().unwrap(), b"");
+            let mut small = [0u8; 8];
+            assert!(matches!(
+                c.recv_bytes_into(&mut small),
+                Err(Error::BufferTooSmall { needed: 40 })
+            ));
+            assert!(c.poll(Some(Duration::ZERO)).unwrap());
+            let ready = wait(&[(&c).into()], Some(Duration::ZERO)).unwrap();
+            assert_eq!(ready, [0]);
+            let mut buf = [0u8; 64];
+            assert_eq!(c.recv_bytes_into_at(&mut buf, 4).unwrap(), 40);
+            let fd = c.recv_fd().unwrap();
+            let mut f = std::fs::File::from(fd);
+            let mut stat = String::new();
+            f.read_to_string(&mut stat).unwrap();
+            assert!(stat.starts_with(&format!("{} ", server.pid())));
+            drop(f);
+            assert_eq!(c.recv::<String>().unwrap(), "after fd");
+            assert!(shmproc::codec::to_bytes(&c).is_err());
+            drop(c);
+            assert_eq!(server.wait(), Ok(0));
+        })
+    });
+}
+
+#[test]
+fn oversized_frame_is_rejected_without_allocating() {
+    watchdog(LIMIT, "oversized", || {
+        assert_no_leaks(|| {
+            let name = Address::Abstract(unique("big").into_bytes());
+            let mut l = Listener::bind(name.clone(), None).unwrap();
+            l.set_max_message(1024);
+            let mut server = fork(move || {
+                let c = l.accept().unwrap();
+                match c.recv_bytes() {
+                    Err(Error::MessageTooLarge { size, limit: 1024 }) if size == u64::MAX => 0,
+                    other => {
+                        eprintln!("{other:?}");
+                        1
+                    }
+                }
+            });
+            let a = std::os::unix::net::SocketAddr::from_abstract_name(match &name {
+                Address::Abstract(n) => n.clone(),
+                _ => unreachable!(),
+            })
+            .unwrap();
+            use std::os::linux::net::SocketAddrExt;
+            let mut s = std::os::unix::net::UnixStream::connect_addr(&a).unwrap();
+            s.write_all(&[0xff; 8]).unwrap();
+            assert_eq!(server.wait(), Ok(0));
+        })
+    });
+}
+
+#[test]
+fn fuzz_corpus_replays_without_panic() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/connection_frame");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let data = std::fs::read(e.unwrap().path()).unwrap();
+        shmproc::connection::fuzz::frame_and_handshake(&data);
+        n += 1;
+    }
+    assert!(n >= 10, "corpus at {} has {n} files", dir.display());
+}
