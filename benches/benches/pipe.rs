@@ -4,7 +4,14 @@
 //! `pipe/one_way/256`: 256-byte messages from parent to child per second (the child acks the
 //! last one). `pipe/ping_pong/8`: blocking round trips per second.
 
-#![allow(unsafe_code, clippy::undocumented_unsafe_blocks, missing_docs)]
+#![allow(
+    unsafe_code,
+    clippy::undocumented_unsafe_blocks,
+    clippy::multiple_unsafe_ops_per_block,
+    clippy::unwrap_used,
+    clippy::disallowed_types,
+    missing_docs
+)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use shmproc::testing::fork;

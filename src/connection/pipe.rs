@@ -361,7 +361,7 @@ impl Connection {
     /// [`send_bytes`](Connection::send_bytes).
     pub fn send_bytes_range(&self, buf: &[u8], offset: usize, size: Option<usize>) -> Result<()> {
         let end = match size {
-            Some(n) => offset.checked_add(n).unwrap_or(usize::MAX),
+            Some(n) => offset.saturating_add(n),
             None => buf.len().max(offset),
         };
         let part = buf.get(offset..end).ok_or(Error::IndexOutOfBounds {
@@ -545,10 +545,10 @@ impl Shm {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        if let Some(Inner::Shm(s)) = self.state.take() {
-            if s.closes_on_drop() {
-                s.close_shared();
-            }
+        if let Some(Inner::Shm(s)) = self.state.take()
+            && s.closes_on_drop()
+        {
+            s.close_shared();
         }
     }
 }

@@ -458,10 +458,10 @@ impl Ring {
         if self.u32_at(READER_SLEEPING).load(Ordering::Relaxed) != 0 {
             self.wake(RX_SEQ);
         }
-        if let Some(fd) = efd {
-            if self.u32_at(POLLERS).load(Ordering::Relaxed) != 0 {
-                sys::eventfd_signal(fd);
-            }
+        if let Some(fd) = efd
+            && self.u32_at(POLLERS).load(Ordering::Relaxed) != 0
+        {
+            sys::eventfd_signal(fd);
         }
     }
 
@@ -530,7 +530,7 @@ impl Ring {
             // Acquire: the record bytes published before `head` are visible.
             let head = head_w.load(Ordering::Acquire);
             let avail = head.wrapping_sub(tail);
-            if avail > self.cap || tail % SLOT != 0 {
+            if avail > self.cap || !tail.is_multiple_of(SLOT) {
                 return Err(corrupt("pipe positions out of range"));
             }
             let pos = tail & (self.cap - 1);

@@ -1,5 +1,7 @@
 //! Connections: pipes between real processes, CPython's connection behaviours, end of stream.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
+
 use serde::{Deserialize, Serialize};
 use shmproc::connection::{Waitable, wait};
 use shmproc::testing::{assert_no_leaks, fork, watchdog};
