@@ -662,3 +662,27 @@ fn fuzz_corpus_replays_without_panic() {
     }
     assert!(n >= 10, "corpus at {} has {n} files", dir.display());
 }
+
+#[test]
+fn stress_one_gib_message_crosses_processes() {
+    watchdog(Duration::from_secs(200), "one_gib", || {
+        assert_no_leaks(|| {
+            const GIB: usize = 1 << 30;
+            let (r, w) = pipe_simplex().unwrap();
+            let mut child = fork(move || {
+                let mut msg = vec![0u8; GIB];
+                for (i, chunk) in msg.chunks_mut(4096).enumerate() {
+                    chunk[0] = i as u8;
+                }
+                w.send_bytes(&msg).unwrap();
+                0
+            });
+            let got = r.recv_bytes().unwrap();
+            assert_eq!(got.len(), GIB);
+            assert!(got.chunks(4096).enumerate().all(|(i, c)| c[0] == i as u8));
+            drop(got);
+            assert_eq!(child.wait(), Ok(0));
+            assert!(matches!(r.recv_bytes(), Err(Error::Disconnected)));
+        })
+    });
+}
