@@ -54,6 +54,25 @@ enum Inner {
 /// `connection::auth`) under a timeout before [`accept`](Listener::accept) returns it; a
 /// client that fails (wrong key, garbage, silence) makes that `accept` return an error, and
 /// the listener keeps serving: call `accept` again.
+///
+/// # Examples
+/// ```
+/// use shmproc::connection::Address;
+/// use shmproc::{Client, Listener};
+/// # fn main() -> shmproc::Result<()> {
+/// let addr = Address::Abstract(format!("shmproc-doc-{}", std::process::id()).into_bytes());
+/// let listener = Listener::bind(addr.clone(), Some(b"secret"))?;
+/// let server = std::thread::spawn(move || -> shmproc::Result<()> {
+///     let conn = listener.accept()?;
+///     let n: u32 = conn.recv()?;
+///     conn.send(&(n + 1))
+/// });
+/// let conn = Client::connect(addr, Some(b"secret"))?;
+/// conn.send(&41u32)?;
+/// assert_eq!(conn.recv::<u32>()?, 42);
+/// server.join().unwrap()?;
+/// # Ok(()) }
+/// ```
 pub struct Listener {
     inner: Inner,
     address: Address,

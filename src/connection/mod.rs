@@ -30,7 +30,7 @@
 //!
 //! A [`Connection`] is `Serialize`/`Deserialize`: its token names the heap block (whose segment
 //! is reported to `segment::registry::collect`, like every handle) and its eventfds. The
-//! descriptors travel through the hook in [`fd`](self::fd): `fd::collect` around the encode
+//! descriptors travel through the crate-internal hook in `connection::fd`: `fd::collect` around the encode
 //! returns them in token order, `fd::with_received` around the decode hands them to the tokens.
 //! A forked child needs neither: it decodes from the inherited descriptor numbers.
 //!

@@ -64,7 +64,7 @@ pub fn pipe_simplex() -> Result<(Connection, Connection)> {
 /// A connection is `Send` but not `Sync`, like Python's: one thread uses an end at a time, and
 /// an end is used by one process at a time (the process that last sent or received on it is
 /// the one whose death counts as the end's death). It serializes to a token (the heap block and
-/// its eventfds, see [`connection::fd`](super::fd)) and re-attaches in another process.
+/// its eventfds, which travel through the crate-internal hook `connection::fd`) and re-attaches in another process.
 ///
 /// # End of stream
 /// Once the peer end is closed, or its process has died (even by `SIGKILL`, even mid-message),
