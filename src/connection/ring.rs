@@ -11,16 +11,17 @@
 //! | 320 + d·(256 + cap) | cap   | direction `d` data                      | its writer      |
 //!
 //! Direction header (each line is its own 64-byte cache line, so the two sides never share a
-//! line they write on the fast path):
+//! line they write on the fast path; each side finds the peer's "closed" flag in its own line,
+//! written there once by the peer):
 //!
 //! | offset | size | field             | writer                                    |
 //! |--------|------|-------------------|-------------------------------------------|
 //! | 0      | 8    | `head`            | the writer: bytes ever published          |
 //! | 8      | 4    | `writer_pid`      | the writer: pid of the process using it   |
-//! | 12     | 4    | `writer_closed`   | the writer, once: 0 → 1 on close          |
+//! | 12     | 4    | `reader_closed`   | the reader, once: 0 → 1 on close          |
 //! | 64     | 8    | `tail`            | the reader: bytes ever consumed           |
 //! | 72     | 4    | `reader_pid`      | the reader: pid of the process using it   |
-//! | 76     | 4    | `reader_closed`   | the reader, once: 0 → 1 on close          |
+//! | 76     | 4    | `writer_closed`   | the writer, once: 0 → 1 on close          |
 //! | 128    | 4    | `rx_seq`          | the writer (bump), the reader sleeps on it |
 //! | 132    | 4    | `reader_sleeping` | the reader (+1 before sleeping, −1 after)  |
 //! | 136    | 4    | `pollers`         | `wait()` callers (+1 / −1)                |
@@ -80,6 +81,7 @@ use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
 use crate::sys::{self, Deadline, WaitOutcome};
 use rustix::fd::BorrowedFd;
+use std::cell::Cell;
 use std::time::Duration;
 
 /// Magic number at the start of a pipe block.
@@ -101,10 +103,10 @@ const PAD: u32 = 4;
 
 const HEAD: u64 = 0;
 const WRITER_PID: u64 = 8;
-const WRITER_CLOSED: u64 = 12;
+const READER_CLOSED: u64 = 12;
 const TAIL: u64 = 64;
 const READER_PID: u64 = 72;
-const READER_CLOSED: u64 = 76;
+const WRITER_CLOSED: u64 = 76;
 const RX_SEQ: u64 = 128;
 const READER_SLEEPING: u64 = 132;
 const POLLERS: u64 = 136;
@@ -198,6 +200,11 @@ pub(crate) struct Ring {
     dir: *mut u8,
     cap: u64,
     max_chunk: u64,
+    /// Writer side: a `tail` seen earlier (never ahead of the real one: positions only grow),
+    /// so the fast path does not touch the reader's cache line.
+    seen_tail: Cell<u64>,
+    /// Reader side: a `head` seen earlier (never ahead of the real one).
+    seen_head: Cell<u64>,
 }
 
 impl Ring {
@@ -212,6 +219,8 @@ impl Ring {
             dir: base.wrapping_add(off),
             cap,
             max_chunk: cap / 4 - SLOT,
+            seen_tail: Cell::new(0),
+            seen_head: Cell::new(0),
         }
     }
 
@@ -433,10 +442,26 @@ impl Ring {
 
     /// Waits until `n` bytes are free after `head`.
     fn reserve(&self, head: u64, n: u64) -> Result<()> {
+        let free = |t: u64| {
+            if t > head {
+                0
+            } else {
+                self.cap.saturating_sub(head - t)
+            }
+        };
+        // The slots up to a tail seen before are free for good (the cached tail was loaded
+        // with Acquire when it was first seen).
+        if free(self.seen_tail.get()) >= n {
+            return Ok(());
+        }
         let tail = self.u64_at(TAIL);
-        let free = |t: u64| self.cap.saturating_sub(head.wrapping_sub(t));
         // Acquire: the reader's reads of the slots it freed happen before we overwrite them.
-        if free(tail.load(Ordering::Acquire)) >= n {
+        let t = tail.load(Ordering::Acquire);
+        if t > head {
+            return Err(corrupt("pipe tail ahead of head"));
+        }
+        self.seen_tail.set(t);
+        if free(t) >= n {
             return Ok(());
         }
         let ready = || {
@@ -444,7 +469,10 @@ impl Ring {
             free(t) >= n || t > head
         };
         match self.wait(ready, TX_SEQ, WRITER_SLEEPING, || self.reader_gone(), None) {
-            Waited::Ready if tail.load(Ordering::Acquire) <= head => Ok(()),
+            Waited::Ready if tail.load(Ordering::Acquire) <= head => {
+                self.seen_tail.set(tail.load(Ordering::Acquire));
+                Ok(())
+            }
             Waited::Ready => Err(corrupt("pipe tail ahead of head")),
             Waited::TimedOut | Waited::PeerGone => Err(Error::Disconnected),
         }
@@ -514,7 +542,7 @@ impl Ring {
             let tail = tail_w.load(Ordering::Relaxed);
             let head_w = self.u64_at(HEAD);
             let ready = || head_w.load(Ordering::Relaxed) != tail;
-            if !ready() {
+            if self.seen_head.get() <= tail && !ready() {
                 match self.wait(
                     ready,
                     RX_SEQ,
@@ -527,8 +555,15 @@ impl Ring {
                     Waited::PeerGone => return Err(Error::Disconnected),
                 }
             }
-            // Acquire: the record bytes published before `head` are visible.
-            let head = head_w.load(Ordering::Acquire);
+            // A head seen before (loaded with Acquire then) still covers its records;
+            // otherwise Acquire: the record bytes published before `head` are visible.
+            let head = if self.seen_head.get() > tail {
+                self.seen_head.get()
+            } else {
+                let h = head_w.load(Ordering::Acquire);
+                self.seen_head.set(h);
+                h
+            };
             let avail = head.wrapping_sub(tail);
             if avail > self.cap || !tail.is_multiple_of(SLOT) {
                 return Err(corrupt("pipe positions out of range"));
