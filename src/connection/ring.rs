@@ -60,7 +60,8 @@
 //! issues a `SeqCst` fence and loads the sleeping count; only if it is non-zero does it bump the
 //! sequence and make the `futex_wake` system call. The two fences ensure that at least one of
 //! them sees the other's store, so a wake-up is never lost, and the fast path makes no system
-//! call. Sleeps are sliced (1 ms doubling to 100 ms) so a peer that died without closing is
+//! call. A waiter first spins for an adaptive number of rounds (growing while the peer tends to
+//! answer within the spin, halving when it does not). Sleeps are sliced (1 ms doubling to 100 ms) so a peer that died without closing is
 //! noticed through its recorded pid.
 //!
 //! Every value read from the shared block (capacity, positions, record headers) is validated
@@ -113,7 +114,11 @@ const POLLERS: u64 = 136;
 const TX_SEQ: u64 = 192;
 const WRITER_SLEEPING: u64 = 196;
 
-const SPIN: u32 = 100;
+/// Adaptive spinning before sleeping: start here, grow while spinning pays, halve when it
+/// does not (on a loaded machine a spinning waiter only steals the peer's CPU).
+const SPIN_START: u32 = 100;
+const SPIN_MIN: u32 = 8;
+const SPIN_MAX: u32 = 4000;
 const FIRST_SLICE: Duration = Duration::from_millis(1);
 const MAX_SLICE: Duration = Duration::from_millis(100);
 
@@ -205,6 +210,8 @@ pub(crate) struct Ring {
     seen_tail: Cell<u64>,
     /// Reader side: a `head` seen earlier (never ahead of the real one).
     seen_head: Cell<u64>,
+    /// Current spin budget of this side.
+    spin: Cell<u32>,
 }
 
 impl Ring {
@@ -221,6 +228,7 @@ impl Ring {
             max_chunk: cap / 4 - SLOT,
             seen_tail: Cell::new(0),
             seen_head: Cell::new(0),
+            spin: Cell::new(SPIN_START),
         }
     }
 
@@ -315,12 +323,15 @@ impl Ring {
         peer_gone: impl Fn() -> bool,
         deadline: Option<&Deadline>,
     ) -> Waited {
-        for _ in 0..SPIN {
+        let budget = self.spin.get();
+        for _ in 0..budget {
             if ready() {
+                self.spin.set((budget + budget / 4 + 1).min(SPIN_MAX));
                 return Waited::Ready;
             }
             core::hint::spin_loop();
         }
+        self.spin.set((budget / 2).max(SPIN_MIN));
         let (seq, sleeping) = (self.u32_at(seq), self.u32_at(sleeping));
         let mut slice = FIRST_SLICE;
         loop {
