@@ -98,3 +98,25 @@ pub(crate) fn take(tok: FdToken) -> io::Result<OwnedFd> {
         None => sys::dup_raw(tok.raw),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn descriptors_travel_through_collect_and_with_received() {
+        let (a, b) = crate::pipe().unwrap();
+        let (bytes, fds) = super::collect(|| crate::codec::to_bytes(&b));
+        let bytes = bytes.unwrap();
+        assert_eq!(fds.len(), 2);
+        let b2: crate::Connection =
+            super::with_received(fds, || crate::codec::from_bytes(&bytes)).unwrap();
+        drop(b);
+        a.send(&5u8).unwrap();
+        assert_eq!(b2.recv::<u8>().unwrap(), 5);
+        // A token whose descriptor is not among the received ones fails cleanly.
+        let (bytes, _fds) = super::collect(|| crate::codec::to_bytes(&b2));
+        let bytes = bytes.unwrap();
+        let r: crate::Result<crate::Connection> =
+            super::with_received(Vec::new(), || crate::codec::from_bytes(&bytes));
+        assert!(matches!(r, Err(crate::Error::Io { .. })));
+    }
+}
