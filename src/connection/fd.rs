@@ -17,10 +17,10 @@
 //! descriptors at the same numbers) duplicates the descriptor by its number in the sender.
 
 use crate::sys;
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// A descriptor inside a serialized handle.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]

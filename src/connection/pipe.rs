@@ -17,11 +17,11 @@ use crate::error::{Error, Result};
 use crate::heap::{ObjectRef, ObjectToken};
 use crate::segment::{Segment, registry};
 use crate::sys::{self, Deadline};
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::Cell;
 use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 /// Fingerprint of a pipe block.

@@ -81,8 +81,8 @@
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
 use crate::sys::{self, Deadline, WaitOutcome};
-use rustix::fd::BorrowedFd;
 use std::cell::Cell;
+use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 /// Magic number at the start of a pipe block.

@@ -7,10 +7,10 @@
 use super::ring::Sink;
 use crate::error::{Error, Result};
 use crate::sys::{self, Deadline};
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 

@@ -4,7 +4,7 @@ use super::Connection;
 use super::pipe::WaitPart;
 use crate::error::{Error, Result};
 use crate::sys::{self, Deadline};
-use rustix::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
 /// How often a waiter re-checks for peers that died without closing.
