@@ -2,7 +2,8 @@
 //! futex ping-pong and a kernel pipe measured in the same groups.
 //!
 //! `pipe/one_way/256`: 256-byte messages from parent to child per second (the child acks the
-//! last one). `pipe/ping_pong/8`: blocking round trips per second.
+//! last one). `pipe/ping_pong/8`: blocking round trips per second. `pipe/one_way_bytes/16MiB`:
+//! bytes per second of 16 MiB messages.
 
 #![allow(
     unsafe_code,
@@ -251,6 +252,39 @@ fn kernel_pipe_ping_pong(iters: u64) -> Duration {
     t
 }
 
+/// 16 MiB messages one way (the receiver acks the last one).
+fn shm_large(iters: u64) -> Duration {
+    const BIG: usize = 16 << 20;
+    let (a, b) = shmproc::pipe().unwrap();
+    let mut child = fork(move || {
+        let mut buf = vec![0u8; BIG];
+        for _ in 0..iters {
+            b.recv_bytes_into(&mut buf).unwrap();
+        }
+        b.send_bytes(b"ack").unwrap();
+        0
+    });
+    let msg = vec![7u8; BIG];
+    let start = Instant::now();
+    for _ in 0..iters {
+        a.send_bytes(&msg).unwrap();
+    }
+    a.recv_bytes().unwrap();
+    let t = start.elapsed();
+    assert_eq!(child.wait(), Ok(0));
+    t
+}
+
+fn large(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipe/one_way_bytes");
+    g.throughput(Throughput::Bytes(16 << 20));
+    g.measurement_time(Duration::from_secs(3));
+    g.warm_up_time(Duration::from_millis(500));
+    g.sample_size(10);
+    g.bench_function("shmproc/16MiB", |b| b.iter_custom(shm_large));
+    g.finish();
+}
+
 fn one_way(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipe/one_way");
     g.throughput(Throughput::Elements(1));
@@ -275,5 +309,5 @@ fn ping_pong(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, one_way, ping_pong);
+criterion_group!(benches, one_way, ping_pong, large);
 criterion_main!(benches);

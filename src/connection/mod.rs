@@ -25,6 +25,8 @@
 //! Each direction also has an eventfd. It is signalled only when a [`wait`] caller has
 //! registered on the ring (or the writer closes), so [`wait`] can `poll(2)` many connections,
 //! process sentinels and raw descriptors at once without costing the data path anything.
+//! (A process that dies inside `wait` leaves its registration behind; the writer then signals
+//! the eventfd on every message, which costs a system call but nothing else.)
 //!
 //! # Passing connections to other processes
 //!

@@ -75,6 +75,12 @@ pub fn pipe_simplex() -> Result<(Connection, Connection)> {
 /// Dropping a connection closes it if this process used it (sent, received or polled) or never
 /// passed it on (no fork and no serialization since it was made); otherwise the end stays open
 /// for the process that took it over, and its death ends the stream.
+///
+/// Known limit: an end inherited by a forked child that never uses it (no send, receive or
+/// poll) is still recorded as used by the parent; if the parent lives on and dropped its copy
+/// after the fork, the peer sees end of stream only once the parent exits or closes it
+/// explicitly. Ends passed by serialization (the spawn path) are recorded at attach time and
+/// have no such gap.
 pub struct Connection {
     state: Option<Inner>,
     readable: bool,
