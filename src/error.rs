@@ -121,12 +121,43 @@ pub enum Error {
     /// A queue is empty (from a `try_` operation).
     #[error("queue is empty")]
     Empty,
-    /// The object was closed; no more items can be put (or got, once drained).
+    /// The object was closed: a queue refuses puts (and gets, once drained); a connection end
+    /// closed in this process refuses every operation.
     #[error("closed")]
     Closed,
     /// `task_done` was called more times than items were put.
     #[error("task_done called more times than items were put")]
     TaskDoneTooMany,
+    /// The peer end of a connection was closed or its process died, and every message it
+    /// sent has been received (end of stream), or a send found nobody left to receive.
+    #[error("connection peer disconnected")]
+    Disconnected,
+    /// An operation a simplex connection end does not support (receiving on a send end, …).
+    #[error("connection end is not {needed}")]
+    WrongDirection {
+        /// What the operation needed: `"readable"` or `"writable"`.
+        needed: &'static str,
+    },
+    /// A message exceeds the size limit of the connection or the caller.
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
+    MessageTooLarge {
+        /// Size of the message in bytes.
+        size: u64,
+        /// The limit it exceeded.
+        limit: u64,
+    },
+    /// A receive buffer is too short; the message was kept and can be received again.
+    #[error("receive buffer too small: {needed} bytes needed")]
+    BufferTooSmall {
+        /// Bytes needed to hold the message.
+        needed: usize,
+    },
+    /// A listener reachable over the network was asked for without an authkey.
+    #[error("refusing an unauthenticated TCP listener (use bind_unauthenticated to allow it)")]
+    Unauthenticated,
+    /// Authentication of a socket connection failed (wrong key or a malformed handshake).
+    #[error("authentication failed")]
+    AuthFailed,
     /// A value failed to serialize or deserialize.
     #[error("codec error: {reason}")]
     Codec {

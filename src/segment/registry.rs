@@ -114,7 +114,6 @@ pub(crate) fn adopt_default_segment(seg: Segment) -> bool {
     DEFAULT.set(seg).is_ok()
 }
 
-
 /// The environment variable through which shmproc hands a spawned child its start-up message.
 pub(crate) const CHILD_ENV: &str = "SHMPROC_CHILD";
 
