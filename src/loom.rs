@@ -96,3 +96,12 @@ atomic_wrapper!(AtomicU16, u16);
 atomic_wrapper!(AtomicU32, u32);
 #[cfg(not(shmproc_loom))]
 atomic_wrapper!(AtomicU64, u64);
+
+/// Gives the core to another thread (a loom thread in models).
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(shmproc_loom)]
+    loom::thread::yield_now();
+    #[cfg(not(shmproc_loom))]
+    std::thread::yield_now();
+}

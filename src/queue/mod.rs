@@ -11,4 +11,7 @@
 pub(crate) mod handle;
 pub(crate) mod ring;
 
+#[cfg(all(test, shmproc_loom))]
+mod loom_tests;
+
 pub use handle::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};

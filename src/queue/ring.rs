@@ -38,7 +38,8 @@
 //! - a consumer killed mid-get leaves `READING`; whoever finds its thread gone puts the slot
 //!   back to `FULL`, and the message is delivered to another consumer;
 //! - a party killed after its final store but before moving `tail`/`head` is finished by the
-//!   next party, which moves the index for it.
+//!   next party, which moves the index for it (a slot whose lap is ahead of the position's
+//!   means the position is done, whatever its state).
 //!
 //! Producers thus take turns at the tail and consumers at the head (a put waits while another
 //! producer copies), which keeps every message whole and each producer's messages in order.
@@ -93,7 +94,11 @@ const READING: u64 = 3;
 const TID_MASK: u64 = 0x3fff_ffff;
 const EXTERNAL: u64 = 1 << 63;
 
+#[cfg(not(shmproc_loom))]
 const SPIN: u32 = 64;
+// Models explore every interleaving at each load: one spin is enough there.
+#[cfg(shmproc_loom)]
+const SPIN: u32 = 1;
 const FIRST_SLICE: Duration = Duration::from_millis(1);
 const MAX_SLICE: Duration = Duration::from_millis(50);
 
@@ -118,7 +123,7 @@ impl Backoff {
                 core::hint::spin_loop();
             }
         } else if self.step < Self::YIELD_STEPS {
-            std::thread::yield_now();
+            crate::loom::yield_now();
         } else {
             return false;
         }
@@ -144,6 +149,13 @@ fn lap_of(w: u64) -> u32 {
 
 fn state_of(w: u64) -> u64 {
     (w >> 30) & 3
+}
+
+/// Returns whether a slot's lap `wl` is past the lap `lap` of the position looked at: the
+/// position is finished and only its index has not moved yet.
+fn lap_ahead(wl: u32, lap: u32) -> bool {
+    // Laps compare within a window of 2^31 (positions are 64-bit; laps wrap at 2^32).
+    (1..1 << 31).contains(&wl.wrapping_sub(lap))
 }
 
 fn tid_of(w: u64) -> u32 {
@@ -178,35 +190,72 @@ pub(crate) enum Attempt<T> {
     WouldBlock,
 }
 
-/// A view of a ring in a heap block.
+/// The memory a ring lives in: a heap block ([`RawMem`]), or loom-tracked cells in models.
+pub(crate) trait RingMem {
+    /// Returns the 8-byte word at `off` (a multiple of 8 below the ring's size).
+    fn w64(&self, off: usize) -> &AtomicU64;
+    /// Returns the 4-byte word at `off` (a multiple of 4 below the ring's size).
+    fn w32(&self, off: usize) -> &AtomicU32;
+    /// Copies `bytes` to `off`; the caller holds the slot there in `WRITING` state.
+    fn write_bytes(&self, off: usize, bytes: &[u8]);
+    /// Copies `out.len()` bytes from `off`; the caller holds the slot there in `READING` state.
+    fn read_bytes(&self, off: usize, out: &mut [u8]);
+}
+
+/// A ring in a heap block: 64-byte aligned memory of at least `ring_bytes(capacity)` bytes.
 #[derive(Clone, Copy)]
-pub(crate) struct Ring {
+pub(crate) struct RawMem {
     base: *mut u8,
+}
+
+impl RingMem for RawMem {
+    fn w64(&self, off: usize) -> &AtomicU64 {
+        let p = self.base.wrapping_add(off).cast::<AtomicU64>();
+        // SAFETY: `off` is a header offset below `HEADER` or a slot offset below
+        // `ring_bytes(capacity)`, inside the block (`attach` checked), 8-aligned (the base is
+        // 64-aligned, offsets are multiples of 8); `AtomicU64` has `u64`'s layout, all bit
+        // patterns are valid, and the block outlives the ring (module `# Safety`).
+        unsafe { &*p }
+    }
+
+    fn w32(&self, off: usize) -> &AtomicU32 {
+        let p = self.base.wrapping_add(off).cast::<AtomicU32>();
+        // SAFETY: as in `w64`, for 4-byte, 4-aligned header words.
+        unsafe { &*p }
+    }
+
+    fn write_bytes(&self, off: usize, bytes: &[u8]) {
+        // SAFETY: the caller holds the slot in WRITING state (exclusive, module `# Safety`),
+        // and `off + bytes.len()` stays inside the slot's message area.
+        unsafe {
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.wrapping_add(off), bytes.len())
+        };
+    }
+
+    fn read_bytes(&self, off: usize, out: &mut [u8]) {
+        // SAFETY: the caller holds the slot in READING state (exclusive), and
+        // `off + out.len()` stays inside the slot's message area.
+        unsafe {
+            core::ptr::copy_nonoverlapping(self.base.wrapping_add(off), out.as_mut_ptr(), out.len())
+        };
+    }
+}
+
+/// A view of a ring.
+#[derive(Clone, Copy)]
+pub(crate) struct Ring<M: RingMem = RawMem> {
+    mem: M,
     capacity: u64,
 }
 
-impl Ring {
+impl Ring<RawMem> {
     /// Views a ring at `base`, which holds `len` bytes, checking its header.
     ///
     /// # Safety
     /// - `base` is 64-byte aligned and points to `len` bytes of a live heap block that stays
     ///   allocated while the `Ring` is used.
     pub(crate) unsafe fn attach(base: *mut u8, len: u64) -> Result<Ring> {
-        let probe = Ring { base, capacity: 0 };
-        if len < HEADER as u64 {
-            return Err(Error::CorruptObject {
-                reason: "queue block smaller than its header",
-            });
-        }
-        let capacity = probe.word64(CAPACITY).load(Ordering::Relaxed);
-        match ring_bytes(capacity) {
-            Some(need) if capacity > 0 && capacity <= MAX_CAPACITY && need <= len => {
-                Ok(Ring { base, capacity })
-            }
-            _ => Err(Error::CorruptObject {
-                reason: "queue capacity inconsistent with its block",
-            }),
-        }
+        Ring::attach_mem(RawMem { base }, len)
     }
 
     /// Initializes a ring in a fresh zero-filled block.
@@ -220,26 +269,45 @@ impl Ring {
         capacity: u64,
         type_fp: u64,
     ) -> Result<Ring> {
-        let probe = Ring { base, capacity: 0 };
+        Ring::init_mem(RawMem { base }, len, capacity, type_fp)
+    }
+}
+
+impl<M: RingMem> Ring<M> {
+    /// Views a ring in `mem`, which holds `len` bytes, checking its header.
+    pub(crate) fn attach_mem(mem: M, len: u64) -> Result<Ring<M>> {
+        let probe = Ring { mem, capacity: 0 };
+        if len < HEADER as u64 {
+            return Err(Error::CorruptObject {
+                reason: "queue block smaller than its header",
+            });
+        }
+        let capacity = probe.word64(CAPACITY).load(Ordering::Relaxed);
+        match ring_bytes(capacity) {
+            Some(need) if capacity > 0 && capacity <= MAX_CAPACITY && need <= len => Ok(Ring {
+                mem: probe.mem,
+                capacity,
+            }),
+            _ => Err(Error::CorruptObject {
+                reason: "queue capacity inconsistent with its block",
+            }),
+        }
+    }
+
+    /// Initializes a ring in zero-filled memory not yet visible to any other party.
+    pub(crate) fn init_mem(mem: M, len: u64, capacity: u64, type_fp: u64) -> Result<Ring<M>> {
+        let probe = Ring { mem, capacity: 0 };
         probe.word64(CAPACITY).store(capacity, Ordering::Relaxed);
         probe.word64(TYPE_FP).store(type_fp, Ordering::Relaxed);
-        // SAFETY: forwarded from the caller.
-        unsafe { Ring::attach(base, len) }
+        Ring::attach_mem(probe.mem, len)
     }
 
     fn word64(&self, off: usize) -> &AtomicU64 {
-        let p = self.base.wrapping_add(off).cast::<AtomicU64>();
-        // SAFETY: `off` is a header offset below `HEADER` or a slot offset below
-        // `ring_bytes(capacity)`, inside the block (`attach` checked), 8-aligned (the base is
-        // 64-aligned, offsets are multiples of 8); `AtomicU64` has `u64`'s layout, all bit
-        // patterns are valid, and the block outlives `self` (type-level `# Safety`).
-        unsafe { &*p }
+        self.mem.w64(off)
     }
 
     fn word32(&self, off: usize) -> &AtomicU32 {
-        let p = self.base.wrapping_add(off).cast::<AtomicU32>();
-        // SAFETY: as in `word64`, for 4-byte, 4-aligned header words.
-        unsafe { &*p }
+        self.mem.w32(off)
     }
 
     fn slot_off(&self, pos: u64) -> usize {
@@ -313,8 +381,9 @@ impl Ring {
                 self.notify(NOT_EMPTY);
                 return Ok(Attempt::Done(()));
             }
-            if wl == lap && (st == FULL || st == READING) {
-                // Filled, but its producer has not moved the tail yet (or died before): help.
+            if (wl == lap && (st == FULL || st == READING)) || lap_ahead(wl, lap) {
+                // Filled (and maybe already taken), but its producer has not moved the tail
+                // yet, or died before it could: move it for them.
                 let _ = tail.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
                 continue;
             }
@@ -324,7 +393,7 @@ impl Ring {
                 if self.wait_or_recover(word, w, pack(lap, EMPTY, 0), &mut spins) {
                     continue;
                 }
-                std::thread::yield_now();
+                crate::loom::yield_now();
                 continue;
             }
             if wl == lap.wrapping_sub(1) && tail.load(Ordering::Acquire) == pos {
@@ -367,8 +436,9 @@ impl Ring {
                 self.notify(NOT_FULL);
                 return taken.map(Attempt::Done);
             }
-            if wl == lap.wrapping_add(1) && st == EMPTY {
-                // Emptied, but its consumer has not moved the head yet (or died before): help.
+            if lap_ahead(wl, lap) {
+                // Emptied (and maybe refilled for the next lap), but its consumer has not moved
+                // the head yet, or died before it could: move it for them.
                 let _ = head.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
                 continue;
             }
@@ -376,7 +446,7 @@ impl Ring {
                 // Another consumer is copying out: wait for it, or hand the message back to
                 // the queue if it died.
                 if !self.wait_or_recover(word, w, pack(lap, FULL, 0), &mut spins) {
-                    std::thread::yield_now();
+                    crate::loom::yield_now();
                 }
                 continue;
             }
@@ -428,13 +498,12 @@ impl Ring {
     }
 
     fn write_slot(&self, off: usize, msg: &Payload<'_>) {
-        let data = self.base.wrapping_add(off + 16);
         match *msg {
             Payload::Inline(bytes) => {
+                // This thread holds the slot in WRITING state; `n <= INLINE` bytes fit.
                 let n = bytes.len().min(INLINE);
-                // SAFETY: this thread holds the slot in WRITING state (exclusive, see module
-                // `# Safety`); `n <= INLINE` bytes fit the slot's message area.
-                unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), data, n) };
+                self.mem
+                    .write_bytes(off + 16, bytes.get(..n).unwrap_or(&[]));
                 self.word64(off + 8).store(n as u64, Ordering::Relaxed);
             }
             Payload::External(offset, generation, len) => {
@@ -464,10 +533,10 @@ impl Ring {
             });
         }
         let mut out = [0u8; INLINE];
-        let data = self.base.wrapping_add(off + 16);
-        // SAFETY: this thread holds the slot in READING state (exclusive); `n <= INLINE`
-        // bytes lie in the slot's message area; `out` has room for `INLINE` bytes.
-        unsafe { core::ptr::copy_nonoverlapping(data, out.as_mut_ptr(), n) };
+        // This thread holds the slot in READING state; `n <= INLINE` was checked above.
+        if let Some(dst) = out.get_mut(..n) {
+            self.mem.read_bytes(off + 16, dst);
+        }
         Ok(Taken::Inline(out, n))
     }
 
