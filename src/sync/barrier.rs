@@ -155,16 +155,19 @@ pub(crate) mod algo {
     }
 
     /// Arrives and waits for the other parties. `action` runs in the last arriver before
-    /// anybody is released; it returns `false` to break the barrier instead. Returns the
-    /// arrival index, or `None` if the generation broke.
+    /// anybody is released; it returns `false` to break the barrier instead. `slow_action`
+    /// says whether it may take long (user code): then sleepers are woken first so they watch
+    /// the leader for death while it runs. Returns the arrival index, or `None` if the
+    /// generation broke.
     pub(crate) fn wait(
         w: BarrierWords<'_>,
         parties: u32,
         deadline: Option<&Deadline>,
+        slow_action: bool,
         action: impl FnOnce() -> bool,
     ) -> Option<u32> {
         let mut slice = FIRST_SLICE;
-        let (g, index) = loop {
+        let (g, index, prev) = loop {
             // Acquire: pairs with the release of the CAS that made this word.
             let s = w.state.load(Ordering::Acquire);
             if s & BROKEN != 0 {
@@ -181,10 +184,15 @@ pub(crate) mod algo {
                 .compare_exchange(s, s + 1, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
-                break (gen_of(s), c);
+                break (gen_of(s), c, s);
             }
         };
         if index + 1 == parties {
+            if slow_action && prev & WAITERS != 0 {
+                // Sleepers wait without a slice until the generation moves on; make them
+                // re-check, so they see the releasing state and watch the leader.
+                sys::futex_wake(w.state, u32::MAX);
+            }
             lead(w, g, action);
             // Acquire: as above.
             let s = w.state.load(Ordering::Acquire);
@@ -502,7 +510,8 @@ impl Barrier {
             }
             None => !self.has_action(),
         };
-        algo::wait(self.words(), self.parties, deadline, action).ok_or(Error::BrokenBarrier)
+        let slow = self.action.is_some() || self.has_action();
+        algo::wait(self.words(), self.parties, deadline, slow, action).ok_or(Error::BrokenBarrier)
     }
 
     /// Waits until all parties have arrived; returns this party's arrival index
@@ -588,5 +597,43 @@ impl Barrier {
     /// Returns the segment the barrier lives in.
     pub fn segment(&self) -> Segment {
         self.block.segment()
+    }
+}
+
+#[cfg(all(test, not(shmproc_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_pass_and_break() {
+        let b = Barrier::new(3).unwrap_or_else(|e| panic!("{e}"));
+        let ts: Vec<_> = (0..2)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || b.wait_timeout(Duration::from_secs(10)))
+            })
+            .collect();
+        while b.n_waiting() != 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let me = b.wait_timeout(Duration::from_secs(10));
+        let mut idx: Vec<u32> = ts
+            .into_iter()
+            .map(|t| t.join().ok().and_then(|r| r.ok()).unwrap_or(99))
+            .collect();
+        idx.push(me.unwrap_or(99));
+        idx.sort_unstable();
+        assert_eq!(idx, [0, 1, 2]);
+        let t = {
+            let b = b.clone();
+            std::thread::spawn(move || b.wait())
+        };
+        while b.n_waiting() != 1 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        b.abort();
+        assert!(matches!(t.join().ok(), Some(Err(Error::BrokenBarrier))));
+        b.reset();
+        assert!(!b.is_broken());
     }
 }

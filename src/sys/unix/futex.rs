@@ -44,9 +44,11 @@ mod imp {
         }
     }
 
-    /// Wakes up to `n` waiters on `word`; returns how many were woken.
+    /// Wakes up to `n` waiters on `word` (all of them for `n >= i32::MAX`); returns how many
+    /// were woken.
     pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
-        futex::wake(word, futex::Flags::empty(), n).unwrap_or(0)
+        // The kernel reads the count as an `int`: `u32::MAX` would be -1 and wake nobody.
+        futex::wake(word, futex::Flags::empty(), n.min(0x7fff_ffff)).unwrap_or(0)
     }
 }
 
