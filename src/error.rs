@@ -140,14 +140,6 @@ impl Error {
     pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
         Error::Io { op, source }
     }
-
-    /// Wraps a `rustix` errno with the operation that produced it.
-    pub(crate) fn os(op: &'static str, errno: crate::sys::Errno) -> Self {
-        Error::Io {
-            op,
-            source: errno.into(),
-        }
-    }
 }
 
 /// The lock was acquired, but its previous owner died while holding it.

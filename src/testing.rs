@@ -17,13 +17,13 @@ pub struct Resources {
 
 /// Takes a snapshot of this process's descriptors, `/dev/shm` entries and children.
 pub fn resources() -> Resources {
-    let fds = std::fs::read_dir("/proc/self/fd")
+    let fds: BTreeSet<i32> = std::fs::read_dir("/proc/self/fd")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
                 .collect()
         })
         .unwrap_or_default();
-    let shm = std::fs::read_dir("/dev/shm")
+    let shm: BTreeSet<String> = std::fs::read_dir("/dev/shm")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .filter(|n| n.starts_with("shmproc"))
@@ -31,14 +31,22 @@ pub fn resources() -> Resources {
         })
         .unwrap_or_default();
     let pid = std::process::id();
-    let children = std::fs::read_dir("/proc")
+    let children: BTreeSet<i32> = std::fs::read_dir("/proc")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
                 .filter(|p| parent_of(*p) == Some(pid))
                 .collect()
         })
         .unwrap_or_default();
-    Resources { fds, shm, children }
+    let mut r = Resources { fds, shm, children };
+    // The named-segment reaper lives as long as this process, by design.
+    if let Some(pid) = crate::sys::reaper::reaper_pid() {
+        r.children.remove(&pid);
+    }
+    if let Some(fd) = crate::sys::reaper::reaper_fd() {
+        r.fds.remove(&fd);
+    }
+    r
 }
 
 fn parent_of(pid: i32) -> Option<u32> {

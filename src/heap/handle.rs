@@ -5,6 +5,14 @@
 //! offset, generation and type fingerprint. Decoding a token in another process (or the same
 //! one) looks the segment up, checks the block and the type, and takes a new reference.
 
+//!
+//! # Safety
+//!
+//! The byte copies below read and write a block's payload through raw pointers: the block is
+//! live while the `ObjectRef` exists and holds `len` bytes, and byte blobs are written only
+//! before their token is published and never after, so the copies race with nothing.
+
+#![allow(unsafe_code)]
 #![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use super::RawHeap;
@@ -41,6 +49,8 @@ pub struct ObjectToken {
 /// `fork` is not counted in the block, so it never releases: the parent's reference keeps the
 /// block alive, exactly as before the fork. A clone made in the child is counted anew.
 pub(crate) struct ObjectRef {
+    /// The payload's address in this process's mapping (cached: every access needs it).
+    ptr: *mut u8,
     owner_pid: u32,
     seg: Arc<SegmentInner>,
     block: u64,
@@ -65,6 +75,7 @@ impl ObjectRef {
     pub(crate) fn alloc(seg: &Segment, size: u64, align: u64, fp: u64) -> Result<ObjectRef> {
         let b = RawHeap::new(&seg.inner).alloc(size, align, fp)?;
         Ok(ObjectRef {
+            ptr: RawHeap::new(&seg.inner).ptr(b.payload),
             owner_pid: sys::current_pid(),
             seg: Arc::clone(&seg.inner),
             block: b.block,
@@ -98,6 +109,7 @@ impl ObjectRef {
         };
         let (block, len) = RawHeap::new(&seg).attach(tok.offset, tok.generation, fp, expected)?;
         Ok(ObjectRef {
+            ptr: RawHeap::new(&seg).ptr(tok.offset),
             owner_pid: sys::current_pid(),
             seg,
             block,
@@ -120,8 +132,39 @@ impl ObjectRef {
     }
 
     /// Returns a pointer to the payload; valid while `self` lives.
+    #[inline(always)]
     pub(crate) fn ptr(&self) -> *mut u8 {
-        RawHeap::new(&self.seg).ptr(self.payload)
+        self.ptr
+    }
+
+    /// Fills the payload with `bytes` (at most the payload's length); only for a block that no
+    /// other process can see yet.
+    pub(crate) fn write_new_bytes(&self, bytes: &[u8]) {
+        let n = bytes
+            .len()
+            .min(usize::try_from(self.len).unwrap_or(usize::MAX));
+        // SAFETY: `n` is at most the payload's length, the payload is live while `self` is,
+        // and no other handle to this fresh block exists yet (module `# Safety`).
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr(), n) };
+    }
+
+    /// Copies the payload out; only for blobs that are immutable once published.
+    pub(crate) fn read_published_bytes(&self) -> Vec<u8> {
+        let n = usize::try_from(self.len).unwrap_or(0);
+        let mut out = vec![0u8; n];
+        // SAFETY: the payload holds `n` live bytes while `self` lives and is never written
+        // after publication (module `# Safety`); `out` has room for `n` bytes.
+        unsafe { core::ptr::copy_nonoverlapping(self.ptr(), out.as_mut_ptr(), n) };
+        out
+    }
+
+    /// Gives up this handle without releasing its reference (the count is now owned by
+    /// whatever recorded the token, such as a segment's root slot).
+    pub(crate) fn into_owned_token(mut self) -> ObjectToken {
+        let tok = self.token();
+        // No process has pid 0: the drop below releases the segment but not the count.
+        self.owner_pid = 0;
+        tok
     }
 
     /// Returns the payload length in bytes.
@@ -142,12 +185,20 @@ impl ObjectRef {
     }
 }
 
+// SAFETY: `ptr` points into the mapping owned by `seg` (an `Arc` of a `Send + Sync` segment)
+// and is never dereferenced by `ObjectRef` itself; the handle types built on it access the
+// payload only atomically or under a lock, as their own `Send`/`Sync` reasoning states.
+unsafe impl Send for ObjectRef {}
+// SAFETY: as for `Send`: shared references expose only the pointer value and the token.
+unsafe impl Sync for ObjectRef {}
+
 impl Clone for ObjectRef {
     fn clone(&self) -> Self {
         // The block is live (we hold a reference), so retain cannot meet a bad offset; if the
         // segment were corrupted under us, the clone still owns a reference by construction.
         let _ = RawHeap::new(&self.seg).retain(self.block);
         ObjectRef {
+            ptr: self.ptr,
             owner_pid: sys::current_pid(),
             seg: Arc::clone(&self.seg),
             block: self.block,

@@ -154,7 +154,7 @@ impl<'a> RawHeap<'a> {
     /// Returns the atomic `u64` at `off`, after checking bounds and alignment.
     fn u64_at(&self, off: u64) -> Result<&'a AtomicU64> {
         let end = add(off, 8)?;
-        if off % 8 != 0 || end > self.len() {
+        if !off.is_multiple_of(8) || end > self.len() {
             return Err(Error::CorruptObject {
                 reason: "word offset out of bounds",
             });
@@ -174,7 +174,7 @@ impl<'a> RawHeap<'a> {
     /// Returns the atomic `u32` at `off`, after checking bounds and alignment.
     fn u32_at(&self, off: u64) -> Result<&'a AtomicU32> {
         let end = add(off, 4)?;
-        if off % 4 != 0 || end > self.len() {
+        if !off.is_multiple_of(4) || end > self.len() {
             return Err(Error::CorruptObject {
                 reason: "word offset out of bounds",
             });
@@ -367,7 +367,9 @@ impl<'a> RawHeap<'a> {
     }
 
     fn check_block_offset(&self, block: u64) -> Result<()> {
-        if block < DATA_START || block % BLOCK_HEADER != 0 || add(block, BLOCK_HEADER)? > self.len()
+        if block < DATA_START
+            || !block.is_multiple_of(BLOCK_HEADER)
+            || add(block, BLOCK_HEADER)? > self.len()
         {
             return Err(Error::CorruptObject {
                 reason: "block offset out of range",
@@ -378,7 +380,7 @@ impl<'a> RawHeap<'a> {
 
     /// Finds and checks the block that holds `payload`; returns (block, class size).
     fn locate(&self, payload: u64) -> Result<(u64, u64)> {
-        if payload % BLOCK_HEADER != 0 || payload < add(DATA_START, BLOCK_HEADER)? {
+        if !payload.is_multiple_of(BLOCK_HEADER) || payload < add(DATA_START, BLOCK_HEADER)? {
             return Err(Error::CorruptObject {
                 reason: "payload offset misaligned or out of range",
             });
@@ -526,8 +528,15 @@ impl<'a> RawHeap<'a> {
         self.seg.base().wrapping_add(usize_of(payload))
     }
 
-    /// Returns the atomic word that publishes the segment's root blob.
+    /// Returns the atomic word that publishes the segment's root blob
+    /// (`payload / 32` in the low 32 bits, generation in the high 32; 0 = none).
     pub(crate) fn root_word(&self) -> &'a AtomicU64 {
         self.state(ROOT)
+    }
+
+    /// Drops the reference held for a payload (after validating it), e.g. an old root blob.
+    pub(crate) fn release_payload(&self, payload: u64) -> Result<bool> {
+        let (block, _) = self.locate(payload)?;
+        self.release(block)
     }
 }

@@ -76,12 +76,12 @@ mod tests {
             let c = Class::for_block(need, page).expect("class");
             let size = c.block_size(page).expect("size");
             assert!(size >= need, "{need} -> {size}");
-            assert!(size % 32 == 0);
+            assert!(size.is_multiple_of(32));
         }
         assert!(Class::for_block(1 << 62, page).is_none());
         assert!(Class(25).block_size(page).is_none());
         assert!(
-            Class(LARGE_BASE + LARGE_CLASSES as u8)
+            Class(LARGE_BASE + u8::try_from(LARGE_CLASSES).expect("fits"))
                 .block_size(page)
                 .is_none()
         );

@@ -27,6 +27,9 @@ use std::sync::Arc;
 
 /// Largest segment: block indices are 32 bits over 16-byte units.
 pub(crate) const MAX_SEGMENT_LEN: u64 = 1 << 36;
+/// Type fingerprint of a published root blob.
+const BLOB_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Segment root blob", 1, 32);
+
 /// Smallest segment: the header page plus one page of heap.
 pub(crate) const MIN_SEGMENT_LEN: u64 = 8192;
 
@@ -38,7 +41,8 @@ pub(crate) const MIN_SEGMENT_LEN: u64 = 8192;
 /// Anonymous segments ([`Segment::create`]) have no name anywhere: they vanish when the last
 /// process using them exits, however it exits. Named segments ([`Segment::create_named`]) are
 /// for unrelated processes, which find them with [`Segment::open`]; the creating process
-/// removes the name when its last handle is dropped.
+/// removes the name when its last handle is dropped, and if it dies first (even by `SIGKILL`)
+/// a small reaper process it started with its first named segment removes the name instead.
 #[derive(Clone)]
 pub struct Segment {
     pub(crate) inner: Arc<SegmentInner>,
@@ -92,8 +96,9 @@ impl Segment {
     /// Creates a named segment that unrelated processes can [`open`](Segment::open).
     ///
     /// The name is created exclusively with mode `0600` (owner read/write only). It is removed
-    /// when the last handle in the creating process is dropped; other processes keep their
-    /// mappings. Names follow `shm_open(3)`: an optional leading `/`, then 1 to 250 characters
+    /// when the last handle in the creating process is dropped, or when that process dies
+    /// (a reaper process, started with the first named segment, watches for that); other
+    /// processes keep their mappings. Names follow `shm_open(3)`: an optional leading `/`, then 1 to 250 characters
     /// without `/` or NUL.
     ///
     /// # Errors
@@ -109,13 +114,19 @@ impl Segment {
             }
             Err(e) => return Err(Error::io("shm_open", e)),
         };
+        if let Err(e) = sys::reaper::watch(&name) {
+            let _ = sys::shm_unlink(&name);
+            return Err(Error::io("start segment reaper", e));
+        }
         if let Err(e) = sys::set_len(&fd, len) {
             let _ = sys::shm_unlink(&name);
+            sys::reaper::unwatch(&name);
             return Err(Error::io("ftruncate", e));
         }
         let seg = Self::init_new(fd, len, Some(name.clone()));
         if seg.is_err() {
             let _ = sys::shm_unlink(&name);
+            sys::reaper::unwatch(&name);
         }
         seg
     }
@@ -168,7 +179,7 @@ impl Segment {
 
     fn attach_fd(fd: OwnedFd, name: Option<&str>) -> Result<Segment> {
         let actual = sys::fd_len(&fd).map_err(|e| Error::io("fstat", e))?;
-        if actual < MIN_SEGMENT_LEN || actual > MAX_SEGMENT_LEN {
+        if !(MIN_SEGMENT_LEN..=MAX_SEGMENT_LEN).contains(&actual) {
             return Err(Error::CorruptHeader {
                 reason: "segment size out of range",
             });
@@ -262,6 +273,69 @@ impl Segment {
         sys::fd_blocks_bytes(&self.inner.fd).map_err(|e| Error::io("fstat", e))
     }
 
+    /// Publishes `value` as the segment's root object, so processes that
+    /// [`open`](Segment::open) the segment by name can [`lookup`](Segment::lookup) it.
+    ///
+    /// `value` is typically a handle or a tuple or struct of handles (`Value`, `Array`,
+    /// `Lock`, …) allocated in this segment. Its encoding is stored in the segment; a later
+    /// `publish` replaces it. The handles themselves must stay alive somewhere (a published
+    /// token does not keep its object alive): a lookup after every handle was dropped is
+    /// [`Error::ObjectGone`].
+    ///
+    /// # Errors
+    /// [`Error::Codec`] if `value` does not serialize; [`Error::OutOfMemory`].
+    pub fn publish<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        let bytes = crate::codec::to_bytes(value)?;
+        let blob = crate::heap::ObjectRef::alloc(self, bytes.len() as u64, 32, BLOB_FINGERPRINT)?;
+        blob.write_new_bytes(&bytes);
+        let tok = blob.into_owned_token();
+        let packed = (u64::from(tok.generation) << 32) | (tok.offset / 32);
+        let heap = crate::heap::RawHeap::new(&self.inner);
+        // AcqRel: Release publishes the blob's bytes to lookups; Acquire lets us free the old
+        // blob after every write to it.
+        let old = heap.root_word().swap(packed, crate::loom::Ordering::AcqRel);
+        if old != 0 {
+            let _ = heap.release_payload((old & 0xffff_ffff) * 32);
+        }
+        Ok(())
+    }
+
+    /// Reads the root object [`publish`](Segment::publish)ed in this segment, re-attaching the
+    /// handles inside it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if nothing was published; [`Error::TypeMismatch`] if the handles
+    /// inside are of other types than `T`'s; [`Error::ObjectGone`]; [`Error::Codec`].
+    pub fn lookup<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        let heap = crate::heap::RawHeap::new(&self.inner);
+        let mut tries = 0;
+        loop {
+            // Acquire: pairs with the publisher's Release swap.
+            let packed = heap.root_word().load(crate::loom::Ordering::Acquire);
+            if packed == 0 {
+                return Err(Error::NotFound {
+                    name: format!(
+                        "root object of segment {}",
+                        self.name().unwrap_or("(anonymous)")
+                    ),
+                });
+            }
+            let tok = crate::heap::ObjectToken {
+                segment: self.id(),
+                name: None,
+                offset: (packed & 0xffff_ffff) * 32,
+                generation: u32::try_from(packed >> 32).unwrap_or(0),
+                fingerprint: BLOB_FINGERPRINT,
+            };
+            match crate::heap::ObjectRef::attach(&tok, BLOB_FINGERPRINT, "published root") {
+                Ok(blob) => return crate::codec::from_bytes(&blob.read_published_bytes()),
+                // Replaced (and freed) between our load and attach: read the new root.
+                Err(Error::ObjectGone) if tries < 100 => tries += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Returns the heap's statistics: bytes in live blocks and the high-water mark.
     pub fn stats(&self) -> crate::heap::HeapStats {
         crate::heap::RawHeap::new(&self.inner).stats()
@@ -288,19 +362,17 @@ impl SegmentInner {
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
-
-    pub(crate) fn mapping(&self) -> &sys::Mapping {
-        &self.map
-    }
 }
 
 impl Drop for SegmentInner {
     fn drop(&mut self) {
         registry::unregister(self.id);
-        if self.owner && self.creator_pid == sys::current_pid() {
-            if let Some(name) = &self.name {
-                let _ = sys::shm_unlink(name);
-            }
+        if self.owner
+            && self.creator_pid == sys::current_pid()
+            && let Some(name) = &self.name
+        {
+            let _ = sys::shm_unlink(name);
+            sys::reaper::unwatch(name);
         }
     }
 }

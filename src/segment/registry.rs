@@ -29,16 +29,11 @@ pub(crate) fn lookup(id: u64) -> Option<Arc<SegmentInner>> {
 
 pub(crate) fn unregister(id: u64) {
     let mut map = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(map) = map.as_mut() {
-        if map.get(&id).is_some_and(|w| w.strong_count() == 0) {
-            map.remove(&id);
-        }
+    if let Some(map) = map.as_mut()
+        && map.get(&id).is_some_and(|w| w.strong_count() == 0)
+    {
+        map.remove(&id);
     }
-}
-
-/// Returns the attached segment with identity `id`, if any.
-pub(crate) fn find(id: u64) -> Option<Segment> {
-    lookup(id).map(|inner| Segment { inner })
 }
 
 thread_local! {
@@ -49,6 +44,7 @@ thread_local! {
 ///
 /// Used by whatever sends values to another process (the spawner, later descriptor-passing
 /// connections): those segments' descriptors must travel with the bytes.
+#[allow(dead_code)] // used by the process module
 pub(crate) fn collect<R>(f: impl FnOnce() -> R) -> (R, Vec<Segment>) {
     let outer = COLLECTOR.with(|c| c.borrow_mut().replace(Vec::new()));
     let r = f();
@@ -113,11 +109,13 @@ pub fn default_segment() -> Result<Segment> {
 
 /// Makes `seg` this process's default heap (a child adopting its parent's). Returns `false`
 /// if a default heap exists already.
+#[allow(dead_code)] // used by the process module
 pub(crate) fn adopt_default_segment(seg: Segment) -> bool {
     DEFAULT.set(seg).is_ok()
 }
 
 /// Returns the default heap if it has been created, without creating it.
+#[allow(dead_code)] // used by the process module
 pub(crate) fn existing_default_segment() -> Option<Segment> {
     DEFAULT.get().cloned()
 }

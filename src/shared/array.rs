@@ -185,7 +185,7 @@ impl<T: Shareable> Array<T> {
         let _g = self.lock.lock()?;
         // SAFETY: `index < len` keeps the read inside the block's initialized elements, and
         // the lock held by `_g` excludes every concurrent access (module `# Safety`).
-        Ok(unsafe { self.ptr().add(index).read() })
+        Ok(unsafe { self.ptr().wrapping_add(index).read() })
     }
 
     /// Writes element `index` under the lock.
@@ -201,7 +201,7 @@ impl<T: Shareable> Array<T> {
         }
         let _g = self.lock.lock()?;
         // SAFETY: as in `get`.
-        unsafe { self.ptr().add(index).write(value) };
+        unsafe { self.ptr().wrapping_add(index).write(value) };
         Ok(())
     }
 
@@ -274,7 +274,7 @@ impl<T: Shareable> Array<T> {
 /// Returns how many `T`s an attached block holds, checking size and alignment.
 pub(crate) fn elements<T>(obj: &ObjectRef) -> Result<usize> {
     let size = core::mem::size_of::<T>() as u64;
-    if size == 0 || obj.len() % size != 0 {
+    if size == 0 || !obj.len().is_multiple_of(size) {
         return Err(Error::CorruptObject {
             reason: "array block length is not a whole number of elements",
         });

@@ -222,7 +222,7 @@ impl<T: Shareable> RawArray<T> {
         let a = Self::new_in(segment, items.len())?;
         for (i, &v) in items.iter().enumerate() {
             // SAFETY: `i < len`: element `i` is inside the block (module `# Safety`).
-            unsafe { atomic_elem::store(a.ptr.add(i), v) };
+            unsafe { atomic_elem::store(a.ptr.wrapping_add(i), v) };
         }
         Ok(a)
     }
@@ -250,7 +250,7 @@ impl<T: Shareable> RawArray<T> {
             });
         }
         // SAFETY: `index < len`: the element is inside the block (module `# Safety`).
-        Ok(unsafe { atomic_elem::load(self.ptr.add(index)) })
+        Ok(unsafe { atomic_elem::load(self.ptr.wrapping_add(index)) })
     }
 
     /// Writes element `index` (one atomic store).
@@ -266,7 +266,7 @@ impl<T: Shareable> RawArray<T> {
             });
         }
         // SAFETY: `index < len`: the element is inside the block (module `# Safety`).
-        unsafe { atomic_elem::store(self.ptr.add(index), value) };
+        unsafe { atomic_elem::store(self.ptr.wrapping_add(index), value) };
         Ok(())
     }
 
@@ -338,7 +338,7 @@ impl<T: Shareable> Iterator for RawIter<'_, T> {
             return None;
         }
         // SAFETY: `front < back <= len`: the element is inside the block (module `# Safety`).
-        let v = unsafe { atomic_elem::load(self.array.ptr.add(self.front)) };
+        let v = unsafe { atomic_elem::load(self.array.ptr.wrapping_add(self.front)) };
         self.front += 1;
         Some(v)
     }
@@ -356,7 +356,7 @@ impl<T: Shareable> DoubleEndedIterator for RawIter<'_, T> {
         }
         self.back -= 1;
         // SAFETY: `front <= back < len`: the element is inside the block.
-        Some(unsafe { atomic_elem::load(self.array.ptr.add(self.back)) })
+        Some(unsafe { atomic_elem::load(self.array.ptr.wrapping_add(self.back)) })
     }
 }
 

@@ -87,6 +87,7 @@ impl Lock {
         Ok(lock)
     }
 
+    #[inline(always)]
     pub(crate) fn word(&self) -> &AtomicU32 {
         let ptr = self.obj.ptr().cast::<AtomicU32>();
         // SAFETY: see the module's `# Safety`: the block holds at least 4 bytes, 4-aligned
@@ -102,10 +103,16 @@ impl Lock {
     ///
     /// # Panics
     /// If the calling thread holds the lock already (that would deadlock; use `RLock`).
+    #[inline]
     pub fn lock(&self) -> LockResult<LockGuard<'_>> {
         if raw::try_lock(self.word()) {
             return Ok(LockGuard::new(self));
         }
+        self.lock_slow()
+    }
+
+    #[cold]
+    fn lock_slow(&self) -> LockResult<LockGuard<'_>> {
         assert!(
             !raw::held_by_current_thread(self.word()),
             "Lock::lock called by the thread that holds it; this would deadlock (use RLock)"
@@ -272,6 +279,7 @@ pub struct LockGuard<'a> {
 unsafe impl Sync for LockGuard<'_> {}
 
 impl<'a> LockGuard<'a> {
+    #[inline(always)]
     fn new(lock: &'a Lock) -> Self {
         LockGuard {
             lock,
@@ -292,6 +300,7 @@ impl fmt::Debug for LockGuard<'_> {
 }
 
 impl Drop for LockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         raw::unlock(self.lock.word());
     }

@@ -8,6 +8,8 @@
 //! - `fork(2)`, `_exit(2)`, `waitpid(2)`, `kill(2)`
 
 #![allow(unsafe_code)]
+// Used by test support now and by the process module.
+#![cfg_attr(not(feature = "test-support"), allow(dead_code))]
 
 use std::io;
 
@@ -90,4 +92,5 @@ pub(crate) fn send_signal(pid: i32, signal: i32) -> io::Result<()> {
 /// `SIGKILL`.
 pub(crate) const SIGKILL: i32 = libc::SIGKILL;
 /// `SIGTERM`.
+#[allow(dead_code)] // used by the process module
 pub(crate) const SIGTERM: i32 = libc::SIGTERM;

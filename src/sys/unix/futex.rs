@@ -36,7 +36,13 @@ mod imp {
         deadline: Option<&Deadline>,
     ) -> WaitOutcome {
         let timeout = deadline.map(Deadline::as_timespec);
-        match futex::wait_bitset(word, futex::Flags::empty(), expected, timeout, MATCH_ANY) {
+        match futex::wait_bitset(
+            word.as_core(),
+            futex::Flags::empty(),
+            expected,
+            timeout,
+            MATCH_ANY,
+        ) {
             Err(Errno::TIMEDOUT) => WaitOutcome::TimedOut,
             // Woken, EAGAIN (value changed), EINTR (signal): the caller re-checks its state
             // and waits again against the same absolute deadline.
@@ -48,7 +54,7 @@ mod imp {
     /// were woken.
     pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
         // The kernel reads the count as an `int`: `u32::MAX` would be -1 and wake nobody.
-        futex::wake(word, futex::Flags::empty(), n.min(0x7fff_ffff)).unwrap_or(0)
+        futex::wake(word.as_core(), futex::Flags::empty(), n.min(0x7fff_ffff)).unwrap_or(0)
     }
 }
 

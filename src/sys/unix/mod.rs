@@ -5,6 +5,7 @@ pub(crate) mod fork;
 pub(crate) mod futex;
 pub(crate) mod memfd;
 pub(crate) mod mmap;
+pub(crate) mod reaper;
 pub(crate) mod shm;
 pub(crate) mod thread;
 
@@ -12,7 +13,7 @@ pub(crate) use clock::Deadline;
 pub(crate) use futex::{WaitOutcome, futex_wait, futex_wake};
 pub(crate) use memfd::{fd_blocks_bytes, fd_len, memfd_create, punch_hole, set_len};
 pub(crate) use mmap::Mapping;
-pub(crate) use shm::{fd_mode, shm_create_exclusive, shm_open_existing, shm_unlink};
+pub(crate) use shm::{shm_create_exclusive, shm_open_existing, shm_unlink};
 pub(crate) use thread::{current_pid, current_tid, page_size, random_u64, thread_alive};
 
 /// The error number type of the OS layer.

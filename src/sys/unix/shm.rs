@@ -4,9 +4,9 @@
 //! is an error, never silently reused) and readable and writable by their owner only.
 //!
 //! # References
-//! - `shm_open(3)`, `shm_unlink(3)`, `fstat(2)`
+//! - `shm_open(3)`, `shm_unlink(3)`
 
-use rustix::fd::{AsFd, OwnedFd};
+use rustix::fd::OwnedFd;
 use rustix::fs::Mode;
 use rustix::shm;
 use std::io;
@@ -25,10 +25,4 @@ pub(crate) fn shm_open_existing(name: &str) -> io::Result<OwnedFd> {
 /// Removes a name; the memory lives on while descriptors or mappings refer to it.
 pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
     Ok(shm::unlink(name)?)
-}
-
-/// Returns the permission bits of a file.
-pub(crate) fn fd_mode(fd: impl AsFd) -> io::Result<u32> {
-    let st = rustix::fs::fstat(fd)?;
-    Ok(st.st_mode & 0o7777)
 }

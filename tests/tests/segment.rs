@@ -1,0 +1,135 @@
+//! Segments: anonymous and named, header checks, publishing a root for unrelated processes.
+
+use shmproc::testing::{assert_no_leaks, watchdog};
+use shmproc::{Array, Error, Segment, Value};
+use std::process::Command;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn unique(tag: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("shmproc-test-{}-{tag}-{n}", std::process::id())
+}
+
+fn peer(name: &str, action: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_peer"))
+        .args([name, action])
+        .output()
+        .expect("run peer");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn unrelated_process_sees_published_value_and_array() {
+    watchdog(LIMIT, "published_root", || {
+        assert_no_leaks(|| {
+            let name = unique("root");
+            let seg = Segment::create_named(&name, 1 << 20).unwrap();
+            let v = Value::new_in(&seg, 0.0f64).unwrap();
+            let a = Array::from_slice_in(&seg, &[1, 2, 3]).unwrap();
+            seg.publish(&(&v, &a)).unwrap();
+            assert_eq!(peer(&name, "negate"), "done");
+            assert_eq!(v.get().unwrap(), 2.5);
+            assert_eq!(a.to_vec().unwrap(), [-1, -2, -3]);
+            // Attaching the root with the wrong element type is a type mismatch.
+            assert!(peer(&name, "wrong-type").starts_with("TypeMismatch"));
+            drop((v, a, seg));
+            // The owner removed the name when its last handle went.
+            assert!(peer(&name, "open").starts_with("NotFound"));
+        })
+    });
+}
+
+#[test]
+fn lookup_without_publish_is_not_found_and_replacement_frees_old_root() {
+    let seg = Segment::create(1 << 20).unwrap();
+    assert!(matches!(
+        seg.lookup::<Value<u8>>(),
+        Err(Error::NotFound { .. })
+    ));
+    let a = Value::new_in(&seg, 1u8).unwrap();
+    let b = Value::new_in(&seg, 2u8).unwrap();
+    seg.publish(&a).unwrap();
+    let used = seg.stats().used;
+    seg.publish(&b).unwrap();
+    assert_eq!(seg.stats().used, used, "old root blob freed when replaced");
+    assert_eq!(seg.lookup::<Value<u8>>().unwrap().get().unwrap(), 2);
+}
+
+#[test]
+fn named_segment_errors_are_distinct() {
+    watchdog(LIMIT, "named_errors", || {
+        let name = unique("errs");
+        assert!(matches!(Segment::open(&name), Err(Error::NotFound { .. })));
+        let seg = Segment::create_named(&name, 1 << 16).unwrap();
+        assert!(matches!(
+            Segment::create_named(&name, 1 << 16),
+            Err(Error::AlreadyExists { .. })
+        ));
+        assert!(matches!(
+            Segment::create_named("a/b", 1 << 16),
+            Err(Error::InvalidName { .. })
+        ));
+        assert!(matches!(
+            Segment::create(10),
+            Err(Error::InvalidSize { .. })
+        ));
+        let mode = std::fs::metadata(format!("/dev/shm/{name}"))
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+            .unwrap();
+        assert_eq!(mode, 0o600);
+        drop(seg);
+        assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
+    });
+}
+
+#[test]
+fn value_token_attaches_only_as_its_own_type() {
+    let v = Value::new(1.0f64).unwrap();
+    let bytes = shmproc::codec::to_bytes(&v).unwrap();
+    let back: Value<f64> = shmproc::codec::from_bytes(&bytes).unwrap();
+    assert_eq!(back.get().unwrap(), 1.0);
+    assert!(matches!(
+        shmproc::codec::from_bytes::<Value<i64>>(&bytes),
+        Err(Error::TypeMismatch { .. })
+    ));
+    // A token for a freed object is `ObjectGone`, never an alias of whatever reuses it.
+    drop((v, back));
+    let _reuse = Value::new(2.0f64).unwrap();
+    assert!(matches!(
+        shmproc::codec::from_bytes::<Value<f64>>(&bytes),
+        Err(Error::ObjectGone)
+    ));
+}
+
+#[test]
+fn kill_owner_of_named_segment_leaves_no_dev_shm_entry() {
+    watchdog(LIMIT, "reaper", || {
+        use std::io::{BufRead, BufReader};
+        let name = unique("reaped");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peer"))
+            .args([&name, "create-and-hang"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn peer");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
+        assert_eq!(line.trim(), "created");
+        let path = format!("/dev/shm/{name}");
+        assert!(std::path::Path::new(&path).exists());
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        let start = std::time::Instant::now();
+        while std::path::Path::new(&path).exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{path} outlived its owner"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+}
