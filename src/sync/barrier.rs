@@ -63,7 +63,8 @@ pub(crate) const WAITERS: u32 = 1 << 31;
 pub(crate) const MAX_PARTIES: u32 = COUNT_MASK;
 const HAS_ACTION: u32 = 1 << 31;
 
-const SPIN: u32 = 200;
+/// Spins before sleeping (one under loom, where every spin is a modelled step).
+const SPIN: u32 = if cfg!(shmproc_loom) { 1 } else { 200 };
 const FIRST_SLICE: Duration = Duration::from_millis(1);
 const MAX_SLICE: Duration = Duration::from_millis(50);
 

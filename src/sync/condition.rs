@@ -2,24 +2,27 @@
 //!
 //! # State table
 //!
-//! | word | name       | meaning                                            | written by                 |
-//! |------|------------|----------------------------------------------------|----------------------------|
-//! | 0    | `seq`      | bumped by every notify; the futex word             | notifiers (under the lock) |
-//! | 1    | `waiters`  | threads between the start and end of a `wait`      | waiters (under the lock)   |
-//! | 2    | `signals`  | wake tokens granted by notify and not yet taken     | notify (+k, under the lock); a waiter (−1, CAS, lock free); a timed-out waiter (clamp, under the lock) |
-//! | 3    | `sleepers` | threads that may be asleep on `seq`                | a waiter, around its sleep |
+//! | word | name      | meaning                                            | written by                 |
+//! |------|-----------|----------------------------------------------------|----------------------------|
+//! | 0    | `futex`   | bits 0..20 `seq`, bumped by every notify; bits 20..32 `sleepers`, threads that may be asleep on this word | notifiers (`seq`, CAS, under the lock); waiters (`sleepers`, CAS, around their sleep) |
+//! | 1    | `waiters` | threads between the start and end of a `wait`      | waiters (under the lock)   |
+//! | 2    | `signals` | wake tokens granted by notify and not yet taken    | notify (+k, under the lock); a waiter (−1, CAS, lock free); a timed-out waiter (clamp, under the lock) |
+//! | 3    | (unused)  | reserved, 0                                        | nobody                     |
 //!
-//! A waiter registers (`waiters += 1`) and reads `seq` while holding the lock, releases the
-//! lock, and then waits until it can take a token from `signals`. `notify(n)` grants
-//! `k = min(n, waiters − signals)` tokens, bumps `seq`, and wakes `k` sleepers if any sleep.
-//! So `notify(n)` releases exactly `min(n, waiting)` waiters; a woken thread that finds no
-//! token (another waiter took it first) sleeps again. A waiter re-checks `signals` after
-//! announcing itself in `sleepers` and reading `seq`, and the notifier bumps `seq` after
-//! granting tokens and reads `sleepers` after bumping it, all `SeqCst`: so either the notifier
-//! sees the sleeper and wakes it, or the sleeper sees the token or the new `seq` (the kernel
-//! re-checks `seq` before sleeping): no lost wake-up. Waiters spin briefly before sleeping and
-//! notifiers skip the wake call when nobody sleeps: a ping-pong between two processes then
-//! rarely enters the kernel.
+//! A waiter registers (`waiters += 1`) while holding the lock, releases the lock, and then
+//! waits until it can take a token from `signals`. `notify(n)` grants
+//! `k = min(n, waiters − signals)` tokens, then bumps `seq` and wakes `k` sleepers if its CAS
+//! saw any. So `notify(n)` releases exactly `min(n, waiting)` waiters; a woken thread that
+//! finds no token (another waiter took it first) sleeps again.
+//!
+//! No lost wake-up: a waiter registers as a sleeper by a CAS on the futex word, *then* looks
+//! for a token, then sleeps while the word is what its CAS wrote. The notifier grants tokens,
+//! *then* bumps `seq` by a CAS on the same word. Both CASes are ordered in that one word: if
+//! the waiter's comes first, the notifier sees the sleeper and wakes it (or the word changed
+//! and the waiter's sleep returns at once); if the notifier's comes first, the waiter's CAS
+//! (acquire) reads it (release) and so sees the tokens. Waiters spin briefly before sleeping
+//! and notifiers skip the wake call when nobody sleeps: a ping-pong between two processes
+//! then rarely enters the kernel. At most 4095 sleepers register; more poll in 1 ms slices.
 //!
 //! # Process death
 //!
@@ -49,7 +52,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-const SPIN: u32 = 400;
+/// Spins before sleeping (one under loom, where every spin is a modelled step).
+const SPIN: u32 = if cfg!(shmproc_loom) { 1 } else { 400 };
 
 pub(crate) struct ConditionKind;
 
@@ -62,25 +66,63 @@ impl BlockKind for ConditionKind {
 /// The words of a condition.
 #[derive(Clone, Copy)]
 pub(crate) struct CondWords<'a> {
-    pub(crate) seq: &'a AtomicU32,
+    pub(crate) futex: &'a AtomicU32,
     pub(crate) waiters: &'a AtomicU32,
     pub(crate) signals: &'a AtomicU32,
-    pub(crate) sleepers: &'a AtomicU32,
 }
+
+const SEQ_MASK: u32 = (1 << 20) - 1;
+const SLEEPER: u32 = 1 << 20;
+const SLEEPERS_MAX: u32 = (1 << 12) - 1;
+const POLL: Duration = Duration::from_millis(1);
 
 /// The condition algorithm over its words; the lock is passed as two functions.
 pub(crate) mod algo {
     use super::*;
 
     fn take_signal(signals: &AtomicU32) -> bool {
-        let mut s = signals.load(Ordering::SeqCst);
+        // Acquire (and on the CAS): pairs with the notifier's release of the token, so the
+        // woken waiter sees what the notifier wrote (it also re-takes the lock, which does).
+        let mut s = signals.load(Ordering::Acquire);
         while s > 0 {
-            match signals.compare_exchange_weak(s, s - 1, Ordering::SeqCst, Ordering::SeqCst) {
+            match signals.compare_exchange_weak(s, s - 1, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return true,
                 Err(now) => s = now,
             }
         }
         false
+    }
+
+    /// Registers as a sleeper, checks for a token, and sleeps; returns `(took a token,
+    /// timed out)`.
+    fn sleep_once(w: CondWords<'_>, deadline: Option<&Deadline>) -> (bool, bool) {
+        // Relaxed: the registering CAS re-reads the word.
+        let s = w.futex.load(Ordering::Relaxed);
+        if s >> 20 >= SLEEPERS_MAX {
+            let slice = Deadline::after(POLL);
+            let until = deadline.map_or(slice, |d| d.min(slice));
+            let _ = sys::futex_wait(w.futex, s, Some(&until));
+            return (
+                take_signal(w.signals),
+                deadline.is_some_and(Deadline::has_passed),
+            );
+        }
+        // Acquire: if a notifier's bump came first, this sees the tokens it granted.
+        if w.futex
+            .compare_exchange(s, s + SLEEPER, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return (take_signal(w.signals), false);
+        }
+        if take_signal(w.signals) {
+            // Relaxed: deregistering publishes nothing.
+            w.futex.fetch_sub(SLEEPER, Ordering::Relaxed);
+            return (true, false);
+        }
+        let outcome = sys::futex_wait(w.futex, s + SLEEPER, deadline);
+        // Relaxed: as above.
+        w.futex.fetch_sub(SLEEPER, Ordering::Relaxed);
+        (take_signal(w.signals), outcome == WaitOutcome::TimedOut)
     }
 
     /// Waits for a notification. The caller holds the lock; `unlock` releases it entirely
@@ -110,34 +152,25 @@ pub(crate) mod algo {
                 notified = take_signal(w.signals);
                 break;
             }
-            w.sleepers.fetch_add(1, Ordering::SeqCst);
-            let seq = w.seq.load(Ordering::SeqCst);
-            if take_signal(w.signals) {
-                w.sleepers.fetch_sub(1, Ordering::SeqCst);
-                notified = true;
-                break;
-            }
-            let outcome = sys::futex_wait(w.seq, seq, deadline);
-            w.sleepers.fetch_sub(1, Ordering::SeqCst);
-            if take_signal(w.signals) {
-                notified = true;
-            } else if outcome == WaitOutcome::TimedOut {
+            let (took, timed_out) = sleep_once(w, deadline);
+            notified = took;
+            if timed_out {
                 break;
             }
         }
         let acquired = relock(saved);
         // Relaxed: under the lock again.
-        let n = w.waiters.load(Ordering::Relaxed);
-        let n = n.saturating_sub(1);
+        let n = w.waiters.load(Ordering::Relaxed).saturating_sub(1);
         w.waiters.store(n, Ordering::Relaxed);
         if !notified {
             // A token granted while we were timing out has nobody to go to if there are now
             // more tokens than waiters; drop the excess so a later waiter is not woken falsely.
-            let mut s = w.signals.load(Ordering::SeqCst);
+            // Acquire/Relaxed: only the count matters here; we hold the lock.
+            let mut s = w.signals.load(Ordering::Acquire);
             while s > n {
                 match w
                     .signals
-                    .compare_exchange_weak(s, n, Ordering::SeqCst, Ordering::SeqCst)
+                    .compare_exchange_weak(s, n, Ordering::Relaxed, Ordering::Acquire)
                 {
                     Ok(_) => break,
                     Err(now) => s = now,
@@ -151,15 +184,29 @@ pub(crate) mod algo {
     pub(crate) fn notify(w: CondWords<'_>, n: u32) {
         // Relaxed: written under the lock, which the caller holds.
         let waiting = w.waiters.load(Ordering::Relaxed);
-        let granted = w.signals.load(Ordering::SeqCst);
+        // Relaxed: only the count matters; tokens are published by the bump below.
+        let granted = w.signals.load(Ordering::Relaxed);
         let k = n.min(waiting.saturating_sub(granted));
         if k == 0 {
             return;
         }
-        w.signals.fetch_add(k, Ordering::SeqCst);
-        w.seq.fetch_add(1, Ordering::SeqCst);
-        if w.sleepers.load(Ordering::SeqCst) > 0 {
-            sys::futex_wake(w.seq, k);
+        // Release: a waiter that takes the token (acquire) sees what we wrote.
+        w.signals.fetch_add(k, Ordering::Release);
+        // Relaxed: a first look; the CAS synchronizes.
+        let mut s = w.futex.load(Ordering::Relaxed);
+        loop {
+            let next = (s & !SEQ_MASK) | (s.wrapping_add(1) & SEQ_MASK);
+            // Release: a waiter whose registering CAS reads this sees the tokens above.
+            match w
+                .futex
+                .compare_exchange_weak(s, next, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => s = now,
+            }
+        }
+        if s >> 20 > 0 {
+            sys::futex_wake(w.futex, k);
         }
     }
 }
@@ -334,10 +381,9 @@ impl Condition {
 
     fn words(&self) -> CondWords<'_> {
         CondWords {
-            seq: self.block.word(0),
+            futex: self.block.word(0),
             waiters: self.block.word(1),
             signals: self.block.word(2),
-            sleepers: self.block.word(3),
         }
     }
 

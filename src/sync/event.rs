@@ -35,7 +35,8 @@ pub(crate) const WAITERS: u32 = 2;
 const GEN_ONE: u32 = 4;
 const GEN_MASK: u32 = !(SET | WAITERS);
 
-const SPIN: u32 = 100;
+/// Spins before sleeping (one under loom, where every spin is a modelled step).
+const SPIN: u32 = if cfg!(shmproc_loom) { 1 } else { 100 };
 
 /// The event algorithm over its word, without syscalls of its own.
 pub(crate) mod algo {

@@ -2,24 +2,28 @@
 //!
 //! # State table
 //!
-//! | word | name       | meaning                                        | written by              |
-//! |------|------------|------------------------------------------------|-------------------------|
-//! | 0    | `value`    | the count; the futex word                      | acquirers (CAS down), releasers (CAS/add up) |
-//! | 1    | `sleepers` | how many threads may be asleep on `value`      | a waiter, around its sleep |
-//! | 2    | `limit`    | the bound (`BoundedSemaphore`) or `VALUE_MAX`  | the creator only        |
+//! | word | name     | meaning                                          | written by        |
+//! |------|----------|--------------------------------------------------|-------------------|
+//! | 0    | `state`  | bits 0..20 `value`, bits 20..32 `sleepers`; the futex word | every operation, by CAS |
+//! | 1    | (unused) | reserved, 0                                      | nobody            |
+//! | 2    | `limit`  | the bound (`BoundedSemaphore`) or `VALUE_MAX`    | the creator only  |
 //!
-//! Transitions: `value v>0 → v-1` (acquire, CAS); `v → v+1` (release, CAS against the bound);
-//! a release wakes one sleeper only if `sleepers > 0`. A waiter increments `sleepers` and then
-//! sleeps only while `value == 0` (the kernel re-checks the word), and a releaser raises
-//! `value` and then reads `sleepers`; both are `SeqCst`, so either the releaser sees the
-//! sleeper or the sleeper sees the new value (Dekker's pattern): no lost wake-up.
+//! Transitions, each one CAS on `state`: acquire `value v>0 → v-1`; release `v → v+1` (refused
+//! at the bound), followed by a wake of one sleeper if the CAS saw `sleepers > 0`; a waiter
+//! that finds `value == 0` registers (`sleepers + 1`), sleeps while the word is exactly what
+//! its CAS wrote, and deregisters (`sleepers − 1`) when it wakes. Because the count of
+//! sleepers lives in the futex word itself, every release either sees the registration (and
+//! wakes) or happens before it (and the waiter's CAS sees the new value): no lost wake-up,
+//! with no cross-word ordering argument. `value` is limited to 2^20 − 1 and at most 4095
+//! sleepers are registered; further waiters poll in 1 ms slices instead.
 //!
 //! # Process death
 //!
 //! A semaphore does not record who acquired it (any process may release), so a holder that
 //! dies is not detected: its unit is lost, exactly as in Python, and waiters for it wait until
-//! their timeout. A *waiter* that dies leaves `sleepers` one too high: later releases then
-//! make one futex-wake system call each that wakes nobody; nothing blocks or miscounts.
+//! their timeout. A *waiter* that dies registered leaves `sleepers` one too high: later
+//! releases then make one futex-wake system call each that may wake nobody; nothing blocks or
+//! miscounts.
 
 use super::block::{Block, BlockKind, block_handle_serde};
 use crate::error::{Error, Result};
@@ -31,81 +35,103 @@ use std::fmt;
 use std::time::Duration;
 
 /// The largest value a semaphore can hold.
-pub(crate) const VALUE_MAX: u32 = 0x7fff_ffff;
+pub(crate) const VALUE_MAX: u32 = (1 << 20) - 1;
+const VALUE_MASK: u32 = VALUE_MAX;
+const SLEEPER: u32 = 1 << 20;
+const SLEEPERS_MAX: u32 = (1 << 12) - 1;
 
-const SPIN: u32 = 100;
+/// Spins before sleeping (one under loom, where every spin is a modelled step).
+const SPIN: u32 = if cfg!(shmproc_loom) { 1 } else { 100 };
+const POLL: Duration = Duration::from_millis(1);
 
-const VALUE: usize = 0;
-const SLEEPERS: usize = 1;
+const STATE: usize = 0;
 const LIMIT: usize = 2;
 
-/// The semaphore algorithm over its words, without syscalls of its own.
+/// The semaphore algorithm over its word, without syscalls of its own.
 pub(crate) mod algo {
     use super::*;
 
     /// Takes one unit if the value is positive.
     #[inline]
-    pub(crate) fn try_acquire(value: &AtomicU32) -> bool {
+    pub(crate) fn try_acquire(state: &AtomicU32) -> bool {
         // Relaxed: a first look; the CAS below is what synchronizes.
-        let mut v = value.load(Ordering::Relaxed);
-        while v > 0 {
+        let mut s = state.load(Ordering::Relaxed);
+        while s & VALUE_MASK > 0 {
             // Acquire: pairs with the release that produced the unit, so what the releaser
             // wrote before releasing is visible.
-            match value.compare_exchange_weak(v, v - 1, Ordering::Acquire, Ordering::Relaxed) {
+            match state.compare_exchange_weak(s, s - 1, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return true,
-                Err(now) => v = now,
+                Err(now) => s = now,
             }
         }
         false
     }
 
     /// Takes one unit, waiting until `deadline` (forever if `None`); whether it was taken.
-    pub(crate) fn acquire(
-        value: &AtomicU32,
-        sleepers: &AtomicU32,
-        deadline: Option<&Deadline>,
-    ) -> bool {
-        if try_acquire(value) {
+    pub(crate) fn acquire(state: &AtomicU32, deadline: Option<&Deadline>) -> bool {
+        if try_acquire(state) {
             return true;
         }
         for _ in 0..SPIN {
             core::hint::spin_loop();
             // Relaxed: only a hint to retry the CAS.
-            if value.load(Ordering::Relaxed) > 0 && try_acquire(value) {
+            if state.load(Ordering::Relaxed) & VALUE_MASK > 0 && try_acquire(state) {
                 return true;
             }
         }
         loop {
-            if try_acquire(value) {
+            if try_acquire(state) {
                 return true;
             }
             if deadline.is_some_and(Deadline::has_passed) {
                 return false;
             }
-            sleepers.fetch_add(1, Ordering::SeqCst);
-            let outcome = sys::futex_wait(value, 0, deadline);
-            sleepers.fetch_sub(1, Ordering::SeqCst);
+            // Relaxed: the registering CAS below re-reads the word.
+            let s = state.load(Ordering::Relaxed);
+            if s & VALUE_MASK > 0 {
+                continue;
+            }
+            if s >> 20 >= SLEEPERS_MAX {
+                // Too many sleepers to count: poll.
+                let slice = Deadline::after(POLL);
+                let until = deadline.map_or(slice, |d| d.min(slice));
+                let _ = sys::futex_wait(state, s, Some(&until));
+                continue;
+            }
+            // Relaxed: registering publishes nothing; the releaser reads the count from its
+            // own CAS on this word.
+            if state
+                .compare_exchange(s, s + SLEEPER, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            let outcome = sys::futex_wait(state, s + SLEEPER, deadline);
+            // Relaxed: deregistering publishes nothing either.
+            state.fetch_sub(SLEEPER, Ordering::Relaxed);
             if outcome == WaitOutcome::TimedOut {
-                return try_acquire(value);
+                return try_acquire(state);
             }
         }
     }
 
     /// Adds one unit unless that would pass `limit`; wakes one sleeper if there may be one.
     /// Returns `false` (changing nothing) at the limit.
-    pub(crate) fn release(value: &AtomicU32, sleepers: &AtomicU32, limit: u32) -> bool {
-        let mut v = value.load(Ordering::SeqCst);
+    pub(crate) fn release(state: &AtomicU32, limit: u32) -> bool {
+        // Relaxed: a first look; the CAS synchronizes.
+        let mut s = state.load(Ordering::Relaxed);
         loop {
-            if v >= limit {
+            if s & VALUE_MASK >= limit {
                 return false;
             }
-            match value.compare_exchange_weak(v, v + 1, Ordering::SeqCst, Ordering::SeqCst) {
+            // Release: the acquirer that takes this unit sees what was written before.
+            match state.compare_exchange_weak(s, s + 1, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => break,
-                Err(now) => v = now,
+                Err(now) => s = now,
             }
         }
-        if sleepers.load(Ordering::SeqCst) > 0 {
-            sys::futex_wake(value, 1);
+        if s >> 20 > 0 {
+            sys::futex_wake(state, 1);
         }
         true
     }
@@ -133,16 +159,12 @@ macro_rules! semaphore_common {
 
         impl $ty {
             fn value_word(&self) -> &AtomicU32 {
-                self.block.word(VALUE)
-            }
-
-            fn sleepers_word(&self) -> &AtomicU32 {
-                self.block.word(SLEEPERS)
+                self.block.word(STATE)
             }
 
             /// Takes one unit, blocking while the value is 0.
             pub fn acquire(&self) {
-                algo::acquire(self.value_word(), self.sleepers_word(), None);
+                algo::acquire(self.value_word(), None);
             }
 
             /// Takes one unit if the value is positive now; returns whether it did.
@@ -154,13 +176,13 @@ macro_rules! semaphore_common {
             /// returns whether it did.
             pub fn acquire_timeout(&self, timeout: Duration) -> bool {
                 let deadline = Deadline::after(timeout);
-                algo::acquire(self.value_word(), self.sleepers_word(), Some(&deadline))
+                algo::acquire(self.value_word(), Some(&deadline))
             }
 
             /// Returns the current value (a snapshot; Python's `get_value()`).
             pub fn value(&self) -> u32 {
                 // Relaxed: a snapshot that orders nothing.
-                self.value_word().load(Ordering::Relaxed)
+                self.value_word().load(Ordering::Relaxed) & VALUE_MASK
             }
 
             /// Returns whether two handles refer to the same semaphore.
@@ -199,7 +221,7 @@ macro_rules! semaphore_common {
             fn create(segment: &Segment, value: u32, limit: u32) -> Result<$ty> {
                 if value > limit {
                     return Err(Error::InvalidSize {
-                        reason: "semaphore value above its maximum (2^31 - 1)",
+                        reason: "semaphore value above its maximum (2^20 - 1)",
                     });
                 }
                 Ok($ty {
@@ -253,7 +275,7 @@ impl Semaphore {
     /// Creates a semaphore with initial `value` in `segment`.
     ///
     /// # Errors
-    /// [`Error::InvalidSize`] if `value` exceeds 2^31 - 1; [`Error::OutOfMemory`].
+    /// [`Error::InvalidSize`] if `value` exceeds 2^20 - 1; [`Error::OutOfMemory`].
     pub fn new_in(segment: &Segment, value: u32) -> Result<Semaphore> {
         Semaphore::create(segment, value, VALUE_MAX)
     }
@@ -261,9 +283,9 @@ impl Semaphore {
     /// Adds one unit and wakes one waiter, if any.
     ///
     /// # Errors
-    /// [`Error::SemaphoreOverRelease`] if the value is at its maximum, 2^31 - 1.
+    /// [`Error::SemaphoreOverRelease`] if the value is at its maximum, 2^20 - 1.
     pub fn release(&self) -> Result<()> {
-        if algo::release(self.value_word(), self.sleepers_word(), VALUE_MAX) {
+        if algo::release(self.value_word(), VALUE_MAX) {
             Ok(())
         } else {
             Err(Error::SemaphoreOverRelease { limit: VALUE_MAX })
@@ -308,7 +330,7 @@ impl BoundedSemaphore {
     /// Creates a bounded semaphore with initial (and maximum) `value` in `segment`.
     ///
     /// # Errors
-    /// [`Error::InvalidSize`] if `value` is 0 or exceeds 2^31 - 1; [`Error::OutOfMemory`].
+    /// [`Error::InvalidSize`] if `value` is 0 or exceeds 2^20 - 1; [`Error::OutOfMemory`].
     pub fn new_in(segment: &Segment, value: u32) -> Result<BoundedSemaphore> {
         if value == 0 {
             return Err(Error::InvalidSize {
@@ -331,7 +353,7 @@ impl BoundedSemaphore {
     /// (nothing changes).
     pub fn release(&self) -> Result<()> {
         let limit = self.limit();
-        if algo::release(self.value_word(), self.sleepers_word(), limit) {
+        if algo::release(self.value_word(), limit) {
             Ok(())
         } else {
             Err(Error::SemaphoreOverRelease { limit })

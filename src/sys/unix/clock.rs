@@ -64,6 +64,7 @@ impl Deadline {
         }
     }
 
+    #[cfg_attr(shmproc_loom, allow(dead_code))]
     pub(super) fn as_timespec(&self) -> &Timespec {
         &self.at
     }

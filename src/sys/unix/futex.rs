@@ -60,27 +60,52 @@ mod imp {
 
 #[cfg(shmproc_loom)]
 mod imp {
-    //! Loom emulation: a wait yields to other threads, which is enough for loom to explore
-    //! every wake-up order; deadlines are treated as already passed after one yield.
+    //! Loom emulation of the futex: one loom `Mutex` + `Condvar` for every word (the address
+    //! does not matter: a wake-up of the wrong word is a spurious wake-up, which every caller
+    //! tolerates, as it must `EINTR`).
+    //!
+    //! An untimed wait checks the word under the mutex and sleeps on the condvar; a wake takes
+    //! the mutex and notifies every sleeper. So a waker that changed the word and then woke
+    //! cannot be missed, and a missing wake leaves the waiter asleep forever, which loom
+    //! reports as a deadlock: lost wake-ups are found. A timed wait yields once and reports
+    //! `TimedOut` (loom has no clock), which explores the deadline path at every wait.
     use super::*;
     use crate::loom::Ordering;
+    use loom::sync::{Condvar, Mutex};
+
+    loom::lazy_static! {
+        static ref PARK: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+    }
 
     pub(crate) fn futex_wait(
         word: &AtomicU32,
         expected: u32,
         deadline: Option<&Deadline>,
     ) -> WaitOutcome {
-        if word.load(Ordering::SeqCst) == expected {
-            loom::thread::yield_now();
-        }
         if deadline.is_some() {
-            WaitOutcome::TimedOut
-        } else {
-            WaitOutcome::Retry
+            if word.load(Ordering::SeqCst) == expected {
+                loom::thread::yield_now();
+            }
+            return WaitOutcome::TimedOut;
         }
+        let (mutex, condvar) = &*PARK;
+        let guard = match mutex.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if word.load(Ordering::SeqCst) == expected {
+            drop(condvar.wait(guard));
+        }
+        WaitOutcome::Retry
     }
 
     pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) -> usize {
+        let (mutex, condvar) = &*PARK;
+        let _guard = match mutex.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        condvar.notify_all();
         0
     }
 }
