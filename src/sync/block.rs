@@ -86,6 +86,7 @@ impl<K: BlockKind> Block<K> {
     }
 
     /// Returns the block's words.
+    #[inline(always)]
     pub(crate) fn words(&self) -> &[AtomicU32] {
         let ptr = self.obj.ptr().cast::<AtomicU32>();
         // SAFETY: see the module's `# Safety`: the block holds at least `K::WORDS` 4-byte,
@@ -96,6 +97,7 @@ impl<K: BlockKind> Block<K> {
     }
 
     /// Returns word `i` (a constant index below `K::WORDS` at every call site).
+    #[inline(always)]
     pub(crate) fn word(&self, i: usize) -> &AtomicU32 {
         match self.words().get(i) {
             Some(w) => w,

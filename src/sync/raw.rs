@@ -151,6 +151,7 @@ pub(crate) fn unlock(word: &AtomicU32) {
 }
 
 /// Returns whether the calling thread holds the lock.
+#[inline]
 pub(crate) fn held_by_current_thread(word: &AtomicU32) -> bool {
     // Relaxed: only this thread stores its own id into the word.
     word.load(Ordering::Relaxed) & TID_MASK == sys::current_tid()

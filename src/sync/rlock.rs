@@ -23,7 +23,7 @@ use crate::error::{Error, LockResult, OwnerDied, Result};
 use crate::heap::ObjectToken;
 use crate::loom::{AtomicU32, Ordering};
 use crate::segment::{Segment, registry};
-use crate::sys::Deadline;
+use crate::sys::{self, Deadline};
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -44,17 +44,36 @@ pub(crate) mod algo {
     use super::*;
 
     /// Takes the lock (or one more level of it); `deadline` as for [`raw::lock`].
+    #[inline]
     pub(crate) fn lock(
         owner: &AtomicU32,
         count: &AtomicU32,
         deadline: Option<&Deadline>,
     ) -> Acquired {
-        if raw::held_by_current_thread(owner) {
-            // Relaxed: only the owner (this thread) touches `count` while it holds the lock.
-            let c = count.load(Ordering::Relaxed);
-            count.store(c.saturating_add(1), Ordering::Relaxed);
-            return Acquired::Clean;
+        let tid = sys::current_tid();
+        // Acquire: the data written by the previous owner is visible.
+        match owner.compare_exchange(raw::UNLOCKED, tid, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => {
+                // Relaxed: ordered after the previous owner's last write by the acquire.
+                count.store(1, Ordering::Relaxed);
+                Acquired::Clean
+            }
+            Err(s) if s & raw::TID_MASK == tid => {
+                // Relaxed: only the owner (this thread) touches `count` while it holds it.
+                let c = count.load(Ordering::Relaxed);
+                count.store(c.saturating_add(1), Ordering::Relaxed);
+                Acquired::Clean
+            }
+            Err(_) => lock_contended(owner, count, deadline),
         }
+    }
+
+    #[cold]
+    fn lock_contended(
+        owner: &AtomicU32,
+        count: &AtomicU32,
+        deadline: Option<&Deadline>,
+    ) -> Acquired {
         let a = raw::lock(owner, deadline);
         if a != Acquired::TimedOut {
             // Relaxed: ordered after the previous owner's last write by `owner`'s acquire.
@@ -78,6 +97,7 @@ pub(crate) mod algo {
     }
 
     /// Releases one level; `false` if the calling thread is not the owner.
+    #[inline]
     pub(crate) fn unlock(owner: &AtomicU32, count: &AtomicU32) -> bool {
         if !raw::held_by_current_thread(owner) {
             return false;
@@ -174,14 +194,17 @@ impl RLock {
         })
     }
 
+    #[inline]
     pub(crate) fn owner_word(&self) -> &AtomicU32 {
         self.block.word(OWNER)
     }
 
+    #[inline]
     pub(crate) fn count_word(&self) -> &AtomicU32 {
         self.block.word(COUNT)
     }
 
+    #[inline]
     fn guard_for(&self, a: Acquired) -> LockResult<RLockGuard<'_>> {
         match a {
             Acquired::OwnerDied(tid) => Err(OwnerDied::new(RLockGuard::new(self), tid)),
@@ -194,6 +217,7 @@ impl RLock {
     ///
     /// # Errors
     /// [`OwnerDied`] (carrying the guard: the lock is held) if the previous owner died.
+    #[inline]
     pub fn lock(&self) -> LockResult<RLockGuard<'_>> {
         let a = algo::lock(self.owner_word(), self.count_word(), None);
         self.guard_for(a)
@@ -339,6 +363,7 @@ pub struct RLockGuard<'a> {
 unsafe impl Sync for RLockGuard<'_> {}
 
 impl<'a> RLockGuard<'a> {
+    #[inline]
     fn new(lock: &'a RLock) -> Self {
         RLockGuard {
             lock,
@@ -359,6 +384,7 @@ impl fmt::Debug for RLockGuard<'_> {
 }
 
 impl Drop for RLockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         let _ = algo::unlock(self.lock.owner_word(), self.lock.count_word());
     }
