@@ -80,7 +80,15 @@ const POLL: Duration = Duration::from_millis(1);
 pub(crate) mod algo {
     use super::*;
 
-    fn take_signal(signals: &AtomicU32) -> bool {
+    /// Takes a token, if one was granted since this waiter began (`seq0`): tokens granted
+    /// before that belong to earlier waiters, so a thread that notifies and then waits
+    /// cannot take back its own notification.
+    fn take_signal(w: CondWords<'_>, seq0: u32) -> bool {
+        // Acquire: pairs with the notifier's release of `seq`, so its tokens are visible.
+        if w.futex.load(Ordering::Acquire) & SEQ_MASK == seq0 {
+            return false;
+        }
+        let signals = w.signals;
         // Acquire (and on the CAS): pairs with the notifier's release of the token, so the
         // woken waiter sees what the notifier wrote (it also re-takes the lock, which does).
         let mut s = signals.load(Ordering::Acquire);
@@ -95,7 +103,7 @@ pub(crate) mod algo {
 
     /// Registers as a sleeper, checks for a token, and sleeps; returns `(took a token,
     /// timed out)`.
-    fn sleep_once(w: CondWords<'_>, deadline: Option<&Deadline>) -> (bool, bool) {
+    fn sleep_once(w: CondWords<'_>, seq0: u32, deadline: Option<&Deadline>) -> (bool, bool) {
         // Relaxed: the registering CAS re-reads the word.
         let s = w.futex.load(Ordering::Relaxed);
         if s >> 20 >= SLEEPERS_MAX {
@@ -103,7 +111,7 @@ pub(crate) mod algo {
             let until = deadline.map_or(slice, |d| d.min(slice));
             let _ = sys::futex_wait(w.futex, s, Some(&until));
             return (
-                take_signal(w.signals),
+                take_signal(w, seq0),
                 deadline.is_some_and(Deadline::has_passed),
             );
         }
@@ -112,9 +120,9 @@ pub(crate) mod algo {
             .compare_exchange(s, s + SLEEPER, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            return (take_signal(w.signals), false);
+            return (take_signal(w, seq0), false);
         }
-        if take_signal(w.signals) {
+        if take_signal(w, seq0) {
             // Relaxed: deregistering publishes nothing.
             w.futex.fetch_sub(SLEEPER, Ordering::Relaxed);
             return (true, false);
@@ -122,7 +130,7 @@ pub(crate) mod algo {
         let outcome = sys::futex_wait(w.futex, s + SLEEPER, deadline);
         // Relaxed: as above.
         w.futex.fetch_sub(SLEEPER, Ordering::Relaxed);
-        (take_signal(w.signals), outcome == WaitOutcome::TimedOut)
+        (take_signal(w, seq0), outcome == WaitOutcome::TimedOut)
     }
 
     /// Waits for a notification. The caller holds the lock; `unlock` releases it entirely
@@ -138,10 +146,12 @@ pub(crate) mod algo {
         // Relaxed: `waiters` is only written under the lock, which orders it.
         let n = w.waiters.load(Ordering::Relaxed);
         w.waiters.store(n.saturating_add(1), Ordering::Relaxed);
+        // Relaxed: `seq` only changes under the lock, which we hold.
+        let seq0 = w.futex.load(Ordering::Relaxed) & SEQ_MASK;
         let saved = unlock();
         let mut notified = false;
         for _ in 0..SPIN {
-            if take_signal(w.signals) {
+            if take_signal(w, seq0) {
                 notified = true;
                 break;
             }
@@ -149,10 +159,10 @@ pub(crate) mod algo {
         }
         while !notified {
             if deadline.is_some_and(Deadline::has_passed) {
-                notified = take_signal(w.signals);
+                notified = take_signal(w, seq0);
                 break;
             }
-            let (took, timed_out) = sleep_once(w, deadline);
+            let (took, timed_out) = sleep_once(w, seq0, deadline);
             notified = took;
             if timed_out {
                 break;
@@ -592,5 +602,53 @@ impl fmt::Debug for ConditionGuard<'_> {
 impl Drop for ConditionGuard<'_> {
     fn drop(&mut self) {
         self.cond.lock.unlock();
+    }
+}
+
+#[cfg(all(test, not(shmproc_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU32 as StdU32;
+
+    #[test]
+    #[allow(clippy::disallowed_types)]
+    fn threads_ping_pong() {
+        let cond = Condition::new().unwrap_or_else(|e| panic!("{e}"));
+        let turn = Arc::new(StdU32::new(0));
+        let (c2, t2) = (cond.clone(), Arc::clone(&turn));
+        let peer = std::thread::spawn(move || {
+            let mut g = c2.lock().unwrap_or_else(|_| panic!("lock"));
+            loop {
+                while t2.load(Ordering::SeqCst) == 0 {
+                    c2.wait(&mut g).unwrap_or_else(|e| panic!("{e}"));
+                }
+                if t2.load(Ordering::SeqCst) == 2 {
+                    return;
+                }
+                t2.store(0, Ordering::SeqCst);
+                c2.notify(1).unwrap_or_else(|e| panic!("{e}"));
+            }
+        });
+        let mut g = cond.lock().unwrap_or_else(|_| panic!("lock"));
+        for i in 0..20_000 {
+            turn.store(1, Ordering::SeqCst);
+            cond.notify(1).unwrap_or_else(|e| panic!("{e}"));
+            while turn.load(Ordering::SeqCst) == 1 {
+                let w = cond.words();
+                assert!(
+                    cond.wait_timeout(&mut g, Duration::from_secs(5))
+                        .unwrap_or(false),
+                    "round {i}: seq/sleepers {:#x} waiters {} signals {}",
+                    w.futex.load(Ordering::SeqCst),
+                    w.waiters.load(Ordering::SeqCst),
+                    w.signals.load(Ordering::SeqCst)
+                );
+            }
+        }
+        turn.store(2, Ordering::SeqCst);
+        cond.notify(1).unwrap_or_else(|e| panic!("{e}"));
+        drop(g);
+        peer.join().unwrap_or_else(|_| panic!("peer"));
     }
 }

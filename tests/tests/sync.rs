@@ -632,3 +632,39 @@ fn kill_semaphore_waiter_loses_nothing_and_dead_holder_is_documented_loss() {
         assert!(!sem.acquire_timeout(Duration::from_millis(50)));
     });
 }
+
+/// Two processes hand a turn back and forth through one condition many times.
+#[test]
+fn heavy_condition_ping_pong_between_two_processes() {
+    run("condition_ping_pong", || {
+        const ROUNDS: u32 = 20_000;
+        let cond = Condition::new().unwrap();
+        let turn = RawValue::new(0u32).unwrap();
+        let (c2, t2) = (cond.clone(), turn.clone());
+        let mut peer = fork(move || {
+            let mut g = c2.lock().unwrap();
+            loop {
+                while t2.get() == 0 {
+                    c2.wait(&mut g).unwrap();
+                }
+                if t2.get() == 2 {
+                    return 0;
+                }
+                t2.set(0);
+                c2.notify(1).unwrap();
+            }
+        });
+        let mut g = cond.lock().unwrap();
+        for _ in 0..ROUNDS {
+            turn.set(1);
+            cond.notify(1).unwrap();
+            while turn.get() == 1 {
+                cond.wait(&mut g).unwrap();
+            }
+        }
+        turn.set(2);
+        cond.notify(1).unwrap();
+        drop(g);
+        assert_eq!(peer.wait(), Ok(0));
+    });
+}
