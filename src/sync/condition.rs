@@ -53,7 +53,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 /// Spins before sleeping (one under loom, where every spin is a modelled step).
-const SPIN: u32 = if cfg!(shmproc_loom) { 1 } else { 400 };
+const SPIN: u32 = if cfg!(shmproc_loom) { 1 } else { 20 };
 
 pub(crate) struct ConditionKind;
 
@@ -75,6 +75,7 @@ const SEQ_MASK: u32 = (1 << 20) - 1;
 const SLEEPER: u32 = 1 << 20;
 const SLEEPERS_MAX: u32 = (1 << 12) - 1;
 const POLL: Duration = Duration::from_millis(1);
+const SLICE: Duration = Duration::from_millis(50);
 
 /// The condition algorithm over its words; the lock is passed as two functions.
 pub(crate) mod algo {
@@ -127,10 +128,21 @@ pub(crate) mod algo {
             w.futex.fetch_sub(SLEEPER, Ordering::Relaxed);
             return (true, false);
         }
-        let outcome = sys::futex_wait(w.futex, s + SLEEPER, deadline);
+        // A requeued sleeper waits on the lock word, which a dead holder never releases:
+        // sleep in slices, so it re-checks (and `relock` reports the dead owner). Under loom
+        // the requeue is a wake-up, and an untimed wait lets the model find lost wake-ups.
+        let slice = (!cfg!(shmproc_loom)).then(|| Deadline::after(SLICE));
+        let until = match (deadline, slice) {
+            (Some(d), Some(sl)) => Some(d.min(sl)),
+            (d, sl) => d.copied().or(sl),
+        };
+        let outcome = sys::futex_wait(w.futex, s + SLEEPER, until.as_ref());
         // Relaxed: as above.
         w.futex.fetch_sub(SLEEPER, Ordering::Relaxed);
-        (take_signal(w, seq0), outcome == WaitOutcome::TimedOut)
+        (
+            take_signal(w, seq0),
+            outcome == WaitOutcome::TimedOut && deadline.is_some_and(Deadline::has_passed),
+        )
     }
 
     /// Waits for a notification. The caller holds the lock; `unlock` releases it entirely
@@ -190,8 +202,12 @@ pub(crate) mod algo {
         (notified, acquired)
     }
 
-    /// Wakes up to `n` waiters. The caller holds the lock.
-    pub(crate) fn notify(w: CondWords<'_>, n: u32) {
+    /// Wakes up to `n` waiters. The caller holds the lock whose word is `lock`.
+    ///
+    /// Sleepers are not woken here but moved (`FUTEX_CMP_REQUEUE`) to sleep on the lock word,
+    /// whose `WAITERS` bit is set first: they wake when the notifier releases the lock,
+    /// instead of waking at once only to find the lock held and sleep again.
+    pub(crate) fn notify(w: CondWords<'_>, n: u32, lock: &AtomicU32) {
         // Relaxed: written under the lock, which the caller holds.
         let waiting = w.waiters.load(Ordering::Relaxed);
         // Relaxed: only the count matters; tokens are published by the bump below.
@@ -216,7 +232,13 @@ pub(crate) mod algo {
             }
         }
         if s >> 20 > 0 {
-            sys::futex_wake(w.futex, k);
+            let next = (s & !SEQ_MASK) | (s.wrapping_add(1) & SEQ_MASK);
+            // Relaxed: we hold the lock; the bit only makes our release wake a sleeper.
+            lock.fetch_or(raw::WAITERS, Ordering::Relaxed);
+            if !sys::futex_requeue(w.futex, next, lock, k) {
+                // The word changed (a sleeper came or went): wake instead.
+                sys::futex_wake(w.futex, k);
+            }
         }
     }
 }
@@ -243,6 +265,13 @@ impl From<RLock> for ConditionLock {
 }
 
 impl ConditionLock {
+    fn word(&self) -> &AtomicU32 {
+        match self {
+            ConditionLock::Lock(l) => l.word(),
+            ConditionLock::RLock(l) => l.owner_word(),
+        }
+    }
+
     fn held(&self) -> bool {
         match self {
             ConditionLock::Lock(l) => raw::held_by_current_thread(l.word()),
@@ -528,7 +557,7 @@ impl Condition {
         if !self.lock.held() {
             return Err(Error::NotOwner);
         }
-        algo::notify(self.words(), n);
+        algo::notify(self.words(), n, self.lock.word());
         Ok(())
     }
 

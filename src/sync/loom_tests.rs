@@ -132,7 +132,7 @@ fn condition_notify_is_never_lost() {
             loom::thread::spawn(move || {
                 raw::lock(&w[0], None);
                 w[5].store(1, Ordering::Relaxed);
-                algo::notify(words(&w), 1);
+                algo::notify(words(&w), 1, &w[0]);
                 raw::unlock(&w[0]);
             })
         };

@@ -56,6 +56,21 @@ mod imp {
         // The kernel reads the count as an `int`: `u32::MAX` would be -1 and wake nobody.
         futex::wake(word.as_core(), futex::Flags::empty(), n.min(0x7fff_ffff)).unwrap_or(0)
     }
+
+    /// `FUTEX_CMP_REQUEUE`: if `*from == expected`, moves up to `n` waiters of `from` to wait
+    /// on `to` instead (without waking them) and returns `true`; else changes nothing and
+    /// returns `false`.
+    pub(crate) fn futex_requeue(from: &AtomicU32, expected: u32, to: &AtomicU32, n: u32) -> bool {
+        futex::cmp_requeue(
+            from.as_core(),
+            futex::Flags::empty(),
+            0,
+            n.min(0x7fff_ffff),
+            to.as_core(),
+            expected,
+        )
+        .is_ok()
+    }
 }
 
 #[cfg(shmproc_loom)]
@@ -108,6 +123,16 @@ mod imp {
         condvar.notify_all();
         0
     }
+
+    /// A requeue is emulated as a wake-up of everybody (a requeued waiter re-checks its state
+    /// when it wakes, as after any wake-up).
+    pub(crate) fn futex_requeue(from: &AtomicU32, expected: u32, _to: &AtomicU32, n: u32) -> bool {
+        if from.load(Ordering::SeqCst) != expected {
+            return false;
+        }
+        futex_wake(from, n);
+        true
+    }
 }
 
-pub(crate) use imp::{futex_wait, futex_wake};
+pub(crate) use imp::{futex_requeue, futex_wait, futex_wake};

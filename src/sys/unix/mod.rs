@@ -10,7 +10,7 @@ pub(crate) mod shm;
 pub(crate) mod thread;
 
 pub(crate) use clock::Deadline;
-pub(crate) use futex::{WaitOutcome, futex_wait, futex_wake};
+pub(crate) use futex::{WaitOutcome, futex_requeue, futex_wait, futex_wake};
 pub(crate) use memfd::{fd_blocks_bytes, fd_len, memfd_create, punch_hole, set_len};
 pub(crate) use mmap::Mapping;
 pub(crate) use shm::{shm_create_exclusive, shm_open_existing, shm_unlink};
