@@ -53,7 +53,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 /// Spins before sleeping (one under loom, where every spin is a modelled step).
-const SPIN: u32 = if cfg!(shmproc_loom) { 1 } else { 20 };
+const SPIN: u32 = if cfg!(shmproc_loom) { 1 } else { 100 };
 
 pub(crate) struct ConditionKind;
 
