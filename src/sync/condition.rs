@@ -638,13 +638,11 @@ impl Drop for ConditionGuard<'_> {
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use std::sync::atomic::AtomicU32 as StdU32;
 
     #[test]
-    #[allow(clippy::disallowed_types)]
     fn threads_ping_pong() {
         let cond = Condition::new().unwrap_or_else(|e| panic!("{e}"));
-        let turn = Arc::new(StdU32::new(0));
+        let turn = Arc::new(AtomicU32::new(0));
         let (c2, t2) = (cond.clone(), Arc::clone(&turn));
         let peer = std::thread::spawn(move || {
             let mut g = c2.lock().unwrap_or_else(|_| panic!("lock"));

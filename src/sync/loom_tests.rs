@@ -212,3 +212,63 @@ fn barrier_abort_breaks_a_sleeping_waiter() {
         assert!(!algo::is_broken(&w[0]));
     });
 }
+
+/// Regression: a thread that notifies and then waits must not take its own notification
+/// back (the other waiter would sleep forever, which loom reports as a deadlock).
+#[test]
+fn condition_ping_pong_hands_the_turn_over() {
+    use super::condition::{CondWords, algo};
+    loom::model(|| {
+        // Words: lock, futex, waiters, signals, and the turn (1 = the peer's move).
+        let w = Arc::new([
+            AtomicU32::new(0),
+            AtomicU32::new(0),
+            AtomicU32::new(0),
+            AtomicU32::new(0),
+            AtomicU32::new(0),
+        ]);
+        fn words(w: &[AtomicU32; 5]) -> CondWords<'_> {
+            CondWords {
+                futex: &w[1],
+                waiters: &w[2],
+                signals: &w[3],
+            }
+        }
+        fn wait(w: &[AtomicU32; 5]) {
+            let (_, a) = algo::wait(
+                words(w),
+                None,
+                || raw::unlock(&w[0]),
+                |()| raw::lock(&w[0], None),
+            );
+            assert_eq!(a, Acquired::Clean);
+        }
+        let t = {
+            let w = Arc::clone(&w);
+            loom::thread::spawn(move || {
+                raw::lock(&w[0], None);
+                while w[4].load(Ordering::Relaxed) != 1 {
+                    wait(&w);
+                }
+                w[4].store(0, Ordering::Relaxed);
+                algo::notify(words(&w), 1, &w[0]);
+                // Wait for the stop (2) right after notifying: the case that once stole
+                // the notification just given.
+                while w[4].load(Ordering::Relaxed) == 0 {
+                    wait(&w);
+                }
+                raw::unlock(&w[0]);
+            })
+        };
+        raw::lock(&w[0], None);
+        w[4].store(1, Ordering::Relaxed);
+        algo::notify(words(&w), 1, &w[0]);
+        while w[4].load(Ordering::Relaxed) == 1 {
+            wait(&w);
+        }
+        w[4].store(2, Ordering::Relaxed);
+        algo::notify(words(&w), 1, &w[0]);
+        raw::unlock(&w[0]);
+        join(t);
+    });
+}
