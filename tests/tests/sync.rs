@@ -668,3 +668,69 @@ fn heavy_condition_ping_pong_between_two_processes() {
         assert_eq!(peer.wait(), Ok(0));
     });
 }
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// Signals interrupt the futex waits (`EINTR`), but every timed wait still lasts its full
+/// timeout: the waits loop against one absolute monotonic deadline.
+#[test]
+fn timed_waits_last_their_timeout_under_a_storm_of_signals() {
+    run("eintr", || {
+        // SAFETY: a zeroed `sigaction` is a valid "no flags, empty mask" value to fill in.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as usize;
+        // SAFETY: installs a handler that does nothing (async-signal-safe) for SIGUSR1.
+        let rc = unsafe { libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()) };
+        assert_eq!(rc, 0);
+        // SAFETY: `pthread_self` has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let storm = {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // SAFETY: `me` is the test thread, alive until `stop` is set and this
+                    // thread joined.
+                    unsafe { libc::pthread_kill(me, libc::SIGUSR1) };
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            })
+        };
+        let d = Duration::from_millis(150);
+        let ev = Event::new().unwrap();
+        let t = Instant::now();
+        assert!(!ev.wait(Some(d)));
+        assert!(t.elapsed() >= d);
+        let sem = Semaphore::new(0).unwrap();
+        let t = Instant::now();
+        assert!(!sem.acquire_timeout(d));
+        assert!(t.elapsed() >= d);
+        let cond = Condition::new().unwrap();
+        let mut g = cond.lock().unwrap();
+        let t = Instant::now();
+        assert!(!cond.wait_timeout(&mut g, d).unwrap());
+        assert!(t.elapsed() >= d);
+        drop(g);
+        let barrier = Barrier::new(2).unwrap();
+        let t = Instant::now();
+        assert!(barrier.wait_timeout(d).is_err());
+        assert!(t.elapsed() >= d);
+        let lock = RLock::new().unwrap();
+        let l2 = lock.clone();
+        let holder = fork(move || {
+            l2.acquire().unwrap();
+            std::thread::sleep(Duration::from_secs(2));
+            0
+        });
+        let mut holder = holder;
+        while !lock.is_locked() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let t = Instant::now();
+        assert!(!lock.acquire_timeout(d).unwrap());
+        assert!(t.elapsed() >= d);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        storm.join().unwrap();
+        assert_eq!(holder.kill(), Err(9));
+    });
+}
