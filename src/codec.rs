@@ -42,6 +42,24 @@ pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Encodes a value into `buf`, returning the bytes used, or `None` if it does not fit (the
+/// caller then uses [`to_bytes`]).
+///
+/// # Errors
+/// [`Error::Codec`] if the value cannot be serialized.
+pub(crate) fn to_slice<'b, T: Serialize + ?Sized>(
+    value: &T,
+    buf: &'b mut [u8],
+) -> Result<Option<&'b mut [u8]>> {
+    match postcard::to_slice(value, buf) {
+        Ok(used) => Ok(Some(used)),
+        Err(postcard::Error::SerializeBufferFull) => Ok(None),
+        Err(e) => Err(Error::Codec {
+            reason: e.to_string(),
+        }),
+    }
+}
+
 /// Decodes a value, re-attaching the handles inside it.
 ///
 /// Lengths inside the message are checked against the bytes actually present before anything

@@ -124,12 +124,92 @@ pub enum Error {
     /// A barrier was aborted, reset, or timed out while (or before) the caller waited.
     #[error("barrier is broken")]
     BrokenBarrier,
+    /// A queue is full (from a `try_` operation).
+    #[error("queue is full")]
+    Full,
+    /// A queue is empty (from a `try_` operation).
+    #[error("queue is empty")]
+    Empty,
+    /// The object was closed: a queue refuses puts (and gets, once drained); a connection end
+    /// closed in this process refuses every operation.
+    #[error("closed")]
+    Closed,
+    /// `task_done` was called more times than items were put.
+    #[error("task_done called more times than items were put")]
+    TaskDoneTooMany,
+    /// The peer end of a connection was closed or its process died, and every message it
+    /// sent has been received (end of stream), or a send found nobody left to receive.
+    #[error("connection peer disconnected")]
+    Disconnected,
+    /// An operation a simplex connection end does not support (receiving on a send end, …).
+    #[error("connection end is not {needed}")]
+    WrongDirection {
+        /// What the operation needed: `"readable"` or `"writable"`.
+        needed: &'static str,
+    },
+    /// A message exceeds the size limit of the connection or the caller.
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
+    MessageTooLarge {
+        /// Size of the message in bytes.
+        size: u64,
+        /// The limit it exceeded.
+        limit: u64,
+    },
+    /// A receive buffer is too short; the message was kept and can be received again.
+    #[error("receive buffer too small: {needed} bytes needed")]
+    BufferTooSmall {
+        /// Bytes needed to hold the message.
+        needed: usize,
+    },
+    /// A listener reachable over the network was asked for without an authkey.
+    #[error("refusing an unauthenticated TCP listener (use bind_unauthenticated to allow it)")]
+    Unauthenticated,
+    /// Authentication of a socket connection failed (wrong key or a malformed handshake).
+    #[error("authentication failed")]
+    AuthFailed,
     /// A value failed to serialize or deserialize.
     #[error("codec error: {reason}")]
     Codec {
         /// The codec's description.
         reason: String,
     },
+    /// The `Fork` start method was asked for while the caller has more than one thread: the
+    /// child could inherit locks held by threads that do not exist in it.
+    #[error(
+        "cannot fork: the process has {threads} threads (use the Spawn or ForkServer start method)"
+    )]
+    ForkWhileThreaded {
+        /// The number of threads the process had.
+        threads: usize,
+    },
+    /// A child's target panicked; the child exited with code 1.
+    #[error("child process panicked: {message}")]
+    ChildPanicked {
+        /// The panic message (`"Box<dyn Any>"` when the payload was not a string).
+        message: String,
+    },
+    /// A child ended without delivering its target's result (it exited early or was killed).
+    #[error("child process ended without a result (exit code {exitcode})")]
+    ChildFailed {
+        /// The child's exit code: positive for an exit, `-N` when killed by signal N.
+        exitcode: i32,
+    },
+    /// A child could not run its target: its start-up message, arguments or descriptors were
+    /// unusable there (for example a handle whose object was freed before the child attached).
+    #[error("child process could not start its target: {reason}")]
+    ChildStartFailed {
+        /// What went wrong, as the child reported it.
+        reason: String,
+    },
+    /// This process was started by shmproc as a child, but `shmproc::init()` did not run
+    /// first thing in `main`, so it would repeat its parent's work instead of its target.
+    #[error(
+        "this is a shmproc child process but shmproc::init() was not called at the start of main"
+    )]
+    NotInitialized,
+    /// A child's executable is not the file its parent runs, so the target cannot be found.
+    #[error("child runs a different executable than its parent")]
+    NotSameExecutable,
 }
 
 /// The result type of shmproc.

@@ -8,10 +8,14 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod codec;
+pub mod connection;
 mod error;
+mod fdpass;
 mod fingerprint;
 mod heap;
 mod loom;
+mod process;
+mod queue;
 mod segment;
 mod shared;
 mod sync;
@@ -21,8 +25,15 @@ mod sys;
 #[doc(hidden)]
 pub mod testing;
 
+pub use connection::{Client, Connection, Listener, pipe, pipe_simplex};
 pub use error::{Error, LockResult, OwnerDied, Result};
 pub use heap::{HeapStats, ObjectToken};
+pub use process::{
+    JoinHandle, Process, ProcessBuilder, ProcessInfo, StartMethod, active_children, cpu_count,
+    current_process, ensure_forkserver, init, parent_process, set_start_method, spawn,
+    start_method,
+};
+pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
 pub use segment::Segment;
 pub use segment::registry::{default_segment, set_default_heap_size};
 pub use shared::{Array, ArrayGuard, RawArray, RawIter, RawValue, Shareable, Value, ValueGuard};

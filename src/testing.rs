@@ -1,6 +1,46 @@
-//! Test support: leak accounting and a fork helper for multi-process tests. Not public API.
+//! Test support: `init()` before the harness, leak accounting, a watchdog and a fork helper
+//! for multi-process tests. Not public API.
+//!
+//! # Starting processes from tests
+//! A test binary's `main` is the harness's, not ours, so nothing would call
+//! [`init`](crate::init) in a re-executed child: it would run the whole test suite again.
+//! With the `test-support` feature, shmproc registers a constructor (`.init_array`, through
+//! the `ctor` crate) that calls `init()` before the harness's `main`. A child started by a test
+//! therefore goes straight to its target; in the test process itself `init()` returns at once.
+//! The same holds for benchmarks and any binary linked with the feature.
+//!
+//! The constructor lives in shmproc's rlib; rustc keeps `#[used]` statics of every linked
+//! crate (its synthetic `symbols.o` references them), so it runs in every binary that uses
+//! anything from shmproc. [`init_ran`] lets a test check that it really did.
+//!
+//! Setting `SHMPROC_NO_TEST_INIT=1` in the environment disables the constructor, to test what
+//! happens to a program that forgets `init()` (it gets
+//! [`Error::NotInitialized`](crate::Error::NotInitialized)).
 
 #![allow(clippy::print_stderr)]
+
+use std::sync::OnceLock;
+
+static CONSTRUCTOR_RAN: OnceLock<()> = OnceLock::new();
+
+// SAFETY (for `ctor`'s `unsafe` marker): the constructor runs before `main`, when the Rust
+// runtime is not fully set up; it only reads the environment, takes uncontended std locks,
+// reads files, and (in a child) runs the target and exits. It does not rely on anything `main`
+// initialises: std's I/O, allocation, thread-locals and environment work before `main` on
+// Linux with glibc.
+#[ctor::ctor(unsafe)]
+fn run_init_before_test_harness() {
+    if std::env::var_os("SHMPROC_NO_TEST_INIT").is_some() {
+        return;
+    }
+    let _ = CONSTRUCTOR_RAN.set(());
+    crate::init();
+}
+
+/// Returns whether the `test-support` constructor ran `init()` in this process.
+pub fn init_ran() -> bool {
+    CONSTRUCTOR_RAN.get().is_some()
+}
 
 use std::collections::BTreeSet;
 

@@ -1,47 +1,189 @@
 //! `#[derive(SharedStruct)]` for shmproc: implements `shmproc::Shareable` for `#[repr(C)]`
-//! structs whose fields are all shareable.
+//! structs whose fields are all shareable, so they can live in shared memory.
+//!
+//! Use it through `shmproc::SharedStruct`; the documentation of [`SharedStruct`] says what is
+//! accepted and rejected.
+//!
+//! The crate is laid out like thiserror's `impl`: `ast` reads the input into our model, `attr`
+//! reads `#[repr]` and `#[shmproc]`, `check` rejects what the syntax already shows is wrong,
+//! `expand` generates the impl; `ctxt` collects every error so they are reported together.
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod ast;
+mod attr;
+mod check;
+mod ctxt;
+mod expand;
 
 use proc_macro::TokenStream;
-use quote::quote;
-use syn::{Data, DeriveInput, Fields, parse_macro_input};
+use syn::{DeriveInput, parse_macro_input};
 
-/// Derives `shmproc::Shareable`. See the `shmproc` crate's documentation.
+/// Derives `shmproc::Shareable`, so the struct can be placed in `Value`, `Array`, `RawValue`
+/// and `RawArray` and shared between processes.
+///
+/// ```
+/// # extern crate renamed_shmproc as shmproc;
+/// use shmproc::SharedStruct;
+/// use std::sync::atomic::AtomicU32;
+///
+/// #[derive(SharedStruct)]
+/// #[repr(C)]
+/// struct Stats {
+///     hits: AtomicU32,
+///     bounds: [f64; 2],
+/// }
+/// ```
+///
+/// # Accepted
+///
+/// - Structs with named fields, tuple structs and unit structs marked `#[repr(C)]` (also
+///   `#[repr(C, align(N))]`) or `#[repr(transparent)]`: their layout is fixed by the field
+///   order, so every program built from the same source agrees on it.
+/// - Fields of `Shareable` types only: integers, floats, atomic integers, arrays of shareable
+///   types, and other `SharedStruct`s.
+/// - Generic structs with type and const parameters. Each type parameter gets a
+///   `T: Shareable` bound, and the struct's fingerprint includes the fingerprints of the field
+///   types, so `Pair<u32>` and `Pair<i32>` never attach as each other. Lifetime parameters
+///   are rejected. The `Drop` and layout assertions of a generic struct run when its
+///   `FINGERPRINT` is evaluated for concrete parameters, which every allocation and attach
+///   does during code generation (so `cargo build` reports them, `cargo check` does not);
+///   those of a non-generic struct run where it is defined.
+///
+/// # Rejected, with a compile error at the offending item
+///
+/// - A struct without `#[repr(C)]` or `#[repr(transparent)]` (at the struct's name): the
+///   default layout is unspecified and may change between compilations.
+/// - `#[repr(packed)]` (at `packed`): it misaligns fields, and atomics and locks must be
+///   aligned.
+/// - Enums and unions: another process could write a discriminant that names no variant, and
+///   a union's bytes do not say which field is valid.
+/// - Lifetime parameters, reference, raw pointer and function pointer fields: addresses mean
+///   nothing in another process.
+/// - `bool` and `char` fields: not every bit pattern is a valid value; use `u8` and `u32`.
+/// - Any other field type that is not `Shareable`, such as `Box`, `Vec`, `String`, `Rc`,
+///   `Arc` or a tuple (at the field's type, as an unsatisfied `Shareable` bound).
+/// - A struct that needs `Drop` (a compile-time assertion): values in shared memory are never
+///   dropped in place.
+///
+/// When any of these is found, only the errors are emitted, never the `unsafe impl`.
+///
+/// # Generated items
+///
+/// Everything lives in `const _: () = { ... };`: the `unsafe impl Shareable` with
+///
+/// - `FINGERPRINT`: an FNV-1a hash of the struct's name, size and alignment, then of each
+///   field's name and its type's `FINGERPRINT`; checked when a handle re-attaches, so a token
+///   for one struct type is refused as another (`Error::TypeMismatch`);
+/// - `TYPE_NAME`: the struct's name;
+/// - `PADDING_FREE`: true when the field sizes add up to the struct's size and every field is
+///   padding-free (required by `RawValue`/`RawArray`);
+///
+/// and compile-time assertions that every field is `Shareable`, that the struct does not need
+/// `Drop`, and that each field is at its `repr(C)` offset.
+///
+/// # Options
+///
+/// `#[shmproc(crate = "path")]` names the path to the shmproc crate when it is not `::shmproc`
+/// (a renamed dependency, or a crate that re-exports it). Generated code reaches shmproc only
+/// through that path, so it also compiles under `#![no_implicit_prelude]`.
 #[proc_macro_derive(SharedStruct, attributes(shmproc))]
 pub fn derive_shared_struct(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    let name = &input.ident;
-    let Data::Struct(data) = &input.data else {
-        return syn::Error::new_spanned(name, "SharedStruct can only be derived for structs")
-            .to_compile_error()
-            .into();
-    };
-    let fields: Vec<_> = match &data.fields {
-        Fields::Named(f) => f.named.iter().collect(),
-        Fields::Unnamed(f) => f.unnamed.iter().collect(),
-        Fields::Unit => Vec::new(),
-    };
-    let tys: Vec<_> = fields.iter().map(|f| &f.ty).collect();
-    let names: Vec<String> = fields
-        .iter()
-        .enumerate()
-        .map(|(i, f)| f.ident.as_ref().map_or(i.to_string(), ToString::to_string))
-        .collect();
-    let name_str = name.to_string();
-    quote! {
-        const _: () = {
-            #[automatically_derived]
-            unsafe impl ::shmproc::Shareable for #name {
-                const FINGERPRINT: u64 = {
-                    let h = ::shmproc::__private::start(#name_str,
-                        ::core::mem::size_of::<#name>(), ::core::mem::align_of::<#name>());
-                    #( let h = ::shmproc::__private::extend(h, #names.as_bytes());
-                       let h = ::shmproc::__private::extend_u64(h, <#tys as ::shmproc::Shareable>::FINGERPRINT); )*
-                    h
-                };
-                const TYPE_NAME: &'static str = #name_str;
-                const PADDING_FREE: bool = ::core::mem::size_of::<#name>() == 0 #( + ::core::mem::size_of::<#tys>() )*;
+    derive(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Reads, checks and expands one input; on any error returns all of them and no impl.
+fn derive(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
+    let cx = ctxt::Ctxt::new();
+    let parsed = ast::Input::from_syn(&cx, input);
+    if let Some(parsed) = &parsed {
+        check::check(&cx, parsed);
+    }
+    cx.check()?;
+    match parsed {
+        Some(parsed) => Ok(expand::expand(&parsed)),
+        None => Err(syn::Error::new_spanned(
+            &input.ident,
+            "SharedStruct can only be derived for structs",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::derive;
+    use syn::parse_quote;
+
+    #[test]
+    fn every_error_is_reported_and_no_impl_is_emitted() {
+        let input = parse_quote! {
+            #[shmproc(nope)]
+            struct Bad<'a> {
+                name: &'a str,
+                done: bool,
+                at: *const u8,
             }
         };
+        let Err(errors) = derive(&input) else {
+            panic!("expected errors");
+        };
+        // Unknown option, missing repr(C), lifetime, reference, bool, pointer.
+        assert_eq!(errors.into_iter().count(), 6);
+        let Err(errors) = derive(&input) else {
+            panic!("expected errors");
+        };
+        let emitted = errors.into_compile_error().to_string();
+        assert!(!emitted.contains("unsafe"), "{emitted}");
     }
-    .into()
+
+    #[test]
+    fn valid_struct_gets_one_unsafe_impl_inside_an_anonymous_const() {
+        let input = parse_quote! {
+            #[repr(C)]
+            struct Good {
+                x: u64,
+                y: [f32; 2],
+            }
+        };
+        let Ok(out) = derive(&input) else {
+            panic!("expected an impl");
+        };
+        let out = out.to_string();
+        assert!(out.starts_with("# [allow"), "{out}");
+        assert!(out.contains("const _ : () ="), "{out}");
+        assert_eq!(out.matches("unsafe impl").count(), 1, "{out}");
+        assert!(out.contains(":: shmproc :: Shareable for Good"), "{out}");
+    }
+
+    #[test]
+    fn crate_option_replaces_the_default_path() {
+        let input = parse_quote! {
+            #[repr(transparent)]
+            #[shmproc(crate = "my::reexport")]
+            struct Meters(f64);
+        };
+        let Ok(out) = derive(&input) else {
+            panic!("expected an impl");
+        };
+        let out = out.to_string();
+        assert!(
+            out.contains("my :: reexport :: Shareable for Meters"),
+            "{out}"
+        );
+        assert!(!out.contains(":: shmproc ::"), "{out}");
+    }
+
+    #[test]
+    fn primitives_are_recognised_only_by_their_real_paths() {
+        use crate::check::is_primitive;
+        assert!(is_primitive(&parse_quote!(bool), "bool"));
+        assert!(is_primitive(&parse_quote!(core::primitive::bool), "bool"));
+        assert!(is_primitive(&parse_quote!(std::primitive::char), "char"));
+        assert!(!is_primitive(&parse_quote!(my::bool), "bool"));
+        assert!(!is_primitive(&parse_quote!(::bool), "bool"));
+        assert!(!is_primitive(&parse_quote!(Wrapper<bool>), "bool"));
+    }
 }

@@ -86,6 +86,29 @@ impl ObjectRef {
         })
     }
 
+    /// Allocates like [`alloc`](ObjectRef::alloc), with the payload zero-filled (only the
+    /// bytes not already known to be zero are written, so a large block costs no memory until
+    /// it is used).
+    pub(crate) fn alloc_zeroed(seg: &Segment, size: u64, align: u64, fp: u64) -> Result<ObjectRef> {
+        let b = RawHeap::new(&seg.inner).alloc(size, align, fp)?;
+        let obj = ObjectRef {
+            ptr: RawHeap::new(&seg.inner).ptr(b.payload),
+            owner_pid: sys::current_pid(),
+            seg: Arc::clone(&seg.inner),
+            block: b.block,
+            payload: b.payload,
+            len: b.len,
+            generation: b.generation,
+            fp,
+        };
+        let end = b.payload.saturating_add(b.len);
+        let dirty = b.zero_from.clamp(b.payload, end).saturating_sub(b.payload);
+        // SAFETY: `dirty <= len`, so the bytes written are inside the fresh payload, which no
+        // other handle can reach yet (module `# Safety`).
+        unsafe { obj.ptr.write_bytes(0, usize::try_from(dirty).unwrap_or(0)) };
+        Ok(obj)
+    }
+
     /// Re-attaches the object a token names, checking it has type `fp`.
     pub(crate) fn attach(tok: &ObjectToken, fp: u64, expected: &'static str) -> Result<ObjectRef> {
         if tok.fingerprint != fp {
@@ -112,6 +135,23 @@ impl ObjectRef {
             ptr: RawHeap::new(&seg).ptr(tok.offset),
             owner_pid: sys::current_pid(),
             seg,
+            block,
+            payload: tok.offset,
+            len,
+            generation: tok.generation,
+            fp,
+        })
+    }
+
+    /// Takes over the reference count that `into_owned_token` gave up (for example the one a
+    /// queue slot held), checking the block is live and of type `fp`.
+    pub(crate) fn adopt(seg: &Segment, tok: &ObjectToken, fp: u64) -> Result<ObjectRef> {
+        let heap = RawHeap::new(&seg.inner);
+        let (block, len) = heap.adopt(tok.offset, tok.generation, fp)?;
+        Ok(ObjectRef {
+            ptr: heap.ptr(tok.offset),
+            owner_pid: sys::current_pid(),
+            seg: Arc::clone(&seg.inner),
             block,
             payload: tok.offset,
             len,

@@ -109,6 +109,9 @@ pub(crate) struct Block {
     pub(crate) payload: u64,
     pub(crate) len: u64,
     pub(crate) generation: u32,
+    /// Offset from which the block's bytes are known to be zero (pages never written, or given
+    /// back when the block was last freed), so zero-filling can stop there.
+    pub(crate) zero_from: u64,
 }
 
 /// Returns the first `n` words of a mapping as atomics.
@@ -285,11 +288,18 @@ impl<'a> RawHeap<'a> {
         // Release: the header fields above are visible to whoever attaches after seeing rc 1.
         rc_gen.store(u64::from(generation) << 32 | 1, Ordering::Release);
         self.state(USED).fetch_add(bsize, Ordering::Relaxed);
+        // Large blocks' pages past the first are fresh or were punched when freed.
+        let zero_from = if class.is_large() {
+            add(block, self.page)?.max(payload)
+        } else {
+            add(block, bsize)?
+        };
         Ok(Block {
             block,
             payload,
             len: size,
             generation,
+            zero_from,
         })
     }
 
@@ -466,6 +476,25 @@ impl<'a> RawHeap<'a> {
         Ok((block, len))
     }
 
+    /// Checks that `payload` is the live block of generation `generation` and type `fp`,
+    /// without taking a reference (the caller takes over one it was handed); returns (block,
+    /// payload length).
+    pub(crate) fn adopt(&self, payload: u64, generation: u32, fp: u64) -> Result<(u64, u64)> {
+        let (block, bsize) = self.locate(payload)?;
+        let cur = self.u64_at(add(block, 8)?)?.load(Ordering::Acquire);
+        if cur >> 32 != u64::from(generation) || cur & RC_MASK == 0 {
+            return Err(Error::ObjectGone);
+        }
+        let found = self.u64_at(add(block, 16)?)?.load(Ordering::Relaxed);
+        let len = self.u64_at(add(block, 24)?)?.load(Ordering::Relaxed);
+        if found != fp || add(payload, len)? > add(block, bsize)? {
+            return Err(Error::CorruptObject {
+                reason: "adopted block has another type or length",
+            });
+        }
+        Ok((block, len))
+    }
+
     /// Adds a reference to a block the caller already holds a reference to.
     pub(crate) fn retain(&self, block: u64) -> Result<()> {
         // Relaxed: as `Arc::clone`, a new reference is made from an existing one, which keeps
@@ -517,7 +546,14 @@ impl<'a> RawHeap<'a> {
         if class.is_large() && bsize > self.page {
             // Give every page but the header's back to the system.
             let start = add(block, self.page)?;
-            let _ = sys::punch_hole(self.seg.fd(), start, sub(bsize, self.page)?);
+            let len = sub(bsize, self.page)?;
+            if sys::punch_hole(self.seg.fd(), start, len).is_err() {
+                // Allocation relies on these pages reading as zero (`Block::zero_from`).
+                let p = self.ptr(start);
+                // SAFETY: `[start, start + len)` lies inside this block (checked against the
+                // segment when it was carved), which nobody else may use while it is freed.
+                unsafe { p.write_bytes(0, usize_of(len)) };
+            }
         }
         self.state(USED).fetch_sub(bsize, Ordering::Relaxed);
         self.push(class, block)

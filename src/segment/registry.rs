@@ -9,7 +9,7 @@
 //! its handles refer to, so the spawner can pass exactly those descriptors along.
 
 use super::{Segment, SegmentInner};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
@@ -44,7 +44,6 @@ thread_local! {
 ///
 /// Used by whatever sends values to another process (the spawner, later descriptor-passing
 /// connections): those segments' descriptors must travel with the bytes.
-#[allow(dead_code)] // used by the process module
 pub(crate) fn collect<R>(f: impl FnOnce() -> R) -> (R, Vec<Segment>) {
     let outer = COLLECTOR.with(|c| c.borrow_mut().replace(Vec::new()));
     let r = f();
@@ -89,11 +88,13 @@ pub fn set_default_heap_size(len: u64) -> bool {
 /// started by shmproc shares its parent's.
 ///
 /// # Errors
-/// As for [`Segment::create`].
+/// As for [`Segment::create`]; [`Error::NotInitialized`] in a child process whose `main` did
+/// not call `shmproc::init()` (it would otherwise get a heap of its own, unseen by its parent).
 pub fn default_segment() -> Result<Segment> {
     if let Some(s) = DEFAULT.get() {
         return Ok(s.clone());
     }
+    check_initialized()?;
     let len = DEFAULT_LEN
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -109,13 +110,26 @@ pub fn default_segment() -> Result<Segment> {
 
 /// Makes `seg` this process's default heap (a child adopting its parent's). Returns `false`
 /// if a default heap exists already.
-#[allow(dead_code)] // used by the process module
 pub(crate) fn adopt_default_segment(seg: Segment) -> bool {
     DEFAULT.set(seg).is_ok()
 }
 
-/// Returns the default heap if it has been created, without creating it.
-#[allow(dead_code)] // used by the process module
-pub(crate) fn existing_default_segment() -> Option<Segment> {
-    DEFAULT.get().cloned()
+/// The environment variable through which shmproc hands a spawned child its start-up message.
+pub(crate) const CHILD_ENV: &str = "SHMPROC_CHILD";
+
+static INITIALIZED: OnceLock<()> = OnceLock::new();
+
+/// Records that `shmproc::init()` ran in this process.
+pub(crate) fn mark_initialized() {
+    let _ = INITIALIZED.set(());
+}
+
+/// Fails with [`Error::NotInitialized`] in a process that shmproc started as a child but whose
+/// `main` never called `shmproc::init()`: such a process would redo its parent's work (and
+/// start children of its own, recursively) instead of running its target.
+pub(crate) fn check_initialized() -> Result<()> {
+    if INITIALIZED.get().is_none() && std::env::var_os(CHILD_ENV).is_some() {
+        return Err(Error::NotInitialized);
+    }
+    Ok(())
 }

@@ -85,11 +85,8 @@ pub(crate) fn alloc_zeroed<T: Shareable>(
         .ok_or(Error::InvalidSize {
             reason: "array length overflows",
         })?;
-    let obj = ObjectRef::alloc(segment, bytes as u64, align as u64, T::FINGERPRINT)?;
-    // SAFETY: the block was just allocated with room for `bytes` bytes and no other handle to
-    // it exists yet. All-zero bytes are a valid `T` (`Shareable`: every bit pattern is valid).
-    unsafe { obj.ptr().write_bytes(0, bytes) };
-    Ok(obj)
+    // All-zero bytes are a valid `T` (`Shareable`: every bit pattern is valid).
+    ObjectRef::alloc_zeroed(segment, bytes as u64, align as u64, T::FINGERPRINT)
 }
 
 impl<T: Shareable> Array<T> {

@@ -1,15 +1,13 @@
-//! `fork()`, `_exit()`, `waitpid()` and `kill()`: the raw process operations.
+//! `fork()`, `_exit()`, `waitpid()`, `kill()` and `fcntl(F_GETFD)`: the raw process operations.
 //!
 //! Between `fork` and the child's entry point only async-signal-safe calls may run (the parent
 //! may have had other threads holding allocator locks). [`fork`] makes the one call and returns;
 //! what the child runs after it is the caller's contract, stated on [`fork`].
 //!
 //! # References
-//! - `fork(2)`, `_exit(2)`, `waitpid(2)`, `kill(2)`
+//! - `fork(2)`, `_exit(2)`, `waitpid(2)`, `kill(2)`, `fcntl(2)`
 
 #![allow(unsafe_code)]
-// Used by test support now and by the process module.
-#![cfg_attr(not(feature = "test-support"), allow(dead_code))]
 
 use std::io;
 
@@ -92,5 +90,20 @@ pub(crate) fn send_signal(pid: i32, signal: i32) -> io::Result<()> {
 /// `SIGKILL`.
 pub(crate) const SIGKILL: i32 = libc::SIGKILL;
 /// `SIGTERM`.
-#[allow(dead_code)] // used by the process module
 pub(crate) const SIGTERM: i32 = libc::SIGTERM;
+
+/// Takes ownership of descriptor `fd`, inherited from the parent, after checking it is open.
+///
+/// Called once per descriptor named in the private start-up message of a child started by
+/// shmproc, before any other code of the child could have opened or closed descriptors.
+pub(crate) fn adopt_inherited_fd(fd: i32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fcntl(F_GETFD)` only reads the descriptor's flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags == -1 || fd < 3 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: `fd` is open (checked above) and owned by nobody else in this process: it was
+    // inherited for this purpose and is adopted exactly once, by the child's start-up code.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}

@@ -1,19 +1,37 @@
-//! Linux: memfd, POSIX shared memory, shared mappings, futexes, thread identity, fork.
+//! Linux: memfd, POSIX shared memory, shared mappings, futexes, thread identity, fork, spawn,
+//! pidfds, pipes, eventfd, poll, descriptor passing, parent-death signals.
 
+pub(crate) mod atfork;
 pub(crate) mod clock;
+pub(crate) mod eventfd;
 pub(crate) mod fork;
 pub(crate) mod futex;
+pub(crate) mod lineage;
 pub(crate) mod memfd;
 pub(crate) mod mmap;
+pub(crate) mod pidfd;
+pub(crate) mod pipe;
+pub(crate) mod poll;
 pub(crate) mod reaper;
+pub(crate) mod scm_rights;
 pub(crate) mod shm;
+pub(crate) mod spawn;
 pub(crate) mod thread;
 
+pub(crate) use atfork::fork_epoch;
 pub(crate) use clock::Deadline;
+pub(crate) use eventfd::{eventfd_create, eventfd_drain, eventfd_signal};
 pub(crate) use futex::{WaitOutcome, futex_requeue, futex_wait, futex_wake};
+pub(crate) use lineage::{cpu_count, die_with_parent, thread_count};
 pub(crate) use memfd::{fd_blocks_bytes, fd_len, memfd_create, punch_hole, set_len};
 pub(crate) use mmap::Mapping;
+pub(crate) use pidfd::{pidfd_open, pidfd_send_signal, wait_any_readable, wait_readable};
+pub(crate) use pipe::pipe;
+pub(crate) use poll::{dup, dup_raw, poll_readable};
+pub(crate) use scm_rights::{recv_fd, send_fd};
+pub(crate) use scm_rights::{recv_frame, send_frame, socket_pair};
 pub(crate) use shm::{shm_create_exclusive, shm_open_existing, shm_unlink};
+pub(crate) use spawn::{ExeId, exe_identity, spawn_self};
 pub(crate) use thread::{current_pid, current_tid, page_size, random_u64, thread_alive};
 
 /// The error number type of the OS layer.

@@ -1,0 +1,76 @@
+//! "Number of acquires/releases of a lock per sec".
+
+use std::hint::black_box;
+
+use shmproc::Lock;
+
+use crate::limits::Limit;
+use crate::measure::Workload;
+use crate::row::{Spec, Unit};
+
+/// The rows of this family.
+pub(crate) fn specs() -> Vec<Spec> {
+    let row = |case, shmproc, python, goal| Spec {
+        family: "lock",
+        case,
+        unit: Unit::Rate("acq+rel/s"),
+        shmproc,
+        python: Some(python),
+        limit: Some(Limit::Spinlock),
+        goal,
+    };
+    vec![
+        row("Lock, lock() guard", lock_guard, "lock", Some(0.5)),
+        row(
+            "Lock, acquire() + release()",
+            lock_acquire_release,
+            "lock",
+            Some(0.5),
+        ),
+        row("RLock", rlock, "rlock", None),
+        row("Lock managed by server", managed_lock, "managed_lock", None),
+        row(
+            "RLock managed by server",
+            managed_rlock,
+            "managed_rlock",
+            None,
+        ),
+    ]
+}
+
+/// `Lock::lock()` and dropping the guard.
+pub(crate) fn lock_guard() -> Option<Workload> {
+    let lock = Lock::new().expect("Lock");
+    Some(Workload::new(1, move |reps| {
+        for _ in 0..reps {
+            drop(black_box(&lock).lock());
+        }
+    }))
+}
+
+/// `Lock::acquire()` + `Lock::release()`.
+pub(crate) fn lock_acquire_release() -> Option<Workload> {
+    let lock = Lock::new().expect("Lock");
+    Some(Workload::new(1, move |reps| {
+        for _ in 0..reps {
+            let l = black_box(&lock);
+            let _ = l.acquire();
+            let _ = l.release();
+        }
+    }))
+}
+
+/// `RLock` acquire + release.
+pub(crate) fn rlock() -> Option<Workload> {
+    None // not yet: fill in when RLock exists.
+}
+
+/// A lock held by a manager process, acquire + release.
+pub(crate) fn managed_lock() -> Option<Workload> {
+    None // not yet: fill in when managers exist.
+}
+
+/// An RLock held by a manager process, acquire + release.
+pub(crate) fn managed_rlock() -> Option<Workload> {
+    None // not yet: fill in when managers exist.
+}

@@ -1,0 +1,175 @@
+//! `cargo run --release --example benchmarks`: shmproc beside Python's `multiprocessing` and
+//! beside the machine's bare mechanisms, in one run.
+//!
+//! Reproduces the speed tables of the original `processing` package (256-byte objects through
+//! queues and pipes, lock and RLock acquire+release, condition waits, integers read from a
+//! sequence; plain and managed) plus ping-pong round trips, process start per start method,
+//! pool throughput and shmproc's per-operation overhead. Each row shows shmproc's figure,
+//! Python's figure for the same workload (`scripts/bench_multiprocessing.py`, run with `python3`
+//! when present) and the bare mechanism's figure measured in the same run, with the ratios.
+//! A row whose shmproc capability does not exist yet says `not yet`.
+//!
+//! Options: `--quick` (short smoke run, no timing claims), `--only FAMILY`, `--json FILE`,
+//! `--svg FILE`.
+
+// A command-line program: printing the table (stdout) and progress (stderr) is its job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+#[allow(unreachable_pub, dead_code)]
+#[path = "../../benches/src/lib.rs"]
+mod bare;
+mod chart;
+mod condition;
+mod limits;
+mod lock;
+mod measure;
+mod objects;
+mod overhead;
+mod pingpong;
+mod pool;
+mod python;
+mod report;
+mod row;
+mod sequence;
+mod spawn;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use limits::Limit;
+use measure::{Config, Ctx};
+use python::Python;
+use row::{Row, Spec};
+
+/// Command-line options.
+#[derive(Debug, Default)]
+struct Args {
+    quick: bool,
+    only: Option<String>,
+    json: Option<PathBuf>,
+    svg: Option<PathBuf>,
+}
+
+const USAGE: &str = "usage: benchmarks [--quick] [--only FAMILY] [--json FILE] [--svg FILE]
+families: sequence lock objects condition pingpong spawn pool overhead limit";
+
+fn parse_args() -> Result<Args, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = Args::default();
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("quick") => args.quick = true,
+            Long("only") => args.only = Some(parser.value()?.string()?),
+            Long("json") => args.json = Some(parser.value()?.into()),
+            Long("svg") => args.svg = Some(parser.value()?.into()),
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(args)
+}
+
+/// Every row, in display order.
+fn all_specs() -> Vec<Spec> {
+    [
+        sequence::specs(),
+        lock::specs(),
+        objects::specs(),
+        condition::specs(),
+        pingpong::specs(),
+        spawn::specs(),
+        pool::specs(),
+        overhead::specs(),
+    ]
+    .concat()
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("benchmarks: {e}\n{USAGE}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(f) = &args.only
+        && !report::FAMILIES.iter().any(|(name, _)| name == f)
+    {
+        eprintln!("benchmarks: unknown family {f:?}\n{USAGE}");
+        return ExitCode::FAILURE;
+    }
+    let started = Instant::now();
+    let selected = |family: &str| args.only.as_deref().is_none_or(|f| f == family);
+    let specs: Vec<Spec> = all_specs()
+        .into_iter()
+        .filter(|s| selected(s.family))
+        .collect();
+
+    let mut keys: Vec<&str> = specs.iter().filter_map(|s| s.python).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let python = Python::run(&keys, args.quick);
+
+    let mut ctx = Ctx::new(Config::new(args.quick));
+    let mut rows: Vec<Row> = specs
+        .iter()
+        .map(|s| Row::measure(s, &mut ctx, &python))
+        .collect();
+    if selected("limit") {
+        for l in Limit::ALL {
+            ctx.limit(l);
+        }
+    }
+    for l in Limit::ALL {
+        if let Some(&(_, v)) = ctx.limits.iter().find(|(m, _)| *m == l) {
+            rows.push(Row::for_limit(l, v));
+        }
+    }
+    eprint!("\r\x1b[K");
+
+    let title = format!(
+        "shmproc benchmarks{} — {}",
+        if args.quick { " (--quick)" } else { "" },
+        report::machine()
+    );
+    println!("{title}");
+    match python.version() {
+        Some(v) => println!("Python: {}", v.lines().next().unwrap_or(v)),
+        None => println!("Python: {}", python.get("").err().unwrap_or_default()),
+    }
+    println!(
+        "Method: each workload repeated for at least {:?}, median of {} runs (Python: same method);\n\
+         a shmproc row and its limit are measured alternately run by run (the limit column is that\n\
+         pairing's median; the machine-limits table shows each limit's first measurement).",
+        ctx.cfg.min_time, ctx.cfg.runs
+    );
+    print!("{}", report::table(&rows));
+    print!("{}", report::goals(&rows));
+    println!("\n(total {:.0} s)", started.elapsed().as_secs_f64());
+
+    let mut ok = true;
+    if let Some(path) = &args.json {
+        let doc = report::json(&rows, &python, args.quick);
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("benchmarks: writing {}: {e}", path.display());
+            ok = false;
+        }
+    }
+    if let Some(path) = &args.svg
+        && let Err(e) = chart::draw(path, &rows, &title)
+    {
+        eprintln!("benchmarks: drawing {}: {e}", path.display());
+        ok = false;
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,208 @@
+//! The measuring method: repeat a workload until a minimum time has elapsed, several runs,
+//! median. A shmproc workload and its bare mechanism are measured alternately, run by run, so
+//! the machine's drift (it is shared) affects both alike.
+
+use std::time::{Duration, Instant};
+
+use crate::limits::Limit;
+
+/// How long and how often each workload runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Config {
+    /// Each run repeats the workload until at least this much time has elapsed.
+    pub(crate) min_time: Duration,
+    /// Number of runs; the median is reported.
+    pub(crate) runs: usize,
+}
+
+impl Config {
+    /// The default run (about two minutes in all, with Python) or the `--quick` smoke run.
+    pub(crate) fn new(quick: bool) -> Config {
+        if quick {
+            Config {
+                min_time: Duration::from_millis(20),
+                runs: 3,
+            }
+        } else {
+            Config {
+                min_time: Duration::from_millis(400),
+                runs: 7,
+            }
+        }
+    }
+}
+
+/// Median of `v` (which must not be empty).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// A workload: `op(reps)` performs `reps * ops_per_rep` operations. It owns whatever it
+/// needs (shared objects, peer processes), and releases it when dropped.
+pub(crate) struct Workload {
+    ops_per_rep: u64,
+    op: Box<dyn FnMut(u64)>,
+    batch: u64,
+}
+
+impl std::fmt::Debug for Workload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workload")
+            .field("ops_per_rep", &self.ops_per_rep)
+            .field("batch", &self.batch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Workload {
+    /// A workload doing `ops_per_rep` operations per repetition.
+    pub(crate) fn new(ops_per_rep: u64, op: impl FnMut(u64) + 'static) -> Workload {
+        Workload {
+            ops_per_rep,
+            op: Box::new(op),
+            batch: 0,
+        }
+    }
+
+    /// Finds a batch size that takes a small fraction of `min_time` (warming up on the way).
+    fn calibrate(&mut self, cfg: &Config) {
+        let mut batch = 1u64;
+        loop {
+            let t = Instant::now();
+            (self.op)(batch);
+            let e = t.elapsed();
+            if e >= cfg.min_time / 20 || batch >= 1 << 40 {
+                break;
+            }
+            batch = if e < cfg.min_time / 400 {
+                batch * 8
+            } else {
+                batch * 2
+            };
+        }
+        self.batch = batch;
+    }
+
+    /// One run of at least `min_time`; returns operations per second.
+    fn run(&mut self, cfg: &Config) -> f64 {
+        let t = Instant::now();
+        let mut reps = 0u64;
+        while t.elapsed() < cfg.min_time {
+            (self.op)(self.batch);
+            reps += self.batch;
+        }
+        (reps * self.ops_per_rep) as f64 / t.elapsed().as_secs_f64()
+    }
+}
+
+/// The median rate of `w` over `cfg.runs` runs.
+pub(crate) fn rate(cfg: &Config, mut w: Workload) -> f64 {
+    w.calibrate(cfg);
+    median((0..cfg.runs).map(|_| w.run(cfg)).collect())
+}
+
+/// The median rates of `a` and `b`, measured alternately run by run.
+pub(crate) fn paired(cfg: &Config, mut a: Workload, mut b: Workload) -> (f64, f64) {
+    a.calibrate(cfg);
+    b.calibrate(cfg);
+    let (mut ra, mut rb) = (Vec::new(), Vec::new());
+    for _ in 0..cfg.runs {
+        ra.push(a.run(cfg));
+        rb.push(b.run(cfg));
+    }
+    (median(ra), median(rb))
+}
+
+/// Prints the progress line on stderr (overwritten by the next one).
+pub(crate) fn progress(what: &str) {
+    eprint!("\r\x1b[K  measuring {what} ...");
+}
+
+/// Makes a shmproc workload; `None` while the capability does not exist yet.
+pub(crate) type MakeWorkload = fn() -> Option<Workload>;
+
+/// What one shmproc workload measured: its rate, and its limit's rate measured alternately.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Measured {
+    /// shmproc's rate; `None` = not yet.
+    pub(crate) shmproc: Option<f64>,
+    /// The limit's rate.
+    pub(crate) limit: Option<f64>,
+}
+
+/// The measuring context: the configuration and every measurement made so far, so a figure
+/// used by several rows is measured once per run.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    /// How long and how often to run.
+    pub(crate) cfg: Config,
+    memo: Vec<(MakeWorkload, Option<Limit>, Measured)>,
+    /// The limits measured so far (first measurement of each), in order.
+    pub(crate) limits: Vec<(Limit, f64)>,
+}
+
+impl Ctx {
+    /// A context with nothing measured.
+    pub(crate) fn new(cfg: Config) -> Ctx {
+        Ctx {
+            cfg,
+            memo: Vec::new(),
+            limits: Vec::new(),
+        }
+    }
+
+    /// Measures the shmproc workload made by `make` alternately with `limit` (once per run of
+    /// the program for each pair).
+    pub(crate) fn measure(&mut self, make: MakeWorkload, limit: Option<Limit>) -> Measured {
+        if let Some((_, _, m)) = self
+            .memo
+            .iter()
+            .find(|(f, l, _)| std::ptr::fn_addr_eq(*f, make) && *l == limit)
+        {
+            return *m;
+        }
+        let m = match (make(), limit) {
+            (Some(w), Some(l)) => {
+                let (s, b) = paired(&self.cfg, w, l.workload());
+                self.record_limit(l, b);
+                Measured {
+                    shmproc: Some(s),
+                    limit: Some(b),
+                }
+            }
+            (Some(w), None) => Measured {
+                shmproc: Some(rate(&self.cfg, w)),
+                limit: None,
+            },
+            (None, l) => Measured {
+                shmproc: None,
+                limit: l.map(|l| self.limit(l)),
+            },
+        };
+        self.memo.push((make, limit, m));
+        m
+    }
+
+    fn record_limit(&mut self, limit: Limit, v: f64) {
+        if !self.limits.iter().any(|(l, _)| *l == limit) {
+            self.limits.push((limit, v));
+        }
+    }
+
+    /// Returns the machine limit `limit`, measuring it alone the first time.
+    pub(crate) fn limit(&mut self, limit: Limit) -> f64 {
+        if let Some(&(_, v)) = self.limits.iter().find(|(l, _)| *l == limit) {
+            return v;
+        }
+        progress(&format!("limit: {}", limit.name()));
+        let v = rate(&self.cfg, limit.workload());
+        self.limits.push((limit, v));
+        v
+    }
+}

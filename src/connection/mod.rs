@@ -1,0 +1,58 @@
+//! Connections: [`pipe`]/[`pipe_simplex`] over the shared heap, [`Listener`]/[`Client`] over
+//! authenticated sockets, and [`wait`] over many.
+//!
+//! # Sockets
+//!
+//! [`Listener::bind`] and [`Client::connect`] take a Unix path, a Linux abstract name or a TCP
+//! address. With an authkey, both sides run a mutual HMAC-SHA256 challenge-response (`auth`)
+//! under a handshake timeout before any application byte is decoded; a TCP listener without a
+//! key is refused unless asked for with [`Listener::bind_unauthenticated`]. Messages are frames
+//! with an 8-byte length prefix, capped ([`DEFAULT_MAX_MESSAGE`]); an oversized prefix is
+//! rejected before anything is allocated. Unix socket connections pass descriptors with
+//! [`Connection::send_fd`]/[`Connection::recv_fd`] (`SCM_RIGHTS`).
+//!
+//! # Transport
+//!
+//! A pipe is one heap block holding a single-producer single-consumer ring of 64-byte slots per
+//! direction (see `ring` for the layout, the record format and the protocol's state table).
+//! Sending copies the message into the ring and publishes it with one atomic store; the
+//! receiver is woken by a futex only if it sleeps (after spinning briefly), so throughput is
+//! bounded by memory, not system calls. Messages larger than a quarter of the ring stream
+//! through it in chunks and are delivered only when complete.
+//!
+//! # Polling
+//!
+//! Each direction also has an eventfd. It is signalled only when a [`wait`] caller has
+//! registered on the ring (or the writer closes), so [`wait`] can `poll(2)` many connections,
+//! process sentinels and raw descriptors at once without costing the data path anything.
+//! (A process that dies inside `wait` leaves its registration behind; the writer then signals
+//! the eventfd on every message, which costs a system call but nothing else.)
+//!
+//! # Passing connections to other processes
+//!
+//! A [`Connection`] is `Serialize`/`Deserialize`: its token names the heap block (whose segment
+//! is reported to `segment::registry::collect`, like every handle) and its eventfds. The
+//! descriptors travel through the crate-internal hook in `crate::fdpass`: `fdpass::collect` around the encode
+//! returns them in token order, `fdpass::with_received` around the decode hands them to the tokens.
+//! A forked child needs neither: it decodes from the inherited descriptor numbers.
+//!
+//! # End of stream and peer death
+//!
+//! Each direction records whether its sides closed and the pid of the process that last used
+//! each side. A receiver that has drained every complete message and finds the writer closed,
+//! or its process gone, returns [`Error::Disconnected`](crate::Error::Disconnected); sleeps
+//! are sliced (at most 100 ms) so death is noticed without any message from the dead side.
+
+mod auth;
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
+pub mod fuzz;
+mod listener;
+mod pipe;
+pub(crate) mod ring;
+mod socket;
+mod wait;
+
+pub use listener::{Address, Client, DEFAULT_MAX_MESSAGE, HANDSHAKE_TIMEOUT, Listener};
+pub use pipe::{Connection, pipe, pipe_simplex};
+pub use wait::{Waitable, wait};

@@ -1,0 +1,640 @@
+//! `pipe()`, `pipe_simplex()` and [`Connection`]: message passing over the shared heap.
+//!
+//! # Safety
+//!
+//! A [`Connection`] holds [`Ring`] views (raw pointers) into the heap block its `ObjectRef`
+//! keeps mapped; the rings are dropped together with that reference, never after it. The
+//! block is initialized (`init_block`) before any handle exists and checked (`check_block`)
+//! on every attach, which is what `Ring::new` requires.
+
+#![allow(unsafe_code)]
+
+use super::ring::{self, Ring, Sink};
+use super::socket::SockConn;
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::fdpass::{self as fd, FdToken};
+use crate::heap::{ObjectRef, ObjectToken};
+use crate::segment::{Segment, registry};
+use crate::sys::{self, Deadline};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::cell::Cell;
+use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+/// Fingerprint of a pipe block.
+const PIPE_FP: u64 = crate::fingerprint::start("shmproc::connection::pipe v1", 64, 64);
+
+/// Creates a duplex pipe in the default heap: two connected [`Connection`]s, each of which can
+/// send and receive (`multiprocessing.Pipe()`).
+///
+/// # Errors
+/// [`Error::OutOfMemory`] if the heap has no room for the two rings (about 512 KiB);
+/// [`Error::Io`] if an eventfd cannot be created.
+///
+/// # Examples
+/// ```
+/// # fn main() -> shmproc::Result<()> {
+/// let (a, b) = shmproc::pipe()?;
+/// a.send(&("hello", 42u32))?;
+/// let (s, n): (String, u32) = b.recv()?;
+/// assert_eq!((s.as_str(), n), ("hello", 42));
+/// # Ok(()) }
+/// ```
+pub fn pipe() -> Result<(Connection, Connection)> {
+    Connection::pair_in(&registry::default_segment()?, true)
+}
+
+/// Creates a one-way pipe in the default heap: `(receive end, send end)`, like
+/// `multiprocessing.Pipe(duplex=False)`.
+///
+/// # Errors
+/// As for [`pipe`].
+pub fn pipe_simplex() -> Result<(Connection, Connection)> {
+    Connection::pair_in(&registry::default_segment()?, false)
+}
+
+/// One end of a pipe (`multiprocessing.connection.Connection`).
+///
+/// Messages keep their boundaries exactly (empty messages too) and may be up to 1 GiB; larger
+/// messages stream through the ring in chunks and are delivered only when complete.
+///
+/// A connection is `Send` but not `Sync`, like Python's: one thread uses an end at a time, and
+/// an end is used by one process at a time (the process that last sent or received on it is
+/// the one whose death counts as the end's death). It serializes to a token (the heap block and
+/// its eventfds, which travel through the crate-internal hook `connection::fd`) and re-attaches in another process.
+///
+/// # End of stream
+/// Once the peer end is closed, or its process has died (even by `SIGKILL`, even mid-message),
+/// receiving returns the messages already complete and then [`Error::Disconnected`]; a message
+/// the peer did not finish is dropped, never delivered torn. A dead peer is noticed within
+/// 100 ms of the receiver starting to sleep.
+///
+/// Dropping a connection closes it if this process used it (sent, received or polled) or never
+/// passed it on (no fork and no serialization since it was made); otherwise the end stays open
+/// for the process that took it over, and its death ends the stream.
+///
+/// Known limit: an end inherited by a forked child that never uses it (no send, receive or
+/// poll) is still recorded as used by the parent; if the parent lives on and dropped its copy
+/// after the fork, the peer sees end of stream only once the parent exits or closes it
+/// explicitly. Ends passed by serialization (the spawn path) are recorded at attach time and
+/// have no such gap.
+pub struct Connection {
+    state: Option<Inner>,
+    readable: bool,
+    writable: bool,
+}
+
+enum Inner {
+    Shm(Shm),
+    Sock(SockConn),
+}
+
+/// What `wait` polls for a connection.
+pub(crate) enum WaitPart<'a> {
+    /// A shared-memory ring and its eventfd.
+    Ring(&'a Ring, BorrowedFd<'a>),
+    /// A socket (`true` if a message is already pending).
+    Socket(BorrowedFd<'a>, bool),
+}
+
+struct Shm {
+    rx: Option<Ring>,
+    tx: Option<Ring>,
+    rx_efd: Option<OwnedFd>,
+    tx_efd: Option<OwnedFd>,
+    side: u8,
+    pid: Cell<u32>,
+    used: Cell<bool>,
+    serialized: Cell<bool>,
+    epoch: u64,
+    // Declared last: dropped after the rings that point into it.
+    obj: ObjectRef,
+}
+
+// SAFETY: the ring pointers address a shared mapping kept alive by `obj` (an `Arc` of the
+// segment, which is `Send`); nothing in a connection is tied to the creating thread. It is not
+// `Sync`: the `Cell`s and the single-producer/single-consumer protocol need one user at a time.
+unsafe impl Send for Connection {}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("readable", &self.readable)
+            .field("writable", &self.writable)
+            .field("closed", &self.state.is_none())
+            .field("socket", &matches!(self.state, Some(Inner::Sock(_))))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Collects a received message into a `Vec`, or discards it past `max`.
+struct VecSink {
+    buf: Vec<u8>,
+    max: usize,
+    too_large: Option<usize>,
+}
+
+impl Sink for VecSink {
+    fn start(&mut self, total: usize) -> Result<()> {
+        if total > self.max {
+            self.too_large = Some(total);
+        } else {
+            // Bounded preallocation: the length comes from shared memory.
+            self.buf = Vec::with_capacity(total.min(64 << 20));
+        }
+        Ok(())
+    }
+    fn put(&mut self, _offset: usize, bytes: &[u8]) -> Result<()> {
+        if self.too_large.is_none() {
+            self.buf.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+}
+
+/// Copies a received message into a caller's buffer, refusing (and keeping it) if too short.
+struct SliceSink<'a> {
+    buf: &'a mut [u8],
+    total: usize,
+}
+
+impl Sink for SliceSink<'_> {
+    fn start(&mut self, total: usize) -> Result<()> {
+        if total > self.buf.len() {
+            return Err(Error::BufferTooSmall { needed: total });
+        }
+        self.total = total;
+        Ok(())
+    }
+    fn put(&mut self, offset: usize, bytes: &[u8]) -> Result<()> {
+        let dst = offset
+            .checked_add(bytes.len())
+            .and_then(|end| self.buf.get_mut(offset..end))
+            .ok_or(Error::CorruptObject {
+                reason: "pipe chunk past the message length",
+            })?;
+        dst.copy_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Adapts a `dyn Sink` to the ring's generic receive.
+struct DynSink<'a>(&'a mut dyn Sink);
+
+impl Sink for DynSink<'_> {
+    fn start(&mut self, total: usize) -> Result<()> {
+        self.0.start(total)
+    }
+    fn put(&mut self, offset: usize, bytes: &[u8]) -> Result<()> {
+        self.0.put(offset, bytes)
+    }
+}
+
+impl Connection {
+    fn pair_in(seg: &Segment, duplex: bool) -> Result<(Connection, Connection)> {
+        let cap = ring::DEFAULT_CAPACITY;
+        let obj = ObjectRef::alloc(seg, ring::block_len(cap), 64, PIPE_FP)?;
+        // SAFETY: the block was just allocated with `block_len(cap)` bytes, 64-aligned, and no
+        // other handle to it exists yet.
+        unsafe { ring::init_block(obj.ptr(), cap) };
+        let efd0 = sys::eventfd_create().map_err(|e| Error::io("eventfd", e))?;
+        let efd1 = if duplex {
+            Some(sys::eventfd_create().map_err(|e| Error::io("eventfd", e))?)
+        } else {
+            None
+        };
+        let dup = |fd: &OwnedFd| sys::dup(fd.as_fd()).map_err(|e| Error::io("fcntl", e));
+        let obj2 = obj.clone();
+        // Side 0 sends on direction 0; side 1 receives on it. In a duplex pipe, direction 1
+        // runs the other way. `pipe_simplex` returns (side 1, side 0) = (reader, writer).
+        let a = Connection::from_parts(
+            obj,
+            cap,
+            0,
+            duplex,
+            true,
+            efd1.as_ref().map(dup).transpose()?,
+            Some(dup(&efd0)?),
+        )?;
+        let b = Connection::from_parts(obj2, cap, 1, true, duplex, Some(efd0), efd1)?;
+        Ok(if duplex { (a, b) } else { (b, a) })
+    }
+
+    fn from_parts(
+        obj: ObjectRef,
+        cap: u64,
+        side: u8,
+        readable: bool,
+        writable: bool,
+        rx_efd: Option<OwnedFd>,
+        tx_efd: Option<OwnedFd>,
+    ) -> Result<Connection> {
+        // SAFETY: `obj`'s payload is live while `obj` is (it is stored beside the rings and
+        // dropped after them) and has at least `obj.len()` readable bytes, 64-aligned.
+        let cap = cap.min(unsafe { ring::check_block(obj.ptr(), obj.len()) }?);
+        let (tx_dir, rx_dir) = if side == 0 { (0, 1) } else { (1, 0) };
+        // SAFETY: the block was checked just above with capacity `cap`; `obj` keeps it mapped
+        // for as long as the ring, which is dropped first.
+        let tx = writable.then(|| unsafe { Ring::new(obj.ptr(), cap, tx_dir) });
+        // SAFETY: as above.
+        let rx = readable.then(|| unsafe { Ring::new(obj.ptr(), cap, rx_dir) });
+        let shm = Shm {
+            rx,
+            tx,
+            rx_efd: if readable { rx_efd } else { None },
+            tx_efd: if writable { tx_efd } else { None },
+            side,
+            pid: Cell::new(0),
+            used: Cell::new(false),
+            serialized: Cell::new(false),
+            epoch: sys::fork_epoch(),
+            obj,
+        };
+        shm.adopt();
+        Ok(Connection {
+            state: Some(Inner::Shm(shm)),
+            readable,
+            writable,
+        })
+    }
+
+    /// Wraps an authenticated socket.
+    pub(crate) fn from_socket(sock: SockConn) -> Connection {
+        Connection {
+            state: Some(Inner::Sock(sock)),
+            readable: true,
+            writable: true,
+        }
+    }
+
+    fn inner(&self) -> Result<&Inner> {
+        let i = self.state.as_ref().ok_or(Error::Closed)?;
+        if let Inner::Shm(s) = i {
+            s.adopt();
+            s.used.set(true);
+        }
+        Ok(i)
+    }
+
+    fn check(&self, readable: bool) -> Result<()> {
+        if readable && !self.readable {
+            return Err(Error::WrongDirection { needed: "readable" });
+        }
+        if !readable && !self.writable {
+            return Err(Error::WrongDirection { needed: "writable" });
+        }
+        Ok(())
+    }
+
+    fn rx(&self) -> Result<&Ring> {
+        match self.inner()? {
+            Inner::Shm(s) => {
+                s.rx.as_ref()
+                    .ok_or(Error::WrongDirection { needed: "readable" })
+            }
+            Inner::Sock(_) => Err(Error::WrongDirection { needed: "readable" }),
+        }
+    }
+
+    fn recv_with(&self, sink: &mut dyn Sink) -> Result<()> {
+        self.check(true)?;
+        match self.inner()? {
+            Inner::Shm(_) => self.rx()?.recv(&mut DynSink(sink), None),
+            Inner::Sock(s) => s.recv(sink),
+        }
+    }
+
+    /// Returns whether this end can receive.
+    pub fn readable(&self) -> bool {
+        self.readable
+    }
+
+    /// Returns whether this end can send.
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Returns whether [`close`](Connection::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.state.is_none()
+    }
+
+    /// Sends a value, encoded with [`codec`](crate::codec). Blocks while the ring is full.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] if the value cannot be encoded; as for
+    /// [`send_bytes`](Connection::send_bytes).
+    pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        let bytes = codec::to_bytes(value)?;
+        self.send_bytes(&bytes)
+    }
+
+    /// Receives a value sent with [`send`](Connection::send). Blocks until a message arrives.
+    ///
+    /// # Errors
+    /// As for [`recv_bytes`](Connection::recv_bytes); the decode errors of
+    /// [`codec::from_bytes`](crate::codec::from_bytes).
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
+        let bytes = self.recv_bytes()?;
+        codec::from_bytes(&bytes)
+    }
+
+    /// Sends `buf` as one message. Blocks while the ring is full (a message larger than the
+    /// ring streams through it as the receiver reads).
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`] if the receiving end is closed or its process died;
+    /// [`Error::MessageTooLarge`] past 1 GiB; [`Error::Closed`] after `close`;
+    /// [`Error::WrongDirection`] on a receive-only end.
+    pub fn send_bytes(&self, buf: &[u8]) -> Result<()> {
+        self.check(false)?;
+        match self.inner()? {
+            Inner::Shm(s) => match &s.tx {
+                Some(ring) => ring.send(buf, s.tx_efd.as_ref().map(AsFd::as_fd)),
+                None => Err(Error::WrongDirection { needed: "writable" }),
+            },
+            Inner::Sock(s) => s.send(buf),
+        }
+    }
+
+    /// Sends `buf[offset..offset + size]` (to the end if `size` is `None`) as one message.
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfBounds`] if the range is outside `buf`; as for
+    /// [`send_bytes`](Connection::send_bytes).
+    pub fn send_bytes_range(&self, buf: &[u8], offset: usize, size: Option<usize>) -> Result<()> {
+        let end = match size {
+            Some(n) => offset.saturating_add(n),
+            None => buf.len().max(offset),
+        };
+        let part = buf.get(offset..end).ok_or(Error::IndexOutOfBounds {
+            index: end,
+            len: buf.len(),
+        })?;
+        self.send_bytes(part)
+    }
+
+    /// Receives one message's bytes. Blocks until a complete message arrives.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`] at end of stream (after every complete message was received);
+    /// [`Error::CorruptObject`] if the shared ring holds inconsistent data; [`Error::Closed`],
+    /// [`Error::WrongDirection`].
+    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        self.recv_bytes_max(usize::MAX)
+    }
+
+    /// Receives one message's bytes if it is at most `max` bytes long.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] if it is longer (the message is then discarded, and the
+    /// next call receives the next one); as for [`recv_bytes`](Connection::recv_bytes).
+    pub fn recv_bytes_max(&self, max: usize) -> Result<Vec<u8>> {
+        let mut sink = VecSink {
+            buf: Vec::new(),
+            max,
+            too_large: None,
+        };
+        self.recv_with(&mut sink)?;
+        match sink.too_large {
+            Some(size) => Err(Error::MessageTooLarge {
+                size: size as u64,
+                limit: max as u64,
+            }),
+            None => Ok(sink.buf),
+        }
+    }
+
+    /// Receives one message into `buf` and returns its length.
+    ///
+    /// # Errors
+    /// [`Error::BufferTooSmall`] (with the length needed) if the message does not fit; the
+    /// message stays in the pipe for the next receive. As for
+    /// [`recv_bytes`](Connection::recv_bytes).
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
+        let mut sink = SliceSink { buf, total: 0 };
+        self.recv_with(&mut sink)?;
+        Ok(sink.total)
+    }
+
+    /// Receives one message into `buf[offset..]` and returns its length.
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfBounds`] if `offset > buf.len()`; [`Error::BufferTooSmall`] with
+    /// the total buffer length needed (`offset` + message length), the message kept; as for
+    /// [`recv_bytes`](Connection::recv_bytes).
+    pub fn recv_bytes_into_at(&self, buf: &mut [u8], offset: usize) -> Result<usize> {
+        let len = buf.len();
+        let tail = buf
+            .get_mut(offset..)
+            .ok_or(Error::IndexOutOfBounds { index: offset, len })?;
+        match self.recv_bytes_into(tail) {
+            Err(Error::BufferTooSmall { needed }) => Err(Error::BufferTooSmall {
+                needed: needed.saturating_add(offset),
+            }),
+            r => r,
+        }
+    }
+
+    /// Returns whether a message (or end of stream) is ready to be received, waiting up to
+    /// `timeout` (`None`: until one is; `Some(Duration::ZERO)`: not at all).
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::WrongDirection`].
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.check(true)?;
+        if let Inner::Sock(s) = self.inner()? {
+            return s.poll(timeout);
+        }
+        let ring = self.rx()?;
+        if ring.readable_now() {
+            return Ok(true);
+        }
+        match timeout {
+            Some(t) if t.is_zero() => Ok(false),
+            Some(t) => Ok(ring.poll(Some(&Deadline::after(t)))),
+            None => Ok(ring.poll(None)),
+        }
+    }
+
+    /// Closes this end: the peer's receives return [`Error::Disconnected`] once they have
+    /// drained the messages sent before, and its sends fail with it. Later operations on this
+    /// end fail with [`Error::Closed`]. Closing twice is a no-op.
+    pub fn close(&mut self) {
+        if let Some(Inner::Shm(s)) = self.state.take() {
+            s.close_shared();
+        }
+    }
+
+    /// Sends a descriptor over a Unix socket connection (`SCM_RIGHTS`); the peer receives it
+    /// with [`recv_fd`](Connection::recv_fd), in order with the messages around it.
+    ///
+    /// # Errors
+    /// [`Error::WrongDirection`] unless this is a Unix socket connection; [`Error::Disconnected`]
+    /// if the peer is gone; [`Error::Io`].
+    pub fn send_fd(&self, fd: BorrowedFd<'_>) -> Result<()> {
+        match self.inner()? {
+            Inner::Sock(s) => s.send_fd(fd),
+            Inner::Shm(_) => Err(Error::WrongDirection {
+                needed: "a Unix socket",
+            }),
+        }
+    }
+
+    /// Receives a descriptor sent with [`send_fd`](Connection::send_fd). Blocks until it
+    /// arrives.
+    ///
+    /// # Errors
+    /// As for [`send_fd`](Connection::send_fd); [`Error::CorruptObject`] if the next thing in
+    /// the stream is a message, not a descriptor.
+    pub fn recv_fd(&self) -> Result<OwnedFd> {
+        match self.inner()? {
+            Inner::Sock(s) => s.recv_fd(),
+            Inner::Shm(_) => Err(Error::WrongDirection {
+                needed: "a Unix socket",
+            }),
+        }
+    }
+
+    /// Returns what `wait` polls for this end.
+    pub(crate) fn wait_part(&self) -> Result<WaitPart<'_>> {
+        self.check(true)?;
+        match self.state.as_ref().ok_or(Error::Closed)? {
+            Inner::Shm(s) => match (&s.rx, &s.rx_efd) {
+                (Some(r), Some(fd)) => Ok(WaitPart::Ring(r, fd.as_fd())),
+                _ => Err(Error::WrongDirection { needed: "readable" }),
+            },
+            Inner::Sock(s) => Ok(WaitPart::Socket(s.stream.fd(), s.has_pending())),
+        }
+    }
+}
+
+impl Shm {
+    /// Records this process as the user of this end, if it is not already.
+    fn adopt(&self) {
+        let me = sys::current_pid();
+        if self.pid.get() != me {
+            if let Some(t) = &self.tx {
+                t.set_writer_pid(me);
+            }
+            if let Some(r) = &self.rx {
+                r.set_reader_pid(me);
+            }
+            self.pid.set(me);
+        }
+    }
+
+    fn close_shared(&self) {
+        if let Some(t) = &self.tx {
+            t.close_writer(self.tx_efd.as_ref().map(AsFd::as_fd));
+        }
+        if let Some(r) = &self.rx {
+            r.close_reader();
+        }
+    }
+
+    /// Whether dropping this handle closes the end (see the type's docs).
+    fn closes_on_drop(&self) -> bool {
+        let me = sys::current_pid();
+        if self.pid.get() != me {
+            return false;
+        }
+        let still_ours = self.tx.as_ref().is_some_and(|t| t.writer_pid() == me)
+            || self.rx.as_ref().is_some_and(|r| r.reader_pid() == me);
+        still_ours
+            && (self.used.get() || (!self.serialized.get() && self.epoch == sys::fork_epoch()))
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(Inner::Shm(s)) = self.state.take()
+            && s.closes_on_drop()
+        {
+            s.close_shared();
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TokenOut<'a> {
+    obj: &'a ObjectRef,
+    side: u8,
+    readable: bool,
+    writable: bool,
+    rx_fd: Option<FdToken>,
+    tx_fd: Option<FdToken>,
+}
+
+#[derive(Deserialize)]
+struct TokenIn {
+    obj: ObjectToken,
+    side: u8,
+    readable: bool,
+    writable: bool,
+    rx_fd: Option<FdToken>,
+    tx_fd: Option<FdToken>,
+}
+
+impl Serialize for Connection {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let shm = match &self.state {
+            Some(Inner::Shm(s)) => s,
+            Some(Inner::Sock(_)) => {
+                return Err(S::Error::custom(
+                    "a socket connection cannot be serialized; pass its descriptor with send_fd",
+                ));
+            }
+            None => return Err(S::Error::custom("connection is closed")),
+        };
+        shm.serialized.set(true);
+        let note = |fd: &Option<OwnedFd>| {
+            fd.as_ref()
+                .map(|f| fd::note(f.as_fd()))
+                .transpose()
+                .map_err(S::Error::custom)
+        };
+        TokenOut {
+            obj: &shm.obj,
+            side: shm.side,
+            readable: self.readable,
+            writable: self.writable,
+            rx_fd: note(&shm.rx_efd)?,
+            tx_fd: note(&shm.tx_efd)?,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Connection {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let t = TokenIn::deserialize(d)?;
+        let attach = || -> Result<Connection> {
+            if t.side > 1 || (!t.readable && !t.writable) {
+                return Err(Error::CorruptObject {
+                    reason: "connection token has a bad side",
+                });
+            }
+            let obj = ObjectRef::attach(&t.obj, PIPE_FP, "Connection")?;
+            let take = |f: Option<FdToken>| {
+                f.map(fd::take)
+                    .transpose()
+                    .map_err(|e| Error::io("receive connection descriptor", e))
+            };
+            Connection::from_parts(
+                obj,
+                u64::MAX,
+                t.side,
+                t.readable,
+                t.writable,
+                take(t.rx_fd)?,
+                take(t.tx_fd)?,
+            )
+        };
+        attach().map_err(codec::attach_error)
+    }
+}

@@ -1,0 +1,675 @@
+//! The shared-memory transport of a pipe: one single-producer single-consumer byte ring per
+//! direction, in one heap block.
+//!
+//! # Block layout
+//!
+//! | offset              | size  | field                                   | writer          |
+//! |---------------------|-------|-----------------------------------------|-----------------|
+//! | 0                   | 8     | `magic` (`RING_MAGIC`)                  | creator, once   |
+//! | 8                   | 8     | `capacity`: data bytes per direction    | creator, once   |
+//! | 64 + d·(256 + cap)  | 256   | direction `d` header (below)            |                 |
+//! | 320 + d·(256 + cap) | cap   | direction `d` data                      | its writer      |
+//!
+//! Direction header (each line is its own 64-byte cache line, so the two sides never share a
+//! line they write on the fast path; each side finds the peer's "closed" flag in its own line,
+//! written there once by the peer):
+//!
+//! | offset | size | field             | writer                                    |
+//! |--------|------|-------------------|-------------------------------------------|
+//! | 0      | 8    | `head`            | the writer: bytes ever published          |
+//! | 8      | 4    | `writer_pid`      | the writer: pid of the process using it   |
+//! | 12     | 4    | `reader_closed`   | the reader, once: 0 → 1 on close          |
+//! | 64     | 8    | `tail`            | the reader: bytes ever consumed           |
+//! | 72     | 4    | `reader_pid`      | the reader: pid of the process using it   |
+//! | 76     | 4    | `writer_closed`   | the writer, once: 0 → 1 on close          |
+//! | 128    | 4    | `rx_seq`          | the writer (bump), the reader sleeps on it |
+//! | 132    | 4    | `reader_sleeping` | the reader (+1 before sleeping, −1 after)  |
+//! | 136    | 4    | `pollers`         | `wait()` callers (+1 / −1)                |
+//! | 192    | 4    | `tx_seq`          | the reader (bump), the writer sleeps on it |
+//! | 196    | 4    | `writer_sleeping` | the writer (+1 before sleeping, −1 after)  |
+//!
+//! # Records
+//!
+//! The data area is a ring of 64-byte slots. A record starts on a slot boundary with a 16-byte
+//! header (`len: u32`, `flags: u32`, `total: u64`), its payload follows at +16, and it occupies
+//! `round_up(16 + len, 64)` bytes. `flags` is a set of `FIRST` (starts a message; `total` is
+//! the message length), `LAST` (ends it) and `PAD` (skip to the end of the ring: a record never
+//! wraps). A message longer than `max_chunk` streams as several records, so messages of any
+//! size (up to the 1 GiB cap) pass through a ring of fixed size.
+//!
+//! Payloads sit at 16 mod 64 in the ring, like the data of a large `Vec` from glibc (`mmap`ed
+//! chunks start 16 bytes into a page), and chunk lengths are multiples of 64, so `memcpy` on
+//! large messages never meets the slow "source and destination differ by 16 mod 64" case.
+//!
+//! # Slot states and orderings
+//!
+//! | state of bytes `[p, p+n)`        | who may touch them        | transition                |
+//! |----------------------------------|---------------------------|---------------------------|
+//! | free (`p ≥ head`, `p < tail+cap`) | the writer writes         | writer's Release store of `head` publishes |
+//! | published (`tail ≤ p < head`)     | the reader reads          | reader's Release store of `tail` frees |
+//!
+//! The reader's Acquire load of `head` makes the record bytes visible before it reads them; the
+//! writer's Acquire load of `tail` orders the reader's reads before the writer overwrites the
+//! slot. A message is delivered only when its `LAST` record has arrived, so a writer that dies
+//! mid-message never yields a torn message: the reader discards the partial message and reports
+//! end of stream.
+//!
+//! Sleeping (Dekker pattern, both sides `SeqCst`): a side that found nothing to do loads the
+//! futex word's sequence, increments its `*_sleeping` count, issues a `SeqCst` fence, re-checks
+//! its condition, and then `futex_wait`s on the sequence. The other side stores `head`/`tail`,
+//! issues a `SeqCst` fence and loads the sleeping count; only if it is non-zero does it bump the
+//! sequence and make the `futex_wake` system call. The two fences ensure that at least one of
+//! them sees the other's store, so a wake-up is never lost, and the fast path makes no system
+//! call. A waiter first spins for an adaptive number of rounds (growing while the peer tends to
+//! answer within the spin, halving when it does not). Sleeps are sliced (1 ms doubling to 100 ms) so a peer that died without closing is
+//! noticed through its recorded pid.
+//!
+//! Every value read from the shared block (capacity, positions, record headers) is validated
+//! before it sizes or indexes anything; a failed check is [`Error::CorruptObject`].
+//!
+//! # Safety
+//!
+//! A [`Ring`] holds a raw pointer into a heap block that its owner (the connection's
+//! `ObjectRef`) keeps mapped for as long as the ring is used. Atomics are made only at fixed,
+//! aligned offsets inside the checked block. Payload bytes are accessed with raw copies only in
+//! the state the table above grants to the accessing side, so the two processes never access
+//! the same byte concurrently while both follow the protocol; a peer that does not follow it
+//! can only make the bytes garbage, which the checks turn into errors.
+
+#![allow(unsafe_code)]
+
+use crate::error::{Error, Result};
+use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
+use crate::sys::{self, Deadline, WaitOutcome};
+use std::cell::Cell;
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
+
+/// Magic number at the start of a pipe block.
+pub(crate) const RING_MAGIC: u64 = 0x5348_4d50_4950_4531; // "SHMPIPE1"
+/// Data bytes per direction of a new pipe.
+pub(crate) const DEFAULT_CAPACITY: u64 = 256 * 1024;
+const MIN_CAPACITY: u64 = 4096;
+const MAX_CAPACITY: u64 = 1 << 30;
+const SLOT: u64 = 64;
+const BLOCK_HEAD: u64 = 64;
+const DIR_HEAD: u64 = 256;
+const REC_HEAD: u64 = 16;
+/// The largest message a pipe carries (the codec's cap).
+pub(crate) const MAX_MESSAGE: u64 = crate::codec::MAX_MESSAGE as u64;
+
+const FIRST: u32 = 1;
+const LAST: u32 = 2;
+const PAD: u32 = 4;
+
+const HEAD: u64 = 0;
+const WRITER_PID: u64 = 8;
+const READER_CLOSED: u64 = 12;
+const TAIL: u64 = 64;
+const READER_PID: u64 = 72;
+const WRITER_CLOSED: u64 = 76;
+const RX_SEQ: u64 = 128;
+const READER_SLEEPING: u64 = 132;
+const POLLERS: u64 = 136;
+const TX_SEQ: u64 = 192;
+const WRITER_SLEEPING: u64 = 196;
+
+/// Adaptive spinning before sleeping: start here, grow while spinning pays, halve when it
+/// does not (on a loaded machine a spinning waiter only steals the peer's CPU).
+const SPIN_START: u32 = 100;
+const SPIN_MIN: u32 = 8;
+const SPIN_MAX: u32 = 4000;
+const FIRST_SLICE: Duration = Duration::from_millis(1);
+const MAX_SLICE: Duration = Duration::from_millis(100);
+
+/// Returns the block length for two directions of `cap` data bytes.
+pub(crate) fn block_len(cap: u64) -> u64 {
+    BLOCK_HEAD + 2 * (DIR_HEAD + cap)
+}
+
+fn corrupt(reason: &'static str) -> Error {
+    Error::CorruptObject { reason }
+}
+
+fn usize_of(v: u64) -> Result<usize> {
+    usize::try_from(v).map_err(|_| corrupt("length exceeds the address space"))
+}
+
+/// Initializes a freshly allocated pipe block of `len` bytes at `base`.
+///
+/// # Safety
+/// - `base` points to at least `block_len(cap)` writable bytes, aligned to 64, that no other
+///   thread or process accesses yet.
+pub(crate) unsafe fn init_block(base: *mut u8, cap: u64) {
+    // SAFETY: the block header's 64 bytes are inside the caller's block, which is unshared.
+    unsafe { core::ptr::write_bytes(base, 0, BLOCK_HEAD as usize) };
+    for d in 0..2u64 {
+        let off = (BLOCK_HEAD + d * (DIR_HEAD + cap)) as usize;
+        // SAFETY: `off + DIR_HEAD <= block_len(cap)`, inside the caller's unshared block.
+        unsafe { core::ptr::write_bytes(base.wrapping_add(off), 0, DIR_HEAD as usize) };
+    }
+    // SAFETY: offset 0 is 64-aligned inside the block; the block is unshared.
+    unsafe { base.cast::<u64>().write(RING_MAGIC) };
+    // SAFETY: offset 8 is 8-aligned inside the block; the block is unshared.
+    unsafe { base.wrapping_add(8).cast::<u64>().write(cap) };
+}
+
+/// Checks a pipe block's header and returns its capacity.
+///
+/// # Safety
+/// - `base` points to `len` readable bytes of a live heap block, aligned to 64.
+pub(crate) unsafe fn check_block(base: *const u8, len: u64) -> Result<u64> {
+    if len < BLOCK_HEAD {
+        return Err(corrupt("pipe block too small"));
+    }
+    // SAFETY: offset 0 is inside the block (checked above) and 8-aligned; the creator wrote
+    // it before the block was shared and never writes it again.
+    let magic = unsafe { base.cast::<AtomicU64>().as_ref() }.map(|w| w.load(Ordering::Relaxed));
+    // SAFETY: as above, for offset 8.
+    let cap = unsafe { base.wrapping_add(8).cast::<AtomicU64>().as_ref() }
+        .map(|w| w.load(Ordering::Relaxed));
+    if magic != Some(RING_MAGIC) {
+        return Err(corrupt("pipe block has a bad magic number"));
+    }
+    let cap = cap.unwrap_or(0);
+    if !cap.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) {
+        return Err(corrupt("pipe capacity out of range"));
+    }
+    if block_len(cap) > len {
+        return Err(corrupt("pipe block shorter than its capacity"));
+    }
+    Ok(cap)
+}
+
+/// Why a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waited {
+    Ready,
+    TimedOut,
+    PeerGone,
+}
+
+/// A record header read from the ring, validated.
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    pos: u64,
+    len: u64,
+    flags: u32,
+    total: u64,
+    next_tail: u64,
+}
+
+/// One direction of a pipe: a view of its header and data.
+#[derive(Debug)]
+pub(crate) struct Ring {
+    dir: *mut u8,
+    cap: u64,
+    max_chunk: u64,
+    /// Writer side: a `tail` seen earlier (never ahead of the real one: positions only grow),
+    /// so the fast path does not touch the reader's cache line.
+    seen_tail: Cell<u64>,
+    /// Reader side: a `head` seen earlier (never ahead of the real one).
+    seen_head: Cell<u64>,
+    /// Current spin budget of this side.
+    spin: Cell<u32>,
+}
+
+impl Ring {
+    /// Returns the view of direction `d` of a checked block.
+    ///
+    /// # Safety
+    /// - `base` is a block checked by [`check_block`] with capacity `cap`, and stays mapped
+    ///   while the returned ring is used.
+    pub(crate) unsafe fn new(base: *mut u8, cap: u64, d: u64) -> Ring {
+        let off = usize::try_from(BLOCK_HEAD + d.min(1) * (DIR_HEAD + cap)).unwrap_or(0);
+        Ring {
+            dir: base.wrapping_add(off),
+            cap,
+            max_chunk: cap / 4 - SLOT,
+            seen_tail: Cell::new(0),
+            seen_head: Cell::new(0),
+            spin: Cell::new(SPIN_START),
+        }
+    }
+
+    fn u64_at(&self, off: u64) -> &AtomicU64 {
+        // SAFETY: `off` is one of the fixed 8-aligned header offsets below `DIR_HEAD`; the
+        // direction header is 64-aligned inside the block the owner keeps mapped (`new`'s
+        // contract). `AtomicU64` has the size and alignment of `u64` (std docs) and any bit
+        // pattern is valid; the word is accessed only atomically by every process.
+        unsafe { &*self.dir.wrapping_add(off as usize).cast::<AtomicU64>() }
+    }
+
+    fn u32_at(&self, off: u64) -> &AtomicU32 {
+        // SAFETY: as in `u64_at`, for a fixed 4-aligned offset.
+        unsafe { &*self.dir.wrapping_add(off as usize).cast::<AtomicU32>() }
+    }
+
+    fn data(&self) -> *mut u8 {
+        self.dir.wrapping_add(DIR_HEAD as usize)
+    }
+
+    /// Records `pid` as the process using the writing side.
+    pub(crate) fn set_writer_pid(&self, pid: u32) {
+        // Relaxed: the pid is only a liveness hint read after a sleep slice.
+        self.u32_at(WRITER_PID).store(pid, Ordering::Relaxed);
+    }
+
+    /// Records `pid` as the process using the reading side.
+    pub(crate) fn set_reader_pid(&self, pid: u32) {
+        // Relaxed: as in `set_writer_pid`.
+        self.u32_at(READER_PID).store(pid, Ordering::Relaxed);
+    }
+
+    /// Returns the pid recorded for the writing side.
+    pub(crate) fn writer_pid(&self) -> u32 {
+        self.u32_at(WRITER_PID).load(Ordering::Relaxed)
+    }
+
+    /// Returns the pid recorded for the reading side.
+    pub(crate) fn reader_pid(&self) -> u32 {
+        self.u32_at(READER_PID).load(Ordering::Relaxed)
+    }
+
+    fn writer_gone(&self) -> bool {
+        // Acquire: pairs with the Release store in `close_writer`; everything published before
+        // the close is visible when the flag is seen.
+        if self.u32_at(WRITER_CLOSED).load(Ordering::Acquire) != 0 {
+            return true;
+        }
+        let pid = self.writer_pid();
+        pid != 0 && pid != sys::current_pid() && !sys::thread_alive(pid)
+    }
+
+    fn reader_gone(&self) -> bool {
+        // Acquire: pairs with the Release store in `close_reader`.
+        if self.u32_at(READER_CLOSED).load(Ordering::Acquire) != 0 {
+            return true;
+        }
+        let pid = self.reader_pid();
+        pid != 0 && pid != sys::current_pid() && !sys::thread_alive(pid)
+    }
+
+    /// Marks the writing side closed and wakes the reader (and pollers, through `efd`).
+    pub(crate) fn close_writer(&self, efd: Option<BorrowedFd<'_>>) {
+        // Release: the records published before the close are visible with the flag.
+        self.u32_at(WRITER_CLOSED).store(1, Ordering::Release);
+        self.wake(RX_SEQ);
+        if let Some(fd) = efd {
+            sys::eventfd_signal(fd);
+        }
+    }
+
+    /// Marks the reading side closed and wakes a writer waiting for space.
+    pub(crate) fn close_reader(&self) {
+        // Release: pairs with the Acquire load in `reader_gone`.
+        self.u32_at(READER_CLOSED).store(1, Ordering::Release);
+        self.wake(TX_SEQ);
+    }
+
+    fn wake(&self, seq: u64) {
+        let w = self.u32_at(seq);
+        // Release: orders the state change before the sequence bump a sleeper re-checks.
+        w.fetch_add(1, Ordering::Release);
+        sys::futex_wake(w, u32::MAX);
+    }
+
+    /// Waits until `ready()` holds, spinning first, then sleeping on `seq` in slices.
+    fn wait(
+        &self,
+        ready: impl Fn() -> bool,
+        seq: u64,
+        sleeping: u64,
+        peer_gone: impl Fn() -> bool,
+        deadline: Option<&Deadline>,
+    ) -> Waited {
+        let budget = self.spin.get();
+        for _ in 0..budget {
+            if ready() {
+                self.spin.set((budget + budget / 4 + 1).min(SPIN_MAX));
+                return Waited::Ready;
+            }
+            core::hint::spin_loop();
+        }
+        self.spin.set((budget / 2).max(SPIN_MIN));
+        let (seq, sleeping) = (self.u32_at(seq), self.u32_at(sleeping));
+        let mut slice = FIRST_SLICE;
+        loop {
+            // Acquire: a bump seen here follows the state change that caused it.
+            let s = seq.load(Ordering::Acquire);
+            sleeping.fetch_add(1, Ordering::SeqCst);
+            // SeqCst: Dekker with the other side's store + fence + load of `sleeping`.
+            fence(Ordering::SeqCst);
+            if ready() {
+                sleeping.fetch_sub(1, Ordering::Relaxed);
+                return Waited::Ready;
+            }
+            let until = match deadline {
+                Some(d) => d.min(Deadline::after(slice)),
+                None => Deadline::after(slice),
+            };
+            let out = sys::futex_wait(seq, s, Some(&until));
+            // Relaxed: the count is only a hint for the other side's wake decision.
+            sleeping.fetch_sub(1, Ordering::Relaxed);
+            if ready() {
+                return Waited::Ready;
+            }
+            if deadline.is_some_and(Deadline::has_passed) {
+                return Waited::TimedOut;
+            }
+            if out == WaitOutcome::TimedOut || seq.load(Ordering::Relaxed) != s {
+                if peer_gone() {
+                    // Records published before the peer went are still delivered.
+                    return if ready() {
+                        Waited::Ready
+                    } else {
+                        Waited::PeerGone
+                    };
+                }
+                if out == WaitOutcome::TimedOut {
+                    slice = (slice * 2).min(MAX_SLICE);
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- writer side
+
+    /// Sends one message, streaming it in chunks; `efd` is signalled if a poller waits.
+    pub(crate) fn send(&self, msg: &[u8], efd: Option<BorrowedFd<'_>>) -> Result<()> {
+        let total = msg.len() as u64;
+        if total > MAX_MESSAGE {
+            return Err(Error::MessageTooLarge {
+                size: total,
+                limit: MAX_MESSAGE,
+            });
+        }
+        // Acquire: pairs with the Release store in `close_reader`. (Only the flag here: a dead
+        // reader is noticed when the ring fills and the writer would sleep.)
+        if self.u32_at(READER_CLOSED).load(Ordering::Acquire) != 0 {
+            return Err(Error::Disconnected);
+        }
+        let mut off = 0u64;
+        loop {
+            let len = (total - off).min(self.max_chunk);
+            let mut flags = if off == 0 { FIRST } else { 0 };
+            if off + len == total {
+                flags |= LAST;
+            }
+            let start = usize_of(off)?;
+            let chunk = msg
+                .get(start..start + usize_of(len)?)
+                .ok_or(corrupt("chunk outside the message"))?;
+            self.write_record(chunk, flags, total, efd)?;
+            off += len;
+            if off == total {
+                return Ok(());
+            }
+        }
+    }
+
+    fn write_record(
+        &self,
+        payload: &[u8],
+        flags: u32,
+        total: u64,
+        efd: Option<BorrowedFd<'_>>,
+    ) -> Result<()> {
+        let len = payload.len() as u64;
+        let need = (REC_HEAD + len).next_multiple_of(SLOT);
+        // Relaxed: only this side stores `head`.
+        let head = self.u64_at(HEAD).load(Ordering::Relaxed);
+        let pos = head & (self.cap - 1);
+        let pad = if pos + need > self.cap {
+            self.cap - pos
+        } else {
+            0
+        };
+        self.reserve(head, pad + need)?;
+        if pad > 0 {
+            self.write_header(pos, 0, PAD, 0);
+        }
+        let at = (head + pad) & (self.cap - 1);
+        self.write_header(at, len, flags, total);
+        let dst = self.data().wrapping_add(usize_of(at + REC_HEAD)?);
+        // SAFETY: `[at+16, at+16+len)` lies inside the data area (`at + need <= cap`) and is
+        // free (reserved above), so only this side accesses it; `payload` is a separate
+        // allocation of `len` bytes, so the ranges do not overlap.
+        unsafe { core::ptr::copy_nonoverlapping(payload.as_ptr(), dst, payload.len()) };
+        self.publish(head + pad + need, efd);
+        Ok(())
+    }
+
+    fn write_header(&self, at: u64, len: u64, flags: u32, total: u64) {
+        let mut h = [0u8; 16];
+        h[0..4].copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+        h[4..8].copy_from_slice(&flags.to_le_bytes());
+        h[8..16].copy_from_slice(&total.to_le_bytes());
+        let dst = self.data().wrapping_add(at as usize);
+        // SAFETY: `at` is a slot boundary below `cap` (so 16 bytes fit) in the free region
+        // reserved by the caller; only this side accesses it until `publish`.
+        unsafe { core::ptr::copy_nonoverlapping(h.as_ptr(), dst, h.len()) };
+    }
+
+    /// Waits until `n` bytes are free after `head`.
+    fn reserve(&self, head: u64, n: u64) -> Result<()> {
+        let free = |t: u64| {
+            if t > head {
+                0
+            } else {
+                self.cap.saturating_sub(head - t)
+            }
+        };
+        // The slots up to a tail seen before are free for good (the cached tail was loaded
+        // with Acquire when it was first seen).
+        if free(self.seen_tail.get()) >= n {
+            return Ok(());
+        }
+        let tail = self.u64_at(TAIL);
+        // Acquire: the reader's reads of the slots it freed happen before we overwrite them.
+        let t = tail.load(Ordering::Acquire);
+        if t > head {
+            return Err(corrupt("pipe tail ahead of head"));
+        }
+        self.seen_tail.set(t);
+        if free(t) >= n {
+            return Ok(());
+        }
+        let ready = || {
+            let t = tail.load(Ordering::Acquire);
+            free(t) >= n || t > head
+        };
+        match self.wait(ready, TX_SEQ, WRITER_SLEEPING, || self.reader_gone(), None) {
+            Waited::Ready if tail.load(Ordering::Acquire) <= head => {
+                self.seen_tail.set(tail.load(Ordering::Acquire));
+                Ok(())
+            }
+            Waited::Ready => Err(corrupt("pipe tail ahead of head")),
+            Waited::TimedOut | Waited::PeerGone => Err(Error::Disconnected),
+        }
+    }
+
+    fn publish(&self, new_head: u64, efd: Option<BorrowedFd<'_>>) {
+        // Release: the record bytes written above are visible to the reader's Acquire load.
+        self.u64_at(HEAD).store(new_head, Ordering::Release);
+        // SeqCst: Dekker with the reader's `reader_sleeping` increment + fence + head load.
+        fence(Ordering::SeqCst);
+        if self.u32_at(READER_SLEEPING).load(Ordering::Relaxed) != 0 {
+            self.wake(RX_SEQ);
+        }
+        if let Some(fd) = efd
+            && self.u32_at(POLLERS).load(Ordering::Relaxed) != 0
+        {
+            sys::eventfd_signal(fd);
+        }
+    }
+
+    // ---------------------------------------------------------------- reader side
+
+    /// Returns whether a record is available, or the writer is gone (so `recv` won't block).
+    pub(crate) fn readable_now(&self) -> bool {
+        self.has_data() || self.writer_gone()
+    }
+
+    fn has_data(&self) -> bool {
+        // Relaxed for `tail` (only the reader stores it); Acquire for `head` is not needed to
+        // decide, the read path loads it again with Acquire.
+        self.u64_at(HEAD).load(Ordering::Relaxed) != self.u64_at(TAIL).load(Ordering::Relaxed)
+    }
+
+    /// Waits until a record is available or the writer is gone; returns `false` on timeout.
+    pub(crate) fn poll(&self, deadline: Option<&Deadline>) -> bool {
+        if self.has_data() {
+            return true;
+        }
+        match self.wait(
+            || self.has_data(),
+            RX_SEQ,
+            READER_SLEEPING,
+            || self.writer_gone(),
+            deadline,
+        ) {
+            Waited::Ready | Waited::PeerGone => true,
+            Waited::TimedOut => false,
+        }
+    }
+
+    /// Registers (`+1`) or unregisters (`-1`) a poller that wants the eventfd signalled.
+    pub(crate) fn add_poller(&self, add: bool) {
+        if add {
+            self.u32_at(POLLERS).fetch_add(1, Ordering::SeqCst);
+            // SeqCst: Dekker with the writer's head store + fence + load of `pollers`.
+            fence(Ordering::SeqCst);
+        } else {
+            self.u32_at(POLLERS).fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits for the next record (skipping padding) and validates it.
+    fn next_record(&self, deadline: Option<&Deadline>) -> Result<Record> {
+        let tail_w = self.u64_at(TAIL);
+        loop {
+            // Relaxed: only this side stores `tail`.
+            let tail = tail_w.load(Ordering::Relaxed);
+            let head_w = self.u64_at(HEAD);
+            let ready = || head_w.load(Ordering::Relaxed) != tail;
+            if self.seen_head.get() <= tail && !ready() {
+                match self.wait(
+                    ready,
+                    RX_SEQ,
+                    READER_SLEEPING,
+                    || self.writer_gone(),
+                    deadline,
+                ) {
+                    Waited::Ready => {}
+                    Waited::TimedOut => return Err(Error::Timeout),
+                    Waited::PeerGone => return Err(Error::Disconnected),
+                }
+            }
+            // A head seen before (loaded with Acquire then) still covers its records;
+            // otherwise Acquire: the record bytes published before `head` are visible.
+            let head = if self.seen_head.get() > tail {
+                self.seen_head.get()
+            } else {
+                let h = head_w.load(Ordering::Acquire);
+                self.seen_head.set(h);
+                h
+            };
+            let avail = head.wrapping_sub(tail);
+            if avail > self.cap || !tail.is_multiple_of(SLOT) {
+                return Err(corrupt("pipe positions out of range"));
+            }
+            let pos = tail & (self.cap - 1);
+            let mut h = [0u8; 16];
+            let src = self.data().wrapping_add(usize_of(pos)?);
+            // SAFETY: `pos` is a slot boundary below `cap`, so 16 bytes lie inside the data
+            // area, and they are published (`avail > 0`), so the writer does not touch them.
+            unsafe { core::ptr::copy_nonoverlapping(src, h.as_mut_ptr(), h.len()) };
+            let len = u64::from(u32::from_le_bytes([h[0], h[1], h[2], h[3]]));
+            let flags = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+            let total = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]);
+            if flags & PAD != 0 {
+                let skip = self.cap - pos;
+                if skip > avail {
+                    return Err(corrupt("pipe padding past the published data"));
+                }
+                self.consume(tail + skip);
+                continue;
+            }
+            let size = (REC_HEAD + len).next_multiple_of(SLOT);
+            if len > self.max_chunk || size > avail || pos + size > self.cap {
+                return Err(corrupt("pipe record out of range"));
+            }
+            return Ok(Record {
+                pos,
+                len,
+                flags,
+                total,
+                next_tail: tail + size,
+            });
+        }
+    }
+
+    fn consume(&self, new_tail: u64) {
+        // Release: our reads of the record happen before the writer reuses its slots.
+        self.u64_at(TAIL).store(new_tail, Ordering::Release);
+        // SeqCst: Dekker with the writer's `writer_sleeping` increment + fence + tail load.
+        fence(Ordering::SeqCst);
+        if self.u32_at(WRITER_SLEEPING).load(Ordering::Relaxed) != 0 {
+            self.wake(TX_SEQ);
+        }
+    }
+
+    /// Receives one message: `start(total)` is called with the validated message length once
+    /// the first record is there, and returns where to put it; returning an error leaves the
+    /// message in the ring. Chunks are then copied in order until the last.
+    pub(crate) fn recv<S: Sink>(&self, sink: &mut S, deadline: Option<&Deadline>) -> Result<()> {
+        let mut rec = self.next_record(deadline)?;
+        if rec.flags & FIRST == 0 {
+            return Err(corrupt(
+                "pipe record continues a message that never started",
+            ));
+        }
+        let total = rec.total;
+        if total > MAX_MESSAGE || rec.len > total || (rec.flags & LAST != 0 && rec.len != total) {
+            return Err(corrupt("pipe message length out of range"));
+        }
+        sink.start(usize_of(total)?)?;
+        let mut got = 0u64;
+        loop {
+            let src = self.data().wrapping_add(usize_of(rec.pos + REC_HEAD)?);
+            // SAFETY: the payload `[pos+16, pos+16+len)` was validated to lie inside the data
+            // area and the published region, so the writer does not modify it while the slice
+            // lives; it is dropped before `consume` frees the slots.
+            let bytes = unsafe { core::slice::from_raw_parts(src, usize_of(rec.len)?) };
+            sink.put(usize_of(got)?, bytes)?;
+            got += rec.len;
+            self.consume(rec.next_tail);
+            if rec.flags & LAST != 0 {
+                return if got == total {
+                    Ok(())
+                } else {
+                    Err(corrupt("pipe message shorter than announced"))
+                };
+            }
+            // The rest of a started message follows promptly; no deadline, but a dead writer
+            // ends the wait (the partial message is dropped: end of stream).
+            rec = self.next_record(None)?;
+            if rec.flags & FIRST != 0 || got + rec.len > total {
+                return Err(corrupt("pipe message chunks inconsistent"));
+            }
+        }
+    }
+}
+
+/// Where a received message goes.
+pub(crate) trait Sink {
+    /// Called once with the message length; an error leaves the message in the ring.
+    fn start(&mut self, total: usize) -> Result<()>;
+    /// Copies the chunk that starts at `offset` of the message.
+    fn put(&mut self, offset: usize, bytes: &[u8]) -> Result<()>;
+}
+
+#[cfg(test)]
+#[path = "ring_tests.rs"]
+mod tests;

@@ -1,0 +1,172 @@
+//! Unit tests of the ring protocol on a process-local block.
+
+use super::*;
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+
+/// A process-local, 64-aligned pipe block.
+struct Block {
+    ptr: *mut u8,
+    layout: Layout,
+}
+
+impl Block {
+    fn new(cap: u64) -> Block {
+        let layout = Layout::from_size_align(block_len(cap) as usize, 64).unwrap();
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        assert!(!ptr.is_null());
+        // SAFETY: `ptr` is a fresh 64-aligned allocation of `block_len(cap)` bytes.
+        unsafe { init_block(ptr, cap) };
+        Block { ptr, layout }
+    }
+    fn ring(&self, d: u64) -> Ring {
+        // SAFETY: the block is live and was initialized (so checks) for this capacity.
+        let cap = unsafe { check_block(self.ptr, self.layout.size() as u64) }.unwrap();
+        // SAFETY: checked above; the block outlives the ring within each test.
+        unsafe { Ring::new(self.ptr, cap, d) }
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.ptr, self.layout) };
+    }
+}
+
+struct Collect(Vec<u8>, Option<usize>);
+
+impl Sink for Collect {
+    fn start(&mut self, total: usize) -> Result<()> {
+        match self.1 {
+            Some(max) if total > max => Err(Error::BufferTooSmall { needed: total }),
+            _ => Ok(()),
+        }
+    }
+    fn put(&mut self, _offset: usize, bytes: &[u8]) -> Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+fn recv(r: &Ring) -> Result<Vec<u8>> {
+    let mut c = Collect(Vec::new(), None);
+    r.recv(&mut c, Some(&Deadline::after(Duration::from_secs(10))))?;
+    Ok(c.0)
+}
+
+#[test]
+fn messages_keep_boundaries_and_wrap_with_padding() {
+    let b = Block::new(MIN_CAPACITY);
+    let r = b.ring(0);
+    for round in 0..200u32 {
+        let msg = vec![round as u8; (round as usize * 37) % 900];
+        r.send(&msg, None).unwrap();
+        r.send(&[], None).unwrap();
+        assert_eq!(recv(&r).unwrap(), msg);
+        assert_eq!(recv(&r).unwrap(), b"");
+    }
+}
+
+#[test]
+fn short_buffer_keeps_the_message() {
+    let b = Block::new(MIN_CAPACITY);
+    let r = b.ring(1);
+    r.send(b"0123456789", None).unwrap();
+    let mut c = Collect(Vec::new(), Some(4));
+    assert!(matches!(
+        r.recv(&mut c, None),
+        Err(Error::BufferTooSmall { needed: 10 })
+    ));
+    assert_eq!(recv(&r).unwrap(), b"0123456789");
+}
+
+#[test]
+fn message_larger_than_the_ring_streams_through_it() {
+    let b = Block::new(MIN_CAPACITY);
+    let addr = b.ptr as usize;
+    let msg: Vec<u8> = (0..5 * MIN_CAPACITY as usize + 17)
+        .map(|i| i as u8)
+        .collect();
+    let expect = msg.clone();
+    let writer = std::thread::spawn(move || {
+        // SAFETY: the block outlives the thread (joined below) and checks.
+        let w = unsafe { Ring::new(addr as *mut u8, MIN_CAPACITY, 0) };
+        w.send(&msg, None).unwrap();
+    });
+    let r = b.ring(0);
+    assert_eq!(recv(&r).unwrap(), expect);
+    writer.join().unwrap();
+}
+
+#[test]
+fn empty_ring_times_out() {
+    let b = Block::new(MIN_CAPACITY);
+    let r = b.ring(0);
+    let mut c = Collect(Vec::new(), None);
+    let d = Deadline::after(Duration::from_millis(5));
+    assert!(matches!(r.recv(&mut c, Some(&d)), Err(Error::Timeout)));
+    assert!(!r.poll(Some(&Deadline::after(Duration::from_millis(1)))));
+}
+
+#[test]
+fn closed_writer_is_end_of_stream_after_draining() {
+    let b = Block::new(MIN_CAPACITY);
+    let r = b.ring(0);
+    r.send(b"last", None).unwrap();
+    r.close_writer(None);
+    assert!(r.readable_now());
+    assert_eq!(recv(&r).unwrap(), b"last");
+    assert!(matches!(recv(&r), Err(Error::Disconnected)));
+    r.close_reader();
+    assert!(matches!(r.send(b"x", None), Err(Error::Disconnected)));
+}
+
+fn poke(b: &Block, off: u64, bytes: &[u8]) {
+    // SAFETY: the offset is inside the block and no other thread uses it.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            b.ptr.wrapping_add(off as usize),
+            bytes.len(),
+        )
+    };
+}
+
+#[test]
+fn corrupt_shared_state_is_an_error_not_a_crash() {
+    let data0 = BLOCK_HEAD + DIR_HEAD;
+    // A record length past the chunk limit.
+    let b = Block::new(MIN_CAPACITY);
+    let r = b.ring(0);
+    r.send(b"ok", None).unwrap();
+    poke(&b, data0, &u32::MAX.to_le_bytes());
+    assert!(matches!(recv(&r), Err(Error::CorruptObject { .. })));
+    // A head far past the tail.
+    let b = Block::new(MIN_CAPACITY);
+    let r = b.ring(0);
+    poke(&b, BLOCK_HEAD + HEAD, &(10 * MIN_CAPACITY).to_le_bytes());
+    assert!(matches!(recv(&r), Err(Error::CorruptObject { .. })));
+    // A continuation without a start, and a total that disagrees with the chunk.
+    let b = Block::new(MIN_CAPACITY);
+    let r = b.ring(0);
+    r.send(b"abc", None).unwrap();
+    poke(&b, data0 + 4, &LAST.to_le_bytes());
+    assert!(matches!(recv(&r), Err(Error::CorruptObject { .. })));
+    let b = Block::new(MIN_CAPACITY);
+    let r = b.ring(0);
+    r.send(b"abc", None).unwrap();
+    poke(&b, data0 + 8, &(1u64 << 40).to_le_bytes());
+    assert!(matches!(recv(&r), Err(Error::CorruptObject { .. })));
+    // Bad block headers.
+    let b = Block::new(MIN_CAPACITY);
+    poke(&b, 8, &(MIN_CAPACITY + 64).to_le_bytes());
+    // SAFETY: the block is live.
+    assert!(unsafe { check_block(b.ptr, b.layout.size() as u64) }.is_err());
+    poke(&b, 8, &(MIN_CAPACITY * 2).to_le_bytes());
+    // SAFETY: as above.
+    assert!(unsafe { check_block(b.ptr, b.layout.size() as u64) }.is_err());
+    poke(&b, 0, &0u64.to_le_bytes());
+    // SAFETY: as above.
+    assert!(unsafe { check_block(b.ptr, b.layout.size() as u64) }.is_err());
+}

@@ -1,0 +1,227 @@
+//! Socket connections: length-prefixed frames over a Unix or TCP stream.
+//!
+//! A frame is an 8-byte little-endian length followed by that many bytes. A length over the
+//! connection's cap is rejected with [`Error::MessageTooLarge`] before anything is allocated;
+//! payloads are read in bounded chunks, so memory grows only with bytes actually received.
+
+use super::ring::Sink;
+use crate::error::{Error, Result};
+use crate::sys::{self, Deadline};
+use std::cell::Cell;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+/// Bytes of a frame's length prefix.
+pub(crate) const PREFIX: usize = 8;
+const CHUNK: usize = 64 * 1024;
+
+/// Decodes a frame's length prefix, checking it against `cap`.
+///
+/// # Errors
+/// [`Error::MessageTooLarge`] past `cap`.
+pub(crate) fn frame_len(prefix: [u8; PREFIX], cap: u64) -> Result<u64> {
+    let len = u64::from_le_bytes(prefix);
+    if len > cap {
+        return Err(Error::MessageTooLarge {
+            size: len,
+            limit: cap,
+        });
+    }
+    Ok(len)
+}
+
+/// Maps a stream error to the crate's error.
+pub(crate) fn io_error(op: &'static str, e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted => Error::Disconnected,
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
+        _ => Error::io(op, e),
+    }
+}
+
+/// A connected stream socket.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => s.as_fd(),
+        }
+    }
+
+    pub(crate) fn set_timeout(&self, t: Option<Duration>) -> Result<()> {
+        let r = match self {
+            Stream::Unix(s) => s.set_read_timeout(t).and(s.set_write_timeout(t)),
+            Stream::Tcp(s) => s.set_read_timeout(t).and(s.set_write_timeout(t)),
+        };
+        r.map_err(|e| Error::io("setsockopt", e))
+    }
+
+    fn read_exact(&self, buf: &mut [u8]) -> Result<()> {
+        let r = match self {
+            Stream::Unix(s) => (&*s).read_exact(buf),
+            Stream::Tcp(s) => (&*s).read_exact(buf),
+        };
+        r.map_err(|e| io_error("recv", e))
+    }
+
+    fn write_all(&self, buf: &[u8]) -> Result<()> {
+        let r = match self {
+            Stream::Unix(s) => (&*s).write_all(buf),
+            Stream::Tcp(s) => (&*s).write_all(buf),
+        };
+        r.map_err(|e| io_error("send", e))
+    }
+
+    /// Writes one frame.
+    pub(crate) fn write_frame(&self, payload: &[u8]) -> Result<()> {
+        let prefix = (payload.len() as u64).to_le_bytes();
+        if payload.len() <= CHUNK {
+            let mut one = Vec::with_capacity(PREFIX + payload.len());
+            one.extend_from_slice(&prefix);
+            one.extend_from_slice(payload);
+            self.write_all(&one)
+        } else {
+            self.write_all(&prefix)?;
+            self.write_all(payload)
+        }
+    }
+
+    fn read_prefix(&self, cap: u64) -> Result<u64> {
+        let mut p = [0u8; PREFIX];
+        self.read_exact(&mut p)?;
+        frame_len(p, cap)
+    }
+
+    fn read_payload(&self, len: u64, sink: &mut dyn Sink) -> Result<()> {
+        let mut buf = vec![0u8; CHUNK.min(usize::try_from(len).unwrap_or(CHUNK))];
+        let mut done = 0u64;
+        while done < len {
+            let n = usize::try_from(len - done).unwrap_or(CHUNK).min(buf.len());
+            let chunk = buf.get_mut(..n).ok_or(Error::InvalidSize {
+                reason: "frame chunk",
+            })?;
+            self.read_exact(chunk)?;
+            sink.put(usize::try_from(done).unwrap_or(usize::MAX), chunk)?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads one frame of at most `cap` bytes into a `Vec`.
+    pub(crate) fn read_frame(&self, cap: u64) -> Result<Vec<u8>> {
+        let len = self.read_prefix(cap)?;
+        let mut sink = VecCollect(Vec::new());
+        self.read_payload(len, &mut sink)?;
+        Ok(sink.0)
+    }
+}
+
+struct VecCollect(Vec<u8>);
+
+impl Sink for VecCollect {
+    fn start(&mut self, _total: usize) -> Result<()> {
+        Ok(())
+    }
+    fn put(&mut self, _offset: usize, bytes: &[u8]) -> Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// The socket side of a [`Connection`](super::Connection).
+#[derive(Debug)]
+pub(crate) struct SockConn {
+    pub(crate) stream: Stream,
+    /// Length of a frame whose prefix was read but whose payload was not (kept after
+    /// `BufferTooSmall`).
+    pending: Cell<Option<u64>>,
+    cap: u64,
+}
+
+impl SockConn {
+    pub(crate) fn new(stream: Stream, cap: u64) -> SockConn {
+        SockConn {
+            stream,
+            pending: Cell::new(None),
+            cap,
+        }
+    }
+
+    pub(crate) fn send(&self, payload: &[u8]) -> Result<()> {
+        if payload.len() as u64 > self.cap {
+            return Err(Error::MessageTooLarge {
+                size: payload.len() as u64,
+                limit: self.cap,
+            });
+        }
+        self.stream.write_frame(payload)
+    }
+
+    pub(crate) fn recv(&self, sink: &mut dyn Sink) -> Result<()> {
+        let len = match self.pending.take() {
+            Some(l) => l,
+            None => self.stream.read_prefix(self.cap)?,
+        };
+        if let Err(e) = sink.start(usize::try_from(len).unwrap_or(usize::MAX)) {
+            self.pending.set(Some(len));
+            return Err(e);
+        }
+        self.stream.read_payload(len, sink)
+    }
+
+    pub(crate) fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        if self.pending.get().is_some() {
+            return Ok(true);
+        }
+        let deadline = timeout.map(Deadline::after);
+        loop {
+            let ready = sys::poll_readable(&[self.stream.fd()], deadline.as_ref())
+                .map_err(|e| Error::io("poll", e))?;
+            if !ready.is_empty() {
+                return Ok(true);
+            }
+            if deadline.as_ref().is_some_and(Deadline::has_passed) {
+                return Ok(false);
+            }
+        }
+    }
+
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending.get().is_some()
+    }
+
+    pub(crate) fn send_fd(&self, fd: BorrowedFd<'_>) -> Result<()> {
+        match &self.stream {
+            Stream::Unix(s) => sys::send_fd(s, fd).map_err(|e| io_error("sendmsg", e)),
+            Stream::Tcp(_) => Err(Error::WrongDirection {
+                needed: "a Unix socket",
+            }),
+        }
+    }
+
+    pub(crate) fn recv_fd(&self) -> Result<OwnedFd> {
+        if self.has_pending() {
+            return Err(Error::CorruptObject {
+                reason: "a message is pending, not a descriptor",
+            });
+        }
+        match &self.stream {
+            Stream::Unix(s) => sys::recv_fd(s).map_err(|e| io_error("recvmsg", e)),
+            Stream::Tcp(_) => Err(Error::WrongDirection {
+                needed: "a Unix socket",
+            }),
+        }
+    }
+}

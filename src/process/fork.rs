@@ -1,0 +1,72 @@
+//! The `Fork` start method: `fork()` the caller, allowed only while it is single-threaded.
+//!
+//! In a single-threaded process no lock can be held by a thread that the child lacks, so the
+//! child may run ordinary code (allocate, lock stdout) after the fork, as a Python child does.
+//! The child decodes its own copy of the arguments from the bytes encoded before the fork,
+//! so it holds counted references to the shared objects, exactly like a spawned child; the
+//! handles it inherited by copying memory belong to the parent and never release.
+//!
+//! # Safety
+//! The one unsafe operation is `fork` itself, whose contract (async-signal-safe calls only in
+//! the child of a multi-threaded process) is met by refusing to fork unless
+//! `/proc/self/stat` reports exactly one thread. Only the calling thread could create another
+//! thread between that check and the fork, and it is busy forking.
+
+#![allow(unsafe_code)]
+
+use super::init::run_child;
+use super::{Launch, Sentinel, Started, forget_children_after_fork, forkserver};
+use crate::error::{Error, Result};
+use crate::sys;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+
+/// Forks a child that runs `launch`'s target.
+pub(super) fn start(mut launch: Launch) -> Result<Started> {
+    let threads = sys::thread_count().map_err(|e| Error::io("read /proc/self/stat", e))?;
+    if threads != 1 {
+        return Err(Error::ForkWhileThreaded { threads });
+    }
+    // Segments are inherited with the address space; the arguments re-attach by token.
+    launch.boot.segments.clear();
+    launch.boot.default_segment = None;
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    if let Some(w) = launch.result.take() {
+        launch.boot.result = Some(0);
+        fds.push(OwnedFd::from(w));
+    }
+    for fd in std::mem::take(&mut launch.handle_fds) {
+        launch.boot.handle_fds.push(fds.len());
+        fds.push(fd);
+    }
+    // Unflushed output would otherwise be written twice, by parent and child.
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let parent = i32::try_from(sys::current_pid()).unwrap_or(0);
+    // SAFETY: the process has exactly one thread (checked above), so the child may run any
+    // code: no lock can be held by a thread that does not exist in it.
+    let forked = unsafe { sys::fork::fork() }.map_err(|e| Error::io("fork", e))?;
+    match forked {
+        sys::fork::Forked::Child => {
+            forget_children_after_fork();
+            forkserver::forget_after_fork();
+            let code = run_child(launch.boot, fds, parent, false);
+            super::init::exit(code)
+        }
+        sys::fork::Forked::Parent(pid) => {
+            drop(fds);
+            let pidfd = match sys::pidfd_open(pid) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    let _ = sys::fork::send_signal(pid, sys::fork::SIGKILL);
+                    let _ = sys::fork::wait_pid(pid, false);
+                    return Err(Error::io("pidfd_open", e));
+                }
+            };
+            Ok(Started {
+                pid,
+                sentinel: Sentinel::Pidfd(pidfd),
+            })
+        }
+    }
+}

@@ -1,0 +1,533 @@
+//! The typed queue handles.
+
+#![allow(unsafe_code)]
+
+use super::ring::{self, Attempt, Payload, Ring, Taken};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::heap::{ObjectRef, ObjectToken};
+use crate::segment::{Segment, registry};
+use crate::sys::Deadline;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+const RING_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Queue ring v1", ring::SLOT, 64);
+const BLOB_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Queue message", 1, 64);
+
+/// The capacity of [`Queue::new`]: 65,536 messages (slots use memory only once used).
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1 << 16;
+
+fn type_fingerprint<T>() -> u64 {
+    crate::fingerprint::start(std::any::type_name::<T>(), 0, 0)
+}
+
+/// The untyped core shared by the three queue types.
+struct RawQueue {
+    obj: ObjectRef,
+    ring: Ring,
+}
+
+// SAFETY: `ring` points into the block `obj` keeps alive; the ring is only accessed through
+// atomics and exclusive slot states (see `ring`'s `# Safety`), so handles may move between
+// and be shared by threads like the block itself.
+unsafe impl Send for RawQueue {}
+// SAFETY: as for `Send`: every operation takes `&self` and follows the ring protocol.
+unsafe impl Sync for RawQueue {}
+
+impl Clone for RawQueue {
+    fn clone(&self) -> Self {
+        RawQueue {
+            obj: self.obj.clone(),
+            ring: self.ring,
+        }
+    }
+}
+
+impl RawQueue {
+    fn create(segment: &Segment, capacity: usize, type_fp: u64) -> Result<RawQueue> {
+        let capacity = u64::try_from(capacity).unwrap_or(u64::MAX);
+        if capacity == 0 || capacity > ring::MAX_CAPACITY {
+            return Err(Error::InvalidSize {
+                reason: "queue capacity must be between 1 and 2^24",
+            });
+        }
+        let bytes = ring::ring_bytes(capacity).ok_or(Error::InvalidSize {
+            reason: "queue capacity overflows",
+        })?;
+        let obj = ObjectRef::alloc_zeroed(segment, bytes, 64, RING_FINGERPRINT)?;
+        // SAFETY: the block was just allocated, 64-byte aligned, `bytes` long, zero-filled,
+        // and `obj` keeps it alive as long as the returned `RawQueue`.
+        let ring = unsafe { Ring::init(obj.ptr(), obj.len(), capacity, type_fp)? };
+        Ok(RawQueue { obj, ring })
+    }
+
+    fn from_token(token: &ObjectToken, type_fp: u64, expected: &'static str) -> Result<RawQueue> {
+        let obj = ObjectRef::attach(token, RING_FINGERPRINT, expected)?;
+        if obj.ptr().align_offset(64) != 0 {
+            return Err(Error::CorruptObject {
+                reason: "queue block misaligned",
+            });
+        }
+        // SAFETY: `obj` is a live, 64-byte aligned block of `obj.len()` bytes typed as a ring,
+        // kept alive by the returned `RawQueue`.
+        let ring = unsafe { Ring::attach(obj.ptr(), obj.len())? };
+        if ring.type_fp() != type_fp {
+            return Err(Error::TypeMismatch {
+                expected,
+                found: ring.type_fp(),
+            });
+        }
+        Ok(RawQueue { obj, ring })
+    }
+
+    fn put<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        deadline: Option<&Deadline>,
+        block: bool,
+    ) -> Result<()> {
+        let mut inline = [0u8; ring::INLINE];
+        if let Some(used) = codec::to_slice(value, &mut inline)? {
+            return self.put_payload(&Payload::Inline(used), deadline, block);
+        }
+        let bytes = codec::to_bytes(value)?;
+        let seg = self.obj.segment();
+        let blob = ObjectRef::alloc(&seg, bytes.len() as u64, 64, BLOB_FINGERPRINT)?;
+        blob.write_new_bytes(&bytes);
+        // The slot owns a count of its own, so the message outlives this handle.
+        let tok = blob.clone().into_owned_token();
+        let r = self.put_payload(
+            &Payload::External(tok.offset, tok.generation, bytes.len() as u64),
+            deadline,
+            block,
+        );
+        if r.is_err() {
+            drop(ObjectRef::adopt(&seg, &tok, BLOB_FINGERPRINT));
+        }
+        r
+    }
+
+    fn put_payload(&self, p: &Payload<'_>, deadline: Option<&Deadline>, block: bool) -> Result<()> {
+        if block {
+            return self.ring.put(p, deadline);
+        }
+        match self.ring.try_put(p)? {
+            Attempt::Done(()) => Ok(()),
+            Attempt::WouldBlock => Err(Error::Full),
+        }
+    }
+
+    fn get<T: DeserializeOwned>(&self, deadline: Option<&Deadline>, block: bool) -> Result<T> {
+        let taken = if block {
+            self.ring.get(deadline)?
+        } else {
+            match self.ring.try_get()? {
+                Attempt::Done(t) => t,
+                Attempt::WouldBlock => return Err(Error::Empty),
+            }
+        };
+        match taken {
+            Taken::Inline(buf, n) => codec::from_bytes(buf.get(..n).unwrap_or(&[])),
+            Taken::External(offset, generation, _len) => {
+                let tok = ObjectToken {
+                    segment: self.obj.segment().id(),
+                    name: None,
+                    offset,
+                    generation,
+                    fingerprint: BLOB_FINGERPRINT,
+                };
+                let blob = ObjectRef::adopt(&self.obj.segment(), &tok, BLOB_FINGERPRINT)?;
+                codec::from_bytes(&blob.read_published_bytes())
+            }
+        }
+    }
+}
+
+macro_rules! queue_common {
+    ($name:ident, $label:literal) => {
+        impl<T> Clone for $name<T> {
+            fn clone(&self) -> Self {
+                $name {
+                    raw: self.raw.clone(),
+                    _t: PhantomData,
+                }
+            }
+        }
+
+        impl<T> fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct($label)
+                    .field("len", &self.raw.ring.len())
+                    .field("capacity", &self.raw.ring.capacity())
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<T> Serialize for $name<T> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                self.raw.obj.serialize(s)
+            }
+        }
+
+        impl<'de, T> Deserialize<'de> for $name<T> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let tok = ObjectToken::deserialize(d)?;
+                $name::from_token(&tok).map_err(codec::attach_error)
+            }
+        }
+
+        impl<T> $name<T> {
+            /// Returns the token this handle serializes to.
+            pub fn token(&self) -> ObjectToken {
+                self.raw.obj.token()
+            }
+
+            /// Re-attaches a queue from its token.
+            ///
+            /// # Errors
+            /// [`Error::TypeMismatch`] if the token names another kind of object or a queue of
+            /// another element type; [`Error::ObjectGone`], [`Error::UnknownSegment`],
+            /// [`Error::CorruptObject`].
+            pub fn from_token(token: &ObjectToken) -> Result<Self> {
+                let raw = RawQueue::from_token(token, type_fingerprint::<T>(), $label)?;
+                Ok($name {
+                    raw,
+                    _t: PhantomData,
+                })
+            }
+
+            /// Returns the number of messages in the queue (a snapshot: others may be putting
+            /// and getting at the same time).
+            pub fn len(&self) -> usize {
+                usize::try_from(self.raw.ring.len()).unwrap_or(usize::MAX)
+            }
+
+            /// Returns whether the queue holds no message (a snapshot).
+            pub fn is_empty(&self) -> bool {
+                self.raw.ring.len() == 0
+            }
+
+            /// Closes the queue: later puts fail with [`Error::Closed`], gets drain what is
+            /// left and then fail with [`Error::Closed`]; every blocked caller wakes up.
+            pub fn close(&self) {
+                self.raw.ring.close();
+            }
+
+            /// Returns whether the queue was closed.
+            pub fn is_closed(&self) -> bool {
+                self.raw.ring.is_closed()
+            }
+        }
+    };
+}
+
+/// A multi-producer, multi-consumer FIFO queue in shared memory (`multiprocessing.Queue`).
+///
+/// Values are encoded with [`codec`] when put and decoded when got; handles inside them (a
+/// `Value`, a `Lock`, another queue) re-attach on the other side. There is no feeder thread:
+/// a value is in shared memory when [`put`](Queue::put) returns, so a process may exit, or be
+/// joined, right after putting, without losing or blocking anything.
+///
+/// # Blocking and timeouts
+/// `put` waits while the queue is full, `get` while it is empty; `put_timeout`/`get_timeout`
+/// give up with [`Error::Timeout`], `try_put`/`try_get` never wait ([`Error::Full`],
+/// [`Error::Empty`]).
+///
+/// # Process death
+/// A producer killed in the middle of a `put` leaves the queue usable and loses only that
+/// unacknowledged message; every `put` that returned `Ok` is delivered, whole and in order
+/// per producer. A consumer killed in the middle of a `get` leaves its message to another
+/// consumer (a message larger than a slot may instead be lost with it if it dies after taking
+/// it out of its slot).
+///
+/// # Examples
+/// ```
+/// # fn main() -> shmproc::Result<()> {
+/// let q = shmproc::Queue::new()?;
+/// q.put(&(42, None::<i32>, "hello".to_string()))?;
+/// let v: (i32, Option<i32>, String) = q.get()?;
+/// assert_eq!(v, (42, None, "hello".to_string()));
+/// assert!(matches!(q.try_get(), Err(shmproc::Error::Empty)));
+/// # Ok(()) }
+/// ```
+pub struct Queue<T> {
+    raw: RawQueue,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+queue_common!(Queue, "shmproc::Queue");
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// Creates a queue of [`DEFAULT_QUEUE_CAPACITY`] messages in the default heap.
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`]; errors creating the default heap.
+    pub fn new() -> Result<Self> {
+        Self::with_capacity(DEFAULT_QUEUE_CAPACITY)
+    }
+
+    /// Creates a queue that holds at most `capacity` messages, in the default heap.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSize`] for a capacity of 0 or above 2^24; [`Error::OutOfMemory`].
+    pub fn with_capacity(capacity: usize) -> Result<Self> {
+        Self::with_capacity_in(&registry::default_segment()?, capacity)
+    }
+
+    /// Creates a queue that holds at most `capacity` messages, in `segment` (large messages
+    /// are stored in the same segment).
+    ///
+    /// # Errors
+    /// As for [`Queue::with_capacity`].
+    pub fn with_capacity_in(segment: &Segment, capacity: usize) -> Result<Self> {
+        Ok(Queue {
+            raw: RawQueue::create(segment, capacity, type_fingerprint::<T>())?,
+            _t: PhantomData,
+        })
+    }
+
+    /// Puts a value, waiting while the queue is full.
+    ///
+    /// # Errors
+    /// [`Error::Closed`]; [`Error::Codec`] if the value does not encode;
+    /// [`Error::OutOfMemory`] if a large value does not fit the heap.
+    pub fn put(&self, value: &T) -> Result<()> {
+        self.raw.put(value, None, true)
+    }
+
+    /// Puts a value, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`put`](Queue::put).
+    pub fn put_timeout(&self, value: &T, timeout: Duration) -> Result<()> {
+        self.raw.put(value, Some(&Deadline::after(timeout)), true)
+    }
+
+    /// Puts a value if there is room now.
+    ///
+    /// # Errors
+    /// [`Error::Full`], and as for [`put`](Queue::put).
+    pub fn try_put(&self, value: &T) -> Result<()> {
+        self.raw.put(value, None, false)
+    }
+
+    /// Takes the oldest value, waiting while the queue is empty.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once a closed queue is drained; [`Error::Codec`] or an attach error
+    /// if the message does not decode as a `T`.
+    pub fn get(&self) -> Result<T> {
+        self.raw.get(None, true)
+    }
+
+    /// Takes the oldest value, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`get`](Queue::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.raw.get(Some(&Deadline::after(timeout)), true)
+    }
+
+    /// Takes the oldest value if there is one now.
+    ///
+    /// # Errors
+    /// [`Error::Empty`], and as for [`get`](Queue::get).
+    pub fn try_get(&self) -> Result<T> {
+        self.raw.get(None, false)
+    }
+
+    /// Returns the most messages the queue holds.
+    pub fn capacity(&self) -> usize {
+        usize::try_from(self.raw.ring.capacity()).unwrap_or(usize::MAX)
+    }
+
+    /// Returns whether the queue is full (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.raw.ring.len() >= self.raw.ring.capacity()
+    }
+}
+
+/// A queue with only `put`, `get` and `is_empty` (`multiprocessing.SimpleQueue`): no
+/// capacity limit to speak of ([`DEFAULT_QUEUE_CAPACITY`] messages) and no timeouts.
+///
+/// # Examples
+/// ```
+/// # fn main() -> shmproc::Result<()> {
+/// let q = shmproc::SimpleQueue::new()?;
+/// q.put(&"x".to_string())?;
+/// assert_eq!(q.get()?, "x");
+/// # Ok(()) }
+/// ```
+pub struct SimpleQueue<T> {
+    raw: RawQueue,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+queue_common!(SimpleQueue, "shmproc::SimpleQueue");
+
+impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
+    /// Creates a simple queue in the default heap.
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`]; errors creating the default heap.
+    pub fn new() -> Result<Self> {
+        Ok(SimpleQueue {
+            raw: RawQueue::create(
+                &registry::default_segment()?,
+                DEFAULT_QUEUE_CAPACITY,
+                type_fingerprint::<T>(),
+            )?,
+            _t: PhantomData,
+        })
+    }
+
+    /// Puts a value (waits only if [`DEFAULT_QUEUE_CAPACITY`] messages are waiting).
+    ///
+    /// # Errors
+    /// As for [`Queue::put`].
+    pub fn put(&self, value: &T) -> Result<()> {
+        self.raw.put(value, None, true)
+    }
+
+    /// Takes the oldest value, waiting while the queue is empty.
+    ///
+    /// # Errors
+    /// As for [`Queue::get`].
+    pub fn get(&self) -> Result<T> {
+        self.raw.get(None, true)
+    }
+}
+
+/// A [`Queue`] that counts unfinished tasks (`multiprocessing.JoinableQueue`): every `put`
+/// adds one, [`task_done`](JoinableQueue::task_done) removes one, and
+/// [`join`](JoinableQueue::join) waits until none is left.
+///
+/// A consumer that dies before calling `task_done` leaves its task counted; use
+/// [`join_timeout`](JoinableQueue::join_timeout) where that can happen.
+///
+/// # Examples
+/// ```
+/// # fn main() -> shmproc::Result<()> {
+/// let q = shmproc::JoinableQueue::new()?;
+/// q.put(&1u32)?;
+/// let _: u32 = q.get()?;
+/// q.task_done()?;
+/// q.join()?;
+/// assert!(q.task_done().is_err());
+/// # Ok(()) }
+/// ```
+pub struct JoinableQueue<T> {
+    raw: RawQueue,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+queue_common!(JoinableQueue, "shmproc::JoinableQueue");
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    /// Creates a joinable queue of [`DEFAULT_QUEUE_CAPACITY`] messages in the default heap.
+    ///
+    /// # Errors
+    /// As for [`Queue::new`].
+    pub fn new() -> Result<Self> {
+        Self::with_capacity(DEFAULT_QUEUE_CAPACITY)
+    }
+
+    /// Creates a joinable queue that holds at most `capacity` messages.
+    ///
+    /// # Errors
+    /// As for [`Queue::with_capacity`].
+    pub fn with_capacity(capacity: usize) -> Result<Self> {
+        Ok(JoinableQueue {
+            raw: RawQueue::create(
+                &registry::default_segment()?,
+                capacity,
+                type_fingerprint::<T>(),
+            )?,
+            _t: PhantomData,
+        })
+    }
+
+    fn counted(&self, r: impl FnOnce() -> Result<()>) -> Result<()> {
+        self.raw.ring.task_added();
+        let out = r();
+        if out.is_err() {
+            self.raw.ring.task_unadded();
+        }
+        out
+    }
+
+    /// Puts a value and counts one more unfinished task.
+    ///
+    /// # Errors
+    /// As for [`Queue::put`].
+    pub fn put(&self, value: &T) -> Result<()> {
+        self.counted(|| self.raw.put(value, None, true))
+    }
+
+    /// Puts a value, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As for [`Queue::put_timeout`].
+    pub fn put_timeout(&self, value: &T, timeout: Duration) -> Result<()> {
+        self.counted(|| self.raw.put(value, Some(&Deadline::after(timeout)), true))
+    }
+
+    /// Puts a value if there is room now.
+    ///
+    /// # Errors
+    /// As for [`Queue::try_put`].
+    pub fn try_put(&self, value: &T) -> Result<()> {
+        self.counted(|| self.raw.put(value, None, false))
+    }
+
+    /// Takes the oldest value, waiting while the queue is empty.
+    ///
+    /// # Errors
+    /// As for [`Queue::get`].
+    pub fn get(&self) -> Result<T> {
+        self.raw.get(None, true)
+    }
+
+    /// Takes the oldest value, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As for [`Queue::get_timeout`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.raw.get(Some(&Deadline::after(timeout)), true)
+    }
+
+    /// Takes the oldest value if there is one now.
+    ///
+    /// # Errors
+    /// As for [`Queue::try_get`].
+    pub fn try_get(&self) -> Result<T> {
+        self.raw.get(None, false)
+    }
+
+    /// Marks one task as done.
+    ///
+    /// # Errors
+    /// [`Error::TaskDoneTooMany`] if every task was already marked done.
+    pub fn task_done(&self) -> Result<()> {
+        self.raw.ring.task_done()
+    }
+
+    /// Waits until every task put has been marked done.
+    ///
+    /// # Errors
+    /// None in practice; the `Result` is for symmetry with [`join_timeout`](Self::join_timeout).
+    pub fn join(&self) -> Result<()> {
+        self.raw.ring.join(None)
+    }
+
+    /// Waits at most `timeout` until every task put has been marked done.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`].
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        self.raw.ring.join(Some(&Deadline::after(timeout)))
+    }
+}

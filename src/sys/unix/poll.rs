@@ -1,0 +1,66 @@
+//! `poll(fds, n, timeout)` and `fcntl(F_DUPFD_CLOEXEC)`: readiness of many descriptors at once.
+//!
+//! Used by `connection::wait` to sleep until one of several connections, process sentinels or
+//! raw descriptors is readable. Timeouts are given as an absolute deadline; an interrupted poll
+//! returns "nothing ready" and the caller loops against the same deadline.
+//!
+//! # References
+//! - `poll(2)`, `fcntl(2)`
+
+use super::clock::Deadline;
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::fd::{BorrowedFd, OwnedFd};
+use std::io;
+use std::time::Duration;
+
+/// Waits until one of `fds` is readable (or hung up, or in error), or `deadline` passes.
+///
+/// Returns the indices of the ready descriptors; empty on timeout or interruption.
+pub(crate) fn poll_readable(
+    fds: &[BorrowedFd<'_>],
+    deadline: Option<&Deadline>,
+) -> io::Result<Vec<usize>> {
+    let mut set: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .collect();
+    let timeout = deadline.map(|d| {
+        let r: Duration = d.remaining();
+        Timespec {
+            tv_sec: i64::try_from(r.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(r.subsec_nanos()),
+        }
+    });
+    match poll(&mut set, timeout.as_ref()) {
+        Ok(_) => {}
+        Err(rustix::io::Errno::INTR) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(set
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !p.revents().is_empty())
+        .map(|(i, _)| i)
+        .collect())
+}
+
+/// Duplicates a descriptor (close-on-exec).
+pub(crate) fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    Ok(rustix::io::fcntl_dupfd_cloexec(fd, 0)?)
+}
+
+/// Duplicates descriptor number `raw` of this process (close-on-exec); `EBADF` if it is not
+/// open.
+pub(crate) fn dup_raw(raw: i32) -> io::Result<OwnedFd> {
+    #[allow(unsafe_code)]
+    // SAFETY: `fcntl(F_DUPFD_CLOEXEC)` takes any integer; an unopened number fails with EBADF
+    // and touches no memory.
+    let r = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    use std::os::fd::FromRawFd;
+    #[allow(unsafe_code)]
+    // SAFETY: `r` is a descriptor `fcntl` just created, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}

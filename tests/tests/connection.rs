@@ -1,0 +1,688 @@
+//! Connections: pipes between real processes, CPython's connection behaviours, end of stream.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
+
+use serde::{Deserialize, Serialize};
+use shmproc::connection::{Waitable, wait};
+use shmproc::testing::{assert_no_leaks, fork, watchdog};
+use shmproc::{Error, Value, pipe, pipe_simplex};
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Mixed {
+    Int(i64),
+    Text(String),
+    List(Vec<Mixed>),
+    Pair(Box<Mixed>, Option<f64>),
+}
+
+#[test]
+fn send_recv_mixed_values_between_processes() {
+    watchdog(LIMIT, "mixed", || {
+        assert_no_leaks(|| {
+            let (a, b) = pipe().unwrap();
+            let values = vec![
+                Mixed::Int(-7),
+                Mixed::Text("ünïcode".into()),
+                Mixed::List(vec![Mixed::Int(1), Mixed::Text(String::new())]),
+                Mixed::Pair(Box::new(Mixed::Int(3)), Some(2.5)),
+            ];
+            let vals = values.clone();
+            let mut child = fork(move || {
+                for v in &vals {
+                    b.send(v).unwrap();
+                }
+                b.send(&(1u8, "tuple", [1.5f32; 3])).unwrap();
+                let echo: Vec<u32> = b.recv().unwrap();
+                b.send(&echo.iter().sum::<u32>()).unwrap();
+                0
+            });
+            for v in &values {
+                assert_eq!(&a.recv::<Mixed>().unwrap(), v);
+            }
+            let t: (u8, String, [f32; 3]) = a.recv().unwrap();
+            assert_eq!(t, (1, "tuple".into(), [1.5; 3]));
+            a.send(&vec![1u32, 2, 3]).unwrap();
+            assert_eq!(a.recv::<u32>().unwrap(), 6);
+            assert_eq!(child.wait(), Ok(0));
+            assert!(matches!(a.recv::<u32>(), Err(Error::Disconnected)));
+        })
+    });
+}
+
+#[test]
+fn bytes_round_trip_keeps_boundaries_including_empty() {
+    watchdog(LIMIT, "bytes", || {
+        assert_no_leaks(|| {
+            let (a, b) = pipe().unwrap();
+            let msgs: Vec<Vec<u8>> = vec![
+                vec![],
+                b"x".to_vec(),
+                vec![],
+                (0..=255).collect(),
+                vec![7; 100_000],
+                vec![],
+            ];
+            for m in &msgs {
+                a.send_bytes(m).unwrap();
+            }
+            for m in &msgs {
+                assert_eq!(&b.recv_bytes().unwrap(), m);
+            }
+            a.send_bytes_range(b"hello world", 6, Some(5)).unwrap();
+            a.send_bytes_range(b"hello world", 6, None).unwrap();
+            assert_eq!(b.recv_bytes().unwrap(), b"world");
+            assert_eq!(b.recv_bytes().unwrap(), b"world");
+            assert!(matches!(
+                a.send_bytes_range(b"abc", 2, Some(5)),
+                Err(Error::IndexOutOfBounds { .. })
+            ));
+            assert!(matches!(
+                a.send_bytes_range(b"abc", 4, None),
+                Err(Error::IndexOutOfBounds { .. })
+            ));
+        })
+    });
+}
+
+#[test]
+fn recv_bytes_into_at_offset_and_short_buffer_keeps_message() {
+    watchdog(LIMIT, "into", || {
+        assert_no_leaks(|| {
+            let (a, b) = pipe().unwrap();
+            a.send_bytes(b"something").unwrap();
+            let mut buf = [0u8; 16];
+            assert_eq!(b.recv_bytes_into_at(&mut buf, 4).unwrap(), 9);
+            assert_eq!(&buf[4..13], b"something");
+            assert_eq!(&buf[..4], &[0; 4]);
+
+            a.send_bytes(&[9u8; 40]).unwrap();
+            let mut small = [0u8; 10];
+            match b.recv_bytes_into(&mut small) {
+                Err(Error::BufferTooSmall { needed }) => assert_eq!(needed, 40),
+                other => panic!("expected BufferTooSmall, got {other:?}"),
+            }
+            match b.recv_bytes_into_at(&mut [0u8; 40], 5) {
+                Err(Error::BufferTooSmall { needed }) => assert_eq!(needed, 45),
+                other => panic!("expected BufferTooSmall, got {other:?}"),
+            }
+            // The message was kept.
+            let mut big = [0u8; 64];
+            assert_eq!(b.recv_bytes_into(&mut big).unwrap(), 40);
+            assert_eq!(&big[..40], &[9u8; 40]);
+
+            a.send_bytes(&[1u8; 100]).unwrap();
+            a.send_bytes(b"next").unwrap();
+            assert!(matches!(
+                b.recv_bytes_max(10),
+                Err(Error::MessageTooLarge {
+                    size: 100,
+                    limit: 10
+                })
+            ));
+            assert_eq!(b.recv_bytes_max(10).unwrap(), b"next");
+        })
+    });
+}
+
+#[test]
+fn poll_is_false_then_true() {
+    watchdog(LIMIT, "poll", || {
+        assert_no_leaks(|| {
+            let (a, b) = pipe().unwrap();
+            assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+            let t = Instant::now();
+            assert!(!b.poll(Some(Duration::from_millis(30))).unwrap());
+            assert!(t.elapsed() >= Duration::from_millis(30));
+            let mut child = fork(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                a.send(&5u8).unwrap();
+                0
+            });
+            assert!(b.poll(None).unwrap());
+            assert_eq!(b.recv::<u8>().unwrap(), 5);
+            assert_eq!(child.wait(), Ok(0));
+        })
+    });
+}
+
+#[test]
+fn sixteen_mib_message_crosses_processes() {
+    watchdog(LIMIT, "16mib", || {
+        assert_no_leaks(|| {
+            let (a, b) = pipe().unwrap();
+            let mut child = fork(move || {
+                let msg: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
+                b.send_bytes(&msg).unwrap();
+                let back = b.recv_bytes().unwrap();
+                i32::from(back != msg)
+            });
+            let got = a.recv_bytes().unwrap();
+            assert_eq!(got.len(), 16 << 20);
+            assert!(got.iter().enumerate().all(|(i, &x)| x == (i % 251) as u8));
+            a.send_bytes(&got).unwrap();
+            assert_eq!(child.wait(), Ok(0));
+        })
+    });
+}
+
+#[test]
+fn end_of_stream_after_close() {
+    watchdog(LIMIT, "eos", || {
+        assert_no_leaks(|| {
+            let (mut a, b) = pipe().unwrap();
+            a.send(&1u32).unwrap();
+            a.send(&2u32).unwrap();
+            a.close();
+            assert!(a.is_closed());
+            assert!(matches!(a.send(&3u32), Err(Error::Closed)));
+            assert_eq!(b.recv::<u32>().unwrap(), 1);
+            assert!(b.poll(Some(Duration::ZERO)).unwrap());
+            assert_eq!(b.recv::<u32>().unwrap(), 2);
+            assert!(b.poll(Some(Duration::ZERO)).unwrap());
+            assert!(matches!(b.recv::<u32>(), Err(Error::Disconnected)));
+            assert!(matches!(b.send(&0u8), Err(Error::Disconnected)));
+
+            // Dropping an end that was never passed on closes it too.
+            let (c, d) = pipe().unwrap();
+            drop(c);
+            assert!(matches!(d.recv_bytes(), Err(Error::Disconnected)));
+        })
+    });
+}
+
+#[test]
+fn end_of_stream_when_child_exits_or_closes() {
+    watchdog(LIMIT, "eos_child", || {
+        assert_no_leaks(|| {
+            let (r, w) = pipe_simplex().unwrap();
+            let mut child = fork(move || {
+                w.send(&"bye").unwrap();
+                0
+            });
+            assert_eq!(r.recv::<String>().unwrap(), "bye");
+            assert!(matches!(r.recv::<String>(), Err(Error::Disconnected)));
+            assert_eq!(child.wait(), Ok(0));
+        })
+    });
+}
+
+#[test]
+fn simplex_direction_errors() {
+    watchdog(LIMIT, "simplex", || {
+        assert_no_leaks(|| {
+            let (r, w) = pipe_simplex().unwrap();
+            assert!(r.readable() && !r.writable());
+            assert!(w.writable() && !w.readable());
+            assert!(matches!(
+                r.send(&1u8),
+                Err(Error::WrongDirection { needed: "writable" })
+            ));
+            assert!(matches!(
+                w.recv::<u8>(),
+                Err(Error::WrongDirection { needed: "readable" })
+            ));
+            assert!(matches!(
+                w.poll(Some(Duration::ZERO)),
+                Err(Error::WrongDirection { .. })
+            ));
+            w.send(&9u8).unwrap();
+            assert_eq!(r.recv::<u8>().unwrap(), 9);
+            let (a, b) = pipe().unwrap();
+            assert!(a.readable() && a.writable() && b.readable() && b.writable());
+        })
+    });
+}
+
+#[test]
+fn connection_travels_as_a_token() {
+    watchdog(LIMIT, "token", || {
+        assert_no_leaks(|| {
+            let (a, b) = pipe().unwrap();
+            let bytes = shmproc::codec::to_bytes(&b).unwrap();
+            let b2: shmproc::Connection = shmproc::codec::from_bytes(&bytes).unwrap();
+            drop(b);
+            a.send(&"via token").unwrap();
+            assert_eq!(b2.recv::<String>().unwrap(), "via token");
+            b2.send(&1u8).unwrap();
+            assert_eq!(a.recv::<u8>().unwrap(), 1);
+            // A connection inside a message sent over another connection.
+            let (c, d) = pipe().unwrap();
+            a.send(&c).unwrap();
+            let c2: shmproc::Connection = b2.recv().unwrap();
+            drop(c);
+            c2.send(&7u16).unwrap();
+            assert_eq!(d.recv::<u16>().unwrap(), 7);
+        })
+    });
+}
+
+#[test]
+fn wait_over_several_children_delivers_everything() {
+    watchdog(LIMIT, "wait", || {
+        assert_no_leaks(|| {
+            const KIDS: usize = 4;
+            const EACH: u32 = 200;
+            let mut readers = Vec::new();
+            let mut kids = Vec::new();
+            for k in 0..KIDS {
+                let (r, w) = pipe_simplex().unwrap();
+                kids.push(fork(move || {
+                    for i in 0..EACH {
+                        w.send(&(k, i)).unwrap();
+                        if i % 50 == 0 {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
+                    0
+                }));
+                readers.push(r);
+            }
+            let mut next = [0u32; KIDS];
+            let mut open: Vec<usize> = (0..KIDS).collect();
+            while !open.is_empty() {
+                let objs: Vec<Waitable<'_>> = open.iter().map(|&i| (&readers[i]).into()).collect();
+                let ready = wait(&objs, None).unwrap();
+                assert!(!ready.is_empty());
+                let mut closed = Vec::new();
+                for idx in ready {
+                    let k = open[idx];
+                    match readers[k].recv::<(usize, u32)>() {
+                        Ok((kk, i)) => {
+                            assert_eq!((kk, i), (k, next[k]));
+                            next[k] += 1;
+                        }
+                        Err(Error::Disconnected) => closed.push(k),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                open.retain(|k| !closed.contains(k));
+            }
+            assert_eq!(next, [EACH; KIDS]);
+            for k in &mut kids {
+                assert_eq!(k.wait(), Ok(0));
+            }
+        })
+    });
+}
+
+#[test]
+fn wait_times_out_empty_and_sees_raw_descriptors() {
+    watchdog(LIMIT, "wait_timeout", || {
+        assert_no_leaks(|| {
+            let (a, b) = pipe().unwrap();
+            let t = Instant::now();
+            let ready = wait(&[(&a).into()], Some(Duration::from_millis(20))).unwrap();
+            assert!(ready.is_empty());
+            assert!(t.elapsed() >= Duration::from_millis(20));
+            let (s1, mut s2) = std::os::unix::net::UnixStream::pair().unwrap();
+            std::io::Write::write_all(&mut s2, b"x").unwrap();
+            let ready = wait(&[(&a).into(), Waitable::fd(&s1)], None).unwrap();
+            assert_eq!(ready, [1]);
+            b.send(&()).unwrap();
+            let ready = wait(&[(&a).into(), Waitable::fd(&s1)], None).unwrap();
+            assert_eq!(ready, [0, 1]);
+        })
+    });
+}
+
+#[test]
+fn kill_writer_mid_large_message_gives_earlier_messages_then_end_of_stream() {
+    watchdog(LIMIT, "kill_writer", || {
+        assert_no_leaks(|| {
+            let (r, w) = pipe_simplex().unwrap();
+            let started = Value::new(0u32).unwrap();
+            let s2 = started.clone();
+            let mut child = fork(move || {
+                for i in 0..3u32 {
+                    w.send(&i).unwrap();
+                }
+                s2.set(1).unwrap();
+                // Far larger than the ring: blocks mid-message until the reader drains.
+                let big = vec![0xabu8; 64 << 20];
+                w.send_bytes(&big).unwrap();
+                s2.set(2).unwrap();
+                std::thread::sleep(Duration::from_secs(600));
+                0
+            });
+            while started.get().unwrap() == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Let the writer fill the ring and block inside the large message.
+            std::thread::sleep(Duration::from_millis(100));
+            assert_eq!(child.kill(), Err(9));
+            for i in 0..3u32 {
+                assert_eq!(r.recv::<u32>().unwrap(), i);
+            }
+            assert!(matches!(r.recv_bytes(), Err(Error::Disconnected)));
+            assert!(matches!(r.recv_bytes(), Err(Error::Disconnected)));
+        })
+    });
+}
+
+#[test]
+fn kill_reader_makes_blocked_sender_fail() {
+    watchdog(LIMIT, "kill_reader", || {
+        assert_no_leaks(|| {
+            let (r, w) = pipe_simplex().unwrap();
+            let mut child = fork(move || {
+                let _ = r.recv::<u8>();
+                std::thread::sleep(Duration::from_secs(600));
+                0
+            });
+            w.send(&1u8).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            assert_eq!(child.kill(), Err(9));
+            let big = vec![0u8; 8 << 20];
+            assert!(matches!(w.send_bytes(&big), Err(Error::Disconnected)));
+        })
+    });
+}
+
+#[test]
+fn stress_many_messages_both_ways() {
+    watchdog(LIMIT, "stress", || {
+        assert_no_leaks(|| {
+            const N: u64 = 200_000;
+            let (a, b) = pipe().unwrap();
+            let mut child = fork(move || {
+                let mut sum = 0u64;
+                for _ in 0..N {
+                    let (i, pad): (u64, Vec<u8>) = b.recv().unwrap();
+                    assert_eq!(pad.len() as u64, i % 300);
+                    sum += i;
+                }
+                b.send(&sum).unwrap();
+                0
+            });
+            for i in 0..N {
+                a.send(&(i, vec![1u8; (i % 300) as usize])).unwrap();
+            }
+            assert_eq!(a.recv::<u64>().unwrap(), N * (N - 1) / 2);
+            assert_eq!(child.wait(), Ok(0));
+        })
+    });
+}
+
+// ------------------------------------------------------------------ sockets
+
+use shmproc::connection::Address;
+use shmproc::{Client, Listener};
+use std::io::{Read, Write};
+
+const KEY: &[u8] = b"secret key";
+
+fn unique(tag: &str) -> String {
+    format!("shmproc-test-{}-{tag}", std::process::id())
+}
+
+/// Serves `n` clients on `listener` in a forked child: echoes each message back, adding 1 to
+/// `u64`s. Accept failures are reported as the message `"auth-error"` to the next good client.
+fn serve(listener: Listener, attempts: usize) -> shmproc::testing::Child {
+    fork(move || {
+        let mut failures = 0u32;
+        for _ in 0..attempts {
+            match listener.accept() {
+                Ok(c) => {
+                    c.send(&failures).unwrap();
+                    while let Ok(v) = c.recv::<u64>() {
+                        c.send(&(v + 1)).unwrap();
+                    }
+                }
+                Err(Error::AuthFailed | Error::Timeout | Error::Disconnected) => failures += 1,
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        0
+    })
+}
+
+fn talk(c: &shmproc::Connection) -> u32 {
+    let failures: u32 = c.recv().unwrap();
+    c.send(&41u64).unwrap();
+    assert_eq!(c.recv::<u64>().unwrap(), 42);
+    failures
+}
+
+#[test]
+fn listener_unix_path_round_trip_with_key() {
+    watchdog(LIMIT, "unix_path", || {
+        assert_no_leaks(|| {
+            let path = std::env::temp_dir().join(unique("sock"));
+            let l = Listener::bind(path.clone(), Some(KEY)).unwrap();
+            let mut server = serve(l, 1);
+            let c = Client::connect(path.clone(), Some(KEY)).unwrap();
+            assert_eq!(talk(&c), 0);
+            drop(c);
+            assert_eq!(server.wait(), Ok(0));
+            // The listener's copy in this process was dropped: the path is gone.
+            assert!(!path.exists());
+        })
+    });
+}
+
+#[test]
+fn listener_abstract_name_and_tcp() {
+    watchdog(LIMIT, "abstract_tcp", || {
+        assert_no_leaks(|| {
+            let name = Address::Abstract(unique("abs").into_bytes());
+            let l = Listener::bind(name.clone(), Some(KEY)).unwrap();
+            let mut server = serve(l, 1);
+            let c = Client::connect(name, Some(KEY)).unwrap();
+            assert_eq!(talk(&c), 0);
+            drop(c);
+            assert_eq!(server.wait(), Ok(0));
+
+            let l = Listener::bind(
+                "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap(),
+                Some(KEY),
+            )
+            .unwrap();
+            let addr = l.address().clone();
+            let mut server = serve(l, 1);
+            let c = Client::connect(addr, Some(KEY)).unwrap();
+            assert_eq!(talk(&c), 0);
+            // A 16 MiB message over TCP.
+            let big = vec![3u8; 16 << 20];
+            c.send_bytes(&big).unwrap();
+            drop(c);
+            assert_eq!(server.wait(), Ok(0));
+        })
+    });
+}
+
+#[test]
+fn tcp_listener_without_key_is_refused_unless_allowed() {
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    assert!(matches!(
+        Listener::bind(any, None),
+        Err(Error::Unauthenticated)
+    ));
+    let l = Listener::bind_unauthenticated(any).unwrap();
+    let addr = l.address().clone();
+    let mut server = serve(l, 1);
+    let c = Client::connect(addr, None).unwrap();
+    assert_eq!(talk(&c), 0);
+    drop(c);
+    assert_eq!(server.wait(), Ok(0));
+}
+
+#[test]
+fn wrong_key_fails_on_both_sides() {
+    watchdog(LIMIT, "wrong_key", || {
+        assert_no_leaks(|| {
+            let name = Address::Abstract(unique("wrong").into_bytes());
+            let l = Listener::bind(name.clone(), Some(KEY)).unwrap();
+            let mut server = fork(move || match l.accept() {
+                Err(Error::AuthFailed) => 0,
+                other => {
+                    eprintln!("server got {other:?}");
+                    1
+                }
+            });
+            assert!(matches!(
+                Client::connect(name, Some(b"not the key")),
+                Err(Error::AuthFailed)
+            ));
+            assert_eq!(server.wait(), Ok(0));
+        })
+    });
+}
+
+#[test]
+fn listener_survives_wrong_key_http_and_random_bytes() {
+    watchdog(LIMIT, "hostile", || {
+        assert_no_leaks(|| {
+            let path = std::env::temp_dir().join(unique("hostile"));
+            let mut l = Listener::bind(path.clone(), Some(KEY)).unwrap();
+            l.set_handshake_timeout(Duration::from_millis(500));
+            let mut server = serve(l, 5);
+            // 1: wrong key.
+            assert!(matches!(
+                Client::connect(path.clone(), Some(b"wrong")),
+                Err(Error::AuthFailed)
+            ));
+            // 2: an HTTP request.
+            let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .unwrap();
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink);
+            // 3: 4 KiB of random bytes.
+            let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            let junk: Vec<u8> = (0..4096)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = s.write_all(&junk);
+            let _ = s.read_to_end(&mut sink);
+            // 4: a silent client, dropped after the handshake timeout.
+            let silent = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            let mut s2 = silent.try_clone().unwrap();
+            let _ = s2.read_to_end(&mut sink);
+            drop(silent);
+            // 5: a correct client is served, after four failures.
+            let c = Client::connect(path.clone(), Some(KEY)).unwrap();
+            assert_eq!(talk(&c), 4);
+            drop(c);
+            assert_eq!(server.wait(), Ok(0));
+        })
+    });
+}
+
+#[test]
+fn socket_connection_api_matches_pipe() {
+    watchdog(LIMIT, "socket_api", || {
+        assert_no_leaks(|| {
+            let name = Address::Abstract(unique("api").into_bytes());
+            let l = Listener::bind(name.clone(), Some(KEY)).unwrap();
+            let mut server = fork(move || {
+                let c = l.accept().unwrap();
+                c.send_bytes(b"").unwrap();
+                c.send_bytes(&[5u8; 40]).unwrap();
+                let f = std::fs::File::open("/proc/self/stat").unwrap();
+                c.send_fd(std::os::fd::AsFd::as_fd(&f)).unwrap();
+                c.send(&"after fd").unwrap();
+                let _ = c.recv_bytes();
+                0
+            });
+            let c = Client::connect(name, Some(KEY)).unwrap();
+            assert!(c.poll(Some(Duration::from_secs(30))).unwrap());
+            assert_eq!(c.recv_bytes().unwrap(), b"");
+            let mut small = [0u8; 8];
+            assert!(matches!(
+                c.recv_bytes_into(&mut small),
+                Err(Error::BufferTooSmall { needed: 40 })
+            ));
+            assert!(c.poll(Some(Duration::ZERO)).unwrap());
+            let ready = wait(&[(&c).into()], Some(Duration::ZERO)).unwrap();
+            assert_eq!(ready, [0]);
+            let mut buf = [0u8; 64];
+            assert_eq!(c.recv_bytes_into_at(&mut buf, 4).unwrap(), 40);
+            let fd = c.recv_fd().unwrap();
+            let mut f = std::fs::File::from(fd);
+            let mut stat = String::new();
+            f.read_to_string(&mut stat).unwrap();
+            assert!(stat.starts_with(&format!("{} ", server.pid())));
+            drop(f);
+            assert_eq!(c.recv::<String>().unwrap(), "after fd");
+            assert!(shmproc::codec::to_bytes(&c).is_err());
+            drop(c);
+            assert_eq!(server.wait(), Ok(0));
+        })
+    });
+}
+
+#[test]
+fn oversized_frame_is_rejected_without_allocating() {
+    watchdog(LIMIT, "oversized", || {
+        assert_no_leaks(|| {
+            let name = Address::Abstract(unique("big").into_bytes());
+            let mut l = Listener::bind(name.clone(), None).unwrap();
+            l.set_max_message(1024);
+            let mut server = fork(move || {
+                let c = l.accept().unwrap();
+                match c.recv_bytes() {
+                    Err(Error::MessageTooLarge { size, limit: 1024 }) if size == u64::MAX => 0,
+                    other => {
+                        eprintln!("{other:?}");
+                        1
+                    }
+                }
+            });
+            let a = std::os::unix::net::SocketAddr::from_abstract_name(match &name {
+                Address::Abstract(n) => n.clone(),
+                _ => unreachable!(),
+            })
+            .unwrap();
+            use std::os::linux::net::SocketAddrExt;
+            let mut s = std::os::unix::net::UnixStream::connect_addr(&a).unwrap();
+            s.write_all(&[0xff; 8]).unwrap();
+            assert_eq!(server.wait(), Ok(0));
+        })
+    });
+}
+
+#[test]
+fn fuzz_corpus_replays_without_panic() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/connection_frame");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let data = std::fs::read(e.unwrap().path()).unwrap();
+        shmproc::connection::fuzz::frame_and_handshake(&data);
+        n += 1;
+    }
+    assert!(n >= 10, "corpus at {} has {n} files", dir.display());
+}
+
+#[test]
+fn stress_one_gib_message_crosses_processes() {
+    watchdog(Duration::from_secs(200), "one_gib", || {
+        assert_no_leaks(|| {
+            const GIB: usize = 1 << 30;
+            let (r, w) = pipe_simplex().unwrap();
+            let mut child = fork(move || {
+                let mut msg = vec![0u8; GIB];
+                for (i, chunk) in msg.chunks_mut(4096).enumerate() {
+                    chunk[0] = i as u8;
+                }
+                w.send_bytes(&msg).unwrap();
+                0
+            });
+            let got = r.recv_bytes().unwrap();
+            assert_eq!(got.len(), GIB);
+            assert!(got.chunks(4096).enumerate().all(|(i, c)| c[0] == i as u8));
+            drop(got);
+            assert_eq!(child.wait(), Ok(0));
+            assert!(matches!(r.recv_bytes(), Err(Error::Disconnected)));
+        })
+    });
+}

@@ -1,0 +1,297 @@
+//! Queues: CPython's behaviours, many producers and consumers across processes, and kills.
+
+use shmproc::testing::{assert_no_leaks, fork, watchdog};
+use shmproc::{Error, JoinableQueue, Queue, RawArray, SimpleQueue};
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn capacity_six_queue_fills_and_times_out() {
+    watchdog(LIMIT, "capacity", || {
+        let q = Queue::<u32>::with_capacity(6).unwrap();
+        for i in 0..6 {
+            q.try_put(&i).unwrap();
+        }
+        assert!(q.is_full());
+        assert_eq!(q.len(), 6);
+        assert!(matches!(q.try_put(&6), Err(Error::Full)));
+        let t = Instant::now();
+        assert!(matches!(
+            q.put_timeout(&6, Duration::from_millis(100)),
+            Err(Error::Timeout)
+        ));
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        let got: Vec<u32> = (0..6).map(|_| q.get().unwrap()).collect();
+        assert_eq!(got, [0, 1, 2, 3, 4, 5]);
+        assert!(q.is_empty());
+        assert!(matches!(q.try_get(), Err(Error::Empty)));
+        let t = Instant::now();
+        assert!(matches!(
+            q.get_timeout(Duration::from_millis(100)),
+            Err(Error::Timeout)
+        ));
+        assert!(t.elapsed() >= Duration::from_millis(100));
+    });
+}
+
+#[test]
+fn closed_queue_refuses_puts_and_drains_then_errors() {
+    let q = Queue::<String>::new().unwrap();
+    q.put(&"a".into()).unwrap();
+    q.close();
+    assert!(q.is_closed());
+    assert!(matches!(q.put(&"b".into()), Err(Error::Closed)));
+    assert_eq!(q.get().unwrap(), "a");
+    assert!(matches!(q.get(), Err(Error::Closed)));
+    assert!(matches!(q.try_get(), Err(Error::Closed)));
+}
+
+#[test]
+fn large_messages_round_trip_and_are_freed() {
+    let q = Queue::<Vec<u8>>::with_capacity(4).unwrap();
+    let seg = shmproc::default_segment().unwrap();
+    let used = seg.stats().used;
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    q.put(&big).unwrap();
+    q.put(&vec![]).unwrap();
+    assert_eq!(q.get().unwrap(), big);
+    assert_eq!(q.get().unwrap(), Vec::<u8>::new());
+    assert_eq!(seg.stats().used, used, "message blocks freed after get");
+}
+
+#[test]
+fn a_queue_attaches_only_with_its_element_type() {
+    let q = Queue::<u32>::new().unwrap();
+    let bytes = shmproc::codec::to_bytes(&q).unwrap();
+    let same: Queue<u32> = shmproc::codec::from_bytes(&bytes).unwrap();
+    same.put(&7).unwrap();
+    assert_eq!(q.get().unwrap(), 7);
+    assert!(matches!(
+        shmproc::codec::from_bytes::<Queue<String>>(&bytes),
+        Err(Error::TypeMismatch { .. })
+    ));
+}
+
+#[test]
+fn child_put_of_a_megabyte_completes_before_parent_gets() {
+    // The programming guidelines' join-before-get deadlock cannot happen: no feeder thread.
+    watchdog(LIMIT, "join_before_get", || {
+        assert_no_leaks(|| {
+            let q = Queue::<String>::new().unwrap();
+            let q2 = q.clone();
+            let mut child = fork(move || {
+                q2.put(&"X".repeat(1_000_000)).unwrap();
+                0
+            });
+            assert_eq!(child.wait(), Ok(0)); // join first...
+            assert_eq!(q.get().unwrap().len(), 1_000_000); // ...then get
+        })
+    });
+}
+
+#[test]
+fn stress_two_producers_two_consumers_deliver_everything_in_order() {
+    watchdog(LIMIT, "mpmc", || {
+        assert_no_leaks(|| {
+            const N: u64 = 20_000;
+            let q = Queue::<(u64, u64)>::with_capacity(64).unwrap();
+            let out = Queue::<Vec<(u64, u64)>>::new().unwrap();
+            let mut kids = Vec::new();
+            for p in 0..2u64 {
+                let q = q.clone();
+                kids.push(fork(move || {
+                    for i in 0..N {
+                        q.put(&(p, i)).unwrap();
+                    }
+                    0
+                }));
+            }
+            for _ in 0..2 {
+                let (q, out) = (q.clone(), out.clone());
+                kids.push(fork(move || {
+                    let mut got = Vec::new();
+                    loop {
+                        match q.get() {
+                            Ok(m) => got.push(m),
+                            Err(Error::Closed) => break,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    out.put(&got).unwrap();
+                    0
+                }));
+            }
+            for k in &mut kids[..2] {
+                assert_eq!(k.wait(), Ok(0));
+            }
+            q.close();
+            let mut all = Vec::new();
+            for _ in 0..2 {
+                let got = out.get().unwrap();
+                // Per consumer, each producer's items come out in increasing order.
+                for p in 0..2 {
+                    let seq: Vec<u64> = got.iter().filter(|m| m.0 == p).map(|m| m.1).collect();
+                    assert!(seq.windows(2).all(|w| w[0] < w[1]));
+                }
+                all.extend(got);
+            }
+            for k in &mut kids[2..] {
+                assert_eq!(k.wait(), Ok(0));
+            }
+            all.sort_unstable();
+            let want: Vec<(u64, u64)> = (0..2).flat_map(|p| (0..N).map(move |i| (p, i))).collect();
+            assert_eq!(all, want, "every message exactly once");
+        })
+    });
+}
+
+#[test]
+fn joinable_queue_counts_tasks() {
+    watchdog(LIMIT, "joinable", || {
+        let q = JoinableQueue::<u32>::new().unwrap();
+        for i in 0..10 {
+            q.put(&i).unwrap();
+        }
+        assert!(matches!(
+            q.join_timeout(Duration::from_millis(50)),
+            Err(Error::Timeout)
+        ));
+        let q2 = q.clone();
+        let mut child = fork(move || {
+            for _ in 0..10 {
+                q2.get().unwrap();
+                q2.task_done().unwrap();
+            }
+            0
+        });
+        q.join().unwrap();
+        assert_eq!(child.wait(), Ok(0));
+        assert!(matches!(q.task_done(), Err(Error::TaskDoneTooMany)));
+        let s = SimpleQueue::<u8>::new().unwrap();
+        s.put(&1).unwrap();
+        assert!(!s.is_empty());
+        assert_eq!(s.get().unwrap(), 1);
+    });
+}
+
+fn iters() -> u32 {
+    std::env::var("SHMPROC_KILL_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30)
+}
+
+#[test]
+fn kill_producers_mid_put_loses_nothing_acknowledged() {
+    watchdog(LIMIT, "kill_producers", || {
+        assert_no_leaks(|| {
+            let q = Queue::<(u32, u64, Vec<u8>)>::with_capacity(16).unwrap();
+            let acked = RawArray::<u64>::new(2).unwrap();
+            let mut next = [0u64; 2];
+            for round in 0..iters() {
+                let mut kids: Vec<_> = (0..2u32)
+                    .map(|p| {
+                        let (q, acked) = (q.clone(), acked.clone());
+                        let start = next[p as usize];
+                        fork(move || {
+                            let mut i = start;
+                            loop {
+                                // Mix inline and out-of-slot messages.
+                                let body = vec![p as u8; if i % 7 == 0 { 1000 } else { 8 }];
+                                q.put(&(p, i, body)).unwrap();
+                                acked.set(p as usize, i + 1).unwrap();
+                                i += 1;
+                            }
+                        })
+                    })
+                    .collect();
+                // Consume for a moment, then kill both producers at a random point.
+                let until =
+                    Instant::now() + Duration::from_micros(300 + u64::from(round % 7) * 200);
+                let mut seen = [Vec::new(), Vec::new()];
+                while Instant::now() < until {
+                    if let Ok((p, i, body)) = q.try_get() {
+                        assert!(body.iter().all(|&b| b == p as u8), "torn message");
+                        seen[p as usize].push(i);
+                    }
+                }
+                for k in &mut kids {
+                    assert_eq!(k.kill(), Err(9));
+                }
+                while let Ok((p, i, body)) = q.try_get() {
+                    assert!(body.iter().all(|&b| b == p as u8), "torn message");
+                    seen[p as usize].push(i);
+                }
+                for p in 0..2 {
+                    let a = acked.get(p).unwrap();
+                    let s = &seen[p];
+                    // In order, no duplicates, nothing acknowledged missing; at most one extra
+                    // (put completed, killed before recording the acknowledgement).
+                    let want: Vec<u64> = (next[p]..next[p] + s.len() as u64).collect();
+                    assert_eq!(s, &want, "producer {p} round {round}");
+                    assert!(next[p] + s.len() as u64 >= a);
+                    assert!(next[p] + s.len() as u64 <= a + 1);
+                    next[p] += s.len() as u64;
+                }
+            }
+            assert!(next.iter().sum::<u64>() > 0, "producers never got to put");
+            // The queue still works.
+            q.put(&(9, 9, vec![])).unwrap();
+            assert_eq!(q.get().unwrap().0, 9);
+        })
+    });
+}
+
+#[test]
+fn kill_consumers_mid_get_leaves_messages_to_others() {
+    watchdog(LIMIT, "kill_consumers", || {
+        assert_no_leaks(|| {
+            let q = Queue::<u64>::with_capacity(32).unwrap();
+            let taken = RawArray::<u64>::new(1 << 16).unwrap();
+            let mut next = 0u64;
+            let mut delivered = std::collections::BTreeSet::new();
+            for round in 0..iters() {
+                for _ in 0..32 {
+                    if q.try_put(&next).is_ok() {
+                        next += 1;
+                    }
+                }
+                let (q2, t2) = (q.clone(), taken.clone());
+                let mut child = fork(move || {
+                    loop {
+                        if let Ok(v) = q2.get() {
+                            // Record what this consumer returned.
+                            t2.set((v % (1 << 16)) as usize, v + 1).unwrap();
+                        }
+                    }
+                });
+                // Let the child start and take some, then kill it at a random point.
+                let start = Instant::now();
+                while q.len() > 16 && start.elapsed() < Duration::from_secs(5) {
+                    std::hint::spin_loop();
+                }
+                std::thread::sleep(Duration::from_micros(u64::from(round % 5) * 50));
+                assert_eq!(child.kill(), Err(9));
+                while let Ok(v) = q.try_get() {
+                    assert!(delivered.insert(v), "{v} delivered twice");
+                }
+                for v in 0..next {
+                    if taken.get((v % (1 << 16)) as usize).unwrap() == v + 1 {
+                        delivered.insert(v);
+                    }
+                }
+            }
+            // Every message was returned by exactly one get, except at most one per kill that
+            // a consumer took and died holding before it could record it.
+            let by_children = (0..next)
+                .filter(|&v| taken.get((v % (1 << 16)) as usize).unwrap() == v + 1)
+                .count();
+            assert!(by_children > 0, "the consumers never took anything");
+            let missing = (0..next).filter(|v| !delivered.contains(v)).count();
+            assert!(missing <= iters() as usize, "{missing} lost");
+            q.put(&1).unwrap();
+            assert_eq!(q.get().unwrap(), 1);
+        })
+    });
+}
