@@ -293,32 +293,3 @@ fn semaphore_two_waiters_two_releases() {
         assert_eq!(w.load(Ordering::SeqCst), 0);
     });
 }
-
-/// Three parties: every party gets a distinct index and nobody is left behind.
-#[test]
-fn barrier_three_parties() {
-    use super::barrier::{BarrierWords, algo};
-    loom::model(|| {
-        let w = Arc::new([AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)]);
-        fn words(w: &[AtomicU32; 3]) -> BarrierWords<'_> {
-            BarrierWords {
-                state: &w[0],
-                leader: &w[1],
-                outcomes: &w[2],
-            }
-        }
-        let ts: Vec<_> = (0..2)
-            .map(|_| {
-                let w = Arc::clone(&w);
-                loom::thread::spawn(move || algo::wait(words(&w), 3, None, false, || true))
-            })
-            .collect();
-        let mut seen = vec![algo::wait(words(&w), 3, None, false, || true)];
-        for t in ts {
-            seen.push(join(t));
-        }
-        let mut idx: Vec<u32> = seen.into_iter().map(|i| i.unwrap_or(99)).collect();
-        idx.sort_unstable();
-        assert_eq!(idx, [0, 1, 2]);
-    });
-}
