@@ -115,6 +115,15 @@ pub enum Error {
     /// A lock was released by a thread that does not hold it.
     #[error("lock released by a thread that does not hold it")]
     NotOwner,
+    /// A semaphore was released past its bound (a `BoundedSemaphore`'s initial value).
+    #[error("semaphore released past its bound of {limit}")]
+    SemaphoreOverRelease {
+        /// The bound.
+        limit: u32,
+    },
+    /// A barrier was aborted, reset, or timed out while (or before) the caller waited.
+    #[error("barrier is broken")]
+    BrokenBarrier,
     /// A queue is full (from a `try_` operation).
     #[error("queue is full")]
     Full,

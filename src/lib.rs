@@ -37,7 +37,10 @@ pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
 pub use segment::Segment;
 pub use segment::registry::{default_segment, set_default_heap_size};
 pub use shared::{Array, ArrayGuard, RawArray, RawIter, RawValue, Shareable, Value, ValueGuard};
-pub use sync::{Lock, LockGuard};
+pub use sync::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, Lock, LockGuard,
+    RLock, RLockGuard, Semaphore,
+};
 
 /// Derives [`Shareable`] for a `#[repr(C)]` struct whose fields are all shareable.
 ///

@@ -28,3 +28,268 @@ fn lock_word_gives_mutual_exclusion() {
         assert!(!raw::is_locked(&word));
     });
 }
+
+fn join<T>(t: loom::thread::JoinHandle<T>) -> T {
+    match t.join() {
+        Ok(v) => v,
+        Err(_) => panic!("model thread panicked"),
+    }
+}
+
+#[test]
+fn rlock_counts_levels_and_excludes() {
+    use super::rlock::algo;
+    loom::model(|| {
+        let w = Arc::new((AtomicU32::new(raw::UNLOCKED), AtomicU32::new(0)));
+        let data = Arc::new(AtomicU64::new(0));
+        let t = {
+            let (w, d) = (Arc::clone(&w), Arc::clone(&data));
+            loom::thread::spawn(move || {
+                assert_eq!(algo::lock(&w.0, &w.1, None), Acquired::Clean);
+                assert_eq!(algo::lock(&w.0, &w.1, None), Acquired::Clean);
+                let v = d.load(Ordering::Relaxed);
+                d.store(v + 1, Ordering::Relaxed);
+                assert!(algo::unlock(&w.0, &w.1));
+                assert!(raw::held_by_current_thread(&w.0));
+                assert!(algo::unlock(&w.0, &w.1));
+                assert!(!algo::unlock(&w.0, &w.1));
+            })
+        };
+        let got = algo::try_lock(&w.0, &w.1);
+        if let Some(a) = got {
+            assert_eq!(a, Acquired::Clean);
+            let v = data.load(Ordering::Relaxed);
+            data.store(v + 1, Ordering::Relaxed);
+            assert!(algo::unlock(&w.0, &w.1));
+        }
+        join(t);
+        assert_eq!(data.load(Ordering::Relaxed), 1 + u64::from(got.is_some()));
+        assert!(!raw::is_locked(&w.0));
+    });
+}
+
+#[test]
+fn semaphore_never_loses_a_unit_or_a_wake_up() {
+    use super::semaphore::{VALUE_MAX, algo};
+    loom::model(|| {
+        // value 0: the waiter must sleep until the release, and the release must wake it.
+        let w = Arc::new(AtomicU32::new(0));
+        let t = {
+            let w = Arc::clone(&w);
+            loom::thread::spawn(move || assert!(algo::acquire(&w, None)))
+        };
+        assert!(algo::release(&w, VALUE_MAX));
+        join(t);
+        assert_eq!(w.load(Ordering::SeqCst), 0);
+        assert!(algo::release(&w, 1));
+        assert!(!algo::release(&w, 1));
+    });
+}
+
+#[test]
+fn event_set_releases_a_waiter() {
+    use super::event::algo;
+    loom::model(|| {
+        let word = Arc::new(AtomicU32::new(0));
+        let t = {
+            let w = Arc::clone(&word);
+            loom::thread::spawn(move || assert!(algo::wait(&w, None)))
+        };
+        algo::set(&word);
+        join(t);
+        algo::clear(&word);
+        assert!(!algo::is_set(&word));
+        // A wait that began before a set returns true even if the flag is cleared again.
+        let gen_before = word.load(Ordering::SeqCst);
+        algo::set(&word);
+        algo::clear(&word);
+        assert_ne!(word.load(Ordering::SeqCst) & !3, gen_before & !3);
+    });
+}
+
+#[test]
+fn condition_notify_is_never_lost() {
+    use super::condition::{CondWords, algo};
+    loom::model(|| {
+        // Words: lock, seq, waiters, signals, sleepers, and the predicate.
+        let w = Arc::new([
+            AtomicU32::new(0),
+            AtomicU32::new(0),
+            AtomicU32::new(0),
+            AtomicU32::new(0),
+            AtomicU32::new(0),
+            AtomicU32::new(0),
+        ]);
+        fn words(w: &[AtomicU32; 6]) -> CondWords<'_> {
+            CondWords {
+                futex: &w[1],
+                waiters: &w[2],
+                signals: &w[3],
+            }
+        }
+        let t = {
+            let w = Arc::clone(&w);
+            loom::thread::spawn(move || {
+                raw::lock(&w[0], None);
+                w[5].store(1, Ordering::Relaxed);
+                algo::notify(words(&w), 1, &w[0]);
+                raw::unlock(&w[0]);
+            })
+        };
+        raw::lock(&w[0], None);
+        while w[5].load(Ordering::Relaxed) == 0 {
+            let (_, a) = algo::wait(
+                words(&w),
+                None,
+                || raw::unlock(&w[0]),
+                |()| raw::lock(&w[0], None),
+            );
+            assert_eq!(a, Acquired::Clean);
+        }
+        raw::unlock(&w[0]);
+        join(t);
+        assert!(w[3].load(Ordering::SeqCst) <= w[2].load(Ordering::SeqCst));
+    });
+}
+
+#[test]
+fn barrier_passes_two_parties_with_distinct_indices() {
+    use super::barrier::{BarrierWords, algo};
+    loom::model(|| {
+        let w = Arc::new([AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)]);
+        let ran = Arc::new(AtomicU32::new(0));
+        fn words(w: &[AtomicU32; 3]) -> BarrierWords<'_> {
+            BarrierWords {
+                state: &w[0],
+                leader: &w[1],
+                outcomes: &w[2],
+            }
+        }
+        let t = {
+            let (w, r) = (Arc::clone(&w), Arc::clone(&ran));
+            loom::thread::spawn(move || {
+                algo::wait(words(&w), 2, None, false, || {
+                    r.fetch_add(1, Ordering::Relaxed);
+                    true
+                })
+            })
+        };
+        let mine = algo::wait(words(&w), 2, None, false, || {
+            ran.fetch_add(1, Ordering::Relaxed);
+            true
+        });
+        let theirs = join(t);
+        let (Some(a), Some(b)) = (mine, theirs) else {
+            panic!("barrier broke without a timeout or abort")
+        };
+        assert_ne!(a, b);
+        // The action ran once, before either party was released.
+        assert_eq!(ran.load(Ordering::Relaxed), 1);
+        assert!(!algo::is_broken(&w[0]));
+    });
+}
+
+#[test]
+fn barrier_abort_breaks_a_sleeping_waiter() {
+    use super::barrier::{BarrierWords, algo};
+    loom::model(|| {
+        let w = Arc::new([AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)]);
+        fn words(w: &[AtomicU32; 3]) -> BarrierWords<'_> {
+            BarrierWords {
+                state: &w[0],
+                leader: &w[1],
+                outcomes: &w[2],
+            }
+        }
+        let t = {
+            let w = Arc::clone(&w);
+            loom::thread::spawn(move || algo::wait(words(&w), 3, None, false, || true))
+        };
+        algo::abort(words(&w), 3);
+        assert_eq!(join(t), None);
+        assert!(algo::is_broken(&w[0]));
+        algo::reset(words(&w), 3);
+        assert!(!algo::is_broken(&w[0]));
+    });
+}
+
+/// Regression: a thread that notifies and then waits must not take its own notification
+/// back (the other waiter would sleep forever, which loom reports as a deadlock).
+#[test]
+fn condition_ping_pong_hands_the_turn_over() {
+    use super::condition::{CondWords, algo};
+    loom::model(|| {
+        // Words: lock, futex, waiters, signals, and the turn (1 = the peer's move).
+        let w = Arc::new([
+            AtomicU32::new(0),
+            AtomicU32::new(0),
+            AtomicU32::new(0),
+            AtomicU32::new(0),
+            AtomicU32::new(0),
+        ]);
+        fn words(w: &[AtomicU32; 5]) -> CondWords<'_> {
+            CondWords {
+                futex: &w[1],
+                waiters: &w[2],
+                signals: &w[3],
+            }
+        }
+        fn wait(w: &[AtomicU32; 5]) {
+            let (_, a) = algo::wait(
+                words(w),
+                None,
+                || raw::unlock(&w[0]),
+                |()| raw::lock(&w[0], None),
+            );
+            assert_eq!(a, Acquired::Clean);
+        }
+        let t = {
+            let w = Arc::clone(&w);
+            loom::thread::spawn(move || {
+                raw::lock(&w[0], None);
+                while w[4].load(Ordering::Relaxed) != 1 {
+                    wait(&w);
+                }
+                w[4].store(0, Ordering::Relaxed);
+                algo::notify(words(&w), 1, &w[0]);
+                // Wait for the stop (2) right after notifying: the case that once stole
+                // the notification just given.
+                while w[4].load(Ordering::Relaxed) == 0 {
+                    wait(&w);
+                }
+                raw::unlock(&w[0]);
+            })
+        };
+        raw::lock(&w[0], None);
+        w[4].store(1, Ordering::Relaxed);
+        algo::notify(words(&w), 1, &w[0]);
+        while w[4].load(Ordering::Relaxed) == 1 {
+            wait(&w);
+        }
+        w[4].store(2, Ordering::Relaxed);
+        algo::notify(words(&w), 1, &w[0]);
+        raw::unlock(&w[0]);
+        join(t);
+    });
+}
+
+/// Two sleepers and two releases: each release wakes one sleeper, and neither is left asleep.
+#[test]
+fn semaphore_two_waiters_two_releases() {
+    use super::semaphore::{VALUE_MAX, algo};
+    loom::model(|| {
+        let w = Arc::new(AtomicU32::new(0));
+        let ts: Vec<_> = (0..2)
+            .map(|_| {
+                let w = Arc::clone(&w);
+                loom::thread::spawn(move || assert!(algo::acquire(&w, None)))
+            })
+            .collect();
+        assert!(algo::release(&w, VALUE_MAX));
+        assert!(algo::release(&w, VALUE_MAX));
+        for t in ts {
+            join(t);
+        }
+        assert_eq!(w.load(Ordering::SeqCst), 0);
+    });
+}

@@ -30,7 +30,8 @@ pub(crate) const WAITERS: u32 = 0x8000_0000;
 /// The unlocked state.
 pub(crate) const UNLOCKED: u32 = 0;
 
-const SPIN: u32 = 100;
+/// Spins before sleeping (one under loom, where every spin is a modelled step).
+const SPIN: u32 = if cfg!(shmproc_loom) { 1 } else { 100 };
 const FIRST_SLICE: Duration = Duration::from_millis(1);
 const MAX_SLICE: Duration = Duration::from_millis(50);
 
@@ -150,6 +151,7 @@ pub(crate) fn unlock(word: &AtomicU32) {
 }
 
 /// Returns whether the calling thread holds the lock.
+#[inline]
 pub(crate) fn held_by_current_thread(word: &AtomicU32) -> bool {
     // Relaxed: only this thread stores its own id into the word.
     word.load(Ordering::Relaxed) & TID_MASK == sys::current_tid()

@@ -50,37 +50,89 @@ mod imp {
         }
     }
 
-    /// Wakes up to `n` waiters on `word`; returns how many were woken.
+    /// Wakes up to `n` waiters on `word` (all of them for `n >= i32::MAX`); returns how many
+    /// were woken.
     pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
-        futex::wake(word.as_core(), futex::Flags::empty(), n).unwrap_or(0)
+        // The kernel reads the count as an `int`: `u32::MAX` would be -1 and wake nobody.
+        futex::wake(word.as_core(), futex::Flags::empty(), n.min(0x7fff_ffff)).unwrap_or(0)
+    }
+
+    /// `FUTEX_CMP_REQUEUE`: if `*from == expected`, moves up to `n` waiters of `from` to wait
+    /// on `to` instead (without waking them) and returns `true`; else changes nothing and
+    /// returns `false`.
+    pub(crate) fn futex_requeue(from: &AtomicU32, expected: u32, to: &AtomicU32, n: u32) -> bool {
+        futex::cmp_requeue(
+            from.as_core(),
+            futex::Flags::empty(),
+            0,
+            n.min(0x7fff_ffff),
+            to.as_core(),
+            expected,
+        )
+        .is_ok()
     }
 }
 
 #[cfg(shmproc_loom)]
 mod imp {
-    //! Loom emulation: a wait yields to other threads, which is enough for loom to explore
-    //! every wake-up order; deadlines are treated as already passed after one yield.
+    //! Loom emulation of the futex: one loom `Mutex` + `Condvar` for every word (the address
+    //! does not matter: a wake-up of the wrong word is a spurious wake-up, which every caller
+    //! tolerates, as it must `EINTR`).
+    //!
+    //! An untimed wait checks the word under the mutex and sleeps on the condvar; a wake takes
+    //! the mutex and notifies every sleeper. So a waker that changed the word and then woke
+    //! cannot be missed, and a missing wake leaves the waiter asleep forever, which loom
+    //! reports as a deadlock: lost wake-ups are found. A timed wait yields once and reports
+    //! `TimedOut` (loom has no clock), which explores the deadline path at every wait.
     use super::*;
     use crate::loom::Ordering;
+    use loom::sync::{Condvar, Mutex};
+
+    loom::lazy_static! {
+        static ref PARK: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+    }
 
     pub(crate) fn futex_wait(
         word: &AtomicU32,
         expected: u32,
         deadline: Option<&Deadline>,
     ) -> WaitOutcome {
-        if word.load(Ordering::SeqCst) == expected {
-            loom::thread::yield_now();
-        }
         if deadline.is_some() {
-            WaitOutcome::TimedOut
-        } else {
-            WaitOutcome::Retry
+            if word.load(Ordering::SeqCst) == expected {
+                loom::thread::yield_now();
+            }
+            return WaitOutcome::TimedOut;
         }
+        let (mutex, condvar) = &*PARK;
+        let guard = match mutex.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if word.load(Ordering::SeqCst) == expected {
+            drop(condvar.wait(guard));
+        }
+        WaitOutcome::Retry
     }
 
     pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) -> usize {
+        let (mutex, condvar) = &*PARK;
+        let _guard = match mutex.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        condvar.notify_all();
         0
+    }
+
+    /// A requeue is emulated as a wake-up of everybody (a requeued waiter re-checks its state
+    /// when it wakes, as after any wake-up).
+    pub(crate) fn futex_requeue(from: &AtomicU32, expected: u32, _to: &AtomicU32, n: u32) -> bool {
+        if from.load(Ordering::SeqCst) != expected {
+            return false;
+        }
+        futex_wake(from, n);
+        true
     }
 }
 
-pub(crate) use imp::{futex_wait, futex_wake};
+pub(crate) use imp::{futex_requeue, futex_wait, futex_wake};

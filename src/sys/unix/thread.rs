@@ -42,6 +42,7 @@ fn register_atfork() {
 }
 
 /// Returns the calling thread's id (never 0), cached per thread.
+#[cfg(not(shmproc_loom))]
 #[inline]
 pub(crate) fn current_tid() -> u32 {
     let cached = TID.with(Cell::get);
@@ -51,6 +52,19 @@ pub(crate) fn current_tid() -> u32 {
     load_tid()
 }
 
+/// Under loom, model threads share one OS thread: each gets a small id of its own.
+#[cfg(shmproc_loom)]
+pub(crate) fn current_tid() -> u32 {
+    loom::lazy_static! {
+        static ref NEXT: loom::sync::atomic::AtomicU32 = loom::sync::atomic::AtomicU32::new(1);
+    }
+    loom::thread_local! {
+        static LOOM_TID: u32 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    LOOM_TID.with(|t| *t)
+}
+
+#[cfg(not(shmproc_loom))]
 #[cold]
 fn load_tid() -> u32 {
     register_atfork();
@@ -79,7 +93,14 @@ fn load_pid() -> u32 {
     pid
 }
 
+/// Under loom, model threads never die.
+#[cfg(shmproc_loom)]
+pub(crate) fn thread_alive(_tid: u32) -> bool {
+    true
+}
+
 /// Returns whether thread `tid` exists and is not a zombie.
+#[cfg(not(shmproc_loom))]
 pub(crate) fn thread_alive(tid: u32) -> bool {
     let Ok(stat) = std::fs::read(format!("/proc/{tid}/stat")) else {
         return false;

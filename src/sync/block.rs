@@ -1,0 +1,160 @@
+//! A heap block of 32-bit futex words: the storage of every synchronization primitive except
+//! `Lock` (which keeps its own single word).
+//!
+//! # Safety
+//!
+//! A `Block<K>` owns a counted reference to a heap block of at least `4 * K::WORDS` bytes,
+//! 4-aligned, typed `K::FINGERPRINT` (checked by `alloc` or, on attach, by the heap plus the
+//! length and alignment checks in [`Block::attach`]). The block stays allocated and mapped
+//! while the `Block` lives, so the slice of `AtomicU32` made from its address is valid for
+//! `&self`, and it is only ever accessed atomically.
+
+#![allow(unsafe_code)]
+
+use crate::error::{Error, Result};
+use crate::heap::{ObjectRef, ObjectToken};
+use crate::loom::{AtomicU32, Ordering};
+use crate::segment::Segment;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::marker::PhantomData;
+
+/// What a block holds: its word count, type fingerprint and type name.
+pub(crate) trait BlockKind {
+    /// Number of 32-bit words.
+    const WORDS: usize;
+    /// Type fingerprint recorded with the block.
+    const FINGERPRINT: u64;
+    /// Type name for `TypeMismatch` errors.
+    const NAME: &'static str;
+}
+
+/// A counted reference to a block of `K::WORDS` atomic words in shared memory.
+pub(crate) struct Block<K> {
+    obj: ObjectRef,
+    _kind: PhantomData<fn() -> K>,
+}
+
+impl<K> Clone for Block<K> {
+    fn clone(&self) -> Self {
+        Block {
+            obj: self.obj.clone(),
+            _kind: PhantomData,
+        }
+    }
+}
+
+impl<K> fmt::Debug for Block<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.obj.fmt(f)
+    }
+}
+
+fn byte_len(words: usize) -> u64 {
+    u64::try_from(words.saturating_mul(4)).unwrap_or(u64::MAX)
+}
+
+impl<K: BlockKind> Block<K> {
+    /// Allocates a block in `segment` and stores `init` into its words.
+    pub(crate) fn alloc(segment: &Segment, init: &[u32]) -> Result<Self> {
+        debug_assert_eq!(init.len(), K::WORDS);
+        let obj = ObjectRef::alloc(segment, byte_len(K::WORDS), 4, K::FINGERPRINT)?;
+        let block = Block {
+            obj,
+            _kind: PhantomData,
+        };
+        for (w, v) in block.words().iter().zip(init) {
+            // Release: a handle passed to another process after this (through a channel that
+            // synchronizes) sees the initial state.
+            w.store(*v, Ordering::Release);
+        }
+        Ok(block)
+    }
+
+    /// Re-attaches a block from its token.
+    pub(crate) fn attach(token: &ObjectToken) -> Result<Self> {
+        let obj = ObjectRef::attach(token, K::FINGERPRINT, K::NAME)?;
+        if obj.len() < byte_len(K::WORDS) || obj.ptr().align_offset(4) != 0 {
+            return Err(Error::CorruptObject {
+                reason: "synchronization block too small or misaligned",
+            });
+        }
+        Ok(Block {
+            obj,
+            _kind: PhantomData,
+        })
+    }
+
+    /// Returns the block's words.
+    #[inline(always)]
+    pub(crate) fn words(&self) -> &[AtomicU32] {
+        let ptr = self.obj.ptr().cast::<AtomicU32>();
+        // SAFETY: see the module's `# Safety`: the block holds at least `K::WORDS` 4-byte,
+        // 4-aligned words (`AtomicU32` has the size and alignment of `u32`, std docs), lives
+        // as long as `self.obj`, is only accessed atomically, and every bit pattern is a
+        // valid `u32`.
+        unsafe { core::slice::from_raw_parts(ptr, K::WORDS) }
+    }
+
+    /// Returns word `i` (a constant index below `K::WORDS` at every call site).
+    #[inline(always)]
+    pub(crate) fn word(&self, i: usize) -> &AtomicU32 {
+        match self.words().get(i) {
+            Some(w) => w,
+            None => unreachable!("word index {i} past a {}-word block", K::WORDS),
+        }
+    }
+
+    /// Returns the token the block serializes to.
+    pub(crate) fn token(&self) -> ObjectToken {
+        self.obj.token()
+    }
+
+    /// Returns whether two blocks are the same object.
+    pub(crate) fn same_as(&self, other: &Block<K>) -> bool {
+        self.obj.same_object(&other.obj)
+    }
+
+    /// Returns the segment the block lives in.
+    pub(crate) fn segment(&self) -> Segment {
+        self.obj.segment()
+    }
+}
+
+impl<K> Serialize for Block<K> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.obj.serialize(s)
+    }
+}
+
+impl<'de, K: BlockKind> Deserialize<'de> for Block<K> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let tok = ObjectToken::deserialize(d)?;
+        Block::attach(&tok).map_err(crate::codec::attach_error)
+    }
+}
+
+/// Implements `Serialize`/`Deserialize` and `token`/`from_token` for a handle that is a
+/// `block` field plus plain data.
+macro_rules! block_handle_serde {
+    ($ty:ident) => {
+        impl ::serde::Serialize for $ty {
+            fn serialize<S: ::serde::Serializer>(
+                &self,
+                s: S,
+            ) -> ::std::result::Result<S::Ok, S::Error> {
+                self.block.serialize(s)
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $ty {
+            fn deserialize<D: ::serde::Deserializer<'de>>(
+                d: D,
+            ) -> ::std::result::Result<Self, D::Error> {
+                let tok = $crate::heap::ObjectToken::deserialize(d)?;
+                $ty::from_token(&tok).map_err($crate::codec::attach_error)
+            }
+        }
+    };
+}
+pub(crate) use block_handle_serde;

@@ -1,0 +1,391 @@
+//! `RLock`: a process-shared, robust, re-entrant lock.
+//!
+//! # State table
+//!
+//! | word | name    | meaning                                              | written by           |
+//! |------|---------|------------------------------------------------------|----------------------|
+//! | 0    | `owner` | the robust lock word of [`raw`](super::raw)           | as for `Lock`        |
+//! | 1    | `count` | recursion depth of the owner; 0 when free            | the owner only       |
+//!
+//! `count` is written only by the thread whose id is in `owner` (after acquiring, before
+//! releasing), so it needs no atomicity beyond tear-free access: every access is `Relaxed`,
+//! and the acquire/release of `owner` orders it between successive owners. Thread ids are
+//! unique system-wide (not just per process), so the owner word identifies process *and*
+//! thread. After a takeover from a dead owner the new owner overwrites `count` with 1.
+//!
+//! # Safety
+//!
+//! The one unsafe item is `Sync for RLockGuard`: a shared guard exposes only `&RLock`.
+
+use super::block::{Block, BlockKind, block_handle_serde};
+use super::raw::{self, Acquired};
+use crate::error::{Error, LockResult, OwnerDied, Result};
+use crate::heap::ObjectToken;
+use crate::loom::{AtomicU32, Ordering};
+use crate::segment::{Segment, registry};
+use crate::sys::{self, Deadline};
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+pub(crate) struct RLockKind;
+
+impl BlockKind for RLockKind {
+    const WORDS: usize = 2;
+    const FINGERPRINT: u64 = crate::fingerprint::start("shmproc::RLock", 8, 4);
+    const NAME: &'static str = "shmproc::RLock";
+}
+
+const OWNER: usize = 0;
+const COUNT: usize = 1;
+
+/// The re-entrant algorithm over its two words, without syscalls of its own.
+pub(crate) mod algo {
+    use super::*;
+
+    /// Takes the lock (or one more level of it); `deadline` as for [`raw::lock`].
+    #[inline]
+    pub(crate) fn lock(
+        owner: &AtomicU32,
+        count: &AtomicU32,
+        deadline: Option<&Deadline>,
+    ) -> Acquired {
+        let tid = sys::current_tid();
+        // Acquire: the data written by the previous owner is visible.
+        match owner.compare_exchange(raw::UNLOCKED, tid, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => {
+                // Relaxed: ordered after the previous owner's last write by the acquire.
+                count.store(1, Ordering::Relaxed);
+                Acquired::Clean
+            }
+            Err(s) if s & raw::TID_MASK == tid => {
+                // Relaxed: only the owner (this thread) touches `count` while it holds it.
+                let c = count.load(Ordering::Relaxed);
+                count.store(c.saturating_add(1), Ordering::Relaxed);
+                Acquired::Clean
+            }
+            Err(_) => lock_contended(owner, count, deadline),
+        }
+    }
+
+    #[cold]
+    fn lock_contended(
+        owner: &AtomicU32,
+        count: &AtomicU32,
+        deadline: Option<&Deadline>,
+    ) -> Acquired {
+        let a = raw::lock(owner, deadline);
+        if a != Acquired::TimedOut {
+            // Relaxed: ordered after the previous owner's last write by `owner`'s acquire.
+            count.store(1, Ordering::Relaxed);
+        }
+        a
+    }
+
+    /// Tries once (taking over a dead owner's lock).
+    pub(crate) fn try_lock(owner: &AtomicU32, count: &AtomicU32) -> Option<Acquired> {
+        if raw::held_by_current_thread(owner) {
+            // Relaxed: as in `lock`.
+            let c = count.load(Ordering::Relaxed);
+            count.store(c.saturating_add(1), Ordering::Relaxed);
+            return Some(Acquired::Clean);
+        }
+        let a = raw::try_lock_or_take_over(owner)?;
+        // Relaxed: as in `lock`.
+        count.store(1, Ordering::Relaxed);
+        Some(a)
+    }
+
+    /// Releases one level; `false` if the calling thread is not the owner.
+    #[inline]
+    pub(crate) fn unlock(owner: &AtomicU32, count: &AtomicU32) -> bool {
+        if !raw::held_by_current_thread(owner) {
+            return false;
+        }
+        // Relaxed: only the owner touches `count`; `raw::unlock` publishes it (release).
+        let c = count.load(Ordering::Relaxed);
+        if c > 1 {
+            count.store(c - 1, Ordering::Relaxed);
+        } else {
+            count.store(0, Ordering::Relaxed);
+            raw::unlock(owner);
+        }
+        true
+    }
+
+    /// Releases every level at once and returns how many there were (0 if not the owner).
+    pub(crate) fn unlock_all(owner: &AtomicU32, count: &AtomicU32) -> u32 {
+        if !raw::held_by_current_thread(owner) {
+            return 0;
+        }
+        // Relaxed: as in `unlock`.
+        let c = count.swap(0, Ordering::Relaxed);
+        raw::unlock(owner);
+        c.max(1)
+    }
+
+    /// Re-takes the lock after [`unlock_all`] and restores `levels`.
+    pub(crate) fn lock_restore(owner: &AtomicU32, count: &AtomicU32, levels: u32) -> Acquired {
+        let a = raw::lock(owner, None);
+        // Relaxed: as in `lock`.
+        count.store(levels.max(1), Ordering::Relaxed);
+        a
+    }
+}
+
+/// A re-entrant lock shared between processes, like `multiprocessing.RLock`, that survives its
+/// holder's death.
+///
+/// The thread that holds it may take it again; it is free again after as many releases as
+/// acquisitions. The owner is a thread of a process (thread ids are unique system-wide), so a
+/// forked child never owns its parent's `RLock`. Uncontended acquisition and release take no
+/// system call; waiters sleep on a futex.
+///
+/// # Owner death
+///
+/// If the owning process dies (even by `SIGKILL`) holding it at any depth, the next acquirer
+/// gets it with [`OwnerDied`] within about 50 ms of trying, at depth 1. The data it protects
+/// may be half-updated; the lock itself is fully usable again.
+///
+/// # Examples
+/// ```
+/// # fn main() -> shmproc::Result<()> {
+/// let lock = shmproc::RLock::new()?;
+/// let outer = lock.lock()?;
+/// let inner = lock.lock()?; // the same thread may take it again
+/// assert_eq!(lock.depth(), 2);
+/// drop(inner);
+/// drop(outer);
+/// assert!(!lock.is_locked());
+/// assert!(matches!(lock.release(), Err(shmproc::Error::NotOwner)));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RLock {
+    block: Block<RLockKind>,
+}
+
+block_handle_serde!(RLock);
+
+impl fmt::Debug for RLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLock")
+            .field("locked", &self.is_locked())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RLock {
+    /// Creates an unlocked re-entrant lock in the default heap.
+    ///
+    /// # Errors
+    /// As for [`RLock::new_in`], and as for creating the default heap.
+    pub fn new() -> Result<RLock> {
+        RLock::new_in(&registry::default_segment()?)
+    }
+
+    /// Creates an unlocked re-entrant lock in `segment`.
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] if the segment's heap is full.
+    pub fn new_in(segment: &Segment) -> Result<RLock> {
+        Ok(RLock {
+            block: Block::alloc(segment, &[raw::UNLOCKED, 0])?,
+        })
+    }
+
+    #[inline]
+    pub(crate) fn owner_word(&self) -> &AtomicU32 {
+        self.block.word(OWNER)
+    }
+
+    #[inline]
+    pub(crate) fn count_word(&self) -> &AtomicU32 {
+        self.block.word(COUNT)
+    }
+
+    #[inline]
+    fn guard_for(&self, a: Acquired) -> LockResult<RLockGuard<'_>> {
+        match a {
+            Acquired::OwnerDied(tid) => Err(OwnerDied::new(RLockGuard::new(self), tid)),
+            _ => Ok(RLockGuard::new(self)),
+        }
+    }
+
+    /// Acquires the lock (one more level if the calling thread holds it), blocking until it is
+    /// free, and returns a guard that releases that level.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] (carrying the guard: the lock is held) if the previous owner died.
+    #[inline]
+    pub fn lock(&self) -> LockResult<RLockGuard<'_>> {
+        let a = algo::lock(self.owner_word(), self.count_word(), None);
+        self.guard_for(a)
+    }
+
+    /// Acquires the lock if it is free now or held by the calling thread, without blocking;
+    /// `Ok(None)` if another thread or process holds it.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] with the guard if the holder had died (the lock is taken over).
+    pub fn try_lock(&self) -> Result<Option<RLockGuard<'_>>, OwnerDied<RLockGuard<'_>>> {
+        match algo::try_lock(self.owner_word(), self.count_word()) {
+            Some(a) => self.guard_for(a).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Acquires the lock, waiting at most `timeout` (monotonic, unaffected by signals);
+    /// `Ok(None)` if it timed out.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] with the guard if the previous owner died.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<RLockGuard<'_>>, OwnerDied<RLockGuard<'_>>> {
+        let deadline = Deadline::after(timeout);
+        match algo::lock(self.owner_word(), self.count_word(), Some(&deadline)) {
+            Acquired::TimedOut => Ok(None),
+            a => self.guard_for(a).map(Some),
+        }
+    }
+
+    /// Acquires one level without a guard (Python's `acquire()`); pair with
+    /// [`release`](RLock::release).
+    ///
+    /// # Errors
+    /// [`OwnerDied`] if the previous owner died; the lock is held all the same.
+    pub fn acquire(&self) -> Result<(), OwnerDied<()>> {
+        match algo::lock(self.owner_word(), self.count_word(), None) {
+            Acquired::OwnerDied(tid) => Err(OwnerDied::new((), tid)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Acquires one level if possible now; returns whether it was acquired.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] if the previous owner had died; the lock is held all the same.
+    pub fn try_acquire(&self) -> Result<bool, OwnerDied<()>> {
+        match algo::try_lock(self.owner_word(), self.count_word()) {
+            Some(Acquired::OwnerDied(tid)) => Err(OwnerDied::new((), tid)),
+            Some(_) => Ok(true),
+            None => Ok(false),
+        }
+    }
+
+    /// Acquires one level, waiting at most `timeout`; returns whether it was acquired.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] if the previous owner died; the lock is held all the same.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, OwnerDied<()>> {
+        let deadline = Deadline::after(timeout);
+        match algo::lock(self.owner_word(), self.count_word(), Some(&deadline)) {
+            Acquired::OwnerDied(tid) => Err(OwnerDied::new((), tid)),
+            Acquired::Clean => Ok(true),
+            Acquired::TimedOut => Ok(false),
+        }
+    }
+
+    /// Releases one level taken with [`acquire`](RLock::acquire).
+    ///
+    /// # Errors
+    /// [`Error::NotOwner`] if the calling thread does not hold the lock (including one release
+    /// more than there were acquisitions).
+    pub fn release(&self) -> Result<()> {
+        if algo::unlock(self.owner_word(), self.count_word()) {
+            Ok(())
+        } else {
+            Err(Error::NotOwner)
+        }
+    }
+
+    /// Returns whether any thread of any process holds the lock (a snapshot).
+    pub fn is_locked(&self) -> bool {
+        raw::is_locked(self.owner_word())
+    }
+
+    /// Returns whether the calling thread holds the lock.
+    pub fn is_owned(&self) -> bool {
+        raw::held_by_current_thread(self.owner_word())
+    }
+
+    /// Returns how many levels the calling thread holds (0 if it does not own the lock).
+    pub fn depth(&self) -> u32 {
+        if self.is_owned() {
+            // Relaxed: only this thread, the owner, writes it.
+            self.count_word().load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
+    /// Returns whether two handles refer to the same lock.
+    pub fn same_as(&self, other: &RLock) -> bool {
+        self.block.same_as(&other.block)
+    }
+
+    /// Returns the token this handle serializes to.
+    pub fn token(&self) -> ObjectToken {
+        self.block.token()
+    }
+
+    /// Re-attaches a lock from its token.
+    ///
+    /// # Errors
+    /// [`Error::TypeMismatch`] if the token names something else; [`Error::ObjectGone`],
+    /// [`Error::UnknownSegment`], [`Error::CorruptObject`].
+    pub fn from_token(token: &ObjectToken) -> Result<RLock> {
+        Ok(RLock {
+            block: Block::attach(token)?,
+        })
+    }
+
+    /// Returns the segment the lock lives in.
+    pub fn segment(&self) -> Segment {
+        self.block.segment()
+    }
+}
+
+/// Holds one level of an [`RLock`]; releases it when dropped.
+///
+/// Not `Send`: the lock belongs to the thread that took it.
+#[must_use = "the level is released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
+pub struct RLockGuard<'a> {
+    lock: &'a RLock,
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: sharing `&RLockGuard` between threads gives access only to `&RLock`, which is `Sync`.
+#[allow(unsafe_code)]
+unsafe impl Sync for RLockGuard<'_> {}
+
+impl<'a> RLockGuard<'a> {
+    #[inline]
+    fn new(lock: &'a RLock) -> Self {
+        RLockGuard {
+            lock,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Returns the lock this guard holds.
+    pub fn lock(&self) -> &'a RLock {
+        self.lock
+    }
+}
+
+impl fmt::Debug for RLockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLockGuard").finish_non_exhaustive()
+    }
+}
+
+impl Drop for RLockGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        let _ = algo::unlock(self.lock.owner_word(), self.lock.count_word());
+    }
+}

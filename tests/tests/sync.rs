@@ -1,0 +1,736 @@
+//! Synchronization primitives between real processes: CPython's behaviours, and robustness to
+//! processes killed while holding or waiting.
+
+use shmproc::testing::{assert_no_leaks, fork, watchdog};
+use shmproc::{
+    Array, Barrier, BoundedSemaphore, Condition, Error, Event, Lock, RLock, RawValue, Semaphore,
+};
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(60);
+const KILL_ROUNDS: usize = 5;
+
+fn run(name: &str, f: impl FnOnce()) {
+    watchdog(LIMIT, name, || assert_no_leaks(f));
+}
+
+/// Spins (sleeping 1 ms at a time) until `f` holds.
+fn until(mut f: impl FnMut() -> bool) {
+    while !f() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn rlock_needs_as_many_releases_as_acquires() {
+    run("rlock_counts", || {
+        let l = RLock::new().unwrap();
+        for _ in 0..3 {
+            l.acquire().unwrap();
+        }
+        assert_eq!(l.depth(), 3);
+        l.release().unwrap();
+        l.release().unwrap();
+        assert!(l.is_locked());
+        l.release().unwrap();
+        assert!(!l.is_locked());
+        assert!(matches!(l.release(), Err(Error::NotOwner)));
+        let g1 = l.lock().unwrap();
+        let g2 = l.try_lock().unwrap().unwrap();
+        drop(g1);
+        assert_eq!(l.depth(), 1);
+        drop(g2);
+        assert!(!l.is_locked());
+    });
+}
+
+#[test]
+fn rlock_held_in_another_process_blocks_try_and_timed_acquire() {
+    run("rlock_other_process", || {
+        let l = RLock::new().unwrap();
+        let state = RawValue::new(0u32).unwrap();
+        let (l2, s2) = (l.clone(), state.clone());
+        let mut child = fork(move || {
+            l2.acquire().unwrap();
+            l2.acquire().unwrap();
+            s2.set(1);
+            until(|| s2.get() == 2);
+            // A release too many from a non-owner process is refused first.
+            l2.release().unwrap();
+            l2.release().unwrap();
+            0
+        });
+        until(|| state.get() == 1);
+        assert!(!l.try_acquire().unwrap());
+        assert!(matches!(l.release(), Err(Error::NotOwner)));
+        let t = Instant::now();
+        assert!(!l.acquire_timeout(Duration::from_millis(100)).unwrap());
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        state.set(2);
+        assert!(l.acquire_timeout(Duration::from_secs(20)).unwrap());
+        l.release().unwrap();
+        assert_eq!(child.wait(), Ok(0));
+    });
+}
+
+#[test]
+fn semaphore_values_go_down_and_up() {
+    run("semaphore_values", || {
+        let s = Semaphore::new(2).unwrap();
+        assert_eq!(s.value(), 2);
+        assert!(s.try_acquire());
+        assert_eq!(s.value(), 1);
+        s.acquire();
+        assert_eq!(s.value(), 0);
+        assert!(!s.try_acquire());
+        let t = Instant::now();
+        assert!(!s.acquire_timeout(Duration::from_millis(50)));
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        for v in 1..=4 {
+            s.release().unwrap();
+            assert_eq!(s.value(), v);
+        }
+        let b = BoundedSemaphore::new(2).unwrap();
+        assert!(matches!(
+            b.release(),
+            Err(Error::SemaphoreOverRelease { limit: 2 })
+        ));
+        b.acquire();
+        b.release().unwrap();
+        assert!(b.release().is_err());
+        assert_eq!(b.value(), 2);
+    });
+}
+
+#[test]
+fn semaphore_release_in_one_process_wakes_a_waiter_in_another() {
+    run("semaphore_cross", || {
+        let s = Semaphore::new(0).unwrap();
+        let done = RawValue::new(0u32).unwrap();
+        let kids: Vec<_> = (0..2)
+            .map(|_| {
+                let (s2, d2) = (s.clone(), done.clone());
+                fork(move || {
+                    for _ in 0..500 {
+                        s2.acquire();
+                    }
+                    d2.set(1);
+                    0
+                })
+            })
+            .collect();
+        for _ in 0..1000 {
+            s.release().unwrap();
+        }
+        for mut k in kids {
+            assert_eq!(k.wait(), Ok(0));
+        }
+        assert_eq!(s.value(), 0);
+    });
+}
+
+/// Three processes wait; `notify(1)` releases exactly one, `notify_all` the other two.
+#[test]
+fn notify_one_wakes_exactly_one_of_three_waiting_processes() {
+    run("notify_one", || {
+        let cond = Condition::new().unwrap();
+        let ready = RawValue::new(0u32).unwrap();
+        let woken = RawValue::new(0u32).unwrap();
+        let kids: Vec<_> = (0..3)
+            .map(|_| {
+                let (c, r, w) = (cond.clone(), ready.clone(), woken.clone());
+                fork(move || {
+                    let mut g = c.lock().unwrap();
+                    r.set(r.get() + 1);
+                    c.wait(&mut g).unwrap();
+                    w.set(w.get() + 1);
+                    0
+                })
+            })
+            .collect();
+        // All three have registered once `ready` is 3 under the lock (each registers before
+        // releasing the lock it incremented `ready` under).
+        until(|| {
+            let _g = cond.lock().unwrap();
+            ready.get() == 3
+        });
+        {
+            let _g = cond.lock().unwrap();
+            cond.notify(1).unwrap();
+        }
+        until(|| woken.get() == 1);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(woken.get(), 1, "notify(1) woke more than one waiter");
+        {
+            let _g = cond.lock().unwrap();
+            cond.notify_all().unwrap();
+        }
+        for mut k in kids {
+            assert_eq!(k.wait(), Ok(0));
+        }
+        assert_eq!(woken.get(), 3);
+    });
+}
+
+#[test]
+fn wait_for_sees_a_predicate_set_by_another_process() {
+    run("wait_for", || {
+        for lock_kind in 0..2 {
+            let cond = if lock_kind == 0 {
+                Condition::with_lock(Lock::new().unwrap()).unwrap()
+            } else {
+                Condition::with_lock(RLock::new().unwrap()).unwrap()
+            };
+            let flag = RawValue::new(0u32).unwrap();
+            let (c, f) = (cond.clone(), flag.clone());
+            let mut child = fork(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                let _g = c.lock().unwrap();
+                f.set(1);
+                c.notify_all().unwrap();
+                0
+            });
+            let mut g = cond.lock().unwrap();
+            let _inner = if lock_kind == 1 {
+                Some(cond.lock().unwrap()) // an RLock level that wait must release and restore
+            } else {
+                None
+            };
+            assert!(
+                cond.wait_for(&mut g, || flag.get() == 1, Some(Duration::from_secs(20)))
+                    .unwrap()
+            );
+            let t = Instant::now();
+            assert!(
+                !cond
+                    .wait_for(&mut g, || flag.get() == 2, Some(Duration::from_millis(50)))
+                    .unwrap()
+            );
+            assert!(t.elapsed() >= Duration::from_millis(50));
+            drop(_inner);
+            drop(g);
+            assert_eq!(child.wait(), Ok(0));
+        }
+    });
+}
+
+#[test]
+fn condition_refuses_notify_without_the_lock_and_foreign_guards() {
+    run("condition_not_owner", || {
+        let a = Condition::new().unwrap();
+        let b = Condition::new().unwrap();
+        assert!(matches!(a.notify(1), Err(Error::NotOwner)));
+        assert!(matches!(a.notify_all(), Err(Error::NotOwner)));
+        let mut gb = b.lock().unwrap();
+        assert!(matches!(
+            a.wait_timeout(&mut gb, Duration::from_millis(1)),
+            Err(Error::NotOwner)
+        ));
+    });
+}
+
+#[test]
+fn event_set_in_one_process_releases_waiters_in_others() {
+    run("event", || {
+        let ev = Event::new().unwrap();
+        let t = Instant::now();
+        assert!(!ev.wait(Some(Duration::from_millis(50))));
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        let kids: Vec<_> = (0..3)
+            .map(|_| {
+                let e = ev.clone();
+                fork(move || {
+                    if e.wait(Some(Duration::from_secs(30))) {
+                        0
+                    } else {
+                        1
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        ev.set();
+        assert!(ev.is_set());
+        for mut k in kids {
+            assert_eq!(k.wait(), Ok(0));
+        }
+        ev.clear();
+        assert!(!ev.is_set());
+    });
+}
+
+/// Five processes pass a barrier hundreds of times in lockstep; the action runs once a pass.
+#[test]
+fn heavy_five_processes_pass_a_barrier_in_lockstep() {
+    run("barrier_lockstep", || {
+        const PASSES: u32 = 300;
+        let rounds = Array::<u32>::new(5).unwrap();
+        let seen = Array::<u32>::new(5).unwrap();
+        let actions = RawValue::new(0u32).unwrap();
+        let a2 = actions.clone();
+        let barrier = Barrier::with_action(5, move || a2.set(a2.get() + 1)).unwrap();
+        let kids: Vec<_> = (0..5usize)
+            .map(|me| {
+                let (b, r, s) = (barrier.clone(), rounds.clone(), seen.clone());
+                fork(move || {
+                    for round in 0..PASSES {
+                        r.set(me, round).unwrap();
+                        let i = b.wait_timeout(Duration::from_secs(30)).unwrap();
+                        s.lock().unwrap()[i as usize] += 1;
+                        if r.to_vec().unwrap().iter().any(|&x| x != round) {
+                            return 2;
+                        }
+                        let i = b.wait_timeout(Duration::from_secs(30)).unwrap();
+                        s.lock().unwrap()[i as usize] += 1;
+                    }
+                    0
+                })
+            })
+            .collect();
+        for mut k in kids {
+            assert_eq!(k.wait(), Ok(0));
+        }
+        assert_eq!(seen.to_vec().unwrap(), [2 * PASSES; 5]);
+        assert_eq!(actions.get(), 2 * PASSES);
+        assert!(!barrier.is_broken());
+    });
+}
+
+#[test]
+fn abort_breaks_the_barrier_for_every_waiter_and_reset_repairs_it() {
+    run("barrier_abort", || {
+        let barrier = Barrier::new(4).unwrap();
+        let kids: Vec<_> = (0..3)
+            .map(|_| {
+                let b = barrier.clone();
+                fork(move || match b.wait() {
+                    Err(Error::BrokenBarrier) => 0,
+                    _ => 1,
+                })
+            })
+            .collect();
+        until(|| barrier.n_waiting() == 3);
+        barrier.abort();
+        assert!(barrier.is_broken());
+        for mut k in kids {
+            assert_eq!(k.wait(), Ok(0));
+        }
+        assert!(matches!(barrier.wait(), Err(Error::BrokenBarrier)));
+        barrier.reset();
+        assert!(!barrier.is_broken());
+        assert_eq!(barrier.n_waiting(), 0);
+        let kids: Vec<_> = (0..3)
+            .map(|_| {
+                let b = barrier.clone();
+                fork(move || b.wait_timeout(Duration::from_secs(30)).map_or(1, |_| 0))
+            })
+            .collect();
+        barrier.wait_timeout(Duration::from_secs(30)).unwrap();
+        for mut k in kids {
+            assert_eq!(k.wait(), Ok(0));
+        }
+    });
+}
+
+#[test]
+fn barrier_timeout_breaks_it_for_every_waiter() {
+    run("barrier_timeout", || {
+        let barrier = Barrier::new(4).unwrap();
+        let kids: Vec<_> = (0..2)
+            .map(|_| {
+                let b = barrier.clone();
+                fork(move || match b.wait() {
+                    Err(Error::BrokenBarrier) => 0,
+                    _ => 1,
+                })
+            })
+            .collect();
+        until(|| barrier.n_waiting() == 2);
+        let t = Instant::now();
+        assert!(matches!(
+            barrier.wait_timeout(Duration::from_millis(100)),
+            Err(Error::BrokenBarrier)
+        ));
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        for mut k in kids {
+            assert_eq!(k.wait(), Ok(0));
+        }
+    });
+}
+
+#[test]
+fn handles_round_trip_through_tokens_and_serde() {
+    run("tokens", || {
+        let r = RLock::new().unwrap();
+        assert!(RLock::from_token(&r.token()).unwrap().same_as(&r));
+        let s = Semaphore::new(3).unwrap();
+        assert!(Semaphore::from_token(&s.token()).unwrap().same_as(&s));
+        assert!(matches!(
+            BoundedSemaphore::from_token(&s.token()),
+            Err(Error::TypeMismatch { .. })
+        ));
+        let e = Event::new().unwrap();
+        assert!(Event::from_token(&e.token()).unwrap().same_as(&e));
+        let b = Barrier::new(3).unwrap();
+        let b2 = Barrier::from_token(&b.token()).unwrap();
+        assert!(b2.same_as(&b) && b2.parties() == 3);
+        let c = Condition::with_lock(r.clone()).unwrap();
+        let bytes = shmproc::codec::to_bytes(&c).unwrap();
+        let c2: Condition = shmproc::codec::from_bytes(&bytes).unwrap();
+        assert!(c2.same_as(&c));
+    });
+}
+
+// ---- SIGKILL loops -------------------------------------------------------------------------
+
+#[test]
+fn kill_rlock_holder_reports_owner_died() {
+    run("kill_rlock", || {
+        let l = RLock::new().unwrap();
+        for _ in 0..KILL_ROUNDS {
+            let ready = RawValue::new(0u32).unwrap();
+            let (l2, r2) = (l.clone(), ready.clone());
+            let mut child = fork(move || {
+                l2.acquire().unwrap();
+                l2.acquire().unwrap();
+                r2.set(1);
+                std::thread::sleep(Duration::from_secs(600));
+                0
+            });
+            until(|| ready.get() == 1);
+            assert_eq!(child.kill(), Err(9));
+            match l.lock() {
+                Err(died) => {
+                    assert_eq!(l.depth(), 1);
+                    drop(died.into_inner());
+                }
+                Ok(_) => panic!("expected OwnerDied"),
+            }
+            assert!(!l.is_locked());
+            drop(l.lock().unwrap());
+        }
+    });
+}
+
+#[test]
+fn kill_condition_lock_holder_reports_owner_died_to_the_waiter() {
+    run("kill_condition_holder", || {
+        let cond = Condition::new().unwrap();
+        for _ in 0..KILL_ROUNDS {
+            let ready = RawValue::new(0u32).unwrap();
+            let mut g = cond.lock().unwrap();
+            let (c2, r2) = (cond.clone(), ready.clone());
+            let mut child = fork(move || {
+                let _g = c2.lock().unwrap();
+                c2.notify(1).unwrap();
+                r2.set(1);
+                std::thread::sleep(Duration::from_secs(600));
+                0
+            });
+            let pid = child.pid();
+            let r3 = ready.clone();
+            let killer = std::thread::spawn(move || {
+                until(|| r3.get() == 1);
+                std::thread::sleep(Duration::from_millis(20));
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+            });
+            match cond.wait(&mut g) {
+                Err(Error::OwnerDied { .. }) => {}
+                other => panic!("expected OwnerDied, got {other:?}"),
+            }
+            killer.join().unwrap();
+            assert_eq!(child.wait(), Err(9));
+            drop(g);
+            drop(cond.lock().unwrap());
+        }
+    });
+}
+
+#[test]
+fn kill_condition_waiter_never_blocks_the_others() {
+    run("kill_condition_waiter", || {
+        let cond = Condition::new().unwrap();
+        for _ in 0..KILL_ROUNDS {
+            let ready = RawValue::new(0u32).unwrap();
+            let mut kids: Vec<_> = (0..3)
+                .map(|_| {
+                    let (c, r) = (cond.clone(), ready.clone());
+                    fork(move || {
+                        let mut g = c.lock().unwrap();
+                        r.set(r.get() + 1);
+                        match c.wait_timeout(&mut g, Duration::from_secs(30)) {
+                            Ok(true) => 0,
+                            _ => 1,
+                        }
+                    })
+                })
+                .collect();
+            until(|| {
+                let _g = cond.lock().unwrap();
+                ready.get() == 3
+            });
+            assert_eq!(kids[0].kill(), Err(9));
+            {
+                let _g = cond.lock().unwrap();
+                cond.notify_all().unwrap();
+            }
+            for k in &mut kids[1..] {
+                assert_eq!(k.wait(), Ok(0));
+            }
+            // Usable afterwards: a fresh waiter is released by notify(1).
+            let (c, r) = (cond.clone(), ready.clone());
+            r.set(0);
+            let mut k = fork(move || {
+                let mut g = c.lock().unwrap();
+                r.set(1);
+                c.wait_for(&mut g, || r.get() == 2, Some(Duration::from_secs(30)))
+                    .map_or(1, |ok| if ok { 0 } else { 1 })
+            });
+            until(|| {
+                let _g = cond.lock().unwrap();
+                ready.get() == 1
+            });
+            {
+                let _g = cond.lock().unwrap();
+                ready.set(2);
+                cond.notify(1).unwrap();
+            }
+            assert_eq!(k.wait(), Ok(0));
+        }
+    });
+}
+
+#[test]
+fn kill_event_waiter_never_blocks_the_others() {
+    run("kill_event_waiter", || {
+        for _ in 0..KILL_ROUNDS {
+            let ev = Event::new().unwrap();
+            let mut kids: Vec<_> = (0..2)
+                .map(|_| {
+                    let e = ev.clone();
+                    fork(move || {
+                        if e.wait(Some(Duration::from_secs(30))) {
+                            0
+                        } else {
+                            1
+                        }
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(20));
+            assert_eq!(kids[0].kill(), Err(9));
+            ev.set();
+            assert_eq!(kids[1].wait(), Ok(0));
+            ev.clear();
+            assert!(!ev.wait(Some(Duration::from_millis(10))));
+        }
+    });
+}
+
+#[test]
+fn kill_barrier_waiter_breaks_later_passes_and_reset_repairs() {
+    run("kill_barrier_waiter", || {
+        let barrier = Barrier::new(3).unwrap();
+        for _ in 0..KILL_ROUNDS {
+            let b = barrier.clone();
+            let mut victim = fork(move || {
+                let _ = b.wait();
+                // Second pass: never reached by the killed process.
+                let _ = b.wait();
+                0
+            });
+            let b = barrier.clone();
+            let mut peer = fork(move || {
+                if b.wait_timeout(Duration::from_secs(30)).is_err() {
+                    return 1;
+                }
+                match b.wait_timeout(Duration::from_secs(30)) {
+                    Err(Error::BrokenBarrier) => 0,
+                    _ => 2,
+                }
+            });
+            until(|| barrier.n_waiting() == 2);
+            // The victim was counted, so this pass completes without it.
+            assert_eq!(victim.kill(), Err(9));
+            barrier.wait_timeout(Duration::from_secs(30)).unwrap();
+            // The next pass cannot: the survivors time out and see it broken.
+            until(|| barrier.n_waiting() == 1);
+            assert!(matches!(
+                barrier.wait_timeout(Duration::from_millis(50)),
+                Err(Error::BrokenBarrier)
+            ));
+            assert_eq!(peer.wait(), Ok(0));
+            barrier.reset();
+            assert!(!barrier.is_broken());
+        }
+    });
+}
+
+#[test]
+fn kill_barrier_leader_in_its_action_breaks_the_pass() {
+    run("kill_barrier_leader", || {
+        let parent = std::process::id();
+        let in_action = RawValue::new(0u32).unwrap();
+        let ia = in_action.clone();
+        let barrier = Barrier::with_action(2, move || {
+            if std::process::id() != parent {
+                ia.set(1);
+                std::thread::sleep(Duration::from_secs(600));
+            }
+        })
+        .unwrap();
+        for _ in 0..KILL_ROUNDS {
+            in_action.set(0);
+            let b = barrier.clone();
+            // The parent arrives first and waits; the child arrives last and leads.
+            let waiter = std::thread::spawn({
+                let b = barrier.clone();
+                move || b.wait()
+            });
+            until(|| barrier.n_waiting() == 1);
+            let mut child = fork(move || b.wait().map_or(1, |_| 0));
+            until(|| in_action.get() == 1);
+            assert_eq!(child.kill(), Err(9));
+            assert!(matches!(waiter.join().unwrap(), Err(Error::BrokenBarrier)));
+            assert!(barrier.is_broken());
+            barrier.reset();
+        }
+    });
+}
+
+#[test]
+fn kill_semaphore_waiter_loses_nothing_and_dead_holder_is_documented_loss() {
+    run("kill_semaphore", || {
+        let sem = Semaphore::new(0).unwrap();
+        for _ in 0..KILL_ROUNDS {
+            let s2 = sem.clone();
+            let mut waiter = fork(move || {
+                s2.acquire();
+                0
+            });
+            std::thread::sleep(Duration::from_millis(20));
+            assert_eq!(waiter.kill(), Err(9));
+            sem.release().unwrap();
+            assert_eq!(sem.value(), 1);
+            assert!(sem.acquire_timeout(Duration::from_secs(5)));
+        }
+        // A holder that dies keeps its unit: the value stays down (as in Python).
+        sem.release().unwrap();
+        let s2 = sem.clone();
+        let ready = RawValue::new(0u32).unwrap();
+        let r2 = ready.clone();
+        let mut holder = fork(move || {
+            s2.acquire();
+            r2.set(1);
+            std::thread::sleep(Duration::from_secs(600));
+            0
+        });
+        until(|| ready.get() == 1);
+        assert_eq!(holder.kill(), Err(9));
+        assert!(!sem.acquire_timeout(Duration::from_millis(50)));
+    });
+}
+
+/// Two processes hand a turn back and forth through one condition many times.
+#[test]
+fn heavy_condition_ping_pong_between_two_processes() {
+    run("condition_ping_pong", || {
+        const ROUNDS: u32 = 20_000;
+        let cond = Condition::new().unwrap();
+        let turn = RawValue::new(0u32).unwrap();
+        let (c2, t2) = (cond.clone(), turn.clone());
+        let mut peer = fork(move || {
+            let mut g = c2.lock().unwrap();
+            loop {
+                while t2.get() == 0 {
+                    c2.wait(&mut g).unwrap();
+                }
+                if t2.get() == 2 {
+                    return 0;
+                }
+                t2.set(0);
+                c2.notify(1).unwrap();
+            }
+        });
+        let mut g = cond.lock().unwrap();
+        for _ in 0..ROUNDS {
+            turn.set(1);
+            cond.notify(1).unwrap();
+            while turn.get() == 1 {
+                cond.wait(&mut g).unwrap();
+            }
+        }
+        turn.set(2);
+        cond.notify(1).unwrap();
+        drop(g);
+        assert_eq!(peer.wait(), Ok(0));
+    });
+}
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// Signals interrupt the futex waits (`EINTR`), but every timed wait still lasts its full
+/// timeout: the waits loop against one absolute monotonic deadline.
+#[test]
+fn timed_waits_last_their_timeout_under_a_storm_of_signals() {
+    run("eintr", || {
+        // SAFETY: a zeroed `sigaction` is a valid "no flags, empty mask" value to fill in.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as usize;
+        // SAFETY: installs a handler that does nothing (async-signal-safe) for SIGUSR1.
+        let rc = unsafe { libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()) };
+        assert_eq!(rc, 0);
+        // SAFETY: `pthread_self` has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let storm = {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // SAFETY: `me` is the test thread, alive until `stop` is set and this
+                    // thread joined.
+                    unsafe { libc::pthread_kill(me, libc::SIGUSR1) };
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            })
+        };
+        let d = Duration::from_millis(150);
+        let ev = Event::new().unwrap();
+        let t = Instant::now();
+        assert!(!ev.wait(Some(d)));
+        assert!(t.elapsed() >= d);
+        let sem = Semaphore::new(0).unwrap();
+        let t = Instant::now();
+        assert!(!sem.acquire_timeout(d));
+        assert!(t.elapsed() >= d);
+        let cond = Condition::new().unwrap();
+        let mut g = cond.lock().unwrap();
+        let t = Instant::now();
+        assert!(!cond.wait_timeout(&mut g, d).unwrap());
+        assert!(t.elapsed() >= d);
+        drop(g);
+        let barrier = Barrier::new(2).unwrap();
+        let t = Instant::now();
+        assert!(barrier.wait_timeout(d).is_err());
+        assert!(t.elapsed() >= d);
+        let lock = RLock::new().unwrap();
+        let l2 = lock.clone();
+        let holder = fork(move || {
+            l2.acquire().unwrap();
+            std::thread::sleep(Duration::from_secs(2));
+            0
+        });
+        let mut holder = holder;
+        while !lock.is_locked() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let t = Instant::now();
+        assert!(!lock.acquire_timeout(d).unwrap());
+        assert!(t.elapsed() >= d);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        storm.join().unwrap();
+        assert_eq!(holder.kill(), Err(9));
+    });
+}
