@@ -10,6 +10,9 @@
 pub mod codec;
 mod error;
 mod fingerprint;
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
+pub use heap::testing as heap_testing;
 mod heap;
 mod loom;
 mod segment;
@@ -20,6 +23,10 @@ mod sys;
 #[cfg(feature = "test-support")]
 #[doc(hidden)]
 pub mod testing;
+
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use error::{Error, LockResult, OwnerDied, Result};
 pub use heap::{HeapStats, ObjectToken};
