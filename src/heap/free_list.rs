@@ -64,3 +64,37 @@ pub(crate) fn push(list: &AtomicU64, idx: u64, next: &AtomicU64) {
         }
     }
 }
+
+#[cfg(all(test, not(shmproc_loom)))]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    fn next_of(words: &[AtomicU64], idx: u64) -> Result<&AtomicU64> {
+        words
+            .get(usize::try_from(idx).unwrap_or(usize::MAX))
+            .ok_or(Error::CorruptObject {
+                reason: "index out of range",
+            })
+    }
+
+    /// Single-threaded protocol check (also run under miri): LIFO order, tags bumped, and a
+    /// corrupt link is an error, not a wild access.
+    #[test]
+    fn push_pop_is_lifo_and_bumps_the_tag() {
+        let head = AtomicU64::new(0);
+        let next: Vec<AtomicU64> = (0..4).map(|_| AtomicU64::new(0)).collect();
+        for i in 1..4 {
+            push(&head, i, &next[i as usize]);
+        }
+        assert_eq!(head.load(Ordering::Relaxed) >> 32, 3);
+        let popped: Vec<_> = (0..3)
+            .map(|_| pop(&head, |i| next_of(&next, i)).unwrap().unwrap())
+            .collect();
+        assert_eq!(popped, [3, 2, 1]);
+        assert_eq!(pop(&head, |i| next_of(&next, i)).unwrap(), None);
+        assert_eq!(head.load(Ordering::Relaxed) >> 32, 6);
+        head.store(99, Ordering::Relaxed);
+        assert!(pop(&head, |i| next_of(&next, i)).is_err());
+    }
+}
