@@ -78,9 +78,9 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_hostile_lengths() {
         let v: (u8, String, Vec<u32>, Option<i64>) = (7, "é".to_owned(), vec![1, 2, 3], Some(-9));
-        let bytes = to_bytes(&v).unwrap();
+        let bytes = to_bytes(&v).expect("valid");
         assert_eq!(
-            from_bytes::<(u8, String, Vec<u32>, Option<i64>)>(&bytes).unwrap(),
+            from_bytes::<(u8, String, Vec<u32>, Option<i64>)>(&bytes).expect("valid"),
             v
         );
         let mut trailing = bytes.clone();

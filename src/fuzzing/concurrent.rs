@@ -400,7 +400,7 @@ pub fn run(schedule: &Schedule) -> Report {
 }
 
 fn fd_identity(seg: &Segment) -> (i32, u64) {
-    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
     let fd = seg.as_fd().as_raw_fd();
     let ino = std::fs::metadata(format!("/proc/self/fd/{fd}")).map_or(0, |m| m.ino());

@@ -27,8 +27,11 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::OnceLock;
 
+/// A fuzz target's body.
+pub type Body = fn(&[u8]);
+
 /// Every target, by name, for the replay test and the deep check.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("codec_decode", codec_decode),
     ("segment_header", segment_header),
     ("token_attach", token_attach),
@@ -37,7 +40,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 ];
 
 /// Returns the body of the target called `name`.
-pub fn target(name: &str) -> Option<fn(&[u8])> {
+pub fn target(name: &str) -> Option<Body> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
 

@@ -84,15 +84,19 @@ mod tests {
     fn push_pop_is_lifo_and_bumps_the_tag() {
         let head = AtomicU64::new(0);
         let next: Vec<AtomicU64> = (0..4).map(|_| AtomicU64::new(0)).collect();
-        for i in 1..4 {
-            push(&head, i, &next[i as usize]);
+        for i in 1..4u8 {
+            push(&head, u64::from(i), &next[usize::from(i)]);
         }
         assert_eq!(head.load(Ordering::Relaxed) >> 32, 3);
         let popped: Vec<_> = (0..3)
-            .map(|_| pop(&head, |i| next_of(&next, i)).unwrap().unwrap())
+            .map(|_| {
+                pop(&head, |i| next_of(&next, i))
+                    .expect("valid")
+                    .expect("nonempty")
+            })
             .collect();
         assert_eq!(popped, [3, 2, 1]);
-        assert_eq!(pop(&head, |i| next_of(&next, i)).unwrap(), None);
+        assert_eq!(pop(&head, |i| next_of(&next, i)).expect("valid"), None);
         assert_eq!(head.load(Ordering::Relaxed) >> 32, 6);
         head.store(99, Ordering::Relaxed);
         assert!(pop(&head, |i| next_of(&next, i)).is_err());

@@ -201,7 +201,7 @@ impl TestHeap {
             let bsize = class
                 .block_size(page)
                 .ok_or(corrupt("bad class in a block header"))?;
-            if class.is_large() && off % page != 0 {
+            if class.is_large() && !off.is_multiple_of(page) {
                 return Err(corrupt("large block not page-aligned"));
             }
             if off + bsize > top {

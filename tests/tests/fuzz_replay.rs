@@ -4,6 +4,8 @@
 //! `SHMPROC_WRITE_SEEDS=1 cargo test -p shmproc-tests --test fuzz_replay write_seed_corpus --
 //! --ignored` regenerates the seed inputs (`seed-*` files).
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // tests: a failed unwrap is the assertion
+
 use shmproc::fuzzing::concurrent::{Op, Schedule};
 use shmproc::fuzzing::{Plain, TARGETS, WithHandles};
 use shmproc::testing::watchdog;

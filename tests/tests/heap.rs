@@ -1,5 +1,7 @@
 //! The shared heap: a proptest model, a two-process stress test, and pages given back.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // tests: a failed unwrap is the assertion
+
 use proptest::prelude::*;
 use shmproc::fuzzing::HeapModel;
 use shmproc::heap_testing::TestHeap;

@@ -5,6 +5,8 @@
 //! Iterations default to a few hundred (the suite stays well under a minute);
 //! `SHMPROC_KILL_ITERS=<n>` sets the count for the deep check.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // tests: a failed unwrap is the assertion
+
 use shmproc::fuzzing::concurrent::{self, Op, Schedule};
 use shmproc::heap_testing::TestHeap;
 use shmproc::testing::{assert_no_leaks, fork, watchdog};

@@ -2,6 +2,8 @@
 //! foreign or missing segment is each its own error; oversized length prefixes are refused
 //! without allocating.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // tests: a failed unwrap is the assertion
+
 use shmproc::testing::assert_no_leaks;
 use shmproc::{Error, Segment, codec};
 use std::os::unix::fs::PermissionsExt;
