@@ -33,7 +33,7 @@ impl Rng {
         let seed = std::env::var("SHMPROC_KILL_SEED")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| u64::from(std::process::id()) * 0x9e37_79b9 | 1);
+            .unwrap_or_else(|| (u64::from(std::process::id()) * 0x9e37_79b9) | 1);
         eprintln!("kill suite seed: {seed} (SHMPROC_KILL_SEED to replay)");
         Rng(seed)
     }
