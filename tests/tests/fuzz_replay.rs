@@ -291,3 +291,15 @@ fn write_seed_corpus() {
         std::fs::write(dir.join(format!("seed-{name}")), data).unwrap();
     }
 }
+
+/// The input with which the concurrent fuzzer caught a `try_lock` made of a load and a store
+/// instead of a compare-exchange (a deliberately broken build, 77 executions, 3 s): three
+/// processes holding the lock in turn, each checking nobody else is inside. Replayed a few
+/// times, since one run of a race may miss it.
+#[test]
+fn heavy_concurrent_lock_exclusion_regression() {
+    let data = std::fs::read(corpus_dir("concurrent").join("found-try-lock-without-cas")).unwrap();
+    for _ in 0..5 {
+        shmproc::fuzzing::concurrent::run_bytes(&data);
+    }
+}
