@@ -294,12 +294,13 @@ fn write_seed_corpus() {
 
 /// The input with which the concurrent fuzzer caught a `try_lock` made of a load and a store
 /// instead of a compare-exchange (a deliberately broken build, 77 executions, 3 s): three
-/// processes holding the lock in turn, each checking nobody else is inside. Replayed a few
-/// times, since one run of a race may miss it.
+/// processes holding the lock in turn, each checking nobody else is inside. Replayed 200
+/// times (about a second), since one run of a race may miss it: on that broken build, 50
+/// replays failed in 2 of 3 tries.
 #[test]
 fn heavy_concurrent_lock_exclusion_regression() {
     let data = std::fs::read(corpus_dir("concurrent").join("found-try-lock-without-cas")).unwrap();
-    for _ in 0..5 {
+    for _ in 0..200 {
         shmproc::fuzzing::concurrent::run_bytes(&data);
     }
 }
