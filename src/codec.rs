@@ -87,3 +87,31 @@ pub fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         })),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pure-Rust decode checks (no handles, so no syscalls: these run under miri too).
+    #[test]
+    fn round_trips_and_rejects_hostile_lengths() {
+        let v: (u8, String, Vec<u32>, Option<i64>) = (7, "é".to_owned(), vec![1, 2, 3], Some(-9));
+        let bytes = to_bytes(&v).expect("valid");
+        assert_eq!(
+            from_bytes::<(u8, String, Vec<u32>, Option<i64>)>(&bytes).expect("valid"),
+            v
+        );
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(from_bytes::<(u8, String, Vec<u32>, Option<i64>)>(&trailing).is_err());
+        // A 2^40 length prefix, and usize::MAX: refused, nothing of that size allocated.
+        let huge = [0x80, 0x80, 0x80, 0x80, 0x80, 0x20, 1, 2, 3];
+        assert!(from_bytes::<Vec<u8>>(&huge).is_err());
+        assert!(from_bytes::<String>(&huge).is_err());
+        let max = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert!(from_bytes::<Vec<u64>>(&max).is_err());
+        for len in 0..bytes.len() {
+            assert!(from_bytes::<(u8, String, Vec<u32>, Option<i64>)>(&bytes[..len]).is_err());
+        }
+    }
+}

@@ -12,6 +12,9 @@ pub mod connection;
 mod error;
 mod fdpass;
 mod fingerprint;
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
+pub use heap::testing as heap_testing;
 mod heap;
 mod loom;
 mod process;
@@ -24,6 +27,10 @@ mod sys;
 #[cfg(feature = "test-support")]
 #[doc(hidden)]
 pub mod testing;
+
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use connection::{Client, Connection, Listener, pipe, pipe_simplex};
 pub use error::{Error, LockResult, OwnerDied, Result};

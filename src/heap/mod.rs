@@ -53,8 +53,13 @@
 #![allow(unsafe_code)]
 #![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
+pub(crate) mod free_list;
 pub(crate) mod handle;
+#[cfg(all(test, shmproc_loom))]
+mod loom_tests;
 pub(crate) mod size_class;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
@@ -336,44 +341,19 @@ impl<'a> RawHeap<'a> {
 
     fn pop(&self, class: Class) -> Result<Option<u64>> {
         let list = self.list(class)?;
-        let mut head = list.load(Ordering::Acquire);
-        loop {
-            let idx = head & RC_MASK;
-            if idx == 0 {
-                return Ok(None);
-            }
+        let idx = free_list::pop(list, |idx| {
             let block = idx.saturating_mul(IDX_UNIT);
             self.check_block_offset(block)?;
-            let next = self.u64_at(add(block, 24)?)?.load(Ordering::Relaxed);
-            let tag = (head >> 32).wrapping_add(1) & RC_MASK;
-            let new = tag << 32 | (next & RC_MASK);
-            // Acquire on success: the popped block's header was written before its push.
-            match list.compare_exchange_weak(head, new, Ordering::Acquire, Ordering::Acquire) {
-                Ok(_) => return Ok(Some(block)),
-                Err(now) => head = now,
-            }
-        }
+            self.u64_at(add(block, 24)?)
+        })?;
+        Ok(idx.map(|i| i.saturating_mul(IDX_UNIT)))
     }
 
     fn push(&self, class: Class, block: u64) -> Result<()> {
         let list = self.list(class)?;
-        let idx = block / IDX_UNIT;
         let next = self.u64_at(add(block, 24)?)?;
-        let mut head = list.load(Ordering::Relaxed);
-        loop {
-            next.store(head & RC_MASK, Ordering::Relaxed);
-            let tag = (head >> 32).wrapping_add(1) & RC_MASK;
-            // Release: the `next` link and the freed header are visible to the popper.
-            match list.compare_exchange_weak(
-                head,
-                tag << 32 | idx,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Ok(()),
-                Err(now) => head = now,
-            }
-        }
+        free_list::push(list, block / IDX_UNIT, next);
+        Ok(())
     }
 
     fn check_block_offset(&self, block: u64) -> Result<()> {

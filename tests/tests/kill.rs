@@ -1,0 +1,316 @@
+//! The kill suite: children SIGKILLed at random points while holding a lock, updating a
+//! `Value`, or allocating and freeing in the heap; after each kill: no hang (watchdog), the
+//! lock reports `OwnerDied` and then works, the heap stays consistent, nothing leaks.
+//!
+//! Iterations default to a few hundred (the suite stays well under a minute);
+//! `SHMPROC_KILL_ITERS=<n>` sets the count for the deep check.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // tests: a failed unwrap is the assertion
+
+use shmproc::fuzzing::concurrent::{self, Op, Schedule};
+use shmproc::heap_testing::TestHeap;
+use shmproc::testing::{assert_no_leaks, fork, watchdog};
+use shmproc::{Lock, RawValue, Segment, Value};
+use std::time::{Duration, Instant};
+
+fn iters(default: u64) -> u64 {
+    std::env::var("SHMPROC_KILL_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A watchdog limit that grows with the iteration count (never an upper bound on speed:
+/// only a net for hangs).
+fn limit(n: u64) -> Duration {
+    Duration::from_secs(120) + Duration::from_millis(200) * u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let seed = std::env::var("SHMPROC_KILL_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| (u64::from(std::process::id()) * 0x9e37_79b9) | 1);
+        eprintln!("kill suite seed: {seed} (SHMPROC_KILL_SEED to replay)");
+        Rng(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+fn spin_for(micros: u64) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_micros(micros) {
+        std::hint::spin_loop();
+    }
+}
+
+/// A holder killed inside `lock()` makes the next `lock()` return `OwnerDied`; then the lock
+/// works normally.
+#[test]
+fn kill_lock_holder_reports_owner_died_then_works() {
+    let n = iters(200);
+    watchdog(limit(n), "kill_lock_holder", || {
+        assert_no_leaks(|| {
+            let seg = Segment::create(1 << 20).unwrap();
+            let lock = Lock::new_in(&seg).unwrap();
+            let holding = RawValue::new_in(&seg, 0u32).unwrap();
+            let mut rng = Rng::new();
+            for i in 0..n {
+                holding.set(0);
+                let mut child = fork(|| {
+                    let _g = lock.lock().unwrap_or_else(|d| d.into_inner());
+                    holding.set(1);
+                    loop {
+                        std::hint::spin_loop();
+                    }
+                });
+                wait_until("the child to hold the lock", || holding.get() == 1);
+                spin_for(rng.below(300));
+                assert_eq!(child.kill(), Err(9));
+                match lock.lock() {
+                    Err(died) => drop(died.into_inner()),
+                    Ok(_) => panic!("iteration {i}: no OwnerDied after the holder was killed"),
+                }
+                // Fully usable again, and the death is reported once.
+                assert!(lock.lock().is_ok(), "iteration {i}");
+                assert!(lock.try_lock().ok().flatten().is_some(), "iteration {i}");
+                assert!(!lock.is_locked());
+            }
+        })
+    });
+}
+
+/// Children increment a `Value` under its lock and acknowledge each increment; one is killed
+/// at a random point. The count is never below the acknowledged total, at most one above,
+/// and the lock always works afterwards.
+#[test]
+fn kill_value_updater_at_random_points() {
+    let n = iters(200);
+    watchdog(limit(n), "kill_value_updater", || {
+        assert_no_leaks(|| {
+            let seg = Segment::create(1 << 20).unwrap();
+            let value = Value::new_in(&seg, 0u64).unwrap();
+            let acked = RawValue::new_in(&seg, 0u64).unwrap();
+            let started = RawValue::new_in(&seg, 0u32).unwrap();
+            let mut rng = Rng::new();
+            let mut owner_died = 0;
+            for i in 0..n {
+                started.set(0);
+                let mut victim = fork(|| {
+                    started.set(1);
+                    loop {
+                        let mut g = value.lock().unwrap_or_else(|d| d.into_inner());
+                        *g += 1;
+                        drop(g);
+                        acked.set(acked.get() + 1);
+                    }
+                });
+                // A survivor contends for the same lock while the victim dies.
+                let mut survivor = fork(|| {
+                    for _ in 0..50 {
+                        drop(value.lock().unwrap_or_else(|d| d.into_inner()));
+                    }
+                    0
+                });
+                wait_until("the victim to start", || started.get() == 1);
+                spin_for(rng.below(500));
+                assert_eq!(victim.kill(), Err(9));
+                assert_eq!(survivor.wait(), Ok(0), "iteration {i}: survivor failed");
+                let count = match value.lock() {
+                    Ok(g) => *g,
+                    Err(d) => {
+                        owner_died += 1;
+                        *d.into_inner()
+                    }
+                };
+                let a = acked.get();
+                assert!(
+                    count == a || count == a + 1,
+                    "iteration {i}: count {count}, acked {a}"
+                );
+                // Resynchronize: the unacknowledged increment (if any) is now acknowledged.
+                acked.set(count);
+                assert!(value.lock().is_ok(), "iteration {i}: lock unusable");
+            }
+            eprintln!("{n} kills; the final check saw OwnerDied {owner_died} times");
+        })
+    });
+}
+
+/// A child allocating, writing, checking and freeing in a heap is killed at a random point;
+/// the heap stays consistent: at most the one block in flight is lost, the byte count is off
+/// by at most that block, nothing is both free and live, and allocation works afterwards.
+#[test]
+fn kill_heap_user_at_random_points() {
+    let n = iters(200);
+    watchdog(limit(n), "kill_heap_user", || {
+        assert_no_leaks(|| {
+            let mut rng = Rng::new();
+            let flags = Segment::create(1 << 16).unwrap();
+            let started = RawValue::new_in(&flags, 0u32).unwrap();
+            let mut heap = TestHeap::new(4 << 20).unwrap();
+            let biggest = heap.block_size(5000, 256).unwrap();
+            let (mut lost, mut total_lost, mut since) = (0, 0, 0);
+            for i in 0..n {
+                if since == 100 {
+                    // Blocks the dead children held stay allocated forever: a fresh heap now
+                    // and then keeps allocation from merely failing (the old one closes here).
+                    heap = TestHeap::new(4 << 20).unwrap();
+                    (lost, since) = (0, 0);
+                }
+                since += 1;
+                started.set(0);
+                let seed = rng.next();
+                let mut child = fork(|| {
+                    let mut x = seed | 1;
+                    let mut live: Vec<(u64, u64, u64)> = Vec::new();
+                    started.set(1);
+                    for j in 0u64.. {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        if live.len() < 8 && x.is_multiple_of(2) {
+                            let size = [8, 100, 700, 5000][(x >> 8) as usize % 4];
+                            let align = 1 << ((x >> 12) % 9);
+                            if let Ok(off) = heap.alloc(size, align) {
+                                heap.fill(off, 0, size.min(64), j).unwrap();
+                                live.push((off, size.min(64), j));
+                            }
+                        } else if !live.is_empty() {
+                            let (off, len, s) = live.swap_remove((x >> 16) as usize % live.len());
+                            if !heap.check(off, 0, len, s).unwrap() {
+                                return 3;
+                            }
+                            heap.free(off).unwrap();
+                        }
+                    }
+                    0
+                });
+                wait_until("the child to start", || started.get() == 1);
+                spin_for(rng.below(400));
+                assert_eq!(
+                    child.kill(),
+                    Err(9),
+                    "iteration {i}: child found corruption"
+                );
+                let r = heap
+                    .walk()
+                    .unwrap_or_else(|e| panic!("iteration {i}: heap corrupt: {e}"));
+                let used = heap.stats().used;
+                let drift = used.abs_diff(r.live_bytes);
+                assert!(r.lost_blocks <= lost + 1, "iteration {i}: {r:?}");
+                total_lost += r.lost_blocks - lost;
+                lost = r.lost_blocks;
+                // Each kill may leave the byte count off by one block; they accumulate.
+                assert!(
+                    drift <= biggest * (i + 1),
+                    "iteration {i}: used {used}, {r:?}"
+                );
+                // Allocation still works in every class the child used.
+                for size in [8, 100, 700, 5000] {
+                    if let Ok(off) = heap.alloc(size, 8) {
+                        heap.free(off).unwrap();
+                    }
+                }
+            }
+            eprintln!("{n} kills; {total_lost} blocks lost in flight");
+        })
+    });
+}
+
+/// Random concurrent schedules (all primitives, 2–4 processes) with kill points, checked by
+/// the concurrent fuzzer's invariants.
+#[test]
+fn kill_concurrent_schedules() {
+    let n = iters(200) / 5;
+    watchdog(limit(n * 5), "kill_concurrent_schedules", || {
+        let mut rng = Rng::new();
+        let (mut killed, mut died) = (0, 0);
+        for _ in 0..n {
+            let procs = 2 + rng.below(3) as usize;
+            let ops = (0..procs)
+                .map(|_| (0..8).map(|_| Op::decode(rng.next() as u8)).collect())
+                .collect();
+            let kills = (0..procs)
+                .map(|_| (rng.below(2) == 0).then(|| rng.below(8) as u32))
+                .collect();
+            let r = concurrent::run(&Schedule { procs: ops, kills });
+            killed += r.killed;
+            died += r.owner_died;
+        }
+        eprintln!("{n} schedules: {killed} processes killed, {died} OwnerDied reported");
+        assert!(n < 5 || killed > 0, "no schedule killed anything");
+    });
+}
+
+/// A holder killed while other processes wait: every waiter gets the lock (one of them with
+/// `OwnerDied`), nobody hangs.
+#[test]
+fn kill_holder_with_waiters_wakes_them() {
+    let n = iters(200) / 10;
+    watchdog(limit(n * 10), "kill_holder_with_waiters", || {
+        assert_no_leaks(|| {
+            let seg = Segment::create(1 << 20).unwrap();
+            let lock = Lock::new_in(&seg).unwrap();
+            let holding = RawValue::new_in(&seg, 0u32).unwrap();
+            let died = RawValue::new_in(&seg, 0u32).unwrap();
+            for i in 0..n {
+                holding.set(0);
+                died.set(0);
+                let mut holder = fork(|| {
+                    let _g = lock.lock().unwrap_or_else(|d| d.into_inner());
+                    holding.set(1);
+                    loop {
+                        std::hint::spin_loop();
+                    }
+                });
+                wait_until("the holder", || holding.get() == 1);
+                let mut waiters: Vec<_> = (0..3)
+                    .map(|_| {
+                        fork(|| {
+                            if lock.lock().is_err() {
+                                died.set(died.get() + 1);
+                            }
+                            0
+                        })
+                    })
+                    .collect();
+                std::thread::sleep(Duration::from_millis(2));
+                assert_eq!(holder.kill(), Err(9));
+                for w in &mut waiters {
+                    assert_eq!(w.wait(), Ok(0), "iteration {i}");
+                }
+                assert_eq!(
+                    died.get(),
+                    1,
+                    "iteration {i}: exactly one waiter sees OwnerDied"
+                );
+                assert!(lock.lock().is_ok());
+            }
+        })
+    });
+}
