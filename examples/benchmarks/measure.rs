@@ -250,7 +250,7 @@ pub(crate) fn wait_until(mut done: impl FnMut() -> bool) {
         } else {
             std::thread::yield_now();
             spins += 1;
-            if spins % 4096 == 0 {
+            if spins.is_multiple_of(4096) {
                 let t = *since.get_or_insert_with(Instant::now);
                 assert!(
                     t.elapsed() < Duration::from_secs(60),

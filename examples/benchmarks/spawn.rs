@@ -58,7 +58,9 @@ fn start_join(method: StartMethod, reps: u64) {
 
 /// `Process` with the spawn start method.
 pub(crate) fn start_spawn() -> Option<Workload> {
-    Some(Workload::new(1, |reps| start_join(StartMethod::Spawn, reps)))
+    Some(Workload::new(1, |reps| {
+        start_join(StartMethod::Spawn, reps)
+    }))
 }
 
 /// `Process` with the fork start method.
