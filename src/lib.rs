@@ -10,6 +10,7 @@
 pub mod codec;
 pub mod connection;
 mod error;
+mod fdpass;
 mod fingerprint;
 mod heap;
 mod loom;

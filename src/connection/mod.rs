@@ -32,8 +32,8 @@
 //!
 //! A [`Connection`] is `Serialize`/`Deserialize`: its token names the heap block (whose segment
 //! is reported to `segment::registry::collect`, like every handle) and its eventfds. The
-//! descriptors travel through the crate-internal hook in `connection::fd`: `fd::collect` around the encode
-//! returns them in token order, `fd::with_received` around the decode hands them to the tokens.
+//! descriptors travel through the crate-internal hook in `crate::fdpass`: `fdpass::collect` around the encode
+//! returns them in token order, `fdpass::with_received` around the decode hands them to the tokens.
 //! A forked child needs neither: it decodes from the inherited descriptor numbers.
 //!
 //! # End of stream and peer death
@@ -44,7 +44,6 @@
 //! are sliced (at most 100 ms) so death is noticed without any message from the dead side.
 
 mod auth;
-pub(crate) mod fd;
 #[cfg(feature = "test-support")]
 #[doc(hidden)]
 pub mod fuzz;

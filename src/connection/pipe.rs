@@ -9,11 +9,11 @@
 
 #![allow(unsafe_code)]
 
-use super::fd::{self, FdToken};
 use super::ring::{self, Ring, Sink};
 use super::socket::SockConn;
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::fdpass::{self as fd, FdToken};
 use crate::heap::{ObjectRef, ObjectToken};
 use crate::segment::{Segment, registry};
 use crate::sys::{self, Deadline};

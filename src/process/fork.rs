@@ -35,6 +35,10 @@ pub(super) fn start(mut launch: Launch) -> Result<Started> {
         launch.boot.result = Some(0);
         fds.push(OwnedFd::from(w));
     }
+    for fd in std::mem::take(&mut launch.handle_fds) {
+        launch.boot.handle_fds.push(fds.len());
+        fds.push(fd);
+    }
     // Unflushed output would otherwise be written twice, by parent and child.
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();

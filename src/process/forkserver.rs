@@ -98,6 +98,7 @@ fn start_server(b: super::ProcessBuilder<usize>, sock: BorrowedFd<'_>) -> Result
         default_segment: Some(0),
         result: None,
         extra: Vec::new(),
+        handle_fds: Vec::new(),
         name: b.name.unwrap_or_default(),
         daemon: true,
         parent: (me.pid, me.name),
@@ -105,6 +106,7 @@ fn start_server(b: super::ProcessBuilder<usize>, sock: BorrowedFd<'_>) -> Result
     let launch = Launch {
         boot,
         segments: vec![default],
+        handle_fds: Vec::new(),
         result: None,
     };
     let started = super::spawn::start(launch, &[sock])?;
@@ -132,6 +134,10 @@ pub(super) fn start(mut launch: Launch) -> Result<Started> {
     for s in &launch.segments {
         launch.boot.segments.push(fds.len() - 1);
         fds.push(s.as_fd());
+    }
+    for fd in &launch.handle_fds {
+        launch.boot.handle_fds.push(fds.len() - 1);
+        fds.push(fd.as_fd());
     }
     let bytes = codec::to_bytes(&launch.boot)?;
     let mut guard = SERVER.lock().unwrap_or_else(PoisonError::into_inner);

@@ -50,6 +50,9 @@ pub(crate) struct Boot {
     pub(crate) result: Option<usize>,
     /// Indices of further descriptors the target takes with `take_inherited`.
     pub(crate) extra: Vec<usize>,
+    /// Indices of the descriptors that handles in the arguments carry (connections'
+    /// eventfds), in the order `fdpass::collect` returned them.
+    pub(crate) handle_fds: Vec<usize>,
     /// The child's name.
     pub(crate) name: String,
     /// Whether the child dies with its parent.
@@ -240,9 +243,18 @@ fn prepare_and_run(
             }
         }
     }
+    let mut handle_fds = Vec::with_capacity(boot.handle_fds.len());
+    for &i in &boot.handle_fds {
+        match take(i) {
+            Some(fd) => handle_fds.push(fd),
+            None => return Outcome::Failed(format!("handle descriptor {i} missing")),
+        }
+    }
     // SAFETY: `boot.target` came from our parent's `Target::of` through a private channel,
-    // and the executable identity was checked just above.
-    let outcome = unsafe { boot.target.run(&boot.args) };
+    // and the executable identity was checked just above. The arguments are decoded inside,
+    // with the descriptors their handles carry at hand.
+    let outcome =
+        crate::fdpass::with_received(handle_fds, || unsafe { boot.target.run(&boot.args) });
     drop(segments);
     outcome
 }

@@ -477,6 +477,8 @@ where
 struct Launch {
     boot: Boot,
     segments: Vec<Segment>,
+    /// Duplicates of the descriptors the arguments' handles carry, in token order.
+    handle_fds: Vec<std::os::fd::OwnedFd>,
     result: Option<File>,
 }
 
@@ -487,7 +489,8 @@ where
     registry::check_initialized()?;
     drop(reap_finished());
     let method = b.method.unwrap_or_else(start_method);
-    let (bytes, mut segments) = registry::collect(|| codec::to_bytes(&b.args));
+    let ((bytes, handle_fds), mut segments) =
+        registry::collect(|| crate::fdpass::collect(|| codec::to_bytes(&b.args)));
     let bytes = bytes?;
     let default = registry::default_segment()?;
     let default_index = match segments.iter().position(|s| s.id() == default.id()) {
@@ -517,6 +520,7 @@ where
         default_segment: Some(default_index),
         result: None,
         extra: Vec::new(),
+        handle_fds: Vec::new(),
         name: name.clone(),
         daemon: b.daemon,
         parent: (me.pid, me.name),
@@ -524,6 +528,7 @@ where
     let launch = Launch {
         boot,
         segments,
+        handle_fds,
         result: result_w,
     };
     let started = match method {

@@ -30,6 +30,10 @@ pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Star
         launch.boot.segments.push(keep.len());
         keep.push(s.as_fd());
     }
+    for fd in &launch.handle_fds {
+        launch.boot.handle_fds.push(keep.len());
+        keep.push(fd.as_fd());
+    }
     for fd in extra {
         launch.boot.extra.push(keep.len());
         keep.push(*fd);

@@ -54,5 +54,13 @@ fn examples_print_what_the_python_prints() {
         lines.sort_by_key(|l| l.rsplit(' ').next().and_then(|n| n.parse::<u32>().ok()));
         let expected: Vec<String> = (0..10).map(|i| format!("hello world {i}")).collect();
         assert_eq!(lines, expected);
+        assert_eq!(run(&dir, "queue"), "[42, None, 'hello']\n");
+        assert_eq!(run(&dir, "pipe"), "[42, None, 'hello']\n");
+        assert_eq!(run(&dir, "join_before_get"), "");
+        let mut want: String = (0..20u64)
+            .map(|i| format!("square({i}) = {}\n", i * i))
+            .collect();
+        want.push_str("workers done: 4\n");
+        assert_eq!(run(&dir, "workers"), want);
     });
 }

@@ -1,4 +1,4 @@
-//! How descriptors travel with serialized connections: the descriptor collector hook.
+//! How descriptors travel with serialized handles: the descriptor collector hook.
 //!
 //! A [`Connection`](super::Connection) owns eventfds. When it is serialized, each descriptor
 //! becomes an [`FdToken`]: its index in the thread's *collected* list plus its number in the
@@ -38,10 +38,6 @@ thread_local! {
 
 /// Runs `f` (which serializes) and returns, with its result, duplicates of every descriptor
 /// the serialized handles carry, in the order of their tokens' indices.
-#[allow(
-    dead_code,
-    reason = "the hook for the process spawner and descriptor-passing sockets"
-)]
 pub(crate) fn collect<R>(f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
     let outer = COLLECTED.with(|c| c.borrow_mut().replace(Vec::new()));
     let r = f();
@@ -51,10 +47,6 @@ pub(crate) fn collect<R>(f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
 
 /// Runs `f` (which deserializes) with `fds` (received in [`collect`]'s order) available to the
 /// handles being decoded; descriptors no handle took are closed afterwards.
-#[allow(
-    dead_code,
-    reason = "the hook for the process spawner and descriptor-passing sockets"
-)]
 pub(crate) fn with_received<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
     let table = fds.into_iter().map(Some).collect();
     let outer = RECEIVED.with(|c| c.borrow_mut().replace(table));

@@ -1,0 +1,136 @@
+//! `queue/<producers>to<consumers>/256B`: 256-byte strings passed through a `Queue` between
+//! processes (the original `processing` object-passing workload), beside a bare
+//! single-producer single-consumer shared-memory ring of 256-byte messages in the same group.
+//!
+//! Children are started and ready before the clock starts; each timed batch ends when every
+//! consumer has taken its messages.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use shmproc::{Process, Queue, RawArray, RawValue};
+use shmproc_benches::Ring;
+use std::time::{Duration, Instant};
+
+const MSG: usize = 256;
+
+fn wait_for(cond: impl Fn() -> bool) {
+    while !cond() {
+        std::thread::yield_now();
+    }
+}
+
+/// Consumer `c` of `k` (`counts` has `2k` slots): sets `counts[k + c]` when ready, then counts
+/// messages into `counts[c]` until the queue closes.
+fn consume((q, counts, c): (Queue<String>, RawArray<u64>, usize)) {
+    let k = counts.len() / 2;
+    counts.set(k + c, 1).expect("index");
+    let mut n = 0;
+    while q.get().is_ok() {
+        n += 1;
+        counts.set(c, n).expect("index");
+    }
+}
+
+/// Producer: waits for `go` to reach `round`, puts `n` messages, then waits for the next round.
+fn produce((q, go, n): (Queue<String>, RawValue<u64>, u64)) {
+    let msg = "x".repeat(MSG);
+    let mut round = 1;
+    loop {
+        wait_for(|| go.get() >= round);
+        if go.get() == u64::MAX {
+            return;
+        }
+        for _ in 0..n {
+            q.put(&msg).expect("put");
+        }
+        round += 1;
+    }
+}
+
+fn queue(c: &mut Criterion) {
+    let mut g = c.benchmark_group("queue");
+    g.throughput(Throughput::Elements(1));
+
+    let mut ring = Ring::new();
+    g.bench_function("bare_ring/1to1/256B", |b| {
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            ring.send(iters);
+            t.elapsed()
+        });
+    });
+    drop(ring);
+
+    g.bench_function("1to1/256B", |b| {
+        let q = Queue::<String>::with_capacity(1024).expect("queue");
+        // counts[0]: messages taken; counts[1]: the consumer is ready.
+        let counts = RawArray::<u64>::new(2).expect("counts");
+        let consumer = Process::new(consume, (q.clone(), counts.clone(), 0))
+            .start()
+            .expect("start consumer");
+        wait_for(|| counts.get(1).unwrap_or(0) == 1);
+        let msg = "x".repeat(MSG);
+        let mut taken = 0;
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                q.put(&msg).expect("put");
+            }
+            taken += iters;
+            wait_for(|| counts.get(0).unwrap_or(0) >= taken);
+            t.elapsed()
+        });
+        q.close();
+        consumer.join().expect("join consumer");
+    });
+
+    g.bench_function("2to2/256B", |b| {
+        let q = Queue::<String>::with_capacity(1024).expect("queue");
+        let counts = RawArray::<u64>::new(4).expect("counts");
+        let consumers: Vec<_> = (0..2)
+            .map(|c| {
+                Process::new(consume, (q.clone(), counts.clone(), c))
+                    .start()
+                    .expect("start consumer")
+            })
+            .collect();
+        wait_for(|| counts.iter().skip(2).sum::<u64>() == 2);
+        let mut taken = 0;
+        b.iter_custom(|iters| {
+            // Each batch gets its own pair of producers, so both put exactly half.
+            let go = RawValue::new(0u64).expect("go");
+            let half = iters.div_ceil(2);
+            let producers: Vec<_> = (0..2)
+                .map(|_| {
+                    Process::new(produce, (q.clone(), go.clone(), half))
+                        .start()
+                        .expect("start producer")
+                })
+                .collect();
+            let t = Instant::now();
+            go.set(1);
+            taken += 2 * half;
+            wait_for(|| counts.iter().take(2).sum::<u64>() >= taken);
+            let elapsed = t.elapsed();
+            go.set(u64::MAX);
+            for p in producers {
+                p.join().expect("join producer");
+            }
+            elapsed
+        });
+        q.close();
+        for p in consumers {
+            p.join().expect("join consumer");
+        }
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20);
+    targets = queue
+}
+criterion_main!(benches);
