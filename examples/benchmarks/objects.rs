@@ -2,7 +2,7 @@
 
 use std::hint::black_box;
 
-use shmproc::{Connection, Process, Queue, RawValue, StartMethod};
+use shmproc::{Connection, Process, Queue, RawValue};
 
 use crate::limits::Limit;
 use crate::measure::{Peers, Workload, wait_until};
@@ -10,11 +10,6 @@ use crate::row::{Spec, Unit};
 
 /// Slots of the queues measured here (the bare ring has 256).
 const CAPACITY: usize = 1024;
-
-/// The start method of children that receive a `Connection` in their arguments. The process
-/// spawner does not yet carry a connection's eventfds to a re-executed child (the child fails
-/// with "receive connection descriptor failed"), so these children are forked and inherit them.
-pub(crate) const CONNECTION_CHILD: StartMethod = StartMethod::Fork;
 
 /// A 256-byte object. A `String` encodes as one copy; a `Vec<u8>` would be encoded by serde
 /// byte by byte.
@@ -160,7 +155,6 @@ pub(crate) fn pipe_one_way() -> Option<Workload> {
     let (rx, tx) = shmproc::pipe_simplex().expect("pipe_simplex");
     let done = RawValue::new(0u64).expect("RawValue");
     let child = Process::new(consume_pipe, (rx, done.clone()))
-        .start_method(CONNECTION_CHILD)
         .start()
         .expect("start receiver");
     // Closing the send end ends the child's stream.

@@ -32,10 +32,7 @@ fn echo(conn: Connection) {
 /// sides).
 pub(crate) fn pipe_round_trip() -> Option<Workload> {
     let (a, b) = shmproc::pipe().expect("pipe");
-    let child = Process::new(echo, b)
-        .start_method(crate::objects::CONNECTION_CHILD)
-        .start()
-        .expect("start echo");
+    let child = Process::new(echo, b).start().expect("start echo");
     // Closing this end ends the child's stream.
     let p = Peers::new(a, vec![child], Connection::close);
     Some(Workload::new(1, move |reps| {
