@@ -99,6 +99,46 @@ def bench_queue(ctx, mgr, cfg):
     return measure(_queue_run(ctx, ctx.Queue()), *cfg)
 
 
+def _put_objects_on_go(q, ready, go, n):
+    ready.set()
+    go.wait()
+    for _ in range(n):
+        q.put(OBJ)
+    q.put("STOP")
+
+
+def _get_objects(q):
+    while q.get() != "STOP":
+        pass
+
+
+def bench_queue_2to2(ctx, mgr, cfg):
+    q = ctx.Queue()
+
+    def run_once(n):
+        ready = [ctx.Event(), ctx.Event()]
+        go = ctx.Event()
+        consumers = [ctx.Process(target=_get_objects, args=(q,)) for _ in range(2)]
+        producers = [
+            ctx.Process(target=_put_objects_on_go, args=(q, r, go, n)) for r in ready
+        ]
+        for p in consumers + producers:
+            p.start()
+        for r in ready:
+            r.wait()
+        t = _timer()
+        go.set()
+        for p in consumers:
+            p.join()
+        elapsed = _timer() - t
+        for p in producers:
+            p.join()
+        return elapsed
+
+    # Two producers put n objects each: 2 objects per unit.
+    return measure(run_once, *cfg, ops_per_unit=2)
+
+
 def bench_managed_queue(ctx, mgr, cfg):
     return measure(_queue_run(ctx, mgr().Queue()), *cfg)
 
@@ -308,6 +348,7 @@ def bench_pool_map(ctx, mgr, cfg):
 # key -> (family, function); the keys are the ones the Rust side asks for.
 BENCHES = {
     "queue": ("objects", bench_queue),
+    "queue_2to2": ("objects", bench_queue_2to2),
     "pipe": ("objects", bench_pipe),
     "managed_queue": ("objects", bench_managed_queue),
     "lock": ("lock", bench_lock),

@@ -90,6 +90,8 @@ fn all_specs() -> Vec<Spec> {
 }
 
 fn main() -> ExitCode {
+    // Children (spawn and forkserver start methods re-execute this binary) divert here.
+    shmproc::init();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

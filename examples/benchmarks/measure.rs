@@ -206,3 +206,57 @@ impl Ctx {
         v
     }
 }
+
+/// Child processes a workload owns, with the state they share with it: dropping it calls
+/// `stop` on the state (close the queue, the connection, ...) and then joins every child.
+pub(crate) struct Peers<S> {
+    /// What the workload uses (queues, connections, counters).
+    pub(crate) state: S,
+    stop: fn(&mut S),
+    children: Vec<shmproc::Process>,
+}
+
+impl<S> Peers<S> {
+    /// Owns `children`; `stop` makes them end (they are joined after it).
+    pub(crate) fn new(state: S, children: Vec<shmproc::Process>, stop: fn(&mut S)) -> Peers<S> {
+        Peers {
+            state,
+            stop,
+            children,
+        }
+    }
+}
+
+impl<S> Drop for Peers<S> {
+    fn drop(&mut self) {
+        (self.stop)(&mut self.state);
+        for c in &self.children {
+            if let Err(e) = c.join() {
+                eprintln!("benchmarks: joining child {}: {e}", c.pid());
+            }
+        }
+    }
+}
+
+/// Waits (spinning briefly, then yielding the core, as the bare ring does) until `done()`
+/// holds. Panics after a minute, so a dead peer fails the run instead of hanging it.
+pub(crate) fn wait_until(mut done: impl FnMut() -> bool) {
+    let mut spins = 0u32;
+    let mut since: Option<Instant> = None;
+    while !done() {
+        if spins < 200 {
+            spins += 1;
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+            spins += 1;
+            if spins.is_multiple_of(4096) {
+                let t = *since.get_or_insert_with(Instant::now);
+                assert!(
+                    t.elapsed() < Duration::from_secs(60),
+                    "benchmarks: a peer process stopped making progress"
+                );
+            }
+        }
+    }
+}

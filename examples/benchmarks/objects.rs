@@ -1,8 +1,21 @@
 //! "Number of 256 byte objects passed between processes per sec".
 
+use std::hint::black_box;
+
+use shmproc::{Connection, Process, Queue, RawValue};
+
 use crate::limits::Limit;
-use crate::measure::Workload;
+use crate::measure::{Peers, Workload, wait_until};
 use crate::row::{Spec, Unit};
+
+/// Slots of the queues measured here (the bare ring has 256).
+const CAPACITY: usize = 1024;
+
+/// A 256-byte object. A `String` encodes as one copy; a `Vec<u8>` would be encoded by serde
+/// byte by byte.
+fn object() -> String {
+    "0".repeat(256)
+}
 
 /// The rows of this family.
 pub(crate) fn specs() -> Vec<Spec> {
@@ -24,6 +37,13 @@ pub(crate) fn specs() -> Vec<Spec> {
             Some(0.5),
         ),
         row(
+            "Queue, 2 -> 2 processes",
+            queue_2to2,
+            "queue_2to2",
+            Some(Limit::Ring),
+            Some(0.5),
+        ),
+        row(
             "Pipe, one way",
             pipe_one_way,
             "pipe",
@@ -40,14 +60,113 @@ pub(crate) fn specs() -> Vec<Spec> {
     ]
 }
 
-/// `Queue`: a child puts 256-byte objects, this process gets them.
-pub(crate) fn queue_1to1() -> Option<Workload> {
-    None // not yet: fill in when Queue and Process exist.
+/// A consumer child: gets objects until the queue is closed and drained, publishing how many
+/// it has received in `done` after each one.
+fn consume_queue((q, done): (Queue<String>, RawValue<u64>)) {
+    let mut n = 0;
+    while let Ok(s) = q.get() {
+        black_box(s);
+        n += 1;
+        done.set(n);
+    }
 }
 
-/// `Pipe`: a child sends 256-byte objects one way, this process receives them.
+/// A producer child: for each count `n` it gets from `work`, puts `n` objects on `q`.
+fn produce_queue((work, q): (Queue<u64>, Queue<String>)) {
+    let msg = object();
+    while let Ok(n) = work.get() {
+        for _ in 0..n {
+            if q.put(&msg).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// `Queue`: this process puts 256-byte objects, a child consumer gets them; a repetition ends
+/// when the child has received every object put so far.
+pub(crate) fn queue_1to1() -> Option<Workload> {
+    let q = Queue::<String>::with_capacity(CAPACITY).expect("Queue");
+    let done = RawValue::new(0u64).expect("RawValue");
+    let child = Process::new(consume_queue, (q.clone(), done.clone()))
+        .start()
+        .expect("start consumer");
+    let mut p = Peers::new((q, done, object(), 0u64), vec![child], |s| s.0.close());
+    Some(Workload::new(1, move |reps| {
+        let (q, done, msg, sent) = &mut p.state;
+        for _ in 0..reps {
+            q.put(msg).expect("put");
+        }
+        *sent += reps;
+        wait_until(|| done.get() == *sent);
+    }))
+}
+
+/// `Queue`, two producers (this process and a child) and two consumer children on one queue;
+/// a repetition is one object from each producer, done when the consumers together have
+/// received every object put so far.
+pub(crate) fn queue_2to2() -> Option<Workload> {
+    let q = Queue::<String>::with_capacity(CAPACITY).expect("Queue");
+    let work = Queue::<u64>::with_capacity(16).expect("Queue");
+    let done = [0, 1].map(|_| RawValue::new(0u64).expect("RawValue"));
+    let mut children: Vec<Process> = done
+        .iter()
+        .map(|d| {
+            Process::new(consume_queue, (q.clone(), d.clone()))
+                .start()
+                .expect("start consumer")
+        })
+        .collect();
+    children.push(
+        Process::new(produce_queue, (work.clone(), q.clone()))
+            .start()
+            .expect("start producer"),
+    );
+    let state = (q, work, done, object(), 0u64);
+    let mut p = Peers::new(state, children, |s| {
+        s.1.close();
+        s.0.close();
+    });
+    Some(Workload::new(2, move |reps| {
+        let (q, work, done, msg, sent) = &mut p.state;
+        work.put(&reps).expect("put work");
+        for _ in 0..reps {
+            q.put(msg).expect("put");
+        }
+        *sent += 2 * reps;
+        wait_until(|| done[0].get() + done[1].get() == *sent);
+    }))
+}
+
+/// A receiving child: receives objects until end of stream, publishing how many it has
+/// received in `done` after each one.
+fn consume_pipe((rx, done): (Connection, RawValue<u64>)) {
+    let mut n = 0;
+    while let Ok(s) = rx.recv::<String>() {
+        black_box(s);
+        n += 1;
+        done.set(n);
+    }
+}
+
+/// `Pipe` (one way): this process sends 256-byte objects, a child receives them; a repetition
+/// ends when the child has received every object sent so far.
 pub(crate) fn pipe_one_way() -> Option<Workload> {
-    None // not yet: fill in when Pipe and Process exist.
+    let (rx, tx) = shmproc::pipe_simplex().expect("pipe_simplex");
+    let done = RawValue::new(0u64).expect("RawValue");
+    let child = Process::new(consume_pipe, (rx, done.clone()))
+        .start()
+        .expect("start receiver");
+    // Closing the send end ends the child's stream.
+    let mut p = Peers::new((tx, done, object(), 0u64), vec![child], |s| s.0.close());
+    Some(Workload::new(1, move |reps| {
+        let (tx, done, msg, sent) = &mut p.state;
+        for _ in 0..reps {
+            tx.send(msg).expect("send");
+        }
+        *sent += reps;
+        wait_until(|| done.get() == *sent);
+    }))
 }
 
 /// A queue held by a manager process: a child puts, this process gets.

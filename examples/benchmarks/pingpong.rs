@@ -1,7 +1,9 @@
 //! Round trips between two processes.
 
+use shmproc::{Connection, Process};
+
 use crate::limits::Limit;
-use crate::measure::Workload;
+use crate::measure::{Peers, Workload};
 use crate::row::{Spec, Unit};
 
 /// The rows of this family.
@@ -17,7 +19,28 @@ pub(crate) fn specs() -> Vec<Spec> {
     }]
 }
 
-/// `Pipe`: this process sends a small object, a child echoes it back.
+/// The echoing child: sends back every object it receives, until end of stream.
+fn echo(conn: Connection) {
+    while let Ok(x) = conn.recv::<u64>() {
+        if conn.send(&x).is_err() {
+            return;
+        }
+    }
+}
+
+/// `Pipe`: this process sends a small object, a child echoes it back (blocking `recv` on both
+/// sides).
 pub(crate) fn pipe_round_trip() -> Option<Workload> {
-    None // not yet: fill in when Pipe and Process exist.
+    let (a, b) = shmproc::pipe().expect("pipe");
+    let child = Process::new(echo, b).start().expect("start echo");
+    // Closing this end ends the child's stream.
+    let p = Peers::new(a, vec![child], Connection::close);
+    Some(Workload::new(1, move |reps| {
+        let a = &p.state;
+        for i in 0..reps {
+            a.send(&i).expect("send");
+            let back: u64 = a.recv().expect("recv");
+            debug_assert_eq!(back, i);
+        }
+    }))
 }

@@ -1,5 +1,7 @@
 //! Process start (start, run an empty target, join) per start method.
 
+use shmproc::{Process, StartMethod};
+
 use crate::limits::Limit;
 use crate::measure::Workload;
 use crate::row::{Spec, Unit};
@@ -40,17 +42,37 @@ pub(crate) fn specs() -> Vec<Spec> {
     ]
 }
 
+/// The target: does nothing.
+fn noop(_: ()) {}
+
+/// Starts and joins a child running [`noop`] with `method`, `reps` times.
+fn start_join(method: StartMethod, reps: u64) {
+    for _ in 0..reps {
+        let p = Process::new(noop, ())
+            .start_method(method)
+            .start()
+            .expect("start");
+        assert_eq!(p.join().expect("join"), 0, "child failed");
+    }
+}
+
 /// `Process` with the spawn start method.
 pub(crate) fn start_spawn() -> Option<Workload> {
-    None // not yet: fill in when Process exists.
+    Some(Workload::new(1, |reps| {
+        start_join(StartMethod::Spawn, reps)
+    }))
 }
 
 /// `Process` with the fork start method.
 pub(crate) fn start_fork() -> Option<Workload> {
-    None // not yet: fill in when Process exists.
+    Some(Workload::new(1, |reps| start_join(StartMethod::Fork, reps)))
 }
 
-/// `Process` with the forkserver start method.
+/// `Process` with the forkserver start method (the server is started before the timed runs,
+/// as on the Python side).
 pub(crate) fn start_forkserver() -> Option<Workload> {
-    None // not yet: fill in when Process exists.
+    start_join(StartMethod::ForkServer, 1);
+    Some(Workload::new(1, |reps| {
+        start_join(StartMethod::ForkServer, reps);
+    }))
 }
