@@ -1,8 +1,9 @@
 //! "Number of interleaved waits/notifies per sec on a condition variable by two processes".
 
 use crate::limits::Limit;
-use crate::measure::Workload;
+use crate::measure::{Peers, Workload};
 use crate::row::{Spec, Unit};
+use shmproc::{Condition, RawValue};
 
 /// The rows of this family.
 pub(crate) fn specs() -> Vec<Spec> {
@@ -34,8 +35,52 @@ pub(crate) fn specs() -> Vec<Spec> {
 }
 
 /// `Condition`: this process and a child alternate notify + wait; counts waits (2 per round).
+/// A `Condition` ping-pong with a child process: `turn` 1 = the child's move, 0 = ours,
+/// `STOP` ends the child. Each round trip is two waits, one per process (as Python counts).
 pub(crate) fn condition() -> Option<Workload> {
-    None // not yet: fill in when Condition and Process exist.
+    let cond = Condition::new().expect("Condition");
+    let turn = RawValue::new(0u32).expect("RawValue");
+    let child = shmproc::Process::new(condition_peer, (cond.clone(), turn.clone()))
+        .start()
+        .expect("start condition peer");
+    let peers = Peers::new((cond, turn), vec![child], |(cond, turn)| {
+        if let Ok(_g) = cond.lock() {
+            turn.set(STOP);
+            let _ = cond.notify_all();
+        }
+    });
+    Some(Workload::new(2, move |reps| {
+        let (cond, turn) = &peers.state;
+        let mut g = cond.lock().expect("lock");
+        for _ in 0..reps {
+            turn.set(1);
+            cond.notify(1).expect("notify");
+            while turn.get() == 1 {
+                cond.wait(&mut g).expect("wait");
+            }
+        }
+    }))
+}
+
+const STOP: u32 = 2;
+
+/// The child's side of [`condition`].
+fn condition_peer((cond, turn): (Condition, RawValue<u32>)) {
+    let Ok(mut g) = cond.lock() else { return };
+    loop {
+        while turn.get() == 0 {
+            if cond.wait(&mut g).is_err() {
+                return;
+            }
+        }
+        if turn.get() == STOP {
+            return;
+        }
+        turn.set(0);
+        if cond.notify(1).is_err() {
+            return;
+        }
+    }
 }
 
 /// The same through a condition held by a manager process.

@@ -2,7 +2,7 @@
 
 use std::hint::black_box;
 
-use shmproc::Lock;
+use shmproc::{Lock, RLock};
 
 use crate::limits::Limit;
 use crate::measure::Workload;
@@ -27,7 +27,7 @@ pub(crate) fn specs() -> Vec<Spec> {
             "lock",
             Some(0.5),
         ),
-        row("RLock", rlock, "rlock", None),
+        row("RLock, lock() guard", rlock, "rlock", Some(0.5)),
         row("Lock managed by server", managed_lock, "managed_lock", None),
         row(
             "RLock managed by server",
@@ -62,7 +62,12 @@ pub(crate) fn lock_acquire_release() -> Option<Workload> {
 
 /// `RLock` acquire + release.
 pub(crate) fn rlock() -> Option<Workload> {
-    None // not yet: fill in when RLock exists.
+    let lock = RLock::new().expect("RLock");
+    Some(Workload::new(1, move |reps| {
+        for _ in 0..reps {
+            drop(black_box(&lock).lock());
+        }
+    }))
 }
 
 /// A lock held by a manager process, acquire + release.
