@@ -73,26 +73,15 @@ impl fmt::Debug for ObjectRef {
 impl ObjectRef {
     /// Allocates a block of `size` bytes aligned to `align`, typed `fp`, in `seg`.
     pub(crate) fn alloc(seg: &Segment, size: u64, align: u64, fp: u64) -> Result<ObjectRef> {
-        let b = RawHeap::new(&seg.inner).alloc(size, align, fp)?;
-        Ok(ObjectRef {
-            ptr: RawHeap::new(&seg.inner).ptr(b.payload),
-            owner_pid: sys::current_pid(),
-            seg: Arc::clone(&seg.inner),
-            block: b.block,
-            payload: b.payload,
-            len: b.len,
-            generation: b.generation,
-            fp,
-        })
+        Self::alloc_block(seg, size, align, fp).map(|(obj, _)| obj)
     }
 
-    /// Allocates like [`alloc`](ObjectRef::alloc), with the payload zero-filled (only the
-    /// bytes not already known to be zero are written, so a large block costs no memory until
-    /// it is used).
-    pub(crate) fn alloc_zeroed(seg: &Segment, size: u64, align: u64, fp: u64) -> Result<ObjectRef> {
-        let b = RawHeap::new(&seg.inner).alloc(size, align, fp)?;
+    /// Allocates and returns the handle with the offset from which the block is known zero.
+    fn alloc_block(seg: &Segment, size: u64, align: u64, fp: u64) -> Result<(ObjectRef, u64)> {
+        let heap = RawHeap::new(&seg.inner);
+        let b = heap.alloc(size, align, fp)?;
         let obj = ObjectRef {
-            ptr: RawHeap::new(&seg.inner).ptr(b.payload),
+            ptr: heap.ptr(b.payload),
             owner_pid: sys::current_pid(),
             seg: Arc::clone(&seg.inner),
             block: b.block,
@@ -101,8 +90,18 @@ impl ObjectRef {
             generation: b.generation,
             fp,
         };
-        let end = b.payload.saturating_add(b.len);
-        let dirty = b.zero_from.clamp(b.payload, end).saturating_sub(b.payload);
+        Ok((obj, b.zero_from))
+    }
+
+    /// Allocates like [`alloc`](ObjectRef::alloc), with the payload zero-filled (only the
+    /// bytes not already known to be zero are written, so a large block costs no memory until
+    /// it is used).
+    pub(crate) fn alloc_zeroed(seg: &Segment, size: u64, align: u64, fp: u64) -> Result<ObjectRef> {
+        let (obj, zero_from) = Self::alloc_block(seg, size, align, fp)?;
+        let end = obj.payload.saturating_add(obj.len);
+        let dirty = zero_from
+            .clamp(obj.payload, end)
+            .saturating_sub(obj.payload);
         // SAFETY: `dirty <= len`, so the bytes written are inside the fresh payload, which no
         // other handle can reach yet (module `# Safety`).
         unsafe { obj.ptr.write_bytes(0, usize::try_from(dirty).unwrap_or(0)) };

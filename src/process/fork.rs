@@ -15,7 +15,7 @@
 #![allow(unsafe_code)]
 
 use super::init::run_child;
-use super::{Launch, Sentinel, Started, forget_children_after_fork, forkserver};
+use super::{Launch, Started, forget_children_after_fork, forkserver};
 use crate::error::{Error, Result};
 use crate::sys;
 use std::io::Write;
@@ -55,18 +55,7 @@ pub(super) fn start(mut launch: Launch) -> Result<Started> {
         }
         sys::fork::Forked::Parent(pid) => {
             drop(fds);
-            let pidfd = match sys::pidfd_open(pid) {
-                Ok(fd) => fd,
-                Err(e) => {
-                    let _ = sys::fork::send_signal(pid, sys::fork::SIGKILL);
-                    let _ = sys::fork::wait_pid(pid, false);
-                    return Err(Error::io("pidfd_open", e));
-                }
-            };
-            Ok(Started {
-                pid,
-                sentinel: Sentinel::Pidfd(pidfd),
-            })
+            Started::with_pidfd(pid)
         }
     }
 }

@@ -118,6 +118,24 @@ struct Started {
     sentinel: Sentinel,
 }
 
+impl Started {
+    /// Opens a pidfd sentinel for the child `pid`; without one nobody could reap the child,
+    /// so on failure the child is ended and reaped at once.
+    fn with_pidfd(pid: i32) -> Result<Started> {
+        match sys::pidfd_open(pid) {
+            Ok(fd) => Ok(Started {
+                pid,
+                sentinel: Sentinel::Pidfd(fd),
+            }),
+            Err(e) => {
+                let _ = sys::fork::send_signal(pid, sys::fork::SIGKILL);
+                let _ = sys::fork::wait_pid(pid, false);
+                Err(Error::io("pidfd_open", e))
+            }
+        }
+    }
+}
+
 struct ChildState {
     pid: i32,
     name: String,

@@ -5,7 +5,7 @@
 //! by the arguments plus the default heap, and any extra descriptors (the forkserver's socket).
 //! Their numbers travel in `SHMPROC_CHILD`; everything else stays close-on-exec.
 
-use super::{Launch, Sentinel, Started};
+use super::{Launch, Started};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::segment::registry;
@@ -63,17 +63,5 @@ pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Star
         let _ = boot_w.write_all(&bytes);
     }
     drop(boot_w);
-    let pidfd = match sys::pidfd_open(pid) {
-        Ok(fd) => fd,
-        Err(e) => {
-            // Without a sentinel nobody could reap the child: end it now.
-            let _ = sys::fork::send_signal(pid, sys::fork::SIGKILL);
-            let _ = sys::fork::wait_pid(pid, false);
-            return Err(Error::io("pidfd_open", e));
-        }
-    };
-    Ok(Started {
-        pid,
-        sentinel: Sentinel::Pidfd(pidfd),
-    })
+    Started::with_pidfd(pid)
 }
