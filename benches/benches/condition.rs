@@ -6,7 +6,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use shmproc::testing::fork;
 use shmproc::{Condition, RawValue};
-use std::sync::atomic::{AtomicU32, Ordering};
+use shmproc_benches::FutexPingPong;
 use std::time::{Duration, Instant};
 
 const STOP: u32 = 2;
@@ -46,92 +46,6 @@ fn condition_round_trips(iters: u64) -> Duration {
     elapsed
 }
 
-/// An anonymous shared mapping holding one futex word, inherited by a forked peer.
-struct SharedWord {
-    ptr: *mut AtomicU32,
-}
-
-impl SharedWord {
-    fn new() -> Self {
-        // SAFETY: an anonymous shared mapping of one page, no file; checked below.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
-        SharedWord { ptr: p.cast() }
-    }
-
-    fn word(&self) -> &AtomicU32 {
-        // SAFETY: the page is mapped, zeroed, page-aligned and lives as long as `self`.
-        unsafe { &*self.ptr }
-    }
-}
-
-impl Drop for SharedWord {
-    fn drop(&mut self) {
-        // SAFETY: unmaps the page mapped in `new`; no reference outlives `self`.
-        unsafe { libc::munmap(self.ptr.cast(), 4096) };
-    }
-}
-
-fn futex_wait(w: &AtomicU32, expected: u32) {
-    // SAFETY: FUTEX_WAIT on a valid, aligned word in a shared mapping, no timeout.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            w.as_ptr(),
-            libc::FUTEX_WAIT,
-            expected,
-            std::ptr::null::<libc::timespec>(),
-        )
-    };
-}
-
-fn futex_wake(w: &AtomicU32) {
-    // SAFETY: FUTEX_WAKE of one waiter on a valid word.
-    unsafe { libc::syscall(libc::SYS_futex, w.as_ptr(), libc::FUTEX_WAKE, 1) };
-}
-
-/// The bare futex ping-pong: the word is 1 for the peer's move, 0 for ours, 2 to stop.
-fn futex_round_trips(iters: u64) -> Duration {
-    let shared = SharedWord::new();
-    let w = shared.word();
-    let mut peer = fork(|| {
-        loop {
-            let v = w.load(Ordering::Acquire);
-            if v == STOP {
-                return 0;
-            }
-            if v == 0 {
-                futex_wait(w, 0);
-                continue;
-            }
-            w.store(0, Ordering::Release);
-            futex_wake(w);
-        }
-    });
-    let start = Instant::now();
-    for _ in 0..iters {
-        w.store(1, Ordering::Release);
-        futex_wake(w);
-        while w.load(Ordering::Acquire) == 1 {
-            futex_wait(w, 1);
-        }
-    }
-    let elapsed = start.elapsed();
-    w.store(STOP, Ordering::Release);
-    futex_wake(w);
-    assert_eq!(peer.wait(), Ok(0));
-    elapsed
-}
-
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("condition");
     // Two waits per round trip (one in each process).
@@ -139,7 +53,14 @@ fn bench(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(4));
     g.warm_up_time(Duration::from_millis(500));
     g.sample_size(20);
-    g.bench_function("ping_pong/bare_futex", |b| b.iter_custom(futex_round_trips));
+    let futex = FutexPingPong::new();
+    g.bench_function("ping_pong/bare_futex", |b| {
+        b.iter_custom(|n| {
+            let t = Instant::now();
+            futex.round_trips(n);
+            t.elapsed()
+        })
+    });
     g.bench_function("ping_pong/condition", |b| {
         b.iter_custom(condition_round_trips)
     });
