@@ -1,4 +1,33 @@
 #![doc = include_str!("../README.md")]
+//!
+//! ## Layers
+//!
+//! The crate is built bottom up; a module uses only the modules below it (so `segment` knows
+//! nothing of `heap`, and nothing below `process` starts or inspects processes):
+//!
+//! ```text
+//! error, fingerprint, loom  leaves used by every layer: the error type, layout fingerprints,
+//!                           the one import point for atomics (core or loom)
+//! sys/          the only code that names libc/rustix: memfd, mmap (or a process-local buffer
+//!               in tests), shm_open, futex, thread identity, fork, posix_spawn, pidfd,
+//!               pipes, eventfd, poll, SCM_RIGHTS, the segment reaper
+//! segment/      Segment: a mapping with a checked header, and the registry of attached
+//!               segments by identity; what follows the header is a `Format` from above
+//! codec         the one message format: framing, size cap, bounded decode
+//! heap/         the allocator: offsets, size classes, free lists, counted handles and their
+//!               tokens; heap/root.rs gives Segment its constructors (a heap in every
+//!               segment) and publish / lookup / stats
+//! runtime       process state: the default heap, the child's start-up variable, init marks
+//! sync/         Lock, RLock, Semaphore, BoundedSemaphore, Condition, Event, Barrier
+//! shared/       Value, Array, RawValue, RawArray, the Shareable trait (SharedStruct)
+//! fdpass        the descriptors that travel with a value
+//! process/      Process, spawn / fork / forkserver start methods, init(), active_children
+//! connection/   Pipe, Connection, wait(), Listener / Client with an authkey
+//! queue/        Queue, SimpleQueue, JoinableQueue
+//! ```
+//!
+//! `.ci/run` checks the two rules a grep can see: only `src/sys/` names `libc` or `rustix`,
+//! and `src/segment/` imports nothing from `src/heap/`.
 #![deny(unsafe_code)]
 #![deny(
     rustdoc::broken_intra_doc_links,
@@ -7,22 +36,26 @@
 )]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+// Modules by layer, bottom up (the diagram is in the crate docs above): a module uses only
+// the modules listed before it.
 pub mod codec;
 pub mod connection;
 mod error;
 mod fdpass;
 mod fingerprint;
-#[cfg(feature = "test-support")]
-#[doc(hidden)]
-pub use heap::testing as heap_testing;
 mod heap;
 mod loom;
 mod process;
 mod queue;
+mod runtime;
 mod segment;
 mod shared;
 mod sync;
 mod sys;
+
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
+pub use heap::testing as heap_testing;
 
 #[cfg(feature = "test-support")]
 #[doc(hidden)]
@@ -41,8 +74,8 @@ pub use process::{
     start_method,
 };
 pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
+pub use runtime::{default_segment, set_default_heap_size};
 pub use segment::Segment;
-pub use segment::registry::{default_segment, set_default_heap_size};
 pub use shared::{Array, ArrayGuard, RawArray, RawIter, RawValue, Shareable, Value, ValueGuard};
 pub use sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, Lock, LockGuard,

@@ -15,7 +15,7 @@ use crate::codec;
 use crate::error::{Error, Result};
 use crate::fdpass::{self as fd, FdToken};
 use crate::heap::{ObjectRef, ObjectToken};
-use crate::segment::{Segment, registry};
+use crate::segment::Segment;
 use crate::sys::{self, Deadline};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -44,7 +44,7 @@ const PIPE_FP: u64 = crate::fingerprint::start("shmproc::connection::pipe v1", 6
 /// # Ok(()) }
 /// ```
 pub fn pipe() -> Result<(Connection, Connection)> {
-    Connection::pair_in(&registry::default_segment()?, true)
+    Connection::pair_in(&crate::runtime::default_segment()?, true)
 }
 
 /// Creates a one-way pipe in the default heap: `(receive end, send end)`, like
@@ -53,7 +53,7 @@ pub fn pipe() -> Result<(Connection, Connection)> {
 /// # Errors
 /// As for [`pipe`].
 pub fn pipe_simplex() -> Result<(Connection, Connection)> {
-    Connection::pair_in(&registry::default_segment()?, false)
+    Connection::pair_in(&crate::runtime::default_segment()?, false)
 }
 
 /// One end of a pipe (`multiprocessing.connection.Connection`).

@@ -57,9 +57,12 @@ pub(crate) mod free_list;
 pub(crate) mod handle;
 #[cfg(all(test, shmproc_loom))]
 mod loom_tests;
+pub(crate) mod root;
 pub(crate) mod size_class;
 #[cfg(feature = "test-support")]
 pub mod testing;
+#[cfg(all(test, feature = "test-support", not(shmproc_loom)))]
+mod tests;
 
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
@@ -117,18 +120,6 @@ pub(crate) struct Block {
     /// Offset from which the block's bytes are known to be zero (pages never written, or given
     /// back when the block was last freed), so zero-filling can stop there.
     pub(crate) zero_from: u64,
-}
-
-/// Returns the first `n` words of a mapping as atomics.
-pub(crate) fn words(map: &sys::Mapping, n: usize) -> &[AtomicU64] {
-    let n = n.min(map.len() / 8);
-    let ptr = map.as_ptr().cast::<AtomicU64>();
-    // SAFETY: the mapping is page-aligned (so aligned for `AtomicU64`) and at least `n * 8`
-    // bytes long (clamped above); `AtomicU64` has the size and alignment of `u64` (std docs),
-    // every bit pattern is a valid `u64`, and all access goes through atomic operations, which
-    // are sound on memory shared with other processes. The slice borrows `map`, which keeps
-    // the memory mapped.
-    unsafe { core::slice::from_raw_parts(ptr, n) }
 }
 
 fn add(a: u64, b: u64) -> Result<u64> {
@@ -527,13 +518,9 @@ impl<'a> RawHeap<'a> {
             // Give every page but the header's back to the system.
             let start = add(block, self.page)?;
             let len = sub(bsize, self.page)?;
-            if sys::punch_hole(self.seg.fd(), start, len).is_err() {
-                // Allocation relies on these pages reading as zero (`Block::zero_from`).
-                let p = self.ptr(start);
-                // SAFETY: `[start, start + len)` lies inside this block (checked against the
-                // segment when it was carved), which nobody else may use while it is freed.
-                unsafe { p.write_bytes(0, usize_of(len)) };
-            }
+            // Allocation relies on these pages reading as zero (`Block::zero_from`); the
+            // segment punches a hole, or zeroes the range where it cannot.
+            self.seg.discard(start, len)?;
         }
         self.state(USED).fetch_sub(bsize, Ordering::Relaxed);
         self.push(class, block)

@@ -88,7 +88,7 @@ fn start_server(b: super::ProcessBuilder<usize>, sock: BorrowedFd<'_>) -> Result
     // The server is not one of the caller's children as far as `active_children` goes: it is
     // started through the spawn method directly and not registered.
     let exe = super::exe_identity()?;
-    let default = crate::segment::registry::default_segment()?;
+    let default = crate::runtime::default_segment()?;
     let me = super::current_process();
     let boot = Boot {
         exe: Boot::exe_of(exe),

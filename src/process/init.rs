@@ -25,7 +25,8 @@ use super::target::{Outcome, Target};
 use super::{Identity, set_identity};
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::segment::{Segment, registry};
+use crate::runtime;
+use crate::segment::Segment;
 use crate::sys;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -105,8 +106,8 @@ pub(crate) fn take_inherited(i: usize) -> Option<OwnedFd> {
 /// }
 /// ```
 pub fn init() {
-    registry::mark_initialized();
-    let Some(var) = std::env::var_os(registry::CHILD_ENV) else {
+    runtime::mark_initialized();
+    let Some(var) = std::env::var_os(runtime::CHILD_ENV) else {
         return;
     };
     // Grandchildren started some other way (std::process::Command, …) must not believe they
@@ -116,7 +117,7 @@ pub fn init() {
         // SAFETY: the process has a single thread (checked just above), so no other thread
         // reads or writes the environment concurrently.
         unsafe {
-            std::env::remove_var(registry::CHILD_ENV);
+            std::env::remove_var(runtime::CHILD_ENV);
         }
     }
     let code = match spawned_child(&var.to_string_lossy()) {
@@ -148,7 +149,7 @@ pub(crate) fn exit(code: i32) -> ! {
 /// Reads a `Spawn` child's start-up message and adopts its inherited descriptors.
 fn spawned_child(var: &str) -> Result<(Boot, Vec<OwnedFd>)> {
     let bad = || Error::ChildStartFailed {
-        reason: format!("malformed {} variable", registry::CHILD_ENV),
+        reason: format!("malformed {} variable", runtime::CHILD_ENV),
     };
     let mut words = var.split(' ');
     if words.next() != Some("1") {
@@ -231,7 +232,7 @@ fn prepare_and_run(
             Err(e) => return Outcome::Failed(format!("attach segment: {e}")),
         };
         if boot.default_segment == Some(k) {
-            registry::adopt_default_segment(seg.clone());
+            runtime::adopt_default_segment(seg.clone());
         }
         segments.push(seg);
     }

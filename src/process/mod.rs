@@ -26,6 +26,7 @@ pub use start_method::{StartMethod, set_start_method, start_method};
 
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::runtime;
 use crate::segment::{Segment, registry};
 use crate::sys;
 use init::Boot;
@@ -504,13 +505,13 @@ fn launch<A>(b: ProcessBuilder<A>, want_result: bool) -> Result<(Process, Option
 where
     A: Serialize + DeserializeOwned + Send + 'static,
 {
-    registry::check_initialized()?;
+    runtime::check_initialized()?;
     drop(reap_finished());
     let method = b.method.unwrap_or_else(start_method);
     let ((bytes, handle_fds), mut segments) =
         registry::collect(|| crate::fdpass::collect(|| codec::to_bytes(&b.args)));
     let bytes = bytes?;
-    let default = registry::default_segment()?;
+    let default = runtime::default_segment()?;
     let default_index = match segments.iter().position(|s| s.id() == default.id()) {
         Some(i) => i,
         None => {

@@ -8,7 +8,7 @@
 use super::{Launch, Started};
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::segment::registry;
+use crate::runtime;
 use crate::sys;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -52,7 +52,7 @@ pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Star
             .write_all(&bytes)
             .map_err(|e| Error::io("write start-up message", e))?;
     }
-    let pid = sys::spawn_self(&[], &[(registry::CHILD_ENV, OsStr::new(&var))], &keep)
+    let pid = sys::spawn_self(&[], &[(runtime::CHILD_ENV, OsStr::new(&var))], &keep)
         .map_err(|e| Error::io("posix_spawn", e))?;
     drop(keep);
     drop(boot_r);

@@ -6,7 +6,7 @@ use super::ring::{self, Attempt, Payload, Ring, Taken};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::heap::{ObjectRef, ObjectToken};
-use crate::segment::{Segment, registry};
+use crate::segment::Segment;
 use crate::sys::Deadline;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -274,7 +274,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Errors
     /// [`Error::InvalidSize`] for a capacity of 0 or above 2^24; [`Error::OutOfMemory`].
     pub fn with_capacity(capacity: usize) -> Result<Self> {
-        Self::with_capacity_in(&registry::default_segment()?, capacity)
+        Self::with_capacity_in(&crate::runtime::default_segment()?, capacity)
     }
 
     /// Creates a queue that holds at most `capacity` messages, in `segment` (large messages
@@ -376,7 +376,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     pub fn new() -> Result<Self> {
         Ok(SimpleQueue {
             raw: RawQueue::create(
-                &registry::default_segment()?,
+                &crate::runtime::default_segment()?,
                 DEFAULT_QUEUE_CAPACITY,
                 type_fingerprint::<T>(),
             )?,
@@ -442,7 +442,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     pub fn with_capacity(capacity: usize) -> Result<Self> {
         Ok(JoinableQueue {
             raw: RawQueue::create(
-                &registry::default_segment()?,
+                &crate::runtime::default_segment()?,
                 capacity,
                 type_fingerprint::<T>(),
             )?,

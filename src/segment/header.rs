@@ -24,8 +24,12 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 pub(crate) const MAGIC: [u8; 8] = *b"SHMPROC\0";
 /// The header format version.
 pub(crate) const VERSION: u32 = 1;
-/// Bytes reserved for the header and the heap state before the first block.
+/// Bytes of the header.
 pub(crate) const HEADER_LEN: usize = 56;
+/// [`HEADER_LEN`] as recorded in the header.
+const HEADER_LEN_U32: u32 = 56;
+#[allow(clippy::as_conversions)] // a widening u32 -> usize in a compile-time check
+const _: () = assert!(HEADER_LEN_U32 as usize == HEADER_LEN);
 
 /// The on-segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
@@ -50,7 +54,7 @@ impl Header {
         let mut h = Header {
             magic: MAGIC,
             version: VERSION,
-            header_len: HEADER_LEN as u32,
+            header_len: HEADER_LEN_U32,
             size,
             layout,
             id,
@@ -89,7 +93,7 @@ impl Header {
                 reason: "unsupported header version",
             });
         }
-        if h.header_len as usize != HEADER_LEN {
+        if h.header_len != HEADER_LEN_U32 {
             return Err(Error::CorruptHeader {
                 reason: "bad header length",
             });

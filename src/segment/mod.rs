@@ -1,18 +1,39 @@
-//! Segments: shared mappings with a checked header.
+//! Segments: shared mappings with a checked header, and the table of attached segments.
 //!
 //! A [`Segment`] is a region of memory shared between processes. It is backed by an anonymous
 //! memory file (`memfd_create`) unless created by name; it carries a [`header`] that is checked
-//! whenever the segment is opened or attached; and it hosts a heap (see `crate::heap`) from
-//! which every shared object is allocated.
+//! whenever the segment is opened or attached; and the per-process [`registry`] maps segment
+//! identities to attached segments. That is all this layer knows: what lives after the header
+//! is described by a [`Format`] that the layer above passes in (its layout fingerprint, and
+//! how to initialize and check the contents). The heap is that layer; it also provides the
+//! public constructors (`Segment::create`, `create_named`, `open`, `from_fd`) and the root
+//! object (`publish`, `lookup`, `stats`) in the heap's `root` module.
+//!
+//! Backings: a memory file (anonymous `memfd`, or a named `shm_open` object) mapped shared;
+//! and, for tests only (`cfg(any(test, miri, feature = "test-support"))`), a process-local
+//! buffer that makes no system call, so the allocator's code runs under miri. Both go through
+//! one `sys::Mapping` and behave alike, except that a process-local segment has no descriptor
+//! (it cannot be passed to another process) and gives pages back by zeroing them
+//! ([`SegmentInner::discard`]).
 //!
 //! Invariants:
 //! - The mapping covers the whole segment and stays mapped while any handle in this process
 //!   refers to it (handles hold an `Arc` of the segment).
-//! - The header is written once, magic last, before the segment is visible to anybody else
-//!   (anonymous segments) or before the name is handed out (named segments: an opener that
-//!   races the creator sees a bad magic and retries briefly).
+//! - The header is written once, magic last, after the contents were initialized and before
+//!   the segment is visible to anybody else (anonymous segments) or before the name is handed
+//!   out (named segments: an opener that races the creator sees a bad magic and retries
+//!   briefly).
 //! - Only the creating process unlinks a named segment, and only once: a forked child that
 //!   drops its copy never unlinks (the creator's pid is recorded and compared).
+//!
+//! # Safety
+//!
+//! The only unsafe code views the header words of a mapping as `AtomicU64`s (`header_words`):
+//! the base of every mapping is page-aligned and at least `MIN_SEGMENT_LEN` long, and the
+//! slice borrows the mapping, which keeps the memory alive.
+
+#![allow(unsafe_code)]
+#![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 pub(crate) mod header;
 pub(crate) mod registry;
@@ -27,11 +48,25 @@ use std::sync::Arc;
 
 /// Largest segment: block indices are 32 bits over 16-byte units.
 pub(crate) const MAX_SEGMENT_LEN: u64 = 1 << 36;
-/// Type fingerprint of a published root blob.
-const BLOB_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Segment root blob", 1, 32);
 
-/// Smallest segment: the header page plus one page of heap.
+/// Smallest segment: the header page plus one page of contents.
 pub(crate) const MIN_SEGMENT_LEN: u64 = 8192;
+
+/// What a segment holds after its header, as the layer above describes it.
+///
+/// The segment layer records `layout` in the header of every segment it creates and refuses
+/// to attach a segment whose header names another layout; it calls `init` on a new segment
+/// (zero-filled, header not yet written, visible to nobody) and `check` on a segment being
+/// attached (after its header passed every check, before it is registered).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Format {
+    /// Fingerprint of the contents' layout.
+    pub(crate) layout: u64,
+    /// Initializes the contents of a new segment.
+    pub(crate) init: fn(&SegmentInner),
+    /// Checks the contents of a segment being attached.
+    pub(crate) check: fn(&SegmentInner) -> Result<()>,
+}
 
 /// A shared memory segment that hosts a heap of shared objects.
 ///
@@ -50,7 +85,8 @@ pub struct Segment {
 
 pub(crate) struct SegmentInner {
     map: sys::Mapping,
-    fd: OwnedFd,
+    /// The memory file; `None` for a process-local buffer.
+    fd: Option<OwnedFd>,
     id: u64,
     len: u64,
     name: Option<String>,
@@ -69,42 +105,31 @@ impl fmt::Debug for Segment {
 }
 
 impl Segment {
-    /// Creates an anonymous segment of `len` bytes (rounded up to whole pages).
-    ///
-    /// The memory is reserved, not committed: pages use memory only once written, so a large
-    /// `len` costs address space, not RAM.
-    ///
-    /// # Errors
-    /// [`Error::InvalidSize`] if `len` is below 8 KiB or above 64 GiB; [`Error::Io`] if the
-    /// memory file cannot be created or mapped.
-    ///
-    /// # Examples
-    /// ```
-    /// # fn main() -> shmproc::Result<()> {
-    /// let seg = shmproc::Segment::create(1 << 20)?;
-    /// let v = shmproc::Value::new_in(&seg, 1.5f64)?;
-    /// assert_eq!(v.get()?, 1.5);
-    /// # Ok(()) }
-    /// ```
-    pub fn create(len: u64) -> Result<Segment> {
+    /// Creates an anonymous segment of `len` bytes (rounded up to whole pages) holding
+    /// `format`. See `Segment::create`.
+    pub(crate) fn create_with(len: u64, format: &Format) -> Result<Segment> {
         let len = checked_len(len)?;
         let fd = sys::memfd_create("shmproc").map_err(|e| Error::io("memfd_create", e))?;
         sys::set_len(&fd, len).map_err(|e| Error::io("ftruncate", e))?;
-        Self::init_new(fd, len, None)
+        let map_len = map_len(len)?;
+        let map =
+            sys::Mapping::map_shared(fd.as_fd(), map_len).map_err(|e| Error::io("mmap", e))?;
+        Ok(Self::init_new(map, Some(fd), len, None, format))
     }
 
-    /// Creates a named segment that unrelated processes can [`open`](Segment::open).
-    ///
-    /// The name is created exclusively with mode `0600` (owner read/write only). It is removed
-    /// when the last handle in the creating process is dropped, or when that process dies
-    /// (a reaper process, started with the first named segment, watches for that); other
-    /// processes keep their mappings. Names follow `shm_open(3)`: an optional leading `/`, then 1 to 250 characters
-    /// without `/` or NUL.
-    ///
-    /// # Errors
-    /// [`Error::AlreadyExists`] if the name is taken; [`Error::InvalidName`];
-    /// [`Error::InvalidSize`]; [`Error::Io`].
-    pub fn create_named(name: &str, len: u64) -> Result<Segment> {
+    /// Creates a segment of `len` bytes (rounded up to whole pages) holding `format` in a
+    /// process-local buffer: no memory file, no system call, never visible to another
+    /// process. For tests (and miri), where it behaves as an anonymous segment.
+    #[cfg(any(test, miri, feature = "test-support"))]
+    pub(crate) fn process_local_with(len: u64, format: &Format) -> Result<Segment> {
+        let len = checked_len(len)?;
+        let map = sys::Mapping::process_local(map_len(len)?)
+            .map_err(|e| Error::io("allocate process-local segment", e))?;
+        Ok(Self::init_new(map, None, len, None, format))
+    }
+
+    /// Creates a named segment holding `format`. See `Segment::create_named`.
+    pub(crate) fn create_named_with(name: &str, len: u64, format: &Format) -> Result<Segment> {
         let name = normalize_name(name)?;
         let len = checked_len(len)?;
         let fd = match sys::shm_create_exclusive(&name) {
@@ -118,28 +143,24 @@ impl Segment {
             let _ = sys::shm_unlink(&name);
             return Err(Error::io("start segment reaper", e));
         }
-        if let Err(e) = sys::set_len(&fd, len) {
-            let _ = sys::shm_unlink(&name);
-            sys::reaper::unwatch(&name);
-            return Err(Error::io("ftruncate", e));
+        let map = sys::set_len(&fd, len)
+            .map_err(|e| Error::io("ftruncate", e))
+            .and_then(|()| map_len(len))
+            .and_then(|map_len| {
+                sys::Mapping::map_shared(fd.as_fd(), map_len).map_err(|e| Error::io("mmap", e))
+            });
+        match map {
+            Ok(map) => Ok(Self::init_new(map, Some(fd), len, Some(name), format)),
+            Err(e) => {
+                let _ = sys::shm_unlink(&name);
+                sys::reaper::unwatch(&name);
+                Err(e)
+            }
         }
-        let seg = Self::init_new(fd, len, Some(name.clone()));
-        if seg.is_err() {
-            let _ = sys::shm_unlink(&name);
-            sys::reaper::unwatch(&name);
-        }
-        seg
     }
 
-    /// Opens a named segment created by another process, checking its header.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] if no segment has that name; [`Error::CorruptHeader`] if the header
-    /// fails a check (not a shmproc segment, other version, damaged);
-    /// [`Error::SizeMismatch`] if the file's size is not the one recorded;
-    /// [`Error::TypeMismatch`] if it holds another layout; [`Error::InvalidName`];
-    /// [`Error::Io`].
-    pub fn open(name: &str) -> Result<Segment> {
+    /// Opens a named segment holding `format`, checking its header. See `Segment::open`.
+    pub(crate) fn open_with(name: &str, format: &Format) -> Result<Segment> {
         let name = normalize_name(name)?;
         let fd = match sys::shm_open_existing(&name) {
             Ok(fd) => fd,
@@ -154,6 +175,7 @@ impl Segment {
             match Self::attach_fd(
                 fd.try_clone().map_err(|e| Error::io("dup", e))?,
                 Some(&name),
+                format,
             ) {
                 Err(Error::CorruptHeader { .. } | Error::SizeMismatch { .. })
                     if !deadline.has_passed() =>
@@ -165,58 +187,47 @@ impl Segment {
         }
     }
 
-    /// Attaches a segment from a descriptor received from another process (inherited, or
-    /// passed over a Unix socket), checking its header.
-    ///
-    /// If the segment is already attached in this process, the existing mapping is returned
-    /// and `fd` is closed.
-    ///
-    /// # Errors
-    /// As for [`Segment::open`], except [`Error::NotFound`].
-    pub fn from_fd(fd: OwnedFd) -> Result<Segment> {
-        Self::attach_fd(fd, None)
+    /// Attaches a segment holding `format` from a descriptor. See `Segment::from_fd`.
+    pub(crate) fn from_fd_with(fd: OwnedFd, format: &Format) -> Result<Segment> {
+        Self::attach_fd(fd, None, format)
     }
 
-    fn attach_fd(fd: OwnedFd, name: Option<&str>) -> Result<Segment> {
+    fn attach_fd(fd: OwnedFd, name: Option<&str>, format: &Format) -> Result<Segment> {
         let actual = sys::fd_len(&fd).map_err(|e| Error::io("fstat", e))?;
         if !(MIN_SEGMENT_LEN..=MAX_SEGMENT_LEN).contains(&actual) {
             return Err(Error::CorruptHeader {
                 reason: "segment size out of range",
             });
         }
-        let map_len = usize::try_from(actual).map_err(|_| Error::InvalidSize {
-            reason: "segment larger than the address space",
-        })?;
-        let map =
-            sys::Mapping::map_shared(fd.as_fd(), map_len).map_err(|e| Error::io("mmap", e))?;
-        let header = Header::parse(
-            &Header::load(header_words(&map)),
-            actual,
-            crate::heap::HEAP_LAYOUT,
-        )?;
+        let map = sys::Mapping::map_shared(fd.as_fd(), map_len(actual)?)
+            .map_err(|e| Error::io("mmap", e))?;
+        let header = Header::parse(&Header::load(header_words(&map)), actual, format.layout)?;
         if let Some(existing) = registry::lookup(header.id) {
             return Ok(Segment { inner: existing });
         }
         let inner = Arc::new(SegmentInner {
             map,
-            fd,
+            fd: Some(fd),
             id: header.id,
             len: actual,
             name: name.map(str::to_owned),
             creator_pid: header.creator_pid,
             owner: false,
         });
-        crate::heap::RawHeap::new(&inner).check_state()?;
+        (format.check)(&inner)?;
         registry::register(&inner);
         Ok(Segment { inner })
     }
 
-    fn init_new(fd: OwnedFd, len: u64, name: Option<String>) -> Result<Segment> {
-        let map_len = usize::try_from(len).map_err(|_| Error::InvalidSize {
-            reason: "segment larger than the address space",
-        })?;
-        let map =
-            sys::Mapping::map_shared(fd.as_fd(), map_len).map_err(|e| Error::io("mmap", e))?;
+    /// Initializes a new, zero-filled mapping: contents, then the header (magic last), then
+    /// registers it.
+    fn init_new(
+        map: sys::Mapping,
+        fd: Option<OwnedFd>,
+        len: u64,
+        name: Option<String>,
+        format: &Format,
+    ) -> Segment {
         let id = loop {
             let id = sys::random_u64();
             if id != 0 && registry::lookup(id).is_none() {
@@ -233,10 +244,10 @@ impl Segment {
             creator_pid: pid,
             owner: true,
         });
-        crate::heap::RawHeap::new(&inner).init();
-        Header::new(len, crate::heap::HEAP_LAYOUT, id, pid).store(header_words(&inner.map));
+        (format.init)(&inner);
+        Header::new(len, format.layout, id, pid).store(header_words(&inner.map));
         registry::register(&inner);
-        Ok(Segment { inner })
+        Segment { inner }
     }
 
     /// Returns the segment's length in bytes.
@@ -260,85 +271,31 @@ impl Segment {
     }
 
     /// Returns the descriptor of the backing memory file, for passing to another process.
+    ///
+    /// # Panics
+    /// On a process-local segment (a test-only backing, made by `Segment::process_local`),
+    /// which has no descriptor: passing one to another process is a bug in the test.
     pub fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.fd.as_fd()
+        match self.inner.fd() {
+            Some(fd) => fd,
+            None => panic!("a process-local segment has no descriptor"),
+        }
     }
 
     /// Returns the number of bytes of memory the segment currently uses (pages touched and not
     /// given back), as the kernel counts them.
     ///
     /// # Errors
-    /// [`Error::Io`] if `fstat` fails.
+    /// [`Error::Io`] if `fstat` fails, or (kind `Unsupported`) for a process-local segment,
+    /// whose memory the kernel does not count separately.
     pub fn resident_bytes(&self) -> Result<u64> {
-        sys::fd_blocks_bytes(&self.inner.fd).map_err(|e| Error::io("fstat", e))
-    }
-
-    /// Publishes `value` as the segment's root object, so processes that
-    /// [`open`](Segment::open) the segment by name can [`lookup`](Segment::lookup) it.
-    ///
-    /// `value` is typically a handle or a tuple or struct of handles (`Value`, `Array`,
-    /// `Lock`, …) allocated in this segment. Its encoding is stored in the segment; a later
-    /// `publish` replaces it. The handles themselves must stay alive somewhere (a published
-    /// token does not keep its object alive): a lookup after every handle was dropped is
-    /// [`Error::ObjectGone`].
-    ///
-    /// # Errors
-    /// [`Error::Codec`] if `value` does not serialize; [`Error::OutOfMemory`].
-    pub fn publish<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
-        let bytes = crate::codec::to_bytes(value)?;
-        let blob = crate::heap::ObjectRef::alloc(self, bytes.len() as u64, 32, BLOB_FINGERPRINT)?;
-        blob.write_new_bytes(&bytes);
-        let tok = blob.into_owned_token();
-        let packed = (u64::from(tok.generation) << 32) | (tok.offset / 32);
-        let heap = crate::heap::RawHeap::new(&self.inner);
-        // AcqRel: Release publishes the blob's bytes to lookups; Acquire lets us free the old
-        // blob after every write to it.
-        let old = heap.root_word().swap(packed, crate::loom::Ordering::AcqRel);
-        if old != 0 {
-            let _ = heap.release_payload((old & 0xffff_ffff) * 32);
-        }
-        Ok(())
-    }
-
-    /// Reads the root object [`publish`](Segment::publish)ed in this segment, re-attaching the
-    /// handles inside it.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] if nothing was published; [`Error::TypeMismatch`] if the handles
-    /// inside are of other types than `T`'s; [`Error::ObjectGone`]; [`Error::Codec`].
-    pub fn lookup<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
-        let heap = crate::heap::RawHeap::new(&self.inner);
-        let mut tries = 0;
-        loop {
-            // Acquire: pairs with the publisher's Release swap.
-            let packed = heap.root_word().load(crate::loom::Ordering::Acquire);
-            if packed == 0 {
-                return Err(Error::NotFound {
-                    name: format!(
-                        "root object of segment {}",
-                        self.name().unwrap_or("(anonymous)")
-                    ),
-                });
-            }
-            let tok = crate::heap::ObjectToken {
-                segment: self.id(),
-                name: None,
-                offset: (packed & 0xffff_ffff) * 32,
-                generation: u32::try_from(packed >> 32).unwrap_or(0),
-                fingerprint: BLOB_FINGERPRINT,
-            };
-            match crate::heap::ObjectRef::attach(&tok, BLOB_FINGERPRINT, "published root") {
-                Ok(blob) => return crate::codec::from_bytes(&blob.read_published_bytes()),
-                // Replaced (and freed) between our load and attach: read the new root.
-                Err(Error::ObjectGone) if tries < 100 => tries += 1,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Returns the heap's statistics: bytes in live blocks and the high-water mark.
-    pub fn stats(&self) -> crate::heap::HeapStats {
-        crate::heap::RawHeap::new(&self.inner).stats()
+        let Some(fd) = self.inner.fd() else {
+            return Err(Error::io(
+                "fstat",
+                std::io::Error::from(std::io::ErrorKind::Unsupported),
+            ));
+        };
+        sys::fd_blocks_bytes(fd).map_err(|e| Error::io("fstat", e))
     }
 }
 
@@ -359,8 +316,39 @@ impl SegmentInner {
         self.name.as_deref()
     }
 
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// Returns the memory file's descriptor; `None` for a process-local segment.
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(AsFd::as_fd)
+    }
+
+    /// Gives the memory of `[offset, offset + len)` back; the range reads as zero after.
+    ///
+    /// A memory file punches a hole (`fallocate(PUNCH_HOLE)`), so the pages stop using
+    /// memory. Where that is impossible (a process-local buffer, which has no file, or a file
+    /// system that refuses) the range is zero-filled instead: it still reads as zero, it just
+    /// keeps its memory. The caller must own the range exclusively (a freed heap block) and
+    /// pass its checked extent; the range is checked against the segment here too, so nothing
+    /// outside the segment is ever written.
+    ///
+    /// # Errors
+    /// [`Error::CorruptObject`] if the range does not lie inside the segment (nothing is
+    /// written then).
+    pub(crate) fn discard(&self, offset: u64, len: u64) -> Result<()> {
+        let outside = Error::CorruptObject {
+            reason: "discarded range outside the segment",
+        };
+        if offset.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(outside);
+        }
+        if let Some(fd) = self.fd()
+            && sys::punch_hole(fd, offset, len).is_ok()
+        {
+            return Ok(());
+        }
+        let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
+            return Err(outside);
+        };
+        self.map.zero(offset, len).map_err(|_| outside)
     }
 }
 
@@ -377,8 +365,23 @@ impl Drop for SegmentInner {
     }
 }
 
+/// Returns the header words of a mapping as atomics.
 fn header_words(map: &sys::Mapping) -> &[AtomicU64] {
-    crate::heap::words(map, HEADER_LEN / 8)
+    const WORDS: usize = HEADER_LEN / 8;
+    let n = WORDS.min(map.len() / 8);
+    let ptr = map.as_ptr().cast::<AtomicU64>();
+    // SAFETY: the mapping's base is page-aligned (so aligned for `AtomicU64`) and at least
+    // `n * 8` bytes long (clamped above); `AtomicU64` has the size and alignment of `u64`
+    // (std docs, `AtomicU64`), every bit pattern is a valid `u64`, and all access goes through
+    // atomic operations, which are sound on memory shared with other processes. The slice
+    // borrows `map`, which keeps the memory mapped.
+    unsafe { core::slice::from_raw_parts(ptr, n) }
+}
+
+fn map_len(len: u64) -> Result<usize> {
+    usize::try_from(len).map_err(|_| Error::InvalidSize {
+        reason: "segment larger than the address space",
+    })
 }
 
 fn checked_len(len: u64) -> Result<u64> {
@@ -392,7 +395,9 @@ fn checked_len(len: u64) -> Result<u64> {
             reason: "segment larger than 64 GiB",
         });
     }
-    let page = sys::page_size() as u64;
+    let page = u64::try_from(sys::page_size()).map_err(|_| Error::InvalidSize {
+        reason: "page size out of range",
+    })?;
     len.checked_next_multiple_of(page)
         .ok_or(Error::InvalidSize {
             reason: "segment length overflows",

@@ -1,4 +1,4 @@
-//! The per-process table of attached segments, and the default heap.
+//! The per-process table of attached segments, by identity.
 //!
 //! Handles cross process boundaries as tokens that name their segment by its 64-bit identity.
 //! When a token is decoded, the identity is looked up here; a segment is registered when it is
@@ -9,10 +9,9 @@
 //! its handles refer to, so the spawner can pass exactly those descriptors along.
 
 use super::{Segment, SegmentInner};
-use crate::error::{Error, Result};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 static REGISTRY: Mutex<Option<HashMap<u64, Weak<SegmentInner>>>> = Mutex::new(None);
 
@@ -63,73 +62,4 @@ pub(crate) fn note_serialized(inner: &Arc<SegmentInner>) {
             });
         }
     });
-}
-
-/// Default size of the default heap: 1 GiB of address space (memory is used only as touched).
-pub(crate) const DEFAULT_HEAP_LEN: u64 = 1 << 30;
-
-static DEFAULT: OnceLock<Segment> = OnceLock::new();
-static DEFAULT_LEN: Mutex<Option<u64>> = Mutex::new(None);
-
-/// Sets the size of the default heap; effective only before its first use.
-///
-/// The environment variable `SHMPROC_HEAP_SIZE` (bytes) does the same without code.
-/// Returns `false` if the default heap exists already.
-pub fn set_default_heap_size(len: u64) -> bool {
-    if DEFAULT.get().is_some() {
-        return false;
-    }
-    *DEFAULT_LEN.lock().unwrap_or_else(PoisonError::into_inner) = Some(len);
-    true
-}
-
-/// Returns the default heap: the segment that `Value::new`, `Array::new`, `Lock::new` and the
-/// other constructors without `_in` allocate from. Created on first use; a child process
-/// started by shmproc shares its parent's.
-///
-/// # Errors
-/// As for [`Segment::create`]; [`Error::NotInitialized`] in a child process whose `main` did
-/// not call `shmproc::init()` (it would otherwise get a heap of its own, unseen by its parent).
-pub fn default_segment() -> Result<Segment> {
-    if let Some(s) = DEFAULT.get() {
-        return Ok(s.clone());
-    }
-    check_initialized()?;
-    let len = DEFAULT_LEN
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .or_else(|| {
-            std::env::var("SHMPROC_HEAP_SIZE")
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-        })
-        .unwrap_or(DEFAULT_HEAP_LEN);
-    let seg = Segment::create(len)?;
-    Ok(DEFAULT.get_or_init(|| seg).clone())
-}
-
-/// Makes `seg` this process's default heap (a child adopting its parent's). Returns `false`
-/// if a default heap exists already.
-pub(crate) fn adopt_default_segment(seg: Segment) -> bool {
-    DEFAULT.set(seg).is_ok()
-}
-
-/// The environment variable through which shmproc hands a spawned child its start-up message.
-pub(crate) const CHILD_ENV: &str = "SHMPROC_CHILD";
-
-static INITIALIZED: OnceLock<()> = OnceLock::new();
-
-/// Records that `shmproc::init()` ran in this process.
-pub(crate) fn mark_initialized() {
-    let _ = INITIALIZED.set(());
-}
-
-/// Fails with [`Error::NotInitialized`] in a process that shmproc started as a child but whose
-/// `main` never called `shmproc::init()`: such a process would redo its parent's work (and
-/// start children of its own, recursively) instead of running its target.
-pub(crate) fn check_initialized() -> Result<()> {
-    if INITIALIZED.get().is_none() && std::env::var_os(CHILD_ENV).is_some() {
-        return Err(Error::NotInitialized);
-    }
-    Ok(())
 }

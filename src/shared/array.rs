@@ -13,7 +13,7 @@ use super::Shareable;
 use super::value::check_block;
 use crate::error::{Error, LockResult, OwnerDied, Result};
 use crate::heap::{ObjectRef, ObjectToken};
-use crate::segment::{Segment, registry};
+use crate::segment::Segment;
 use crate::sync::{Lock, LockGuard};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -95,7 +95,7 @@ impl<T: Shareable> Array<T> {
     /// # Errors
     /// [`Error::OutOfMemory`], [`Error::InvalidSize`]; errors creating the default heap.
     pub fn new(len: usize) -> Result<Self> {
-        Self::new_in(&registry::default_segment()?, len)
+        Self::new_in(&crate::runtime::default_segment()?, len)
     }
 
     /// Creates an array of `len` zeros in `segment`, with its own lock.
@@ -112,7 +112,7 @@ impl<T: Shareable> Array<T> {
     /// # Errors
     /// As for [`Array::new`].
     pub fn with_lock(len: usize, lock: Lock) -> Result<Self> {
-        Self::zeroed_with_lock_in(&registry::default_segment()?, len, lock)
+        Self::zeroed_with_lock_in(&crate::runtime::default_segment()?, len, lock)
     }
 
     fn zeroed_with_lock_in(segment: &Segment, len: usize, lock: Lock) -> Result<Self> {
@@ -134,7 +134,7 @@ impl<T: Shareable> Array<T> {
     where
         T: Copy,
     {
-        Self::from_slice_in(&registry::default_segment()?, items)
+        Self::from_slice_in(&crate::runtime::default_segment()?, items)
     }
 
     /// Creates an array in `segment` holding a copy of `items`.

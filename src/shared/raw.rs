@@ -15,7 +15,7 @@ use super::array::{alloc_zeroed, elements};
 use super::atomic_elem::{self, assert_atomic};
 use crate::error::{Error, Result};
 use crate::heap::{ObjectRef, ObjectToken};
-use crate::segment::{Segment, registry};
+use crate::segment::Segment;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::iter::FusedIterator;
@@ -63,7 +63,7 @@ impl<T: Shareable> RawValue<T> {
     /// # Errors
     /// [`Error::OutOfMemory`]; errors creating the default heap.
     pub fn new(value: T) -> Result<Self> {
-        Self::new_in(&registry::default_segment()?, value)
+        Self::new_in(&crate::runtime::default_segment()?, value)
     }
 
     /// Creates a value in `segment`.
@@ -186,7 +186,7 @@ impl<T: Shareable> RawArray<T> {
     /// # Errors
     /// [`Error::OutOfMemory`], [`Error::InvalidSize`]; errors creating the default heap.
     pub fn new(len: usize) -> Result<Self> {
-        Self::new_in(&registry::default_segment()?, len)
+        Self::new_in(&crate::runtime::default_segment()?, len)
     }
 
     /// Creates an array of `len` zeros in `segment`.
@@ -208,7 +208,7 @@ impl<T: Shareable> RawArray<T> {
     where
         T: Copy,
     {
-        Self::from_slice_in(&registry::default_segment()?, items)
+        Self::from_slice_in(&crate::runtime::default_segment()?, items)
     }
 
     /// Creates an array in `segment` holding a copy of `items`.

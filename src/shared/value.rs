@@ -13,7 +13,7 @@
 use super::Shareable;
 use crate::error::{Error, LockResult, OwnerDied, Result};
 use crate::heap::{ObjectRef, ObjectToken};
-use crate::segment::{Segment, registry};
+use crate::segment::Segment;
 use crate::sync::{Lock, LockGuard};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -70,7 +70,7 @@ impl<T: Shareable> Value<T> {
     /// # Errors
     /// [`Error::OutOfMemory`] if the heap is full; errors creating the default heap.
     pub fn new(value: T) -> Result<Self> {
-        Self::new_in(&registry::default_segment()?, value)
+        Self::new_in(&crate::runtime::default_segment()?, value)
     }
 
     /// Creates a value in `segment`, with its own lock.
@@ -87,7 +87,7 @@ impl<T: Shareable> Value<T> {
     /// # Errors
     /// As for [`Value::new`].
     pub fn with_lock(value: T, lock: Lock) -> Result<Self> {
-        Self::with_lock_in(&registry::default_segment()?, value, lock)
+        Self::with_lock_in(&crate::runtime::default_segment()?, value, lock)
     }
 
     /// Creates a value in `segment` that uses `lock`.

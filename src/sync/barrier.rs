@@ -48,7 +48,7 @@ use super::block::{Block, BlockKind};
 use crate::error::{Error, Result};
 use crate::heap::ObjectToken;
 use crate::loom::{AtomicU32, Ordering};
-use crate::segment::{Segment, registry};
+use crate::segment::Segment;
 use crate::sys::{self, Deadline};
 use std::fmt;
 use std::sync::Arc;
@@ -446,7 +446,7 @@ impl Barrier {
     /// # Errors
     /// As for [`Barrier::new_in`], and as for creating the default heap.
     pub fn new(parties: u32) -> Result<Barrier> {
-        Barrier::new_in(&registry::default_segment()?, parties)
+        Barrier::new_in(&crate::runtime::default_segment()?, parties)
     }
 
     /// Creates a barrier for `parties` parties in `segment`.
@@ -464,7 +464,7 @@ impl Barrier {
     /// As for [`Barrier::new`].
     pub fn with_action(parties: u32, action: impl Fn() + Send + Sync + 'static) -> Result<Barrier> {
         Barrier::create(
-            &registry::default_segment()?,
+            &crate::runtime::default_segment()?,
             parties,
             Some(Arc::new(action)),
         )

@@ -45,7 +45,7 @@ use super::rlock::{self, RLock};
 use crate::error::{Error, LockResult, OwnerDied, Result};
 use crate::heap::ObjectToken;
 use crate::loom::{AtomicU32, Ordering};
-use crate::segment::{Segment, registry};
+use crate::segment::Segment;
 use crate::sys::{self, Deadline, WaitOutcome};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -389,7 +389,7 @@ impl Condition {
     /// # Errors
     /// As for [`Condition::new_in`], and as for creating the default heap.
     pub fn new() -> Result<Condition> {
-        Condition::new_in(&registry::default_segment()?)
+        Condition::new_in(&crate::runtime::default_segment()?)
     }
 
     /// Creates a condition with its own [`Lock`] in `segment`.

@@ -25,7 +25,7 @@ use super::block::{Block, BlockKind, block_handle_serde};
 use crate::error::Result;
 use crate::heap::ObjectToken;
 use crate::loom::{AtomicU32, Ordering};
-use crate::segment::{Segment, registry};
+use crate::segment::Segment;
 use crate::sys::{self, Deadline, WaitOutcome};
 use std::fmt;
 use std::time::Duration;
@@ -170,7 +170,7 @@ impl Event {
     /// # Errors
     /// As for [`Event::new_in`], and as for creating the default heap.
     pub fn new() -> Result<Event> {
-        Event::new_in(&registry::default_segment()?)
+        Event::new_in(&crate::runtime::default_segment()?)
     }
 
     /// Creates a clear event in `segment`.

@@ -12,7 +12,7 @@ use super::raw::{self, Acquired};
 use crate::error::{Error, LockResult, OwnerDied, Result};
 use crate::heap::{ObjectRef, ObjectToken};
 use crate::loom::AtomicU32;
-use crate::segment::{Segment, registry};
+use crate::segment::Segment;
 use crate::sys::Deadline;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -72,7 +72,7 @@ impl Lock {
     /// # Errors
     /// As for [`Lock::new_in`], and as for creating the default heap.
     pub fn new() -> Result<Lock> {
-        Lock::new_in(&registry::default_segment()?)
+        Lock::new_in(&crate::runtime::default_segment()?)
     }
 
     /// Creates an unlocked lock in `segment`.

@@ -22,7 +22,7 @@ use super::raw::{self, Acquired};
 use crate::error::{Error, LockResult, OwnerDied, Result};
 use crate::heap::ObjectToken;
 use crate::loom::{AtomicU32, Ordering};
-use crate::segment::{Segment, registry};
+use crate::segment::Segment;
 use crate::sys::{self, Deadline};
 use std::fmt;
 use std::marker::PhantomData;
@@ -181,7 +181,7 @@ impl RLock {
     /// # Errors
     /// As for [`RLock::new_in`], and as for creating the default heap.
     pub fn new() -> Result<RLock> {
-        RLock::new_in(&registry::default_segment()?)
+        RLock::new_in(&crate::runtime::default_segment()?)
     }
 
     /// Creates an unlocked re-entrant lock in `segment`.

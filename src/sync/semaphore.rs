@@ -29,7 +29,7 @@ use super::block::{Block, BlockKind, block_handle_serde};
 use crate::error::{Error, Result};
 use crate::heap::ObjectToken;
 use crate::loom::{AtomicU32, Ordering};
-use crate::segment::{Segment, registry};
+use crate::segment::Segment;
 use crate::sys::{self, Deadline, WaitOutcome};
 use std::fmt;
 use std::time::Duration;
@@ -269,7 +269,7 @@ impl Semaphore {
     /// # Errors
     /// As for [`Semaphore::new_in`], and as for creating the default heap.
     pub fn new(value: u32) -> Result<Semaphore> {
-        Semaphore::new_in(&registry::default_segment()?, value)
+        Semaphore::new_in(&crate::runtime::default_segment()?, value)
     }
 
     /// Creates a semaphore with initial `value` in `segment`.
@@ -324,7 +324,7 @@ impl BoundedSemaphore {
     /// # Errors
     /// As for [`BoundedSemaphore::new_in`], and as for creating the default heap.
     pub fn new(value: u32) -> Result<BoundedSemaphore> {
-        BoundedSemaphore::new_in(&registry::default_segment()?, value)
+        BoundedSemaphore::new_in(&crate::runtime::default_segment()?, value)
     }
 
     /// Creates a bounded semaphore with initial (and maximum) `value` in `segment`.

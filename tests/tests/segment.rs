@@ -1,4 +1,5 @@
-//! Segments: anonymous and named, header checks, publishing a root for unrelated processes.
+//! Segments: anonymous and named, header checks, publishing a root for unrelated processes,
+//! and one conformance body run on every backing (memfd, named, process-local).
 
 use shmproc::testing::{assert_no_leaks, watchdog};
 use shmproc::{Array, Error, Segment, Value};
@@ -19,6 +20,84 @@ fn peer(name: &str, action: &str) -> String {
         .output()
         .expect("run peer");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Makes a fresh segment of the given length.
+type Make = Box<dyn Fn(u64) -> shmproc::Result<Segment>>;
+
+/// Every backing, by name.
+fn backings() -> Vec<(&'static str, Make)> {
+    vec![
+        ("memfd", Box::new(Segment::create)),
+        (
+            "named",
+            Box::new(|len| Segment::create_named(&unique("conformance"), len)),
+        ),
+        ("process-local", Box::new(Segment::process_local)),
+    ]
+}
+
+/// The same body on every backing: objects in the segment, a round trip of their tokens, the
+/// root object, accounting back to zero, and the segment gone with its last handle.
+#[test]
+fn every_backing_behaves_alike() {
+    watchdog(LIMIT, "conformance", || {
+        assert_no_leaks(|| {
+            for (backing, make) in backings() {
+                let seg = make(1 << 20).unwrap_or_else(|e| panic!("{backing}: {e}"));
+                assert_eq!(seg.len(), 1 << 20, "{backing}");
+                assert!(!seg.is_empty() && seg.id() != 0, "{backing}");
+                assert_eq!(seg.name().is_some(), backing == "named", "{backing}");
+                assert_eq!(seg.resident_bytes().is_ok(), backing != "process-local");
+                assert_eq!(seg.stats().used, 0, "{backing}: a new heap is empty");
+
+                let v = Value::new_in(&seg, 1.5f64).unwrap();
+                let a = Array::from_slice_in(&seg, &[1i32, 2, 3]).unwrap();
+                *v.lock().unwrap() += 1.0;
+                a.set(0, 10).unwrap();
+                // Tokens re-attach in this process through the segment registry.
+                let bytes = shmproc::codec::to_bytes(&(&v, &a)).unwrap();
+                let (v2, a2): (Value<f64>, Array<i32>) =
+                    shmproc::codec::from_bytes(&bytes).unwrap();
+                assert_eq!(v2.get().unwrap(), 2.5, "{backing}");
+                assert_eq!(a2.to_vec().unwrap(), [10, 2, 3], "{backing}");
+
+                seg.publish(&(&v, &a)).unwrap();
+                let (v3, a3): (Value<f64>, Array<i32>) = seg.lookup().unwrap();
+                v3.set(-1.0).unwrap();
+                assert_eq!(
+                    v.get().unwrap(),
+                    -1.0,
+                    "{backing}: lookup shares the object"
+                );
+                assert_eq!(a3.len(), 3, "{backing}");
+                assert!(matches!(
+                    seg.lookup::<Value<u8>>(),
+                    Err(Error::TypeMismatch { .. })
+                ));
+
+                // Replacing the root frees the old blob; dropping every handle frees the rest.
+                seg.publish(&()).unwrap();
+                drop((v, a, v2, a2, v3, a3));
+                let blob = seg.stats().used;
+                assert!(blob > 0, "{backing}: only the root blob is left");
+                seg.publish(&()).unwrap();
+                assert_eq!(seg.stats().used, blob, "{backing}: replaced, not leaked");
+
+                // With its last handle the segment is gone: a token for it names no segment.
+                let w = Value::new_in(&seg, 0u8).unwrap();
+                let tok = shmproc::codec::to_bytes(&w).unwrap();
+                drop((w, seg));
+                assert!(
+                    matches!(
+                        shmproc::codec::from_bytes::<Value<u8>>(&tok),
+                        Err(Error::UnknownSegment { .. } | Error::NotFound { .. })
+                    ),
+                    "{backing}: the segment went with its last handle"
+                );
+            }
+        })
+    });
 }
 
 #[test]
