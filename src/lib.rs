@@ -10,8 +10,8 @@
 pub mod codec;
 pub mod connection;
 mod error;
-mod fdpass;
 mod fingerprint;
+mod transfer;
 #[cfg(feature = "test-support")]
 #[doc(hidden)]
 pub use heap::testing as heap_testing;

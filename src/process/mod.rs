@@ -26,8 +26,9 @@ pub use start_method::{StartMethod, set_start_method, start_method};
 
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::segment::{Segment, registry};
+use crate::segment::registry;
 use crate::sys;
+use crate::transfer::Envelope;
 use init::Boot;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -40,7 +41,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::Termination;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
-use target::{Outcome, Target};
+use target::{Outcome, Target, TargetId, TargetTable};
 
 /// What this process knows about itself: its name and its parent.
 #[derive(Debug, Clone)]
@@ -494,9 +495,9 @@ where
 /// Everything a start method needs.
 struct Launch {
     boot: Boot,
-    segments: Vec<Segment>,
-    /// Duplicates of the descriptors the arguments' handles carry, in token order.
-    handle_fds: Vec<std::os::fd::OwnedFd>,
+    /// The arguments' transfer envelope (its bytes are already in `boot.args`), with the
+    /// default heap added to its segments.
+    envelope: Envelope,
     result: Option<File>,
 }
 
@@ -507,10 +508,10 @@ where
     registry::check_initialized()?;
     drop(reap_finished());
     let method = b.method.unwrap_or_else(start_method);
-    let ((bytes, handle_fds), mut segments) =
-        registry::collect(|| crate::fdpass::collect(|| codec::to_bytes(&b.args)));
-    let bytes = bytes?;
+    let mut envelope = Envelope::seal(&b.args)?;
+    let bytes = std::mem::take(&mut envelope.bytes);
     let default = registry::default_segment()?;
+    let segments = &mut envelope.segments;
     let default_index = match segments.iter().position(|s| s.id() == default.id()) {
         Some(i) => i,
         None => {
@@ -518,6 +519,7 @@ where
             segments.len() - 1
         }
     };
+    let (targets, main) = single_target(b.target)?;
     let (result_r, result_w) = if want_result {
         let (r, w) = sys::pipe().map_err(|e| Error::io("pipe", e))?;
         (Some(r), Some(w))
@@ -532,7 +534,8 @@ where
     let me = current_process();
     let boot = Boot {
         exe: Boot::exe_of(exe_identity()?),
-        target: b.target,
+        targets,
+        main,
         args: bytes,
         segments: Vec::new(),
         default_segment: Some(default_index),
@@ -545,8 +548,7 @@ where
     };
     let launch = Launch {
         boot,
-        segments,
-        handle_fds,
+        envelope,
         result: result_w,
     };
     let started = match method {
@@ -567,6 +569,13 @@ where
         .unwrap_or_else(PoisonError::into_inner)
         .push(Arc::clone(&state));
     Ok((Process { state }, result_r))
+}
+
+/// The target table of a child that runs one function: `target`, as id 0.
+fn single_target(target: Target) -> Result<(TargetTable, TargetId)> {
+    let mut table = TargetTable::new();
+    let id = table.register(target)?;
+    Ok((table, id))
 }
 
 fn exe_identity() -> Result<sys::ExeId> {

@@ -236,25 +236,70 @@ fn simplex_direction_errors() {
     });
 }
 
+/// Regression (issue 11): a connection's token names its descriptors by position in the
+/// transfer envelope that carries them, never by number. Decoded anywhere else (copied bytes,
+/// a forged token) it is refused instead of duplicating whatever descriptor the number
+/// happens to name in the receiver.
 #[test]
-fn connection_travels_as_a_token() {
+fn connection_token_without_its_envelope_is_refused() {
     watchdog(LIMIT, "token", || {
         assert_no_leaks(|| {
             let (a, b) = pipe().unwrap();
             let bytes = shmproc::codec::to_bytes(&b).unwrap();
-            let b2: shmproc::Connection = shmproc::codec::from_bytes(&bytes).unwrap();
-            drop(b);
-            a.send(&"via token").unwrap();
-            assert_eq!(b2.recv::<String>().unwrap(), "via token");
-            b2.send(&1u8).unwrap();
-            assert_eq!(a.recv::<u8>().unwrap(), 1);
-            // A connection inside a message sent over another connection.
-            let (c, d) = pipe().unwrap();
-            a.send(&c).unwrap();
-            let c2: shmproc::Connection = b2.recv().unwrap();
-            drop(c);
-            c2.send(&7u16).unwrap();
-            assert_eq!(d.recv::<u16>().unwrap(), 7);
+            let r: shmproc::Result<shmproc::Connection> = shmproc::codec::from_bytes(&bytes);
+            assert!(
+                matches!(r, Err(Error::DescriptorNotTransferred { index: None })),
+                "{r:?}"
+            );
+            // A forged token that claims a descriptor position: nothing arrived, so nothing
+            // is taken (the old format named a descriptor number; no number is ever used).
+            #[derive(Serialize, Deserialize)]
+            struct Token {
+                obj: shmproc::ObjectToken,
+                side: u8,
+                readable: bool,
+                writable: bool,
+                rx_fd: Option<Option<u32>>,
+                tx_fd: Option<Option<u32>>,
+            }
+            let mut forged: Token = shmproc::codec::from_bytes(&bytes).unwrap();
+            forged.rx_fd = Some(Some(0));
+            forged.tx_fd = Some(Some(1));
+            let r: shmproc::Result<shmproc::Connection> =
+                shmproc::codec::from_bytes(&shmproc::codec::to_bytes(&forged).unwrap());
+            assert!(
+                matches!(r, Err(Error::DescriptorNotTransferred { index: Some(0) })),
+                "{r:?}"
+            );
+            // The ends still work.
+            a.send(&1u8).unwrap();
+            assert_eq!(b.recv::<u8>().unwrap(), 1);
+        })
+    });
+}
+
+/// A shared-memory pipe carries bytes only: a connection inside a message is refused at the
+/// sender with an error that says how to pass it.
+#[test]
+fn connection_inside_a_message_over_a_pipe_is_refused_precisely() {
+    watchdog(LIMIT, "no_channel", || {
+        assert_no_leaks(|| {
+            let (a, b) = pipe().unwrap();
+            let (c, _d) = pipe().unwrap();
+            let r = a.send(&c);
+            assert!(
+                matches!(
+                    r,
+                    Err(Error::NoDescriptorChannel {
+                        channel: "a shared-memory pipe",
+                        count: 2
+                    })
+                ),
+                "{r:?}"
+            );
+            // Nothing was sent; the pipe is intact.
+            a.send(&3u8).unwrap();
+            assert_eq!(b.recv::<u8>().unwrap(), 3);
         })
     });
 }
@@ -615,6 +660,36 @@ fn socket_connection_api_matches_pipe() {
             assert_eq!(c.recv::<String>().unwrap(), "after fd");
             assert!(shmproc::codec::to_bytes(&c).is_err());
             drop(c);
+            assert_eq!(server.wait(), Ok(0));
+        })
+    });
+}
+
+/// A value with handles sent over a Unix socket connection carries the descriptors they need
+/// (`SCM_RIGHTS`): a connection end arrives working, and an ordinary message after it is
+/// unaffected.
+#[test]
+fn connection_inside_a_message_travels_over_a_unix_socket() {
+    watchdog(LIMIT, "socket_envelope", || {
+        assert_no_leaks(|| {
+            let name = Address::Abstract(unique("envelope").into_bytes());
+            let l = Listener::bind(name.clone(), Some(KEY)).unwrap();
+            let (mine, theirs) = pipe().unwrap();
+            let mut server = fork(move || {
+                let c = l.accept().unwrap();
+                let (end, v): (shmproc::Connection, Value<u32>) = c.recv().unwrap();
+                end.send(&(v.get().unwrap() + 1)).unwrap();
+                let after: String = c.recv().unwrap();
+                c.send(&after.len()).unwrap();
+                0
+            });
+            let c = Client::connect(name, Some(KEY)).unwrap();
+            let v = Value::new(41u32).unwrap();
+            c.send(&(&theirs, &v)).unwrap();
+            assert_eq!(mine.recv::<u32>().unwrap(), 42);
+            c.send(&"plain").unwrap();
+            assert_eq!(c.recv::<usize>().unwrap(), 5);
+            drop(theirs);
             assert_eq!(server.wait(), Ok(0));
         })
     });
