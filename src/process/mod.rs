@@ -1,5 +1,23 @@
 //! Processes: [`Process`], [`spawn`], start methods, [`init`], and the process tree queries.
 //!
+//! # Trust model
+//! - **Who may start a child.** Only a process that can hand a child its private start-up
+//!   channel: the parent itself (`Spawn`: an inherited pipe named in `SHMPROC_CHILD`; `Fork`:
+//!   memory), or the forkserver on the parent's behalf over a socket pair that only the
+//!   server inherited (nothing is named in the file system or a namespace). Whoever can set a
+//!   program's environment and descriptors can run that program anyway, so the variable gives
+//!   them nothing new, with one exception handled by [`init`]: a program with elevated
+//!   privileges (`AT_SECURE`) never follows the variable.
+//! - **What a child trusts.** Its start-up message, after checking it whole: it runs the
+//!   same executable file as its parent, the target id is in the message's own target table,
+//!   every descriptor index names a distinct inherited descriptor. The child maps the
+//!   segments and takes the descriptors that came with its arguments
+//!   (`crate::transfer`), and nothing by number.
+//! - **What nobody trusts.** Shared memory, pipes, queues and sockets carry data, never code:
+//!   a function to run is named by an id into the table the process learned at start
+//!   (`target`), checked before use. Values read from shared memory are validated; a lock
+//!   owner is dead only on definite evidence.
+//!
 //! Invariants:
 //! - Every started child is in the registry of this process until it has been reaped (by
 //!   [`Process::join`], [`Process::is_alive`], [`Process::exitcode`], [`active_children`] or
