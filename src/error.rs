@@ -76,17 +76,16 @@ pub enum Error {
         /// The segment identity from the handle.
         id: u64,
     },
-    /// A handle names a segment that did not travel with it and that this process cannot
-    /// map: the value was sent over a channel that does not carry segments.
+    /// A handle names a segment that did not travel with it and that this process has not
+    /// mapped: the value was sent over a channel that does not carry segments (a
+    /// shared-memory pipe, a queue, a TCP socket). (A named segment is opened by its name
+    /// instead; if that fails, the error is the one of [`Segment::open`](crate::Segment::open).)
     #[error(
-        "segment {id:#018x}{} was not transferred to this process: pass the handle (or its segment) as a process argument, over a Unix socket connection, or create it with Segment::create_named",
-        name.as_deref().map(|n| format!(" ({n:?})")).unwrap_or_default()
+        "segment {id:#018x} was not transferred to this process: pass the handle (or its segment) as a process argument, send it over a Unix socket connection, or use a named segment"
     )]
     SegmentNotTransferred {
-        /// The segment identity from the handle.
+        /// The segment identity from the handle ([`Segment::id`](crate::Segment::id)).
         id: u64,
-        /// The segment's name, when it has one.
-        name: Option<String>,
     },
     /// A handle's descriptor did not arrive with the message that names it: the token was
     /// made outside a transfer (for example a `Connection` put in a `Queue`), names a

@@ -85,7 +85,8 @@ impl Envelope {
         })
     }
 
-    /// Returns whether anything besides the bytes must travel.
+    /// Returns whether the value's handles carry descriptors of their own (segments aside):
+    /// such a value needs a channel that carries descriptors.
     pub(crate) fn needs_descriptors(&self) -> bool {
         !self.fds.is_empty()
     }
@@ -187,7 +188,7 @@ pub(crate) fn open<T: DeserializeOwned>(bytes: &[u8], received: Received) -> Res
 /// Turns the attach layer's "segment not attached" into the transfer layer's precise error.
 pub(crate) fn precise(e: Error) -> Error {
     match e {
-        Error::UnknownSegment { id } => Error::SegmentNotTransferred { id, name: None },
+        Error::UnknownSegment { id } => Error::SegmentNotTransferred { id },
         other => other,
     }
 }
@@ -410,7 +411,7 @@ mod tests {
     fn unknown_segments_are_reported_precisely() {
         assert!(matches!(
             precise(Error::UnknownSegment { id: 3 }),
-            Error::SegmentNotTransferred { id: 3, name: None }
+            Error::SegmentNotTransferred { id: 3 }
         ));
     }
 }

@@ -53,7 +53,7 @@ const KEY: &[u8] = b"handles in args";
 /// cannot travel (the precise error names the segment), over a Unix socket connection it does.
 fn receive_new_segment((pipe_end, name): (Connection, Vec<u8>)) -> shmproc::Result<()> {
     let id = match pipe_end.recv::<Value<u64>>() {
-        Err(Error::SegmentNotTransferred { id, name: None }) => id,
+        Err(Error::SegmentNotTransferred { id }) => id,
         other => panic!("expected SegmentNotTransferred, got {other:?}"),
     };
     pipe_end.send(&id)?;
@@ -83,11 +83,7 @@ fn handle_in_an_untransferred_segment_gets_a_precise_error() {
             let v = Value::new_in(&seg, 5u64).unwrap();
             mine.send(&v).unwrap();
             assert_eq!(mine.recv::<u64>().unwrap(), seg.id());
-            let message = Error::SegmentNotTransferred {
-                id: seg.id(),
-                name: None,
-            }
-            .to_string();
+            let message = Error::SegmentNotTransferred { id: seg.id() }.to_string();
             assert!(message.contains("process argument"), "{message}");
             let c = listener.accept().unwrap();
             let (reply_here, reply_there) = shmproc::pipe().unwrap();
