@@ -76,6 +76,48 @@ pub enum Error {
         /// The segment identity from the handle.
         id: u64,
     },
+    /// A handle names a segment that did not travel with it and that this process has not
+    /// mapped: the value was sent over a channel that does not carry segments (a
+    /// shared-memory pipe, a queue, a TCP socket). (A named segment is opened by its name
+    /// instead; if that fails, the error is the one of [`Segment::open`](crate::Segment::open).)
+    #[error(
+        "segment {id:#018x} was not transferred to this process: pass the handle (or its segment) as a process argument, send it over a Unix socket connection, or use a named segment"
+    )]
+    SegmentNotTransferred {
+        /// The segment identity from the handle ([`Segment::id`](crate::Segment::id)).
+        id: u64,
+    },
+    /// A handle's descriptor did not arrive with the message that names it: the token was
+    /// made outside a transfer (for example a `Connection` put in a `Queue`), names a
+    /// descriptor that was not sent, or was forged. Descriptors are never taken by number.
+    #[error(
+        "a handle's descriptor{} did not arrive with the message: connections travel as process arguments or over Unix socket connections",
+        index.map(|i| format!(" (index {i})")).unwrap_or_default()
+    )]
+    DescriptorNotTransferred {
+        /// The descriptor's index in the message, if the token had one.
+        index: Option<u32>,
+    },
+    /// A value whose handles carry descriptors (a `Connection`) was sent over a channel that
+    /// cannot carry them (a shared-memory pipe, a TCP socket).
+    #[error(
+        "cannot send {count} descriptors over {channel}: pass the connection as a process argument or over a Unix socket connection"
+    )]
+    NoDescriptorChannel {
+        /// The channel: `"a shared-memory pipe"` or `"a TCP socket"`.
+        channel: &'static str,
+        /// How many descriptors the value carries.
+        count: usize,
+    },
+    /// A task names a target function by an id that this process did not register through
+    /// its private start-up channel: forged or out of range. Nothing was called.
+    #[error("unknown target {id}: this process registered {registered} targets")]
+    UnknownTarget {
+        /// The id the task named.
+        id: u32,
+        /// How many targets this process registered.
+        registered: usize,
+    },
     /// The heap cannot satisfy an allocation.
     #[error("out of shared memory: {requested} bytes requested, {capacity} bytes in the heap")]
     OutOfMemory {

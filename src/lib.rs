@@ -18,9 +18,9 @@
 //!               tokens; heap/root.rs gives Segment its constructors (a heap in every
 //!               segment) and publish / lookup / stats
 //! runtime       process state: the default heap, the child's start-up variable, init marks
+//! transfer      the envelope: a value's bytes with the segments and descriptors it needs
 //! sync/         Lock, RLock, Semaphore, BoundedSemaphore, Condition, Event, Barrier
 //! shared/       Value, Array, RawValue, RawArray, the Shareable trait (SharedStruct)
-//! fdpass        the descriptors that travel with a value
 //! process/      Process, spawn / fork / forkserver start methods, init(), active_children
 //! connection/   Pipe, Connection, wait(), Listener / Client with an authkey
 //! queue/        Queue, SimpleQueue, JoinableQueue
@@ -37,21 +37,32 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 // Modules by layer, bottom up (the diagram is in the crate docs above): a module uses only
-// the modules listed before it.
-pub mod codec;
-pub mod connection;
+// the modules listed before it. Blank lines keep rustfmt from sorting the layers.
 mod error;
-mod fdpass;
 mod fingerprint;
-mod heap;
 mod loom;
-mod process;
-mod queue;
-mod runtime;
-mod segment;
-mod shared;
-mod sync;
+
 mod sys;
+
+mod segment;
+
+pub mod codec;
+
+mod heap;
+
+mod runtime;
+
+mod transfer;
+
+mod sync;
+
+mod shared;
+
+mod process;
+
+pub mod connection;
+
+mod queue;
 
 #[cfg(feature = "test-support")]
 #[doc(hidden)]

@@ -109,14 +109,44 @@ pub struct Child {
 /// How a child ended: `Ok(code)` for an exit, `Err(signal)` when killed.
 pub type Ended = std::result::Result<i32, i32>;
 
+/// The caller's promise that forking this process now is sound: made only by the unsafe
+/// [`ForkPermit::new`], consumed by [`fork`].
+#[derive(Debug)]
+pub struct ForkPermit(());
+
+impl ForkPermit {
+    /// Promises that the next [`fork`] is sound.
+    ///
+    /// A forked child has only the thread that forked; every lock another thread held at that
+    /// moment stays locked in the child forever. In a test process the other threads are the
+    /// harness's (waiting for the test) and [`watchdog`]s (waiting on a channel), which hold
+    /// no lock while they wait; tests of one binary running in parallel in one process
+    /// (`cargo test` without nextest) are other threads that may.
+    ///
+    /// # Safety
+    /// Until the child created with this permit exits, it takes no lock (allocator aside:
+    /// glibc's `fork` makes `malloc` safe in the child) that another thread of this process
+    /// might hold at the moment of the fork: standard output and error, the environment,
+    /// shmproc's process-local tables, and any lock of the test's own.
+    #[allow(unsafe_code)] // An unsafe constructor is the point of a permit.
+    pub unsafe fn new() -> ForkPermit {
+        ForkPermit(())
+    }
+}
+
 /// Forks a child that runs `f` and exits with its return value (101 if it panics).
 ///
-/// For tests only: the child of a multi-threaded test harness may deadlock if it allocates
-/// while another thread held the allocator's lock at the fork. Tests that need more use
-/// `Process`.
-pub fn fork(f: impl FnOnce() -> i32) -> Child {
+/// For tests only; the [`ForkPermit`] is the caller's promise (an `unsafe` one) that the
+/// child cannot meet a lock held by a thread that does not exist in it. Tests that need more
+/// use `Process`, whose `Fork` start method refuses a multi-threaded caller.
+///
+/// # Panics
+/// If `fork` fails.
+pub fn fork(permit: ForkPermit, f: impl FnOnce() -> i32) -> Child {
+    let ForkPermit(()) = permit;
     #[allow(unsafe_code)]
-    // SAFETY: the caller accepts the documented risk above; the child only runs `f` and then
+    // SAFETY: the permit carries the caller's promise (`ForkPermit::new`'s contract) that no
+    // lock the child takes is held by another thread; the child only runs `f` and then
     // `_exit`s without returning into the test harness.
     let forked = unsafe { crate::sys::fork::fork() };
     match forked {

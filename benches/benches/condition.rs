@@ -4,7 +4,7 @@
 //! in the same group. The peer is forked outside the timed region.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use shmproc::testing::fork;
+use shmproc::testing::{ForkPermit, fork};
 use shmproc::{Condition, RawValue};
 use shmproc_benches::FutexPingPong;
 use std::time::{Duration, Instant};
@@ -16,7 +16,8 @@ fn condition_round_trips(iters: u64) -> Duration {
     let cond = Condition::new().unwrap();
     let turn = RawValue::new(0u32).unwrap();
     let (c2, t2) = (cond.clone(), turn.clone());
-    let mut peer = fork(move || {
+    // SAFETY: no other thread of this process holds a lock that the child takes.
+    let mut peer = fork(unsafe { ForkPermit::new() }, move || {
         let mut g = c2.lock().unwrap();
         loop {
             while t2.get() == 0 {

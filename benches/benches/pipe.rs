@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use shmproc::testing::fork;
+use shmproc::testing::{ForkPermit, fork};
 use shmproc_benches::{FutexPingPong, PipePingPong, Ring};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,8 @@ const MSG: usize = 256;
 
 fn shm_one_way(iters: u64) -> Duration {
     let (a, b) = shmproc::pipe().unwrap();
-    let mut child = fork(move || {
+    // SAFETY: no other thread of this process holds a lock that the child takes.
+    let mut child = fork(unsafe { ForkPermit::new() }, move || {
         let mut buf = [0u8; MSG];
         for _ in 0..iters {
             b.recv_bytes_into(&mut buf).unwrap();
@@ -42,7 +43,8 @@ fn kernel_pipe_one_way(iters: u64) -> Duration {
     let mut back = [0; 2];
     // SAFETY: as above.
     assert_eq!(unsafe { libc::pipe(back.as_mut_ptr()) }, 0);
-    let mut child = fork(|| {
+    // SAFETY: no other thread of this process holds a lock that the child takes.
+    let mut child = fork(unsafe { ForkPermit::new() }, || {
         let mut buf = [0u8; MSG];
         for _ in 0..iters {
             let mut got = 0;
@@ -79,7 +81,8 @@ fn kernel_pipe_one_way(iters: u64) -> Duration {
 
 fn shm_ping_pong(iters: u64) -> Duration {
     let (a, b) = shmproc::pipe().unwrap();
-    let mut child = fork(move || {
+    // SAFETY: no other thread of this process holds a lock that the child takes.
+    let mut child = fork(unsafe { ForkPermit::new() }, move || {
         let mut buf = [0u8; 8];
         for _ in 0..iters {
             let n = b.recv_bytes_into(&mut buf).unwrap();
@@ -102,7 +105,8 @@ fn shm_ping_pong(iters: u64) -> Duration {
 fn shm_large(iters: u64) -> Duration {
     const BIG: usize = 16 << 20;
     let (a, b) = shmproc::pipe().unwrap();
-    let mut child = fork(move || {
+    // SAFETY: no other thread of this process holds a lock that the child takes.
+    let mut child = fork(unsafe { ForkPermit::new() }, move || {
         let mut buf = vec![0u8; BIG];
         for _ in 0..iters {
             b.recv_bytes_into(&mut buf).unwrap();

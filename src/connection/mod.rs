@@ -30,11 +30,11 @@
 //!
 //! # Passing connections to other processes
 //!
-//! A [`Connection`] is `Serialize`/`Deserialize`: its token names the heap block (whose segment
-//! is reported to `segment::registry::collect`, like every handle) and its eventfds. The
-//! descriptors travel through the crate-internal hook in `crate::fdpass`: `fdpass::collect` around the encode
-//! returns them in token order, `fdpass::with_received` around the decode hands them to the tokens.
-//! A forked child needs neither: it decodes from the inherited descriptor numbers.
+//! A [`Connection`] is `Serialize`/`Deserialize`: its token names the heap block and its
+//! eventfds, the latter by position in the transfer envelope (`crate::transfer`) that carries
+//! them, never by number. It travels as a process argument (every start method) or inside a
+//! value sent over a Unix socket connection; a shared-memory pipe or a TCP socket cannot carry
+//! its descriptors and refuses it ([`Error::NoDescriptorChannel`](crate::Error::NoDescriptorChannel)).
 //!
 //! # End of stream and peer death
 //!

@@ -13,10 +13,10 @@ use super::ring::{self, Ring, Sink};
 use super::socket::SockConn;
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::fdpass::{self as fd, FdToken};
 use crate::heap::{ObjectRef, ObjectToken};
 use crate::segment::Segment;
 use crate::sys::{self, Deadline};
+use crate::transfer::{self, Envelope, FdToken, Received};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::Cell;
@@ -64,7 +64,10 @@ pub fn pipe_simplex() -> Result<(Connection, Connection)> {
 /// A connection is `Send` but not `Sync`, like Python's: one thread uses an end at a time, and
 /// an end is used by one process at a time (the process that last sent or received on it is
 /// the one whose death counts as the end's death). It serializes to a token (the heap block and
-/// its eventfds, which travel through the crate-internal hook `connection::fd`) and re-attaches in another process.
+/// its eventfds) and re-attaches in another process when it travels as a process argument or
+/// over a Unix socket connection, whose transfer envelope carries the eventfds. Its token
+/// names them by position in that envelope, never by number: decoded anywhere else (a token
+/// put in a `Queue`, copied bytes) it fails with [`Error::DescriptorNotTransferred`].
 ///
 /// # End of stream
 /// Once the peer end is closed, or its process has died (even by `SIGKILL`, even mid-message),
@@ -324,22 +327,48 @@ impl Connection {
 
     /// Sends a value, encoded with [`codec`](crate::codec). Blocks while the ring is full.
     ///
+    /// Shared objects inside the value travel as handles. Over a Unix socket connection the
+    /// descriptors they need travel too (`SCM_RIGHTS`): their segments (which gives the peer
+    /// access to those whole segments) and the eventfds of connections. A shared-memory pipe
+    /// and a TCP socket carry bytes only: a handle whose segment the receiver does not map
+    /// already fails there with [`Error::SegmentNotTransferred`], and a connection inside the
+    /// value is refused here.
+    ///
     /// # Errors
-    /// [`Error::Codec`] if the value cannot be encoded; as for
+    /// [`Error::Codec`] if the value cannot be encoded; [`Error::NoDescriptorChannel`] if it
+    /// holds a connection and this end cannot carry descriptors; as for
     /// [`send_bytes`](Connection::send_bytes).
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
-        let bytes = codec::to_bytes(value)?;
-        self.send_bytes(&bytes)
+        self.check(false)?;
+        let env = Envelope::seal(value)?;
+        match self.inner()? {
+            Inner::Shm(_) if env.needs_descriptors() => Err(Error::NoDescriptorChannel {
+                channel: "a shared-memory pipe",
+                count: env.fds.len(),
+            }),
+            Inner::Shm(_) => self.send_bytes(&env.bytes),
+            Inner::Sock(s) => s.send_envelope(&env),
+        }
     }
 
     /// Receives a value sent with [`send`](Connection::send). Blocks until a message arrives.
     ///
+    /// Handles inside the value take their descriptors only from those that arrived with
+    /// this message (see `send`), never by number.
+    ///
     /// # Errors
     /// As for [`recv_bytes`](Connection::recv_bytes); the decode errors of
-    /// [`codec::from_bytes`](crate::codec::from_bytes).
+    /// [`codec::from_bytes`](crate::codec::from_bytes); [`Error::SegmentNotTransferred`] for a
+    /// handle whose segment did not travel and is not mapped here;
+    /// [`Error::DescriptorNotTransferred`] for a handle whose descriptor did not arrive.
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
-        let bytes = self.recv_bytes()?;
-        codec::from_bytes(&bytes)
+        self.check(true)?;
+        match self.inner()? {
+            // Nothing but bytes arrives over a pipe: an empty scope, so no descriptor table
+            // of an enclosing decode is visible to this message.
+            Inner::Shm(_) => transfer::open(&self.recv_bytes()?, Received::none()),
+            Inner::Sock(s) => s.recv_envelope(),
+        }
     }
 
     /// Sends `buf` as one message. Blocks while the ring is full (a message larger than the
@@ -594,7 +623,7 @@ impl Serialize for Connection {
         shm.serialized.set(true);
         let note = |fd: &Option<OwnedFd>| {
             fd.as_ref()
-                .map(|f| fd::note(f.as_fd()))
+                .map(|f| transfer::note(f.as_fd()))
                 .transpose()
                 .map_err(S::Error::custom)
         };
@@ -620,11 +649,7 @@ impl<'de> Deserialize<'de> for Connection {
                 });
             }
             let obj = ObjectRef::attach(&t.obj, PIPE_FP, "Connection")?;
-            let take = |f: Option<FdToken>| {
-                f.map(fd::take)
-                    .transpose()
-                    .map_err(|e| Error::io("receive connection descriptor", e))
-            };
+            let take = |f: Option<FdToken>| f.map(transfer::take).transpose();
             Connection::from_parts(
                 obj,
                 u64::MAX,

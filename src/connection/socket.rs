@@ -3,11 +3,19 @@
 //! A frame is an 8-byte little-endian length followed by that many bytes. A length over the
 //! connection's cap is rejected with [`Error::MessageTooLarge`] before anything is allocated;
 //! payloads are read in bounded chunks, so memory grows only with bytes actually received.
+//!
+//! On a Unix socket, a value whose handles need descriptors (see `crate::transfer`) travels as
+//! a frame whose first byte carries them (`SCM_RIGHTS`) and whose payload is the envelope's
+//! wire form (a header naming the segments, then the encoded value). Every prefix of a Unix
+//! frame is read with `recvmsg`, so descriptors attached to it are kept with that frame and
+//! closed if the frame is received as bytes or fails to decode.
 
 use super::ring::Sink;
 use crate::error::{Error, Result};
 use crate::sys::{self, Deadline};
-use std::cell::Cell;
+use crate::transfer::{self, Envelope};
+use serde::de::DeserializeOwned;
+use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -104,6 +112,41 @@ impl Stream {
         frame_len(p, cap)
     }
 
+    /// Reads a frame's prefix with the descriptors attached to it (none on TCP).
+    fn read_prefix_with_fds(&self, cap: u64) -> Result<(u64, Vec<OwnedFd>)> {
+        let Stream::Unix(s) = self else {
+            return Ok((self.read_prefix(cap)?, Vec::new()));
+        };
+        let mut p = [0u8; PREFIX];
+        let mut got = 0;
+        let mut fds = Vec::new();
+        while let Some(rest) = p.get_mut(got..).filter(|r| !r.is_empty()) {
+            let (n, more) =
+                sys::recv_with_fds(s.as_fd(), rest).map_err(|e| io_error("recvmsg", e))?;
+            fds.extend(more);
+            if n == 0 {
+                return Err(Error::Disconnected);
+            }
+            got += n;
+        }
+        Ok((frame_len(p, cap)?, fds))
+    }
+
+    /// Writes one frame whose first byte carries `fds` (Unix sockets only).
+    fn write_frame_with_fds(&self, payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
+        let Stream::Unix(s) = self else {
+            return Err(Error::NoDescriptorChannel {
+                channel: "a TCP socket",
+                count: fds.len(),
+            });
+        };
+        let prefix = (payload.len() as u64).to_le_bytes();
+        let sent =
+            sys::send_with_fds(s.as_fd(), &prefix, fds).map_err(|e| io_error("sendmsg", e))?;
+        self.write_all(prefix.get(sent..).unwrap_or_default())?;
+        self.write_all(payload)
+    }
+
     fn read_payload(&self, len: u64, sink: &mut dyn Sink) -> Result<()> {
         let mut buf = vec![0u8; CHUNK.min(usize::try_from(len).unwrap_or(CHUNK))];
         let mut done = 0u64;
@@ -147,6 +190,8 @@ pub(crate) struct SockConn {
     /// Length of a frame whose prefix was read but whose payload was not (kept after
     /// `BufferTooSmall`).
     pending: Cell<Option<u64>>,
+    /// Descriptors that arrived with the frame being received.
+    pending_fds: RefCell<Vec<OwnedFd>>,
     cap: u64,
 }
 
@@ -155,6 +200,7 @@ impl SockConn {
         SockConn {
             stream,
             pending: Cell::new(None),
+            pending_fds: RefCell::new(Vec::new()),
             cap,
         }
     }
@@ -169,16 +215,73 @@ impl SockConn {
         self.stream.write_frame(payload)
     }
 
+    /// Receives one frame into `sink`; the descriptors that arrived with it are closed.
     pub(crate) fn recv(&self, sink: &mut dyn Sink) -> Result<()> {
+        let r = self.recv_keeping_fds(sink);
+        if !matches!(r, Err(Error::BufferTooSmall { .. })) {
+            drop(self.pending_fds.take());
+        }
+        r
+    }
+
+    /// Receives one frame into `sink`, leaving the descriptors that arrived with it in
+    /// `pending_fds`.
+    fn recv_keeping_fds(&self, sink: &mut dyn Sink) -> Result<()> {
         let len = match self.pending.take() {
             Some(l) => l,
-            None => self.stream.read_prefix(self.cap)?,
+            None => {
+                drop(self.pending_fds.take());
+                let (len, fds) = self.stream.read_prefix_with_fds(self.cap)?;
+                *self.pending_fds.borrow_mut() = fds;
+                len
+            }
         };
         if let Err(e) = sink.start(usize::try_from(len).unwrap_or(usize::MAX)) {
             self.pending.set(Some(len));
             return Err(e);
         }
         self.stream.read_payload(len, sink)
+    }
+
+    /// Sends a sealed value: a plain frame when nothing but bytes must travel, else (Unix
+    /// sockets) a frame carrying the segments' and handles' descriptors.
+    pub(crate) fn send_envelope(&self, env: &Envelope) -> Result<()> {
+        if env.segments.is_empty() && env.fds.is_empty() {
+            return self.send(&env.bytes);
+        }
+        if let Stream::Tcp(_) = self.stream {
+            // Segments are not sent over TCP: the receiver maps them already (or by name) or
+            // gets `SegmentNotTransferred`. Descriptors cannot travel at all.
+            if env.needs_descriptors() {
+                return Err(Error::NoDescriptorChannel {
+                    channel: "a TCP socket",
+                    count: env.fds.len(),
+                });
+            }
+            return self.send(&env.bytes);
+        }
+        let (payload, fds) = env.to_wire()?;
+        if payload.len() as u64 > self.cap {
+            return Err(Error::MessageTooLarge {
+                size: payload.len() as u64,
+                limit: self.cap,
+            });
+        }
+        self.stream.write_frame_with_fds(&payload, &fds)
+    }
+
+    /// Receives a value sent with [`send_envelope`](SockConn::send_envelope), decoding it with
+    /// exactly the descriptors that arrived with its frame.
+    pub(crate) fn recv_envelope<T: DeserializeOwned>(&self) -> Result<T> {
+        let mut sink = VecCollect(Vec::new());
+        let r = self.recv_keeping_fds(&mut sink);
+        let fds = self.pending_fds.take();
+        r?;
+        if fds.is_empty() {
+            transfer::open(&sink.0, transfer::Received::none())
+        } else {
+            transfer::open_wire(&sink.0, fds)
+        }
     }
 
     pub(crate) fn poll(&self, timeout: Option<Duration>) -> Result<bool> {

@@ -20,7 +20,7 @@
 //! replay and the kill suite then cover it with no other change.
 
 use crate::loom::{Ordering, fence};
-use crate::testing::{Child, fork};
+use crate::testing::{Child, ForkPermit, fork};
 use crate::{Array, Lock, OwnerDied, RawArray, RawValue, Segment, Value};
 use std::time::{Duration, Instant};
 
@@ -358,7 +358,12 @@ pub fn run(schedule: &Schedule) -> Report {
                 .map(|(k, ops)| {
                     let o = &objs;
                     let n = schedule.procs.len();
-                    let child = fork(move || o.run_child(k, n, ops));
+                    #[allow(unsafe_code)]
+                    // SAFETY: the child only runs `run_child`, operations on shared-memory
+                    // objects that take no process-local lock (its allocations are safe after
+                    // glibc's `fork`); schedules run from single-threaded fuzz targets and tests.
+                    let permit = unsafe { ForkPermit::new() };
+                    let child = fork(permit, move || o.run_child(k, n, ops));
                     pids.push(child.pid());
                     (child, schedule.kills.get(k).copied().flatten(), None)
                 })

@@ -35,7 +35,9 @@ pub(super) fn start(mut launch: Launch) -> Result<Started> {
         launch.boot.result = Some(0);
         fds.push(OwnedFd::from(w));
     }
-    for fd in std::mem::take(&mut launch.handle_fds) {
+    // Descriptors go through the same envelope table as for every start method: the child
+    // takes them by index from what it was handed here, never by number.
+    for fd in std::mem::take(&mut launch.envelope.fds) {
         launch.boot.handle_fds.push(fds.len());
         fds.push(fd);
     }

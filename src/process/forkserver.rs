@@ -27,6 +27,7 @@ use super::{Launch, Sentinel, Started};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::sys;
+use crate::transfer::Envelope;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -90,9 +91,11 @@ fn start_server(b: super::ProcessBuilder<usize>, sock: BorrowedFd<'_>) -> Result
     let exe = super::exe_identity()?;
     let default = crate::runtime::default_segment()?;
     let me = super::current_process();
+    let (targets, main) = super::single_target(b.target)?;
     let boot = Boot {
         exe: Boot::exe_of(exe),
-        target: b.target,
+        targets,
+        main,
         args: codec::to_bytes(&b.args)?,
         segments: Vec::new(),
         default_segment: Some(0),
@@ -105,8 +108,11 @@ fn start_server(b: super::ProcessBuilder<usize>, sock: BorrowedFd<'_>) -> Result
     };
     let launch = Launch {
         boot,
-        segments: vec![default],
-        handle_fds: Vec::new(),
+        envelope: Envelope {
+            bytes: Vec::new(),
+            segments: vec![default],
+            fds: Vec::new(),
+        },
         result: None,
     };
     let started = super::spawn::start(launch, &[sock])?;
@@ -131,11 +137,11 @@ pub(super) fn start(mut launch: Launch) -> Result<Started> {
         launch.boot.result = Some(fds.len() - 1);
         fds.push(r.as_fd());
     }
-    for s in &launch.segments {
+    for s in &launch.envelope.segments {
         launch.boot.segments.push(fds.len() - 1);
         fds.push(s.as_fd());
     }
-    for fd in &launch.handle_fds {
+    for fd in &launch.envelope.fds {
         launch.boot.handle_fds.push(fds.len() - 1);
         fds.push(fd.as_fd());
     }

@@ -1,33 +1,44 @@
 //! `init()` and the child side of every start method.
 //!
-//! A child started by shmproc learns what to run from a *start-up message* ([`Boot`]): the
-//! target, its encoded arguments, which inherited descriptors are segments and which is the
-//! result pipe, its name, and its parent. A `Spawn` child finds the message through the
-//! environment variable `SHMPROC_CHILD` (`"1 <message fd> <fd> <fd> …"`, descriptors it
-//! inherited); a forkserver child receives it over the server's socket; a `Fork` child gets it
-//! in memory.
+//! A child started by shmproc learns what to run from a *start-up message* ([`Boot`]): its
+//! table of targets and which one to run, its encoded arguments, which inherited descriptors
+//! are segments, handle descriptors and the result pipe, its name, and its parent. A `Spawn`
+//! child finds the message through the environment variable `SHMPROC_CHILD` (`"1 <message fd>
+//! <fd> <fd> …"`, descriptors it inherited); a forkserver child receives it over the server's
+//! socket; a `Fork` child gets it in memory.
 //!
 //! [`init`] is what makes a re-executed program a child: first thing in `main`, it looks for
 //! the variable and, if present, runs the target and exits. A program that forgets it would
 //! run its `main` again in every child; the variable then makes every shmproc constructor and
 //! every process start fail with [`Error::NotInitialized`] instead of recursing.
 //!
+//! # What a child trusts
+//! - In a process running with elevated privileges (`AT_SECURE`: set-user-ID, set-group-ID,
+//!   file capabilities) the environment belongs to a less privileged caller, so `init`
+//!   ignores `SHMPROC_CHILD` entirely: such a program is never a shmproc child.
+//! - Otherwise the variable only names descriptors this process inherited; the message read
+//!   from them is validated *completely* before anything in it is used ([`Boot::validate`]):
+//!   the executable identity first, then the target id against the message's own table, then
+//!   every descriptor index (in range, each used once). Only then are segments mapped,
+//!   targets installed and arguments decoded.
+//!
 //! # Safety
 //! Two unsafe operations live here. Removing `SHMPROC_CHILD` from the environment happens only
 //! after checking that the process has a single thread, so nothing reads the environment
-//! concurrently. Running the target relies on the contract of [`Target::run`]: the start-up
-//! message came through a private channel from the parent, and the executable's identity is
-//! compared with the parent's before the target is resolved.
+//! concurrently. Installing the message's target table relies on the contract of
+//! [`install`]: the start-up message came through a private channel from the parent, and the
+//! executable's identity is compared with the parent's before the table is installed.
 
 #![allow(unsafe_code)]
 
-use super::target::{Outcome, Target};
+use super::target::{Outcome, TargetId, TargetTable, install, run_installed};
 use super::{Identity, set_identity};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::runtime;
 use crate::segment::Segment;
 use crate::sys;
+use crate::transfer::Received;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -39,8 +50,10 @@ use std::sync::{Mutex, PoisonError};
 pub(crate) struct Boot {
     /// Identity of the parent's executable file: `(dev, ino, size, mtime_ns)`.
     pub(crate) exe: (u64, u64, u64, i64),
-    /// What to run.
-    pub(crate) target: Target,
+    /// The functions this child may run: the only code addresses it ever learns.
+    pub(crate) targets: TargetTable,
+    /// Which of them to run.
+    pub(crate) main: TargetId,
     /// The encoded arguments.
     pub(crate) args: Vec<u8>,
     /// Indices (into the inherited descriptors) of segments to attach.
@@ -52,7 +65,7 @@ pub(crate) struct Boot {
     /// Indices of further descriptors the target takes with `take_inherited`.
     pub(crate) extra: Vec<usize>,
     /// Indices of the descriptors that handles in the arguments carry (connections'
-    /// eventfds), in the order `fdpass::collect` returned them.
+    /// eventfds), in the order of the transfer envelope.
     pub(crate) handle_fds: Vec<usize>,
     /// The child's name.
     pub(crate) name: String,
@@ -65,6 +78,48 @@ pub(crate) struct Boot {
 impl Boot {
     pub(crate) fn exe_of(id: sys::ExeId) -> (u64, u64, u64, i64) {
         (id.dev, id.ino, id.size, id.mtime_ns)
+    }
+
+    /// Checks the whole message before anything in it is resolved: the executable identity
+    /// (when `exe_check`: not needed in a `Fork` child, a copy of its parent), the target id
+    /// against the table, and every descriptor index against the `fds` descriptors that
+    /// arrived (in range, each named once).
+    ///
+    /// # Errors
+    /// [`Error::NotSameExecutable`]; [`Error::UnknownTarget`]; [`Error::ChildStartFailed`]
+    /// for a bad index; [`Error::Io`] if the executable cannot be identified.
+    pub(crate) fn validate(&self, fds: usize, exe_check: bool) -> Result<()> {
+        if exe_check {
+            let id = sys::exe_identity().map_err(|e| Error::io("stat /proc/self/exe", e))?;
+            if Boot::exe_of(id) != self.exe {
+                return Err(Error::NotSameExecutable);
+            }
+        }
+        self.targets.get(self.main)?;
+        let bad = |what: &str| Error::ChildStartFailed {
+            reason: format!("start-up message: {what}"),
+        };
+        let mut named = vec![false; fds];
+        let indices = self
+            .result
+            .iter()
+            .chain(&self.segments)
+            .chain(&self.extra)
+            .chain(&self.handle_fds);
+        for &i in indices {
+            match named.get_mut(i) {
+                Some(seen) if !*seen => *seen = true,
+                Some(_) => return Err(bad(&format!("descriptor {i} named twice"))),
+                None => return Err(bad(&format!("descriptor {i} of {fds} named"))),
+            }
+        }
+        if self
+            .default_segment
+            .is_some_and(|d| d >= self.segments.len())
+        {
+            return Err(bad("default heap index out of range"));
+        }
+        Ok(())
     }
 }
 
@@ -91,6 +146,10 @@ pub(crate) fn take_inherited(i: usize) -> Option<OwnedFd> {
 ///
 /// A child whose `main` does not call `init` (or calls it too late) does not recurse: every
 /// shmproc constructor and every process start in it fails with [`Error::NotInitialized`].
+///
+/// A program running with elevated privileges (set-user-ID, set-group-ID or file
+/// capabilities: `AT_SECURE`) is never treated as a child: `init` ignores the variable there,
+/// since whoever ran the program chose its environment.
 ///
 /// # Examples
 /// ```no_run
@@ -119,6 +178,11 @@ pub fn init() {
         unsafe {
             std::env::remove_var(runtime::CHILD_ENV);
         }
+    }
+    // With elevated privileges the environment is the (less privileged) caller's: never
+    // follow it to a start-up message.
+    if sys::secure_execution() {
+        return;
     }
     let code = match spawned_child(&var.to_string_lossy()) {
         Ok((boot, fds)) => {
@@ -175,10 +239,11 @@ fn spawned_child(var: &str) -> Result<(Boot, Vec<OwnedFd>)> {
 /// created this one (the forkserver, for its children). `exe_check` compares this process's
 /// executable file with the parent's (not needed in a `Fork` child, a copy of the parent).
 pub(crate) fn run_child(boot: Boot, fds: Vec<OwnedFd>, real_parent: i32, exe_check: bool) -> i32 {
+    let fd_count = fds.len();
     let mut fds: Vec<Option<OwnedFd>> = fds.into_iter().map(Some).collect();
     let mut take = |i: usize| fds.get_mut(i).and_then(Option::take);
     let mut result = boot.result.and_then(&mut take).map(File::from);
-    let outcome = prepare_and_run(&boot, &mut take, real_parent, exe_check);
+    let outcome = prepare_and_run(&boot, fd_count, &mut take, real_parent, exe_check);
     let code = match &outcome {
         Outcome::Returned(_) => 0,
         Outcome::Exited(code) => *code,
@@ -198,24 +263,21 @@ pub(crate) fn run_child(boot: Boot, fds: Vec<OwnedFd>, real_parent: i32, exe_che
 
 fn prepare_and_run(
     boot: &Boot,
+    fd_count: usize,
     take: &mut impl FnMut(usize) -> Option<OwnedFd>,
     real_parent: i32,
     exe_check: bool,
 ) -> Outcome {
+    // Nothing in the message is used before all of it has been checked.
+    if let Err(e) = boot.validate(fd_count, exe_check) {
+        return Outcome::Failed(e.to_string());
+    }
     if boot.daemon {
         match sys::die_with_parent(real_parent) {
             Ok(true) => {}
             // The parent died before the death signal was armed: do what it would have done.
             Ok(false) => exit(1),
             Err(e) => return Outcome::Failed(format!("prctl(PR_SET_PDEATHSIG): {e}")),
-        }
-    }
-    // A forked child is a copy of its parent's image: nothing to check there.
-    if exe_check {
-        match sys::exe_identity() {
-            Ok(id) if Boot::exe_of(id) == boot.exe => {}
-            Ok(_) => return Outcome::Failed(Error::NotSameExecutable.to_string()),
-            Err(e) => return Outcome::Failed(format!("stat /proc/self/exe: {e}")),
         }
     }
     set_identity(Identity {
@@ -251,13 +313,14 @@ fn prepare_and_run(
             None => return Outcome::Failed(format!("handle descriptor {i} missing")),
         }
     }
-    // SAFETY: `boot.target` came from our parent's `Target::of` through a private channel,
-    // and the executable identity was checked just above. The arguments are decoded inside,
-    // with the descriptors their handles carry at hand.
-    let outcome =
-        crate::fdpass::with_received(handle_fds, || unsafe { boot.target.run(&boot.args) });
-    drop(segments);
-    outcome
+    // SAFETY: `boot.targets` came from our parent's `Target::returning`/`terminating`
+    // through this child's private start-up channel, and `validate` compared the executable
+    // identity with the parent's (a `Fork` child is a copy of its parent's image).
+    unsafe { install(boot.targets.clone()) };
+    // The arguments are decoded with exactly the segments and descriptors that came with
+    // them; the target runs outside that scope.
+    run_installed(boot.main, &boot.args, Received::new(segments, handle_fds))
+        .unwrap_or_else(|e| Outcome::Failed(e.to_string()))
 }
 
 /// Writes one length-prefixed frame to a pipe.
@@ -288,4 +351,69 @@ pub(crate) fn read_frame(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> 
         return Ok(None);
     }
     Ok(Some(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::target::Target;
+
+    fn echo(x: u32) -> u32 {
+        x
+    }
+
+    fn boot() -> Boot {
+        let mut targets = TargetTable::new();
+        let main = targets.register(Target::returning(echo)).unwrap();
+        Boot {
+            exe: (0, 0, 0, 0),
+            targets,
+            main,
+            args: Vec::new(),
+            segments: vec![1],
+            default_segment: Some(0),
+            result: Some(0),
+            extra: Vec::new(),
+            handle_fds: vec![2],
+            name: "child".to_owned(),
+            daemon: false,
+            parent: (1, "MainProcess".to_owned()),
+        }
+    }
+
+    /// Regression (issues 11 and 17): a start-up message is checked whole before anything in
+    /// it is used; a forged target id never reaches a jump.
+    #[test]
+    fn start_up_messages_are_validated_before_use() {
+        assert!(boot().validate(3, false).is_ok());
+        let mut forged = boot();
+        forged.main = TargetId(1);
+        assert!(matches!(
+            forged.validate(3, false),
+            Err(Error::UnknownTarget {
+                id: 1,
+                registered: 1
+            })
+        ));
+        let mut twice = boot();
+        twice.handle_fds = vec![1];
+        assert!(matches!(
+            twice.validate(3, false),
+            Err(Error::ChildStartFailed { .. })
+        ));
+        assert!(boot().validate(2, false).is_err());
+        let mut no_heap = boot();
+        no_heap.default_segment = Some(1);
+        assert!(no_heap.validate(3, false).is_err());
+        // The executable identity is checked first: (0, 0, 0, 0) is no file's.
+        assert!(matches!(
+            boot().validate(3, true),
+            Err(Error::NotSameExecutable)
+        ));
+    }
+
+    #[test]
+    fn this_test_process_is_not_running_with_elevated_privileges() {
+        assert!(!sys::secure_execution());
+    }
 }

@@ -1,5 +1,23 @@
 //! Processes: [`Process`], [`spawn`], start methods, [`init`], and the process tree queries.
 //!
+//! # Trust model
+//! - **Who may start a child.** Only a process that can hand a child its private start-up
+//!   channel: the parent itself (`Spawn`: an inherited pipe named in `SHMPROC_CHILD`; `Fork`:
+//!   memory), or the forkserver on the parent's behalf over a socket pair that only the
+//!   server inherited (nothing is named in the file system or a namespace). Whoever can set a
+//!   program's environment and descriptors can run that program anyway, so the variable gives
+//!   them nothing new, with one exception handled by [`init`]: a program with elevated
+//!   privileges (`AT_SECURE`) never follows the variable.
+//! - **What a child trusts.** Its start-up message, after checking it whole: it runs the
+//!   same executable file as its parent, the target id is in the message's own target table,
+//!   every descriptor index names a distinct inherited descriptor. The child maps the
+//!   segments and takes the descriptors that came with its arguments
+//!   (`crate::transfer`), and nothing by number.
+//! - **What nobody trusts.** Shared memory, pipes, queues and sockets carry data, never code:
+//!   a function to run is named by an id into the table the process learned at start
+//!   (`target`), checked before use. Values read from shared memory are validated; a lock
+//!   owner is dead only on definite evidence.
+//!
 //! Invariants:
 //! - Every started child is in the registry of this process until it has been reaped (by
 //!   [`Process::join`], [`Process::is_alive`], [`Process::exitcode`], [`active_children`] or
@@ -27,8 +45,9 @@ pub use start_method::{StartMethod, set_start_method, start_method};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::runtime;
-use crate::segment::{Segment, registry};
+
 use crate::sys;
+use crate::transfer::Envelope;
 use init::Boot;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -41,7 +60,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::Termination;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
-use target::{Outcome, Target};
+use target::{Outcome, Target, TargetId, TargetTable};
 
 /// What this process knows about itself: its name and its parent.
 #[derive(Debug, Clone)]
@@ -495,9 +514,9 @@ where
 /// Everything a start method needs.
 struct Launch {
     boot: Boot,
-    segments: Vec<Segment>,
-    /// Duplicates of the descriptors the arguments' handles carry, in token order.
-    handle_fds: Vec<std::os::fd::OwnedFd>,
+    /// The arguments' transfer envelope (its bytes are already in `boot.args`), with the
+    /// default heap added to its segments.
+    envelope: Envelope,
     result: Option<File>,
 }
 
@@ -508,10 +527,10 @@ where
     runtime::check_initialized()?;
     drop(reap_finished());
     let method = b.method.unwrap_or_else(start_method);
-    let ((bytes, handle_fds), mut segments) =
-        registry::collect(|| crate::fdpass::collect(|| codec::to_bytes(&b.args)));
-    let bytes = bytes?;
+    let mut envelope = Envelope::seal(&b.args)?;
+    let bytes = std::mem::take(&mut envelope.bytes);
     let default = runtime::default_segment()?;
+    let segments = &mut envelope.segments;
     let default_index = match segments.iter().position(|s| s.id() == default.id()) {
         Some(i) => i,
         None => {
@@ -519,6 +538,7 @@ where
             segments.len() - 1
         }
     };
+    let (targets, main) = single_target(b.target)?;
     let (result_r, result_w) = if want_result {
         let (r, w) = sys::pipe().map_err(|e| Error::io("pipe", e))?;
         (Some(r), Some(w))
@@ -533,7 +553,8 @@ where
     let me = current_process();
     let boot = Boot {
         exe: Boot::exe_of(exe_identity()?),
-        target: b.target,
+        targets,
+        main,
         args: bytes,
         segments: Vec::new(),
         default_segment: Some(default_index),
@@ -546,8 +567,7 @@ where
     };
     let launch = Launch {
         boot,
-        segments,
-        handle_fds,
+        envelope,
         result: result_w,
     };
     let started = match method {
@@ -568,6 +588,13 @@ where
         .unwrap_or_else(PoisonError::into_inner)
         .push(Arc::clone(&state));
     Ok((Process { state }, result_r))
+}
+
+/// The target table of a child that runs one function: `target`, as id 0.
+fn single_target(target: Target) -> Result<(TargetTable, TargetId)> {
+    let mut table = TargetTable::new();
+    let id = table.register(target)?;
+    Ok((table, id))
 }
 
 fn exe_identity() -> Result<sys::ExeId> {

@@ -1,8 +1,9 @@
 //! The `Spawn` start method: re-execute this program's file with a private start-up message.
 //!
 //! The child inherits exactly: the read end of a fresh pipe carrying the start-up message, the
-//! result pipe's write end (for [`spawn`](crate::spawn)), the descriptors of the segments named
-//! by the arguments plus the default heap, and any extra descriptors (the forkserver's socket).
+//! result pipe's write end (for [`spawn`](crate::spawn)), the descriptors of the arguments'
+//! transfer envelope (the segments their handles name plus the default heap, and the
+//! descriptors their handles carry), and any extra descriptors (the forkserver's socket).
 //! Their numbers travel in `SHMPROC_CHILD`; everything else stays close-on-exec.
 
 use super::{Launch, Started};
@@ -26,11 +27,11 @@ pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Star
         launch.boot.result = Some(keep.len());
         keep.push(r.as_fd());
     }
-    for s in &launch.segments {
+    for s in &launch.envelope.segments {
         launch.boot.segments.push(keep.len());
         keep.push(s.as_fd());
     }
-    for fd in &launch.handle_fds {
+    for fd in &launch.envelope.fds {
         launch.boot.handle_fds.push(keep.len());
         keep.push(fd.as_fd());
     }

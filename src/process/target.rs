@@ -1,33 +1,50 @@
-//! Targets: how a `fn(A) -> R` is named across `exec`, and the trampoline that runs it.
+//! Targets: how a `fn(A) -> R` is named across `exec`, and the per-process table of the
+//! functions a process may run.
 //!
+//! # The rule: code addresses never come from shared memory or a socket
+//! A process runs only functions it learned through its *private start-up channel*: an
+//! inherited pipe (`Spawn`), the forkserver's socket pair (which only the server inherited),
+//! or memory copied by `fork`. That channel carries a [`TargetTable`], and nothing else ever
+//! carries a code address. Everything that arrives later (a task in a queue, a message on a
+//! pipe or socket, a value in the heap) names a function by [`TargetId`], an index into the
+//! table this process installed; [`TargetTable::get`] checks it, and a forged or
+//! out-of-range id is [`Error::UnknownTarget`], never a jump. The Pool and the Manager build
+//! their workers' tables before starting them and send ids with each task.
+//!
+//! # How a target crosses `exec`
 //! A function pointer is only meaningful inside one loaded image. A child started with `Spawn`
 //! (or forked by the forkserver, itself spawned) runs the same executable file, loaded at
-//! another base address (ASLR moves the whole image by one offset). So a target travels as the
-//! distance between its code and an anchor function of this crate, which is the same in every
-//! process running the same file; the child adds its own anchor's address back.
+//! another base address (ASLR moves the whole image by one offset). So inside the start-up
+//! message a target travels as the distance between its code and an anchor function of this
+//! crate, which is the same in every process running the same file; the child adds its own
+//! anchor's address back.
 //!
-//! Two addresses travel: the user's `fn(A) -> R`, and the monomorphised
+//! Two addresses travel per target: the user's `fn(A) -> R`, and the monomorphised
 //! [`trampoline::<A, R>`](trampoline) that knows how to decode `A`, call the target and encode
 //! `R`. The child calls the trampoline, which reinterprets the target address as `fn(A) -> R`.
 //!
 //! # Safety
 //! Turning an address back into a function pointer is sound only when the address was made by
-//! [`Target::of`] for exactly that type, in a process running the same executable file as the
-//! one that turns it back. The addresses reach a child only through its private start-up
-//! message (an inherited pipe, a forkserver socket pair, or memory copied by `fork`), never
-//! from the outside; and the child checks that it runs the same file (device, inode, size,
-//! modification time) before resolving anything (see `init`). The trampoline pointer and the
-//! target pointer are always taken together, in [`Target::of`], from the same `A` and `R`.
-//! Executables that load the target from a shared library loaded at run time are not
-//! supported (the distance to the anchor is then not fixed); statically linked code is.
+//! [`Target::returning`] or [`Target::terminating`] for exactly that type, in a process
+//! running the same executable file as the one that turns it back. A [`Target`] is decoded
+//! only as part of the start-up message (`init::Boot`); this module is private to `process`
+//! and the only way to run one that was decoded is [`install`], an `unsafe fn` whose caller
+//! (the child's start-up code) has checked the executable's identity and validated the whole
+//! message first. The trampoline pointer and the target pointer are always taken together,
+//! from the same `A` and `R`. Executables that load the target from a shared library loaded
+//! at run time are not supported (the distance to the anchor is then not fixed); statically
+//! linked code is.
 
 #![allow(unsafe_code)]
 
 use crate::codec;
+use crate::error::{Error, Result};
+use crate::transfer::{self, Received};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::{ExitCode, Termination};
+use std::sync::{Mutex, PoisonError};
 
 /// What a child's target produced, sent to the parent over the result pipe.
 #[derive(Debug, Serialize, Deserialize)]
@@ -43,8 +60,9 @@ pub(crate) enum Outcome {
     Failed(String),
 }
 
-/// The type every trampoline has: target address and encoded arguments in, outcome out.
-type Trampoline = fn(usize, &[u8]) -> Outcome;
+/// The type every trampoline has: target address, encoded arguments and what arrived with
+/// them in, outcome out.
+type Trampoline = fn(usize, &[u8], Received) -> Outcome;
 
 /// A target, as distances from the anchor.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -100,24 +118,124 @@ impl Target {
     /// Runs the target on encoded arguments, catching a panic.
     ///
     /// # Safety
-    /// - `self` was made by [`Target::of`] in a process running the same executable file
-    ///   (checked by the caller against the parent's recorded identity) and reached this
-    ///   process unaltered.
-    pub(crate) unsafe fn run(self, args: &[u8]) -> Outcome {
+    /// - `self` was made by [`Target::returning`] or [`Target::terminating`] in a process
+    ///   running the same executable file (checked by the caller against the parent's
+    ///   recorded identity) and reached this process unaltered through its private start-up
+    ///   channel.
+    unsafe fn run(self, args: &[u8], received: Received) -> Outcome {
         // SAFETY: by the caller's contract, this address is that of `trampoline::<A, R>` in
         // this image, which has type `Trampoline`; function pointers and `usize` have the same
         // size on every supported platform.
         let t = unsafe { std::mem::transmute::<usize, Trampoline>(address(self.trampoline)) };
-        t(address(self.function), args)
+        t(address(self.function), args, received)
     }
 }
 
-/// Decodes `A`, calls the `fn(A) -> R` at `function`, encodes `R`.
-fn trampoline<A: DeserializeOwned, R: Serialize>(function: usize, args: &[u8]) -> Outcome {
-    // SAFETY: `function` was produced by `Target::of::<A, R>` from an `fn(A) -> R` together
-    // with this very trampoline (see the module's `# Safety`), so it is such a pointer here.
+/// Names a function in a process's [`TargetTable`]: an index, checked before use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TargetId(pub(crate) u32);
+
+/// The functions a process may run, in registration order.
+///
+/// Built by the process that starts a child ([`register`](TargetTable::register)), sent in
+/// the child's private start-up message, and [installed](install) there before anything else
+/// runs. Tasks name entries by [`TargetId`].
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub(crate) struct TargetTable {
+    targets: Vec<Target>,
+}
+
+impl TargetTable {
+    /// An empty table.
+    pub(crate) fn new() -> TargetTable {
+        TargetTable::default()
+    }
+
+    /// Adds `target` and returns its id.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSize`] past `u32::MAX` targets.
+    pub(crate) fn register(&mut self, target: Target) -> Result<TargetId> {
+        let id = u32::try_from(self.targets.len()).map_err(|_| Error::InvalidSize {
+            reason: "more than u32::MAX targets",
+        })?;
+        self.targets.push(target);
+        Ok(TargetId(id))
+    }
+
+    /// Returns how many targets the table holds.
+    pub(crate) fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Returns the target `id` names.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTarget`] for an id this table does not hold.
+    pub(crate) fn get(&self, id: TargetId) -> Result<Target> {
+        usize::try_from(id.0)
+            .ok()
+            .and_then(|i| self.targets.get(i))
+            .copied()
+            .ok_or(Error::UnknownTarget {
+                id: id.0,
+                registered: self.len(),
+            })
+    }
+}
+
+/// This process's installed table (empty in a process that shmproc did not start).
+static INSTALLED: Mutex<Option<TargetTable>> = Mutex::new(None);
+
+/// Makes `table` the functions this process may run: the table of its own start-up message.
+/// A `Fork` child (or a forkserver's child) replaces the table it inherited in memory from
+/// the process that forked it; nothing else calls this.
+///
+/// # Safety
+/// - `table` arrived through this process's private start-up channel (or was built in this
+///   process by [`TargetTable::register`] from [`Target::returning`]/[`Target::terminating`]),
+///   unaltered, and
+/// - this process runs the same executable file as the process that built it (the caller
+///   compared the executable identities).
+pub(crate) unsafe fn install(table: TargetTable) {
+    *INSTALLED.lock().unwrap_or_else(PoisonError::into_inner) = Some(table);
+}
+
+/// Runs the installed target `id` on encoded arguments (decoded with exactly `received`),
+/// catching a panic.
+///
+/// # Errors
+/// [`Error::UnknownTarget`] if `id` is not in the installed table (nothing is called).
+pub(crate) fn run_installed(id: TargetId, args: &[u8], received: Received) -> Result<Outcome> {
+    let target = {
+        let slot = INSTALLED.lock().unwrap_or_else(PoisonError::into_inner);
+        match slot.as_ref() {
+            Some(table) => table.get(id)?,
+            None => {
+                return Err(Error::UnknownTarget {
+                    id: id.0,
+                    registered: 0,
+                });
+            }
+        }
+    };
+    // SAFETY: every table entry met `install`'s contract: it came through the private
+    // start-up channel of a process running this executable file, or was made here.
+    Ok(unsafe { target.run(args, received) })
+}
+
+/// Decodes `A` with exactly the descriptors and segments that came with it (the target
+/// itself then runs outside that scope), calls the `fn(A) -> R` at `function`, encodes `R`.
+fn trampoline<A: DeserializeOwned, R: Serialize>(
+    function: usize,
+    args: &[u8],
+    received: Received,
+) -> Outcome {
+    // SAFETY: `function` was produced by `Target::returning::<A, R>` from an `fn(A) -> R`
+    // together with this very trampoline (see the module's `# Safety`), so it is such a
+    // pointer here.
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
-    let args: A = match codec::from_bytes(args) {
+    let args: A = match transfer::open(args, received) {
         Ok(a) => a,
         Err(e) => return Outcome::Failed(format!("arguments: {e}")),
     };
@@ -131,11 +249,15 @@ fn trampoline<A: DeserializeOwned, R: Serialize>(function: usize, args: &[u8]) -
 }
 
 /// Decodes `A`, calls the `fn(A) -> R` at `function`, reports `R` as an exit code.
-fn exit_trampoline<A: DeserializeOwned, R: Termination>(function: usize, args: &[u8]) -> Outcome {
+fn exit_trampoline<A: DeserializeOwned, R: Termination>(
+    function: usize,
+    args: &[u8],
+    received: Received,
+) -> Outcome {
     // SAFETY: `function` was produced by `Target::terminating::<A, R>` from an `fn(A) -> R`
     // together with this very trampoline (see the module's `# Safety`).
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
-    let args: A = match codec::from_bytes(args) {
+    let args: A = match transfer::open(args, received) {
         Ok(a) => a,
         Err(e) => return Outcome::Failed(format!("arguments: {e}")),
     };
@@ -154,5 +276,52 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "Box<dyn Any>".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn double(x: u32) -> u32 {
+        x * 2
+    }
+
+    /// Regression (issue 11): a task names a target by id; a forged id is an error, never a
+    /// jump.
+    #[test]
+    fn forged_target_ids_are_refused() {
+        let mut table = TargetTable::new();
+        let id = table.register(Target::returning(double)).unwrap();
+        assert_eq!(id, TargetId(0));
+        assert_eq!(table.len(), 1);
+        assert!(table.get(id).is_ok());
+        for forged in [1, 2, 0x4000_0000, u32::MAX] {
+            assert!(matches!(
+                table.get(TargetId(forged)),
+                Err(Error::UnknownTarget { id, registered: 1 }) if id == forged
+            ));
+        }
+        // An id decoded from a message is checked the same way.
+        let bytes = codec::to_bytes(&TargetId(7)).unwrap();
+        let decoded: TargetId = codec::from_bytes(&bytes).unwrap();
+        assert!(table.get(decoded).is_err());
+    }
+
+    #[test]
+    fn installed_targets_run_by_id_and_unknown_ids_call_nothing() {
+        let mut table = TargetTable::new();
+        let id = table.register(Target::returning(double)).unwrap();
+        // SAFETY: the table was built in this process from `Target::returning`.
+        unsafe { install(table) };
+        let args = codec::to_bytes(&21u32).unwrap();
+        match run_installed(id, &args, Received::none()).unwrap() {
+            Outcome::Returned(bytes) => assert_eq!(codec::from_bytes::<u32>(&bytes).unwrap(), 42),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            run_installed(TargetId(99), &[], Received::none()),
+            Err(Error::UnknownTarget { id: 99, .. })
+        ));
     }
 }

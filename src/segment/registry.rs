@@ -6,7 +6,8 @@
 //! process is dropped.
 //!
 //! While a value is being serialized for another process, [`collect`] records every segment
-//! its handles refer to, so the spawner can pass exactly those descriptors along.
+//! its handles refer to; `transfer::Envelope::seal` (its only caller) makes those segments
+//! travel with the value's bytes.
 
 use super::{Segment, SegmentInner};
 use std::cell::RefCell;
@@ -39,10 +40,11 @@ thread_local! {
     static COLLECTOR: RefCell<Option<Vec<Segment>>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` and returns, with its result, every segment whose handles `f` serialized.
+/// Runs `f` and returns, with its result, every segment whose handles `f` serialized, sorted by
+/// identity and without duplicates. Collections nest: an inner one does not leak into the
+/// outer one.
 ///
-/// Used by whatever sends values to another process (the spawner, later descriptor-passing
-/// connections): those segments' descriptors must travel with the bytes.
+/// The segment half of the transfer envelope: only `transfer::Envelope::seal` calls it.
 pub(crate) fn collect<R>(f: impl FnOnce() -> R) -> (R, Vec<Segment>) {
     let outer = COLLECTOR.with(|c| c.borrow_mut().replace(Vec::new()));
     let r = f();

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use shmproc::connection::{Waitable, wait};
-use shmproc::testing::{assert_no_leaks, fork, watchdog};
+use shmproc::testing::{ForkPermit, assert_no_leaks, fork, watchdog};
 use shmproc::{Error, Value, pipe, pipe_simplex};
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,8 @@ fn send_recv_mixed_values_between_processes() {
                 Mixed::Pair(Box::new(Mixed::Int(3)), Some(2.5)),
             ];
             let vals = values.clone();
-            let mut child = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
                 for v in &vals {
                     b.send(v).unwrap();
                 }
@@ -136,7 +137,8 @@ fn poll_is_false_then_true() {
             let t = Instant::now();
             assert!(!b.poll(Some(Duration::from_millis(30))).unwrap());
             assert!(t.elapsed() >= Duration::from_millis(30));
-            let mut child = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
                 std::thread::sleep(Duration::from_millis(50));
                 a.send(&5u8).unwrap();
                 0
@@ -153,7 +155,8 @@ fn sixteen_mib_message_crosses_processes() {
     watchdog(LIMIT, "16mib", || {
         assert_no_leaks(|| {
             let (a, b) = pipe().unwrap();
-            let mut child = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
                 let msg: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
                 b.send_bytes(&msg).unwrap();
                 let back = b.recv_bytes().unwrap();
@@ -198,7 +201,8 @@ fn end_of_stream_when_child_exits_or_closes() {
     watchdog(LIMIT, "eos_child", || {
         assert_no_leaks(|| {
             let (r, w) = pipe_simplex().unwrap();
-            let mut child = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
                 w.send(&"bye").unwrap();
                 0
             });
@@ -236,25 +240,70 @@ fn simplex_direction_errors() {
     });
 }
 
+/// Regression (issue 11): a connection's token names its descriptors by position in the
+/// transfer envelope that carries them, never by number. Decoded anywhere else (copied bytes,
+/// a forged token) it is refused instead of duplicating whatever descriptor the number
+/// happens to name in the receiver.
 #[test]
-fn connection_travels_as_a_token() {
+fn connection_token_without_its_envelope_is_refused() {
     watchdog(LIMIT, "token", || {
         assert_no_leaks(|| {
             let (a, b) = pipe().unwrap();
             let bytes = shmproc::codec::to_bytes(&b).unwrap();
-            let b2: shmproc::Connection = shmproc::codec::from_bytes(&bytes).unwrap();
-            drop(b);
-            a.send(&"via token").unwrap();
-            assert_eq!(b2.recv::<String>().unwrap(), "via token");
-            b2.send(&1u8).unwrap();
-            assert_eq!(a.recv::<u8>().unwrap(), 1);
-            // A connection inside a message sent over another connection.
-            let (c, d) = pipe().unwrap();
-            a.send(&c).unwrap();
-            let c2: shmproc::Connection = b2.recv().unwrap();
-            drop(c);
-            c2.send(&7u16).unwrap();
-            assert_eq!(d.recv::<u16>().unwrap(), 7);
+            let r: shmproc::Result<shmproc::Connection> = shmproc::codec::from_bytes(&bytes);
+            assert!(
+                matches!(r, Err(Error::DescriptorNotTransferred { index: None })),
+                "{r:?}"
+            );
+            // A forged token that claims a descriptor position: nothing arrived, so nothing
+            // is taken (the old format named a descriptor number; no number is ever used).
+            #[derive(Serialize, Deserialize)]
+            struct Token {
+                obj: shmproc::ObjectToken,
+                side: u8,
+                readable: bool,
+                writable: bool,
+                rx_fd: Option<Option<u32>>,
+                tx_fd: Option<Option<u32>>,
+            }
+            let mut forged: Token = shmproc::codec::from_bytes(&bytes).unwrap();
+            forged.rx_fd = Some(Some(0));
+            forged.tx_fd = Some(Some(1));
+            let r: shmproc::Result<shmproc::Connection> =
+                shmproc::codec::from_bytes(&shmproc::codec::to_bytes(&forged).unwrap());
+            assert!(
+                matches!(r, Err(Error::DescriptorNotTransferred { index: Some(0) })),
+                "{r:?}"
+            );
+            // The ends still work.
+            a.send(&1u8).unwrap();
+            assert_eq!(b.recv::<u8>().unwrap(), 1);
+        })
+    });
+}
+
+/// A shared-memory pipe carries bytes only: a connection inside a message is refused at the
+/// sender with an error that says how to pass it.
+#[test]
+fn connection_inside_a_message_over_a_pipe_is_refused_precisely() {
+    watchdog(LIMIT, "no_channel", || {
+        assert_no_leaks(|| {
+            let (a, b) = pipe().unwrap();
+            let (c, _d) = pipe().unwrap();
+            let r = a.send(&c);
+            assert!(
+                matches!(
+                    r,
+                    Err(Error::NoDescriptorChannel {
+                        channel: "a shared-memory pipe",
+                        count: 2
+                    })
+                ),
+                "{r:?}"
+            );
+            // Nothing was sent; the pipe is intact.
+            a.send(&3u8).unwrap();
+            assert_eq!(b.recv::<u8>().unwrap(), 3);
         })
     });
 }
@@ -269,7 +318,8 @@ fn wait_over_several_children_delivers_everything() {
             let mut kids = Vec::new();
             for k in 0..KIDS {
                 let (r, w) = pipe_simplex().unwrap();
-                kids.push(fork(move || {
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                kids.push(fork(unsafe { ForkPermit::new() }, move || {
                     for i in 0..EACH {
                         w.send(&(k, i)).unwrap();
                         if i % 50 == 0 {
@@ -335,7 +385,8 @@ fn kill_writer_mid_large_message_gives_earlier_messages_then_end_of_stream() {
             let (r, w) = pipe_simplex().unwrap();
             let started = Value::new(0u32).unwrap();
             let s2 = started.clone();
-            let mut child = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
                 for i in 0..3u32 {
                     w.send(&i).unwrap();
                 }
@@ -367,7 +418,8 @@ fn kill_reader_makes_blocked_sender_fail() {
     watchdog(LIMIT, "kill_reader", || {
         assert_no_leaks(|| {
             let (r, w) = pipe_simplex().unwrap();
-            let mut child = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
                 let _ = r.recv::<u8>();
                 std::thread::sleep(Duration::from_secs(600));
                 0
@@ -387,7 +439,8 @@ fn stress_many_messages_both_ways() {
         assert_no_leaks(|| {
             const N: u64 = 200_000;
             let (a, b) = pipe().unwrap();
-            let mut child = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
                 let mut sum = 0u64;
                 for _ in 0..N {
                     let (i, pad): (u64, Vec<u8>) = b.recv().unwrap();
@@ -421,7 +474,8 @@ fn unique(tag: &str) -> String {
 /// Serves `n` clients on `listener` in a forked child: echoes each message back, adding 1 to
 /// `u64`s. Accept failures are reported as the message `"auth-error"` to the next good client.
 fn serve(listener: Listener, attempts: usize) -> shmproc::testing::Child {
-    fork(move || {
+    // SAFETY: no other thread of this process holds a lock that the child takes.
+    fork(unsafe { ForkPermit::new() }, move || {
         let mut failures = 0u32;
         for _ in 0..attempts {
             match listener.accept() {
@@ -515,7 +569,8 @@ fn wrong_key_fails_on_both_sides() {
         assert_no_leaks(|| {
             let name = Address::Abstract(unique("wrong").into_bytes());
             let l = Listener::bind(name.clone(), Some(KEY)).unwrap();
-            let mut server = fork(move || match l.accept() {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut server = fork(unsafe { ForkPermit::new() }, move || match l.accept() {
                 Err(Error::AuthFailed) => 0,
                 other => {
                     eprintln!("server got {other:?}");
@@ -583,7 +638,8 @@ fn socket_connection_api_matches_pipe() {
         assert_no_leaks(|| {
             let name = Address::Abstract(unique("api").into_bytes());
             let l = Listener::bind(name.clone(), Some(KEY)).unwrap();
-            let mut server = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut server = fork(unsafe { ForkPermit::new() }, move || {
                 let c = l.accept().unwrap();
                 c.send_bytes(b"").unwrap();
                 c.send_bytes(&[5u8; 40]).unwrap();
@@ -620,6 +676,37 @@ fn socket_connection_api_matches_pipe() {
     });
 }
 
+/// A value with handles sent over a Unix socket connection carries the descriptors they need
+/// (`SCM_RIGHTS`): a connection end arrives working, and an ordinary message after it is
+/// unaffected.
+#[test]
+fn connection_inside_a_message_travels_over_a_unix_socket() {
+    watchdog(LIMIT, "socket_envelope", || {
+        assert_no_leaks(|| {
+            let name = Address::Abstract(unique("envelope").into_bytes());
+            let l = Listener::bind(name.clone(), Some(KEY)).unwrap();
+            let (mine, theirs) = pipe().unwrap();
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut server = fork(unsafe { ForkPermit::new() }, move || {
+                let c = l.accept().unwrap();
+                let (end, v): (shmproc::Connection, Value<u32>) = c.recv().unwrap();
+                end.send(&(v.get().unwrap() + 1)).unwrap();
+                let after: String = c.recv().unwrap();
+                c.send(&after.len()).unwrap();
+                0
+            });
+            let c = Client::connect(name, Some(KEY)).unwrap();
+            let v = Value::new(41u32).unwrap();
+            c.send(&(&theirs, &v)).unwrap();
+            assert_eq!(mine.recv::<u32>().unwrap(), 42);
+            c.send(&"plain").unwrap();
+            assert_eq!(c.recv::<usize>().unwrap(), 5);
+            drop(theirs);
+            assert_eq!(server.wait(), Ok(0));
+        })
+    });
+}
+
 #[test]
 fn oversized_frame_is_rejected_without_allocating() {
     watchdog(LIMIT, "oversized", || {
@@ -627,7 +714,8 @@ fn oversized_frame_is_rejected_without_allocating() {
             let name = Address::Abstract(unique("big").into_bytes());
             let mut l = Listener::bind(name.clone(), None).unwrap();
             l.set_max_message(1024);
-            let mut server = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut server = fork(unsafe { ForkPermit::new() }, move || {
                 let c = l.accept().unwrap();
                 match c.recv_bytes() {
                     Err(Error::MessageTooLarge { size, limit: 1024 }) if size == u64::MAX => 0,
@@ -669,7 +757,8 @@ fn stress_one_gib_message_crosses_processes() {
         assert_no_leaks(|| {
             const GIB: usize = 1 << 30;
             let (r, w) = pipe_simplex().unwrap();
-            let mut child = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
                 let mut msg = vec![0u8; GIB];
                 for (i, chunk) in msg.chunks_mut(4096).enumerate() {
                     chunk[0] = i as u8;

@@ -6,7 +6,7 @@
 // Tests may unwrap (STYLE section 3).
 #![allow(clippy::unwrap_used)]
 
-use shmproc::testing::{assert_no_leaks, fork, watchdog};
+use shmproc::testing::{ForkPermit, assert_no_leaks, fork, watchdog};
 use shmproc::{Error, RawValue, Shareable, SharedStruct, Value};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -71,7 +71,8 @@ fn derived_struct_written_in_child_is_seen_by_parent() {
         assert_no_leaks(|| {
             let value = Value::new(particle()).unwrap();
             let bytes = shmproc::codec::to_bytes(&value).unwrap();
-            let mut child = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
                 // The child re-attaches through the serialized handle, as a spawned child would.
                 let v: Value<Particle> = match shmproc::codec::from_bytes(&bytes) {
                     Ok(v) => v,
@@ -152,7 +153,8 @@ fn padding_free_derived_struct_works_in_raw_value_across_fork() {
             let raw = RawValue::new(Pair(1, -1)).unwrap();
             assert_eq!(raw.get(), Pair(1, -1));
             let bytes = shmproc::codec::to_bytes(&raw).unwrap();
-            let mut child = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
                 let Ok(r) = shmproc::codec::from_bytes::<RawValue<Pair>>(&bytes) else {
                     return 2;
                 };

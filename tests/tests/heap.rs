@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use shmproc::fuzzing::HeapModel;
 use shmproc::heap_testing::TestHeap;
-use shmproc::testing::{assert_no_leaks, fork, watchdog};
+use shmproc::testing::{ForkPermit, assert_no_leaks, fork, watchdog};
 use shmproc::{Error, RawArray, Segment};
 use std::time::Duration;
 
@@ -116,7 +116,8 @@ fn stress_heap_two_processes() {
             let mut kids: Vec<_> = (0..2u64)
                 .map(|k| {
                     let heap = &heap;
-                    fork(move || {
+                    // SAFETY: no other thread of this process holds a lock that the child takes.
+                    fork(unsafe { ForkPermit::new() }, move || {
                         let mut live: Vec<(u64, u64, u64)> = Vec::new();
                         let mut x = 0x1234_5678_u64 ^ (k << 40);
                         for i in 0..iters {

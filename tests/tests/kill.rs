@@ -9,7 +9,7 @@
 
 use shmproc::fuzzing::concurrent::{self, Op, Schedule};
 use shmproc::heap_testing::TestHeap;
-use shmproc::testing::{assert_no_leaks, fork, watchdog};
+use shmproc::testing::{ForkPermit, assert_no_leaks, fork, watchdog};
 use shmproc::{Lock, RawValue, Segment, Value};
 use std::time::{Duration, Instant};
 
@@ -81,7 +81,8 @@ fn kill_lock_holder_reports_owner_died_then_works() {
             let mut rng = Rng::new();
             for i in 0..n {
                 holding.set(0);
-                let mut child = fork(|| {
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                let mut child = fork(unsafe { ForkPermit::new() }, || {
                     let _g = lock.lock().unwrap_or_else(|d| d.into_inner());
                     holding.set(1);
                     loop {
@@ -120,7 +121,8 @@ fn kill_value_updater_at_random_points() {
             let mut owner_died = 0;
             for i in 0..n {
                 started.set(0);
-                let mut victim = fork(|| {
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                let mut victim = fork(unsafe { ForkPermit::new() }, || {
                     started.set(1);
                     loop {
                         let mut g = value.lock().unwrap_or_else(|d| d.into_inner());
@@ -130,7 +132,8 @@ fn kill_value_updater_at_random_points() {
                     }
                 });
                 // A survivor contends for the same lock while the victim dies.
-                let mut survivor = fork(|| {
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                let mut survivor = fork(unsafe { ForkPermit::new() }, || {
                     for _ in 0..50 {
                         drop(value.lock().unwrap_or_else(|d| d.into_inner()));
                     }
@@ -185,7 +188,8 @@ fn kill_heap_user_at_random_points() {
                 since += 1;
                 started.set(0);
                 let seed = rng.next();
-                let mut child = fork(|| {
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                let mut child = fork(unsafe { ForkPermit::new() }, || {
                     let mut x = seed | 1;
                     let mut live: Vec<(u64, u64, u64)> = Vec::new();
                     started.set(1);
@@ -281,7 +285,8 @@ fn kill_holder_with_waiters_wakes_them() {
             for i in 0..n {
                 holding.set(0);
                 died.set(0);
-                let mut holder = fork(|| {
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                let mut holder = fork(unsafe { ForkPermit::new() }, || {
                     let _g = lock.lock().unwrap_or_else(|d| d.into_inner());
                     holding.set(1);
                     loop {
@@ -291,7 +296,8 @@ fn kill_holder_with_waiters_wakes_them() {
                 wait_until("the holder", || holding.get() == 1);
                 let mut waiters: Vec<_> = (0..3)
                     .map(|_| {
-                        fork(|| {
+                        // SAFETY: no other thread of this process holds a lock that the child takes.
+                        fork(unsafe { ForkPermit::new() }, || {
                             if lock.lock().is_err() {
                                 died.set(died.get() + 1);
                             }

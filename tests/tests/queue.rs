@@ -1,6 +1,6 @@
 //! Queues: CPython's behaviours, many producers and consumers across processes, and kills.
 
-use shmproc::testing::{assert_no_leaks, fork, watchdog};
+use shmproc::testing::{ForkPermit, assert_no_leaks, fork, watchdog};
 use shmproc::{Error, JoinableQueue, Queue, RawArray, SimpleQueue};
 use std::time::{Duration, Instant};
 
@@ -80,7 +80,8 @@ fn child_put_of_a_megabyte_completes_before_parent_gets() {
         assert_no_leaks(|| {
             let q = Queue::<String>::new().unwrap();
             let q2 = q.clone();
-            let mut child = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
                 q2.put(&"X".repeat(1_000_000)).unwrap();
                 0
             });
@@ -100,7 +101,8 @@ fn stress_two_producers_two_consumers_deliver_everything_in_order() {
             let mut kids = Vec::new();
             for p in 0..2u64 {
                 let q = q.clone();
-                kids.push(fork(move || {
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                kids.push(fork(unsafe { ForkPermit::new() }, move || {
                     for i in 0..N {
                         q.put(&(p, i)).unwrap();
                     }
@@ -109,7 +111,8 @@ fn stress_two_producers_two_consumers_deliver_everything_in_order() {
             }
             for _ in 0..2 {
                 let (q, out) = (q.clone(), out.clone());
-                kids.push(fork(move || {
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                kids.push(fork(unsafe { ForkPermit::new() }, move || {
                     let mut got = Vec::new();
                     loop {
                         match q.get() {
@@ -158,7 +161,8 @@ fn joinable_queue_counts_tasks() {
             Err(Error::Timeout)
         ));
         let q2 = q.clone();
-        let mut child = fork(move || {
+        // SAFETY: no other thread of this process holds a lock that the child takes.
+        let mut child = fork(unsafe { ForkPermit::new() }, move || {
             for _ in 0..10 {
                 q2.get().unwrap();
                 q2.task_done().unwrap();
@@ -194,7 +198,8 @@ fn kill_producers_mid_put_loses_nothing_acknowledged() {
                     .map(|p| {
                         let (q, acked) = (q.clone(), acked.clone());
                         let start = next[p as usize];
-                        fork(move || {
+                        // SAFETY: no other thread of this process holds a lock that the child takes.
+                        fork(unsafe { ForkPermit::new() }, move || {
                             let mut i = start;
                             loop {
                                 // Mix inline and out-of-slot messages.
@@ -258,7 +263,8 @@ fn kill_consumers_mid_get_leaves_messages_to_others() {
                     }
                 }
                 let (q2, t2) = (q.clone(), taken.clone());
-                let mut child = fork(move || {
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                let mut child = fork(unsafe { ForkPermit::new() }, move || {
                     loop {
                         if let Ok(v) = q2.get() {
                             // Record what this consumer returned.

@@ -1,7 +1,7 @@
 //! Synchronization primitives between real processes: CPython's behaviours, and robustness to
 //! processes killed while holding or waiting.
 
-use shmproc::testing::{assert_no_leaks, fork, watchdog};
+use shmproc::testing::{ForkPermit, assert_no_leaks, fork, watchdog};
 use shmproc::{
     Array, Barrier, BoundedSemaphore, Condition, Error, Event, Lock, RLock, RawValue, Semaphore,
 };
@@ -50,7 +50,8 @@ fn rlock_held_in_another_process_blocks_try_and_timed_acquire() {
         let l = RLock::new().unwrap();
         let state = RawValue::new(0u32).unwrap();
         let (l2, s2) = (l.clone(), state.clone());
-        let mut child = fork(move || {
+        // SAFETY: no other thread of this process holds a lock that the child takes.
+        let mut child = fork(unsafe { ForkPermit::new() }, move || {
             l2.acquire().unwrap();
             l2.acquire().unwrap();
             s2.set(1);
@@ -110,7 +111,8 @@ fn semaphore_release_in_one_process_wakes_a_waiter_in_another() {
         let kids: Vec<_> = (0..2)
             .map(|_| {
                 let (s2, d2) = (s.clone(), done.clone());
-                fork(move || {
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                fork(unsafe { ForkPermit::new() }, move || {
                     for _ in 0..500 {
                         s2.acquire();
                     }
@@ -139,7 +141,8 @@ fn notify_one_wakes_exactly_one_of_three_waiting_processes() {
         let kids: Vec<_> = (0..3)
             .map(|_| {
                 let (c, r, w) = (cond.clone(), ready.clone(), woken.clone());
-                fork(move || {
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                fork(unsafe { ForkPermit::new() }, move || {
                     let mut g = c.lock().unwrap();
                     r.set(r.get() + 1);
                     c.wait(&mut g).unwrap();
@@ -183,7 +186,8 @@ fn wait_for_sees_a_predicate_set_by_another_process() {
             };
             let flag = RawValue::new(0u32).unwrap();
             let (c, f) = (cond.clone(), flag.clone());
-            let mut child = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
                 std::thread::sleep(Duration::from_millis(20));
                 let _g = c.lock().unwrap();
                 f.set(1);
@@ -239,7 +243,8 @@ fn event_set_in_one_process_releases_waiters_in_others() {
         let kids: Vec<_> = (0..3)
             .map(|_| {
                 let e = ev.clone();
-                fork(move || {
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                fork(unsafe { ForkPermit::new() }, move || {
                     if e.wait(Some(Duration::from_secs(30))) {
                         0
                     } else {
@@ -272,7 +277,8 @@ fn heavy_five_processes_pass_a_barrier_in_lockstep() {
         let kids: Vec<_> = (0..5usize)
             .map(|me| {
                 let (b, r, s) = (barrier.clone(), rounds.clone(), seen.clone());
-                fork(move || {
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                fork(unsafe { ForkPermit::new() }, move || {
                     for round in 0..PASSES {
                         r.set(me, round).unwrap();
                         let i = b.wait_timeout(Duration::from_secs(30)).unwrap();
@@ -303,7 +309,8 @@ fn abort_breaks_the_barrier_for_every_waiter_and_reset_repairs_it() {
         let kids: Vec<_> = (0..3)
             .map(|_| {
                 let b = barrier.clone();
-                fork(move || match b.wait() {
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                fork(unsafe { ForkPermit::new() }, move || match b.wait() {
                     Err(Error::BrokenBarrier) => 0,
                     _ => 1,
                 })
@@ -322,7 +329,10 @@ fn abort_breaks_the_barrier_for_every_waiter_and_reset_repairs_it() {
         let kids: Vec<_> = (0..3)
             .map(|_| {
                 let b = barrier.clone();
-                fork(move || b.wait_timeout(Duration::from_secs(30)).map_or(1, |_| 0))
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                fork(unsafe { ForkPermit::new() }, move || {
+                    b.wait_timeout(Duration::from_secs(30)).map_or(1, |_| 0)
+                })
             })
             .collect();
         barrier.wait_timeout(Duration::from_secs(30)).unwrap();
@@ -339,7 +349,8 @@ fn barrier_timeout_breaks_it_for_every_waiter() {
         let kids: Vec<_> = (0..2)
             .map(|_| {
                 let b = barrier.clone();
-                fork(move || match b.wait() {
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                fork(unsafe { ForkPermit::new() }, move || match b.wait() {
                     Err(Error::BrokenBarrier) => 0,
                     _ => 1,
                 })
@@ -390,7 +401,8 @@ fn kill_rlock_holder_reports_owner_died() {
         for _ in 0..KILL_ROUNDS {
             let ready = RawValue::new(0u32).unwrap();
             let (l2, r2) = (l.clone(), ready.clone());
-            let mut child = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
                 l2.acquire().unwrap();
                 l2.acquire().unwrap();
                 r2.set(1);
@@ -420,7 +432,8 @@ fn kill_condition_lock_holder_reports_owner_died_to_the_waiter() {
             let ready = RawValue::new(0u32).unwrap();
             let mut g = cond.lock().unwrap();
             let (c2, r2) = (cond.clone(), ready.clone());
-            let mut child = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
                 let _g = c2.lock().unwrap();
                 c2.notify(1).unwrap();
                 r2.set(1);
@@ -457,7 +470,8 @@ fn kill_condition_waiter_never_blocks_the_others() {
             let mut kids: Vec<_> = (0..3)
                 .map(|_| {
                     let (c, r) = (cond.clone(), ready.clone());
-                    fork(move || {
+                    // SAFETY: no other thread of this process holds a lock that the child takes.
+                    fork(unsafe { ForkPermit::new() }, move || {
                         let mut g = c.lock().unwrap();
                         r.set(r.get() + 1);
                         match c.wait_timeout(&mut g, Duration::from_secs(30)) {
@@ -482,7 +496,8 @@ fn kill_condition_waiter_never_blocks_the_others() {
             // Usable afterwards: a fresh waiter is released by notify(1).
             let (c, r) = (cond.clone(), ready.clone());
             r.set(0);
-            let mut k = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut k = fork(unsafe { ForkPermit::new() }, move || {
                 let mut g = c.lock().unwrap();
                 r.set(1);
                 c.wait_for(&mut g, || r.get() == 2, Some(Duration::from_secs(30)))
@@ -510,7 +525,8 @@ fn kill_event_waiter_never_blocks_the_others() {
             let mut kids: Vec<_> = (0..2)
                 .map(|_| {
                     let e = ev.clone();
-                    fork(move || {
+                    // SAFETY: no other thread of this process holds a lock that the child takes.
+                    fork(unsafe { ForkPermit::new() }, move || {
                         if e.wait(Some(Duration::from_secs(30))) {
                             0
                         } else {
@@ -535,14 +551,16 @@ fn kill_barrier_waiter_breaks_later_passes_and_reset_repairs() {
         let barrier = Barrier::new(3).unwrap();
         for _ in 0..KILL_ROUNDS {
             let b = barrier.clone();
-            let mut victim = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut victim = fork(unsafe { ForkPermit::new() }, move || {
                 let _ = b.wait();
                 // Second pass: never reached by the killed process.
                 let _ = b.wait();
                 0
             });
             let b = barrier.clone();
-            let mut peer = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut peer = fork(unsafe { ForkPermit::new() }, move || {
                 if b.wait_timeout(Duration::from_secs(30)).is_err() {
                     return 1;
                 }
@@ -590,7 +608,10 @@ fn kill_barrier_leader_in_its_action_breaks_the_pass() {
                 move || b.wait()
             });
             until(|| barrier.n_waiting() == 1);
-            let mut child = fork(move || b.wait().map_or(1, |_| 0));
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
+                b.wait().map_or(1, |_| 0)
+            });
             until(|| in_action.get() == 1);
             assert_eq!(child.kill(), Err(9));
             assert!(matches!(waiter.join().unwrap(), Err(Error::BrokenBarrier)));
@@ -606,7 +627,8 @@ fn kill_semaphore_waiter_loses_nothing_and_dead_holder_is_documented_loss() {
         let sem = Semaphore::new(0).unwrap();
         for _ in 0..KILL_ROUNDS {
             let s2 = sem.clone();
-            let mut waiter = fork(move || {
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut waiter = fork(unsafe { ForkPermit::new() }, move || {
                 s2.acquire();
                 0
             });
@@ -621,7 +643,8 @@ fn kill_semaphore_waiter_loses_nothing_and_dead_holder_is_documented_loss() {
         let s2 = sem.clone();
         let ready = RawValue::new(0u32).unwrap();
         let r2 = ready.clone();
-        let mut holder = fork(move || {
+        // SAFETY: no other thread of this process holds a lock that the child takes.
+        let mut holder = fork(unsafe { ForkPermit::new() }, move || {
             s2.acquire();
             r2.set(1);
             std::thread::sleep(Duration::from_secs(600));
@@ -641,7 +664,8 @@ fn heavy_condition_ping_pong_between_two_processes() {
         let cond = Condition::new().unwrap();
         let turn = RawValue::new(0u32).unwrap();
         let (c2, t2) = (cond.clone(), turn.clone());
-        let mut peer = fork(move || {
+        // SAFETY: no other thread of this process holds a lock that the child takes.
+        let mut peer = fork(unsafe { ForkPermit::new() }, move || {
             let mut g = c2.lock().unwrap();
             loop {
                 while t2.get() == 0 {
@@ -717,7 +741,8 @@ fn timed_waits_last_their_timeout_under_a_storm_of_signals() {
         assert!(t.elapsed() >= d);
         let lock = RLock::new().unwrap();
         let l2 = lock.clone();
-        let holder = fork(move || {
+        // SAFETY: no other thread of this process holds a lock that the child takes.
+        let holder = fork(unsafe { ForkPermit::new() }, move || {
             l2.acquire().unwrap();
             std::thread::sleep(Duration::from_secs(2));
             0

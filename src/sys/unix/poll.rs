@@ -48,19 +48,3 @@ pub(crate) fn poll_readable(
 pub(crate) fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(rustix::io::fcntl_dupfd_cloexec(fd, 0)?)
 }
-
-/// Duplicates descriptor number `raw` of this process (close-on-exec); `EBADF` if it is not
-/// open.
-pub(crate) fn dup_raw(raw: i32) -> io::Result<OwnedFd> {
-    #[allow(unsafe_code)]
-    // SAFETY: `fcntl(F_DUPFD_CLOEXEC)` takes any integer; an unopened number fails with EBADF
-    // and touches no memory.
-    let r = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 0) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    use std::os::fd::FromRawFd;
-    #[allow(unsafe_code)]
-    // SAFETY: `r` is a descriptor `fcntl` just created, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(r) })
-}

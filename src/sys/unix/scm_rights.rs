@@ -6,6 +6,9 @@
 //! together with the descriptors (so they arrive attached to the first byte), then the payload.
 //! Received descriptors are close-on-exec (`MSG_CMSG_CLOEXEC`).
 //!
+//! [`send_with_fds`]/[`recv_with_fds`] attach descriptors to the first bytes of a connection's
+//! frame (the transfer envelope of a value with handles).
+//!
 //! [`send_fd`]/[`recv_fd`] pass one descriptor over any Unix stream socket (a connection):
 //! it travels with exactly one marker byte, so the receiver stays in step with the framed
 //! messages around it.
@@ -126,6 +129,67 @@ impl Write for Stream<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Sends `data` over the Unix stream socket `sock` with the descriptors `fds` attached to its
+/// first byte (one `sendmsg`); returns how many bytes were sent (at least 1 unless `data` is
+/// empty). The caller sends the rest with ordinary writes.
+pub(crate) fn send_with_fds(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::other("too many descriptors in one message"));
+    }
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("control buffer too small"));
+    }
+    loop {
+        match sendmsg(
+            sock,
+            &[IoSlice::new(data)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        ) {
+            Ok(0) if !data.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => return Ok(n),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Receives up to `buf.len()` bytes from the Unix stream socket `sock` (one `recvmsg`),
+/// together with any descriptors attached to them (close-on-exec); `0` bytes means end of
+/// stream. At most [`MAX_FDS`] descriptors are accepted per call; the kernel closes extras.
+pub(crate) fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let got = loop {
+        match recvmsg(
+            sock,
+            &mut [IoSliceMut::new(buf)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(m) => break m.bytes,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut fds = Vec::new();
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(rights) = msg {
+            fds.extend(rights);
+        }
+    }
+    Ok((got, fds))
 }
 
 const MARK: u8 = b'F';

@@ -19,7 +19,7 @@
 //!
 //! # References
 //! - `posix_spawn(3)`, `posix_spawn_file_actions_adddup2(3)`, `posix_spawnattr_setsigmask(3)`,
-//!   `execve(2)`, `proc_pid_exe(5)`
+//!   `execve(2)`, `proc_pid_exe(5)`, `getauxval(3)` (`AT_SECURE`), `ld.so(8)`
 
 #![allow(unsafe_code)]
 
@@ -57,6 +57,16 @@ pub(crate) fn exe_identity() -> io::Result<ExeId> {
             .saturating_mul(1_000_000_000)
             .saturating_add(m.mtime_nsec()),
     })
+}
+
+/// `getauxval(AT_SECURE)`: returns whether this process runs with elevated privileges
+/// (set-user-ID, set-group-ID or file capabilities), in which case the dynamic loader and
+/// libc already distrust the environment (`ld.so(8)` "secure-execution mode"), and so does
+/// shmproc.
+pub(crate) fn secure_execution() -> bool {
+    // SAFETY: `getauxval` only reads the auxiliary vector the kernel placed in this process;
+    // it is thread-safe and returns 0 for an absent entry.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
 }
 
 fn cstring(s: &OsStr) -> io::Result<CString> {
