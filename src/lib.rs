@@ -12,6 +12,7 @@ pub mod connection;
 mod error;
 mod fdpass;
 mod fingerprint;
+mod handle;
 #[cfg(feature = "test-support")]
 #[doc(hidden)]
 pub use heap::testing as heap_testing;
@@ -34,6 +35,7 @@ pub mod fuzzing;
 
 pub use connection::{Client, Connection, Listener, pipe, pipe_simplex};
 pub use error::{Error, LockResult, OwnerDied, Result};
+pub use handle::Handle;
 pub use heap::{HeapStats, ObjectToken};
 pub use process::{
     JoinHandle, Process, ProcessBuilder, ProcessInfo, StartMethod, active_children, cpu_count,

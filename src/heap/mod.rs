@@ -67,8 +67,8 @@ use crate::segment::SegmentInner;
 use crate::sys;
 use size_class::{Class, LARGE_CLASSES, SMALL};
 
-pub(crate) use handle::ObjectRef;
 pub use handle::ObjectToken;
+pub(crate) use handle::{LINK_BYTES, ObjectRef};
 
 /// Fingerprint of this heap layout, recorded in the segment header.
 pub(crate) const HEAP_LAYOUT: u64 =
@@ -113,6 +113,8 @@ pub(crate) struct Block {
     pub(crate) block: u64,
     pub(crate) payload: u64,
     pub(crate) len: u64,
+    /// The block's size (its class's size, header included): its checked extent.
+    pub(crate) size: u64,
     pub(crate) generation: u32,
     /// Offset from which the block's bytes are known to be zero (pages never written, or given
     /// back when the block was last freed), so zero-filling can stop there.
@@ -303,6 +305,7 @@ impl<'a> RawHeap<'a> {
             block,
             payload,
             len: size,
+            size: bsize,
             generation,
             zero_from,
         })
@@ -339,14 +342,30 @@ impl<'a> RawHeap<'a> {
         }
     }
 
+    /// Pops a free block of `class`, checked before it is handed out: inside the carved heap,
+    /// aligned for its class, headed by this class's tag and unreferenced. A block that fails
+    /// is left off the list (lost, never reused) and the pop is [`Error::CorruptHeap`].
     fn pop(&self, class: Class) -> Result<Option<u64>> {
         let list = self.list(class)?;
         let idx = free_list::pop(list, |idx| {
             let block = idx.saturating_mul(IDX_UNIT);
-            self.check_block_offset(block)?;
+            self.check_block_offset(block)
+                .map_err(|_| Error::CorruptHeap {
+                    reason: "free list names a block outside the heap",
+                })?;
             self.u64_at(add(block, 24)?)
         })?;
-        Ok(idx.map(|i| i.saturating_mul(IDX_UNIT)))
+        let Some(block) = idx.map(|i| i.saturating_mul(IDX_UNIT)) else {
+            return Ok(None);
+        };
+        let (found, _) = self.extent(block)?;
+        let rc = self.u64_at(add(block, 8)?)?.load(Ordering::Relaxed) & RC_MASK;
+        if found != class || rc != 0 {
+            return Err(Error::CorruptHeap {
+                reason: "free list holds a block of another class or in use",
+            });
+        }
+        Ok(Some(block))
     }
 
     fn push(&self, class: Class, block: u64) -> Result<()> {
@@ -354,6 +373,32 @@ impl<'a> RawHeap<'a> {
         let next = self.u64_at(add(block, 24)?)?;
         free_list::push(list, block / IDX_UNIT, next);
         Ok(())
+    }
+
+    /// Reads and checks the extent of the block at `block`: its header carries the block
+    /// magic and a valid class, it is aligned for that class (a page for large classes) and
+    /// it lies wholly inside the carved part of the heap (below `top`, inside the segment).
+    /// Returns (class, block size). Failures are [`Error::CorruptHeap`].
+    fn extent(&self, block: u64) -> Result<(Class, u64)> {
+        let corrupt = |reason| Error::CorruptHeap { reason };
+        self.check_block_offset(block)
+            .map_err(|_| corrupt("block offset out of range"))?;
+        let tag = self.u32_at(block)?.load(Ordering::Relaxed);
+        if tag & 0xffff_ff00 != BLOCK_MAGIC {
+            return Err(corrupt("block header lost its magic"));
+        }
+        let class = Class(u8::try_from(tag & 0xff).unwrap_or(u8::MAX));
+        let bsize = class
+            .block_size(self.page)
+            .ok_or(corrupt("bad size class in a block header"))?;
+        if class.is_large() && !block.is_multiple_of(self.page) {
+            return Err(corrupt("large block not page-aligned"));
+        }
+        let top = self.state(TOP).load(Ordering::Relaxed).min(self.len());
+        match block.checked_add(bsize) {
+            Some(end) if end <= top => Ok((class, bsize)),
+            _ => Err(corrupt("block runs past the carved heap")),
+        }
     }
 
     fn check_block_offset(&self, block: u64) -> Result<()> {
@@ -380,8 +425,13 @@ impl<'a> RawHeap<'a> {
         let block = if tag == FORWARD_MAGIC {
             let delta = self.u32_at(add(before, 4)?)?.load(Ordering::Relaxed);
             sub(payload, u64::from(delta))?
-        } else {
+        } else if tag & 0xffff_ff00 == BLOCK_MAGIC {
             before
+        } else {
+            // Neither a block header nor a forward header: a payload that needed a forward
+            // header and was freed (freeing clears the forward magic), or an offset that never
+            // named a payload. Either way no live object is there.
+            return Err(Error::ObjectGone);
         };
         self.check_block_offset(block)?;
         let tag = self.u32_at(block)?.load(Ordering::Acquire);
@@ -407,14 +457,14 @@ impl<'a> RawHeap<'a> {
     }
 
     /// Takes a new reference to the live block at `payload` with generation `generation` and
-    /// type `fp`; returns (block, payload length).
+    /// type `fp`; returns (block, payload length, block size).
     pub(crate) fn attach(
         &self,
         payload: u64,
         generation: u32,
         fp: u64,
         expected: &'static str,
-    ) -> Result<(u64, u64)> {
+    ) -> Result<(u64, u64, u64)> {
         let (block, bsize) = self.locate(payload)?;
         let found = self.u64_at(add(block, 16)?)?.load(Ordering::Relaxed);
         let len = self.u64_at(add(block, 24)?)?.load(Ordering::Relaxed);
@@ -444,7 +494,7 @@ impl<'a> RawHeap<'a> {
         }
         let ok = found == fp && add(payload, len)? <= add(block, bsize)?;
         if !ok {
-            self.release(block)?;
+            self.release(block, bsize)?;
             return Err(if found != fp {
                 Error::TypeMismatch { expected, found }
             } else {
@@ -453,13 +503,13 @@ impl<'a> RawHeap<'a> {
                 }
             });
         }
-        Ok((block, len))
+        Ok((block, len, bsize))
     }
 
     /// Checks that `payload` is the live block of generation `generation` and type `fp`,
     /// without taking a reference (the caller takes over one it was handed); returns (block,
-    /// payload length).
-    pub(crate) fn adopt(&self, payload: u64, generation: u32, fp: u64) -> Result<(u64, u64)> {
+    /// payload length, block size).
+    pub(crate) fn adopt(&self, payload: u64, generation: u32, fp: u64) -> Result<(u64, u64, u64)> {
         let (block, bsize) = self.locate(payload)?;
         let cur = self.u64_at(add(block, 8)?)?.load(Ordering::Acquire);
         if cur >> 32 != u64::from(generation) || cur & RC_MASK == 0 {
@@ -472,7 +522,7 @@ impl<'a> RawHeap<'a> {
                 reason: "adopted block has another type or length",
             });
         }
-        Ok((block, len))
+        Ok((block, len, bsize))
     }
 
     /// Adds a reference to a block the caller already holds a reference to.
@@ -488,7 +538,10 @@ impl<'a> RawHeap<'a> {
     }
 
     /// Drops a reference; frees the block when it was the last. Returns whether it freed.
-    pub(crate) fn release(&self, block: u64) -> Result<bool> {
+    ///
+    /// `size` is the block's size as checked when the reference was taken (by `alloc`,
+    /// `attach` or `adopt`): the free touches nothing outside `[block, block + size)`.
+    pub(crate) fn release(&self, block: u64, size: u64) -> Result<bool> {
         let rc_gen = self.u64_at(add(block, 8)?)?;
         // Release: this process's writes to the payload happen before the free (as `Arc`).
         let old = rc_gen.fetch_sub(1, Ordering::Release);
@@ -507,31 +560,48 @@ impl<'a> RawHeap<'a> {
         fence(Ordering::Acquire);
         let next_gen = ((old >> 32).wrapping_add(1) & RC_MASK).max(1);
         rc_gen.store(next_gen << 32, Ordering::Relaxed);
-        self.free_block(block)?;
+        self.free_block(block, size)?;
         Ok(true)
     }
 
-    fn free_block(&self, block: u64) -> Result<()> {
-        let tag = self.u32_at(block)?.load(Ordering::Relaxed);
-        let class = Class(u8::try_from(tag & 0xff).unwrap_or(u8::MAX));
-        let bsize = class.block_size(self.page).ok_or(Error::CorruptObject {
-            reason: "bad size class",
-        })?;
+    /// Gives a block whose last reference was dropped back to its free list.
+    ///
+    /// Everything read from the header is checked against the block's extent before it is
+    /// used: the class must be valid, agree with `size` (the extent checked when the reference
+    /// was taken) and keep the block inside the carved heap, and the payload delta must fall
+    /// inside the block. A block that fails is left off every list (lost, never reused) and
+    /// the free is [`Error::CorruptHeap`]; nothing outside the block is written.
+    fn free_block(&self, block: u64, size: u64) -> Result<()> {
+        let (class, bsize) = self.extent(block)?;
+        if bsize != size {
+            return Err(Error::CorruptHeap {
+                reason: "block header's size class changed while the block was live",
+            });
+        }
+        let end = add(block, bsize)?;
         let delta_w = self.u32_at(add(block, 4)?)?;
         let delta = u64::from(delta_w.swap(0, Ordering::Relaxed));
         if delta > BLOCK_HEADER {
+            // The forward header sits in the 32 bytes before the payload, inside the block.
             let fwd = sub(add(block, delta)?, BLOCK_HEADER)?;
+            if !delta.is_multiple_of(BLOCK_HEADER) || add(fwd, BLOCK_HEADER)? > end {
+                return Err(Error::CorruptHeap {
+                    reason: "payload delta outside its block",
+                });
+            }
             self.u32_at(fwd)?.store(0, Ordering::Relaxed);
         }
         if class.is_large() && bsize > self.page {
-            // Give every page but the header's back to the system.
+            // Give every page but the header's back to the system. `extent` checked that
+            // `[block, end)` is page-aligned and inside the carved heap.
             let start = add(block, self.page)?;
-            let len = sub(bsize, self.page)?;
+            let len = sub(end, start)?;
             if sys::punch_hole(self.seg.fd(), start, len).is_err() {
                 // Allocation relies on these pages reading as zero (`Block::zero_from`).
                 let p = self.ptr(start);
-                // SAFETY: `[start, start + len)` lies inside this block (checked against the
-                // segment when it was carved), which nobody else may use while it is freed.
+                // SAFETY: `[start, start + len)` is `[block + page, block + bsize)`, inside
+                // this block, which `extent` just checked lies inside the carved heap (so
+                // inside the mapping); nobody else may use the block while it is freed.
                 unsafe { p.write_bytes(0, usize_of(len)) };
             }
         }
@@ -552,7 +622,86 @@ impl<'a> RawHeap<'a> {
 
     /// Drops the reference held for a payload (after validating it), e.g. an old root blob.
     pub(crate) fn release_payload(&self, payload: u64) -> Result<bool> {
-        let (block, _) = self.locate(payload)?;
-        self.release(block)
+        let (block, size) = self.locate(payload)?;
+        self.release(block, size)
+    }
+}
+
+#[cfg(all(test, not(shmproc_loom)))]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
+
+    use super::*;
+    use crate::segment::Segment;
+
+    fn fill(heap: &RawHeap<'_>, b: &Block, byte: u8) {
+        let p = heap.ptr(b.payload);
+        // SAFETY: `[payload, payload + len)` is the fresh block's payload, inside the mapping,
+        // and no other reference to it exists in this test.
+        unsafe { p.write_bytes(byte, usize_of(b.len)) };
+    }
+
+    fn intact(heap: &RawHeap<'_>, b: &Block, byte: u8) -> bool {
+        (0..b.len).step_by(512).all(|i| {
+            let w = heap.u32_at((b.payload + i) & !3).unwrap();
+            w.load(Ordering::Relaxed).to_le_bytes().contains(&byte)
+        })
+    }
+
+    fn set_class(heap: &RawHeap<'_>, block: u64, class: u8) {
+        heap.u32_at(block)
+            .unwrap()
+            .store(BLOCK_MAGIC | u32::from(class), Ordering::Relaxed);
+    }
+
+    /// Regression (issue 11): a size class scribbled into a live block's header makes its
+    /// free an error; nothing outside the block is zeroed or put on a free list.
+    #[test]
+    fn free_with_a_corrupt_size_class_stays_inside_its_block_issue_11() {
+        let seg = Segment::create(8 << 20).unwrap();
+        let heap = RawHeap::new(&seg.inner);
+        for (size, bigger) in [(100u64, 20u8), (70_000, size_class::LARGE_BASE + 6)] {
+            let a = heap.alloc(size, 8, 1).unwrap();
+            let b = heap.alloc(300_000, 8, 1).unwrap();
+            fill(&heap, &b, 0xab);
+            set_class(&heap, a.block, bigger);
+            let used = heap.stats().used;
+            assert!(matches!(
+                heap.release(a.block, a.size),
+                Err(Error::CorruptHeap { .. })
+            ));
+            assert!(intact(&heap, &b, 0xab), "free wrote outside its block");
+            assert_eq!(
+                heap.stats().used,
+                used,
+                "a corrupt block was accounted as freed"
+            );
+            let again = heap.alloc(size, 8, 1).unwrap();
+            assert_ne!(again.block, a.block, "a corrupt block was reused");
+            // An invalid class byte is refused the same way.
+            set_class(&heap, again.block, 0xff);
+            assert!(matches!(
+                heap.release(again.block, again.size),
+                Err(Error::CorruptHeap { .. })
+            ));
+        }
+    }
+
+    /// Regression (issue 11): a free list whose head names a block outside the heap, a
+    /// misaligned one or one of another class is `CorruptHeap`, never handed out.
+    #[test]
+    fn pop_checks_the_block_before_handing_it_out_issue_11() {
+        let seg = Segment::create(1 << 20).unwrap();
+        let heap = RawHeap::new(&seg.inner);
+        let class = Class::for_block(BLOCK_HEADER + 8, heap.page).unwrap();
+        let list = heap.list(class).unwrap();
+        let big = heap.alloc(5000, 8, 1).unwrap();
+        for bad in [seg.len() / IDX_UNIT, 17, big.block / IDX_UNIT] {
+            list.store(bad, Ordering::Relaxed);
+            assert!(
+                matches!(heap.alloc(8, 8, 1), Err(Error::CorruptHeap { .. })),
+                "head {bad}"
+            );
+        }
     }
 }

@@ -85,12 +85,49 @@ impl TestHeap {
     /// # Errors
     /// [`Error::CorruptObject`]/[`Error::ObjectGone`] if `offset` is not a live payload.
     pub fn free(&self, offset: u64) -> Result<()> {
-        let (block, _) = self.raw().locate(offset)?;
+        let (block, size) = self.raw().locate(offset)?;
         if self.raw().u64_at(block + 8)?.load(Ordering::Acquire) & RC_MASK == 0 {
             return Err(Error::ObjectGone);
         }
-        self.raw().release(block)?;
+        self.raw().release(block, size)?;
         Ok(())
+    }
+
+    /// Returns the offset of the block header of the live payload at `offset`.
+    ///
+    /// # Errors
+    /// As for [`TestHeap::free`].
+    pub fn block_of(&self, offset: u64) -> Result<u64> {
+        Ok(self.raw().locate(offset)?.0)
+    }
+
+    /// Returns the byte at `offset` of the segment (anywhere inside it: heap state, headers,
+    /// payloads), read atomically.
+    ///
+    /// # Errors
+    /// [`Error::CorruptObject`] if `offset` is outside the segment.
+    pub fn peek_u8(&self, offset: u64) -> Result<u8> {
+        Ok(self.byte(offset)?.load(Ordering::Relaxed))
+    }
+
+    /// Overwrites the byte at `offset` of the segment, atomically: a scribble that corrupts
+    /// heap metadata the way a buggy or hostile process could.
+    ///
+    /// # Errors
+    /// [`Error::CorruptObject`] if `offset` is outside the segment.
+    pub fn poke_u8(&self, offset: u64, byte: u8) -> Result<()> {
+        self.byte(offset)?.store(byte, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn byte(&self, offset: u64) -> Result<&AtomicU8> {
+        if offset >= self.raw().len() {
+            return Err(corrupt("offset outside the segment"));
+        }
+        let ptr = self.raw().ptr(offset).cast::<AtomicU8>();
+        // SAFETY: `offset < len`, so the byte is inside the mapping the `Segment` keeps alive;
+        // see the module's `# Safety`.
+        Ok(unsafe { &*ptr })
     }
 
     /// Returns a pointer to the payload at `offset` (not validated).
