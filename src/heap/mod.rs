@@ -22,11 +22,30 @@
 //! | 0      | 4    | `tag`      | `BLOCK_MAGIC | class`                                    |
 //! | 4      | 4    | `delta`    | payload offset minus block offset; 0 while free          |
 //! | 8      | 8    | `rc_gen`   | `generation:32 | refcount:32`; refcount 0 means free     |
-//! | 16     | 8    | `type`     | fingerprint of the payload's type                        |
+//! | 16     | 8    | `type`     | fingerprint of the payload's type *and kind*             |
 //! | 24     | 8    | `len_next` | payload length while allocated; next free block while free |
 //!
 //! A payload that needs more than 32-byte alignment starts further in; the 32 bytes before it
 //! then hold a forward header (`FORWARD_MAGIC`, `delta`) that leads back to the block header.
+//!
+//! The `type` word is what makes a token attach only as the handle that made it. Typed
+//! shared memory records its element type's fingerprint extended with its kind (`Value`,
+//! `Array`, `RawValue`, `RawArray`; `shared::kind`), queue rings their queue kind, and every
+//! synchronization primitive its own name, so no kind of handle attaches to a block made by
+//! another. Objects used under a lock (`Value`, `Array`, `Condition`) also hold in their
+//! payload a 32-byte link record naming that lock (segment, offset, type, generation;
+//! `ObjectRef::write_link`), and re-attaching checks the lock token against it: an object is
+//! only ever paired with the lock it was created with.
+//!
+//! # Trusting the header
+//!
+//! Header words are shared memory and may be scribbled on, so each is checked against what
+//! it could be before it is used. A block's extent (`extent`: magic, a valid class, aligned
+//! for it, wholly below `top`) is checked before a free touches anything, and the class must
+//! still give the size the freeing handle took when it made its reference; the payload delta
+//! must fall inside the block. A block popped from a free list is checked the same way, and
+//! must carry the list's class and no references, before it is handed out. A failed check is
+//! [`Error::CorruptHeap`](crate::Error::CorruptHeap) and the block is lost, never reused.
 //!
 //! # Concurrency and crashes
 //!
@@ -39,7 +58,9 @@
 //! Reference counts live in the block: cloning a handle increments, dropping decrements, and
 //! the last drop frees. The generation is bumped on free, and re-attaching a handle from a
 //! token checks it, so a token for a freed (and possibly reused) block is
-//! [`Error::ObjectGone`](crate::Error::ObjectGone), never an alias. Every offset, tag and
+//! [`Error::ObjectGone`](crate::Error::ObjectGone), never an alias (also when the payload had
+//! a forward header: freeing clears its magic, and an offset with neither header before it
+//! names no live object). Every offset, tag and
 //! length read from the segment is validated before use; a failed check is
 //! [`Error::CorruptObject`](crate::Error::CorruptObject).
 //!

@@ -332,3 +332,96 @@ fn freed_object_token_is_object_gone_issue_11() {
         Err(Error::ObjectGone)
     ));
 }
+
+/// Every kind of handle refuses the token of every other kind (issue 11): built through the
+/// `Handle` trait, so it covers each handle the same way.
+#[test]
+fn every_handle_refuses_every_other_kinds_token_issue_11() {
+    use shmproc::{
+        Barrier, BoundedSemaphore, Condition, Event, Handle, JoinableQueue, ObjectToken, Queue,
+        RLock, Semaphore, SimpleQueue,
+    };
+
+    fn object_token<H: Handle>(h: &H) -> ObjectToken {
+        // The object's own token: the whole token, or the first of an (object, lock) pair.
+        let bytes = shmproc::codec::to_bytes(&h.token()).unwrap();
+        shmproc::codec::from_bytes::<ObjectToken>(&bytes)
+            .or_else(|_| {
+                shmproc::codec::from_bytes::<(ObjectToken, ObjectToken)>(&bytes).map(|p| p.0)
+            })
+            .unwrap()
+    }
+
+    let lock = Lock::new().unwrap();
+    let rlock = RLock::new().unwrap();
+    let value = Value::with_lock(1u32, lock.clone()).unwrap();
+    let array = Array::<u32>::with_lock(1, lock.clone()).unwrap();
+    let cond = Condition::with_lock(lock.clone()).unwrap();
+    // The handles stay alive while their tokens are tried (a token does not keep its object).
+    let (sem, bsem) = (
+        Semaphore::new(1).unwrap(),
+        BoundedSemaphore::new(1).unwrap(),
+    );
+    let (event, barrier) = (Event::new().unwrap(), Barrier::new(1).unwrap());
+    let queue = Queue::<u32>::new().unwrap();
+    let simple = SimpleQueue::<u32>::new().unwrap();
+    let joinable = JoinableQueue::<u32>::new().unwrap();
+    let raw_value = RawValue::new(1u32).unwrap();
+    let raw_array = RawArray::<u32>::new(1).unwrap();
+    let tokens: Vec<(&str, ObjectToken)> = vec![
+        ("Lock", object_token(&lock)),
+        ("RLock", object_token(&rlock)),
+        ("Semaphore", object_token(&sem)),
+        ("BoundedSemaphore", object_token(&bsem)),
+        ("Event", object_token(&event)),
+        ("Barrier", object_token(&barrier)),
+        ("Condition", object_token(&cond)),
+        ("Queue", object_token(&queue)),
+        ("SimpleQueue", object_token(&simple)),
+        ("JoinableQueue", object_token(&joinable)),
+        ("Value", object_token(&value)),
+        ("Array", object_token(&array)),
+        ("RawValue", object_token(&raw_value)),
+        ("RawArray", object_token(&raw_array)),
+    ];
+
+    fn check<H: Handle>(tokens: &[(&str, ObjectToken)], make: impl Fn(&ObjectToken) -> H::Token) {
+        for (kind, tok) in tokens {
+            let r = H::from_token(&make(tok));
+            if *kind == H::KIND {
+                assert!(r.is_ok(), "{kind} refused its own token: {r:?}");
+            } else {
+                assert!(r.is_err(), "{} accepted a {kind} token", H::KIND);
+            }
+        }
+    }
+    let own = |t: &ObjectToken| t.clone();
+    let with_lock = |t: &ObjectToken| (t.clone(), lock.token());
+    check::<Lock>(&tokens, own);
+    check::<RLock>(&tokens, own);
+    check::<Semaphore>(&tokens, own);
+    check::<BoundedSemaphore>(&tokens, own);
+    check::<Event>(&tokens, own);
+    check::<Barrier>(&tokens, own);
+    check::<Queue<u32>>(&tokens, own);
+    check::<SimpleQueue<u32>>(&tokens, own);
+    check::<JoinableQueue<u32>>(&tokens, own);
+    check::<RawValue<u32>>(&tokens, own);
+    check::<RawArray<u32>>(&tokens, own);
+    check::<Value<u32>>(&tokens, with_lock);
+    check::<Array<u32>>(&tokens, with_lock);
+    check::<Condition>(&tokens, with_lock);
+
+    // A condition re-attached with a foreign lock is refused like a value.
+    assert!(matches!(
+        Condition::from_token(&cond.token(), Lock::new().unwrap()),
+        Err(Error::LockMismatch)
+    ));
+    assert!(matches!(
+        Condition::from_token(&cond.token(), rlock.clone()),
+        Err(Error::LockMismatch)
+    ));
+    assert!(Condition::from_token(&cond.token(), lock.clone()).is_ok());
+    let c2 = <Condition as Handle>::from_token(&Handle::token(&cond)).unwrap();
+    assert!(c2.same_as(&cond));
+}
