@@ -13,7 +13,8 @@
 //! | 72          | 8    | `root`: published blob (`idx:32|gen:32`) | swap by publisher    |
 //! | 80          | 8    | `used`: bytes in live blocks             | add/sub by any       |
 //! | 96          | 488  | free lists, one per class (`tag:32|idx:32`) | CAS by any        |
-//! | 4096        | …    | blocks                                   |                      |
+//! | 1024        | `len / 256` | block-start bitmap: bit `i` set iff a block starts at `32 * i` | `fetch_or` by the carver, once |
+//! | `data_start`| …    | blocks (`data_start`: past the bitmap, 4 KiB aligned; 4096 up to 768 KiB) |  |
 //!
 //! Each block starts with a 32-byte header, 32-byte aligned:
 //!
@@ -38,6 +39,14 @@
 //! only ever paired with the lock it was created with.
 //!
 //! # Trusting the header
+//!
+//! Payload bytes are written by whoever holds a handle, so bytes that look like a block
+//! header may appear inside any payload. Only the block-start bitmap, which lies outside
+//! every block, says where blocks are: a block is carved once at a fixed offset and never
+//! moves, splits or merges, so its bit is set when it is carved and never cleared. Locating a
+//! payload (attach, adopt, free by offset) and popping a free list accept only offsets whose
+//! bit is set, so a token pointing at a header forged inside another object's payload finds
+//! no block ([`Error::ObjectGone`](crate::Error::ObjectGone)) and can never alias it.
 //!
 //! Header words are shared memory and may be scribbled on, so each is checked against what
 //! it could be before it is used. A block's extent (`extent`: magic, a valid class, aligned
@@ -92,16 +101,19 @@ pub use handle::ObjectToken;
 pub(crate) use handle::{LINK_BYTES, ObjectRef};
 
 /// Fingerprint of this heap layout, recorded in the segment header.
-pub(crate) const HEAP_LAYOUT: u64 =
-    crate::fingerprint::start("shmproc::heap v1: 32-byte headers, 61 classes", 4096, 32);
+pub(crate) const HEAP_LAYOUT: u64 = crate::fingerprint::start(
+    "shmproc::heap v2: 32-byte headers, 61 classes, start bitmap",
+    4096,
+    32,
+);
 
 const TOP: u64 = 64;
 const ROOT: u64 = 72;
 const USED: u64 = 80;
 const LISTS: u64 = 96;
 const N_LISTS: usize = SMALL.len() + LARGE_CLASSES;
-/// The first byte of the first block.
-pub(crate) const DATA_START: u64 = 4096;
+/// Where the block-start bitmap begins (after the free lists).
+const BITMAP: u64 = 1024;
 /// Bytes of block header before every payload.
 pub(crate) const BLOCK_HEADER: u64 = 32;
 const BLOCK_MAGIC: u32 = 0x5348_4200;
@@ -182,6 +194,52 @@ impl<'a> RawHeap<'a> {
         self.seg.len()
     }
 
+    /// Returns the first byte of the first block: past the block-start bitmap (one bit per
+    /// 32-byte unit of the segment), 4 KiB aligned; 4096 for segments up to 768 KiB.
+    pub(crate) fn data_start(&self) -> u64 {
+        let bytes = self
+            .len()
+            .div_ceil(BLOCK_HEADER.saturating_mul(8))
+            .next_multiple_of(8);
+        BITMAP
+            .saturating_add(bytes)
+            .next_multiple_of(4096)
+            .max(4096)
+    }
+
+    /// Returns the bitmap word and bit that record whether a block starts at `off`.
+    fn start_bit(&self, off: u64) -> Result<(&'a AtomicU64, u64)> {
+        let unit = off / BLOCK_HEADER;
+        let word = add(BITMAP, (unit / 64).saturating_mul(8))?;
+        if add(word, 8)? > self.data_start() {
+            return Err(Error::CorruptObject {
+                reason: "offset past the block-start bitmap",
+            });
+        }
+        let bit = 1u64
+            .checked_shl(u32::try_from(unit % 64).unwrap_or(0))
+            .unwrap_or(0);
+        Ok((self.u64_at(word)?, bit))
+    }
+
+    /// Records that a block starts at `block` (once, when it is carved: blocks never move,
+    /// split or merge, so the bit is never cleared).
+    fn mark_start(&self, block: u64) -> Result<()> {
+        let (word, bit) = self.start_bit(block)?;
+        // Release: pairs with the Acquire in `is_start`; the bit is set before the block's
+        // header is written and long before any token for it exists.
+        word.fetch_or(bit, Ordering::Release);
+        Ok(())
+    }
+
+    /// Returns whether a block was carved at `block`. The bitmap lies outside every block,
+    /// so no payload bytes (which any handle's owner may write) can forge a block start.
+    fn is_start(&self, block: u64) -> bool {
+        // Acquire: pairs with `mark_start`.
+        self.start_bit(block)
+            .is_ok_and(|(word, bit)| word.load(Ordering::Acquire) & bit != 0)
+    }
+
     /// Returns the atomic `u64` at `off`, after checking bounds and alignment.
     fn u64_at(&self, off: u64) -> Result<&'a AtomicU64> {
         let end = add(off, 8)?;
@@ -222,7 +280,7 @@ impl<'a> RawHeap<'a> {
     fn state(&self, off: u64) -> &'a AtomicU64 {
         match self.u64_at(off) {
             Ok(w) => w,
-            // The state words are below DATA_START, inside every valid segment.
+            // The state words are below the bitmap, inside every valid segment.
             Err(_) => unreachable!("heap state word {off} outside a checked segment"),
         }
     }
@@ -239,13 +297,13 @@ impl<'a> RawHeap<'a> {
 
     /// Initializes the heap state of a new (zero-filled) segment.
     pub(crate) fn init(&self) {
-        self.state(TOP).store(DATA_START, Ordering::Relaxed);
+        self.state(TOP).store(self.data_start(), Ordering::Relaxed);
     }
 
     /// Checks the heap state of a segment being attached.
     pub(crate) fn check_state(&self) -> Result<()> {
         let top = self.state(TOP).load(Ordering::Acquire);
-        if !(DATA_START..=self.len()).contains(&top) {
+        if !(self.data_start()..=self.len()).contains(&top) {
             return Err(Error::CorruptHeader {
                 reason: "heap top out of range",
             });
@@ -260,8 +318,8 @@ impl<'a> RawHeap<'a> {
             carved: self
                 .state(TOP)
                 .load(Ordering::Relaxed)
-                .saturating_sub(DATA_START),
-            capacity: self.len().saturating_sub(DATA_START),
+                .saturating_sub(self.data_start()),
+            capacity: self.len().saturating_sub(self.data_start()),
         }
     }
 
@@ -357,7 +415,10 @@ impl<'a> RawHeap<'a> {
             // Relaxed: `top` only partitions address space; the block's contents are
             // published by the Release store of its `rc_gen`.
             match top.compare_exchange_weak(cur, end, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return Ok(start),
+                Ok(_) => {
+                    self.mark_start(start)?;
+                    return Ok(start);
+                }
                 Err(now) => cur = now,
             }
         }
@@ -422,10 +483,13 @@ impl<'a> RawHeap<'a> {
         }
     }
 
+    /// Checks that `block` is where a carved block starts: inside the data area, aligned,
+    /// with room for a header, and marked in the block-start bitmap.
     fn check_block_offset(&self, block: u64) -> Result<()> {
-        if block < DATA_START
+        if block < self.data_start()
             || !block.is_multiple_of(BLOCK_HEADER)
             || add(block, BLOCK_HEADER)? > self.len()
+            || !self.is_start(block)
         {
             return Err(Error::CorruptObject {
                 reason: "block offset out of range",
@@ -436,24 +500,31 @@ impl<'a> RawHeap<'a> {
 
     /// Finds and checks the block that holds `payload`; returns (block, class size).
     fn locate(&self, payload: u64) -> Result<(u64, u64)> {
-        if !payload.is_multiple_of(BLOCK_HEADER) || payload < add(DATA_START, BLOCK_HEADER)? {
+        if !payload.is_multiple_of(BLOCK_HEADER)
+            || payload < add(self.data_start(), BLOCK_HEADER)?
+            || payload >= self.len()
+        {
             return Err(Error::CorruptObject {
                 reason: "payload offset misaligned or out of range",
             });
         }
         let before = sub(payload, BLOCK_HEADER)?;
-        let tag = self.u32_at(before)?.load(Ordering::Acquire);
-        let block = if tag == FORWARD_MAGIC {
+        let block = if self.is_start(before) {
+            before
+        } else if self.u32_at(before)?.load(Ordering::Acquire) == FORWARD_MAGIC {
             let delta = self.u32_at(add(before, 4)?)?.load(Ordering::Relaxed);
             sub(payload, u64::from(delta))?
-        } else if tag & 0xffff_ff00 == BLOCK_MAGIC {
-            before
         } else {
-            // Neither a block header nor a forward header: a payload that needed a forward
+            // Neither a block start nor a forward header: a payload that needed a forward
             // header and was freed (freeing clears the forward magic), or an offset that never
             // named a payload. Either way no live object is there.
             return Err(Error::ObjectGone);
         };
+        if !self.is_start(block) {
+            // A forward header that leads to no block: bytes that are not a header (a stale
+            // offset now inside another payload, or a forged one).
+            return Err(Error::ObjectGone);
+        }
         self.check_block_offset(block)?;
         let tag = self.u32_at(block)?.load(Ordering::Acquire);
         if tag & 0xffff_ff00 != BLOCK_MAGIC {

@@ -13,7 +13,7 @@
 #![allow(missing_docs, clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use super::size_class::Class;
-use super::{BLOCK_HEADER, BLOCK_MAGIC, DATA_START, IDX_UNIT, LISTS, N_LISTS, RC_MASK, RawHeap};
+use super::{BLOCK_HEADER, BLOCK_MAGIC, IDX_UNIT, LISTS, N_LISTS, RC_MASK, RawHeap};
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU8, Ordering};
 use crate::segment::Segment;
@@ -191,7 +191,7 @@ impl TestHeap {
         let raw = self.raw();
         let page = crate::sys::page_size() as u64;
         let top = raw.state(super::TOP).load(Ordering::Acquire);
-        let max_steps = (top - DATA_START) / BLOCK_HEADER + 1;
+        let max_steps = (top - raw.data_start()) / BLOCK_HEADER + 1;
         let mut on_list = std::collections::BTreeSet::new();
         for i in 0..N_LISTS as u64 {
             let head = raw.u64_at(LISTS + i * 8)?.load(Ordering::Acquire);
@@ -226,7 +226,7 @@ impl TestHeap {
             free_blocks: on_list.len() as u64,
             ..HeapReport::default()
         };
-        let mut off = DATA_START;
+        let mut off = raw.data_start();
         while off < top {
             let tag = raw.u32_at(off)?.load(Ordering::Relaxed);
             if tag & 0xffff_ff00 != BLOCK_MAGIC {
