@@ -166,7 +166,7 @@ macro_rules! single_token_handle {
             /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) if the token names
             /// another kind of object; [`Error::ObjectGone`](crate::Error::ObjectGone),
             /// [`Error::UnknownSegment`](crate::Error::UnknownSegment),
-            /// [`Error::CorruptObject`](crate::Error::CorruptObject)
+            /// [`Error::CorruptObject`](crate::Error::CorruptObject).
             $($(#[$doc])*)?
             pub fn from_token(token: &$crate::heap::ObjectToken) -> $crate::error::Result<Self> {
                 <$ty>::attach(token)

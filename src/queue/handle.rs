@@ -185,7 +185,7 @@ macro_rules! queue_common {
         crate::handle::single_token_handle!(
             [T] $name<T>, stringify!($name), object: |s| &s.raw.obj,
             from_token_errors:
-            /// (a queue of another element type is [`Error::TypeMismatch`] too).
+            /// A queue of another element type is `TypeMismatch` too.
         );
 
         impl<T> fmt::Debug for $name<T> {

@@ -420,8 +420,8 @@ pub struct Barrier {
 crate::handle::single_token_handle!(
     [] Barrier, "Barrier", object: |s| s.block.object(),
     from_token_errors:
-    /// (also for a stored party count out of range). The handle has no action; see
-    /// [`set_action`](Barrier::set_action).
+    /// A stored party count out of range is also `CorruptObject`. The handle has no action;
+    /// see [`set_action`](Barrier::set_action).
 );
 
 impl fmt::Debug for Barrier {

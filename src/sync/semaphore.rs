@@ -150,7 +150,7 @@ macro_rules! semaphore_common {
         crate::handle::single_token_handle!(
             [] $ty, stringify!($ty), object: |s| s.block.object(),
             from_token_errors:
-            /// (also for a stored bound out of range).
+            /// A stored bound out of range is also `CorruptObject`.
         );
 
         impl fmt::Debug for $ty {
