@@ -67,6 +67,29 @@ pub enum Error {
         /// The fingerprint recorded with the object.
         found: u64,
     },
+    /// An object was attached as another kind of handle than the one it was created as
+    /// (a locked `Value` as a `RawValue`, a `Value` as an `Array`, a `Queue` as a
+    /// `JoinableQueue`, …), even if the element type matches.
+    #[error("wrong kind of object: expected a {expected}, found a {found}")]
+    WrongKind {
+        /// The kind of handle the caller asked for.
+        expected: &'static str,
+        /// The kind recorded with the object.
+        found: &'static str,
+    },
+    /// A handle was re-attached with a lock other than the one its object was created with
+    /// (the object's block records its lock; any other lock would not exclude the handles
+    /// that use the real one).
+    #[error("lock mismatch: the object is synchronized by another lock")]
+    LockMismatch,
+    /// The heap's own metadata failed a check: a free list names a block outside the heap,
+    /// misaligned or of another size class, or a block header holds an invalid size class.
+    /// Nothing is written outside a checked block; the allocation or free is refused.
+    #[error("corrupt heap: {reason}")]
+    CorruptHeap {
+        /// Which check failed.
+        reason: &'static str,
+    },
     /// A handle refers to an object that has been freed since the handle was made.
     #[error("shared object no longer exists")]
     ObjectGone,

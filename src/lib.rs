@@ -54,6 +54,8 @@ mod runtime;
 
 mod transfer;
 
+mod handle;
+
 mod sync;
 
 mod shared;
@@ -78,6 +80,7 @@ pub mod fuzzing;
 
 pub use connection::{Client, Connection, Listener, pipe, pipe_simplex};
 pub use error::{Error, LockResult, OwnerDied, Result};
+pub use handle::Handle;
 pub use heap::{HeapStats, ObjectToken};
 pub use process::{
     JoinHandle, Process, ProcessBuilder, ProcessInfo, StartMethod, active_children, cpu_count,

@@ -17,6 +17,7 @@
 
 use super::RawHeap;
 use crate::error::{Error, Result};
+use crate::loom::{AtomicU64, Ordering};
 use crate::segment::{Segment, SegmentInner, registry};
 use crate::sys;
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,8 @@ pub(crate) struct ObjectRef {
     owner_pid: u32,
     seg: Arc<SegmentInner>,
     block: u64,
+    /// The block's size as checked when the reference was taken; a free stays inside it.
+    size: u64,
     payload: u64,
     len: u64,
     generation: u32,
@@ -85,6 +88,7 @@ impl ObjectRef {
             owner_pid: sys::current_pid(),
             seg: Arc::clone(&seg.inner),
             block: b.block,
+            size: b.size,
             payload: b.payload,
             len: b.len,
             generation: b.generation,
@@ -129,12 +133,14 @@ impl ObjectRef {
                 None => return Err(Error::UnknownSegment { id: tok.segment }),
             },
         };
-        let (block, len) = RawHeap::new(&seg).attach(tok.offset, tok.generation, fp, expected)?;
+        let (block, len, size) =
+            RawHeap::new(&seg).attach(tok.offset, tok.generation, fp, expected)?;
         Ok(ObjectRef {
             ptr: RawHeap::new(&seg).ptr(tok.offset),
             owner_pid: sys::current_pid(),
             seg,
             block,
+            size,
             payload: tok.offset,
             len,
             generation: tok.generation,
@@ -146,12 +152,13 @@ impl ObjectRef {
     /// queue slot held), checking the block is live and of type `fp`.
     pub(crate) fn adopt(seg: &Segment, tok: &ObjectToken, fp: u64) -> Result<ObjectRef> {
         let heap = RawHeap::new(&seg.inner);
-        let (block, len) = heap.adopt(tok.offset, tok.generation, fp)?;
+        let (block, len, size) = heap.adopt(tok.offset, tok.generation, fp)?;
         Ok(ObjectRef {
             ptr: heap.ptr(tok.offset),
             owner_pid: sys::current_pid(),
             seg: Arc::clone(&seg.inner),
             block,
+            size,
             payload: tok.offset,
             len,
             generation: tok.generation,
@@ -168,6 +175,14 @@ impl ObjectRef {
             generation: self.generation,
             fingerprint: self.fp,
         }
+    }
+
+    /// Sets the fingerprint this handle's token carries, when it differs from the one the
+    /// block records (typed shared memory records its kind too; its tokens name the element
+    /// type only, and the kind is checked against the block).
+    pub(crate) fn with_token_fingerprint(mut self, fp: u64) -> ObjectRef {
+        self.fp = fp;
+        self
     }
 
     /// Returns a pointer to the payload; valid while `self` lives.
@@ -218,10 +233,95 @@ impl ObjectRef {
         }
     }
 
+    /// Returns the identity of the object's segment.
+    pub(crate) fn segment_id(&self) -> u64 {
+        self.seg.id()
+    }
+
+    /// Returns the payload's offset in the segment.
+    pub(crate) fn offset(&self) -> u64 {
+        self.payload
+    }
+
     /// Returns whether two references name the same object.
     pub(crate) fn same_object(&self, other: &ObjectRef) -> bool {
         Arc::ptr_eq(&self.seg, &other.seg) && self.payload == other.payload
     }
+
+    /// Returns the link record's four words at byte `at` of the payload, after checking that
+    /// they lie inside it and are 8-aligned.
+    fn link_words(&self, at: u64) -> Result<&[AtomicU64]> {
+        let fits = at
+            .checked_add(LINK_BYTES)
+            .is_some_and(|end| end <= self.len);
+        let p = self
+            .ptr
+            .wrapping_add(usize::try_from(at).unwrap_or(usize::MAX));
+        if !fits || p.align_offset(8) != 0 {
+            return Err(Error::CorruptObject {
+                reason: "link record outside its block or misaligned",
+            });
+        }
+        // SAFETY: `[at, at + LINK_BYTES)` lies inside the live payload (checked above), which
+        // `self` keeps allocated and mapped; `p` is 8-aligned; `AtomicU64` has the size and
+        // alignment of `u64` (std docs), every bit pattern is valid, and link words are only
+        // accessed atomically.
+        Ok(unsafe { core::slice::from_raw_parts(p.cast::<AtomicU64>(), 4) })
+    }
+
+    /// Records `target`'s identity (segment, offset, generation, type) in the link record at
+    /// byte `at` of this payload. Only for a fresh block whose token is not published yet.
+    pub(crate) fn write_link(&self, at: u64, target: &ObjectRef) -> Result<()> {
+        let words = self.link_words(at)?;
+        let values = link_record(target);
+        for (w, v) in words.iter().zip(values) {
+            // Relaxed: the handle's token reaches another process only through a channel that
+            // synchronizes (as the payload's initial contents do).
+            w.store(v, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Checks that the link record at byte `at` of this payload names `target`.
+    ///
+    /// # Errors
+    /// [`Error::LockMismatch`] if it names another object; [`Error::CorruptObject`] if the
+    /// record does not fit the payload.
+    pub(crate) fn check_link(&self, at: u64, target: &ObjectRef) -> Result<()> {
+        let words = self.link_words(at)?;
+        let expected = link_record(target);
+        // Relaxed: written once before the object's token was published.
+        if words
+            .iter()
+            .zip(expected)
+            .all(|(w, v)| w.load(Ordering::Relaxed) == v)
+        {
+            Ok(())
+        } else {
+            Err(Error::LockMismatch)
+        }
+    }
+
+    /// Returns the type fingerprint recorded in the link record at byte `at` (which kind of
+    /// object the link names).
+    pub(crate) fn link_fingerprint(&self, at: u64) -> Result<u64> {
+        let words = self.link_words(at)?;
+        // Relaxed: written once before the object's token was published.
+        Ok(words.get(2).map_or(0, |w| w.load(Ordering::Relaxed)))
+    }
+}
+
+/// Bytes of a link record: segment id, payload offset, type fingerprint, generation (each a
+/// little-endian `u64` word).
+pub(crate) const LINK_BYTES: u64 = 32;
+
+fn link_record(target: &ObjectRef) -> [u64; 4] {
+    [
+        target.seg.id(),
+        target.payload,
+        target.fp,
+        u64::from(target.generation),
+    ]
 }
 
 // SAFETY: `ptr` points into the mapping owned by `seg` (an `Arc` of a `Send + Sync` segment)
@@ -241,6 +341,7 @@ impl Clone for ObjectRef {
             owner_pid: sys::current_pid(),
             seg: Arc::clone(&self.seg),
             block: self.block,
+            size: self.size,
             payload: self.payload,
             len: self.len,
             generation: self.generation,
@@ -252,7 +353,7 @@ impl Clone for ObjectRef {
 impl Drop for ObjectRef {
     fn drop(&mut self) {
         if self.owner_pid == sys::current_pid() {
-            let _ = RawHeap::new(&self.seg).release(self.block);
+            let _ = RawHeap::new(&self.seg).release(self.block, self.size);
         }
     }
 }

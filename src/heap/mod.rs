@@ -13,7 +13,8 @@
 //! | 72          | 8    | `root`: published blob (`idx:32|gen:32`) | swap by publisher    |
 //! | 80          | 8    | `used`: bytes in live blocks             | add/sub by any       |
 //! | 96          | 488  | free lists, one per class (`tag:32|idx:32`) | CAS by any        |
-//! | 4096        | …    | blocks                                   |                      |
+//! | 1024        | `len / 256` | block-start bitmap: bit `i` set iff a block starts at `32 * i` | `fetch_or` by the carver, once |
+//! | `data_start`| …    | blocks (`data_start`: past the bitmap, 4 KiB aligned; 4096 up to 768 KiB) |  |
 //!
 //! Each block starts with a 32-byte header, 32-byte aligned:
 //!
@@ -22,11 +23,38 @@
 //! | 0      | 4    | `tag`      | `BLOCK_MAGIC | class`                                    |
 //! | 4      | 4    | `delta`    | payload offset minus block offset; 0 while free          |
 //! | 8      | 8    | `rc_gen`   | `generation:32 | refcount:32`; refcount 0 means free     |
-//! | 16     | 8    | `type`     | fingerprint of the payload's type                        |
+//! | 16     | 8    | `type`     | fingerprint of the payload's type *and kind*             |
 //! | 24     | 8    | `len_next` | payload length while allocated; next free block while free |
 //!
 //! A payload that needs more than 32-byte alignment starts further in; the 32 bytes before it
 //! then hold a forward header (`FORWARD_MAGIC`, `delta`) that leads back to the block header.
+//!
+//! The `type` word is what makes a token attach only as the handle that made it. Typed
+//! shared memory records its element type's fingerprint extended with its kind (`Value`,
+//! `Array`, `RawValue`, `RawArray`; `shared::kind`), queue rings their queue kind, and every
+//! synchronization primitive its own name, so no kind of handle attaches to a block made by
+//! another. Objects used under a lock (`Value`, `Array`, `Condition`) also hold in their
+//! payload a 32-byte link record naming that lock (segment, offset, type, generation;
+//! `ObjectRef::write_link`), and re-attaching checks the lock token against it: an object is
+//! only ever paired with the lock it was created with.
+//!
+//! # Trusting the header
+//!
+//! Payload bytes are written by whoever holds a handle, so bytes that look like a block
+//! header may appear inside any payload. Only the block-start bitmap, which lies outside
+//! every block, says where blocks are: a block is carved once at a fixed offset and never
+//! moves, splits or merges, so its bit is set when it is carved and never cleared. Locating a
+//! payload (attach, adopt, free by offset) and popping a free list accept only offsets whose
+//! bit is set, so a token pointing at a header forged inside another object's payload finds
+//! no block ([`Error::ObjectGone`](crate::Error::ObjectGone)) and can never alias it.
+//!
+//! Header words are shared memory and may be scribbled on, so each is checked against what
+//! it could be before it is used. A block's extent (`extent`: magic, a valid class, aligned
+//! for it, wholly below `top`) is checked before a free touches anything, and the class must
+//! still give the size the freeing handle took when it made its reference; the payload delta
+//! must fall inside the block. A block popped from a free list is checked the same way, and
+//! must carry the list's class and no references, before it is handed out. A failed check is
+//! [`Error::CorruptHeap`](crate::Error::CorruptHeap) and the block is lost, never reused.
 //!
 //! # Concurrency and crashes
 //!
@@ -39,7 +67,9 @@
 //! Reference counts live in the block: cloning a handle increments, dropping decrements, and
 //! the last drop frees. The generation is bumped on free, and re-attaching a handle from a
 //! token checks it, so a token for a freed (and possibly reused) block is
-//! [`Error::ObjectGone`](crate::Error::ObjectGone), never an alias. Every offset, tag and
+//! [`Error::ObjectGone`](crate::Error::ObjectGone), never an alias (also when the payload had
+//! a forward header: freeing clears its magic, and an offset with neither header before it
+//! names no live object). Every offset, tag and
 //! length read from the segment is validated before use; a failed check is
 //! [`Error::CorruptObject`](crate::Error::CorruptObject).
 //!
@@ -70,20 +100,23 @@ use crate::segment::SegmentInner;
 use crate::sys;
 use size_class::{Class, LARGE_CLASSES, SMALL};
 
-pub(crate) use handle::ObjectRef;
 pub use handle::ObjectToken;
+pub(crate) use handle::{LINK_BYTES, ObjectRef};
 
 /// Fingerprint of this heap layout, recorded in the segment header.
-pub(crate) const HEAP_LAYOUT: u64 =
-    crate::fingerprint::start("shmproc::heap v1: 32-byte headers, 61 classes", 4096, 32);
+pub(crate) const HEAP_LAYOUT: u64 = crate::fingerprint::start(
+    "shmproc::heap v2: 32-byte headers, 61 classes, start bitmap",
+    4096,
+    32,
+);
 
 const TOP: u64 = 64;
 const ROOT: u64 = 72;
 const USED: u64 = 80;
 const LISTS: u64 = 96;
 const N_LISTS: usize = SMALL.len() + LARGE_CLASSES;
-/// The first byte of the first block.
-pub(crate) const DATA_START: u64 = 4096;
+/// Where the block-start bitmap begins (after the free lists).
+const BITMAP: u64 = 1024;
 /// Bytes of block header before every payload.
 pub(crate) const BLOCK_HEADER: u64 = 32;
 const BLOCK_MAGIC: u32 = 0x5348_4200;
@@ -116,6 +149,8 @@ pub(crate) struct Block {
     pub(crate) block: u64,
     pub(crate) payload: u64,
     pub(crate) len: u64,
+    /// The block's size (its class's size, header included): its checked extent.
+    pub(crate) size: u64,
     pub(crate) generation: u32,
     /// Offset from which the block's bytes are known to be zero (pages never written, or given
     /// back when the block was last freed), so zero-filling can stop there.
@@ -148,6 +183,52 @@ impl<'a> RawHeap<'a> {
 
     fn len(&self) -> u64 {
         self.seg.len()
+    }
+
+    /// Returns the first byte of the first block: past the block-start bitmap (one bit per
+    /// 32-byte unit of the segment), 4 KiB aligned; 4096 for segments up to 768 KiB.
+    pub(crate) fn data_start(&self) -> u64 {
+        let bytes = self
+            .len()
+            .div_ceil(BLOCK_HEADER.saturating_mul(8))
+            .next_multiple_of(8);
+        BITMAP
+            .saturating_add(bytes)
+            .next_multiple_of(4096)
+            .max(4096)
+    }
+
+    /// Returns the bitmap word and bit that record whether a block starts at `off`.
+    fn start_bit(&self, off: u64) -> Result<(&'a AtomicU64, u64)> {
+        let unit = off / BLOCK_HEADER;
+        let word = add(BITMAP, (unit / 64).saturating_mul(8))?;
+        if add(word, 8)? > self.data_start() {
+            return Err(Error::CorruptObject {
+                reason: "offset past the block-start bitmap",
+            });
+        }
+        let bit = 1u64
+            .checked_shl(u32::try_from(unit % 64).unwrap_or(0))
+            .unwrap_or(0);
+        Ok((self.u64_at(word)?, bit))
+    }
+
+    /// Records that a block starts at `block` (once, when it is carved: blocks never move,
+    /// split or merge, so the bit is never cleared).
+    fn mark_start(&self, block: u64) -> Result<()> {
+        let (word, bit) = self.start_bit(block)?;
+        // Release: pairs with the Acquire in `is_start`; the bit is set before the block's
+        // header is written and long before any token for it exists.
+        word.fetch_or(bit, Ordering::Release);
+        Ok(())
+    }
+
+    /// Returns whether a block was carved at `block`. The bitmap lies outside every block,
+    /// so no payload bytes (which any handle's owner may write) can forge a block start.
+    fn is_start(&self, block: u64) -> bool {
+        // Acquire: pairs with `mark_start`.
+        self.start_bit(block)
+            .is_ok_and(|(word, bit)| word.load(Ordering::Acquire) & bit != 0)
     }
 
     /// Returns the atomic `u64` at `off`, after checking bounds and alignment.
@@ -190,7 +271,7 @@ impl<'a> RawHeap<'a> {
     fn state(&self, off: u64) -> &'a AtomicU64 {
         match self.u64_at(off) {
             Ok(w) => w,
-            // The state words are below DATA_START, inside every valid segment.
+            // The state words are below the bitmap, inside every valid segment.
             Err(_) => unreachable!("heap state word {off} outside a checked segment"),
         }
     }
@@ -207,13 +288,13 @@ impl<'a> RawHeap<'a> {
 
     /// Initializes the heap state of a new (zero-filled) segment.
     pub(crate) fn init(&self) {
-        self.state(TOP).store(DATA_START, Ordering::Relaxed);
+        self.state(TOP).store(self.data_start(), Ordering::Relaxed);
     }
 
     /// Checks the heap state of a segment being attached.
     pub(crate) fn check_state(&self) -> Result<()> {
         let top = self.state(TOP).load(Ordering::Acquire);
-        if !(DATA_START..=self.len()).contains(&top) {
+        if !(self.data_start()..=self.len()).contains(&top) {
             return Err(Error::CorruptHeader {
                 reason: "heap top out of range",
             });
@@ -228,8 +309,8 @@ impl<'a> RawHeap<'a> {
             carved: self
                 .state(TOP)
                 .load(Ordering::Relaxed)
-                .saturating_sub(DATA_START),
-            capacity: self.len().saturating_sub(DATA_START),
+                .saturating_sub(self.data_start()),
+            capacity: self.len().saturating_sub(self.data_start()),
         }
     }
 
@@ -294,6 +375,7 @@ impl<'a> RawHeap<'a> {
             block,
             payload,
             len: size,
+            size: bsize,
             generation,
             zero_from,
         })
@@ -324,20 +406,39 @@ impl<'a> RawHeap<'a> {
             // Relaxed: `top` only partitions address space; the block's contents are
             // published by the Release store of its `rc_gen`.
             match top.compare_exchange_weak(cur, end, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return Ok(start),
+                Ok(_) => {
+                    self.mark_start(start)?;
+                    return Ok(start);
+                }
                 Err(now) => cur = now,
             }
         }
     }
 
+    /// Pops a free block of `class`, checked before it is handed out: inside the carved heap,
+    /// aligned for its class, headed by this class's tag and unreferenced. A block that fails
+    /// is left off the list (lost, never reused) and the pop is [`Error::CorruptHeap`].
     fn pop(&self, class: Class) -> Result<Option<u64>> {
         let list = self.list(class)?;
         let idx = free_list::pop(list, |idx| {
             let block = idx.saturating_mul(IDX_UNIT);
-            self.check_block_offset(block)?;
+            self.check_block_offset(block)
+                .map_err(|_| Error::CorruptHeap {
+                    reason: "free list names a block outside the heap",
+                })?;
             self.u64_at(add(block, 24)?)
         })?;
-        Ok(idx.map(|i| i.saturating_mul(IDX_UNIT)))
+        let Some(block) = idx.map(|i| i.saturating_mul(IDX_UNIT)) else {
+            return Ok(None);
+        };
+        let (found, _) = self.extent(block)?;
+        let rc = self.u64_at(add(block, 8)?)?.load(Ordering::Relaxed) & RC_MASK;
+        if found != class || rc != 0 {
+            return Err(Error::CorruptHeap {
+                reason: "free list holds a block of another class or in use",
+            });
+        }
+        Ok(Some(block))
     }
 
     fn push(&self, class: Class, block: u64) -> Result<()> {
@@ -347,10 +448,39 @@ impl<'a> RawHeap<'a> {
         Ok(())
     }
 
+    /// Reads and checks the extent of the block at `block`: its header carries the block
+    /// magic and a valid class, it is aligned for that class (a page for large classes) and
+    /// it lies wholly inside the carved part of the heap (below `top`, inside the segment).
+    /// Returns (class, block size). Failures are [`Error::CorruptHeap`].
+    fn extent(&self, block: u64) -> Result<(Class, u64)> {
+        let corrupt = |reason| Error::CorruptHeap { reason };
+        self.check_block_offset(block)
+            .map_err(|_| corrupt("block offset out of range"))?;
+        let tag = self.u32_at(block)?.load(Ordering::Relaxed);
+        if tag & 0xffff_ff00 != BLOCK_MAGIC {
+            return Err(corrupt("block header lost its magic"));
+        }
+        let class = Class(u8::try_from(tag & 0xff).unwrap_or(u8::MAX));
+        let bsize = class
+            .block_size(self.page)
+            .ok_or(corrupt("bad size class in a block header"))?;
+        if class.is_large() && !block.is_multiple_of(self.page) {
+            return Err(corrupt("large block not page-aligned"));
+        }
+        let top = self.state(TOP).load(Ordering::Relaxed).min(self.len());
+        match block.checked_add(bsize) {
+            Some(end) if end <= top => Ok((class, bsize)),
+            _ => Err(corrupt("block runs past the carved heap")),
+        }
+    }
+
+    /// Checks that `block` is where a carved block starts: inside the data area, aligned,
+    /// with room for a header, and marked in the block-start bitmap.
     fn check_block_offset(&self, block: u64) -> Result<()> {
-        if block < DATA_START
+        if block < self.data_start()
             || !block.is_multiple_of(BLOCK_HEADER)
             || add(block, BLOCK_HEADER)? > self.len()
+            || !self.is_start(block)
         {
             return Err(Error::CorruptObject {
                 reason: "block offset out of range",
@@ -361,19 +491,31 @@ impl<'a> RawHeap<'a> {
 
     /// Finds and checks the block that holds `payload`; returns (block, class size).
     fn locate(&self, payload: u64) -> Result<(u64, u64)> {
-        if !payload.is_multiple_of(BLOCK_HEADER) || payload < add(DATA_START, BLOCK_HEADER)? {
+        if !payload.is_multiple_of(BLOCK_HEADER)
+            || payload < add(self.data_start(), BLOCK_HEADER)?
+            || payload >= self.len()
+        {
             return Err(Error::CorruptObject {
                 reason: "payload offset misaligned or out of range",
             });
         }
         let before = sub(payload, BLOCK_HEADER)?;
-        let tag = self.u32_at(before)?.load(Ordering::Acquire);
-        let block = if tag == FORWARD_MAGIC {
+        let block = if self.is_start(before) {
+            before
+        } else if self.u32_at(before)?.load(Ordering::Acquire) == FORWARD_MAGIC {
             let delta = self.u32_at(add(before, 4)?)?.load(Ordering::Relaxed);
             sub(payload, u64::from(delta))?
         } else {
-            before
+            // Neither a block start nor a forward header: a payload that needed a forward
+            // header and was freed (freeing clears the forward magic), or an offset that never
+            // named a payload. Either way no live object is there.
+            return Err(Error::ObjectGone);
         };
+        if !self.is_start(block) {
+            // A forward header that leads to no block: bytes that are not a header (a stale
+            // offset now inside another payload, or a forged one).
+            return Err(Error::ObjectGone);
+        }
         self.check_block_offset(block)?;
         let tag = self.u32_at(block)?.load(Ordering::Acquire);
         if tag & 0xffff_ff00 != BLOCK_MAGIC {
@@ -398,14 +540,14 @@ impl<'a> RawHeap<'a> {
     }
 
     /// Takes a new reference to the live block at `payload` with generation `generation` and
-    /// type `fp`; returns (block, payload length).
+    /// type `fp`; returns (block, payload length, block size).
     pub(crate) fn attach(
         &self,
         payload: u64,
         generation: u32,
         fp: u64,
         expected: &'static str,
-    ) -> Result<(u64, u64)> {
+    ) -> Result<(u64, u64, u64)> {
         let (block, bsize) = self.locate(payload)?;
         let found = self.u64_at(add(block, 16)?)?.load(Ordering::Relaxed);
         let len = self.u64_at(add(block, 24)?)?.load(Ordering::Relaxed);
@@ -435,7 +577,7 @@ impl<'a> RawHeap<'a> {
         }
         let ok = found == fp && add(payload, len)? <= add(block, bsize)?;
         if !ok {
-            self.release(block)?;
+            self.release(block, bsize)?;
             return Err(if found != fp {
                 Error::TypeMismatch { expected, found }
             } else {
@@ -444,13 +586,13 @@ impl<'a> RawHeap<'a> {
                 }
             });
         }
-        Ok((block, len))
+        Ok((block, len, bsize))
     }
 
     /// Checks that `payload` is the live block of generation `generation` and type `fp`,
     /// without taking a reference (the caller takes over one it was handed); returns (block,
-    /// payload length).
-    pub(crate) fn adopt(&self, payload: u64, generation: u32, fp: u64) -> Result<(u64, u64)> {
+    /// payload length, block size).
+    pub(crate) fn adopt(&self, payload: u64, generation: u32, fp: u64) -> Result<(u64, u64, u64)> {
         let (block, bsize) = self.locate(payload)?;
         let cur = self.u64_at(add(block, 8)?)?.load(Ordering::Acquire);
         if cur >> 32 != u64::from(generation) || cur & RC_MASK == 0 {
@@ -463,7 +605,7 @@ impl<'a> RawHeap<'a> {
                 reason: "adopted block has another type or length",
             });
         }
-        Ok((block, len))
+        Ok((block, len, bsize))
     }
 
     /// Adds a reference to a block the caller already holds a reference to.
@@ -479,7 +621,10 @@ impl<'a> RawHeap<'a> {
     }
 
     /// Drops a reference; frees the block when it was the last. Returns whether it freed.
-    pub(crate) fn release(&self, block: u64) -> Result<bool> {
+    ///
+    /// `size` is the block's size as checked when the reference was taken (by `alloc`,
+    /// `attach` or `adopt`): the free touches nothing outside `[block, block + size)`.
+    pub(crate) fn release(&self, block: u64, size: u64) -> Result<bool> {
         let rc_gen = self.u64_at(add(block, 8)?)?;
         // Release: this process's writes to the payload happen before the free (as `Arc`).
         let old = rc_gen.fetch_sub(1, Ordering::Release);
@@ -498,26 +643,42 @@ impl<'a> RawHeap<'a> {
         fence(Ordering::Acquire);
         let next_gen = ((old >> 32).wrapping_add(1) & RC_MASK).max(1);
         rc_gen.store(next_gen << 32, Ordering::Relaxed);
-        self.free_block(block)?;
+        self.free_block(block, size)?;
         Ok(true)
     }
 
-    fn free_block(&self, block: u64) -> Result<()> {
-        let tag = self.u32_at(block)?.load(Ordering::Relaxed);
-        let class = Class(u8::try_from(tag & 0xff).unwrap_or(u8::MAX));
-        let bsize = class.block_size(self.page).ok_or(Error::CorruptObject {
-            reason: "bad size class",
-        })?;
+    /// Gives a block whose last reference was dropped back to its free list.
+    ///
+    /// Everything read from the header is checked against the block's extent before it is
+    /// used: the class must be valid, agree with `size` (the extent checked when the reference
+    /// was taken) and keep the block inside the carved heap, and the payload delta must fall
+    /// inside the block. A block that fails is left off every list (lost, never reused) and
+    /// the free is [`Error::CorruptHeap`]; nothing outside the block is written.
+    fn free_block(&self, block: u64, size: u64) -> Result<()> {
+        let (class, bsize) = self.extent(block)?;
+        if bsize != size {
+            return Err(Error::CorruptHeap {
+                reason: "block header's size class changed while the block was live",
+            });
+        }
+        let end = add(block, bsize)?;
         let delta_w = self.u32_at(add(block, 4)?)?;
         let delta = u64::from(delta_w.swap(0, Ordering::Relaxed));
         if delta > BLOCK_HEADER {
+            // The forward header sits in the 32 bytes before the payload, inside the block.
             let fwd = sub(add(block, delta)?, BLOCK_HEADER)?;
+            if !delta.is_multiple_of(BLOCK_HEADER) || add(fwd, BLOCK_HEADER)? > end {
+                return Err(Error::CorruptHeap {
+                    reason: "payload delta outside its block",
+                });
+            }
             self.u32_at(fwd)?.store(0, Ordering::Relaxed);
         }
         if class.is_large() && bsize > self.page {
-            // Give every page but the header's back to the system.
+            // Give every page but the header's back to the system. `extent` checked that
+            // `[block, end)` is page-aligned and inside the carved heap.
             let start = add(block, self.page)?;
-            let len = sub(bsize, self.page)?;
+            let len = sub(end, start)?;
             // Allocation relies on these pages reading as zero (`Block::zero_from`); the
             // segment punches a hole, or zeroes the range where it cannot.
             self.seg.discard(start, len)?;
@@ -539,7 +700,86 @@ impl<'a> RawHeap<'a> {
 
     /// Drops the reference held for a payload (after validating it), e.g. an old root blob.
     pub(crate) fn release_payload(&self, payload: u64) -> Result<bool> {
-        let (block, _) = self.locate(payload)?;
-        self.release(block)
+        let (block, size) = self.locate(payload)?;
+        self.release(block, size)
+    }
+}
+
+#[cfg(all(test, not(shmproc_loom)))]
+mod corruption_tests {
+    #![allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
+
+    use super::*;
+    use crate::segment::Segment;
+
+    fn fill(heap: &RawHeap<'_>, b: &Block, byte: u8) {
+        let p = heap.ptr(b.payload);
+        // SAFETY: `[payload, payload + len)` is the fresh block's payload, inside the mapping,
+        // and no other reference to it exists in this test.
+        unsafe { p.write_bytes(byte, usize_of(b.len)) };
+    }
+
+    fn intact(heap: &RawHeap<'_>, b: &Block, byte: u8) -> bool {
+        (0..b.len).step_by(512).all(|i| {
+            let w = heap.u32_at((b.payload + i) & !3).unwrap();
+            w.load(Ordering::Relaxed).to_le_bytes().contains(&byte)
+        })
+    }
+
+    fn set_class(heap: &RawHeap<'_>, block: u64, class: u8) {
+        heap.u32_at(block)
+            .unwrap()
+            .store(BLOCK_MAGIC | u32::from(class), Ordering::Relaxed);
+    }
+
+    /// Regression (issue 11): a size class scribbled into a live block's header makes its
+    /// free an error; nothing outside the block is zeroed or put on a free list.
+    #[test]
+    fn free_with_a_corrupt_size_class_stays_inside_its_block_issue_11() {
+        let seg = Segment::create(8 << 20).unwrap();
+        let heap = RawHeap::new(&seg.inner);
+        for (size, bigger) in [(100u64, 20u8), (70_000, size_class::LARGE_BASE + 6)] {
+            let a = heap.alloc(size, 8, 1).unwrap();
+            let b = heap.alloc(300_000, 8, 1).unwrap();
+            fill(&heap, &b, 0xab);
+            set_class(&heap, a.block, bigger);
+            let used = heap.stats().used;
+            assert!(matches!(
+                heap.release(a.block, a.size),
+                Err(Error::CorruptHeap { .. })
+            ));
+            assert!(intact(&heap, &b, 0xab), "free wrote outside its block");
+            assert_eq!(
+                heap.stats().used,
+                used,
+                "a corrupt block was accounted as freed"
+            );
+            let again = heap.alloc(size, 8, 1).unwrap();
+            assert_ne!(again.block, a.block, "a corrupt block was reused");
+            // An invalid class byte is refused the same way.
+            set_class(&heap, again.block, 0xff);
+            assert!(matches!(
+                heap.release(again.block, again.size),
+                Err(Error::CorruptHeap { .. })
+            ));
+        }
+    }
+
+    /// Regression (issue 11): a free list whose head names a block outside the heap, a
+    /// misaligned one or one of another class is `CorruptHeap`, never handed out.
+    #[test]
+    fn pop_checks_the_block_before_handing_it_out_issue_11() {
+        let seg = Segment::create(1 << 20).unwrap();
+        let heap = RawHeap::new(&seg.inner);
+        let class = Class::for_block(BLOCK_HEADER + 8, heap.page).unwrap();
+        let list = heap.list(class).unwrap();
+        let big = heap.alloc(5000, 8, 1).unwrap();
+        for bad in [seg.len() / IDX_UNIT, 17, big.block / IDX_UNIT] {
+            list.store(bad, Ordering::Relaxed);
+            assert!(
+                matches!(heap.alloc(8, 8, 1), Err(Error::CorruptHeap { .. })),
+                "head {bad}"
+            );
+        }
     }
 }

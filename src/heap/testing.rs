@@ -13,7 +13,7 @@
 #![allow(missing_docs, clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use super::size_class::Class;
-use super::{BLOCK_HEADER, BLOCK_MAGIC, DATA_START, IDX_UNIT, LISTS, N_LISTS, RC_MASK, RawHeap};
+use super::{BLOCK_HEADER, BLOCK_MAGIC, IDX_UNIT, LISTS, N_LISTS, RC_MASK, RawHeap};
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU8, Ordering};
 use crate::segment::Segment;
@@ -85,12 +85,49 @@ impl TestHeap {
     /// # Errors
     /// [`Error::CorruptObject`]/[`Error::ObjectGone`] if `offset` is not a live payload.
     pub fn free(&self, offset: u64) -> Result<()> {
-        let (block, _) = self.raw().locate(offset)?;
+        let (block, size) = self.raw().locate(offset)?;
         if self.raw().u64_at(block + 8)?.load(Ordering::Acquire) & RC_MASK == 0 {
             return Err(Error::ObjectGone);
         }
-        self.raw().release(block)?;
+        self.raw().release(block, size)?;
         Ok(())
+    }
+
+    /// Returns the offset of the block header of the live payload at `offset`.
+    ///
+    /// # Errors
+    /// As for [`TestHeap::free`].
+    pub fn block_of(&self, offset: u64) -> Result<u64> {
+        Ok(self.raw().locate(offset)?.0)
+    }
+
+    /// Returns the byte at `offset` of the segment (anywhere inside it: heap state, headers,
+    /// payloads), read atomically.
+    ///
+    /// # Errors
+    /// [`Error::CorruptObject`] if `offset` is outside the segment.
+    pub fn peek_u8(&self, offset: u64) -> Result<u8> {
+        Ok(self.byte(offset)?.load(Ordering::Relaxed))
+    }
+
+    /// Overwrites the byte at `offset` of the segment, atomically: a scribble that corrupts
+    /// heap metadata the way a buggy or hostile process could.
+    ///
+    /// # Errors
+    /// [`Error::CorruptObject`] if `offset` is outside the segment.
+    pub fn poke_u8(&self, offset: u64, byte: u8) -> Result<()> {
+        self.byte(offset)?.store(byte, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn byte(&self, offset: u64) -> Result<&AtomicU8> {
+        if offset >= self.raw().len() {
+            return Err(corrupt("offset outside the segment"));
+        }
+        let ptr = self.raw().ptr(offset).cast::<AtomicU8>();
+        // SAFETY: `offset < len`, so the byte is inside the mapping the `Segment` keeps alive;
+        // see the module's `# Safety`.
+        Ok(unsafe { &*ptr })
     }
 
     /// Returns a pointer to the payload at `offset` (not validated).
@@ -154,7 +191,7 @@ impl TestHeap {
         let raw = self.raw();
         let page = crate::sys::page_size() as u64;
         let top = raw.state(super::TOP).load(Ordering::Acquire);
-        let max_steps = (top - DATA_START) / BLOCK_HEADER + 1;
+        let max_steps = (top - raw.data_start()) / BLOCK_HEADER + 1;
         let mut on_list = std::collections::BTreeSet::new();
         for i in 0..N_LISTS as u64 {
             let head = raw.u64_at(LISTS + i * 8)?.load(Ordering::Acquire);
@@ -189,7 +226,7 @@ impl TestHeap {
             free_blocks: on_list.len() as u64,
             ..HeapReport::default()
         };
-        let mut off = DATA_START;
+        let mut off = raw.data_start();
         while off < top {
             let tag = raw.u32_at(off)?.load(Ordering::Relaxed);
             if tag & 0xffff_ff00 != BLOCK_MAGIC {

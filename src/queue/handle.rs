@@ -8,13 +8,26 @@ use crate::error::{Error, Result};
 use crate::heap::{ObjectRef, ObjectToken};
 use crate::segment::Segment;
 use crate::sys::Deadline;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
 const RING_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Queue ring v1", ring::SLOT, 64);
+
+/// The three queue kinds share the ring layout; the fingerprint a ring's block records names
+/// its kind too, so a `Queue` never attaches as a `JoinableQueue` or a `SimpleQueue`.
+const QUEUE_KINDS: [&str; 3] = [
+    "shmproc::Queue",
+    "shmproc::SimpleQueue",
+    "shmproc::JoinableQueue",
+];
+
+/// Returns the fingerprint of a ring of the queue kind `label`.
+const fn ring_fingerprint(label: &str) -> u64 {
+    crate::fingerprint::extend(RING_FINGERPRINT, label.as_bytes())
+}
 const BLOB_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Queue message", 1, 64);
 
 /// The capacity of [`Queue::new`]: 65,536 messages (slots use memory only once used).
@@ -47,7 +60,7 @@ impl Clone for RawQueue {
 }
 
 impl RawQueue {
-    fn create(segment: &Segment, capacity: usize, type_fp: u64) -> Result<RawQueue> {
+    fn create(segment: &Segment, capacity: usize, type_fp: u64, ring_fp: u64) -> Result<RawQueue> {
         let capacity = u64::try_from(capacity).unwrap_or(u64::MAX);
         if capacity == 0 || capacity > ring::MAX_CAPACITY {
             return Err(Error::InvalidSize {
@@ -57,7 +70,7 @@ impl RawQueue {
         let bytes = ring::ring_bytes(capacity).ok_or(Error::InvalidSize {
             reason: "queue capacity overflows",
         })?;
-        let obj = ObjectRef::alloc_zeroed(segment, bytes, 64, RING_FINGERPRINT)?;
+        let obj = ObjectRef::alloc_zeroed(segment, bytes, 64, ring_fp)?;
         // SAFETY: the block was just allocated, 64-byte aligned, `bytes` long, zero-filled,
         // and `obj` keeps it alive as long as the returned `RawQueue`.
         let ring = unsafe { Ring::init(obj.ptr(), obj.len(), capacity, type_fp)? };
@@ -65,7 +78,19 @@ impl RawQueue {
     }
 
     fn from_token(token: &ObjectToken, type_fp: u64, expected: &'static str) -> Result<RawQueue> {
-        let obj = ObjectRef::attach(token, RING_FINGERPRINT, expected)?;
+        let obj = match ObjectRef::attach(token, ring_fingerprint(expected), expected) {
+            Err(Error::TypeMismatch { found, .. })
+                if let Some(kind) = QUEUE_KINDS
+                    .into_iter()
+                    .find(|k| ring_fingerprint(k) == found) =>
+            {
+                return Err(Error::WrongKind {
+                    expected,
+                    found: kind,
+                });
+            }
+            r => r?,
+        };
         if obj.ptr().align_offset(64) != 0 {
             return Err(Error::CorruptObject {
                 reason: "queue block misaligned",
@@ -157,41 +182,24 @@ macro_rules! queue_common {
             }
         }
 
+        crate::handle::single_token_handle!(
+            [T] $name<T>, stringify!($name), object: |s| &s.raw.obj,
+            from_token_errors:
+            /// A queue of another element type is `TypeMismatch` too.
+        );
+
         impl<T> fmt::Debug for $name<T> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct($label)
+                crate::handle::debug(self, f)
                     .field("len", &self.raw.ring.len())
                     .field("capacity", &self.raw.ring.capacity())
                     .finish_non_exhaustive()
             }
         }
 
-        impl<T> Serialize for $name<T> {
-            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                self.raw.obj.serialize(s)
-            }
-        }
-
-        impl<'de, T> Deserialize<'de> for $name<T> {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                let tok = ObjectToken::deserialize(d)?;
-                $name::from_token(&tok).map_err(codec::attach_error)
-            }
-        }
-
         impl<T> $name<T> {
-            /// Returns the token this handle serializes to.
-            pub fn token(&self) -> ObjectToken {
-                self.raw.obj.token()
-            }
-
-            /// Re-attaches a queue from its token.
-            ///
-            /// # Errors
-            /// [`Error::TypeMismatch`] if the token names another kind of object or a queue of
-            /// another element type; [`Error::ObjectGone`], [`Error::UnknownSegment`],
-            /// [`Error::CorruptObject`].
-            pub fn from_token(token: &ObjectToken) -> Result<Self> {
+            /// Re-attaches a queue from its token, checking its kind and element type.
+            fn attach(token: &ObjectToken) -> Result<Self> {
                 let raw = RawQueue::from_token(token, type_fingerprint::<T>(), $label)?;
                 Ok($name {
                     raw,
@@ -284,7 +292,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// As for [`Queue::with_capacity`].
     pub fn with_capacity_in(segment: &Segment, capacity: usize) -> Result<Self> {
         Ok(Queue {
-            raw: RawQueue::create(segment, capacity, type_fingerprint::<T>())?,
+            raw: RawQueue::create(
+                segment,
+                capacity,
+                type_fingerprint::<T>(),
+                ring_fingerprint("shmproc::Queue"),
+            )?,
             _t: PhantomData,
         })
     }
@@ -379,6 +392,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
                 &crate::runtime::default_segment()?,
                 DEFAULT_QUEUE_CAPACITY,
                 type_fingerprint::<T>(),
+                ring_fingerprint("shmproc::SimpleQueue"),
             )?,
             _t: PhantomData,
         })
@@ -445,6 +459,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
                 &crate::runtime::default_segment()?,
                 capacity,
                 type_fingerprint::<T>(),
+                ring_fingerprint("shmproc::JoinableQueue"),
             )?,
             _t: PhantomData,
         })

@@ -2,20 +2,29 @@
 //!
 //! # Safety
 //!
-//! An `Array<T>` owns a counted reference to a heap block holding `len` initialized `T`s,
-//! aligned for `T` (checked by `alloc`/`attach`). Elements are read or written only while the
-//! array's lock is held by the accessing thread, and slices made from the block never outlive
-//! the guard holding the lock.
+//! An `Array<T>` owns a counted reference to a heap block typed `Kind::Array` of `T`
+//! (checked by `alloc`/`attach`) whose payload is a link record naming the array's lock,
+//! then, at `DATA`, `len` initialized `T`s, aligned for `T`. Elements are read or written
+//! only while the array's lock is held by the accessing thread, and slices made from the
+//! block never outlive the guard holding the lock. As for `Value`, the block records its lock
+//! and re-attaching checks it, and its kind keeps every other kind of handle off it.
+//!
+//! # Payload layout
+//!
+//! | offset | size                   | field                                          | writer         |
+//! |--------|------------------------|------------------------------------------------|----------------|
+//! | 0      | 32                     | link: lock's segment, offset, type, generation | creator        |
+//! | `DATA` | `len * size_of::<T>()` | the elements (`DATA`: the alignment, ≥ 64)      | under the lock |
 
 #![allow(unsafe_code)]
 
 use super::Shareable;
-use super::value::check_block;
+use super::kind::{self, Kind};
+use super::value::{check_block, data_offset};
 use crate::error::{Error, LockResult, OwnerDied, Result};
 use crate::heap::{ObjectRef, ObjectToken};
 use crate::segment::Segment;
 use crate::sync::{Lock, LockGuard};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
@@ -59,18 +68,26 @@ impl<T: Shareable> Clone for Array<T> {
     }
 }
 
+crate::handle::paired_handle!(
+    [T: Shareable] Array<T>, "Array",
+    object: |s| &s.obj, lock: |s| s.lock.object()
+);
+
 impl<T: Shareable> fmt::Debug for Array<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Array")
+        crate::handle::debug(self, f)
             .field("type", &T::TYPE_NAME)
             .field("len", &self.len)
             .finish_non_exhaustive()
     }
 }
 
-/// Allocates a zero-filled block for `len` elements of `T`.
+/// Allocates a zero-filled block of `kind` for `at` bytes of prefix and then `len` elements
+/// of `T`.
 pub(crate) fn alloc_zeroed<T: Shareable>(
     segment: &Segment,
+    kind: Kind,
+    at: usize,
     len: usize,
     align: usize,
 ) -> Result<ObjectRef> {
@@ -82,11 +99,15 @@ pub(crate) fn alloc_zeroed<T: Shareable>(
     };
     let bytes = core::mem::size_of::<T>()
         .checked_mul(len)
+        .and_then(|b| b.checked_add(at))
         .ok_or(Error::InvalidSize {
             reason: "array length overflows",
         })?;
     // All-zero bytes are a valid `T` (`Shareable`: every bit pattern is valid).
-    ObjectRef::alloc_zeroed(segment, bytes as u64, align as u64, T::FINGERPRINT)
+    Ok(
+        ObjectRef::alloc_zeroed(segment, bytes as u64, align as u64, kind.fingerprint::<T>())?
+            .with_token_fingerprint(T::FINGERPRINT),
+    )
 }
 
 impl<T: Shareable> Array<T> {
@@ -116,8 +137,8 @@ impl<T: Shareable> Array<T> {
     }
 
     fn zeroed_with_lock_in(segment: &Segment, len: usize, lock: Lock) -> Result<Self> {
-        let align = core::mem::align_of::<T>().max(64);
-        let obj = alloc_zeroed::<T>(segment, len, align)?;
+        let obj = alloc_zeroed::<T>(segment, Kind::Array, Self::DATA, len, Self::ALIGN)?;
+        obj.write_link(0, lock.object())?;
         Ok(Array {
             obj,
             lock,
@@ -150,8 +171,19 @@ impl<T: Shareable> Array<T> {
         Ok(a)
     }
 
+    /// Alignment of the payload (and of the elements): a cache line at least.
+    const ALIGN: usize = if core::mem::align_of::<T>() > 64 {
+        core::mem::align_of::<T>()
+    } else {
+        64
+    };
+
+    /// Offset of the elements in the payload, after the link record.
+    const DATA: usize = data_offset(Self::ALIGN);
+
+    #[inline(always)]
     fn ptr(&self) -> *mut T {
-        self.obj.ptr().cast::<T>()
+        self.obj.ptr().wrapping_add(Self::DATA).cast::<T>()
     }
 
     /// Returns the number of elements.
@@ -241,11 +273,6 @@ impl<T: Shareable> Array<T> {
         &self.lock
     }
 
-    /// Returns the segment the array lives in.
-    pub fn segment(&self) -> Segment {
-        self.obj.segment()
-    }
-
     /// Returns the tokens (array, lock) this handle serializes to.
     pub fn token(&self) -> (ObjectToken, ObjectToken) {
         (self.obj.token(), self.lock.token())
@@ -253,47 +280,51 @@ impl<T: Shareable> Array<T> {
 
     /// Re-attaches an array from its tokens.
     ///
+    /// `lock` must be the token of the lock the array was created with: the array's block
+    /// records its lock, so no other lock can be paired with it.
+    ///
     /// # Errors
-    /// [`Error::TypeMismatch`], [`Error::ObjectGone`], [`Error::UnknownSegment`],
-    /// [`Error::CorruptObject`].
+    /// [`Error::TypeMismatch`]; [`Error::WrongKind`] if the token names a `Value`,
+    /// `RawValue` or `RawArray`; [`Error::LockMismatch`] if `lock` is not the array's lock;
+    /// [`Error::ObjectGone`], [`Error::UnknownSegment`], [`Error::CorruptObject`].
     pub fn from_token(array: &ObjectToken, lock: &ObjectToken) -> Result<Self> {
-        let obj = ObjectRef::attach(array, T::FINGERPRINT, T::TYPE_NAME)?;
-        let len = elements::<T>(&obj)?;
+        Self::attach_pair(array, lock)
+    }
+
+    fn attach_pair(array: &ObjectToken, lock: &ObjectToken) -> Result<Self> {
+        let obj = kind::attach::<T>(array, Kind::Array)?;
+        let len = elements::<T>(&obj, Self::DATA)?;
+        let lock = Lock::from_token(lock)?;
+        obj.check_link(0, lock.object())?;
         Ok(Array {
             obj,
-            lock: Lock::from_token(lock)?,
+            lock,
             len,
             _t: PhantomData,
         })
     }
 }
 
-/// Returns how many `T`s an attached block holds, checking size and alignment.
-pub(crate) fn elements<T>(obj: &ObjectRef) -> Result<usize> {
+/// Returns how many `T`s an attached block holds from byte `at` on, checking size and
+/// alignment.
+pub(crate) fn elements<T>(obj: &ObjectRef, at: usize) -> Result<usize> {
     let size = core::mem::size_of::<T>() as u64;
-    if size == 0 || !obj.len().is_multiple_of(size) {
+    let bytes = obj
+        .len()
+        .checked_sub(at as u64)
+        .ok_or(Error::CorruptObject {
+            reason: "array block shorter than its header",
+        })?;
+    if size == 0 || !bytes.is_multiple_of(size) {
         return Err(Error::CorruptObject {
             reason: "array block length is not a whole number of elements",
         });
     }
-    let n = obj.len() / size;
-    check_block::<T>(obj, n)?;
+    let n = bytes / size;
+    check_block::<T>(obj, at, n)?;
     usize::try_from(n).map_err(|_| Error::CorruptObject {
         reason: "array length overflows",
     })
-}
-
-impl<T: Shareable> Serialize for Array<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (&self.obj, &self.lock).serialize(s)
-    }
-}
-
-impl<'de, T: Shareable> Deserialize<'de> for Array<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (a, l) = <(ObjectToken, ObjectToken)>::deserialize(d)?;
-        Array::from_token(&a, &l).map_err(crate::codec::attach_error)
-    }
 }
 
 /// Holds an [`Array`]'s lock and dereferences to its elements; releases the lock on drop.

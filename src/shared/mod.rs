@@ -3,6 +3,7 @@
 
 pub(crate) mod array;
 pub(crate) mod atomic_elem;
+pub(crate) mod kind;
 pub(crate) mod raw;
 pub(crate) mod shareable;
 pub(crate) mod value;

@@ -13,10 +13,10 @@
 use super::Shareable;
 use super::array::{alloc_zeroed, elements};
 use super::atomic_elem::{self, assert_atomic};
+use super::kind::{self, Kind};
 use crate::error::{Error, Result};
 use crate::heap::{ObjectRef, ObjectToken};
 use crate::segment::Segment;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::iter::FusedIterator;
 use std::marker::PhantomData;
@@ -49,9 +49,11 @@ impl<T: Shareable> Clone for RawValue<T> {
     }
 }
 
+crate::handle::single_token_handle!([T: Shareable] RawValue<T>, "RawValue", object: |s| &s.obj);
+
 impl<T: Shareable> fmt::Debug for RawValue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawValue")
+        crate::handle::debug(self, f)
             .field("type", &T::TYPE_NAME)
             .finish_non_exhaustive()
     }
@@ -72,7 +74,7 @@ impl<T: Shareable> RawValue<T> {
     /// [`Error::OutOfMemory`].
     pub fn new_in(segment: &Segment, value: T) -> Result<Self> {
         const { assert_atomic::<T>() };
-        let obj = alloc_zeroed::<T>(segment, 1, core::mem::size_of::<T>())?;
+        let obj = alloc_zeroed::<T>(segment, Kind::RawValue, 0, 1, core::mem::size_of::<T>())?;
         let v = RawValue {
             obj,
             _t: PhantomData,
@@ -96,20 +98,11 @@ impl<T: Shareable> RawValue<T> {
         unsafe { atomic_elem::store(self.obj.ptr().cast::<T>(), value) }
     }
 
-    /// Returns the token this handle serializes to.
-    pub fn token(&self) -> ObjectToken {
-        self.obj.token()
-    }
-
-    /// Re-attaches a value from its token.
-    ///
-    /// # Errors
-    /// [`Error::TypeMismatch`], [`Error::ObjectGone`], [`Error::UnknownSegment`],
-    /// [`Error::CorruptObject`].
-    pub fn from_token(token: &ObjectToken) -> Result<Self> {
+    /// Re-attaches a value from its token, checking its kind, size and alignment.
+    fn attach(token: &ObjectToken) -> Result<Self> {
         const { assert_atomic::<T>() };
-        let obj = ObjectRef::attach(token, T::FINGERPRINT, T::TYPE_NAME)?;
-        if elements::<T>(&obj)? != 1 || obj.ptr().align_offset(core::mem::size_of::<T>()) != 0 {
+        let obj = kind::attach::<T>(token, Kind::RawValue)?;
+        if elements::<T>(&obj, 0)? != 1 || obj.ptr().align_offset(core::mem::size_of::<T>()) != 0 {
             return Err(Error::CorruptObject {
                 reason: "raw value block has the wrong size or alignment",
             });
@@ -118,19 +111,6 @@ impl<T: Shareable> RawValue<T> {
             obj,
             _t: PhantomData,
         })
-    }
-}
-
-impl<T: Shareable> Serialize for RawValue<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.obj.serialize(s)
-    }
-}
-
-impl<'de, T: Shareable> Deserialize<'de> for RawValue<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let tok = ObjectToken::deserialize(d)?;
-        RawValue::from_token(&tok).map_err(crate::codec::attach_error)
     }
 }
 
@@ -171,9 +151,11 @@ impl<T: Shareable> Clone for RawArray<T> {
     }
 }
 
+crate::handle::single_token_handle!([T: Shareable] RawArray<T>, "RawArray", object: |s| &s.obj);
+
 impl<T: Shareable> fmt::Debug for RawArray<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawArray")
+        crate::handle::debug(self, f)
             .field("type", &T::TYPE_NAME)
             .field("len", &self.len)
             .finish_non_exhaustive()
@@ -195,7 +177,7 @@ impl<T: Shareable> RawArray<T> {
     /// [`Error::OutOfMemory`], [`Error::InvalidSize`].
     pub fn new_in(segment: &Segment, len: usize) -> Result<Self> {
         const { assert_atomic::<T>() };
-        let obj = alloc_zeroed::<T>(segment, len, 64)?;
+        let obj = alloc_zeroed::<T>(segment, Kind::RawArray, 0, len, 64)?;
         let ptr = obj.ptr().cast::<T>();
         Ok(RawArray { obj, ptr, len })
     }
@@ -284,25 +266,11 @@ impl<T: Shareable> RawArray<T> {
         self.iter().collect()
     }
 
-    /// Returns the segment the array lives in.
-    pub fn segment(&self) -> Segment {
-        self.obj.segment()
-    }
-
-    /// Returns the token this handle serializes to.
-    pub fn token(&self) -> ObjectToken {
-        self.obj.token()
-    }
-
-    /// Re-attaches an array from its token.
-    ///
-    /// # Errors
-    /// [`Error::TypeMismatch`], [`Error::ObjectGone`], [`Error::UnknownSegment`],
-    /// [`Error::CorruptObject`].
-    pub fn from_token(token: &ObjectToken) -> Result<Self> {
+    /// Re-attaches an array from its token, checking its kind, size and alignment.
+    fn attach(token: &ObjectToken) -> Result<Self> {
         const { assert_atomic::<T>() };
-        let obj = ObjectRef::attach(token, T::FINGERPRINT, T::TYPE_NAME)?;
-        let len = elements::<T>(&obj)?;
+        let obj = kind::attach::<T>(token, Kind::RawArray)?;
+        let len = elements::<T>(&obj, 0)?;
         if obj.ptr().align_offset(core::mem::size_of::<T>()) != 0 {
             return Err(Error::CorruptObject {
                 reason: "raw array block misaligned",
@@ -362,16 +330,3 @@ impl<T: Shareable> DoubleEndedIterator for RawIter<'_, T> {
 
 impl<T: Shareable> ExactSizeIterator for RawIter<'_, T> {}
 impl<T: Shareable> FusedIterator for RawIter<'_, T> {}
-
-impl<T: Shareable> Serialize for RawArray<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.obj.serialize(s)
-    }
-}
-
-impl<'de, T: Shareable> Deserialize<'de> for RawArray<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let tok = ObjectToken::deserialize(d)?;
-        RawArray::from_token(&tok).map_err(crate::codec::attach_error)
-    }
-}

@@ -23,8 +23,13 @@ use core::sync::atomic;
 /// - the type has a stable layout (`#[repr(C)]`, `#[repr(transparent)]` or a primitive) and
 ///   holds no pointers, references, descriptors or other process-local resources;
 /// - the type does not need `Drop` (values in shared memory are never dropped in place);
-/// - `FINGERPRINT` changes whenever the layout changes, and `PADDING_FREE` is true only if the
-///   type has no padding bytes.
+/// - `FINGERPRINT` changes whenever the layout changes, differs from the fingerprint of every
+///   type with another layout (a block is attached as any type with its fingerprint), and
+///   `PADDING_FREE` is true only if the type has no padding bytes.
+///
+/// The kind of handle (`Value`, `Array`, `RawValue`, `RawArray`) is not part of
+/// `FINGERPRINT`: shmproc mixes it into what a block records, so a type's blocks of one kind
+/// never attach as another kind whatever the fingerprint.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be placed in shared memory",
     note = "derive it with `#[derive(shmproc::SharedStruct)]` on a `#[repr(C)]` struct whose fields are all shareable (integers, floats, atomics, arrays, other shared structs)"

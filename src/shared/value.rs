@@ -2,20 +2,33 @@
 //!
 //! # Safety
 //!
-//! A `Value<T>` owns a counted reference to a heap block of at least `size_of::<T>()` bytes,
-//! aligned for `T`, typed `T::FINGERPRINT` (checked by `alloc`/`attach`) and initialized with
-//! a `T` before the handle exists. The payload is read or written only while the value's lock
-//! is held by the accessing thread, so no two accesses race, and `&mut T` never outlives the
-//! guard that holds the lock.
+//! A `Value<T>` owns a counted reference to a heap block typed `Kind::Value` of `T`
+//! (checked by `alloc`/`attach`) whose payload is a link record naming the value's lock,
+//! then, at `data_offset(align_of::<T>())`, a `T`, aligned for `T` and initialized before the
+//! handle exists. The `T` is read or written only while the value's lock is held by the
+//! accessing thread, so no two accesses race, and `&mut T` never outlives the guard that
+//! holds the lock.
+//!
+//! That every handle to the block uses the same lock is what makes this sound, so it is
+//! checked, never assumed: the block records its lock when it is created (`write_link`),
+//! re-attaching checks that the lock token names that lock (`check_link`), and the kind in
+//! the block's fingerprint keeps a `RawValue`, `Array` or `RawArray` from attaching to it.
+//!
+//! # Payload layout
+//!
+//! | offset                      | size | field                                       | writer  |
+//! |-----------------------------|------|---------------------------------------------|---------|
+//! | 0                           | 32   | link: lock's segment, offset, type, generation | creator |
+//! | `data_offset(align_of::<T>())` | `size_of::<T>()` | the `T`                        | under the lock |
 
 #![allow(unsafe_code)]
 
 use super::Shareable;
+use super::kind::{self, Kind};
 use crate::error::{Error, LockResult, OwnerDied, Result};
-use crate::heap::{ObjectRef, ObjectToken};
+use crate::heap::{LINK_BYTES, ObjectRef, ObjectToken};
 use crate::segment::Segment;
 use crate::sync::{Lock, LockGuard};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
@@ -56,9 +69,14 @@ impl<T: Shareable> Clone for Value<T> {
     }
 }
 
+crate::handle::paired_handle!(
+    [T: Shareable] Value<T>, "Value",
+    object: |s| &s.obj, lock: |s| s.lock.object()
+);
+
 impl<T: Shareable> fmt::Debug for Value<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Value")
+        crate::handle::debug(self, f)
             .field("type", &T::TYPE_NAME)
             .finish_non_exhaustive()
     }
@@ -101,22 +119,29 @@ impl<T: Shareable> Value<T> {
                 "zero-sized types cannot be shared"
             )
         };
-        let size = core::mem::size_of::<T>() as u64;
-        let align = core::mem::align_of::<T>() as u64;
-        let obj = ObjectRef::alloc(segment, size, align, T::FINGERPRINT)?;
-        let ptr = obj.ptr().cast::<T>();
-        // SAFETY: the block was just allocated for a `T` (size and alignment above) and no
-        // other handle to it exists yet, so this write races with nothing.
-        unsafe { ptr.write(value) };
-        Ok(Value {
+        let size = (Self::DATA + core::mem::size_of::<T>()) as u64;
+        let align = core::mem::align_of::<T>().max(8) as u64;
+        let obj = ObjectRef::alloc(segment, size, align, Kind::Value.fingerprint::<T>())?
+            .with_token_fingerprint(T::FINGERPRINT);
+        obj.write_link(0, lock.object())?;
+        let v: Value<T> = Value {
             obj,
             lock,
             _t: PhantomData,
-        })
+        };
+        // SAFETY: the block was just allocated with room for a `T` at `DATA`, aligned for
+        // `T` (size and alignment above), and no other handle to it exists yet, so this write
+        // races with nothing.
+        unsafe { v.ptr().write(value) };
+        Ok(v)
     }
 
+    /// Offset of the `T` in the payload, after the link record.
+    const DATA: usize = data_offset(core::mem::align_of::<T>());
+
+    #[inline(always)]
     fn ptr(&self) -> *mut T {
-        self.obj.ptr().cast::<T>()
+        self.obj.ptr().wrapping_add(Self::DATA).cast::<T>()
     }
 
     /// Reads the value under the lock.
@@ -170,11 +195,6 @@ impl<T: Shareable> Value<T> {
         &self.lock
     }
 
-    /// Returns the segment the value lives in.
-    pub fn segment(&self) -> Segment {
-        self.obj.segment()
-    }
-
     /// Returns the tokens (value, lock) this handle serializes to.
     pub fn token(&self) -> (ObjectToken, ObjectToken) {
         (self.obj.token(), self.lock.token())
@@ -182,42 +202,53 @@ impl<T: Shareable> Value<T> {
 
     /// Re-attaches a value from its tokens.
     ///
+    /// `lock` must be the token of the lock the value was created with: the value's block
+    /// records its lock, so no other lock can be paired with it.
+    ///
     /// # Errors
     /// [`Error::TypeMismatch`] if the token names an object of another type;
-    /// [`Error::ObjectGone`], [`Error::UnknownSegment`], [`Error::CorruptObject`].
+    /// [`Error::WrongKind`] if it names an `Array`, `RawValue` or `RawArray`;
+    /// [`Error::LockMismatch`] if `lock` is not the value's lock; [`Error::ObjectGone`],
+    /// [`Error::UnknownSegment`], [`Error::CorruptObject`].
     pub fn from_token(value: &ObjectToken, lock: &ObjectToken) -> Result<Self> {
-        let obj = ObjectRef::attach(value, T::FINGERPRINT, T::TYPE_NAME)?;
-        check_block::<T>(&obj, 1)?;
+        Self::attach_pair(value, lock)
+    }
+
+    fn attach_pair(value: &ObjectToken, lock: &ObjectToken) -> Result<Self> {
+        let obj = kind::attach::<T>(value, Kind::Value)?;
+        check_block::<T>(&obj, Self::DATA, 1)?;
+        let lock = Lock::from_token(lock)?;
+        obj.check_link(0, lock.object())?;
         Ok(Value {
             obj,
-            lock: Lock::from_token(lock)?,
+            lock,
             _t: PhantomData,
         })
     }
 }
 
-/// Checks that a block holds at least `n` properly aligned `T`s.
-pub(crate) fn check_block<T>(obj: &ObjectRef, n: u64) -> Result<()> {
-    let need = (core::mem::size_of::<T>() as u64).saturating_mul(n);
-    if obj.len() < need || obj.ptr().align_offset(core::mem::align_of::<T>()) != 0 {
+/// Returns where the data starts in a locked object's payload aligned to `align`: after
+/// the link record, at the first multiple of `align`.
+pub(crate) const fn data_offset(align: usize) -> usize {
+    if align > LINK_BYTES as usize {
+        align
+    } else {
+        LINK_BYTES as usize
+    }
+}
+
+/// Checks that a block holds at least `n` properly aligned `T`s from byte `at` on.
+pub(crate) fn check_block<T>(obj: &ObjectRef, at: usize, n: u64) -> Result<()> {
+    let need = (core::mem::size_of::<T>() as u64)
+        .saturating_mul(n)
+        .saturating_add(at as u64);
+    let data = obj.ptr().wrapping_add(at);
+    if obj.len() < need || data.align_offset(core::mem::align_of::<T>()) != 0 {
         return Err(Error::CorruptObject {
             reason: "block too small or misaligned for its type",
         });
     }
     Ok(())
-}
-
-impl<T: Shareable> Serialize for Value<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (&self.obj, &self.lock).serialize(s)
-    }
-}
-
-impl<'de, T: Shareable> Deserialize<'de> for Value<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (v, l) = <(ObjectToken, ObjectToken)>::deserialize(d)?;
-        Value::from_token(&v, &l).map_err(crate::codec::attach_error)
-    }
 }
 
 /// Holds a [`Value`]'s lock and dereferences to the value; releases the lock when dropped.

@@ -417,22 +417,16 @@ pub struct Barrier {
     action: Option<Action>,
 }
 
-impl serde::Serialize for Barrier {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.block.serialize(s)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Barrier {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let tok = ObjectToken::deserialize(d)?;
-        Barrier::from_token(&tok).map_err(crate::codec::attach_error)
-    }
-}
+crate::handle::single_token_handle!(
+    [] Barrier, "Barrier", object: |s| s.block.object(),
+    from_token_errors:
+    /// A stored party count out of range is also `CorruptObject`. The handle has no action;
+    /// see [`set_action`](Barrier::set_action).
+);
 
 impl fmt::Debug for Barrier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Barrier")
+        crate::handle::debug(self, f)
             .field("parties", &self.parties)
             .field("n_waiting", &self.n_waiting())
             .field("broken", &self.is_broken())
@@ -562,24 +556,8 @@ impl Barrier {
         self.parties
     }
 
-    /// Returns whether two handles refer to the same barrier.
-    pub fn same_as(&self, other: &Barrier) -> bool {
-        self.block.same_as(&other.block)
-    }
-
-    /// Returns the token this handle serializes to.
-    pub fn token(&self) -> ObjectToken {
-        self.block.token()
-    }
-
-    /// Re-attaches a barrier from its token (without an action; see
-    /// [`set_action`](Barrier::set_action)).
-    ///
-    /// # Errors
-    /// [`Error::TypeMismatch`] if the token names something else; [`Error::ObjectGone`],
-    /// [`Error::UnknownSegment`], [`Error::CorruptObject`] (also for a stored party count out
-    /// of range).
-    pub fn from_token(token: &ObjectToken) -> Result<Barrier> {
+    /// Re-attaches a barrier from its token (without an action), checking its party count.
+    fn attach(token: &ObjectToken) -> Result<Barrier> {
         let block = Block::<BarrierKind>::attach(token)?;
         // Relaxed: written once by the creator before the handle could be shared.
         let parties = block.word(3).load(Ordering::Relaxed) & !HAS_ACTION;
@@ -593,11 +571,6 @@ impl Barrier {
             parties,
             action: None,
         })
-    }
-
-    /// Returns the segment the barrier lives in.
-    pub fn segment(&self) -> Segment {
-        self.block.segment()
     }
 }
 

@@ -12,10 +12,9 @@
 #![allow(unsafe_code)]
 
 use crate::error::{Error, Result};
-use crate::heap::{ObjectRef, ObjectToken};
+use crate::heap::{LINK_BYTES, ObjectRef, ObjectToken};
 use crate::loom::{AtomicU32, Ordering};
 use crate::segment::Segment;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -50,8 +49,9 @@ impl<K> fmt::Debug for Block<K> {
     }
 }
 
-fn byte_len(words: usize) -> u64 {
-    u64::try_from(words.saturating_mul(4)).unwrap_or(u64::MAX)
+const fn byte_len(words: usize) -> u64 {
+    // A word count is a small constant; `usize` is at most 64 bits on every target.
+    (words as u64).saturating_mul(4)
 }
 
 impl<K: BlockKind> Block<K> {
@@ -69,6 +69,52 @@ impl<K: BlockKind> Block<K> {
             w.store(*v, Ordering::Release);
         }
         Ok(block)
+    }
+
+    /// Offset of the link record in a linked block: after the words, 8-aligned.
+    pub(crate) const LINK_AT: u64 = byte_len(K::WORDS).next_multiple_of(8);
+
+    /// Allocates a block like [`alloc`](Block::alloc), followed by a link record naming
+    /// `target` (the lock a condition waits with), checked on attach with
+    /// [`check_link`](Block::check_link).
+    pub(crate) fn alloc_linked(
+        segment: &Segment,
+        init: &[u32],
+        target: &ObjectRef,
+    ) -> Result<Self> {
+        debug_assert_eq!(init.len(), K::WORDS);
+        let size = Self::LINK_AT.saturating_add(LINK_BYTES);
+        let obj = ObjectRef::alloc(segment, size, 8, K::FINGERPRINT)?;
+        obj.write_link(Self::LINK_AT, target)?;
+        let block = Block {
+            obj,
+            _kind: PhantomData,
+        };
+        for (w, v) in block.words().iter().zip(init) {
+            // Release: as in `alloc`.
+            w.store(*v, Ordering::Release);
+        }
+        Ok(block)
+    }
+
+    /// Checks that a linked block's record names `target`.
+    ///
+    /// # Errors
+    /// [`Error::LockMismatch`] if it names another object; [`Error::CorruptObject`] if the
+    /// block has no room for a record.
+    pub(crate) fn check_link(&self, target: &ObjectRef) -> Result<()> {
+        self.obj.check_link(Self::LINK_AT, target)
+    }
+
+    /// Returns the type fingerprint a linked block's record holds (what kind of object it
+    /// names).
+    pub(crate) fn link_fingerprint(&self) -> Result<u64> {
+        self.obj.link_fingerprint(Self::LINK_AT)
+    }
+
+    /// Returns the block's object reference.
+    pub(crate) fn object(&self) -> &ObjectRef {
+        &self.obj
     }
 
     /// Re-attaches a block from its token.
@@ -114,47 +160,4 @@ impl<K: BlockKind> Block<K> {
     pub(crate) fn same_as(&self, other: &Block<K>) -> bool {
         self.obj.same_object(&other.obj)
     }
-
-    /// Returns the segment the block lives in.
-    pub(crate) fn segment(&self) -> Segment {
-        self.obj.segment()
-    }
 }
-
-impl<K> Serialize for Block<K> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.obj.serialize(s)
-    }
-}
-
-impl<'de, K: BlockKind> Deserialize<'de> for Block<K> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let tok = ObjectToken::deserialize(d)?;
-        Block::attach(&tok).map_err(crate::codec::attach_error)
-    }
-}
-
-/// Implements `Serialize`/`Deserialize` and `token`/`from_token` for a handle that is a
-/// `block` field plus plain data.
-macro_rules! block_handle_serde {
-    ($ty:ident) => {
-        impl ::serde::Serialize for $ty {
-            fn serialize<S: ::serde::Serializer>(
-                &self,
-                s: S,
-            ) -> ::std::result::Result<S::Ok, S::Error> {
-                self.block.serialize(s)
-            }
-        }
-
-        impl<'de> ::serde::Deserialize<'de> for $ty {
-            fn deserialize<D: ::serde::Deserializer<'de>>(
-                d: D,
-            ) -> ::std::result::Result<Self, D::Error> {
-                let tok = $crate::heap::ObjectToken::deserialize(d)?;
-                $ty::from_token(&tok).map_err($crate::codec::attach_error)
-            }
-        }
-    };
-}
-pub(crate) use block_handle_serde;

@@ -39,11 +39,13 @@
 //! `&Condition`.
 
 use super::block::{Block, BlockKind};
+use super::lock::LOCK_FINGERPRINT;
 use super::lock::Lock;
 use super::raw::{self, Acquired};
+use super::rlock::RLockKind;
 use super::rlock::{self, RLock};
 use crate::error::{Error, LockResult, OwnerDied, Result};
-use crate::heap::ObjectToken;
+use crate::heap::{ObjectRef, ObjectToken};
 use crate::loom::{AtomicU32, Ordering};
 use crate::segment::Segment;
 use crate::sys::{self, Deadline, WaitOutcome};
@@ -267,6 +269,28 @@ impl From<RLock> for ConditionLock {
 }
 
 impl ConditionLock {
+    /// Returns the lock's block (what a condition's link record names).
+    fn object(&self) -> &ObjectRef {
+        match self {
+            ConditionLock::Lock(l) => l.object(),
+            ConditionLock::RLock(l) => l.object(),
+        }
+    }
+
+    /// Re-attaches the lock a condition's link record names from its token: a `Lock` or an
+    /// `RLock`, as the record's type says.
+    fn attach(token: &ObjectToken, link_fp: u64) -> Result<ConditionLock> {
+        if link_fp == LOCK_FINGERPRINT {
+            Ok(ConditionLock::Lock(Lock::from_token(token)?))
+        } else if link_fp == RLockKind::FINGERPRINT {
+            Ok(ConditionLock::RLock(RLock::from_token(token)?))
+        } else {
+            Err(Error::CorruptObject {
+                reason: "condition's link names neither a Lock nor an RLock",
+            })
+        }
+    }
+
     fn word(&self) -> &AtomicU32 {
         match self {
             ConditionLock::Lock(l) => l.word(),
@@ -369,15 +393,20 @@ impl ConditionLock {
 /// assert!(matches!(cond.notify(1), Err(shmproc::Error::NotOwner)));
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone)]
 pub struct Condition {
     lock: ConditionLock,
     block: Block<ConditionKind>,
 }
 
+crate::handle::paired_handle!(
+    [] Condition, "Condition",
+    object: |s| s.block.object(), lock: |s| s.lock.object()
+);
+
 impl fmt::Debug for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Condition")
+        crate::handle::debug(self, f)
             .field("lock", &self.lock)
             .finish_non_exhaustive()
     }
@@ -397,10 +426,10 @@ impl Condition {
     /// # Errors
     /// [`Error::OutOfMemory`] if the segment's heap is full.
     pub fn new_in(segment: &Segment) -> Result<Condition> {
-        let lock = Lock::new_in(segment)?;
+        let lock = ConditionLock::Lock(Lock::new_in(segment)?);
         Ok(Condition {
-            lock: ConditionLock::Lock(lock),
-            block: Block::alloc(segment, &[0; 4])?,
+            block: Block::alloc_linked(segment, &[0; 4], lock.object())?,
+            lock,
         })
     }
 
@@ -415,8 +444,8 @@ impl Condition {
             ConditionLock::RLock(l) => l.segment(),
         };
         Ok(Condition {
+            block: Block::alloc_linked(&segment, &[0; 4], lock.object())?,
             lock,
-            block: Block::alloc(&segment, &[0; 4])?,
         })
     }
 
@@ -571,27 +600,36 @@ impl Condition {
         self.notify(u32::MAX)
     }
 
-    /// Returns whether two handles refer to the same condition.
-    pub fn same_as(&self, other: &Condition) -> bool {
-        self.block.same_as(&other.block)
-    }
-
     /// Returns the token of the condition's own block (its lock has its own token; the
-    /// handle serializes to both).
+    /// handle serializes to both, which is what [`Handle::token`](crate::Handle::token)
+    /// returns).
     pub fn token(&self) -> ObjectToken {
         self.block.token()
     }
 
     /// Re-attaches a condition from its token and its lock's handle.
     ///
+    /// `lock` must be the lock the condition was created with (its block records it): a
+    /// condition waited on under one lock and notified under another would lose wake-ups.
+    ///
     /// # Errors
-    /// [`Error::TypeMismatch`] if the token names something else; [`Error::ObjectGone`],
+    /// [`Error::TypeMismatch`] if the token names something else; [`Error::LockMismatch`]
+    /// if `lock` is not the condition's lock; [`Error::ObjectGone`],
     /// [`Error::UnknownSegment`], [`Error::CorruptObject`].
     pub fn from_token(token: &ObjectToken, lock: impl Into<ConditionLock>) -> Result<Condition> {
-        Ok(Condition {
-            lock: lock.into(),
-            block: Block::attach(token)?,
-        })
+        let lock = lock.into();
+        let block = Block::attach(token)?;
+        block.check_link(lock.object())?;
+        Ok(Condition { lock, block })
+    }
+
+    /// Re-attaches a condition from its own token and its lock's token; the block's link
+    /// record says whether the lock is a `Lock` or an `RLock`.
+    fn attach_pair(token: &ObjectToken, lock: &ObjectToken) -> Result<Condition> {
+        let block = Block::<ConditionKind>::attach(token)?;
+        let lock = ConditionLock::attach(lock, block.link_fingerprint()?)?;
+        block.check_link(lock.object())?;
+        Ok(Condition { lock, block })
     }
 }
 

@@ -21,7 +21,7 @@
 //! Nothing is held. A waiter that dies leaves at most a stale `WAITERS` bit, which costs the
 //! next `set` one system call that wakes nobody.
 
-use super::block::{Block, BlockKind, block_handle_serde};
+use super::block::{Block, BlockKind};
 use crate::error::Result;
 use crate::heap::ObjectToken;
 use crate::loom::{AtomicU32, Ordering};
@@ -154,11 +154,11 @@ pub struct Event {
     block: Block<EventKind>,
 }
 
-block_handle_serde!(Event);
+crate::handle::single_token_handle!([] Event, "Event", object: |s| s.block.object());
 
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Event")
+        crate::handle::debug(self, f)
             .field("set", &self.is_set())
             .finish_non_exhaustive()
     }
@@ -221,31 +221,10 @@ impl Event {
         self.is_set()
     }
 
-    /// Returns whether two handles refer to the same event.
-    pub fn same_as(&self, other: &Event) -> bool {
-        self.block.same_as(&other.block)
-    }
-
-    /// Returns the token this handle serializes to.
-    pub fn token(&self) -> ObjectToken {
-        self.block.token()
-    }
-
     /// Re-attaches an event from its token.
-    ///
-    /// # Errors
-    /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) if the token names something else;
-    /// [`Error::ObjectGone`](crate::Error::ObjectGone),
-    /// [`Error::UnknownSegment`](crate::Error::UnknownSegment),
-    /// [`Error::CorruptObject`](crate::Error::CorruptObject).
-    pub fn from_token(token: &ObjectToken) -> Result<Event> {
+    fn attach(token: &ObjectToken) -> Result<Event> {
         Ok(Event {
             block: Block::attach(token)?,
         })
-    }
-
-    /// Returns the segment the event lives in.
-    pub fn segment(&self) -> Segment {
-        self.block.segment()
     }
 }

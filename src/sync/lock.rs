@@ -14,7 +14,6 @@ use crate::heap::{ObjectRef, ObjectToken};
 use crate::loom::AtomicU32;
 use crate::segment::Segment;
 use crate::sys::Deadline;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -58,9 +57,11 @@ pub struct Lock {
     obj: ObjectRef,
 }
 
+crate::handle::single_token_handle!([] Lock, "Lock", object: |s| &s.obj);
+
 impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lock")
+        crate::handle::debug(self, f)
             .field("locked", &self.is_locked())
             .finish_non_exhaustive()
     }
@@ -215,22 +216,8 @@ impl Lock {
         raw::is_locked(self.word())
     }
 
-    /// Returns whether two handles refer to the same lock.
-    pub fn same_as(&self, other: &Lock) -> bool {
-        self.obj.same_object(&other.obj)
-    }
-
-    /// Returns the token this handle serializes to.
-    pub fn token(&self) -> ObjectToken {
-        self.obj.token()
-    }
-
-    /// Re-attaches a lock from its token.
-    ///
-    /// # Errors
-    /// [`Error::TypeMismatch`] if the token names something else; [`Error::ObjectGone`],
-    /// [`Error::UnknownSegment`], [`Error::CorruptObject`].
-    pub fn from_token(token: &ObjectToken) -> Result<Lock> {
+    /// Re-attaches a lock from its token (checked: a block typed as a lock, 4 aligned bytes).
+    fn attach(token: &ObjectToken) -> Result<Lock> {
         let obj = ObjectRef::attach(token, LOCK_FINGERPRINT, "shmproc::Lock")?;
         if obj.len() < 4 || obj.ptr().align_offset(4) != 0 {
             return Err(Error::CorruptObject {
@@ -240,9 +227,9 @@ impl Lock {
         Ok(Lock { obj })
     }
 
-    /// Returns the segment the lock lives in.
-    pub fn segment(&self) -> Segment {
-        self.obj.segment()
+    /// Returns the lock's block (for objects that record which lock guards them).
+    pub(crate) fn object(&self) -> &ObjectRef {
+        &self.obj
     }
 }
 
@@ -250,19 +237,6 @@ fn forget_guard(e: OwnerDied<LockGuard<'_>>) -> u32 {
     let tid = e.tid();
     std::mem::forget(e.into_inner());
     tid
-}
-
-impl Serialize for Lock {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.obj.serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Lock {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let tok = ObjectToken::deserialize(d)?;
-        Lock::from_token(&tok).map_err(crate::codec::attach_error)
-    }
 }
 
 /// Holds a [`Lock`]; releases it when dropped.

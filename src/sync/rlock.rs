@@ -17,7 +17,7 @@
 //!
 //! The one unsafe item is `Sync for RLockGuard`: a shared guard exposes only `&RLock`.
 
-use super::block::{Block, BlockKind, block_handle_serde};
+use super::block::{Block, BlockKind};
 use super::raw::{self, Acquired};
 use crate::error::{Error, LockResult, OwnerDied, Result};
 use crate::heap::ObjectToken;
@@ -165,11 +165,11 @@ pub struct RLock {
     block: Block<RLockKind>,
 }
 
-block_handle_serde!(RLock);
+crate::handle::single_token_handle!([] RLock, "RLock", object: |s| s.block.object());
 
 impl fmt::Debug for RLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RLock")
+        crate::handle::debug(self, f)
             .field("locked", &self.is_locked())
             .finish_non_exhaustive()
     }
@@ -321,30 +321,16 @@ impl RLock {
         }
     }
 
-    /// Returns whether two handles refer to the same lock.
-    pub fn same_as(&self, other: &RLock) -> bool {
-        self.block.same_as(&other.block)
-    }
-
-    /// Returns the token this handle serializes to.
-    pub fn token(&self) -> ObjectToken {
-        self.block.token()
-    }
-
     /// Re-attaches a lock from its token.
-    ///
-    /// # Errors
-    /// [`Error::TypeMismatch`] if the token names something else; [`Error::ObjectGone`],
-    /// [`Error::UnknownSegment`], [`Error::CorruptObject`].
-    pub fn from_token(token: &ObjectToken) -> Result<RLock> {
+    fn attach(token: &ObjectToken) -> Result<RLock> {
         Ok(RLock {
             block: Block::attach(token)?,
         })
     }
 
-    /// Returns the segment the lock lives in.
-    pub fn segment(&self) -> Segment {
-        self.block.segment()
+    /// Returns the lock's block (for objects that record which lock they use).
+    pub(crate) fn object(&self) -> &crate::heap::ObjectRef {
+        self.block.object()
     }
 }
 

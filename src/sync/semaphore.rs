@@ -25,7 +25,7 @@
 //! releases then make one futex-wake system call each that may wake nobody; nothing blocks or
 //! miscounts.
 
-use super::block::{Block, BlockKind, block_handle_serde};
+use super::block::{Block, BlockKind};
 use crate::error::{Error, Result};
 use crate::heap::ObjectToken;
 use crate::loom::{AtomicU32, Ordering};
@@ -147,11 +147,15 @@ macro_rules! semaphore_common {
             const NAME: &'static str = $name;
         }
 
-        block_handle_serde!($ty);
+        crate::handle::single_token_handle!(
+            [] $ty, stringify!($ty), object: |s| s.block.object(),
+            from_token_errors:
+            /// A stored bound out of range is also `CorruptObject`.
+        );
 
         impl fmt::Debug for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($ty))
+                crate::handle::debug(self, f)
                     .field("value", &self.value())
                     .finish_non_exhaustive()
             }
@@ -185,23 +189,8 @@ macro_rules! semaphore_common {
                 self.value_word().load(Ordering::Relaxed) & VALUE_MASK
             }
 
-            /// Returns whether two handles refer to the same semaphore.
-            pub fn same_as(&self, other: &$ty) -> bool {
-                self.block.same_as(&other.block)
-            }
-
-            /// Returns the token this handle serializes to.
-            pub fn token(&self) -> ObjectToken {
-                self.block.token()
-            }
-
-            /// Re-attaches a semaphore from its token.
-            ///
-            /// # Errors
-            /// [`Error::TypeMismatch`] if the token names something else;
-            /// [`Error::ObjectGone`], [`Error::UnknownSegment`], [`Error::CorruptObject`]
-            /// (also for a stored bound out of range).
-            pub fn from_token(token: &ObjectToken) -> Result<$ty> {
+            /// Re-attaches a semaphore from its token, checking its stored bound.
+            fn attach(token: &ObjectToken) -> Result<$ty> {
                 let block = Block::<$kind>::attach(token)?;
                 // Relaxed: written once by the creator before the handle could be shared.
                 let limit = block.word(LIMIT).load(Ordering::Relaxed);
@@ -211,11 +200,6 @@ macro_rules! semaphore_common {
                     });
                 }
                 Ok($ty { block })
-            }
-
-            /// Returns the segment the semaphore lives in.
-            pub fn segment(&self) -> Segment {
-                self.block.segment()
             }
 
             fn create(segment: &Segment, value: u32, limit: u32) -> Result<$ty> {

@@ -191,3 +191,237 @@ fn lock_timeout_and_try_lock_see_a_lock_held_in_another_process() {
 fn test_support_constructor_is_linked_into_this_binary() {
     assert!(shmproc::testing::init_ran());
 }
+
+// ---- issue 11: a token attaches only as the handle it was made by --------------------------
+
+/// Regression (issue 11): a value re-attached with a lock other than its own would let two
+/// guards hold `&mut T` at once; the block records its lock, so it is refused.
+#[test]
+fn value_and_array_refuse_a_foreign_lock_token_issue_11() {
+    let v = Value::new(1u64).unwrap();
+    let a = Array::<u64>::new(4).unwrap();
+    let foreign = Lock::new().unwrap();
+    let (vt, vl) = v.token();
+    let (at, al) = a.token();
+    assert!(matches!(
+        Value::<u64>::from_token(&vt, &foreign.token()),
+        Err(Error::LockMismatch)
+    ));
+    assert!(matches!(
+        Array::<u64>::from_token(&at, &foreign.token()),
+        Err(Error::LockMismatch)
+    ));
+    // Another object's lock is foreign too, even one in the same segment.
+    assert!(matches!(
+        Value::<u64>::from_token(&vt, &al),
+        Err(Error::LockMismatch)
+    ));
+    // Its own lock attaches, and shares the lock with the original.
+    let v2 = Value::<u64>::from_token(&vt, &vl).unwrap();
+    let g = v.lock().unwrap();
+    assert!(v2.get_lock().is_locked());
+    drop(g);
+    v2.set(5).unwrap();
+    assert_eq!(v.get().unwrap(), 5);
+    // A value sharing a lock with another records that lock.
+    let shared = Value::with_lock(2u64, v.get_lock().clone()).unwrap();
+    let (st, sl) = shared.token();
+    assert_eq!(sl, vl);
+    assert!(Value::<u64>::from_token(&st, &vl).is_ok());
+    assert!(matches!(
+        Value::<u64>::from_token(&st, &foreign.token()),
+        Err(Error::LockMismatch)
+    ));
+}
+
+/// Regression (issue 11): a raw handle stores atomically with no lock, so attaching one to a
+/// locked value's block would race a guard's `&mut T`.
+#[test]
+fn raw_value_from_a_value_token_is_refused_issue_11() {
+    let v = Value::new(7u64).unwrap();
+    let a = Array::<u32>::new(1).unwrap();
+    assert!(matches!(
+        RawValue::<u64>::from_token(&v.token().0),
+        Err(Error::WrongKind {
+            expected: "RawValue",
+            found: "Value"
+        })
+    ));
+    assert!(matches!(
+        RawArray::<u32>::from_token(&a.token().0),
+        Err(Error::WrongKind {
+            expected: "RawArray",
+            found: "Array"
+        })
+    ));
+    let r = RawValue::new(3u32).unwrap();
+    let lock = Lock::new().unwrap();
+    assert!(matches!(
+        Value::<u32>::from_token(&r.token(), &lock.token()),
+        Err(Error::WrongKind { .. })
+    ));
+    assert!(matches!(
+        RawArray::<u32>::from_token(&r.token()),
+        Err(Error::WrongKind { .. })
+    ));
+    assert!(matches!(
+        shmproc::codec::from_bytes::<RawValue<u64>>(&shmproc::codec::to_bytes(&v).unwrap()),
+        Err(Error::Codec { .. }) | Err(Error::WrongKind { .. })
+    ));
+}
+
+/// Regression (issue 11): a published `Value<u32>` is one `u32`, not an `Array<u32>`.
+#[test]
+fn value_token_as_array_is_refused_issue_11() {
+    let v = Value::new(9u32).unwrap();
+    let (vt, vl) = v.token();
+    assert!(matches!(
+        Array::<u32>::from_token(&vt, &vl),
+        Err(Error::WrongKind {
+            expected: "Array",
+            found: "Value"
+        })
+    ));
+    let a = Array::<u32>::new(1).unwrap();
+    let (at, al) = a.token();
+    assert!(matches!(
+        Value::<u32>::from_token(&at, &al),
+        Err(Error::WrongKind {
+            expected: "Value",
+            found: "Array"
+        })
+    ));
+    assert_eq!(v.get().unwrap(), 9);
+}
+
+/// Regression (issue 11): the token of a freed object is `ObjectGone`, also for payloads
+/// that needed a forward header (alignment above 32 bytes) and after the block is reused.
+#[test]
+fn freed_object_token_is_object_gone_issue_11() {
+    let seg = shmproc::Segment::create(8 << 20).unwrap();
+    let v = Value::new_in(&seg, 1u64).unwrap();
+    let (vt, vl) = v.token();
+    drop(v);
+    assert!(matches!(
+        Value::<u64>::from_token(&vt, &vl),
+        Err(Error::ObjectGone)
+    ));
+    // A large array is page-aligned with its payload 64 bytes in: a forward header.
+    let big = RawArray::<u8>::new_in(&seg, 100_000).unwrap();
+    let bt = big.token();
+    let small = RawArray::<u64>::new_in(&seg, 3).unwrap();
+    let st = small.token();
+    drop((big, small));
+    assert!(matches!(
+        RawArray::<u8>::from_token(&bt),
+        Err(Error::ObjectGone)
+    ));
+    assert!(matches!(
+        RawArray::<u64>::from_token(&st),
+        Err(Error::ObjectGone)
+    ));
+    // Reused for another object: still gone, never an alias.
+    let _reuse = RawArray::<u8>::new_in(&seg, 100_000).unwrap();
+    let _reuse2 = RawArray::<u64>::new_in(&seg, 3).unwrap();
+    assert!(matches!(
+        RawArray::<u8>::from_token(&bt),
+        Err(Error::ObjectGone)
+    ));
+    assert!(matches!(
+        RawArray::<u64>::from_token(&st),
+        Err(Error::ObjectGone)
+    ));
+}
+
+/// Every kind of handle refuses the token of every other kind (issue 11): built through the
+/// `Handle` trait, so it covers each handle the same way.
+#[test]
+fn every_handle_refuses_every_other_kinds_token_issue_11() {
+    use shmproc::{
+        Barrier, BoundedSemaphore, Condition, Event, Handle, JoinableQueue, ObjectToken, Queue,
+        RLock, Semaphore, SimpleQueue,
+    };
+
+    fn object_token<H: Handle>(h: &H) -> ObjectToken {
+        // The object's own token: the whole token, or the first of an (object, lock) pair.
+        let bytes = shmproc::codec::to_bytes(&h.token()).unwrap();
+        shmproc::codec::from_bytes::<ObjectToken>(&bytes)
+            .or_else(|_| {
+                shmproc::codec::from_bytes::<(ObjectToken, ObjectToken)>(&bytes).map(|p| p.0)
+            })
+            .unwrap()
+    }
+
+    let lock = Lock::new().unwrap();
+    let rlock = RLock::new().unwrap();
+    let value = Value::with_lock(1u32, lock.clone()).unwrap();
+    let array = Array::<u32>::with_lock(1, lock.clone()).unwrap();
+    let cond = Condition::with_lock(lock.clone()).unwrap();
+    // The handles stay alive while their tokens are tried (a token does not keep its object).
+    let (sem, bsem) = (
+        Semaphore::new(1).unwrap(),
+        BoundedSemaphore::new(1).unwrap(),
+    );
+    let (event, barrier) = (Event::new().unwrap(), Barrier::new(1).unwrap());
+    let queue = Queue::<u32>::new().unwrap();
+    let simple = SimpleQueue::<u32>::new().unwrap();
+    let joinable = JoinableQueue::<u32>::new().unwrap();
+    let raw_value = RawValue::new(1u32).unwrap();
+    let raw_array = RawArray::<u32>::new(1).unwrap();
+    let tokens: Vec<(&str, ObjectToken)> = vec![
+        ("Lock", object_token(&lock)),
+        ("RLock", object_token(&rlock)),
+        ("Semaphore", object_token(&sem)),
+        ("BoundedSemaphore", object_token(&bsem)),
+        ("Event", object_token(&event)),
+        ("Barrier", object_token(&barrier)),
+        ("Condition", object_token(&cond)),
+        ("Queue", object_token(&queue)),
+        ("SimpleQueue", object_token(&simple)),
+        ("JoinableQueue", object_token(&joinable)),
+        ("Value", object_token(&value)),
+        ("Array", object_token(&array)),
+        ("RawValue", object_token(&raw_value)),
+        ("RawArray", object_token(&raw_array)),
+    ];
+
+    fn check<H: Handle>(tokens: &[(&str, ObjectToken)], make: impl Fn(&ObjectToken) -> H::Token) {
+        for (kind, tok) in tokens {
+            let r = H::from_token(&make(tok));
+            if *kind == H::KIND {
+                assert!(r.is_ok(), "{kind} refused its own token: {r:?}");
+            } else {
+                assert!(r.is_err(), "{} accepted a {kind} token", H::KIND);
+            }
+        }
+    }
+    let own = |t: &ObjectToken| t.clone();
+    let with_lock = |t: &ObjectToken| (t.clone(), lock.token());
+    check::<Lock>(&tokens, own);
+    check::<RLock>(&tokens, own);
+    check::<Semaphore>(&tokens, own);
+    check::<BoundedSemaphore>(&tokens, own);
+    check::<Event>(&tokens, own);
+    check::<Barrier>(&tokens, own);
+    check::<Queue<u32>>(&tokens, own);
+    check::<SimpleQueue<u32>>(&tokens, own);
+    check::<JoinableQueue<u32>>(&tokens, own);
+    check::<RawValue<u32>>(&tokens, own);
+    check::<RawArray<u32>>(&tokens, own);
+    check::<Value<u32>>(&tokens, with_lock);
+    check::<Array<u32>>(&tokens, with_lock);
+    check::<Condition>(&tokens, with_lock);
+
+    // A condition re-attached with a foreign lock is refused like a value.
+    assert!(matches!(
+        Condition::from_token(&cond.token(), Lock::new().unwrap()),
+        Err(Error::LockMismatch)
+    ));
+    assert!(matches!(
+        Condition::from_token(&cond.token(), rlock.clone()),
+        Err(Error::LockMismatch)
+    ));
+    assert!(Condition::from_token(&cond.token(), lock.clone()).is_ok());
+    let c2 = <Condition as Handle>::from_token(&Handle::token(&cond)).unwrap();
+    assert!(c2.same_as(&cond));
+}

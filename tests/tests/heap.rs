@@ -193,3 +193,29 @@ fn freed_large_blocks_return_pages() {
     let again = RawArray::<u64>::new_in(&seg, 2 << 20).unwrap();
     assert_eq!(again.get(512).unwrap(), 0);
 }
+
+/// Regression (issue 11): a size class scribbled into a live array's block header never
+/// makes dropping it write outside its block: the neighbour keeps its bytes and the corrupt
+/// block is never handed out again.
+#[test]
+fn corrupt_size_class_never_zeroes_outside_its_block_issue_11() {
+    let seg = Segment::create(16 << 20).unwrap();
+    let heap = TestHeap::on(&seg);
+    let a = RawArray::<u8>::new_in(&seg, 70_000).unwrap();
+    let b = RawArray::<u8>::from_slice_in(&seg, &vec![0xab; 300_000]).unwrap();
+    let block = heap.block_of(a.token().offset).unwrap();
+    // The class is the low byte of the block's tag: one class up doubles the block's size,
+    // so a free that trusted it would give back (zero) the pages of `b`.
+    let class = heap.peek_u8(block).unwrap();
+    heap.poke_u8(block, class + 1).unwrap();
+    let used = seg.stats().used;
+    let offset = a.token().offset;
+    drop(a);
+    assert!(
+        b.iter().all(|x| x == 0xab),
+        "freeing wrote outside its block"
+    );
+    assert_eq!(seg.stats().used, used, "a corrupt block was freed");
+    let again = RawArray::<u8>::new_in(&seg, 70_000).unwrap();
+    assert_ne!(again.token().offset, offset, "a corrupt block was reused");
+}

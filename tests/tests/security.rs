@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)] // tests: a failed unwrap is the assertion
 
 use shmproc::testing::assert_no_leaks;
-use shmproc::{Error, Segment, codec};
+use shmproc::{Array, Error, ObjectToken, RawValue, Segment, Value, codec};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -213,5 +213,39 @@ fn codec_rejects_oversized_length_prefixes_without_allocating() {
     assert!(
         after < before + 64 * 1024,
         "peak RSS grew from {before} KiB to {after} KiB"
+    );
+}
+
+/// Regression (issue 11): a block header and link record copied into a payload (bytes any
+/// handle's owner may write) never make a forged token attach: only blocks the heap carved
+/// are blocks, so no handle can alias another object's bytes.
+#[test]
+fn a_header_forged_inside_a_payload_never_attaches_issue_11() {
+    let seg = Segment::create(1 << 20).unwrap();
+    let heap = shmproc::heap_testing::TestHeap::on(&seg);
+    let victim = Value::new_in(&seg, 5u64).unwrap();
+    let (vt, vl) = victim.token();
+    let vblock = heap.block_of(vt.offset).unwrap();
+    assert_eq!(vt.offset - vblock, 32);
+    // The victim's genuine block header and link record, byte for byte.
+    let genuine: Vec<u8> = (vblock..vblock + 64)
+        .map(|o| heap.peek_u8(o).unwrap())
+        .collect();
+    let carrier = Array::<u8>::new_in(&seg, 512).unwrap();
+    // An array's elements start 64 bytes into its (64-aligned) payload.
+    let data = carrier.token().0.offset + 64;
+    carrier.lock().unwrap()[32..96].copy_from_slice(&genuine);
+    let forged = ObjectToken {
+        offset: data + 64,
+        ..vt.clone()
+    };
+    assert!(Value::<u64>::from_token(&forged, &vl).is_err());
+    assert!(RawValue::<u64>::from_token(&forged).is_err());
+    // The attempt wrote nothing into the carrier (no count was taken in its bytes).
+    assert_eq!(&carrier.lock().unwrap()[32..96], &genuine[..]);
+    // The genuine token still attaches.
+    assert_eq!(
+        Value::<u64>::from_token(&vt, &vl).unwrap().get().unwrap(),
+        5
     );
 }
