@@ -137,9 +137,13 @@ pub(crate) fn current_stamp() -> u64 {
 #[cold]
 fn load_stamp() -> u64 {
     let tid = current_tid();
-    let start = match read_own_stat(tid) {
-        Ok(stat) => parse_stat(&stat).and_then(|(_, start)| start),
-        Err(_) => None,
+    // Only a `/proc` of our own PID namespace gives our own start time; else record none
+    // (a prober then never decides by start times, see `probe_thread`).
+    let start = match proc_state_ok() {
+        true => read_own_stat(tid)
+            .ok()
+            .and_then(|stat| parse_stat(&stat).and_then(|(_, start)| start)),
+        false => None,
     };
     let stamp = (u64::from(tid) << 32) | u64::from(start.unwrap_or(START_UNKNOWN));
     STAMP.with(|s| s.set(stamp));
@@ -289,11 +293,15 @@ pub(crate) fn liveness_probe() -> ProbeHealth {
     }
 }
 
+/// Whether `/proc` can be used for probing (false while a test fault is set).
 #[cfg(not(shmproc_loom))]
 fn proc_is_ours() -> bool {
-    if probe_fault().is_some() {
-        return false;
-    }
+    probe_fault().is_none() && proc_state_ok()
+}
+
+/// Whether `/proc` is this process's own and readable (checked once; see [`liveness_probe`]).
+#[cfg(not(shmproc_loom))]
+fn proc_state_ok() -> bool {
     // Relaxed: a cached fact about this process's environment; racing checks agree.
     match PROBE.load(Ordering::Relaxed) {
         PROBE_OK => return true,
