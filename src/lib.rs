@@ -83,9 +83,9 @@ pub use error::{Error, LockResult, OwnerDied, Result};
 pub use handle::Handle;
 pub use heap::{HeapStats, ObjectToken};
 pub use process::{
-    JoinHandle, Process, ProcessBuilder, ProcessInfo, StartMethod, active_children, cpu_count,
-    current_process, ensure_forkserver, init, parent_process, set_start_method, spawn,
-    start_method,
+    JoinHandle, OwnerDeathDetection, Process, ProcessBuilder, ProcessInfo, StartMethod,
+    active_children, cpu_count, current_process, ensure_forkserver, init, owner_death_detection,
+    parent_process, set_start_method, spawn, start_method,
 };
 pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
 pub use runtime::{default_segment, set_default_heap_size};

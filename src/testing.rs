@@ -236,3 +236,12 @@ pub fn assert_no_leaks<R>(f: impl FnOnce() -> R) -> R {
     assert_eq!(before.children, after.children, "child processes leaked");
     r
 }
+
+/// Makes every thread-liveness probe of this process (the `/proc/<tid>/stat` reads and
+/// `kill(tid, 0)`) fail with error number `errno`, or work again with `None`.
+///
+/// `Some(libc::ENOENT)` looks like a system without `/proc`, `Some(libc::EMFILE)` like a
+/// process out of descriptors. A failing probe must never let a lock's waiter take over.
+pub fn set_liveness_probe_fault(errno: Option<i32>) {
+    crate::sys::set_probe_fault(errno);
+}

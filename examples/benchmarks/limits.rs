@@ -13,6 +13,8 @@ pub(crate) enum Limit {
     Volatile,
     /// An uncontended spinlock: CAS acquire + release store.
     Spinlock,
+    /// An uncontended `std::sync::Mutex` (process-private futex): lock + unlock.
+    StdMutex,
     /// Spinlock + load + unlock per element.
     SpinLoad,
     /// Futex wait/wake ping-pong between two processes, round trips.
@@ -31,9 +33,10 @@ pub(crate) enum Limit {
 
 impl Limit {
     /// Every limit, in display order.
-    pub(crate) const ALL: [Limit; 9] = [
+    pub(crate) const ALL: [Limit; 10] = [
         Limit::Volatile,
         Limit::Spinlock,
+        Limit::StdMutex,
         Limit::SpinLoad,
         Limit::FutexRoundTrip,
         Limit::FutexWaits,
@@ -48,6 +51,7 @@ impl Limit {
         match self {
             Limit::Volatile => "volatile i32 loads (L1)",
             Limit::Spinlock => "spinlock CAS + release store",
+            Limit::StdMutex => "std::sync::Mutex lock + unlock",
             Limit::SpinLoad => "spinlock + load + unlock per element",
             Limit::FutexRoundTrip => "futex ping-pong, 2 processes",
             Limit::FutexWaits => "futex ping-pong, 2 waits per round trip",
@@ -62,7 +66,7 @@ impl Limit {
     pub(crate) fn unit(self) -> &'static str {
         match self {
             Limit::Volatile | Limit::SpinLoad => "reads/s",
-            Limit::Spinlock => "acq+rel/s",
+            Limit::Spinlock | Limit::StdMutex => "acq+rel/s",
             Limit::FutexRoundTrip | Limit::PipeRoundTrip => "round trips/s",
             Limit::FutexWaits => "waits/s",
             Limit::Ring => "objects/s",
@@ -84,6 +88,14 @@ impl Limit {
             Limit::Spinlock => {
                 let lock = bare::SpinLock::new();
                 Workload::new(1, move |reps| bare::spin_cycles(&lock, reps))
+            }
+            Limit::StdMutex => {
+                let mutex = std::sync::Mutex::new(0u64);
+                Workload::new(1, move |reps| {
+                    for _ in 0..reps {
+                        drop(black_box(&mutex).lock());
+                    }
+                })
             }
             Limit::SpinLoad => {
                 let buf: Vec<i32> = (0..LEN as i32).collect();

@@ -20,7 +20,18 @@ pub(crate) fn specs() -> Vec<Spec> {
         goal,
     };
     vec![
-        row("Lock, lock() guard", lock_guard, "lock", Some(0.5)),
+        // The robust lock against the process-private std::sync::Mutex, paired run by run:
+        // it must be at least as fast.
+        Spec {
+            limit: Some(Limit::StdMutex),
+            ..row("Lock, lock() guard", lock_guard, "lock", Some(1.0))
+        },
+        row(
+            "Lock, lock() guard (vs spinlock)",
+            lock_guard,
+            "lock",
+            Some(0.5),
+        ),
         row(
             "Lock, acquire() + release()",
             lock_acquire_release,

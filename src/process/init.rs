@@ -166,6 +166,7 @@ pub(crate) fn take_inherited(i: usize) -> Option<OwnedFd> {
 /// ```
 pub fn init() {
     runtime::mark_initialized();
+    let _ = owner_death_detection();
     let Some(var) = std::env::var_os(runtime::CHILD_ENV) else {
         return;
     };
@@ -195,6 +196,48 @@ pub fn init() {
         }
     };
     exit(code)
+}
+
+/// How well this process can tell that a lock's owner died, checked by [`init`] (and on first
+/// use otherwise).
+///
+/// A robust lock (`Lock`, `RLock`, a `Condition`'s, a `Value`'s or `Array`'s) is handed to a
+/// waiter with `OwnerDied` only when its owner is *definitely* dead; when the owner's liveness
+/// cannot be probed, the owner counts as alive. Nothing is printed: ask here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OwnerDeathDetection {
+    /// `/proc` belongs to this process's PID namespace and reads: dead owners are detected
+    /// (killed, exited, zombie), including when their thread id was reused since.
+    Full,
+    /// `/proc` is missing or belongs to another PID namespace, but `kill(tid, 0)` answers:
+    /// owners whose process was reaped are detected; a zombie owner, or an owner whose id was
+    /// reused, is not (until the zombie is reaped).
+    Partial,
+    /// Neither `/proc` nor `kill` answers: no dead owner is ever detected. A wait for a lock
+    /// whose holder died ends only at its timeout (`lock_timeout`, `acquire_timeout`); an
+    /// untimed `lock()` blocks forever.
+    Unavailable,
+}
+
+/// Returns how well this process detects dead lock owners (see [`OwnerDeathDetection`]).
+///
+/// # Examples
+/// ```
+/// use shmproc::OwnerDeathDetection;
+/// let lock = shmproc::Lock::new()?;
+/// if shmproc::owner_death_detection() != OwnerDeathDetection::Full {
+///     // A dead holder may go unnoticed: bound every wait.
+///     let _guard = lock.lock_timeout(std::time::Duration::from_secs(5));
+/// }
+/// # Ok::<(), shmproc::Error>(())
+/// ```
+pub fn owner_death_detection() -> OwnerDeathDetection {
+    match sys::liveness_probe() {
+        sys::ProbeHealth::Full => OwnerDeathDetection::Full,
+        sys::ProbeHealth::SignalOnly => OwnerDeathDetection::Partial,
+        sys::ProbeHealth::None => OwnerDeathDetection::Unavailable,
+    }
 }
 
 fn report(msg: &str) {

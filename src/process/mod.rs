@@ -39,7 +39,7 @@ mod start_method;
 mod target;
 
 pub use forkserver::ensure_forkserver;
-pub use init::init;
+pub use init::{OwnerDeathDetection, init, owner_death_detection};
 pub use start_method::{StartMethod, set_start_method, start_method};
 
 use crate::codec;

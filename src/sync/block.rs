@@ -1,16 +1,23 @@
 //! A heap block of 32-bit futex words: the storage of every synchronization primitive except
-//! `Lock` (which keeps its own single word).
+//! `Lock` (which keeps its own [`LockWord`]).
+//!
+//! A kind whose block starts with a robust lock (`RLock`) declares `ALIGN = 8` and at least
+//! four words, and reads words 0..4 as a [`LockWord`] through [`Block::lock_word`] (never as
+//! single words: the owner record is one 64-bit atomic).
 //!
 //! # Safety
 //!
 //! A `Block<K>` owns a counted reference to a heap block of at least `4 * K::WORDS` bytes,
-//! 4-aligned, typed `K::FINGERPRINT` (checked by `alloc` or, on attach, by the heap plus the
-//! length and alignment checks in [`Block::attach`]). The block stays allocated and mapped
-//! while the `Block` lives, so the slice of `AtomicU32` made from its address is valid for
-//! `&self`, and it is only ever accessed atomically.
+//! `K::ALIGN`-aligned, typed `K::FINGERPRINT` (checked by `alloc` or, on attach, by the heap
+//! plus the length and alignment checks in [`Block::attach`]). The block stays allocated and
+//! mapped while the `Block` lives, so the slice of `AtomicU32` (or, for the first 16 bytes of
+//! an 8-aligned block of at least four words, the `LockWord`) made from its address is valid
+//! for `&self`, and it is only ever accessed atomically. The words of a `LockWord` are
+//! written as single `u32`s only by `alloc`, before the block is shared.
 
 #![allow(unsafe_code)]
 
+use super::raw::LockWord;
 use crate::error::{Error, Result};
 use crate::heap::{LINK_BYTES, ObjectRef, ObjectToken};
 use crate::loom::{AtomicU32, Ordering};
@@ -26,6 +33,8 @@ pub(crate) trait BlockKind {
     const FINGERPRINT: u64;
     /// Type name for `TypeMismatch` errors.
     const NAME: &'static str;
+    /// Alignment of the block in bytes (8 for a block that starts with a [`LockWord`]).
+    const ALIGN: u64 = 4;
 }
 
 /// A counted reference to a block of `K::WORDS` atomic words in shared memory.
@@ -58,7 +67,7 @@ impl<K: BlockKind> Block<K> {
     /// Allocates a block in `segment` and stores `init` into its words.
     pub(crate) fn alloc(segment: &Segment, init: &[u32]) -> Result<Self> {
         debug_assert_eq!(init.len(), K::WORDS);
-        let obj = ObjectRef::alloc(segment, byte_len(K::WORDS), 4, K::FINGERPRINT)?;
+        let obj = ObjectRef::alloc(segment, byte_len(K::WORDS), K::ALIGN, K::FINGERPRINT)?;
         let block = Block {
             obj,
             _kind: PhantomData,
@@ -120,7 +129,8 @@ impl<K: BlockKind> Block<K> {
     /// Re-attaches a block from its token.
     pub(crate) fn attach(token: &ObjectToken) -> Result<Self> {
         let obj = ObjectRef::attach(token, K::FINGERPRINT, K::NAME)?;
-        if obj.len() < byte_len(K::WORDS) || obj.ptr().align_offset(4) != 0 {
+        let align = usize::try_from(K::ALIGN).unwrap_or(usize::MAX);
+        if obj.len() < byte_len(K::WORDS) || obj.ptr().align_offset(align) != 0 {
             return Err(Error::CorruptObject {
                 reason: "synchronization block too small or misaligned",
             });
@@ -149,6 +159,20 @@ impl<K: BlockKind> Block<K> {
             Some(w) => w,
             None => unreachable!("word index {i} past a {}-word block", K::WORDS),
         }
+    }
+
+    /// Returns words 0..4 as the robust lock word the block starts with.
+    #[inline(always)]
+    pub(crate) fn lock_word(&self) -> &LockWord {
+        const {
+            assert!(K::WORDS >= 4 && K::ALIGN >= LockWord::ALIGN);
+        }
+        let ptr = self.obj.ptr().cast::<LockWord>();
+        // SAFETY: see the module's `# Safety`: the block holds at least 16 bytes (`K::WORDS >=
+        // 4`, asserted above), is 8-aligned (`K::ALIGN`, checked on alloc and attach), lives as
+        // long as `self.obj` and is only accessed atomically; `LockWord` is `repr(C)` of
+        // atomics with the size, alignment and validity of their integers (std docs).
+        unsafe { &*ptr }
     }
 
     /// Returns the token the block serializes to.

@@ -2,30 +2,39 @@
 //!
 //! # Safety
 //!
-//! A `Lock` owns a counted reference to a heap block of at least 4 bytes, 4-aligned, typed
-//! `LOCK_FINGERPRINT` (checked by `alloc` or `attach`). The block stays allocated and mapped
-//! while the `Lock` lives, so the `&AtomicU32` made from its address is valid for `&self`.
+//! A `Lock` owns a counted reference to a heap block of at least [`LockWord::SIZE`] bytes,
+//! [`LockWord::ALIGN`]-aligned, typed `LOCK_FINGERPRINT` (checked by `alloc` or `attach`). The
+//! block stays allocated and mapped while the `Lock` lives, so the `&LockWord` made from its
+//! address is valid for `&self`.
+//!
+//! # Layout
+//!
+//! One [`LockWord`] (see [`raw`](super::raw)): the lock word at offset 0, a spare word kept 0,
+//! the owner record at offset 8.
 
 #![allow(unsafe_code)]
 
-use super::raw::{self, Acquired};
+use super::raw::{self, Acquired, LockWord};
 use crate::error::{Error, LockResult, OwnerDied, Result};
 use crate::heap::{ObjectRef, ObjectToken};
-use crate::loom::AtomicU32;
 use crate::segment::Segment;
 use crate::sys::Deadline;
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-pub(crate) const LOCK_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Lock", 4, 4);
+/// Alignment of a lock block, for pointer checks.
+const LOCK_ALIGN: usize = LockWord::ALIGN as usize;
+
+pub(crate) const LOCK_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Lock", 16, 8);
 
 /// A lock shared between processes, like `multiprocessing.Lock`, that survives its holder's
 /// death.
 ///
-/// It is a 4-byte futex word in shared memory: taking a free lock is one atomic instruction,
-/// and waiters sleep in the kernel. `Clone` gives another handle to the same lock; handles can
-/// be passed to child processes (they serialize to a token).
+/// It is a futex word in shared memory with its owner's record beside it (16 bytes): taking a
+/// free lock is one atomic instruction and one store, and waiters sleep in the kernel. `Clone`
+/// gives another handle to the same lock; handles can be passed to child processes (they
+/// serialize to a token).
 ///
 /// # Owner death
 ///
@@ -33,6 +42,26 @@ pub(crate) const LOCK_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Loc
 /// with [`OwnerDied`] (within about 50 ms of trying), like a poisoned `std::sync::Mutex`:
 /// the data the lock protects may be half-updated and is the caller's to check. The lock is
 /// then fully usable again.
+///
+/// Death is decided conservatively: a waiter takes the lock over only when the holder's
+/// thread is *definitely* gone (no thread has its id, or it is a zombie), or when its id now
+/// belongs to a thread that started at another time than the recorded holder (the id was
+/// reused). When liveness cannot be probed (no `/proc` and no answer from `kill(tid, 0)`, a
+/// process out of descriptors, a `/proc` of another PID namespace), the holder counts as
+/// alive: the lock is never given to a second holder while the first may live, and a waiter
+/// for a holder that did die waits until its timeout ([`lock_timeout`](Lock::lock_timeout))
+/// or, with [`lock`](Lock::lock), forever. [`owner_death_detection`](crate::owner_death_detection)
+/// tells what this process can detect.
+///
+/// # PID namespaces
+///
+/// The holder is recorded by its thread id, which is meaningful only inside its PID namespace.
+/// Every process that shmproc starts shares its parent's namespace, so this only matters for a
+/// lock in a named [`Segment`] opened from another PID namespace (another container, a child
+/// that entered a new namespace). A waiter there cannot see the holder: it reads the holder's
+/// id as no thread, or as an unrelated thread, and so may **take the lock over while the holder
+/// lives** (the id names nobody in its namespace, or names a thread with another start time),
+/// or wait for a dead holder until its timeout. Do not share a lock across PID namespaces.
 ///
 /// # Differences from `multiprocessing.Lock`
 ///
@@ -81,19 +110,20 @@ impl Lock {
     /// # Errors
     /// [`Error::OutOfMemory`] if the segment's heap is full.
     pub fn new_in(segment: &Segment) -> Result<Lock> {
-        let obj = ObjectRef::alloc(segment, 4, 4, LOCK_FINGERPRINT)?;
+        let obj = ObjectRef::alloc(segment, LockWord::SIZE, LockWord::ALIGN, LOCK_FINGERPRINT)?;
         let lock = Lock { obj };
-        lock.word()
-            .store(raw::UNLOCKED, crate::loom::Ordering::Release);
+        lock.word().init();
         Ok(lock)
     }
 
     #[inline(always)]
-    pub(crate) fn word(&self) -> &AtomicU32 {
-        let ptr = self.obj.ptr().cast::<AtomicU32>();
-        // SAFETY: see the module's `# Safety`: the block holds at least 4 bytes, 4-aligned
-        // (allocated with align 4, checked on attach), lives as long as `self.obj`, and is
-        // only accessed atomically; every bit pattern is a valid `u32`.
+    pub(crate) fn word(&self) -> &LockWord {
+        let ptr = self.obj.ptr().cast::<LockWord>();
+        // SAFETY: see the module's `# Safety`: the block holds at least `LockWord::SIZE` bytes,
+        // `LockWord::ALIGN`-aligned (allocated so, checked on attach), lives as long as
+        // `self.obj`, and is only accessed atomically; `LockWord` is `repr(C)` of atomics
+        // whose size, alignment and validity are those of their integers (std docs, through
+        // the `loom` shim's `repr(transparent)`), so every bit pattern is valid.
         unsafe { &*ptr }
     }
 
@@ -219,7 +249,7 @@ impl Lock {
     /// Re-attaches a lock from its token (checked: a block typed as a lock, 4 aligned bytes).
     fn attach(token: &ObjectToken) -> Result<Lock> {
         let obj = ObjectRef::attach(token, LOCK_FINGERPRINT, "shmproc::Lock")?;
-        if obj.len() < 4 || obj.ptr().align_offset(4) != 0 {
+        if obj.len() < LockWord::SIZE || obj.ptr().align_offset(LOCK_ALIGN) != 0 {
             return Err(Error::CorruptObject {
                 reason: "lock block too small or misaligned",
             });

@@ -1,13 +1,13 @@
 //! Loom models of the lock word (run with `scripts/loom`).
 
-use super::raw::{self, Acquired};
+use super::raw::{self, Acquired, LockWord};
 use crate::loom::{AtomicU32, AtomicU64, Ordering};
 use loom::sync::Arc;
 
 #[test]
 fn lock_word_gives_mutual_exclusion() {
     loom::model(|| {
-        let word = Arc::new(AtomicU32::new(raw::UNLOCKED));
+        let word = Arc::new(LockWord::new());
         let data = Arc::new(AtomicU64::new(0));
         let threads: Vec<_> = (0..2)
             .map(|_| {
@@ -40,7 +40,7 @@ fn join<T>(t: loom::thread::JoinHandle<T>) -> T {
 fn rlock_counts_levels_and_excludes() {
     use super::rlock::algo;
     loom::model(|| {
-        let w = Arc::new((AtomicU32::new(raw::UNLOCKED), AtomicU32::new(0)));
+        let w = Arc::new((LockWord::new(), AtomicU32::new(0)));
         let data = Arc::new(AtomicU64::new(0));
         let t = {
             let (w, d) = (Arc::clone(&w), Arc::clone(&data));
@@ -111,7 +111,7 @@ fn event_set_releases_a_waiter() {
 fn condition_notify_is_never_lost() {
     use super::condition::{CondWords, algo};
     loom::model(|| {
-        // Words: lock, seq, waiters, signals, sleepers, and the predicate.
+        // Words: (unused), seq, waiters, signals, sleepers, and the predicate; the lock apart.
         let w = Arc::new([
             AtomicU32::new(0),
             AtomicU32::new(0),
@@ -127,26 +127,27 @@ fn condition_notify_is_never_lost() {
                 signals: &w[3],
             }
         }
+        let lock = Arc::new(LockWord::new());
         let t = {
-            let w = Arc::clone(&w);
+            let (w, lock) = (Arc::clone(&w), Arc::clone(&lock));
             loom::thread::spawn(move || {
-                raw::lock(&w[0], None);
+                raw::lock(&lock, None);
                 w[5].store(1, Ordering::Relaxed);
-                algo::notify(words(&w), 1, &w[0]);
-                raw::unlock(&w[0]);
+                algo::notify(words(&w), 1, &lock);
+                raw::unlock(&lock);
             })
         };
-        raw::lock(&w[0], None);
+        raw::lock(&lock, None);
         while w[5].load(Ordering::Relaxed) == 0 {
             let (_, a) = algo::wait(
                 words(&w),
                 None,
-                || raw::unlock(&w[0]),
-                |()| raw::lock(&w[0], None),
+                || raw::unlock(&lock),
+                |()| raw::lock(&lock, None),
             );
             assert_eq!(a, Acquired::Clean);
         }
-        raw::unlock(&w[0]);
+        raw::unlock(&lock);
         join(t);
         assert!(w[3].load(Ordering::SeqCst) <= w[2].load(Ordering::SeqCst));
     });
@@ -219,7 +220,8 @@ fn barrier_abort_breaks_a_sleeping_waiter() {
 fn condition_ping_pong_hands_the_turn_over() {
     use super::condition::{CondWords, algo};
     loom::model(|| {
-        // Words: lock, futex, waiters, signals, and the turn (1 = the peer's move).
+        // Words: (unused), futex, waiters, signals, and the turn (1 = the peer's move); the
+        // lock apart.
         let w = Arc::new([
             AtomicU32::new(0),
             AtomicU32::new(0),
@@ -234,41 +236,42 @@ fn condition_ping_pong_hands_the_turn_over() {
                 signals: &w[3],
             }
         }
-        fn wait(w: &[AtomicU32; 5]) {
+        fn wait(w: &[AtomicU32; 5], lock: &LockWord) {
             let (_, a) = algo::wait(
                 words(w),
                 None,
-                || raw::unlock(&w[0]),
-                |()| raw::lock(&w[0], None),
+                || raw::unlock(lock),
+                |()| raw::lock(lock, None),
             );
             assert_eq!(a, Acquired::Clean);
         }
+        let lock = Arc::new(LockWord::new());
         let t = {
-            let w = Arc::clone(&w);
+            let (w, lock) = (Arc::clone(&w), Arc::clone(&lock));
             loom::thread::spawn(move || {
-                raw::lock(&w[0], None);
+                raw::lock(&lock, None);
                 while w[4].load(Ordering::Relaxed) != 1 {
-                    wait(&w);
+                    wait(&w, &lock);
                 }
                 w[4].store(0, Ordering::Relaxed);
-                algo::notify(words(&w), 1, &w[0]);
+                algo::notify(words(&w), 1, &lock);
                 // Wait for the stop (2) right after notifying: the case that once stole
                 // the notification just given.
                 while w[4].load(Ordering::Relaxed) == 0 {
-                    wait(&w);
+                    wait(&w, &lock);
                 }
-                raw::unlock(&w[0]);
+                raw::unlock(&lock);
             })
         };
-        raw::lock(&w[0], None);
+        raw::lock(&lock, None);
         w[4].store(1, Ordering::Relaxed);
-        algo::notify(words(&w), 1, &w[0]);
+        algo::notify(words(&w), 1, &lock);
         while w[4].load(Ordering::Relaxed) == 1 {
-            wait(&w);
+            wait(&w, &lock);
         }
         w[4].store(2, Ordering::Relaxed);
-        algo::notify(words(&w), 1, &w[0]);
-        raw::unlock(&w[0]);
+        algo::notify(words(&w), 1, &lock);
+        raw::unlock(&lock);
         join(t);
     });
 }

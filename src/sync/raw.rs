@@ -1,4 +1,14 @@
-//! The robust lock word: the raw core under `Lock`, `Value` and `Array`.
+//! The robust lock word: the raw core under `Lock`, `RLock`, `Condition`, `Value` and `Array`.
+//!
+//! # Layout
+//!
+//! Every robust lock is a [`LockWord`], 16 bytes, 8-aligned, in shared memory:
+//!
+//! | offset | size | field    | meaning                                          | written by                 |
+//! |--------|------|----------|--------------------------------------------------|----------------------------|
+//! | 0      | 4    | `word`   | the lock word (state table below); the futex     | acquirers, waiters, releaser |
+//! | 4      | 4    | `spare`  | the primitive's own: `RLock`'s depth, 0 in `Lock` | the owner                  |
+//! | 8      | 8    | `record` | the owner record: holder's stamp, or `EMPTY` (0) | the owner; a taker (clear only) |
 //!
 //! # State table
 //!
@@ -14,13 +24,78 @@
 //!
 //! # Owner death
 //!
-//! A waiter sleeps in slices (1 ms, doubling to 50 ms); after each slice it checks whether the
-//! recorded owner thread still exists. If not, it takes the lock over and reports
-//! `OwnerDied`. So a dead holder costs the next acquirer at most one slice, and the lock keeps
-//! working afterwards. An uncontended acquire never checks (a free word has no owner).
+//! A waiter sleeps in slices (1 ms, doubling to 50 ms); after each slice it asks whether the
+//! recorded owner is dead. If so, it takes the lock over and reports `OwnerDied`. So a dead
+//! holder costs the next acquirer at most one slice, and the lock keeps working afterwards.
+//! An uncontended acquire never checks (a free word has no owner).
+//!
+//! **Doubt means alive.** The owner is dead only on a definite answer (`sys::probe_thread`):
+//! its id names no thread (`/proc` says `ENOENT`/`ESRCH` *and* `kill(tid, 0)` says `ESRCH`),
+//! or names a zombie or dead thread, or names a thread whose start time differs from the one
+//! the owner recorded (the id was reused). A probe that cannot answer (no `/proc`, `EMFILE`,
+//! a `/proc` of another PID namespace, an unparsable stat line) means alive: the waiter keeps
+//! waiting, until its deadline if it has one. A lock whose owner lives is never handed to a
+//! second holder because the probe failed.
+//!
+//! # Owner records
+//!
+//! The owner's thread id alone cannot tell the owner from a later thread that got the same
+//! id. So the owner writes its *stamp* (`sys::current_stamp`: id in the high half, low 32 bits
+//! of its start time in the low half) into `record` right after acquiring, and clears it
+//! (`EMPTY`) right before releasing. A prober that finds a live thread with the owner's id
+//! declares the owner dead only if `record` names that same id with a *known* start time
+//! different from the live thread's.
+//!
+//! Invariant (R): *while `word` names a live thread T, `record` is `EMPTY`, names another id,
+//! or is T's own stamp.* Hence a record naming T with another start time proves that the
+//! thread that stored T into `word` is not the live T, i.e. it was an earlier thread with that
+//! id, now dead. (R) holds because:
+//!
+//! | moment | record | why |
+//! |--------|--------|-----|
+//! | `UNLOCKED → T` (free acquire) | `EMPTY` | the last release cleared it before its release swap, and nobody writes it while the word is free |
+//! | `dead X → T` (takeover) | not naming T | T checks it first; a record naming T is an earlier T's leftover (the live T holds nothing), and T clears it (CAS) before its takeover CAS |
+//! | T holds, before its record store | unchanged from above | only the holder writes records; a taker writes only after winning the word |
+//! | T holds, after its record store | T's stamp | as above |
+//! | T releases | `EMPTY`, then `UNLOCKED` | clear first, release swap second |
+//!
+//! The windows all resolve to "alive": a holder killed between its CAS and its record store
+//! leaves `EMPTY` (or a record naming someone else), so only a definite "gone" frees the
+//! lock; a prober that reads `record` before the owner's store sees `EMPTY` and waits another
+//! slice; a stale record of an owner that died mid-takeover names an id other than the word's
+//! and is ignored. Orderings: the record store after acquiring is `Relaxed` (seeing it late
+//! only delays a verdict); the clear before releasing is ordered by the release swap; a
+//! prober re-reads the word with `Acquire` before reading `record`, so it sees the record
+//! state as of that word value or newer; a taker's own-record clear is published by its
+//! `AcqRel` takeover CAS. The prober re-reads `record` after probing and gives up if it
+//! changed (a takeover happened meanwhile), then CASes the word against the exact value it
+//! observed.
+//!
+//! What remains: the word can return to the exact observed value between the prober's last
+//! check and its CAS only if the dead owner's id is reused by a thread that then takes this
+//! very lock within those nanoseconds; and a 32-bit start-time match between two threads of
+//! one id (2^32 clock ticks, about 497 days at 100 Hz, apart) reads as alive.
+//!
+//! # Why not the kernel's robust futex list
+//!
+//! `set_robust_list(2)` makes the kernel set `FUTEX_OWNER_DIED` in a dying thread's lock
+//! words, which needs no liveness probe at all. It does not fit here: a thread has one robust
+//! list, and the C library owns it (`pthread` robust mutexes); each lock would need a list
+//! entry holding a pointer into the owner's own mapping (shared memory holds no pointers here,
+//! and segments map at different addresses in different processes); every acquire and release
+//! would add the list's `list_op_pending` protocol, several stores more than the record above;
+//! and the kernel walks at most `ROBUST_LIST_LIMIT` (2048) entries.
+//!
+//! # PID namespaces
+//!
+//! Thread ids are per PID namespace. All processes that use one lock must share a PID
+//! namespace (every process shmproc starts does). A waiter in a namespace that cannot see the
+//! owner reads the owner's id as no thread or as an unrelated one: it may take the lock over
+//! while the owner lives, or wait for a dead owner until its deadline.
 
-use crate::loom::{AtomicU32, Ordering};
-use crate::sys::{self, Deadline, WaitOutcome};
+use crate::loom::{AtomicU32, AtomicU64, Ordering};
+use crate::sys::{self, Deadline, Liveness, WaitOutcome};
+use std::ops::Deref;
 use std::time::Duration;
 
 /// Bits of the owner's thread id.
@@ -35,6 +110,75 @@ const SPIN: u32 = if cfg!(shmproc_loom) { 1 } else { 100 };
 const FIRST_SLICE: Duration = Duration::from_millis(1);
 const MAX_SLICE: Duration = Duration::from_millis(50);
 
+/// No owner record.
+pub(crate) const EMPTY: u64 = 0;
+
+/// A robust lock word with its owner record (see the module's layout table).
+///
+/// It dereferences to its futex word, so the wait loop reads it as one.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct LockWord {
+    word: AtomicU32,
+    spare: AtomicU32,
+    record: AtomicU64,
+}
+
+impl LockWord {
+    /// Size in bytes of the layout in shared memory.
+    pub(crate) const SIZE: u64 = 16;
+    /// Alignment of the layout in shared memory.
+    pub(crate) const ALIGN: u64 = 8;
+
+    /// Returns a free lock word (for tests and models; in shared memory, zeroed bytes are one).
+    #[cfg(test)]
+    pub(crate) fn new() -> Self {
+        LockWord {
+            word: AtomicU32::new(UNLOCKED),
+            spare: AtomicU32::new(0),
+            record: AtomicU64::new(EMPTY),
+        }
+    }
+
+    /// Makes a freshly allocated lock free: every field 0.
+    pub(crate) fn init(&self) {
+        // Relaxed: the release store of the word below publishes the other fields.
+        self.spare.store(0, Ordering::Relaxed);
+        // Relaxed: as above.
+        self.record.store(EMPTY, Ordering::Relaxed);
+        // Release: a handle passed to another process after this (through a channel that
+        // synchronizes) sees the initial state.
+        self.word.store(UNLOCKED, Ordering::Release);
+    }
+
+    /// Returns the word the primitive keeps beside the lock (`RLock`'s depth).
+    #[inline(always)]
+    pub(crate) fn spare(&self) -> &AtomicU32 {
+        &self.spare
+    }
+}
+
+impl Deref for LockWord {
+    type Target = AtomicU32;
+
+    #[inline(always)]
+    fn deref(&self) -> &AtomicU32 {
+        &self.word
+    }
+}
+
+/// The thread id a stamp or record names.
+#[inline(always)]
+fn id_of(stamp: u64) -> u32 {
+    (stamp >> 32) as u32
+}
+
+/// The low 32 bits of the start time a stamp or record carries.
+#[inline(always)]
+fn start_of(stamp: u64) -> u32 {
+    stamp as u32
+}
+
 /// How an acquisition went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Acquired {
@@ -48,33 +192,55 @@ pub(crate) enum Acquired {
 
 /// Tries once to take a free lock for the calling thread.
 #[inline]
-pub(crate) fn try_lock(word: &AtomicU32) -> bool {
-    let tid = sys::current_tid();
+pub(crate) fn try_lock(word: &LockWord) -> bool {
+    let stamp = sys::current_stamp();
     // Acquire: the protected data written by the previous holder is visible.
-    word.compare_exchange(UNLOCKED, tid, Ordering::Acquire, Ordering::Relaxed)
+    if word
+        .word
+        .compare_exchange(UNLOCKED, id_of(stamp), Ordering::Acquire, Ordering::Relaxed)
         .is_ok()
+    {
+        // Relaxed: a prober that misses it only waits another slice (module docs).
+        word.record.store(stamp, Ordering::Relaxed);
+        true
+    } else {
+        false
+    }
+}
+
+/// Writes the calling thread's owner record; every path that acquires the lock ends here.
+#[inline]
+pub(crate) fn note_owner(word: &LockWord) {
+    // Relaxed: as in `try_lock`.
+    word.record.store(sys::current_stamp(), Ordering::Relaxed);
 }
 
 /// Tries once, and also takes over a lock whose recorded owner is dead.
-pub(crate) fn try_lock_or_take_over(word: &AtomicU32) -> Option<Acquired> {
+pub(crate) fn try_lock_or_take_over(word: &LockWord) -> Option<Acquired> {
     if try_lock(word) {
         return Some(Acquired::Clean);
     }
     let s = word.load(Ordering::Relaxed);
-    take_over_if_dead(word, s)
+    let a = take_over_if_dead(word, s)?;
+    note_owner(word);
+    Some(a)
 }
 
 /// Takes the lock, waiting until `deadline` (forever if `None`).
 #[inline]
-pub(crate) fn lock(word: &AtomicU32, deadline: Option<&Deadline>) -> Acquired {
+pub(crate) fn lock(word: &LockWord, deadline: Option<&Deadline>) -> Acquired {
     if try_lock(word) {
         return Acquired::Clean;
     }
-    lock_contended(word, deadline)
+    let a = lock_contended(word, deadline);
+    if a != Acquired::TimedOut {
+        note_owner(word);
+    }
+    a
 }
 
 #[cold]
-fn lock_contended(word: &AtomicU32, deadline: Option<&Deadline>) -> Acquired {
+fn lock_contended(word: &LockWord, deadline: Option<&Deadline>) -> Acquired {
     let tid = sys::current_tid();
     let mut spins = 0;
     while spins < SPIN {
@@ -127,37 +293,197 @@ fn lock_contended(word: &AtomicU32, deadline: Option<&Deadline>) -> Acquired {
     }
 }
 
-/// If `observed` names an owner thread that no longer exists, takes the lock over.
-fn take_over_if_dead(word: &AtomicU32, observed: u32) -> Option<Acquired> {
+/// If `observed` names an owner that is definitely dead, takes the lock over (the caller
+/// writes the new owner record). Doubt means alive: see the module's "Owner records".
+fn take_over_if_dead(word: &LockWord, observed: u32) -> Option<Acquired> {
     let owner = observed & TID_MASK;
-    if owner == UNLOCKED || owner == sys::current_tid() || sys::thread_alive(owner) {
+    let me = sys::current_tid();
+    if owner == UNLOCKED || owner == me {
         return None;
     }
-    let me = sys::current_tid() | WAITERS;
-    // Acquire: whatever the dead owner wrote is visible. The CAS is against the exact word
+    // Acquire: the record read next is at least the one in place when `observed` was
+    // published (records are written before the release that publishes a word value).
+    if word.word.load(Ordering::Acquire) != observed {
+        return None;
+    }
+    // Relaxed: ordered after the word by the acquire load above.
+    let record = word.record.load(Ordering::Relaxed);
+    if !owner_is_dead(owner, record) {
+        return None;
+    }
+    // Relaxed: a changed record means a takeover happened while we probed; look again later.
+    if word.record.load(Ordering::Relaxed) != record {
+        return None;
+    }
+    // A record naming us was left by an earlier thread with our id (we hold nothing): clear
+    // it, so it never sits beside our id in the word (invariant (R)). Relaxed: the release
+    // half of the takeover CAS below publishes it.
+    if id_of(record) == me
+        && word
+            .record
+            .compare_exchange(record, EMPTY, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return None;
+    }
+    // AcqRel: acquire, so whatever the dead owner wrote is visible; release, so a prober that
+    // reads our id sees the record as cleared above. The CAS is against the exact word
     // observed, so of several waiters that found the owner dead exactly one takes over.
-    word.compare_exchange(observed, me, Ordering::Acquire, Ordering::Relaxed)
+    word.word
+        .compare_exchange(observed, me | WAITERS, Ordering::AcqRel, Ordering::Relaxed)
         .ok()
         .map(|_| Acquired::OwnerDied(owner))
 }
 
+/// Returns whether the thread `owner` that the word names is definitely dead, given the
+/// owner record read after the word.
+fn owner_is_dead(owner: u32, record: u64) -> bool {
+    match sys::probe_thread(owner) {
+        Liveness::Gone => true,
+        // A live thread has the id: it is the owner unless the record proves otherwise.
+        Liveness::Running { start: Some(start) } => {
+            id_of(record) == owner
+                && start_of(record) != sys::START_UNKNOWN
+                && start_of(record) != start
+        }
+        Liveness::Running { start: None } => false,
+    }
+}
+
 /// Releases the lock and wakes one sleeper if there may be one.
 #[inline]
-pub(crate) fn unlock(word: &AtomicU32) {
+pub(crate) fn unlock(word: &LockWord) {
+    // Relaxed: the release swap below orders it before the word is free.
+    word.record.store(EMPTY, Ordering::Relaxed);
     // Release: the protected data written while holding is visible to the next holder.
-    if word.swap(UNLOCKED, Ordering::Release) & WAITERS != 0 {
-        sys::futex_wake(word, 1);
+    if word.word.swap(UNLOCKED, Ordering::Release) & WAITERS != 0 {
+        sys::futex_wake(&word.word, 1);
     }
 }
 
 /// Returns whether the calling thread holds the lock.
 #[inline]
-pub(crate) fn held_by_current_thread(word: &AtomicU32) -> bool {
+pub(crate) fn held_by_current_thread(word: &LockWord) -> bool {
     // Relaxed: only this thread stores its own id into the word.
-    word.load(Ordering::Relaxed) & TID_MASK == sys::current_tid()
+    word.word.load(Ordering::Relaxed) & TID_MASK == sys::current_tid()
 }
 
 /// Returns whether anybody holds the lock.
-pub(crate) fn is_locked(word: &AtomicU32) -> bool {
-    word.load(Ordering::Relaxed) & TID_MASK != UNLOCKED
+pub(crate) fn is_locked(word: &LockWord) -> bool {
+    word.word.load(Ordering::Relaxed) & TID_MASK != UNLOCKED
+}
+
+#[cfg(all(test, not(shmproc_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// Runs `f` with a live thread's stamp; the thread lives until `f` returns.
+    fn with_live_thread(f: impl FnOnce(u64)) {
+        let (stamp_tx, stamp_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            stamp_tx.send(sys::current_stamp()).expect("send");
+            let _ = done_rx.recv();
+        });
+        f(stamp_rx.recv().expect("stamp"));
+        drop(done_tx);
+        t.join().expect("thread");
+    }
+
+    /// A word held by `owner` with owner record `record`.
+    fn held(owner: u32, record: u64) -> LockWord {
+        let w = LockWord::new();
+        w.word.store(owner, Ordering::Relaxed);
+        w.record.store(record, Ordering::Relaxed);
+        w
+    }
+
+    #[test]
+    fn records_are_written_on_acquire_and_cleared_on_release() {
+        let w = LockWord::new();
+        assert!(try_lock(&w));
+        assert_eq!(w.record.load(Ordering::Relaxed), sys::current_stamp());
+        unlock(&w);
+        assert_eq!(w.record.load(Ordering::Relaxed), EMPTY);
+        assert_eq!(lock(&w, None), Acquired::Clean);
+        assert_eq!(w.record.load(Ordering::Relaxed), sys::current_stamp());
+        unlock(&w);
+        assert!(!is_locked(&w));
+    }
+
+    #[test]
+    fn a_live_owner_is_never_taken_over_whatever_its_record() {
+        with_live_thread(|stamp| {
+            let tid = id_of(stamp);
+            let other = (u64::from(tid ^ 1) << 32) | u64::from(start_of(stamp) ^ 1);
+            let unknown = (u64::from(tid) << 32) | u64::from(sys::START_UNKNOWN);
+            for record in [EMPTY, stamp, other, unknown] {
+                let w = held(tid, record);
+                assert_eq!(try_lock_or_take_over(&w), None, "record {record:#x}");
+                let deadline = Deadline::after(Duration::from_millis(5));
+                assert_eq!(lock(&w, Some(&deadline)), Acquired::TimedOut);
+                assert_eq!(w.word.load(Ordering::Relaxed) & TID_MASK, tid);
+            }
+        });
+    }
+
+    /// The thread that holds the id now started at another time than the owner that recorded
+    /// itself: the owner is dead and its id was reused.
+    #[test]
+    fn a_reused_thread_id_is_taken_over_issue_11() {
+        with_live_thread(|stamp| {
+            let tid = id_of(stamp);
+            let earlier = (u64::from(tid) << 32) | u64::from(start_of(stamp).wrapping_sub(7));
+            let w = held(tid, earlier);
+            assert_eq!(try_lock_or_take_over(&w), Some(Acquired::OwnerDied(tid)));
+            assert!(held_by_current_thread(&w));
+            assert_eq!(w.record.load(Ordering::Relaxed), sys::current_stamp());
+            unlock(&w);
+        });
+    }
+
+    #[test]
+    fn a_gone_owner_is_taken_over_and_a_stale_record_of_our_id_cleared() {
+        let dead = std::thread::spawn(sys::current_tid).join().expect("thread");
+        let me = sys::current_stamp();
+        let stale_mine = (u64::from(id_of(me)) << 32) | u64::from(start_of(me) ^ 1);
+        for record in [EMPTY, stale_mine] {
+            let w = held(dead | WAITERS, record);
+            assert_eq!(try_lock_or_take_over(&w), Some(Acquired::OwnerDied(dead)));
+            assert_eq!(w.record.load(Ordering::Relaxed), me);
+            unlock(&w);
+        }
+    }
+
+    /// Issue 11: a probe that cannot answer (no `/proc`, `EMFILE`) means alive, so neither a
+    /// gone owner nor a reused id is taken over while it fails.
+    #[test]
+    fn a_failing_probe_never_takes_over_issue_11() {
+        let dead = std::thread::spawn(sys::current_tid).join().expect("thread");
+        with_live_thread(|stamp| {
+            let tid = id_of(stamp);
+            let earlier = (u64::from(tid) << 32) | u64::from(start_of(stamp).wrapping_sub(7));
+            for errno in [libc::ENOENT, libc::EMFILE] {
+                sys::set_probe_fault(Some(errno));
+                let gone = held(dead, EMPTY);
+                let reused = held(tid, earlier);
+                let got = (
+                    try_lock_or_take_over(&gone),
+                    try_lock_or_take_over(&reused),
+                    lock(&gone, Some(&Deadline::after(Duration::from_millis(5)))),
+                );
+                sys::set_probe_fault(None);
+                assert_eq!(got, (None, None, Acquired::TimedOut), "errno {errno}");
+                assert_eq!(
+                    try_lock_or_take_over(&gone),
+                    Some(Acquired::OwnerDied(dead))
+                );
+                assert_eq!(
+                    try_lock_or_take_over(&reused),
+                    Some(Acquired::OwnerDied(tid))
+                );
+            }
+        });
+    }
 }

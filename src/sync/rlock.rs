@@ -2,10 +2,13 @@
 //!
 //! # State table
 //!
-//! | word | name    | meaning                                              | written by           |
-//! |------|---------|------------------------------------------------------|----------------------|
-//! | 0    | `owner` | the robust lock word of [`raw`](super::raw)           | as for `Lock`        |
-//! | 1    | `count` | recursion depth of the owner; 0 when free            | the owner only       |
+//! The block is one [`LockWord`](super::raw::LockWord) (16 bytes, 8-aligned):
+//!
+//! | word | name     | meaning                                              | written by           |
+//! |------|----------|------------------------------------------------------|----------------------|
+//! | 0    | `owner`  | the robust lock word of [`raw`](super::raw)           | as for `Lock`        |
+//! | 1    | `count`  | recursion depth of the owner; 0 when free (the lock word's spare) | the owner only |
+//! | 2..4 | `record` | the owner record of [`raw`](super::raw) (one 64-bit atomic) | as for `Lock`  |
 //!
 //! `count` is written only by the thread whose id is in `owner` (after acquiring, before
 //! releasing), so it needs no atomicity beyond tear-free access: every access is `Relaxed`,
@@ -18,7 +21,7 @@
 //! The one unsafe item is `Sync for RLockGuard`: a shared guard exposes only `&RLock`.
 
 use super::block::{Block, BlockKind};
-use super::raw::{self, Acquired};
+use super::raw::{self, Acquired, LockWord};
 use crate::error::{Error, LockResult, OwnerDied, Result};
 use crate::heap::ObjectToken;
 use crate::loom::{AtomicU32, Ordering};
@@ -31,13 +34,11 @@ use std::time::Duration;
 pub(crate) struct RLockKind;
 
 impl BlockKind for RLockKind {
-    const WORDS: usize = 2;
-    const FINGERPRINT: u64 = crate::fingerprint::start("shmproc::RLock", 8, 4);
+    const WORDS: usize = 4;
+    const FINGERPRINT: u64 = crate::fingerprint::start("shmproc::RLock", 16, 8);
     const NAME: &'static str = "shmproc::RLock";
+    const ALIGN: u64 = LockWord::ALIGN;
 }
-
-const OWNER: usize = 0;
-const COUNT: usize = 1;
 
 /// The re-entrant algorithm over its two words, without syscalls of its own.
 pub(crate) mod algo {
@@ -46,7 +47,7 @@ pub(crate) mod algo {
     /// Takes the lock (or one more level of it); `deadline` as for [`raw::lock`].
     #[inline]
     pub(crate) fn lock(
-        owner: &AtomicU32,
+        owner: &LockWord,
         count: &AtomicU32,
         deadline: Option<&Deadline>,
     ) -> Acquired {
@@ -54,6 +55,7 @@ pub(crate) mod algo {
         // Acquire: the data written by the previous owner is visible.
         match owner.compare_exchange(raw::UNLOCKED, tid, Ordering::Acquire, Ordering::Relaxed) {
             Ok(_) => {
+                raw::note_owner(owner);
                 // Relaxed: ordered after the previous owner's last write by the acquire.
                 count.store(1, Ordering::Relaxed);
                 Acquired::Clean
@@ -70,7 +72,7 @@ pub(crate) mod algo {
 
     #[cold]
     fn lock_contended(
-        owner: &AtomicU32,
+        owner: &LockWord,
         count: &AtomicU32,
         deadline: Option<&Deadline>,
     ) -> Acquired {
@@ -83,7 +85,7 @@ pub(crate) mod algo {
     }
 
     /// Tries once (taking over a dead owner's lock).
-    pub(crate) fn try_lock(owner: &AtomicU32, count: &AtomicU32) -> Option<Acquired> {
+    pub(crate) fn try_lock(owner: &LockWord, count: &AtomicU32) -> Option<Acquired> {
         if raw::held_by_current_thread(owner) {
             // Relaxed: as in `lock`.
             let c = count.load(Ordering::Relaxed);
@@ -98,7 +100,7 @@ pub(crate) mod algo {
 
     /// Releases one level; `false` if the calling thread is not the owner.
     #[inline]
-    pub(crate) fn unlock(owner: &AtomicU32, count: &AtomicU32) -> bool {
+    pub(crate) fn unlock(owner: &LockWord, count: &AtomicU32) -> bool {
         if !raw::held_by_current_thread(owner) {
             return false;
         }
@@ -114,7 +116,7 @@ pub(crate) mod algo {
     }
 
     /// Releases every level at once and returns how many there were (0 if not the owner).
-    pub(crate) fn unlock_all(owner: &AtomicU32, count: &AtomicU32) -> u32 {
+    pub(crate) fn unlock_all(owner: &LockWord, count: &AtomicU32) -> u32 {
         if !raw::held_by_current_thread(owner) {
             return 0;
         }
@@ -125,7 +127,7 @@ pub(crate) mod algo {
     }
 
     /// Re-takes the lock after [`unlock_all`] and restores `levels`.
-    pub(crate) fn lock_restore(owner: &AtomicU32, count: &AtomicU32, levels: u32) -> Acquired {
+    pub(crate) fn lock_restore(owner: &LockWord, count: &AtomicU32, levels: u32) -> Acquired {
         let a = raw::lock(owner, None);
         // Relaxed: as in `lock`.
         count.store(levels.max(1), Ordering::Relaxed);
@@ -190,18 +192,18 @@ impl RLock {
     /// [`Error::OutOfMemory`] if the segment's heap is full.
     pub fn new_in(segment: &Segment) -> Result<RLock> {
         Ok(RLock {
-            block: Block::alloc(segment, &[raw::UNLOCKED, 0])?,
+            block: Block::alloc(segment, &[raw::UNLOCKED, 0, 0, 0])?,
         })
     }
 
     #[inline]
-    pub(crate) fn owner_word(&self) -> &AtomicU32 {
-        self.block.word(OWNER)
+    pub(crate) fn owner_word(&self) -> &LockWord {
+        self.block.lock_word()
     }
 
     #[inline]
     pub(crate) fn count_word(&self) -> &AtomicU32 {
-        self.block.word(COUNT)
+        self.block.lock_word().spare()
     }
 
     #[inline]

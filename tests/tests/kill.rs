@@ -9,8 +9,8 @@
 
 use shmproc::fuzzing::concurrent::{self, Op, Schedule};
 use shmproc::heap_testing::TestHeap;
-use shmproc::testing::{ForkPermit, assert_no_leaks, fork, watchdog};
-use shmproc::{Lock, RawValue, Segment, Value};
+use shmproc::testing::{ForkPermit, assert_no_leaks, fork, set_liveness_probe_fault, watchdog};
+use shmproc::{Lock, RLock, RawValue, Segment, Value};
 use std::time::{Duration, Instant};
 
 fn iters(default: u64) -> u64 {
@@ -100,6 +100,65 @@ fn kill_lock_holder_reports_owner_died_then_works() {
                 assert!(lock.lock().is_ok(), "iteration {i}");
                 assert!(lock.try_lock().ok().flatten().is_some(), "iteration {i}");
                 assert!(!lock.is_locked());
+            }
+        })
+    });
+}
+
+/// Issue 11: while the liveness probe fails (no `/proc`, `EMFILE`), a lock is never handed to
+/// a second holder, whether its holder lives or was killed: the waiter times out instead.
+/// Once the probe works again, the dead holder is detected. (The fault switch is
+/// process-wide; nextest runs each test in a process of its own.)
+#[test]
+fn failing_liveness_probe_never_grants_a_held_lock_issue_11() {
+    watchdog(Duration::from_secs(120), "failing_liveness_probe", || {
+        assert_no_leaks(|| {
+            let seg = Segment::create(1 << 20).unwrap();
+            let lock = Lock::new_in(&seg).unwrap();
+            let rlock = RLock::new_in(&seg).unwrap();
+            let holding = RawValue::new_in(&seg, 0u32).unwrap();
+            let wait = Duration::from_millis(150);
+            for errno in [libc::ENOENT, libc::EMFILE] {
+                holding.set(0);
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                let mut child = fork(unsafe { ForkPermit::new() }, || {
+                    let _g = lock.lock().unwrap_or_else(|d| d.into_inner());
+                    let _r = rlock.lock().unwrap_or_else(|d| d.into_inner());
+                    holding.set(1);
+                    loop {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                });
+                wait_until("the child to hold the locks", || holding.get() == 1);
+                set_liveness_probe_fault(Some(errno));
+                // The holder lives: nobody else gets in.
+                assert!(matches!(lock.try_lock(), Ok(None)), "errno {errno}");
+                assert!(matches!(lock.lock_timeout(wait), Ok(None)), "errno {errno}");
+                assert!(
+                    matches!(rlock.lock_timeout(wait), Ok(None)),
+                    "errno {errno}"
+                );
+                // The holder is killed, but the probe cannot tell: still nobody gets in.
+                assert_eq!(child.kill(), Err(9));
+                let start = Instant::now();
+                assert!(matches!(lock.lock_timeout(wait), Ok(None)), "errno {errno}");
+                assert!(start.elapsed() >= wait);
+                assert!(matches!(rlock.try_lock(), Ok(None)), "errno {errno}");
+                assert!(
+                    matches!(rlock.lock_timeout(wait), Ok(None)),
+                    "errno {errno}"
+                );
+                // The probe works again: the dead holder is found.
+                set_liveness_probe_fault(None);
+                match lock.lock_timeout(Duration::from_secs(10)) {
+                    Err(died) => drop(died.into_inner()),
+                    Ok(g) => panic!("errno {errno}: expected OwnerDied, got {}", g.is_some()),
+                }
+                match rlock.lock_timeout(Duration::from_secs(10)) {
+                    Err(died) => drop(died.into_inner()),
+                    Ok(g) => panic!("errno {errno}: expected OwnerDied, got {}", g.is_some()),
+                }
+                assert!(!lock.is_locked() && !rlock.is_locked());
             }
         })
     });

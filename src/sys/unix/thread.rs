@@ -1,35 +1,71 @@
 //! `gettid()`, `getpid()`, `getrandom()`, `sysconf(_SC_PAGESIZE)`, and thread liveness through
-//! `/proc/<tid>/stat`.
+//! `/proc/<tid>/stat` and `kill(tid, 0)`.
 //!
 //! Lock words record their owner's thread id. The id is cached per thread (a system call per
 //! acquisition would cost more than the whole uncontended lock); a `pthread_atfork` child
 //! handler clears the cache, because a forked child's only thread has a new id.
 //!
-//! Liveness: a thread is alive while `/proc/<tid>/stat` exists and its state is neither
-//! zombie (`Z`) nor dead (`X`). Thread ids are reused by the kernel only after the id space
-//! (`/proc/sys/kernel/pid_max`) wraps, so a dead owner is reported unless that many threads
-//! were created meanwhile.
+//! # Liveness is conservative
+//!
+//! [`probe_thread`] answers [`Liveness::Gone`] only on a definite answer, and every other
+//! outcome counts as alive:
+//!
+//! | observation                                                          | answer    |
+//! |----------------------------------------------------------------------|-----------|
+//! | `/proc/<tid>/stat` reads, state `Z` (zombie), `X` or `x` (dead)        | `Gone`    |
+//! | `/proc/<tid>/stat` fails with `ENOENT`/`ESRCH` *and* `kill(tid, 0)` fails with `ESRCH` | `Gone` |
+//! | `/proc/<tid>/stat` reads, any other state                             | `Running` (with its start time) |
+//! | anything else: no `/proc`, `EMFILE`, `EACCES`, a `/proc` of another PID namespace, a stat line that does not parse, `kill` answering `0`/`EPERM` | `Running` (start unknown) |
+//!
+//! `ENOENT` alone is not trusted: it is also what a missing `/proc` or a `/proc` mounted with
+//! `hidepid=invisible` answers. `kill(tid, 0)` is: it looks the id up in the caller's PID
+//! namespace without touching `/proc` (it signals nobody: signal 0 only checks). `/proc` is
+//! used at all only if [`liveness_probe`] found it to be this process's own (its `self` link
+//! names our pid and this thread's stat line reads and parses).
+//!
+//! A thread id is meaningful only inside its PID namespace. A thread of another namespace
+//! reads as some unrelated thread or none: callers must not share robust words across PID
+//! namespaces (the lock module's docs say what happens then).
+//!
+//! # Start times and reused ids
+//!
+//! Thread ids are reused by the kernel once the id space (`/proc/sys/kernel/pid_max`) wraps.
+//! The 22nd field of `/proc/<tid>/stat`, the start time in clock ticks since boot, tells two
+//! threads with one id apart: [`current_stamp`] packs this thread's id with the low 32 bits of
+//! its start time (read once per thread, cached like the id), and [`probe_thread`] returns the
+//! same low 32 bits for the live thread it finds. Two stamps compare equal only when both start
+//! times are known.
+//!
+//! # Test seam
+//!
+//! With `cfg(test)` or the `test-support` feature, [`set_probe_fault`] makes every probe
+//! operation (the `/proc` reads and `kill`) fail with a chosen error number, to test that
+//! callers treat a failing probe as "alive".
 //!
 //! # References
-//! - `gettid(2)`, `getrandom(2)`, `proc_pid_stat(5)`, `pthread_atfork(3)`
+//! - `gettid(2)`, `getrandom(2)`, `kill(2)`, `proc_pid_stat(5)`, `proc(5)` (`hidepid`),
+//!   `pid_namespaces(7)`, `pthread_atfork(3)`
 
 #![allow(unsafe_code)]
 #![allow(clippy::disallowed_types)]
 
 use std::cell::Cell;
+use std::io;
 use std::sync::Once;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, Ordering};
 
 thread_local! {
     static TID: Cell<u32> = const { Cell::new(0) };
+    static STAMP: Cell<u64> = const { Cell::new(0) };
 }
 
 static ATFORK: Once = Once::new();
 static PID: AtomicU32 = AtomicU32::new(0);
 
 extern "C" fn clear_ids_after_fork() {
-    // Async-signal-safe: one store to this thread's own thread-local, one atomic store.
+    // Async-signal-safe: stores to this thread's own thread-locals, one atomic store.
     TID.with(|t| t.set(0));
+    STAMP.with(|s| s.set(0));
     PID.store(0, Ordering::Relaxed);
 }
 
@@ -75,6 +111,45 @@ fn load_tid() -> u32 {
     tid
 }
 
+/// The low half of a stamp whose thread's start time is not known.
+pub(crate) const START_UNKNOWN: u32 = u32::MAX;
+
+/// Returns the calling thread's stamp: its id in the high 32 bits, the low 32 bits of its start
+/// time in the low 32 bits ([`START_UNKNOWN`] if `/proc` cannot tell). Never 0; cached per
+/// thread (the first call reads `/proc`).
+#[cfg(not(shmproc_loom))]
+#[inline]
+pub(crate) fn current_stamp() -> u64 {
+    let cached = STAMP.with(Cell::get);
+    if cached != 0 {
+        return cached;
+    }
+    load_stamp()
+}
+
+/// Under loom the start time is unknown: model threads never die, so it is never needed.
+#[cfg(shmproc_loom)]
+pub(crate) fn current_stamp() -> u64 {
+    (u64::from(current_tid()) << 32) | u64::from(START_UNKNOWN)
+}
+
+#[cfg(not(shmproc_loom))]
+#[cold]
+fn load_stamp() -> u64 {
+    let tid = current_tid();
+    // Only a `/proc` of our own PID namespace gives our own start time; else record none
+    // (a prober then never decides by start times, see `probe_thread`).
+    let start = match proc_state_ok() {
+        true => read_own_stat(tid)
+            .ok()
+            .and_then(|stat| parse_stat(&stat).and_then(|(_, start)| start)),
+        false => None,
+    };
+    let stamp = (u64::from(tid) << 32) | u64::from(start.unwrap_or(START_UNKNOWN));
+    STAMP.with(|s| s.set(stamp));
+    stamp
+}
+
 /// Returns the calling process's id, cached (the cache is cleared in a forked child).
 #[inline]
 pub(crate) fn current_pid() -> u32 {
@@ -93,23 +168,203 @@ fn load_pid() -> u32 {
     pid
 }
 
-/// Under loom, model threads never die.
-#[cfg(shmproc_loom)]
-pub(crate) fn thread_alive(_tid: u32) -> bool {
-    true
+/// What a liveness probe found out about a thread id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// Definitely no running thread has this id (none exists, or it is a zombie or dead).
+    Gone,
+    /// A thread with this id may be running. `start` is the low 32 bits of its start time
+    /// when `/proc` told it, `None` when the probe could not tell.
+    Running {
+        /// Low 32 bits of the start time (clock ticks since boot), if known.
+        start: Option<u32>,
+    },
 }
 
-/// Returns whether thread `tid` exists and is not a zombie.
+/// Under loom, model threads never die.
+#[cfg(shmproc_loom)]
+pub(crate) fn probe_thread(_tid: u32) -> Liveness {
+    Liveness::Running { start: None }
+}
+
+/// Probes thread `tid` (of this PID namespace); see the module's table.
 #[cfg(not(shmproc_loom))]
+pub(crate) fn probe_thread(tid: u32) -> Liveness {
+    let unknown = Liveness::Running { start: None };
+    if tid == 0 || !proc_is_ours() {
+        return signal_probe(tid).unwrap_or(unknown);
+    }
+    match read_stat(tid) {
+        Ok(stat) => match parse_stat(&stat) {
+            Some((b'Z' | b'X' | b'x', _)) => Liveness::Gone,
+            Some((_, start)) => Liveness::Running { start },
+            None => unknown,
+        },
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => {
+            signal_probe(tid).unwrap_or(unknown)
+        }
+        Err(_) => unknown,
+    }
+}
+
+/// Returns `false` only when thread `tid` is definitely gone ([`probe_thread`] says so).
 pub(crate) fn thread_alive(tid: u32) -> bool {
-    let Ok(stat) = std::fs::read(format!("/proc/{tid}/stat")) else {
-        return false;
+    probe_thread(tid) != Liveness::Gone
+}
+
+/// `kill(tid, 0)`: `Some(Gone)` on `ESRCH`, `None` (no definite answer) otherwise.
+#[cfg(not(shmproc_loom))]
+fn signal_probe(tid: u32) -> Option<Liveness> {
+    if probe_fault().is_some() {
+        return None;
+    }
+    let pid = rustix::process::Pid::from_raw(i32::try_from(tid).ok()?)?;
+    match rustix::process::test_kill_process(pid) {
+        Err(e) if e == rustix::io::Errno::SRCH => Some(Liveness::Gone),
+        _ => None,
+    }
+}
+
+#[cfg(not(shmproc_loom))]
+fn read_stat(tid: u32) -> io::Result<Vec<u8>> {
+    if let Some(e) = probe_fault() {
+        return Err(io::Error::from_raw_os_error(e));
+    }
+    std::fs::read(format!("/proc/{tid}/stat"))
+}
+
+#[cfg(not(shmproc_loom))]
+fn read_own_stat(tid: u32) -> io::Result<Vec<u8>> {
+    std::fs::read(format!("/proc/self/task/{tid}/stat"))
+}
+
+/// Parses a stat line: the state byte and the low 32 bits of the start time (field 22).
+fn parse_stat(stat: &[u8]) -> Option<(u8, Option<u32>)> {
+    // The fields follow the last ')' (the command name may itself contain parentheses):
+    // ") S ppid ...", so field 3 (state) is the first after it and field 22 the 20th.
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = stat.get(close + 1..)?;
+    let mut fields = rest
+        .split(|b| *b == b' ')
+        .filter(|f| !f.is_empty())
+        .map(|f| f.strip_suffix(b"\n").unwrap_or(f));
+    let state = *fields.next()?.first()?;
+    let start = fields
+        .nth(18)
+        .and_then(|f| std::str::from_utf8(f).ok())
+        .and_then(|f| f.parse::<u64>().ok())
+        .map(|t| (t & u64::from(u32::MAX)) as u32);
+    Some((state, start))
+}
+
+const PROBE_UNCHECKED: u8 = 0;
+const PROBE_OK: u8 = 1;
+const PROBE_NO_PROC: u8 = 2;
+static PROBE: AtomicU8 = AtomicU8::new(PROBE_UNCHECKED);
+
+/// What [`liveness_probe`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProbeHealth {
+    /// `/proc` is this process's own and readable: dead owners are detected, and so are
+    /// reused thread ids.
+    Full,
+    /// `/proc` cannot be used, but `kill(tid, 0)` answers: owners that died and were reaped
+    /// are detected (zombies and reused ids are not).
+    SignalOnly,
+    /// Neither answers: no owner is ever found dead; waits end only at their timeouts.
+    None,
+}
+
+/// Checks once that thread liveness can be probed, and returns how well.
+///
+/// `/proc` counts as usable when `/proc/self` names this process's pid (so `/proc` belongs
+/// to our PID namespace) and `/proc/self/task/<tid>/stat` reads and parses. The answer is
+/// cached, except after a transient error (`EMFILE`, `ENFILE`, `ENOMEM`, `EINTR`), which is
+/// checked again next time.
+pub(crate) fn liveness_probe() -> ProbeHealth {
+    let proc_ok = proc_is_ours();
+    let signal_ok = probe_fault().is_none()
+        && rustix::process::Pid::from_raw(i32::try_from(current_pid()).unwrap_or(0))
+            .is_some_and(|p| rustix::process::test_kill_process(p).is_ok());
+    match (proc_ok, signal_ok) {
+        (true, _) => ProbeHealth::Full,
+        (false, true) => ProbeHealth::SignalOnly,
+        (false, false) => ProbeHealth::None,
+    }
+}
+
+/// Whether `/proc` can be used for probing (false while a test fault is set).
+#[cfg(not(shmproc_loom))]
+fn proc_is_ours() -> bool {
+    probe_fault().is_none() && proc_state_ok()
+}
+
+/// Whether `/proc` is this process's own and readable (checked once; see [`liveness_probe`]).
+#[cfg(not(shmproc_loom))]
+fn proc_state_ok() -> bool {
+    // Relaxed: a cached fact about this process's environment; racing checks agree.
+    match PROBE.load(Ordering::Relaxed) {
+        PROBE_OK => return true,
+        PROBE_NO_PROC => return false,
+        _ => {}
+    }
+    let checked = check_proc();
+    match checked {
+        Ok(true) => PROBE.store(PROBE_OK, Ordering::Relaxed),
+        Ok(false) => PROBE.store(PROBE_NO_PROC, Ordering::Relaxed),
+        Err(_) => {} // transient: check again next time
+    }
+    checked.unwrap_or(false)
+}
+
+#[cfg(shmproc_loom)]
+fn proc_is_ours() -> bool {
+    false
+}
+
+/// `Ok(usable)`, or `Err` on a transient error.
+#[cfg(not(shmproc_loom))]
+fn check_proc() -> io::Result<bool> {
+    let transient = |e: &io::Error| {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EINTR)
+        )
     };
-    // The state follows the last ')' (the command name may itself contain parentheses).
-    let Some(close) = stat.iter().rposition(|&b| b == b')') else {
-        return true;
+    let own = match std::fs::read_link("/proc/self") {
+        Ok(p) => p.to_str().and_then(|s| s.parse::<u32>().ok()) == Some(current_pid()),
+        Err(e) if transient(&e) => return Err(e),
+        Err(_) => false,
     };
-    !matches!(stat.get(close + 2), Some(b'Z' | b'X' | b'x'))
+    if !own {
+        return Ok(false);
+    }
+    match read_own_stat(current_tid()) {
+        Ok(stat) => Ok(parse_stat(&stat).is_some_and(|(_, start)| start.is_some())),
+        Err(e) if transient(&e) => Err(e),
+        Err(_) => Ok(false),
+    }
+}
+
+/// The error number every probe operation fails with, if a test set one (0 = none).
+static PROBE_FAULT: AtomicI32 = AtomicI32::new(0);
+
+#[inline]
+fn probe_fault() -> Option<i32> {
+    // Relaxed: a test switch; the test orders it with its own synchronization.
+    match PROBE_FAULT.load(Ordering::Relaxed) {
+        0 => None,
+        e => Some(e),
+    }
+}
+
+/// Makes every liveness probe operation fail with error number `errno` (`None`: work again).
+///
+/// For tests: `Some(libc::ENOENT)` looks like a system without `/proc` (and with `kill`
+/// answering nothing definite either), `Some(libc::EMFILE)` like a process out of descriptors.
+#[cfg(any(test, feature = "test-support"))]
+pub(crate) fn set_probe_fault(errno: Option<i32>) {
+    PROBE_FAULT.store(errno.unwrap_or(0), Ordering::Relaxed);
 }
 
 /// Returns 64 random bits from the kernel.
@@ -129,4 +384,48 @@ pub(crate) fn random_u64() -> u64 {
 /// Returns the system page size.
 pub(crate) fn page_size() -> usize {
     rustix::param::page_size()
+}
+
+#[cfg(all(test, not(shmproc_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_stat_reads_state_and_start_after_the_last_parenthesis() {
+        let line = b"42 (a) b) (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 \
+                     4294967301 1000 10 18446744073709551615\n";
+        // 4294967301 = 2^32 + 5: the low 32 bits are kept.
+        assert_eq!(parse_stat(line), Some((b'S', Some(5))));
+        assert_eq!(parse_stat(b"42 (x) Z"), Some((b'Z', None)));
+        assert_eq!(parse_stat(b"garbage"), None);
+    }
+
+    #[test]
+    fn own_thread_is_running_with_the_start_time_of_its_stamp() {
+        let stamp = current_stamp();
+        assert_eq!((stamp >> 32) as u32, current_tid());
+        assert_ne!(stamp as u32, START_UNKNOWN);
+        assert_eq!(
+            probe_thread(current_tid()),
+            Liveness::Running {
+                start: Some(stamp as u32)
+            }
+        );
+        assert_eq!(liveness_probe(), ProbeHealth::Full);
+    }
+
+    #[test]
+    fn an_exited_thread_is_gone_and_a_failing_probe_is_never_gone() {
+        let tid = std::thread::spawn(current_tid).join().expect("thread");
+        assert_eq!(probe_thread(tid), Liveness::Gone);
+        for errno in [libc::ENOENT, libc::EMFILE, libc::EACCES] {
+            set_probe_fault(Some(errno));
+            let seen = probe_thread(tid);
+            let health = liveness_probe();
+            set_probe_fault(None);
+            assert_eq!(seen, Liveness::Running { start: None }, "errno {errno}");
+            assert_eq!(health, ProbeHealth::None, "errno {errno}");
+        }
+        assert_eq!(probe_thread(tid), Liveness::Gone);
+    }
 }
