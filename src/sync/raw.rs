@@ -59,6 +59,12 @@
 //! | T holds, after its record store | T's stamp | as above |
 //! | T releases | `EMPTY`, then `UNLOCKED` | clear first, release swap second |
 //!
+//! The caller's own id is the one case the probe cannot judge (the caller is alive): every
+//! acquisition stores the stamp before it returns, so a word naming the caller's id beside a
+//! record that is not the caller's stamp was left by an earlier thread with that id, now dead
+//! (two live threads never share an id), and is taken over; `held_by_current_thread` asks for
+//! both, so such a word never reads as the caller's own (no false self-deadlock report).
+//!
 //! The windows all resolve to "alive": a holder killed between its CAS and its record store
 //! leaves `EMPTY` (or a record naming someone else), so only a definite "gone" frees the
 //! lock; a prober that reads `record` before the owner's store sees `EMPTY` and waits another
@@ -298,7 +304,7 @@ fn lock_contended(word: &LockWord, deadline: Option<&Deadline>) -> Acquired {
 fn take_over_if_dead(word: &LockWord, observed: u32) -> Option<Acquired> {
     let owner = observed & TID_MASK;
     let me = sys::current_tid();
-    if owner == UNLOCKED || owner == me {
+    if owner == UNLOCKED {
         return None;
     }
     // Acquire: the record read next is at least the one in place when `observed` was
@@ -308,7 +314,15 @@ fn take_over_if_dead(word: &LockWord, observed: u32) -> Option<Acquired> {
     }
     // Relaxed: ordered after the word by the acquire load above.
     let record = word.record.load(Ordering::Relaxed);
-    if !owner_is_dead(owner, record) {
+    // The word names our own id but we do not hold the lock (our acquisitions record our
+    // stamp before they return): the holder was an earlier thread with our id, now dead,
+    // since two live threads never share an id.
+    let dead = if owner == me {
+        record != sys::current_stamp()
+    } else {
+        owner_is_dead(owner, record)
+    };
+    if !dead {
         return None;
     }
     // Relaxed: a changed record means a takeover happened while we probed; look again later.
@@ -364,8 +378,11 @@ pub(crate) fn unlock(word: &LockWord) {
 /// Returns whether the calling thread holds the lock.
 #[inline]
 pub(crate) fn held_by_current_thread(word: &LockWord) -> bool {
-    // Relaxed: only this thread stores its own id into the word.
+    // Relaxed: only this thread stores its own id and stamp into the word and the record.
+    // Our id in the word without our stamp in the record is an earlier thread with our id
+    // that died holding the lock (see `take_over_if_dead`), not us.
     word.word.load(Ordering::Relaxed) & TID_MASK == sys::current_tid()
+        && word.record.load(Ordering::Relaxed) == sys::current_stamp()
 }
 
 /// Returns whether anybody holds the lock.
@@ -441,6 +458,30 @@ mod tests {
             assert_eq!(w.record.load(Ordering::Relaxed), sys::current_stamp());
             unlock(&w);
         });
+    }
+
+    /// An earlier thread with our id died holding the lock: the word names our id, the record
+    /// does not hold our stamp. We do not hold it, so locking takes it over (no self-deadlock
+    /// report, no wait).
+    #[test]
+    fn a_dead_earlier_thread_with_our_id_is_taken_over() {
+        let me = sys::current_stamp();
+        let tid = id_of(me);
+        let earlier = (u64::from(tid) << 32) | u64::from(start_of(me) ^ 1);
+        for record in [EMPTY, earlier] {
+            let w = held(tid, record);
+            assert!(!held_by_current_thread(&w), "record {record:#x}");
+            assert_eq!(lock(&w, None), Acquired::OwnerDied(tid));
+            assert!(held_by_current_thread(&w));
+            unlock(&w);
+        }
+        // While we hold it, it is ours: a timed lock times out, try reports it held.
+        let w = LockWord::new();
+        assert!(try_lock(&w));
+        assert_eq!(try_lock_or_take_over(&w), None);
+        let deadline = Deadline::after(Duration::from_millis(5));
+        assert_eq!(lock(&w, Some(&deadline)), Acquired::TimedOut);
+        unlock(&w);
     }
 
     #[test]
