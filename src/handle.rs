@@ -28,7 +28,8 @@ use std::fmt;
 /// [`RLock`](crate::RLock), [`Semaphore`](crate::Semaphore),
 /// [`BoundedSemaphore`](crate::BoundedSemaphore), [`Condition`](crate::Condition),
 /// [`Event`](crate::Event), [`Barrier`](crate::Barrier), [`Queue`](crate::Queue),
-/// [`SimpleQueue`](crate::SimpleQueue) and [`JoinableQueue`](crate::JoinableQueue). It is
+/// [`SimpleQueue`](crate::SimpleQueue), [`JoinableQueue`](crate::JoinableQueue),
+/// [`Dict`](crate::Dict), [`List`](crate::List) and [`Slot`](crate::Slot). It is
 /// sealed: it cannot be implemented outside shmproc.
 ///
 /// A handle serializes to its token, so a handle inside a value sent to another process

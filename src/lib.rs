@@ -24,6 +24,7 @@
 //! process/      Process, spawn / fork / forkserver start methods, init(), active_children
 //! connection/   Pipe, Connection, wait(), Listener / Client with an authkey
 //! queue/        Queue, SimpleQueue, JoinableQueue
+//! containers/   Dict, List, Slot: serde containers in the heap, no server
 //! ```
 //!
 //! `.ci/run` checks the two rules a grep can see: only `src/sys/` names `libc` or `rustix`,
@@ -66,6 +67,8 @@ pub mod connection;
 
 mod queue;
 
+mod containers;
+
 #[cfg(feature = "test-support")]
 #[doc(hidden)]
 pub use heap::testing as heap_testing;
@@ -79,6 +82,7 @@ pub mod testing;
 pub mod fuzzing;
 
 pub use connection::{Client, Connection, Listener, pipe, pipe_simplex};
+pub use containers::{Dict, DictGuard, List, ListGuard, Slot, SlotGuard};
 pub use error::{Error, LockResult, OwnerDied, Result};
 pub use handle::Handle;
 pub use heap::{HeapStats, ObjectToken};

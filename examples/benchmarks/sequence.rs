@@ -2,7 +2,7 @@
 
 use std::hint::black_box;
 
-use shmproc::{Array, RawArray};
+use shmproc::{Array, List, RawArray};
 
 use crate::limits::Limit;
 use crate::measure::Workload;
@@ -63,7 +63,7 @@ pub(crate) fn specs() -> Vec<Spec> {
         Spec {
             limit: None,
             ..row(
-                "managed list",
+                "List<i32> get(i) / managed list",
                 managed_list,
                 "managed_list",
                 Limit::Volatile,
@@ -138,7 +138,20 @@ pub(crate) fn array_slice() -> Option<Workload> {
     }))
 }
 
-/// A list held by a manager process, read element by element.
+/// Python's managed list, read element by element, done the shmproc way: a `List<i32>` in
+/// shared memory read through `get(i)` (the lock taken per element, the element decoded),
+/// with no server in the path. The manager's server form comes beside it once it exists.
 pub(crate) fn managed_list() -> Option<Workload> {
-    None // not yet: fill in when managers exist.
+    let l = List::<i32>::new().expect("List");
+    l.extend(data()).expect("extend");
+    Some(Workload::new(LEN as u64, move |reps| {
+        for _ in 0..reps {
+            let l = black_box(&l);
+            let mut s = 0i64;
+            for i in 0..LEN {
+                s += i64::from(l.get(i).expect("get").unwrap_or(0));
+            }
+            black_box(s);
+        }
+    }))
 }

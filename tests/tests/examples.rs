@@ -62,5 +62,9 @@ fn examples_print_what_the_python_prints() {
             .collect();
         want.push_str("workers done: 4\n");
         assert_eq!(run(&dir, "workers"), want);
+        assert_eq!(
+            run(&dir, "manager_containers"),
+            "{0.25: None, 1: '1', '2': 2}\n[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]\n"
+        );
     });
 }
