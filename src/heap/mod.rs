@@ -141,6 +141,9 @@ pub struct HeapStats {
 pub(crate) struct RawHeap<'a> {
     seg: &'a SegmentInner,
     page: u64,
+    /// `data_start` for this segment's length, computed once per view (every block check
+    /// needs it).
+    data_start: u64,
 }
 
 /// A freshly allocated block.
@@ -177,6 +180,17 @@ fn sub(a: u64, b: u64) -> Result<u64> {
     }
 }
 
+/// The first byte of the first block of a heap `len` bytes long (see `RawHeap::data_start`).
+fn data_start_for(len: u64) -> u64 {
+    let bytes = len
+        .div_ceil(BLOCK_HEADER.saturating_mul(8))
+        .next_multiple_of(8);
+    BITMAP
+        .saturating_add(bytes)
+        .next_multiple_of(4096)
+        .max(4096)
+}
+
 fn usize_of(v: u64) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
 }
@@ -186,6 +200,7 @@ impl<'a> RawHeap<'a> {
         RawHeap {
             seg,
             page: u64::try_from(sys::page_size()).unwrap_or(4096),
+            data_start: data_start_for(seg.len()),
         }
     }
 
@@ -195,15 +210,9 @@ impl<'a> RawHeap<'a> {
 
     /// Returns the first byte of the first block: past the block-start bitmap (one bit per
     /// 32-byte unit of the segment), 4 KiB aligned; 4096 for segments up to 768 KiB.
+    #[inline]
     pub(crate) fn data_start(&self) -> u64 {
-        let bytes = self
-            .len()
-            .div_ceil(BLOCK_HEADER.saturating_mul(8))
-            .next_multiple_of(8);
-        BITMAP
-            .saturating_add(bytes)
-            .next_multiple_of(4096)
-            .max(4096)
+        self.data_start
     }
 
     /// Returns the bitmap word and bit that record whether a block starts at `off`.
