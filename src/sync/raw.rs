@@ -14,14 +14,14 @@
 //!
 //! # Owner death
 //!
-//! A waiter sleeps in slices (1 ms, doubling to 50 ms); after each slice it checks whether the
-//! recorded owner thread still exists. If not, it takes the lock over and reports
-//! `OwnerDied`. So a dead holder costs the next acquirer at most one slice, and the lock keeps
-//! working afterwards. An uncontended acquire never checks (a free word has no owner).
+//! A waiter spins and then sleeps in slices (1 ms, doubling to 50 ms), the policies of
+//! [`park`]; after each slice it checks whether the recorded owner thread still
+//! exists. If not, it takes the lock over and reports `OwnerDied`. So a dead holder costs the
+//! next acquirer at most one slice, and the lock keeps working afterwards. An uncontended acquire never checks (a free word has no owner).
 
+use super::park::{self, Site, Slept, Slices};
 use crate::loom::{AtomicU32, Ordering};
-use crate::sys::{self, Deadline, WaitOutcome};
-use std::time::Duration;
+use crate::sys::{self, Deadline};
 
 /// Bits of the owner's thread id.
 pub(crate) const TID_MASK: u32 = 0x3fff_ffff;
@@ -29,11 +29,6 @@ pub(crate) const TID_MASK: u32 = 0x3fff_ffff;
 pub(crate) const WAITERS: u32 = 0x8000_0000;
 /// The unlocked state.
 pub(crate) const UNLOCKED: u32 = 0;
-
-/// Spins before sleeping (one under loom, where every spin is a modelled step).
-const SPIN: u32 = if cfg!(shmproc_loom) { 1 } else { 100 };
-const FIRST_SLICE: Duration = Duration::from_millis(1);
-const MAX_SLICE: Duration = Duration::from_millis(50);
 
 /// How an acquisition went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,15 +71,14 @@ pub(crate) fn lock(word: &AtomicU32, deadline: Option<&Deadline>) -> Acquired {
 #[cold]
 fn lock_contended(word: &AtomicU32, deadline: Option<&Deadline>) -> Acquired {
     let tid = sys::current_tid();
-    let mut spins = 0;
-    while spins < SPIN {
-        if word.load(Ordering::Relaxed) == UNLOCKED && try_lock(word) {
-            return Acquired::Clean;
-        }
-        core::hint::spin_loop();
-        spins += 1;
+    let spun = park::spin_at(Site::Lock, || {
+        // Relaxed: a first look; `try_lock`'s CAS synchronizes.
+        (word.load(Ordering::Relaxed) == UNLOCKED && try_lock(word)).then_some(())
+    });
+    if spun.is_some() {
+        return Acquired::Clean;
     }
-    let mut slice = FIRST_SLICE;
+    let mut slices = Slices::new();
     loop {
         let s = word.load(Ordering::Relaxed);
         if s == UNLOCKED {
@@ -110,19 +104,14 @@ fn lock_contended(word: &AtomicU32, deadline: Option<&Deadline>) -> Acquired {
         {
             continue;
         }
-        let wake_by = Deadline::after(slice);
-        let until = match deadline {
-            Some(d) => d.min(wake_by),
-            None => wake_by,
-        };
-        if sys::futex_wait(word, s | WAITERS, Some(&until)) == WaitOutcome::TimedOut {
-            if deadline.is_some_and(Deadline::has_passed) {
-                return Acquired::TimedOut;
+        match park::sleep(word, s | WAITERS, deadline, &mut slices) {
+            Slept::Woken => {}
+            Slept::TimedOut => return Acquired::TimedOut,
+            Slept::SliceEnded => {
+                if let Some(a) = take_over_if_dead(word, word.load(Ordering::Relaxed)) {
+                    return a;
+                }
             }
-            if let Some(a) = take_over_if_dead(word, word.load(Ordering::Relaxed)) {
-                return a;
-            }
-            slice = (slice * 2).min(MAX_SLICE);
         }
     }
 }
