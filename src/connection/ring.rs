@@ -81,7 +81,7 @@
 
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
-use crate::sync::park::{EventCount, Spin};
+use crate::sync::park::{EventCount, Site, Spin};
 use crate::sys::{self, Deadline};
 use std::cell::Cell;
 use std::os::fd::BorrowedFd;
@@ -223,7 +223,7 @@ impl Ring {
             max_chunk: cap / 4 - SLOT,
             seen_tail: Cell::new(0),
             seen_head: Cell::new(0),
-            spin: Cell::new(Spin::new()),
+            spin: Cell::new(Spin::new(Site::Pipe)),
         }
     }
 

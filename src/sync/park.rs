@@ -15,33 +15,45 @@
 //!
 //! A waiter first polls its condition up to `budget` rounds; a round is one call of the
 //! caller's check plus one [`core::hint::spin_loop`] (`pause` on x86-64, `yield` on AArch64).
-//! The budget adapts to how the waits went:
+//! At a site with yields, `yields` further rounds each give the core away
+//! (`sched_yield`) before checking. Then the waiter sleeps. The budget adapts to how the waits
+//! went:
 //!
-//! | event                                   | new budget                      |
-//! |-----------------------------------------|---------------------------------|
-//! | start (each thread and site, or pipe direction) | `SPIN_START` = 100 rounds |
-//! | the condition held within the spin      | `budget · 5/4 + 1`, at most `SPIN_MAX` = 4000 |
-//! | the spin ran out (the waiter will sleep) | `budget / 2`, at least `SPIN_MIN` = 8 |
+//! | event                                    | new budget                              |
+//! |------------------------------------------|-----------------------------------------|
+//! | a fresh budget                           | `start`                                 |
+//! | the condition held within the pauses     | `budget · 5/4 + 1`, at most `max`       |
+//! | the pauses ran out                       | `budget / 2`, at least `SPIN_MIN` = 8   |
+//!
+//! Sites differ only in these three numbers ([`Site::limits`]), each measured on its
+//! benchmark (2 loaded cores):
+//!
+//! | site                                   | `start` | `max` | `yields` | why |
+//! |----------------------------------------|---------|-------|----------|-----|
+//! | lock word, barrier, semaphore, event, pipe ring | 100 | 4000 | 0 | the pipe ring's measured policy (`pipe/ping_pong`) |
+//! | queue ring                             | 100     | 4000  | 4        | producer and consumer often share a core, and a yield lets the other run: without the yields `queue/1to1` took 1.0–1.4 µs a message instead of 0.3–0.5 µs |
+//! | condition                              | 20      | 400   | 0        | a long spin takes the core from the notifier (a fixed 20 beat 100, 400 and 4000), and yields made the ping-pong 4x slower |
 //!
 //! So a waiter whose peer answers quickly (a ping-pong between two processes on two free
 //! cores) keeps spinning long enough to skip the futex system calls on both sides, and a
 //! waiter that spins in vain (the peer is slow, or needs this very core) drops to 8 rounds
 //! within 9 waits. The budget is process-local: the pipe ring keeps one per direction, every
-//! other site one per thread and kind of primitive ([`Site`]). Callers try their operation
-//! once before they spin, so an uncontended operation neither spins nor moves the budget.
-//! Under loom the budget is one round (each round is a modelled step) and never adapts, so
-//! models stay deterministic.
+//! other site one per thread and [`Site`]. Callers try their operation once before they
+//! spin, so an uncontended operation neither spins nor moves the budget. Under loom a spin is
+//! one round (each round is a modelled step), without yields, and never adapts, so models
+//! stay deterministic.
 //!
 //! **CPU cost.** A round costs the check (one to a few atomic loads) plus the pause, which
 //! dominates: `pause` takes ~10 cycles on older x86-64 cores and ~140 on Skylake and later.
 //! Measured on a 2-core virtualized Xeon (Skylake-class): 80–150 ns per round, so a spin of
-//! `SPIN_MIN` rounds costs ~0.1–0.2 µs, `SPIN_START` ~10–15 µs and `SPIN_MAX` ~320–370 µs of
-//! one core. That is the most a single wait burns before it sleeps, reached only while
-//! spinning keeps paying off (the peer answers within the spin, so the spin replaces two
-//! futex system calls and a context switch on each side); a thread whose waits end up
-//! sleeping spins at most ~1 ms in total over the waits it takes to fall to `SPIN_MIN`, then
-//! ~0.2 µs per wait. A sleeping waiter costs nothing but one wake-up per slice (at most 20 per
-//! second once the slices reach 50 ms), each a futex return plus the caller's liveness check.
+//! `SPIN_MIN` rounds costs ~0.1–0.2 µs, 100 rounds ~10–15 µs and 4000 rounds ~320–370 µs of
+//! one core; a yield is one system call (~1 µs when nobody else wants the core). The `max`
+//! budget is the most a single wait burns before it sleeps, reached only while spinning keeps
+//! paying off (the peer answers within the spin, so the spin replaces two futex system calls
+//! and a context switch on each side); a thread whose waits end up sleeping spins at most
+//! ~1 ms in total over the waits it takes to fall to `SPIN_MIN`, then ~0.2 µs per wait. A
+//! sleeping waiter costs nothing but one wake-up per slice (at most 20 per second once the
+//! slices reach 50 ms), each a futex return plus the caller's liveness check.
 //!
 //! # Sleeping in slices
 //!
@@ -107,63 +119,19 @@ use crate::loom::{AtomicU32, Ordering, fence};
 use crate::sys::{self, Deadline, WaitOutcome};
 use std::time::Duration;
 
-/// Rounds of the first spin, and of a fresh budget.
+/// Rounds of the first spin at most sites (see [`Site::limits`]).
 pub(crate) const SPIN_START: u32 = 100;
 /// The least a budget shrinks to.
 pub(crate) const SPIN_MIN: u32 = 8;
-/// The most a budget grows to.
+/// The most a budget grows to at most sites (see [`Site::limits`]).
 pub(crate) const SPIN_MAX: u32 = 4000;
 /// The first sleep slice.
 pub(crate) const FIRST_SLICE: Duration = Duration::from_millis(1);
 /// The longest sleep slice: a dead peer is noticed within about this long.
 pub(crate) const MAX_SLICE: Duration = Duration::from_millis(50);
 
-/// An adaptive spin budget (see [the spin policy](self#the-spin-policy)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Spin {
-    budget: u32,
-}
-
-impl Default for Spin {
-    fn default() -> Self {
-        Spin::new()
-    }
-}
-
-impl Spin {
-    /// Returns a fresh budget of `SPIN_START` rounds.
-    pub(crate) const fn new() -> Spin {
-        Spin { budget: SPIN_START }
-    }
-
-    /// Returns the current budget in rounds.
-    #[cfg_attr(any(not(test), shmproc_loom), allow(dead_code))]
-    pub(crate) fn budget(self) -> u32 {
-        self.budget
-    }
-
-    /// Polls `poll` up to the budget's rounds, pausing between them; returns its first
-    /// `Some`, or `None` when the budget ran out (then the caller sleeps). Adapts the budget
-    /// to the outcome.
-    pub(crate) fn until<T>(&mut self, mut poll: impl FnMut() -> Option<T>) -> Option<T> {
-        let rounds = if cfg!(shmproc_loom) { 1 } else { self.budget };
-        for _ in 0..rounds {
-            if let Some(v) = poll() {
-                if !cfg!(shmproc_loom) {
-                    self.budget = (rounds + rounds / 4 + 1).min(SPIN_MAX);
-                }
-                return Some(v);
-            }
-            core::hint::spin_loop();
-        }
-        if !cfg!(shmproc_loom) {
-            self.budget = (rounds / 2).max(SPIN_MIN);
-        }
-        None
-    }
-}
-
-/// The kinds of wait whose spin budget a thread learns separately.
+/// The kinds of wait; each has its limits in [`Site::limits`] and a thread learns its
+/// budget for each separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Site {
     /// The lock word (`Lock`, `RLock`, `Value`, `Array`, a condition's re-lock).
@@ -178,15 +146,111 @@ pub(crate) enum Site {
     Event,
     /// The queue ring (`Queue`, `SimpleQueue`, `JoinableQueue`).
     Queue,
+    /// The pipe ring (one budget per direction, kept by the ring).
+    Pipe,
+}
+
+/// A site's spin limits: the first budget, the largest, and the yields after the pauses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Rounds of a fresh budget.
+    pub(crate) start: u32,
+    /// The most the budget grows to.
+    pub(crate) max: u32,
+    /// `yield_now` rounds after the pause rounds ran out, before sleeping.
+    pub(crate) yields: u32,
+}
+
+impl Site {
+    /// Returns the site's limits (the table in [the spin policy](self#the-spin-policy)).
+    pub(crate) const fn limits(self) -> Limits {
+        match self {
+            Site::Condition => Limits {
+                start: 20,
+                max: 400,
+                yields: 0,
+            },
+            Site::Queue => Limits {
+                start: SPIN_START,
+                max: SPIN_MAX,
+                yields: 4,
+            },
+            Site::Lock | Site::Barrier | Site::Semaphore | Site::Event | Site::Pipe => Limits {
+                start: SPIN_START,
+                max: SPIN_MAX,
+                yields: 0,
+            },
+        }
+    }
+}
+
+/// An adaptive spin budget (see [the spin policy](self#the-spin-policy)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Spin {
+    budget: u32,
+    limits: Limits,
+}
+
+impl Spin {
+    /// Returns a fresh budget for `site`.
+    pub(crate) const fn new(site: Site) -> Spin {
+        let limits = site.limits();
+        Spin {
+            budget: limits.start,
+            limits,
+        }
+    }
+
+    /// Returns the current budget in rounds.
+    #[cfg_attr(any(not(test), shmproc_loom), allow(dead_code))]
+    pub(crate) fn budget(self) -> u32 {
+        self.budget
+    }
+
+    /// Polls `poll` up to the budget's rounds, pausing between them, then up to the site's
+    /// yields; returns its first `Some`, or `None` when all ran out (then the caller sleeps).
+    /// Adapts the budget to the outcome.
+    pub(crate) fn until<T>(&mut self, mut poll: impl FnMut() -> Option<T>) -> Option<T> {
+        if cfg!(shmproc_loom) {
+            // One round, no yields, no learning: each round is a modelled step, and the
+            // models must be deterministic.
+            return poll();
+        }
+        let rounds = self.budget;
+        for _ in 0..rounds {
+            if let Some(v) = poll() {
+                self.budget = (rounds + rounds / 4 + 1).min(self.limits.max);
+                return Some(v);
+            }
+            core::hint::spin_loop();
+        }
+        self.budget = (rounds / 2).max(SPIN_MIN);
+        for _ in 0..self.limits.yields {
+            crate::loom::yield_now();
+            if let Some(v) = poll() {
+                return Some(v);
+            }
+        }
+        None
+    }
 }
 
 #[cfg(not(shmproc_loom))]
-const SITES: usize = 6;
+const SITES: usize = 7;
 
 #[cfg(not(shmproc_loom))]
 std::thread_local! {
-    static LEARNED: [std::cell::Cell<Spin>; SITES] =
-        const { [const { std::cell::Cell::new(Spin::new()) }; SITES] };
+    static LEARNED: [std::cell::Cell<Spin>; SITES] = const {
+        [
+            std::cell::Cell::new(Spin::new(Site::Lock)),
+            std::cell::Cell::new(Spin::new(Site::Barrier)),
+            std::cell::Cell::new(Spin::new(Site::Condition)),
+            std::cell::Cell::new(Spin::new(Site::Semaphore)),
+            std::cell::Cell::new(Spin::new(Site::Event)),
+            std::cell::Cell::new(Spin::new(Site::Queue)),
+            std::cell::Cell::new(Spin::new(Site::Pipe)),
+        ]
+    };
 }
 
 /// Spins with this thread's budget for `site` (see [`Spin::until`]).
@@ -198,15 +262,14 @@ pub(crate) fn spin_at<T>(site: Site, poll: impl FnMut() -> Option<T>) -> Option<
             .try_with(|b| b.get(i).map(std::cell::Cell::get))
             .ok()
             .flatten()
-            .unwrap_or_default();
+            .unwrap_or(Spin::new(site));
         let r = spin.until(poll);
         let _ = LEARNED.try_with(|b| b.get(i).map(|c| c.set(spin)));
         r
     }
     #[cfg(shmproc_loom)]
     {
-        let _ = site;
-        Spin::new().until(poll)
+        Spin::new(site).until(poll)
     }
 }
 
@@ -369,7 +432,7 @@ mod tests {
 
     #[test]
     fn spin_budget_grows_when_spinning_pays_and_halves_when_not() {
-        let mut s = Spin::new();
+        let mut s = Spin::new(Site::Lock);
         assert_eq!(s.until(|| Some(())), Some(()));
         assert_eq!(s.budget(), SPIN_START + SPIN_START / 4 + 1);
         for _ in 0..100 {
@@ -390,6 +453,34 @@ mod tests {
             let _ = s.until(|| None::<()>);
         }
         assert_eq!(s.budget(), SPIN_MIN);
+    }
+
+    #[test]
+    fn condition_budget_stays_short_and_queue_yields_before_sleeping() {
+        let mut c = Spin::new(Site::Condition);
+        assert_eq!(c.budget(), 20);
+        for _ in 0..100 {
+            let _ = c.until(|| Some(()));
+        }
+        assert_eq!(c.budget(), 400);
+        let mut q = Spin::new(Site::Queue);
+        let mut polls = 0;
+        assert_eq!(
+            q.until(|| {
+                polls += 1;
+                None::<()>
+            }),
+            None
+        );
+        assert_eq!(polls, SPIN_START + 4, "the pauses, then four yields");
+        // A poll that succeeds only after a yield ends the spin there.
+        let mut q = Spin::new(Site::Queue);
+        let mut polls = 0;
+        let got = q.until(|| {
+            polls += 1;
+            (polls > SPIN_START + 1).then_some(polls)
+        });
+        assert_eq!(got, Some(SPIN_START + 2));
     }
 
     #[test]
