@@ -107,8 +107,9 @@
 //! may still sit in the waiter's store buffer while W4 reads the old state, and N3 reads 0:
 //! both miss each other (allowed by the memory model and observable on AArch64, where a
 //! `SeqCst` read-modify-write does not order a later plain load of another word); without N2
-//! the same holds the other way round. The loom model `event_count_never_loses_a_wake_up`
-//! fails with either fence removed. A `seq` bumped between W1 and W5 by an earlier notify
+//! the same holds the other way round. The loom models `event_count_never_loses_a_wake_up`,
+//! `event_count_notify_all_wakes_every_sleeper` and the queue ring's blocking get/put models
+//! all report the lost wake-up (a deadlock) with either fence removed. A `seq` bumped between W1 and W5 by an earlier notify
 //! only makes the sleep return at once: a spurious wake-up, which every caller re-checks.
 //!
 //! A process that dies between W2 and the end of its sleep leaves `sleepers` one too high:
