@@ -54,15 +54,16 @@
 //! mid-message never yields a torn message: the reader discards the partial message and reports
 //! end of stream.
 //!
-//! Sleeping (Dekker pattern, both sides `SeqCst`): a side that found nothing to do loads the
-//! futex word's sequence, increments its `*_sleeping` count, issues a `SeqCst` fence, re-checks
-//! its condition, and then `futex_wait`s on the sequence. The other side stores `head`/`tail`,
-//! issues a `SeqCst` fence and loads the sleeping count; only if it is non-zero does it bump the
-//! sequence and make the `futex_wake` system call. The two fences ensure that at least one of
-//! them sees the other's store, so a wake-up is never lost, and the fast path makes no system
-//! call. A waiter first spins for an adaptive number of rounds (growing while the peer tends to
-//! answer within the spin, halving when it does not). Sleeps are sliced (1 ms doubling to 100 ms) so a peer that died without closing is
-//! noticed through its recorded pid.
+//! Sleeping: each of `rx_seq`/`reader_sleeping` and `tx_seq`/`writer_sleeping` is an event
+//! count of [`park`](crate::sync::park) (Dekker pattern, a `SeqCst` fence on both sides). A side
+//! that found nothing to do announces itself in its `*_sleeping` count, fences, re-checks its
+//! condition, and then `futex_wait`s on the sequence. The other side stores `head`/`tail`,
+//! fences and loads the sleeping count; only if it is non-zero does it bump the sequence and
+//! make the `futex_wake` system call. The two fences ensure that at least one of them sees the
+//! other's store, so a wake-up is never lost, and the fast path makes no system call. A waiter
+//! first spins with `park`'s adaptive budget, kept per direction (growing while the peer tends
+//! to answer within the spin, halving when it does not). Sleeps are sliced (1 ms doubling to
+//! 50 ms) so a peer that died without closing is noticed through its recorded pid.
 //!
 //! Every value read from the shared block (capacity, positions, record headers) is validated
 //! before it sizes or indexes anything; a failed check is [`Error::CorruptObject`].
@@ -80,10 +81,10 @@
 
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
-use crate::sys::{self, Deadline, WaitOutcome};
+use crate::sync::park::{EventCount, Site, Spin};
+use crate::sys::{self, Deadline};
 use std::cell::Cell;
 use std::os::fd::BorrowedFd;
-use std::time::Duration;
 
 /// Magic number at the start of a pipe block.
 pub(crate) const RING_MAGIC: u64 = 0x5348_4d50_4950_4531; // "SHMPIPE1"
@@ -113,14 +114,8 @@ const READER_SLEEPING: u64 = 132;
 const POLLERS: u64 = 136;
 const TX_SEQ: u64 = 192;
 const WRITER_SLEEPING: u64 = 196;
-
-/// Adaptive spinning before sleeping: start here, grow while spinning pays, halve when it
-/// does not (on a loaded machine a spinning waiter only steals the peer's CPU).
-const SPIN_START: u32 = 100;
-const SPIN_MIN: u32 = 8;
-const SPIN_MAX: u32 = 4000;
-const FIRST_SLICE: Duration = Duration::from_millis(1);
-const MAX_SLICE: Duration = Duration::from_millis(100);
+// Each sleepers word follows its sequence word: together they are one `park::EventCount`.
+const _: () = assert!(READER_SLEEPING == RX_SEQ + 4 && WRITER_SLEEPING == TX_SEQ + 4);
 
 /// Returns the block length for two directions of `cap` data bytes.
 pub(crate) fn block_len(cap: u64) -> u64 {
@@ -210,8 +205,8 @@ pub(crate) struct Ring {
     seen_tail: Cell<u64>,
     /// Reader side: a `head` seen earlier (never ahead of the real one).
     seen_head: Cell<u64>,
-    /// Current spin budget of this side.
-    spin: Cell<u32>,
+    /// Spin budget of this side (`park`'s adaptive policy, learned per direction).
+    spin: Cell<Spin>,
 }
 
 impl Ring {
@@ -228,21 +223,47 @@ impl Ring {
             max_chunk: cap / 4 - SLOT,
             seen_tail: Cell::new(0),
             seen_head: Cell::new(0),
-            spin: Cell::new(SPIN_START),
+            spin: Cell::new(Spin::new(Site::Pipe)),
         }
     }
 
+    /// Returns the 8-byte header word at `off`.
+    ///
+    /// # Panics
+    /// Unless `off` is a multiple of 8 with `off + 8 <= DIR_HEAD` (callers pass the header
+    /// constants, so the check folds away).
+    #[inline]
     fn u64_at(&self, off: u64) -> &AtomicU64 {
-        // SAFETY: `off` is one of the fixed 8-aligned header offsets below `DIR_HEAD`; the
-        // direction header is 64-aligned inside the block the owner keeps mapped (`new`'s
+        assert!(
+            off.is_multiple_of(8) && off + 8 <= DIR_HEAD,
+            "pipe header offset {off} out of bounds"
+        );
+        let p = self.dir.wrapping_add(off as usize).cast::<AtomicU64>();
+        // SAFETY: the assert keeps the 8 bytes at `off` inside the direction header and
+        // 8-aligned; the header is 64-aligned inside the block the owner keeps mapped (`new`'s
         // contract). `AtomicU64` has the size and alignment of `u64` (std docs) and any bit
         // pattern is valid; the word is accessed only atomically by every process.
-        unsafe { &*self.dir.wrapping_add(off as usize).cast::<AtomicU64>() }
+        unsafe { &*p }
     }
 
+    /// Returns the 4-byte header word at `off`.
+    ///
+    /// # Panics
+    /// Unless `off` is a multiple of 4 with `off + 4 <= DIR_HEAD`.
+    #[inline]
     fn u32_at(&self, off: u64) -> &AtomicU32 {
-        // SAFETY: as in `u64_at`, for a fixed 4-aligned offset.
-        unsafe { &*self.dir.wrapping_add(off as usize).cast::<AtomicU32>() }
+        assert!(
+            off.is_multiple_of(4) && off + 4 <= DIR_HEAD,
+            "pipe header offset {off} out of bounds"
+        );
+        let p = self.dir.wrapping_add(off as usize).cast::<AtomicU32>();
+        // SAFETY: as in `u64_at`, for 4 bytes at a multiple of 4.
+        unsafe { &*p }
+    }
+
+    /// The event count whose sequence word is at `seq` (its sleepers word follows it).
+    fn events(&self, seq: u64) -> EventCount<'_> {
+        EventCount::new(self.u32_at(seq), self.u32_at(seq + 4))
     }
 
     fn data(&self) -> *mut u8 {
@@ -307,70 +328,42 @@ impl Ring {
         self.wake(TX_SEQ);
     }
 
+    /// Wakes every sleeper on the event count at `seq` (if any announced itself).
     fn wake(&self, seq: u64) {
-        let w = self.u32_at(seq);
-        // Release: orders the state change before the sequence bump a sleeper re-checks.
-        w.fetch_add(1, Ordering::Release);
-        sys::futex_wake(w, u32::MAX);
+        self.events(seq).notify(u32::MAX);
     }
 
-    /// Waits until `ready()` holds, spinning first, then sleeping on `seq` in slices.
+    /// Waits until `ready()` holds: spins with this side's adaptive budget, then sleeps on
+    /// the event count at `seq` in slices, checking after each sleep whether the peer is gone.
     fn wait(
         &self,
         ready: impl Fn() -> bool,
         seq: u64,
-        sleeping: u64,
         peer_gone: impl Fn() -> bool,
         deadline: Option<&Deadline>,
     ) -> Waited {
-        let budget = self.spin.get();
-        for _ in 0..budget {
-            if ready() {
-                self.spin.set((budget + budget / 4 + 1).min(SPIN_MAX));
-                return Waited::Ready;
-            }
-            core::hint::spin_loop();
+        let mut spin = self.spin.get();
+        let spun = spin.until(|| ready().then_some(()));
+        self.spin.set(spin);
+        if spun.is_some() {
+            return Waited::Ready;
         }
-        self.spin.set((budget / 2).max(SPIN_MIN));
-        let (seq, sleeping) = (self.u32_at(seq), self.u32_at(sleeping));
-        let mut slice = FIRST_SLICE;
-        loop {
-            // Acquire: a bump seen here follows the state change that caused it.
-            let s = seq.load(Ordering::Acquire);
-            sleeping.fetch_add(1, Ordering::SeqCst);
-            // SeqCst: Dekker with the other side's store + fence + load of `sleeping`.
-            fence(Ordering::SeqCst);
-            if ready() {
-                sleeping.fetch_sub(1, Ordering::Relaxed);
-                return Waited::Ready;
-            }
-            let until = match deadline {
-                Some(d) => d.min(Deadline::after(slice)),
-                None => Deadline::after(slice),
-            };
-            let out = sys::futex_wait(seq, s, Some(&until));
-            // Relaxed: the count is only a hint for the other side's wake decision.
-            sleeping.fetch_sub(1, Ordering::Relaxed);
-            if ready() {
-                return Waited::Ready;
-            }
-            if deadline.is_some_and(Deadline::has_passed) {
-                return Waited::TimedOut;
-            }
-            if out == WaitOutcome::TimedOut || seq.load(Ordering::Relaxed) != s {
-                if peer_gone() {
+        self.events(seq)
+            .wait_until(
+                deadline,
+                || ready().then_some(Waited::Ready),
+                |_| {
                     // Records published before the peer went are still delivered.
-                    return if ready() {
-                        Waited::Ready
-                    } else {
-                        Waited::PeerGone
-                    };
-                }
-                if out == WaitOutcome::TimedOut {
-                    slice = (slice * 2).min(MAX_SLICE);
-                }
-            }
-        }
+                    peer_gone().then(|| {
+                        if ready() {
+                            Waited::Ready
+                        } else {
+                            Waited::PeerGone
+                        }
+                    })
+                },
+            )
+            .unwrap_or(Waited::TimedOut)
     }
 
     // ---------------------------------------------------------------- writer side
@@ -479,7 +472,7 @@ impl Ring {
             let t = tail.load(Ordering::Acquire);
             free(t) >= n || t > head
         };
-        match self.wait(ready, TX_SEQ, WRITER_SLEEPING, || self.reader_gone(), None) {
+        match self.wait(ready, TX_SEQ, || self.reader_gone(), None) {
             Waited::Ready if tail.load(Ordering::Acquire) <= head => {
                 self.seen_tail.set(tail.load(Ordering::Acquire));
                 Ok(())
@@ -492,11 +485,10 @@ impl Ring {
     fn publish(&self, new_head: u64, efd: Option<BorrowedFd<'_>>) {
         // Release: the record bytes written above are visible to the reader's Acquire load.
         self.u64_at(HEAD).store(new_head, Ordering::Release);
-        // SeqCst: Dekker with the reader's `reader_sleeping` increment + fence + head load.
-        fence(Ordering::SeqCst);
-        if self.u32_at(READER_SLEEPING).load(Ordering::Relaxed) != 0 {
-            self.wake(RX_SEQ);
-        }
+        // The event count's notify fences (`SeqCst`) before it looks for a sleeping reader:
+        // the handshake of `park`. The same fence orders the `pollers` load below after the
+        // head store (Dekker with `add_poller`).
+        self.wake(RX_SEQ);
         if let Some(fd) = efd
             && self.u32_at(POLLERS).load(Ordering::Relaxed) != 0
         {
@@ -522,13 +514,7 @@ impl Ring {
         if self.has_data() {
             return true;
         }
-        match self.wait(
-            || self.has_data(),
-            RX_SEQ,
-            READER_SLEEPING,
-            || self.writer_gone(),
-            deadline,
-        ) {
+        match self.wait(|| self.has_data(), RX_SEQ, || self.writer_gone(), deadline) {
             Waited::Ready | Waited::PeerGone => true,
             Waited::TimedOut => false,
         }
@@ -554,13 +540,7 @@ impl Ring {
             let head_w = self.u64_at(HEAD);
             let ready = || head_w.load(Ordering::Relaxed) != tail;
             if self.seen_head.get() <= tail && !ready() {
-                match self.wait(
-                    ready,
-                    RX_SEQ,
-                    READER_SLEEPING,
-                    || self.writer_gone(),
-                    deadline,
-                ) {
+                match self.wait(ready, RX_SEQ, || self.writer_gone(), deadline) {
                     Waited::Ready => {}
                     Waited::TimedOut => return Err(Error::Timeout),
                     Waited::PeerGone => return Err(Error::Disconnected),
@@ -613,11 +593,8 @@ impl Ring {
     fn consume(&self, new_tail: u64) {
         // Release: our reads of the record happen before the writer reuses its slots.
         self.u64_at(TAIL).store(new_tail, Ordering::Release);
-        // SeqCst: Dekker with the writer's `writer_sleeping` increment + fence + tail load.
-        fence(Ordering::SeqCst);
-        if self.u32_at(WRITER_SLEEPING).load(Ordering::Relaxed) != 0 {
-            self.wake(TX_SEQ);
-        }
+        // Wakes a writer waiting for room, if one announced itself (`park`'s handshake).
+        self.wake(TX_SEQ);
     }
 
     /// Receives one message: `start(total)` is called with the validated message length once

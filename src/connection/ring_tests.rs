@@ -2,6 +2,7 @@
 
 use super::*;
 use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::time::Duration;
 
 /// A process-local, 64-aligned pipe block.
 struct Block {
@@ -169,4 +170,24 @@ fn corrupt_shared_state_is_an_error_not_a_crash() {
     poke(&b, 0, &0u64.to_le_bytes());
     // SAFETY: as above.
     assert!(unsafe { check_block(b.ptr, b.layout.size() as u64) }.is_err());
+}
+
+/// Regression (issue 11, "safe functions with unchecked preconditions"): a header word
+/// accessor given an offset past the direction header panics instead of making a reference
+/// outside it.
+#[test]
+#[should_panic(expected = "out of bounds")]
+fn header_word_outside_the_direction_header_panics() {
+    let b = Block::new(MIN_CAPACITY);
+    let r = b.ring(0);
+    let _ = r.u64_at(DIR_HEAD);
+}
+
+/// As above, for a misaligned offset.
+#[test]
+#[should_panic(expected = "out of bounds")]
+fn misaligned_header_word_panics() {
+    let b = Block::new(MIN_CAPACITY);
+    let r = b.ring(0);
+    let _ = r.u32_at(RX_SEQ + 1);
 }

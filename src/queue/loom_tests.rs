@@ -51,7 +51,7 @@ impl RingMem for Arc<LoomMem> {
         &self.w32[off / 4]
     }
 
-    fn write_bytes(&self, off: usize, bytes: &[u8]) {
+    unsafe fn write_bytes(&self, off: usize, bytes: &[u8]) {
         self.data[LoomMem::slot_of(off)].with_mut(|p| {
             // SAFETY: loom checks that no other access to the cell is concurrent with this one.
             let cell = unsafe { &mut *p };
@@ -59,7 +59,7 @@ impl RingMem for Arc<LoomMem> {
         });
     }
 
-    fn read_bytes(&self, off: usize, out: &mut [u8]) {
+    unsafe fn read_bytes(&self, off: usize, out: &mut [u8]) {
         self.data[LoomMem::slot_of(off)].with(|p| {
             // SAFETY: as in `write_bytes`.
             let cell = unsafe { &*p };
@@ -140,5 +140,46 @@ fn one_slot_ring_keeps_order_across_laps() {
         assert_eq!(get(&r), [1; 4]);
         assert_eq!(get(&r), [2; 4]);
         producer.join().expect("producer");
+    });
+}
+
+/// A consumer blocked in `get` (spin, announce on `not_empty`, fence, re-check, sleep) is
+/// woken by a producer's `put` (fill, fence, look for sleepers): the ring's wait is the
+/// shared event count, and under loom a sleep has no slice, so a lost wake-up would leave the
+/// consumer asleep forever (a deadlock loom reports).
+#[test]
+fn blocking_get_is_woken_by_a_put() {
+    model(2, || {
+        let mem = LoomMem::new(1);
+        let _ = Ring::init_mem(Arc::clone(&mem), ring_bytes(1).expect("size"), 1, 0);
+        let m2 = Arc::clone(&mem);
+        let consumer = loom::thread::spawn(move || match ring(&m2, 1).get(None) {
+            Ok(Taken::Inline(buf, 4)) => assert_eq!(buf[..4], [7; 4]),
+            other => panic!("unexpected {other:?}"),
+        });
+        ring(&mem, 1)
+            .put(&Payload::Inline(&[7; 4]), None)
+            .expect("put");
+        consumer.join().expect("consumer");
+    });
+}
+
+/// A producer blocked in `put` on a full ring is woken by a consumer's `get`.
+#[test]
+fn blocking_put_is_woken_by_a_get() {
+    model(2, || {
+        let mem = LoomMem::new(1);
+        let _ = Ring::init_mem(Arc::clone(&mem), ring_bytes(1).expect("size"), 1, 0);
+        let r = ring(&mem, 1);
+        put(&r, [1; 4]);
+        let m2 = Arc::clone(&mem);
+        let producer = loom::thread::spawn(move || {
+            ring(&m2, 1)
+                .put(&Payload::Inline(&[2; 4]), None)
+                .expect("put");
+        });
+        assert_eq!(get(&r), [1; 4]);
+        producer.join().expect("producer");
+        assert_eq!(get(&r), [2; 4]);
     });
 }

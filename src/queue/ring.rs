@@ -46,10 +46,14 @@
 //!
 //! # Blocking
 //!
-//! Sleepers use an event count: a waiter reads the sequence word, announces itself in the
-//! waiters word, re-checks the ring and sleeps on the sequence; a notifier changes the ring,
-//! issues a `SeqCst` fence, and bumps and wakes the sequence only if someone announced itself.
-//! Sleeps are sliced (1 ms, doubling to 50 ms) so a sleeper also notices dead peers.
+//! A waiter first spins, retrying its put or get, then sleeps on the event count of the
+//! condition it waits for (`not_empty`, `not_full`, `join`: a sequence word and a sleepers
+//! word), the shared one of [`park`]: it announces itself, fences
+//! (`SeqCst`), retries, and sleeps on the sequence; a put or get changes the ring, fences
+//! (`SeqCst`), and bumps and wakes the sequence only if somebody announced itself. The two
+//! fences make the handshake hold on every architecture (see `park`'s module docs). Sleeps are
+//! sliced (1 ms, doubling to 50 ms); a party that died holding a slot is recovered by the
+//! retries (its thread is checked), so the slices need no check of their own.
 //!
 //! # Safety
 //!
@@ -64,9 +68,9 @@
 #![allow(unsafe_code)]
 
 use crate::error::{Error, Result};
-use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
-use crate::sys::{self, Deadline, WaitOutcome};
-use std::time::Duration;
+use crate::loom::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::park::{self, EventCount, Site};
+use crate::sys::{self, Deadline};
 
 /// Bytes of one slot.
 pub(crate) const SLOT: usize = 320;
@@ -94,43 +98,12 @@ const READING: u64 = 3;
 const TID_MASK: u64 = 0x3fff_ffff;
 const EXTERNAL: u64 = 1 << 63;
 
+/// Polls of a slot claimed by another party (`WRITING`/`READING`) before its thread is checked
+/// for liveness. Models explore every interleaving at each load: one is enough there.
 #[cfg(not(shmproc_loom))]
-const SPIN: u32 = 64;
-// Models explore every interleaving at each load: one spin is enough there.
+const CLAIM_SPIN: u32 = 64;
 #[cfg(shmproc_loom)]
-const SPIN: u32 = 1;
-const FIRST_SLICE: Duration = Duration::from_millis(1);
-const MAX_SLICE: Duration = Duration::from_millis(50);
-
-/// A bounded spin before sleeping: waking a sleeper on another core costs microseconds, so a
-/// waiter first polls for about as long (exponential pauses, then a few yields).
-struct Backoff {
-    step: u32,
-}
-
-impl Backoff {
-    const SPIN_STEPS: u32 = 10;
-    const YIELD_STEPS: u32 = 14;
-
-    fn new() -> Self {
-        Backoff { step: 0 }
-    }
-
-    /// Waits a little and returns `true`, or returns `false` when it is time to sleep.
-    fn spin(&mut self) -> bool {
-        if self.step < Self::SPIN_STEPS {
-            for _ in 0..(1u32 << self.step) {
-                core::hint::spin_loop();
-            }
-        } else if self.step < Self::YIELD_STEPS {
-            crate::loom::yield_now();
-        } else {
-            return false;
-        }
-        self.step += 1;
-        true
-    }
-}
+const CLAIM_SPIN: u32 = 1;
 
 /// Returns the bytes a ring of `capacity` slots needs.
 pub(crate) fn ring_bytes(capacity: u64) -> Option<u64> {
@@ -191,53 +164,97 @@ pub(crate) enum Attempt<T> {
 }
 
 /// The memory a ring lives in: a heap block ([`RawMem`]), or loom-tracked cells in models.
+///
+/// Word accessors are safe and bounds-checked: an offset outside the memory, or misaligned, is
+/// a bug in the ring (offsets are computed from constants and the checked capacity, never read
+/// from shared memory) and panics rather than touching memory outside the block. Byte copies
+/// are `unsafe`: besides being in bounds (also checked), they need the slot's exclusive claim.
 pub(crate) trait RingMem {
-    /// Returns the 8-byte word at `off` (a multiple of 8 below the ring's size).
+    /// Returns the 8-byte word at `off`.
+    ///
+    /// # Panics
+    /// If `off` is not a multiple of 8 or `off + 8` exceeds the memory.
     fn w64(&self, off: usize) -> &AtomicU64;
-    /// Returns the 4-byte word at `off` (a multiple of 4 below the ring's size).
+    /// Returns the 4-byte word at `off`.
+    ///
+    /// # Panics
+    /// If `off` is not a multiple of 4 or `off + 4` exceeds the memory.
     fn w32(&self, off: usize) -> &AtomicU32;
-    /// Copies `bytes` to `off`; the caller holds the slot there in `WRITING` state.
-    fn write_bytes(&self, off: usize, bytes: &[u8]);
-    /// Copies `out.len()` bytes from `off`; the caller holds the slot there in `READING` state.
-    fn read_bytes(&self, off: usize, out: &mut [u8]);
+    /// Copies `bytes` to `off`.
+    ///
+    /// # Safety
+    /// - The caller holds the slot that contains `[off, off + bytes.len())` in `WRITING`
+    ///   state (won by its compare-exchange and not yet released), so no other party reads
+    ///   or writes these bytes.
+    /// - The range lies in that slot's message area.
+    ///
+    /// # Panics
+    /// If the range exceeds the memory.
+    unsafe fn write_bytes(&self, off: usize, bytes: &[u8]);
+    /// Copies `out.len()` bytes from `off`.
+    ///
+    /// # Safety
+    /// - The caller holds the slot that contains `[off, off + out.len())` in `READING` state,
+    ///   so no other party writes these bytes.
+    /// - The range lies in that slot's message area.
+    ///
+    /// # Panics
+    /// If the range exceeds the memory.
+    unsafe fn read_bytes(&self, off: usize, out: &mut [u8]);
 }
 
-/// A ring in a heap block: 64-byte aligned memory of at least `ring_bytes(capacity)` bytes.
+/// A ring in a heap block: `len` bytes of 64-byte aligned memory (see [`Ring::attach`]).
 #[derive(Clone, Copy)]
 pub(crate) struct RawMem {
     base: *mut u8,
+    len: usize,
+}
+
+impl RawMem {
+    /// Returns the address of `[off, off + size)`, panicking unless it lies inside the memory
+    /// and `off` is a multiple of `align`.
+    #[inline]
+    fn at(&self, off: usize, size: usize, align: usize) -> *mut u8 {
+        let end = off.checked_add(size);
+        assert!(
+            off.is_multiple_of(align) && end.is_some_and(|e| e <= self.len),
+            "queue ring access out of bounds: offset {off}, size {size}, block {}",
+            self.len
+        );
+        self.base.wrapping_add(off)
+    }
 }
 
 impl RingMem for RawMem {
     fn w64(&self, off: usize) -> &AtomicU64 {
-        let p = self.base.wrapping_add(off).cast::<AtomicU64>();
-        // SAFETY: `off` is a header offset below `HEADER` or a slot offset below
-        // `ring_bytes(capacity)`, inside the block (`attach` checked), 8-aligned (the base is
-        // 64-aligned, offsets are multiples of 8); `AtomicU64` has `u64`'s layout, all bit
-        // patterns are valid, and the block outlives the ring (module `# Safety`).
+        let p = self.at(off, 8, 8).cast::<AtomicU64>();
+        // SAFETY: `at` checked that the 8 bytes at `off` lie inside the `len` live bytes at
+        // `base` (`Ring::attach`'s contract), and `off` is a multiple of 8 from a 64-aligned
+        // base, so `p` is aligned; `AtomicU64` has `u64`'s size and alignment (std docs), all
+        // bit patterns are valid, every party accesses the word only atomically, and the block
+        // outlives the ring (module `# Safety`).
         unsafe { &*p }
     }
 
     fn w32(&self, off: usize) -> &AtomicU32 {
-        let p = self.base.wrapping_add(off).cast::<AtomicU32>();
-        // SAFETY: as in `w64`, for 4-byte, 4-aligned header words.
+        let p = self.at(off, 4, 4).cast::<AtomicU32>();
+        // SAFETY: as in `w64`, for 4 bytes at a multiple of 4.
         unsafe { &*p }
     }
 
-    fn write_bytes(&self, off: usize, bytes: &[u8]) {
-        // SAFETY: the caller holds the slot in WRITING state (exclusive, module `# Safety`),
-        // and `off + bytes.len()` stays inside the slot's message area.
-        unsafe {
-            core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.wrapping_add(off), bytes.len())
-        };
+    unsafe fn write_bytes(&self, off: usize, bytes: &[u8]) {
+        let dst = self.at(off, bytes.len(), 1);
+        // SAFETY: `dst..dst + len` lies inside the live block (checked by `at`); the caller
+        // holds the slot in WRITING state, so nobody else accesses these bytes (this fn's
+        // contract); `bytes` is a separate allocation, so the ranges do not overlap.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
     }
 
-    fn read_bytes(&self, off: usize, out: &mut [u8]) {
-        // SAFETY: the caller holds the slot in READING state (exclusive), and
-        // `off + out.len()` stays inside the slot's message area.
-        unsafe {
-            core::ptr::copy_nonoverlapping(self.base.wrapping_add(off), out.as_mut_ptr(), out.len())
-        };
+    unsafe fn read_bytes(&self, off: usize, out: &mut [u8]) {
+        let src = self.at(off, out.len(), 1);
+        // SAFETY: as in `write_bytes`, with the slot held in READING state, so nobody writes
+        // these bytes while they are copied out.
+        unsafe { core::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
     }
 }
 
@@ -255,7 +272,7 @@ impl Ring<RawMem> {
     /// - `base` is 64-byte aligned and points to `len` bytes of a live heap block that stays
     ///   allocated while the `Ring` is used.
     pub(crate) unsafe fn attach(base: *mut u8, len: u64) -> Result<Ring> {
-        Ring::attach_mem(RawMem { base }, len)
+        Ring::attach_mem(RawMem::new(base, len)?, len)
     }
 
     /// Initializes a ring in a fresh zero-filled block.
@@ -269,7 +286,16 @@ impl Ring<RawMem> {
         capacity: u64,
         type_fp: u64,
     ) -> Result<Ring> {
-        Ring::init_mem(RawMem { base }, len, capacity, type_fp)
+        Ring::init_mem(RawMem::new(base, len)?, len, capacity, type_fp)
+    }
+}
+
+impl RawMem {
+    fn new(base: *mut u8, len: u64) -> Result<RawMem> {
+        let len = usize::try_from(len).map_err(|_| Error::CorruptObject {
+            reason: "queue block larger than the address space",
+        })?;
+        Ok(RawMem { base, len })
     }
 }
 
@@ -339,11 +365,16 @@ impl<M: RingMem> Ring<M> {
 
     /// Closes the ring and wakes every sleeper.
     pub(crate) fn close(&self) {
+        // Release: a party that sees the flag sees what was put before the close.
         self.word32(CLOSED).store(1, Ordering::Release);
         for seq in [NOT_EMPTY, NOT_FULL] {
-            self.word32(seq).fetch_add(1, Ordering::Release);
-            sys::futex_wake(self.word32(seq), u32::MAX);
+            self.events(seq).notify(u32::MAX);
         }
+    }
+
+    /// The event count at `off`: the sequence word, then the sleepers word.
+    fn events(&self, off: usize) -> EventCount<'_> {
+        EventCount::new(self.word32(off), self.word32(off + 4))
     }
 
     /// Tries once to put a message.
@@ -374,7 +405,9 @@ impl<M: RingMem> Ring<M> {
                 {
                     continue;
                 }
-                self.write_slot(off, msg);
+                // SAFETY: the compare-exchange above put the slot at `off` in WRITING state
+                // for this thread, and it stays so until the store below.
+                unsafe { self.write_slot(off, msg) };
                 // Release: the message bytes and length are visible to whoever sees FULL.
                 word.store(pack(lap, FULL, 0), Ordering::Release);
                 let _ = tail.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
@@ -429,7 +462,9 @@ impl<M: RingMem> Ring<M> {
                 {
                     continue;
                 }
-                let taken = self.read_slot(off);
+                // SAFETY: the compare-exchange above put the slot at `off` in READING state
+                // for this thread, and it stays so until the store below.
+                let taken = unsafe { self.read_slot(off) };
                 // Release: our reads of the slot happen before the next producer's writes.
                 word.store(pack(lap.wrapping_add(1), EMPTY, 0), Ordering::Release);
                 let _ = head.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
@@ -482,7 +517,7 @@ impl<M: RingMem> Ring<M> {
         recovered: u64,
         spins: &mut u32,
     ) -> bool {
-        while *spins < SPIN {
+        while *spins < CLAIM_SPIN {
             *spins += 1;
             core::hint::spin_loop();
             if word.load(Ordering::Acquire) != seen {
@@ -497,13 +532,21 @@ impl<M: RingMem> Ring<M> {
         true
     }
 
-    fn write_slot(&self, off: usize, msg: &Payload<'_>) {
+    /// Writes `msg` into the slot at `off`.
+    ///
+    /// # Safety
+    /// - `off` is a slot offset (`slot_off`) whose slot this thread holds in `WRITING` state.
+    unsafe fn write_slot(&self, off: usize, msg: &Payload<'_>) {
         match *msg {
             Payload::Inline(bytes) => {
-                // This thread holds the slot in WRITING state; `n <= INLINE` bytes fit.
                 let n = bytes.len().min(INLINE);
-                self.mem
-                    .write_bytes(off + 16, bytes.get(..n).unwrap_or(&[]));
+                // SAFETY: this thread holds the slot at `off` in WRITING state (this fn's
+                // contract), and `[off + 16, off + 16 + n)` with `n <= INLINE` is the slot's
+                // message area.
+                unsafe {
+                    self.mem
+                        .write_bytes(off + 16, bytes.get(..n).unwrap_or(&[]))
+                };
                 self.word64(off + 8).store(n as u64, Ordering::Relaxed);
             }
             Payload::External(offset, generation, len) => {
@@ -516,7 +559,11 @@ impl<M: RingMem> Ring<M> {
         }
     }
 
-    fn read_slot(&self, off: usize) -> Result<Taken> {
+    /// Reads the message out of the slot at `off`, validating its length.
+    ///
+    /// # Safety
+    /// - `off` is a slot offset (`slot_off`) whose slot this thread holds in `READING` state.
+    unsafe fn read_slot(&self, off: usize) -> Result<Taken> {
         let len = self.word64(off + 8).load(Ordering::Relaxed);
         if len & EXTERNAL != 0 {
             let offset = self.word64(off + 16).load(Ordering::Relaxed);
@@ -533,90 +580,56 @@ impl<M: RingMem> Ring<M> {
             });
         }
         let mut out = [0u8; INLINE];
-        // This thread holds the slot in READING state; `n <= INLINE` was checked above.
         if let Some(dst) = out.get_mut(..n) {
-            self.mem.read_bytes(off + 16, dst);
+            // SAFETY: this thread holds the slot at `off` in READING state (this fn's
+            // contract), and `n <= INLINE` (checked above) keeps the range in the
+            // slot's message area.
+            unsafe { self.mem.read_bytes(off + 16, dst) };
         }
         Ok(Taken::Inline(out, n))
     }
 
     /// Wakes a sleeper of `seq` if one announced itself.
     fn notify(&self, seq: usize) {
-        // SeqCst fence: orders our ring update before the waiters check (event count; see the
-        // module's "Blocking").
-        fence(Ordering::SeqCst);
-        if self.word32(seq + 4).load(Ordering::Relaxed) > 0 {
-            self.word32(seq).fetch_add(1, Ordering::Release);
-            sys::futex_wake(self.word32(seq), 1);
-        }
-    }
-
-    /// Sleeps until a put (`NOT_EMPTY`) or a get (`NOT_FULL`) may have happened, `deadline`
-    /// passes, or one slice elapses; `ready` re-checks the ring after announcing. Returns
-    /// `false` once the deadline has passed.
-    fn sleep(
-        &self,
-        seq: usize,
-        deadline: Option<&Deadline>,
-        slice: Duration,
-        ready: impl Fn() -> bool,
-    ) -> bool {
-        let word = self.word32(seq);
-        let waiters = self.word32(seq + 4);
-        let seen = word.load(Ordering::Acquire);
-        waiters.fetch_add(1, Ordering::SeqCst);
-        if !ready() {
-            let wake_by = Deadline::after(slice);
-            let until = deadline.map_or(wake_by, |d| d.min(wake_by));
-            let _ = sys::futex_wait(word, seen, Some(&until)) == WaitOutcome::TimedOut;
-        }
-        waiters.fetch_sub(1, Ordering::Relaxed);
-        !deadline.is_some_and(Deadline::has_passed)
+        self.events(seq).notify(1);
     }
 
     /// Puts a message, waiting for room until `deadline` (forever if `None`).
     pub(crate) fn put(&self, msg: &Payload<'_>, deadline: Option<&Deadline>) -> Result<()> {
-        let mut slice = FIRST_SLICE;
-        let mut backoff = Backoff::new();
-        loop {
-            if let Attempt::Done(()) = self.try_put(msg)? {
-                return Ok(());
-            }
-            if backoff.spin() {
-                continue;
-            }
-            let full = || self.len() >= self.capacity && !self.is_closed();
-            if !self.sleep(NOT_FULL, deadline, slice, || !full()) {
-                return match self.try_put(msg)? {
-                    Attempt::Done(()) => Ok(()),
-                    Attempt::WouldBlock => Err(Error::Timeout),
-                };
-            }
-            slice = (slice * 2).min(MAX_SLICE);
+        let mut attempt = || match self.try_put(msg) {
+            Ok(Attempt::Done(())) => Some(Ok(())),
+            Ok(Attempt::WouldBlock) => None,
+            Err(e) => Some(Err(e)),
+        };
+        if let Some(r) = attempt() {
+            return r;
         }
+        // A dead party's claim is recovered inside `try_put`: nothing to check after a slice.
+        park::spin_at(Site::Queue, &mut attempt)
+            .or_else(|| {
+                self.events(NOT_FULL)
+                    .wait_until(deadline, &mut attempt, |_| None)
+            })
+            .unwrap_or(Err(Error::Timeout))
     }
 
     /// Takes a message, waiting until `deadline` (forever if `None`).
     pub(crate) fn get(&self, deadline: Option<&Deadline>) -> Result<Taken> {
-        let mut slice = FIRST_SLICE;
-        let mut backoff = Backoff::new();
-        loop {
-            if let Attempt::Done(t) = self.try_get()? {
-                return Ok(t);
-            }
-            if backoff.spin() {
-                continue;
-            }
-            if !self.sleep(NOT_EMPTY, deadline, slice, || {
-                self.len() > 0 || self.is_closed()
-            }) {
-                return match self.try_get()? {
-                    Attempt::Done(t) => Ok(t),
-                    Attempt::WouldBlock => Err(Error::Timeout),
-                };
-            }
-            slice = (slice * 2).min(MAX_SLICE);
+        let mut attempt = || match self.try_get() {
+            Ok(Attempt::Done(t)) => Some(Ok(t)),
+            Ok(Attempt::WouldBlock) => None,
+            Err(e) => Some(Err(e)),
+        };
+        if let Some(r) = attempt() {
+            return r;
         }
+        // As in `put`.
+        park::spin_at(Site::Queue, &mut attempt)
+            .or_else(|| {
+                self.events(NOT_EMPTY)
+                    .wait_until(deadline, &mut attempt, |_| None)
+            })
+            .unwrap_or(Err(Error::Timeout))
     }
 
     /// Counts one more unfinished task (`JoinableQueue::put`).
@@ -648,12 +661,7 @@ impl<M: RingMem> Ring<M> {
             }
         }
         if cur == 1 {
-            fence(Ordering::SeqCst);
-            let seq = self.word32(JOIN);
-            seq.fetch_add(1, Ordering::Release);
-            if self.word32(JOIN + 4).load(Ordering::Relaxed) > 0 {
-                sys::futex_wake(seq, u32::MAX);
-            }
+            self.events(JOIN).notify(u32::MAX);
         }
         Ok(())
     }
@@ -665,24 +673,71 @@ impl<M: RingMem> Ring<M> {
 
     /// Waits until every task is done, or `deadline` passes (`Error::Timeout`).
     pub(crate) fn join(&self, deadline: Option<&Deadline>) -> Result<()> {
-        let seq = self.word32(JOIN);
-        let waiters = self.word32(JOIN + 4);
-        loop {
-            let seen = seq.load(Ordering::Acquire);
-            waiters.fetch_add(1, Ordering::SeqCst);
-            let done = self.unfinished() == 0;
-            if !done {
-                let wake_by = Deadline::after(MAX_SLICE);
-                let until = deadline.map_or(wake_by, |d| d.min(wake_by));
-                let _ = sys::futex_wait(seq, seen, Some(&until));
-            }
-            waiters.fetch_sub(1, Ordering::Relaxed);
-            if self.unfinished() == 0 {
-                return Ok(());
-            }
-            if deadline.is_some_and(Deadline::has_passed) {
-                return Err(Error::Timeout);
-            }
+        // No spin: a join usually waits for whole tasks, far longer than a spin.
+        self.events(JOIN)
+            .wait_until(
+                deadline,
+                || (self.unfinished() == 0).then_some(()),
+                |_| None,
+            )
+            .ok_or(Error::Timeout)
+    }
+}
+
+#[cfg(all(test, not(shmproc_loom)))]
+mod tests {
+    use super::*;
+
+    /// One 64-byte aligned line: a `Vec` of them is 64-aligned memory.
+    #[derive(Clone, Copy)]
+    #[repr(C, align(64))]
+    struct Line([u8; 64]);
+
+    /// A 64-aligned, zeroed buffer holding a ring of `capacity` slots.
+    fn buffer(capacity: u64) -> Vec<Line> {
+        let len = usize::try_from(ring_bytes(capacity).expect("test setup")).expect("test setup");
+        vec![Line([0; 64]); len.div_ceil(64)]
+    }
+
+    #[test]
+    fn put_and_get_on_a_process_local_ring() {
+        let mut buf = buffer(2);
+        let len = ring_bytes(2).expect("test setup");
+        // SAFETY: `buf` is 64-aligned (`Line`'s alignment) and holds at least `len` zeroed
+        // bytes, unshared and alive for the rest of the test.
+        let ring =
+            unsafe { Ring::init(buf.as_mut_ptr().cast::<u8>(), len, 2, 7) }.expect("test setup");
+        ring.put(&Payload::Inline(b"abc"), None)
+            .expect("test setup");
+        match ring.get(None).expect("test setup") {
+            Taken::Inline(bytes, 3) => assert_eq!(&bytes[..3], b"abc"),
+            other => panic!("unexpected {other:?}"),
         }
+        let d = Deadline::after(std::time::Duration::from_millis(2));
+        assert!(matches!(ring.get(Some(&d)), Err(Error::Timeout)));
+        ring.close();
+        assert!(matches!(ring.get(None), Err(Error::Closed)));
+    }
+
+    /// Regression (issue 11, "safe functions with unchecked preconditions"): a word
+    /// accessor given an offset past the block panics instead of making a reference outside
+    /// it.
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn word_outside_the_block_panics() {
+        let mut buf = buffer(1);
+        let len = ring_bytes(1).expect("test setup");
+        let mem = RawMem::new(buf.as_mut_ptr().cast::<u8>(), len).expect("test setup");
+        let _ = mem.w64(usize::try_from(len).expect("test setup"));
+    }
+
+    /// As above, for a misaligned word.
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn misaligned_word_panics() {
+        let mut buf = buffer(1);
+        let len = ring_bytes(1).expect("test setup");
+        let mem = RawMem::new(buf.as_mut_ptr().cast::<u8>(), len).expect("test setup");
+        let _ = mem.w32(TAIL + 2);
     }
 }

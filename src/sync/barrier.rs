@@ -45,6 +45,7 @@
 //! [`Barrier::reset`] makes the barrier usable again.
 
 use super::block::{Block, BlockKind};
+use super::park::{self, Site, Slept, Slices};
 use crate::error::{Error, Result};
 use crate::heap::ObjectToken;
 use crate::loom::{AtomicU32, Ordering};
@@ -62,11 +63,6 @@ pub(crate) const WAITERS: u32 = 1 << 31;
 /// The most parties a barrier can have.
 pub(crate) const MAX_PARTIES: u32 = COUNT_MASK;
 const HAS_ACTION: u32 = 1 << 31;
-
-/// Spins before sleeping (one under loom, where every spin is a modelled step).
-const SPIN: u32 = if cfg!(shmproc_loom) { 1 } else { 200 };
-const FIRST_SLICE: Duration = Duration::from_millis(1);
-const MAX_SLICE: Duration = Duration::from_millis(50);
 
 /// The words of a barrier.
 #[derive(Clone, Copy)]
@@ -116,19 +112,23 @@ pub(crate) mod algo {
         true
     }
 
-    /// Sleeps while the word is `s` (setting `WAITERS`), at most until `until`. Returns
-    /// `false` if it did not sleep because the word changed first.
-    fn sleep(w: BarrierWords<'_>, s: u32, until: Option<&Deadline>) -> bool {
+    /// Sleeps while the word is `s` (setting `WAITERS`), for one of `slices` and at most
+    /// until `deadline`. Returns `None` if it did not sleep because the word changed first.
+    fn sleep(
+        w: BarrierWords<'_>,
+        s: u32,
+        deadline: Option<&Deadline>,
+        slices: &mut Slices,
+    ) -> Option<Slept> {
         if s & WAITERS == 0
             && w.state
                 // Relaxed: the bit announces a sleeper and publishes nothing.
                 .compare_exchange(s, s | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
         {
-            return false;
+            return None;
         }
-        sys::futex_wait(w.state, s | WAITERS, until);
-        true
+        Some(park::sleep(w.state, s | WAITERS, deadline, slices))
     }
 
     /// Whether the leader recorded in `w.leader` has died.
@@ -140,17 +140,13 @@ pub(crate) mod algo {
 
     /// Waits on a releasing word `s` for one sleep slice, then breaks the generation if its
     /// leader died.
-    fn wait_for_leader(w: BarrierWords<'_>, s: u32, slice: &mut Duration) {
-        let until = Deadline::after(*slice);
-        if sleep(w, s, Some(&until)) && until.has_passed() {
-            *slice = (*slice * 2).min(MAX_SLICE);
-            if leader_dead(w) {
-                // Re-read: the CAS must see exactly the releasing word.
-                // Acquire: as for every read of `state`.
-                let now = w.state.load(Ordering::Acquire);
-                if now & !WAITERS == s & !WAITERS {
-                    let _ = try_break(w, now);
-                }
+    fn wait_for_leader(w: BarrierWords<'_>, s: u32, slices: &mut Slices) {
+        if sleep(w, s, None, slices) == Some(Slept::SliceEnded) && leader_dead(w) {
+            // Re-read: the CAS must see exactly the releasing word.
+            // Acquire: as for every read of `state`.
+            let now = w.state.load(Ordering::Acquire);
+            if now & !WAITERS == s & !WAITERS {
+                let _ = try_break(w, now);
             }
         }
     }
@@ -167,7 +163,7 @@ pub(crate) mod algo {
         slow_action: bool,
         action: impl FnOnce() -> bool,
     ) -> Option<u32> {
-        let mut slice = FIRST_SLICE;
+        let mut slices = Slices::new();
         let (g, index, prev) = loop {
             // Acquire: pairs with the release of the CAS that made this word.
             let s = w.state.load(Ordering::Acquire);
@@ -177,7 +173,7 @@ pub(crate) mod algo {
             let c = s & COUNT_MASK;
             if c >= parties {
                 // The previous generation's leader is still releasing; wait for it.
-                wait_for_leader(w, s, &mut slice);
+                wait_for_leader(w, s, &mut slices);
                 continue;
             }
             // AcqRel: arrivals form one release sequence; the leader's acquire sees them all.
@@ -203,7 +199,11 @@ pub(crate) mod algo {
                 Some(index)
             };
         }
-        let mut spins = 0;
+        let _ = park::spin_at(Site::Barrier, || {
+            // Acquire: as below.
+            let s = w.state.load(Ordering::Acquire);
+            (gen_of(s) != g || s & BROKEN != 0).then_some(())
+        });
         loop {
             // Acquire: pairs with the leader's release, so the action's effects are visible.
             let s = w.state.load(Ordering::Acquire);
@@ -214,14 +214,9 @@ pub(crate) mod algo {
             if s & BROKEN != 0 {
                 return None;
             }
-            if spins < SPIN {
-                spins += 1;
-                core::hint::spin_loop();
-                continue;
-            }
             let releasing = s & COUNT_MASK >= parties;
             if releasing {
-                wait_for_leader(w, s, &mut slice);
+                wait_for_leader(w, s, &mut slices);
                 continue;
             }
             if deadline.is_some_and(Deadline::has_passed) {
@@ -230,7 +225,9 @@ pub(crate) mod algo {
                 }
                 continue;
             }
-            sleep(w, s, deadline);
+            // No liveness check applies here (a party that never arrives is only detected
+            // by the deadline), so the sleep is not sliced.
+            let _ = sleep(w, s, deadline, &mut Slices::unsliced());
         }
     }
 
@@ -293,7 +290,7 @@ pub(crate) mod algo {
 
     /// Breaks the barrier (waiting out a generation being released first).
     pub(crate) fn abort(w: BarrierWords<'_>, parties: u32) {
-        let mut slice = FIRST_SLICE;
+        let mut slices = Slices::new();
         loop {
             // Acquire: as for every read of `state`.
             let s = w.state.load(Ordering::Acquire);
@@ -301,7 +298,7 @@ pub(crate) mod algo {
                 return;
             }
             if s & COUNT_MASK >= parties {
-                wait_for_leader(w, s, &mut slice);
+                wait_for_leader(w, s, &mut slices);
                 continue;
             }
             if try_break(w, s) {
@@ -312,7 +309,7 @@ pub(crate) mod algo {
 
     /// Returns the barrier to its fresh state; current waiters see it broken.
     pub(crate) fn reset(w: BarrierWords<'_>, parties: u32) {
-        let mut slice = FIRST_SLICE;
+        let mut slices = Slices::new();
         loop {
             // Acquire: as for every read of `state`.
             let s = w.state.load(Ordering::Acquire);
@@ -322,7 +319,7 @@ pub(crate) mod algo {
                     return;
                 }
                 if c >= parties {
-                    wait_for_leader(w, s, &mut slice);
+                    wait_for_leader(w, s, &mut slices);
                     continue;
                 }
                 let _ = try_break(w, s);

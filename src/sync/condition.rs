@@ -22,7 +22,8 @@
 //! and the waiter's sleep returns at once); if the notifier's comes first, the waiter's CAS
 //! (acquire) reads it (release) and so sees the tokens. Waiters spin briefly before sleeping
 //! and notifiers skip the wake call when nobody sleeps: a ping-pong between two processes
-//! then rarely enters the kernel. At most 4095 sleepers register; more poll in 1 ms slices.
+//! then rarely enters the kernel (the spin and the sleep slices are [`park`]'s). At
+//! most 4095 sleepers register; more poll in sleep slices.
 //!
 //! # Process death
 //!
@@ -41,6 +42,7 @@
 use super::block::{Block, BlockKind};
 use super::lock::LOCK_FINGERPRINT;
 use super::lock::Lock;
+use super::park::{self, Site, Slept, Slices};
 use super::raw::{self, Acquired};
 use super::rlock::RLockKind;
 use super::rlock::{self, RLock};
@@ -48,16 +50,11 @@ use crate::error::{Error, LockResult, OwnerDied, Result};
 use crate::heap::{ObjectRef, ObjectToken};
 use crate::loom::{AtomicU32, Ordering};
 use crate::segment::Segment;
-use crate::sys::{self, Deadline, WaitOutcome};
+use crate::sys::{self, Deadline};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
-
-/// Spins before sleeping (one under loom, where every spin is a modelled step). Measured with
-/// `benches/condition` on 2 loaded cores: 20 beat 100, 400 and 4000 (a longer spin takes the
-/// core from the peer it waits for).
-const SPIN: u32 = if cfg!(shmproc_loom) { 1 } else { 20 };
 
 pub(crate) struct ConditionKind;
 
@@ -78,8 +75,6 @@ pub(crate) struct CondWords<'a> {
 const SEQ_MASK: u32 = (1 << 20) - 1;
 const SLEEPER: u32 = 1 << 20;
 const SLEEPERS_MAX: u32 = (1 << 12) - 1;
-const POLL: Duration = Duration::from_millis(1);
-const SLICE: Duration = Duration::from_millis(50);
 
 /// The condition algorithm over its words; the lock is passed as two functions.
 pub(crate) mod algo {
@@ -106,15 +101,19 @@ pub(crate) mod algo {
         false
     }
 
-    /// Registers as a sleeper, checks for a token, and sleeps; returns `(took a token,
-    /// timed out)`.
-    fn sleep_once(w: CondWords<'_>, seq0: u32, deadline: Option<&Deadline>) -> (bool, bool) {
+    /// Registers as a sleeper, checks for a token, and sleeps one of `slices`; returns
+    /// `(took a token, timed out)`.
+    fn sleep_once(
+        w: CondWords<'_>,
+        seq0: u32,
+        deadline: Option<&Deadline>,
+        slices: &mut Slices,
+    ) -> (bool, bool) {
         // Relaxed: the registering CAS re-reads the word.
         let s = w.futex.load(Ordering::Relaxed);
         if s >> 20 >= SLEEPERS_MAX {
-            let slice = Deadline::after(POLL);
-            let until = deadline.map_or(slice, |d| d.min(slice));
-            let _ = sys::futex_wait(w.futex, s, Some(&until));
+            // Too many sleepers to count: poll in slices.
+            let _ = park::sleep(w.futex, s, deadline, slices);
             return (
                 take_signal(w, seq0),
                 deadline.is_some_and(Deadline::has_passed),
@@ -134,19 +133,12 @@ pub(crate) mod algo {
         }
         // A requeued sleeper waits on the lock word, which a dead holder never releases:
         // sleep in slices, so it re-checks (and `relock` reports the dead owner). Under loom
-        // the requeue is a wake-up, and an untimed wait lets the model find lost wake-ups.
-        let slice = (!cfg!(shmproc_loom)).then(|| Deadline::after(SLICE));
-        let until = match (deadline, slice) {
-            (Some(d), Some(sl)) => Some(d.min(sl)),
-            (d, sl) => d.copied().or(sl),
-        };
-        let outcome = sys::futex_wait(w.futex, s + SLEEPER, until.as_ref());
+        // the requeue is a wake-up and sleeps are not sliced, so the model finds lost
+        // wake-ups.
+        let slept = park::sleep(w.futex, s + SLEEPER, deadline, slices);
         // Relaxed: as above.
         w.futex.fetch_sub(SLEEPER, Ordering::Relaxed);
-        (
-            take_signal(w, seq0),
-            outcome == WaitOutcome::TimedOut && deadline.is_some_and(Deadline::has_passed),
-        )
+        (take_signal(w, seq0), slept == Slept::TimedOut)
     }
 
     /// Waits for a notification. The caller holds the lock; `unlock` releases it entirely
@@ -165,20 +157,15 @@ pub(crate) mod algo {
         // Relaxed: `seq` only changes under the lock, which we hold.
         let seq0 = w.futex.load(Ordering::Relaxed) & SEQ_MASK;
         let saved = unlock();
-        let mut notified = false;
-        for _ in 0..SPIN {
-            if take_signal(w, seq0) {
-                notified = true;
-                break;
-            }
-            core::hint::spin_loop();
-        }
+        let mut notified =
+            park::spin_at(Site::Condition, || take_signal(w, seq0).then_some(())).is_some();
+        let mut slices = Slices::new();
         while !notified {
             if deadline.is_some_and(Deadline::has_passed) {
                 notified = take_signal(w, seq0);
                 break;
             }
-            let (took, timed_out) = sleep_once(w, seq0, deadline);
+            let (took, timed_out) = sleep_once(w, seq0, deadline, &mut slices);
             notified = took;
             if timed_out {
                 break;

@@ -22,11 +22,12 @@
 //! next `set` one system call that wakes nobody.
 
 use super::block::{Block, BlockKind};
+use super::park::{self, Site, Slept, Slices};
 use crate::error::Result;
 use crate::heap::ObjectToken;
 use crate::loom::{AtomicU32, Ordering};
 use crate::segment::Segment;
-use crate::sys::{self, Deadline, WaitOutcome};
+use crate::sys::{self, Deadline};
 use std::fmt;
 use std::time::Duration;
 
@@ -34,9 +35,6 @@ pub(crate) const SET: u32 = 1;
 pub(crate) const WAITERS: u32 = 2;
 const GEN_ONE: u32 = 4;
 const GEN_MASK: u32 = !(SET | WAITERS);
-
-/// Spins before sleeping (one under loom, where every spin is a modelled step).
-const SPIN: u32 = if cfg!(shmproc_loom) { 1 } else { 100 };
 
 /// The event algorithm over its word, without syscalls of its own.
 pub(crate) mod algo {
@@ -85,12 +83,12 @@ pub(crate) mod algo {
         }
         let gen0 = start & GEN_MASK;
         let released = |s: u32| s & SET != 0 || s & GEN_MASK != gen0;
-        for _ in 0..SPIN {
-            core::hint::spin_loop();
-            // Acquire: as above.
-            if released(word.load(Ordering::Acquire)) {
-                return true;
-            }
+        // Acquire: as above.
+        let spun = park::spin_at(Site::Event, || {
+            released(word.load(Ordering::Acquire)).then_some(())
+        });
+        if spun.is_some() {
+            return true;
         }
         loop {
             // Acquire: as above.
@@ -110,7 +108,9 @@ pub(crate) mod algo {
             {
                 continue;
             }
-            if sys::futex_wait(word, s | WAITERS, deadline) == WaitOutcome::TimedOut {
+            // Nothing to check for liveness (nothing is held): sleep to the deadline.
+            if park::sleep(word, s | WAITERS, deadline, &mut Slices::unsliced()) == Slept::TimedOut
+            {
                 // Acquire: as above.
                 return released(word.load(Ordering::Acquire));
             }

@@ -296,3 +296,60 @@ fn semaphore_two_waiters_two_releases() {
         assert_eq!(w.load(Ordering::SeqCst), 0);
     });
 }
+
+/// The two-word event count's handshake (`park`'s module docs): the waiter announces itself,
+/// fences and re-checks; the notifier changes the state, fences and looks for sleepers. The
+/// state word is Relaxed on both sides, so only the two `SeqCst` fences keep the wake-up:
+/// with either removed, loom finds the execution where the waiter sleeps forever.
+#[test]
+fn event_count_never_loses_a_wake_up() {
+    use super::park::EventCount;
+    loom::model(|| {
+        // Words: seq, sleepers, and the state the waiter waits for.
+        let w = Arc::new([AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)]);
+        let t = {
+            let w = Arc::clone(&w);
+            loom::thread::spawn(move || {
+                let ec = EventCount::new(&w[0], &w[1]);
+                let got = ec.wait_until(
+                    None,
+                    || (w[2].load(Ordering::Relaxed) == 1).then_some(()),
+                    |_| None,
+                );
+                assert_eq!(got, Some(()));
+            })
+        };
+        w[2].store(1, Ordering::Relaxed);
+        EventCount::new(&w[0], &w[1]).notify(1);
+        join(t);
+        assert_eq!(w[1].load(Ordering::SeqCst), 0);
+    });
+}
+
+/// Two waiters on one event count and one notify for all: neither is left asleep.
+#[test]
+fn event_count_notify_all_wakes_every_sleeper() {
+    use super::park::EventCount;
+    loom::model(|| {
+        let w = Arc::new([AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)]);
+        let ts: Vec<_> = (0..2)
+            .map(|_| {
+                let w = Arc::clone(&w);
+                loom::thread::spawn(move || {
+                    let ec = EventCount::new(&w[0], &w[1]);
+                    let got = ec.wait_until(
+                        None,
+                        || (w[2].load(Ordering::Relaxed) == 1).then_some(()),
+                        |_| None,
+                    );
+                    assert_eq!(got, Some(()));
+                })
+            })
+            .collect();
+        w[2].store(1, Ordering::Relaxed);
+        EventCount::new(&w[0], &w[1]).notify(u32::MAX);
+        for t in ts {
+            join(t);
+        }
+    });
+}

@@ -24,8 +24,8 @@
 //!
 //! # Owner death
 //!
-//! A waiter sleeps in slices (1 ms, doubling to 50 ms); after each slice it asks whether the
-//! recorded owner is dead. If so, it takes the lock over and reports `OwnerDied`. So a dead
+//! A waiter spins and then sleeps in slices (1 ms, doubling to 50 ms), the policies of
+//! [`park`]; after each slice it asks whether the recorded owner is dead. If so, it takes the lock over and reports `OwnerDied`. So a dead
 //! holder costs the next acquirer at most one slice, and the lock keeps working afterwards.
 //! An uncontended acquire never checks (a free word has no owner).
 //!
@@ -99,10 +99,10 @@
 //! owner reads the owner's id as no thread or as an unrelated one: it may take the lock over
 //! while the owner lives, or wait for a dead owner until its deadline.
 
+use super::park::{self, Site, Slept, Slices};
 use crate::loom::{AtomicU32, AtomicU64, Ordering};
-use crate::sys::{self, Deadline, Liveness, WaitOutcome};
+use crate::sys::{self, Deadline, Liveness};
 use std::ops::Deref;
-use std::time::Duration;
 
 /// Bits of the owner's thread id.
 pub(crate) const TID_MASK: u32 = 0x3fff_ffff;
@@ -110,11 +110,6 @@ pub(crate) const TID_MASK: u32 = 0x3fff_ffff;
 pub(crate) const WAITERS: u32 = 0x8000_0000;
 /// The unlocked state.
 pub(crate) const UNLOCKED: u32 = 0;
-
-/// Spins before sleeping (one under loom, where every spin is a modelled step).
-const SPIN: u32 = if cfg!(shmproc_loom) { 1 } else { 100 };
-const FIRST_SLICE: Duration = Duration::from_millis(1);
-const MAX_SLICE: Duration = Duration::from_millis(50);
 
 /// No owner record.
 pub(crate) const EMPTY: u64 = 0;
@@ -248,15 +243,14 @@ pub(crate) fn lock(word: &LockWord, deadline: Option<&Deadline>) -> Acquired {
 #[cold]
 fn lock_contended(word: &LockWord, deadline: Option<&Deadline>) -> Acquired {
     let tid = sys::current_tid();
-    let mut spins = 0;
-    while spins < SPIN {
-        if word.load(Ordering::Relaxed) == UNLOCKED && try_lock(word) {
-            return Acquired::Clean;
-        }
-        core::hint::spin_loop();
-        spins += 1;
+    let spun = park::spin_at(Site::Lock, || {
+        // Relaxed: a first look; `try_lock`'s CAS synchronizes.
+        (word.load(Ordering::Relaxed) == UNLOCKED && try_lock(word)).then_some(())
+    });
+    if spun.is_some() {
+        return Acquired::Clean;
     }
-    let mut slice = FIRST_SLICE;
+    let mut slices = Slices::new();
     loop {
         let s = word.load(Ordering::Relaxed);
         if s == UNLOCKED {
@@ -282,19 +276,14 @@ fn lock_contended(word: &LockWord, deadline: Option<&Deadline>) -> Acquired {
         {
             continue;
         }
-        let wake_by = Deadline::after(slice);
-        let until = match deadline {
-            Some(d) => d.min(wake_by),
-            None => wake_by,
-        };
-        if sys::futex_wait(word, s | WAITERS, Some(&until)) == WaitOutcome::TimedOut {
-            if deadline.is_some_and(Deadline::has_passed) {
-                return Acquired::TimedOut;
+        match park::sleep(word, s | WAITERS, deadline, &mut slices) {
+            Slept::Woken => {}
+            Slept::TimedOut => return Acquired::TimedOut,
+            Slept::SliceEnded => {
+                if let Some(a) = take_over_if_dead(word, word.load(Ordering::Relaxed)) {
+                    return a;
+                }
             }
-            if let Some(a) = take_over_if_dead(word, word.load(Ordering::Relaxed)) {
-                return a;
-            }
-            slice = (slice * 2).min(MAX_SLICE);
         }
     }
 }
@@ -394,6 +383,7 @@ pub(crate) fn is_locked(word: &LockWord) -> bool {
 mod tests {
     use super::*;
     use std::sync::mpsc;
+    use std::time::Duration;
 
     /// Runs `f` with a live thread's stamp; the thread lives until `f` returns.
     fn with_live_thread(f: impl FnOnce(u64)) {

@@ -15,7 +15,8 @@
 //! sleepers lives in the futex word itself, every release either sees the registration (and
 //! wakes) or happens before it (and the waiter's CAS sees the new value): no lost wake-up,
 //! with no cross-word ordering argument. `value` is limited to 2^20 − 1 and at most 4095
-//! sleepers are registered; further waiters poll in 1 ms slices instead.
+//! sleepers are registered; further waiters poll in sleep slices instead (the spin and the
+//! slices are [`park`]'s).
 //!
 //! # Process death
 //!
@@ -26,11 +27,12 @@
 //! miscounts.
 
 use super::block::{Block, BlockKind};
+use super::park::{self, Site, Slept, Slices};
 use crate::error::{Error, Result};
 use crate::heap::ObjectToken;
 use crate::loom::{AtomicU32, Ordering};
 use crate::segment::Segment;
-use crate::sys::{self, Deadline, WaitOutcome};
+use crate::sys::{self, Deadline};
 use std::fmt;
 use std::time::Duration;
 
@@ -39,10 +41,6 @@ pub(crate) const VALUE_MAX: u32 = (1 << 20) - 1;
 const VALUE_MASK: u32 = VALUE_MAX;
 const SLEEPER: u32 = 1 << 20;
 const SLEEPERS_MAX: u32 = (1 << 12) - 1;
-
-/// Spins before sleeping (one under loom, where every spin is a modelled step).
-const SPIN: u32 = if cfg!(shmproc_loom) { 1 } else { 100 };
-const POLL: Duration = Duration::from_millis(1);
 
 const STATE: usize = 0;
 const LIMIT: usize = 2;
@@ -72,13 +70,14 @@ pub(crate) mod algo {
         if try_acquire(state) {
             return true;
         }
-        for _ in 0..SPIN {
-            core::hint::spin_loop();
+        let spun = park::spin_at(Site::Semaphore, || {
             // Relaxed: only a hint to retry the CAS.
-            if state.load(Ordering::Relaxed) & VALUE_MASK > 0 && try_acquire(state) {
-                return true;
-            }
+            (state.load(Ordering::Relaxed) & VALUE_MASK > 0 && try_acquire(state)).then_some(())
+        });
+        if spun.is_some() {
+            return true;
         }
+        let mut polls = Slices::new();
         loop {
             if try_acquire(state) {
                 return true;
@@ -92,10 +91,8 @@ pub(crate) mod algo {
                 continue;
             }
             if s >> 20 >= SLEEPERS_MAX {
-                // Too many sleepers to count: poll.
-                let slice = Deadline::after(POLL);
-                let until = deadline.map_or(slice, |d| d.min(slice));
-                let _ = sys::futex_wait(state, s, Some(&until));
+                // Too many sleepers to count: poll in sleep slices.
+                let _ = park::sleep(state, s, deadline, &mut polls);
                 continue;
             }
             // Relaxed: registering publishes nothing; the releaser reads the count from its
@@ -106,10 +103,11 @@ pub(crate) mod algo {
             {
                 continue;
             }
-            let outcome = sys::futex_wait(state, s + SLEEPER, deadline);
+            // Nothing to check for liveness (a semaphore has no owner): sleep to the deadline.
+            let slept = park::sleep(state, s + SLEEPER, deadline, &mut Slices::unsliced());
             // Relaxed: deregistering publishes nothing either.
             state.fetch_sub(SLEEPER, Ordering::Relaxed);
-            if outcome == WaitOutcome::TimedOut {
+            if slept == Slept::TimedOut {
                 return try_acquire(state);
             }
         }

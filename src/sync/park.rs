@@ -1,0 +1,569 @@
+//! The one way to wait in shmproc: spin briefly, then sleep on a futex word in slices, with
+//! a liveness check after each slice, and never lose a wake-up.
+//!
+//! Every blocking primitive (the lock word, `Barrier`, `Condition`, `Semaphore`, `Event`, the
+//! queue ring and the pipe ring) waits through this module. It has three parts:
+//!
+//! - [`Spin`], the spin policy: how long a waiter polls before it goes to sleep;
+//! - [`Slices`] and [`sleep`], the sleep policy: a futex wait cut into slices (1 ms, doubling
+//!   to 50 ms) so that the caller can check, after each slice, whether the party it waits for
+//!   is still alive;
+//! - [`EventCount`], the two-word handshake (sequence + sleepers) for conditions that do not
+//!   live in the futex word itself (the rings), with the `SeqCst` fences on both sides.
+//!
+//! # The spin policy
+//!
+//! A waiter first polls its condition up to `budget` rounds; a round is one call of the
+//! caller's check plus one [`core::hint::spin_loop`] (`pause` on x86-64, `yield` on AArch64).
+//! At a site with yields, `yields` further rounds each give the core away
+//! (`sched_yield`) before checking. Then the waiter sleeps. The budget adapts to how the waits
+//! went:
+//!
+//! | event                                    | new budget                              |
+//! |------------------------------------------|-----------------------------------------|
+//! | a fresh budget                           | `start`                                 |
+//! | the condition held within the pauses     | `budget · 5/4 + 1`, at most `max`       |
+//! | the pauses ran out                       | `budget / 2`, at least `SPIN_MIN` = 8   |
+//!
+//! Sites differ only in these three numbers ([`Site::limits`]), each measured on its
+//! benchmark (2 loaded cores):
+//!
+//! | site                                   | `start` | `max` | `yields` | why |
+//! |----------------------------------------|---------|-------|----------|-----|
+//! | lock word, barrier, semaphore, event, pipe ring | 100 | 4000 | 0 | the pipe ring's measured policy (`pipe/ping_pong`) |
+//! | queue ring                             | 100     | 4000  | 4        | producer and consumer often share a core, and a yield lets the other run: without the yields `queue/1to1` took 1.0–1.4 µs a message instead of 0.3–0.5 µs |
+//! | condition                              | 20      | 400   | 0        | a long spin takes the core from the notifier (a fixed 20 beat 100, 400 and 4000), and yields made the ping-pong 4x slower |
+//!
+//! So a waiter whose peer answers quickly (a ping-pong between two processes on two free
+//! cores) keeps spinning long enough to skip the futex system calls on both sides, and a
+//! waiter that spins in vain (the peer is slow, or needs this very core) drops to 8 rounds
+//! within 9 waits. The budget is process-local: the pipe ring keeps one per direction, every
+//! other site one per thread and [`Site`]. Callers try their operation once before they
+//! spin, so an uncontended operation neither spins nor moves the budget. Under loom a spin is
+//! one round (each round is a modelled step), without yields, and never adapts, so models
+//! stay deterministic.
+//!
+//! **CPU cost.** A round costs the check (one to a few atomic loads) plus the pause, which
+//! dominates: `pause` takes ~10 cycles on older x86-64 cores and ~140 on Skylake and later.
+//! Measured on a 2-core virtualized Xeon (Skylake-class): 80–150 ns per round, so a spin of
+//! `SPIN_MIN` rounds costs ~0.1–0.2 µs, 100 rounds ~10–15 µs and 4000 rounds ~320–370 µs of
+//! one core; a yield is one system call (~1 µs when nobody else wants the core). The `max`
+//! budget is the most a single wait burns before it sleeps, reached only while spinning keeps
+//! paying off (the peer answers within the spin, so the spin replaces two futex system calls
+//! and a context switch on each side); a thread whose waits end up sleeping spins at most
+//! ~1 ms in total over the waits it takes to fall to `SPIN_MIN`, then ~0.2 µs per wait. A
+//! sleeping waiter costs nothing but one wake-up per slice (at most 20 per second once the
+//! slices reach 50 ms), each a futex return plus the caller's liveness check.
+//!
+//! # Sleeping in slices
+//!
+//! A sleeper whose peer may die without waking it (a lock holder, a barrier leader, a pipe
+//! peer) sleeps at most one slice at a time: [`Slices`] gives 1 ms, 2 ms, 4 ms, … up to
+//! 50 ms, and [`sleep`] tells the caller whether the slice ended ([`Slept::SliceEnded`]: run
+//! the liveness check), the caller's own deadline passed ([`Slept::TimedOut`]), or the word
+//! changed or a wake-up came ([`Slept::Woken`]). So a dead peer is noticed within about 50 ms
+//! and a short wait costs few system calls. A site without a liveness check (`Semaphore`,
+//! `Event`) sleeps [`Slices::unsliced`]: until its deadline, in one futex wait. Under loom
+//! there are no slices at all: a sleeper with no deadline sleeps until woken, so a missing
+//! wake-up leaves it asleep forever, which loom reports as a deadlock.
+//!
+//! # The in-word handshake
+//!
+//! Where the state fits in the futex word together with a "sleepers" mark (the lock word's
+//! `WAITERS` bit, the semaphore's and condition's sleeper counts, the event's and barrier's
+//! `WAITERS` bit), a waiter sets the mark by a CAS on the word and sleeps while the word is
+//! exactly what its CAS wrote; a notifier changes the word by a CAS (or swap) and wakes if
+//! the value it replaced had the mark. All of this is one modification order of one word, so
+//! either the notifier's change comes first (the waiter's CAS fails, or its `futex_wait` finds
+//! another value and returns) or the mark comes first (the notifier sees it and wakes): no
+//! fence is needed. These sites use [`Spin`], [`Slices`] and [`sleep`] only.
+//!
+//! # The event count (two words)
+//!
+//! Where the condition lives elsewhere (ring positions, a slot, a count of unfinished tasks),
+//! an [`EventCount`] pairs two words in shared memory:
+//!
+//! | word       | meaning                                             | written by                        |
+//! |------------|-----------------------------------------------------|-----------------------------------|
+//! | `seq`      | the futex word; bumped by a notify that saw a sleeper | notifiers (`fetch_add`, Release) |
+//! | `sleepers` | waiters between [`prepare_wait`](EventCount::prepare_wait) and the end of their sleep | waiters (+1 `SeqCst`, −1 Relaxed) |
+//!
+//! The handshake (Dekker's, with a fence on each side):
+//!
+//! | waiter                                   | notifier                                  |
+//! |------------------------------------------|-------------------------------------------|
+//! | W1 `key = seq` (Acquire)                 | N1 change the state (any store)           |
+//! | W2 `sleepers += 1`                       | N2 `fence(SeqCst)`                        |
+//! | W3 `fence(SeqCst)`                       | N3 `if sleepers > 0`:                     |
+//! | W4 re-check the state; if ready, `sleepers −= 1` and return | N4 `seq += 1` (Release) |
+//! | W5 `futex_wait(seq, key)`, then `sleepers −= 1` | N5 `futex_wake(seq)`               |
+//!
+//! The two fences are ordered one way or the other in the single total order of `SeqCst`
+//! operations. If W3 comes first, N3 (after N2) reads W2's increment (sequenced before W3),
+//! so the notifier bumps and wakes: W5 either finds `seq ≠ key` (the kernel compares under its
+//! bucket lock) or is already queued and woken. If N2 comes first, W4 (after W3) sees N1's
+//! change and the waiter does not sleep. Either way no wake-up is lost, and a notifier that
+//! finds no sleeper makes no system call and writes nothing shared. Without W3 the increment
+//! may still sit in the waiter's store buffer while W4 reads the old state, and N3 reads 0:
+//! both miss each other (allowed by the memory model and observable on AArch64, where a
+//! `SeqCst` read-modify-write does not order a later plain load of another word); without N2
+//! the same holds the other way round. The loom models `event_count_never_loses_a_wake_up`,
+//! `event_count_notify_all_wakes_every_sleeper` and the queue ring's blocking get/put models
+//! all report the lost wake-up (a deadlock) with either fence removed. A `seq` bumped between W1 and W5 by an earlier notify
+//! only makes the sleep return at once: a spurious wake-up, which every caller re-checks.
+//!
+//! A process that dies between W2 and the end of its sleep leaves `sleepers` one too high:
+//! later notifies then make one futex-wake system call each that wakes nobody; nothing
+//! blocks.
+
+use crate::loom::{AtomicU32, Ordering, fence};
+use crate::sys::{self, Deadline, WaitOutcome};
+use std::time::Duration;
+
+/// Rounds of the first spin at most sites (see [`Site::limits`]).
+pub(crate) const SPIN_START: u32 = 100;
+/// The least a budget shrinks to.
+pub(crate) const SPIN_MIN: u32 = 8;
+/// The most a budget grows to at most sites (see [`Site::limits`]).
+pub(crate) const SPIN_MAX: u32 = 4000;
+/// The first sleep slice.
+pub(crate) const FIRST_SLICE: Duration = Duration::from_millis(1);
+/// The longest sleep slice: a dead peer is noticed within about this long.
+pub(crate) const MAX_SLICE: Duration = Duration::from_millis(50);
+
+/// The kinds of wait; each has its limits in [`Site::limits`] and a thread learns its
+/// budget for each separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Site {
+    /// The lock word (`Lock`, `RLock`, `Value`, `Array`, a condition's re-lock).
+    Lock,
+    /// `Barrier`.
+    Barrier,
+    /// `Condition`.
+    Condition,
+    /// `Semaphore` and `BoundedSemaphore`.
+    Semaphore,
+    /// `Event`.
+    Event,
+    /// The queue ring (`Queue`, `SimpleQueue`, `JoinableQueue`).
+    Queue,
+    /// The pipe ring (one budget per direction, kept by the ring).
+    Pipe,
+}
+
+/// A site's spin limits: the first budget, the largest, and the yields after the pauses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Rounds of a fresh budget.
+    pub(crate) start: u32,
+    /// The most the budget grows to.
+    pub(crate) max: u32,
+    /// `yield_now` rounds after the pause rounds ran out, before sleeping.
+    pub(crate) yields: u32,
+}
+
+impl Site {
+    /// Returns the site's limits (the table in [the spin policy](self#the-spin-policy)).
+    pub(crate) const fn limits(self) -> Limits {
+        match self {
+            Site::Condition => Limits {
+                start: 20,
+                max: 400,
+                yields: 0,
+            },
+            Site::Queue => Limits {
+                start: SPIN_START,
+                max: SPIN_MAX,
+                yields: 4,
+            },
+            Site::Lock | Site::Barrier | Site::Semaphore | Site::Event | Site::Pipe => Limits {
+                start: SPIN_START,
+                max: SPIN_MAX,
+                yields: 0,
+            },
+        }
+    }
+}
+
+/// An adaptive spin budget (see [the spin policy](self#the-spin-policy)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Spin {
+    budget: u32,
+    limits: Limits,
+}
+
+impl Spin {
+    /// Returns a fresh budget for `site`.
+    pub(crate) const fn new(site: Site) -> Spin {
+        let limits = site.limits();
+        Spin {
+            budget: limits.start,
+            limits,
+        }
+    }
+
+    /// Returns the current budget in rounds.
+    #[cfg_attr(any(not(test), shmproc_loom), allow(dead_code))]
+    pub(crate) fn budget(self) -> u32 {
+        self.budget
+    }
+
+    /// Polls `poll` up to the budget's rounds, pausing between them, then up to the site's
+    /// yields; returns its first `Some`, or `None` when all ran out (then the caller sleeps).
+    /// Adapts the budget to the outcome.
+    pub(crate) fn until<T>(&mut self, mut poll: impl FnMut() -> Option<T>) -> Option<T> {
+        if cfg!(shmproc_loom) {
+            // One round, no yields, no learning: each round is a modelled step, and the
+            // models must be deterministic.
+            return poll();
+        }
+        let rounds = self.budget;
+        for _ in 0..rounds {
+            if let Some(v) = poll() {
+                self.budget = (rounds + rounds / 4 + 1).min(self.limits.max);
+                return Some(v);
+            }
+            core::hint::spin_loop();
+        }
+        self.budget = (rounds / 2).max(SPIN_MIN);
+        for _ in 0..self.limits.yields {
+            crate::loom::yield_now();
+            if let Some(v) = poll() {
+                return Some(v);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(not(shmproc_loom))]
+const SITES: usize = 7;
+
+#[cfg(not(shmproc_loom))]
+std::thread_local! {
+    static LEARNED: [std::cell::Cell<Spin>; SITES] = const {
+        [
+            std::cell::Cell::new(Spin::new(Site::Lock)),
+            std::cell::Cell::new(Spin::new(Site::Barrier)),
+            std::cell::Cell::new(Spin::new(Site::Condition)),
+            std::cell::Cell::new(Spin::new(Site::Semaphore)),
+            std::cell::Cell::new(Spin::new(Site::Event)),
+            std::cell::Cell::new(Spin::new(Site::Queue)),
+            std::cell::Cell::new(Spin::new(Site::Pipe)),
+        ]
+    };
+}
+
+/// Spins with this thread's budget for `site` (see [`Spin::until`]).
+pub(crate) fn spin_at<T>(site: Site, poll: impl FnMut() -> Option<T>) -> Option<T> {
+    #[cfg(not(shmproc_loom))]
+    {
+        let i = site as usize;
+        let mut spin = LEARNED
+            .try_with(|b| b.get(i).map(std::cell::Cell::get))
+            .ok()
+            .flatten()
+            .unwrap_or(Spin::new(site));
+        let r = spin.until(poll);
+        let _ = LEARNED.try_with(|b| b.get(i).map(|c| c.set(spin)));
+        r
+    }
+    #[cfg(shmproc_loom)]
+    {
+        Spin::new(site).until(poll)
+    }
+}
+
+/// The sleep slices of one wait (see [sleeping in slices](self#sleeping-in-slices)).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slices {
+    next: Option<Duration>,
+}
+
+impl Slices {
+    /// Returns the slices 1 ms, 2 ms, 4 ms, … 50 ms, 50 ms, …
+    pub(crate) const fn new() -> Slices {
+        Slices {
+            next: Some(FIRST_SLICE),
+        }
+    }
+
+    /// Returns "no slices": each sleep lasts until the caller's deadline.
+    pub(crate) const fn unsliced() -> Slices {
+        Slices { next: None }
+    }
+
+    /// Returns when the next sleep ends: the earlier of `deadline` and the end of the next
+    /// slice (no slice under loom), and moves on to the following slice.
+    fn next_until(&mut self, deadline: Option<&Deadline>) -> Option<Deadline> {
+        let slice = self.next.filter(|_| !cfg!(shmproc_loom));
+        if let Some(s) = self.next {
+            self.next = Some((s * 2).min(MAX_SLICE));
+        }
+        match (deadline, slice) {
+            (Some(d), Some(s)) => Some(d.min(Deadline::after(s))),
+            (Some(d), None) => Some(*d),
+            (None, Some(s)) => Some(Deadline::after(s)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// How a sleep ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slept {
+    /// Woken, or the word no longer held the expected value, or interrupted: re-check.
+    Woken,
+    /// One slice passed without a wake-up: re-check, and check the peer's liveness.
+    SliceEnded,
+    /// The caller's deadline passed.
+    TimedOut,
+}
+
+/// Sleeps while `*word == expected`, for at most one slice of `slices` and never past
+/// `deadline`.
+pub(crate) fn sleep(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<&Deadline>,
+    slices: &mut Slices,
+) -> Slept {
+    let until = slices.next_until(deadline);
+    match sys::futex_wait(word, expected, until.as_ref()) {
+        WaitOutcome::Retry => Slept::Woken,
+        WaitOutcome::TimedOut if deadline.is_some_and(Deadline::has_passed) => Slept::TimedOut,
+        WaitOutcome::TimedOut => Slept::SliceEnded,
+    }
+}
+
+/// What a waiter holds between announcing itself and sleeping: the sequence it saw.
+#[must_use = "a prepared wait must end in `EventCount::wait` or `EventCount::cancel_wait`"]
+#[derive(Debug)]
+pub(crate) struct Key(u32);
+
+/// An event count over two words in shared memory (see
+/// [the event count](self#the-event-count-two-words)).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EventCount<'a> {
+    seq: &'a AtomicU32,
+    sleepers: &'a AtomicU32,
+}
+
+impl<'a> EventCount<'a> {
+    /// Views the event count made of `seq` (the futex word) and `sleepers`.
+    pub(crate) fn new(seq: &'a AtomicU32, sleepers: &'a AtomicU32) -> Self {
+        EventCount { seq, sleepers }
+    }
+
+    /// W1–W3: reads the sequence, announces a sleeper, and fences. The caller re-checks its
+    /// condition next, then calls [`wait`](EventCount::wait) or
+    /// [`cancel_wait`](EventCount::cancel_wait).
+    pub(crate) fn prepare_wait(self) -> Key {
+        // Acquire: a bump seen here follows the state change that caused it.
+        let key = self.seq.load(Ordering::Acquire);
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        // SeqCst: W3 of the handshake, against the notifier's N2 (module docs).
+        fence(Ordering::SeqCst);
+        Key(key)
+    }
+
+    /// Withdraws a prepared wait whose re-check found the condition true.
+    pub(crate) fn cancel_wait(self, key: Key) {
+        let _ = key;
+        // Relaxed: the count is only the notifier's hint whether to bump and wake.
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// W5: sleeps while the sequence is still `key`, for at most one slice, then withdraws
+    /// the announcement.
+    pub(crate) fn wait(self, key: Key, deadline: Option<&Deadline>, slices: &mut Slices) -> Slept {
+        let slept = sleep(self.seq, key.0, deadline, slices);
+        // Relaxed: as in `cancel_wait`.
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        slept
+    }
+
+    /// N2–N5: after the caller changed the state, wakes up to `n` sleepers if any announced
+    /// itself. Makes no system call and writes nothing when nobody sleeps.
+    pub(crate) fn notify(self, n: u32) {
+        // SeqCst: N2 of the handshake, against the waiter's W3 (module docs).
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fences (module docs).
+        if self.sleepers.load(Ordering::Relaxed) != 0 {
+            // Release: a waiter that sees the bump (W1, Acquire) sees the state change.
+            self.seq.fetch_add(1, Ordering::Release);
+            sys::futex_wake(self.seq, n);
+        }
+    }
+
+    /// Waits until `poll` gives a value, sleeping in slices (the caller spins first if it
+    /// wants to). After every sleep that did not make `poll` ready and did not reach the
+    /// deadline, `after_sleep` runs (the liveness check) and may end the wait with a value.
+    /// Returns `None` once `deadline` has passed and `poll` still gives nothing.
+    pub(crate) fn wait_until<T>(
+        self,
+        deadline: Option<&Deadline>,
+        mut poll: impl FnMut() -> Option<T>,
+        mut after_sleep: impl FnMut(Slept) -> Option<T>,
+    ) -> Option<T> {
+        let mut slices = Slices::new();
+        loop {
+            let key = self.prepare_wait();
+            if let Some(v) = poll() {
+                self.cancel_wait(key);
+                return Some(v);
+            }
+            let slept = self.wait(key, deadline, &mut slices);
+            if let Some(v) = poll() {
+                return Some(v);
+            }
+            if slept == Slept::TimedOut || deadline.is_some_and(Deadline::has_passed) {
+                return None;
+            }
+            if let Some(v) = after_sleep(slept) {
+                return Some(v);
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(shmproc_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spin_budget_grows_when_spinning_pays_and_halves_when_not() {
+        let mut s = Spin::new(Site::Lock);
+        assert_eq!(s.until(|| Some(())), Some(()));
+        assert_eq!(s.budget(), SPIN_START + SPIN_START / 4 + 1);
+        for _ in 0..100 {
+            let _ = s.until(|| Some(()));
+        }
+        assert_eq!(s.budget(), SPIN_MAX);
+        let mut rounds = 0;
+        assert_eq!(
+            s.until(|| {
+                rounds += 1;
+                None::<()>
+            }),
+            None
+        );
+        assert_eq!(rounds, SPIN_MAX);
+        assert_eq!(s.budget(), SPIN_MAX / 2);
+        for _ in 0..20 {
+            let _ = s.until(|| None::<()>);
+        }
+        assert_eq!(s.budget(), SPIN_MIN);
+    }
+
+    #[test]
+    fn condition_budget_stays_short_and_queue_yields_before_sleeping() {
+        let mut c = Spin::new(Site::Condition);
+        assert_eq!(c.budget(), 20);
+        for _ in 0..100 {
+            let _ = c.until(|| Some(()));
+        }
+        assert_eq!(c.budget(), 400);
+        let mut q = Spin::new(Site::Queue);
+        let mut polls = 0;
+        assert_eq!(
+            q.until(|| {
+                polls += 1;
+                None::<()>
+            }),
+            None
+        );
+        assert_eq!(polls, SPIN_START + 4, "the pauses, then four yields");
+        // A poll that succeeds only after a yield ends the spin there.
+        let mut q = Spin::new(Site::Queue);
+        let mut polls = 0;
+        let got = q.until(|| {
+            polls += 1;
+            (polls > SPIN_START + 1).then_some(polls)
+        });
+        assert_eq!(got, Some(SPIN_START + 2));
+    }
+
+    #[test]
+    fn slices_double_up_to_the_maximum_and_respect_the_deadline() {
+        let mut sl = Slices::new();
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            seen.push(sl.next);
+            let _ = sl.next_until(None);
+        }
+        let ms: Vec<u64> = seen
+            .iter()
+            .map(|d| d.map_or(0, |d| d.as_millis() as u64))
+            .collect();
+        assert_eq!(ms, [1, 2, 4, 8, 16, 32, 50, 50]);
+        assert!(Slices::unsliced().next_until(None).is_none());
+        let near = Deadline::after(Duration::ZERO);
+        let until = Slices::new().next_until(Some(&near));
+        assert!(until.is_some_and(|u| u.has_passed()));
+    }
+
+    #[test]
+    fn sleep_reports_slice_end_then_deadline() {
+        let word = AtomicU32::new(7);
+        let mut sl = Slices::new();
+        assert_eq!(sleep(&word, 7, None, &mut sl), Slept::SliceEnded);
+        let d = Deadline::after(Duration::from_millis(3));
+        let mut sl = Slices::new();
+        let mut ends = Vec::new();
+        loop {
+            let s = sleep(&word, 7, Some(&d), &mut sl);
+            ends.push(s);
+            if s == Slept::TimedOut {
+                break;
+            }
+        }
+        assert!(d.has_passed());
+        assert_eq!(ends.last(), Some(&Slept::TimedOut));
+        assert_eq!(sleep(&word, 8, None, &mut Slices::new()), Slept::Woken);
+    }
+
+    #[test]
+    fn event_count_wakes_a_sleeper_across_threads() {
+        let words = std::sync::Arc::new((AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)));
+        let w = std::sync::Arc::clone(&words);
+        let t = std::thread::spawn(move || {
+            let ec = EventCount::new(&w.0, &w.1);
+            let got = ec.wait_until(
+                None,
+                || (w.2.load(Ordering::Relaxed) == 1).then_some(()),
+                |_| None,
+            );
+            assert_eq!(got, Some(()));
+        });
+        let ec = EventCount::new(&words.0, &words.1);
+        words.2.store(1, Ordering::Relaxed);
+        ec.notify(1);
+        t.join().expect("waiter");
+        assert_eq!(words.1.load(Ordering::Relaxed), 0);
+        // With no sleeper a notify writes nothing.
+        let seq = words.0.load(Ordering::Relaxed);
+        ec.notify(1);
+        assert_eq!(words.0.load(Ordering::Relaxed), seq);
+    }
+
+    #[test]
+    fn event_count_wait_times_out_with_nothing_to_wait_for() {
+        let (seq, sleepers) = (AtomicU32::new(0), AtomicU32::new(0));
+        let ec = EventCount::new(&seq, &sleepers);
+        let d = Deadline::after(Duration::from_millis(5));
+        let mut checks = 0;
+        let got = ec.wait_until(
+            Some(&d),
+            || None::<()>,
+            |_| {
+                checks += 1;
+                None
+            },
+        );
+        assert_eq!(got, None);
+        assert!(d.has_passed());
+        assert!(checks >= 1, "the liveness check runs after a slice");
+        assert_eq!(sleepers.load(Ordering::Relaxed), 0);
+    }
+}
