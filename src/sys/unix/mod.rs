@@ -32,7 +32,7 @@ pub(crate) use scm_rights::{MAX_FDS, recv_fd, recv_with_fds, send_fd, send_with_
 pub(crate) use scm_rights::{recv_frame, send_frame, socket_pair};
 pub(crate) use shm::{shm_create_exclusive, shm_open_existing, shm_unlink};
 pub(crate) use spawn::{ExeId, exe_identity, secure_execution, spawn_self};
-#[cfg(any(test, feature = "test-support"))]
+#[cfg(all(any(test, feature = "test-support"), not(shmproc_loom)))]
 pub(crate) use thread::set_probe_fault;
 pub(crate) use thread::{
     Liveness, ProbeHealth, START_UNKNOWN, current_pid, current_stamp, current_tid, liveness_probe,

@@ -48,6 +48,8 @@
 
 #![allow(unsafe_code)]
 #![allow(clippy::disallowed_types)]
+// Under loom, threads never die and the /proc probe is not built into the models.
+#![cfg_attr(shmproc_loom, allow(dead_code, unused_imports))]
 
 use std::cell::Cell;
 use std::io;
