@@ -355,7 +355,7 @@ mod tests {
         assert!(segments.is_empty());
     }
 
-    /// Regression (issue 11): a descriptor is taken only from what arrived with the message.
+    /// Regression: a descriptor is taken only from what arrived with the message.
     #[test]
     fn forged_descriptor_tokens_are_refused() {
         let (_a, b) = crate::pipe().unwrap();

@@ -172,7 +172,7 @@ fn corrupt_shared_state_is_an_error_not_a_crash() {
     assert!(unsafe { check_block(b.ptr, b.layout.size() as u64) }.is_err());
 }
 
-/// Regression (issue 11, "safe functions with unchecked preconditions"): a header word
+/// Regression ("safe functions with unchecked preconditions"): a header word
 /// accessor given an offset past the direction header panics instead of making a reference
 /// outside it.
 #[test]

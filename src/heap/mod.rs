@@ -751,10 +751,10 @@ mod corruption_tests {
             .store(BLOCK_MAGIC | u32::from(class), Ordering::Relaxed);
     }
 
-    /// Regression (issue 11): a size class scribbled into a live block's header makes its
+    /// Regression: a size class scribbled into a live block's header makes its
     /// free an error; nothing outside the block is zeroed or put on a free list.
     #[test]
-    fn free_with_a_corrupt_size_class_stays_inside_its_block_issue_11() {
+    fn free_with_a_corrupt_size_class_stays_inside_its_block() {
         let seg = Segment::create(8 << 20).unwrap();
         let heap = RawHeap::new(&seg.inner);
         for (size, bigger) in [(100u64, 20u8), (70_000, size_class::LARGE_BASE + 6)] {
@@ -784,10 +784,10 @@ mod corruption_tests {
         }
     }
 
-    /// Regression (issue 11): a free list whose head names a block outside the heap, a
+    /// Regression: a free list whose head names a block outside the heap, a
     /// misaligned one or one of another class is `CorruptHeap`, never handed out.
     #[test]
-    fn pop_checks_the_block_before_handing_it_out_issue_11() {
+    fn pop_checks_the_block_before_handing_it_out() {
         let seg = Segment::create(1 << 20).unwrap();
         let heap = RawHeap::new(&seg.inner);
         let class = Class::for_block(BLOCK_HEADER + 8, heap.page).unwrap();

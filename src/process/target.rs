@@ -287,7 +287,7 @@ mod tests {
         x * 2
     }
 
-    /// Regression (issue 11): a task names a target by id; a forged id is an error, never a
+    /// Regression: a task names a target by id; a forged id is an error, never a
     /// jump.
     #[test]
     fn forged_target_ids_are_refused() {

@@ -719,7 +719,7 @@ mod tests {
         assert!(matches!(ring.get(None), Err(Error::Closed)));
     }
 
-    /// Regression (issue 11, "safe functions with unchecked preconditions"): a word
+    /// Regression ("safe functions with unchecked preconditions"): a word
     /// accessor given an offset past the block panics instead of making a reference outside
     /// it.
     #[test]

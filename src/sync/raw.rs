@@ -438,7 +438,7 @@ mod tests {
     /// The thread that holds the id now started at another time than the owner that recorded
     /// itself: the owner is dead and its id was reused.
     #[test]
-    fn a_reused_thread_id_is_taken_over_issue_11() {
+    fn a_reused_thread_id_is_taken_over() {
         with_live_thread(|stamp| {
             let tid = id_of(stamp);
             let earlier = (u64::from(tid) << 32) | u64::from(start_of(stamp).wrapping_sub(7));
@@ -487,10 +487,10 @@ mod tests {
         }
     }
 
-    /// Issue 11: a probe that cannot answer (no `/proc`, `EMFILE`) means alive, so neither a
+    /// a probe that cannot answer (no `/proc`, `EMFILE`) means alive, so neither a
     /// gone owner nor a reused id is taken over while it fails.
     #[test]
-    fn a_failing_probe_never_takes_over_issue_11() {
+    fn a_failing_probe_never_takes_over() {
         let dead = std::thread::spawn(sys::current_tid).join().expect("thread");
         with_live_thread(|stamp| {
             let tid = id_of(stamp);

@@ -240,7 +240,7 @@ fn simplex_direction_errors() {
     });
 }
 
-/// Regression (issue 11): a connection's token names its descriptors by position in the
+/// Regression: a connection's token names its descriptors by position in the
 /// transfer envelope that carries them, never by number. Decoded anywhere else (copied bytes,
 /// a forged token) it is refused instead of duplicating whatever descriptor the number
 /// happens to name in the receiver.

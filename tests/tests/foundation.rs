@@ -192,12 +192,12 @@ fn test_support_constructor_is_linked_into_this_binary() {
     assert!(shmproc::testing::init_ran());
 }
 
-// ---- issue 11: a token attaches only as the handle it was made by --------------------------
+// ---- a token attaches only as the handle it was made by --------------------------
 
-/// Regression (issue 11): a value re-attached with a lock other than its own would let two
+/// Regression: a value re-attached with a lock other than its own would let two
 /// guards hold `&mut T` at once; the block records its lock, so it is refused.
 #[test]
-fn value_and_array_refuse_a_foreign_lock_token_issue_11() {
+fn value_and_array_refuse_a_foreign_lock_token() {
     let v = Value::new(1u64).unwrap();
     let a = Array::<u64>::new(4).unwrap();
     let foreign = Lock::new().unwrap();
@@ -234,10 +234,10 @@ fn value_and_array_refuse_a_foreign_lock_token_issue_11() {
     ));
 }
 
-/// Regression (issue 11): a raw handle stores atomically with no lock, so attaching one to a
+/// Regression: a raw handle stores atomically with no lock, so attaching one to a
 /// locked value's block would race a guard's `&mut T`.
 #[test]
-fn raw_value_from_a_value_token_is_refused_issue_11() {
+fn raw_value_from_a_value_token_is_refused() {
     let v = Value::new(7u64).unwrap();
     let a = Array::<u32>::new(1).unwrap();
     assert!(matches!(
@@ -270,9 +270,9 @@ fn raw_value_from_a_value_token_is_refused_issue_11() {
     ));
 }
 
-/// Regression (issue 11): a published `Value<u32>` is one `u32`, not an `Array<u32>`.
+/// Regression: a published `Value<u32>` is one `u32`, not an `Array<u32>`.
 #[test]
-fn value_token_as_array_is_refused_issue_11() {
+fn value_token_as_array_is_refused() {
     let v = Value::new(9u32).unwrap();
     let (vt, vl) = v.token();
     assert!(matches!(
@@ -294,10 +294,10 @@ fn value_token_as_array_is_refused_issue_11() {
     assert_eq!(v.get().unwrap(), 9);
 }
 
-/// Regression (issue 11): the token of a freed object is `ObjectGone`, also for payloads
+/// Regression: the token of a freed object is `ObjectGone`, also for payloads
 /// that needed a forward header (alignment above 32 bytes) and after the block is reused.
 #[test]
-fn freed_object_token_is_object_gone_issue_11() {
+fn freed_object_token_is_object_gone() {
     let seg = shmproc::Segment::create(8 << 20).unwrap();
     let v = Value::new_in(&seg, 1u64).unwrap();
     let (vt, vl) = v.token();
@@ -333,10 +333,10 @@ fn freed_object_token_is_object_gone_issue_11() {
     ));
 }
 
-/// Every kind of handle refuses the token of every other kind (issue 11): built through the
+/// Every kind of handle refuses the token of every other kind: built through the
 /// `Handle` trait, so it covers each handle the same way.
 #[test]
-fn every_handle_refuses_every_other_kinds_token_issue_11() {
+fn every_handle_refuses_every_other_kinds_token() {
     use shmproc::{
         Barrier, BoundedSemaphore, Condition, Event, Handle, JoinableQueue, ObjectToken, Queue,
         RLock, Semaphore, SimpleQueue,

@@ -64,7 +64,7 @@ fn receive_new_segment((pipe_end, name): (Connection, Vec<u8>)) -> shmproc::Resu
     Ok(())
 }
 
-/// Regression (issue 11): a handle sent where its segment cannot be mapped gets an error
+/// Regression: a handle sent where its segment cannot be mapped gets an error
 /// naming the segment (and saying how to pass it), not `UnknownSegment`; sent over a Unix
 /// socket connection, the segment travels with it.
 #[test]

@@ -194,11 +194,11 @@ fn freed_large_blocks_return_pages() {
     assert_eq!(again.get(512).unwrap(), 0);
 }
 
-/// Regression (issue 11): a size class scribbled into a live array's block header never
+/// Regression: a size class scribbled into a live array's block header never
 /// makes dropping it write outside its block: the neighbour keeps its bytes and the corrupt
 /// block is never handed out again.
 #[test]
-fn corrupt_size_class_never_zeroes_outside_its_block_issue_11() {
+fn corrupt_size_class_never_zeroes_outside_its_block() {
     let seg = Segment::create(16 << 20).unwrap();
     let heap = TestHeap::on(&seg);
     let a = RawArray::<u8>::new_in(&seg, 70_000).unwrap();

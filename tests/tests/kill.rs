@@ -106,12 +106,12 @@ fn kill_lock_holder_reports_owner_died_then_works() {
     });
 }
 
-/// Issue 11: while the liveness probe fails (no `/proc`, `EMFILE`), a lock is never handed to
+/// while the liveness probe fails (no `/proc`, `EMFILE`), a lock is never handed to
 /// a second holder, whether its holder lives or was killed: the waiter times out instead.
 /// Once the probe works again, the dead holder is detected. (The fault switch is
 /// process-wide; nextest runs each test in a process of its own.)
 #[test]
-fn failing_liveness_probe_never_grants_a_held_lock_issue_11() {
+fn failing_liveness_probe_never_grants_a_held_lock() {
     watchdog(Duration::from_secs(120), "failing_liveness_probe", || {
         assert_no_leaks(|| {
             let seg = Segment::create(1 << 20).unwrap();

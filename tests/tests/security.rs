@@ -216,11 +216,11 @@ fn codec_rejects_oversized_length_prefixes_without_allocating() {
     );
 }
 
-/// Regression (issue 11): a block header and link record copied into a payload (bytes any
+/// Regression: a block header and link record copied into a payload (bytes any
 /// handle's owner may write) never make a forged token attach: only blocks the heap carved
 /// are blocks, so no handle can alias another object's bytes.
 #[test]
-fn a_header_forged_inside_a_payload_never_attaches_issue_11() {
+fn a_header_forged_inside_a_payload_never_attaches() {
     let seg = Segment::create(1 << 20).unwrap();
     let heap = shmproc::heap_testing::TestHeap::on(&seg);
     let victim = Value::new_in(&seg, 5u64).unwrap();
