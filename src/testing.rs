@@ -240,7 +240,7 @@ pub fn assert_no_leaks<R>(f: impl FnOnce() -> R) -> R {
 /// Makes every thread-liveness probe of this process (the `/proc/<tid>/stat` reads and
 /// `kill(tid, 0)`) fail with error number `errno`, or work again with `None`.
 ///
-/// `Some(libc::ENOENT)` looks like a system without `/proc`, `Some(libc::EMFILE)` like a
+/// `Some(ENOENT)` (2) looks like a system without `/proc`, `Some(EMFILE)` (24) like a
 /// process out of descriptors. A failing probe must never let a lock's waiter take over.
 pub fn set_liveness_probe_fault(errno: Option<i32>) {
     crate::sys::set_probe_fault(errno);

@@ -495,7 +495,7 @@ mod tests {
         with_live_thread(|stamp| {
             let tid = id_of(stamp);
             let earlier = (u64::from(tid) << 32) | u64::from(start_of(stamp).wrapping_sub(7));
-            for errno in [libc::ENOENT, libc::EMFILE] {
+            for errno in [sys::ENOENT, sys::EMFILE] {
                 sys::set_probe_fault(Some(errno));
                 let gone = held(dead, EMPTY);
                 let reused = held(tid, earlier);

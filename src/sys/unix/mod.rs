@@ -22,6 +22,9 @@ pub(crate) use atfork::fork_epoch;
 pub(crate) use clock::Deadline;
 pub(crate) use eventfd::{eventfd_create, eventfd_drain, eventfd_signal};
 pub(crate) use futex::{WaitOutcome, futex_requeue, futex_wait, futex_wake};
+/// Error numbers the tests inject through the liveness probe's fault seam.
+#[cfg(all(test, not(shmproc_loom)))]
+pub(crate) use libc::{EMFILE, ENOENT};
 pub(crate) use lineage::{cpu_count, die_with_parent, thread_count};
 pub(crate) use memfd::{fd_blocks_bytes, fd_len, memfd_create, punch_hole, set_len};
 pub(crate) use mmap::Mapping;
