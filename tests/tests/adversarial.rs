@@ -1375,3 +1375,190 @@ fn a_scribbled_top_never_hands_out_a_live_object() {
         &g[..8]
     );
 }
+
+/// A freed object's token is `ObjectGone`, also once its block was reused by an object of the
+/// same type, and for payloads that needed a forward header (64-aligned queue rings, arrays).
+#[test]
+fn tokens_of_freed_and_reused_blocks_are_object_gone() {
+    assert_no_leaks(|| {
+        let seg = Segment::create(1 << 20).unwrap();
+        for round in 0..3 {
+            let rv = RawValue::new_in(&seg, 1u64).unwrap();
+            let q = Queue::<u64>::with_capacity_in(&seg, 4).unwrap();
+            let a = Array::<u8>::new_in(&seg, 100).unwrap();
+            let v = Value::new_in(&seg, 1u64).unwrap();
+            let (rt, qt, at, vt) = (rv.token(), q.token(), a.token(), v.token());
+            drop((rv, q, a, v));
+            let gone = |r: Result<(), Error>, what: &str| {
+                assert!(
+                    matches!(r, Err(Error::ObjectGone)),
+                    "round {round}: freed {what}: {r:?}"
+                );
+            };
+            gone(RawValue::<u64>::from_token(&rt).map(drop), "RawValue");
+            gone(Queue::<u64>::from_token(&qt).map(drop), "Queue");
+            gone(Array::<u8>::from_token(&at.0, &at.1).map(drop), "Array");
+            gone(Value::<u64>::from_token(&vt.0, &vt.1).map(drop), "Value");
+            // Reuse the blocks with objects of the same types.
+            let rv2 = RawValue::new_in(&seg, 2u64).unwrap();
+            let q2 = Queue::<u64>::with_capacity_in(&seg, 4).unwrap();
+            let a2 = Array::<u8>::new_in(&seg, 100).unwrap();
+            let v2 = Value::new_in(&seg, 2u64).unwrap();
+            gone(
+                RawValue::<u64>::from_token(&rt).map(drop),
+                "reused RawValue",
+            );
+            gone(Queue::<u64>::from_token(&qt).map(drop), "reused Queue");
+            gone(
+                Array::<u8>::from_token(&at.0, &at.1).map(drop),
+                "reused Array",
+            );
+            gone(
+                Value::<u64>::from_token(&vt.0, &vt.1).map(drop),
+                "reused Value",
+            );
+            // A stale object token with the new lock's token is refused as well.
+            assert!(Value::<u64>::from_token(&vt.0, &v2.token().1).is_err());
+            drop((rv2, q2, a2, v2));
+        }
+    });
+}
+
+/// A guard of one condition handed to another condition's `wait` is refused, and the other
+/// condition's lock (held elsewhere) is not released by the attempt.
+#[test]
+fn waiting_with_another_conditions_guard_is_refused() {
+    watchdog(Duration::from_secs(30), "foreign_guard", || {
+        let a = Condition::new().unwrap();
+        let b = Condition::new().unwrap();
+        let shared = Lock::new().unwrap();
+        let c = Condition::with_lock(shared.clone()).unwrap();
+        let d = Condition::with_lock(shared.clone()).unwrap();
+        let b2 = b.clone();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _g = b2.lock().unwrap();
+            held_tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+        });
+        held_rx.recv().unwrap();
+        let mut ga = a.lock().unwrap();
+        assert!(matches!(
+            b.wait_timeout(&mut ga, Duration::from_millis(10)),
+            Err(Error::NotOwner)
+        ));
+        assert!(matches!(
+            b.wait_for(&mut ga, || true, None),
+            Err(Error::NotOwner)
+        ));
+        assert!(matches!(b.notify(1), Err(Error::NotOwner)));
+        // B's lock is still held by the other thread.
+        assert!(matches!(b.try_lock(), Ok(None)));
+        drop(ga);
+        // Conditions sharing one lock: a guard of one is not the other's.
+        let mut gc = c.lock().unwrap();
+        assert!(d.wait_timeout(&mut gc, Duration::from_millis(1)).is_err());
+        assert!(shared.is_locked());
+        drop(gc);
+        done_tx.send(()).unwrap();
+        holder.join().unwrap();
+    });
+}
+
+/// A handle whose reference count was scribbled to its maximum: cloning it must not kill the
+/// process (a hostile mapper could otherwise abort every process that clones a handle).
+#[test]
+#[ignore = "abort: ObjectRef::clone -> RawHeap::retain calls std::process::abort() when \
+            the shared reference count reads >= RC_MAX (src/heap/mod.rs retain), which any \
+            process mapping the segment can write"]
+fn cloning_a_handle_with_a_scribbled_count_does_not_abort() {
+    let seg = Segment::create(1 << 20).unwrap();
+    let heap = TestHeap::on(&seg);
+    let rv = RawValue::new_in(&seg, 1u64).unwrap();
+    let block = heap.block_of(rv.token().offset).unwrap();
+    // The count is the low half of the header word at +8.
+    for (i, b) in 0x7fff_ffffu32.to_le_bytes().iter().enumerate() {
+        heap.poke_u8(block + 8 + i as u64, *b).unwrap();
+    }
+    let r = in_child(Duration::from_secs(5), move || {
+        let c = rv.clone();
+        std::mem::forget(c);
+        0
+    });
+    assert_eq!(r, Ok(Ok(0)), "the clone killed the process (6 = SIGABRT)");
+}
+
+/// Scribbles on a pipe's ring (positions, closed flags, pids, sequence words, record headers)
+/// with messages in flight, then receives with poll timeouts: messages or errors, never a
+/// panic, a crash or a hang.
+fn pipe_scribble_run(seed: u64) -> i32 {
+    let mut rng = Rng::new(seed);
+    let (a, b) = shmproc::pipe().unwrap();
+    let obj = {
+        let t: ForgedConnection = codec::from_bytes(&codec::to_bytes(&b).unwrap()).unwrap();
+        t.obj
+    };
+    let heap = TestHeap::on(&shmproc::default_segment().unwrap());
+    for i in 0..1 + rng.below(6) {
+        // At most 180 KB in all: it fits the 256 KiB ring, so no send blocks here.
+        let n = [10usize, 100, 5000, 30_000][rng.below(4) as usize];
+        a.send_bytes(&vec![i as u8; n]).unwrap();
+    }
+    // Both directions' headers and the first records of direction 0 and 1.
+    let cap = 256 * 1024u64;
+    for _ in 0..1 + rng.below(3) {
+        let d = rng.below(2);
+        let base = obj.offset + 64 + d * (256 + cap);
+        let at = if rng.below(2) == 0 {
+            base + rng.below(256)
+        } else {
+            base + 256 + 64 * rng.below(64) + rng.below(16)
+        };
+        scribble(&heap, &mut rng, at);
+    }
+    for _ in 0..8 {
+        if let Ok(true) = b.poll(Some(Duration::from_millis(2))) {
+            let _ = b.recv_bytes_max(1 << 20);
+        }
+        if let Ok(true) = a.poll(Some(Duration::from_millis(2))) {
+            let _ = a.recv_bytes();
+        }
+    }
+    // (No send: a ring scribbled to look full blocks a sender, as a full ring should.)
+    drop((a, b));
+    0
+}
+
+#[test]
+fn scribbled_pipe_rings_give_errors_never_crashes() {
+    let n: u64 = std::env::var("SHMPROC_ADVERSARIAL_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let base = u64::from(std::process::id());
+    watchdog(Duration::from_secs(300), "pipe_scribbles", || {
+        let mut bad = Vec::new();
+        for i in 0..n {
+            let seed = base * 1000 + i;
+            match in_child(Duration::from_secs(10), move || pipe_scribble_run(seed)) {
+                Ok(Ok(0)) => {}
+                other => bad.push(format!("seed {seed}: {other:?}")),
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "{} of {n} probes failed:\n{}",
+            bad.len(),
+            bad.join("\n")
+        );
+    });
+}
+
+/// Replays one pipe scribble probe in this process (`SHMPROC_ADVERSARIAL_PIPE_SEED=<seed>`).
+#[test]
+#[ignore = "replay tool: set SHMPROC_ADVERSARIAL_PIPE_SEED"]
+fn pipe_scribble_replay() {
+    let seed = std::env::var("SHMPROC_ADVERSARIAL_PIPE_SEED").unwrap();
+    pipe_scribble_run(seed.parse().unwrap());
+}
