@@ -131,17 +131,58 @@ pub(crate) mod algo {
         Some(park::sleep(w.state, s | WAITERS, deadline, slices))
     }
 
-    /// Whether the leader recorded in `w.leader` has died.
-    fn leader_dead(w: BarrierWords<'_>) -> bool {
-        // Acquire: pairs with the leader's store, made right after it became leader.
-        let tid = w.leader.load(Ordering::Acquire);
-        tid != 0 && !sys::thread_alive(tid)
+    /// Ended slices a releasing word may go with no leader recorded before it counts as
+    /// abandoned (about a second of slices). A leader records itself nanoseconds after its
+    /// arrival and clears the record nanoseconds before it moves the generation on, so a
+    /// leaderless release that lasts this long means the leader died in between (or the word
+    /// was corrupted): without this, every waiter would wait for it forever.
+    const LEADERLESS_SLICES: u32 = 24;
+
+    /// What a waiter watching a releasing generation remembers between slices.
+    pub(super) struct LeaderWatch {
+        slices: Slices,
+        leaderless: u32,
     }
 
-    /// Waits on a releasing word `s` for one sleep slice, then breaks the generation if its
-    /// leader died.
-    fn wait_for_leader(w: BarrierWords<'_>, s: u32, slices: &mut Slices) {
-        if sleep(w, s, None, slices) == Some(Slept::SliceEnded) && leader_dead(w) {
+    impl LeaderWatch {
+        pub(super) const fn new() -> LeaderWatch {
+            LeaderWatch {
+                slices: Slices::new(),
+                leaderless: 0,
+            }
+        }
+
+        /// Whether the releasing generation's leader is gone: the recorded leader died, or no
+        /// leader was recorded for [`LEADERLESS_SLICES`] slices in a row.
+        fn abandoned(&mut self, w: BarrierWords<'_>) -> bool {
+            // Acquire: pairs with the leader's store, made right after it became leader.
+            match w.leader.load(Ordering::Acquire) {
+                0 => {
+                    self.leaderless = self.leaderless.saturating_add(1);
+                    self.leaderless >= LEADERLESS_SLICES
+                }
+                tid => {
+                    self.leaderless = 0;
+                    !sys::thread_alive(tid)
+                }
+            }
+        }
+    }
+
+    /// Waits on a releasing word `s` for one sleep slice, at most until `deadline`, then
+    /// breaks the generation if its leader is gone. Returns `false` once `deadline` has
+    /// passed (the caller gives up).
+    fn wait_for_leader(
+        w: BarrierWords<'_>,
+        s: u32,
+        deadline: Option<&Deadline>,
+        watch: &mut LeaderWatch,
+    ) -> bool {
+        let slept = sleep(w, s, deadline, &mut watch.slices);
+        if deadline.is_some_and(Deadline::has_passed) {
+            return false;
+        }
+        if slept == Some(Slept::SliceEnded) && watch.abandoned(w) {
             // Re-read: the CAS must see exactly the releasing word.
             // Acquire: as for every read of `state`.
             let now = w.state.load(Ordering::Acquire);
@@ -149,6 +190,7 @@ pub(crate) mod algo {
                 let _ = try_break(w, now);
             }
         }
+        true
     }
 
     /// Arrives and waits for the other parties. `action` runs in the last arriver before
@@ -163,7 +205,7 @@ pub(crate) mod algo {
         slow_action: bool,
         action: impl FnOnce() -> bool,
     ) -> Option<u32> {
-        let mut slices = Slices::new();
+        let mut watch = LeaderWatch::new();
         let (g, index, prev) = loop {
             // Acquire: pairs with the release of the CAS that made this word.
             let s = w.state.load(Ordering::Acquire);
@@ -172,8 +214,11 @@ pub(crate) mod algo {
             }
             let c = s & COUNT_MASK;
             if c >= parties {
-                // The previous generation's leader is still releasing; wait for it.
-                wait_for_leader(w, s, &mut slices);
+                // The previous generation's leader is still releasing; wait for it (this
+                // party has not arrived yet, so a timeout here leaves the barrier as it is).
+                if !wait_for_leader(w, s, deadline, &mut watch) {
+                    return None;
+                }
                 continue;
             }
             // AcqRel: arrivals form one release sequence; the leader's acquire sees them all.
@@ -216,7 +261,11 @@ pub(crate) mod algo {
             }
             let releasing = s & COUNT_MASK >= parties;
             if releasing {
-                wait_for_leader(w, s, &mut slices);
+                // The leader owns a releasing generation (it is running the action): a
+                // timeout here gives up without breaking it.
+                if !wait_for_leader(w, s, deadline, &mut watch) {
+                    return None;
+                }
                 continue;
             }
             if deadline.is_some_and(Deadline::has_passed) {
@@ -290,7 +339,7 @@ pub(crate) mod algo {
 
     /// Breaks the barrier (waiting out a generation being released first).
     pub(crate) fn abort(w: BarrierWords<'_>, parties: u32) {
-        let mut slices = Slices::new();
+        let mut watch = LeaderWatch::new();
         loop {
             // Acquire: as for every read of `state`.
             let s = w.state.load(Ordering::Acquire);
@@ -298,7 +347,7 @@ pub(crate) mod algo {
                 return;
             }
             if s & COUNT_MASK >= parties {
-                wait_for_leader(w, s, &mut slices);
+                wait_for_leader(w, s, None, &mut watch);
                 continue;
             }
             if try_break(w, s) {
@@ -309,7 +358,7 @@ pub(crate) mod algo {
 
     /// Returns the barrier to its fresh state; current waiters see it broken.
     pub(crate) fn reset(w: BarrierWords<'_>, parties: u32) {
-        let mut slices = Slices::new();
+        let mut watch = LeaderWatch::new();
         loop {
             // Acquire: as for every read of `state`.
             let s = w.state.load(Ordering::Acquire);
@@ -319,7 +368,7 @@ pub(crate) mod algo {
                     return;
                 }
                 if c >= parties {
-                    wait_for_leader(w, s, &mut slices);
+                    wait_for_leader(w, s, None, &mut watch);
                     continue;
                 }
                 let _ = try_break(w, s);
@@ -516,7 +565,9 @@ impl Barrier {
     }
 
     /// As [`wait`](Barrier::wait), for at most `timeout` (monotonic, unaffected by signals);
-    /// if the timeout passes first, the barrier breaks for every waiter.
+    /// if the timeout passes first, the barrier breaks for every waiter. A timeout that passes
+    /// while a leader is releasing a pass (running the action) gives up without breaking that
+    /// pass, which belongs to the leader.
     ///
     /// # Errors
     /// [`Error::BrokenBarrier`] if the barrier is or becomes broken, including by this
