@@ -333,12 +333,14 @@ unsafe impl Sync for ObjectRef {}
 
 impl Clone for ObjectRef {
     fn clone(&self) -> Self {
-        // The block is live (we hold a reference), so retain cannot meet a bad offset; if the
-        // segment were corrupted under us, the clone still owns a reference by construction.
-        let _ = RawHeap::new(&self.seg).retain(self.block);
+        // The block is live (we hold a reference). A count that could not be taken (a
+        // corrupted count word) makes a handle that never releases: the block leaks rather
+        // than being freed under the handles that remain.
+        let counted = RawHeap::new(&self.seg).retain(self.block).unwrap_or(false);
         ObjectRef {
             ptr: self.ptr,
-            owner_pid: sys::current_pid(),
+            // No process has pid 0 (see `into_owned_token`): an uncounted clone never releases.
+            owner_pid: if counted { sys::current_pid() } else { 0 },
             seg: Arc::clone(&self.seg),
             block: self.block,
             size: self.size,

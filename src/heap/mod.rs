@@ -236,8 +236,35 @@ impl<'a> RawHeap<'a> {
         let (word, bit) = self.start_bit(block)?;
         // Release: pairs with the Acquire in `is_start`; the bit is set before the block's
         // header is written and long before any token for it exists.
-        word.fetch_or(bit, Ordering::Release);
+        if word.fetch_or(bit, Ordering::Release) & bit != 0 {
+            return Err(Error::CorruptHeap {
+                reason: "a block was carved twice at one offset",
+            });
+        }
         Ok(())
+    }
+
+    /// Returns whether any block was carved in `[from, to)` (both multiples of 32).
+    fn any_start_in(&self, from: u64, to: u64) -> Result<bool> {
+        let mut unit = from / BLOCK_HEADER;
+        let end = to / BLOCK_HEADER;
+        while unit < end {
+            let (word, _) = self.start_bit(unit.saturating_mul(BLOCK_HEADER))?;
+            let first = unit % 64;
+            let last = end.saturating_sub(unit).min(64u64.saturating_sub(first));
+            // Bits `first .. first + last` of this word (`first + last <= 64`).
+            let mask = u64::MAX
+                .checked_shr(u32::try_from(64u64.saturating_sub(last)).unwrap_or(64))
+                .unwrap_or(0)
+                .checked_shl(u32::try_from(first).unwrap_or(0))
+                .unwrap_or(0);
+            // Acquire: pairs with `mark_start`.
+            if word.load(Ordering::Acquire) & mask != 0 {
+                return Ok(true);
+            }
+            unit = unit.saturating_add(last);
+        }
+        Ok(false)
     }
 
     /// Returns whether a block was carved at `block`. The bitmap lies outside every block,
@@ -407,6 +434,11 @@ impl<'a> RawHeap<'a> {
         let top = self.state(TOP);
         let mut cur = top.load(Ordering::Relaxed);
         loop {
+            if cur < self.data_start() {
+                return Err(Error::CorruptHeap {
+                    reason: "heap top below the data area",
+                });
+            }
             let start = cur
                 .checked_next_multiple_of(align)
                 .ok_or(Error::OutOfMemory {
@@ -424,6 +456,14 @@ impl<'a> RawHeap<'a> {
             // published by the Release store of its `rc_gen`.
             match top.compare_exchange_weak(cur, end, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => {
+                    // `top` is a shared word: a range that holds a block start was carved
+                    // before (the word was moved back), and handing it out would alias live
+                    // objects.
+                    if self.any_start_in(start, end)? {
+                        return Err(Error::CorruptHeap {
+                            reason: "heap top points into carved blocks",
+                        });
+                    }
                     self.mark_start(start)?;
                     return Ok(start);
                 }
@@ -627,16 +667,21 @@ impl<'a> RawHeap<'a> {
         Ok((block, len, bsize))
     }
 
-    /// Adds a reference to a block the caller already holds a reference to.
-    pub(crate) fn retain(&self, block: u64) -> Result<()> {
+    /// Adds a reference to a block the caller already holds a reference to. Returns whether
+    /// the reference was counted: a count already at its maximum (only a corrupted word gets
+    /// there: it would take 2^31 live handles) is left pinned, and the new handle must not
+    /// release (the block is then leaked, never freed under a live handle).
+    pub(crate) fn retain(&self, block: u64) -> Result<bool> {
+        let rc_gen = self.u64_at(add(block, 8)?)?;
         // Relaxed: as `Arc::clone`, a new reference is made from an existing one, which keeps
         // the block alive; no data is published by the increment.
-        let old = self.u64_at(add(block, 8)?)?.fetch_add(1, Ordering::Relaxed);
+        let old = rc_gen.fetch_add(1, Ordering::Relaxed);
         if old & RC_MASK >= RC_MAX {
-            // As `Arc`: this many leaked references means the program is broken.
-            std::process::abort();
+            // Undo; a count this high stays high, so the block is never freed.
+            rc_gen.fetch_sub(1, Ordering::Relaxed);
+            return Ok(false);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Drops a reference; frees the block when it was the last. Returns whether it freed.

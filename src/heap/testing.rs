@@ -191,6 +191,11 @@ impl TestHeap {
         let raw = self.raw();
         let page = crate::sys::page_size() as u64;
         let top = raw.state(super::TOP).load(Ordering::Acquire);
+        if top < raw.data_start() || top > self.seg.len() {
+            return Err(Error::CorruptObject {
+                reason: "heap top outside the data area",
+            });
+        }
         let max_steps = (top - raw.data_start()) / BLOCK_HEADER + 1;
         let mut on_list = std::collections::BTreeSet::new();
         for i in 0..N_LISTS as u64 {

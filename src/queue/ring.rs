@@ -131,6 +131,44 @@ fn lap_ahead(wl: u32, lap: u32) -> bool {
     (1..1 << 31).contains(&wl.wrapping_sub(lap))
 }
 
+/// The position after `pos`. Positions are 64-bit and never wrap in a working ring, so the
+/// last one is only ever read from a corrupted word.
+fn next_pos(pos: u64) -> Result<u64> {
+    match pos.checked_add(1) {
+        Some(p) => Ok(p),
+        None => Err(Error::CorruptObject {
+            reason: "queue position at its maximum",
+        }),
+    }
+}
+
+/// Counts the retries of `try_put`/`try_get` that found their position unchanged yet its slot
+/// in a lap no consistent ring shows (the position and slot words are input: a corrupted
+/// one must give an error, not an endless loop in a call that never blocks).
+#[derive(Default)]
+struct Stuck(u32);
+
+impl Stuck {
+    /// Retries allowed with the position unchanged (each yields) before the ring is corrupt:
+    /// far more than any interleaving of live parties produces.
+    const LIMIT: u32 = 1000;
+
+    fn check(&mut self, unchanged: bool) -> Result<()> {
+        if !unchanged {
+            self.0 = 0;
+            return Ok(());
+        }
+        self.0 += 1;
+        if self.0 >= Self::LIMIT {
+            return Err(Error::CorruptObject {
+                reason: "queue slot lap inconsistent with its position",
+            });
+        }
+        crate::loom::yield_now();
+        Ok(())
+    }
+}
+
 fn tid_of(w: u64) -> u32 {
     (w & TID_MASK) as u32
 }
@@ -382,6 +420,7 @@ impl<M: RingMem> Ring<M> {
         let me = sys::current_tid();
         let tail = self.word64(TAIL);
         let mut spins = 0u32;
+        let mut stuck = Stuck::default();
         loop {
             if self.is_closed() {
                 return Err(Error::Closed);
@@ -410,14 +449,16 @@ impl<M: RingMem> Ring<M> {
                 unsafe { self.write_slot(off, msg) };
                 // Release: the message bytes and length are visible to whoever sees FULL.
                 word.store(pack(lap, FULL, 0), Ordering::Release);
-                let _ = tail.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+                let _ =
+                    tail.compare_exchange(pos, next_pos(pos)?, Ordering::AcqRel, Ordering::Relaxed);
                 self.notify(NOT_EMPTY);
                 return Ok(Attempt::Done(()));
             }
             if (wl == lap && (st == FULL || st == READING)) || lap_ahead(wl, lap) {
                 // Filled (and maybe already taken), but its producer has not moved the tail
                 // yet, or died before it could: move it for them.
-                let _ = tail.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+                let _ =
+                    tail.compare_exchange(pos, next_pos(pos)?, Ordering::AcqRel, Ordering::Relaxed);
                 continue;
             }
             if wl == lap && st == WRITING {
@@ -434,6 +475,7 @@ impl<M: RingMem> Ring<M> {
                 return Ok(Attempt::WouldBlock);
             }
             // The tail moved under us; look again.
+            stuck.check(tail.load(Ordering::Acquire) == pos)?;
         }
     }
 
@@ -442,6 +484,7 @@ impl<M: RingMem> Ring<M> {
         let me = sys::current_tid();
         let head = self.word64(HEAD);
         let mut spins = 0u32;
+        let mut stuck = Stuck::default();
         loop {
             let pos = head.load(Ordering::Acquire);
             let lap = (pos / self.capacity) as u32;
@@ -467,14 +510,16 @@ impl<M: RingMem> Ring<M> {
                 let taken = unsafe { self.read_slot(off) };
                 // Release: our reads of the slot happen before the next producer's writes.
                 word.store(pack(lap.wrapping_add(1), EMPTY, 0), Ordering::Release);
-                let _ = head.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+                let _ =
+                    head.compare_exchange(pos, next_pos(pos)?, Ordering::AcqRel, Ordering::Relaxed);
                 self.notify(NOT_FULL);
                 return taken.map(Attempt::Done);
             }
             if lap_ahead(wl, lap) {
                 // Emptied (and maybe refilled for the next lap), but its consumer has not moved
                 // the head yet, or died before it could: move it for them.
-                let _ = head.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+                let _ =
+                    head.compare_exchange(pos, next_pos(pos)?, Ordering::AcqRel, Ordering::Relaxed);
                 continue;
             }
             if wl == lap && st == READING {
@@ -496,6 +541,7 @@ impl<M: RingMem> Ring<M> {
                 return self.empty_or_closed();
             }
             // The head moved under us; look again.
+            stuck.check(head.load(Ordering::Acquire) == pos)?;
         }
     }
 

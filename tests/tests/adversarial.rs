@@ -663,8 +663,6 @@ fn barrier_with_a_scribbled_count_still_times_out() {
 /// The heap walk of the test support (used by the fuzzers and the kill suite) reports a
 /// scribbled `top` as corruption instead of panicking.
 #[test]
-#[ignore = "panic: TestHeap::walk computes `top - data_start` unchecked \
-            (src/heap/testing.rs:194), so a scribbled top below the data start overflows"]
 fn test_heap_walk_reports_a_scribbled_top() {
     let seg = Segment::create(1 << 20).unwrap();
     let heap = TestHeap::on(&seg);
@@ -1279,9 +1277,6 @@ fn flapping_probe_faults_never_admit_a_second_holder() {
 /// every slot's must make `try_put` (`try_get`) return an error or `Full`/`Empty`, not spin
 /// forever: these calls never block by contract.
 #[test]
-#[ignore = "hang: Ring::try_put/try_get loop forever (\"the tail moved under us; look \
-            again\") when the slot's lap is neither the position's lap, the one before, nor \
-            ahead of it (src/queue/ring.rs:403 and :463); nothing bounds the retries"]
 fn queue_with_a_scribbled_position_never_spins_forever() {
     watchdog(Duration::from_secs(60), "queue_scribbled_position", || {
         let mut ends = Vec::new();
@@ -1310,9 +1305,6 @@ fn queue_with_a_scribbled_position_never_spins_forever() {
 /// A queue position scribbled to `u64::MAX` is input like any other shared word: no
 /// arithmetic overflow panic (debug builds) or wrap into a bogus slot (release builds).
 #[test]
-#[ignore = "panic: `pos + 1` in Ring::try_put/try_get overflows on a scribbled tail/head \
-            (src/queue/ring.rs:387 and :442, also :380, :435; unchecked arithmetic on a value \
-            read from shared memory)"]
 fn queue_with_a_maximal_position_does_not_panic() {
     watchdog(Duration::from_secs(60), "queue_max_position", || {
         let mut ends = Vec::new();
@@ -1339,10 +1331,6 @@ fn queue_with_a_maximal_position_does_not_panic() {
 /// refused (or come from elsewhere), never hand out bytes of a live object, which would let a
 /// new handle write into a `Value` while a guard holds `&mut` to it.
 #[test]
-#[ignore = "aliasing: carve() trusts `top` from shared memory and never checks that the \
-            range it hands out was not carved before (src/heap/mod.rs:384 carve, :222 \
-            mark_start: the start bit is fetch_or'ed, its old value ignored); a scribbled top makes a new \
-            block overlap live ones"]
 fn a_scribbled_top_never_hands_out_a_live_object() {
     let seg = Segment::create(1 << 20).unwrap();
     let heap = TestHeap::on(&seg);
@@ -1467,9 +1455,6 @@ fn waiting_with_another_conditions_guard_is_refused() {
 /// A handle whose reference count was scribbled to its maximum: cloning it must not kill the
 /// process (a hostile mapper could otherwise abort every process that clones a handle).
 #[test]
-#[ignore = "abort: ObjectRef::clone -> RawHeap::retain calls std::process::abort() when \
-            the shared reference count reads >= RC_MAX (src/heap/mod.rs:618, retain), which any \
-            process mapping the segment can write"]
 fn cloning_a_handle_with_a_scribbled_count_does_not_abort() {
     let seg = Segment::create(1 << 20).unwrap();
     let heap = TestHeap::on(&seg);
