@@ -142,6 +142,16 @@ fn next_pos(pos: u64) -> Result<u64> {
     }
 }
 
+/// A slot more than one lap ahead of a position that has not moved: in a working ring the
+/// slot at the tail (head) is at most one lap ahead of it (filled, or emptied, for the next
+/// lap only once the position passed it), so the position word is corrupt. Walking it forward
+/// one step at a time would take billions of steps.
+fn far_lap() -> Error {
+    Error::CorruptObject {
+        reason: "queue position far from its slot's lap",
+    }
+}
+
 /// Counts the retries of `try_put`/`try_get` that found their position unchanged yet its slot
 /// in a lap no consistent ring shows (the position and slot words are input: a corrupted
 /// one must give an error, not an endless loop in a call that never blocks).
@@ -457,6 +467,9 @@ impl<M: RingMem> Ring<M> {
             if (wl == lap && (st == FULL || st == READING)) || lap_ahead(wl, lap) {
                 // Filled (and maybe already taken), but its producer has not moved the tail
                 // yet, or died before it could: move it for them.
+                if wl.wrapping_sub(lap) > 1 && tail.load(Ordering::Acquire) == pos {
+                    return Err(far_lap());
+                }
                 let _ =
                     tail.compare_exchange(pos, next_pos(pos)?, Ordering::AcqRel, Ordering::Relaxed);
                 continue;
@@ -518,6 +531,9 @@ impl<M: RingMem> Ring<M> {
             if lap_ahead(wl, lap) {
                 // Emptied (and maybe refilled for the next lap), but its consumer has not moved
                 // the head yet, or died before it could: move it for them.
+                if wl.wrapping_sub(lap) > 1 && head.load(Ordering::Acquire) == pos {
+                    return Err(far_lap());
+                }
                 let _ =
                     head.compare_exchange(pos, next_pos(pos)?, Ordering::AcqRel, Ordering::Relaxed);
                 continue;
