@@ -98,7 +98,7 @@ impl<A: DeserializeOwned + 'static> Driver for StartDriver<A> {
 ///
 /// # Errors
 /// As for [`ProcessBuilder::start`](crate::ProcessBuilder::start); the errors of
-/// [`pipe`](crate::pipe).
+/// [`pipe`].
 pub fn start<A>(f: fn(Channel, A), args: A) -> Result<Channel>
 where
     A: Serialize + DeserializeOwned + Send + 'static,
@@ -128,7 +128,7 @@ pub enum Forked {
 /// [`Error::ForkWhileThreaded`](crate::Error::ForkWhileThreaded) unless this process is
 /// single-threaded, as for the `Fork` start method;
 /// [`Error::NotInitialized`](crate::Error::NotInitialized) without [`init`](crate::init);
-/// [`Error::Io`](crate::Error::Io) if `fork` fails; the errors of [`pipe`](crate::pipe).
+/// [`Error::Io`](crate::Error::Io) if `fork` fails; the errors of [`pipe`].
 pub fn create() -> Result<Forked> {
     let (mine, theirs) = pipe()?;
     match fork_here(&theirs)? {
