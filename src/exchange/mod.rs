@@ -360,6 +360,9 @@ impl<S: StoreData> Exchange<S> {
     /// [`receive`](Channel::receive) returns any messages left and then how the child ended).
     /// Queued [`start`](Exchange::start) calls then start as room allows.
     ///
+    /// A zero timeout checks every channel once and never sleeps; a child killed by a signal
+    /// (which closes nothing) is seen through the liveness check of its channel.
+    ///
     /// # Errors
     /// As for [`connection::wait`](crate::connection::wait); the errors of starting a
     /// queued call.
