@@ -123,6 +123,11 @@ impl Channel {
         self.conn.send(value)
     }
 
+    /// Sends bytes encoded as `send` encodes a value.
+    pub(crate) fn send_raw(&self, bytes: &[u8]) -> Result<()> {
+        self.conn.send_bytes(bytes)
+    }
+
     /// Receives the next value. Blocks until one arrives or the other side ends.
     ///
     /// # Errors

@@ -4,6 +4,7 @@ use super::{Channel, remember};
 use crate::connection::{Waitable, pipe, wait};
 use crate::error::{Error, Result};
 use crate::process::{Driver, spawn_driven};
+use crate::transfer::Envelope;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, VecDeque};
@@ -27,10 +28,25 @@ impl<A: DeserializeOwned + 'static, R: Serialize + 'static> Driver for Serve<A, 
     }
 }
 
-/// One worker and the job it is running.
+/// Jobs sent to one worker ahead of their results, so it never waits for the creator.
+const DEPTH: usize = 2;
+
+/// One worker and the jobs sent to it, oldest (the one it is running) first.
 struct Slot {
     channel: Channel,
-    job: Option<u64>,
+    jobs: VecDeque<(u64, Vec<u8>)>,
+}
+
+/// Encodes a job message as `Channel::send` would.
+fn encode<A: Serialize>(job: &Option<A>) -> Result<Vec<u8>> {
+    let env = Envelope::seal(job)?;
+    if env.needs_descriptors() {
+        return Err(Error::NoDescriptorChannel {
+            channel: "a shared-memory pipe",
+            count: env.fds.len(),
+        });
+    }
+    Ok(env.bytes)
 }
 
 /// Whether `e` means the worker's process is gone (rather than one bad message).
@@ -48,15 +64,17 @@ fn worker_gone(e: &Error) -> bool {
 /// not start a process each (pprocess's reusable processes).
 ///
 /// Each worker loops on its [`Channel`]: it takes a job, sends back `f(job)`, and takes the
-/// next, until told to stop (on drop). Jobs beyond the idle workers wait here, in order, and
-/// go to the next worker that is free. A worker that dies mid-job (panic, `SIGKILL`) gives
+/// next, until told to stop (on drop). Each worker has up to two jobs sent ahead, so it does
+/// not wait for the creator between jobs; the rest wait here, in order, and go to the next
+/// worker with room. Jobs are encoded when submitted.
+/// Shared objects inside a job travel as handles: keep them alive until its result arrives. A worker that dies mid-job (panic, `SIGKILL`) gives
 /// that job the error that describes its end and is replaced; the other jobs complete.
 ///
 /// [`Map`], [`Queue`] and [`pmap`] are built on it.
 pub struct Workers<A, R> {
     f: fn(A) -> R,
     slots: Vec<Slot>,
-    pending: VecDeque<(u64, A)>,
+    pending: VecDeque<(u64, Vec<u8>)>,
     next_id: u64,
     _result: PhantomData<fn() -> R>,
 }
@@ -89,7 +107,10 @@ where
         };
         for _ in 0..count.max(1) {
             let channel = w.start_worker()?;
-            w.slots.push(Slot { channel, job: None });
+            w.slots.push(Slot {
+                channel,
+                jobs: VecDeque::new(),
+            });
         }
         Ok(w)
     }
@@ -109,29 +130,33 @@ where
     /// The number of jobs submitted whose result has not been returned by
     /// [`next`](Workers::next) yet.
     pub fn outstanding(&self) -> usize {
-        self.pending.len() + self.slots.iter().filter(|s| s.job.is_some()).count()
+        self.pending.len() + self.slots.iter().map(|s| s.jobs.len()).sum::<usize>()
     }
 
     /// Submits `job` and returns its number (0, 1, 2, … in submission order).
     ///
     /// # Errors
-    /// The errors of sending the job to an idle worker.
+    /// [`Error::Codec`] if the job cannot be encoded, [`Error::NoDescriptorChannel`] if it
+    /// holds a connection; the errors of sending it to a worker.
     pub fn submit(&mut self, job: A) -> Result<u64> {
+        let bytes = encode(&Some(job))?;
         let id = self.next_id;
         self.next_id += 1;
-        self.pending.push_back((id, job));
+        self.pending.push_back((id, bytes));
         self.dispatch()?;
         Ok(id)
     }
 
-    /// Hands pending jobs to idle workers.
+    /// Hands pending jobs to the workers, least loaded first, up to [`DEPTH`] each.
     fn dispatch(&mut self) -> Result<()> {
-        for slot in self.slots.iter_mut().filter(|s| s.job.is_none()) {
-            let Some((id, job)) = self.pending.pop_front() else {
-                break;
-            };
-            slot.channel.send(&Some(job))?;
-            slot.job = Some(id);
+        for level in 0..DEPTH {
+            for slot in self.slots.iter_mut().filter(|s| s.jobs.len() <= level) {
+                let Some((id, job)) = self.pending.pop_front() else {
+                    return Ok(());
+                };
+                slot.channel.send_raw(&job)?;
+                slot.jobs.push_back((id, job));
+            }
         }
         Ok(())
     }
@@ -144,7 +169,7 @@ where
     /// The errors of waiting, of starting a replacement worker, or of handing it a job.
     pub fn next(&mut self, timeout: Option<Duration>) -> Result<Option<(u64, Result<R>)>> {
         let busy: Vec<usize> = (0..self.slots.len())
-            .filter(|&i| self.slots.get(i).is_some_and(|s| s.job.is_some()))
+            .filter(|&i| self.slots.get(i).is_some_and(|s| !s.jobs.is_empty()))
             .collect();
         if busy.is_empty() {
             return Ok(None);
@@ -163,13 +188,18 @@ where
         let Some(slot) = self.slots.get_mut(i) else {
             return Ok(None);
         };
-        let Some(id) = slot.job.take() else {
+        let Some((id, _)) = slot.jobs.pop_front() else {
             return Ok(None);
         };
         let result = slot.channel.receive::<R>();
         if let Err(e) = &result
             && worker_gone(e)
         {
+            // The jobs queued behind the failed one never ran: they go first to the others.
+            let behind = std::mem::take(&mut slot.jobs);
+            for job in behind.into_iter().rev() {
+                self.pending.push_front(job);
+            }
             let fresh = self.start_worker()?;
             if let Some(slot) = self.slots.get_mut(i) {
                 let mut old = std::mem::replace(&mut slot.channel, fresh);
