@@ -380,3 +380,33 @@ fn create_forks_with_a_channel_and_refuses_threads() {
         shmproc::spawn((), fork_style).unwrap().join().unwrap();
     });
 }
+
+fn panics_at_3(x: u32) -> u32 {
+    assert_ne!(x, 3, "job 3 panicked on purpose");
+    x
+}
+
+#[test]
+fn a_panicking_job_fails_pmap_and_only_its_entry_in_a_map() {
+    checked("panicking job", || {
+        match pmap(panics_at_3, 0..8, 2) {
+            Err(Error::ChildPanicked { message }) => {
+                assert!(message.contains("job 3"), "{message}")
+            }
+            other => panic!("expected ChildPanicked, got {other:?}"),
+        }
+        let mut m = Map::new(panics_at_3, 2).unwrap();
+        for x in 0..8 {
+            m.push(x).unwrap();
+        }
+        let out: Vec<Result<u32, String>> = m.map(|r| r.map_err(|e| e.to_string())).collect();
+        assert_eq!(out.len(), 8);
+        for (x, r) in out.iter().enumerate() {
+            if x == 3 {
+                assert!(r.is_err());
+            } else {
+                assert_eq!(r.as_ref().ok(), Some(&(x as u32)));
+            }
+        }
+    });
+}
