@@ -60,13 +60,16 @@ use std::marker::PhantomData;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Children started by [`start`] and [`create`] that [`waitall`] has not reaped yet.
-static STARTED: Mutex<Vec<Process>> = Mutex::new(Vec::new());
+/// Children started by [`start`] and [`create`] that [`waitall`] has not reaped yet, with
+/// the pid of the process that started them (a forked child inherits this list in memory,
+/// but not the children in it).
+static STARTED: Mutex<Vec<(u32, Process)>> = Mutex::new(Vec::new());
 
 fn remember(p: &Process) {
+    let me = std::process::id();
     let mut started = STARTED.lock().unwrap_or_else(PoisonError::into_inner);
-    started.retain(|p| p.exitcode().is_none());
-    started.push(p.share());
+    started.retain(|(by, p)| *by == me && p.exitcode().is_none());
+    started.push((me, p.share()));
 }
 
 /// Drops the registry's handle to a child its channel reaped.
@@ -74,7 +77,7 @@ pub(crate) fn forget(pid: i32) {
     STARTED
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .retain(|p| p.pid() != pid);
+        .retain(|(_, p)| p.pid() != pid);
 }
 
 /// Runs `f(channel, args)` in the child of a [`start`].
@@ -158,8 +161,11 @@ pub fn exit(code: i32) -> ! {
 /// [`Error::Io`](crate::Error::Io) if waiting fails.
 pub fn waitall() -> Result<()> {
     let started = std::mem::take(&mut *STARTED.lock().unwrap_or_else(PoisonError::into_inner));
-    for p in started {
-        p.join()?;
+    let me = std::process::id();
+    for (by, p) in started {
+        if by == me {
+            p.join()?;
+        }
     }
     Ok(())
 }

@@ -349,9 +349,12 @@ fn a_worker_killed_mid_job_fails_that_job_only() {
 
 fn fork_style(_: ()) {
     assert_no_leaks(|| {
+        // A child started before the fork is the creator's, not the forked child's.
+        let earlier = exchange::start(sleep_then_send, 200).unwrap();
         match exchange::create().unwrap() {
             Forked::Child(mut ch) => {
                 assert_eq!(ch.pid(), 0);
+                exchange::waitall().unwrap();
                 let x: u32 = ch.receive().unwrap();
                 ch.send(&(x + 1)).unwrap();
                 drop(ch);
@@ -365,6 +368,7 @@ fn fork_style(_: ()) {
                 assert_eq!(ch.wait().unwrap(), Some(0));
             }
         }
+        drop(earlier);
         exchange::waitall().unwrap();
     });
 }
