@@ -140,6 +140,14 @@ impl Channel {
         transfer::open(&bytes, Received::none())
     }
 
+    /// Receives the next value if one is ready now; `Ok(None)` otherwise. Never blocks.
+    ///
+    /// # Errors
+    /// As for [`receive`](Channel::receive).
+    pub fn try_receive<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
+        self.receive_timeout(Duration::ZERO)
+    }
+
     /// Receives the next value if one arrives within `timeout`; `Ok(None)` otherwise.
     ///
     /// # Errors

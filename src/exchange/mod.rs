@@ -452,16 +452,25 @@ impl<S: StoreData> Exchange<S> {
     /// every ended one whose child failed.
     fn store_round(&mut self, timeout: Option<Duration>) -> Result<()> {
         let live = self.ready_indices(timeout)?;
-        for i in live {
-            if let Some(c) = self.channels.get_mut(i) {
-                self.store.store_data(c)?;
-            }
+        deliver(
+            &mut self.store,
+            &mut self.channels,
+            &mut self.finished,
+            live,
+        )
+    }
+
+    /// Like [`finish`](Exchange::finish), with `store` instead of the exchange's own store
+    /// (DESIGN's `ex.finish(|ch| store(ch))` spelling).
+    ///
+    /// # Errors
+    /// What `store` returns; as for [`ready`](Exchange::ready).
+    pub fn finish_with(&mut self, mut store: impl StoreData) -> Result<()> {
+        while !self.channels.is_empty() || !self.queued.is_empty() {
+            let live = self.ready_indices(None)?;
+            deliver(&mut store, &mut self.channels, &mut self.finished, live)?;
         }
-        for c in self.finished.iter_mut() {
-            if c.peek()? == Peek::Message || c.has_failure() {
-                self.store.store_data(c)?;
-            }
-        }
+        self.finished.clear();
         Ok(())
     }
 
@@ -489,4 +498,25 @@ impl<S: StoreData> Exchange<S> {
         self.finished.clear();
         Ok(())
     }
+}
+
+/// Hands `store` every live ready channel (indices `live`) and every ended one with a
+/// message left or a failure to report.
+fn deliver(
+    store: &mut impl StoreData,
+    channels: &mut [Channel],
+    finished: &mut [Channel],
+    live: Vec<usize>,
+) -> Result<()> {
+    for i in live {
+        if let Some(c) = channels.get_mut(i) {
+            store.store_data(c)?;
+        }
+    }
+    for c in finished.iter_mut() {
+        if c.peek()? == Peek::Message || c.has_failure() {
+            store.store_data(c)?;
+        }
+    }
+    Ok(())
 }

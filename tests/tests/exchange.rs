@@ -195,6 +195,32 @@ fn store_data_trait_object() {
 }
 
 #[test]
+fn finish_with_a_closure_and_try_receive() {
+    checked("finish_with", || {
+        let mut ch = exchange::start(sleep_then_send, 200).unwrap();
+        assert_eq!(ch.try_receive::<u64>().unwrap(), None);
+        assert_eq!(ch.receive::<u64>().unwrap(), 200);
+        ch.wait().unwrap();
+        let mut ex = Exchange::with_limit(2);
+        ex.add(exchange::start(square, 100).unwrap());
+        for i in 0..4 {
+            ex.start(square, i).unwrap();
+        }
+        let mut got = Vec::new();
+        ex.finish_with(|ch: &mut Channel| {
+            match ch.receive::<(u64, u64)>() {
+                Ok(r) => got.push(r.0),
+                Err(e) => return Err(e),
+            }
+            Ok(())
+        })
+        .unwrap();
+        got.sort_unstable();
+        assert_eq!(got, [0, 1, 2, 3, 100]);
+    });
+}
+
+#[test]
 fn ready_with_zero_timeout_never_blocks() {
     checked("ready zero", || {
         let mut ex = Exchange::new();
