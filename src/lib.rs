@@ -24,6 +24,8 @@
 //! process/      Process, spawn / fork / forkserver start methods, init(), active_children
 //! connection/   Pipe, Connection, wait(), Listener / Client with an authkey
 //! queue/        Queue, SimpleQueue, JoinableQueue
+//! exchange/     pprocess: start / create give a Channel to a child, Exchange watches many and
+//!               caps how many run, pmap / Map / Queue over reusable workers
 //! containers/   Dict, List, Slot: serde containers in the heap, no server
 //! ```
 //!
@@ -67,6 +69,8 @@ pub mod connection;
 
 mod queue;
 
+pub mod exchange;
+
 mod containers;
 
 #[cfg(feature = "test-support")]
@@ -84,6 +88,7 @@ pub mod fuzzing;
 pub use connection::{Client, Connection, Listener, pipe, pipe_simplex};
 pub use containers::{Dict, DictGuard, List, ListGuard, Slot, SlotGuard};
 pub use error::{Error, LockResult, OwnerDied, Result};
+pub use exchange::{Channel, Exchange, Forked};
 pub use handle::Handle;
 pub use heap::{HeapStats, ObjectToken};
 pub use process::{

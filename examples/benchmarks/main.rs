@@ -20,6 +20,7 @@
 mod bare;
 mod chart;
 mod condition;
+mod exchange;
 mod limits;
 mod lock;
 mod measure;
@@ -52,7 +53,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: benchmarks [--quick] [--only FAMILY] [--json FILE] [--svg FILE]
-families: sequence lock objects condition pingpong spawn pool overhead limit";
+families: sequence lock objects condition pingpong spawn pool exchange overhead limit";
 
 fn parse_args() -> Result<Args, lexopt::Error> {
     use lexopt::prelude::*;
@@ -84,6 +85,7 @@ fn all_specs() -> Vec<Spec> {
         pingpong::specs(),
         spawn::specs(),
         pool::specs(),
+        exchange::specs(),
         overhead::specs(),
     ]
     .concat()

@@ -8,7 +8,7 @@ use crate::python::Python;
 use crate::row::{PyCell, Row, Unit};
 
 /// The families in display order, with their titles.
-pub(crate) const FAMILIES: [(&str, &str); 9] = [
+pub(crate) const FAMILIES: [(&str, &str); 10] = [
     ("sequence", "Integers retrieved from a sequence per second"),
     ("lock", "Acquires/releases of a lock per second"),
     (
@@ -22,6 +22,10 @@ pub(crate) const FAMILIES: [(&str, &str); 9] = [
     ("pingpong", "Round trips between two processes per second"),
     ("spawn", "Processes started and joined per second"),
     ("pool", "Pool tasks per second"),
+    (
+        "exchange",
+        "pprocess-style pmap and reusable workers: tasks per second",
+    ),
     (
         "overhead",
         "Cost per operation beside the bare mechanism (ns/op, lower is better)",

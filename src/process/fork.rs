@@ -61,3 +61,55 @@ pub(super) fn start(mut launch: Launch) -> Result<Started> {
         }
     }
 }
+
+/// What [`fork_here`] returns on each side.
+pub(crate) enum ForkedHere<T> {
+    /// In the parent: the child, registered like every started child.
+    Parent(super::Process),
+    /// In the child: its own decoded copy of the value.
+    Child(T),
+}
+
+/// Forks the caller, which then continues in both processes (`os.fork`). The child gets its
+/// own copy of `value` decoded from bytes encoded before the fork (counted references, like
+/// a `Fork` child's arguments), and forgets the parent's children.
+///
+/// # Errors
+/// [`Error::ForkWhileThreaded`] unless the caller is single-threaded; [`Error::Codec`] if
+/// `value` cannot be encoded; [`Error::Io`] if `fork` or `pidfd_open` fails.
+pub(crate) fn fork_here<T>(value: &T) -> Result<ForkedHere<T>>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    crate::runtime::check_initialized()?;
+    let threads = sys::thread_count().map_err(|e| Error::io("read /proc/self/stat", e))?;
+    if threads != 1 {
+        return Err(Error::ForkWhileThreaded { threads });
+    }
+    let envelope = crate::transfer::Envelope::seal(value)?;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: the process has exactly one thread (checked above), so the child may run any
+    // code: no lock can be held by a thread that does not exist in it.
+    let forked = unsafe { sys::fork::fork() }.map_err(|e| Error::io("fork", e))?;
+    match forked {
+        sys::fork::Forked::Child => {
+            forget_children_after_fork();
+            forkserver::forget_after_fork();
+            let received = crate::transfer::Received::new(Vec::new(), envelope.fds);
+            match crate::transfer::open(&envelope.bytes, received) {
+                Ok(v) => Ok(ForkedHere::Child(v)),
+                Err(e) => {
+                    super::init::report(&format!("shmproc: forked child could not decode: {e}"));
+                    super::init::exit(1)
+                }
+            }
+        }
+        sys::fork::Forked::Parent(pid) => {
+            drop(envelope);
+            Ok(ForkedHere::Parent(super::Process::forked(
+                Started::with_pidfd(pid)?,
+            )))
+        }
+    }
+}

@@ -240,7 +240,7 @@ pub fn owner_death_detection() -> OwnerDeathDetection {
     }
 }
 
-fn report(msg: &str) {
+pub(crate) fn report(msg: &str) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{msg}");
 }

@@ -38,9 +38,11 @@ mod spawn;
 mod start_method;
 mod target;
 
+pub(crate) use fork::{ForkedHere, fork_here};
 pub use forkserver::ensure_forkserver;
 pub use init::{OwnerDeathDetection, init, owner_death_detection};
 pub use start_method::{StartMethod, set_start_method, start_method};
+pub(crate) use target::Driver;
 
 use crate::codec;
 use crate::error::{Error, Result};
@@ -464,6 +466,37 @@ impl Process {
     }
 }
 
+impl Process {
+    /// Another handle to the same child (for registries that reap what others dropped).
+    pub(crate) fn share(&self) -> Process {
+        Process {
+            state: Arc::clone(&self.state),
+        }
+    }
+
+    /// Registers a child this process forked outside the start methods.
+    fn forked(started: Started) -> Process {
+        let name = {
+            let mut n = COUNTER.lock().unwrap_or_else(PoisonError::into_inner);
+            *n += 1;
+            format!("Process-{n}")
+        };
+        let state = Arc::new(ChildState {
+            pid: started.pid,
+            name,
+            daemon: false,
+            sentinel: started.sentinel,
+            exit: Mutex::new(None),
+            args: Mutex::new(None),
+        });
+        CHILDREN
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::clone(&state));
+        Process { state }
+    }
+}
+
 impl AsFd for Process {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match &self.state.sentinel {
@@ -632,6 +665,28 @@ where
 {
     let builder = ProcessBuilder {
         target: Target::returning(f),
+        args,
+        name: None,
+        daemon: false,
+        method: None,
+    };
+    let (process, result) = launch(builder, true)?;
+    Ok(JoinHandle {
+        process,
+        result,
+        _result: PhantomData,
+    })
+}
+
+/// Starts a child that runs `f` through the driver `D` (see `target::Driver`), with the
+/// current start method; join the handle for how the driver ended (a panic is
+/// [`Error::ChildPanicked`]).
+pub(crate) fn spawn_driven<D: Driver>(f: D::Function, args: D::Args) -> Result<JoinHandle<()>>
+where
+    D::Args: Serialize + Send,
+{
+    let builder = ProcessBuilder {
+        target: Target::driven::<D>(f),
         args,
         name: None,
         daemon: false,

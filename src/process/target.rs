@@ -131,6 +131,84 @@ impl Target {
     }
 }
 
+/// A function pointer type a [`Driver`] can name: `fn(A) -> R` or `fn(A, B) -> R`.
+///
+/// # Safety
+/// `from_address` must turn back exactly what `address` made, for the same type.
+pub(crate) unsafe trait FnPointer: Copy + 'static {
+    /// The pointer's address.
+    fn address(self) -> usize;
+    /// Turns an address made by [`address`](FnPointer::address) for this type back.
+    ///
+    /// # Safety
+    /// `addr` was made by `Self::address` in this image.
+    unsafe fn from_address(addr: usize) -> Self;
+}
+
+// SAFETY: `from_address` transmutes back an address `address` took from this very type.
+unsafe impl<A: 'static, R: 'static> FnPointer for fn(A) -> R {
+    fn address(self) -> usize {
+        self as usize
+    }
+    unsafe fn from_address(addr: usize) -> Self {
+        // SAFETY: by the caller's contract `addr` is an `fn(A) -> R` of this image.
+        unsafe { std::mem::transmute::<usize, fn(A) -> R>(addr) }
+    }
+}
+
+// SAFETY: as above, for two-argument functions.
+unsafe impl<A: 'static, B: 'static, R: 'static> FnPointer for fn(A, B) -> R {
+    fn address(self) -> usize {
+        self as usize
+    }
+    unsafe fn from_address(addr: usize) -> Self {
+        // SAFETY: by the caller's contract `addr` is an `fn(A, B) -> R` of this image.
+        unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(addr) }
+    }
+}
+
+/// How a child runs a user's function when the higher layers need more than `f(args)`: the
+/// child decodes [`Args`](Driver::Args) and calls [`drive`](Driver::drive) with the function.
+/// The driver is a type, so its code is part of the monomorphised trampoline: like every
+/// target, it reaches the child only through the start-up message.
+pub(crate) trait Driver: 'static {
+    /// The user's function type.
+    type Function: FnPointer;
+    /// What the child decodes from its arguments.
+    type Args: DeserializeOwned;
+    /// Runs in the child.
+    fn drive(f: Self::Function, args: Self::Args);
+}
+
+impl Target {
+    /// Names `f` together with the trampoline that runs it through the driver `D`.
+    pub(crate) fn driven<D: Driver>(f: D::Function) -> Target {
+        let t: Trampoline = driven_trampoline::<D>;
+        Target {
+            trampoline: distance(t as usize),
+            function: distance(f.address()),
+        }
+    }
+}
+
+/// Decodes `D::Args`, calls `D::drive` with the function at `function`, reports `()`.
+fn driven_trampoline<D: Driver>(function: usize, args: &[u8], received: Received) -> Outcome {
+    // SAFETY: `function` was produced by `Target::driven::<D>` from a `D::Function` together
+    // with this very trampoline (see the module's `# Safety`).
+    let f = unsafe { D::Function::from_address(function) };
+    let args: D::Args = match transfer::open(args, received) {
+        Ok(a) => a,
+        Err(e) => return Outcome::Failed(format!("arguments: {e}")),
+    };
+    match catch_unwind(AssertUnwindSafe(|| D::drive(f, args))) {
+        Ok(()) => match codec::to_bytes(&()) {
+            Ok(bytes) => Outcome::Returned(bytes),
+            Err(e) => Outcome::Failed(format!("result: {e}")),
+        },
+        Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
+    }
+}
+
 /// Names a function in a process's [`TargetTable`]: an index, checked before use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct TargetId(pub(crate) u32);

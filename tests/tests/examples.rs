@@ -62,6 +62,22 @@ fn examples_print_what_the_python_prints() {
             .collect();
         want.push_str("workers done: 4\n");
         assert_eq!(run(&dir, "workers"), want);
+        let grid: String = (0..10u64)
+            .map(|i| {
+                let mut line: String = (0..10).map(|j| format!("{} ", i * 10 + j)).collect();
+                line.push('\n');
+                line
+            })
+            .collect();
+        for name in [
+            "exchange_thread_style",
+            "exchange_fork_style",
+            "exchange_message",
+            "exchange_convenient",
+            "exchange_pmap",
+        ] {
+            assert_eq!(run(&dir, name), grid, "{name}");
+        }
         assert_eq!(
             run(&dir, "manager_containers"),
             "{0.25: None, 1: '1', '2': 2}\n[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]\n"
