@@ -24,6 +24,7 @@
 //! process/      Process, spawn / fork / forkserver start methods, init(), active_children
 //! connection/   Pipe, Connection, wait(), Listener / Client with an authkey
 //! queue/        Queue, SimpleQueue, JoinableQueue
+//! pool/         Pool, AsyncResult: worker processes fed through queues, replaced when they die
 //! containers/   Dict, List, Slot: serde containers in the heap, no server
 //! ```
 //!
@@ -67,6 +68,8 @@ pub mod connection;
 
 mod queue;
 
+mod pool;
+
 mod containers;
 
 #[cfg(feature = "test-support")]
@@ -86,6 +89,7 @@ pub use containers::{Dict, DictGuard, List, ListGuard, Slot, SlotGuard};
 pub use error::{Error, LockResult, OwnerDied, Result};
 pub use handle::Handle;
 pub use heap::{HeapStats, ObjectToken};
+pub use pool::{AsyncResult, Callbacks, Imap, Pool, PoolBuilder};
 pub use process::{
     JoinHandle, OwnerDeathDetection, Process, ProcessBuilder, ProcessInfo, StartMethod,
     active_children, cpu_count, current_process, ensure_forkserver, init, owner_death_detection,
