@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use worker::{Chunk, Reply, Task, WorkerArgs, worker_main};
 
 /// Chunks queued to one worker at a time.
-const PER_WORKER: usize = 4;
+const PER_WORKER: usize = 8;
 /// Capacity of a worker's task queue (the chunks plus a stop message).
 const TASK_QUEUE: usize = 2 * PER_WORKER + 2;
 /// How often the handler looks for ended workers.
