@@ -41,7 +41,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use worker::{Chunk, Reply, Task, WorkerArgs, worker_main};
+use worker::{Chunk, ChunkResult, Reply, Task, WorkerArgs, worker_main};
 
 /// Chunks queued to one worker at a time.
 const PER_WORKER: usize = 8;
@@ -58,14 +58,41 @@ type OnError = Box<dyn FnOnce(&Error) + Send>;
 
 /// Where a job's results go (typed behind this trait).
 trait Sink: Send + Sync {
-    /// Takes the results of the chunk at `start`; returns whether the job is complete.
-    fn deliver(&self, start: u64, results: Vec<Result<Vec<u8>>>) -> bool;
+    /// Takes the results of the `count` items of the chunk at `start` (an encoded
+    /// `Vec<Result<R, String>>`, or what every item failed with); returns whether the job is
+    /// complete.
+    fn deliver(&self, start: u64, count: u64, result: ChunkOutcome<'_>) -> bool;
     /// Ends the job: everything still missing is `make()`.
     fn abandon(&self, make: &dyn Fn() -> Error);
 }
 
-fn decode<R: DeserializeOwned>(r: Result<Vec<u8>>) -> Result<R> {
-    r.and_then(|bytes| transfer::open(&bytes, Received::none()))
+/// A chunk's results as they reach a sink.
+type ChunkOutcome<'a> = std::result::Result<Vec<u8>, &'a dyn Fn() -> Error>;
+
+/// Decodes a chunk's results into one `Result` per item.
+fn decode_chunk<R: DeserializeOwned>(count: u64, result: ChunkOutcome<'_>) -> Vec<Result<R>> {
+    let all = |make: &dyn Fn() -> Error| (0..count).map(|_| Err(make())).collect();
+    match result {
+        Ok(bytes) => {
+            match transfer::open::<Vec<std::result::Result<R, String>>>(&bytes, Received::none()) {
+                // The reply came through shared memory: trust it only if its length matches.
+                Ok(v) if v.len() as u64 == count => v
+                    .into_iter()
+                    .map(|r| r.map_err(|message| Error::TaskPanicked { message }))
+                    .collect(),
+                Ok(_) => all(&|| Error::TaskFailed {
+                    reason: "malformed reply".to_owned(),
+                }),
+                Err(e) => {
+                    let reason = format!("result: {e}");
+                    all(&|| Error::TaskFailed {
+                        reason: reason.clone(),
+                    })
+                }
+            }
+        }
+        Err(make) => all(make),
+    }
 }
 
 /// A job whose results are collected into one `Vec` (apply, map, starmap).
@@ -103,11 +130,12 @@ impl<R> CollectState<R> {
 }
 
 impl<R: DeserializeOwned + Send> Sink for Collect<R> {
-    fn deliver(&self, start: u64, results: Vec<Result<Vec<u8>>>) -> bool {
+    fn deliver(&self, start: u64, count: u64, result: ChunkOutcome<'_>) -> bool {
+        let results = decode_chunk::<R>(count, result);
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         for (i, r) in (start..).zip(results) {
             let slot = usize::try_from(i).ok().and_then(|k| s.items.get_mut(k));
-            match (slot, decode::<R>(r)) {
+            match (slot, r) {
                 (Some(slot @ None), Ok(v)) => *slot = Some(v),
                 (Some(None), Err(e)) => s.fail(i, e),
                 _ => continue,
@@ -157,10 +185,11 @@ struct StreamState<R> {
 }
 
 impl<R: DeserializeOwned + Send> Sink for Stream<R> {
-    fn deliver(&self, start: u64, results: Vec<Result<Vec<u8>>>) -> bool {
+    fn deliver(&self, start: u64, count: u64, result: ChunkOutcome<'_>) -> bool {
+        let results = decode_chunk::<R>(count, result);
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         for (i, r) in (start..).zip(results) {
-            s.ready.insert(i, decode(r));
+            s.ready.insert(i, r);
             s.delivered += 1;
         }
         let complete = s.total == Some(s.delivered);
@@ -298,7 +327,7 @@ impl Inner {
             slot: _,
             job,
             start,
-            results,
+            result,
         } = reply
         else {
             if let Reply::Retiring { slot } = reply {
@@ -306,7 +335,7 @@ impl Inner {
             }
             return;
         };
-        let (sink, expected) = {
+        let (sink, count) = {
             let mut st = self.lock();
             let Some((slot, chunk)) = st.in_flight.remove(&(job, start)) else {
                 return;
@@ -315,24 +344,22 @@ impl Inner {
                 w.outstanding = w.outstanding.saturating_sub(1);
             }
             self.dispatch(&mut st);
-            (st.jobs.get(&job).cloned(), chunk.items.len())
+            (st.jobs.get(&job).cloned(), chunk.count)
         };
         let Some(sink) = sink else {
             return;
         };
-        // The reply came through shared memory: trust its length only if it matches.
-        let results: Vec<Result<Vec<u8>>> = if results.len() == expected {
-            results.into_iter().map(|r| r.into_result()).collect()
-        } else {
-            (0..expected)
-                .map(|_| {
-                    Err(Error::TaskFailed {
-                        reason: "malformed reply".to_owned(),
-                    })
-                })
-                .collect()
+        let complete = match result {
+            ChunkResult::Returned(bytes) => sink.deliver(start, count, Ok(bytes)),
+            ChunkResult::Failed(reason) => sink.deliver(
+                start,
+                count,
+                Err(&|| Error::TaskFailed {
+                    reason: reason.clone(),
+                }),
+            ),
         };
-        if sink.deliver(start, results) {
+        if complete {
             self.job_done(job);
         }
     }
@@ -407,7 +434,7 @@ impl Inner {
                 };
                 if claim == (key.0, key.1 + 1) {
                     let sink = st.jobs.get(&key.0).cloned();
-                    failed.push((sink, key, chunk.items.len()));
+                    failed.push((sink, key, chunk.count));
                 } else {
                     resubmit.push(chunk);
                 }
@@ -433,15 +460,11 @@ impl Inner {
             let Some(sink) = sink else {
                 continue;
             };
-            let errors = (0..n)
-                .map(|_| {
-                    Err(Error::WorkerDied {
-                        pid,
-                        exitcode: code,
-                    })
-                })
-                .collect();
-            if sink.deliver(start, errors) {
+            let died = || Error::WorkerDied {
+                pid,
+                exitcode: code,
+            };
+            if sink.deliver(start, n, Err(&died)) {
                 self.job_done(job);
             }
         }
@@ -660,23 +683,21 @@ fn default_chunksize(len: usize, processes: usize) -> usize {
     (len / per + usize::from(!len.is_multiple_of(per))).max(1)
 }
 
-/// Encodes every item of `input`; a panic inside the iterator is [`Error::InputPanicked`].
-fn encode_all<I>(input: I) -> Result<Vec<Vec<u8>>>
-where
-    I: IntoIterator,
-    I::Item: Serialize,
-{
-    catch_unwind(AssertUnwindSafe(|| {
-        input
-            .into_iter()
-            .map(|a| codec::to_bytes(&a))
-            .collect::<Result<Vec<_>>>()
-    }))
-    .unwrap_or_else(|p| {
-        Err(Error::InputPanicked {
+/// Reads `input` whole; a panic inside the iterator is [`Error::InputPanicked`].
+fn collect_input<I: IntoIterator>(input: I) -> Result<Vec<I::Item>> {
+    catch_unwind(AssertUnwindSafe(|| input.into_iter().collect::<Vec<_>>())).map_err(|p| {
+        Error::InputPanicked {
             message: crate::process::panic_message(p.as_ref()),
-        })
+        }
     })
+}
+
+/// Encodes `items` as chunks of `chunksize` (the last may be shorter): `(count, bytes)`.
+fn encode_chunks<T: Serialize>(items: &[T], chunksize: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+    items
+        .chunks(chunksize.max(1))
+        .map(|c| Ok((c.len() as u64, codec::to_bytes(c)?)))
+        .collect()
 }
 
 impl Pool {
@@ -769,40 +790,39 @@ impl Pool {
         Ok(())
     }
 
-    /// Submits `items` (encoded) as one job in chunks; `finish` receives the results.
+    /// Submits encoded chunks as one job; `finish` receives the results.
     fn run_collect<R>(
         &self,
         target: Target,
-        items: Vec<Vec<u8>>,
-        chunksize: usize,
+        chunks: Vec<(u64, Vec<u8>)>,
         finish: Finish<R>,
     ) -> Result<()>
     where
         R: DeserializeOwned + Send + 'static,
     {
         let id = self.register(target)?;
-        let n = items.len();
-        let sink = Arc::new(Collect::new(n, finish));
+        let n: u64 = chunks.iter().map(|(c, _)| c).sum();
+        let sink = Arc::new(Collect::new(
+            usize::try_from(n).unwrap_or(usize::MAX),
+            finish,
+        ));
         let job = self.new_job(sink.clone())?;
         if n == 0 {
-            if sink.deliver(0, Vec::new()) {
+            if sink.deliver(0, 0, Ok(codec::to_bytes(&Vec::<u8>::new())?)) {
                 self.inner.job_done(job);
             }
             return Ok(());
         }
-        let chunksize = chunksize.max(1);
         let mut start = 0u64;
-        let mut items = items.into_iter().peekable();
-        while items.peek().is_some() {
-            let chunk: Vec<Vec<u8>> = items.by_ref().take(chunksize).collect();
-            let len = chunk.len() as u64;
+        for (count, args) in chunks {
             self.submit(Chunk {
                 job,
                 start,
+                count,
                 target: id,
-                items: chunk,
+                args,
             })?;
-            start += len;
+            start += count;
         }
         Ok(())
     }
@@ -810,8 +830,7 @@ impl Pool {
     fn collect_async<R, T>(
         &self,
         target: Target,
-        items: Vec<Vec<u8>>,
-        chunksize: usize,
+        chunks: Vec<(u64, Vec<u8>)>,
         convert: fn(Vec<R>) -> Result<T>,
         callbacks: Callbacks<T>,
     ) -> Result<AsyncResult<T>>
@@ -837,7 +856,7 @@ impl Pool {
             }
             out.set(r);
         });
-        self.run_collect(target, items, chunksize, finish)?;
+        self.run_collect(target, chunks, finish)?;
         Ok(AsyncResult::new(slot))
     }
 
@@ -882,8 +901,8 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let items = vec![codec::to_bytes(&args)?];
-        self.collect_async(Target::returning(f), items, 1, first::<R>, callbacks)
+        let chunks = vec![(1, codec::to_bytes(std::slice::from_ref(&args))?)];
+        self.collect_async(Target::batch(f), chunks, first::<R>, callbacks)
     }
 
     /// Applies `f` to every item of `input` in the workers; results in input order.
@@ -934,9 +953,10 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        let items = encode_all(input)?;
+        let items = collect_input(input)?;
         let cs = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
-        self.collect_async(Target::returning(f), items, cs, Ok, callbacks)
+        let chunks = encode_chunks(&items, cs)?;
+        self.collect_async(Target::batch(f), chunks, Ok, callbacks)
     }
 
     /// Like [`map`](Pool::map) for a two-argument function over pairs (Python's
@@ -971,9 +991,10 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = (A, B)>,
     {
-        let items = encode_all(input)?;
+        let items = collect_input(input)?;
         let cs = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
-        self.collect_async(Target::returning2(f), items, cs, Ok, callbacks)
+        let chunks = encode_chunks(&items, cs)?;
+        self.collect_async(Target::batch2(f), chunks, Ok, callbacks)
     }
 
     /// Applies `f` lazily: the input is read as results are taken, and results come in input
@@ -988,7 +1009,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        self.imap_with(Target::returning(f), input.into_iter(), 1, true)
+        self.imap_with(Target::batch(f), input.into_iter(), 1, true)
     }
 
     /// [`imap`](Pool::imap) with an explicit chunk size.
@@ -1006,7 +1027,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        self.imap_with(Target::returning(f), input.into_iter(), chunksize, true)
+        self.imap_with(Target::batch(f), input.into_iter(), chunksize, true)
     }
 
     /// Like [`imap`](Pool::imap), yielding results as they complete.
@@ -1024,7 +1045,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        self.imap_with(Target::returning(f), input.into_iter(), chunksize, false)
+        self.imap_with(Target::batch(f), input.into_iter(), chunksize, false)
     }
 
     fn imap_with<I, R>(
@@ -1156,8 +1177,9 @@ impl Pool {
         self.submit(Chunk {
             job,
             start: 0,
+            count: 1,
             target: id,
-            items: vec![codec::to_bytes(&())?],
+            args: codec::to_bytes(&[()])?,
         })?;
         AsyncResult::new(slot).get()
     }
@@ -1254,15 +1276,11 @@ where
             };
             let cs = self.chunksize;
             let pulled = catch_unwind(AssertUnwindSafe(|| {
-                input
-                    .by_ref()
-                    .take(cs)
-                    .map(|a| codec::to_bytes(&a))
-                    .collect::<Result<Vec<_>>>()
+                input.by_ref().take(cs).collect::<Vec<_>>()
             }));
-            let items = match pulled {
-                Ok(Ok(items)) => items,
-                Ok(Err(e)) => {
+            let items = match pulled.map(|items| (items.len() as u64, codec::to_bytes(&items))) {
+                Ok((len, Ok(bytes))) => (len, bytes),
+                Ok((_, Err(e))) => {
                     self.end_input(Some(e));
                     return;
                 }
@@ -1272,13 +1290,14 @@ where
                     return;
                 }
             };
-            let len = items.len() as u64;
+            let (len, args) = items;
             if len > 0 {
                 let chunk = Chunk {
                     job: self.job,
                     start: self.submitted,
+                    count: len,
                     target: self.target,
-                    items,
+                    args,
                 };
                 if let Err(e) = self.pool.submit(chunk) {
                     self.end_input(Some(e));

@@ -10,12 +10,13 @@
 #![allow(unsafe_code)]
 
 use crate::error::Error;
-use crate::process::{Outcome, Registrations, TargetId, run_installed, take_inherited};
+use crate::process::{
+    Outcome, Registrations, TargetId, record_panic_location, run_installed, take_inherited,
+};
 use crate::queue::Queue;
 use crate::shared::RawArray;
 use crate::transfer::Received;
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
 use std::fs::File;
 
 /// A message in a worker's task queue.
@@ -27,36 +28,24 @@ pub(crate) enum Task {
     Stop,
 }
 
-/// Function `target` on every item (encoded arguments) of the chunk that starts at index
-/// `start` of job `job`.
+/// Batch function `target` on the `count` items (an encoded `Vec`) of the chunk that starts
+/// at index `start` of job `job`.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Chunk {
     pub(crate) job: u64,
     pub(crate) start: u64,
+    pub(crate) count: u64,
     pub(crate) target: u32,
-    pub(crate) items: Vec<Vec<u8>>,
+    pub(crate) args: Vec<u8>,
 }
 
-/// What one item of a chunk gave.
+/// What a chunk gave.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum ItemResult {
-    /// The encoded return value.
+pub(crate) enum ChunkResult {
+    /// The encoded `Vec<Result<R, String>>`, one entry per item.
     Returned(Vec<u8>),
-    /// The function panicked: message and location.
-    Panicked(String),
-    /// The item could not run (arguments, result encoding, unknown function).
+    /// The chunk could not run (arguments, result encoding, unknown function): why.
     Failed(String),
-}
-
-impl ItemResult {
-    /// The encoded value, or the error it stands for.
-    pub(crate) fn into_result(self) -> crate::Result<Vec<u8>> {
-        match self {
-            ItemResult::Returned(b) => Ok(b),
-            ItemResult::Panicked(message) => Err(Error::TaskPanicked { message }),
-            ItemResult::Failed(reason) => Err(Error::TaskFailed { reason }),
-        }
-    }
 }
 
 /// A message in the pool's reply queue.
@@ -67,7 +56,7 @@ pub(crate) enum Reply {
         slot: u32,
         job: u64,
         start: u64,
-        results: Vec<ItemResult>,
+        result: ChunkResult,
     },
     /// The worker in `slot` reached `max_tasks_per_child` and exits now.
     Retiring { slot: u32 },
@@ -86,11 +75,6 @@ pub(crate) struct WorkerArgs {
     pub(crate) initializer: Option<(u32, Vec<u8>)>,
 }
 
-thread_local! {
-    /// Where the last panic on this thread happened (set by the worker's panic hook).
-    static PANIC_AT: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
 /// The loop of a pool worker process.
 pub(crate) fn worker_main(args: WorkerArgs) {
     let Some(fd) = take_inherited(0) else {
@@ -102,8 +86,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     // writes only registration frames to it.
     let mut regs = unsafe { Registrations::new(File::from(fd)) };
     std::panic::set_hook(Box::new(|info| {
-        let at = info.location().map(|l| l.to_string());
-        PANIC_AT.with(|p| *p.borrow_mut() = at);
+        record_panic_location(info.location().map(|l| l.to_string()));
     }));
     if regs.drain().is_err() {
         return;
@@ -111,7 +94,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     if let Some((id, bytes)) = &args.initializer {
         // An initializer that fails leaves the worker without its set-up: stop it, like an
         // exception in a CPython initializer ends that worker.
-        if !matches!(run_item(&mut regs, *id, bytes), ItemResult::Returned(_)) {
+        if !matches!(run_chunk(&mut regs, *id, bytes), ChunkResult::Returned(_)) {
             std::process::exit(1);
         }
     }
@@ -122,7 +105,8 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             job,
             start,
             target,
-            items,
+            args: bytes,
+            ..
         })) = args.tasks.get()
         else {
             return;
@@ -132,15 +116,11 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         if args.claims.set(base, job).is_err() || args.claims.set(base + 1, start + 1).is_err() {
             return;
         }
-        let results = items
-            .iter()
-            .map(|a| run_item(&mut regs, target, a))
-            .collect();
         let reply = Reply::Done {
             slot: args.slot,
             job,
             start,
-            results,
+            result: run_chunk(&mut regs, target, &bytes),
         };
         if args.replies.put(&reply).is_err() {
             return;
@@ -153,11 +133,11 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     }
 }
 
-/// Runs one item: function `target` of the registered table on encoded arguments.
-fn run_item(regs: &mut Registrations, target: u32, args: &[u8]) -> ItemResult {
+/// Runs function `target` of the registered table on encoded arguments.
+fn run_chunk(regs: &mut Registrations, target: u32, args: &[u8]) -> ChunkResult {
     // Id 0 is this worker's own loop (its start-up table); pool functions start at 1.
     if target == 0 {
-        return ItemResult::Failed(
+        return ChunkResult::Failed(
             Error::UnknownTarget {
                 id: 0,
                 registered: 0,
@@ -174,13 +154,10 @@ fn run_item(regs: &mut Registrations, target: u32, args: &[u8]) -> ItemResult {
             .and_then(|_| run_installed(id, args, Received::none()));
     }
     match ran {
-        Ok(Outcome::Returned(b)) => ItemResult::Returned(b),
-        Ok(Outcome::Panicked(m)) => match PANIC_AT.with(|p| p.borrow_mut().take()) {
-            Some(at) => ItemResult::Panicked(format!("{m} at {at}")),
-            None => ItemResult::Panicked(m),
-        },
-        Ok(Outcome::Failed(reason)) => ItemResult::Failed(reason),
-        Ok(Outcome::Exited(code)) => ItemResult::Failed(format!("exit code {code}")),
-        Err(e) => ItemResult::Failed(e.to_string()),
+        Ok(Outcome::Returned(b)) => ChunkResult::Returned(b),
+        Ok(Outcome::Panicked(m)) => ChunkResult::Failed(format!("panicked: {m}")),
+        Ok(Outcome::Failed(reason)) => ChunkResult::Failed(reason),
+        Ok(Outcome::Exited(code)) => ChunkResult::Failed(format!("exit code {code}")),
+        Err(e) => ChunkResult::Failed(e.to_string()),
     }
 }

@@ -43,7 +43,8 @@ pub(crate) use init::take_inherited;
 pub use init::{OwnerDeathDetection, init, owner_death_detection};
 pub use start_method::{StartMethod, set_start_method, start_method};
 pub(crate) use target::{
-    Outcome, Registrations, Target, TargetId, panic_message, registration_frame, run_installed,
+    Outcome, Registrations, Target, TargetId, panic_message, record_panic_location,
+    registration_frame, run_installed,
 };
 
 use crate::codec;

@@ -34,7 +34,8 @@
 //!
 //! # Safety
 //! Turning an address back into a function pointer is sound only when the address was made by
-//! [`Target::returning`], [`Target::returning2`] or [`Target::terminating`] for exactly that type, in a process
+//! [`Target::returning`], [`Target::batch`], [`Target::batch2`] or
+//! [`Target::terminating`] for exactly that type, in a process
 //! running the same executable file as the one that turns it back. A [`Target`] is decoded
 //! only as part of the start-up message (`init::Boot`) or from a [`Registrations`] pipe;
 //! this module is private to `process` and the only ways to run one that was decoded are
@@ -111,15 +112,31 @@ impl Target {
         }
     }
 
-    /// Names a two-argument `f` together with the trampoline that decodes its arguments as
-    /// one pair `(A, B)` and sends its result back encoded (a pool's `starmap`).
-    pub(crate) fn returning2<A, B, R>(f: fn(A, B) -> R) -> Target
+    /// Names `f` together with the trampoline that runs it on a whole chunk: the arguments
+    /// are an encoded `Vec<A>`, the result an encoded `Vec<Result<R, String>>` (one entry per
+    /// item, `Err` with the panic message and location for an item that panicked). A pool
+    /// sends one message per chunk, not per item.
+    pub(crate) fn batch<A, R>(f: fn(A) -> R) -> Target
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+    {
+        let t: Trampoline = batch_trampoline::<A, R>;
+        Target {
+            trampoline: distance(t as usize),
+            function: distance(f as usize),
+        }
+    }
+
+    /// Like [`Target::batch`] for a two-argument `f`: the arguments are an encoded
+    /// `Vec<(A, B)>` (a pool's `starmap`).
+    pub(crate) fn batch2<A, B, R>(f: fn(A, B) -> R) -> Target
     where
         A: DeserializeOwned,
         B: DeserializeOwned,
         R: Serialize,
     {
-        let t: Trampoline = trampoline2::<A, B, R>;
+        let t: Trampoline = batch2_trampoline::<A, B, R>;
         Target {
             trampoline: distance(t as usize),
             function: distance(f as usize),
@@ -143,7 +160,7 @@ impl Target {
     /// Runs the target on encoded arguments, catching a panic.
     ///
     /// # Safety
-    /// - `self` was made by [`Target::returning`], [`Target::returning2`] or
+    /// - `self` was made by [`Target::returning`], [`Target::batch`], [`Target::batch2`] or
     ///   [`Target::terminating`] in a process
     ///   running the same executable file (checked by the caller against the parent's
     ///   recorded identity) and reached this process unaltered through its private start-up
@@ -364,26 +381,72 @@ fn trampoline<A: DeserializeOwned, R: Serialize>(
     }
 }
 
-/// Decodes `(A, B)`, calls the `fn(A, B) -> R` at `function`, encodes `R`.
-fn trampoline2<A: DeserializeOwned, B: DeserializeOwned, R: Serialize>(
+thread_local! {
+    /// Where the last panic on this thread happened, if a panic hook recorded it.
+    static PANIC_AT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Records where a panic happened (called from a panic hook), for the batch trampolines'
+/// error messages.
+pub(crate) fn record_panic_location(at: Option<String>) {
+    PANIC_AT.with(|p| *p.borrow_mut() = at);
+}
+
+/// Runs `call` catching a panic: `Err` with the message and, if recorded, the location.
+fn catch_item<R>(call: impl FnOnce() -> R) -> std::result::Result<R, String> {
+    catch_unwind(AssertUnwindSafe(call)).map_err(|payload| {
+        let m = panic_message(payload.as_ref());
+        match PANIC_AT.with(|p| p.borrow_mut().take()) {
+            Some(at) => format!("{m} at {at}"),
+            None => m,
+        }
+    })
+}
+
+/// Encodes one chunk's results.
+fn chunk_outcome<R: Serialize>(results: &[std::result::Result<R, String>]) -> Outcome {
+    match codec::to_bytes(results) {
+        Ok(bytes) => Outcome::Returned(bytes),
+        Err(e) => Outcome::Failed(format!("result: {e}")),
+    }
+}
+
+/// Decodes a `Vec<A>`, calls the `fn(A) -> R` at `function` on each, encodes the results.
+fn batch_trampoline<A: DeserializeOwned, R: Serialize>(
     function: usize,
     args: &[u8],
     received: Received,
 ) -> Outcome {
-    // SAFETY: `function` was produced by `Target::returning2::<A, B, R>` from an
-    // `fn(A, B) -> R` together with this very trampoline (see the module's `# Safety`).
-    let f = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(function) };
-    let (a, b): (A, B) = match transfer::open(args, received) {
+    // SAFETY: `function` was produced by `Target::batch::<A, R>` from an `fn(A) -> R`
+    // together with this very trampoline (see the module's `# Safety`).
+    let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
+    let items: Vec<A> = match transfer::open(args, received) {
         Ok(a) => a,
         Err(e) => return Outcome::Failed(format!("arguments: {e}")),
     };
-    match catch_unwind(AssertUnwindSafe(|| f(a, b))) {
-        Ok(r) => match codec::to_bytes(&r) {
-            Ok(bytes) => Outcome::Returned(bytes),
-            Err(e) => Outcome::Failed(format!("result: {e}")),
-        },
-        Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
-    }
+    let results: Vec<_> = items.into_iter().map(|a| catch_item(|| f(a))).collect();
+    chunk_outcome(&results)
+}
+
+/// Decodes a `Vec<(A, B)>`, calls the `fn(A, B) -> R` at `function` on each, encodes the
+/// results.
+fn batch2_trampoline<A: DeserializeOwned, B: DeserializeOwned, R: Serialize>(
+    function: usize,
+    args: &[u8],
+    received: Received,
+) -> Outcome {
+    // SAFETY: `function` was produced by `Target::batch2::<A, B, R>` from an
+    // `fn(A, B) -> R` together with this very trampoline (see the module's `# Safety`).
+    let f = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(function) };
+    let items: Vec<(A, B)> = match transfer::open(args, received) {
+        Ok(a) => a,
+        Err(e) => return Outcome::Failed(format!("arguments: {e}")),
+    };
+    let results: Vec<_> = items
+        .into_iter()
+        .map(|(a, b)| catch_item(|| f(a, b)))
+        .collect();
+    chunk_outcome(&results)
 }
 
 /// Decodes `A`, calls the `fn(A) -> R` at `function`, reports `R` as an exit code.
