@@ -361,3 +361,45 @@ fn forged_task_ids_are_refused() {
         pool.join().unwrap();
     });
 }
+
+static GREETING: Mutex<String> = Mutex::new(String::new());
+
+fn set_greeting(s: String) {
+    *GREETING.lock().unwrap() = s;
+}
+
+fn greeting(_: ()) -> String {
+    GREETING.lock().unwrap().clone()
+}
+
+#[test]
+fn initializer_runs_in_every_worker_and_replacements() {
+    watchdog(LIMIT, "initializer", || {
+        let pool = Pool::builder()
+            .processes(2)
+            .initializer(set_greeting, "hi".to_owned())
+            .max_tasks_per_child(2)
+            .build()
+            .unwrap();
+        for _ in 0..10 {
+            assert_eq!(pool.apply(greeting, ()).unwrap(), "hi");
+        }
+        pool.join().unwrap();
+    });
+}
+
+#[test]
+fn a_panicking_item_spoils_nothing_else_in_its_chunk() {
+    watchdog(LIMIT, "chunk_panic", || {
+        let pool = Pool::new(2).unwrap();
+        let got: Vec<_> = pool.imap_chunked(boom, 0..10, 10).unwrap().collect();
+        for (i, r) in got.into_iter().enumerate() {
+            if i == 3 {
+                assert!(matches!(r, Err(Error::TaskPanicked { .. })));
+            } else {
+                assert_eq!(r.unwrap(), i as u64);
+            }
+        }
+        pool.join().unwrap();
+    });
+}
