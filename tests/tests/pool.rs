@@ -403,3 +403,42 @@ fn a_panicking_item_spoils_nothing_else_in_its_chunk() {
         pool.join().unwrap();
     });
 }
+
+/// Fails to encode.
+#[derive(Debug, serde::Deserialize)]
+struct Unencodable;
+
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("cannot encode"))
+    }
+}
+
+fn take_unencodable(_: Unencodable) -> u64 {
+    1
+}
+
+fn make_unencodable(_: ()) -> Unencodable {
+    Unencodable
+}
+
+#[test]
+fn unencodable_arguments_and_results_are_errors() {
+    watchdog(LIMIT, "encode", || {
+        let pool = Pool::new(1).unwrap();
+        assert!(matches!(
+            pool.apply(take_unencodable, Unencodable),
+            Err(Error::Codec { .. })
+        ));
+        assert!(matches!(
+            pool.map(take_unencodable, [Unencodable]),
+            Err(Error::Codec { .. })
+        ));
+        assert!(matches!(
+            pool.apply(make_unencodable, ()),
+            Err(Error::TaskFailed { .. })
+        ));
+        assert_eq!(pool.apply(square, 2).unwrap(), 4);
+        pool.join().unwrap();
+    });
+}
