@@ -34,15 +34,14 @@
 //!
 //! # Safety
 //! Turning an address back into a function pointer is sound only when the address was made by
-//! [`Target::returning`], [`Target::batch`], [`Target::batch2`] or
-//! [`Target::terminating`] for exactly that type, in a process
-//! running the same executable file as the one that turns it back. A [`Target`] is decoded
-//! only as part of the start-up message (`init::Boot`) or from a [`Registrations`] pipe;
-//! this module is private to `process` and the only ways to run one that was decoded are
-//! [`install`] and [`Registrations::new`], `unsafe fn`s whose callers (the child's start-up
-//! code; a worker that took its inherited registration pipe) have checked the executable's
-//! identity and validated the whole start-up message first. The trampoline pointer and the target pointer are always taken together,
-//! from the same `A` and `R`. Executables that load the target from a shared library loaded
+//! [`Target::returning`], [`Target::batch`], [`Target::batch2`] or [`Target::terminating`]
+//! for exactly that type, in a process running the same executable file as the one that turns
+//! it back. A [`Target`] is decoded only as part of the start-up message (`init::Boot`) or from
+//! a [`Registrations`] pipe; this module is private to `process` and the only ways to run one
+//! that was decoded are [`install`] and [`Registrations::new`], `unsafe fn`s whose callers (the
+//! child's start-up code; a worker that took its inherited registration pipe) have checked the
+//! executable's identity and validated the whole start-up message first. The trampoline
+//! pointer and the target pointer are always taken together, from the same `A` and `R`. Executables that load the target from a shared library loaded
 //! at run time are not supported (the distance to the anchor is then not fixed); statically
 //! linked code is.
 
