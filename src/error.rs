@@ -266,6 +266,38 @@ pub enum Error {
         /// What went wrong, as the child reported it.
         reason: String,
     },
+    /// A pool worker died (aborted, killed, out of memory) while running this task; the
+    /// pool replaced it and went on.
+    #[error("pool worker {pid} died running this task (exit code {exitcode})")]
+    WorkerDied {
+        /// The worker's pid.
+        pid: i32,
+        /// Its exit code: positive for an exit, `-N` when killed by signal N.
+        exitcode: i32,
+    },
+    /// A pool task panicked; the worker caught it and went on.
+    #[error("pool task panicked: {message}")]
+    TaskPanicked {
+        /// The panic message, then `at file:line:column` where it is known.
+        message: String,
+    },
+    /// A pool task could not run: its arguments failed to decode in the worker, its result
+    /// failed to encode, or it named a function the worker never registered.
+    #[error("pool task failed: {reason}")]
+    TaskFailed {
+        /// Why, as the worker reported it.
+        reason: String,
+    },
+    /// The pool was terminated before this task finished.
+    #[error("the pool was terminated")]
+    PoolTerminated,
+    /// The input iterator of `map`, `imap` or `starmap` panicked; the tasks taken from it
+    /// before were abandoned and the pool goes on.
+    #[error("the input iterator panicked: {message}")]
+    InputPanicked {
+        /// The panic message.
+        message: String,
+    },
     /// This process was started by shmproc as a child, but `shmproc::init()` did not run
     /// first thing in `main`, so it would repeat its parent's work instead of its target.
     #[error(

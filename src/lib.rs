@@ -24,6 +24,7 @@
 //! process/      Process, spawn / fork / forkserver start methods, init(), active_children
 //! connection/   Pipe, Connection, wait(), Listener / Client with an authkey
 //! queue/        Queue, SimpleQueue, JoinableQueue
+//! pool/         Pool, AsyncResult: worker processes fed through queues, replaced when they die
 //! exchange/     pprocess: start / create give a Channel to a child, Exchange watches many and
 //!               caps how many run, pmap / Map / Queue over reusable workers
 //! containers/   Dict, List, Slot: serde containers in the heap, no server
@@ -69,6 +70,8 @@ pub mod connection;
 
 mod queue;
 
+mod pool;
+
 pub mod exchange;
 
 mod containers;
@@ -91,6 +94,7 @@ pub use error::{Error, LockResult, OwnerDied, Result};
 pub use exchange::{Channel, Exchange, Forked};
 pub use handle::Handle;
 pub use heap::{HeapStats, ObjectToken};
+pub use pool::{AsyncResult, Callbacks, Imap, Pool, PoolBuilder};
 pub use process::{
     JoinHandle, OwnerDeathDetection, Process, ProcessBuilder, ProcessInfo, StartMethod,
     active_children, cpu_count, current_process, ensure_forkserver, init, owner_death_detection,

@@ -2,6 +2,7 @@
 
 use crate::measure::Workload;
 use crate::row::{Spec, Unit};
+use shmproc::Pool;
 
 /// The rows of this family.
 pub(crate) fn specs() -> Vec<Spec> {
@@ -16,7 +17,17 @@ pub(crate) fn specs() -> Vec<Spec> {
     }]
 }
 
-/// `Pool::map` of a trivial function over integers with 2 workers.
+fn noop(x: u64) -> u64 {
+    x
+}
+
+/// `Pool::map` of a trivial function over integers with 2 workers, default chunk size (the
+/// pool is started once, outside the clock, as Python's `with Pool(2)` is).
 pub(crate) fn pool_map() -> Option<Workload> {
-    None // not yet: fill in when Pool exists.
+    let pool = Pool::new(2).ok()?;
+    pool.map(noop, 0..10).ok()?;
+    Some(Workload::new(1, move |reps| {
+        let out = pool.map(noop, 0..reps).expect("map");
+        assert_eq!(out.len() as u64, reps);
+    }))
 }

@@ -40,9 +40,13 @@ mod target;
 
 pub(crate) use fork::{ForkedHere, fork_here};
 pub use forkserver::ensure_forkserver;
+pub(crate) use init::take_inherited;
 pub use init::{OwnerDeathDetection, init, owner_death_detection};
 pub use start_method::{StartMethod, set_start_method, start_method};
-pub(crate) use target::Driver;
+pub(crate) use target::{
+    Driver, Outcome, Registrations, Target, TargetId, panic_message, record_panic_location,
+    registration_frame, run_installed,
+};
 
 use crate::codec;
 use crate::error::{Error, Result};
@@ -62,7 +66,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::Termination;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
-use target::{Outcome, Target, TargetId, TargetTable};
+use target::TargetTable;
 
 /// What this process knows about itself: its name and its parent.
 #[derive(Debug, Clone)]
@@ -539,7 +543,20 @@ where
     /// be created (or the forkserver not reached); the errors of
     /// [`default_segment`](crate::default_segment).
     pub fn start(self) -> Result<Process> {
-        let (p, _) = launch(self, false)?;
+        let (p, _) = launch(self, false, &[])?;
+        Ok(p)
+    }
+
+    /// Starts the child with the `Spawn` method whatever the builder says, giving it `extra`
+    /// as its inherited descriptors (the child takes the `i`-th with `take_inherited(i)`).
+    /// A pool starts its workers so, each with the read end of its private registration
+    /// pipe.
+    ///
+    /// # Errors
+    /// As for [`start`](ProcessBuilder::start).
+    pub(crate) fn start_spawn_with(mut self, extra: &[BorrowedFd<'_>]) -> Result<Process> {
+        self.method = Some(StartMethod::Spawn);
+        let (p, _) = launch(self, false, extra)?;
         Ok(p)
     }
 }
@@ -553,7 +570,11 @@ struct Launch {
     result: Option<File>,
 }
 
-fn launch<A>(b: ProcessBuilder<A>, want_result: bool) -> Result<(Process, Option<File>)>
+fn launch<A>(
+    b: ProcessBuilder<A>,
+    want_result: bool,
+    extra: &[BorrowedFd<'_>],
+) -> Result<(Process, Option<File>)>
 where
     A: Serialize + DeserializeOwned + Send + 'static,
 {
@@ -604,7 +625,7 @@ where
         result: result_w,
     };
     let started = match method {
-        StartMethod::Spawn => spawn::start(launch, &[])?,
+        StartMethod::Spawn => spawn::start(launch, extra)?,
         StartMethod::Fork => fork::start(launch)?,
         StartMethod::ForkServer => forkserver::start(launch)?,
     };
@@ -670,7 +691,7 @@ where
         daemon: false,
         method: None,
     };
-    let (process, result) = launch(builder, true)?;
+    let (process, result) = launch(builder, true, &[])?;
     Ok(JoinHandle {
         process,
         result,
@@ -692,7 +713,7 @@ where
         daemon: false,
         method: None,
     };
-    let (process, result) = launch(builder, true)?;
+    let (process, result) = launch(builder, true, &[])?;
     Ok(JoinHandle {
         process,
         result,

@@ -23,15 +23,25 @@
 //! [`trampoline::<A, R>`](trampoline) that knows how to decode `A`, call the target and encode
 //! `R`. The child calls the trampoline, which reinterprets the target address as `fn(A) -> R`.
 //!
+//! # Later registrations: the private registration pipe
+//! A long-lived worker (a pool's) learns functions after it started. They reach it only
+//! through a [`Registrations`] reader: the read end of a kernel pipe that the worker
+//! inherited through its start-up message (so nothing else holds it but the parent, which
+//! keeps the write end close-on-exec) and that is wrapped once, by an `unsafe` constructor,
+//! right after the start-up message was validated. Each frame on it is one [`Target`], which
+//! [`Registrations::drain`] appends to the installed table. Queues and shared memory still
+//! carry only ids.
+//!
 //! # Safety
 //! Turning an address back into a function pointer is sound only when the address was made by
-//! [`Target::returning`] or [`Target::terminating`] for exactly that type, in a process
-//! running the same executable file as the one that turns it back. A [`Target`] is decoded
-//! only as part of the start-up message (`init::Boot`); this module is private to `process`
-//! and the only way to run one that was decoded is [`install`], an `unsafe fn` whose caller
-//! (the child's start-up code) has checked the executable's identity and validated the whole
-//! message first. The trampoline pointer and the target pointer are always taken together,
-//! from the same `A` and `R`. Executables that load the target from a shared library loaded
+//! [`Target::returning`], [`Target::batch`], [`Target::batch2`] or [`Target::terminating`]
+//! for exactly that type, in a process running the same executable file as the one that turns
+//! it back. A [`Target`] is decoded only as part of the start-up message (`init::Boot`) or from
+//! a [`Registrations`] pipe; this module is private to `process` and the only ways to run one
+//! that was decoded are [`install`] and [`Registrations::new`], `unsafe fn`s whose callers (the
+//! child's start-up code; a worker that took its inherited registration pipe) have checked the
+//! executable's identity and validated the whole start-up message first. The trampoline
+//! pointer and the target pointer are always taken together, from the same `A` and `R`. Executables that load the target from a shared library loaded
 //! at run time are not supported (the distance to the anchor is then not fixed); statically
 //! linked code is.
 
@@ -65,7 +75,7 @@ pub(crate) enum Outcome {
 type Trampoline = fn(usize, &[u8], Received) -> Outcome;
 
 /// A target, as distances from the anchor.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct Target {
     trampoline: i64,
     function: i64,
@@ -101,6 +111,37 @@ impl Target {
         }
     }
 
+    /// Names `f` together with the trampoline that runs it on a whole chunk: the arguments
+    /// are an encoded `Vec<A>`, the result an encoded `Vec<Result<R, String>>` (one entry per
+    /// item, `Err` with the panic message and location for an item that panicked). A pool
+    /// sends one message per chunk, not per item.
+    pub(crate) fn batch<A, R>(f: fn(A) -> R) -> Target
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+    {
+        let t: Trampoline = batch_trampoline::<A, R>;
+        Target {
+            trampoline: distance(t as usize),
+            function: distance(f as usize),
+        }
+    }
+
+    /// Like [`Target::batch`] for a two-argument `f`: the arguments are an encoded
+    /// `Vec<(A, B)>` (a pool's `starmap`).
+    pub(crate) fn batch2<A, B, R>(f: fn(A, B) -> R) -> Target
+    where
+        A: DeserializeOwned,
+        B: DeserializeOwned,
+        R: Serialize,
+    {
+        let t: Trampoline = batch2_trampoline::<A, B, R>;
+        Target {
+            trampoline: distance(t as usize),
+            function: distance(f as usize),
+        }
+    }
+
     /// Names `f` together with the trampoline that turns its result into an exit code, as
     /// `main`'s result is (`()` and `Ok(_)`: 0; `Err(e)`: `Error: {e:?}` on stderr, then 1).
     pub(crate) fn terminating<A, R>(f: fn(A) -> R) -> Target
@@ -118,7 +159,8 @@ impl Target {
     /// Runs the target on encoded arguments, catching a panic.
     ///
     /// # Safety
-    /// - `self` was made by [`Target::returning`] or [`Target::terminating`] in a process
+    /// - `self` was made by [`Target::returning`], [`Target::batch`], [`Target::batch2`] or
+    ///   [`Target::terminating`] in a process
     ///   running the same executable file (checked by the caller against the parent's
     ///   recorded identity) and reached this process unaltered through its private start-up
     ///   channel.
@@ -302,6 +344,96 @@ pub(crate) fn run_installed(id: TargetId, args: &[u8], received: Received) -> Re
     Ok(unsafe { target.run(args, received) })
 }
 
+/// The largest registration frame: one [`Target`] fits in far less, and a frame up to
+/// `PIPE_BUF` bytes is written to a pipe in one piece.
+const REGISTRATION_MAX: usize = 512;
+
+/// Encodes `target` as one registration frame (length, then the encoded target) for a
+/// worker's registration pipe; written with a single `write`, it arrives whole.
+///
+/// # Errors
+/// [`Error::Codec`] if the target cannot be encoded.
+pub(crate) fn registration_frame(target: Target) -> Result<Vec<u8>> {
+    let body = codec::to_bytes(&target)?;
+    let len = u32::try_from(body.len()).map_err(|_| Error::InvalidSize {
+        reason: "registration frame too large",
+    })?;
+    let mut frame = len.to_le_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+/// The read end of a worker's private registration pipe (see the module docs).
+pub(crate) struct Registrations {
+    pipe: std::fs::File,
+}
+
+impl std::fmt::Debug for Registrations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registrations").finish_non_exhaustive()
+    }
+}
+
+impl Registrations {
+    /// Wraps the registration pipe.
+    ///
+    /// # Safety
+    /// - `pipe` is the read end of a pipe this process inherited through its validated
+    ///   start-up message (whose executable identity check passed), and
+    /// - only the parent that started this process holds the write end, and writes to it
+    ///   nothing but [`registration_frame`]s.
+    pub(crate) unsafe fn new(pipe: std::fs::File) -> Registrations {
+        Registrations { pipe }
+    }
+
+    /// Installs every registration already in the pipe (never waits for more); returns how
+    /// many targets the installed table holds afterwards.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the pipe cannot be read; [`Error::Disconnected`] if the parent
+    /// closed it; [`Error::Codec`] or [`Error::InvalidSize`] for a malformed frame.
+    pub(crate) fn drain(&mut self) -> Result<usize> {
+        use std::io::Read;
+        use std::os::fd::AsFd;
+        loop {
+            let now = crate::sys::Deadline::after(std::time::Duration::ZERO);
+            let ready = crate::sys::poll_readable(&[self.pipe.as_fd()], Some(&now))
+                .map_err(|e| Error::io("poll registrations", e))?;
+            if ready.is_empty() {
+                break;
+            }
+            let mut len = [0u8; 4];
+            match self.pipe.read_exact(&mut len) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(Error::Disconnected);
+                }
+                Err(e) => return Err(Error::io("read registration", e)),
+            }
+            let n = usize::try_from(u32::from_le_bytes(len)).unwrap_or(usize::MAX);
+            if n > REGISTRATION_MAX {
+                return Err(Error::InvalidSize {
+                    reason: "registration frame too large",
+                });
+            }
+            let mut body = vec![0u8; n];
+            self.pipe
+                .read_exact(&mut body)
+                .map_err(|e| Error::io("read registration", e))?;
+            let target: Target = codec::from_bytes(&body)?;
+            let mut slot = INSTALLED.lock().unwrap_or_else(PoisonError::into_inner);
+            // The target came through this process's private registration pipe from the
+            // parent that started it (`Registrations::new`'s contract), like a start-up table.
+            slot.get_or_insert_with(TargetTable::new).register(target)?;
+        }
+        Ok(INSTALLED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map_or(0, TargetTable::len))
+    }
+}
+
 /// Decodes `A` with exactly the descriptors and segments that came with it (the target
 /// itself then runs outside that scope), calls the `fn(A) -> R` at `function`, encodes `R`.
 fn trampoline<A: DeserializeOwned, R: Serialize>(
@@ -324,6 +456,74 @@ fn trampoline<A: DeserializeOwned, R: Serialize>(
         },
         Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
     }
+}
+
+thread_local! {
+    /// Where the last panic on this thread happened, if a panic hook recorded it.
+    static PANIC_AT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Records where a panic happened (called from a panic hook), for the batch trampolines'
+/// error messages.
+pub(crate) fn record_panic_location(at: Option<String>) {
+    PANIC_AT.with(|p| *p.borrow_mut() = at);
+}
+
+/// Runs `call` catching a panic: `Err` with the message and, if recorded, the location.
+fn catch_item<R>(call: impl FnOnce() -> R) -> std::result::Result<R, String> {
+    catch_unwind(AssertUnwindSafe(call)).map_err(|payload| {
+        let m = panic_message(payload.as_ref());
+        match PANIC_AT.with(|p| p.borrow_mut().take()) {
+            Some(at) => format!("{m} at {at}"),
+            None => m,
+        }
+    })
+}
+
+/// Encodes one chunk's results.
+fn chunk_outcome<R: Serialize>(results: &[std::result::Result<R, String>]) -> Outcome {
+    match codec::to_bytes(results) {
+        Ok(bytes) => Outcome::Returned(bytes),
+        Err(e) => Outcome::Failed(format!("result: {e}")),
+    }
+}
+
+/// Decodes a `Vec<A>`, calls the `fn(A) -> R` at `function` on each, encodes the results.
+fn batch_trampoline<A: DeserializeOwned, R: Serialize>(
+    function: usize,
+    args: &[u8],
+    received: Received,
+) -> Outcome {
+    // SAFETY: `function` was produced by `Target::batch::<A, R>` from an `fn(A) -> R`
+    // together with this very trampoline (see the module's `# Safety`).
+    let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
+    let items: Vec<A> = match transfer::open(args, received) {
+        Ok(a) => a,
+        Err(e) => return Outcome::Failed(format!("arguments: {e}")),
+    };
+    let results: Vec<_> = items.into_iter().map(|a| catch_item(|| f(a))).collect();
+    chunk_outcome(&results)
+}
+
+/// Decodes a `Vec<(A, B)>`, calls the `fn(A, B) -> R` at `function` on each, encodes the
+/// results.
+fn batch2_trampoline<A: DeserializeOwned, B: DeserializeOwned, R: Serialize>(
+    function: usize,
+    args: &[u8],
+    received: Received,
+) -> Outcome {
+    // SAFETY: `function` was produced by `Target::batch2::<A, B, R>` from an
+    // `fn(A, B) -> R` together with this very trampoline (see the module's `# Safety`).
+    let f = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(function) };
+    let items: Vec<(A, B)> = match transfer::open(args, received) {
+        Ok(a) => a,
+        Err(e) => return Outcome::Failed(format!("arguments: {e}")),
+    };
+    let results: Vec<_> = items
+        .into_iter()
+        .map(|(a, b)| catch_item(|| f(a, b)))
+        .collect();
+    chunk_outcome(&results)
 }
 
 /// Decodes `A`, calls the `fn(A) -> R` at `function`, reports `R` as an exit code.

@@ -79,6 +79,14 @@ fn examples_print_what_the_python_prints() {
             assert_eq!(run(&dir, name), grid, "{name}");
         }
         assert_eq!(
+            run(&dir, "pool"),
+            "100\n[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]\n"
+        );
+        assert_eq!(
+            run(&dir, "pool_slices"),
+            "sum of squares below 1000000: 333332833333500000\nslices: 8\n"
+        );
+        assert_eq!(
             run(&dir, "manager_containers"),
             "{0.25: None, 1: '1', '2': 2}\n[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]\n"
         );

@@ -1,0 +1,163 @@
+//! The worker side of a pool: the loop a worker process runs, and the messages it exchanges
+//! with the pool.
+//!
+//! A worker takes [`Task`]s from its own queue, records which chunk it is about to run in its
+//! claim slot (so the pool can tell, if the worker dies, which chunk it was running and which
+//! ones it never started), runs each item by [`TargetId`] and puts one [`Reply`] per chunk in
+//! the pool's reply queue. Functions reach it only through its private registration pipe
+//! (see `process::target`); a task naming an id the pipe never delivered is refused.
+
+#![allow(unsafe_code)]
+
+use crate::error::Error;
+use crate::process::{
+    Outcome, Registrations, TargetId, record_panic_location, run_installed, take_inherited,
+};
+use crate::queue::Queue;
+use crate::shared::RawArray;
+use crate::transfer::Received;
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+
+/// A message in a worker's task queue.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Task {
+    /// Run a chunk.
+    Run(Chunk),
+    /// Leave the loop and exit.
+    Stop,
+}
+
+/// Batch function `target` on the `count` items (an encoded `Vec`) of the chunk that starts
+/// at index `start` of job `job`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Chunk {
+    pub(crate) job: u64,
+    pub(crate) start: u64,
+    pub(crate) count: u64,
+    pub(crate) target: u32,
+    pub(crate) args: Vec<u8>,
+}
+
+/// What a chunk gave.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ChunkResult {
+    /// The encoded `Vec<Result<R, String>>`, one entry per item.
+    Returned(Vec<u8>),
+    /// The chunk could not run (arguments, result encoding, unknown function): why.
+    Failed(String),
+}
+
+/// A message in the pool's reply queue.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Reply {
+    /// The chunk `(job, start)` ran on the worker in `slot`.
+    Done {
+        slot: u32,
+        job: u64,
+        start: u64,
+        result: ChunkResult,
+    },
+    /// The worker in `slot` reached `max_tasks_per_child` and exits now.
+    Retiring { slot: u32 },
+}
+
+/// A worker's arguments (its private registration pipe is its first inherited descriptor).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WorkerArgs {
+    pub(crate) slot: u32,
+    pub(crate) tasks: Queue<Task>,
+    pub(crate) replies: Queue<Reply>,
+    /// Two words per slot: the job and `start + 1` of the chunk being run (0: none yet).
+    pub(crate) claims: RawArray<u64>,
+    pub(crate) max_tasks: Option<u64>,
+    /// The initializer's id and encoded arguments.
+    pub(crate) initializer: Option<(u32, Vec<u8>)>,
+}
+
+/// The loop of a pool worker process.
+pub(crate) fn worker_main(args: WorkerArgs) {
+    let Some(fd) = take_inherited(0) else {
+        return;
+    };
+    // SAFETY: descriptor 0 of this process's `extra` list is the read end of the registration
+    // pipe the pool created for this worker and passed in its validated start-up message
+    // (`ProcessBuilder::start_spawn_with`); the pool keeps the write end close-on-exec and
+    // writes only registration frames to it.
+    let mut regs = unsafe { Registrations::new(File::from(fd)) };
+    std::panic::set_hook(Box::new(|info| {
+        record_panic_location(info.location().map(|l| l.to_string()));
+    }));
+    if regs.drain().is_err() {
+        return;
+    }
+    if let Some((id, bytes)) = &args.initializer {
+        // An initializer that fails leaves the worker without its set-up: stop it, like an
+        // exception in a CPython initializer ends that worker.
+        if !matches!(run_chunk(&mut regs, *id, bytes), ChunkResult::Returned(_)) {
+            std::process::exit(1);
+        }
+    }
+    let base = usize::try_from(args.slot).unwrap_or(usize::MAX / 4) * 2;
+    let mut done = 0u64;
+    loop {
+        let Ok(Task::Run(Chunk {
+            job,
+            start,
+            target,
+            args: bytes,
+            ..
+        })) = args.tasks.get()
+        else {
+            return;
+        };
+        // The claim must be visible before the chunk runs: if this process dies from here on,
+        // the pool reports this chunk as `WorkerDied` and resubmits the others it had queued.
+        if args.claims.set(base, job).is_err() || args.claims.set(base + 1, start + 1).is_err() {
+            return;
+        }
+        let reply = Reply::Done {
+            slot: args.slot,
+            job,
+            start,
+            result: run_chunk(&mut regs, target, &bytes),
+        };
+        if args.replies.put(&reply).is_err() {
+            return;
+        }
+        done += 1;
+        if args.max_tasks.is_some_and(|m| done >= m) {
+            let _ = args.replies.put(&Reply::Retiring { slot: args.slot });
+            return;
+        }
+    }
+}
+
+/// Runs function `target` of the registered table on encoded arguments.
+fn run_chunk(regs: &mut Registrations, target: u32, args: &[u8]) -> ChunkResult {
+    // Id 0 is this worker's own loop (its start-up table); pool functions start at 1.
+    if target == 0 {
+        return ChunkResult::Failed(
+            Error::UnknownTarget {
+                id: 0,
+                registered: 0,
+            }
+            .to_string(),
+        );
+    }
+    let id = TargetId(target);
+    let mut ran = run_installed(id, args, Received::none());
+    if matches!(ran, Err(Error::UnknownTarget { .. })) {
+        // The pool writes a registration before any task that names it: it is in the pipe.
+        ran = regs
+            .drain()
+            .and_then(|_| run_installed(id, args, Received::none()));
+    }
+    match ran {
+        Ok(Outcome::Returned(b)) => ChunkResult::Returned(b),
+        Ok(Outcome::Panicked(m)) => ChunkResult::Failed(format!("panicked: {m}")),
+        Ok(Outcome::Failed(reason)) => ChunkResult::Failed(reason),
+        Ok(Outcome::Exited(code)) => ChunkResult::Failed(format!("exit code {code}")),
+        Err(e) => ChunkResult::Failed(e.to_string()),
+    }
+}
