@@ -2,7 +2,10 @@
 //! `Exchange::ready` latency with 100 channels.
 //!
 //! `exchange/pmap/1000`: 1000 small jobs through `pmap` on 2 reusable workers (worker start
-//! included), per second. `exchange/sequential/1000`: the same map in this process.
+//! included), per second. `exchange/pool_map/1000`: the same input through `Pool::new(2)`'s
+//! `map` (pool start included, the fair pair of `pmap`, which starts its workers too), and
+//! `exchange/pool_map_warm/1000` through one pool kept across iterations.
+//! `exchange/sequential/1000`: the same map in this process.
 //! `exchange/process_per_job/20`: 20 jobs through an `Exchange` with limit 2, one process
 //! each. `exchange/ready_zero/100`: `ready(Some(0))` over 100 idle channels.
 //! `exchange/ready_round_trip/100`: send to one of 100 echoing children, `ready(None)`,
@@ -11,6 +14,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use shmproc::Pool;
 use shmproc::exchange::{self, Channel, Exchange, pmap};
 use std::hint::black_box;
 use std::time::Duration;
@@ -39,6 +43,17 @@ fn bench_pmap(c: &mut Criterion) {
     g.bench_function("pmap/1000", |b| {
         b.iter(|| black_box(pmap(triple, input.clone(), 2).unwrap()))
     });
+    g.bench_function("pool_map/1000", |b| {
+        b.iter(|| {
+            let pool = Pool::new(2).unwrap();
+            black_box(pool.map(triple, input.clone()).unwrap())
+        })
+    });
+    let pool = Pool::new(2).unwrap();
+    g.bench_function("pool_map_warm/1000", |b| {
+        b.iter(|| black_box(pool.map(triple, input.clone()).unwrap()))
+    });
+    drop(pool);
     g.bench_function("sequential/1000", |b| {
         b.iter(|| black_box(input.iter().copied().map(triple).collect::<Vec<_>>()))
     });
