@@ -775,3 +775,88 @@ fn stress_one_gib_message_crosses_processes() {
         })
     });
 }
+
+#[test]
+fn silent_and_dripping_clients_do_not_lock_out_a_legitimate_one() {
+    watchdog(LIMIT, "listener_flood", || {
+        let l = Listener::bind(
+            "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap(),
+            Some(KEY),
+        )
+        .unwrap();
+        let addr = l.address().clone();
+        let Address::Tcp(sock) = addr.clone() else {
+            unreachable!()
+        };
+        // The server takes whatever comes until one client authenticates, then serves it.
+        // SAFETY: no other thread of this process holds a lock that the child takes.
+        let mut server = fork(unsafe { ForkPermit::new() }, move || {
+            // The server must not outlive a test aborted by its watchdog.
+            // SAFETY: `PR_SET_PDEATHSIG` only sets a flag of this process.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            let mut failures = 0u32;
+            loop {
+                match l.accept() {
+                    Ok(c) => {
+                        c.send(&failures).unwrap();
+                        while let Ok(v) = c.recv::<u64>() {
+                            c.send(&(v + 1)).unwrap();
+                        }
+                        return 0;
+                    }
+                    Err(Error::AuthFailed | Error::Timeout | Error::Disconnected) => failures += 1,
+                    Err(e) => panic!("accept: {e}"),
+                }
+            }
+        });
+        // 200 clients that connect and say nothing.
+        let silent: Vec<std::net::TcpStream> = (0..200)
+            .map(|_| std::net::TcpStream::connect(sock).unwrap())
+            .collect();
+        // 5 clients that drip a plausible frame prefix, one byte every 300 ms.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let drippers: Vec<_> = (0..5)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut s = std::net::TcpStream::connect(sock).unwrap();
+                    for b in 32u64.to_le_bytes().iter().cycle() {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed)
+                            || s.write_all(&[*b]).is_err()
+                        {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(300));
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        // The legitimate client, with its own 10 s limit as the failure signal.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t0 = Instant::now();
+        let client = std::thread::spawn(move || {
+            let r = Client::connect(addr, Some(KEY));
+            let _ = tx.send(t0.elapsed());
+            r
+        });
+        let took = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the legitimate client was not served within 10 s");
+        let c = client.join().unwrap().expect("legitimate client refused");
+        eprintln!(
+            "legitimate client authenticated after {took:?} behind 200 silent and 5 dripping clients"
+        );
+        let failures: u32 = c.recv().unwrap();
+        c.send(&41u64).unwrap();
+        assert_eq!(c.recv::<u64>().unwrap(), 42);
+        assert_eq!(failures, 0, "no handshake should have failed yet");
+        drop(c);
+        assert_eq!(server.wait(), Ok(0));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for d in drippers {
+            d.join().unwrap();
+        }
+        drop(silent);
+    });
+}
