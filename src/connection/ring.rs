@@ -63,7 +63,8 @@
 //! other's store, so a wake-up is never lost, and the fast path makes no system call. A waiter
 //! first spins with `park`'s adaptive budget, kept per direction (growing while the peer tends
 //! to answer within the spin, halving when it does not). Sleeps are sliced (1 ms doubling to
-//! 50 ms) so a peer that died without closing is noticed through its recorded pid.
+//! 50 ms) so a peer that died without closing is noticed through its recorded pid, or through
+//! the hang-up of the peer's liveness pipe once no process holds or may still adopt its end.
 //!
 //! Every value read from the shared block (capacity, positions, record headers) is validated
 //! before it sizes or indexes anything; a failed check is [`Error::CorruptObject`].
@@ -84,7 +85,8 @@ use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
 use crate::sync::park::{EventCount, Site, Spin};
 use crate::sys::{self, Deadline};
 use std::cell::Cell;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 
 /// Magic number at the start of a pipe block.
 pub(crate) const RING_MAGIC: u64 = 0x5348_4d50_4950_4531; // "SHMPIPE1"
@@ -207,6 +209,8 @@ pub(crate) struct Ring {
     seen_head: Cell<u64>,
     /// Spin budget of this side (`park`'s adaptive policy, learned per direction).
     spin: Cell<Spin>,
+    /// The read end of the peer's liveness pipe (see `set_peer_liveness`).
+    peer: Option<Arc<OwnedFd>>,
 }
 
 impl Ring {
@@ -224,7 +228,24 @@ impl Ring {
             seen_tail: Cell::new(0),
             seen_head: Cell::new(0),
             spin: Cell::new(Spin::new(Site::Pipe)),
+            peer: None,
         }
+    }
+
+    /// Gives the ring the read end of a kernel pipe whose write end travels with every copy
+    /// of the peer's end (inherited, passed or still in flight to a process that may adopt
+    /// it). Once the pipe reports a hang-up, no process holds the peer end or can still
+    /// adopt it: the peer is gone even if the pid recorded in the block is alive.
+    pub(crate) fn set_peer_liveness(&mut self, fd: Arc<OwnedFd>) {
+        self.peer = Some(fd);
+    }
+
+    /// Whether every copy of the peer's liveness write end is closed.
+    fn peer_hung_up(&self) -> bool {
+        self.peer.as_ref().is_some_and(|fd| {
+            let now = Deadline::after(std::time::Duration::ZERO);
+            sys::poll_readable(&[fd.as_fd()], Some(&now)).is_ok_and(|r| !r.is_empty())
+        })
     }
 
     /// Returns the 8-byte header word at `off`.
@@ -299,7 +320,7 @@ impl Ring {
             return true;
         }
         let pid = self.writer_pid();
-        pid != 0 && pid != sys::current_pid() && !sys::thread_alive(pid)
+        (pid != 0 && pid != sys::current_pid() && !sys::thread_alive(pid)) || self.peer_hung_up()
     }
 
     fn reader_gone(&self) -> bool {
@@ -308,7 +329,7 @@ impl Ring {
             return true;
         }
         let pid = self.reader_pid();
-        pid != 0 && pid != sys::current_pid() && !sys::thread_alive(pid)
+        (pid != 0 && pid != sys::current_pid() && !sys::thread_alive(pid)) || self.peer_hung_up()
     }
 
     /// Marks the writing side closed and wakes the reader (and pollers, through `efd`).

@@ -265,6 +265,8 @@ fn connection_token_without_its_envelope_is_refused() {
                 writable: bool,
                 rx_fd: Option<Option<u32>>,
                 tx_fd: Option<Option<u32>>,
+                alive_fd: Option<u32>,
+                peer_fd: Option<u32>,
             }
             let mut forged: Token = shmproc::codec::from_bytes(&bytes).unwrap();
             forged.rx_fd = Some(Some(0));
@@ -296,7 +298,7 @@ fn connection_inside_a_message_over_a_pipe_is_refused_precisely() {
                     r,
                     Err(Error::NoDescriptorChannel {
                         channel: "a shared-memory pipe",
-                        count: 2
+                        count: 4
                     })
                 ),
                 "{r:?}"
@@ -858,5 +860,52 @@ fn silent_and_dripping_clients_do_not_lock_out_a_legitimate_one() {
             d.join().unwrap();
         }
         drop(silent);
+    });
+}
+
+// ------------------------------------------------------------------ ends whose holder died
+
+fn read_until_end(rx: shmproc::Connection) -> std::process::ExitCode {
+    match rx.recv::<u64>() {
+        Err(Error::Disconnected) => std::process::ExitCode::SUCCESS,
+        other => {
+            eprintln!("reader got {other:?}");
+            std::process::ExitCode::from(3)
+        }
+    }
+}
+
+fn write_later(tx: shmproc::Connection) -> std::process::ExitCode {
+    std::thread::sleep(Duration::from_secs(30));
+    let _ = tx.send(&1u64);
+    std::process::ExitCode::SUCCESS
+}
+
+#[test]
+fn reader_sees_end_of_stream_when_the_writer_is_killed_before_attaching() {
+    watchdog(Duration::from_secs(120), "writer_killed_early", || {
+        assert_no_leaks(|| {
+            for run in 0..10 {
+                let (rx, tx) = pipe_simplex().unwrap();
+                let reader = shmproc::Process::new(read_until_end, rx).start().unwrap();
+                let writer = shmproc::Process::new(write_later, tx).start().unwrap();
+                writer.kill().unwrap();
+                writer.join().unwrap();
+                // The parent serialized both ends and never used them: dropping its copies
+                // does not close them, so only the liveness of the copies tells the reader.
+                let t0 = Instant::now();
+                let ended = reader.join_timeout(Duration::from_secs(10)).unwrap();
+                if ended.is_none() {
+                    reader.kill().unwrap();
+                    reader.join().unwrap();
+                }
+                assert_eq!(
+                    ended,
+                    Some(0),
+                    "run {run}: the reader did not see end of stream"
+                );
+                eprintln!("run {run}: reader ended after {:?}", t0.elapsed());
+            }
+        })
     });
 }
