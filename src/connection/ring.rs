@@ -22,6 +22,7 @@
 //! | 64     | 8    | `tail`            | the reader: bytes ever consumed           |
 //! | 72     | 4    | `reader_pid`      | the reader: pid of the process using it   |
 //! | 76     | 4    | `writer_closed`   | the writer, once: 0 → 1 on close          |
+//! | 80     | 4    | `recv_turn`       | a receiver: its tid while it receives (0: free) |
 //! | 128    | 4    | `rx_seq`          | the writer (bump), the reader sleeps on it |
 //! | 132    | 4    | `reader_sleeping` | the reader (+1 before sleeping, −1 after)  |
 //! | 136    | 4    | `pollers`         | `wait()` callers (+1 / −1)                |
@@ -111,6 +112,7 @@ const READER_CLOSED: u64 = 12;
 const TAIL: u64 = 64;
 const READER_PID: u64 = 72;
 const WRITER_CLOSED: u64 = 76;
+const RECV_TURN: u64 = 80;
 const RX_SEQ: u64 = 128;
 const READER_SLEEPING: u64 = 132;
 const POLLERS: u64 = 136;
@@ -556,7 +558,8 @@ impl Ring {
     fn next_record(&self, deadline: Option<&Deadline>) -> Result<Record> {
         let tail_w = self.u64_at(TAIL);
         loop {
-            // Relaxed: only this side stores `tail`.
+            // Relaxed: only the receiver holding the turn stores `tail`, and taking the turn
+            // (Acquire) ordered an earlier receiver's store before this load.
             let tail = tail_w.load(Ordering::Relaxed);
             let head_w = self.u64_at(HEAD);
             let ready = || head_w.load(Ordering::Relaxed) != tail;
@@ -621,7 +624,38 @@ impl Ring {
     /// Receives one message: `start(total)` is called with the validated message length once
     /// the first record is there, and returns where to put it; returning an error leaves the
     /// message in the ring. Chunks are then copied in order until the last.
+    ///
+    /// Receivers take turns: an end used by two processes at once (a misuse) never delivers a
+    /// message twice, each message goes to one of them.
     pub(crate) fn recv<S: Sink>(&self, sink: &mut S, deadline: Option<&Deadline>) -> Result<()> {
+        let _turn = self.take_recv_turn(deadline)?;
+        self.recv_in_turn(sink, deadline)
+    }
+
+    /// Waits until no other thread (of any process) is receiving on this direction and claims
+    /// the turn. A turn held by a thread that died is taken over.
+    fn take_recv_turn(&self, deadline: Option<&Deadline>) -> Result<RecvTurn<'_>> {
+        let word = self.u32_at(RECV_TURN);
+        let me = sys::current_tid();
+        let mut holder = 0;
+        loop {
+            // Acquire: the previous receiver's reads and its `tail` store happen before ours
+            // (pairs with the Release store in `RecvTurn::drop`).
+            match word.compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return Ok(RecvTurn(word)),
+                Err(now) if now == 0 || now == me || !sys::thread_alive(now) => holder = now,
+                Err(_) => {
+                    if deadline.is_some_and(Deadline::has_passed) {
+                        return Err(Error::Timeout);
+                    }
+                    holder = 0;
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+        }
+    }
+
+    fn recv_in_turn<S: Sink>(&self, sink: &mut S, deadline: Option<&Deadline>) -> Result<()> {
         let mut rec = self.next_record(deadline)?;
         if rec.flags & FIRST == 0 {
             return Err(corrupt(
@@ -657,6 +691,17 @@ impl Ring {
                 return Err(corrupt("pipe message chunks inconsistent"));
             }
         }
+    }
+}
+
+/// A receiver's turn on a direction; released on drop.
+struct RecvTurn<'a>(&'a AtomicU32);
+
+impl Drop for RecvTurn<'_> {
+    fn drop(&mut self) {
+        // Release: our reads of the records and our `tail` store happen before the next
+        // receiver's turn.
+        self.0.store(0, Ordering::Release);
     }
 }
 

@@ -909,3 +909,55 @@ fn reader_sees_end_of_stream_when_the_writer_is_killed_before_attaching() {
         })
     });
 }
+
+#[test]
+fn two_readers_on_one_end_never_deliver_a_message_twice() {
+    const N: u64 = 5000;
+    watchdog(LIMIT, "two_readers", || {
+        let (rx, tx) = pipe_simplex().unwrap();
+        let reader = |rx: &shmproc::Connection, out: shmproc::Connection| {
+            let mut got = Vec::new();
+            loop {
+                match rx.recv::<u64>() {
+                    Ok(v) => got.push(v),
+                    Err(Error::Disconnected) => break,
+                    Err(e) => {
+                        eprintln!("reader: {e}");
+                        break;
+                    }
+                }
+            }
+            out.send(&got).unwrap();
+            0
+        };
+        let (res0, out0) = pipe_simplex().unwrap();
+        let (res1, out1) = pipe_simplex().unwrap();
+        // Both children use the same inherited reading end: a misuse that must not duplicate.
+        // SAFETY: no other thread of this process holds a lock that the child takes.
+        let mut c0 = fork(unsafe { ForkPermit::new() }, || reader(&rx, out0));
+        // SAFETY: as above.
+        let mut c1 = fork(unsafe { ForkPermit::new() }, || reader(&rx, out1));
+        for v in 0..N {
+            tx.send(&v).unwrap();
+        }
+        let mut tx = tx;
+        tx.close();
+        let mut all: Vec<u64> = res0.recv().unwrap();
+        let other: Vec<u64> = res1.recv().unwrap();
+        eprintln!("reader 0 got {}, reader 1 got {}", all.len(), other.len());
+        all.extend(other);
+        all.sort_unstable();
+        assert_eq!(
+            all.len() as u64,
+            N,
+            "messages delivered: {} for {N} sent",
+            all.len()
+        );
+        assert!(
+            all.iter().copied().eq(0..N),
+            "a message was lost or duplicated"
+        );
+        assert_eq!(c0.wait(), Ok(0));
+        assert_eq!(c1.wait(), Ok(0));
+    });
+}
