@@ -160,7 +160,11 @@ impl Segment {
     }
 
     /// Opens a named segment holding `format`, checking its header. See `Segment::open`.
-    pub(crate) fn open_with(name: &str, format: &Format) -> Result<Segment> {
+    ///
+    /// Unless `other_users` is set, the object must belong to the effective uid and grant
+    /// nothing to group or others: otherwise someone else may have created it first (a
+    /// squatter) or rewritten it, and its contents are not ours to trust.
+    pub(crate) fn open_with(name: &str, format: &Format, other_users: bool) -> Result<Segment> {
         let name = normalize_name(name)?;
         let fd = match sys::shm_open_existing(&name) {
             Ok(fd) => fd,
@@ -169,6 +173,19 @@ impl Segment {
             }
             Err(e) => return Err(Error::io("shm_open", e)),
         };
+        if !other_users {
+            let (uid, mode) = sys::fd_owner_mode(&fd).map_err(|e| Error::io("fstat", e))?;
+            let reason = if uid != sys::effective_uid() {
+                Some("owned by another user")
+            } else if mode & 0o077 != 0 {
+                Some("group or others have access")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(Error::UntrustedSegment { name, reason });
+            }
+        }
         // A creator racing us may not have written its header yet: retry briefly.
         let deadline = sys::Deadline::after(std::time::Duration::from_millis(200));
         loop {

@@ -212,3 +212,49 @@ fn kill_owner_of_named_segment_leaves_no_dev_shm_entry() {
         }
     });
 }
+
+/// A named object planted or opened up by someone else is refused by `open` (another process
+/// here), unless sharing between users is asked for; a file shorter than its header says is a
+/// clean error at attach, never `SIGBUS`.
+#[test]
+fn open_refuses_objects_of_other_users_or_open_to_others() {
+    use std::os::unix::fs::PermissionsExt;
+    watchdog(LIMIT, "untrusted_open", || {
+        let name = unique("squat");
+        let seg = Segment::create_named(&name, 1 << 20).unwrap();
+        let path = std::path::Path::new("/dev/shm").join(&name);
+        let me = std::fs::metadata(&path).unwrap();
+        assert_eq!(peer(&name, "open"), "ok");
+        // A second uid: the object now belongs to `nobody` (needs root, as the tests run).
+        if std::os::unix::fs::chown(&path, Some(65534), None).is_ok() {
+            let out = peer(&name, "open");
+            assert!(
+                out.starts_with("UntrustedSegment") && out.contains("another user"),
+                "{out}"
+            );
+            assert!(Segment::open_shared_between_users(&name).is_ok());
+            std::os::unix::fs::chown(&path, Some(std::os::unix::fs::MetadataExt::uid(&me)), None)
+                .unwrap();
+        } else {
+            eprintln!("not root: the second-uid case is skipped");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).unwrap();
+        let out = peer(&name, "open");
+        assert!(
+            out.starts_with("UntrustedSegment") && out.contains("group or others"),
+            "{out}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(peer(&name, "open"), "ok");
+        // Shorter than recorded: found by the size check at attach.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(1 << 16)
+            .unwrap();
+        let out = peer(&name, "open");
+        assert!(out.starts_with("SizeMismatch"), "{out}");
+        drop(seg);
+    });
+}

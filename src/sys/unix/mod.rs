@@ -23,7 +23,9 @@ pub(crate) use clock::Deadline;
 pub(crate) use eventfd::{eventfd_create, eventfd_drain, eventfd_signal};
 pub(crate) use futex::{WaitOutcome, futex_requeue, futex_wait, futex_wake};
 pub(crate) use lineage::{cpu_count, die_with_parent, thread_count};
-pub(crate) use memfd::{fd_blocks_bytes, fd_len, memfd_create, punch_hole, set_len};
+pub(crate) use memfd::{
+    effective_uid, fd_blocks_bytes, fd_len, fd_owner_mode, memfd_create, punch_hole, set_len,
+};
 pub(crate) use mmap::Mapping;
 pub(crate) use pidfd::{pidfd_open, pidfd_send_signal, wait_any_readable, wait_readable};
 pub(crate) use pipe::pipe;
