@@ -87,7 +87,8 @@ impl Segment {
     ///
     /// # Errors
     /// [`Error::AlreadyExists`] if the name is taken; [`Error::InvalidName`];
-    /// [`Error::InvalidSize`]; [`Error::Io`].
+    /// [`Error::InvalidSize`]; [`Error::Io`], also when this process already holds 1024
+    /// named segments (the most its reaper removes at exit).
     pub fn create_named(name: &str, len: u64) -> Result<Segment> {
         Segment::create_named_with(name, len, &HEAP_FORMAT)
     }

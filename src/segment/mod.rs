@@ -141,7 +141,13 @@ impl Segment {
         };
         if let Err(e) = sys::reaper::watch(&name) {
             let _ = sys::shm_unlink(&name);
-            return Err(Error::io("start segment reaper", e));
+            let op = if e.kind() == std::io::ErrorKind::QuotaExceeded {
+                "create a named segment past the 1024 named segments a process may hold (the \
+                 most its reaper removes at exit)"
+            } else {
+                "start segment reaper"
+            };
+            return Err(Error::io(op, e));
         }
         let map = sys::set_len(&fd, len)
             .map_err(|e| Error::io("ftruncate", e))

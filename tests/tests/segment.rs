@@ -258,3 +258,38 @@ fn open_refuses_objects_of_other_users_or_open_to_others() {
         drop(seg);
     });
 }
+
+/// `SIGKILL` to the creator's whole process group: the reaper lives in a group of its own, so
+/// it still removes the creator's names.
+#[test]
+fn group_kill_of_the_creator_leaves_no_names() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    watchdog(LIMIT, "group_kill", || {
+        let name = unique("group");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peer"))
+            .args([name.as_str(), "create-and-hang"])
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "created");
+        let path = std::path::Path::new("/dev/shm").join(&name);
+        assert!(path.exists());
+        let pgid = i32::try_from(child.id()).unwrap();
+        // SAFETY: sends a signal to the process group led by the child we spawned.
+        assert_eq!(unsafe { libc::kill(-pgid, libc::SIGKILL) }, 0);
+        child.wait().unwrap();
+        let t0 = std::time::Instant::now();
+        while path.exists() && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = path.exists();
+        let _ = std::fs::remove_file(&path);
+        assert!(!left, "the name outlived a SIGKILL to its creator's group");
+    });
+}
