@@ -64,7 +64,9 @@ pub fn pipe_simplex() -> Result<(Connection, Connection)> {
 ///
 /// A connection is `Send` but not `Sync`, like Python's: one thread uses an end at a time, and
 /// an end is used by one process at a time (the process that last sent or received on it is
-/// the one whose death counts as the end's death). It serializes to a token (the heap block and
+/// the one whose death counts as the end's death). Receiving on one end from two processes at
+/// once is a misuse, but a safe one: receives take turns, so each message goes to one of them
+/// and none is delivered twice. It serializes to a token (the heap block and
 /// its eventfds) and re-attaches in another process when it travels as a process argument or
 /// over a Unix socket connection, whose transfer envelope carries the eventfds. Its token
 /// names them by position in that envelope, never by number: decoded anywhere else (a token

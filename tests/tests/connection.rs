@@ -884,11 +884,24 @@ fn write_later(tx: shmproc::Connection) -> std::process::ExitCode {
 #[test]
 fn reader_sees_end_of_stream_when_the_writer_is_killed_before_attaching() {
     watchdog(Duration::from_secs(120), "writer_killed_early", || {
+        shmproc::ensure_forkserver().unwrap();
         assert_no_leaks(|| {
             for run in 0..10 {
+                // Both start methods that pass ends by serialization.
+                let method = if run % 2 == 0 {
+                    shmproc::StartMethod::Spawn
+                } else {
+                    shmproc::StartMethod::ForkServer
+                };
                 let (rx, tx) = pipe_simplex().unwrap();
-                let reader = shmproc::Process::new(read_until_end, rx).start().unwrap();
-                let writer = shmproc::Process::new(write_later, tx).start().unwrap();
+                let reader = shmproc::Process::new(read_until_end, rx)
+                    .start_method(method)
+                    .start()
+                    .unwrap();
+                let writer = shmproc::Process::new(write_later, tx)
+                    .start_method(method)
+                    .start()
+                    .unwrap();
                 writer.kill().unwrap();
                 writer.join().unwrap();
                 // The parent serialized both ends and never used them: dropping its copies
@@ -904,7 +917,10 @@ fn reader_sees_end_of_stream_when_the_writer_is_killed_before_attaching() {
                     Some(0),
                     "run {run}: the reader did not see end of stream"
                 );
-                eprintln!("run {run}: reader ended after {:?}", t0.elapsed());
+                eprintln!(
+                    "run {run} ({method:?}): reader ended after {:?}",
+                    t0.elapsed()
+                );
             }
         })
     });
