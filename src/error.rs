@@ -31,6 +31,16 @@ pub enum Error {
         /// The name that was taken.
         name: String,
     },
+    /// A named segment is owned by another user or writable by group or others: anyone who
+    /// could have created or rewritten it might have planted its contents. See
+    /// `Segment::open_shared_between_users` to open such a segment deliberately.
+    #[error("refusing the shared memory segment named {name:?}: {reason}")]
+    UntrustedSegment {
+        /// The segment's name.
+        name: String,
+        /// What made it untrusted.
+        reason: &'static str,
+    },
     /// A name is not usable as a segment name.
     #[error("invalid segment name {name:?}: {reason}")]
     InvalidName {

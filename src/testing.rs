@@ -63,14 +63,17 @@ pub fn resources() -> Resources {
                 .collect()
         })
         .unwrap_or_default();
+    let pid = std::process::id();
+    // Names the tests make carry their process's pid; another test process's are not ours.
+    let mine = format!("shmproc-test-{pid}-");
     let shm: BTreeSet<String> = std::fs::read_dir("/dev/shm")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .filter(|n| n.starts_with("shmproc"))
+                .filter(|n| !n.starts_with("shmproc-test-") || n.starts_with(&mine))
                 .collect()
         })
         .unwrap_or_default();
-    let pid = std::process::id();
     let children: BTreeSet<i32> = std::fs::read_dir("/proc")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())

@@ -331,7 +331,8 @@ mod tests {
     fn descriptors_travel_with_the_envelope() {
         let (a, b) = crate::pipe().unwrap();
         let env = Envelope::seal(&b).unwrap();
-        assert_eq!(env.fds.len(), 2);
+        // Two eventfds and the two liveness pipe ends.
+        assert_eq!(env.fds.len(), 4);
         assert_eq!(env.segments.len(), 1);
         let b2: Connection = open(&env.bytes, Received::new(env.segments, env.fds)).unwrap();
         drop(b);
@@ -345,7 +346,7 @@ mod tests {
         let outer = registry::collect(|| {
             collect_fds(|| {
                 let inner = Envelope::seal(&b).unwrap();
-                assert_eq!(inner.fds.len(), 2);
+                assert_eq!(inner.fds.len(), 4);
                 codec::to_bytes(&1u8)
             })
         });
@@ -395,7 +396,8 @@ mod tests {
         let (a, b) = crate::pipe().unwrap();
         let env = Envelope::seal(&b).unwrap();
         let (payload, fds) = env.to_wire().unwrap();
-        assert_eq!(fds.len(), 3);
+        // The segment, two eventfds, and the two liveness pipe ends.
+        assert_eq!(fds.len(), 5);
         let dup = |fds: &[BorrowedFd<'_>]| -> Vec<OwnedFd> {
             fds.iter().map(|f| sys::dup(*f).unwrap()).collect()
         };

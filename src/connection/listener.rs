@@ -5,16 +5,21 @@ use super::Connection;
 use super::auth;
 use super::socket::{SockConn, Stream, io_error};
 use crate::error::{Error, Result};
-use crate::sys;
+use crate::sys::{self, Deadline};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{self as unix, UnixListener, UnixStream};
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 /// The default handshake timeout: a client that has not completed authentication by then is
 /// dropped, so a silent client cannot block the listener.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most handshakes one listener runs at once; past it, new clients wait in the kernel's
+/// backlog until a handshake finishes or times out.
+pub const MAX_HANDSHAKES: usize = 1024;
 /// The default cap on one message over a socket connection: 64 MiB.
 pub const DEFAULT_MAX_MESSAGE: u64 = 64 << 20;
 
@@ -51,9 +56,14 @@ enum Inner {
 /// Accepts authenticated connections.
 ///
 /// With an authkey, every accepted socket runs the mutual HMAC-SHA256 handshake (see
-/// `connection::auth`) under a timeout before [`accept`](Listener::accept) returns it; a
-/// client that fails (wrong key, garbage, silence) makes that `accept` return an error, and
-/// the listener keeps serving: call `accept` again.
+/// `connection::auth`) before [`accept`](Listener::accept) returns it. Handshakes run
+/// concurrently (up to [`MAX_HANDSHAKES`], driven by `accept` over non-blocking sockets), each
+/// under one overall deadline (the handshake timeout, not a per-read timeout): `accept`
+/// returns whichever client authenticates first, so silent or slow clients cannot hold the
+/// door shut for a legitimate one. A client that fails (wrong key, garbage, silence past its
+/// deadline) makes one `accept` return an error, and the listener keeps serving: call
+/// `accept` again. Handshakes still in progress when `accept` returns continue in the next
+/// call; calls from several threads take turns.
 ///
 /// # Examples
 /// ```
@@ -82,6 +92,16 @@ pub struct Listener {
     unlink: Option<PathBuf>,
     creator: u32,
     epoch: u64,
+    /// Handshakes in progress, carried from one `accept` to the next.
+    pending: Mutex<Vec<Pending>>,
+}
+
+/// One accepted socket whose handshake is under way.
+struct Pending {
+    stream: Stream,
+    handshake: auth::ServerHandshake,
+    deadline: Deadline,
+    want: auth::Want,
 }
 
 impl std::fmt::Debug for Listener {
@@ -143,10 +163,12 @@ impl Listener {
             unlink,
             creator: sys::current_pid(),
             epoch: sys::fork_epoch(),
+            pending: Mutex::new(Vec::new()),
         })
     }
 
-    /// Sets how long a client may take to authenticate (default [`HANDSHAKE_TIMEOUT`]).
+    /// Sets how long a client may take to authenticate, from connection to the end of the
+    /// handshake (default [`HANDSHAKE_TIMEOUT`]).
     pub fn set_handshake_timeout(&mut self, t: Duration) {
         self.handshake_timeout = t;
     }
@@ -164,30 +186,117 @@ impl Listener {
 
     /// Waits for a client, authenticates it, and returns the connection.
     ///
+    /// Handshakes of several clients progress together; the first to authenticate is returned
+    /// and the others continue in the next call.
+    ///
     /// # Errors
-    /// [`Error::AuthFailed`] if the client failed the handshake (wrong key, malformed or
-    /// oversized handshake messages); [`Error::Timeout`] if it did not finish within the
-    /// handshake timeout; [`Error::Disconnected`] if it hung up; [`Error::Io`] if `accept`
-    /// fails. The listener stays usable after any of these.
+    /// [`Error::AuthFailed`] if a client failed the handshake (wrong key, malformed or
+    /// oversized handshake messages); [`Error::Timeout`] if one did not finish within the
+    /// handshake timeout; [`Error::Disconnected`] if one hung up; [`Error::Io`] if `accept` or
+    /// `poll` fails. Each error concerns one client; the listener stays usable after any of
+    /// these.
     pub fn accept(&self) -> Result<Connection> {
-        let stream = match &self.inner {
-            Inner::Unix(l) => Stream::Unix(l.accept().map_err(|e| Error::io("accept", e))?.0),
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(key) = &self.authkey else {
+            // No handshake: the next client is the connection.
+            return Ok(self.connection(self.accept_one(true)?.ok_or(Error::Timeout)?));
+        };
+        loop {
+            if let Some(i) = pending.iter().position(|p| p.deadline.has_passed()) {
+                drop(pending.swap_remove(i));
+                return Err(Error::Timeout);
+            }
+            let room = pending.len() < MAX_HANDSHAKES;
+            let listener = self.listener_fd();
+            let mut fds: Vec<_> = pending
+                .iter()
+                .map(|p| (p.stream.fd(), p.want == auth::Want::Write))
+                .collect();
+            if room {
+                fds.push((listener, false));
+            }
+            let deadline = pending.iter().map(|p| p.deadline).reduce(Deadline::min);
+            let ready =
+                sys::poll_ready(&fds, deadline.as_ref()).map_err(|e| Error::io("poll", e))?;
+            drop(fds);
+            for &i in ready.iter().rev() {
+                let Some(p) = pending.get_mut(i) else {
+                    continue; // the listening socket
+                };
+                match p.handshake.drive(&p.stream, key) {
+                    Ok(auth::Want::Done) => {
+                        let p = pending.swap_remove(i);
+                        p.stream.set_nonblocking(false)?;
+                        return Ok(self.connection(p.stream));
+                    }
+                    Ok(want) => p.want = want,
+                    Err(e) => {
+                        drop(pending.swap_remove(i));
+                        return Err(e);
+                    }
+                }
+            }
+            if room && ready.last() == Some(&pending.len()) {
+                // Take every waiting client (up to the cap) and send each its challenge.
+                while pending.len() < MAX_HANDSHAKES {
+                    let Some(stream) = self.accept_one(false)? else {
+                        break;
+                    };
+                    stream.set_nonblocking(true)?;
+                    let mut p = Pending {
+                        stream,
+                        handshake: auth::ServerHandshake::new(),
+                        deadline: Deadline::after(self.handshake_timeout),
+                        want: auth::Want::Read,
+                    };
+                    match p.handshake.drive(&p.stream, key)? {
+                        // A quick client can finish before we ever wait.
+                        auth::Want::Done => {
+                            p.stream.set_nonblocking(false)?;
+                            return Ok(self.connection(p.stream));
+                        }
+                        want => {
+                            p.want = want;
+                            pending.push(p);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn listener_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match &self.inner {
+            Inner::Unix(l) => l.as_fd(),
+            Inner::Tcp(l) => l.as_fd(),
+        }
+    }
+
+    fn connection(&self, stream: Stream) -> Connection {
+        Connection::from_socket(SockConn::new(stream, self.max_message))
+    }
+
+    /// Accepts one client: waiting for one if `block`, else `None` when none is waiting.
+    fn accept_one(&self, block: bool) -> Result<Option<Stream>> {
+        let set = |l: std::io::Result<()>| l.map_err(|e| Error::io("fcntl", e));
+        let r = match &self.inner {
+            Inner::Unix(l) => {
+                set(l.set_nonblocking(!block))?;
+                l.accept().map(|(s, _)| Stream::Unix(s))
+            }
             Inner::Tcp(l) => {
-                let s = l.accept().map_err(|e| Error::io("accept", e))?.0;
-                s.set_nodelay(true)
-                    .map_err(|e| Error::io("setsockopt", e))?;
-                Stream::Tcp(s)
+                set(l.set_nonblocking(!block))?;
+                l.accept().and_then(|(s, _)| {
+                    s.set_nodelay(true)?;
+                    Ok(Stream::Tcp(s))
+                })
             }
         };
-        if let Some(key) = &self.authkey {
-            stream.set_timeout(Some(self.handshake_timeout))?;
-            auth::server(&stream, key)?;
-            stream.set_timeout(None)?;
+        match r {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if !block && e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(Error::io("accept", e)),
         }
-        Ok(Connection::from_socket(SockConn::new(
-            stream,
-            self.max_message,
-        )))
     }
 }
 

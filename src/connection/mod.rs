@@ -53,6 +53,8 @@ pub(crate) mod ring;
 mod socket;
 mod wait;
 
-pub use listener::{Address, Client, DEFAULT_MAX_MESSAGE, HANDSHAKE_TIMEOUT, Listener};
+pub use listener::{
+    Address, Client, DEFAULT_MAX_MESSAGE, HANDSHAKE_TIMEOUT, Listener, MAX_HANDSHAKES,
+};
 pub use pipe::{Connection, pipe, pipe_simplex};
 pub use wait::{Waitable, wait};

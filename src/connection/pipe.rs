@@ -22,6 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::Cell;
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Fingerprint of a pipe block.
@@ -63,7 +64,9 @@ pub fn pipe_simplex() -> Result<(Connection, Connection)> {
 ///
 /// A connection is `Send` but not `Sync`, like Python's: one thread uses an end at a time, and
 /// an end is used by one process at a time (the process that last sent or received on it is
-/// the one whose death counts as the end's death). It serializes to a token (the heap block and
+/// the one whose death counts as the end's death). Receiving on one end from two processes at
+/// once is a misuse, but a safe one: receives take turns, so each message goes to one of them
+/// and none is delivered twice. It serializes to a token (the heap block and
 /// its eventfds) and re-attaches in another process when it travels as a process argument or
 /// over a Unix socket connection, whose transfer envelope carries the eventfds. Its token
 /// names them by position in that envelope, never by number: decoded anywhere else (a token
@@ -79,11 +82,18 @@ pub fn pipe_simplex() -> Result<(Connection, Connection)> {
 /// passed it on (no fork and no serialization since it was made); otherwise the end stays open
 /// for the process that took it over, and its death ends the stream.
 ///
-/// Known limit: an end inherited by a forked child that never uses it (no send, receive or
-/// poll) is still recorded as used by the parent; if the parent lives on and dropped its copy
-/// after the fork, the peer sees end of stream only once the parent exits or closes it
-/// explicitly. Ends passed by serialization (the spawn path) are recorded at attach time and
-/// have no such gap.
+/// Besides the recorded pid, each end carries a liveness descriptor (the write end of a kernel
+/// pipe, never written) that travels with every copy of the end: inherited, passed as a
+/// process argument or over a Unix socket. When every process that holds the end or may still
+/// adopt it has dropped it or died, the peer sees end of stream, even if the process recorded
+/// as the end's user (say, a parent that passed the end to a child that was killed before it
+/// attached) is alive.
+///
+/// Known limit: a forked child inherits every descriptor of its parent, including the
+/// liveness descriptors of ends it never uses; while such a child lives, those ends' deaths
+/// are noticed only through the recorded pid (an end the parent serialized or forked away and
+/// then dropped unused then ends once the child exits). `Spawn` and `ForkServer` children
+/// receive only the descriptors of the ends passed to them.
 pub struct Connection {
     state: Option<Inner>,
     readable: bool,
@@ -93,6 +103,16 @@ pub struct Connection {
 enum Inner {
     Shm(Shm),
     Sock(SockConn),
+}
+
+/// The descriptors of one end: its eventfds and its liveness pipe ends.
+struct EndFds {
+    rx_efd: Option<OwnedFd>,
+    tx_efd: Option<OwnedFd>,
+    /// The write end of this end's liveness pipe.
+    alive: OwnedFd,
+    /// The read end of the peer's liveness pipe.
+    peer_alive: OwnedFd,
 }
 
 /// What `wait` polls for a connection.
@@ -113,6 +133,11 @@ struct Shm {
     used: Cell<bool>,
     serialized: Cell<bool>,
     epoch: u64,
+    /// The write end of this end's liveness pipe: never written, only held, so the peer sees
+    /// a hang-up once every process that holds or may adopt this end has closed it or died.
+    alive: OwnedFd,
+    /// The read end of the peer's liveness pipe (shared with the rings).
+    peer_alive: Arc<OwnedFd>,
     // Declared last: dropped after the rings that point into it.
     obj: ObjectRef,
 }
@@ -211,6 +236,12 @@ impl Connection {
         };
         let dup = |fd: &OwnedFd| sys::dup(fd.as_fd()).map_err(|e| Error::io("fcntl", e));
         let obj2 = obj.clone();
+        let live = || -> Result<(OwnedFd, OwnedFd)> {
+            let (r, w) = sys::pipe().map_err(|e| Error::io("pipe2", e))?;
+            Ok((r.into(), w.into()))
+        };
+        let (alive0_r, alive0_w) = live()?;
+        let (alive1_r, alive1_w) = live()?;
         // Side 0 sends on direction 0; side 1 receives on it. In a duplex pipe, direction 1
         // runs the other way. `pipe_simplex` returns (side 1, side 0) = (reader, writer).
         let a = Connection::from_parts(
@@ -219,10 +250,26 @@ impl Connection {
             0,
             duplex,
             true,
-            efd1.as_ref().map(dup).transpose()?,
-            Some(dup(&efd0)?),
+            EndFds {
+                rx_efd: efd1.as_ref().map(dup).transpose()?,
+                tx_efd: Some(dup(&efd0)?),
+                alive: alive0_w,
+                peer_alive: alive1_r,
+            },
         )?;
-        let b = Connection::from_parts(obj2, cap, 1, true, duplex, Some(efd0), efd1)?;
+        let b = Connection::from_parts(
+            obj2,
+            cap,
+            1,
+            true,
+            duplex,
+            EndFds {
+                rx_efd: Some(efd0),
+                tx_efd: efd1,
+                alive: alive1_w,
+                peer_alive: alive0_r,
+            },
+        )?;
         Ok(if duplex { (a, b) } else { (b, a) })
     }
 
@@ -232,18 +279,27 @@ impl Connection {
         side: u8,
         readable: bool,
         writable: bool,
-        rx_efd: Option<OwnedFd>,
-        tx_efd: Option<OwnedFd>,
+        fds: EndFds,
     ) -> Result<Connection> {
+        let EndFds {
+            rx_efd,
+            tx_efd,
+            alive,
+            peer_alive,
+        } = fds;
+        let peer_alive = Arc::new(peer_alive);
         // SAFETY: `obj`'s payload is live while `obj` is (it is stored beside the rings and
         // dropped after them) and has at least `obj.len()` readable bytes, 64-aligned.
         let cap = cap.min(unsafe { ring::check_block(obj.ptr(), obj.len()) }?);
         let (tx_dir, rx_dir) = if side == 0 { (0, 1) } else { (1, 0) };
         // SAFETY: the block was checked just above with capacity `cap`; `obj` keeps it mapped
         // for as long as the ring, which is dropped first.
-        let tx = writable.then(|| unsafe { Ring::new(obj.ptr(), cap, tx_dir) });
+        let mut tx = writable.then(|| unsafe { Ring::new(obj.ptr(), cap, tx_dir) });
         // SAFETY: as above.
-        let rx = readable.then(|| unsafe { Ring::new(obj.ptr(), cap, rx_dir) });
+        let mut rx = readable.then(|| unsafe { Ring::new(obj.ptr(), cap, rx_dir) });
+        for r in tx.iter_mut().chain(rx.iter_mut()) {
+            r.set_peer_liveness(peer_alive.clone());
+        }
         let shm = Shm {
             rx,
             tx,
@@ -254,6 +310,8 @@ impl Connection {
             used: Cell::new(false),
             serialized: Cell::new(false),
             epoch: sys::fork_epoch(),
+            alive,
+            peer_alive,
             obj,
         };
         shm.adopt();
@@ -596,6 +654,8 @@ struct TokenOut<'a> {
     writable: bool,
     rx_fd: Option<FdToken>,
     tx_fd: Option<FdToken>,
+    alive_fd: FdToken,
+    peer_fd: FdToken,
 }
 
 #[derive(Deserialize)]
@@ -606,6 +666,8 @@ struct TokenIn {
     writable: bool,
     rx_fd: Option<FdToken>,
     tx_fd: Option<FdToken>,
+    alive_fd: FdToken,
+    peer_fd: FdToken,
 }
 
 impl Serialize for Connection {
@@ -634,6 +696,8 @@ impl Serialize for Connection {
             writable: self.writable,
             rx_fd: note(&shm.rx_efd)?,
             tx_fd: note(&shm.tx_efd)?,
+            alive_fd: transfer::note(shm.alive.as_fd()).map_err(S::Error::custom)?,
+            peer_fd: transfer::note(shm.peer_alive.as_fd()).map_err(S::Error::custom)?,
         }
         .serialize(s)
     }
@@ -656,8 +720,12 @@ impl<'de> Deserialize<'de> for Connection {
                 t.side,
                 t.readable,
                 t.writable,
-                take(t.rx_fd)?,
-                take(t.tx_fd)?,
+                EndFds {
+                    rx_efd: take(t.rx_fd)?,
+                    tx_efd: take(t.tx_fd)?,
+                    alive: transfer::take(t.alive_fd)?,
+                    peer_alive: transfer::take(t.peer_fd)?,
+                },
             )
         };
         attach().map_err(codec::attach_error)

@@ -22,6 +22,7 @@
 //! | 64     | 8    | `tail`            | the reader: bytes ever consumed           |
 //! | 72     | 4    | `reader_pid`      | the reader: pid of the process using it   |
 //! | 76     | 4    | `writer_closed`   | the writer, once: 0 → 1 on close          |
+//! | 80     | 4    | `recv_turn`       | a receiver: its tid while it receives (0: free) |
 //! | 128    | 4    | `rx_seq`          | the writer (bump), the reader sleeps on it |
 //! | 132    | 4    | `reader_sleeping` | the reader (+1 before sleeping, −1 after)  |
 //! | 136    | 4    | `pollers`         | `wait()` callers (+1 / −1)                |
@@ -63,7 +64,8 @@
 //! other's store, so a wake-up is never lost, and the fast path makes no system call. A waiter
 //! first spins with `park`'s adaptive budget, kept per direction (growing while the peer tends
 //! to answer within the spin, halving when it does not). Sleeps are sliced (1 ms doubling to
-//! 50 ms) so a peer that died without closing is noticed through its recorded pid.
+//! 50 ms) so a peer that died without closing is noticed through its recorded pid, or through
+//! the hang-up of the peer's liveness pipe once no process holds or may still adopt its end.
 //!
 //! Every value read from the shared block (capacity, positions, record headers) is validated
 //! before it sizes or indexes anything; a failed check is [`Error::CorruptObject`].
@@ -84,7 +86,8 @@ use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
 use crate::sync::park::{EventCount, Site, Spin};
 use crate::sys::{self, Deadline};
 use std::cell::Cell;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 
 /// Magic number at the start of a pipe block.
 pub(crate) const RING_MAGIC: u64 = 0x5348_4d50_4950_4531; // "SHMPIPE1"
@@ -109,6 +112,7 @@ const READER_CLOSED: u64 = 12;
 const TAIL: u64 = 64;
 const READER_PID: u64 = 72;
 const WRITER_CLOSED: u64 = 76;
+const RECV_TURN: u64 = 80;
 const RX_SEQ: u64 = 128;
 const READER_SLEEPING: u64 = 132;
 const POLLERS: u64 = 136;
@@ -207,6 +211,8 @@ pub(crate) struct Ring {
     seen_head: Cell<u64>,
     /// Spin budget of this side (`park`'s adaptive policy, learned per direction).
     spin: Cell<Spin>,
+    /// The read end of the peer's liveness pipe (see `set_peer_liveness`).
+    peer: Option<Arc<OwnedFd>>,
 }
 
 impl Ring {
@@ -224,7 +230,24 @@ impl Ring {
             seen_tail: Cell::new(0),
             seen_head: Cell::new(0),
             spin: Cell::new(Spin::new(Site::Pipe)),
+            peer: None,
         }
+    }
+
+    /// Gives the ring the read end of a kernel pipe whose write end travels with every copy
+    /// of the peer's end (inherited, passed or still in flight to a process that may adopt
+    /// it). Once the pipe reports a hang-up, no process holds the peer end or can still
+    /// adopt it: the peer is gone even if the pid recorded in the block is alive.
+    pub(crate) fn set_peer_liveness(&mut self, fd: Arc<OwnedFd>) {
+        self.peer = Some(fd);
+    }
+
+    /// Whether every copy of the peer's liveness write end is closed.
+    fn peer_hung_up(&self) -> bool {
+        self.peer.as_ref().is_some_and(|fd| {
+            let now = Deadline::after(std::time::Duration::ZERO);
+            sys::poll_readable(&[fd.as_fd()], Some(&now)).is_ok_and(|r| !r.is_empty())
+        })
     }
 
     /// Returns the 8-byte header word at `off`.
@@ -299,7 +322,7 @@ impl Ring {
             return true;
         }
         let pid = self.writer_pid();
-        pid != 0 && pid != sys::current_pid() && !sys::thread_alive(pid)
+        (pid != 0 && pid != sys::current_pid() && !sys::thread_alive(pid)) || self.peer_hung_up()
     }
 
     fn reader_gone(&self) -> bool {
@@ -308,7 +331,7 @@ impl Ring {
             return true;
         }
         let pid = self.reader_pid();
-        pid != 0 && pid != sys::current_pid() && !sys::thread_alive(pid)
+        (pid != 0 && pid != sys::current_pid() && !sys::thread_alive(pid)) || self.peer_hung_up()
     }
 
     /// Marks the writing side closed and wakes the reader (and pollers, through `efd`).
@@ -535,7 +558,8 @@ impl Ring {
     fn next_record(&self, deadline: Option<&Deadline>) -> Result<Record> {
         let tail_w = self.u64_at(TAIL);
         loop {
-            // Relaxed: only this side stores `tail`.
+            // Relaxed: only the receiver holding the turn stores `tail`, and taking the turn
+            // (Acquire) ordered an earlier receiver's store before this load.
             let tail = tail_w.load(Ordering::Relaxed);
             let head_w = self.u64_at(HEAD);
             let ready = || head_w.load(Ordering::Relaxed) != tail;
@@ -600,7 +624,38 @@ impl Ring {
     /// Receives one message: `start(total)` is called with the validated message length once
     /// the first record is there, and returns where to put it; returning an error leaves the
     /// message in the ring. Chunks are then copied in order until the last.
+    ///
+    /// Receivers take turns: an end used by two processes at once (a misuse) never delivers a
+    /// message twice, each message goes to one of them.
     pub(crate) fn recv<S: Sink>(&self, sink: &mut S, deadline: Option<&Deadline>) -> Result<()> {
+        let _turn = self.take_recv_turn(deadline)?;
+        self.recv_in_turn(sink, deadline)
+    }
+
+    /// Waits until no other thread (of any process) is receiving on this direction and claims
+    /// the turn. A turn held by a thread that died is taken over.
+    fn take_recv_turn(&self, deadline: Option<&Deadline>) -> Result<RecvTurn<'_>> {
+        let word = self.u32_at(RECV_TURN);
+        let me = sys::current_tid();
+        let mut holder = 0;
+        loop {
+            // Acquire: the previous receiver's reads and its `tail` store happen before ours
+            // (pairs with the Release store in `RecvTurn::drop`).
+            match word.compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return Ok(RecvTurn(word)),
+                Err(now) if now == 0 || now == me || !sys::thread_alive(now) => holder = now,
+                Err(_) => {
+                    if deadline.is_some_and(Deadline::has_passed) {
+                        return Err(Error::Timeout);
+                    }
+                    holder = 0;
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+        }
+    }
+
+    fn recv_in_turn<S: Sink>(&self, sink: &mut S, deadline: Option<&Deadline>) -> Result<()> {
         let mut rec = self.next_record(deadline)?;
         if rec.flags & FIRST == 0 {
             return Err(corrupt(
@@ -636,6 +691,17 @@ impl Ring {
                 return Err(corrupt("pipe message chunks inconsistent"));
             }
         }
+    }
+}
+
+/// A receiver's turn on a direction; released on drop.
+struct RecvTurn<'a>(&'a AtomicU32);
+
+impl Drop for RecvTurn<'_> {
+    fn drop(&mut self) {
+        // Release: our reads of the records and our `tail` store happen before the next
+        // receiver's turn.
+        self.0.store(0, Ordering::Release);
     }
 }
 

@@ -76,6 +76,31 @@ impl Stream {
         r.map_err(|e| Error::io("setsockopt", e))
     }
 
+    /// Switches the socket between blocking and non-blocking mode.
+    pub(crate) fn set_nonblocking(&self, on: bool) -> Result<()> {
+        let r = match self {
+            Stream::Unix(s) => s.set_nonblocking(on),
+            Stream::Tcp(s) => s.set_nonblocking(on),
+        };
+        r.map_err(|e| Error::io("fcntl", e))
+    }
+
+    /// One `read`: what arrived (0 at end of stream), or `WouldBlock` in non-blocking mode.
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => (&*s).read(buf),
+            Stream::Tcp(s) => (&*s).read(buf),
+        }
+    }
+
+    /// One `write`: how much was taken, or `WouldBlock` in non-blocking mode.
+    pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => (&*s).write(buf),
+            Stream::Tcp(s) => (&*s).write(buf),
+        }
+    }
+
     fn read_exact(&self, buf: &mut [u8]) -> Result<()> {
         let r = match self {
             Stream::Unix(s) => (&*s).read_exact(buf),

@@ -87,7 +87,8 @@ impl Segment {
     ///
     /// # Errors
     /// [`Error::AlreadyExists`] if the name is taken; [`Error::InvalidName`];
-    /// [`Error::InvalidSize`]; [`Error::Io`].
+    /// [`Error::InvalidSize`]; [`Error::Io`], also when this process already holds 1024
+    /// named segments (the most its reaper removes at exit).
     pub fn create_named(name: &str, len: u64) -> Result<Segment> {
         Segment::create_named_with(name, len, &HEAP_FORMAT)
     }
@@ -99,9 +100,22 @@ impl Segment {
     /// fails a check (not a shmproc segment, other version, damaged);
     /// [`Error::SizeMismatch`] if the file's size is not the one recorded;
     /// [`Error::TypeMismatch`] if it holds another layout; [`Error::InvalidName`];
+    /// [`Error::UntrustedSegment`] if the object belongs to another user or grants group or
+    /// others any access (see [`open_shared_between_users`](Segment::open_shared_between_users));
     /// [`Error::Io`].
     pub fn open(name: &str) -> Result<Segment> {
-        Segment::open_with(name, &HEAP_FORMAT)
+        Segment::open_with(name, &HEAP_FORMAT, false)
+    }
+
+    /// Opens a named segment like [`open`](Segment::open), but also one that belongs to
+    /// another user or that group or others may access: for segments shared between users on
+    /// purpose (whoever made the object, or can write it, must then be trusted like this
+    /// process, since its contents steer what this process reads and writes).
+    ///
+    /// # Errors
+    /// As for [`open`](Segment::open), except [`Error::UntrustedSegment`].
+    pub fn open_shared_between_users(name: &str) -> Result<Segment> {
+        Segment::open_with(name, &HEAP_FORMAT, true)
     }
 
     /// Attaches a segment from a descriptor received from another process (inherited, or

@@ -141,7 +141,13 @@ impl Segment {
         };
         if let Err(e) = sys::reaper::watch(&name) {
             let _ = sys::shm_unlink(&name);
-            return Err(Error::io("start segment reaper", e));
+            let op = if e.kind() == std::io::ErrorKind::QuotaExceeded {
+                "create a named segment past the 1024 named segments a process may hold (the \
+                 most its reaper removes at exit)"
+            } else {
+                "start segment reaper"
+            };
+            return Err(Error::io(op, e));
         }
         let map = sys::set_len(&fd, len)
             .map_err(|e| Error::io("ftruncate", e))
@@ -160,7 +166,11 @@ impl Segment {
     }
 
     /// Opens a named segment holding `format`, checking its header. See `Segment::open`.
-    pub(crate) fn open_with(name: &str, format: &Format) -> Result<Segment> {
+    ///
+    /// Unless `other_users` is set, the object must belong to the effective uid and grant
+    /// nothing to group or others: otherwise someone else may have created it first (a
+    /// squatter) or rewritten it, and its contents are not ours to trust.
+    pub(crate) fn open_with(name: &str, format: &Format, other_users: bool) -> Result<Segment> {
         let name = normalize_name(name)?;
         let fd = match sys::shm_open_existing(&name) {
             Ok(fd) => fd,
@@ -169,6 +179,19 @@ impl Segment {
             }
             Err(e) => return Err(Error::io("shm_open", e)),
         };
+        if !other_users {
+            let (uid, mode) = sys::fd_owner_mode(&fd).map_err(|e| Error::io("fstat", e))?;
+            let reason = if uid != sys::effective_uid() {
+                Some("owned by another user")
+            } else if mode & 0o077 != 0 {
+                Some("group or others have access")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(Error::UntrustedSegment { name, reason });
+            }
+        }
         // A creator racing us may not have written its header yet: retry briefly.
         let deadline = sys::Deadline::after(std::time::Duration::from_millis(200));
         loop {

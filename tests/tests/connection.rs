@@ -265,6 +265,8 @@ fn connection_token_without_its_envelope_is_refused() {
                 writable: bool,
                 rx_fd: Option<Option<u32>>,
                 tx_fd: Option<Option<u32>>,
+                alive_fd: Option<u32>,
+                peer_fd: Option<u32>,
             }
             let mut forged: Token = shmproc::codec::from_bytes(&bytes).unwrap();
             forged.rx_fd = Some(Some(0));
@@ -296,7 +298,7 @@ fn connection_inside_a_message_over_a_pipe_is_refused_precisely() {
                     r,
                     Err(Error::NoDescriptorChannel {
                         channel: "a shared-memory pipe",
-                        count: 2
+                        count: 4
                     })
                 ),
                 "{r:?}"
@@ -773,5 +775,205 @@ fn stress_one_gib_message_crosses_processes() {
             assert_eq!(child.wait(), Ok(0));
             assert!(matches!(r.recv_bytes(), Err(Error::Disconnected)));
         })
+    });
+}
+
+#[test]
+fn silent_and_dripping_clients_do_not_lock_out_a_legitimate_one() {
+    watchdog(LIMIT, "listener_flood", || {
+        let l = Listener::bind(
+            "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap(),
+            Some(KEY),
+        )
+        .unwrap();
+        let addr = l.address().clone();
+        let Address::Tcp(sock) = addr.clone() else {
+            unreachable!()
+        };
+        // The server takes whatever comes until one client authenticates, then serves it.
+        // SAFETY: no other thread of this process holds a lock that the child takes.
+        let mut server = fork(unsafe { ForkPermit::new() }, move || {
+            // The server must not outlive a test aborted by its watchdog.
+            // SAFETY: `PR_SET_PDEATHSIG` only sets a flag of this process.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            let mut failures = 0u32;
+            loop {
+                match l.accept() {
+                    Ok(c) => {
+                        c.send(&failures).unwrap();
+                        while let Ok(v) = c.recv::<u64>() {
+                            c.send(&(v + 1)).unwrap();
+                        }
+                        return 0;
+                    }
+                    Err(Error::AuthFailed | Error::Timeout | Error::Disconnected) => failures += 1,
+                    Err(e) => panic!("accept: {e}"),
+                }
+            }
+        });
+        // 200 clients that connect and say nothing.
+        let silent: Vec<std::net::TcpStream> = (0..200)
+            .map(|_| std::net::TcpStream::connect(sock).unwrap())
+            .collect();
+        // 5 clients that drip a plausible frame prefix, one byte every 300 ms.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let drippers: Vec<_> = (0..5)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut s = std::net::TcpStream::connect(sock).unwrap();
+                    for b in 32u64.to_le_bytes().iter().cycle() {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed)
+                            || s.write_all(&[*b]).is_err()
+                        {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(300));
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        // The legitimate client, with its own 10 s limit as the failure signal.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t0 = Instant::now();
+        let client = std::thread::spawn(move || {
+            let r = Client::connect(addr, Some(KEY));
+            let _ = tx.send(t0.elapsed());
+            r
+        });
+        let took = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the legitimate client was not served within 10 s");
+        let c = client.join().unwrap().expect("legitimate client refused");
+        eprintln!(
+            "legitimate client authenticated after {took:?} behind 200 silent and 5 dripping clients"
+        );
+        let failures: u32 = c.recv().unwrap();
+        c.send(&41u64).unwrap();
+        assert_eq!(c.recv::<u64>().unwrap(), 42);
+        assert_eq!(failures, 0, "no handshake should have failed yet");
+        drop(c);
+        assert_eq!(server.wait(), Ok(0));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for d in drippers {
+            d.join().unwrap();
+        }
+        drop(silent);
+    });
+}
+
+// ------------------------------------------------------------------ ends whose holder died
+
+fn read_until_end(rx: shmproc::Connection) -> std::process::ExitCode {
+    match rx.recv::<u64>() {
+        Err(Error::Disconnected) => std::process::ExitCode::SUCCESS,
+        other => {
+            eprintln!("reader got {other:?}");
+            std::process::ExitCode::from(3)
+        }
+    }
+}
+
+fn write_later(tx: shmproc::Connection) -> std::process::ExitCode {
+    std::thread::sleep(Duration::from_secs(30));
+    let _ = tx.send(&1u64);
+    std::process::ExitCode::SUCCESS
+}
+
+#[test]
+fn reader_sees_end_of_stream_when_the_writer_is_killed_before_attaching() {
+    watchdog(Duration::from_secs(120), "writer_killed_early", || {
+        shmproc::ensure_forkserver().unwrap();
+        assert_no_leaks(|| {
+            for run in 0..10 {
+                // Both start methods that pass ends by serialization.
+                let method = if run % 2 == 0 {
+                    shmproc::StartMethod::Spawn
+                } else {
+                    shmproc::StartMethod::ForkServer
+                };
+                let (rx, tx) = pipe_simplex().unwrap();
+                let reader = shmproc::Process::new(read_until_end, rx)
+                    .start_method(method)
+                    .start()
+                    .unwrap();
+                let writer = shmproc::Process::new(write_later, tx)
+                    .start_method(method)
+                    .start()
+                    .unwrap();
+                writer.kill().unwrap();
+                writer.join().unwrap();
+                // The parent serialized both ends and never used them: dropping its copies
+                // does not close them, so only the liveness of the copies tells the reader.
+                let t0 = Instant::now();
+                let ended = reader.join_timeout(Duration::from_secs(10)).unwrap();
+                if ended.is_none() {
+                    reader.kill().unwrap();
+                    reader.join().unwrap();
+                }
+                assert_eq!(
+                    ended,
+                    Some(0),
+                    "run {run}: the reader did not see end of stream"
+                );
+                eprintln!(
+                    "run {run} ({method:?}): reader ended after {:?}",
+                    t0.elapsed()
+                );
+            }
+        })
+    });
+}
+
+#[test]
+fn two_readers_on_one_end_never_deliver_a_message_twice() {
+    const N: u64 = 5000;
+    watchdog(LIMIT, "two_readers", || {
+        let (rx, tx) = pipe_simplex().unwrap();
+        let reader = |rx: &shmproc::Connection, out: shmproc::Connection| {
+            let mut got = Vec::new();
+            loop {
+                match rx.recv::<u64>() {
+                    Ok(v) => got.push(v),
+                    Err(Error::Disconnected) => break,
+                    Err(e) => {
+                        eprintln!("reader: {e}");
+                        break;
+                    }
+                }
+            }
+            out.send(&got).unwrap();
+            0
+        };
+        let (res0, out0) = pipe_simplex().unwrap();
+        let (res1, out1) = pipe_simplex().unwrap();
+        // Both children use the same inherited reading end: a misuse that must not duplicate.
+        // SAFETY: no other thread of this process holds a lock that the child takes.
+        let mut c0 = fork(unsafe { ForkPermit::new() }, || reader(&rx, out0));
+        // SAFETY: as above.
+        let mut c1 = fork(unsafe { ForkPermit::new() }, || reader(&rx, out1));
+        for v in 0..N {
+            tx.send(&v).unwrap();
+        }
+        let mut tx = tx;
+        tx.close();
+        let mut all: Vec<u64> = res0.recv().unwrap();
+        let other: Vec<u64> = res1.recv().unwrap();
+        eprintln!("reader 0 got {}, reader 1 got {}", all.len(), other.len());
+        all.extend(other);
+        all.sort_unstable();
+        assert_eq!(
+            all.len() as u64,
+            N,
+            "messages delivered: {} for {N} sent",
+            all.len()
+        );
+        assert!(
+            all.iter().copied().eq(0..N),
+            "a message was lost or duplicated"
+        );
+        assert_eq!(c0.wait(), Ok(0));
+        assert_eq!(c1.wait(), Ok(0));
     });
 }

@@ -212,3 +212,84 @@ fn kill_owner_of_named_segment_leaves_no_dev_shm_entry() {
         }
     });
 }
+
+/// A named object planted or opened up by someone else is refused by `open` (another process
+/// here), unless sharing between users is asked for; a file shorter than its header says is a
+/// clean error at attach, never `SIGBUS`.
+#[test]
+fn open_refuses_objects_of_other_users_or_open_to_others() {
+    use std::os::unix::fs::PermissionsExt;
+    watchdog(LIMIT, "untrusted_open", || {
+        let name = unique("squat");
+        let seg = Segment::create_named(&name, 1 << 20).unwrap();
+        let path = std::path::Path::new("/dev/shm").join(&name);
+        let me = std::fs::metadata(&path).unwrap();
+        assert_eq!(peer(&name, "open"), "ok");
+        // A second uid: the object now belongs to `nobody` (needs root, as the tests run).
+        if std::os::unix::fs::chown(&path, Some(65534), None).is_ok() {
+            let out = peer(&name, "open");
+            assert!(
+                out.starts_with("UntrustedSegment") && out.contains("another user"),
+                "{out}"
+            );
+            assert!(Segment::open_shared_between_users(&name).is_ok());
+            std::os::unix::fs::chown(&path, Some(std::os::unix::fs::MetadataExt::uid(&me)), None)
+                .unwrap();
+        } else {
+            eprintln!("not root: the second-uid case is skipped");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).unwrap();
+        let out = peer(&name, "open");
+        assert!(
+            out.starts_with("UntrustedSegment") && out.contains("group or others"),
+            "{out}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(peer(&name, "open"), "ok");
+        // Shorter than recorded: found by the size check at attach.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(1 << 16)
+            .unwrap();
+        let out = peer(&name, "open");
+        assert!(out.starts_with("SizeMismatch"), "{out}");
+        drop(seg);
+    });
+}
+
+/// `SIGKILL` to the creator's whole process group: the reaper lives in a group of its own, so
+/// it still removes the creator's names.
+#[test]
+fn group_kill_of_the_creator_leaves_no_names() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    watchdog(LIMIT, "group_kill", || {
+        let name = unique("group");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peer"))
+            .args([name.as_str(), "create-and-hang"])
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "created");
+        let path = std::path::Path::new("/dev/shm").join(&name);
+        assert!(path.exists());
+        let pgid = i32::try_from(child.id()).unwrap();
+        // SAFETY: sends a signal to the process group led by the child we spawned.
+        assert_eq!(unsafe { libc::kill(-pgid, libc::SIGKILL) }, 0);
+        child.wait().unwrap();
+        let t0 = std::time::Instant::now();
+        while path.exists() && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = path.exists();
+        let _ = std::fs::remove_file(&path);
+        assert!(!left, "the name outlived a SIGKILL to its creator's group");
+    });
+}

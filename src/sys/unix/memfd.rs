@@ -27,6 +27,17 @@ pub(crate) fn fd_len(fd: impl AsFd) -> io::Result<u64> {
     u64::try_from(st.st_size).map_err(|_| io::Error::other("negative file size"))
 }
 
+/// Returns a file's owner and permission bits (`st_uid`, `st_mode & 0o7777`).
+pub(crate) fn fd_owner_mode(fd: impl AsFd) -> io::Result<(u32, u32)> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((st.st_uid, st.st_mode & 0o7777))
+}
+
+/// Returns the effective user id of this process.
+pub(crate) fn effective_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
 /// Gives the pages of `[offset, offset + len)` back to the system; they read as zero after.
 pub(crate) fn punch_hole(fd: impl AsFd, offset: u64, len: u64) -> io::Result<()> {
     let mode = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;

@@ -26,11 +26,13 @@ pub(crate) use futex::{WaitOutcome, futex_requeue, futex_wait, futex_wake};
 #[cfg(all(test, not(shmproc_loom)))]
 pub(crate) use libc::{EMFILE, ENOENT};
 pub(crate) use lineage::{cpu_count, die_with_parent, thread_count};
-pub(crate) use memfd::{fd_blocks_bytes, fd_len, memfd_create, punch_hole, set_len};
+pub(crate) use memfd::{
+    effective_uid, fd_blocks_bytes, fd_len, fd_owner_mode, memfd_create, punch_hole, set_len,
+};
 pub(crate) use mmap::Mapping;
 pub(crate) use pidfd::{pidfd_open, pidfd_send_signal, wait_any_readable, wait_readable};
 pub(crate) use pipe::pipe;
-pub(crate) use poll::{dup, poll_readable};
+pub(crate) use poll::{dup, poll_readable, poll_ready};
 pub(crate) use scm_rights::{MAX_FDS, recv_fd, recv_with_fds, send_fd, send_with_fds};
 pub(crate) use scm_rights::{recv_frame, send_frame, socket_pair};
 pub(crate) use shm::{shm_create_exclusive, shm_open_existing, shm_unlink};

@@ -44,6 +44,45 @@ pub(crate) fn poll_readable(
         .collect())
 }
 
+/// Waits until one of `fds` is ready for what it is paired with (`true`: writable, `false`:
+/// readable; hang-ups and errors count as ready), or `deadline` passes.
+///
+/// Returns the indices of the ready descriptors; empty on timeout or interruption.
+pub(crate) fn poll_ready(
+    fds: &[(BorrowedFd<'_>, bool)],
+    deadline: Option<&Deadline>,
+) -> io::Result<Vec<usize>> {
+    let mut set: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|(fd, write)| {
+            let flags = if *write {
+                PollFlags::OUT
+            } else {
+                PollFlags::IN
+            };
+            PollFd::new(fd, flags)
+        })
+        .collect();
+    let timeout = deadline.map(|d| {
+        let r: Duration = d.remaining();
+        Timespec {
+            tv_sec: i64::try_from(r.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(r.subsec_nanos()),
+        }
+    });
+    match poll(&mut set, timeout.as_ref()) {
+        Ok(_) => {}
+        Err(rustix::io::Errno::INTR) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(set
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !p.revents().is_empty())
+        .map(|(i, _)| i)
+        .collect())
+}
+
 /// Duplicates a descriptor (close-on-exec).
 pub(crate) fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(rustix::io::fcntl_dupfd_cloexec(fd, 0)?)

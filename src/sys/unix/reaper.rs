@@ -6,10 +6,15 @@
 //! pipe. The owner writes one record per name it creates (`A`) and removes (`R`); the reaper
 //! keeps the current set. When the owner dies, the kernel closes the write end, the reaper reads
 //! end-of-file, unlinks every name still in its set, and exits. The reaper is reparented to
-//! `init` when the owner is gone, so it never lingers as a zombie.
+//! `init` when the owner is gone, so it never lingers as a zombie. It runs in a session and
+//! process group of its own (`setsid`), so a signal to the owner's whole group (a terminal's
+//! `^C`, `kill -9 -pgid`) leaves it to do its job; it still exits as soon as the owner is
+//! gone. Its table holds [`MAX_NAMES`] names; the owner counts the names it watches and
+//! refuses a creation past that with an error, so no name is ever silently left unwatched.
 //!
 //! Between `fork` and `_exit` the reaper runs only [`reaper_main`], which makes only
-//! async-signal-safe calls: `close_range`, `signal(SIG_IGN)`, `read`, `unlink`, `_exit`. Its
+//! async-signal-safe calls: `close_range`, `setsid`, `signal(SIG_IGN)`, `read`, `unlink`,
+//! `_exit`. Its
 //! tables are allocated before the fork. Forked children of the owner close their copy of the
 //! write end at once (a `pthread_atfork` child handler), so only the owner keeps the reaper
 //! waiting; a child that creates named segments gets a reaper of its own.
@@ -29,9 +34,10 @@
 
 use std::io;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
-const MAX_NAMES: usize = 1024;
+/// The most names one process's reaper watches at once; creating more is refused.
+pub(crate) const MAX_NAMES: usize = 1024;
 const NAME_CAP: usize = 256;
 const PREFIX: &[u8] = b"/dev/shm";
 
@@ -40,6 +46,10 @@ static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
 /// Pid of this process's reaper (0 when there is none).
 static REAPER_PID: AtomicI32 = AtomicI32::new(0);
 static START: Mutex<()> = Mutex::new(());
+/// Names this process has asked its reaper to watch and not yet released: the reaper's table
+/// holds exactly these, so a name past [`MAX_NAMES`] is refused here instead of being
+/// silently left out of the table.
+static WATCHED: AtomicUsize = AtomicUsize::new(0);
 
 extern "C" fn forget_reaper_after_fork() {
     // Async-signal-safe: close(2) and atomic stores. A forked child must not keep its parent's
@@ -50,6 +60,7 @@ extern "C" fn forget_reaper_after_fork() {
         unsafe { libc::close(fd) };
     }
     REAPER_PID.store(0, Ordering::Relaxed);
+    WATCHED.store(0, Ordering::Relaxed);
 }
 
 /// Returns the pid of this process's reaper, if it has one.
@@ -72,13 +83,35 @@ pub(crate) fn reaper_fd() -> Option<i32> {
 
 /// Asks the reaper to unlink `name` (a `shm_open` name with its leading `/`) if this process
 /// dies before calling [`unwatch`].
+///
+/// # Errors
+/// `InvalidInput` for a name of 256 bytes or more; `QuotaExceeded` when [`MAX_NAMES`] names
+/// are watched already; the errors of starting the reaper or writing to it.
 pub(crate) fn watch(name: &str) -> io::Result<()> {
-    send(b'A', name)
+    let full = WATCHED
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < MAX_NAMES).then_some(n + 1)
+        })
+        .is_err();
+    if full {
+        return Err(io::Error::new(
+            io::ErrorKind::QuotaExceeded,
+            "this process already has 1024 named segments (the most its reaper can remove \
+             at exit); drop or unlink some first",
+        ));
+    }
+    let r = send(b'A', name);
+    if r.is_err() {
+        WATCHED.fetch_sub(1, Ordering::Relaxed);
+    }
+    r
 }
 
 /// Tells the reaper that `name` was unlinked by its owner.
 pub(crate) fn unwatch(name: &str) {
-    let _ = send(b'R', name);
+    if send(b'R', name).is_ok() {
+        let _ = WATCHED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
 }
 
 fn send(op: u8, name: &str) -> io::Result<()> {
@@ -139,6 +172,11 @@ fn ensure_started() -> io::Result<i32> {
         }
         0 => reaper_main(rd, &mut names, &mut lens, &mut inbuf, &mut path),
         pid => {
+            // The reaper leaves our process group before we return (it also calls `setsid`
+            // itself; whichever comes first wins, the other fails harmlessly): a group signal
+            // sent right after a name is created must not reach it.
+            // SAFETY: `setpgid` on our own child, which has not exec'd; no memory is involved.
+            unsafe { libc::setpgid(pid, pid) };
             // SAFETY: the read end belongs to the reaper now.
             unsafe { libc::close(rd) };
             WRITE_FD.store(wr, Ordering::Relaxed);
@@ -148,8 +186,8 @@ fn ensure_started() -> io::Result<i32> {
     }
 }
 
-/// The reaper's whole life. Async-signal-safe calls only: `close_range`, `signal`, `read`,
-/// `unlink`, `_exit`; no allocation, no locks.
+/// The reaper's whole life. Async-signal-safe calls only: `close_range`, `setsid`, `signal`,
+/// `read`, `unlink`, `_exit`; no allocation, no locks.
 fn reaper_main(rd: i32, names: &mut [u8], lens: &mut [u8], inbuf: &mut [u8], path: &mut [u8]) -> ! {
     // Keep nothing of the owner's but the read end: holding its other descriptors (sockets,
     // pipes, memfds) would keep peers from seeing end-of-file and memory from being freed.
@@ -160,6 +198,11 @@ fn reaper_main(rd: i32, names: &mut [u8], lens: &mut [u8], inbuf: &mut [u8], pat
     }
     // SAFETY: closes every descriptor above `rd`, as above.
     unsafe { libc::syscall(libc::SYS_close_range, rd_u + 1, u32::MAX, 0u32) };
+    // A session (and process group) of its own: a signal to the owner's group, `SIGKILL`
+    // included, must not take the reaper with it. Its lifetime stays tied to the owner's
+    // through the pipe: the owner's death is the end-of-file it waits for.
+    // SAFETY: `setsid` is async-signal-safe and has no preconditions.
+    unsafe { libc::setsid() };
     for sig in [
         libc::SIGINT,
         libc::SIGTERM,
@@ -237,5 +280,28 @@ fn apply(op: u8, name: &[u8], names: &mut [u8], lens: &mut [u8]) {
         }
         (b'R', Some(i)) => lens[i] = 0,
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: past the table size, a name is refused, not silently left unwatched.
+    #[test]
+    fn names_past_the_table_are_refused_not_dropped() {
+        let name = |i: usize| format!("/shmproc-unit-{}-{i}", std::process::id());
+        for i in 0..MAX_NAMES {
+            watch(&name(i)).expect("room in the table");
+        }
+        let e = watch(&name(MAX_NAMES)).expect_err("a name past the table");
+        assert_eq!(e.kind(), io::ErrorKind::QuotaExceeded);
+        assert!(e.to_string().contains("1024 named segments"), "{e}");
+        // Releasing one makes room again.
+        unwatch(&name(0));
+        watch(&name(MAX_NAMES)).expect("room again");
+        for i in 1..=MAX_NAMES {
+            unwatch(&name(i));
+        }
     }
 }
