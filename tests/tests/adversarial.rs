@@ -878,6 +878,8 @@ struct ForgedConnection {
     writable: bool,
     rx_fd: Option<Option<u32>>,
     tx_fd: Option<Option<u32>>,
+    alive_fd: Option<u32>,
+    peer_fd: Option<u32>,
 }
 
 /// Frames from a raw peer with forged envelope headers and descriptors that are not what the
