@@ -111,6 +111,7 @@ impl Segment {
         let len = checked_len(len)?;
         let fd = sys::memfd_create("shmproc").map_err(|e| Error::io("memfd_create", e))?;
         sys::set_len(&fd, len).map_err(|e| Error::io("ftruncate", e))?;
+        sys::seal_size(&fd).map_err(|e| Error::io("fcntl(F_ADD_SEALS)", e))?;
         let map_len = map_len(len)?;
         let map =
             sys::Mapping::map_shared(fd.as_fd(), map_len).map_err(|e| Error::io("mmap", e))?;
@@ -216,6 +217,16 @@ impl Segment {
     }
 
     fn attach_fd(fd: OwnedFd, name: Option<&str>, format: &Format) -> Result<Segment> {
+        // A descriptor that arrived from another process maps only if its size is sealed:
+        // else the sender could shrink it under our mapping and crash us (SIGBUS) on our
+        // next access. Named segments are checked by owner and mode instead (see `open`).
+        if name.is_none() && !sys::size_sealed(&fd) {
+            return Err(Error::UntrustedSegment {
+                name: "(received as a descriptor)".into(),
+                reason: "a segment received as a descriptor must be a memory file with its size \
+                         sealed (F_SEAL_SHRINK), as shmproc creates them",
+            });
+        }
         let actual = sys::fd_len(&fd).map_err(|e| Error::io("fstat", e))?;
         if !(MIN_SEGMENT_LEN..=MAX_SEGMENT_LEN).contains(&actual) {
             return Err(Error::CorruptHeader {

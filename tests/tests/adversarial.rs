@@ -982,9 +982,6 @@ fn forged_envelopes_from_a_raw_peer_are_refused_without_leaks() {
 /// handle into it, then shrinks the memfd. The receiver's handle must fail with an error or
 /// keep working; the process must not die of `SIGBUS`.
 #[test]
-#[ignore = "SIGBUS: received segments are mapped without requiring seals \
-            (src/segment/mod.rs:202, attach_fd maps any descriptor of the right size); a peer \
-            that truncates its memfd afterwards crashes the receiver on the next access"]
 fn a_received_segment_shrunk_by_its_sender_never_crashes_the_receiver() {
     watchdog(Duration::from_secs(60), "shrunk_segment", || {
         let r = in_child(Duration::from_secs(20), || {

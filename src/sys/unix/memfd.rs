@@ -1,19 +1,40 @@
-//! `memfd_create(name, MFD_CLOEXEC)`, `ftruncate`, `fstat` and `fallocate(PUNCH_HOLE)`.
+//! `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`, size seals, `ftruncate`, `fstat`
+//! and `fallocate(PUNCH_HOLE)`.
 //!
 //! An anonymous memory file has no name in any file system, so nothing can be left behind in
 //! `/dev/shm` whichever process dies; it lives while a descriptor or a mapping refers to it.
 //! Descriptors are close-on-exec; a child that should inherit one is given it explicitly.
 //!
+//! A memory file's size is sealed once it is set (`F_SEAL_SHRINK | F_SEAL_GROW`, then
+//! `F_SEAL_SEAL`): a process that received the descriptor can then never shrink it under the
+//! mappings of others (which would turn their next access into `SIGBUS`). Punching holes
+//! stays allowed (it keeps the size).
+//!
 //! # References
-//! - `memfd_create(2)`, `ftruncate(2)`, `fallocate(2)`
+//! - `memfd_create(2)`, `ftruncate(2)`, `fallocate(2)`, `fcntl(2)` (file seals)
 
 use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{FallocateFlags, MemfdFlags};
+use rustix::fs::{FallocateFlags, MemfdFlags, SealFlags};
 use std::io;
 
-/// Creates an anonymous, close-on-exec memory file of length zero.
+/// Creates an anonymous, close-on-exec memory file of length zero that accepts seals.
 pub(crate) fn memfd_create(name: &str) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC)?)
+    Ok(rustix::fs::memfd_create(
+        name,
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )?)
+}
+
+/// Seals a memory file's size for good: no shrinking, no growing, no further seal changes.
+pub(crate) fn seal_size(fd: impl AsFd) -> io::Result<()> {
+    let seals = SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL;
+    Ok(rustix::fs::fcntl_add_seals(fd, seals)?)
+}
+
+/// Returns whether a file's size is sealed against shrinking (false for files that take no
+/// seals, such as `shm_open` objects).
+pub(crate) fn size_sealed(fd: impl AsFd) -> bool {
+    rustix::fs::fcntl_get_seals(fd).is_ok_and(|s| s.contains(SealFlags::SHRINK))
 }
 
 /// Sets the length of a memory file (new bytes read as zero and use no memory until written).

@@ -27,7 +27,8 @@ pub(crate) use futex::{WaitOutcome, futex_requeue, futex_wait, futex_wake};
 pub(crate) use libc::{EMFILE, ENOENT};
 pub(crate) use lineage::{cpu_count, die_with_parent, thread_count};
 pub(crate) use memfd::{
-    effective_uid, fd_blocks_bytes, fd_len, fd_owner_mode, memfd_create, punch_hole, set_len,
+    effective_uid, fd_blocks_bytes, fd_len, fd_owner_mode, memfd_create, punch_hole, seal_size,
+    set_len, size_sealed,
 };
 pub(crate) use mmap::Mapping;
 pub(crate) use pidfd::{pidfd_open, pidfd_send_signal, wait_any_readable, wait_readable};
