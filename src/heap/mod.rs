@@ -550,7 +550,8 @@ impl<'a> RawHeap<'a> {
     fn locate(&self, payload: u64) -> Result<(u64, u64)> {
         if !payload.is_multiple_of(BLOCK_HEADER)
             || payload < add(self.data_start(), BLOCK_HEADER)?
-            || payload >= self.len()
+            // A zero-length payload of the segment's last block starts at its very end.
+            || payload > self.len()
         {
             return Err(Error::CorruptObject {
                 reason: "payload offset misaligned or out of range",
