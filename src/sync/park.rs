@@ -551,7 +551,9 @@ mod tests {
     fn event_count_wait_times_out_with_nothing_to_wait_for() {
         let (seq, sleepers) = (AtomicU32::new(0), AtomicU32::new(0));
         let ec = EventCount::new(&seq, &sleepers);
-        let d = Deadline::after(Duration::from_millis(5));
+        // Long enough for several slices (1, 2, 4, … ms) even when the spin phase before them
+        // is stretched by a loaded machine.
+        let d = Deadline::after(Duration::from_millis(200));
         let mut checks = 0;
         let got = ec.wait_until(
             Some(&d),
