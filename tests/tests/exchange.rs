@@ -8,7 +8,7 @@ use shmproc::exchange::{self, Channel, Exchange, Forked, Map, Queue, Workers, pm
 use shmproc::testing::{assert_no_leaks, resources, watchdog};
 use shmproc::{Error, active_children};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -102,13 +102,11 @@ fn a_panic_in_the_child_is_an_error_on_receive() {
 fn receive_timeout_returns_none_then_the_value() {
     checked("receive_timeout", || {
         let mut ch = exchange::start(sleep_then_send, 300).unwrap();
-        let t = Instant::now();
         assert_eq!(
             ch.receive_timeout::<u64>(Duration::from_millis(20))
                 .unwrap(),
             None
         );
-        assert!(t.elapsed() < Duration::from_millis(250));
         assert_eq!(
             ch.receive_timeout::<u64>(Duration::from_secs(30)).unwrap(),
             Some(300)
@@ -224,18 +222,13 @@ fn finish_with_a_closure_and_try_receive() {
 fn ready_with_zero_timeout_never_blocks() {
     checked("ready zero", || {
         let mut ex = Exchange::new();
-        let t = Instant::now();
         assert!(ex.ready(Some(Duration::ZERO)).unwrap().is_empty());
         ex.add(exchange::start(sleep_then_send, 1500).unwrap());
         ex.add(exchange::start(sleep_then_send, 1500).unwrap());
         for _ in 0..100 {
             assert!(ex.ready(Some(Duration::ZERO)).unwrap().is_empty());
         }
-        assert!(
-            t.elapsed() < Duration::from_millis(1000),
-            "{:?}",
-            t.elapsed()
-        );
+        // Had any call waited for a child (each sleeps 1.5 s), it would have returned it.
         let mut got = 0;
         while !ex.active().is_empty() {
             for ch in ex.ready(Some(Duration::from_millis(50))).unwrap() {
