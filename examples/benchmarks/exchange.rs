@@ -1,5 +1,6 @@
 //! The pprocess API: `pmap` and reusable workers on trivial tasks (beside the pool row).
 
+use shmproc::Pool;
 use shmproc::exchange::{Workers, pmap};
 
 use crate::measure::Workload;
@@ -22,6 +23,10 @@ pub(crate) fn specs() -> Vec<Spec> {
             pmap_1000,
         ),
         row(
+            "Pool::new(2).map of the same 1000, pool started per call",
+            pool_map_1000,
+        ),
+        row(
             "exchange::Workers(2), trivial tasks, steady",
             workers_steady,
         ),
@@ -39,6 +44,18 @@ pub(crate) fn pmap_1000() -> Option<Workload> {
     Some(Workload::new(1000, move |reps| {
         for _ in 0..reps {
             let out = pmap(triple, input.clone(), 2).expect("pmap");
+            assert_eq!(out.len(), 1000);
+        }
+    }))
+}
+
+/// The same input through a fresh `Pool` of 2 (started and stopped per call, as `pmap` does).
+pub(crate) fn pool_map_1000() -> Option<Workload> {
+    let input: Vec<u64> = (0..1000).collect();
+    Some(Workload::new(1000, move |reps| {
+        for _ in 0..reps {
+            let pool = Pool::new(2).expect("pool");
+            let out = pool.map(triple, input.clone()).expect("map");
             assert_eq!(out.len(), 1000);
         }
     }))
