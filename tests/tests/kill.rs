@@ -483,7 +483,10 @@ fn kill_writers_mid_mutation_keeps_containers_consistent() {
                     let pstart = next_push[p as usize];
                     let want: BTreeSet<u64> = (pstart..pstart + n).collect();
                     assert_eq!(got, want, "round {round}: writer {p}'s elements");
-                    assert!(pstart + n == a || pstart + n == a + 1, "round {round}");
+                    assert!(
+                        pstart + n == a || pstart + n == a + 1,
+                        "round {round}: writer {p} has {n} elements from {pstart}, acked {a}"
+                    );
                     next_push[p as usize] = pstart + n;
                 }
                 // Start every round empty, so growth is exercised again.
