@@ -24,24 +24,7 @@ pub(crate) fn poll_readable(
         .iter()
         .map(|fd| PollFd::new(fd, PollFlags::IN))
         .collect();
-    let timeout = deadline.map(|d| {
-        let r: Duration = d.remaining();
-        Timespec {
-            tv_sec: i64::try_from(r.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(r.subsec_nanos()),
-        }
-    });
-    match poll(&mut set, timeout.as_ref()) {
-        Ok(_) => {}
-        Err(rustix::io::Errno::INTR) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    }
-    Ok(set
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| !p.revents().is_empty())
-        .map(|(i, _)| i)
-        .collect())
+    poll_set(&mut set, deadline)
 }
 
 /// Waits until one of `fds` is ready for what it is paired with (`true`: writable, `false`:
@@ -63,6 +46,12 @@ pub(crate) fn poll_ready(
             PollFd::new(fd, flags)
         })
         .collect();
+    poll_set(&mut set, deadline)
+}
+
+/// Polls `set` until one entry has events or `deadline` passes; returns the indices of the
+/// entries with events (empty on timeout or interruption).
+fn poll_set(set: &mut [PollFd<'_>], deadline: Option<&Deadline>) -> io::Result<Vec<usize>> {
     let timeout = deadline.map(|d| {
         let r: Duration = d.remaining();
         Timespec {
@@ -70,7 +59,7 @@ pub(crate) fn poll_ready(
             tv_nsec: i64::from(r.subsec_nanos()),
         }
     });
-    match poll(&mut set, timeout.as_ref()) {
+    match poll(set, timeout.as_ref()) {
         Ok(_) => {}
         Err(rustix::io::Errno::INTR) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),

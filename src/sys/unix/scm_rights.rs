@@ -79,26 +79,7 @@ pub(crate) fn recv_frame(
     max_len: usize,
 ) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
     let mut len = [0u8; 4];
-    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let got = loop {
-        match recvmsg(
-            sock,
-            &mut [IoSliceMut::new(&mut len)],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        ) {
-            Ok(m) => break m.bytes,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let mut fds = Vec::new();
-    for msg in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(rights) = msg {
-            fds.extend(rights);
-        }
-    }
+    let (got, fds) = recv_with_fds(sock, &mut len)?;
     if got == 0 {
         return Ok(None);
     }
