@@ -658,26 +658,23 @@ impl<M: RingMem> Ring<M> {
 
     /// Puts a message, waiting for room until `deadline` (forever if `None`).
     pub(crate) fn put(&self, msg: &Payload<'_>, deadline: Option<&Deadline>) -> Result<()> {
-        let mut attempt = || match self.try_put(msg) {
-            Ok(Attempt::Done(())) => Some(Ok(())),
-            Ok(Attempt::WouldBlock) => None,
-            Err(e) => Some(Err(e)),
-        };
-        if let Some(r) = attempt() {
-            return r;
-        }
-        // A dead party's claim is recovered inside `try_put`: nothing to check after a slice.
-        park::spin_at(Site::Queue, &mut attempt)
-            .or_else(|| {
-                self.events(NOT_FULL)
-                    .wait_until(deadline, &mut attempt, |_| None)
-            })
-            .unwrap_or(Err(Error::Timeout))
+        self.wait_for(NOT_FULL, deadline, || self.try_put(msg))
     }
 
     /// Takes a message, waiting until `deadline` (forever if `None`).
     pub(crate) fn get(&self, deadline: Option<&Deadline>) -> Result<Taken> {
-        let mut attempt = || match self.try_get() {
+        self.wait_for(NOT_EMPTY, deadline, || self.try_get())
+    }
+
+    /// Runs `try_op` until it is done: once, then spinning, then sleeping on the event count
+    /// at `event` until `deadline` (forever if `None`).
+    fn wait_for<T>(
+        &self,
+        event: usize,
+        deadline: Option<&Deadline>,
+        mut try_op: impl FnMut() -> Result<Attempt<T>>,
+    ) -> Result<T> {
+        let mut attempt = || match try_op() {
             Ok(Attempt::Done(t)) => Some(Ok(t)),
             Ok(Attempt::WouldBlock) => None,
             Err(e) => Some(Err(e)),
@@ -685,10 +682,11 @@ impl<M: RingMem> Ring<M> {
         if let Some(r) = attempt() {
             return r;
         }
-        // As in `put`.
+        // A dead party's claim is recovered inside `try_put` and `try_get`: nothing to check
+        // after a slice.
         park::spin_at(Site::Queue, &mut attempt)
             .or_else(|| {
-                self.events(NOT_EMPTY)
+                self.events(event)
                     .wait_until(deadline, &mut attempt, |_| None)
             })
             .unwrap_or(Err(Error::Timeout))
