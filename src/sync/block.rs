@@ -68,6 +68,11 @@ impl<K: BlockKind> Block<K> {
     pub(crate) fn alloc(segment: &Segment, init: &[u32]) -> Result<Self> {
         debug_assert_eq!(init.len(), K::WORDS);
         let obj = ObjectRef::alloc(segment, byte_len(K::WORDS), K::ALIGN, K::FINGERPRINT)?;
+        Ok(Self::initialized(obj, init))
+    }
+
+    /// Wraps a freshly allocated block and stores `init` into its words.
+    fn initialized(obj: ObjectRef, init: &[u32]) -> Self {
         let block = Block {
             obj,
             _kind: PhantomData,
@@ -77,7 +82,7 @@ impl<K: BlockKind> Block<K> {
             // synchronizes) sees the initial state.
             w.store(*v, Ordering::Release);
         }
-        Ok(block)
+        block
     }
 
     /// Offset of the link record in a linked block: after the words, 8-aligned.
@@ -95,15 +100,7 @@ impl<K: BlockKind> Block<K> {
         let size = Self::LINK_AT.saturating_add(LINK_BYTES);
         let obj = ObjectRef::alloc(segment, size, 8, K::FINGERPRINT)?;
         obj.write_link(Self::LINK_AT, target)?;
-        let block = Block {
-            obj,
-            _kind: PhantomData,
-        };
-        for (w, v) in block.words().iter().zip(init) {
-            // Release: as in `alloc`.
-            w.store(*v, Ordering::Release);
-        }
-        Ok(block)
+        Ok(Self::initialized(obj, init))
     }
 
     /// Checks that a linked block's record names `target`.
