@@ -576,15 +576,13 @@ where
                 reason: "dictionary key longer than 4 GiB",
             })?;
             let blob = self.core().alloc_entry(&[&klen.to_le_bytes(), kb, vb])?;
-            let intent = Intent {
-                op: Op::Set,
-                w_index: (2 * i) as u64,
+            protocol::replace_entry(
+                &self.held(),
+                self.core().intent_words(),
+                (2 * i) as u64,
                 old,
-                new: blob,
-                a: old,
-                b: blob,
-            };
-            protocol::apply(&self.held(), self.core().intent_words(), &intent)?;
+                blob,
+            )?;
             return Ok(Some(prev));
         }
         let len = self.core().word(LEN).load(Ordering::Relaxed);

@@ -506,15 +506,13 @@ impl<T: Serialize + DeserializeOwned> ListGuard<'_, T> {
         }
         let blob = self.blob(value)?;
         let old = words[i + 1].load(Ordering::Relaxed);
-        let intent = Intent {
-            op: Op::Set,
-            w_index: i as u64 + 1,
+        protocol::replace_entry(
+            &self.held(),
+            self.core().intent_words(),
+            i as u64 + 1,
             old,
-            new: blob,
-            a: old,
-            b: blob,
-        };
-        protocol::apply(&self.held(), self.core().intent_words(), &intent)
+            blob,
+        )
     }
 
     /// Inserts `value` at position `i`.

@@ -233,6 +233,26 @@ pub(crate) fn apply(b: &impl Blocks, words: &[AtomicU64], i: &Intent) -> Result<
     r
 }
 
+/// Runs a whole `SET` mutation replacing entry `old` by entry `new` in word `w_index`: commit
+/// frees `old`, rollback frees `new` (see [`apply`]).
+pub(crate) fn replace_entry(
+    b: &impl Blocks,
+    words: &[AtomicU64],
+    w_index: u64,
+    old: u64,
+    new: u64,
+) -> Result<()> {
+    let intent = Intent {
+        op: Op::Set,
+        w_index,
+        old,
+        new,
+        a: old,
+        b: new,
+    };
+    apply(b, words, &intent)
+}
+
 /// Resolves an armed intent (commit if `W` was published, rollback if not); leaves it armed
 /// (the caller clears it after repairing derived state). Returns whether it committed.
 pub(crate) fn resolve(b: &impl Blocks, words: &[AtomicU64]) -> Result<Option<bool>> {

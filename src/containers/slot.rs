@@ -3,7 +3,7 @@
 //! The root word names the entry holding the encoded value; `set` publishes a new entry in
 //! that one word (protocol op `SET` on the root) and frees the old one.
 
-use super::protocol::{self, Held, Intent, Op, ROOT_W};
+use super::protocol::{self, Held, ROOT_W};
 use super::store::{self, Core, Hooks, ROOT, Wait};
 use crate::codec;
 use crate::error::{Error, Result};
@@ -226,19 +226,11 @@ impl<T: Serialize + DeserializeOwned> SlotGuard<'_, T> {
         let bytes = codec::to_bytes(value)?;
         let old = self.core().word(ROOT).load(Ordering::Acquire);
         let new = self.core().alloc_entry(&[&bytes])?;
-        let intent = Intent {
-            op: Op::Set,
-            w_index: ROOT_W,
-            old,
-            new,
-            a: old,
-            b: new,
-        };
         let held = Held {
             core: self.core(),
             guard: &self.g,
         };
-        protocol::apply(&held, self.core().intent_words(), &intent)
+        protocol::replace_entry(&held, self.core().intent_words(), ROOT_W, old, new)
     }
 
     /// Stores `value` and returns the previous value.
