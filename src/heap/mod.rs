@@ -777,6 +777,15 @@ mod corruption_tests {
     use super::*;
     use crate::segment::Segment;
 
+    /// A memory-file segment, or (under miri, which has no `memfd_create`) a process-local one.
+    fn test_segment(len: u64) -> Segment {
+        if cfg!(miri) {
+            Segment::process_local(len).unwrap()
+        } else {
+            Segment::create(len).unwrap()
+        }
+    }
+
     fn fill(heap: &RawHeap<'_>, b: &Block, byte: u8) {
         let p = heap.ptr(b.payload);
         // SAFETY: `[payload, payload + len)` is the fresh block's payload, inside the mapping,
@@ -801,7 +810,7 @@ mod corruption_tests {
     /// free an error; nothing outside the block is zeroed or put on a free list.
     #[test]
     fn free_with_a_corrupt_size_class_stays_inside_its_block() {
-        let seg = Segment::create(8 << 20).unwrap();
+        let seg = test_segment(8 << 20);
         let heap = RawHeap::new(&seg.inner);
         for (size, bigger) in [(100u64, 20u8), (70_000, size_class::LARGE_BASE + 6)] {
             let a = heap.alloc(size, 8, 1).unwrap();
@@ -834,7 +843,7 @@ mod corruption_tests {
     /// misaligned one or one of another class is `CorruptHeap`, never handed out.
     #[test]
     fn pop_checks_the_block_before_handing_it_out() {
-        let seg = Segment::create(1 << 20).unwrap();
+        let seg = test_segment(1 << 20);
         let heap = RawHeap::new(&seg.inner);
         let class = Class::for_block(BLOCK_HEADER + 8, heap.page).unwrap();
         let list = heap.list(class).unwrap();
