@@ -18,27 +18,9 @@ use shmproc::{
     Listener, Lock, ObjectToken, Queue, RLock, RawArray, RawValue, Segment, Semaphore, SimpleQueue,
     Value, codec,
 };
+use shmproc_tests::Rng;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
-
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Runs `f` in a forked child and returns how it ended; a child still running after
 /// `limit` is killed and reported as a hang.

@@ -11,6 +11,7 @@ use shmproc::fuzzing::concurrent::{self, Op, Schedule};
 use shmproc::heap_testing::TestHeap;
 use shmproc::testing::{ForkPermit, assert_no_leaks, fork, set_liveness_probe_fault, watchdog};
 use shmproc::{Dict, List, Lock, RLock, RawArray, RawValue, Segment, Value};
+use shmproc_tests::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -27,28 +28,14 @@ fn limit(n: u64) -> Duration {
     Duration::from_secs(120) + Duration::from_millis(200) * u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Rng {
-        let seed = std::env::var("SHMPROC_KILL_SEED")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| (u64::from(std::process::id()) * 0x9e37_79b9) | 1);
-        eprintln!("kill suite seed: {seed} (SHMPROC_KILL_SEED to replay)");
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+/// The suite's generator: seeded from `SHMPROC_KILL_SEED` (to replay a run) or the pid.
+fn kill_rng() -> Rng {
+    let seed = std::env::var("SHMPROC_KILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| (u64::from(std::process::id()) * 0x9e37_79b9) | 1);
+    eprintln!("kill suite seed: {seed} (SHMPROC_KILL_SEED to replay)");
+    Rng::from_state(seed)
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -79,7 +66,7 @@ fn kill_lock_holder_reports_owner_died_then_works() {
             let seg = Segment::create(1 << 20).unwrap();
             let lock = Lock::new_in(&seg).unwrap();
             let holding = RawValue::new_in(&seg, 0u32).unwrap();
-            let mut rng = Rng::new();
+            let mut rng = kill_rng();
             for i in 0..n {
                 holding.set(0);
                 // SAFETY: no other thread of this process holds a lock that the child takes.
@@ -177,7 +164,7 @@ fn kill_value_updater_at_random_points() {
             let value = Value::new_in(&seg, 0u64).unwrap();
             let acked = RawValue::new_in(&seg, 0u64).unwrap();
             let started = RawValue::new_in(&seg, 0u32).unwrap();
-            let mut rng = Rng::new();
+            let mut rng = kill_rng();
             let mut owner_died = 0;
             for i in 0..n {
                 started.set(0);
@@ -232,7 +219,7 @@ fn kill_heap_user_at_random_points() {
     let n = iters(200);
     watchdog(limit(n), "kill_heap_user", || {
         assert_no_leaks(|| {
-            let mut rng = Rng::new();
+            let mut rng = kill_rng();
             let flags = Segment::create(1 << 16).unwrap();
             let started = RawValue::new_in(&flags, 0u32).unwrap();
             let mut heap = TestHeap::new(4 << 20).unwrap();
@@ -312,7 +299,7 @@ fn kill_heap_user_at_random_points() {
 fn kill_concurrent_schedules() {
     let n = iters(200) / 5;
     watchdog(limit(n * 5), "kill_concurrent_schedules", || {
-        let mut rng = Rng::new();
+        let mut rng = kill_rng();
         let (mut killed, mut died) = (0, 0);
         for _ in 0..n {
             let procs = 2 + rng.below(3) as usize;
