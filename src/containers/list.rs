@@ -29,6 +29,18 @@ use std::time::Duration;
 
 const MIN_CAP: usize = 8;
 
+/// The capacity a table of `cap` slots should have for `len` elements: `cap` itself unless
+/// the list uses a quarter of it or less, then twice the length (at least [`MIN_CAP`]).
+/// Halving only at a quarter keeps pushes and pops around one size from copying back and
+/// forth.
+fn fitted_cap(cap: usize, len: usize) -> usize {
+    if cap > MIN_CAP && len <= cap / 4 {
+        len.saturating_mul(2).next_power_of_two().max(MIN_CAP)
+    } else {
+        cap
+    }
+}
+
 /// A list in shared memory that every process mapping its segment uses directly
 /// (`multiprocessing`'s `manager.list()`, without the manager).
 ///
@@ -247,7 +259,9 @@ impl<T: Serialize + DeserializeOwned> List<T> {
         self.lock()?.truncate(n)
     }
 
-    /// Removes every element.
+    /// Removes every element and gives back the grown table (the list keeps room for a few
+    /// elements). `truncate`, `pop` and `remove` also halve the table once the list uses a
+    /// quarter of it or less.
     ///
     /// # Errors
     /// [`Error::CorruptObject`].
@@ -468,7 +482,31 @@ impl<T: Serialize + DeserializeOwned> ListGuard<'_, T> {
             a: 0,
             b: 0,
         };
-        protocol::apply(&self.held(), self.core().intent_words(), &intent)
+        protocol::apply(&self.held(), self.core().intent_words(), &intent)?;
+        self.shrink(n)
+    }
+
+    /// Gives back a table that has become four times larger than the list needs, so a list
+    /// that grew and was emptied does not keep its high-water table (and an `insert` at the
+    /// front does not copy it). Best effort: if the smaller table cannot be allocated, the
+    /// list keeps the larger one.
+    fn shrink(&self, len: usize) -> Result<()> {
+        let (_, words, _) = self.root()?;
+        let cap = words.len() - 1;
+        let fitted = fitted_cap(cap, len);
+        if fitted == cap {
+            return Ok(());
+        }
+        match self.swap_table(fitted, 0, 0, |nw| {
+            nw[0].store(len as u64, Ordering::Relaxed);
+            for (d, s) in nw[1..].iter().zip(&words[1..=len]) {
+                d.store(s.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            Ok(())
+        }) {
+            Err(Error::OutOfMemory { .. }) => Ok(()),
+            r => r,
+        }
     }
 
     /// Shortens the list to `n` elements.
@@ -557,7 +595,7 @@ impl<T: Serialize + DeserializeOwned> ListGuard<'_, T> {
             self.cut(len, len - 1)?;
             return Ok(v);
         }
-        self.swap_table(words.len() - 1, r, 0, |nw| {
+        self.swap_table(fitted_cap(words.len() - 1, len - 1), r, 0, |nw| {
             nw[0].store(len as u64 - 1, Ordering::Relaxed);
             let kept = words[1..=len].iter().enumerate().filter(|(j, _)| *j != i);
             for (d, (_, s)) in nw[1..].iter().zip(kept) {

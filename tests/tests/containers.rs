@@ -321,6 +321,38 @@ fn dict_grows_and_returns_memory() {
     assert_eq!(seg.stats().used, used);
 }
 
+#[test]
+fn list_gives_back_its_table_when_emptied() {
+    let seg = Segment::create(64 << 20).unwrap();
+    let l = List::<u64>::new_in(&seg).unwrap();
+    let empty = seg.stats().used;
+    for i in 0..20_000u64 {
+        l.push(i).unwrap();
+    }
+    let full = seg.stats().used;
+    l.clear().unwrap();
+    assert!(l.is_empty().unwrap());
+    assert_eq!(seg.stats().used, empty, "clear gives back the grown table");
+    for i in 0..20_000u64 {
+        l.push(i).unwrap();
+    }
+    // Popping, truncating and removing down to a quarter halve the table as they go.
+    while l.len().unwrap() > 5_000 {
+        l.pop().unwrap();
+    }
+    l.truncate(100).unwrap();
+    while l.len().unwrap() > 1 {
+        assert_eq!(l.remove(0).unwrap(), 99 - l.len().unwrap() as u64);
+    }
+    assert_eq!(l.to_vec().unwrap(), [99]);
+    assert!(
+        seg.stats().used < full / 100,
+        "the table shrank with the list"
+    );
+    l.insert(0, 7).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [7, 99]);
+}
+
 /// Four processes mix dictionary counters, list pushes and slot updates; totals are exact.
 #[test]
 fn stress_four_processes_mixed_operations() {
