@@ -12,13 +12,16 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{self as unix, UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The default handshake timeout: a client that has not completed authentication by then is
 /// dropped, so a silent client cannot block the listener.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// The most handshakes one listener runs at once; past it, new clients wait in the kernel's
-/// backlog until a handshake finishes or times out.
+/// The most handshakes one listener runs at once (default; see
+/// [`Listener::set_max_handshakes`]). Past it, a new client displaces the oldest unfinished
+/// handshake, which ends as if it had timed out: a flood of silent clients cannot keep a
+/// newcomer waiting, and an honest client, whose handshake takes a round trip, is displaced
+/// only if that many newer clients connect during it.
 pub const MAX_HANDSHAKES: usize = 1024;
 /// The default cap on one message over a socket connection: 64 MiB.
 pub const DEFAULT_MAX_MESSAGE: u64 = 64 << 20;
@@ -88,6 +91,7 @@ pub struct Listener {
     address: Address,
     authkey: Option<Vec<u8>>,
     handshake_timeout: Duration,
+    max_handshakes: usize,
     max_message: u64,
     unlink: Option<PathBuf>,
     creator: u32,
@@ -101,6 +105,8 @@ struct Pending {
     stream: Stream,
     handshake: auth::ServerHandshake,
     deadline: Deadline,
+    /// When it was accepted: the oldest is displaced first.
+    since: Instant,
     want: auth::Want,
 }
 
@@ -159,6 +165,7 @@ impl Listener {
             address,
             authkey: authkey.map(<[u8]>::to_vec),
             handshake_timeout: HANDSHAKE_TIMEOUT,
+            max_handshakes: MAX_HANDSHAKES,
             max_message: DEFAULT_MAX_MESSAGE,
             unlink,
             creator: sys::current_pid(),
@@ -171,6 +178,12 @@ impl Listener {
     /// handshake (default [`HANDSHAKE_TIMEOUT`]).
     pub fn set_handshake_timeout(&mut self, t: Duration) {
         self.handshake_timeout = t;
+    }
+
+    /// Sets how many handshakes run at once (default [`MAX_HANDSHAKES`], at least 1). Past
+    /// it, a new client displaces the oldest unfinished handshake.
+    pub fn set_max_handshakes(&mut self, n: usize) {
+        self.max_handshakes = n.max(1);
     }
 
     /// Sets the largest message accepted connections receive or send (default
@@ -187,12 +200,16 @@ impl Listener {
     /// Waits for a client, authenticates it, and returns the connection.
     ///
     /// Handshakes of several clients progress together; the first to authenticate is returned
-    /// and the others continue in the next call.
+    /// and the others continue in the next call. At most [`set_max_handshakes`] run at once;
+    /// a client arriving past that displaces the oldest unfinished one.
+    ///
+    /// [`set_max_handshakes`]: Listener::set_max_handshakes
     ///
     /// # Errors
     /// [`Error::AuthFailed`] if a client failed the handshake (wrong key, malformed or
     /// oversized handshake messages); [`Error::Timeout`] if one did not finish within the
-    /// handshake timeout; [`Error::Disconnected`] if one hung up; [`Error::Io`] if `accept` or
+    /// handshake timeout or was displaced by a newer client; [`Error::Disconnected`] if one
+    /// hung up; [`Error::Io`] if `accept` or
     /// `poll` fails. Each error concerns one client; the listener stays usable after any of
     /// these.
     pub fn accept(&self) -> Result<Connection> {
@@ -206,15 +223,12 @@ impl Listener {
                 drop(pending.swap_remove(i));
                 return Err(Error::Timeout);
             }
-            let room = pending.len() < MAX_HANDSHAKES;
             let listener = self.listener_fd();
             let mut fds: Vec<_> = pending
                 .iter()
                 .map(|p| (p.stream.fd(), p.want == auth::Want::Write))
                 .collect();
-            if room {
-                fds.push((listener, false));
-            }
+            fds.push((listener, false));
             let deadline = pending.iter().map(|p| p.deadline).reduce(Deadline::min);
             let ready =
                 sys::poll_ready(&fds, deadline.as_ref()).map_err(|e| Error::io("poll", e))?;
@@ -236,17 +250,28 @@ impl Listener {
                     }
                 }
             }
-            if room && ready.last() == Some(&pending.len()) {
-                // Take every waiting client (up to the cap) and send each its challenge.
-                while pending.len() < MAX_HANDSHAKES {
+            if ready.last() == Some(&pending.len()) {
+                // Take the waiting clients (at most a table's worth per round, so a steady
+                // flood cannot keep this loop from driving handshakes) and send each its
+                // challenge; at the cap, each displaces the oldest unfinished handshake.
+                let mut displaced = false;
+                for _ in 0..self.max_handshakes {
                     let Some(stream) = self.accept_one(false)? else {
                         break;
                     };
+                    if pending.len() >= self.max_handshakes {
+                        let oldest = pending.iter().enumerate().min_by_key(|(_, p)| p.since);
+                        if let Some((i, _)) = oldest {
+                            drop(pending.swap_remove(i));
+                            displaced = true;
+                        }
+                    }
                     stream.set_nonblocking(true)?;
                     let mut p = Pending {
                         stream,
                         handshake: auth::ServerHandshake::new(),
                         deadline: Deadline::after(self.handshake_timeout),
+                        since: Instant::now(),
                         want: auth::Want::Read,
                     };
                     match p.handshake.drive(&p.stream, key)? {
@@ -260,6 +285,9 @@ impl Listener {
                             pending.push(p);
                         }
                     }
+                }
+                if displaced {
+                    return Err(Error::Timeout);
                 }
             }
         }

@@ -780,12 +780,35 @@ fn stress_one_gib_message_crosses_processes() {
 
 #[test]
 fn silent_and_dripping_clients_do_not_lock_out_a_legitimate_one() {
+    // `SHMPROC_FLOOD` raises the number of silent clients (the deep check floods past the
+    // listener's handshake table).
+    let silent = std::env::var("SHMPROC_FLOOD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    flood(silent, None);
+}
+
+/// Past its handshake table, a listener displaces its oldest handshakes, so the newcomer
+/// still gets through.
+#[test]
+fn a_flood_past_the_handshake_table_displaces_the_oldest() {
+    flood(200, Some(16));
+}
+
+/// `silent` clients that connect and say nothing and 5 that drip bytes, then a legitimate
+/// client that must be served within 10 s.
+fn flood(silent: usize, table: Option<usize>) {
     watchdog(LIMIT, "listener_flood", || {
-        let l = Listener::bind(
+        let mut l = Listener::bind(
             "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap(),
             Some(KEY),
         )
         .unwrap();
+        if let Some(n) = table {
+            l.set_max_handshakes(n);
+        }
+        let table = table.unwrap_or(shmproc::connection::MAX_HANDSHAKES);
         let addr = l.address().clone();
         let Address::Tcp(sock) = addr.clone() else {
             unreachable!()
@@ -811,8 +834,8 @@ fn silent_and_dripping_clients_do_not_lock_out_a_legitimate_one() {
                 }
             }
         });
-        // 200 clients that connect and say nothing.
-        let silent: Vec<std::net::TcpStream> = (0..200)
+        // Clients that connect and say nothing.
+        let silent: Vec<std::net::TcpStream> = (0..silent)
             .map(|_| std::net::TcpStream::connect(sock).unwrap())
             .collect();
         // 5 clients that drip a plausible frame prefix, one byte every 300 ms.
@@ -847,12 +870,18 @@ fn silent_and_dripping_clients_do_not_lock_out_a_legitimate_one() {
             .expect("the legitimate client was not served within 10 s");
         let c = client.join().unwrap().expect("legitimate client refused");
         eprintln!(
-            "legitimate client authenticated after {took:?} behind 200 silent and 5 dripping clients"
+            "legitimate client authenticated after {took:?} behind {} silent and 5 dripping \
+             clients (handshake table {table})",
+            silent.len()
         );
         let failures: u32 = c.recv().unwrap();
         c.send(&41u64).unwrap();
         assert_eq!(c.recv::<u64>().unwrap(), 42);
-        assert_eq!(failures, 0, "no handshake should have failed yet");
+        if silent.len() + 5 <= table {
+            assert_eq!(failures, 0, "no handshake should have failed yet");
+        } else {
+            assert!(failures > 0, "the oldest handshakes were displaced");
+        }
         drop(c);
         assert_eq!(server.wait(), Ok(0));
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
