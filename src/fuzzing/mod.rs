@@ -6,7 +6,7 @@
 //! invariant panics (which the fuzzer reports as a crash).
 //!
 //! Targets: [`codec_decode`], [`segment_header`], [`token_attach`], [`heap_ops`],
-//! [`concurrent`](concurrent::run_bytes).
+//! [`heap_corrupt`](corrupt::heap_corrupt), [`concurrent`](concurrent::run_bytes).
 
 #![allow(
     missing_docs,
@@ -17,6 +17,7 @@
 )]
 
 pub mod concurrent;
+pub mod corrupt;
 
 pub use crate::heap::testing::pattern;
 
@@ -36,6 +37,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("segment_header", segment_header),
     ("token_attach", token_attach),
     ("heap_ops", heap_ops),
+    ("heap_corrupt", corrupt::heap_corrupt),
     ("concurrent", concurrent::run_bytes),
 ];
 

@@ -59,6 +59,11 @@ fn replay_heap_ops() {
 }
 
 #[test]
+fn replay_heap_corrupt() {
+    replay("heap_corrupt");
+}
+
+#[test]
 fn heavy_replay_concurrent() {
     replay("concurrent");
 }
@@ -221,6 +226,47 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         vec![0, 1, 0x30, 0, 0, 1, 0x2c, 0, 2, 50, 0x28, 0, 1, 0, 0, 1],
     ));
     out.push(("heap_ops", "exhaust", [0u8, 255, 3, 0].repeat(6)));
+
+    // heap_corrupt: operations between scribbles on the heap state, the free lists, block
+    // headers and typed objects' headers (5 bytes each: kind, a, b, c, d).
+    let alloc = |size: u8, scale: u8| [0u8, 0, size, scale, 3];
+    let mut headers = Vec::new();
+    for byte in 0..32u8 {
+        headers.extend(alloc(64, 0));
+        headers.extend([3, 0, byte, 0, 0xff]);
+        headers.extend([1, 0, 0, 0, 0]);
+        headers.extend(alloc(64, 0));
+        headers.extend(alloc(200, 8));
+    }
+    out.push(("heap_corrupt", "headers", headers));
+    let mut lists = Vec::new();
+    for at in (64..600u16).step_by(7) {
+        let [lo, hi] = at.to_le_bytes();
+        lists.extend(alloc(48, 0));
+        lists.extend(alloc(48, 0));
+        lists.extend([1, 1, 0, 0, 0]);
+        lists.extend([2, 0, lo, hi, 0xf0]);
+        lists.extend(alloc(48, 0));
+        lists.extend(alloc(3, 12));
+    }
+    out.push(("heap_corrupt", "state", lists));
+    let mut typed = Vec::new();
+    for byte in 0..32u8 {
+        typed.extend([4, 0, byte & 1, 7, 9]);
+        typed.extend([6, 0, byte, 0, 0x5a]);
+        typed.extend([4, 0, 1, 1, 1]);
+        typed.extend([5, 0, 0, 0, 0]);
+    }
+    out.push(("heap_corrupt", "typed", typed));
+    let mut bitmap = Vec::new();
+    for at in (1024..2048u16).step_by(13) {
+        let [lo, hi] = at.to_le_bytes();
+        bitmap.extend(alloc(32, 1));
+        bitmap.extend([2, 0, lo, hi, 0xff]);
+        bitmap.extend([1, 0, 0, 0, 0]);
+        bitmap.extend(alloc(32, 1));
+    }
+    out.push(("heap_corrupt", "bitmap", bitmap));
 
     // concurrent: each primitive alone, all together, with and without kills.
     let t = |from, to, rounds| Op::Transfer { from, to, rounds };
