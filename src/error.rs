@@ -317,6 +317,14 @@ pub enum Error {
     /// A child's executable is not the file its parent runs, so the target cannot be found.
     #[error("child runs a different executable than its parent")]
     NotSameExecutable,
+    /// The pool on MPI ranks (feature `mpi`) cannot do what was asked: not started by
+    /// `mpiexec`, a function that was not registered, a shared-memory handle in arguments
+    /// bound for another host; the reason says which and what to do.
+    #[error("MPI pool: {reason}")]
+    Mpi {
+        /// What went wrong and how to fix it.
+        reason: String,
+    },
 }
 
 /// The result type of shmproc.

@@ -72,6 +72,10 @@ mod queue;
 
 mod pool;
 
+#[cfg(feature = "mpi")]
+pub mod mpi_pool;
+mod task_pool;
+
 pub mod exchange;
 
 mod containers;
@@ -108,6 +112,7 @@ pub use sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, Lock, LockGuard,
     RLock, RLockGuard, Semaphore,
 };
+pub use task_pool::{TaskIter, TaskPool};
 
 /// Derives [`Shareable`] for a `#[repr(C)]` struct whose fields are all shareable.
 ///

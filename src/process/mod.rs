@@ -43,6 +43,8 @@ pub use forkserver::ensure_forkserver;
 pub(crate) use init::take_inherited;
 pub use init::{OwnerDeathDetection, init, owner_death_detection};
 pub use start_method::{StartMethod, set_start_method, start_method};
+#[cfg(feature = "mpi")]
+pub(crate) use target::catch_item;
 pub(crate) use target::{
     Driver, Outcome, Registrations, Target, TargetId, panic_message, record_panic_location,
     registration_frame, run_installed,

@@ -470,7 +470,7 @@ pub(crate) fn record_panic_location(at: Option<String>) {
 }
 
 /// Runs `call` catching a panic: `Err` with the message and, if recorded, the location.
-fn catch_item<R>(call: impl FnOnce() -> R) -> std::result::Result<R, String> {
+pub(crate) fn catch_item<R>(call: impl FnOnce() -> R) -> std::result::Result<R, String> {
     catch_unwind(AssertUnwindSafe(call)).map_err(|payload| {
         let m = panic_message(payload.as_ref());
         match PANIC_AT.with(|p| p.borrow_mut().take()) {
