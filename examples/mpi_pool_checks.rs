@@ -138,5 +138,15 @@ fn main() {
     // The same generic code runs on the MPI pool and on a local pool.
     assert_eq!(sum_of_squares(&pool), 328_350);
     assert_eq!(sum_of_squares(&Pool::new(2).unwrap()), 328_350);
+    // close refuses new tasks; join waits for what was submitted and stops the workers.
+    let pending = pool.apply_async(square, 6).unwrap();
+    pool.close();
+    assert!(matches!(pool.apply(square, 1), Err(Error::Closed)));
+    pool.join().unwrap();
+    assert_eq!(
+        pending.get().unwrap(),
+        36,
+        "a task submitted before close still ran"
+    );
     println!("all MPI pool checks passed");
 }

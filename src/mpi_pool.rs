@@ -361,6 +361,10 @@ struct State {
     jobs: HashMap<u64, Job>,
     /// Chunk results that arrived, by job, in arrival order (for `imap_unordered`).
     arrived: HashMap<u64, VecDeque<u64>>,
+    /// No new tasks ([`MpiPool::close`]).
+    closed: bool,
+    /// The workers were told to stop ([`MpiPool::join`]).
+    stopped: bool,
 }
 
 impl State {
@@ -371,6 +375,8 @@ impl State {
             queue: VecDeque::new(),
             jobs: HashMap::new(),
             arrived: HashMap::new(),
+            closed: false,
+            stopped: false,
         }
     }
 }
@@ -454,6 +460,9 @@ impl MpiPool {
 
     /// Queues the chunk of `items` at `start` and sends what the workers have room for.
     fn submit<T: Serialize>(&self, job: u64, func: u32, start: u64, items: &[T]) -> Result<()> {
+        if self.state.borrow().closed {
+            return Err(Error::Closed);
+        }
         let bytes = Self::encode(items)?;
         {
             let mut st = self.state.borrow_mut();
@@ -765,14 +774,33 @@ impl MpiPool {
     }
 }
 
-impl Drop for MpiPool {
-    fn drop(&mut self) {
-        // Let the workers finish what they were sent, then stop them and finalise MPI (which
-        // waits for every rank).
-        while self.state.borrow().in_flight.iter().any(|&n| n > 0) {
-            if self.progress().is_err() {
-                break;
-            }
+impl MpiPool {
+    /// Accepts no new tasks: submitting after it is [`Error::Closed`]. Tasks already
+    /// submitted still run.
+    pub fn close(&self) {
+        self.state.borrow_mut().closed = true;
+    }
+
+    /// Closes the pool, waits until every submitted task has finished (their results stay
+    /// collectable), and stops the worker ranks (they exit).
+    ///
+    /// # Errors
+    /// [`Error::Codec`] if a worker's reply does not decode.
+    pub fn join(&self) -> Result<()> {
+        self.close();
+        while {
+            let st = self.state.borrow();
+            !st.queue.is_empty() || st.in_flight.iter().any(|&n| n > 0)
+        } {
+            self.progress()?;
+        }
+        self.stop_workers();
+        Ok(())
+    }
+
+    fn stop_workers(&self) {
+        if std::mem::replace(&mut self.state.borrow_mut().stopped, true) {
+            return;
         }
         for w in 0..self.processes() {
             if let Ok(rank) = i32::try_from(w + 1) {
@@ -781,6 +809,22 @@ impl Drop for MpiPool {
                     .send_with_tag(&[0u8][..], TAG_STOP);
             }
         }
+    }
+}
+
+impl Drop for MpiPool {
+    fn drop(&mut self) {
+        // Let the workers finish what they were sent, then stop them and finalise MPI (which
+        // waits for every rank).
+        if !self.state.borrow().stopped {
+            self.state.borrow_mut().queue.clear();
+            while self.state.borrow().in_flight.iter().any(|&n| n > 0) {
+                if self.progress().is_err() {
+                    break;
+                }
+            }
+        }
+        self.stop_workers();
         drop(self.universe.take());
     }
 }

@@ -36,6 +36,15 @@ pub trait TaskPool {
     /// Returns the number of workers.
     fn processes(&self) -> usize;
 
+    /// Accepts no new tasks; those submitted still run.
+    fn close(&self);
+
+    /// Closes the pool, waits for every submitted task, and stops the workers.
+    ///
+    /// # Errors
+    /// As the pool's own `join`.
+    fn join(&self) -> Result<()>;
+
     /// Runs `f(args)` on a worker and returns its result.
     ///
     /// # Errors
@@ -110,6 +119,14 @@ impl TaskPool for Pool {
         Pool::processes(self)
     }
 
+    fn close(&self) {
+        Pool::close(self);
+    }
+
+    fn join(&self) -> Result<()> {
+        Pool::join(self)
+    }
+
     fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R>
     where
         A: Serialize + DeserializeOwned + 'static,
@@ -176,6 +193,14 @@ impl TaskPool for Pool {
 impl TaskPool for crate::mpi_pool::MpiPool {
     fn processes(&self) -> usize {
         crate::mpi_pool::MpiPool::processes(self)
+    }
+
+    fn close(&self) {
+        crate::mpi_pool::MpiPool::close(self);
+    }
+
+    fn join(&self) -> Result<()> {
+        crate::mpi_pool::MpiPool::join(self)
     }
 
     fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R>
