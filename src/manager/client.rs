@@ -217,6 +217,19 @@ impl RemoteObject {
         }
     }
 
+    /// A proxy to an object that lives as long as the server (nothing to release).
+    pub(crate) fn attached(client: Arc<Client>, id: u64, type_name: String) -> RemoteObject {
+        RemoteObject {
+            held: Arc::new(Held {
+                client,
+                id,
+                type_name,
+                owns_ref: false,
+                pinned: Mutex::new(true),
+            }),
+        }
+    }
+
     /// Returns the name of the object's type in the server (`"shmproc.dict"`, `"Counter"`).
     pub fn type_name(&self) -> &str {
         &self.held.type_name

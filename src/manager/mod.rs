@@ -468,6 +468,31 @@ impl Manager {
         self.inner.client.request(&Request::Shutdown).map(drop)
     }
 
+    /// Returns the server's shared namespace: one namespace per server, reachable by every
+    /// client (a remote one included), for publishing proxies by name (Python registers a
+    /// callable per shared object for this).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # fn main() -> shmproc::Result<()> {
+    /// # let owner = shmproc::Manager::start()?;
+    /// let q = owner.queue::<String>()?;
+    /// owner.shared()?.set("jobs", &q)?;
+    /// // In any client of the same server:
+    /// let q: shmproc::manager::QueueProxy<String> = owner.shared()?.get("jobs")?.unwrap();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// None today; kept fallible like the factories.
+    pub fn shared(&self) -> Result<NamespaceProxy> {
+        NamespaceProxy::from_remote(RemoteObject::attached(
+            Arc::clone(&self.inner.client),
+            server::SHARED_NAMESPACE,
+            NamespaceProxy::KIND.to_owned(),
+        ))
+    }
+
     fn create_raw(&self, kind: &str, init: Vec<u8>) -> Result<RemoteObject> {
         let id: u64 = codec::from_bytes(&self.inner.client.request(&Request::Create {
             kind: kind.to_owned(),

@@ -154,6 +154,9 @@ pub(crate) struct Server {
     in_process: bool,
 }
 
+/// The id of the server's shared namespace ([`Manager::shared`](super::Manager::shared)).
+pub(crate) const SHARED_NAMESPACE: u64 = 0;
+
 /// Object ids: unique in the process (several in-process servers share the custom values).
 fn next_id() -> u64 {
     static NEXT: Mutex<u64> = Mutex::new(0);
@@ -164,9 +167,21 @@ fn next_id() -> u64 {
 
 impl Server {
     pub(crate) fn new(types: Vec<(String, Entry)>, in_process: bool) -> Arc<Server> {
+        // Object 0: the namespace every client reaches by `Manager::shared`, for the life of
+        // the server.
+        let mut objects = HashMap::new();
+        objects.insert(
+            SHARED_NAMESPACE,
+            Slot {
+                obj: Arc::new(Object::Namespace(Mutex::default())),
+                refs: 1,
+                pinned: true,
+                type_name: "shmproc.namespace".into(),
+            },
+        );
         Arc::new(Server {
             types,
-            objects: Mutex::new(HashMap::new()),
+            objects: Mutex::new(objects),
             clients: Mutex::new(HashMap::new()),
             connections: Mutex::new(0),
             stopping: Mutex::new(false),
