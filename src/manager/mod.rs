@@ -29,7 +29,9 @@
 //!
 //! # Process death
 //! - The server process dies with the process that started it (it is a daemon child), and
-//!   [`Manager::shutdown`] or dropping the last clone of the [`Manager`] stops it.
+//!   [`Manager::shutdown`] or dropping the last clone of the [`Manager`] stops it. Like every
+//!   daemon child, it is tied to the *thread* that started it: start a manager from a thread
+//!   that outlives its use (the main thread, typically).
 //! - A client process that dies gives back what it held: a managed `Lock` or `RLock`, a
 //!   condition's lock, semaphore units it took and did not release; a barrier it waited on
 //!   breaks (Python's managed lock stays locked forever instead).

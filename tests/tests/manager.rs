@@ -675,6 +675,12 @@ fn a_sigkilled_client_gives_back_what_it_held() {
 #[test]
 fn a_sigkilled_server_gives_clients_an_error_not_a_hang() {
     watchdog(LIMIT, "manager server killed", || {
+        assert_no_leaks(server_killed);
+    });
+}
+
+fn server_killed() {
+    {
         let m = Manager::start().unwrap();
         let q = m.queue::<u32>().unwrap();
         let d = m.dict::<u8, u8>().unwrap();
@@ -687,7 +693,7 @@ fn a_sigkilled_server_gives_clients_an_error_not_a_hang() {
         assert!(d.get(&1).is_err());
         assert!(m.dict::<u8, u8>().is_err());
         m.shutdown().unwrap();
-    });
+    }
 }
 
 // ------------------------------------------------------------------ remote
