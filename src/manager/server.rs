@@ -544,3 +544,114 @@ pub(crate) fn server_main(args: ServerArgs) {
     server.accept_loop(&listener);
     crate::process::init::exit(0);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small xorshift generator (deterministic: a failure replays).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn bytes(&mut self) -> Vec<u8> {
+            let n = self.below(12);
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    const METHODS: &[&str] = &[
+        "get",
+        "insert",
+        "remove",
+        "contains_key",
+        "get_or_insert",
+        "update",
+        "len",
+        "clear",
+        "keys",
+        "values",
+        "items",
+        "push",
+        "extend",
+        "pop",
+        "set",
+        "truncate",
+        "reverse",
+        "to_vec",
+        "index_of",
+        "contains",
+        "replace",
+        "names",
+        "acquire",
+        "release",
+        "is_locked",
+        "is_owned",
+        "value",
+        "wait",
+        "notify",
+        "notify_all",
+        "is_set",
+        "abort",
+        "reset",
+        "is_broken",
+        "n_waiting",
+        "parties",
+        "put",
+        "is_empty",
+        "is_full",
+        "task_done",
+        "join",
+        "nonsense",
+    ];
+
+    /// Requests with any kind, object, method and argument bytes get an answer (an error for
+    /// what does not make sense); nothing panics and nothing blocks past a slice.
+    #[test]
+    fn any_request_is_answered_without_a_panic() {
+        let server = Server::new(Vec::new(), true);
+        let gone = || true;
+        let touched = Mutex::new(HashSet::new());
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut ok = 0;
+        for _ in 0..3000 {
+            let req = match rng.below(4) {
+                0 => Request::Create {
+                    kind: BUILTIN[rng.below(BUILTIN.len())].to_owned(),
+                    init: rng.bytes(),
+                },
+                1 => Request::Release {
+                    object: rng.below(8) as u64,
+                },
+                _ => Request::Call {
+                    object: rng.below(40) as u64,
+                    thread: rng.below(2) as u64,
+                    method: METHODS[rng.below(METHODS.len())].to_owned(),
+                    args: rng.bytes(),
+                },
+            };
+            let ctx = Ctx {
+                client: 1,
+                thread: 0,
+                gone: &gone,
+            };
+            if server.handle(req, ctx, &touched).is_ok() {
+                ok += 1;
+            }
+        }
+        assert!(ok > 0, "no request was well formed");
+        // Undecodable bytes are refused by the decoder before the server sees them.
+        for _ in 0..1000 {
+            let b = rng.bytes();
+            let _ = codec::from_bytes::<Request>(&b);
+        }
+    }
+}

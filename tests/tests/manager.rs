@@ -771,3 +771,24 @@ fn remote_managers_over_tcp_refuse_wrong_keys_no_keys_and_garbage() {
         m.shutdown().unwrap();
     });
 }
+
+/// Proxies and managers are `Send + Sync + Clone` (usable from many threads) and serde.
+#[test]
+fn proxies_are_send_sync_clone_and_serde() {
+    fn check<T: Send + Sync + Clone + Serialize + serde::de::DeserializeOwned>() {}
+    fn shared<T: Send + Sync + Clone>() {}
+    check::<RemoteObject>();
+    check::<DictProxy<String, Vec<u8>>>();
+    check::<ListProxy<std::rc::Rc<u8>>>();
+    check::<QueueProxy<String>>();
+    check::<JoinableQueueProxy<u8>>();
+    check::<LockProxy>();
+    check::<RLockProxy>();
+    check::<SemaphoreProxy>();
+    check::<ConditionProxy>();
+    check::<EventProxy>();
+    check::<BarrierProxy>();
+    check::<NamespaceProxy>();
+    check::<CounterProxy>();
+    shared::<Manager>();
+}
