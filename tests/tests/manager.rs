@@ -792,3 +792,27 @@ fn proxies_are_send_sync_clone_and_serde() {
     check::<CounterProxy>();
     shared::<Manager>();
 }
+
+#[test]
+fn the_builder_sets_the_key_and_the_start_method() {
+    watchdog(LIMIT, "manager builder", || {
+        let m = Manager::builder()
+            .name("keyed")
+            .authkey(b"builder key".to_vec())
+            .start_method(shmproc::StartMethod::ForkServer)
+            .start()
+            .unwrap();
+        let ns = m.namespace().unwrap();
+        ns.set("x", &10).unwrap();
+        let other = Manager::connect(m.address(), b"builder key").unwrap();
+        other.shared().unwrap().set("ns", &ns).unwrap();
+        let found: NamespaceProxy = m.shared().unwrap().get("ns").unwrap().unwrap();
+        assert_eq!(found.get::<i32>("x").unwrap(), Some(10));
+        assert!(matches!(
+            Manager::connect(m.address(), b"other key"),
+            Err(Error::AuthFailed)
+        ));
+        drop(other);
+        m.shutdown().unwrap();
+    });
+}
