@@ -121,7 +121,9 @@ proxy!(
 );
 proxy!(
     /// A proxy to a semaphore held by a manager ([`Manager::semaphore`](super::Manager::semaphore));
-    /// the units a process took and did not give back return when it dies.
+    /// the units a process took and did not give back return when its last connection to the
+    /// server closes (it died or exited); units released by another process than the one that
+    /// took them are charged to the taker.
     SemaphoreProxy[] = "shmproc.semaphore"
 );
 proxy!(

@@ -816,3 +816,39 @@ fn the_builder_sets_the_key_and_the_start_method() {
         m.shutdown().unwrap();
     });
 }
+
+fn bump((lock, v, n): (LockProxy, shmproc::manager::ValueProxy<u64>, u64)) {
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (lock, v) = (lock.clone(), v.clone());
+            std::thread::spawn(move || {
+                for _ in 0..n {
+                    let g = lock.lock().unwrap();
+                    let x = v.get().unwrap();
+                    v.set(x + 1).unwrap();
+                    drop(g);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn a_managed_lock_serializes_threads_of_several_processes() {
+    watchdog(LIMIT, "manager lock stress", || {
+        let m = Manager::start().unwrap();
+        let lock = m.lock().unwrap();
+        let v = m.value(0u64).unwrap();
+        let n = 150;
+        let child = Process::new(bump, (lock.clone(), v.clone(), n))
+            .start()
+            .unwrap();
+        bump((lock.clone(), v.clone(), n));
+        child.join().unwrap();
+        assert_eq!(v.get().unwrap(), 4 * n);
+        m.shutdown().unwrap();
+    });
+}
