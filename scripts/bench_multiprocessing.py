@@ -266,6 +266,37 @@ def bench_managed_list(ctx, mgr, cfg):
     return measure(run_once, *cfg)
 
 
+# ---- managed dict gets ------------------------------------------------------------
+
+
+def _dict_run(d):
+    for i in range(100):
+        d[i] = i * i
+
+    def run_once(n):
+        t = _timer()
+        for i in range(n):
+            a = d[i % 100]  # noqa: F841
+        return _timer() - t
+
+    return run_once
+
+
+def bench_managed_dict(ctx, mgr, cfg):
+    return measure(_dict_run(mgr().dict()), *cfg)
+
+
+def bench_managed_dict_tcp(ctx, mgr, cfg):
+    from multiprocessing.managers import SyncManager
+
+    m = SyncManager(address=("127.0.0.1", 0), authkey=b"benchmark key", ctx=ctx)
+    m.start()
+    try:
+        return measure(_dict_run(m.dict()), *cfg)
+    finally:
+        m.shutdown()
+
+
 # ---- ping-pong ------------------------------------------------------------------
 
 
@@ -362,6 +393,8 @@ BENCHES = {
     "array": ("sequence", bench_array),
     "array_one_lock": ("sequence", bench_array_one_lock),
     "managed_list": ("sequence", bench_managed_list),
+    "managed_dict": ("manager", bench_managed_dict),
+    "managed_dict_tcp": ("manager", bench_managed_dict_tcp),
     "pipe_roundtrip": ("pingpong", bench_pipe_roundtrip),
     "spawn": ("spawn", bench_spawn),
     "fork": ("spawn", bench_fork),

@@ -325,6 +325,38 @@ pub enum Error {
         /// What went wrong and how to fix it.
         reason: String,
     },
+    /// A call on a managed object failed in the manager's server: the method returned an
+    /// error or panicked, the type or method is unknown there, or the request was refused.
+    /// The server goes on serving. [`Error::remote_error`] decodes a method's typed error.
+    #[error("remote call failed ({kind:?}): {message}")]
+    Remote {
+        /// What failed.
+        kind: RemoteErrorKind,
+        /// The server's description (a method error's `Display` text, a panic message).
+        message: String,
+        /// A method error's codec encoding (see [`Error::remote_error`]).
+        payload: Option<Vec<u8>>,
+    },
+}
+
+/// What kind of failure an [`Error::Remote`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RemoteErrorKind {
+    /// The method returned `Err(e)`; the payload holds `e` encoded.
+    Method,
+    /// The method panicked; the server caught it.
+    Panicked,
+    /// The type has no method of that name.
+    UnknownMethod,
+    /// The arguments did not decode as the method's parameters.
+    BadArguments,
+    /// No type of that name is registered with the server.
+    UnknownType,
+    /// The object does not exist (any more) in the server.
+    UnknownObject,
+    /// The server could not decode the request, or refused it.
+    BadRequest,
 }
 
 /// The result type of shmproc.
@@ -334,6 +366,28 @@ impl Error {
     /// Wraps an operating-system error with the operation that produced it.
     pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
         Error::Io { op, source }
+    }
+
+    /// Decodes the typed error a managed method returned (`Err(e)` of a method returning
+    /// `Result<T, E>`), if this is [`Error::Remote`] carrying one that decodes as `E`.
+    ///
+    /// # Examples
+    /// ```
+    /// let e = shmproc::Error::Remote {
+    ///     kind: shmproc::RemoteErrorKind::Method,
+    ///     message: "too big".into(),
+    ///     payload: Some(shmproc::codec::to_bytes(&7u32)?),
+    /// };
+    /// assert_eq!(e.remote_error::<u32>(), Some(7));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn remote_error<E: serde::de::DeserializeOwned>(&self) -> Option<E> {
+        match self {
+            Error::Remote {
+                payload: Some(p), ..
+            } => crate::codec::from_bytes(p).ok(),
+            _ => None,
+        }
     }
 }
 

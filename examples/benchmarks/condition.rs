@@ -3,6 +3,7 @@
 use crate::limits::Limit;
 use crate::measure::{Peers, Workload};
 use crate::row::{Spec, Unit};
+use shmproc::manager::ConditionProxy;
 use shmproc::{Condition, RawValue};
 
 /// The rows of this family.
@@ -83,7 +84,54 @@ fn condition_peer((cond, turn): (Condition, RawValue<u32>)) {
     }
 }
 
-/// The same through a condition held by a manager process.
+/// The same through a condition held by a manager process (and a managed value for the
+/// turn): each wait is a round trip that the server answers when the other process notifies.
 pub(crate) fn managed_condition() -> Option<Workload> {
-    None // not yet: fill in when managers exist.
+    let m = shmproc::Manager::start().expect("Manager");
+    let cond = m.condition().expect("managed condition");
+    let turn = RawValue::new(0u32).expect("RawValue");
+    let child = shmproc::Process::new(managed_condition_peer, (cond.clone(), turn.clone()))
+        .start()
+        .expect("start condition peer");
+    let peers = Peers::new((cond, turn, m), vec![child], |(cond, turn, _)| {
+        if cond.acquire().is_ok() {
+            turn.set(STOP);
+            let _ = cond.notify_all();
+            let _ = cond.release();
+        }
+    });
+    Some(Workload::new(2, move |reps| {
+        let (cond, turn, _) = &peers.state;
+        cond.acquire().expect("acquire");
+        for _ in 0..reps {
+            turn.set(1);
+            cond.notify(1).expect("notify");
+            while turn.get() == 1 {
+                cond.wait().expect("wait");
+            }
+        }
+        cond.release().expect("release");
+    }))
+}
+
+/// The child's side of [`managed_condition`].
+fn managed_condition_peer((cond, turn): (ConditionProxy, RawValue<u32>)) {
+    if cond.acquire().is_err() {
+        return;
+    }
+    loop {
+        while turn.get() == 0 {
+            if cond.wait().is_err() {
+                return;
+            }
+        }
+        if turn.get() == STOP {
+            let _ = cond.release();
+            return;
+        }
+        turn.set(0);
+        if cond.notify(1).is_err() {
+            return;
+        }
+    }
 }

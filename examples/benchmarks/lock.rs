@@ -81,12 +81,28 @@ pub(crate) fn rlock() -> Option<Workload> {
     }))
 }
 
-/// A lock held by a manager process, acquire + release.
+/// A lock held by a manager process, acquire + release (two round trips to the server).
 pub(crate) fn managed_lock() -> Option<Workload> {
-    None // not yet: fill in when managers exist.
+    let m = shmproc::Manager::start().expect("Manager");
+    let lock = m.lock().expect("managed lock");
+    Some(Workload::new(1, move |reps| {
+        let _server = &m;
+        for _ in 0..reps {
+            lock.acquire().expect("acquire");
+            lock.release().expect("release");
+        }
+    }))
 }
 
 /// An RLock held by a manager process, acquire + release.
 pub(crate) fn managed_rlock() -> Option<Workload> {
-    None // not yet: fill in when managers exist.
+    let m = shmproc::Manager::start().expect("Manager");
+    let lock = m.rlock().expect("managed rlock");
+    Some(Workload::new(1, move |reps| {
+        let _server = &m;
+        for _ in 0..reps {
+            lock.acquire().expect("acquire");
+            lock.release().expect("release");
+        }
+    }))
 }

@@ -23,6 +23,7 @@ mod condition;
 mod exchange;
 mod limits;
 mod lock;
+mod manager;
 mod measure;
 mod objects;
 mod overhead;
@@ -53,7 +54,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: benchmarks [--quick] [--only FAMILY] [--json FILE] [--svg FILE]
-families: sequence lock objects condition pingpong spawn pool exchange overhead limit";
+families: sequence lock objects condition manager pingpong spawn pool exchange overhead limit";
 
 fn parse_args() -> Result<Args, lexopt::Error> {
     use lexopt::prelude::*;
@@ -82,6 +83,7 @@ fn all_specs() -> Vec<Spec> {
         lock::specs(),
         objects::specs(),
         condition::specs(),
+        manager::specs(),
         pingpong::specs(),
         spawn::specs(),
         pool::specs(),

@@ -2,6 +2,7 @@
 
 use std::hint::black_box;
 
+use shmproc::manager::QueueProxy;
 use shmproc::{Connection, Process, Queue, RawValue};
 
 use crate::limits::Limit;
@@ -169,7 +170,39 @@ pub(crate) fn pipe_one_way() -> Option<Workload> {
     }))
 }
 
-/// A queue held by a manager process: a child puts, this process gets.
+/// A producer child of a managed queue: for each count `n` it gets from `work`, puts `n`
+/// objects on `q`.
+fn produce_managed((work, q): (QueueProxy<u64>, QueueProxy<String>)) {
+    let msg = object();
+    while let Ok(n) = work.get() {
+        if n == 0 {
+            return;
+        }
+        for _ in 0..n {
+            if q.put(&msg).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A queue held by a manager process: a child puts 256-byte objects, this process gets them
+/// (as Python's figure is measured).
 pub(crate) fn managed_queue() -> Option<Workload> {
-    None // not yet: fill in when managers exist.
+    let m = shmproc::Manager::start().expect("Manager");
+    let q = m.queue::<String>().expect("managed queue");
+    let work = m.queue::<u64>().expect("managed queue");
+    let child = Process::new(produce_managed, (work.clone(), q.clone()))
+        .start()
+        .expect("start producer");
+    let p = Peers::new((m, q, work), vec![child], |s| {
+        let _ = s.2.put(&0);
+    });
+    Some(Workload::new(1, move |reps| {
+        let (_, q, work) = &p.state;
+        work.put(&reps).expect("put work");
+        for _ in 0..reps {
+            black_box(q.get().expect("get"));
+        }
+    }))
 }

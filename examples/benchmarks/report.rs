@@ -8,7 +8,7 @@ use crate::python::Python;
 use crate::row::{PyCell, Row, Unit};
 
 /// The families in display order, with their titles.
-pub(crate) const FAMILIES: [(&str, &str); 10] = [
+pub(crate) const FAMILIES: [(&str, &str); 11] = [
     ("sequence", "Integers retrieved from a sequence per second"),
     ("lock", "Acquires/releases of a lock per second"),
     (
@@ -18,6 +18,10 @@ pub(crate) const FAMILIES: [(&str, &str); 10] = [
     (
         "condition",
         "Interleaved waits/notifies per second on a condition, two processes",
+    ),
+    (
+        "manager",
+        "Calls on objects managed by a server per second (round trips)",
     ),
     ("pingpong", "Round trips between two processes per second"),
     ("spawn", "Processes started and joined per second"),

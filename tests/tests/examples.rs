@@ -90,5 +90,13 @@ fn examples_print_what_the_python_prints() {
             run(&dir, "manager_containers"),
             "{0.25: None, 1: '1', '2': 2}\n[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]\n"
         );
+        assert_eq!(
+            run(&dir, "manager"),
+            "{0.25: None, 1: '1', '2': 2}\n[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]\n"
+        );
+        let greetings: String = (0..3)
+            .map(|i| format!("hello {i} from a remote client\n"))
+            .collect();
+        assert_eq!(run(&dir, "manager_remote"), greetings);
     });
 }

@@ -1,0 +1,333 @@
+//! The client side: connections to a manager server and [`RemoteObject`], the untyped proxy
+//! every typed proxy wraps.
+//!
+//! One [`Client`] per server (endpoint and key) per process keeps idle connections; a call
+//! takes one (or opens one), sends its request, waits for the reply and puts the connection
+//! back, so threads calling at once use separate connections and a blocking call (a lock's
+//! `acquire`) never delays another thread's call. For a server on this host the connection
+//! is a shared-memory pipe: the client authenticates on the server's Unix socket (mutual HMAC
+//! handshake), hands the server one end of a fresh `pipe()` with its greeting, and sends every
+//! request over the pipe. Remote clients send requests over the TCP connection itself.
+//!
+//! # Lifetimes of server objects
+//! The process that creates an object holds one reference, dropped (a `Release` request) when
+//! its last proxy clone is dropped. A proxy that is serialized (passed to a child, put in a
+//! queue or in another managed container) first *pins* the object: it then lives until the
+//! server stops, since the server cannot know when the last serialized copy was read.
+
+use super::protocol::{Endpoint, Fault, Reply, Request};
+use crate::codec;
+use crate::connection::{Connection, pipe};
+use crate::error::{Error, Result};
+use crate::sys;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+/// The first message on every connection to a server.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Greeting {
+    /// The client process's nonce (see [`client_nonce`]).
+    pub(crate) client: u64,
+    /// For a server on this host: the server's end of the pipe the client will use.
+    pub(crate) pipe: Option<Connection>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A random number naming this process to servers (renewed in a forked child).
+pub(crate) fn client_nonce() -> u64 {
+    static NONCE: Mutex<(u32, u64)> = Mutex::new((0, 0));
+    let pid = sys::current_pid();
+    let mut g = lock(&NONCE);
+    if g.0 != pid || g.1 == 0 {
+        *g = (pid, sys::random_u64() | 1);
+    }
+    g.1
+}
+
+/// A number naming the calling thread within this process (owner of a managed `RLock`).
+pub(crate) fn thread_number() -> u64 {
+    static NEXT: Mutex<u64> = Mutex::new(0);
+    thread_local! {
+        static ME: u64 = {
+            let mut n = lock(&NEXT);
+            *n += 1;
+            *n
+        };
+    }
+    ME.with(|n| *n)
+}
+
+/// This process's connections to one server.
+pub(crate) struct Client {
+    pub(crate) endpoint: Endpoint,
+    authkey: Vec<u8>,
+    pid: u32,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Returns this process's client of the server at `endpoint` with `authkey`.
+pub(crate) fn client_for(endpoint: &Endpoint, authkey: &[u8]) -> Arc<Client> {
+    static CLIENTS: Mutex<Vec<Weak<Client>>> = Mutex::new(Vec::new());
+    let pid = sys::current_pid();
+    let mut all = lock(&CLIENTS);
+    all.retain(|w| w.strong_count() > 0);
+    for w in all.iter() {
+        if let Some(c) = w.upgrade()
+            && c.pid == pid
+            && c.endpoint == *endpoint
+            && c.authkey == authkey
+        {
+            return c;
+        }
+    }
+    let c = Arc::new(Client {
+        endpoint: endpoint.clone(),
+        authkey: authkey.to_vec(),
+        pid,
+        idle: Mutex::new(Vec::new()),
+    });
+    all.push(Arc::downgrade(&c));
+    c
+}
+
+impl Client {
+    pub(crate) fn authkey(&self) -> &[u8] {
+        &self.authkey
+    }
+
+    /// Opens a connection: authenticates, greets, and for a local server moves to a pipe.
+    fn connect(&self) -> Result<Connection> {
+        let sock =
+            crate::connection::Client::connect(self.endpoint.address(), Some(&self.authkey))?;
+        let client = client_nonce();
+        if self.endpoint.is_local() {
+            let (mine, theirs) = pipe()?;
+            sock.send(&Greeting {
+                client,
+                pipe: Some(theirs),
+            })?;
+            expect_ok(sock.recv_bytes()?)?;
+            Ok(mine)
+        } else {
+            sock.send(&Greeting { client, pipe: None })?;
+            expect_ok(sock.recv_bytes()?)?;
+            Ok(sock)
+        }
+    }
+
+    /// Sends one request and returns the reply's encoded result.
+    ///
+    /// # Errors
+    /// The request's [`Fault`] as an error; connection errors
+    /// ([`Error::Disconnected`] when the server is gone).
+    pub(crate) fn request(&self, req: &Request) -> Result<Vec<u8>> {
+        let bytes = codec::to_bytes(req)?;
+        let pooled = if self.pid == sys::current_pid() {
+            lock(&self.idle).pop()
+        } else {
+            None
+        };
+        let conn = match pooled {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        conn.send_bytes(&bytes)?;
+        let reply = conn.recv_bytes()?;
+        if self.pid == sys::current_pid() {
+            lock(&self.idle).push(conn);
+        }
+        expect_ok(reply)
+    }
+}
+
+fn expect_ok(reply: Vec<u8>) -> Result<Vec<u8>> {
+    match codec::from_bytes::<Reply>(&reply)? {
+        Reply::Ok(b) => Ok(b),
+        Reply::Err(f) => Err(f.into_error()),
+    }
+}
+
+/// The creating process's reference to a server object.
+struct Held {
+    client: Arc<Client>,
+    id: u64,
+    type_name: String,
+    /// Whether this process holds the creation reference (released on drop).
+    owns_ref: bool,
+    pinned: Mutex<bool>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let pinned = *lock(&self.pinned);
+        if self.owns_ref && !pinned && self.client.pid == sys::current_pid() {
+            // The server may be gone already; nothing to release then.
+            let _ = self.client.request(&Request::Release { object: self.id });
+        }
+    }
+}
+
+/// A proxy to an object held by a manager server: clone it, send it to other processes
+/// (it is `Serialize`/`Deserialize`), call it from many threads.
+///
+/// Typed proxies ([`DictProxy`](super::DictProxy), …, and those `#[shmproc::managed]`
+/// generates) wrap one and call its methods by name with [`call`](RemoteObject::call).
+///
+/// Serializing a remote object pins the object in the server (it then lives until the server
+/// stops) and writes the server's address and authentication key into the token: only pass
+/// proxies to processes you would give the key.
+#[derive(Clone)]
+pub struct RemoteObject {
+    held: Arc<Held>,
+}
+
+impl fmt::Debug for RemoteObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteObject")
+            .field("id", &self.held.id)
+            .field("type", &self.held.type_name)
+            .field("server", &self.held.client.endpoint)
+            .finish()
+    }
+}
+
+impl RemoteObject {
+    pub(crate) fn new(client: Arc<Client>, id: u64, type_name: String) -> RemoteObject {
+        RemoteObject {
+            held: Arc::new(Held {
+                client,
+                id,
+                type_name,
+                owns_ref: true,
+                pinned: Mutex::new(false),
+            }),
+        }
+    }
+
+    /// A proxy to an object that lives as long as the server (nothing to release).
+    pub(crate) fn attached(client: Arc<Client>, id: u64, type_name: String) -> RemoteObject {
+        RemoteObject {
+            held: Arc::new(Held {
+                client,
+                id,
+                type_name,
+                owns_ref: false,
+                pinned: Mutex::new(true),
+            }),
+        }
+    }
+
+    /// Returns the name of the object's type in the server (`"shmproc.dict"`, `"Counter"`).
+    pub fn type_name(&self) -> &str {
+        &self.held.type_name
+    }
+
+    /// Calls `method` with the encoded argument tuple `args` and decodes its return value.
+    ///
+    /// # Errors
+    /// [`Error::Remote`] when the method failed in the server (its error's message kept, the
+    /// typed error decodable with [`Error::remote_error`]), panicked, or is unknown;
+    /// [`Error::Codec`] if the arguments or result do not encode or decode;
+    /// [`Error::Disconnected`] if the server is gone.
+    pub fn call<A: Serialize, R: DeserializeOwned>(&self, method: &str, args: &A) -> Result<R> {
+        let bytes = self.call_raw(method, codec::to_bytes(args)?)?;
+        codec::from_bytes(&bytes)
+    }
+
+    /// Calls `method` with already-encoded arguments; returns the encoded result.
+    pub(crate) fn call_raw(&self, method: &str, args: Vec<u8>) -> Result<Vec<u8>> {
+        self.held.client.request(&Request::Call {
+            object: self.held.id,
+            thread: thread_number(),
+            method: method.to_owned(),
+            args,
+        })
+    }
+
+    /// Calls `method` and decodes the result from the raw reply.
+    pub(crate) fn call_decode<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: Vec<u8>,
+    ) -> Result<R> {
+        codec::from_bytes(&self.call_raw(method, args)?)
+    }
+}
+
+/// What a remote object serializes to.
+#[derive(Serialize, Deserialize)]
+struct Token {
+    endpoint: Endpoint,
+    authkey: Vec<u8>,
+    id: u64,
+    type_name: String,
+}
+
+impl Serialize for RemoteObject {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let h = &self.held;
+        {
+            let mut pinned = lock(&h.pinned);
+            if !*pinned {
+                h.client
+                    .request(&Request::Pin { object: h.id })
+                    .map_err(serde::ser::Error::custom)?;
+                *pinned = true;
+            }
+        }
+        Token {
+            endpoint: h.client.endpoint.clone(),
+            authkey: h.client.authkey().to_vec(),
+            id: h.id,
+            type_name: h.type_name.clone(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RemoteObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let t = Token::deserialize(d)?;
+        Ok(RemoteObject {
+            held: Arc::new(Held {
+                client: client_for(&t.endpoint, &t.authkey),
+                id: t.id,
+                type_name: t.type_name,
+                owns_ref: false,
+                pinned: Mutex::new(true),
+            }),
+        })
+    }
+}
+
+/// Checks that a remote object is of `want`; for typed proxies built from one.
+pub(crate) fn check_type(r: &RemoteObject, want: &str) -> Result<()> {
+    if r.type_name() == want {
+        Ok(())
+    } else {
+        Err(Fault::BadRequest(format!(
+            "proxy for {want} made from a remote {}",
+            r.type_name()
+        ))
+        .into_error())
+    }
+}
+
+impl From<Error> for Fault {
+    fn from(e: Error) -> Fault {
+        Fault::BadRequest(e.to_string())
+    }
+}

@@ -1,0 +1,689 @@
+//! Managers: a server process that holds objects, and proxies that use them from any process
+//! on this host or over the network (`multiprocessing.managers`).
+//!
+//! [`Manager::start`] starts a server process; its factories ([`dict`](Manager::dict),
+//! [`list`](Manager::list), [`lock`](Manager::lock), [`queue`](Manager::queue), …) create an
+//! object there and return a proxy. Proxies are `Clone`, `Send + Sync` and serde: pass them to
+//! children, put them in queues or inside other managed containers (a list of dict proxies);
+//! every copy reaches the same object. Custom types are registered by name on the builder
+//! ([`ManagerBuilder::register`], for types `#[shmproc::managed]` implements [`Managed`] for)
+//! and created with [`Manager::create`].
+//!
+//! # Transport
+//! Clients authenticate on the server's socket with the connections' mutual HMAC handshake
+//! before anything they send is decoded. A client on the same host then moves to a
+//! shared-memory pipe (`pipe()`, spin-then-sleep on both ends), one per calling thread, so a
+//! round trip costs two ring messages, not four system calls; a remote client
+//! ([`Manager::connect`] to a TCP address) sends its requests over the TCP connection.
+//! Requests and replies are codec-encoded data; requests are capped at 64 MiB before they are
+//! received. All built-in objects are served by the server (no in-heap container is handed
+//! out: a proxy works the same from any host).
+//!
+//! # Trust
+//! A request names an object kind (built-in, or a registered type's name), an object id and a
+//! method by name; an unknown kind, object or method, arguments that do not decode, or a
+//! request that does not decode is an error reply to that caller, never a server crash; a
+//! method that panics is an error reply and the server goes on. Code addresses never travel:
+//! a server process learns its registered types' entry points through its private
+//! registration pipe (see `server`).
+//!
+//! # Process death
+//! - The server process dies with the process that started it (it is a daemon child), and
+//!   [`Manager::shutdown`] or dropping the last clone of the [`Manager`] stops it. Like every
+//!   daemon child, it is tied to the *thread* that started it: start a manager from a thread
+//!   that outlives its use (the main thread, typically).
+//! - A client process that dies gives back what it held: a managed `Lock` or `RLock`, a
+//!   condition's lock, semaphore units it took and did not release; a barrier it waited on
+//!   breaks (Python's managed lock stays locked forever instead).
+//! - When the server dies, every call of a client returns an error
+//!   ([`Error::Disconnected`]) instead of waiting forever.
+//!
+//! # Lifetimes
+//! An object lives while the creating process holds a proxy to it; once a proxy to it has
+//! been serialized (sent elsewhere), it lives until the server stops.
+
+mod client;
+pub mod managed;
+mod objects;
+mod protocol;
+mod proxy;
+mod server;
+
+pub use client::RemoteObject;
+pub use managed::{DispatchError, Managed, ManagedProxy};
+pub use proxy::{
+    ArrayProxy, BarrierProxy, BoundedSemaphoreProxy, ConditionProxy, DictProxy, EventProxy,
+    JoinableQueueProxy, ListProxy, LockProxy, ManagedLockGuard, NamespaceProxy, QueueProxy,
+    RLockProxy, SemaphoreProxy, ValueProxy,
+};
+
+use crate::codec;
+use crate::connection::{Address, Listener, pipe_simplex};
+use crate::error::{Error, Result};
+use crate::process::{Process, StartMethod, Target, registration_frame};
+use crate::sys;
+use client::{Client, client_for};
+use protocol::{Endpoint, Request};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use server::{
+    CustomOp, CustomReply, Entry, EntryFn, Server, ServerArgs, custom_entry, server_main,
+};
+use std::fmt;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long [`Manager::start`] waits for the server to listen.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A registered custom type.
+#[derive(Clone, Copy)]
+struct Registered {
+    name: &'static str,
+    entry: EntryFn,
+}
+
+/// Configures and starts a [`Manager`] (from [`Manager::builder`]).
+pub struct ManagerBuilder {
+    name: Option<String>,
+    authkey: Option<Vec<u8>>,
+    method: Option<StartMethod>,
+    address: Option<Address>,
+    types: Vec<Registered>,
+}
+
+impl fmt::Debug for ManagerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagerBuilder")
+            .field("name", &self.name)
+            .field("method", &self.method)
+            .field("address", &self.address)
+            .field(
+                "types",
+                &self.types.iter().map(|t| t.name).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl ManagerBuilder {
+    /// Names the server process (default `Manager-N`, see [`Process`]).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the authentication key clients must know (default: 32 random bytes, known to
+    /// this process and every proxy it serializes).
+    pub fn authkey(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.authkey = Some(key.into());
+        self
+    }
+
+    /// Sets how the server process is started (default: [`start_method`](crate::start_method)).
+    /// With registered types the server is always started with [`StartMethod::Spawn`]: its
+    /// types' entries reach it through a private registration pipe only a spawned child
+    /// inherits.
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Sets the address the server listens on (default: a fresh abstract Unix socket name).
+    /// A TCP address makes the server reachable from other hosts with
+    /// [`Manager::connect`].
+    pub fn address(mut self, address: impl Into<Address>) -> Self {
+        self.address = Some(address.into());
+        self
+    }
+
+    /// Registers the custom type `T` (Python's `BaseManager.register`): the server can then
+    /// hold values of `T` ([`Manager::create`]). Registering a name twice keeps the first.
+    pub fn register<T: Managed>(mut self) -> Self {
+        if !self.types.iter().any(|t| t.name == T::TYPE_NAME) {
+            self.types.push(Registered {
+                name: T::TYPE_NAME,
+                entry: custom_entry::<T>,
+            });
+        }
+        self
+    }
+
+    fn authkey_or_random(&mut self) -> Vec<u8> {
+        self.authkey.take().unwrap_or_else(|| {
+            (0..4)
+                .flat_map(|_| sys::random_u64().to_le_bytes())
+                .collect()
+        })
+    }
+
+    /// Starts the server process and returns its owner.
+    ///
+    /// # Errors
+    /// The errors of [`ProcessBuilder::start`](crate::ProcessBuilder::start);
+    /// [`Error::ChildStartFailed`] if the server could not listen (its reason kept) or did
+    /// not report within 30 s.
+    pub fn start(mut self) -> Result<Manager> {
+        let authkey = self.authkey_or_random();
+        let endpoint = match &self.address {
+            Some(a) => Endpoint::of(a),
+            None => Endpoint::Abstract(
+                format!(
+                    "shmproc-manager-{}-{:016x}",
+                    sys::current_pid(),
+                    sys::random_u64()
+                )
+                .into_bytes(),
+            ),
+        };
+        let (ready_r, ready_w) = pipe_simplex()?;
+        let args = ServerArgs {
+            endpoint,
+            authkey: authkey.clone(),
+            types: self.types.iter().map(|t| t.name.to_owned()).collect(),
+            registrations: !self.types.is_empty(),
+            ready: ready_w,
+        };
+        let mut b = Process::new(server_main, args).daemon(true);
+        if let Some(n) = self.name.take() {
+            b = b.name(n);
+        }
+        // The registration pipe's write end stays open until the server reported: it reads
+        // every frame before listening.
+        let mut regs = None;
+        let process = if self.types.is_empty() {
+            if let Some(m) = self.method {
+                b = b.start_method(m);
+            }
+            b.start()?
+        } else {
+            let (r, mut w) = sys::pipe().map_err(|e| Error::io("pipe", e))?;
+            for t in &self.types {
+                let entry: fn(CustomOp) -> CustomReply = t.entry;
+                w.write_all(&registration_frame(Target::returning(entry))?)
+                    .map_err(|e| Error::io("write registration", e))?;
+            }
+            let p = b.start_spawn_with(&[r.as_fd()])?;
+            regs = Some(w);
+            p
+        };
+        let fail = |reason: String| {
+            let _ = process.kill();
+            let _ = process.join_timeout(Duration::from_secs(5));
+            Error::ChildStartFailed { reason }
+        };
+        if !ready_r.poll(Some(START_TIMEOUT))? {
+            return Err(fail("manager server did not start in time".into()));
+        }
+        let endpoint = match ready_r.recv::<std::result::Result<Endpoint, String>>() {
+            Ok(Ok(e)) => e,
+            Ok(Err(reason)) => return Err(fail(reason)),
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        drop(regs);
+        Ok(Manager::owning(
+            client_for(&endpoint, &authkey),
+            Owner::Process(process),
+        ))
+    }
+
+    /// Runs a server in the current process on `address` (TCP, a Unix path or an abstract
+    /// name) with `authkey` (the builder's key is ignored), serving until
+    /// [`shutdown`](Manager::shutdown) or the drop of the returned owner. The registered
+    /// types are served by their entry functions in this process.
+    ///
+    /// # Errors
+    /// The errors of [`Listener::bind`]; [`Error::Io`] if the server thread cannot start.
+    pub fn serve(self, address: impl Into<Address>, authkey: &[u8]) -> Result<Manager> {
+        let listener = Listener::bind(address, Some(authkey))?;
+        let endpoint = Endpoint::of(listener.address());
+        let types = self
+            .types
+            .iter()
+            .map(|t| (t.name.to_owned(), Entry::Local(t.entry)))
+            .collect();
+        let server = Server::new(types, true);
+        let s2 = Arc::clone(&server);
+        let thread = std::thread::Builder::new()
+            .name("shmproc-manager".into())
+            .spawn(move || s2.accept_loop(&listener))
+            .map_err(|e| Error::io("spawn thread", e))?;
+        Ok(Manager::owning(
+            client_for(&endpoint, authkey),
+            Owner::InProcess {
+                server,
+                thread: Mutex::new(Some(thread)),
+            },
+        ))
+    }
+}
+
+/// What an owning [`Manager`] stops.
+enum Owner {
+    Process(Process),
+    InProcess {
+        server: Arc<Server>,
+        thread: Mutex<Option<JoinHandle<()>>>,
+    },
+    None,
+}
+
+struct Inner {
+    client: Arc<Client>,
+    owner: Owner,
+    stopped: Mutex<bool>,
+}
+
+impl Inner {
+    fn shutdown(&self) -> Result<()> {
+        {
+            let mut s = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
+            if *s {
+                return Ok(());
+            }
+            *s = true;
+        }
+        match &self.owner {
+            Owner::Process(p) => {
+                // The server answers and exits; a server already gone is stopped too.
+                let _ = self.client.request(&Request::Shutdown);
+                if p.join_timeout(Duration::from_secs(5))?.is_none() {
+                    p.kill()?;
+                    p.join()?;
+                }
+                Ok(())
+            }
+            Owner::InProcess { server, thread } => {
+                server.stop();
+                // Wake the accept loop with one last connection.
+                let _ = crate::connection::Client::connect(
+                    self.client.endpoint.address(),
+                    Some(self.client.authkey()),
+                );
+                let t = thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if let Some(t) = t {
+                    let _ = t.join();
+                }
+                Ok(())
+            }
+            Owner::None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// A manager: the owner of (or a connection to) a server that holds objects for proxies.
+///
+/// Clones share the server; dropping the last clone of an owner (from [`Manager::start`] or
+/// [`ManagerBuilder::serve`]) stops it, as does [`shutdown`](Manager::shutdown). The server
+/// process also dies with the process that started it.
+///
+/// # Examples
+/// ```no_run
+/// fn child(d: shmproc::manager::DictProxy<String, i32>) -> bool {
+///     d.insert("answer".into(), 42).is_ok()
+/// }
+///
+/// fn main() -> shmproc::Result<()> {
+///     shmproc::init();
+///     let m = shmproc::Manager::start()?;
+///     let d = m.dict::<String, i32>()?;
+///     assert!(shmproc::spawn(d.clone(), child)?.join()?);
+///     assert_eq!(d.get(&"answer".into())?, Some(42));
+///     m.shutdown()
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let owner = match &self.inner.owner {
+            Owner::Process(p) => format!("process {}", p.pid()),
+            Owner::InProcess { .. } => "this process".into(),
+            Owner::None => "none".into(),
+        };
+        f.debug_struct("Manager")
+            .field("server", &self.inner.client.endpoint)
+            .field("owner", &owner)
+            .finish()
+    }
+}
+
+impl Manager {
+    fn owning(client: Arc<Client>, owner: Owner) -> Manager {
+        Manager {
+            inner: Arc::new(Inner {
+                client,
+                owner,
+                stopped: Mutex::new(false),
+            }),
+        }
+    }
+
+    /// Returns a builder (name, authkey, start method, address, registered types).
+    pub fn builder() -> ManagerBuilder {
+        ManagerBuilder {
+            name: None,
+            authkey: None,
+            method: None,
+            address: None,
+            types: Vec::new(),
+        }
+    }
+
+    /// Starts a server process with the defaults (see [`ManagerBuilder::start`]).
+    ///
+    /// # Errors
+    /// As for [`ManagerBuilder::start`].
+    pub fn start() -> Result<Manager> {
+        Manager::builder().start()
+    }
+
+    /// Runs a server in the current process on `address` (see [`ManagerBuilder::serve`]).
+    ///
+    /// # Errors
+    /// As for [`ManagerBuilder::serve`]; [`Error::Unauthenticated`] never happens since a key
+    /// is required.
+    pub fn serve(address: impl Into<Address>, authkey: &[u8]) -> Result<Manager> {
+        Manager::builder().serve(address, authkey)
+    }
+
+    /// Connects to a server at `address` (from this or another host), checking that it
+    /// answers. Dropping the result does not stop the server.
+    ///
+    /// # Errors
+    /// [`Error::AuthFailed`] for a wrong key; [`Error::Io`] if nothing listens there;
+    /// [`Error::Timeout`] if the handshake does not finish.
+    pub fn connect(address: impl Into<Address>, authkey: &[u8]) -> Result<Manager> {
+        let endpoint = Endpoint::of(&address.into());
+        let client = client_for(&endpoint, authkey);
+        client.request(&Request::Ping)?;
+        Ok(Manager {
+            inner: Arc::new(Inner {
+                client,
+                owner: Owner::None,
+                stopped: Mutex::new(false),
+            }),
+        })
+    }
+
+    /// Returns the address the server listens on (with the port chosen for a TCP port 0).
+    pub fn address(&self) -> Address {
+        self.inner.client.endpoint.address()
+    }
+
+    /// Returns the server process, for a manager started by [`Manager::start`].
+    pub fn process(&self) -> Option<&Process> {
+        match &self.inner.owner {
+            Owner::Process(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Stops the server (waiting up to 5 s for its process to exit, then killing it). Proxies
+    /// then fail with [`Error::Disconnected`]. Does nothing for a manager from
+    /// [`connect`](Manager::connect) or one stopped already.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the server process cannot be killed or reaped.
+    pub fn shutdown(&self) -> Result<()> {
+        self.inner.shutdown()
+    }
+
+    /// Blocks until the server stops: a server process until it exits, an in-process server
+    /// ([`Manager::serve`]) until a client asked it to stop with
+    /// [`stop_server`](Manager::stop_server) (this then finishes the shutdown). Returns at once
+    /// for a manager from [`connect`](Manager::connect).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the server process cannot be waited for.
+    pub fn wait(&self) -> Result<()> {
+        match &self.inner.owner {
+            Owner::Process(p) => p.join().map(drop),
+            Owner::InProcess { server, .. } => {
+                while !server.stopping() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                self.shutdown()
+            }
+            Owner::None => Ok(()),
+        }
+    }
+
+    /// Asks the server to stop, from any manager connected to it (a remote client included,
+    /// unlike [`shutdown`](Manager::shutdown), which only the owner's does).
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`] if the server is gone already.
+    pub fn stop_server(&self) -> Result<()> {
+        self.inner.client.request(&Request::Shutdown).map(drop)
+    }
+
+    /// Returns the server's shared namespace: one namespace per server, reachable by every
+    /// client (a remote one included), for publishing proxies by name (Python registers a
+    /// callable per shared object for this).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # fn main() -> shmproc::Result<()> {
+    /// # let owner = shmproc::Manager::start()?;
+    /// let q = owner.queue::<String>()?;
+    /// owner.shared()?.set("jobs", &q)?;
+    /// // In any client of the same server:
+    /// let q: shmproc::manager::QueueProxy<String> = owner.shared()?.get("jobs")?.unwrap();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// None today; kept fallible like the factories.
+    pub fn shared(&self) -> Result<NamespaceProxy> {
+        NamespaceProxy::from_remote(RemoteObject::attached(
+            Arc::clone(&self.inner.client),
+            server::SHARED_NAMESPACE,
+            NamespaceProxy::KIND.to_owned(),
+        ))
+    }
+
+    fn create_raw(&self, kind: &str, init: Vec<u8>) -> Result<RemoteObject> {
+        let id: u64 = codec::from_bytes(&self.inner.client.request(&Request::Create {
+            kind: kind.to_owned(),
+            init,
+        })?)?;
+        Ok(RemoteObject::new(
+            Arc::clone(&self.inner.client),
+            id,
+            kind.to_owned(),
+        ))
+    }
+
+    /// Creates an empty dict in the server.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`] if the server is gone (every factory).
+    pub fn dict<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned>(
+        &self,
+    ) -> Result<DictProxy<K, V>> {
+        let none: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        DictProxy::from_remote(self.create_raw(DictProxy::<K, V>::KIND, codec::to_bytes(&none)?)?)
+    }
+
+    /// Creates an empty list in the server.
+    ///
+    /// # Errors
+    /// As for [`dict`](Manager::dict).
+    pub fn list<T: Serialize + DeserializeOwned>(&self) -> Result<ListProxy<T>> {
+        self.list_from(std::iter::empty())
+    }
+
+    /// Creates a list holding `items` in the server.
+    ///
+    /// # Errors
+    /// As for [`dict`](Manager::dict); [`Error::Codec`] if an item does not encode.
+    pub fn list_from<T: Serialize + DeserializeOwned>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<ListProxy<T>> {
+        let items = items
+            .into_iter()
+            .map(|v| codec::to_bytes(&v))
+            .collect::<Result<Vec<_>>>()?;
+        ListProxy::from_remote(self.create_raw(ListProxy::<T>::KIND, codec::to_bytes(&items)?)?)
+    }
+
+    /// Creates a value in the server.
+    ///
+    /// # Errors
+    /// As for [`dict`](Manager::dict).
+    pub fn value<T: Serialize + DeserializeOwned>(&self, value: T) -> Result<ValueProxy<T>> {
+        let init = codec::to_bytes(&codec::to_bytes(&value)?)?;
+        ValueProxy::from_remote(self.create_raw(ValueProxy::<T>::KIND, init)?)
+    }
+
+    /// Creates an array of `n` default values in the server.
+    ///
+    /// # Errors
+    /// As for [`dict`](Manager::dict).
+    pub fn array<T: Serialize + DeserializeOwned + Default>(
+        &self,
+        n: usize,
+    ) -> Result<ArrayProxy<T>> {
+        let one = codec::to_bytes(&T::default())?;
+        let init = codec::to_bytes(&vec![one; n])?;
+        ArrayProxy::from_remote(self.create_raw(ArrayProxy::<T>::KIND, init)?)
+    }
+
+    /// Creates an array holding `items` in the server.
+    ///
+    /// # Errors
+    /// As for [`dict`](Manager::dict).
+    pub fn array_from<T: Serialize + DeserializeOwned>(
+        &self,
+        items: &[T],
+    ) -> Result<ArrayProxy<T>> {
+        let items = items
+            .iter()
+            .map(codec::to_bytes)
+            .collect::<Result<Vec<_>>>()?;
+        ArrayProxy::from_remote(self.create_raw(ArrayProxy::<T>::KIND, codec::to_bytes(&items)?)?)
+    }
+
+    /// Creates an empty namespace in the server.
+    ///
+    /// # Errors
+    /// As for [`dict`](Manager::dict).
+    pub fn namespace(&self) -> Result<NamespaceProxy> {
+        NamespaceProxy::from_remote(self.create_raw(NamespaceProxy::KIND, Vec::new())?)
+    }
+
+    /// Creates a lock in the server.
+    ///
+    /// # Errors
+    /// As for [`dict`](Manager::dict).
+    pub fn lock(&self) -> Result<LockProxy> {
+        LockProxy::from_remote(self.create_raw(LockProxy::KIND, Vec::new())?)
+    }
+
+    /// Creates a re-entrant lock in the server.
+    ///
+    /// # Errors
+    /// As for [`dict`](Manager::dict).
+    pub fn rlock(&self) -> Result<RLockProxy> {
+        RLockProxy::from_remote(self.create_raw(RLockProxy::KIND, Vec::new())?)
+    }
+
+    /// Creates a semaphore with `n` units in the server.
+    ///
+    /// # Errors
+    /// As for [`dict`](Manager::dict).
+    pub fn semaphore(&self, n: u32) -> Result<SemaphoreProxy> {
+        SemaphoreProxy::from_remote(self.create_raw(SemaphoreProxy::KIND, codec::to_bytes(&n)?)?)
+    }
+
+    /// Creates a bounded semaphore with `n` units (and at most `n`) in the server.
+    ///
+    /// # Errors
+    /// As for [`dict`](Manager::dict).
+    pub fn bounded_semaphore(&self, n: u32) -> Result<BoundedSemaphoreProxy> {
+        BoundedSemaphoreProxy::from_remote(
+            self.create_raw(BoundedSemaphoreProxy::KIND, codec::to_bytes(&n)?)?,
+        )
+    }
+
+    /// Creates a condition variable (with its own re-entrant lock) in the server.
+    ///
+    /// # Errors
+    /// As for [`dict`](Manager::dict).
+    pub fn condition(&self) -> Result<ConditionProxy> {
+        ConditionProxy::from_remote(self.create_raw(ConditionProxy::KIND, Vec::new())?)
+    }
+
+    /// Creates an event in the server.
+    ///
+    /// # Errors
+    /// As for [`dict`](Manager::dict).
+    pub fn event(&self) -> Result<EventProxy> {
+        EventProxy::from_remote(self.create_raw(EventProxy::KIND, Vec::new())?)
+    }
+
+    /// Creates a barrier for `parties` parties in the server.
+    ///
+    /// # Errors
+    /// As for [`dict`](Manager::dict); [`Error::Remote`] for zero parties.
+    pub fn barrier(&self, parties: u32) -> Result<BarrierProxy> {
+        BarrierProxy::from_remote(self.create_raw(BarrierProxy::KIND, codec::to_bytes(&parties)?)?)
+    }
+
+    /// Creates an unbounded queue in the server.
+    ///
+    /// # Errors
+    /// As for [`dict`](Manager::dict).
+    pub fn queue<T: Serialize + DeserializeOwned>(&self) -> Result<QueueProxy<T>> {
+        QueueProxy::from_remote(
+            self.create_raw(QueueProxy::<T>::KIND, codec::to_bytes(&None::<u64>)?)?,
+        )
+    }
+
+    /// Creates a queue holding at most `capacity` items in the server.
+    ///
+    /// # Errors
+    /// As for [`dict`](Manager::dict).
+    pub fn queue_with_capacity<T: Serialize + DeserializeOwned>(
+        &self,
+        capacity: usize,
+    ) -> Result<QueueProxy<T>> {
+        let cap = Some(capacity as u64);
+        QueueProxy::from_remote(self.create_raw(QueueProxy::<T>::KIND, codec::to_bytes(&cap)?)?)
+    }
+
+    /// Creates an unbounded joinable queue in the server.
+    ///
+    /// # Errors
+    /// As for [`dict`](Manager::dict).
+    pub fn joinable_queue<T: Serialize + DeserializeOwned>(&self) -> Result<JoinableQueueProxy<T>> {
+        JoinableQueueProxy::from_remote(self.create_raw(
+            JoinableQueueProxy::<T>::KIND,
+            codec::to_bytes(&None::<u64>)?,
+        )?)
+    }
+
+    /// Creates a value of the registered type `T` in the server and returns its proxy.
+    ///
+    /// # Errors
+    /// [`Error::Remote`] with [`RemoteErrorKind::UnknownType`](crate::RemoteErrorKind) if the
+    /// server has no type registered under `T::TYPE_NAME`; as for [`dict`](Manager::dict).
+    pub fn create<T: Managed>(&self, value: T) -> Result<T::Proxy> {
+        let remote = self.create_raw(T::TYPE_NAME, codec::to_bytes(&value)?)?;
+        Ok(T::Proxy::from_remote(remote))
+    }
+}

@@ -1,0 +1,657 @@
+//! The manager server: accepts authenticated connections, serves each on its own thread, and
+//! holds the objects.
+//!
+//! # Custom types
+//! A registered type is served by its *entry*, `custom_entry::<T>`, a monomorphised function
+//! that creates, calls and drops values of `T` kept in this process. The server never takes a
+//! code address from a message: a server started by [`Manager::start`](super::Manager) learns
+//! the entries through its private registration pipe (as a pool worker learns its functions;
+//! see `process::target`) and calls one by the id of its registration; a server running in
+//! the current process ([`Manager::serve`](super::Manager::serve)) holds the function pointers
+//! its builder registered. A request names a type by name; an unknown name is an error to
+//! that caller.
+//!
+//! # What happens when a client dies
+//! Each connection's thread notices the end of its connection (the client closed it or its
+//! process is gone) and, when it was the last connection of that client process, gives back
+//! everything the process held: locks (including a condition's), `RLock` depths, semaphore
+//! units. A blocked call of a dead client (waiting on a lock, a queue, a condition) ends
+//! within a slice of the server's wait.
+
+#![allow(unsafe_code)]
+
+use super::client::Greeting;
+use super::managed::{DispatchError, Managed};
+use super::objects::{BUILTIN, Ctx, Object};
+use super::protocol::{Endpoint, Fault, MAX_REQUEST, Reply, Request};
+use crate::codec;
+use crate::connection::{Connection, Listener};
+use crate::error::{Error, Result};
+use crate::process::{
+    Outcome, Registrations, TargetId, panic_message, run_installed, take_inherited,
+};
+use crate::transfer::Received;
+use serde::{Deserialize, Serialize};
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// The most connections a server serves at once; past it, new ones are closed at once.
+pub(crate) const MAX_CONNECTIONS: usize = 1024;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a custom type's entry is asked to do.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum CustomOp {
+    Create {
+        object: u64,
+        value: Vec<u8>,
+    },
+    Call {
+        object: u64,
+        method: String,
+        args: Vec<u8>,
+    },
+    Drop {
+        object: u64,
+    },
+}
+
+/// What a custom type's entry answers.
+pub(crate) type CustomReply = std::result::Result<Vec<u8>, DispatchError>;
+
+/// A type's entry function.
+pub(crate) type EntryFn = fn(CustomOp) -> CustomReply;
+
+type Cell = Arc<Mutex<Box<dyn Any + Send>>>;
+
+/// The custom values this process serves, by object id.
+static CUSTOM: Mutex<Option<HashMap<u64, Cell>>> = Mutex::new(None);
+
+/// Creates, calls or drops a value of `T` held in this process.
+pub(crate) fn custom_entry<T: Managed>(op: CustomOp) -> CustomReply {
+    match op {
+        CustomOp::Create { object, value } => {
+            let v: T = codec::from_bytes(&value).map_err(|e| DispatchError::BadArguments {
+                method: "create".into(),
+                reason: e.to_string(),
+            })?;
+            let cell: Cell = Arc::new(Mutex::new(Box::new(v)));
+            lock(&CUSTOM)
+                .get_or_insert_with(HashMap::new)
+                .insert(object, cell);
+            Ok(Vec::new())
+        }
+        CustomOp::Call {
+            object,
+            method,
+            args,
+        } => {
+            let cell = lock(&CUSTOM).as_ref().and_then(|m| m.get(&object).cloned());
+            let Some(cell) = cell else {
+                return Err(DispatchError::BadArguments {
+                    method,
+                    reason: format!("no object {object}"),
+                });
+            };
+            // A method that panicked may have left the value half-updated; like Python, the
+            // object stays in service (the caller was told of the panic).
+            let mut g = lock(&cell);
+            match g.downcast_mut::<T>() {
+                Some(v) => v.dispatch(&method, &args),
+                None => Err(DispatchError::UnknownMethod {
+                    type_name: T::TYPE_NAME.into(),
+                    method,
+                }),
+            }
+        }
+        CustomOp::Drop { object } => {
+            lock(&CUSTOM).as_mut().map(|m| m.remove(&object));
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// How the server reaches a type's entry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Entry {
+    /// A function of this process (a server in the current process).
+    Local(EntryFn),
+    /// An entry installed through the private registration pipe.
+    Installed(TargetId),
+}
+
+/// One server object, with its creator's reference.
+struct Slot {
+    obj: Arc<Object>,
+    refs: u64,
+    pinned: bool,
+    type_name: Arc<str>,
+}
+
+/// A client process's live connections and the objects it may hold something of.
+#[derive(Default)]
+struct ClientRec {
+    sessions: u32,
+    touched: Arc<Mutex<HashSet<u64>>>,
+}
+
+/// The server state shared by its connection threads.
+pub(crate) struct Server {
+    types: Vec<(String, Entry)>,
+    objects: Mutex<HashMap<u64, Slot>>,
+    clients: Mutex<HashMap<u64, ClientRec>>,
+    connections: Mutex<usize>,
+    stopping: Mutex<bool>,
+    /// Whether the server runs inside a user's process (it must then stop its threads rather
+    /// than exit).
+    in_process: bool,
+}
+
+/// The id of the server's shared namespace ([`Manager::shared`](super::Manager::shared)).
+pub(crate) const SHARED_NAMESPACE: u64 = 0;
+
+/// Object ids: unique in the process (several in-process servers share the custom values).
+fn next_id() -> u64 {
+    static NEXT: Mutex<u64> = Mutex::new(0);
+    let mut n = lock(&NEXT);
+    *n += 1;
+    *n
+}
+
+impl Server {
+    pub(crate) fn new(types: Vec<(String, Entry)>, in_process: bool) -> Arc<Server> {
+        // Object 0: the namespace every client reaches by `Manager::shared`, for the life of
+        // the server.
+        let mut objects = HashMap::new();
+        objects.insert(
+            SHARED_NAMESPACE,
+            Slot {
+                obj: Arc::new(Object::Namespace(Mutex::default())),
+                refs: 1,
+                pinned: true,
+                type_name: "shmproc.namespace".into(),
+            },
+        );
+        Arc::new(Server {
+            types,
+            objects: Mutex::new(objects),
+            clients: Mutex::new(HashMap::new()),
+            connections: Mutex::new(0),
+            stopping: Mutex::new(false),
+            in_process,
+        })
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        *lock(&self.stopping)
+    }
+
+    pub(crate) fn stop(&self) {
+        *lock(&self.stopping) = true;
+    }
+
+    /// Accepts connections until the server stops; each is served on its own thread.
+    pub(crate) fn accept_loop(self: &Arc<Self>, listener: &Listener) {
+        while !self.stopping() {
+            let conn = match listener.accept() {
+                Ok(c) => c,
+                // One client failed its handshake (or timed out): the others go on.
+                Err(Error::Io { .. }) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            if self.stopping() {
+                break;
+            }
+            {
+                let mut n = lock(&self.connections);
+                if *n >= MAX_CONNECTIONS {
+                    continue; // dropping the connection closes it
+                }
+                *n += 1;
+            }
+            let me = Arc::clone(self);
+            let spawned = std::thread::Builder::new()
+                .name("shmproc-manager-conn".into())
+                .spawn(move || {
+                    me.serve_connection(conn);
+                    *lock(&me.connections) -= 1;
+                });
+            if spawned.is_err() {
+                *lock(&self.connections) -= 1;
+            }
+        }
+    }
+
+    /// Serves one connection: its greeting, then requests until it ends.
+    fn serve_connection(self: &Arc<Self>, sock: Connection) {
+        let Ok(greeting) = sock.recv::<Greeting>() else {
+            return;
+        };
+        let conn = match greeting.pipe {
+            Some(pipe) => {
+                if send_reply(&sock, &Reply::Ok(Vec::new())).is_err() {
+                    return;
+                }
+                drop(sock);
+                pipe
+            }
+            None => {
+                if send_reply(&sock, &Reply::Ok(Vec::new())).is_err() {
+                    return;
+                }
+                sock
+            }
+        };
+        let client = greeting.client;
+        let touched = {
+            let mut clients = lock(&self.clients);
+            let rec = clients.entry(client).or_default();
+            rec.sessions += 1;
+            Arc::clone(&rec.touched)
+        };
+        self.session(&conn, client, &touched);
+        self.client_left(client);
+    }
+
+    fn session(&self, conn: &Connection, client: u64, touched: &Mutex<HashSet<u64>>) {
+        let gone = || !matches!(conn.poll(Some(Duration::ZERO)), Ok(false));
+        loop {
+            if self.in_process {
+                // Wake up now and then to notice that the server stopped.
+                match conn.poll(Some(Duration::from_millis(200))) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        if self.stopping() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(_) => return,
+                }
+            }
+            let bytes = match conn.recv_bytes_max(MAX_REQUEST) {
+                Ok(b) => b,
+                Err(Error::MessageTooLarge { size, limit }) => {
+                    let f = Fault::BadRequest(format!(
+                        "request of {size} bytes over the {limit}-byte cap"
+                    ));
+                    if send_reply(conn, &Reply::Err(f)).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(_) => return,
+            };
+            let mut shutdown = false;
+            let reply = match codec::from_bytes::<Request>(&bytes) {
+                Ok(Request::Shutdown) => {
+                    shutdown = true;
+                    Reply::Ok(Vec::new())
+                }
+                Ok(req) => {
+                    let ctx = Ctx {
+                        client,
+                        thread: 0,
+                        gone: &gone,
+                    };
+                    match self.handle(req, ctx, touched) {
+                        Ok(b) => Reply::Ok(b),
+                        Err(f) => Reply::Err(f),
+                    }
+                }
+                Err(e) => Reply::Err(Fault::BadRequest(format!("undecodable request: {e}"))),
+            };
+            if shutdown {
+                self.stop();
+                let _ = send_reply(conn, &reply);
+                if !self.in_process {
+                    // The server process ends here: its objects and connections go with it.
+                    crate::process::init::exit(0);
+                }
+                return;
+            }
+            if send_reply(conn, &reply).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn lookup(&self, object: u64) -> std::result::Result<(Arc<Object>, Arc<str>), Fault> {
+        lock(&self.objects)
+            .get(&object)
+            .map(|s| (Arc::clone(&s.obj), Arc::clone(&s.type_name)))
+            .ok_or(Fault::UnknownObject(object))
+    }
+
+    fn handle(
+        &self,
+        req: Request,
+        mut ctx: Ctx<'_>,
+        touched: &Mutex<HashSet<u64>>,
+    ) -> std::result::Result<Vec<u8>, Fault> {
+        match req {
+            Request::Call {
+                object,
+                thread,
+                method,
+                args,
+            } => {
+                let (obj, _) = self.lookup(object)?;
+                ctx.thread = thread;
+                match *obj {
+                    Object::Custom { entry } => self.run_custom(
+                        entry,
+                        CustomOp::Call {
+                            object,
+                            method,
+                            args,
+                        },
+                    ),
+                    ref o => {
+                        if o.holds() {
+                            lock(touched).insert(object);
+                        }
+                        o.call(&method, &args, &ctx)
+                    }
+                }
+            }
+            Request::Create { kind, init } => {
+                let id = next_id();
+                let obj = if BUILTIN.contains(&kind.as_str()) {
+                    Object::create(&kind, &init)?
+                } else {
+                    let entry = self
+                        .types
+                        .iter()
+                        .position(|(n, _)| *n == kind)
+                        .ok_or_else(|| Fault::UnknownType(kind.clone()))?;
+                    self.run_custom(
+                        entry,
+                        CustomOp::Create {
+                            object: id,
+                            value: init,
+                        },
+                    )?;
+                    Object::Custom { entry }
+                };
+                lock(&self.objects).insert(
+                    id,
+                    Slot {
+                        obj: Arc::new(obj),
+                        refs: 1,
+                        pinned: false,
+                        type_name: kind.into(),
+                    },
+                );
+                codec::to_bytes(&id).map_err(Fault::from)
+            }
+            Request::Pin { object } => {
+                let mut objects = lock(&self.objects);
+                let slot = objects
+                    .get_mut(&object)
+                    .ok_or(Fault::UnknownObject(object))?;
+                slot.pinned = true;
+                Ok(codec::to_bytes(&()).map_err(Fault::from)?)
+            }
+            Request::Release { object } => {
+                let removed = {
+                    let mut objects = lock(&self.objects);
+                    let slot = objects
+                        .get_mut(&object)
+                        .ok_or(Fault::UnknownObject(object))?;
+                    slot.refs = slot.refs.saturating_sub(1);
+                    if slot.refs == 0 && !slot.pinned {
+                        objects.remove(&object)
+                    } else {
+                        None
+                    }
+                };
+                if let Some(slot) = removed
+                    && let Object::Custom { entry } = *slot.obj
+                {
+                    let _ = self.run_custom(entry, CustomOp::Drop { object });
+                }
+                Ok(codec::to_bytes(&()).map_err(Fault::from)?)
+            }
+            Request::TypeOf { object } => {
+                let (_, name) = self.lookup(object)?;
+                codec::to_bytes(&*name).map_err(Fault::from)
+            }
+            Request::Ping => codec::to_bytes(&()).map_err(Fault::from),
+            Request::Hello { .. } => Err(Fault::BadRequest("greeting sent twice".into())),
+            Request::Shutdown => Ok(Vec::new()),
+        }
+    }
+
+    /// Runs a custom type's entry, turning a panic into an error for the caller.
+    fn run_custom(&self, entry: usize, op: CustomOp) -> std::result::Result<Vec<u8>, Fault> {
+        let (_, e) = self
+            .types
+            .get(entry)
+            .ok_or_else(|| Fault::UnknownType(format!("#{entry}")))?;
+        match *e {
+            Entry::Local(f) => match catch_unwind(AssertUnwindSafe(|| f(op))) {
+                Ok(r) => r.map_err(Fault::Dispatch),
+                Err(p) => Err(Fault::Dispatch(DispatchError::Panicked {
+                    message: panic_message(p.as_ref()),
+                })),
+            },
+            Entry::Installed(id) => {
+                let bytes = codec::to_bytes(&op).map_err(Fault::from)?;
+                match run_installed(id, &bytes, Received::none()).map_err(Fault::from)? {
+                    Outcome::Returned(b) => codec::from_bytes::<CustomReply>(&b)
+                        .map_err(Fault::from)?
+                        .map_err(Fault::Dispatch),
+                    Outcome::Panicked(message) => {
+                        Err(Fault::Dispatch(DispatchError::Panicked { message }))
+                    }
+                    Outcome::Failed(reason) => Err(Fault::BadRequest(reason)),
+                    Outcome::Exited(code) => {
+                        Err(Fault::BadRequest(format!("entry exited with {code}")))
+                    }
+                }
+            }
+        }
+    }
+
+    /// One connection of `client` ended; the last one gives back what it held.
+    fn client_left(&self, client: u64) {
+        let released = {
+            let mut clients = lock(&self.clients);
+            let Some(rec) = clients.get_mut(&client) else {
+                return;
+            };
+            rec.sessions = rec.sessions.saturating_sub(1);
+            if rec.sessions > 0 {
+                return;
+            }
+            clients.remove(&client).map(|r| r.touched)
+        };
+        let Some(touched) = released else { return };
+        let ids: Vec<u64> = lock(&touched).drain().collect();
+        for id in ids {
+            if let Ok((obj, _)) = self.lookup(id) {
+                obj.release_client(client);
+            }
+        }
+    }
+}
+
+fn send_reply(conn: &Connection, reply: &Reply) -> Result<()> {
+    conn.send_bytes(&codec::to_bytes(reply)?)
+}
+
+/// What a server process is started with.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ServerArgs {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) authkey: Vec<u8>,
+    /// Registered type names, in the order of their registration frames (ids 1, 2, …).
+    pub(crate) types: Vec<String>,
+    /// Whether descriptor 0 is the registration pipe.
+    pub(crate) registrations: bool,
+    /// Where the server reports that it listens (`Ok`) or why it cannot (`Err`).
+    pub(crate) ready: Connection,
+}
+
+/// The main function of a server process.
+pub(crate) fn server_main(args: ServerArgs) {
+    let mut types = Vec::new();
+    if args.registrations {
+        let Some(fd) = take_inherited(0) else {
+            let _ = args
+                .ready
+                .send(&Err::<Endpoint, String>("no registration pipe".into()));
+            return;
+        };
+        // SAFETY: descriptor 0 of this process's `extra` list is the read end of the
+        // registration pipe the manager created for this server and passed in its validated
+        // start-up message (`ProcessBuilder::start_spawn_with`); the manager keeps the write
+        // end close-on-exec and writes only registration frames to it.
+        let mut regs = unsafe { Registrations::new(File::from(fd)) };
+        if let Err(e) = regs.drain() {
+            let _ = args.ready.send(&Err::<Endpoint, String>(e.to_string()));
+            return;
+        }
+        for (i, name) in args.types.iter().enumerate() {
+            let id = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            types.push((name.clone(), Entry::Installed(TargetId(id))));
+        }
+    }
+    let listener = match Listener::bind(args.endpoint.address(), Some(&args.authkey)) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = args.ready.send(&Err::<Endpoint, String>(e.to_string()));
+            return;
+        }
+    };
+    let server = Server::new(types, false);
+    let bound = Endpoint::of(listener.address());
+    if args.ready.send(&Ok::<Endpoint, String>(bound)).is_err() {
+        return;
+    }
+    drop(args.ready);
+    server.accept_loop(&listener);
+    crate::process::init::exit(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small xorshift generator (deterministic: a failure replays).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn bytes(&mut self) -> Vec<u8> {
+            let n = self.below(12);
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    const METHODS: &[&str] = &[
+        "get",
+        "insert",
+        "remove",
+        "contains_key",
+        "get_or_insert",
+        "update",
+        "len",
+        "clear",
+        "keys",
+        "values",
+        "items",
+        "push",
+        "extend",
+        "pop",
+        "set",
+        "truncate",
+        "reverse",
+        "to_vec",
+        "index_of",
+        "contains",
+        "replace",
+        "names",
+        "acquire",
+        "release",
+        "is_locked",
+        "is_owned",
+        "value",
+        "wait",
+        "notify",
+        "notify_all",
+        "is_set",
+        "abort",
+        "reset",
+        "is_broken",
+        "n_waiting",
+        "parties",
+        "put",
+        "is_empty",
+        "is_full",
+        "task_done",
+        "join",
+        "nonsense",
+    ];
+
+    /// Requests with any kind, object, method and argument bytes get an answer (an error for
+    /// what does not make sense); nothing panics and nothing blocks past a slice.
+    #[test]
+    fn any_request_is_answered_without_a_panic() {
+        let server = Server::new(Vec::new(), true);
+        let gone = || true;
+        let touched = Mutex::new(HashSet::new());
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut ok = 0;
+        for _ in 0..3000 {
+            let req = match rng.below(4) {
+                0 => Request::Create {
+                    kind: BUILTIN[rng.below(BUILTIN.len())].to_owned(),
+                    init: rng.bytes(),
+                },
+                1 => Request::Release {
+                    object: rng.below(8) as u64,
+                },
+                _ => Request::Call {
+                    object: rng.below(40) as u64,
+                    thread: rng.below(2) as u64,
+                    method: METHODS[rng.below(METHODS.len())].to_owned(),
+                    args: rng.bytes(),
+                },
+            };
+            let ctx = Ctx {
+                client: 1,
+                thread: 0,
+                gone: &gone,
+            };
+            if server.handle(req, ctx, &touched).is_ok() {
+                ok += 1;
+            }
+        }
+        assert!(ok > 0, "no request was well formed");
+        // Undecodable bytes are refused by the decoder before the server sees them.
+        for _ in 0..1000 {
+            let b = rng.bytes();
+            let _ = codec::from_bytes::<Request>(&b);
+        }
+    }
+}

@@ -1,0 +1,854 @@
+//! Managers: a server process holding objects, proxies used from children, custom types,
+//! client and server death, remote managers over TCP with the right key, a wrong key, no key
+//! and garbage.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // tests: a failed unwrap is the assertion
+
+use serde::{Deserialize, Serialize};
+use shmproc::codec::{from_bytes, to_bytes};
+use shmproc::manager::{
+    BarrierProxy, ConditionProxy, DictProxy, DispatchError, EventProxy, JoinableQueueProxy,
+    ListProxy, LockProxy, Managed, ManagedProxy, NamespaceProxy, QueueProxy, RLockProxy,
+    RemoteObject, SemaphoreProxy,
+};
+use shmproc::testing::{assert_no_leaks, watchdog};
+use shmproc::{Error, Manager, Process, RemoteErrorKind};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(240);
+
+// ------------------------------------------------------------------ a custom type, by hand
+
+/// What `#[shmproc::managed] impl Counter { … }` generates, written out.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Counter {
+    n: u64,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum CounterError {
+    TooBig { asked: u64, limit: u64 },
+}
+
+impl fmt::Display for CounterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CounterError::TooBig { asked, limit } => write!(f, "{asked} is over {limit}"),
+        }
+    }
+}
+
+impl Counter {
+    fn add(&mut self, n: u64) -> u64 {
+        self.n += n;
+        self.n
+    }
+    fn checked_add(&mut self, n: u64) -> Result<u64, CounterError> {
+        if n > 100 {
+            return Err(CounterError::TooBig {
+                asked: n,
+                limit: 100,
+            });
+        }
+        Ok(self.add(n))
+    }
+    fn boom(&mut self) -> u64 {
+        panic!("counter exploded at {}", self.n)
+    }
+}
+
+fn bad_args(method: &str, e: Error) -> DispatchError {
+    DispatchError::BadArguments {
+        method: method.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+fn reply<T: Serialize>(v: &T) -> Result<Vec<u8>, DispatchError> {
+    to_bytes(v).map_err(|e| DispatchError::Panicked {
+        message: e.to_string(),
+    })
+}
+
+impl Managed for Counter {
+    const TYPE_NAME: &'static str = "Counter";
+    type Proxy = CounterProxy;
+    fn dispatch(&mut self, method: &str, args: &[u8]) -> Result<Vec<u8>, DispatchError> {
+        match method {
+            "add" => {
+                let (n,): (u64,) = from_bytes(args).map_err(|e| bad_args(method, e))?;
+                reply(&self.add(n))
+            }
+            "checked_add" => {
+                let (n,): (u64,) = from_bytes(args).map_err(|e| bad_args(method, e))?;
+                match self.checked_add(n) {
+                    Ok(v) => reply(&v),
+                    Err(e) => Err(DispatchError::Method {
+                        message: e.to_string(),
+                        payload: to_bytes(&e).unwrap_or_default(),
+                    }),
+                }
+            }
+            "boom" => {
+                let (): () = from_bytes(args).map_err(|e| bad_args(method, e))?;
+                reply(&self.boom())
+            }
+            _ => Err(DispatchError::UnknownMethod {
+                type_name: Self::TYPE_NAME.to_owned(),
+                method: method.to_owned(),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CounterProxy(RemoteObject);
+
+impl ManagedProxy for CounterProxy {
+    fn from_remote(remote: RemoteObject) -> Self {
+        CounterProxy(remote)
+    }
+    fn remote(&self) -> &RemoteObject {
+        &self.0
+    }
+}
+
+impl CounterProxy {
+    fn add(&self, n: u64) -> shmproc::Result<u64> {
+        self.0.call("add", &(n,))
+    }
+    fn checked_add(&self, n: u64) -> shmproc::Result<u64> {
+        self.0.call("checked_add", &(n,))
+    }
+    fn boom(&self) -> shmproc::Result<u64> {
+        self.0.call("boom", &())
+    }
+}
+
+/// A type registered nowhere.
+#[derive(Debug, Serialize, Deserialize)]
+struct Unregistered;
+
+impl Managed for Unregistered {
+    const TYPE_NAME: &'static str = "Unregistered";
+    type Proxy = CounterProxy;
+    fn dispatch(&mut self, method: &str, _: &[u8]) -> Result<Vec<u8>, DispatchError> {
+        Err(DispatchError::UnknownMethod {
+            type_name: Self::TYPE_NAME.to_owned(),
+            method: method.to_owned(),
+        })
+    }
+}
+
+// ------------------------------------------------------------------ helpers
+
+/// Whether `pid` is a live (not zombie) process.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rfind(')')
+            .and_then(|i| s.get(i + 2..i + 3))
+            .is_some_and(|st| st != "Z" && st != "X"),
+        Err(_) => false,
+    }
+}
+
+fn wait_dead(pid: i32) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+// ------------------------------------------------------------------ lifecycle
+
+#[test]
+fn start_use_and_shutdown_leave_nothing_behind() {
+    watchdog(LIMIT, "manager lifecycle", || {
+        assert_no_leaks(|| {
+            let m = Manager::start().unwrap();
+            let d = m.dict::<String, u32>().unwrap();
+            assert_eq!(d.insert("a".into(), 1).unwrap(), None);
+            assert_eq!(d.insert("a".into(), 2).unwrap(), Some(1));
+            assert_eq!(d.get(&"a".into()).unwrap(), Some(2));
+            let pid = m.process().unwrap().pid();
+            m.shutdown().unwrap();
+            assert!(!alive(pid));
+            assert!(d.get(&"a".into()).is_err());
+            drop(d);
+            drop(m);
+        });
+    });
+}
+
+#[test]
+fn dropping_the_last_owner_stops_the_server() {
+    watchdog(LIMIT, "manager drop", || {
+        assert_no_leaks(|| {
+            let m = Manager::builder().name("drop-me").start().unwrap();
+            let pid = m.process().unwrap().pid();
+            let m2 = m.clone();
+            drop(m);
+            assert!(alive(pid), "a clone still owns the server");
+            m2.lock().unwrap().acquire().unwrap();
+            drop(m2);
+            assert!(!alive(pid));
+        });
+    });
+}
+
+fn start_manager_then_wait(tx: shmproc::Connection) -> shmproc::Result<()> {
+    let m = Manager::start()?;
+    let d = m.dict::<u32, u32>()?;
+    d.insert(1, 1)?;
+    tx.send(&m.process().map(Process::pid))?;
+    std::thread::sleep(Duration::from_secs(600));
+    Ok(())
+}
+
+#[test]
+fn the_server_dies_with_its_sigkilled_owner() {
+    watchdog(LIMIT, "manager owner killed", || {
+        assert_no_leaks(|| {
+            let (rx, tx) = shmproc::pipe_simplex().unwrap();
+            let owner = Process::new(start_manager_then_wait, tx).start().unwrap();
+            let server: Option<i32> = rx.recv().unwrap();
+            let server = server.unwrap();
+            assert!(alive(server));
+            owner.kill().unwrap();
+            owner.join().unwrap();
+            assert!(wait_dead(server), "the manager server outlived its owner");
+        });
+    });
+}
+
+// ------------------------------------------------------------------ every factory in a child
+
+#[derive(Debug, Serialize, Deserialize)]
+struct All {
+    d: DictProxy<String, i64>,
+    l: ListProxy<i64>,
+    v: shmproc::manager::ValueProxy<f64>,
+    ns: NamespaceProxy,
+    lock: LockProxy,
+    rlock: RLockProxy,
+    sem: SemaphoreProxy,
+    bsem: shmproc::manager::BoundedSemaphoreProxy,
+    cond: ConditionProxy,
+    ev: EventProxy,
+    bar: BarrierProxy,
+    q: QueueProxy<String>,
+    jq: JoinableQueueProxy<u32>,
+    arr: shmproc::manager::ArrayProxy<u16>,
+}
+
+fn use_everything(a: All) {
+    use_everything_inner(a).unwrap();
+}
+
+fn use_everything_inner(a: All) -> shmproc::Result<()> {
+    a.d.insert("child".into(), 7)?;
+    a.l.push(99)?;
+    a.v.set(2.5)?;
+    a.ns.set("x", &10i32)?;
+    a.ns.set("name", "child")?;
+    let g = a.lock.lock()?;
+    drop(g);
+    a.rlock.acquire()?;
+    a.rlock.acquire()?;
+    a.rlock.release()?;
+    a.rlock.release()?;
+    a.sem.acquire()?;
+    a.bsem.release().unwrap_err();
+    a.cond.acquire()?;
+    a.cond.notify_all()?;
+    a.cond.release()?;
+    a.ev.set()?;
+    assert_eq!(a.bar.wait_timeout(Duration::from_secs(60))?, 1);
+    a.q.put(&"from child".to_owned())?;
+    let n = a.jq.get()?;
+    a.jq.task_done()?;
+    a.arr.set(2, u16::try_from(n).unwrap_or(0))?;
+    Ok(())
+}
+
+#[test]
+fn every_factory_works_from_a_child_process() {
+    watchdog(LIMIT, "manager factories", || {
+        assert_no_leaks(|| {
+            let m = Manager::start().unwrap();
+            let all = All {
+                d: m.dict().unwrap(),
+                l: m.list_from([1, 2, 3]).unwrap(),
+                v: m.value(1.0).unwrap(),
+                ns: m.namespace().unwrap(),
+                lock: m.lock().unwrap(),
+                rlock: m.rlock().unwrap(),
+                sem: m.semaphore(2).unwrap(),
+                bsem: m.bounded_semaphore(1).unwrap(),
+                cond: m.condition().unwrap(),
+                ev: m.event().unwrap(),
+                bar: m.barrier(2).unwrap(),
+                q: m.queue().unwrap(),
+                jq: m.joinable_queue().unwrap(),
+                arr: m.array(4).unwrap(),
+            };
+            all.jq.put(&5).unwrap();
+            let child = shmproc::spawn(
+                All {
+                    d: all.d.clone(),
+                    l: all.l.clone(),
+                    v: all.v.clone(),
+                    ns: all.ns.clone(),
+                    lock: all.lock.clone(),
+                    rlock: all.rlock.clone(),
+                    sem: all.sem.clone(),
+                    bsem: all.bsem.clone(),
+                    cond: all.cond.clone(),
+                    ev: all.ev.clone(),
+                    bar: all.bar.clone(),
+                    q: all.q.clone(),
+                    jq: all.jq.clone(),
+                    arr: all.arr.clone(),
+                },
+                use_everything,
+            )
+            .unwrap();
+            // The barrier's other party, then the rest once the child is done.
+            assert_eq!(all.bar.wait_timeout(Duration::from_secs(60)).unwrap(), 0);
+            all.jq.join_timeout(Duration::from_secs(60)).unwrap();
+            child.join().unwrap();
+            assert_eq!(all.d.items().unwrap(), vec![("child".to_owned(), 7)]);
+            assert_eq!(all.l.to_vec().unwrap(), vec![1, 2, 3, 99]);
+            assert_eq!(all.v.get().unwrap(), 2.5);
+            assert_eq!(all.ns.get::<i32>("x").unwrap(), Some(10));
+            assert_eq!(all.ns.get::<String>("name").unwrap(), Some("child".into()));
+            assert_eq!(all.ns.get::<i32>("missing").unwrap(), None);
+            assert!(!all.lock.is_locked().unwrap());
+            // The child exited holding one unit: the server gives it back once it notices.
+            let t = Instant::now();
+            while all.sem.value().unwrap() != 2 {
+                assert!(t.elapsed() < Duration::from_secs(60), "unit not returned");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(all.ev.is_set().unwrap());
+            assert_eq!(all.q.get().unwrap(), "from child");
+            assert_eq!(all.arr.to_vec().unwrap(), vec![0, 0, 5, 0]);
+            assert_eq!(
+                all.arr.get(9).unwrap_err().to_string(),
+                "index 9 out of bounds for length 4"
+            );
+            drop(all);
+            m.shutdown().unwrap();
+        });
+    });
+}
+
+#[test]
+fn containers_behave_like_python_ones() {
+    watchdog(LIMIT, "manager containers", || {
+        let m = Manager::start().unwrap();
+        let d = m.dict::<u32, Vec<u8>>().unwrap();
+        d.update((0..5).map(|i| (i, vec![i as u8; i as usize])))
+            .unwrap();
+        assert_eq!(d.len().unwrap(), 5);
+        assert!(d.contains_key(&3).unwrap());
+        assert!(!d.contains_key(&7).unwrap());
+        // A fetched value is a copy.
+        let mut v = d.get(&4).unwrap().unwrap();
+        v.push(1);
+        assert_eq!(d.get(&4).unwrap().unwrap().len(), 4);
+        // Insertion order, as Python's dict.
+        d.remove(&0).unwrap();
+        d.insert(0, vec![]).unwrap();
+        assert_eq!(d.keys().unwrap(), vec![1, 2, 3, 4, 0]);
+        assert_eq!(d.get_or_insert(9, vec![9]).unwrap(), vec![9]);
+        assert_eq!(d.get_or_insert(9, vec![8]).unwrap(), vec![9]);
+        // Iteration is over a snapshot.
+        let l = m.list_from(0..10).unwrap();
+        let it = l.iter().unwrap();
+        l.clear().unwrap();
+        assert_eq!(it.count(), 10);
+        assert!(l.is_empty().unwrap());
+        l.extend([3, 1, 2]).unwrap();
+        l.insert(0, 7).unwrap();
+        assert_eq!(l.remove(1).unwrap(), 3);
+        assert!(l.contains(&2).unwrap());
+        assert_eq!(l.index_of(&2).unwrap(), Some(2));
+        assert!(matches!(
+            l.set(10, 1),
+            Err(Error::IndexOutOfBounds { index: 10, len: 3 })
+        ));
+        l.reverse().unwrap();
+        assert_eq!(l.to_vec().unwrap(), vec![2, 1, 7]);
+        assert_eq!(l.pop().unwrap(), Some(7));
+        // Queues: bounded, timeouts.
+        let q = m.queue_with_capacity::<u8>(1).unwrap();
+        q.put(&1).unwrap();
+        assert!(matches!(q.try_put(&2), Err(Error::Full)));
+        assert!(q.is_full().unwrap());
+        assert!(matches!(
+            q.put_timeout(&2, Duration::from_millis(30)),
+            Err(Error::Full)
+        ));
+        assert_eq!(q.get().unwrap(), 1);
+        assert!(matches!(q.try_get(), Err(Error::Empty)));
+        let t = Instant::now();
+        assert!(matches!(
+            q.get_timeout(Duration::from_millis(50)),
+            Err(Error::Empty)
+        ));
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        // Locks from threads.
+        let rl = m.rlock().unwrap();
+        rl.acquire().unwrap();
+        let rl2 = rl.clone();
+        std::thread::spawn(move || {
+            assert!(!rl2.try_acquire().unwrap());
+            assert!(matches!(rl2.release(), Err(Error::NotOwner)));
+        })
+        .join()
+        .unwrap();
+        rl.release().unwrap();
+        let c = m.condition().unwrap();
+        assert!(matches!(
+            c.wait_timeout(Duration::from_millis(10)),
+            Err(Error::NotOwner)
+        ));
+        c.acquire().unwrap();
+        assert!(!c.wait_timeout(Duration::from_millis(20)).unwrap());
+        c.release().unwrap();
+        let s = m.bounded_semaphore(1).unwrap();
+        assert!(matches!(
+            s.release(),
+            Err(Error::SemaphoreOverRelease { limit: 1 })
+        ));
+        m.shutdown().unwrap();
+    });
+}
+
+fn mutate_inner(l: ListProxy<DictProxy<String, u32>>) {
+    let inner = l.get(1).unwrap().unwrap();
+    inner.insert("seen".into(), 42).unwrap();
+    l.push(inner).unwrap();
+}
+
+#[test]
+fn nested_proxies_share_their_object() {
+    watchdog(LIMIT, "manager nested", || {
+        let m = Manager::start().unwrap();
+        let l = m.list::<DictProxy<String, u32>>().unwrap();
+        let a = m.dict().unwrap();
+        let b = m.dict().unwrap();
+        l.push(a.clone()).unwrap();
+        l.push(b.clone()).unwrap();
+        shmproc::spawn(l.clone(), mutate_inner)
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(b.get(&"seen".into()).unwrap(), Some(42));
+        assert_eq!(a.len().unwrap(), 0);
+        assert_eq!(l.len().unwrap(), 3);
+        assert_eq!(
+            l.get(2).unwrap().unwrap().get(&"seen".into()).unwrap(),
+            Some(42)
+        );
+        // A proxy of another kind is refused.
+        let wrong: shmproc::Result<ListProxy<QueueProxy<u8>>> = from_bytes(&to_bytes(&l).unwrap());
+        let wrong = wrong.unwrap();
+        assert!(wrong.get(0).is_err());
+        m.shutdown().unwrap();
+    });
+}
+
+// ------------------------------------------------------------------ custom types, bad input
+
+fn add_from_child(c: CounterProxy) -> u64 {
+    c.add(5).unwrap()
+}
+
+#[test]
+fn custom_types_errors_and_panics_come_back_and_the_server_goes_on() {
+    watchdog(LIMIT, "manager custom", || {
+        let m = Manager::builder().register::<Counter>().start().unwrap();
+        let c = m.create(Counter { n: 1 }).unwrap();
+        assert_eq!(c.add(2).unwrap(), 3);
+        assert_eq!(
+            shmproc::spawn(c.clone(), add_from_child)
+                .unwrap()
+                .join()
+                .unwrap(),
+            8
+        );
+        let e = c.checked_add(1000).unwrap_err();
+        assert!(matches!(
+            e,
+            Error::Remote {
+                kind: RemoteErrorKind::Method,
+                ..
+            }
+        ));
+        assert!(e.to_string().contains("1000 is over 100"), "{e}");
+        assert_eq!(
+            e.remote_error::<CounterError>(),
+            Some(CounterError::TooBig {
+                asked: 1000,
+                limit: 100
+            })
+        );
+        let e = c.boom().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Remote {
+                    kind: RemoteErrorKind::Panicked,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("counter exploded at 8"), "{e}");
+        assert_eq!(c.add(1).unwrap(), 9, "the server goes on after a panic");
+        let e = c.0.call::<_, u64>("no_such_method", &()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Remote {
+                    kind: RemoteErrorKind::UnknownMethod,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = c.0.call::<_, u64>("add", &"not a number").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Remote {
+                    kind: RemoteErrorKind::BadArguments,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = m.create(Unregistered).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Remote {
+                    kind: RemoteErrorKind::UnknownType,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // Built-in objects refuse unknown methods and bad arguments too.
+        let d = m.dict::<u8, u8>().unwrap();
+        let e = d.remote().call::<_, u8>("explode", &()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Remote {
+                    kind: RemoteErrorKind::UnknownMethod,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = d.remote().call::<_, u8>("insert", &[1u8; 3]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Remote {
+                    kind: RemoteErrorKind::BadArguments,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(c.add(1).unwrap(), 10);
+        m.shutdown().unwrap();
+    });
+}
+
+#[test]
+fn in_process_servers_serve_registered_types_and_catch_panics() {
+    watchdog(LIMIT, "manager serve custom", || {
+        let addr = shmproc::connection::Address::Abstract(
+            format!("shmproc-test-mgr-{}", std::process::id()).into_bytes(),
+        );
+        let m = Manager::builder()
+            .register::<Counter>()
+            .serve(addr.clone(), b"key")
+            .unwrap();
+        let c = m.create(Counter::default()).unwrap();
+        assert_eq!(c.add(4).unwrap(), 4);
+        assert!(c.boom().is_err());
+        let other = Manager::connect(addr, b"key").unwrap();
+        let d = other.dict::<u8, u8>().unwrap();
+        d.insert(1, 2).unwrap();
+        assert_eq!(c.add(1).unwrap(), 5);
+        drop(d);
+        drop(other);
+        drop(c);
+        m.shutdown().unwrap();
+    });
+}
+
+// ------------------------------------------------------------------ client death
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Holders {
+    lock: LockProxy,
+    rlock: RLockProxy,
+    sem: SemaphoreProxy,
+    cond: ConditionProxy,
+    q: QueueProxy<u32>,
+    ready: EventProxy,
+}
+
+fn hold_and_hang(h: Holders) -> shmproc::Result<()> {
+    h.lock.acquire()?;
+    h.rlock.acquire()?;
+    h.rlock.acquire()?;
+    h.sem.acquire()?;
+    h.cond.acquire()?;
+    h.ready.set()?;
+    // Killed here while blocked in a call, holding all of the above.
+    let _ = h.q.get()?;
+    Ok(())
+}
+
+#[test]
+fn a_sigkilled_client_gives_back_what_it_held() {
+    watchdog(LIMIT, "manager client killed", || {
+        let m = Manager::start().unwrap();
+        let h = Holders {
+            lock: m.lock().unwrap(),
+            rlock: m.rlock().unwrap(),
+            sem: m.semaphore(1).unwrap(),
+            cond: m.condition().unwrap(),
+            q: m.queue().unwrap(),
+            ready: m.event().unwrap(),
+        };
+        let child = Process::new(
+            hold_and_hang,
+            Holders {
+                lock: h.lock.clone(),
+                rlock: h.rlock.clone(),
+                sem: h.sem.clone(),
+                cond: h.cond.clone(),
+                q: h.q.clone(),
+                ready: h.ready.clone(),
+            },
+        )
+        .start()
+        .unwrap();
+        assert!(h.ready.wait(Some(Duration::from_secs(120))).unwrap());
+        assert!(!h.lock.try_acquire().unwrap());
+        assert!(!h.sem.try_acquire().unwrap());
+        child.kill().unwrap();
+        child.join().unwrap();
+        let long = Duration::from_secs(60);
+        assert!(h.lock.acquire_timeout(long).unwrap(), "lock not released");
+        assert!(h.rlock.acquire_timeout(long).unwrap(), "rlock not released");
+        assert!(
+            h.sem.acquire_timeout(long).unwrap(),
+            "semaphore unit not returned"
+        );
+        assert!(
+            h.cond.acquire_timeout(long).unwrap(),
+            "condition not released"
+        );
+        // The dead client's blocked `get` does not take the next item.
+        h.q.put(&7).unwrap();
+        assert_eq!(h.q.get_timeout(long).unwrap(), 7);
+        m.shutdown().unwrap();
+    });
+}
+
+#[test]
+fn a_sigkilled_server_gives_clients_an_error_not_a_hang() {
+    watchdog(LIMIT, "manager server killed", || {
+        assert_no_leaks(server_killed);
+    });
+}
+
+fn server_killed() {
+    {
+        let m = Manager::start().unwrap();
+        let q = m.queue::<u32>().unwrap();
+        let d = m.dict::<u8, u8>().unwrap();
+        d.insert(1, 1).unwrap();
+        let q2 = q.clone();
+        let waiter = std::thread::spawn(move || q2.get());
+        std::thread::sleep(Duration::from_millis(100));
+        m.process().unwrap().kill().unwrap();
+        assert!(waiter.join().unwrap().is_err());
+        assert!(d.get(&1).is_err());
+        assert!(m.dict::<u8, u8>().is_err());
+        m.shutdown().unwrap();
+    }
+}
+
+// ------------------------------------------------------------------ remote
+
+fn remote_client(args: (u16, Vec<u8>)) -> u32 {
+    remote_client_inner(args).unwrap()
+}
+
+fn remote_client_inner((port, key): (u16, Vec<u8>)) -> shmproc::Result<u32> {
+    let m = Manager::connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)), &key)?;
+    let d = m.dict::<String, u32>()?;
+    for i in 0..100 {
+        d.insert(format!("k{i}"), i)?;
+    }
+    let mut sum = 0;
+    for i in 0..100 {
+        sum += d.get(&format!("k{i}"))?.unwrap_or(0);
+    }
+    Ok(sum)
+}
+
+#[test]
+fn remote_managers_over_tcp_refuse_wrong_keys_no_keys_and_garbage() {
+    use std::io::{Read, Write};
+    watchdog(LIMIT, "manager remote", || {
+        let m = Manager::serve(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            b"right key",
+        )
+        .unwrap();
+        let shmproc::connection::Address::Tcp(addr) = m.address() else {
+            panic!("not TCP");
+        };
+        let good = Manager::connect(addr, b"right key").unwrap();
+        let shared = good.list::<u32>().unwrap();
+        // A silent client, holding a socket open without a word: nobody waits for it.
+        let silent = std::net::TcpStream::connect(addr).unwrap();
+        // Garbage instead of a handshake.
+        let mut junk = std::net::TcpStream::connect(addr).unwrap();
+        junk.write_all(&[0xff; 64]).unwrap();
+        let mut buf = [0u8; 64];
+        junk.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let _ = junk.read(&mut buf);
+        shared.push(1).unwrap();
+        // The wrong key, and no key.
+        assert!(matches!(
+            Manager::connect(addr, b"wrong key"),
+            Err(Error::AuthFailed)
+        ));
+        shared.push(2).unwrap();
+        let nokey = shmproc::Client::connect(addr, None).unwrap();
+        let _ = nokey.send_bytes(&[1, 0]);
+        // It gets the server's challenge and then the door; never a reply to a request
+        // (`Reply::Ok(())` encodes as [0, 0]).
+        let mut ended = false;
+        for _ in 0..5 {
+            match nokey.recv_bytes() {
+                Ok(frame) => assert_ne!(frame, [0, 0], "a client without the key was served"),
+                Err(_) => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        assert!(ended);
+        shared.push(3).unwrap();
+        // A client process on loopback.
+        let child = shmproc::spawn((addr.port(), b"right key".to_vec()), remote_client).unwrap();
+        assert_eq!(child.join().unwrap(), (0..100).sum::<u32>());
+        assert_eq!(shared.to_vec().unwrap(), vec![1, 2, 3]);
+        drop(silent);
+        drop(shared);
+        drop(good);
+        m.shutdown().unwrap();
+    });
+}
+
+/// Proxies and managers are `Send + Sync + Clone` (usable from many threads) and serde.
+#[test]
+fn proxies_are_send_sync_clone_and_serde() {
+    fn check<T: Send + Sync + Clone + Serialize + serde::de::DeserializeOwned>() {}
+    fn shared<T: Send + Sync + Clone>() {}
+    check::<RemoteObject>();
+    check::<DictProxy<String, Vec<u8>>>();
+    check::<ListProxy<std::rc::Rc<u8>>>();
+    check::<QueueProxy<String>>();
+    check::<JoinableQueueProxy<u8>>();
+    check::<LockProxy>();
+    check::<RLockProxy>();
+    check::<SemaphoreProxy>();
+    check::<ConditionProxy>();
+    check::<EventProxy>();
+    check::<BarrierProxy>();
+    check::<NamespaceProxy>();
+    check::<CounterProxy>();
+    shared::<Manager>();
+}
+
+#[test]
+fn the_builder_sets_the_key_and_the_start_method() {
+    watchdog(LIMIT, "manager builder", || {
+        let m = Manager::builder()
+            .name("keyed")
+            .authkey(b"builder key".to_vec())
+            .start_method(shmproc::StartMethod::ForkServer)
+            .start()
+            .unwrap();
+        let ns = m.namespace().unwrap();
+        ns.set("x", &10).unwrap();
+        let other = Manager::connect(m.address(), b"builder key").unwrap();
+        other.shared().unwrap().set("ns", &ns).unwrap();
+        let found: NamespaceProxy = m.shared().unwrap().get("ns").unwrap().unwrap();
+        assert_eq!(found.get::<i32>("x").unwrap(), Some(10));
+        assert!(matches!(
+            Manager::connect(m.address(), b"other key"),
+            Err(Error::AuthFailed)
+        ));
+        drop(other);
+        m.shutdown().unwrap();
+    });
+}
+
+fn bump((lock, v, n): (LockProxy, shmproc::manager::ValueProxy<u64>, u64)) {
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (lock, v) = (lock.clone(), v.clone());
+            std::thread::spawn(move || {
+                for _ in 0..n {
+                    let g = lock.lock().unwrap();
+                    let x = v.get().unwrap();
+                    v.set(x + 1).unwrap();
+                    drop(g);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn a_managed_lock_serializes_threads_of_several_processes() {
+    watchdog(LIMIT, "manager lock stress", || {
+        let m = Manager::start().unwrap();
+        let lock = m.lock().unwrap();
+        let v = m.value(0u64).unwrap();
+        let n = 150;
+        let child = Process::new(bump, (lock.clone(), v.clone(), n))
+            .start()
+            .unwrap();
+        bump((lock.clone(), v.clone(), n));
+        child.join().unwrap();
+        assert_eq!(v.get().unwrap(), 4 * n);
+        m.shutdown().unwrap();
+    });
+}
