@@ -317,10 +317,46 @@ pub enum Error {
     /// A child's executable is not the file its parent runs, so the target cannot be found.
     #[error("child runs a different executable than its parent")]
     NotSameExecutable,
+    /// A call on a managed object failed in the manager server: the type or method is not
+    /// managed there, the arguments did not decode, the method returned `Err`, or it panicked.
+    /// The server goes on serving. A method's typed error is decoded with
+    /// [`Error::remote_error`].
+    #[error("remote call failed ({kind}): {message}")]
+    Remote {
+        /// What failed.
+        kind: RemoteKind,
+        /// The server's description; for [`RemoteKind::Method`] the `Display` text of the
+        /// method's error, for [`RemoteKind::Panicked`] the panic message.
+        message: String,
+        /// For [`RemoteKind::Method`], the codec encoding of the method's error value (empty
+        /// if it failed to encode); `None` otherwise.
+        payload: Option<Vec<u8>>,
+    },
 }
 
 /// The result type of shmproc.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of failure an [`Error::Remote`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteKind {
+    /// The server has no managed type of that name.
+    #[error("unknown type")]
+    UnknownType,
+    /// The type has no managed method of that name.
+    #[error("unknown method")]
+    UnknownMethod,
+    /// The arguments did not decode as the method's parameters.
+    #[error("bad arguments")]
+    BadArguments,
+    /// The method returned `Err`.
+    #[error("method error")]
+    Method,
+    /// The method panicked.
+    #[error("method panicked")]
+    Panicked,
+}
 
 impl Error {
     /// Wraps an operating-system error with the operation that produced it.

@@ -28,6 +28,7 @@
 //! exchange/     pprocess: start / create give a Channel to a child, Exchange watches many and
 //!               caps how many run, pmap / Map / Queue over reusable workers
 //! containers/   Dict, List, Slot: serde containers in the heap, no server
+//! manager/      Managed types and their proxies (#[shmproc::managed])
 //! ```
 //!
 //! `.ci/run` checks the two rules a grep can see: only `src/sys/` names `libc` or `rustix`,
@@ -76,6 +77,8 @@ pub mod exchange;
 
 mod containers;
 
+pub mod manager;
+
 #[cfg(feature = "test-support")]
 #[doc(hidden)]
 pub use heap::testing as heap_testing;
@@ -90,7 +93,7 @@ pub mod fuzzing;
 
 pub use connection::{Client, Connection, Listener, pipe, pipe_simplex};
 pub use containers::{Dict, DictGuard, List, ListGuard, Slot, SlotGuard};
-pub use error::{Error, LockResult, OwnerDied, Result};
+pub use error::{Error, LockResult, OwnerDied, RemoteKind, Result};
 pub use exchange::{Channel, Exchange, Forked};
 pub use handle::Handle;
 pub use heap::{HeapStats, ObjectToken};
@@ -129,9 +132,16 @@ pub use sync::{
 /// ```
 pub use shmproc_derive::SharedStruct;
 
+/// Makes a type's methods callable through a manager: implements [`manager::Managed`] for the
+/// type of an inherent `impl` block and generates its proxy, `<Type>Proxy`, with a method per
+/// `pub` method of the block (see the full rules below).
+pub use shmproc_derive::managed;
+
 /// Items the derive macro's generated code uses. Not public API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::fingerprint::{extend, extend_u64, start};
     pub use core;
+    pub use serde;
+    pub use std;
 }

@@ -1,0 +1,251 @@
+//! Custom managed types: the [`Managed`] trait a manager server dispatches calls through, the
+//! [`ManagedProxy`] trait of the typed proxies clients call, and [`DispatchError`], what a
+//! call fails with in the server.
+//!
+//! Both traits are implemented by the `#[shmproc::managed]` attribute macro on an inherent
+//! `impl` block. A call carries data only: the method's name as a string and the codec
+//! encoding of its argument tuple. The server matches the name against the methods the macro
+//! saw at build time and decodes the arguments as that method's parameter types; an unknown
+//! name or undecodable arguments are a [`DispatchError`] to that caller, never a jump to an
+//! address a client chose.
+//!
+//! Method names are matched as strings, and arguments and return values are matched by their
+//! encoding only, so the proxy and the server must come from the same build of the type (a
+//! method whose parameter types changed between builds may decode wrongly-typed arguments
+//! without an error, as any serde message would).
+
+use crate::codec;
+use crate::error::{Error, RemoteKind};
+use crate::manager::RemoteObject;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::fmt::Display;
+
+/// What a method call on a managed object failed with, as the server reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum DispatchError {
+    /// The type has no method of that name.
+    #[error("`{type_name}` has no managed method `{method}`")]
+    UnknownMethod {
+        /// The type the call was made on.
+        type_name: String,
+        /// The method name the call asked for.
+        method: String,
+    },
+    /// The arguments did not decode as the method's parameter tuple.
+    #[error("bad arguments for `{method}`: {reason}")]
+    BadArguments {
+        /// The method the call asked for.
+        method: String,
+        /// Why decoding failed.
+        reason: String,
+    },
+    /// The method returned `Err(e)`: `e`'s `Display` text and its codec encoding (so the caller
+    /// can decode the typed error, see `Error::remote_error::<E>()`).
+    #[error("{message}")]
+    Method {
+        /// `e.to_string()`.
+        message: String,
+        /// `codec::to_bytes(&e)`; empty if `e` failed to encode.
+        payload: Vec<u8>,
+    },
+    /// The method panicked (the server caught it and goes on serving).
+    #[error("panicked: {message}")]
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+}
+
+/// A type whose values a manager server holds and whose methods clients call through a proxy.
+///
+/// Implemented by `#[shmproc::managed]` on an inherent `impl` block; the value travels to the
+/// server with serde when created (`Manager::create(value)`), so `Self: Serialize +
+/// DeserializeOwned`.
+pub trait Managed: Serialize + DeserializeOwned + Send + 'static {
+    /// The name both sides register the type under; the macro uses the type's path as written
+    /// (`"Counter"`), overridable with `#[shmproc::managed(name = "...")]`.
+    const TYPE_NAME: &'static str;
+    /// The proxy the macro generates (`CounterProxy`).
+    type Proxy: ManagedProxy;
+    /// Runs the method named `method` on `self`. `args` is the codec encoding
+    /// ([`codec::to_bytes`]) of the tuple of the method's arguments in order (`()` for
+    /// none, `(a,)` for one); the `Ok` value is the codec encoding of the method's return value
+    /// (of `T` for a method returning `Result<T, E>`, whose `Err(e)` becomes
+    /// [`DispatchError::Method`], requiring `E: Display + Serialize`). Panics are NOT caught
+    /// here (the server catches them around the call).
+    ///
+    /// # Errors
+    /// [`DispatchError::UnknownMethod`] for a name the type does not manage,
+    /// [`DispatchError::BadArguments`] when `args` is not that method's argument tuple,
+    /// [`DispatchError::Method`] when the method returned `Err` (or its return value failed
+    /// to encode).
+    fn dispatch(
+        &mut self,
+        method: &str,
+        args: &[u8],
+    ) -> std::result::Result<Vec<u8>, DispatchError>;
+}
+
+/// A typed proxy: a thin wrapper around a [`RemoteObject`] (what the macro generates).
+pub trait ManagedProxy: Sized + Clone + Send + Sync {
+    /// Wraps a remote object (the manager checked its type name).
+    fn from_remote(remote: RemoteObject) -> Self;
+    /// The remote object this proxy calls.
+    fn remote(&self) -> &RemoteObject;
+}
+
+/// Helpers of the code `#[shmproc::managed]` generates (not public API): one place decides
+/// how arguments decode, how results and errors encode, and what each failure reports.
+impl DispatchError {
+    /// Decodes the argument tuple of `method`.
+    #[doc(hidden)]
+    pub fn decode_args<A: DeserializeOwned>(
+        method: &str,
+        args: &[u8],
+    ) -> std::result::Result<A, DispatchError> {
+        codec::from_bytes(args).map_err(|e| DispatchError::BadArguments {
+            method: method.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Encodes the value `method` returned. A value that fails to encode (a type serde
+    /// cannot express in the codec) is reported as the method's failure, with no payload.
+    #[doc(hidden)]
+    pub fn encode_return<R: Serialize + ?Sized>(
+        method: &str,
+        value: &R,
+    ) -> std::result::Result<Vec<u8>, DispatchError> {
+        codec::to_bytes(value).map_err(|e| DispatchError::Method {
+            message: format!("the return value of `{method}` failed to encode: {e}"),
+            payload: Vec::new(),
+        })
+    }
+
+    /// The error for a method that returned `Err(error)`.
+    #[doc(hidden)]
+    pub fn method_failed<E: Display + Serialize + ?Sized>(error: &E) -> DispatchError {
+        DispatchError::Method {
+            message: error.to_string(),
+            payload: codec::to_bytes(error).unwrap_or_default(),
+        }
+    }
+
+    /// The error for a call naming no managed method of `type_name`.
+    #[doc(hidden)]
+    pub fn unknown_method(type_name: &str, method: &str) -> DispatchError {
+        DispatchError::UnknownMethod {
+            type_name: type_name.to_owned(),
+            method: method.to_owned(),
+        }
+    }
+}
+
+/// What a caller gets for a failed dispatch: [`Error::Remote`] with the message kept, and the
+/// encoded error value of a method that returned `Err` (see [`Error::remote_error`]).
+impl From<DispatchError> for Error {
+    fn from(e: DispatchError) -> Self {
+        match e {
+            DispatchError::UnknownMethod { .. } => Error::Remote {
+                kind: RemoteKind::UnknownMethod,
+                message: e.to_string(),
+                payload: None,
+            },
+            DispatchError::BadArguments { .. } => Error::Remote {
+                kind: RemoteKind::BadArguments,
+                message: e.to_string(),
+                payload: None,
+            },
+            DispatchError::Method { message, payload } => Error::Remote {
+                kind: RemoteKind::Method,
+                message,
+                payload: Some(payload),
+            },
+            DispatchError::Panicked { message } => Error::Remote {
+                kind: RemoteKind::Panicked,
+                message,
+                payload: None,
+            },
+        }
+    }
+}
+
+/// The typed errors of managed methods (`Error` lives below `codec` in the layers, so its
+/// decoding is here).
+impl Error {
+    /// Decodes the typed error of a managed method that returned `Err(e)`: `Some(e)` when this
+    /// is an [`Error::Remote`] of kind [`RemoteKind::Method`] whose payload decodes as `E`,
+    /// `None` otherwise (another error, or an error value of another type).
+    ///
+    /// ```
+    /// # fn check(result: shmproc::Result<u64>) {
+    /// // `result` came from a proxy method whose server method returns `Result<u64, String>`.
+    /// if let Err(e) = result {
+    ///     let typed: Option<String> = e.remote_error::<String>();
+    ///     # let _ = typed;
+    /// }
+    /// # }
+    /// ```
+    pub fn remote_error<E: DeserializeOwned>(&self) -> Option<E> {
+        match self {
+            Error::Remote {
+                kind: RemoteKind::Method,
+                payload: Some(payload),
+                ..
+            } => codec::from_bytes(payload).ok(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+    #[error("short by {0}")]
+    struct Short(u64);
+
+    #[test]
+    fn method_errors_keep_message_and_typed_payload() {
+        let err: Error = DispatchError::method_failed(&Short(3)).into();
+        assert_eq!(
+            err.to_string(),
+            "remote call failed (method error): short by 3"
+        );
+        assert_eq!(err.remote_error::<Short>(), Some(Short(3)));
+        // A payload of another type does not decode as it.
+        assert_eq!(err.remote_error::<String>(), None);
+    }
+
+    #[test]
+    fn other_failures_have_no_payload() {
+        let err: Error = DispatchError::unknown_method("Counter", "nope").into();
+        assert!(matches!(
+            &err,
+            Error::Remote { kind: RemoteKind::UnknownMethod, payload: None, message }
+                if message == "`Counter` has no managed method `nope`"
+        ));
+        assert_eq!(err.remote_error::<Short>(), None);
+        let bad = DispatchError::decode_args::<(u64, String)>("add", &[1]).unwrap_err();
+        assert!(matches!(&bad, DispatchError::BadArguments { method, .. } if method == "add"));
+        assert!(matches!(
+            Error::from(bad),
+            Error::Remote {
+                kind: RemoteKind::BadArguments,
+                payload: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn arguments_and_returns_round_trip() {
+        let args = codec::to_bytes(&("name", &[1u8, 2][..], 7u64)).unwrap();
+        let decoded: (String, Vec<u8>, u64) = DispatchError::decode_args("f", &args).unwrap();
+        assert_eq!(decoded, ("name".to_owned(), vec![1, 2], 7));
+        let ret = DispatchError::encode_return("f", &Some(5i32)).unwrap();
+        assert_eq!(codec::from_bytes::<Option<i32>>(&ret).unwrap(), Some(5));
+    }
+}
