@@ -142,6 +142,45 @@ impl DispatchError {
     }
 }
 
+/// `decode_argsN::<A1, .., AN>`: [`DispatchError::decode_args`] of an `N`-tuple, with the bound
+/// on each element, so rustc reports a parameter type that is not serde at that parameter
+/// (the macro names the types in the turbofish, spanned on the method's parameters).
+macro_rules! decode_args_n {
+    ($($name:ident($($t:ident),*);)*) => {
+        impl DispatchError {
+            $(
+                #[doc(hidden)]
+                pub fn $name<$($t: DeserializeOwned),*>(
+                    method: &str,
+                    args: &[u8],
+                ) -> std::result::Result<($($t,)*), DispatchError> {
+                    Self::decode_args(method, args)
+                }
+            )*
+        }
+    };
+}
+
+decode_args_n! {
+    decode_args0();
+    decode_args1(A1);
+    decode_args2(A1, A2);
+    decode_args3(A1, A2, A3);
+    decode_args4(A1, A2, A3, A4);
+    decode_args5(A1, A2, A3, A4, A5);
+    decode_args6(A1, A2, A3, A4, A5, A6);
+    decode_args7(A1, A2, A3, A4, A5, A6, A7);
+    decode_args8(A1, A2, A3, A4, A5, A6, A7, A8);
+    decode_args9(A1, A2, A3, A4, A5, A6, A7, A8, A9);
+    decode_args10(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10);
+    decode_args11(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11);
+    decode_args12(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12);
+    decode_args13(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12, A13);
+    decode_args14(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12, A13, A14);
+    decode_args15(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12, A13, A14, A15);
+    decode_args16(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12, A13, A14, A15, A16);
+}
+
 /// What a caller gets for a failed dispatch: [`Error::Remote`] with the message kept, and the
 /// encoded error value of a method that returned `Err` (see [`Error::remote_error`]).
 impl From<DispatchError> for Error {

@@ -7,7 +7,7 @@
 
 use super::ast::{Input, Method, Output};
 use crate::ctxt::Ctxt;
-use syn::{GenericParam, Type};
+use syn::{GenericArgument, GenericParam, PathArguments, Type};
 
 /// Records every problem with `input`'s managed methods in `cx`.
 pub(crate) fn check(cx: &Ctxt, input: &Input<'_>) {
@@ -94,8 +94,14 @@ enum Position {
 }
 
 /// Rejects the parameter and return types that cannot travel in a message, looking through
-/// references, slices, arrays, tuples, parentheses and invisible groups.
+/// references, slices, arrays, tuples, parentheses, invisible groups and generic arguments.
+/// Only the outermost reference is accepted (it travels as its owned form): a value decoded
+/// on the other side cannot borrow from anything there.
 fn check_type(cx: &Ctxt, ty: &Type, at: Position) {
+    walk_type(cx, ty, at, true);
+}
+
+fn walk_type(cx: &Ctxt, ty: &Type, at: Position, outermost: bool) {
     match ty {
         Type::Reference(r) if r.mutability.is_some() => cx.error_spanned_by(
             r,
@@ -111,7 +117,14 @@ fn check_type(cx: &Ctxt, ty: &Type, at: Position) {
                 }
             },
         ),
-        Type::Reference(r) => check_type(cx, &r.elem, at),
+        Type::Reference(r) if !outermost => cx.error_spanned_by(
+            r,
+            "a reference inside a managed method's parameter or return type cannot be decoded \
+             on the other side, where there is nothing to borrow from; use the owned type \
+             (`String` for `&str`, `Vec<T>` for `&[T]`, `T` for `&T`); only a whole parameter \
+             or return type may be a reference",
+        ),
+        Type::Reference(r) => walk_type(cx, &r.elem, at, false),
         Type::ImplTrait(t) => cx.error_spanned_by(
             t,
             "`impl Trait` cannot be managed: the other side must decode one concrete type; \
@@ -132,11 +145,25 @@ fn check_type(cx: &Ctxt, ty: &Type, at: Position) {
              never code; pass an enum that says what to do",
         ),
         Type::Infer(i) => cx.error_spanned_by(i, "a managed method's types must be written out"),
-        Type::Slice(s) => check_type(cx, &s.elem, at),
-        Type::Array(a) => check_type(cx, &a.elem, at),
-        Type::Tuple(t) => t.elems.iter().for_each(|e| check_type(cx, e, at)),
-        Type::Paren(p) => check_type(cx, &p.elem, at),
-        Type::Group(g) => check_type(cx, &g.elem, at),
+        Type::Slice(s) => walk_type(cx, &s.elem, at, false),
+        Type::Array(a) => walk_type(cx, &a.elem, at, false),
+        Type::Tuple(t) => t.elems.iter().for_each(|e| walk_type(cx, e, at, false)),
+        Type::Paren(p) => walk_type(cx, &p.elem, at, outermost),
+        Type::Group(g) => walk_type(cx, &g.elem, at, outermost),
+        Type::Path(p) => {
+            if let Some(q) = &p.qself {
+                walk_type(cx, &q.ty, at, false);
+            }
+            for segment in &p.path.segments {
+                if let PathArguments::AngleBracketed(args) = &segment.arguments {
+                    for arg in &args.args {
+                        if let GenericArgument::Type(t) = arg {
+                            walk_type(cx, t, at, false);
+                        }
+                    }
+                }
+            }
+        }
         _ => {}
     }
 }

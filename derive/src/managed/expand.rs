@@ -7,6 +7,7 @@
 //! library through `<path>::__private`, so it also compiles under `#![no_implicit_prelude]`.
 
 use super::ast::{Arg, Input, Method, Output};
+use crate::check::is_primitive;
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
@@ -198,10 +199,13 @@ impl Generated {
         let vars: Vec<Ident> = (0..method.args.len())
             .map(|i| format_ident!("__shmproc_arg{}", i))
             .collect();
+        // Every type is named in a turbofish spanned on it (one argument per parameter), so
+        // a type that is not serde is reported where it is written.
         let decoded = method
             .args
             .iter()
-            .map(|a| owned(&replace_self(a.ty, self_ty), &private));
+            .map(|a| erase_lifetimes(owned(&replace_self(a.ty, self_ty), &private)));
+        let decode = format_ident!("decode_args{}", method.args.len());
         let passed = method.args.iter().zip(&vars).map(|(a, v)| {
             if matches!(a.ty, Type::Reference(_)) {
                 quote!(&#v)
@@ -210,23 +214,27 @@ impl Generated {
             }
         });
         let call = quote!(<#self_ty>::#ident(self, #(#passed),*));
-        let encode =
-            |value: TokenStream| quote!(#manager::DispatchError::encode_return(method, &#value));
         let body = match &method.output {
-            Output::Value(_) => {
-                let encoded = encode(quote!(value));
+            Output::Value(ty) => {
+                let ty = ty.map_or_else(
+                    || quote!(()),
+                    |ty| erase_lifetimes(replace_self(ty, self_ty).to_token_stream()),
+                );
                 quote! {
-                    let value = #call;
-                    #encoded
+                    let value: #ty = #call;
+                    #manager::DispatchError::encode_return::<#ty>(method, &value)
                 }
             }
-            Output::Result { .. } => {
-                let encoded = encode(quote!(value));
+            Output::Result { ok, err } => {
+                let ok = erase_lifetimes(replace_self(ok, self_ty).to_token_stream());
+                let err = erase_lifetimes(replace_self(err, self_ty).to_token_stream());
                 quote! {
                     match #call {
-                        #core::result::Result::Ok(value) => #encoded,
+                        #core::result::Result::Ok(value) => {
+                            #manager::DispatchError::encode_return::<#ok>(method, &value)
+                        }
                         #core::result::Result::Err(error) => #core::result::Result::Err(
-                            #manager::DispatchError::method_failed(&error),
+                            #manager::DispatchError::method_failed::<#err>(&error),
                         ),
                     }
                 }
@@ -235,8 +243,8 @@ impl Generated {
         let arm = quote! {
             #(#cfgs)*
             #name => {
-                let (#(#vars,)*): (#(#decoded,)*) =
-                    #manager::DispatchError::decode_args(method, args)?;
+                let (#(#vars,)*) =
+                    #manager::DispatchError::#decode::<#(#decoded),*>(method, args)?;
                 #body
             }
         };
@@ -286,7 +294,7 @@ impl Generated {
             #vis fn #ident #generics (&self, #(#params: #param_tys),*)
                 -> #krate::Result<#ret> #where_clause
             {
-                #manager::RemoteObject::call(
+                #manager::RemoteObject::call::<_, #ret>(
                     #manager::ManagedProxy::remote(self),
                     #name,
                     &(#(#params,)*),
@@ -314,7 +322,7 @@ fn owned(ty: &Type, private: &TokenStream) -> TokenStream {
     };
     let span = ty.span();
     match &*r.elem {
-        Type::Path(p) if p.qself.is_none() && p.path.is_ident("str") => {
+        Type::Path(p) if p.qself.is_none() && is_primitive(&p.path, "str") => {
             quote_spanned!(span=> #private::std::string::String)
         }
         Type::Slice(s) => {
@@ -364,4 +372,27 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
             tt
         })
         .collect()
+}
+
+/// `tokens` with every lifetime but `'static` replaced by `'_`: the dispatch names the
+/// method's types outside the method, where its lifetime parameters are not declared.
+fn erase_lifetimes(tokens: TokenStream) -> TokenStream {
+    let mut out = Vec::new();
+    let mut after_quote = false;
+    for tt in tokens {
+        let tt = match tt {
+            TokenTree::Ident(i) if after_quote && i != "static" => {
+                TokenTree::Ident(Ident::new("_", i.span()))
+            }
+            TokenTree::Group(g) => {
+                let mut inner = Group::new(g.delimiter(), erase_lifetimes(g.stream()));
+                inner.set_span(g.span());
+                TokenTree::Group(inner)
+            }
+            other => other,
+        };
+        after_quote = matches!(&tt, TokenTree::Punct(p) if p.as_char() == '\'');
+        out.push(tt);
+    }
+    out.into_iter().collect()
 }
