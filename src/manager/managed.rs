@@ -15,7 +15,7 @@
 //! without an error, as any serde message would).
 
 use crate::codec;
-use crate::error::{Error, RemoteKind};
+use crate::error::{Error, RemoteKind, Result};
 use crate::manager::RemoteObject;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -93,6 +93,14 @@ pub trait ManagedProxy: Sized + Clone + Send + Sync {
     fn from_remote(remote: RemoteObject) -> Self;
     /// The remote object this proxy calls.
     fn remote(&self) -> &RemoteObject;
+
+    /// Calls `method` with the argument tuple `args` through [`remote`](Self::remote) (what
+    /// the generated proxy methods do; its bounds are where rustc reports a type that is not
+    /// serde).
+    #[doc(hidden)]
+    fn call_remote<A: Serialize, R: DeserializeOwned>(&self, method: &str, args: &A) -> Result<R> {
+        self.remote().call(method, args)
+    }
 }
 
 /// Helpers of the code `#[shmproc::managed]` generates (not public API): one place decides
@@ -215,17 +223,8 @@ impl From<DispatchError> for Error {
 impl Error {
     /// Decodes the typed error of a managed method that returned `Err(e)`: `Some(e)` when this
     /// is an [`Error::Remote`] of kind [`RemoteKind::Method`] whose payload decodes as `E`,
-    /// `None` otherwise (another error, or an error value of another type).
-    ///
-    /// ```
-    /// # fn check(result: shmproc::Result<u64>) {
-    /// // `result` came from a proxy method whose server method returns `Result<u64, String>`.
-    /// if let Err(e) = result {
-    ///     let typed: Option<String> = e.remote_error::<String>();
-    ///     # let _ = typed;
-    /// }
-    /// # }
-    /// ```
+    /// `None` otherwise (another error, or an error value of another type). The example of
+    /// [`managed`](crate::managed) shows it in use.
     pub fn remote_error<E: DeserializeOwned>(&self) -> Option<E> {
         match self {
             Error::Remote {

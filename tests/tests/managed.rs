@@ -272,6 +272,15 @@ mod named {
         pub(crate) fn first(&self) -> Option<String> {
             self.names.first().cloned()
         }
+
+        pub(crate) fn longest<'a>(&'a self, other: &'a str) -> &'a str {
+            self.names
+                .iter()
+                .map(String::as_str)
+                .chain([other])
+                .max_by_key(|n| n.len())
+                .unwrap_or(other)
+        }
     }
 
     #[test]
@@ -282,5 +291,8 @@ mod named {
         assert_eq!(r.insert("b").unwrap(), Some(1));
         assert_eq!(r.insert("a").unwrap(), None);
         assert_eq!(r.first().unwrap().as_deref(), Some("a"));
+        r.insert("ccc").unwrap();
+        assert_eq!(r.longest("dd").unwrap(), "ccc");
+        assert_eq!(r.longest("eeee").unwrap(), "eeee");
     }
 }

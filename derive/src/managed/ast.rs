@@ -62,14 +62,15 @@ impl<'a> Input<'a> {
     /// if the block is not an inherent impl of a plain named type.
     pub(crate) fn from_syn(cx: &Ctxt, args: TokenStream, item: &'a ItemImpl) -> Option<Self> {
         let options = attr::options(cx, args);
-        let mut ok = true;
+        // One error per block: the first of trait impl, generic impl, unnamed type, type
+        // with generic arguments.
         if let Some((_, path, _)) = &item.trait_ {
             cx.error_spanned_by(
                 path,
                 "#[shmproc::managed] goes on an inherent impl block (`impl Counter { .. }`), not \
                  a trait impl: the proxy offers the type's own methods",
             );
-            ok = false;
+            return None;
         }
         if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
             cx.error_spanned_by(
@@ -78,7 +79,7 @@ impl<'a> Input<'a> {
                  the one concrete type to decode; implement it for a concrete type (a type alias \
                  or a newtype of each instance)",
             );
-            ok = false;
+            return None;
         }
         let self_ty = match &*item.self_ty {
             Type::Path(p) if p.qself.is_none() => Some(p),
@@ -98,9 +99,6 @@ impl<'a> Input<'a> {
                 "#[shmproc::managed] cannot be used on an impl of a type with generic arguments: \
                  the proxy and the registered name are per type; wrap the instance in a newtype",
             );
-            ok = false;
-        }
-        if !ok {
             return None;
         }
         let methods = item

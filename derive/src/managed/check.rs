@@ -9,6 +9,10 @@ use super::ast::{Input, Method, Output};
 use crate::ctxt::Ctxt;
 use syn::{GenericArgument, GenericParam, PathArguments, Type};
 
+/// The most parameters a managed method may take: serde implements its traits for tuples of
+/// up to 16 elements (and `DispatchError` has `decode_args0` to `decode_args16`).
+const MAX_ARGS: usize = 16;
+
 /// Records every problem with `input`'s managed methods in `cx`.
 pub(crate) fn check(cx: &Ctxt, input: &Input<'_>) {
     for method in &input.methods {
@@ -44,6 +48,15 @@ fn check_method(cx: &Ctxt, method: &Method<'_>) {
         }
     }
     check_receiver(cx, method);
+    if let Some(extra) = method.args.get(MAX_ARGS) {
+        cx.error_spanned_by(
+            extra.pat,
+            format!(
+                "a managed method takes at most {MAX_ARGS} parameters besides `self` (the \
+                 largest tuple serde encodes); pass a struct instead"
+            ),
+        );
+    }
     for arg in &method.args {
         check_type(cx, arg.ty, Position::Argument);
     }

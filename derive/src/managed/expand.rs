@@ -57,8 +57,10 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
 
         // `private_interfaces`: the proxy is `pub` (it must be at least as visible as the
         // type, which the macro cannot see), so a method mentioning a private type is more
-        // visible on the proxy than on the type itself.
+        // visible on the proxy than on the type itself. `dead_code`: a program need not call
+        // every proxy method.
         #[allow(
+            dead_code,
             non_camel_case_types,
             non_snake_case,
             private_interfaces,
@@ -83,10 +85,7 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
                     match method {
                         #(#arms)*
                         _ => #core::result::Result::Err(
-                            #manager::DispatchError::unknown_method(
-                                <Self as #manager::Managed>::TYPE_NAME,
-                                method,
-                            ),
+                            #manager::DispatchError::unknown_method(#type_name, method),
                         ),
                     }
                 }
@@ -294,8 +293,8 @@ impl Generated {
             #vis fn #ident #generics (&self, #(#params: #param_tys),*)
                 -> #krate::Result<#ret> #where_clause
             {
-                #manager::RemoteObject::call::<_, #ret>(
-                    #manager::ManagedProxy::remote(self),
+                #manager::ManagedProxy::call_remote::<_, #ret>(
+                    self,
                     #name,
                     &(#(#params,)*),
                 )

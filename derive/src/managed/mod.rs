@@ -179,6 +179,22 @@ mod tests {
     }
 
     #[test]
+    fn seventeen_parameters_are_refused_sixteen_accepted() {
+        let sixteen = (0..16usize).map(|i| quote::format_ident!("a{}", i));
+        let out = managed(
+            quote!(),
+            quote!(impl T { pub fn f(&self, #(#sixteen: u8),*) {} }),
+        );
+        assert!(out.to_string().contains("decode_args16"), "{out}");
+        let seventeen = (0..17usize).map(|i| quote::format_ident!("a{}", i));
+        let out = managed(
+            quote!(),
+            quote!(impl T { pub fn f(&self, #(#seventeen: u8),*) {} }),
+        );
+        assert!(out.to_string().contains("at most 16 parameters"), "{out}");
+    }
+
+    #[test]
     fn trait_impls_generic_impls_and_other_items_are_refused() {
         for (item, msg) in [
             (quote!(impl Display for Counter {}), "not a trait impl"),
