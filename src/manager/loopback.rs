@@ -148,3 +148,58 @@ impl<'de> Deserialize<'de> for RemoteObject {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::RemoteKind;
+
+    fn echo() -> RemoteObject {
+        RemoteObject::loopback_dispatch(
+            "Echo",
+            Box::new(|method, args| match method {
+                "echo" => Ok(args.to_vec()),
+                "fail" => Err(DispatchError::Panicked {
+                    message: "boom".to_owned(),
+                }),
+                _ => Err(DispatchError::unknown_method("Echo", method)),
+            }),
+        )
+    }
+
+    #[test]
+    fn calls_encode_arguments_and_decode_replies() {
+        let remote = echo();
+        assert_eq!(remote.type_name(), "Echo");
+        // `echo` returns its argument tuple's encoding, so it decodes as that tuple.
+        let back: (String, u32) = remote.call("echo", &("hi", 7u32)).unwrap();
+        assert_eq!(back, ("hi".to_owned(), 7));
+        // A reply that is not an `R` is a codec error, not a remote one.
+        assert!(matches!(
+            remote.call::<_, String>("echo", &(1u8,)),
+            Err(Error::Codec { .. })
+        ));
+        assert!(matches!(
+            remote.call::<_, ()>("fail", &()),
+            Err(Error::Remote { kind: RemoteKind::Panicked, ref message, payload: None })
+                if message == "boom"
+        ));
+        assert!(matches!(
+            remote.call::<_, ()>("nope", &()),
+            Err(Error::Remote {
+                kind: RemoteKind::UnknownMethod,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_serialized_object_decodes_while_it_lives() {
+        let remote = echo();
+        let bytes = codec::to_bytes(&remote).unwrap();
+        let again: RemoteObject = codec::from_bytes(&bytes).unwrap();
+        assert!(Arc::ptr_eq(&again.inner, &remote.inner));
+        drop((remote, again));
+        assert!(codec::from_bytes::<RemoteObject>(&bytes).is_err());
+    }
+}

@@ -131,6 +131,15 @@ fn every_method_kind_runs_on_the_managed_value() {
 }
 
 #[test]
+fn proxies_are_clone_serde_send_sync_and_debug() {
+    fn check<T: Send + Sync + Clone + fmt::Debug + Serialize + serde::de::DeserializeOwned>() {}
+    fn proxy_of<T: Managed<Proxy = P>, P: ManagedProxy>() {}
+    check::<CounterProxy>();
+    check::<RemoteObject>();
+    proxy_of::<Counter, CounterProxy>();
+}
+
+#[test]
 fn clones_and_decoded_proxies_call_the_same_object() {
     let c = counter();
     let other = c.clone();
@@ -140,7 +149,6 @@ fn clones_and_decoded_proxies_call_the_same_object() {
     let decoded: CounterProxy = shmproc::codec::from_bytes(&bytes).unwrap();
     decoded.add(1).unwrap();
     assert_eq!(c.get().unwrap(), 5);
-    assert_eq!(ManagedProxy::remote(&decoded).type_name(), "Counter");
     assert!(format!("{c:?}").starts_with("CounterProxy(RemoteObject"));
 }
 
@@ -250,7 +258,7 @@ fn a_panicking_method_unwinds_and_the_object_stays_usable() {
 /// Options, `Self` in signatures, and lifetimes.
 mod named {
     use serde::{Deserialize, Serialize};
-    use shmproc::manager::{Managed, RemoteObject};
+    use shmproc::manager::{Managed, ManagedProxy, RemoteObject};
 
     #[derive(Serialize, Deserialize)]
     pub(crate) struct Registry {
@@ -267,6 +275,11 @@ mod named {
             }
             self.names.push(name.to_owned());
             Some(self.names.len() - 1)
+        }
+
+        /// A raw identifier is called by its plain name.
+        pub(crate) fn r#type(&self) -> &'static str {
+            "registry"
         }
 
         pub(crate) fn first(&self) -> Option<String> {
@@ -291,6 +304,11 @@ mod named {
         assert_eq!(r.insert("b").unwrap(), Some(1));
         assert_eq!(r.insert("a").unwrap(), None);
         assert_eq!(r.first().unwrap().as_deref(), Some("a"));
+        assert_eq!(r.r#type().unwrap(), "registry");
+        assert_eq!(
+            ManagedProxy::call_remote::<_, String>(&r, "type", &()).unwrap(),
+            "registry"
+        );
         r.insert("ccc").unwrap();
         assert_eq!(r.longest("dd").unwrap(), "ccc");
         assert_eq!(r.longest("eeee").unwrap(), "eeee");
