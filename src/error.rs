@@ -317,51 +317,69 @@ pub enum Error {
     /// A child's executable is not the file its parent runs, so the target cannot be found.
     #[error("child runs a different executable than its parent")]
     NotSameExecutable,
-    /// A call on a managed object failed in the manager server: the type or method is not
-    /// managed there, the arguments did not decode, the method returned `Err`, or it panicked.
-    /// The server goes on serving. A method's typed error is decoded with
-    /// [`Error::remote_error`].
-    #[error("remote call failed ({kind}): {message}")]
+    /// A call on a managed object failed in the manager's server: the method returned an
+    /// error or panicked, the type or method is unknown there, or the request was refused.
+    /// The server goes on serving. [`Error::remote_error`] decodes a method's typed error.
+    #[error("remote call failed ({kind:?}): {message}")]
     Remote {
         /// What failed.
-        kind: RemoteKind,
-        /// The server's description; for [`RemoteKind::Method`] the `Display` text of the
-        /// method's error, for [`RemoteKind::Panicked`] the panic message.
+        kind: RemoteErrorKind,
+        /// The server's description (a method error's `Display` text, a panic message).
         message: String,
-        /// For [`RemoteKind::Method`], the codec encoding of the method's error value (empty
-        /// if it failed to encode); `None` otherwise.
+        /// A method error's codec encoding (see [`Error::remote_error`]).
         payload: Option<Vec<u8>>,
     },
+}
+
+/// What kind of failure an [`Error::Remote`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RemoteErrorKind {
+    /// The method returned `Err(e)`; the payload holds `e` encoded.
+    Method,
+    /// The method panicked; the server caught it.
+    Panicked,
+    /// The type has no method of that name.
+    UnknownMethod,
+    /// The arguments did not decode as the method's parameters.
+    BadArguments,
+    /// No type of that name is registered with the server.
+    UnknownType,
+    /// The object does not exist (any more) in the server.
+    UnknownObject,
+    /// The server could not decode the request, or refused it.
+    BadRequest,
 }
 
 /// The result type of shmproc.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What kind of failure an [`Error::Remote`] reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-#[non_exhaustive]
-pub enum RemoteKind {
-    /// The server has no managed type of that name.
-    #[error("unknown type")]
-    UnknownType,
-    /// The type has no managed method of that name.
-    #[error("unknown method")]
-    UnknownMethod,
-    /// The arguments did not decode as the method's parameters.
-    #[error("bad arguments")]
-    BadArguments,
-    /// The method returned `Err`.
-    #[error("method error")]
-    Method,
-    /// The method panicked.
-    #[error("method panicked")]
-    Panicked,
-}
-
 impl Error {
     /// Wraps an operating-system error with the operation that produced it.
     pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
         Error::Io { op, source }
+    }
+
+    /// Decodes the typed error a managed method returned (`Err(e)` of a method returning
+    /// `Result<T, E>`), if this is [`Error::Remote`] carrying one that decodes as `E`.
+    ///
+    /// # Examples
+    /// ```
+    /// let e = shmproc::Error::Remote {
+    ///     kind: shmproc::RemoteErrorKind::Method,
+    ///     message: "too big".into(),
+    ///     payload: Some(shmproc::codec::to_bytes(&7u32)?),
+    /// };
+    /// assert_eq!(e.remote_error::<u32>(), Some(7));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn remote_error<E: serde::de::DeserializeOwned>(&self) -> Option<E> {
+        match self {
+            Error::Remote {
+                payload: Some(p), ..
+            } => crate::codec::from_bytes(p).ok(),
+            _ => None,
+        }
     }
 }
 

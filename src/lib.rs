@@ -28,7 +28,7 @@
 //! exchange/     pprocess: start / create give a Channel to a child, Exchange watches many and
 //!               caps how many run, pmap / Map / Queue over reusable workers
 //! containers/   Dict, List, Slot: serde containers in the heap, no server
-//! manager/      Managed types and their proxies (#[shmproc::managed])
+//! manager/      Manager: a server holding objects for proxies, custom types, remote managers
 //! ```
 //!
 //! `.ci/run` checks the two rules a grep can see: only `src/sys/` names `libc` or `rustix`,
@@ -93,7 +93,7 @@ pub mod fuzzing;
 
 pub use connection::{Client, Connection, Listener, pipe, pipe_simplex};
 pub use containers::{Dict, DictGuard, List, ListGuard, Slot, SlotGuard};
-pub use error::{Error, LockResult, OwnerDied, RemoteKind, Result};
+pub use error::{Error, LockResult, OwnerDied, RemoteErrorKind, Result};
 pub use exchange::{Channel, Exchange, Forked};
 pub use handle::Handle;
 pub use heap::{HeapStats, ObjectToken};

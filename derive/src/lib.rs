@@ -176,9 +176,9 @@ pub fn derive_shared_struct(input: TokenStream) -> TokenStream {
 ///
 /// For `add(&mut self, by: u64) -> u64` the proxy has `add(&self, by: u64) ->
 /// shmproc::Result<u64>`; for `Result<T, E>` it returns `shmproc::Result<T>`, and `Err(e)`
-/// comes back as `shmproc::Error::Remote` of kind `RemoteKind::Method` with `e`'s `Display`
+/// comes back as `shmproc::Error::Remote` of kind `RemoteErrorKind::Method` with `e`'s `Display`
 /// text as the message and `e` itself decodable with `error.remote_error::<E>()`. A method
-/// that panics in a server gives the caller `Error::Remote` of kind `RemoteKind::Panicked`.
+/// that panics in a server gives the caller `Error::Remote` of kind `RemoteErrorKind::Panicked`.
 /// The method's doc comments and `#[cfg]`s are copied to the proxy method.
 ///
 /// # Rejected, with a compile error at the offending item
@@ -198,8 +198,8 @@ pub fn derive_shared_struct(input: TokenStream) -> TokenStream {
 ///
 /// A call names the method by its name as a string and carries the codec encoding of the
 /// argument tuple; the server matches the name against the methods this macro saw and decodes
-/// the arguments as that method's parameter types. An unknown name is `RemoteKind::UnknownMethod`
-/// and arguments that do not decode are `RemoteKind::BadArguments`, to that caller only.
+/// the arguments as that method's parameter types. An unknown name is `RemoteErrorKind::UnknownMethod`
+/// and arguments that do not decode are `RemoteErrorKind::BadArguments`, to that caller only.
 /// Because names and encodings are all that is checked, the proxy and the server must come
 /// from the same build of the type (one program, or programs built from the same source):
 /// a method whose parameter types changed may decode arguments of the old types.

@@ -11,7 +11,7 @@
 //! process did not make fails).
 
 use crate::codec;
-use crate::error::{Error, Result};
+use crate::error::{Error, RemoteErrorKind, Result};
 use crate::manager::{DispatchError, Managed, ManagedProxy};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -119,7 +119,32 @@ impl RemoteObject {
                 .unwrap_or_else(PoisonError::into_inner);
             (dispatch)(method, &args)
         };
-        codec::from_bytes(&reply.map_err(Error::from)?)
+        codec::from_bytes(&reply.map_err(remote_error)?)
+    }
+}
+
+/// The error a caller gets for a failed dispatch (the messages a manager's client reports).
+fn remote_error(e: DispatchError) -> Error {
+    let remote = |kind, message: String| Error::Remote {
+        kind,
+        message,
+        payload: None,
+    };
+    match e {
+        DispatchError::UnknownMethod { type_name, method } => remote(
+            RemoteErrorKind::UnknownMethod,
+            format!("{type_name} has no method {method:?}"),
+        ),
+        DispatchError::BadArguments { method, reason } => remote(
+            RemoteErrorKind::BadArguments,
+            format!("arguments of {method}: {reason}"),
+        ),
+        DispatchError::Method { message, payload } => Error::Remote {
+            kind: RemoteErrorKind::Method,
+            message,
+            payload: Some(payload),
+        },
+        DispatchError::Panicked { message } => remote(RemoteErrorKind::Panicked, message),
     }
 }
 
@@ -152,7 +177,6 @@ impl<'de> Deserialize<'de> for RemoteObject {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::RemoteKind;
 
     fn echo() -> RemoteObject {
         RemoteObject::loopback_dispatch(
@@ -181,13 +205,13 @@ mod tests {
         ));
         assert!(matches!(
             remote.call::<_, ()>("fail", &()),
-            Err(Error::Remote { kind: RemoteKind::Panicked, ref message, payload: None })
+            Err(Error::Remote { kind: RemoteErrorKind::Panicked, ref message, payload: None })
                 if message == "boom"
         ));
         assert!(matches!(
             remote.call::<_, ()>("nope", &()),
             Err(Error::Remote {
-                kind: RemoteKind::UnknownMethod,
+                kind: RemoteErrorKind::UnknownMethod,
                 ..
             })
         ));

@@ -15,17 +15,16 @@
 //! without an error, as any serde message would).
 
 use crate::codec;
-use crate::error::{Error, RemoteKind, Result};
+use crate::error::Result;
 use crate::manager::RemoteObject;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt::Display;
 
 /// What a method call on a managed object failed with, as the server reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DispatchError {
     /// The type has no method of that name.
-    #[error("`{type_name}` has no managed method `{method}`")]
     UnknownMethod {
         /// The type the call was made on.
         type_name: String,
@@ -33,7 +32,6 @@ pub enum DispatchError {
         method: String,
     },
     /// The arguments did not decode as the method's parameter tuple.
-    #[error("bad arguments for `{method}`: {reason}")]
     BadArguments {
         /// The method the call asked for.
         method: String,
@@ -42,7 +40,6 @@ pub enum DispatchError {
     },
     /// The method returned `Err(e)`: `e`'s `Display` text and its codec encoding (so the caller
     /// can decode the typed error, see `Error::remote_error::<E>()`).
-    #[error("{message}")]
     Method {
         /// `e.to_string()`.
         message: String,
@@ -50,7 +47,6 @@ pub enum DispatchError {
         payload: Vec<u8>,
     },
     /// The method panicked (the server caught it and goes on serving).
-    #[error("panicked: {message}")]
     Panicked {
         /// The panic message.
         message: String,
@@ -189,99 +185,49 @@ decode_args_n! {
     decode_args16(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12, A13, A14, A15, A16);
 }
 
-/// What a caller gets for a failed dispatch: [`Error::Remote`] with the message kept, and the
-/// encoded error value of a method that returned `Err` (see [`Error::remote_error`]).
-impl From<DispatchError> for Error {
-    fn from(e: DispatchError) -> Self {
-        match e {
-            DispatchError::UnknownMethod { .. } => Error::Remote {
-                kind: RemoteKind::UnknownMethod,
-                message: e.to_string(),
-                payload: None,
-            },
-            DispatchError::BadArguments { .. } => Error::Remote {
-                kind: RemoteKind::BadArguments,
-                message: e.to_string(),
-                payload: None,
-            },
-            DispatchError::Method { message, payload } => Error::Remote {
-                kind: RemoteKind::Method,
-                message,
-                payload: Some(payload),
-            },
-            DispatchError::Panicked { message } => Error::Remote {
-                kind: RemoteKind::Panicked,
-                message,
-                payload: None,
-            },
-        }
-    }
-}
-
-/// The typed errors of managed methods (`Error` lives below `codec` in the layers, so its
-/// decoding is here).
-impl Error {
-    /// Decodes the typed error of a managed method that returned `Err(e)`: `Some(e)` when this
-    /// is an [`Error::Remote`] of kind [`RemoteKind::Method`] whose payload decodes as `E`,
-    /// `None` otherwise (another error, or an error value of another type). The example of
-    /// [`managed`](crate::managed) shows it in use.
-    pub fn remote_error<E: DeserializeOwned>(&self) -> Option<E> {
-        match self {
-            Error::Remote {
-                kind: RemoteKind::Method,
-                payload: Some(payload),
-                ..
-            } => codec::from_bytes(payload).ok(),
-            _ => None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[derive(Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
-    #[error("short by {0}")]
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Short(u64);
 
-    #[test]
-    fn method_errors_keep_message_and_typed_payload() {
-        let err: Error = DispatchError::method_failed(&Short(3)).into();
-        assert_eq!(
-            err.to_string(),
-            "remote call failed (method error): short by 3"
-        );
-        assert_eq!(err.remote_error::<Short>(), Some(Short(3)));
-        // A payload of another type does not decode as it.
-        assert_eq!(err.remote_error::<String>(), None);
+    impl Display for Short {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "short by {}", self.0)
+        }
     }
 
     #[test]
-    fn other_failures_have_no_payload() {
-        let err: Error = DispatchError::unknown_method("Counter", "nope").into();
-        assert!(matches!(
-            &err,
-            Error::Remote { kind: RemoteKind::UnknownMethod, payload: None, message }
-                if message == "`Counter` has no managed method `nope`"
-        ));
-        assert_eq!(err.remote_error::<Short>(), None);
+    fn method_errors_keep_message_and_encoding() {
+        let DispatchError::Method { message, payload } = DispatchError::method_failed(&Short(3))
+        else {
+            panic!("not a method error");
+        };
+        assert_eq!(message, "short by 3");
+        assert_eq!(codec::from_bytes::<Short>(&payload).unwrap(), Short(3));
+    }
+
+    #[test]
+    fn unknown_methods_and_bad_arguments_name_the_method() {
+        assert_eq!(
+            DispatchError::unknown_method("Counter", "nope"),
+            DispatchError::UnknownMethod {
+                type_name: "Counter".to_owned(),
+                method: "nope".to_owned()
+            }
+        );
         let bad = DispatchError::decode_args::<(u64, String)>("add", &[1]).unwrap_err();
         assert!(matches!(&bad, DispatchError::BadArguments { method, .. } if method == "add"));
-        assert!(matches!(
-            Error::from(bad),
-            Error::Remote {
-                kind: RemoteKind::BadArguments,
-                payload: None,
-                ..
-            }
-        ));
+        // Trailing bytes are refused too: `(u64,)` is not `(u64, u64)`.
+        let two = codec::to_bytes(&(1u64, 2u64)).unwrap();
+        assert!(DispatchError::decode_args1::<u64>("add", &two).is_err());
     }
 
     #[test]
     fn arguments_and_returns_round_trip() {
         let args = codec::to_bytes(&("name", &[1u8, 2][..], 7u64)).unwrap();
-        let decoded: (String, Vec<u8>, u64) = DispatchError::decode_args("f", &args).unwrap();
+        let decoded = DispatchError::decode_args3::<String, Vec<u8>, u64>("f", &args).unwrap();
         assert_eq!(decoded, ("name".to_owned(), vec![1, 2], 7));
         let ret = DispatchError::encode_return("f", &Some(5i32)).unwrap();
         assert_eq!(codec::from_bytes::<Option<i32>>(&ret).unwrap(), Some(5));

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use shmproc::manager::{DispatchError, Managed, ManagedProxy, RemoteObject};
-use shmproc::{Error, RemoteKind};
+use shmproc::{Error, RemoteErrorKind};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -149,6 +149,12 @@ fn clones_and_decoded_proxies_call_the_same_object() {
     let decoded: CounterProxy = shmproc::codec::from_bytes(&bytes).unwrap();
     decoded.add(1).unwrap();
     assert_eq!(c.get().unwrap(), 5);
+    // A remote object of another type does not decode as a `CounterProxy`.
+    let registry = RemoteObject::loopback(named::Registry::default());
+    let bytes = shmproc::codec::to_bytes(&registry).unwrap();
+    let err = shmproc::codec::from_bytes::<CounterProxy>(&bytes).unwrap_err();
+    assert!(matches!(err, Error::Codec { .. }), "{err:?}");
+    assert!(shmproc::codec::from_bytes::<named::RegistryProxy>(&bytes).is_ok());
     assert!(format!("{c:?}").starts_with("CounterProxy(RemoteObject"));
 }
 
@@ -158,7 +164,7 @@ fn method_errors_come_back_typed() {
     c.add(2).unwrap();
     let err = c.checked_sub(5).unwrap_err();
     assert!(
-        matches!(&err, Error::Remote { kind: RemoteKind::Method, message, .. } if message == "short by 3"),
+        matches!(&err, Error::Remote { kind: RemoteErrorKind::Method, message, .. } if message == "short by 3"),
         "{err:?}"
     );
     assert_eq!(
@@ -170,7 +176,7 @@ fn method_errors_come_back_typed() {
         err.remote_error::<CounterError>(),
         Some(CounterError::Frozen)
     );
-    assert_eq!(err.to_string(), "remote call failed (method error): frozen");
+    assert_eq!(err.to_string(), "remote call failed (Method): frozen");
     // The failed calls changed nothing.
     assert_eq!(c.get().unwrap(), 2);
 }
@@ -218,7 +224,7 @@ fn dispatch_reports_unknown_methods_and_bad_arguments() {
         matches!(
             &err,
             Error::Remote {
-                kind: RemoteKind::UnknownMethod,
+                kind: RemoteErrorKind::UnknownMethod,
                 payload: None,
                 ..
             }
@@ -233,7 +239,7 @@ fn dispatch_reports_unknown_methods_and_bad_arguments() {
         matches!(
             &err,
             Error::Remote {
-                kind: RemoteKind::BadArguments,
+                kind: RemoteErrorKind::BadArguments,
                 ..
             }
         ),
@@ -260,7 +266,7 @@ mod named {
     use serde::{Deserialize, Serialize};
     use shmproc::manager::{Managed, ManagedProxy, RemoteObject};
 
-    #[derive(Serialize, Deserialize)]
+    #[derive(Default, Serialize, Deserialize)]
     pub(crate) struct Registry {
         names: Vec<String>,
     }

@@ -131,17 +131,28 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
                 }
             }
 
+            // A remote object of another type is refused, so a proxy never sends this
+            // type's calls to another type's object.
             #[automatically_derived]
             impl<'de> #private::serde::Deserialize<'de> for #proxy {
                 fn deserialize<__D: #private::serde::Deserializer<'de>>(
                     deserializer: __D,
                 ) -> #core::result::Result<Self, __D::Error> {
-                    #core::result::Result::map(
+                    let remote =
                         <#manager::RemoteObject as #private::serde::Deserialize<'de>>::deserialize(
                             deserializer,
-                        ),
-                        |remote| #proxy { remote },
-                    )
+                        )?;
+                    let found = #manager::RemoteObject::type_name(&remote);
+                    if found != #type_name {
+                        return #core::result::Result::Err(
+                            <__D::Error as #private::serde::de::Error>::custom(#core::format_args!(
+                                "a proxy of `{}` cannot be made from a remote `{}`",
+                                #type_name,
+                                found,
+                            )),
+                        );
+                    }
+                    #core::result::Result::Ok(#proxy { remote })
                 }
             }
 
@@ -275,7 +286,7 @@ impl Generated {
             ),
             Output::Result { err, .. } => format!(
                 " Runs `{ty_text}::{ident}` on the managed object.\n\n # Errors\n \
-                 `Error::Remote` of kind `RemoteKind::Method` if it returned `Err(e)`: the \
+                 `Error::Remote` of kind `RemoteErrorKind::Method` if it returned `Err(e)`: the \
                  message is `e`'s text, and `error.remote_error::<{}>()` decodes `e`; \
                  `Error::Remote` of another kind if the server could not run it or it panicked \
                  there; the errors of the connection to the server.",
