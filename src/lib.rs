@@ -143,5 +143,11 @@ pub mod __private {
     pub use crate::fingerprint::{extend, extend_u64, start};
     pub use core;
     pub use serde;
-    pub use std;
+
+    // Aliases rather than a re-export of `std`: a re-exported `std` changes how rustc names
+    // standard types in the diagnostics of every crate that uses shmproc.
+    /// `std::string::String`.
+    pub type String = std::string::String;
+    /// `std::vec::Vec`.
+    pub type Vec<T> = std::vec::Vec<T>;
 }

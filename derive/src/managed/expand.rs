@@ -3,8 +3,9 @@
 //! Emitted after the block as written: the proxy struct (`CounterProxy`, beside the type, so
 //! callers can name it), then `const _: () = { ... };` with `impl Managed for Counter`, the
 //! proxy's `ManagedProxy`, `Clone`, `Debug` and serde impls, and its methods. The generated
-//! code reaches shmproc only through the `crate` path (default `::shmproc`), and the standard
-//! library through `<path>::__private`, so it also compiles under `#![no_implicit_prelude]`.
+//! code reaches shmproc only through the `crate` path (default `::shmproc`), and `core`,
+//! `String` and `Vec` through `<path>::__private`, so it also compiles under
+//! `#![no_implicit_prelude]`.
 
 use super::ast::{Arg, Input, Method, Output};
 use crate::check::is_primitive;
@@ -58,9 +59,11 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
         // `private_interfaces`: the proxy is `pub` (it must be at least as visible as the
         // type, which the macro cannot see), so a method mentioning a private type is more
         // visible on the proxy than on the type itself. `dead_code`: a program need not call
-        // every proxy method.
+        // every proxy method. `deprecated`: the dispatch calls deprecated methods too (their
+        // proxy methods carry the same `#[deprecated]`).
         #[allow(
             dead_code,
+            deprecated,
             non_camel_case_types,
             non_snake_case,
             private_interfaces,
@@ -79,7 +82,7 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
                     method: &#core::primitive::str,
                     args: &[#core::primitive::u8],
                 ) -> #core::result::Result<
-                    #private::std::vec::Vec<#core::primitive::u8>,
+                    #private::Vec<#core::primitive::u8>,
                     #manager::DispatchError,
                 > {
                     match method {
@@ -202,7 +205,10 @@ impl Generated {
             .iter()
             .filter(|a| a.path().is_ident("cfg"))
             .collect();
-        let docs = f.attrs.iter().filter(|a| a.path().is_ident("doc"));
+        let docs = f
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("doc") || a.path().is_ident("deprecated"));
 
         // Dispatch: decode the owned form of each parameter, pass it (borrowed where the
         // method borrows), encode what the method returned.
@@ -333,11 +339,11 @@ fn owned(ty: &Type, private: &TokenStream) -> TokenStream {
     let span = ty.span();
     match &*r.elem {
         Type::Path(p) if p.qself.is_none() && is_primitive(&p.path, "str") => {
-            quote_spanned!(span=> #private::std::string::String)
+            quote_spanned!(span=> #private::String)
         }
         Type::Slice(s) => {
             let elem = &s.elem;
-            quote_spanned!(span=> #private::std::vec::Vec<#elem>)
+            quote_spanned!(span=> #private::Vec<#elem>)
         }
         elem => elem.to_token_stream(),
     }

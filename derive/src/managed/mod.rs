@@ -103,7 +103,7 @@ mod tests {
         assert!(
             out.contains(
                 "pub (crate) fn label < 'a > (& self , prefix : & 'a str) -> :: shmproc :: \
-                 Result < :: shmproc :: __private :: std :: string :: String >"
+                 Result < :: shmproc :: __private :: String >"
             ),
             "{out}"
         );
@@ -123,7 +123,7 @@ mod tests {
         // the dispatch, where they are not declared.
         assert!(
             out.contains(
-                "decode_args1 :: < :: shmproc :: __private :: std :: string :: String > \
+                "decode_args1 :: < :: shmproc :: __private :: String > \
                  (method , args) ? ; match < Counter > :: label (self , & __shmproc_arg0)"
             ),
             "{out}"

@@ -66,6 +66,12 @@ mod counters {
             self.n = 0;
         }
 
+        /// The count, under its old name.
+        #[deprecated = "use `doubled`"]
+        pub(crate) fn twice(&self) -> u64 {
+            self.double()
+        }
+
         /// Uses the private method.
         pub(crate) fn doubled(&self) -> u64 {
             self.double()
