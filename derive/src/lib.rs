@@ -176,10 +176,11 @@ pub fn derive_shared_struct(input: TokenStream) -> TokenStream {
 ///
 /// For `add(&mut self, by: u64) -> u64` the proxy has `add(&self, by: u64) ->
 /// shmproc::Result<u64>`; for `Result<T, E>` it returns `shmproc::Result<T>`, and `Err(e)`
-/// comes back as `shmproc::Error::Remote` of kind `RemoteErrorKind::Method` with `e`'s `Display`
-/// text as the message and `e` itself decodable with `error.remote_error::<E>()`. A method
-/// that panics in a server gives the caller `Error::Remote` of kind `RemoteErrorKind::Panicked`.
-/// The method's doc comments and `#[cfg]`s are copied to the proxy method.
+/// comes back as `shmproc::Error::Remote` of kind `RemoteErrorKind::Method` with `e`'s
+/// `Display` text as the message and `e` itself decodable with `error.remote_error::<E>()`.
+/// A method that panics in a server gives the caller `Error::Remote` of kind
+/// `RemoteErrorKind::Panicked`. The method's doc comments, `#[cfg]`s and `#[deprecated]` are
+/// copied to the proxy method.
 ///
 /// # Rejected, with a compile error at the offending item
 ///
@@ -188,21 +189,23 @@ pub fn derive_shared_struct(input: TokenStream) -> TokenStream {
 ///   type registered under one name.
 /// - Among managed methods: type or const parameters (lifetimes are fine), `async` and
 ///   `unsafe` methods, `self` by value or `self: Box<Self>` (and other smart pointers),
-///   `&mut` parameters and return types (writes would never reach the other side),
-///   `impl Trait`, trait objects, raw and function pointers. Make such a method private to
-///   keep it out of the proxy.
+///   `&mut` parameters and return types (writes would never reach the other side), a
+///   reference inside a type (`Vec<&str>`, `Option<&T>`: nothing to borrow from on the other
+///   side), `impl Trait`, trait objects, raw and function pointers, more than 16 parameters.
+///   Make such a method private to keep it out of the proxy.
 /// - Parameter, return and error types that are not serde: an unsatisfied `Serialize` or
-///   `DeserializeOwned` bound, reported by rustc.
+///   `DeserializeOwned` bound (or `Display` for an error type), reported by rustc at the type.
 ///
 /// # Calls carry data, never code
 ///
 /// A call names the method by its name as a string and carries the codec encoding of the
 /// argument tuple; the server matches the name against the methods this macro saw and decodes
-/// the arguments as that method's parameter types. An unknown name is `RemoteErrorKind::UnknownMethod`
-/// and arguments that do not decode are `RemoteErrorKind::BadArguments`, to that caller only.
-/// Because names and encodings are all that is checked, the proxy and the server must come
-/// from the same build of the type (one program, or programs built from the same source):
-/// a method whose parameter types changed may decode arguments of the old types.
+/// the arguments as that method's parameter types. An unknown name is
+/// `RemoteErrorKind::UnknownMethod` and arguments that do not decode are
+/// `RemoteErrorKind::BadArguments`, to that caller only. Because names and encodings are all
+/// that is checked, the proxy and the server must come from the same build of the type (one
+/// program, or programs built from the same source): a method whose parameter types changed
+/// may decode arguments of the old types.
 ///
 /// # Options
 ///
@@ -216,10 +219,12 @@ pub fn derive_shared_struct(input: TokenStream) -> TokenStream {
 ///
 /// # Generated items
 ///
-/// After the block as written: `pub struct CounterProxy` (beside the type) and, in
-/// `const _: () = { ... };`, `impl Managed for Counter` (`TYPE_NAME`, `type Proxy`,
+/// After the block as written: `pub struct CounterProxy` (beside the type; `pub` because it
+/// must be at least as visible as the type, which an attribute on the `impl` cannot see)
+/// and, in `const _: () = { ... };`, `impl Managed for Counter` (`TYPE_NAME`, `type Proxy`,
 /// `dispatch`), and for the proxy `ManagedProxy`, `Clone`, `Debug`, `Serialize`,
-/// `Deserialize` (it travels as its remote object) and its methods.
+/// `Deserialize` (it travels as its remote object; decoding one whose type name is not this
+/// type's fails) and its methods.
 #[proc_macro_attribute]
 pub fn managed(args: TokenStream, item: TokenStream) -> TokenStream {
     managed::managed(args.into(), item.into()).into()

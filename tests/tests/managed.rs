@@ -164,7 +164,10 @@ fn method_errors_come_back_typed() {
     c.add(2).unwrap();
     let err = c.checked_sub(5).unwrap_err();
     assert!(
-        matches!(&err, Error::Remote { kind: RemoteErrorKind::Method, message, .. } if message == "short by 3"),
+        matches!(
+            &err,
+            Error::Remote { kind: RemoteErrorKind::Method, message, .. } if message == "short by 3"
+        ),
         "{err:?}"
     );
     assert_eq!(
