@@ -55,9 +55,9 @@ pub enum DispatchError {
 
 /// A type whose values a manager server holds and whose methods clients call through a proxy.
 ///
-/// Implemented by `#[shmproc::managed]` on an inherent `impl` block; the value travels to the
-/// server with serde when created (`Manager::create(value)`), so `Self: Serialize +
-/// DeserializeOwned`.
+/// Implemented by [`#[shmproc::managed]`](crate::managed) on an inherent `impl` block; the
+/// value travels to the server with serde when created (`Manager::create(value)`), so
+/// `Self: Serialize + DeserializeOwned`.
 pub trait Managed: Serialize + DeserializeOwned + Send + 'static {
     /// The name both sides register the type under; the macro uses the type's path as written
     /// (`"Counter"`), overridable with `#[shmproc::managed(name = "...")]`.
