@@ -305,6 +305,43 @@ mod named {
         }
     }
 
+    #[derive(Serialize, Deserialize)]
+    pub(crate) struct Grid {
+        cells: Vec<u8>,
+    }
+
+    // The explicit receiver types are what this test is about.
+    #[allow(clippy::needless_arbitrary_self_type)]
+    #[shmproc::managed]
+    impl Grid {
+        const WIDTH: usize = 3;
+
+        /// Typed receivers, and `Self` paths in the signature.
+        pub(crate) fn set_row(self: &mut Self, row: [u8; Self::WIDTH]) -> Option<Self> {
+            let old = Grid {
+                cells: self.cells.clone(),
+            };
+            self.cells = row.to_vec();
+            Some(old)
+        }
+
+        pub(crate) fn row(self: &Self) -> [u8; Grid::WIDTH] {
+            let mut row = [0; Self::WIDTH];
+            row.copy_from_slice(&self.cells[..Self::WIDTH]);
+            row
+        }
+    }
+
+    #[test]
+    fn typed_receivers_and_self_paths() {
+        let g: GridProxy = RemoteObject::loopback_proxy(Grid {
+            cells: vec![0, 0, 0],
+        });
+        let old = g.set_row([1, 2, 3]).unwrap().unwrap();
+        assert_eq!(old.cells, [0, 0, 0]);
+        assert_eq!(g.row().unwrap(), [1, 2, 3]);
+    }
+
     #[test]
     fn name_option_and_lifetimes() {
         assert_eq!(<Registry as Managed>::TYPE_NAME, "tests::Registry");
