@@ -332,6 +332,29 @@ mod named {
         }
     }
 
+    /// Methods written by a `macro_rules!`, whose types arrive wrapped in invisible groups.
+    macro_rules! greeter {
+        ($name:ident, $arg:ty, $ret:ty) => {
+            #[derive(Serialize, Deserialize)]
+            pub(crate) struct $name;
+
+            #[shmproc::managed]
+            impl $name {
+                pub(crate) fn greet(&self, who: $arg) -> $ret {
+                    format!("hello {who}")
+                }
+            }
+        };
+    }
+
+    greeter!(Greeter, &str, String);
+
+    #[test]
+    fn types_from_macro_rules() {
+        let g: GreeterProxy = RemoteObject::loopback_proxy(Greeter);
+        assert_eq!(g.greet("you").unwrap(), "hello you");
+    }
+
     #[test]
     fn typed_receivers_and_self_paths() {
         let g: GridProxy = RemoteObject::loopback_proxy(Grid {

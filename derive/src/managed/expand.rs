@@ -223,7 +223,7 @@ impl Generated {
             .map(|a| erase_lifetimes(owned(&replace_self(a.ty, self_ty), &private)));
         let decode = format_ident!("decode_args{}", method.args.len());
         let passed = method.args.iter().zip(&vars).map(|(a, v)| {
-            if matches!(a.ty, Type::Reference(_)) {
+            if matches!(peel(a.ty), Type::Reference(_)) {
                 quote!(&#v)
             } else {
                 quote!(#v)
@@ -333,7 +333,7 @@ fn param_name(arg: &Arg<'_>, index: usize) -> Ident {
 /// The type a value of `ty` is decoded as: `String` for `&str`, `Vec<T>` for `&[T]`, `T` for
 /// `&T`, `ty` itself otherwise. (A borrowed value encodes exactly as its owned form.)
 fn owned(ty: &Type, private: &TokenStream) -> TokenStream {
-    let Type::Reference(r) = ty else {
+    let Type::Reference(r) = peel(ty) else {
         return ty.to_token_stream();
     };
     let span = ty.span();
@@ -346,6 +346,16 @@ fn owned(ty: &Type, private: &TokenStream) -> TokenStream {
             quote_spanned!(span=> #private::Vec<#elem>)
         }
         elem => elem.to_token_stream(),
+    }
+}
+
+/// `ty` without the parentheses and invisible groups (from a `macro_rules!` `$t:ty`) around
+/// it.
+fn peel(ty: &Type) -> &Type {
+    match ty {
+        Type::Paren(p) => peel(&p.elem),
+        Type::Group(g) => peel(&g.elem),
+        other => other,
     }
 }
 
