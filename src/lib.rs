@@ -138,9 +138,22 @@ pub use task_pool::{TaskIter, TaskPool};
 /// ```
 pub use shmproc_derive::SharedStruct;
 
+/// Makes a type's methods callable through a manager: implements [`manager::Managed`] for the
+/// type of an inherent `impl` block and generates its proxy, `<Type>Proxy`, with a method per
+/// `pub` method of the block (see the full rules below).
+pub use shmproc_derive::managed;
+
 /// Items the derive macro's generated code uses. Not public API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::fingerprint::{extend, extend_u64, start};
     pub use core;
+    pub use serde;
+
+    // Aliases rather than a re-export of `std`: a re-exported `std` changes how rustc names
+    // standard types in the diagnostics of every crate that uses shmproc.
+    /// `std::string::String`.
+    pub type String = std::string::String;
+    /// `std::vec::Vec`.
+    pub type Vec<T> = std::vec::Vec<T>;
 }

@@ -1,12 +1,14 @@
-//! `#[derive(SharedStruct)]` for shmproc: implements `shmproc::Shareable` for `#[repr(C)]`
-//! structs whose fields are all shareable, so they can live in shared memory.
+//! The macros of shmproc: `#[derive(SharedStruct)]` implements `shmproc::Shareable` for
+//! `#[repr(C)]` structs whose fields are all shareable, so they can live in shared memory;
+//! `#[shmproc::managed]` on an `impl` block makes a type's methods callable through a manager.
 //!
-//! Use it through `shmproc::SharedStruct`; the documentation of [`SharedStruct`] says what is
-//! accepted and rejected.
+//! Use them through `shmproc::SharedStruct` and `shmproc::managed`; the documentation of
+//! [`SharedStruct`] and [`managed`] says what is accepted and rejected.
 //!
 //! The crate is laid out like thiserror's `impl`: `ast` reads the input into our model, `attr`
 //! reads `#[repr]` and `#[shmproc]`, `check` rejects what the syntax already shows is wrong,
 //! `expand` generates the impl; `ctxt` collects every error so they are reported together.
+//! `managed/` has the same four modules for the attribute.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -15,6 +17,7 @@ mod attr;
 mod check;
 mod ctxt;
 mod expand;
+mod managed;
 
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
@@ -93,6 +96,138 @@ pub fn derive_shared_struct(input: TokenStream) -> TokenStream {
     derive(&input)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
+}
+
+/// Makes a type's methods callable through a manager: on an inherent `impl` block, implements
+/// `shmproc::manager::Managed` for the type and generates its proxy, `<Type>Proxy`.
+///
+/// ```
+/// # extern crate renamed_shmproc as shmproc;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Counter {
+///     n: u64,
+/// }
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// struct Underflow {
+///     short_by: u64,
+/// }
+///
+/// impl std::fmt::Display for Underflow {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         write!(f, "short by {}", self.short_by)
+///     }
+/// }
+///
+/// #[shmproc::managed]
+/// impl Counter {
+///     /// Adds `by` and returns the new count.
+///     pub fn add(&mut self, by: u64) -> u64 {
+///         self.n += by;
+///         self.n
+///     }
+///
+///     pub fn sub(&mut self, by: u64) -> Result<u64, Underflow> {
+///         let short_by = by.saturating_sub(self.n);
+///         self.n = self.n.checked_sub(by).ok_or(Underflow { short_by })?;
+///         Ok(self.n)
+///     }
+///
+///     pub fn label(&self, prefix: &str) -> String {
+///         format!("{prefix}{}", self.n)
+///     }
+///
+///     // Not `pub`: stays local, no proxy method.
+///     fn check(&self) -> bool {
+///         self.n < 1_000
+///     }
+/// }
+///
+/// # fn main() -> shmproc::Result<()> {
+/// // A manager gives the proxy of the object it holds for you; here, one held in this
+/// // process, behind the same encoding.
+/// let counter: CounterProxy =
+///     shmproc::manager::RemoteObject::loopback_proxy(Counter { n: 0 });
+/// assert_eq!(counter.add(5)?, 5);
+/// assert_eq!(counter.label("n = ")?, "n = 5");
+/// let err = counter.sub(7).unwrap_err();
+/// assert_eq!(err.remote_error::<Underflow>(), Some(Underflow { short_by: 2 }));
+/// assert_eq!(counter.sub(2)?, 3);
+/// # Ok(()) }
+/// ```
+///
+/// # Managed methods
+///
+/// The methods with a `self` receiver and a `pub` visibility (`pub`, `pub(crate)`, …) are
+/// managed; the proxy gets a method of the same name and visibility. Private methods and
+/// associated functions without a receiver (constructors) stay as they are, local to the
+/// process that owns the value. Each managed method:
+///
+/// - takes `&self` or `&mut self` (the server keeps the object; calls on one object run one
+///   at a time);
+/// - takes parameters whose types are serde. Borrowed parameters are accepted: `&str`,
+///   `&[T]` and `&T` are sent as they are and decoded as `String`, `Vec<T>` and `T` in the
+///   server, which passes the method a reference to them;
+/// - returns `()`, a serde value (`&str`, `&[T]` and `&T` come back as `String`, `Vec<T>`
+///   and `T`), or `Result<T, E>` with `E: Display + Serialize`, written as a path ending in
+///   `Result` with two arguments (an alias such as `io::Result<T>` is taken as a plain value).
+///
+/// For `add(&mut self, by: u64) -> u64` the proxy has `add(&self, by: u64) ->
+/// shmproc::Result<u64>`; for `Result<T, E>` it returns `shmproc::Result<T>`, and `Err(e)`
+/// comes back as `shmproc::Error::Remote` of kind `RemoteErrorKind::Method` with `e`'s
+/// `Display` text as the message and `e` itself decodable with `error.remote_error::<E>()`.
+/// A method that panics in a server gives the caller `Error::Remote` of kind
+/// `RemoteErrorKind::Panicked`. The method's doc comments, `#[cfg]`s and `#[deprecated]` are
+/// copied to the proxy method.
+///
+/// # Rejected, with a compile error at the offending item
+///
+/// - A trait impl (`impl Trait for Counter`), an impl with generic parameters or a where
+///   clause, and an impl of a type with generic arguments: the server decodes one concrete
+///   type registered under one name.
+/// - Among managed methods: type or const parameters (lifetimes are fine), `async` and
+///   `unsafe` methods, `self` by value or `self: Box<Self>` (and other smart pointers),
+///   `&mut` parameters and return types (writes would never reach the other side), a
+///   reference inside a type (`Vec<&str>`, `Option<&T>`: nothing to borrow from on the other
+///   side), `impl Trait`, trait objects, raw and function pointers, more than 16 parameters.
+///   Make such a method private to keep it out of the proxy.
+/// - Parameter, return and error types that are not serde: an unsatisfied `Serialize` or
+///   `DeserializeOwned` bound (or `Display` for an error type), reported by rustc at the type.
+///
+/// # Calls carry data, never code
+///
+/// A call names the method by its name as a string and carries the codec encoding of the
+/// argument tuple; the server matches the name against the methods this macro saw and decodes
+/// the arguments as that method's parameter types. An unknown name is
+/// `RemoteErrorKind::UnknownMethod` and arguments that do not decode are
+/// `RemoteErrorKind::BadArguments`, to that caller only. Because names and encodings are all
+/// that is checked, the proxy and the server must come from the same build of the type (one
+/// program, or programs built from the same source): a method whose parameter types changed
+/// may decode arguments of the old types.
+///
+/// # Options
+///
+/// - `#[shmproc::managed(name = "...")]`: the name the type is registered under, by default
+///   its path as written in the `impl` (`"Counter"`). Two managed types of one manager need
+///   distinct names.
+/// - `#[shmproc::managed(crate = "path")]`: the path to the shmproc crate when it is not
+///   `::shmproc`.
+///
+/// One `impl` block per type may carry the attribute (it implements `Managed` once).
+///
+/// # Generated items
+///
+/// After the block as written: `pub struct CounterProxy` (beside the type; `pub` because it
+/// must be at least as visible as the type, which an attribute on the `impl` cannot see)
+/// and, in `const _: () = { ... };`, `impl Managed for Counter` (`TYPE_NAME`, `type Proxy`,
+/// `dispatch`), and for the proxy `ManagedProxy`, `Clone`, `Debug`, `Serialize`,
+/// `Deserialize` (it travels as its remote object; decoding one whose type name is not this
+/// type's fails) and its methods.
+#[proc_macro_attribute]
+pub fn managed(args: TokenStream, item: TokenStream) -> TokenStream {
+    managed::managed(args.into(), item.into()).into()
 }
 
 /// Reads, checks and expands one input; on any error returns all of them and no impl.

@@ -1,4 +1,4 @@
-//! The derive's output compiles without the prelude and with shmproc renamed: it names
+//! The macros' output compiles without the prelude and with shmproc renamed: it names
 //! nothing but the `crate =` path (zerocopy's `zerocopy-derive/tests/hygiene.rs`).
 
 #![no_implicit_prelude]
@@ -40,6 +40,35 @@ struct Wrapper<T>(T);
 #[repr(C)]
 struct Unit;
 
+// serde's derive does not withstand the shadowed names below, so the type is declared out of
+// their reach; the managed impl block is in their scope.
+mod data {
+    #[derive(::serde::Serialize, ::serde::Deserialize)]
+    pub(crate) struct Tally {
+        pub(crate) n: u64,
+    }
+}
+use data::Tally;
+
+#[::renamed_shmproc::managed(crate = "::renamed_shmproc")]
+impl Tally {
+    pub(crate) fn add(
+        &mut self,
+        by: ::core::primitive::u64,
+        why: &::core::primitive::str,
+    ) -> ::core::result::Result<::core::primitive::u64, ::std::string::String> {
+        if why.is_empty() {
+            return ::core::result::Result::Err(::std::string::ToString::to_string("no reason"));
+        }
+        self.n += by;
+        ::core::result::Result::Ok(self.n)
+    }
+
+    pub(crate) fn get(&self) -> &::core::primitive::u64 {
+        &self.n
+    }
+}
+
 // Names the generated code must not capture.
 #[allow(dead_code)]
 struct Option;
@@ -55,6 +84,20 @@ struct bool;
 struct str;
 #[allow(dead_code)]
 fn size_of() {}
+#[allow(dead_code)]
+struct Result;
+#[allow(dead_code)]
+struct Ok;
+#[allow(dead_code)]
+struct Err;
+#[allow(dead_code)]
+struct Vec;
+#[allow(dead_code)]
+struct String;
+#[allow(dead_code)]
+struct Clone;
+#[allow(non_camel_case_types, dead_code)]
+struct u8;
 
 #[::core::prelude::v1::test]
 fn derives_compile_without_prelude_and_with_a_renamed_crate() {
@@ -72,4 +115,19 @@ fn derives_compile_without_prelude_and_with_a_renamed_crate() {
         <Inner as Shareable>::FINGERPRINT,
         <Outer as Shareable>::FINGERPRINT
     );
+}
+
+#[::core::prelude::v1::test]
+fn managed_compiles_without_prelude_and_with_a_renamed_crate() {
+    use ::renamed_shmproc::manager::{Managed, RemoteObject};
+    ::core::assert_eq!(<Tally as Managed>::TYPE_NAME, "Tally");
+    let tally: TallyProxy = RemoteObject::loopback_proxy(Tally { n: 1 });
+    let copy = ::core::clone::Clone::clone(&tally);
+    ::core::assert_eq!(copy.add(2, "x").ok(), ::core::option::Option::Some(3));
+    let err = tally.add(2, "").err().unwrap();
+    ::core::assert_eq!(
+        err.remote_error::<::std::string::String>().as_deref(),
+        ::core::option::Option::Some("no reason")
+    );
+    ::core::assert_eq!(tally.get().ok(), ::core::option::Option::Some(3));
 }
