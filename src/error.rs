@@ -308,10 +308,16 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
-    /// This process was started by shmproc as a child, but `shmproc::init()` did not run
-    /// first thing in `main`, so it would repeat its parent's work instead of its target.
+    /// `shmproc::init()` did not run first thing in `main`. Reported by `start()` (and
+    /// `spawn`, a `Pool`, …) when a `Spawn` or `ForkServer` child would re-execute a program
+    /// that never called `init()` (the child would run `main`, or the whole test harness, again
+    /// instead of its target), and by every constructor in such a child. `Fork` children do not
+    /// re-execute the program and need no `init()`.
+    ///
+    /// In a test binary (no `main` of yours), invoke [`enable_test_support!`](crate::enable_test_support)
+    /// once per test crate, or enable the `test-support` feature in `[dev-dependencies]`.
     #[error(
-        "this is a shmproc child process but shmproc::init() was not called at the start of main"
+        "shmproc::init() was not called at the start of main: call it first thing in main (in tests, invoke shmproc::enable_test_support!() once per test crate or enable the `test-support` feature)"
     )]
     NotInitialized,
     /// A child's executable is not the file its parent runs, so the target cannot be found.

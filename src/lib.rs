@@ -133,5 +133,6 @@ pub use shmproc_derive::SharedStruct;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::fingerprint::{extend, extend_u64, start};
+    pub use crate::process::test_support::init_before_test_harness;
     pub use core;
 }

@@ -141,11 +141,14 @@ pub(crate) fn take_inherited(i: usize) -> Option<OwnedFd> {
 /// exits the child with code 0 (or 1 if the target panicked). In the parent it only records
 /// that it ran, at the cost of one environment lookup.
 ///
-/// Tests have no `main` of their own: the `test-support` feature runs `init` from a
-/// constructor before the test harness starts (see [`Process`](crate::Process)).
+/// Tests have no `main` of their own: [`enable_test_support!`](crate::enable_test_support)
+/// (or the `test-support` feature) runs `init` from a constructor before the test harness
+/// starts.
 ///
-/// A child whose `main` does not call `init` (or calls it too late) does not recurse: every
-/// shmproc constructor and every process start in it fails with [`Error::NotInitialized`].
+/// A program that never called `init` cannot start a `Spawn` or `ForkServer` child: `start()`
+/// fails with [`Error::NotInitialized`] before the child exists. A child whose `main` does not
+/// call `init` (or calls it too late) does not recurse: every shmproc constructor and every
+/// process start in it fails with [`Error::NotInitialized`].
 ///
 /// A program running with elevated privileges (set-user-ID, set-group-ID or file
 /// capabilities: `AT_SECURE`) is never treated as a child: `init` ignores the variable there,

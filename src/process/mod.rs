@@ -37,6 +37,7 @@ pub(crate) mod init;
 mod spawn;
 mod start_method;
 mod target;
+pub(crate) mod test_support;
 
 pub(crate) use fork::{ForkedHere, fork_here};
 pub use forkserver::ensure_forkserver;
@@ -537,8 +538,10 @@ where
     /// Returns once the child exists; it may not have reached its target yet.
     ///
     /// # Errors
-    /// [`Error::NotInitialized`] in a child whose `main` did not call [`init`];
-    /// [`Error::ForkWhileThreaded`] for `Fork` when this process has other threads;
+    /// [`Error::NotInitialized`] if [`init`] never ran in this process and the start method
+    /// re-executes the program (`Spawn`, `ForkServer`; in a test binary, see
+    /// [`enable_test_support!`](crate::enable_test_support)), or in a child whose `main` did
+    /// not call [`init`]; [`Error::ForkWhileThreaded`] for `Fork` when this process has other threads;
     /// [`Error::Codec`] if the arguments cannot be encoded; [`Error::Io`] if the child cannot
     /// be created (or the forkserver not reached); the errors of
     /// [`default_segment`](crate::default_segment).
