@@ -199,6 +199,14 @@ pub enum Error {
     /// A barrier was aborted, reset, or timed out while (or before) the caller waited.
     #[error("barrier is broken")]
     BrokenBarrier,
+    /// `Barrier::wait` on a handle without the action that its barrier was created with (a
+    /// handle received from another process: a closure cannot cross processes). Reported on
+    /// every wait through that handle, before it arrives, whatever the arrival order; the
+    /// barrier itself is not broken.
+    #[error(
+        "this barrier was created with an action but this handle has none: call set_action on a handle received from another process before waiting"
+    )]
+    BarrierActionMissing,
     /// A queue is full (from a `try_` operation).
     #[error("queue is full")]
     Full,
