@@ -1,22 +1,53 @@
 //! The one error type of the crate.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io;
+
+/// A `&'static str` field of [`Error`], spelled so that serde does not try to borrow it from
+/// the input (it is interned when decoded: see `wire`).
+type StaticStr = &'static str;
 
 /// Everything that can go wrong in shmproc.
 ///
 /// Variants name the condition, not the module, and carry what a caller needs to act on it.
 /// Operating-system failures keep the [`io::Error`] as their source and name the operation.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the same sentence as `Display` (then the chain of sources), so
+/// `fn main() -> shmproc::Result<()>` reports an error in words. An `Error` is `Serialize` and
+/// `Deserialize`: a target may return `shmproc::Result<T>` and use `?`, and its parent gets the
+/// error itself (an [`io::Error`] travels as its OS error code, or its message).
+///
+/// # Examples
+/// ```no_run
+/// fn size_of_segment(name: String) -> shmproc::Result<u64> {
+///     let seg = shmproc::Segment::open(&name)?; // fails in the child…
+///     Ok(seg.len())
+/// }
+///
+/// fn main() -> shmproc::Result<()> {
+///     shmproc::init();
+///     let child = shmproc::spawn("no-such-segment".to_owned(), size_of_segment)?;
+///     match child.join()? {
+///         // …and the parent gets the same error back.
+///         Err(shmproc::Error::NotFound { name }) => assert!(name.ends_with("no-such-segment")),
+///         other => panic!("{other:?}"),
+///     }
+///     Ok(())
+/// }
+/// ```
+#[derive(thiserror::Error, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Error {
     /// An operating-system call failed.
     #[error("{op} failed")]
     Io {
         /// The operation that failed (`"mmap"`, `"memfd_create"`, …).
-        op: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        op: StaticStr,
         /// The underlying error.
         #[source]
+        #[serde(with = "wire::io_error")]
         source: io::Error,
     },
     /// A named segment does not exist.
@@ -39,7 +70,8 @@ pub enum Error {
         /// The segment's name.
         name: String,
         /// What made it untrusted.
-        reason: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        reason: StaticStr,
     },
     /// A name is not usable as a segment name.
     #[error("invalid segment name {name:?}: {reason}")]
@@ -47,13 +79,15 @@ pub enum Error {
         /// The rejected name.
         name: String,
         /// Why it was rejected.
-        reason: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        reason: StaticStr,
     },
     /// A segment header failed a check (magic, version, layout or a field out of range).
     #[error("corrupt segment header: {reason}")]
     CorruptHeader {
         /// Which check failed.
-        reason: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        reason: StaticStr,
     },
     /// A segment's size disagrees with the size its header records.
     #[error("segment size mismatch: header says {expected} bytes, mapping has {actual}")]
@@ -67,13 +101,20 @@ pub enum Error {
     #[error("corrupt shared object: {reason}")]
     CorruptObject {
         /// Which check failed.
-        reason: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        reason: StaticStr,
     },
     /// An object was attached as a different type than the one it was created with.
-    #[error("type mismatch: expected {expected}, found fingerprint {found:#018x}")]
+    ///
+    /// Only a fingerprint of the stored type is recorded with the object (no name), so the
+    /// message says "a different type" plainly and shows the fingerprint.
+    #[error(
+        "type mismatch: expected {expected}, but the object holds a different type (type fingerprint {found:#018x})"
+    )]
     TypeMismatch {
         /// The type the caller asked for.
-        expected: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        expected: StaticStr,
         /// The fingerprint recorded with the object.
         found: u64,
     },
@@ -83,9 +124,11 @@ pub enum Error {
     #[error("wrong kind of object: expected a {expected}, found a {found}")]
     WrongKind {
         /// The kind of handle the caller asked for.
-        expected: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        expected: StaticStr,
         /// The kind recorded with the object.
-        found: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        found: StaticStr,
     },
     /// A handle was re-attached with a lock other than the one its object was created with
     /// (the object's block records its lock; any other lock would not exclude the handles
@@ -98,7 +141,8 @@ pub enum Error {
     #[error("corrupt heap: {reason}")]
     CorruptHeap {
         /// Which check failed.
-        reason: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        reason: StaticStr,
     },
     /// A handle refers to an object that has been freed since the handle was made.
     #[error("shared object no longer exists")]
@@ -138,7 +182,8 @@ pub enum Error {
     )]
     NoDescriptorChannel {
         /// The channel: `"a shared-memory pipe"` or `"a TCP socket"`.
-        channel: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        channel: StaticStr,
         /// How many descriptors the value carries.
         count: usize,
     },
@@ -152,7 +197,12 @@ pub enum Error {
         registered: usize,
     },
     /// The heap cannot satisfy an allocation.
-    #[error("out of shared memory: {requested} bytes requested, {capacity} bytes in the heap")]
+    ///
+    /// The default heap's size is set by [`set_default_heap_size`](crate::set_default_heap_size)
+    /// (or `SHMPROC_HEAP_SIZE`) before its first use; a segment's by its constructor.
+    #[error(
+        "out of shared memory: {requested} bytes requested, {capacity} bytes in the heap (for the default heap, call shmproc::set_default_heap_size or set SHMPROC_HEAP_SIZE before its first use)"
+    )]
     OutOfMemory {
         /// Bytes requested.
         requested: u64,
@@ -163,7 +213,8 @@ pub enum Error {
     #[error("invalid size: {reason}")]
     InvalidSize {
         /// What was wrong with it.
-        reason: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        reason: StaticStr,
     },
     /// An index past the end of an array.
     #[error("index {index} out of bounds for length {len}")]
@@ -181,12 +232,10 @@ pub enum Error {
         /// Thread id of the owner that died.
         tid: u32,
     },
-    /// A blocking operation reached its timeout.
+    /// A blocking operation reached its timeout, where the operation's result has no room for
+    /// "nothing yet" (see [Blocking and timeouts](crate#blocking-and-timeouts) for which).
     #[error("timed out")]
     Timeout,
-    /// The lock is held by another thread or process (from a `try_` operation).
-    #[error("lock is held elsewhere")]
-    WouldBlock,
     /// A lock was released by a thread that does not hold it.
     #[error("lock released by a thread that does not hold it")]
     NotOwner,
@@ -228,7 +277,8 @@ pub enum Error {
     #[error("connection end is not {needed}")]
     WrongDirection {
         /// What the operation needed: `"readable"` or `"writable"`.
-        needed: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        needed: StaticStr,
     },
     /// A message exceeds the size limit of the connection or the caller.
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
@@ -268,11 +318,12 @@ pub enum Error {
     /// A child's target panicked; the child exited with code 1.
     #[error("child process panicked: {message}")]
     ChildPanicked {
-        /// The panic message (`"Box<dyn Any>"` when the payload was not a string).
+        /// The panic message (`"Box<dyn Any>"` when the payload was not a string), then
+        /// `at file:line:column` where the panic happened.
         message: String,
     },
     /// A child ended without delivering its target's result (it exited early or was killed).
-    #[error("child process ended without a result (exit code {exitcode})")]
+    #[error("child process ended without a result (exit code {})", ExitCode(*.exitcode))]
     ChildFailed {
         /// The child's exit code: positive for an exit, `-N` when killed by signal N.
         exitcode: i32,
@@ -286,7 +337,7 @@ pub enum Error {
     },
     /// A pool worker died (aborted, killed, out of memory) while running this task; the
     /// pool replaced it and went on.
-    #[error("pool worker {pid} died running this task (exit code {exitcode})")]
+    #[error("pool worker {pid} died running this task (exit code {})", ExitCode(*.exitcode))]
     WorkerDied {
         /// The worker's pid.
         pid: i32,
@@ -331,6 +382,138 @@ pub enum Error {
     /// A child's executable is not the file its parent runs, so the target cannot be found.
     #[error("child runs a different executable than its parent")]
     NotSameExecutable,
+}
+
+impl fmt::Debug for Error {
+    /// Prints the [`Display`](fmt::Display) sentence, then the chain of sources, so that
+    /// `fn main() -> shmproc::Result<()>` and `unwrap` show what went wrong in words.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+/// An exit code as shmproc reports it: `3`, or `-9 (SIGKILL)` for a death by signal.
+struct ExitCode(i32);
+
+impl fmt::Display for ExitCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        if let Some(name) = self.0.checked_neg().and_then(signal_name) {
+            write!(f, " ({name})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The name of Linux signal `n` (the generic numbering that x86_64 and aarch64 share).
+fn signal_name(n: i32) -> Option<&'static str> {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    NAMES.get(usize::try_from(n.checked_sub(1)?).ok()?).copied()
+}
+
+/// How an [`Error`] travels between processes (it is `Serialize + Deserialize`, so a target
+/// may return `shmproc::Result<T>` and the parent gets the error back).
+///
+/// The fields that are `&'static str` in this process (operation names, reasons) are interned
+/// when decoded: a bounded table (at most [`MAX_INTERNED`] strings of at most
+/// [`MAX_INTERNED_LEN`] bytes) is leaked once per distinct string, so a hostile peer cannot
+/// grow memory without bound; past the bound, a decoded string reads `"(elided)"`. An
+/// [`io::Error`] travels as its OS error code (rebuilt exactly) or, for other errors, its kind
+/// and message.
+mod wire {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::io;
+    use std::sync::{Mutex, PoisonError};
+
+    pub(super) const MAX_INTERNED: usize = 512;
+    pub(super) const MAX_INTERNED_LEN: usize = 256;
+
+    static INTERNED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+    /// Returns a `'static` copy of `s`, from the bounded table.
+    pub(super) fn intern(s: &str) -> &'static str {
+        let mut table = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = table.iter().find(|k| **k == s) {
+            return known;
+        }
+        if table.len() >= MAX_INTERNED || s.len() > MAX_INTERNED_LEN {
+            return "(elided)";
+        }
+        let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+        table.push(leaked);
+        leaked
+    }
+
+    pub(super) fn interned<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(intern(&s))
+    }
+
+    #[derive(Serialize, Deserialize)]
+    enum WireIo {
+        Os(i32),
+        Other { kind: String, message: String },
+    }
+
+    pub(super) mod io_error {
+        use super::*;
+
+        pub(crate) fn serialize<S: Serializer>(e: &io::Error, s: S) -> Result<S::Ok, S::Error> {
+            match e.raw_os_error() {
+                Some(code) => WireIo::Os(code),
+                None => WireIo::Other {
+                    kind: format!("{:?}", e.kind()),
+                    message: e.to_string(),
+                },
+            }
+            .serialize(s)
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<io::Error, D::Error> {
+            Ok(match WireIo::deserialize(d)? {
+                WireIo::Os(code) => io::Error::from_raw_os_error(code),
+                WireIo::Other { message, .. } => io::Error::other(message),
+            })
+        }
+    }
 }
 
 /// The result type of shmproc.
@@ -409,3 +592,38 @@ impl<G> From<OwnerDied<G>> for Error {
 
 /// The result of acquiring a lock: the guard, or the guard wrapped in [`OwnerDied`].
 pub type LockResult<G> = std::result::Result<G, OwnerDied<G>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 18: an `Error` round-trips through the codec, `&'static str` fields included, and
+    /// a hostile peer cannot make the interning table grow without bound.
+    #[test]
+    fn errors_round_trip_and_interning_is_bounded() {
+        let e = Error::InvalidName {
+            name: "a/b".to_owned(),
+            reason: "contains a slash",
+        };
+        let back: Error = crate::codec::from_bytes(&crate::codec::to_bytes(&e).expect("encodes"))
+            .expect("decodes");
+        assert_eq!(back.to_string(), e.to_string());
+        let io = Error::io("mmap", io::Error::from_raw_os_error(12));
+        let back: Error = crate::codec::from_bytes(&crate::codec::to_bytes(&io).expect("encodes"))
+            .expect("decodes");
+        assert_eq!(format!("{back:?}"), format!("{io:?}"));
+        assert_eq!(
+            format!("{io:?}"),
+            format!("mmap failed: {}", io::Error::from_raw_os_error(12))
+        );
+        for i in 0..(wire::MAX_INTERNED + 10) {
+            let _ = wire::intern(&format!("reason {i}"));
+        }
+        assert_eq!(wire::intern("one more, past the bound"), "(elided)");
+        assert_eq!(wire::intern("contains a slash"), "contains a slash");
+        assert_eq!(
+            format!("{:?}", Error::ChildFailed { exitcode: -9 }),
+            "child process ended without a result (exit code -9 (SIGKILL))"
+        );
+    }
+}

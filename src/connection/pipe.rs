@@ -429,6 +429,49 @@ impl Connection {
         }
     }
 
+    /// Receives a value if one is ready now: `Ok(None)` if none is (the crate's rule for
+    /// `try_` forms; see [Blocking and timeouts](crate#blocking-and-timeouts)).
+    ///
+    /// # Errors
+    /// As for [`recv`](Connection::recv) (including [`Error::Disconnected`] at end of stream).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> shmproc::Result<()> {
+    /// let (a, b) = shmproc::pipe()?;
+    /// assert_eq!(b.try_recv::<u32>()?, None);
+    /// a.send(&7u32)?;
+    /// assert_eq!(b.try_recv::<u32>()?, Some(7));
+    /// # Ok(()) }
+    /// ```
+    pub fn try_recv<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        self.recv_timeout(Duration::ZERO)
+    }
+
+    /// Receives a value, waiting at most `timeout` (monotonic) for one to arrive: `Ok(None)`
+    /// if none did. A message larger than the ring that has started to arrive is received
+    /// whole, so the call may outlast `timeout` by the time the peer takes to finish it.
+    ///
+    /// # Errors
+    /// As for [`recv`](Connection::recv) (including [`Error::Disconnected`] at end of stream).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> shmproc::Result<()> {
+    /// use std::time::Duration;
+    /// let (a, b) = shmproc::pipe()?;
+    /// assert_eq!(b.recv_timeout::<String>(Duration::from_millis(10))?, None);
+    /// a.send("hi")?;
+    /// assert_eq!(b.recv_timeout::<String>(Duration::from_secs(5))?.as_deref(), Some("hi"));
+    /// # Ok(()) }
+    /// ```
+    pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<Option<T>> {
+        if !self.poll(Some(timeout))? {
+            return Ok(None);
+        }
+        self.recv().map(Some)
+    }
+
     /// Sends `buf` as one message. Blocks while the ring is full (a message larger than the
     /// ring streams through it as the receiver reads).
     ///

@@ -31,7 +31,9 @@
 
 #![allow(unsafe_code)]
 
-use super::target::{Outcome, TargetId, TargetTable, install, run_installed};
+use super::target::{
+    Outcome, TargetId, TargetTable, install, record_panic_location, run_installed,
+};
 use super::{Identity, set_identity};
 use crate::codec;
 use crate::error::{Error, Result};
@@ -359,6 +361,13 @@ fn prepare_and_run(
             None => return Outcome::Failed(format!("handle descriptor {i} missing")),
         }
     }
+    // A panic in the target reaches the parent with its location: record it, then let the
+    // previous hook print as usual.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        record_panic_location(info.location().map(|l| l.to_string()));
+        previous(info);
+    }));
     // SAFETY: `boot.targets` came from our parent's `Target::returning`/`terminating`
     // through this child's private start-up channel, and `validate` compared the executable
     // identity with the parent's (a `Fork` child is a copy of its parent's image).

@@ -167,7 +167,10 @@ fn spawn_results(m: StartMethod) {
     assert_eq!(h.join().unwrap(), "hello bob");
     let h = shmproc::spawn(7, |n: i32| -> i32 { panic!("boom {n}") }).unwrap();
     match h.join() {
-        Err(Error::ChildPanicked { message }) => assert_eq!(message, "boom 7"),
+        Err(Error::ChildPanicked { message }) => assert!(
+            message.starts_with("boom 7 at tests/tests/process.rs:"),
+            "{message}"
+        ),
         other => panic!("expected ChildPanicked, got {other:?}"),
     }
     let h = shmproc::spawn((), |()| -> i32 { std::process::exit(5) }).unwrap();
@@ -540,4 +543,87 @@ fn children_start_grandchildren_and_leak_no_start_up_variable() {
             assert_eq!(shared.get().unwrap(), 7);
         })
     });
+}
+
+fn open_missing(name: String) -> shmproc::Result<u32> {
+    let seg = shmproc::Segment::open(&name)?;
+    Ok(u32::try_from(seg.len()).unwrap_or(0))
+}
+
+fn panics(_: ()) -> u32 {
+    panic!("boom in the child")
+}
+
+fn aborts(_: ()) -> u32 {
+    std::process::abort()
+}
+
+/// Issue 18: errors cross processes and read well. A child's `?` error reaches the parent as
+/// the same `Error` (variant and fields, `&'static str` reasons included); a panic carries
+/// its location; a death by signal names the signal; `Debug` prints the sentence.
+#[test]
+fn errors_cross_processes_and_read_well() {
+    watchdog(LIMIT, "errors_cross", || {
+        // A child's error, returned with `?`, arrives whole.
+        let name = format!("shmproc-test-{}-missing", std::process::id());
+        let got = shmproc::spawn(name.clone(), open_missing)
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(
+            matches!(&got, Err(Error::NotFound { name: n }) if n.ends_with(&name)),
+            "{got:?}"
+        );
+        let got = shmproc::spawn("bad/name".to_owned(), open_missing)
+            .unwrap()
+            .join()
+            .unwrap();
+        let Err(Error::InvalidName { name, reason }) = &got else {
+            panic!("{got:?}");
+        };
+        assert_eq!(name, "bad/name");
+        let here = shmproc::Segment::open("bad/name").err().unwrap();
+        assert_eq!(
+            got.as_ref().err().unwrap().to_string(),
+            here.to_string(),
+            "{reason}"
+        );
+        // `Debug` is the sentence, as `main() -> shmproc::Result<()>` prints it.
+        assert_eq!(format!("{here:?}"), here.to_string());
+        // A panic names where it happened.
+        let e = shmproc::spawn((), panics).unwrap().join().unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::ChildPanicked { .. }), "{msg}");
+        assert!(
+            msg.contains("boom in the child at tests/tests/process.rs:"),
+            "{msg}"
+        );
+        // A death by signal names it.
+        let e = shmproc::spawn((), aborts).unwrap().join().unwrap_err();
+        assert!(matches!(e, Error::ChildFailed { exitcode: -6 }), "{e}");
+        assert!(e.to_string().contains("exit code -6 (SIGABRT)"), "{e}");
+    });
+}
+
+/// Issue 18: errors whose fix is known say it.
+#[test]
+fn errors_with_a_known_fix_name_it() {
+    let seg = shmproc::Segment::create(1 << 16).unwrap();
+    let e = Array::<u8>::new_in(&seg, 1 << 20).err().unwrap();
+    assert!(matches!(e, Error::OutOfMemory { .. }), "{e}");
+    assert!(
+        e.to_string().contains("shmproc::set_default_heap_size"),
+        "{e}"
+    );
+    let v = Value::new_in(&seg, 1u32).unwrap();
+    let bytes = shmproc::codec::to_bytes(&v).unwrap();
+    let e = shmproc::codec::from_bytes::<Value<i64>>(&bytes)
+        .err()
+        .unwrap();
+    assert!(matches!(e, Error::TypeMismatch { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("expected i64, but the object holds a different type"),
+        "{e}"
+    );
 }
