@@ -27,7 +27,7 @@ type StaticStr = &'static str;
 ///
 /// fn main() -> shmproc::Result<()> {
 ///     shmproc::init();
-///     let child = shmproc::spawn("no-such-segment".to_owned(), size_of_segment)?;
+///     let child = shmproc::spawn(size_of_segment, "no-such-segment".to_owned())?;
 ///     match child.join()? {
 ///         // …and the parent gets the same error back.
 ///         Err(shmproc::Error::NotFound { name }) => assert!(name.ends_with("no-such-segment")),

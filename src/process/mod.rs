@@ -667,8 +667,9 @@ fn exe_identity() -> Result<sys::ExeId> {
 ///
 /// Like [`std::thread::spawn`], for processes: `f` is an `fn(A) -> R` item or non-capturing
 /// closure, `args` and the result travel encoded (shared objects inside re-attach), and the
-/// child uses the current [`start_method`]. The argument order (`args`, then `f`) follows
-/// `procspawn::spawn`, so a closure reads last.
+/// child uses the current [`start_method`]. The function comes first, then its arguments, as
+/// everywhere in shmproc ([`Process::new`], [`Pool::apply`](crate::Pool::apply),
+/// [`exchange::start`](crate::exchange::start)) and in Python's `Process(target, args)`.
 ///
 /// # Errors
 /// As for [`ProcessBuilder::start`].
@@ -677,12 +678,12 @@ fn exe_identity() -> Result<sys::ExeId> {
 /// ```no_run
 /// fn main() -> shmproc::Result<()> {
 ///     shmproc::init();
-///     let h = shmproc::spawn((6, 7), |(a, b): (i32, i32)| a * b)?;
+///     let h = shmproc::spawn(|(a, b): (i32, i32)| a * b, (6, 7))?;
 ///     assert_eq!(h.join()?, 42);
 ///     Ok(())
 /// }
 /// ```
-pub fn spawn<A, R>(args: A, f: fn(A) -> R) -> Result<JoinHandle<R>>
+pub fn spawn<A, R>(f: fn(A) -> R, args: A) -> Result<JoinHandle<R>>
 where
     A: Serialize + DeserializeOwned + Send + 'static,
     R: Serialize + DeserializeOwned + 'static,

@@ -44,7 +44,7 @@
 ///
 /// #[test]
 /// fn a_child_squares() -> shmproc::Result<()> {
-///     assert_eq!(shmproc::spawn(7, square)?.join()?, 49);
+///     assert_eq!(shmproc::spawn(square, 7)?.join()?, 49);
 ///     Ok(())
 /// }
 /// # fn main() {}

@@ -50,9 +50,12 @@ fn each_method(scenario: Scenario) {
             }
             assert_no_leaks(|| {
                 if m == StartMethod::Fork {
-                    let h = shmproc::spawn(scenario, |s: Scenario| {
-                        assert_no_leaks(|| s.run(StartMethod::Fork));
-                    })
+                    let h = shmproc::spawn(
+                        |s: Scenario| {
+                            assert_no_leaks(|| s.run(StartMethod::Fork));
+                        },
+                        scenario,
+                    )
                     .unwrap();
                     h.join().unwrap();
                 } else {
@@ -161,11 +164,11 @@ fn exit_codes(m: StartMethod) {
 
 fn spawn_results(m: StartMethod) {
     shmproc::set_start_method(m);
-    let h = shmproc::spawn((6, 7), |(a, b): (i32, i32)| a * b).unwrap();
+    let h = shmproc::spawn(|(a, b): (i32, i32)| a * b, (6, 7)).unwrap();
     assert_eq!(h.join().unwrap(), 42);
-    let h = shmproc::spawn("bob".to_owned(), |name: String| format!("hello {name}")).unwrap();
+    let h = shmproc::spawn(|name: String| format!("hello {name}"), "bob".to_owned()).unwrap();
     assert_eq!(h.join().unwrap(), "hello bob");
-    let h = shmproc::spawn(7, |n: i32| -> i32 { panic!("boom {n}") }).unwrap();
+    let h = shmproc::spawn(|n: i32| -> i32 { panic!("boom {n}") }, 7).unwrap();
     match h.join() {
         Err(Error::ChildPanicked { message }) => assert!(
             message.starts_with("boom 7 at tests/tests/process.rs:"),
@@ -173,7 +176,7 @@ fn spawn_results(m: StartMethod) {
         ),
         other => panic!("expected ChildPanicked, got {other:?}"),
     }
-    let h = shmproc::spawn((), |()| -> i32 { std::process::exit(5) }).unwrap();
+    let h = shmproc::spawn(|()| -> i32 { std::process::exit(5) }, ()).unwrap();
     assert!(matches!(h.join(), Err(Error::ChildFailed { exitcode: 5 })));
     shmproc::set_start_method(StartMethod::Spawn);
 }
@@ -183,7 +186,7 @@ fn shared_arguments(m: StartMethod) {
     let a = Array::from_slice(&(0..10).collect::<Vec<i32>>()).unwrap();
     let l = Lock::new().unwrap();
     shmproc::set_start_method(m);
-    let h = shmproc::spawn((n.clone(), a.clone(), l.clone()), negate_under_lock).unwrap();
+    let h = shmproc::spawn(negate_under_lock, (n.clone(), a.clone(), l.clone())).unwrap();
     assert_eq!(h.join().unwrap(), 10);
     shmproc::set_start_method(StartMethod::Spawn);
     assert_eq!(n.get().unwrap(), 3.1415927);
@@ -252,11 +255,14 @@ fn joins_and_children(m: StartMethod) {
     // Identity inside the child.
     let me = std::process::id() as i32;
     shmproc::set_start_method(m);
-    let h = shmproc::spawn((), |()| {
-        let c = shmproc::current_process();
-        let p = shmproc::parent_process().map(|p| (p.pid, p.name));
-        (c.name, c.pid, p)
-    })
+    let h = shmproc::spawn(
+        |()| {
+            let c = shmproc::current_process();
+            let p = shmproc::parent_process().map(|p| (p.pid, p.name));
+            (c.name, c.pid, p)
+        },
+        (),
+    )
     .unwrap();
     let child_pid = h.process().pid();
     let (name, pid, parent) = h.join().unwrap();
@@ -344,16 +350,19 @@ fn spawned_child_inherits_only_the_descriptors_it_needs() {
         assert_no_leaks(|| {
             // A descriptor of ours that the child must not see.
             let unrelated = std::fs::File::open("/proc/self/stat").unwrap();
-            let h = shmproc::spawn((), |()| {
-                std::fs::read_dir("/proc/self/fd")
-                    .unwrap()
-                    .filter_map(|e| {
-                        let fd = e.ok()?.file_name().to_str()?.parse::<i32>().ok()?;
-                        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
-                        Some((fd, link?.to_string_lossy().into_owned()))
-                    })
-                    .collect::<Vec<(i32, String)>>()
-            })
+            let h = shmproc::spawn(
+                |()| {
+                    std::fs::read_dir("/proc/self/fd")
+                        .unwrap()
+                        .filter_map(|e| {
+                            let fd = e.ok()?.file_name().to_str()?.parse::<i32>().ok()?;
+                            let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
+                            Some((fd, link?.to_string_lossy().into_owned()))
+                        })
+                        .collect::<Vec<(i32, String)>>()
+                },
+                (),
+            )
             .unwrap();
             let fds = h.join().unwrap();
             drop(unrelated);
@@ -435,7 +444,7 @@ fn a_test_without_test_support_is_told_what_to_enable() {
 #[ignore = "run by a_test_without_test_support_is_told_what_to_enable"]
 fn starts_a_child_without_test_support() {
     assert!(std::env::var_os("SHMPROC_NO_TEST_INIT").is_some());
-    let e = shmproc::spawn(3u32, |x| x + 1).unwrap_err();
+    let e = shmproc::spawn(|x| x + 1, 3u32).unwrap_err();
     assert!(matches!(e, shmproc::Error::NotInitialized), "{e}");
     let msg = e.to_string();
     assert!(msg.contains("shmproc::enable_test_support!()"), "{msg}");
@@ -520,19 +529,25 @@ fn children_start_grandchildren_and_leak_no_start_up_variable() {
     watchdog(LIMIT, "nested", || {
         assert_no_leaks(|| {
             let shared = Value::new(0u32).unwrap();
-            let h = shmproc::spawn(shared.clone(), |v: Value<u32>| {
-                // A grandchild, started from inside a child, through the same machinery.
-                let g = shmproc::spawn(v, |v: Value<u32>| {
-                    v.set(7).unwrap();
-                    shmproc::parent_process().map(|p| p.name)
-                })
-                .unwrap();
-                let grandparent_seen = g.join().unwrap();
-                // Programs this child runs by other means do not see the start-up variable.
-                let env = std::process::Command::new("env").output().unwrap();
-                let leaked = String::from_utf8_lossy(&env.stdout).contains("SHMPROC_CHILD");
-                (grandparent_seen, shmproc::current_process().name, leaked)
-            })
+            let h = shmproc::spawn(
+                |v: Value<u32>| {
+                    // A grandchild, started from inside a child, through the same machinery.
+                    let g = shmproc::spawn(
+                        |v: Value<u32>| {
+                            v.set(7).unwrap();
+                            shmproc::parent_process().map(|p| p.name)
+                        },
+                        v,
+                    )
+                    .unwrap();
+                    let grandparent_seen = g.join().unwrap();
+                    // Programs this child runs by other means do not see the start-up variable.
+                    let env = std::process::Command::new("env").output().unwrap();
+                    let leaked = String::from_utf8_lossy(&env.stdout).contains("SHMPROC_CHILD");
+                    (grandparent_seen, shmproc::current_process().name, leaked)
+                },
+                shared.clone(),
+            )
             .unwrap();
             let (grandparent_seen, child_name, leaked) = h.join().unwrap();
             assert_eq!(grandparent_seen, Some(child_name));
@@ -566,7 +581,7 @@ fn errors_cross_processes_and_read_well() {
     watchdog(LIMIT, "errors_cross", || {
         // A child's error, returned with `?`, arrives whole.
         let name = format!("shmproc-test-{}-missing", std::process::id());
-        let got = shmproc::spawn(name.clone(), open_missing)
+        let got = shmproc::spawn(open_missing, name.clone())
             .unwrap()
             .join()
             .unwrap();
@@ -574,7 +589,7 @@ fn errors_cross_processes_and_read_well() {
             matches!(&got, Err(Error::NotFound { name: n }) if n.ends_with(&name)),
             "{got:?}"
         );
-        let got = shmproc::spawn("bad/name".to_owned(), open_missing)
+        let got = shmproc::spawn(open_missing, "bad/name".to_owned())
             .unwrap()
             .join()
             .unwrap();
@@ -591,7 +606,7 @@ fn errors_cross_processes_and_read_well() {
         // `Debug` is the sentence, as `main() -> shmproc::Result<()>` prints it.
         assert_eq!(format!("{here:?}"), here.to_string());
         // A panic names where it happened.
-        let e = shmproc::spawn((), panics).unwrap().join().unwrap_err();
+        let e = shmproc::spawn(panics, ()).unwrap().join().unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, Error::ChildPanicked { .. }), "{msg}");
         assert!(
@@ -599,7 +614,7 @@ fn errors_cross_processes_and_read_well() {
             "{msg}"
         );
         // A death by signal names it.
-        let e = shmproc::spawn((), aborts).unwrap().join().unwrap_err();
+        let e = shmproc::spawn(aborts, ()).unwrap().join().unwrap_err();
         assert!(matches!(e, Error::ChildFailed { exitcode: -6 }), "{e}");
         assert!(e.to_string().contains("exit code -6 (SIGABRT)"), "{e}");
     });

@@ -787,17 +787,17 @@ fn a_barrier_handle_without_its_action_is_refused_whatever_the_arrival_order() {
         });
         until(|| barrier.n_waiting() == 1);
         // This child would arrive last: refused, and the pass is not broken.
-        let refused = shmproc::spawn(barrier.clone(), wait_without_the_action).unwrap();
+        let refused = shmproc::spawn(wait_without_the_action, barrier.clone()).unwrap();
         assert!(refused.join().unwrap());
         assert!(!barrier.is_broken());
         assert_eq!(barrier.n_waiting(), 1);
         let leader =
-            shmproc::spawn((barrier.clone(), count.clone()), wait_with_the_action).unwrap();
+            shmproc::spawn(wait_with_the_action, (barrier.clone(), count.clone())).unwrap();
         assert_eq!(leader.join().unwrap(), 1);
         assert_eq!(waiter.join().unwrap().unwrap(), 0);
         assert_eq!(count.get(), 1, "the child's action ran once");
         // Also refused when nobody waits (it would have arrived first).
-        let refused = shmproc::spawn(barrier.clone(), wait_without_the_action).unwrap();
+        let refused = shmproc::spawn(wait_without_the_action, barrier.clone()).unwrap();
         assert!(refused.join().unwrap());
         assert_eq!(barrier.n_waiting(), 0);
         assert!(!barrier.is_broken());

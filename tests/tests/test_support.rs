@@ -46,7 +46,7 @@ fn children_start_with_only_the_macro() {
         !shmproc::testing::init_ran(),
         "the feature's constructor ran"
     );
-    assert_eq!(shmproc::spawn(7, square).unwrap().join().unwrap(), 49);
+    assert_eq!(shmproc::spawn(square, 7).unwrap().join().unwrap(), 49);
     let p = shmproc::Process::new(check, 3)
         .start_method(shmproc::StartMethod::ForkServer)
         .start()

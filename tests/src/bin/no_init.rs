@@ -30,7 +30,7 @@ fn main() {
             Err(e) => println!("{method:?}: other error: {e}"),
         }
     }
-    match shmproc::spawn((), target) {
+    match shmproc::spawn(target, ()) {
         Ok(h) => println!("spawn: started: {:?}", h.join()),
         Err(e @ Error::NotInitialized) => println!("spawn: NotInitialized: {e}"),
         Err(e) => println!("spawn: other error: {e}"),
