@@ -88,7 +88,9 @@ pub mod testing;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use connection::{Client, Connection, Listener, pipe, pipe_simplex};
+pub use connection::{
+    Address, Client, Connection, Listener, Receiver, Sender, pipe, pipe_simplex, typed_pipe,
+};
 pub use containers::{Dict, DictGuard, List, ListGuard, Slot, SlotGuard};
 pub use error::{Error, LockResult, OwnerDied, Result};
 pub use exchange::{Channel, Exchange, Forked};

@@ -49,7 +49,10 @@ pub fn pipe() -> Result<(Connection, Connection)> {
 }
 
 /// Creates a one-way pipe in the default heap: `(receive end, send end)`, like
-/// `multiprocessing.Pipe(duplex=False)`.
+/// `multiprocessing.Pipe(duplex=False)` (note the order: Python's, not Rust's `(tx, rx)`).
+///
+/// [`typed_pipe`](crate::typed_pipe) gives the same ends as a [`Sender<T>`](crate::Sender)
+/// and a [`Receiver<T>`](crate::Receiver), in `(tx, rx)` order, with the message type fixed.
 ///
 /// # Errors
 /// As for [`pipe`].
