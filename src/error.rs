@@ -540,6 +540,11 @@ pub struct OwnerDied<G> {
 
 impl<G> OwnerDied<G> {
     pub(crate) fn new(guard: G, tid: u32) -> Self {
+        crate::trace::event!(
+            warn,
+            dead_owner_tid = tid,
+            "lock owner died holding it; the lock was recovered by this thread"
+        );
         OwnerDied { guard, tid }
     }
 

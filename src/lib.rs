@@ -45,6 +45,7 @@
 mod error;
 mod fingerprint;
 mod loom;
+mod trace;
 
 mod sys;
 

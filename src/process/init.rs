@@ -245,9 +245,16 @@ pub fn owner_death_detection() -> OwnerDeathDetection {
     }
 }
 
+/// Reports a child's start-up failure: a `tracing` error event with the `tracing` feature,
+/// a line on standard error without it.
 pub(crate) fn report(msg: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{msg}");
+    #[cfg(feature = "tracing")]
+    crate::trace::event!(error, "{msg}");
+    #[cfg(not(feature = "tracing"))]
+    {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{msg}");
+    }
 }
 
 /// Flushes standard output and error, then ends the process at once (no destructors: in a
@@ -372,6 +379,10 @@ fn prepare_and_run(
     // through this child's private start-up channel, and `validate` compared the executable
     // identity with the parent's (a `Fork` child is a copy of its parent's image).
     unsafe { install(boot.targets.clone()) };
+    #[cfg(feature = "tracing")]
+    let _span =
+        tracing::info_span!(target: "shmproc", "shmproc_child", name = %boot.name, pid = sys::current_pid())
+            .entered();
     // The arguments are decoded with exactly the segments and descriptors that came with
     // them; the target runs outside that scope.
     run_installed(boot.main, &boot.args, Received::new(segments, handle_fds))

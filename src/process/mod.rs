@@ -226,6 +226,7 @@ impl ChildState {
         };
         *exit = Some(code);
         drop(exit);
+        crate::trace::event!(debug, pid = self.pid, exitcode = code, "process ended");
         drop(
             self.args
                 .lock()
@@ -632,6 +633,13 @@ where
         StartMethod::Fork => fork::start(launch)?,
         StartMethod::ForkServer => forkserver::start(launch)?,
     };
+    crate::trace::event!(
+        debug,
+        pid = started.pid,
+        name = %name,
+        method = ?method,
+        "process started"
+    );
     let state = Arc::new(ChildState {
         pid: started.pid,
         name,
