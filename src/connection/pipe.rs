@@ -632,6 +632,49 @@ impl Connection {
         }
     }
 
+    /// Returns this end's readiness descriptor, for an event loop (`tokio::io::unix::AsyncFd`,
+    /// `mio`, `epoll`): readable whenever a message (or end of stream) may have arrived.
+    ///
+    /// While the returned [`Readiness`] lives, every send on the peer end signals its eventfd
+    /// (one system call per message; without a `Readiness` or a [`wait`](super::wait) caller,
+    /// sends make none). It is level-triggered on the eventfd, not on the ring: after a wake-up,
+    /// call [`Readiness::clear`] and then receive with [`try_recv`](Connection::try_recv) until
+    /// it returns `Ok(None)`. Checking with `try_recv` before waiting never misses a message:
+    /// a message sent after the `Readiness` exists always signals. A writer that dies without
+    /// closing does not signal: bound async waits with a timeout (a `recv` after it reports
+    /// [`Error::Disconnected`]).
+    ///
+    /// A socket connection's readiness is its socket.
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::WrongDirection`] for an end that cannot receive.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// # fn main() -> shmproc::Result<()> {
+    /// let (a, b) = shmproc::pipe()?;
+    /// let ready = b.readiness()?;
+    /// a.send(&5u8)?;
+    /// // An event loop would now see `ready.as_fd()` readable.
+    /// assert_eq!(shmproc::connection::wait(&[shmproc::connection::Waitable::fd(&ready)], None)?, [0]);
+    /// ready.clear();
+    /// assert_eq!(b.try_recv::<u8>()?, Some(5));
+    /// # Ok(()) }
+    /// ```
+    pub fn readiness(&self) -> Result<Readiness<'_>> {
+        match self.wait_part()? {
+            WaitPart::Ring(ring, fd) => {
+                ring.add_poller(true);
+                Ok(Readiness {
+                    ring: Some(ring),
+                    fd,
+                })
+            }
+            WaitPart::Socket(fd, _) => Ok(Readiness { ring: None, fd }),
+        }
+    }
+
     /// Returns what `wait` polls for this end.
     pub(crate) fn wait_part(&self) -> Result<WaitPart<'_>> {
         self.check(true)?;
@@ -642,6 +685,52 @@ impl Connection {
             },
             Inner::Sock(s) => Ok(WaitPart::Socket(s.stream.fd(), s.has_pending())),
         }
+    }
+}
+
+/// A connection end's readiness descriptor, from [`Connection::readiness`]: implements
+/// [`AsFd`] and [`AsRawFd`](std::os::fd::AsRawFd) for event loops.
+pub struct Readiness<'a> {
+    ring: Option<&'a Ring>,
+    fd: BorrowedFd<'a>,
+}
+
+impl Readiness<'_> {
+    /// Resets the descriptor after a wake-up (reads the eventfd's counter); then receive until
+    /// `try_recv` returns `Ok(None)`. A no-op for a socket connection.
+    pub fn clear(&self) {
+        if self.ring.is_some() {
+            sys::eventfd_drain(self.fd);
+        }
+    }
+}
+
+impl AsFd for Readiness<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd
+    }
+}
+
+impl std::os::fd::AsRawFd for Readiness<'_> {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Drop for Readiness<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = self.ring {
+            r.add_poller(false);
+        }
+    }
+}
+
+impl fmt::Debug for Readiness<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Readiness")
+            .field("fd", &self.fd)
+            .field("ring", &self.ring.is_some())
+            .finish()
     }
 }
 

@@ -147,6 +147,15 @@ impl<T: DeserializeOwned> Receiver<T> {
 }
 
 impl<T> Receiver<T> {
+    /// Returns this end's readiness descriptor for an event loop (see
+    /// [`Connection::readiness`]).
+    ///
+    /// # Errors
+    /// As for [`Connection::readiness`].
+    pub fn readiness(&self) -> Result<super::Readiness<'_>> {
+        self.conn.readiness()
+    }
+
     /// Returns whether a value (or end of stream) is ready, waiting up to `timeout` (see
     /// [`Connection::poll`]).
     ///
