@@ -97,6 +97,26 @@ pub fn pipe_simplex() -> Result<(Connection, Connection)> {
 /// are noticed only through the recorded pid (an end the parent serialized or forked away and
 /// then dropped unused then ends once the child exits). `Spawn` and `ForkServer` children
 /// receive only the descriptors of the ends passed to them.
+///
+/// # Examples
+/// ```no_run
+/// use shmproc::Connection;
+///
+/// fn echo(conn: Connection) -> shmproc::Result<()> {
+///     let msg: String = conn.recv()?;
+///     conn.send(&msg.to_uppercase())
+/// }
+///
+/// fn main() -> shmproc::Result<()> {
+///     shmproc::init();
+///     let (here, there) = shmproc::pipe()?;
+///     let child = shmproc::spawn(echo, there)?; // the end travels as an argument
+///     here.send("ping")?;
+///     assert_eq!(here.recv::<String>()?, "PING");
+///     child.join()??;
+///     Ok(())
+/// }
+/// ```
 pub struct Connection {
     state: Option<Inner>,
     readable: bool,

@@ -360,6 +360,26 @@ impl fmt::Debug for Process {
 
 /// A process that has not started yet: set its name, daemon flag and start method, then
 /// [`start`](ProcessBuilder::start) it.
+///
+/// # Examples
+/// ```no_run
+/// use shmproc::{Process, StartMethod};
+///
+/// fn work(n: u32) {
+///     assert!(n > 0);
+/// }
+///
+/// fn main() -> shmproc::Result<()> {
+///     shmproc::init();
+///     let p = Process::new(work, 3)
+///         .name("worker-1")
+///         .daemon(true) // dies with this process
+///         .start_method(StartMethod::ForkServer)
+///         .start()?;
+///     assert_eq!(p.join()?, 0);
+///     Ok(())
+/// }
+/// ```
 #[must_use = "a process builder does nothing until started"]
 pub struct ProcessBuilder<A> {
     target: Target,
@@ -734,6 +754,23 @@ where
 }
 
 /// A child started by [`spawn`]: join it for the target's return value.
+///
+/// Dropping the handle does not stop the child; it is reaped later (like a detached thread).
+///
+/// # Examples
+/// ```no_run
+/// fn sum(v: Vec<u64>) -> u64 {
+///     v.iter().sum()
+/// }
+///
+/// fn main() -> shmproc::Result<()> {
+///     shmproc::init();
+///     let h = shmproc::spawn(sum, vec![1, 2, 3])?;
+///     println!("child pid {}", h.process().pid());
+///     assert_eq!(h.join()?, 6);
+///     Ok(())
+/// }
+/// ```
 pub struct JoinHandle<R> {
     process: Process,
     result: Option<File>,
