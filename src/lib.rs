@@ -1,4 +1,6 @@
 #![doc = include_str!("../README.md")]
+// The README (the crate docs) shows a `#[test]` that uses `enable_test_support!()`.
+#![allow(clippy::test_attr_in_doctest)]
 #![deny(unsafe_code)]
 #![deny(
     rustdoc::broken_intra_doc_links,
