@@ -386,8 +386,12 @@ pub enum Error {
 
 impl fmt::Debug for Error {
     /// Prints the [`Display`](fmt::Display) sentence, then the chain of sources, so that
-    /// `fn main() -> shmproc::Result<()>` and `unwrap` show what went wrong in words.
+    /// `fn main() -> shmproc::Result<()>` and `unwrap` show what went wrong in words. The
+    /// alternate form (`{:#?}`) starts with the variant's name (`NotFound: …`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            write!(f, "{}: ", wire::variant_name(self))?;
+        }
         write!(f, "{self}")?;
         let mut source = std::error::Error::source(self);
         while let Some(s) = source {
@@ -491,6 +495,139 @@ mod wire {
     enum WireIo {
         Os(i32),
         Other { kind: String, message: String },
+    }
+
+    /// Returns the name of `e`'s variant, read from its derived `Serialize` (which names the
+    /// variant first): no list to keep in step with the enum.
+    pub(super) fn variant_name(e: &super::Error) -> &'static str {
+        match e.serialize(VariantName) {
+            Err(Named(name)) => name,
+            Ok(()) => "Error",
+        }
+    }
+
+    /// The "error" [`VariantName`] stops with: the variant's name.
+    #[derive(Debug)]
+    struct Named(&'static str);
+
+    impl std::fmt::Display for Named {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Named {}
+
+    impl serde::ser::Error for Named {
+        fn custom<T: std::fmt::Display>(_: T) -> Self {
+            Named("Error")
+        }
+    }
+
+    /// A serializer that stops at the first enum variant it is given.
+    struct VariantName;
+
+    type Stop = serde::ser::Impossible<(), Named>;
+
+    macro_rules! not_a_variant {
+        ($($name:ident($($t:ty),*)),* $(,)?) => {
+            $(fn $name(self, $(_: $t),*) -> Result<(), Named> {
+                Err(Named("Error"))
+            })*
+        };
+    }
+
+    impl Serializer for VariantName {
+        type Ok = ();
+        type Error = Named;
+        type SerializeSeq = Stop;
+        type SerializeTuple = Stop;
+        type SerializeTupleStruct = Stop;
+        type SerializeTupleVariant = Stop;
+        type SerializeMap = Stop;
+        type SerializeStruct = Stop;
+        type SerializeStructVariant = Stop;
+
+        not_a_variant!(
+            serialize_bool(bool),
+            serialize_i8(i8),
+            serialize_i16(i16),
+            serialize_i32(i32),
+            serialize_i64(i64),
+            serialize_u8(u8),
+            serialize_u16(u16),
+            serialize_u32(u32),
+            serialize_u64(u64),
+            serialize_f32(f32),
+            serialize_f64(f64),
+            serialize_char(char),
+            serialize_str(&str),
+            serialize_bytes(&[u8]),
+            serialize_none(),
+            serialize_unit(),
+            serialize_unit_struct(&'static str),
+        );
+
+        fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<(), Named> {
+            Err(Named("Error"))
+        }
+        fn serialize_unit_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            v: &'static str,
+        ) -> Result<(), Named> {
+            Err(Named(v))
+        }
+        fn serialize_newtype_struct<T: ?Sized + Serialize>(
+            self,
+            _: &'static str,
+            _: &T,
+        ) -> Result<(), Named> {
+            Err(Named("Error"))
+        }
+        fn serialize_newtype_variant<T: ?Sized + Serialize>(
+            self,
+            _: &'static str,
+            _: u32,
+            v: &'static str,
+            _: &T,
+        ) -> Result<(), Named> {
+            Err(Named(v))
+        }
+        fn serialize_seq(self, _: Option<usize>) -> Result<Stop, Named> {
+            Err(Named("Error"))
+        }
+        fn serialize_tuple(self, _: usize) -> Result<Stop, Named> {
+            Err(Named("Error"))
+        }
+        fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Stop, Named> {
+            Err(Named("Error"))
+        }
+        fn serialize_tuple_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            v: &'static str,
+            _: usize,
+        ) -> Result<Stop, Named> {
+            Err(Named(v))
+        }
+        fn serialize_map(self, _: Option<usize>) -> Result<Stop, Named> {
+            Err(Named("Error"))
+        }
+        fn serialize_struct(self, _: &'static str, _: usize) -> Result<Stop, Named> {
+            Err(Named("Error"))
+        }
+        fn serialize_struct_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            v: &'static str,
+            _: usize,
+        ) -> Result<Stop, Named> {
+            Err(Named(v))
+        }
     }
 
     pub(super) mod io_error {
