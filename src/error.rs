@@ -323,7 +323,7 @@ pub enum Error {
         message: String,
     },
     /// A child ended without delivering its target's result (it exited early or was killed).
-    #[error("child process ended without a result (exit code {})", ExitCode(*.exitcode))]
+    #[error("child process ended without a result (exit code {}){}", ExitCode(*.exitcode), harness_hint(*.exitcode))]
     ChildFailed {
         /// The child's exit code: positive for an exit, `-N` when killed by signal N.
         exitcode: i32,
@@ -412,6 +412,16 @@ impl fmt::Display for ExitCode {
             write!(f, " ({name})")?;
         }
         Ok(())
+    }
+}
+
+/// What exit code 101 from a child usually means: the child ran a test harness (or a `main`
+/// that panicked before `init()`), not its target.
+fn harness_hint(exitcode: i32) -> &'static str {
+    if exitcode == 101 {
+        ": a child started from a test that exits with 101 usually re-ran the test harness; invoke shmproc::enable_test_support!() in the test crate or enable the `test-support` feature"
+    } else {
+        ""
     }
 }
 

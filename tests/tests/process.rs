@@ -573,6 +573,10 @@ fn aborts(_: ()) -> u32 {
     std::process::abort()
 }
 
+fn exits_like_a_harness(_: ()) -> u32 {
+    std::process::exit(101)
+}
+
 /// Issue 18: errors cross processes and read well. A child's `?` error reaches the parent as
 /// the same `Error` (variant and fields, `&'static str` reasons included); a panic carries
 /// its location; a death by signal names the signal; `Debug` prints the sentence.
@@ -617,6 +621,13 @@ fn errors_cross_processes_and_read_well() {
         let e = shmproc::spawn(aborts, ()).unwrap().join().unwrap_err();
         assert!(matches!(e, Error::ChildFailed { exitcode: -6 }), "{e}");
         assert!(e.to_string().contains("exit code -6 (SIGABRT)"), "{e}");
+        // Exit code 101 (a test harness's) says what it usually means.
+        let e = shmproc::spawn(exits_like_a_harness, ())
+            .unwrap()
+            .join()
+            .unwrap_err();
+        assert!(matches!(e, Error::ChildFailed { exitcode: 101 }), "{e}");
+        assert!(e.to_string().contains("enable_test_support!()"), "{e}");
     });
 }
 
