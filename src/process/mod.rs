@@ -96,6 +96,14 @@ fn identity() -> Identity {
 
 /// A process's name and pid, as returned by [`current_process`], [`parent_process`] and
 /// [`active_children`].
+///
+/// # Examples
+/// ```
+/// let me = shmproc::current_process();
+/// assert_eq!(me.pid, std::process::id() as i32);
+/// assert_eq!(me.name, "MainProcess"); // a child gets its builder's name, or `Process-N`
+/// assert!(shmproc::parent_process().is_none()); // not started by shmproc
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
     /// The name: `"MainProcess"` for a program's first process, else the name given to the
