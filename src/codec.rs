@@ -4,6 +4,25 @@
 //! Handles (`Value`, `Lock`, …) inside a message re-attach while they are decoded. A failed
 //! attach surfaces here as the precise [`Error`] (`TypeMismatch`, `ObjectGone`, …), not as a
 //! generic codec error.
+//!
+//! # What postcard cannot carry
+//!
+//! Postcard is not self-describing: the bytes do not say which type comes next, so the
+//! receiver must know it. Most serde types work (structs, tuples, `Vec`, `HashMap` with any
+//! key type, `Option`, externally tagged enums, `String`, `Box`, …). These do not:
+//!
+//! | serde feature | fails | why, and what to use instead |
+//! | --- | --- | --- |
+//! | `#[serde(untagged)]`, `#[serde(tag = "…")]` (internally or adjacently tagged enums) | decoding, in the receiver | they ask the format what comes next (`deserialize_any`); use the default (externally tagged) enum representation |
+//! | `#[serde(flatten)]` | encoding, in the sender | it writes a map of unknown length; postcard needs every length up front; nest the struct instead |
+//! | `serde_json::Value` and other self-describing "any" types | decoding | `deserialize_any`; send the JSON text as a `String` |
+//! | a `Serialize` impl that calls `serialize_seq(None)` (collecting an iterator of unknown length) | encoding | collect into a `Vec` first |
+//!
+//! A process argument decodes only in the child, so such a type there fails in the child:
+//! [`spawn`](crate::spawn)'s `join` returns [`Error::ChildStartFailed`] with the reason (a
+//! [`Process`](crate::Process) exits with code 1 after printing it). Every codec failure is an
+//! [`Error::Codec`] whose reason names the Rust type that was being encoded or decoded and
+//! says why, in the words of the table above.
 
 use crate::error::{Error, Result};
 use serde::Serialize;
@@ -25,15 +44,51 @@ pub(crate) fn attach_error<E: serde::de::Error>(e: Error) -> E {
     E::custom(msg)
 }
 
+/// Builds the [`Error::Codec`] for a postcard failure while encoding or decoding a `T`: the
+/// type's name, postcard's words, and the reason where it is one of postcard's known limits.
+fn codec_error<T: ?Sized>(doing: &str, e: &postcard::Error) -> Error {
+    let why = match e {
+        postcard::Error::WontImplement => {
+            "; postcard is not self-describing, so #[serde(untagged)], internally or \
+             adjacently tagged enums and serde_json::Value cannot be decoded (see shmproc::codec)"
+        }
+        postcard::Error::SerializeSeqLengthUnknown => {
+            "; postcard needs every length up front, so #[serde(flatten)] and sequences of \
+             unknown length cannot be encoded (see shmproc::codec)"
+        }
+        _ => "",
+    };
+    Error::Codec {
+        reason: format!("cannot {doing} {}: {e}{why}", std::any::type_name::<T>()),
+    }
+}
+
 /// Encodes a value.
 ///
 /// # Errors
-/// [`Error::Codec`] if the value cannot be serialized (for example a map with non-string keys
-/// that the format rejects), [`Error::InvalidSize`] past [`MAX_MESSAGE`].
+/// [`Error::Codec`] if the value cannot be serialized (for example a struct with a
+/// `#[serde(flatten)]` field: see [what postcard cannot carry](self#what-postcard-cannot-carry)),
+/// naming its type; [`Error::InvalidSize`] past [`MAX_MESSAGE`].
+///
+/// # Examples
+/// ```
+/// #[derive(serde::Serialize)]
+/// struct Inner {
+///     a: u8,
+/// }
+/// #[derive(serde::Serialize)]
+/// struct Outer {
+///     #[serde(flatten)]
+///     inner: Inner,
+/// }
+/// let e = shmproc::codec::to_bytes(&Outer { inner: Inner { a: 1 } }).unwrap_err();
+/// assert!(e.to_string().contains("Outer"), "{e}");
+/// assert!(e.to_string().contains("#[serde(flatten)]"), "{e}");
+/// assert_eq!(shmproc::codec::to_bytes(&Inner { a: 1 })?, [1]);
+/// # Ok::<(), shmproc::Error>(())
+/// ```
 pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    let bytes = postcard::to_stdvec(value).map_err(|e| Error::Codec {
-        reason: e.to_string(),
-    })?;
+    let bytes = postcard::to_stdvec(value).map_err(|e| codec_error::<T>("encode", &e))?;
     if bytes.len() > MAX_MESSAGE {
         return Err(Error::InvalidSize {
             reason: "encoded message larger than the 1 GiB cap",
@@ -54,9 +109,7 @@ pub(crate) fn to_slice<'b, T: Serialize + ?Sized>(
     match postcard::to_slice(value, buf) {
         Ok(used) => Ok(Some(used)),
         Err(postcard::Error::SerializeBufferFull) => Ok(None),
-        Err(e) => Err(Error::Codec {
-            reason: e.to_string(),
-        }),
+        Err(e) => Err(codec_error::<T>("encode", &e)),
     }
 }
 
@@ -66,8 +119,25 @@ pub(crate) fn to_slice<'b, T: Serialize + ?Sized>(
 /// is allocated for them; trailing bytes are an error.
 ///
 /// # Errors
-/// [`Error::Codec`] for malformed input; the attach errors of handles inside (for example
-/// [`Error::TypeMismatch`]); [`Error::InvalidSize`] past [`MAX_MESSAGE`].
+/// [`Error::Codec`] for malformed input or a type postcard cannot decode (see
+/// [what postcard cannot carry](self#what-postcard-cannot-carry)), naming the type; the attach
+/// errors of handles inside (for example [`Error::TypeMismatch`]); [`Error::InvalidSize`] past
+/// [`MAX_MESSAGE`].
+///
+/// # Examples
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// #[serde(untagged)]
+/// enum Either {
+///     Number(u32),
+///     Text(String),
+/// }
+/// let bytes = shmproc::codec::to_bytes(&Either::Number(7))?; // encoding works
+/// let e = shmproc::codec::from_bytes::<Either>(&bytes).err().unwrap();
+/// assert!(e.to_string().contains("Either"), "{e}");
+/// assert!(e.to_string().contains("#[serde(untagged)]"), "{e}");
+/// # Ok::<(), shmproc::Error>(())
+/// ```
 pub fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     if bytes.len() > MAX_MESSAGE {
         return Err(Error::InvalidSize {
@@ -80,17 +150,48 @@ pub fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     match r {
         Ok((v, [])) => Ok(v),
         Ok(_) => Err(Error::Codec {
-            reason: "trailing bytes after the message".to_owned(),
+            reason: format!(
+                "cannot decode {}: trailing bytes after the message",
+                std::any::type_name::<T>()
+            ),
         }),
-        Err(e) => Err(stashed.unwrap_or(Error::Codec {
-            reason: e.to_string(),
-        })),
+        Err(e) => Err(stashed.unwrap_or_else(|| codec_error::<T>("decode", &e))),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (issue 18): postcard's limits name the type and say why.
+    #[test]
+    fn postcard_limits_name_the_type_and_the_reason() {
+        let json: serde_json::Value = serde_json::json!({ "a": 1 });
+        let bytes = to_bytes(&json).expect("serializing a JSON value works");
+        let e = from_bytes::<serde_json::Value>(&bytes).expect_err("decoding it cannot");
+        let msg = e.to_string();
+        assert!(msg.contains("serde_json::value::Value"), "{msg}");
+        assert!(msg.contains("not self-describing"), "{msg}");
+        #[derive(serde::Serialize)]
+        struct Flat {
+            #[serde(flatten)]
+            inner: std::collections::BTreeMap<String, u8>,
+        }
+        let e = to_bytes(&Flat {
+            inner: std::collections::BTreeMap::new(),
+        })
+        .expect_err("flatten cannot be encoded");
+        let msg = e.to_string();
+        assert!(msg.contains("Flat"), "{msg}");
+        assert!(msg.contains("#[serde(flatten)]"), "{msg}");
+        // Maps with non-string keys are fine (the old docs said otherwise).
+        let m: std::collections::HashMap<(u8, i64), u8> = [((1, -2), 3)].into();
+        assert_eq!(
+            from_bytes::<std::collections::HashMap<(u8, i64), u8>>(&to_bytes(&m).expect("ok"))
+                .expect("ok"),
+            m
+        );
+    }
 
     /// Pure-Rust decode checks (no handles, so no syscalls: these run under miri too).
     #[test]

@@ -1,22 +1,53 @@
 //! The one error type of the crate.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io;
+
+/// A `&'static str` field of [`Error`], spelled so that serde does not try to borrow it from
+/// the input (it is interned when decoded: see `wire`).
+type StaticStr = &'static str;
 
 /// Everything that can go wrong in shmproc.
 ///
 /// Variants name the condition, not the module, and carry what a caller needs to act on it.
 /// Operating-system failures keep the [`io::Error`] as their source and name the operation.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the same sentence as `Display` (then the chain of sources), so
+/// `fn main() -> shmproc::Result<()>` reports an error in words. An `Error` is `Serialize` and
+/// `Deserialize`: a target may return `shmproc::Result<T>` and use `?`, and its parent gets the
+/// error itself (an [`io::Error`] travels as its OS error code, or its message).
+///
+/// # Examples
+/// ```no_run
+/// fn size_of_segment(name: String) -> shmproc::Result<u64> {
+///     let seg = shmproc::Segment::open(&name)?; // fails in the child…
+///     Ok(seg.len())
+/// }
+///
+/// fn main() -> shmproc::Result<()> {
+///     shmproc::init();
+///     let child = shmproc::spawn(size_of_segment, "no-such-segment".to_owned())?;
+///     match child.join()? {
+///         // …and the parent gets the same error back.
+///         Err(shmproc::Error::NotFound { name }) => assert!(name.ends_with("no-such-segment")),
+///         other => panic!("{other:?}"),
+///     }
+///     Ok(())
+/// }
+/// ```
+#[derive(thiserror::Error, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Error {
     /// An operating-system call failed.
     #[error("{op} failed")]
     Io {
         /// The operation that failed (`"mmap"`, `"memfd_create"`, …).
-        op: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        op: StaticStr,
         /// The underlying error.
         #[source]
+        #[serde(with = "wire::io_error")]
         source: io::Error,
     },
     /// A named segment does not exist.
@@ -39,7 +70,8 @@ pub enum Error {
         /// The segment's name.
         name: String,
         /// What made it untrusted.
-        reason: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        reason: StaticStr,
     },
     /// A name is not usable as a segment name.
     #[error("invalid segment name {name:?}: {reason}")]
@@ -47,13 +79,15 @@ pub enum Error {
         /// The rejected name.
         name: String,
         /// Why it was rejected.
-        reason: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        reason: StaticStr,
     },
     /// A segment header failed a check (magic, version, layout or a field out of range).
     #[error("corrupt segment header: {reason}")]
     CorruptHeader {
         /// Which check failed.
-        reason: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        reason: StaticStr,
     },
     /// A segment's size disagrees with the size its header records.
     #[error("segment size mismatch: header says {expected} bytes, mapping has {actual}")]
@@ -67,13 +101,20 @@ pub enum Error {
     #[error("corrupt shared object: {reason}")]
     CorruptObject {
         /// Which check failed.
-        reason: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        reason: StaticStr,
     },
     /// An object was attached as a different type than the one it was created with.
-    #[error("type mismatch: expected {expected}, found fingerprint {found:#018x}")]
+    ///
+    /// Only a fingerprint of the stored type is recorded with the object (no name), so the
+    /// message says "a different type" plainly and shows the fingerprint.
+    #[error(
+        "type mismatch: expected {expected}, but the object holds a different type (type fingerprint {found:#018x})"
+    )]
     TypeMismatch {
         /// The type the caller asked for.
-        expected: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        expected: StaticStr,
         /// The fingerprint recorded with the object.
         found: u64,
     },
@@ -83,9 +124,11 @@ pub enum Error {
     #[error("wrong kind of object: expected a {expected}, found a {found}")]
     WrongKind {
         /// The kind of handle the caller asked for.
-        expected: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        expected: StaticStr,
         /// The kind recorded with the object.
-        found: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        found: StaticStr,
     },
     /// A handle was re-attached with a lock other than the one its object was created with
     /// (the object's block records its lock; any other lock would not exclude the handles
@@ -98,7 +141,8 @@ pub enum Error {
     #[error("corrupt heap: {reason}")]
     CorruptHeap {
         /// Which check failed.
-        reason: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        reason: StaticStr,
     },
     /// A handle refers to an object that has been freed since the handle was made.
     #[error("shared object no longer exists")]
@@ -138,7 +182,8 @@ pub enum Error {
     )]
     NoDescriptorChannel {
         /// The channel: `"a shared-memory pipe"` or `"a TCP socket"`.
-        channel: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        channel: StaticStr,
         /// How many descriptors the value carries.
         count: usize,
     },
@@ -152,7 +197,12 @@ pub enum Error {
         registered: usize,
     },
     /// The heap cannot satisfy an allocation.
-    #[error("out of shared memory: {requested} bytes requested, {capacity} bytes in the heap")]
+    ///
+    /// The default heap's size is set by [`set_default_heap_size`](crate::set_default_heap_size)
+    /// (or `SHMPROC_HEAP_SIZE`) before its first use; a segment's by its constructor.
+    #[error(
+        "out of shared memory: {requested} bytes requested, {capacity} bytes in the heap (for the default heap, call shmproc::set_default_heap_size or set SHMPROC_HEAP_SIZE before its first use)"
+    )]
     OutOfMemory {
         /// Bytes requested.
         requested: u64,
@@ -163,7 +213,8 @@ pub enum Error {
     #[error("invalid size: {reason}")]
     InvalidSize {
         /// What was wrong with it.
-        reason: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        reason: StaticStr,
     },
     /// An index past the end of an array.
     #[error("index {index} out of bounds for length {len}")]
@@ -181,12 +232,10 @@ pub enum Error {
         /// Thread id of the owner that died.
         tid: u32,
     },
-    /// A blocking operation reached its timeout.
+    /// A blocking operation reached its timeout, where the operation's result has no room for
+    /// "nothing yet" (see [Blocking and timeouts](crate#blocking-and-timeouts) for which).
     #[error("timed out")]
     Timeout,
-    /// The lock is held by another thread or process (from a `try_` operation).
-    #[error("lock is held elsewhere")]
-    WouldBlock,
     /// A lock was released by a thread that does not hold it.
     #[error("lock released by a thread that does not hold it")]
     NotOwner,
@@ -199,6 +248,14 @@ pub enum Error {
     /// A barrier was aborted, reset, or timed out while (or before) the caller waited.
     #[error("barrier is broken")]
     BrokenBarrier,
+    /// `Barrier::wait` on a handle without the action that its barrier was created with (a
+    /// handle received from another process: a closure cannot cross processes). Reported on
+    /// every wait through that handle, before it arrives, whatever the arrival order; the
+    /// barrier itself is not broken.
+    #[error(
+        "this barrier was created with an action but this handle has none: call set_action on a handle received from another process before waiting"
+    )]
+    BarrierActionMissing,
     /// A queue is full (from a `try_` operation).
     #[error("queue is full")]
     Full,
@@ -220,7 +277,8 @@ pub enum Error {
     #[error("connection end is not {needed}")]
     WrongDirection {
         /// What the operation needed: `"readable"` or `"writable"`.
-        needed: &'static str,
+        #[serde(deserialize_with = "wire::interned")]
+        needed: StaticStr,
     },
     /// A message exceeds the size limit of the connection or the caller.
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
@@ -260,11 +318,12 @@ pub enum Error {
     /// A child's target panicked; the child exited with code 1.
     #[error("child process panicked: {message}")]
     ChildPanicked {
-        /// The panic message (`"Box<dyn Any>"` when the payload was not a string).
+        /// The panic message (`"Box<dyn Any>"` when the payload was not a string), then
+        /// `at file:line:column` where the panic happened.
         message: String,
     },
     /// A child ended without delivering its target's result (it exited early or was killed).
-    #[error("child process ended without a result (exit code {exitcode})")]
+    #[error("child process ended without a result (exit code {}){}", ExitCode(*.exitcode), harness_hint(*.exitcode))]
     ChildFailed {
         /// The child's exit code: positive for an exit, `-N` when killed by signal N.
         exitcode: i32,
@@ -278,7 +337,7 @@ pub enum Error {
     },
     /// A pool worker died (aborted, killed, out of memory) while running this task; the
     /// pool replaced it and went on.
-    #[error("pool worker {pid} died running this task (exit code {exitcode})")]
+    #[error("pool worker {pid} died running this task (exit code {})", ExitCode(*.exitcode))]
     WorkerDied {
         /// The worker's pid.
         pid: i32,
@@ -308,10 +367,16 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
-    /// This process was started by shmproc as a child, but `shmproc::init()` did not run
-    /// first thing in `main`, so it would repeat its parent's work instead of its target.
+    /// `shmproc::init()` did not run first thing in `main`. Reported by `start()` (and
+    /// `spawn`, a `Pool`, …) when a `Spawn` or `ForkServer` child would re-execute a program
+    /// that never called `init()` (the child would run `main`, or the whole test harness, again
+    /// instead of its target), and by every constructor in such a child. `Fork` children do not
+    /// re-execute the program and need no `init()`.
+    ///
+    /// In a test binary (no `main` of yours), invoke [`enable_test_support!`](crate::enable_test_support)
+    /// once per test crate, or enable the `test-support` feature in `[dev-dependencies]`.
     #[error(
-        "this is a shmproc child process but shmproc::init() was not called at the start of main"
+        "shmproc::init() was not called at the start of main: call it first thing in main (in tests, invoke shmproc::enable_test_support!() once per test crate or enable the `test-support` feature)"
     )]
     NotInitialized,
     /// A child's executable is not the file its parent runs, so the target cannot be found.
@@ -340,7 +405,7 @@ pub enum Error {
 }
 
 /// What kind of failure an [`Error::Remote`] reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum RemoteErrorKind {
     /// The method returned `Err(e)`; the payload holds `e` encoded.
@@ -357,6 +422,285 @@ pub enum RemoteErrorKind {
     UnknownObject,
     /// The server could not decode the request, or refused it.
     BadRequest,
+}
+
+impl fmt::Debug for Error {
+    /// Prints the [`Display`](fmt::Display) sentence, then the chain of sources, so that
+    /// `fn main() -> shmproc::Result<()>` and `unwrap` show what went wrong in words. The
+    /// alternate form (`{:#?}`) starts with the variant's name (`NotFound: …`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            write!(f, "{}: ", wire::variant_name(self))?;
+        }
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+/// An exit code as shmproc reports it: `3`, or `-9 (SIGKILL)` for a death by signal.
+struct ExitCode(i32);
+
+impl fmt::Display for ExitCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        if let Some(name) = self.0.checked_neg().and_then(signal_name) {
+            write!(f, " ({name})")?;
+        }
+        Ok(())
+    }
+}
+
+/// What exit code 101 from a child usually means: the child ran a test harness (or a `main`
+/// that panicked before `init()`), not its target.
+fn harness_hint(exitcode: i32) -> &'static str {
+    if exitcode == 101 {
+        ": a child started from a test that exits with 101 usually re-ran the test harness; invoke shmproc::enable_test_support!() in the test crate or enable the `test-support` feature"
+    } else {
+        ""
+    }
+}
+
+/// The name of Linux signal `n` (the generic numbering that x86_64 and aarch64 share).
+fn signal_name(n: i32) -> Option<&'static str> {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    NAMES.get(usize::try_from(n.checked_sub(1)?).ok()?).copied()
+}
+
+/// How an [`Error`] travels between processes (it is `Serialize + Deserialize`, so a target
+/// may return `shmproc::Result<T>` and the parent gets the error back).
+///
+/// The fields that are `&'static str` in this process (operation names, reasons) are interned
+/// when decoded: a bounded table (at most [`MAX_INTERNED`] strings of at most
+/// [`MAX_INTERNED_LEN`] bytes) is leaked once per distinct string, so a hostile peer cannot
+/// grow memory without bound; past the bound, a decoded string reads `"(elided)"`. An
+/// [`io::Error`] travels as its OS error code (rebuilt exactly) or, for other errors, its kind
+/// and message.
+mod wire {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::io;
+    use std::sync::{Mutex, PoisonError};
+
+    pub(super) const MAX_INTERNED: usize = 512;
+    pub(super) const MAX_INTERNED_LEN: usize = 256;
+
+    static INTERNED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+    /// Returns a `'static` copy of `s`, from the bounded table.
+    pub(super) fn intern(s: &str) -> &'static str {
+        let mut table = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = table.iter().find(|k| **k == s) {
+            return known;
+        }
+        if table.len() >= MAX_INTERNED || s.len() > MAX_INTERNED_LEN {
+            return "(elided)";
+        }
+        let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+        table.push(leaked);
+        leaked
+    }
+
+    pub(super) fn interned<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(intern(&s))
+    }
+
+    #[derive(Serialize, Deserialize)]
+    enum WireIo {
+        Os(i32),
+        Other { kind: String, message: String },
+    }
+
+    /// Returns the name of `e`'s variant, read from its derived `Serialize` (which names the
+    /// variant first): no list to keep in step with the enum.
+    pub(super) fn variant_name(e: &super::Error) -> &'static str {
+        match e.serialize(VariantName) {
+            Err(Named(name)) => name,
+            Ok(()) => "Error",
+        }
+    }
+
+    /// The "error" [`VariantName`] stops with: the variant's name.
+    #[derive(Debug)]
+    struct Named(&'static str);
+
+    impl std::fmt::Display for Named {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Named {}
+
+    impl serde::ser::Error for Named {
+        fn custom<T: std::fmt::Display>(_: T) -> Self {
+            Named("Error")
+        }
+    }
+
+    /// A serializer that stops at the first enum variant it is given.
+    struct VariantName;
+
+    type Stop = serde::ser::Impossible<(), Named>;
+
+    macro_rules! not_a_variant {
+        ($($name:ident($($t:ty),*)),* $(,)?) => {
+            $(fn $name(self, $(_: $t),*) -> Result<(), Named> {
+                Err(Named("Error"))
+            })*
+        };
+    }
+
+    impl Serializer for VariantName {
+        type Ok = ();
+        type Error = Named;
+        type SerializeSeq = Stop;
+        type SerializeTuple = Stop;
+        type SerializeTupleStruct = Stop;
+        type SerializeTupleVariant = Stop;
+        type SerializeMap = Stop;
+        type SerializeStruct = Stop;
+        type SerializeStructVariant = Stop;
+
+        not_a_variant!(
+            serialize_bool(bool),
+            serialize_i8(i8),
+            serialize_i16(i16),
+            serialize_i32(i32),
+            serialize_i64(i64),
+            serialize_u8(u8),
+            serialize_u16(u16),
+            serialize_u32(u32),
+            serialize_u64(u64),
+            serialize_f32(f32),
+            serialize_f64(f64),
+            serialize_char(char),
+            serialize_str(&str),
+            serialize_bytes(&[u8]),
+            serialize_none(),
+            serialize_unit(),
+            serialize_unit_struct(&'static str),
+        );
+
+        fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<(), Named> {
+            Err(Named("Error"))
+        }
+        fn serialize_unit_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            v: &'static str,
+        ) -> Result<(), Named> {
+            Err(Named(v))
+        }
+        fn serialize_newtype_struct<T: ?Sized + Serialize>(
+            self,
+            _: &'static str,
+            _: &T,
+        ) -> Result<(), Named> {
+            Err(Named("Error"))
+        }
+        fn serialize_newtype_variant<T: ?Sized + Serialize>(
+            self,
+            _: &'static str,
+            _: u32,
+            v: &'static str,
+            _: &T,
+        ) -> Result<(), Named> {
+            Err(Named(v))
+        }
+        fn serialize_seq(self, _: Option<usize>) -> Result<Stop, Named> {
+            Err(Named("Error"))
+        }
+        fn serialize_tuple(self, _: usize) -> Result<Stop, Named> {
+            Err(Named("Error"))
+        }
+        fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Stop, Named> {
+            Err(Named("Error"))
+        }
+        fn serialize_tuple_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            v: &'static str,
+            _: usize,
+        ) -> Result<Stop, Named> {
+            Err(Named(v))
+        }
+        fn serialize_map(self, _: Option<usize>) -> Result<Stop, Named> {
+            Err(Named("Error"))
+        }
+        fn serialize_struct(self, _: &'static str, _: usize) -> Result<Stop, Named> {
+            Err(Named("Error"))
+        }
+        fn serialize_struct_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            v: &'static str,
+            _: usize,
+        ) -> Result<Stop, Named> {
+            Err(Named(v))
+        }
+    }
+
+    pub(super) mod io_error {
+        use super::*;
+
+        pub(crate) fn serialize<S: Serializer>(e: &io::Error, s: S) -> Result<S::Ok, S::Error> {
+            match e.raw_os_error() {
+                Some(code) => WireIo::Os(code),
+                None => WireIo::Other {
+                    kind: format!("{:?}", e.kind()),
+                    message: e.to_string(),
+                },
+            }
+            .serialize(s)
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<io::Error, D::Error> {
+            Ok(match WireIo::deserialize(d)? {
+                WireIo::Os(code) => io::Error::from_raw_os_error(code),
+                WireIo::Other { message, .. } => io::Error::other(message),
+            })
+        }
+    }
 }
 
 /// The result type of shmproc.
@@ -405,6 +749,11 @@ pub struct OwnerDied<G> {
 
 impl<G> OwnerDied<G> {
     pub(crate) fn new(guard: G, tid: u32) -> Self {
+        crate::trace::event!(
+            warn,
+            dead_owner_tid = tid,
+            "lock owner died holding it; the lock was recovered by this thread"
+        );
         OwnerDied { guard, tid }
     }
 
@@ -457,3 +806,38 @@ impl<G> From<OwnerDied<G>> for Error {
 
 /// The result of acquiring a lock: the guard, or the guard wrapped in [`OwnerDied`].
 pub type LockResult<G> = std::result::Result<G, OwnerDied<G>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 18: an `Error` round-trips through the codec, `&'static str` fields included, and
+    /// a hostile peer cannot make the interning table grow without bound.
+    #[test]
+    fn errors_round_trip_and_interning_is_bounded() {
+        let e = Error::InvalidName {
+            name: "a/b".to_owned(),
+            reason: "contains a slash",
+        };
+        let back: Error = crate::codec::from_bytes(&crate::codec::to_bytes(&e).expect("encodes"))
+            .expect("decodes");
+        assert_eq!(back.to_string(), e.to_string());
+        let io = Error::io("mmap", io::Error::from_raw_os_error(12));
+        let back: Error = crate::codec::from_bytes(&crate::codec::to_bytes(&io).expect("encodes"))
+            .expect("decodes");
+        assert_eq!(format!("{back:?}"), format!("{io:?}"));
+        assert_eq!(
+            format!("{io:?}"),
+            format!("mmap failed: {}", io::Error::from_raw_os_error(12))
+        );
+        for i in 0..(wire::MAX_INTERNED + 10) {
+            let _ = wire::intern(&format!("reason {i}"));
+        }
+        assert_eq!(wire::intern("one more, past the bound"), "(elided)");
+        assert_eq!(wire::intern("contains a slash"), "contains a slash");
+        assert_eq!(
+            format!("{:?}", Error::ChildFailed { exitcode: -9 }),
+            "child process ended without a result (exit code -9 (SIGKILL))"
+        );
+    }
+}

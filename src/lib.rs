@@ -1,38 +1,6 @@
 #![doc = include_str!("../README.md")]
-//!
-//! ## Layers
-//!
-//! The crate is built bottom up; a module uses only the modules below it (so `segment` knows
-//! nothing of `heap`, and nothing below `process` starts or inspects processes):
-//!
-//! ```text
-//! error, fingerprint, loom  leaves used by every layer: the error type, layout fingerprints,
-//!                           the one import point for atomics (core or loom)
-//! sys/          the only code that names libc/rustix: memfd, mmap (or a process-local buffer
-//!               in tests), shm_open, futex, thread identity, fork, posix_spawn, pidfd,
-//!               pipes, eventfd, poll, SCM_RIGHTS, the segment reaper
-//! segment/      Segment: a mapping with a checked header, and the registry of attached
-//!               segments by identity; what follows the header is a `Format` from above
-//! codec         the one message format: framing, size cap, bounded decode
-//! heap/         the allocator: offsets, size classes, free lists, counted handles and their
-//!               tokens; heap/root.rs gives Segment its constructors (a heap in every
-//!               segment) and publish / lookup / stats
-//! runtime       process state: the default heap, the child's start-up variable, init marks
-//! transfer      the envelope: a value's bytes with the segments and descriptors it needs
-//! sync/         Lock, RLock, Semaphore, BoundedSemaphore, Condition, Event, Barrier
-//! shared/       Value, Array, RawValue, RawArray, the Shareable trait (SharedStruct)
-//! process/      Process, spawn / fork / forkserver start methods, init(), active_children
-//! connection/   Pipe, Connection, wait(), Listener / Client with an authkey
-//! queue/        Queue, SimpleQueue, JoinableQueue
-//! pool/         Pool, AsyncResult: worker processes fed through queues, replaced when they die
-//! exchange/     pprocess: start / create give a Channel to a child, Exchange watches many and
-//!               caps how many run, pmap / Map / Queue over reusable workers
-//! containers/   Dict, List, Slot: serde containers in the heap, no server
-//! manager/      Manager: a server holding objects for proxies, custom types, remote managers
-//! ```
-//!
-//! `.ci/run` checks the two rules a grep can see: only `src/sys/` names `libc` or `rustix`,
-//! and `src/segment/` imports nothing from `src/heap/`.
+// The README (the crate docs) shows a `#[test]` that uses `enable_test_support!()`.
+#![allow(clippy::test_attr_in_doctest)]
 #![deny(unsafe_code)]
 #![deny(
     rustdoc::broken_intra_doc_links,
@@ -41,11 +9,12 @@
 )]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-// Modules by layer, bottom up (the diagram is in the crate docs above): a module uses only
+// Modules by layer, bottom up (the diagram is in CONTRIBUTING.md): a module uses only
 // the modules listed before it. Blank lines keep rustfmt from sorting the layers.
 mod error;
 mod fingerprint;
 mod loom;
+mod trace;
 
 mod sys;
 
@@ -95,7 +64,9 @@ pub mod testing;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use connection::{Client, Connection, Listener, pipe, pipe_simplex};
+pub use connection::{
+    Address, Client, Connection, Listener, Receiver, Sender, pipe, pipe_simplex, typed_pipe,
+};
 pub use containers::{Dict, DictGuard, List, ListGuard, Slot, SlotGuard};
 pub use error::{Error, LockResult, OwnerDied, RemoteErrorKind, Result};
 pub use exchange::{Channel, Exchange, Forked};
@@ -147,6 +118,7 @@ pub use shmproc_derive::managed;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::fingerprint::{extend, extend_u64, start};
+    pub use crate::process::test_support::init_before_test_harness;
     pub use core;
     pub use serde;
 

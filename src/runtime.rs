@@ -74,6 +74,18 @@ pub(crate) fn mark_initialized() {
     let _ = INITIALIZED.set(());
 }
 
+/// Fails with [`Error::NotInitialized`] when this process is about to re-execute its own file
+/// (a `Spawn` child, the forkserver) but `shmproc::init()` never ran here: the child would run
+/// `main` (or a test harness) again instead of its target. The parent knows it before the
+/// child exists, so the mistake is reported at `start()` rather than as a strange exit code.
+pub(crate) fn check_may_reexecute() -> Result<()> {
+    check_initialized()?;
+    if INITIALIZED.get().is_none() {
+        return Err(Error::NotInitialized);
+    }
+    Ok(())
+}
+
 /// Fails with [`Error::NotInitialized`] in a process that shmproc started as a child but whose
 /// `main` never called `shmproc::init()`: such a process would redo its parent's work (and
 /// start children of its own, recursively) instead of running its target.

@@ -16,7 +16,6 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 #[allow(unreachable_pub, dead_code)]
-#[path = "../../benches/src/lib.rs"]
 mod bare;
 mod chart;
 mod condition;

@@ -31,6 +31,10 @@ impl Python {
         if keys.is_empty() {
             return Python::Missing("n/a".into());
         }
+        if !std::path::Path::new(SCRIPT).exists() {
+            // Built from the published package, which does not ship the Python script.
+            return Python::Missing("no script".into());
+        }
         crate::measure::progress("Python multiprocessing (python3)");
         let mut cmd = Command::new("python3");
         cmd.arg(SCRIPT).arg("--only").arg(keys.join(","));

@@ -88,10 +88,14 @@ fn answer(stream: &Stream, key: &[u8]) -> Result<()> {
 
 /// An oversized handshake frame is a failed handshake, not a large message.
 fn as_auth(e: Error) -> Error {
-    match e {
+    let e = match e {
         Error::MessageTooLarge { .. } => Error::AuthFailed,
         e => e,
+    };
+    if matches!(e, Error::AuthFailed) {
+        crate::trace::event!(warn, "authentication handshake failed");
     }
+    e
 }
 
 /// The client's side: answer first, then challenge.

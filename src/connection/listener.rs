@@ -27,6 +27,16 @@ pub const MAX_HANDSHAKES: usize = 1024;
 pub const DEFAULT_MAX_MESSAGE: u64 = 64 << 20;
 
 /// Where a [`Listener`] listens and a [`Client`] connects.
+///
+/// # Examples
+/// ```
+/// use shmproc::Address;
+/// let path = Address::Unix("/tmp/my-service.sock".into());
+/// let abstract_name = Address::Abstract(b"my-service".to_vec());
+/// let tcp: Address = "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into();
+/// assert_ne!(path, abstract_name);
+/// assert!(matches!(tcp, Address::Tcp(_)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Address {
@@ -345,6 +355,22 @@ impl Drop for Listener {
 }
 
 /// Connects to a [`Listener`] (`multiprocessing.connection.Client`).
+///
+/// # Examples
+/// ```
+/// use shmproc::{Address, Client, Listener};
+/// # fn main() -> shmproc::Result<()> {
+/// let name = format!("shmproc-doc-client-{}", std::process::id()).into_bytes();
+/// let listener = Listener::bind(Address::Abstract(name.clone()), Some(b"secret"))?;
+/// let server = std::thread::spawn(move || -> shmproc::Result<String> {
+///     let conn = listener.accept()?;
+///     conn.recv()
+/// });
+/// let conn = Client::connect(Address::Abstract(name), Some(b"secret"))?;
+/// conn.send("hello")?;
+/// assert_eq!(server.join().unwrap()?, "hello");
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Client;
 

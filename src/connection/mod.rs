@@ -51,10 +51,12 @@ mod listener;
 mod pipe;
 pub(crate) mod ring;
 mod socket;
+mod typed;
 mod wait;
 
 pub use listener::{
     Address, Client, DEFAULT_MAX_MESSAGE, HANDSHAKE_TIMEOUT, Listener, MAX_HANDSHAKES,
 };
-pub use pipe::{Connection, pipe, pipe_simplex};
+pub use pipe::{Connection, Readiness, pipe, pipe_simplex};
+pub use typed::{Receiver, Sender, typed_pipe};
 pub use wait::{Waitable, wait};

@@ -49,7 +49,10 @@ pub fn pipe() -> Result<(Connection, Connection)> {
 }
 
 /// Creates a one-way pipe in the default heap: `(receive end, send end)`, like
-/// `multiprocessing.Pipe(duplex=False)`.
+/// `multiprocessing.Pipe(duplex=False)` (note the order: Python's, not Rust's `(tx, rx)`).
+///
+/// [`typed_pipe`](crate::typed_pipe) gives the same ends as a [`Sender<T>`](crate::Sender)
+/// and a [`Receiver<T>`](crate::Receiver), in `(tx, rx)` order, with the message type fixed.
 ///
 /// # Errors
 /// As for [`pipe`].
@@ -94,6 +97,26 @@ pub fn pipe_simplex() -> Result<(Connection, Connection)> {
 /// are noticed only through the recorded pid (an end the parent serialized or forked away and
 /// then dropped unused then ends once the child exits). `Spawn` and `ForkServer` children
 /// receive only the descriptors of the ends passed to them.
+///
+/// # Examples
+/// ```no_run
+/// use shmproc::Connection;
+///
+/// fn echo(conn: Connection) -> shmproc::Result<()> {
+///     let msg: String = conn.recv()?;
+///     conn.send(&msg.to_uppercase())
+/// }
+///
+/// fn main() -> shmproc::Result<()> {
+///     shmproc::init();
+///     let (here, there) = shmproc::pipe()?;
+///     let child = shmproc::spawn(echo, there)?; // the end travels as an argument
+///     here.send("ping")?;
+///     assert_eq!(here.recv::<String>()?, "PING");
+///     child.join()??;
+///     Ok(())
+/// }
+/// ```
 pub struct Connection {
     state: Option<Inner>,
     readable: bool,
@@ -429,6 +452,49 @@ impl Connection {
         }
     }
 
+    /// Receives a value if one is ready now: `Ok(None)` if none is (the crate's rule for
+    /// `try_` forms; see [Blocking and timeouts](crate#blocking-and-timeouts)).
+    ///
+    /// # Errors
+    /// As for [`recv`](Connection::recv) (including [`Error::Disconnected`] at end of stream).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> shmproc::Result<()> {
+    /// let (a, b) = shmproc::pipe()?;
+    /// assert_eq!(b.try_recv::<u32>()?, None);
+    /// a.send(&7u32)?;
+    /// assert_eq!(b.try_recv::<u32>()?, Some(7));
+    /// # Ok(()) }
+    /// ```
+    pub fn try_recv<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        self.recv_timeout(Duration::ZERO)
+    }
+
+    /// Receives a value, waiting at most `timeout` (monotonic) for one to arrive: `Ok(None)`
+    /// if none did. A message larger than the ring that has started to arrive is received
+    /// whole, so the call may outlast `timeout` by the time the peer takes to finish it.
+    ///
+    /// # Errors
+    /// As for [`recv`](Connection::recv) (including [`Error::Disconnected`] at end of stream).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> shmproc::Result<()> {
+    /// use std::time::Duration;
+    /// let (a, b) = shmproc::pipe()?;
+    /// assert_eq!(b.recv_timeout::<String>(Duration::from_millis(10))?, None);
+    /// a.send("hi")?;
+    /// assert_eq!(b.recv_timeout::<String>(Duration::from_secs(5))?.as_deref(), Some("hi"));
+    /// # Ok(()) }
+    /// ```
+    pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<Option<T>> {
+        if !self.poll(Some(timeout))? {
+            return Ok(None);
+        }
+        self.recv().map(Some)
+    }
+
     /// Sends `buf` as one message. Blocks while the ring is full (a message larger than the
     /// ring streams through it as the receiver reads).
     ///
@@ -586,6 +652,49 @@ impl Connection {
         }
     }
 
+    /// Returns this end's readiness descriptor, for an event loop (`tokio::io::unix::AsyncFd`,
+    /// `mio`, `epoll`): readable whenever a message (or end of stream) may have arrived.
+    ///
+    /// While the returned [`Readiness`] lives, every send on the peer end signals its eventfd
+    /// (one system call per message; without a `Readiness` or a [`wait`](super::wait) caller,
+    /// sends make none). It is level-triggered on the eventfd, not on the ring: after a wake-up,
+    /// call [`Readiness::clear`] and then receive with [`try_recv`](Connection::try_recv) until
+    /// it returns `Ok(None)`. Checking with `try_recv` before waiting never misses a message:
+    /// a message sent after the `Readiness` exists always signals. A writer that dies without
+    /// closing does not signal: bound async waits with a timeout (a `recv` after it reports
+    /// [`Error::Disconnected`]).
+    ///
+    /// A socket connection's readiness is its socket.
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::WrongDirection`] for an end that cannot receive.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// # fn main() -> shmproc::Result<()> {
+    /// let (a, b) = shmproc::pipe()?;
+    /// let ready = b.readiness()?;
+    /// a.send(&5u8)?;
+    /// // An event loop would now see `ready.as_fd()` readable.
+    /// assert_eq!(shmproc::connection::wait(&[shmproc::connection::Waitable::fd(&ready)], None)?, [0]);
+    /// ready.clear();
+    /// assert_eq!(b.try_recv::<u8>()?, Some(5));
+    /// # Ok(()) }
+    /// ```
+    pub fn readiness(&self) -> Result<Readiness<'_>> {
+        match self.wait_part()? {
+            WaitPart::Ring(ring, fd) => {
+                ring.add_poller(true);
+                Ok(Readiness {
+                    ring: Some(ring),
+                    fd,
+                })
+            }
+            WaitPart::Socket(fd, _) => Ok(Readiness { ring: None, fd }),
+        }
+    }
+
     /// Returns what `wait` polls for this end.
     pub(crate) fn wait_part(&self) -> Result<WaitPart<'_>> {
         self.check(true)?;
@@ -596,6 +705,52 @@ impl Connection {
             },
             Inner::Sock(s) => Ok(WaitPart::Socket(s.stream.fd(), s.has_pending())),
         }
+    }
+}
+
+/// A connection end's readiness descriptor, from [`Connection::readiness`]: implements
+/// [`AsFd`] and [`AsRawFd`](std::os::fd::AsRawFd) for event loops.
+pub struct Readiness<'a> {
+    ring: Option<&'a Ring>,
+    fd: BorrowedFd<'a>,
+}
+
+impl Readiness<'_> {
+    /// Resets the descriptor after a wake-up (reads the eventfd's counter); then receive until
+    /// `try_recv` returns `Ok(None)`. A no-op for a socket connection.
+    pub fn clear(&self) {
+        if self.ring.is_some() {
+            sys::eventfd_drain(self.fd);
+        }
+    }
+}
+
+impl AsFd for Readiness<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd
+    }
+}
+
+impl std::os::fd::AsRawFd for Readiness<'_> {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Drop for Readiness<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = self.ring {
+            r.add_poller(false);
+        }
+    }
+}
+
+impl fmt::Debug for Readiness<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Readiness")
+            .field("fd", &self.fd)
+            .field("ring", &self.ring.is_some())
+            .finish()
     }
 }
 

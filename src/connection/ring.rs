@@ -567,7 +567,14 @@ impl Ring {
                 match self.wait(ready, RX_SEQ, || self.writer_gone(), deadline) {
                     Waited::Ready => {}
                     Waited::TimedOut => return Err(Error::Timeout),
-                    Waited::PeerGone => return Err(Error::Disconnected),
+                    Waited::PeerGone => {
+                        crate::trace::event!(
+                            debug,
+                            writer_pid = self.writer_pid(),
+                            "pipe writer closed or died: end of stream"
+                        );
+                        return Err(Error::Disconnected);
+                    }
                 }
             }
             // A head seen before (loaded with Acquire then) still covers its records;
@@ -643,7 +650,15 @@ impl Ring {
             // (pairs with the Release store in `RecvTurn::drop`).
             match word.compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return Ok(RecvTurn(word)),
-                Err(now) if now == 0 || now == me || !sys::thread_alive(now) => holder = now,
+                Err(now) if now == 0 || now == me => holder = now,
+                Err(now) if !sys::thread_alive(now) => {
+                    crate::trace::event!(
+                        warn,
+                        dead_tid = now,
+                        "pipe receive turn held by a dead thread taken over"
+                    );
+                    holder = now;
+                }
                 Err(_) => {
                     if deadline.is_some_and(Deadline::has_passed) {
                         return Err(Error::Timeout);

@@ -250,7 +250,10 @@ where
     /// # Panics
     /// If the calling thread holds this dictionary's lock already.
     pub fn lock(&self) -> Result<DictGuard<'_, K, V>> {
-        self.enter(Wait::Block)?.ok_or(Error::WouldBlock)
+        match self.enter(Wait::Block)? {
+            Some(g) => Ok(g),
+            None => unreachable!("a blocking enter returns a guard or an error"),
+        }
     }
 
     /// Takes the lock if it is free now; `Ok(None)` if another thread or process holds it.

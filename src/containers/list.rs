@@ -147,7 +147,10 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// # Panics
     /// If the calling thread holds this list's lock already.
     pub fn lock(&self) -> Result<ListGuard<'_, T>> {
-        self.enter(Wait::Block)?.ok_or(Error::WouldBlock)
+        match self.enter(Wait::Block)? {
+            Some(g) => Ok(g),
+            None => unreachable!("a blocking enter returns a guard or an error"),
+        }
     }
 
     /// Takes the lock if it is free now; `Ok(None)` if another thread or process holds it.

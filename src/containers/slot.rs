@@ -6,7 +6,9 @@
 use super::protocol::{self, Held, ROOT_W};
 use super::store::{self, Core, Hooks, ROOT, Wait};
 use crate::codec;
-use crate::error::{Error, Result};
+#[cfg(doc)]
+use crate::error::Error;
+use crate::error::Result;
 use crate::heap::ObjectToken;
 use crate::loom::Ordering;
 use crate::segment::Segment;
@@ -112,7 +114,10 @@ impl<T: Serialize + DeserializeOwned> Slot<T> {
     /// # Panics
     /// If the calling thread holds this slot's lock already.
     pub fn lock(&self) -> Result<SlotGuard<'_, T>> {
-        self.enter(Wait::Block)?.ok_or(Error::WouldBlock)
+        match self.enter(Wait::Block)? {
+            Some(g) => Ok(g),
+            None => unreachable!("a blocking enter returns a guard or an error"),
+        }
     }
 
     /// Takes the lock if it is free now; `Ok(None)` if another thread or process holds it.

@@ -40,13 +40,14 @@ const BLOB_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Segment root b
 const BLOB_UNIT: u64 = BLOCK_HEADER;
 
 impl Segment {
-    /// Creates an anonymous segment of `len` bytes (rounded up to whole pages).
+    /// Creates an anonymous segment of `len` bytes, rounded up to [`Segment::MIN_LEN`] (8 KiB)
+    /// and to whole pages.
     ///
     /// The memory is reserved, not committed: pages use memory only once written, so a large
     /// `len` costs address space, not RAM.
     ///
     /// # Errors
-    /// [`Error::InvalidSize`] if `len` is below 8 KiB or above 64 GiB; [`Error::Io`] if the
+    /// [`Error::InvalidSize`] if `len` is above 64 GiB; [`Error::Io`] if the
     /// memory file cannot be created or mapped.
     ///
     /// # Examples
@@ -83,11 +84,12 @@ impl Segment {
     /// when the last handle in the creating process is dropped, or when that process dies
     /// (a reaper process, started with the first named segment, watches for that); other
     /// processes keep their mappings. Names follow `shm_open(3)`: an optional leading `/`,
-    /// then 1 to 250 characters without `/` or NUL.
+    /// then 1 to 250 characters without `/` or NUL. `len` is rounded up to
+    /// [`Segment::MIN_LEN`] (8 KiB) and to whole pages.
     ///
     /// # Errors
     /// [`Error::AlreadyExists`] if the name is taken; [`Error::InvalidName`];
-    /// [`Error::InvalidSize`]; [`Error::Io`], also when this process already holds 1024
+    /// [`Error::InvalidSize`] above 64 GiB; [`Error::Io`], also when this process already holds 1024
     /// named segments (the most its reaper removes at exit).
     pub fn create_named(name: &str, len: u64) -> Result<Segment> {
         Segment::create_named_with(name, len, &HEAP_FORMAT)

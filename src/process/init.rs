@@ -31,7 +31,9 @@
 
 #![allow(unsafe_code)]
 
-use super::target::{Outcome, TargetId, TargetTable, install, run_installed};
+use super::target::{
+    Outcome, TargetId, TargetTable, install, record_panic_location, run_installed,
+};
 use super::{Identity, set_identity};
 use crate::codec;
 use crate::error::{Error, Result};
@@ -141,11 +143,14 @@ pub(crate) fn take_inherited(i: usize) -> Option<OwnedFd> {
 /// exits the child with code 0 (or 1 if the target panicked). In the parent it only records
 /// that it ran, at the cost of one environment lookup.
 ///
-/// Tests have no `main` of their own: the `test-support` feature runs `init` from a
-/// constructor before the test harness starts (see [`Process`](crate::Process)).
+/// Tests have no `main` of their own: [`enable_test_support!`](crate::enable_test_support)
+/// (or the `test-support` feature) runs `init` from a constructor before the test harness
+/// starts.
 ///
-/// A child whose `main` does not call `init` (or calls it too late) does not recurse: every
-/// shmproc constructor and every process start in it fails with [`Error::NotInitialized`].
+/// A program that never called `init` cannot start a `Spawn` or `ForkServer` child: `start()`
+/// fails with [`Error::NotInitialized`] before the child exists. A child whose `main` does not
+/// call `init` (or calls it too late) does not recurse: every shmproc constructor and every
+/// process start in it fails with [`Error::NotInitialized`].
 ///
 /// A program running with elevated privileges (set-user-ID, set-group-ID or file
 /// capabilities: `AT_SECURE`) is never treated as a child: `init` ignores the variable there,
@@ -240,9 +245,16 @@ pub fn owner_death_detection() -> OwnerDeathDetection {
     }
 }
 
+/// Reports a child's start-up failure: a `tracing` error event with the `tracing` feature,
+/// a line on standard error without it.
 pub(crate) fn report(msg: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{msg}");
+    #[cfg(feature = "tracing")]
+    crate::trace::event!(error, "{msg}");
+    #[cfg(not(feature = "tracing"))]
+    {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{msg}");
+    }
 }
 
 /// Flushes standard output and error, then ends the process at once (no destructors: in a
@@ -356,10 +368,21 @@ fn prepare_and_run(
             None => return Outcome::Failed(format!("handle descriptor {i} missing")),
         }
     }
+    // A panic in the target reaches the parent with its location: record it, then let the
+    // previous hook print as usual.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        record_panic_location(info.location().map(|l| l.to_string()));
+        previous(info);
+    }));
     // SAFETY: `boot.targets` came from our parent's `Target::returning`/`terminating`
     // through this child's private start-up channel, and `validate` compared the executable
     // identity with the parent's (a `Fork` child is a copy of its parent's image).
     unsafe { install(boot.targets.clone()) };
+    #[cfg(feature = "tracing")]
+    let _span =
+        tracing::info_span!(target: "shmproc", "shmproc_child", name = %boot.name, pid = sys::current_pid())
+            .entered();
     // The arguments are decoded with exactly the segments and descriptors that came with
     // them; the target runs outside that scope.
     run_installed(boot.main, &boot.args, Received::new(segments, handle_fds))

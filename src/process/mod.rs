@@ -37,6 +37,7 @@ pub(crate) mod init;
 mod spawn;
 mod start_method;
 mod target;
+pub(crate) mod test_support;
 
 pub(crate) use fork::{ForkedHere, fork_here};
 pub use forkserver::ensure_forkserver;
@@ -97,6 +98,14 @@ fn identity() -> Identity {
 
 /// A process's name and pid, as returned by [`current_process`], [`parent_process`] and
 /// [`active_children`].
+///
+/// # Examples
+/// ```
+/// let me = shmproc::current_process();
+/// assert_eq!(me.pid, std::process::id() as i32);
+/// assert_eq!(me.name, "MainProcess"); // a child gets its builder's name, or `Process-N`
+/// assert!(shmproc::parent_process().is_none()); // not started by shmproc
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
     /// The name: `"MainProcess"` for a program's first process, else the name given to the
@@ -227,6 +236,7 @@ impl ChildState {
         };
         *exit = Some(code);
         drop(exit);
+        crate::trace::event!(debug, pid = self.pid, exitcode = code, "process ended");
         drop(
             self.args
                 .lock()
@@ -360,6 +370,26 @@ impl fmt::Debug for Process {
 
 /// A process that has not started yet: set its name, daemon flag and start method, then
 /// [`start`](ProcessBuilder::start) it.
+///
+/// # Examples
+/// ```no_run
+/// use shmproc::{Process, StartMethod};
+///
+/// fn work(n: u32) {
+///     assert!(n > 0);
+/// }
+///
+/// fn main() -> shmproc::Result<()> {
+///     shmproc::init();
+///     let p = Process::new(work, 3)
+///         .name("worker-1")
+///         .daemon(true) // dies with this process
+///         .start_method(StartMethod::ForkServer)
+///         .start()?;
+///     assert_eq!(p.join()?, 0);
+///     Ok(())
+/// }
+/// ```
 #[must_use = "a process builder does nothing until started"]
 pub struct ProcessBuilder<A> {
     target: Target,
@@ -539,8 +569,10 @@ where
     /// Returns once the child exists; it may not have reached its target yet.
     ///
     /// # Errors
-    /// [`Error::NotInitialized`] in a child whose `main` did not call [`init`];
-    /// [`Error::ForkWhileThreaded`] for `Fork` when this process has other threads;
+    /// [`Error::NotInitialized`] if [`init`] never ran in this process and the start method
+    /// re-executes the program (`Spawn`, `ForkServer`; in a test binary, see
+    /// [`enable_test_support!`](crate::enable_test_support)), or in a child whose `main` did
+    /// not call [`init`]; [`Error::ForkWhileThreaded`] for `Fork` when this process has other threads;
     /// [`Error::Codec`] if the arguments cannot be encoded; [`Error::Io`] if the child cannot
     /// be created (or the forkserver not reached); the errors of
     /// [`default_segment`](crate::default_segment).
@@ -631,6 +663,13 @@ where
         StartMethod::Fork => fork::start(launch)?,
         StartMethod::ForkServer => forkserver::start(launch)?,
     };
+    crate::trace::event!(
+        debug,
+        pid = started.pid,
+        name = %name,
+        method = ?method,
+        "process started"
+    );
     let state = Arc::new(ChildState {
         pid: started.pid,
         name,
@@ -666,8 +705,9 @@ fn exe_identity() -> Result<sys::ExeId> {
 ///
 /// Like [`std::thread::spawn`], for processes: `f` is an `fn(A) -> R` item or non-capturing
 /// closure, `args` and the result travel encoded (shared objects inside re-attach), and the
-/// child uses the current [`start_method`]. The argument order (`args`, then `f`) follows
-/// `procspawn::spawn`, so a closure reads last.
+/// child uses the current [`start_method`]. The function comes first, then its arguments, as
+/// everywhere in shmproc ([`Process::new`], [`Pool::apply`](crate::Pool::apply),
+/// [`exchange::start`](crate::exchange::start)) and in Python's `Process(target, args)`.
 ///
 /// # Errors
 /// As for [`ProcessBuilder::start`].
@@ -676,12 +716,12 @@ fn exe_identity() -> Result<sys::ExeId> {
 /// ```no_run
 /// fn main() -> shmproc::Result<()> {
 ///     shmproc::init();
-///     let h = shmproc::spawn((6, 7), |(a, b): (i32, i32)| a * b)?;
+///     let h = shmproc::spawn(|(a, b): (i32, i32)| a * b, (6, 7))?;
 ///     assert_eq!(h.join()?, 42);
 ///     Ok(())
 /// }
 /// ```
-pub fn spawn<A, R>(args: A, f: fn(A) -> R) -> Result<JoinHandle<R>>
+pub fn spawn<A, R>(f: fn(A) -> R, args: A) -> Result<JoinHandle<R>>
 where
     A: Serialize + DeserializeOwned + Send + 'static,
     R: Serialize + DeserializeOwned + 'static,
@@ -724,6 +764,23 @@ where
 }
 
 /// A child started by [`spawn`]: join it for the target's return value.
+///
+/// Dropping the handle does not stop the child; it is reaped later (like a detached thread).
+///
+/// # Examples
+/// ```no_run
+/// fn sum(v: Vec<u64>) -> u64 {
+///     v.iter().sum()
+/// }
+///
+/// fn main() -> shmproc::Result<()> {
+///     shmproc::init();
+///     let h = shmproc::spawn(sum, vec![1, 2, 3])?;
+///     println!("child pid {}", h.process().pid());
+///     assert_eq!(h.join()?, 6);
+///     Ok(())
+/// }
+/// ```
 pub struct JoinHandle<R> {
     process: Process,
     result: Option<File>,

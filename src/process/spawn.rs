@@ -20,7 +20,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 const PIPE_CAPACITY: usize = 65536;
 
 /// Starts `launch` as a re-executed child that also inherits `extra`.
+///
+/// # Errors
+/// [`Error::NotInitialized`] if `shmproc::init()` never ran in this process (the child would
+/// run `main` again instead of its target); [`Error::Io`] if the child cannot be created.
 pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Started> {
+    runtime::check_may_reexecute()?;
     let (boot_r, mut boot_w) = sys::pipe().map_err(|e| Error::io("pipe", e))?;
     let mut keep: Vec<BorrowedFd<'_>> = Vec::new();
     if let Some(r) = &launch.result {

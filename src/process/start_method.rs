@@ -11,6 +11,15 @@ use std::sync::{Mutex, PoisonError};
 /// | `ForkServer` | a fork of a single-threaded server, spawned on first use | one `fork` plus a round trip | the server starts from a clean state, not the caller's |
 ///
 /// Python's names (`"spawn"`, `"fork"`, `"forkserver"`) in Rust spelling.
+///
+/// # Examples
+/// ```
+/// use shmproc::StartMethod;
+/// assert_eq!(shmproc::start_method(), StartMethod::Spawn); // the default
+/// shmproc::set_start_method(StartMethod::ForkServer); // for every later start
+/// assert_eq!(shmproc::start_method(), StartMethod::ForkServer);
+/// # shmproc::set_start_method(StartMethod::Spawn);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum StartMethod {

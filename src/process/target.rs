@@ -247,7 +247,7 @@ fn driven_trampoline<D: Driver>(function: usize, args: &[u8], received: Received
             Ok(bytes) => Outcome::Returned(bytes),
             Err(e) => Outcome::Failed(format!("result: {e}")),
         },
-        Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
+        Err(payload) => Outcome::Panicked(panic_report(payload.as_ref())),
     }
 }
 
@@ -454,7 +454,7 @@ fn trampoline<A: DeserializeOwned, R: Serialize>(
             Ok(bytes) => Outcome::Returned(bytes),
             Err(e) => Outcome::Failed(format!("result: {e}")),
         },
-        Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
+        Err(payload) => Outcome::Panicked(panic_report(payload.as_ref())),
     }
 }
 
@@ -469,15 +469,19 @@ pub(crate) fn record_panic_location(at: Option<String>) {
     PANIC_AT.with(|p| *p.borrow_mut() = at);
 }
 
+/// Returns a caught panic's message followed by `at file:line:column` when a panic hook
+/// recorded where it happened (see [`record_panic_location`]).
+fn panic_report(payload: &(dyn std::any::Any + Send)) -> String {
+    let m = panic_message(payload);
+    match PANIC_AT.with(|p| p.borrow_mut().take()) {
+        Some(at) => format!("{m} at {at}"),
+        None => m,
+    }
+}
+
 /// Runs `call` catching a panic: `Err` with the message and, if recorded, the location.
 pub(crate) fn catch_item<R>(call: impl FnOnce() -> R) -> std::result::Result<R, String> {
-    catch_unwind(AssertUnwindSafe(call)).map_err(|payload| {
-        let m = panic_message(payload.as_ref());
-        match PANIC_AT.with(|p| p.borrow_mut().take()) {
-            Some(at) => format!("{m} at {at}"),
-            None => m,
-        }
-    })
+    catch_unwind(AssertUnwindSafe(call)).map_err(|payload| panic_report(payload.as_ref()))
 }
 
 /// Encodes one chunk's results.
@@ -542,7 +546,7 @@ fn exit_trampoline<A: DeserializeOwned, R: Termination>(
     match catch_unwind(AssertUnwindSafe(|| f(args).report())) {
         Ok(code) if code == ExitCode::SUCCESS => Outcome::Exited(0),
         Ok(_) => Outcome::Exited(1),
-        Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
+        Err(payload) => Outcome::Panicked(panic_report(payload.as_ref())),
     }
 }
 

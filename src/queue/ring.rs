@@ -590,7 +590,15 @@ impl<M: RingMem> Ring<M> {
             return word.load(Ordering::Acquire) != seen;
         }
         // Acquire/Release: whatever the dead party wrote is ordered before the recovery.
-        let _ = word.compare_exchange(seen, recovered, Ordering::AcqRel, Ordering::Relaxed);
+        let _won = word
+            .compare_exchange(seen, recovered, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        crate::trace::event!(
+            warn,
+            dead_tid = tid_of(seen),
+            recovered = _won,
+            "queue slot claimed by a dead process recovered"
+        );
         true
     }
 

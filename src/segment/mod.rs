@@ -105,6 +105,12 @@ impl fmt::Debug for Segment {
 }
 
 impl Segment {
+    /// The smallest segment length, in bytes (8 KiB: the header, the heap's metadata and room
+    /// for objects). A smaller length given to [`Segment::create`] or
+    /// [`Segment::create_named`] is rounded up to it, as any length is rounded up to whole
+    /// pages; [`Segment::len`] tells the length actually mapped.
+    pub const MIN_LEN: u64 = MIN_SEGMENT_LEN;
+
     /// Creates an anonymous segment of `len` bytes (rounded up to whole pages) holding
     /// `format`. See `Segment::create`.
     pub(crate) fn create_with(len: u64, format: &Format) -> Result<Segment> {
@@ -418,12 +424,10 @@ fn map_len(len: u64) -> Result<usize> {
     })
 }
 
+/// Rounds `len` up to the minimum segment length, then to whole pages; refuses lengths past
+/// the maximum.
 fn checked_len(len: u64) -> Result<u64> {
-    if len < MIN_SEGMENT_LEN {
-        return Err(Error::InvalidSize {
-            reason: "segment smaller than 8 KiB",
-        });
-    }
+    let len = len.max(MIN_SEGMENT_LEN);
     if len > MAX_SEGMENT_LEN {
         return Err(Error::InvalidSize {
             reason: "segment larger than 64 GiB",

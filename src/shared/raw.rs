@@ -266,6 +266,127 @@ impl<T: Shareable> RawArray<T> {
         self.iter().collect()
     }
 
+    /// Checks that `start..start + n` lies inside the array.
+    fn check_range(&self, start: usize, n: usize) -> Result<()> {
+        match start.checked_add(n) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(Error::IndexOutOfBounds {
+                index: start.saturating_add(n),
+                len: self.len,
+            }),
+        }
+    }
+
+    /// Copies `dst.len()` elements starting at `start` into `dst`, each with one atomic load
+    /// (no element tears; writers elsewhere in the range may interleave between elements).
+    ///
+    /// Workers that each read and write their own disjoint range need no lock and run in
+    /// parallel.
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfBounds`] if the range passes the end (nothing is read).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> shmproc::Result<()> {
+    /// let a = shmproc::RawArray::from_slice(&[1u32, 2, 3, 4, 5])?;
+    /// let mut middle = [0u32; 3];
+    /// a.read_into(1, &mut middle)?;
+    /// assert_eq!(middle, [2, 3, 4]);
+    /// a.write_from(3, &[40, 50])?;
+    /// assert_eq!(a.read_range(2..)?, [3, 40, 50]);
+    /// assert!(a.write_from(4, &[0, 0]).is_err()); // past the end: nothing written
+    /// # Ok(()) }
+    /// ```
+    pub fn read_into(&self, start: usize, dst: &mut [T]) -> Result<()> {
+        self.check_range(start, dst.len())?;
+        let src = self.ptr.wrapping_add(start);
+        for (i, d) in dst.iter_mut().enumerate() {
+            // SAFETY: `start + i < start + dst.len() <= len` (checked above): the element is
+            // inside the block (module `# Safety`).
+            *d = unsafe { atomic_elem::load(src.wrapping_add(i)) };
+        }
+        Ok(())
+    }
+
+    /// Writes `src` into the elements starting at `start`, each with one atomic store.
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfBounds`] if the range passes the end (nothing is written).
+    pub fn write_from(&self, start: usize, src: &[T]) -> Result<()>
+    where
+        T: Copy,
+    {
+        self.check_range(start, src.len())?;
+        let dst = self.ptr.wrapping_add(start);
+        for (i, &v) in src.iter().enumerate() {
+            // SAFETY: `start + i < start + src.len() <= len` (checked above): the element is
+            // inside the block (module `# Safety`).
+            unsafe { atomic_elem::store(dst.wrapping_add(i), v) };
+        }
+        Ok(())
+    }
+
+    /// Copies the elements of `range` out, each with one atomic load.
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfBounds`] if the range is not inside the array (or ends before it
+    /// starts).
+    pub fn read_range(&self, range: impl std::ops::RangeBounds<usize>) -> Result<Vec<T>> {
+        use std::ops::Bound;
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => e.saturating_add(1),
+            Bound::Excluded(&e) => e,
+            Bound::Unbounded => self.len,
+        };
+        let n = end.checked_sub(start).ok_or(Error::IndexOutOfBounds {
+            index: start,
+            len: self.len,
+        })?;
+        self.check_range(start, n)?;
+        let mut out = Vec::with_capacity(n);
+        out.extend((start..end).map(|i| {
+            // SAFETY: `i < end <= len` (checked above): the element is inside the block.
+            unsafe { atomic_elem::load(self.ptr.wrapping_add(i)) }
+        }));
+        Ok(out)
+    }
+
+    /// Copies every element from `src`, which must have the array's length (like
+    /// [`slice::copy_from_slice`], but an error instead of a panic).
+    ///
+    /// # Errors
+    /// [`Error::InvalidSize`] if the lengths differ (nothing is written).
+    pub fn copy_from_slice(&self, src: &[T]) -> Result<()>
+    where
+        T: Copy,
+    {
+        if src.len() != self.len {
+            return Err(Error::InvalidSize {
+                reason: "copy_from_slice: the slice's length differs from the array's",
+            });
+        }
+        self.write_from(0, src)
+    }
+
+    /// Copies every element into `dst`, which must have the array's length.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSize`] if the lengths differ (nothing is read).
+    pub fn copy_to_slice(&self, dst: &mut [T]) -> Result<()> {
+        if dst.len() != self.len {
+            return Err(Error::InvalidSize {
+                reason: "copy_to_slice: the slice's length differs from the array's",
+            });
+        }
+        self.read_into(0, dst)
+    }
+
     /// Re-attaches an array from its token, checking its kind, size and alignment.
     fn attach(token: &ObjectToken) -> Result<Self> {
         const { assert_atomic::<T>() };

@@ -430,11 +430,18 @@ type Action = Arc<dyn Fn() + Send + Sync>;
 ///
 /// Python runs an optional action in one thread per pass. A closure cannot cross processes,
 /// so here the action belongs to the *handle*: [`with_action`](Barrier::with_action) stores it
-/// in the handle (and its clones), and a handle received in another process gets it back with
+/// in the handle (and its clones, including in a `Fork` child), and a handle received in
+/// another process (as a process argument, over a connection) gets it back with
 /// [`set_action`](Barrier::set_action). Each pass, the party that arrives last runs its
-/// handle's action before anybody is released (so every other party sees its effects). If
-/// that handle has no action although the barrier was created with one, or the action
-/// panics, the pass breaks instead of silently skipping it.
+/// handle's action before anybody is released (so every other party sees its effects); if
+/// the action panics, the pass breaks.
+///
+/// Every party of a barrier created with an action must therefore hold it. A handle without
+/// it cannot wait at all: [`wait`](Barrier::wait) fails at once with
+/// [`Error::BarrierActionMissing`], on every call, whether that party would have arrived
+/// first or last, and without arriving (the others are not disturbed). A missing
+/// `set_action` is found on the first pass, not only when the timing makes that process the
+/// last arriver.
 ///
 /// # Process death
 ///
@@ -544,12 +551,14 @@ impl Barrier {
     }
 
     fn wait_deadline(&self, deadline: Option<&Deadline>) -> Result<u32> {
-        let action = || match &self.action {
-            Some(a) => {
+        if self.action.is_none() && self.has_action() {
+            return Err(Error::BarrierActionMissing);
+        }
+        let action = || {
+            if let Some(a) = &self.action {
                 a();
-                true
             }
-            None => !self.has_action(),
+            true
         };
         let slow = self.action.is_some() || self.has_action();
         algo::wait(self.words(), self.parties, deadline, slow, action).ok_or(Error::BrokenBarrier)
@@ -559,7 +568,9 @@ impl Barrier {
     /// (`0..parties`, distinct per pass).
     ///
     /// # Errors
-    /// [`Error::BrokenBarrier`] if the barrier is or becomes broken while waiting.
+    /// [`Error::BrokenBarrier`] if the barrier is or becomes broken while waiting;
+    /// [`Error::BarrierActionMissing`] if the barrier has an action and this handle does not
+    /// (see [the action](Barrier#the-action)).
     pub fn wait(&self) -> Result<u32> {
         self.wait_deadline(None)
     }
@@ -571,7 +582,7 @@ impl Barrier {
     ///
     /// # Errors
     /// [`Error::BrokenBarrier`] if the barrier is or becomes broken, including by this
-    /// timeout.
+    /// timeout; [`Error::BarrierActionMissing`] as for [`wait`](Barrier::wait).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u32> {
         let deadline = Deadline::after(timeout);
         self.wait_deadline(Some(&deadline))

@@ -1006,3 +1006,48 @@ fn two_readers_on_one_end_never_deliver_a_message_twice() {
         assert_eq!(c1.wait(), Ok(0));
     });
 }
+
+fn send_squares(tx: shmproc::Sender<u64>) -> shmproc::Result<()> {
+    for i in 0..100u64 {
+        tx.send(&(i * i))?;
+    }
+    Ok(())
+}
+
+fn echo_negated((rx, tx): (shmproc::Receiver<i32>, shmproc::Sender<i32>)) -> shmproc::Result<()> {
+    while let Some(v) = rx.recv_timeout(Duration::from_secs(30))? {
+        tx.send(&-v)?;
+        if v == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Issue 18: typed pipe ends travel to a child in `(tx, rx)` order and carry one type.
+#[test]
+fn typed_pipe_ends_cross_processes() {
+    watchdog(Duration::from_secs(60), "typed_pipe", || {
+        assert_no_leaks(|| {
+            let (tx, rx) = shmproc::typed_pipe::<u64>().unwrap();
+            let child = shmproc::spawn(send_squares, tx).unwrap();
+            let got: Vec<u64> = (0..100).map(|_| rx.recv().unwrap()).collect();
+            child.join().unwrap().unwrap();
+            assert_eq!(got, (0..100u64).map(|i| i * i).collect::<Vec<_>>());
+            assert!(matches!(rx.recv(), Err(shmproc::Error::Disconnected)));
+            assert_eq!(rx.try_recv().ok(), None);
+
+            let (to_child, from_parent) = shmproc::typed_pipe::<i32>().unwrap();
+            let (to_parent, from_child) = shmproc::typed_pipe::<i32>().unwrap();
+            let child = shmproc::spawn(echo_negated, (from_parent, to_parent)).unwrap();
+            for v in [5, -3, 0] {
+                to_child.send(&v).unwrap();
+                assert_eq!(
+                    from_child.recv_timeout(Duration::from_secs(30)).unwrap(),
+                    Some(-v)
+                );
+            }
+            child.join().unwrap().unwrap();
+        })
+    });
+}

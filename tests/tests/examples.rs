@@ -87,6 +87,11 @@ fn examples_print_what_the_python_prints() {
             "sum of squares below 1000000: 333332833333500000\nslices: 8\n"
         );
         assert_eq!(
+            run(&dir, "slices"),
+            "squared 1000000 elements in 4 slices; sum = 333332833333500000\n"
+        );
+        assert_eq!(run(&dir, "async_recv"), "received: hello from the child\n");
+        assert_eq!(
             run(&dir, "manager_containers"),
             "{0.25: None, 1: '1', '2': 2}\n[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]\n"
         );

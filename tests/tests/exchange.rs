@@ -400,7 +400,7 @@ fn create_forks_with_a_channel_and_refuses_threads() {
             exchange::create(),
             Err(Error::ForkWhileThreaded { .. })
         ));
-        shmproc::spawn((), fork_style).unwrap().join().unwrap();
+        shmproc::spawn(fork_style, ()).unwrap().join().unwrap();
     });
 }
 

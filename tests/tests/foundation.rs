@@ -17,7 +17,6 @@ fn value_and_array_written_in_child_are_seen_by_parent() {
             let num = Value::new(0.0f64).unwrap();
             let arr = Array::<i32>::from_slice(&(0..10).collect::<Vec<_>>()).unwrap();
             let child = shmproc::spawn(
-                (num.clone(), arr.clone()),
                 |(n, a): (Value<f64>, Array<i32>)| {
                     n.set(3.1415927).unwrap();
                     let mut g = a.lock().unwrap();
@@ -25,6 +24,7 @@ fn value_and_array_written_in_child_are_seen_by_parent() {
                         *x = -*x;
                     }
                 },
+                (num.clone(), arr.clone()),
             )
             .unwrap();
             child.join().unwrap();

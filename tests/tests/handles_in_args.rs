@@ -41,7 +41,7 @@ fn connection_queue_and_value_work_in_children_of_every_start_method() {
             round_trip(StartMethod::Spawn);
             round_trip(StartMethod::ForkServer);
             let h =
-                shmproc::spawn((), |()| assert_no_leaks(|| round_trip(StartMethod::Fork))).unwrap();
+                shmproc::spawn(|()| assert_no_leaks(|| round_trip(StartMethod::Fork)), ()).unwrap();
             h.join().unwrap();
         })
     });

@@ -50,9 +50,12 @@ fn each_method(scenario: Scenario) {
             }
             assert_no_leaks(|| {
                 if m == StartMethod::Fork {
-                    let h = shmproc::spawn(scenario, |s: Scenario| {
-                        assert_no_leaks(|| s.run(StartMethod::Fork));
-                    })
+                    let h = shmproc::spawn(
+                        |s: Scenario| {
+                            assert_no_leaks(|| s.run(StartMethod::Fork));
+                        },
+                        scenario,
+                    )
                     .unwrap();
                     h.join().unwrap();
                 } else {
@@ -161,16 +164,19 @@ fn exit_codes(m: StartMethod) {
 
 fn spawn_results(m: StartMethod) {
     shmproc::set_start_method(m);
-    let h = shmproc::spawn((6, 7), |(a, b): (i32, i32)| a * b).unwrap();
+    let h = shmproc::spawn(|(a, b): (i32, i32)| a * b, (6, 7)).unwrap();
     assert_eq!(h.join().unwrap(), 42);
-    let h = shmproc::spawn("bob".to_owned(), |name: String| format!("hello {name}")).unwrap();
+    let h = shmproc::spawn(|name: String| format!("hello {name}"), "bob".to_owned()).unwrap();
     assert_eq!(h.join().unwrap(), "hello bob");
-    let h = shmproc::spawn(7, |n: i32| -> i32 { panic!("boom {n}") }).unwrap();
+    let h = shmproc::spawn(|n: i32| -> i32 { panic!("boom {n}") }, 7).unwrap();
     match h.join() {
-        Err(Error::ChildPanicked { message }) => assert_eq!(message, "boom 7"),
+        Err(Error::ChildPanicked { message }) => assert!(
+            message.starts_with("boom 7 at tests/tests/process.rs:"),
+            "{message}"
+        ),
         other => panic!("expected ChildPanicked, got {other:?}"),
     }
-    let h = shmproc::spawn((), |()| -> i32 { std::process::exit(5) }).unwrap();
+    let h = shmproc::spawn(|()| -> i32 { std::process::exit(5) }, ()).unwrap();
     assert!(matches!(h.join(), Err(Error::ChildFailed { exitcode: 5 })));
     shmproc::set_start_method(StartMethod::Spawn);
 }
@@ -180,7 +186,7 @@ fn shared_arguments(m: StartMethod) {
     let a = Array::from_slice(&(0..10).collect::<Vec<i32>>()).unwrap();
     let l = Lock::new().unwrap();
     shmproc::set_start_method(m);
-    let h = shmproc::spawn((n.clone(), a.clone(), l.clone()), negate_under_lock).unwrap();
+    let h = shmproc::spawn(negate_under_lock, (n.clone(), a.clone(), l.clone())).unwrap();
     assert_eq!(h.join().unwrap(), 10);
     shmproc::set_start_method(StartMethod::Spawn);
     assert_eq!(n.get().unwrap(), 3.1415927);
@@ -249,11 +255,14 @@ fn joins_and_children(m: StartMethod) {
     // Identity inside the child.
     let me = std::process::id() as i32;
     shmproc::set_start_method(m);
-    let h = shmproc::spawn((), |()| {
-        let c = shmproc::current_process();
-        let p = shmproc::parent_process().map(|p| (p.pid, p.name));
-        (c.name, c.pid, p)
-    })
+    let h = shmproc::spawn(
+        |()| {
+            let c = shmproc::current_process();
+            let p = shmproc::parent_process().map(|p| (p.pid, p.name));
+            (c.name, c.pid, p)
+        },
+        (),
+    )
     .unwrap();
     let child_pid = h.process().pid();
     let (name, pid, parent) = h.join().unwrap();
@@ -341,16 +350,19 @@ fn spawned_child_inherits_only_the_descriptors_it_needs() {
         assert_no_leaks(|| {
             // A descriptor of ours that the child must not see.
             let unrelated = std::fs::File::open("/proc/self/stat").unwrap();
-            let h = shmproc::spawn((), |()| {
-                std::fs::read_dir("/proc/self/fd")
-                    .unwrap()
-                    .filter_map(|e| {
-                        let fd = e.ok()?.file_name().to_str()?.parse::<i32>().ok()?;
-                        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
-                        Some((fd, link?.to_string_lossy().into_owned()))
-                    })
-                    .collect::<Vec<(i32, String)>>()
-            })
+            let h = shmproc::spawn(
+                |()| {
+                    std::fs::read_dir("/proc/self/fd")
+                        .unwrap()
+                        .filter_map(|e| {
+                            let fd = e.ok()?.file_name().to_str()?.parse::<i32>().ok()?;
+                            let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
+                            Some((fd, link?.to_string_lossy().into_owned()))
+                        })
+                        .collect::<Vec<(i32, String)>>()
+                },
+                (),
+            )
             .unwrap();
             let fds = h.join().unwrap();
             drop(unrelated);
@@ -373,8 +385,12 @@ fn spawned_child_inherits_only_the_descriptors_it_needs() {
     });
 }
 
+/// Regression (issue 18): a program that forgets `init()` used to start a child that re-ran
+/// its `main` and exited 1, so the parent saw `Ok(1)`. The parent knows `init()` never ran:
+/// `start()` of a `Spawn` or `ForkServer` child is `NotInitialized`, with the sentence that
+/// says what to do; `Fork` (no re-execution) still works.
 #[test]
-fn a_program_without_init_gets_the_clear_error() {
+fn a_program_without_init_gets_not_initialized_at_start() {
     watchdog(LIMIT, "no_init", || {
         let before = resources();
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_no_init"))
@@ -384,18 +400,55 @@ fn a_program_without_init_gets_the_clear_error() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stdout}\n{stderr}");
-        assert!(
-            stdout.contains("parent: child exited with 3"),
-            "{stdout}\n{stderr}"
-        );
-        assert!(stdout.contains("parent: value ok"), "{stdout}");
-        assert!(
-            stderr.contains("child=true error: this is a shmproc child process but shmproc::init() was not called"),
-            "{stderr}"
-        );
-        assert!(!stdout.contains("target ran"), "{stdout}");
+        let sentence = "NotInitialized: shmproc::init() was not called at the start of main: \
+                        call it first thing in main";
+        for method in ["Spawn", "ForkServer", "spawn"] {
+            assert!(
+                stdout.contains(&format!("{method}: {sentence}")),
+                "{method}: {stdout}\n{stderr}"
+            );
+        }
+        assert!(stdout.contains("Fork: child exited with 0"), "{stdout}");
+        assert_eq!(stdout.matches("target ran").count(), 1, "{stdout}");
+        assert!(stdout.contains("value ok"), "{stdout}");
         assert_eq!(before.children, resources().children);
     });
+}
+
+/// Regression (issue 18): a `#[test]` that starts a child, in a test binary without
+/// `enable_test_support!()` or the `test-support` feature, used to see
+/// `ChildFailed { exitcode: 101 }` (the child re-ran the whole harness). This file's binary
+/// runs its own ignored test below with the feature's constructor disabled: the start fails
+/// at once with the error that names both remedies.
+#[test]
+fn a_test_without_test_support_is_told_what_to_enable() {
+    watchdog(LIMIT, "no_test_support", || {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "starts_a_child_without_test_support",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("SHMPROC_NO_TEST_INIT", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "{stdout}\n{stderr}");
+    });
+}
+
+#[test]
+#[ignore = "run by a_test_without_test_support_is_told_what_to_enable"]
+fn starts_a_child_without_test_support() {
+    assert!(std::env::var_os("SHMPROC_NO_TEST_INIT").is_some());
+    let e = shmproc::spawn(|x| x + 1, 3u32).unwrap_err();
+    assert!(matches!(e, shmproc::Error::NotInitialized), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("shmproc::enable_test_support!()"), "{msg}");
+    assert!(msg.contains("`test-support` feature"), "{msg}");
 }
 
 /// Returns every descendant of `pid` (from `/proc/<p>/stat`'s ppid fields).
@@ -476,19 +529,25 @@ fn children_start_grandchildren_and_leak_no_start_up_variable() {
     watchdog(LIMIT, "nested", || {
         assert_no_leaks(|| {
             let shared = Value::new(0u32).unwrap();
-            let h = shmproc::spawn(shared.clone(), |v: Value<u32>| {
-                // A grandchild, started from inside a child, through the same machinery.
-                let g = shmproc::spawn(v, |v: Value<u32>| {
-                    v.set(7).unwrap();
-                    shmproc::parent_process().map(|p| p.name)
-                })
-                .unwrap();
-                let grandparent_seen = g.join().unwrap();
-                // Programs this child runs by other means do not see the start-up variable.
-                let env = std::process::Command::new("env").output().unwrap();
-                let leaked = String::from_utf8_lossy(&env.stdout).contains("SHMPROC_CHILD");
-                (grandparent_seen, shmproc::current_process().name, leaked)
-            })
+            let h = shmproc::spawn(
+                |v: Value<u32>| {
+                    // A grandchild, started from inside a child, through the same machinery.
+                    let g = shmproc::spawn(
+                        |v: Value<u32>| {
+                            v.set(7).unwrap();
+                            shmproc::parent_process().map(|p| p.name)
+                        },
+                        v,
+                    )
+                    .unwrap();
+                    let grandparent_seen = g.join().unwrap();
+                    // Programs this child runs by other means do not see the start-up variable.
+                    let env = std::process::Command::new("env").output().unwrap();
+                    let leaked = String::from_utf8_lossy(&env.stdout).contains("SHMPROC_CHILD");
+                    (grandparent_seen, shmproc::current_process().name, leaked)
+                },
+                shared.clone(),
+            )
             .unwrap();
             let (grandparent_seen, child_name, leaked) = h.join().unwrap();
             assert_eq!(grandparent_seen, Some(child_name));
@@ -499,4 +558,98 @@ fn children_start_grandchildren_and_leak_no_start_up_variable() {
             assert_eq!(shared.get().unwrap(), 7);
         })
     });
+}
+
+fn open_missing(name: String) -> shmproc::Result<u32> {
+    let seg = shmproc::Segment::open(&name)?;
+    Ok(u32::try_from(seg.len()).unwrap_or(0))
+}
+
+fn panics(_: ()) -> u32 {
+    panic!("boom in the child")
+}
+
+fn aborts(_: ()) -> u32 {
+    std::process::abort()
+}
+
+fn exits_like_a_harness(_: ()) -> u32 {
+    std::process::exit(101)
+}
+
+/// Issue 18: errors cross processes and read well. A child's `?` error reaches the parent as
+/// the same `Error` (variant and fields, `&'static str` reasons included); a panic carries
+/// its location; a death by signal names the signal; `Debug` prints the sentence.
+#[test]
+fn errors_cross_processes_and_read_well() {
+    watchdog(LIMIT, "errors_cross", || {
+        // A child's error, returned with `?`, arrives whole.
+        let name = format!("shmproc-test-{}-missing", std::process::id());
+        let got = shmproc::spawn(open_missing, name.clone())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(
+            matches!(&got, Err(Error::NotFound { name: n }) if n.ends_with(&name)),
+            "{got:?}"
+        );
+        let got = shmproc::spawn(open_missing, "bad/name".to_owned())
+            .unwrap()
+            .join()
+            .unwrap();
+        let Err(Error::InvalidName { name, reason }) = &got else {
+            panic!("{got:?}");
+        };
+        assert_eq!(name, "bad/name");
+        let here = shmproc::Segment::open("bad/name").err().unwrap();
+        assert_eq!(
+            got.as_ref().err().unwrap().to_string(),
+            here.to_string(),
+            "{reason}"
+        );
+        // `Debug` is the sentence, as `main() -> shmproc::Result<()>` prints it.
+        assert_eq!(format!("{here:?}"), here.to_string());
+        // A panic names where it happened.
+        let e = shmproc::spawn(panics, ()).unwrap().join().unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::ChildPanicked { .. }), "{msg}");
+        assert!(
+            msg.contains("boom in the child at tests/tests/process.rs:"),
+            "{msg}"
+        );
+        // A death by signal names it.
+        let e = shmproc::spawn(aborts, ()).unwrap().join().unwrap_err();
+        assert!(matches!(e, Error::ChildFailed { exitcode: -6 }), "{e}");
+        assert!(e.to_string().contains("exit code -6 (SIGABRT)"), "{e}");
+        // Exit code 101 (a test harness's) says what it usually means.
+        let e = shmproc::spawn(exits_like_a_harness, ())
+            .unwrap()
+            .join()
+            .unwrap_err();
+        assert!(matches!(e, Error::ChildFailed { exitcode: 101 }), "{e}");
+        assert!(e.to_string().contains("enable_test_support!()"), "{e}");
+    });
+}
+
+/// Issue 18: errors whose fix is known say it.
+#[test]
+fn errors_with_a_known_fix_name_it() {
+    let seg = shmproc::Segment::create(1 << 16).unwrap();
+    let e = Array::<u8>::new_in(&seg, 1 << 20).err().unwrap();
+    assert!(matches!(e, Error::OutOfMemory { .. }), "{e}");
+    assert!(
+        e.to_string().contains("shmproc::set_default_heap_size"),
+        "{e}"
+    );
+    let v = Value::new_in(&seg, 1u32).unwrap();
+    let bytes = shmproc::codec::to_bytes(&v).unwrap();
+    let e = shmproc::codec::from_bytes::<Value<i64>>(&bytes)
+        .err()
+        .unwrap();
+    assert!(matches!(e, Error::TypeMismatch { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("expected i64, but the object holds a different type"),
+        "{e}"
+    );
 }

@@ -301,3 +301,27 @@ fn kill_consumers_mid_get_leaves_messages_to_others() {
         })
     });
 }
+
+/// Issue 18: a queue that was dropped, looked up by its published token or re-attached from
+/// its bytes, is `ObjectGone`, also after its block was reused by a new queue.
+#[test]
+fn a_dropped_queue_looked_up_is_object_gone() {
+    let seg = shmproc::Segment::create(1 << 20).unwrap();
+    let q = Queue::<u32>::with_capacity_in(&seg, 4).unwrap();
+    seg.publish(&q).unwrap();
+    let bytes = shmproc::codec::to_bytes(&q).unwrap();
+    drop(q);
+    let gone = |r: shmproc::Result<Queue<u32>>| matches!(r, Err(shmproc::Error::ObjectGone));
+    assert!(gone(seg.lookup::<Queue<u32>>()));
+    assert!(gone(shmproc::codec::from_bytes::<Queue<u32>>(&bytes)));
+    // The same size class again: the freed block is likely reused, with a new generation.
+    let again = Queue::<u32>::with_capacity_in(&seg, 4).unwrap();
+    again.put(&1).unwrap();
+    assert!(gone(seg.lookup::<Queue<u32>>()));
+    assert!(gone(shmproc::codec::from_bytes::<Queue<u32>>(&bytes)));
+    let msg = shmproc::codec::from_bytes::<Queue<u32>>(&bytes)
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(msg, "shared object no longer exists");
+}

@@ -151,8 +151,18 @@ fn named_segment_errors_are_distinct() {
             Segment::create_named("a/b", 1 << 16),
             Err(Error::InvalidName { .. })
         ));
+        // Issue 18: a segment smaller than the minimum is rounded up, named or not.
+        assert_eq!(Segment::create(10).unwrap().len(), Segment::MIN_LEN);
+        let small = Segment::create_named(&unique("small"), 100).unwrap();
+        assert_eq!(small.len(), Segment::MIN_LEN);
+        assert_eq!(
+            Segment::open(small.name().unwrap()).unwrap().len(),
+            Segment::MIN_LEN
+        );
+        shmproc::Value::new_in(&small, 7u64).unwrap();
+        drop(small);
         assert!(matches!(
-            Segment::create(10),
+            Segment::create(1 << 40),
             Err(Error::InvalidSize { .. })
         ));
         let mode = std::fs::metadata(format!("/dev/shm/{name}"))

@@ -759,3 +759,47 @@ fn timed_waits_last_their_timeout_under_a_storm_of_signals() {
         assert_eq!(holder.kill(), Err(9));
     });
 }
+
+fn wait_without_the_action(b: Barrier) -> bool {
+    matches!(
+        b.wait_timeout(Duration::from_secs(30)),
+        Err(Error::BarrierActionMissing)
+    )
+}
+
+fn wait_with_the_action((mut b, count): (Barrier, RawValue<u32>)) -> u32 {
+    b.set_action(move || count.set(count.get() + 1));
+    b.wait_timeout(Duration::from_secs(30)).unwrap()
+}
+
+/// Regression (issue 18): a spawned child whose barrier handle lacks the action used to break
+/// the pass only when it happened to arrive last (a timing-dependent `BrokenBarrier`). Now
+/// its every wait is `BarrierActionMissing` at once, without arriving; a child that calls
+/// `set_action` leads the pass and runs the action itself.
+#[test]
+fn a_barrier_handle_without_its_action_is_refused_whatever_the_arrival_order() {
+    run("barrier_action_missing", || {
+        let count = RawValue::new(0u32).unwrap();
+        let barrier = Barrier::with_action(2, || {}).unwrap();
+        let waiter = std::thread::spawn({
+            let b = barrier.clone();
+            move || b.wait_timeout(Duration::from_secs(30))
+        });
+        until(|| barrier.n_waiting() == 1);
+        // This child would arrive last: refused, and the pass is not broken.
+        let refused = shmproc::spawn(wait_without_the_action, barrier.clone()).unwrap();
+        assert!(refused.join().unwrap());
+        assert!(!barrier.is_broken());
+        assert_eq!(barrier.n_waiting(), 1);
+        let leader =
+            shmproc::spawn(wait_with_the_action, (barrier.clone(), count.clone())).unwrap();
+        assert_eq!(leader.join().unwrap(), 1);
+        assert_eq!(waiter.join().unwrap().unwrap(), 0);
+        assert_eq!(count.get(), 1, "the child's action ran once");
+        // Also refused when nobody waits (it would have arrived first).
+        let refused = shmproc::spawn(wait_without_the_action, barrier.clone()).unwrap();
+        assert!(refused.join().unwrap());
+        assert_eq!(barrier.n_waiting(), 0);
+        assert!(!barrier.is_broken());
+    });
+}

@@ -1,37 +1,42 @@
-//! A program that forgets `shmproc::init()`: its child must get `Error::NotInitialized`
-//! instead of starting children of its own, recursively.
+//! A program that forgets `shmproc::init()`.
 //!
 //! Run with `SHMPROC_NO_TEST_INIT=1` (this binary links shmproc's `test-support` constructor,
-//! which would otherwise call `init()` for it). Prints what happened and exits 0 in the parent;
-//! the child exits with 3 after printing the error it got.
+//! which would otherwise call `init()` for it). The parent knows `init()` never ran, so
+//! starting a `Spawn` or `ForkServer` child (which would re-execute this `main`) fails at
+//! `start()` with `Error::NotInitialized`; a `Fork` child (no re-execution) runs. Prints one
+//! line per attempt and exits 0.
 
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![allow(clippy::print_stdout)]
+
+use shmproc::{Error, Process, StartMethod};
 
 fn target(_: ()) {
-    println!("target ran (unexpected)");
+    println!("target ran");
 }
 
 fn main() {
     // No `shmproc::init()` here, on purpose.
-    let is_child =
-        shmproc::parent_process().is_some() || std::env::var_os("SHMPROC_CHILD").is_some();
-    match shmproc::Process::new(target, ()).start() {
-        Ok(p) => match p.join() {
-            Ok(code) => println!("parent: child exited with {code}"),
-            Err(e) => println!("parent: join failed: {e}"),
-        },
-        Err(e) => {
-            eprintln!("child={is_child} error: {e}");
-            let code = if matches!(e, shmproc::Error::NotInitialized) {
-                3
-            } else {
-                4
-            };
-            std::process::exit(code);
+    for method in [
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+        StartMethod::Fork,
+    ] {
+        match Process::new(target, ()).start_method(method).start() {
+            Ok(p) => match p.join() {
+                Ok(code) => println!("{method:?}: child exited with {code}"),
+                Err(e) => println!("{method:?}: join failed: {e}"),
+            },
+            Err(e @ Error::NotInitialized) => println!("{method:?}: NotInitialized: {e}"),
+            Err(e) => println!("{method:?}: other error: {e}"),
         }
     }
+    match shmproc::spawn(target, ()) {
+        Ok(h) => println!("spawn: started: {:?}", h.join()),
+        Err(e @ Error::NotInitialized) => println!("spawn: NotInitialized: {e}"),
+        Err(e) => println!("spawn: other error: {e}"),
+    }
     match shmproc::Value::new(1u8) {
-        Ok(_) => println!("parent: value ok"),
-        Err(e) => println!("parent: value failed: {e}"),
+        Ok(_) => println!("value ok"),
+        Err(e) => println!("value failed: {e}"),
     }
 }

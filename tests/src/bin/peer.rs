@@ -2,7 +2,8 @@
 //! `(Value<f64>, Array<i32>)`, and acts on it as the first argument says.
 //!
 //! Usage: `peer <segment-name> negate` — sets the value to 2.5 and negates every element;
-//! `peer <segment-name> open` — prints the `Debug` of the open error, or `ok`;
+//! `peer <segment-name> open` — prints the open error (`{:#?}`: its variant's name, then its
+//! sentence), or `ok`;
 //! `peer <segment-name> create-and-hang` — creates the segment, prints `created`, sleeps.
 
 #![allow(clippy::print_stdout)]
@@ -24,7 +25,7 @@ fn main() {
     let seg = match Segment::open(&name) {
         Ok(s) => s,
         Err(e) => {
-            println!("{e:?}");
+            println!("{e:#?}");
             std::process::exit(if action == "open" { 0 } else { 1 });
         }
     };
@@ -34,7 +35,7 @@ fn main() {
             let (v, a): (Value<f64>, Array<i32>) = match seg.lookup() {
                 Ok(root) => root,
                 Err(e) => {
-                    println!("{e:?}");
+                    println!("{e:#?}");
                     std::process::exit(1);
                 }
             };
@@ -46,7 +47,7 @@ fn main() {
         }
         "wrong-type" => match seg.lookup::<(Value<i64>, Array<i32>)>() {
             Ok(_) => println!("unexpectedly attached"),
-            Err(e) => println!("{e:?}"),
+            Err(e) => println!("{e:#?}"),
         },
         other => {
             eprintln!("unknown action {other}");
