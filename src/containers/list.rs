@@ -375,6 +375,12 @@ impl<T: Serialize + DeserializeOwned> ListGuard<'_, T> {
         Ok((root, words, len))
     }
 
+    /// The number of element slots in the table.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> Result<usize> {
+        Ok(self.root()?.1.len() - 1)
+    }
+
     fn decode(&self, r: u64) -> Result<T> {
         codec::from_bytes(self.core().entry(&self.g, r)?)
     }
