@@ -215,7 +215,9 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// Removes and returns element `i`, shifting the rest down.
     ///
     /// # Errors
-    /// [`Error::IndexOutOfBounds`]; as for [`pop`](List::pop).
+    /// [`Error::IndexOutOfBounds`]; [`Error::OutOfMemory`] if the shifted table does not fit
+    /// (the list is then unchanged; removing the last element needs no memory); as for
+    /// [`pop`](List::pop).
     pub fn remove(&self, i: usize) -> Result<T> {
         self.lock()?.remove(i)
     }

@@ -353,6 +353,58 @@ fn list_gives_back_its_table_when_emptied() {
     assert_eq!(l.to_vec().unwrap(), [7, 99]);
 }
 
+/// A heap too full for the smaller table: `pop`, `remove`, `truncate` and `clear` still
+/// succeed and keep the larger table; once there is room again the next one shrinks it.
+#[test]
+fn list_shrink_out_of_memory_keeps_the_large_table() {
+    let seg = Segment::create(1 << 20).unwrap();
+    let l = List::<u64>::new_in(&seg).unwrap();
+    l.extend(0..2000).unwrap();
+    // Fill the heap: large blocks first, then every smaller size down to one word.
+    let mut filler = Vec::new();
+    for words in [4096usize, 512, 64, 8, 1] {
+        while let Ok(a) = shmproc::RawArray::<u64>::new_in(&seg, words) {
+            filler.push(a);
+        }
+    }
+    assert!(matches!(
+        shmproc::RawArray::<u64>::new_in(&seg, 64),
+        Err(Error::OutOfMemory { .. })
+    ));
+    let full = seg.stats().used;
+    while l.len().unwrap() > 400 {
+        let n = l.len().unwrap() as u64;
+        assert_eq!(l.pop().unwrap(), Some(n - 1));
+    }
+    // Removing the last element cuts; removing another copies the table, which may not fit.
+    assert_eq!(l.remove(399).unwrap(), 399);
+    match l.remove(0) {
+        Ok(v) => assert_eq!(v, 0),
+        Err(Error::OutOfMemory { .. }) => {
+            assert_eq!(l.to_vec().unwrap(), (0..399).collect::<Vec<_>>());
+            l.set(0, 1).unwrap();
+            l.truncate(1).unwrap();
+            l.extend(2..399).unwrap();
+        }
+        Err(e) => panic!("remove: {e}"),
+    }
+    l.truncate(300).unwrap();
+    assert_eq!(l.to_vec().unwrap(), (1..301).collect::<Vec<_>>());
+    assert!(seg.stats().used < full, "the cut elements were freed");
+    drop(filler);
+    let before = seg.stats().used;
+    l.truncate(100).unwrap();
+    assert!(
+        seg.stats().used < before,
+        "the table shrank once there was room"
+    );
+    assert_eq!(l.to_vec().unwrap(), (1..101).collect::<Vec<_>>());
+    l.clear().unwrap();
+    assert!(l.is_empty().unwrap());
+    l.extend(0..10).unwrap();
+    assert_eq!(l.to_vec().unwrap(), (0..10).collect::<Vec<_>>());
+}
+
 /// Four processes mix dictionary counters, list pushes and slot updates; totals are exact.
 #[test]
 fn stress_four_processes_mixed_operations() {
