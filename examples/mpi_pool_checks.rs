@@ -340,6 +340,28 @@ fn attacks(pool: &MpiPool) {
         .collect();
     assert_eq!(nested, (0..100u64).map(|x| x.pow(4)).collect::<Vec<_>>());
 
+    // A long imap keeps only the results not yet taken, not a slot per item it ever took.
+    let n = 400_000u64;
+    let mut it = pool.imap_unordered(square, 0..n, 400).unwrap();
+    let (mut count, mut sum) = (0u64, 0u128);
+    let first = it.next().unwrap().unwrap();
+    let base = rss_kib();
+    for r in it.by_ref() {
+        count += 1;
+        sum += u128::from(r.unwrap());
+    }
+    let grown = rss_kib().saturating_sub(base);
+    drop(it);
+    assert_eq!(count + 1, n);
+    assert_eq!(
+        sum + u128::from(first),
+        (0..u128::from(n)).map(|x| x * x).sum::<u128>()
+    );
+    assert!(
+        grown < 8 << 10,
+        "rank 0 grew by {grown} KiB over an imap of {n} items"
+    );
+
     // Chunk sizes 0 and huge: every item once, in order.
     let expect: Vec<u64> = (0..57).map(square).collect();
     assert_eq!(pool.map_chunked(square, 0..57u64, 0).unwrap(), expect);
@@ -378,4 +400,11 @@ fn attacks(pool: &MpiPool) {
         other => panic!("the local pool: expected TaskFailed, got {other:?}"),
     }
     assert_eq!(pool.apply(square, 9).unwrap(), 81, "the pool goes on");
+}
+
+/// This process's resident memory, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }

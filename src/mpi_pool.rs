@@ -52,8 +52,8 @@
 //! # Failures
 //! A task that panics gives that item [`Error::TaskPanicked`] (with the message and location)
 //! and the pool goes on; arguments that fail to decode on the worker, and results that fail
-//! to encode there, give their chunk's items [`Error::TaskFailed`]. A rank that dies ends the whole job the way MPI does: `mpiexec`
-//! aborts every rank. There is no recovery from a lost rank, and this pool does not pretend
+//! to encode there, give their chunk's items [`Error::TaskFailed`]. A rank that dies ends the
+//! whole job the way MPI does: `mpiexec` aborts every rank. There is no recovery from a lost rank, and this pool does not pretend
 //! otherwise; use the local [`Pool`](crate::Pool) where dying workers must be survived.
 //!
 //! # Threads
@@ -365,7 +365,11 @@ fn run_task(entries: &[Entry], bytes: &[u8]) -> Vec<u8> {
 
 /// A job's items as they come back, by index.
 struct Job {
-    items: Vec<Option<Result<Vec<u8>>>>,
+    /// Results that arrived and were not taken yet, by item index: an `imap` over a long
+    /// input keeps only those, not a slot per item it ever took.
+    items: HashMap<u64, Result<Vec<u8>>>,
+    /// The number of items (for `map`: every index below it is collected).
+    len: u64,
     /// Chunk sizes by start, to fill a whole chunk's items when it failed.
     chunks: HashMap<u64, u64>,
     remaining: u64,
@@ -470,7 +474,8 @@ impl MpiPool {
         st.jobs.insert(
             job,
             Job {
-                items: (0..len).map(|_| None).collect(),
+                items: HashMap::new(),
+                len: len as u64,
                 chunks: HashMap::new(),
                 remaining: len as u64,
                 abandoned: false,
@@ -543,15 +548,12 @@ impl MpiPool {
                         .map_err(|e| format!("result: {e}")),
                     Err(reason) => Err(reason),
                 };
-                let start = usize::try_from(done.start).unwrap_or(usize::MAX);
-                let slots = job.items.iter_mut().skip(start).take(count as usize);
+                let slots = done.start..done.start.saturating_add(count);
                 match outcome {
                     Ok(v) if v.len() as u64 == count => {
-                        for (slot, r) in slots.zip(v) {
-                            *slot = Some(match r {
-                                Ok(b) => Ok(b),
-                                Err(message) => Err(Error::TaskPanicked { message }),
-                            });
+                        for (i, r) in slots.zip(v) {
+                            let r = r.map_err(|message| Error::TaskPanicked { message });
+                            job.items.insert(i, r);
                         }
                     }
                     other => {
@@ -559,10 +561,9 @@ impl MpiPool {
                             Err(r) => r,
                             Ok(_) => "malformed reply".to_owned(),
                         };
-                        for slot in slots {
-                            *slot = Some(Err(Error::TaskFailed {
-                                reason: reason.clone(),
-                            }));
+                        for i in slots {
+                            let reason = reason.clone();
+                            job.items.insert(i, Err(Error::TaskFailed { reason }));
                         }
                     }
                 }
@@ -595,7 +596,8 @@ impl MpiPool {
             .jobs
             .remove(&job)
             .ok_or_else(|| mpi_error("unknown job"))?;
-        Ok(j.items.into_iter().map(|s| decode_item(s)).collect())
+        let mut items = j.items;
+        Ok((0..j.len).map(|i| decode_item(items.remove(&i))).collect())
     }
 
     /// Forgets `job` (its handle is gone): now if complete, else when its last chunk is back.
@@ -1005,8 +1007,7 @@ where
             self.taken += chunk.len() as u64;
             let mut st = self.pool.state.borrow_mut();
             if let Some(j) = st.jobs.get_mut(&self.job) {
-                j.items
-                    .resize_with(usize::try_from(self.taken).unwrap_or(usize::MAX), || None);
+                j.len = self.taken;
                 j.remaining += chunk.len() as u64;
             }
         }
@@ -1030,9 +1031,8 @@ where
             return;
         };
         while let Some(start) = starts.pop_front() {
-            let from = usize::try_from(start).unwrap_or(usize::MAX);
-            for slot in job.items.iter_mut().skip(from) {
-                match slot.take() {
+            for i in start.. {
+                match job.items.remove(&i) {
                     Some(r) => self.ready.push_back(r),
                     None => break,
                 }
@@ -1056,14 +1056,14 @@ where
                 return Some(Err(e));
             }
             if self.ordered {
-                let idx = usize::try_from(self.next_out).unwrap_or(usize::MAX);
-                let got = self
-                    .pool
-                    .state
-                    .borrow_mut()
+                let mut st = self.pool.state.borrow_mut();
+                // The arrival order only serves `imap_unordered`.
+                st.arrived.remove(&self.job);
+                let got = st
                     .jobs
                     .get_mut(&self.job)
-                    .and_then(|j| j.items.get_mut(idx).and_then(Option::take));
+                    .and_then(|j| j.items.remove(&self.next_out));
+                drop(st);
                 if let Some(r) = got {
                     self.next_out += 1;
                     return Some(decode_item(Some(r)));
