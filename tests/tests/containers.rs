@@ -405,6 +405,74 @@ fn list_shrink_out_of_memory_keeps_the_large_table() {
     assert_eq!(l.to_vec().unwrap(), (0..10).collect::<Vec<_>>());
 }
 
+/// Two writer processes grow a list past 64 and shrink it to 3 by pops, front removals and
+/// halvings, over and over, while two reader processes copy it: every copy is a run of
+/// consecutive numbers (what one writer's step leaves), reads never fail, nothing leaks.
+#[test]
+fn readers_in_other_processes_see_whole_lists_while_it_shrinks() {
+    watchdog(LIMIT, "list_shrink_readers", || {
+        assert_no_leaks(|| {
+            let l = List::<u64>::new().unwrap();
+            let done = Slot::new(0u64).unwrap();
+            let mut kids: Vec<_> = (0..2u64)
+                .map(|p| {
+                    let (l, done) = (l.clone(), done.clone());
+                    // SAFETY: no other thread of this process holds a lock that the child takes.
+                    fork(unsafe { ForkPermit::new() }, move || {
+                        for round in 0..30u64 {
+                            // One writer's whole cycle under one guard, so the list is always
+                            // one writer's run.
+                            let g = l.lock().unwrap();
+                            while g.len().unwrap() < 65 {
+                                let next = g.to_vec().unwrap().last().map_or(0, |x| x + 1);
+                                g.push(&next).unwrap();
+                            }
+                            drop(g);
+                            loop {
+                                let g = l.lock().unwrap();
+                                let len = g.len().unwrap();
+                                if len <= 3 {
+                                    break;
+                                }
+                                match (round + p + len as u64) % 3 {
+                                    0 => drop(g.pop().unwrap()),
+                                    1 => drop(g.remove(0).unwrap()),
+                                    _ => g.truncate(len / 2).unwrap(),
+                                }
+                            }
+                        }
+                        done.update_with(|v| *v += 1).unwrap();
+                        0
+                    })
+                })
+                .collect();
+            let mut readers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (l, done) = (l.clone(), done.clone());
+                    // SAFETY: no other thread of this process holds a lock that the child takes.
+                    fork(unsafe { ForkPermit::new() }, move || {
+                        let mut reads = 0u64;
+                        while done.get().unwrap() < 2 || reads == 0 {
+                            let v = l.to_vec().unwrap();
+                            assert!(v.windows(2).all(|w| w[1] == w[0] + 1), "{v:?}");
+                            // Single reads between the writers' steps: in bounds or past the end.
+                            let len = l.len().unwrap();
+                            assert!(len <= 65, "{len} elements");
+                            let _ = l.get(len.saturating_sub(1)).unwrap();
+                            reads += 1;
+                        }
+                        0
+                    })
+                })
+                .collect();
+            for k in kids.iter_mut().chain(readers.iter_mut()) {
+                assert_eq!(k.wait(), Ok(0));
+            }
+            assert!(l.len().unwrap() <= 3);
+        })
+    });
+}
+
 /// Four processes mix dictionary counters, list pushes and slot updates; totals are exact.
 #[test]
 fn stress_four_processes_mixed_operations() {
