@@ -37,7 +37,10 @@
 //! by its index. A worker checks every index against its own table, so a task can only ever
 //! run a function that this executable registered. Register unconditionally, on every rank, in
 //! the same order; at start every worker sends rank 0 a fingerprint of its table (the
-//! functions' type names, in order), and a mismatch is an error. Calling the pool with a
+//! functions' type names and where their code lies in the executable, in order), and a
+//! mismatch is an error: two functions of one type registered in another order are caught
+//! too. Every rank must run the same build of the executable (a rebuilt binary on one host
+//! is refused the same way). Calling the pool with a
 //! function that was not registered is [`Error::Mpi`] naming it.
 //!
 //! # Data
@@ -48,9 +51,9 @@
 //!
 //! # Failures
 //! A task that panics gives that item [`Error::TaskPanicked`] (with the message and location)
-//! and the pool goes on; arguments that fail to decode on the worker give
-//! [`Error::TaskFailed`]. A rank that dies ends the whole job the way MPI does: `mpiexec`
-//! aborts every rank. There is no recovery from a lost rank, and this pool does not pretend
+//! and the pool goes on; arguments that fail to decode on the worker, and results that fail
+//! to encode there, give their chunk's items [`Error::TaskFailed`]. A rank that dies ends the
+//! whole job the way MPI does: `mpiexec` aborts every rank. There is no recovery from a lost rank, and this pool does not pretend
 //! otherwise; use the local [`Pool`](crate::Pool) where dying workers must be survived.
 //!
 //! # Threads
@@ -112,6 +115,10 @@ struct Entry {
     key: usize,
     /// The function's type, for the table fingerprint and error messages.
     name: &'static str,
+    /// Where the function's code lies relative to this module's: the same on every rank of
+    /// one executable (the load address differs, the layout does not), and it tells apart
+    /// functions of one type, which `name` cannot.
+    offset: u64,
     run: Runner,
 }
 
@@ -136,14 +143,19 @@ fn decode_items<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<Vec<T>
 }
 
 /// Encodes a chunk's results: each item's own encoding (so rank 0 can file them before it
-/// knows their type), or its panic message.
+/// knows their type), or its panic message. A result that fails to encode fails the whole
+/// chunk (as in the local pool): it did not panic.
 fn encode_results<R: Serialize>(
     results: Vec<std::result::Result<R, String>>,
 ) -> std::result::Result<Vec<u8>, String> {
-    let items: Vec<std::result::Result<Vec<u8>, String>> = results
+    let items = results
         .into_iter()
-        .map(|r| r.and_then(|v| codec::to_bytes(&v).map_err(|e| format!("result: {e}"))))
-        .collect();
+        .map(|r| match r {
+            Ok(v) => codec::to_bytes(&v).map(Ok),
+            Err(panicked) => Ok(Err(panicked)),
+        })
+        .collect::<Result<Vec<std::result::Result<Vec<u8>, String>>>>()
+        .map_err(|e| format!("result: {e}"))?;
     codec::to_bytes(&items).map_err(|e| format!("result: {e}"))
 }
 
@@ -158,6 +170,7 @@ impl MpiPoolBuilder {
         self.entries.push(Entry {
             key: f as usize,
             name: std::any::type_name::<fn(A) -> R>(),
+            offset: code_offset(f as usize),
             run: Box::new(move |bytes| {
                 let items: Vec<A> = decode_items(bytes)?;
                 let results: Vec<_> = items.into_iter().map(|a| catch_item(|| f(a))).collect();
@@ -177,6 +190,7 @@ impl MpiPoolBuilder {
         self.entries.push(Entry {
             key: f as usize,
             name: std::any::type_name::<fn(A, B) -> R>(),
+            offset: code_offset(f as usize),
             run: Box::new(move |bytes| {
                 let items: Vec<(A, B)> = decode_items(bytes)?;
                 let results: Vec<_> = items
@@ -228,7 +242,8 @@ impl MpiPoolBuilder {
             if hello.first() != Some(&fingerprint) {
                 return Err(mpi_error(&format!(
                     "rank {} registered other functions than rank 0: register the same \
-                     functions in the same order on every rank",
+                     functions in the same order on every rank, and run one build of the \
+                     executable",
                     status.source_rank()
                 )));
             }
@@ -243,11 +258,17 @@ fn mpi_error(reason: &str) -> Error {
     }
 }
 
-/// FNV-1a over the registered functions' type names, in order.
+/// The distance of the code at `addr` from [`table_fingerprint`]'s, as bits.
+fn code_offset(addr: usize) -> u64 {
+    let anchor = table_fingerprint as fn(&[Entry]) -> u64 as usize;
+    addr.wrapping_sub(anchor) as u64
+}
+
+/// FNV-1a over the registered functions' type names and code offsets, in order.
 fn table_fingerprint(entries: &[Entry]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for e in entries {
-        for b in e.name.bytes().chain([0]) {
+        for b in e.name.bytes().chain([0]).chain(e.offset.to_le_bytes()) {
             h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
     }
@@ -344,7 +365,11 @@ fn run_task(entries: &[Entry], bytes: &[u8]) -> Vec<u8> {
 
 /// A job's items as they come back, by index.
 struct Job {
-    items: Vec<Option<Result<Vec<u8>>>>,
+    /// Results that arrived and were not taken yet, by item index: an `imap` over a long
+    /// input keeps only those, not a slot per item it ever took.
+    items: HashMap<u64, Result<Vec<u8>>>,
+    /// The number of items (for `map`: every index below it is collected).
+    len: u64,
     /// Chunk sizes by start, to fill a whole chunk's items when it failed.
     chunks: HashMap<u64, u64>,
     remaining: u64,
@@ -449,7 +474,8 @@ impl MpiPool {
         st.jobs.insert(
             job,
             Job {
-                items: (0..len).map(|_| None).collect(),
+                items: HashMap::new(),
+                len: len as u64,
                 chunks: HashMap::new(),
                 remaining: len as u64,
                 abandoned: false,
@@ -522,15 +548,12 @@ impl MpiPool {
                         .map_err(|e| format!("result: {e}")),
                     Err(reason) => Err(reason),
                 };
-                let start = usize::try_from(done.start).unwrap_or(usize::MAX);
-                let slots = job.items.iter_mut().skip(start).take(count as usize);
+                let slots = done.start..done.start.saturating_add(count);
                 match outcome {
                     Ok(v) if v.len() as u64 == count => {
-                        for (slot, r) in slots.zip(v) {
-                            *slot = Some(match r {
-                                Ok(b) => Ok(b),
-                                Err(message) => Err(Error::TaskPanicked { message }),
-                            });
+                        for (i, r) in slots.zip(v) {
+                            let r = r.map_err(|message| Error::TaskPanicked { message });
+                            job.items.insert(i, r);
                         }
                     }
                     other => {
@@ -538,10 +561,9 @@ impl MpiPool {
                             Err(r) => r,
                             Ok(_) => "malformed reply".to_owned(),
                         };
-                        for slot in slots {
-                            *slot = Some(Err(Error::TaskFailed {
-                                reason: reason.clone(),
-                            }));
+                        for i in slots {
+                            let reason = reason.clone();
+                            job.items.insert(i, Err(Error::TaskFailed { reason }));
                         }
                     }
                 }
@@ -574,7 +596,8 @@ impl MpiPool {
             .jobs
             .remove(&job)
             .ok_or_else(|| mpi_error("unknown job"))?;
-        Ok(j.items.into_iter().map(|s| decode_item(s)).collect())
+        let mut items = j.items;
+        Ok((0..j.len).map(|i| decode_item(items.remove(&i))).collect())
     }
 
     /// Forgets `job` (its handle is gone): now if complete, else when its last chunk is back.
@@ -594,7 +617,8 @@ impl MpiPool {
     ///
     /// # Errors
     /// [`Error::TaskPanicked`], [`Error::TaskFailed`]; [`Error::Mpi`] for an unregistered
-    /// function or arguments holding a shared-memory handle; [`Error::Codec`].
+    /// function or arguments holding a shared-memory handle; [`Error::Codec`];
+    /// [`Error::Closed`] after [`close`](MpiPool::close) or [`join`](MpiPool::join).
     pub fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R>
     where
         A: Serialize + DeserializeOwned,
@@ -613,8 +637,14 @@ impl MpiPool {
         R: Serialize + DeserializeOwned,
     {
         let func = self.func_id(f as usize, std::any::type_name::<fn(A) -> R>())?;
+        if self.state.borrow().closed {
+            return Err(Error::Closed);
+        }
         let job = self.new_job(1);
-        self.submit(job, func, 0, std::slice::from_ref(&args))?;
+        if let Err(e) = self.submit(job, func, 0, std::slice::from_ref(&args)) {
+            self.abandon(job);
+            return Err(e);
+        }
         Ok(MpiAsyncResult {
             pool: self,
             job,
@@ -698,9 +728,16 @@ impl MpiPool {
         let cs = chunksize
             .unwrap_or_else(|| default_chunksize(items.len(), self.processes()))
             .max(1);
+        if self.state.borrow().closed {
+            return Err(Error::Closed);
+        }
         let job = self.new_job(items.len());
         for (i, chunk) in items.chunks(cs).enumerate() {
-            self.submit(job, func, (i * cs) as u64, chunk)?;
+            if let Err(e) = self.submit(job, func, (i * cs) as u64, chunk) {
+                // The chunks sent already come back to a job nobody waits for.
+                self.abandon(job);
+                return Err(e);
+            }
         }
         Ok(MpiAsyncResult {
             pool: self,
@@ -714,8 +751,8 @@ impl MpiPool {
     /// in input order, one task per item.
     ///
     /// # Errors
-    /// As for [`apply_async`](MpiPool::apply_async); each item's own error is yielded in its
-    /// place.
+    /// As for [`apply_async`](MpiPool::apply_async) ([`Error::Closed`] on a closed pool); each
+    /// item's own error is yielded in its place.
     pub fn imap<A, R, I>(&self, f: fn(A) -> R, input: I) -> Result<MpiImap<'_, I::IntoIter, R>>
     where
         A: Serialize + DeserializeOwned,
@@ -757,6 +794,9 @@ impl MpiPool {
         I: IntoIterator<Item = A>,
     {
         let func = self.func_id(f as usize, std::any::type_name::<fn(A) -> R>())?;
+        if self.state.borrow().closed {
+            return Err(Error::Closed);
+        }
         let job = self.new_job(0);
         Ok(MpiImap {
             pool: self,
@@ -961,17 +1001,15 @@ where
             if chunk.is_empty() {
                 return Ok(());
             }
+            // Counted only once submitted: a chunk that was never sent must not be waited for.
             let start = self.taken;
-            self.taken += chunk.len() as u64;
-            {
-                let mut st = self.pool.state.borrow_mut();
-                if let Some(j) = st.jobs.get_mut(&self.job) {
-                    j.items
-                        .resize_with(usize::try_from(self.taken).unwrap_or(usize::MAX), || None);
-                    j.remaining += chunk.len() as u64;
-                }
-            }
             self.pool.submit(self.job, self.func, start, &chunk)?;
+            self.taken += chunk.len() as u64;
+            let mut st = self.pool.state.borrow_mut();
+            if let Some(j) = st.jobs.get_mut(&self.job) {
+                j.len = self.taken;
+                j.remaining += chunk.len() as u64;
+            }
         }
     }
 
@@ -993,9 +1031,8 @@ where
             return;
         };
         while let Some(start) = starts.pop_front() {
-            let from = usize::try_from(start).unwrap_or(usize::MAX);
-            for slot in job.items.iter_mut().skip(from) {
-                match slot.take() {
+            for i in start.. {
+                match job.items.remove(&i) {
                     Some(r) => self.ready.push_back(r),
                     None => break,
                 }
@@ -1019,14 +1056,14 @@ where
                 return Some(Err(e));
             }
             if self.ordered {
-                let idx = usize::try_from(self.next_out).unwrap_or(usize::MAX);
-                let got = self
-                    .pool
-                    .state
-                    .borrow_mut()
+                let mut st = self.pool.state.borrow_mut();
+                // The arrival order only serves `imap_unordered`.
+                st.arrived.remove(&self.job);
+                let got = st
                     .jobs
                     .get_mut(&self.job)
-                    .and_then(|j| j.items.get_mut(idx).and_then(Option::take));
+                    .and_then(|j| j.items.remove(&self.next_out));
+                drop(st);
                 if let Some(r) = got {
                     self.next_out += 1;
                     return Some(decode_item(Some(r)));

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 /// dropped, so a silent client cannot block the listener.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most handshakes one listener runs at once (default; see
-/// [`Listener::set_max_handshakes`]). Past it, a new client displaces the oldest unfinished
-/// handshake, which ends as if it had timed out: a flood of silent clients cannot keep a
+/// [`Listener::set_max_handshakes`]). Past it, or when the process is out of descriptors
+/// (a limit below the table), a new client displaces the oldest unfinished handshake, which
+/// ends as if it had timed out: a flood of silent clients cannot keep a
 /// newcomer waiting, and an honest client, whose handshake takes a round trip, is displaced
 /// only if that many newer clients connect during it.
 pub const MAX_HANDSHAKES: usize = 1024;
@@ -211,7 +212,8 @@ impl Listener {
     ///
     /// Handshakes of several clients progress together; the first to authenticate is returned
     /// and the others continue in the next call. At most [`set_max_handshakes`] run at once;
-    /// a client arriving past that displaces the oldest unfinished one.
+    /// a client arriving past that, or while the process is out of descriptors, displaces the
+    /// oldest unfinished one.
     ///
     /// [`set_max_handshakes`]: Listener::set_max_handshakes
     ///
@@ -220,7 +222,7 @@ impl Listener {
     /// oversized handshake messages); [`Error::Timeout`] if one did not finish within the
     /// handshake timeout or was displaced by a newer client; [`Error::Disconnected`] if one
     /// hung up; [`Error::Io`] if `accept` or
-    /// `poll` fails. Each error concerns one client; the listener stays usable after any of
+    /// `poll` fails (out of descriptors with no handshake to displace). Each error concerns one client; the listener stays usable after any of
     /// these.
     pub fn accept(&self) -> Result<Connection> {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
@@ -266,15 +268,23 @@ impl Listener {
                 // challenge; at the cap, each displaces the oldest unfinished handshake.
                 let mut displaced = false;
                 for _ in 0..self.max_handshakes {
-                    let Some(stream) = self.accept_one(false)? else {
-                        break;
+                    let stream = match self.accept_one(false) {
+                        Ok(Some(stream)) => stream,
+                        Ok(None) => break,
+                        // Out of descriptors (a limit below the table): the oldest handshake
+                        // makes room, as at the cap, instead of every call failing while
+                        // silent clients hold the descriptors.
+                        Err(Error::Io { source, .. })
+                            if sys::out_of_descriptors(&source) && !pending.is_empty() =>
+                        {
+                            Self::displace_oldest(&mut pending);
+                            displaced = true;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
                     };
                     if pending.len() >= self.max_handshakes {
-                        let oldest = pending.iter().enumerate().min_by_key(|(_, p)| p.since);
-                        if let Some((i, _)) = oldest {
-                            drop(pending.swap_remove(i));
-                            displaced = true;
-                        }
+                        displaced |= Self::displace_oldest(&mut pending);
                     }
                     stream.set_nonblocking(true)?;
                     let mut p = Pending {
@@ -300,6 +310,18 @@ impl Listener {
                     return Err(Error::Timeout);
                 }
             }
+        }
+    }
+
+    /// Ends the oldest unfinished handshake; returns whether there was one.
+    fn displace_oldest(pending: &mut Vec<Pending>) -> bool {
+        let oldest = pending.iter().enumerate().min_by_key(|(_, p)| p.since);
+        match oldest.map(|(i, _)| i) {
+            Some(i) => {
+                drop(pending.swap_remove(i));
+                true
+            }
+            None => false,
         }
     }
 

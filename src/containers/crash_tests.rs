@@ -120,6 +120,38 @@ fn list_mutations_survive_a_death_at_every_step() {
     crash_at_every_point("list sort", reversed, |l| drop(l.sort()), elems);
 }
 
+/// The length of `l`'s table (its capacity).
+fn cap(l: &List<u32>) -> usize {
+    l.lock().expect("lock").capacity().expect("capacity")
+}
+
+#[test]
+fn list_shrinks_survive_a_death_at_every_step() {
+    // 17 elements in a table of 64 (grown for 33): one element fewer is a quarter, and the
+    // mutation both cuts and gives back half the table.
+    let at_threshold = |s: &Segment| {
+        let l = list(s, 33);
+        l.truncate(17).expect("truncate");
+        assert_eq!(cap(&l), 64, "no shrink above a quarter");
+        l
+    };
+    type Case = (&'static str, fn(&List<u32>));
+    let cases: [Case; 5] = [
+        ("list pop + shrink", |l| drop(l.pop())),
+        ("list remove last + shrink", |l| drop(l.remove(16))),
+        ("list remove + shrink", |l| drop(l.remove(3))),
+        ("list truncate + shrink", |l| drop(l.truncate(5))),
+        ("list clear + shrink", |l| drop(l.clear())),
+    ];
+    for (name, op) in cases {
+        crash_at_every_point(name, at_threshold, op, elems);
+        let seg = Segment::create(8 << 20).expect("segment");
+        let l = at_threshold(&seg);
+        op(&l);
+        assert!(cap(&l) < 64, "{name}: the table was not shrunk");
+    }
+}
+
 #[test]
 fn slot_set_survives_a_death_at_every_step() {
     crash_at_every_point(

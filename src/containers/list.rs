@@ -218,7 +218,9 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// Removes and returns element `i`, shifting the rest down.
     ///
     /// # Errors
-    /// [`Error::IndexOutOfBounds`]; as for [`pop`](List::pop).
+    /// [`Error::IndexOutOfBounds`]; [`Error::OutOfMemory`] if the shifted table does not fit
+    /// (the list is then unchanged; removing the last element needs no memory); as for
+    /// [`pop`](List::pop).
     pub fn remove(&self, i: usize) -> Result<T> {
         self.lock()?.remove(i)
     }
@@ -376,6 +378,12 @@ impl<T: Serialize + DeserializeOwned> ListGuard<'_, T> {
             });
         }
         Ok((root, words, len))
+    }
+
+    /// The number of element slots in the table.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> Result<usize> {
+        Ok(self.root()?.1.len() - 1)
     }
 
     fn decode(&self, r: u64) -> Result<T> {

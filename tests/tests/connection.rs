@@ -1049,5 +1049,176 @@ fn typed_pipe_ends_cross_processes() {
             }
             child.join().unwrap().unwrap();
         })
+
+/// A displacement storm: attackers keep connecting (and hanging up) while a legitimate
+/// client authenticates; it must get through, on TCP and on a Unix socket, with the default
+/// handshake table and a small one.
+#[test]
+fn a_legitimate_client_gets_through_a_connection_storm() {
+    storm(false, None);
+    storm(false, Some(64));
+    storm(true, None);
+    storm(true, Some(64));
+    storm(true, Some(2));
+    storm(false, Some(2));
+}
+
+fn storm(unix: bool, table: Option<usize>) {
+    watchdog(LIMIT, "listener_storm", || {
+        let addr = if unix {
+            Address::Abstract(unique("storm").into_bytes())
+        } else {
+            Address::Tcp("127.0.0.1:0".parse().unwrap())
+        };
+        let mut l = Listener::bind(addr, Some(KEY)).unwrap();
+        if let Some(n) = table {
+            l.set_max_handshakes(n);
+        }
+        let addr = l.address().clone();
+        // SAFETY: no other thread of this process holds a lock that the child takes.
+        let mut server = fork(unsafe { ForkPermit::new() }, move || {
+            // SAFETY: `PR_SET_PDEATHSIG` only sets a flag of this process.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            loop {
+                match l.accept() {
+                    Ok(c) => {
+                        // Attackers never write: only the legitimate client says anything.
+                        if let Ok(v) = c.recv::<u64>() {
+                            c.send(&(v + 1)).unwrap();
+                            return 0;
+                        }
+                    }
+                    Err(Error::AuthFailed | Error::Timeout | Error::Disconnected) => {}
+                    Err(e) => panic!("accept: {e}"),
+                }
+            }
+        });
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connects = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let attackers: Vec<_> = (0..2)
+            .map(|_| {
+                let (stop, connects, addr) = (stop.clone(), connects.clone(), addr.clone());
+                std::thread::spawn(move || {
+                    // At most 256 open at once per attacker: the oldest hangs up.
+                    let mut open = std::collections::VecDeque::new();
+                    let t0 = Instant::now();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                        && t0.elapsed() < Duration::from_secs(30)
+                    {
+                        let s: Box<dyn Send> = match &addr {
+                            Address::Tcp(a) => match std::net::TcpStream::connect(a) {
+                                Ok(s) => Box::new(s),
+                                Err(_) => continue,
+                            },
+                            Address::Abstract(n) => {
+                                use std::os::linux::net::SocketAddrExt;
+                                let a =
+                                    std::os::unix::net::SocketAddr::from_abstract_name(n).unwrap();
+                                match std::os::unix::net::UnixStream::connect_addr(&a) {
+                                    Ok(s) => Box::new(s),
+                                    Err(_) => continue,
+                                }
+                            }
+                            _ => unreachable!(),
+                        };
+                        connects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        open.push_back(s);
+                        if open.len() > 256 {
+                            open.pop_front();
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let t0 = Instant::now();
+        let mut tries = 0u32;
+        let c = loop {
+            tries += 1;
+            match Client::connect(addr.clone(), Some(KEY)) {
+                Ok(c) => break Some(c),
+                Err(_) if t0.elapsed() < Duration::from_secs(20) => {}
+                Err(e) => {
+                    eprintln!("last error: {e}");
+                    break None;
+                }
+            }
+        };
+        let during = connects.load(std::sync::atomic::Ordering::Relaxed);
+        eprintln!(
+            "{} table {table:?}: {tries} tries, {:?}, {during} attacker connections",
+            if unix { "unix" } else { "tcp" },
+            t0.elapsed()
+        );
+        let c = c.expect("the legitimate client never authenticated during the storm");
+        c.send(&41u64).unwrap();
+        assert_eq!(c.recv::<u64>().unwrap(), 42);
+        // The server is gone with its listener: attackers blocked in connecting are refused.
+        assert_eq!(server.wait(), Ok(0));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for a in attackers {
+            a.join().unwrap();
+        }
+    });
+}
+
+/// A server out of descriptors (its limit below the handshake table, as a default limit of
+/// 1,024 is below the default table) displaces its oldest handshake instead of failing every
+/// `accept`: silent clients holding every descriptor cannot keep a legitimate client out,
+/// and `accept` does not return the same error in a busy loop.
+#[test]
+fn silent_clients_holding_every_descriptor_are_displaced() {
+    watchdog(LIMIT, "listener_emfile", || {
+        let name = Address::Abstract(unique("emfile").into_bytes());
+        let mut l = Listener::bind(name.clone(), Some(KEY)).unwrap();
+        // Silent clients stay for the whole test unless displaced.
+        l.set_handshake_timeout(Duration::from_secs(600));
+        let addr = name.clone();
+        // SAFETY: no other thread of this process holds a lock that the child takes.
+        let mut server = fork(unsafe { ForkPermit::new() }, move || {
+            // SAFETY: `PR_SET_PDEATHSIG` only sets a flag of this process.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            let lim = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            // SAFETY: `lim` is a valid rlimit for the call's duration.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+            let mut errors = 0u32;
+            loop {
+                match l.accept() {
+                    Ok(c) => {
+                        if let Ok(v) = c.recv::<u64>() {
+                            c.send(&(v + 1)).unwrap();
+                            return 0;
+                        }
+                    }
+                    Err(Error::AuthFailed | Error::Timeout | Error::Disconnected) => {}
+                    Err(e) => {
+                        errors += 1;
+                        // Out of descriptors with nothing to displace is an error; a
+                        // thousand in a row is the busy loop.
+                        assert!(errors < 1000, "accept keeps failing: {e}");
+                    }
+                }
+            }
+        });
+        let silent: Vec<_> = (0..100)
+            .map(|_| {
+                let Address::Abstract(n) = &addr else {
+                    unreachable!()
+                };
+                use std::os::linux::net::SocketAddrExt;
+                let a = std::os::unix::net::SocketAddr::from_abstract_name(n).unwrap();
+                std::os::unix::net::UnixStream::connect_addr(&a).unwrap()
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        // Within the client's own handshake timeout (5 s), long before any silent client's.
+        let c = Client::connect(addr, Some(KEY)).expect("the legitimate client was kept out");
+        c.send(&41u64).unwrap();
+        assert_eq!(c.recv::<u64>().unwrap(), 42);
+        assert_eq!(server.wait(), Ok(0));
+        drop(silent);
     });
 }

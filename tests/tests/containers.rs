@@ -353,6 +353,126 @@ fn list_gives_back_its_table_when_emptied() {
     assert_eq!(l.to_vec().unwrap(), [7, 99]);
 }
 
+/// A heap too full for the smaller table: `pop`, `remove`, `truncate` and `clear` still
+/// succeed and keep the larger table; once there is room again the next one shrinks it.
+#[test]
+fn list_shrink_out_of_memory_keeps_the_large_table() {
+    let seg = Segment::create(1 << 20).unwrap();
+    let l = List::<u64>::new_in(&seg).unwrap();
+    l.extend(0..2000).unwrap();
+    // Fill the heap: large blocks first, then every smaller size down to one word.
+    let mut filler = Vec::new();
+    for words in [4096usize, 512, 64, 8, 1] {
+        while let Ok(a) = shmproc::RawArray::<u64>::new_in(&seg, words) {
+            filler.push(a);
+        }
+    }
+    assert!(matches!(
+        shmproc::RawArray::<u64>::new_in(&seg, 64),
+        Err(Error::OutOfMemory { .. })
+    ));
+    let full = seg.stats().used;
+    while l.len().unwrap() > 400 {
+        let n = l.len().unwrap() as u64;
+        assert_eq!(l.pop().unwrap(), Some(n - 1));
+    }
+    // Removing the last element cuts; removing another copies the table, which may not fit.
+    assert_eq!(l.remove(399).unwrap(), 399);
+    match l.remove(0) {
+        Ok(v) => assert_eq!(v, 0),
+        Err(Error::OutOfMemory { .. }) => {
+            assert_eq!(l.to_vec().unwrap(), (0..399).collect::<Vec<_>>());
+            l.set(0, 1).unwrap();
+            l.truncate(1).unwrap();
+            l.extend(2..399).unwrap();
+        }
+        Err(e) => panic!("remove: {e}"),
+    }
+    l.truncate(300).unwrap();
+    assert_eq!(l.to_vec().unwrap(), (1..301).collect::<Vec<_>>());
+    assert!(seg.stats().used < full, "the cut elements were freed");
+    drop(filler);
+    let before = seg.stats().used;
+    l.truncate(100).unwrap();
+    assert!(
+        seg.stats().used < before,
+        "the table shrank once there was room"
+    );
+    assert_eq!(l.to_vec().unwrap(), (1..101).collect::<Vec<_>>());
+    l.clear().unwrap();
+    assert!(l.is_empty().unwrap());
+    l.extend(0..10).unwrap();
+    assert_eq!(l.to_vec().unwrap(), (0..10).collect::<Vec<_>>());
+}
+
+/// Two writer processes grow a list past 64 and shrink it to 3 by pops, front removals and
+/// halvings, over and over, while two reader processes copy it: every copy is a run of
+/// consecutive numbers (what one writer's step leaves), reads never fail, nothing leaks.
+#[test]
+fn readers_in_other_processes_see_whole_lists_while_it_shrinks() {
+    watchdog(LIMIT, "list_shrink_readers", || {
+        assert_no_leaks(|| {
+            let l = List::<u64>::new().unwrap();
+            let done = Slot::new(0u64).unwrap();
+            let mut kids: Vec<_> = (0..2u64)
+                .map(|p| {
+                    let (l, done) = (l.clone(), done.clone());
+                    // SAFETY: no other thread of this process holds a lock that the child takes.
+                    fork(unsafe { ForkPermit::new() }, move || {
+                        for round in 0..30u64 {
+                            // One writer's whole cycle under one guard, so the list is always
+                            // one writer's run.
+                            let g = l.lock().unwrap();
+                            while g.len().unwrap() < 65 {
+                                let next = g.to_vec().unwrap().last().map_or(0, |x| x + 1);
+                                g.push(&next).unwrap();
+                            }
+                            drop(g);
+                            loop {
+                                let g = l.lock().unwrap();
+                                let len = g.len().unwrap();
+                                if len <= 3 {
+                                    break;
+                                }
+                                match (round + p + len as u64) % 3 {
+                                    0 => drop(g.pop().unwrap()),
+                                    1 => drop(g.remove(0).unwrap()),
+                                    _ => g.truncate(len / 2).unwrap(),
+                                }
+                            }
+                        }
+                        done.update_with(|v| *v += 1).unwrap();
+                        0
+                    })
+                })
+                .collect();
+            let mut readers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (l, done) = (l.clone(), done.clone());
+                    // SAFETY: no other thread of this process holds a lock that the child takes.
+                    fork(unsafe { ForkPermit::new() }, move || {
+                        let mut reads = 0u64;
+                        while done.get().unwrap() < 2 || reads == 0 {
+                            let v = l.to_vec().unwrap();
+                            assert!(v.windows(2).all(|w| w[1] == w[0] + 1), "{v:?}");
+                            // Single reads between the writers' steps: in bounds or past the end.
+                            let len = l.len().unwrap();
+                            assert!(len <= 65, "{len} elements");
+                            let _ = l.get(len.saturating_sub(1)).unwrap();
+                            reads += 1;
+                        }
+                        0
+                    })
+                })
+                .collect();
+            for k in kids.iter_mut().chain(readers.iter_mut()) {
+                assert_eq!(k.wait(), Ok(0));
+            }
+            assert!(l.len().unwrap() <= 3);
+        })
+    });
+}
+
 /// Four processes mix dictionary counters, list pushes and slot updates; totals are exact.
 #[test]
 fn stress_four_processes_mixed_operations() {

@@ -519,3 +519,73 @@ fn kill_writers_mid_mutation_keeps_containers_consistent() {
         })
     });
 }
+
+/// A writer killed while its list grows and shrinks around the quarter threshold (`pop`,
+/// `remove(0)` and `truncate` give back half the table, `push` doubles it): the list is always
+/// a run of consecutive numbers, one mutation from the last acknowledged state, and stays
+/// usable; each kill loses at most one block.
+#[test]
+fn kill_writer_while_list_shrinks_keeps_it_consistent() {
+    let rounds = iters(40).min(1000);
+    watchdog(limit(rounds), "kill_list_shrink", || {
+        assert_no_leaks(|| {
+            let seg = Segment::create(64 << 20).unwrap();
+            let acked = RawArray::<u64>::new_in(&seg, 2).unwrap();
+            let before = seg.stats().used;
+            let l = List::<u64>::new_in(&seg).unwrap();
+            let mut rng = kill_rng();
+            let mut ops = 0u64;
+            for round in 0..rounds {
+                let (l2, acked2) = (l.clone(), acked.clone());
+                acked.set(0, 0).unwrap();
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                let mut kid = fork(unsafe { ForkPermit::new() }, move || {
+                    let mut n = 0u64;
+                    loop {
+                        // Up to 70 (a table of 128), then down to 3, by pops, front removals
+                        // and halvings: every shrink path, over and over.
+                        while l2.len().unwrap() < 70 {
+                            let v = l2.to_vec().unwrap();
+                            l2.push(v.last().map_or(0, |x| x + 1)).unwrap();
+                            n += 1;
+                            acked2.set(0, n).unwrap();
+                        }
+                        while l2.len().unwrap() > 3 {
+                            match n % 3 {
+                                0 => drop(l2.pop().unwrap()),
+                                1 => drop(l2.remove(0).unwrap()),
+                                _ => l2.truncate(l2.len().unwrap() / 2).unwrap(),
+                            }
+                            n += 1;
+                            acked2.set(0, n).unwrap();
+                        }
+                    }
+                });
+                std::thread::sleep(Duration::from_micros(rng.below(3000) + 100));
+                assert_eq!(kid.kill(), Err(9));
+                ops += acked.get(0).unwrap();
+                let v = l.to_vec().unwrap();
+                assert_eq!(v.len(), l.len().unwrap());
+                assert!(
+                    v.windows(2).all(|w| w[1] == w[0] + 1),
+                    "round {round}: not a run of consecutive numbers: {v:?}"
+                );
+                assert!(v.len() <= 70, "round {round}: {} elements", v.len());
+            }
+            assert!(ops > 0, "the writer never got to write");
+            // Still usable, across the thresholds.
+            l.clear().unwrap();
+            l.extend(0..100).unwrap();
+            l.truncate(10).unwrap();
+            assert_eq!(l.to_vec().unwrap(), (0..10).collect::<Vec<_>>());
+            drop(l);
+            let leaked = seg.stats().used - before;
+            eprintln!("{rounds} kills, {ops} list operations: {leaked} bytes lost");
+            // At most one block per kill: a table of at most 129 words, or an entry.
+            assert!(
+                leaked <= rounds * 2048,
+                "{leaked} bytes lost in {rounds} kills"
+            );
+        })
+    });
+}

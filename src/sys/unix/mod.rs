@@ -26,6 +26,11 @@ pub(crate) use futex::{WaitOutcome, futex_requeue, futex_wait, futex_wake};
 #[cfg(all(test, not(shmproc_loom)))]
 pub(crate) use libc::{EMFILE, ENOENT};
 pub(crate) use lineage::{cpu_count, die_with_parent, thread_count};
+
+/// Whether `e` says the process (`EMFILE`) or the system (`ENFILE`) is out of descriptors.
+pub(crate) fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
 pub(crate) use memfd::{
     effective_uid, fd_blocks_bytes, fd_len, fd_owner_mode, memfd_create, punch_hole, seal_size,
     set_len, size_sealed,
