@@ -1049,6 +1049,8 @@ fn typed_pipe_ends_cross_processes() {
             }
             child.join().unwrap().unwrap();
         })
+    });
+}
 
 /// A displacement storm: attackers keep connecting (and hanging up) while a legitimate
 /// client authenticates; it must get through, on TCP and on a Unix socket, with the default
