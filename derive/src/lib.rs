@@ -145,17 +145,19 @@ pub fn derive_shared_struct(input: TokenStream) -> TokenStream {
 ///     }
 /// }
 ///
-/// # fn main() -> shmproc::Result<()> {
-/// // A manager gives the proxy of the object it holds for you; here, one held in this
-/// // process, behind the same encoding.
-/// let counter: CounterProxy =
-///     shmproc::manager::RemoteObject::loopback_proxy(Counter { n: 0 });
-/// assert_eq!(counter.add(5)?, 5);
-/// assert_eq!(counter.label("n = ")?, "n = 5");
-/// let err = counter.sub(7).unwrap_err();
-/// assert_eq!(err.remote_error::<Underflow>(), Some(Underflow { short_by: 2 }));
-/// assert_eq!(counter.sub(2)?, 3);
-/// # Ok(()) }
+/// fn main() -> shmproc::Result<()> {
+///     // The server is a child process running this program: `init` first.
+///     shmproc::init();
+///     let manager = shmproc::Manager::builder().register::<Counter>().start()?;
+///     // The server holds the counter; the proxy calls its methods there.
+///     let counter: CounterProxy = manager.create(Counter { n: 0 })?;
+///     assert_eq!(counter.add(5)?, 5);
+///     assert_eq!(counter.label("n = ")?, "n = 5");
+///     let err = counter.sub(7).unwrap_err();
+///     assert_eq!(err.remote_error::<Underflow>(), Some(Underflow { short_by: 2 }));
+///     assert_eq!(counter.sub(2)?, 3);
+///     manager.shutdown()
+/// }
 /// ```
 ///
 /// # Managed methods

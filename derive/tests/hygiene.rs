@@ -119,9 +119,19 @@ fn derives_compile_without_prelude_and_with_a_renamed_crate() {
 
 #[::core::prelude::v1::test]
 fn managed_compiles_without_prelude_and_with_a_renamed_crate() {
-    use ::renamed_shmproc::manager::{Managed, RemoteObject};
+    use ::renamed_shmproc::manager::Managed;
     ::core::assert_eq!(<Tally as Managed>::TYPE_NAME, "Tally");
-    let tally: TallyProxy = RemoteObject::loopback_proxy(Tally { n: 1 });
+    // A server in this process: this test binary may be built without the `test-support`
+    // feature, whose constructor a server child started from the test harness would need.
+    let address =
+        ::renamed_shmproc::connection::Address::Abstract(::std::string::String::into_bytes(
+            ::std::format!("shmproc-hygiene-{}", ::std::process::id()),
+        ));
+    let manager = ::renamed_shmproc::Manager::builder()
+        .register::<Tally>()
+        .serve(address, b"hygiene")
+        .unwrap();
+    let tally: TallyProxy = manager.create(Tally { n: 1 }).unwrap();
     let copy = ::core::clone::Clone::clone(&tally);
     ::core::assert_eq!(copy.add(2, "x").ok(), ::core::option::Option::Some(3));
     let err = tally.add(2, "").err().unwrap();
@@ -130,4 +140,5 @@ fn managed_compiles_without_prelude_and_with_a_renamed_crate() {
         ::core::option::Option::Some("no reason")
     );
     ::core::assert_eq!(tally.get().ok(), ::core::option::Option::Some(3));
+    manager.shutdown().unwrap();
 }

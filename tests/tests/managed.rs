@@ -1,15 +1,20 @@
-//! `#[shmproc::managed]` types called through their generated proxies, over an in-process
-//! `RemoteObject` that runs the type's `dispatch` behind the same encoding a manager uses:
-//! every kind of method, typed errors, unknown methods, bad arguments and panics.
+//! `#[shmproc::managed]` types registered with a manager, created in its server process and
+//! called through their generated proxies: every kind of method, typed errors, unknown
+//! methods, bad arguments, and panics caught by the server, which goes on serving.
 
 // Tests may unwrap (STYLE section 3).
 #![allow(clippy::unwrap_used)]
 
 use serde::{Deserialize, Serialize};
 use shmproc::manager::{DispatchError, Managed, ManagedProxy, RemoteObject};
-use shmproc::{Error, RemoteErrorKind};
+use shmproc::testing::watchdog;
+use shmproc::{Error, Manager, RemoteErrorKind};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+/// How long one test may run before its watchdog aborts it.
+const LIMIT: Duration = Duration::from_secs(240);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Counter {
@@ -102,32 +107,52 @@ impl Counter {
     }
 }
 
-fn counter() -> CounterProxy {
-    RemoteObject::loopback_proxy(Counter::new())
+/// Starts a manager (a server process) serving every managed type of this file.
+fn manager() -> Manager {
+    Manager::builder()
+        .register::<Counter>()
+        .register::<named::Registry>()
+        .register::<named::Grid>()
+        .register::<named::Greeter>()
+        .start()
+        .unwrap()
+}
+
+/// A manager and a new counter held by its server; the counter lives as long as the manager.
+fn counter() -> (Manager, CounterProxy) {
+    let m = manager();
+    let c = m.create(Counter::new()).unwrap();
+    (m, c)
 }
 
 #[test]
 fn every_method_kind_runs_on_the_managed_value() {
-    let c = counter();
-    assert_eq!(c.add(5).unwrap(), 5);
-    assert_eq!(c.add(2).unwrap(), 7);
-    assert_eq!(c.get().unwrap(), 7);
-    assert_eq!(c.checked_sub(3).unwrap(), 4);
-    c.reset().unwrap();
-    assert_eq!(c.get().unwrap(), 0);
-    assert_eq!(c.note("a", &[1, 2], &(3, 4)).unwrap(), 1);
-    let owned_tags = vec![9u8];
-    assert_eq!(c.note(&String::from("b"), &owned_tags, &(0, 0)).unwrap(), 2);
-    assert_eq!(c.last_note().unwrap(), "b[9](0, 0)");
-    assert_eq!(
-        c.notes().unwrap(),
-        vec!["a[1, 2](3, 4)".to_owned(), "b[9](0, 0)".to_owned()]
-    );
-    c.add(1).unwrap();
-    let snap: Counter = c.snapshot().unwrap();
-    assert_eq!(snap.n, 1);
-    c.merge(snap, (10, 100)).unwrap();
-    assert_eq!(c.get().unwrap(), 112);
+    watchdog(LIMIT, "managed method kinds", || {
+        let (m, c) = counter();
+        // The value lives in the server, another process.
+        let server = m.process().unwrap().pid();
+        assert_ne!(i64::from(server), i64::from(std::process::id()));
+        assert_eq!(c.add(5).unwrap(), 5);
+        assert_eq!(c.add(2).unwrap(), 7);
+        assert_eq!(c.get().unwrap(), 7);
+        assert_eq!(c.checked_sub(3).unwrap(), 4);
+        c.reset().unwrap();
+        assert_eq!(c.get().unwrap(), 0);
+        assert_eq!(c.note("a", &[1, 2], &(3, 4)).unwrap(), 1);
+        let owned_tags = vec![9u8];
+        assert_eq!(c.note(&String::from("b"), &owned_tags, &(0, 0)).unwrap(), 2);
+        assert_eq!(c.last_note().unwrap(), "b[9](0, 0)");
+        assert_eq!(
+            c.notes().unwrap(),
+            vec!["a[1, 2](3, 4)".to_owned(), "b[9](0, 0)".to_owned()]
+        );
+        c.add(1).unwrap();
+        let snap: Counter = c.snapshot().unwrap();
+        assert_eq!(snap.n, 1);
+        c.merge(snap, (10, 100)).unwrap();
+        assert_eq!(c.get().unwrap(), 112);
+        m.shutdown().unwrap();
+    });
 }
 
 #[test]
@@ -141,47 +166,55 @@ fn proxies_are_clone_serde_send_sync_and_debug() {
 
 #[test]
 fn clones_and_decoded_proxies_call_the_same_object() {
-    let c = counter();
-    let other = c.clone();
-    other.add(4).unwrap();
-    assert_eq!(c.get().unwrap(), 4);
-    let bytes = shmproc::codec::to_bytes(&c).unwrap();
-    let decoded: CounterProxy = shmproc::codec::from_bytes(&bytes).unwrap();
-    decoded.add(1).unwrap();
-    assert_eq!(c.get().unwrap(), 5);
-    // A remote object of another type does not decode as a `CounterProxy`.
-    let registry = RemoteObject::loopback(named::Registry::default());
-    let bytes = shmproc::codec::to_bytes(&registry).unwrap();
-    let err = shmproc::codec::from_bytes::<CounterProxy>(&bytes).unwrap_err();
-    assert!(matches!(err, Error::Codec { .. }), "{err:?}");
-    assert!(shmproc::codec::from_bytes::<named::RegistryProxy>(&bytes).is_ok());
-    assert!(format!("{c:?}").starts_with("CounterProxy(RemoteObject"));
+    watchdog(LIMIT, "managed clones", || {
+        let (m, c) = counter();
+        let other = c.clone();
+        other.add(4).unwrap();
+        assert_eq!(c.get().unwrap(), 4);
+        let bytes = shmproc::codec::to_bytes(&c).unwrap();
+        let decoded: CounterProxy = shmproc::codec::from_bytes(&bytes).unwrap();
+        decoded.add(1).unwrap();
+        assert_eq!(c.get().unwrap(), 5);
+        // A remote object of another type does not decode as a `CounterProxy`.
+        let registry = m.create(named::Registry::default()).unwrap();
+        let bytes = shmproc::codec::to_bytes(&registry).unwrap();
+        let err = shmproc::codec::from_bytes::<CounterProxy>(&bytes).unwrap_err();
+        assert!(matches!(err, Error::Codec { .. }), "{err:?}");
+        let decoded = shmproc::codec::from_bytes::<named::RegistryProxy>(&bytes).unwrap();
+        assert_eq!(decoded.insert("x").unwrap(), Some(0));
+        assert_eq!(registry.first().unwrap().as_deref(), Some("x"));
+        assert!(format!("{c:?}").starts_with("CounterProxy(RemoteObject"));
+        m.shutdown().unwrap();
+    });
 }
 
 #[test]
 fn method_errors_come_back_typed() {
-    let c = counter();
-    c.add(2).unwrap();
-    let err = c.checked_sub(5).unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Error::Remote { kind: RemoteErrorKind::Method, message, .. } if message == "short by 3"
-        ),
-        "{err:?}"
-    );
-    assert_eq!(
-        err.remote_error::<CounterError>(),
-        Some(CounterError::Underflow { short_by: 3 })
-    );
-    let err = c.checked_sub(13).unwrap_err();
-    assert_eq!(
-        err.remote_error::<CounterError>(),
-        Some(CounterError::Frozen)
-    );
-    assert_eq!(err.to_string(), "remote call failed (Method): frozen");
-    // The failed calls changed nothing.
-    assert_eq!(c.get().unwrap(), 2);
+    watchdog(LIMIT, "managed method errors", || {
+        let (m, c) = counter();
+        c.add(2).unwrap();
+        let err = c.checked_sub(5).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::Remote { kind: RemoteErrorKind::Method, message, .. } if message == "short by 3"
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.remote_error::<CounterError>(),
+            Some(CounterError::Underflow { short_by: 3 })
+        );
+        let err = c.checked_sub(13).unwrap_err();
+        assert_eq!(
+            err.remote_error::<CounterError>(),
+            Some(CounterError::Frozen)
+        );
+        assert_eq!(err.to_string(), "remote call failed (Method): frozen");
+        // The failed calls changed nothing.
+        assert_eq!(c.get().unwrap(), 2);
+        m.shutdown().unwrap();
+    });
 }
 
 #[test]
@@ -219,55 +252,84 @@ fn dispatch_reports_unknown_methods_and_bad_arguments() {
     assert_eq!(shmproc::codec::from_bytes::<u64>(&ok).unwrap(), 5);
 
     // Through a proxy, as `Error::Remote`.
-    let c = counter();
-    let err = ManagedProxy::remote(&c)
-        .call::<_, u64>("helper", &())
-        .unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Error::Remote {
-                kind: RemoteErrorKind::UnknownMethod,
-                payload: None,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert_eq!(err.remote_error::<CounterError>(), None);
-    let err = ManagedProxy::remote(&c)
-        .call::<_, u64>("add", &("x", 1))
-        .unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Error::Remote {
-                kind: RemoteErrorKind::BadArguments,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    watchdog(LIMIT, "managed unknown methods", || {
+        let (m, c) = counter();
+        let err = ManagedProxy::remote(&c)
+            .call::<_, u64>("helper", &())
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::Remote {
+                    kind: RemoteErrorKind::UnknownMethod,
+                    payload: None,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.remote_error::<CounterError>(), None);
+        let err = ManagedProxy::remote(&c)
+            .call::<_, u64>("add", &("x", 1))
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::Remote {
+                    kind: RemoteErrorKind::BadArguments,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // Neither call reached the value.
+        assert_eq!(c.get().unwrap(), 0);
+        m.shutdown().unwrap();
+    });
 }
 
 #[test]
-fn a_panicking_method_unwinds_and_the_object_stays_usable() {
+fn a_panicking_method_is_caught_by_the_server_which_goes_on_serving() {
+    // Called directly, `dispatch` lets the panic unwind into its caller.
     let mut value = Counter::new();
     let args = shmproc::codec::to_bytes(&("why",)).unwrap();
     let panic = catch_unwind(AssertUnwindSafe(|| value.dispatch("explode", &args))).unwrap_err();
     assert_eq!(panic.downcast_ref::<String>().unwrap(), "exploded: why");
 
-    let c = counter();
-    c.add(3).unwrap();
-    let panic = catch_unwind(AssertUnwindSafe(|| c.explode("again".to_owned()))).unwrap_err();
-    assert_eq!(panic.downcast_ref::<String>().unwrap(), "exploded: again");
-    assert_eq!(c.add(1).unwrap(), 4);
+    // In a server, the panic comes back as an error with its message.
+    watchdog(LIMIT, "managed panic", || {
+        let (m, c) = counter();
+        let other = m.create(Counter::new()).unwrap();
+        c.add(3).unwrap();
+        other.add(10).unwrap();
+        let err = c.explode("again".to_owned()).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::Remote {
+                    kind: RemoteErrorKind::Panicked,
+                    message,
+                    payload: None,
+                } if message.contains("exploded: again")
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.remote_error::<CounterError>(), None);
+        // The object, its neighbours and the server are still usable.
+        assert_eq!(c.add(1).unwrap(), 4);
+        assert_eq!(other.get().unwrap(), 10);
+        let later = m.create(Counter::new()).unwrap();
+        assert_eq!(later.add(2).unwrap(), 2);
+        m.shutdown().unwrap();
+    });
 }
 
 /// Options, `Self` in signatures, and lifetimes.
 mod named {
+    use super::{LIMIT, manager};
     use serde::{Deserialize, Serialize};
-    use shmproc::manager::{Managed, ManagedProxy, RemoteObject};
+    use shmproc::manager::{Managed, ManagedProxy};
+    use shmproc::testing::watchdog;
 
     #[derive(Default, Serialize, Deserialize)]
     pub(crate) struct Registry {
@@ -351,35 +413,50 @@ mod named {
 
     #[test]
     fn types_from_macro_rules() {
-        let g: GreeterProxy = RemoteObject::loopback_proxy(Greeter);
-        assert_eq!(g.greet("you").unwrap(), "hello you");
+        watchdog(LIMIT, "managed macro_rules", || {
+            let m = manager();
+            let g: GreeterProxy = m.create(Greeter).unwrap();
+            assert_eq!(g.greet("you").unwrap(), "hello you");
+            m.shutdown().unwrap();
+        });
     }
 
     #[test]
     fn typed_receivers_and_self_paths() {
-        let g: GridProxy = RemoteObject::loopback_proxy(Grid {
-            cells: vec![0, 0, 0],
+        watchdog(LIMIT, "managed typed receivers", || {
+            let m = manager();
+            let g: GridProxy = m
+                .create(Grid {
+                    cells: vec![0, 0, 0],
+                })
+                .unwrap();
+            let old = g.set_row([1, 2, 3]).unwrap().unwrap();
+            assert_eq!(old.cells, [0, 0, 0]);
+            assert_eq!(g.row().unwrap(), [1, 2, 3]);
+            m.shutdown().unwrap();
         });
-        let old = g.set_row([1, 2, 3]).unwrap().unwrap();
-        assert_eq!(old.cells, [0, 0, 0]);
-        assert_eq!(g.row().unwrap(), [1, 2, 3]);
     }
 
     #[test]
     fn name_option_and_lifetimes() {
         assert_eq!(<Registry as Managed>::TYPE_NAME, "tests::Registry");
-        let r: RegistryProxy = RemoteObject::loopback_proxy(Registry { names: vec![] });
-        assert_eq!(r.insert("a").unwrap(), Some(0));
-        assert_eq!(r.insert("b").unwrap(), Some(1));
-        assert_eq!(r.insert("a").unwrap(), None);
-        assert_eq!(r.first().unwrap().as_deref(), Some("a"));
-        assert_eq!(r.r#type().unwrap(), "registry");
-        assert_eq!(
-            ManagedProxy::call_remote::<_, String>(&r, "type", &()).unwrap(),
-            "registry"
-        );
-        r.insert("ccc").unwrap();
-        assert_eq!(r.longest("dd").unwrap(), "ccc");
-        assert_eq!(r.longest("eeee").unwrap(), "eeee");
+        watchdog(LIMIT, "managed name option", || {
+            let m = manager();
+            let r: RegistryProxy = m.create(Registry { names: vec![] }).unwrap();
+            assert_eq!(ManagedProxy::remote(&r).type_name(), "tests::Registry");
+            assert_eq!(r.insert("a").unwrap(), Some(0));
+            assert_eq!(r.insert("b").unwrap(), Some(1));
+            assert_eq!(r.insert("a").unwrap(), None);
+            assert_eq!(r.first().unwrap().as_deref(), Some("a"));
+            assert_eq!(r.r#type().unwrap(), "registry");
+            assert_eq!(
+                ManagedProxy::call_remote::<_, String>(&r, "type", &()).unwrap(),
+                "registry"
+            );
+            r.insert("ccc").unwrap();
+            assert_eq!(r.longest("dd").unwrap(), "ccc");
+            assert_eq!(r.longest("eeee").unwrap(), "eeee");
+            m.shutdown().unwrap();
+        });
     }
 }

@@ -8,7 +8,8 @@ extern crate renamed_shmproc as shmproc;
 
 mod counters {
     use serde::{Deserialize, Serialize};
-    use shmproc::manager::{Managed, RemoteObject};
+    use shmproc::Manager;
+    use shmproc::manager::Managed;
     use std::fmt;
 
     /// A counter.
@@ -80,15 +81,18 @@ mod counters {
 
     pub(crate) fn run() {
         assert_eq!(<Counter as Managed>::TYPE_NAME, "counters::Counter");
-        let c: CounterProxy = RemoteObject::loopback_proxy(Counter::new());
+        let m = Manager::builder().register::<Counter>().start().unwrap();
+        let c: CounterProxy = m.create(Counter::new()).unwrap();
         assert_eq!(c.add(3).unwrap(), 3);
         assert_eq!(c.doubled().unwrap(), 6);
         assert_eq!(c.sub(5).unwrap_err().remote_error::<Underflow>(), Some(Underflow(2)));
         assert_eq!(c.describe("n = ", &[1]).unwrap(), "n = 3 [1]");
         let _ = format!("{c:?}");
+        m.shutdown().unwrap();
     }
 }
 
 fn main() {
+    shmproc::init();
     counters::run();
 }
