@@ -300,6 +300,7 @@ fn every_factory_works_from_a_child_process() {
             };
             all.jq.put(&5).unwrap();
             let child = shmproc::spawn(
+                use_everything,
                 All {
                     d: all.d.clone(),
                     l: all.l.clone(),
@@ -316,7 +317,6 @@ fn every_factory_works_from_a_child_process() {
                     jq: all.jq.clone(),
                     arr: all.arr.clone(),
                 },
-                use_everything,
             )
             .unwrap();
             // The barrier's other party, then the rest once the child is done.
@@ -447,7 +447,7 @@ fn nested_proxies_share_their_object() {
         let b = m.dict().unwrap();
         l.push(a.clone()).unwrap();
         l.push(b.clone()).unwrap();
-        shmproc::spawn(l.clone(), mutate_inner)
+        shmproc::spawn(mutate_inner, l.clone())
             .unwrap()
             .join()
             .unwrap();
@@ -479,7 +479,7 @@ fn custom_types_errors_and_panics_come_back_and_the_server_goes_on() {
         let c = m.create(Counter { n: 1 }).unwrap();
         assert_eq!(c.add(2).unwrap(), 3);
         assert_eq!(
-            shmproc::spawn(c.clone(), add_from_child)
+            shmproc::spawn(add_from_child, c.clone())
                 .unwrap()
                 .join()
                 .unwrap(),
@@ -762,7 +762,7 @@ fn remote_managers_over_tcp_refuse_wrong_keys_no_keys_and_garbage() {
         assert!(ended);
         shared.push(3).unwrap();
         // A client process on loopback.
-        let child = shmproc::spawn((addr.port(), b"right key".to_vec()), remote_client).unwrap();
+        let child = shmproc::spawn(remote_client, (addr.port(), b"right key".to_vec())).unwrap();
         assert_eq!(child.join().unwrap(), (0..100).sum::<u32>());
         assert_eq!(shared.to_vec().unwrap(), vec![1, 2, 3]);
         drop(silent);
