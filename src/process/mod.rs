@@ -225,6 +225,8 @@ impl ChildState {
         };
         *exit = Some(code);
         drop(exit);
+        // The child is gone: what it held in our segments is released now.
+        crate::heap::release_holders_of(u32::try_from(self.pid).unwrap_or(0));
         drop(
             self.args
                 .lock()
