@@ -278,6 +278,11 @@ impl RawHeap<'_> {
 
     /// Releases everything the dead holder in `slot` (stamp `stamp`) holds, then the slot.
     fn release_holder(&self, slot: u64, stamp: u64) -> Result<()> {
+        // Take the lock once first: a transaction the dead process committed but did not
+        // finish (it may record an entry or link a chunk) is redone before we read its journal
+        // without the lock. Nobody else writes a dead holder's journal but releasers, which
+        // re-check under the lock what they change.
+        self.locked(|_| Ok(()))?;
         let journal = add(slot, 8)?;
         let mut damage = None;
         // Each chunk is at least 1 KiB: a longer chain is a cycle.

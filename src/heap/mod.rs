@@ -9,13 +9,16 @@
 //! | offset      | size | field                                   | writer               |
 //! |-------------|------|-----------------------------------------|----------------------|
 //! | 0           | 56   | segment header (see `segment::header`)  | creator, once        |
-//! | 64          | 8    | `top`: first never-allocated byte        | CAS by any allocator |
+//! | 64          | 8    | `top`: first never-allocated byte        | under the lock       |
 //! | 72          | 8    | `root`: published blob (`idx:32|gen:32`) | swap by publisher    |
-//! | 80          | 8    | `used`: bytes in live blocks             | add/sub by any       |
-//! | 88          | 8    | `journals`: bytes in journal chunks      | add/sub by any       |
-//! | 96          | 488  | free lists, one per class (`tag:32|idx:32`) | CAS by any        |
-//! | 1024        | `len / 256` | block-start bitmap: bit `i` set iff a block starts at `32 * i` | `fetch_or` by the carver, once |
-//! | `data_start`| …    | blocks (`data_start`: past the bitmap, 4 KiB aligned; 4096 up to 768 KiB) |  |
+//! | 80          | 8    | `used`: bytes in live blocks             | under the lock       |
+//! | 88          | 8    | `journals`: bytes in journal chunks      | under the lock       |
+//! | 96          | 488  | free lists, one per class (`tag:32|idx:32`) | under the lock    |
+//! | 640         | 16   | heap lock (`sync::raw::LockWord`)        | lockers              |
+//! | 656         | 232  | redo record: commit word, 14 (target, value) slots (`redo`) | lock holder |
+//! | 1024        | `len / 256` | block-start bitmap: bit `i` set iff a block starts at `32 * i` | the carver, once, under the lock |
+//! | `holders`   | 32 × slots | holder table (`holder`; one slot per 16 KiB, 16 to 4096) | under the lock |
+//! | `data_start`| …    | blocks (`data_start`: past the holder table, 4 KiB aligned) |  |
 //!
 //! Each block starts with a 32-byte header, 32-byte aligned:
 //!
@@ -59,20 +62,44 @@
 //!
 //! # Concurrency and crashes
 //!
-//! Free lists are Treiber stacks whose head word carries a 32-bit tag bumped by every push and
-//! pop, so a stale head never succeeds a compare-exchange (ABA). Fresh blocks are carved from
-//! `top` with a compare-exchange. Every step is one atomic instruction on shared state, so a
-//! process killed at any point leaves the heap consistent; at worst the one block it was
-//! allocating or freeing is lost until the segment goes away.
+//! Every change of the heap's shared state (free lists, `top`, `used`, the bitmap, block
+//! headers and counts, holder slots and journal entries) is made under the heap lock, a robust
+//! lock word at `LOCK` (`sync::raw`: a dead holder is found by the same conservative liveness
+//! test as every shmproc lock), as one transaction of absolute stores in the redo record at
+//! `REDO`. A process killed at any instruction leaves the record either uncommitted (nothing
+//! happened) or committed (the next taker redoes it all); see `redo` for the state table. So
+//! the heap is never left half-changed, and no block is lost by a death inside `alloc` or
+//! `free`: a popped or carved block is recorded in its owner's journal entry in the very
+//! transaction that takes it off the list, and a freed one leaves the entry in the transaction
+//! that pushes it.
 //!
-//! Reference counts live in the block: cloning a handle increments, dropping decrements, and
-//! the last drop frees. The generation is bumped on free, and re-attaching a handle from a
-//! token checks it, so a token for a freed (and possibly reused) block is
+//! Free lists are stacks whose head word carries a 32-bit tag bumped by every push and pop.
+//!
+//! # Reference counts and holders
+//!
+//! A block's count (`rc_gen`) counts its holders' journal entries and the references that
+//! structures own (a queue slot's message, a container's entries and tables, the root slot),
+//! not handles: the clones of a handle in one process share its journal entry, whose own
+//! count they change without the lock; only an entry's first and last handle change the
+//! block's count (see `holder` for the table of slots, journals and entry states). A process
+//! that dies leaves its entries behind, and releasing its holder (when it is reaped, or when
+//! an allocation finds the heap full) drops them. Journal chunks are accounted in `journals`,
+//! not in `used`, so `used` counts objects only.
+//!
+//! The generation is bumped on free, and re-attaching a handle from a token checks it, so a
+//! token for a freed (and possibly reused) block is
 //! [`Error::ObjectGone`](crate::Error::ObjectGone), never an alias (also when the payload had
 //! a forward header: freeing clears its magic, and an offset with neither header before it
 //! names no live object). Every offset, tag and
 //! length read from the segment is validated before use; a failed check is
 //! [`Error::CorruptObject`](crate::Error::CorruptObject).
+//!
+//! # Format
+//!
+//! The layout fingerprint (`HEAP_LAYOUT`, recorded in the segment header) names version 3: a
+//! segment made with an earlier layout (no heap lock, record or holder table) is refused when
+//! it is opened or attached ([`Error::TypeMismatch`](crate::Error::TypeMismatch) naming the
+//! layout), never used.
 //!
 //! # Safety
 //!
