@@ -61,7 +61,9 @@ pub(crate) struct ObjectRef {
     /// The payload's address in this process's mapping (cached: every access needs it).
     ptr: *mut u8,
     owner_pid: u32,
-    owner: Owner,
+    /// Offset of the journal entry that holds the reference; 0 if a structure-owned count
+    /// (see [`Owner`]).
+    entry: u64,
     seg: Arc<SegmentInner>,
     block: u64,
     /// The block's size as checked when the reference was taken; a free stays inside it.
@@ -102,7 +104,7 @@ impl ObjectRef {
         let obj = ObjectRef {
             ptr: heap.ptr(b.payload),
             owner_pid: sys::current_pid(),
-            owner,
+            entry: entry_of(owner),
             seg: Arc::clone(&seg.inner),
             block: b.block,
             size: b.size,
@@ -167,7 +169,7 @@ impl ObjectRef {
         Ok(ObjectRef {
             ptr: RawHeap::new(&seg).ptr(tok.offset),
             owner_pid: sys::current_pid(),
-            owner,
+            entry: entry_of(owner),
             seg,
             block,
             size,
@@ -197,7 +199,7 @@ impl ObjectRef {
         Ok(ObjectRef {
             ptr: heap.ptr(tok.offset),
             owner_pid: sys::current_pid(),
-            owner,
+            entry: entry_of(owner),
             seg: Arc::clone(&seg.inner),
             block,
             size,
@@ -265,7 +267,7 @@ impl ObjectRef {
         let tok = self.token();
         let heap = RawHeap::new(&self.seg);
         if self.owner_pid == sys::current_pid() {
-            match self.owner {
+            match self.owner() {
                 Owner::Structure => {
                     // No process has pid 0: the drop below releases the segment but not the
                     // count, which the structure now owns.
@@ -408,6 +410,14 @@ const COUNT_MASK: u64 = 0xffff_ffff;
 /// Most handles of one entry (a count this high only comes from a corrupted word).
 const COUNT_MAX: u64 = 0x7fff_ffff;
 
+/// Returns the entry offset a handle stores for `owner` (0 for a structure).
+fn entry_of(owner: Owner) -> u64 {
+    match owner {
+        Owner::Entry(e) => e,
+        Owner::Structure => 0,
+    }
+}
+
 /// Returns an entry whose reference could not be taken to this process's free list.
 fn give_back(seg: &SegmentInner, owner: Owner) {
     if let Owner::Entry(e) = owner {
@@ -416,24 +426,50 @@ fn give_back(seg: &SegmentInner, owner: Owner) {
 }
 
 impl ObjectRef {
+    /// Returns whom this handle's reference belongs to.
+    fn owner(&self) -> Owner {
+        match self.entry {
+            0 => Owner::Structure,
+            e => Owner::Entry(e),
+        }
+    }
+
+    /// Returns the entry's handle count word, if this handle has an entry.
+    #[inline]
+    fn count(&self) -> Option<&AtomicU64> {
+        let off = self.entry.checked_add(8)?;
+        if self.entry == 0 || !off.is_multiple_of(8) || off.checked_add(8)? > self.seg.len() {
+            return None;
+        }
+        let ptr = self
+            .seg
+            .base()
+            .wrapping_add(usize::try_from(off).ok()?)
+            .cast::<AtomicU64>();
+        // SAFETY: `off + 8 <= len` keeps the word inside the mapping that `self.seg` owns and
+        // keeps mapped while `self` lives, and `off % 8 == 0` (with a page-aligned base)
+        // aligns it for `AtomicU64` (`u64`'s size and alignment, std docs); any bit pattern is
+        // valid, and the word is only ever accessed atomically.
+        Some(unsafe { &*ptr })
+    }
+
     /// Takes a new counted reference to this handle's block for another handle; returns its
     /// owner, or `None` if it could not be counted.
     fn count_again(&self) -> Option<Owner> {
-        let heap = RawHeap::new(&self.seg);
         if self.owner_pid == sys::current_pid()
-            && let Owner::Entry(e) = self.owner
-            && let Ok(w) = heap.u64_at(e.saturating_add(8))
+            && let Some(w) = self.count()
         {
             // Relaxed: as `Arc::clone`, a new handle is made from a live one, which keeps the
             // entry held; no data is published by the increment.
             let old = w.fetch_add(1, Ordering::Relaxed);
             if old & COUNT_MASK < COUNT_MAX && old & COUNT_MASK != 0 {
-                return Some(self.owner);
+                return Some(self.owner());
             }
             w.fetch_sub(1, Ordering::Relaxed);
         }
         // An inherited or structure-owned handle, or an entry count gone wrong: a reference of
         // its own, in this process's holder.
+        let heap = RawHeap::new(&self.seg);
         let owner = holder::take_entry(&self.seg).ok()?;
         match heap.retain_owned(self.block, self.generation, owner) {
             Ok(true) => Some(owner),
@@ -459,7 +495,7 @@ impl Clone for ObjectRef {
             } else {
                 0
             },
-            owner: owner.unwrap_or(Owner::Structure),
+            entry: owner.map_or(0, entry_of),
             seg: Arc::clone(&self.seg),
             block: self.block,
             size: self.size,
@@ -476,13 +512,12 @@ impl Drop for ObjectRef {
         if self.owner_pid != sys::current_pid() {
             return;
         }
-        let heap = RawHeap::new(&self.seg);
-        match self.owner {
+        match self.owner() {
             Owner::Structure => {
-                let _ = heap.release(self.block, self.size);
+                let _ = RawHeap::new(&self.seg).release(self.block, self.size);
             }
             Owner::Entry(e) => {
-                let Ok(w) = heap.u64_at(e.saturating_add(8)) else {
+                let Some(w) = self.count() else {
                     return;
                 };
                 // Release: this thread's writes to the payload happen before the entry's last
@@ -498,8 +533,8 @@ impl Drop for ObjectRef {
                     _ => return,
                 }
                 fence(Ordering::Acquire);
-                if heap
-                    .release_owned(self.block, self.size, self.owner)
+                if RawHeap::new(&self.seg)
+                    .release_owned(self.block, self.size, self.owner())
                     .is_ok()
                 {
                     holder::put_entry(&self.seg, e);

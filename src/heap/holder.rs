@@ -68,7 +68,6 @@ use crate::error::{Error, Result};
 use crate::loom::Ordering;
 use crate::segment::{SegmentInner, registry};
 use crate::sys;
-use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 /// Bytes of a holder slot.
@@ -92,6 +91,7 @@ pub(crate) fn slots_for(len: u64) -> u64 {
 
 /// This process's side of a holder: its slot and its free entries, per segment.
 struct Local {
+    seg: u64,
     pid: u32,
     slot: Option<u64>,
     /// The table was full when a slot was wanted: references are structure-owned.
@@ -99,14 +99,18 @@ struct Local {
     free: Vec<u64>,
 }
 
-static LOCAL: Mutex<Option<HashMap<u64, Local>>> = Mutex::new(None);
+/// Per segment (by identity), a short list: a process maps few segments at once.
+static LOCAL: Mutex<Vec<Local>> = Mutex::new(Vec::new());
 
 /// Returns this process's stamp: pid and the low 32 bits of its start time.
 pub(crate) fn process_stamp() -> u64 {
-    static CACHE: crate::loom::AtomicU64 = crate::loom::AtomicU64::new(0);
+    thread_local! {
+        static CACHED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
     let pid = sys::current_pid();
-    // Relaxed: the cache holds some process's stamp; it is used only if it names our pid.
-    let cached = CACHE.load(Ordering::Relaxed);
+    let cached = CACHED.with(std::cell::Cell::get);
+    // The cache holds the stamp of the process the thread ran in when it was filled (a
+    // forked child's thread inherits its parent's): used only if it names our pid.
     if cached >> 32 == u64::from(pid) && cached != 0 {
         return cached;
     }
@@ -115,7 +119,7 @@ pub(crate) fn process_stamp() -> u64 {
         _ => sys::START_UNKNOWN,
     };
     let stamp = u64::from(pid) << 32 | u64::from(start);
-    CACHE.store(stamp, Ordering::Relaxed);
+    CACHED.with(|c| c.set(stamp));
     stamp
 }
 
@@ -126,33 +130,136 @@ pub(crate) fn process_stamp() -> u64 {
 /// [`Error::CorruptHeap`] if the holder table or a journal is damaged.
 pub(crate) fn take_entry(seg: &SegmentInner) -> Result<Owner> {
     let me = sys::current_pid();
-    let mut guard = LOCAL.lock().unwrap_or_else(PoisonError::into_inner);
-    let map = guard.get_or_insert_with(HashMap::new);
-    if map.len() > 64 && !map.contains_key(&seg.id()) {
-        // Forget segments this process no longer maps (their slots are released when the
-        // process ends).
-        map.retain(|id, _| registry::lookup(*id).is_some());
+    let id = seg.id();
+    // The calling thread's cache first: no lock, no atomic read-modify-write.
+    if let Ok(Some(e)) = CACHE.try_with(|c| c.borrow_mut().pop(id, me)) {
+        return Ok(Owner::Entry(e));
     }
-    let local = map.entry(seg.id()).or_insert_with(|| Local {
-        pid: me,
-        slot: None,
-        no_slot: false,
-        free: Vec::new(),
-    });
+    let mut batch = take_batch(seg, me)?;
+    let first = batch.pop();
+    if !batch.is_empty() {
+        // A thread that is exiting has no cache any more: the batch goes back.
+        if CACHE
+            .try_with(|c| c.borrow_mut().extend(id, me, &mut batch))
+            .is_err()
+        {
+            put_entries(id, me, &mut batch);
+        }
+    }
+    Ok(first.map_or(Owner::Structure, Owner::Entry))
+}
+
+/// Entries a thread takes from its process's list at once.
+const BATCH: usize = 16;
+/// Entries a thread's cache keeps for one segment before it gives half back.
+const CACHE_MAX: usize = 64;
+
+/// A thread's free entries, per segment; given back to the process's list when the thread
+/// ends.
+struct ThreadCache(Vec<(u64, u32, Vec<u64>)>);
+
+impl ThreadCache {
+    fn pop(&mut self, seg: u64, pid: u32) -> Option<u64> {
+        let (_, owner, free) = self.0.iter_mut().find(|(s, _, _)| *s == seg)?;
+        if *owner != pid {
+            // Inherited through `fork`: the parent's entries.
+            free.clear();
+            *owner = pid;
+            return None;
+        }
+        free.pop()
+    }
+
+    fn extend(&mut self, seg: u64, pid: u32, entries: &mut Vec<u64>) {
+        match self.0.iter_mut().find(|(s, _, _)| *s == seg) {
+            Some((_, owner, free)) => {
+                if *owner != pid {
+                    free.clear();
+                    *owner = pid;
+                }
+                free.append(entries);
+            }
+            None => self.0.push((seg, pid, std::mem::take(entries))),
+        }
+    }
+
+    /// Keeps `e`; returns entries to give back to the process's list if the cache is full.
+    fn push(&mut self, seg: u64, pid: u32, e: u64) -> Option<Vec<u64>> {
+        let mut one = vec![e];
+        self.extend(seg, pid, &mut one);
+        let (_, _, free) = self.0.iter_mut().find(|(s, _, _)| *s == seg)?;
+        (free.len() > CACHE_MAX).then(|| free.split_off(CACHE_MAX / 2))
+    }
+}
+
+impl Drop for ThreadCache {
+    fn drop(&mut self) {
+        let me = sys::current_pid();
+        for (seg, pid, mut free) in std::mem::take(&mut self.0) {
+            if pid == me {
+                put_entries(seg, pid, &mut free);
+            }
+        }
+    }
+}
+
+thread_local! {
+    static CACHE: std::cell::RefCell<ThreadCache> =
+        const { std::cell::RefCell::new(ThreadCache(Vec::new())) };
+}
+
+/// Gives free entries back to this process's list for segment `seg`.
+fn put_entries(seg: u64, pid: u32, entries: &mut Vec<u64>) {
+    let mut locals = LOCAL.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(local) = locals.iter_mut().find(|l| l.seg == seg)
+        && local.pid == pid
+    {
+        local.free.append(entries);
+    }
+}
+
+/// Takes up to `BATCH` free entries from this process's list for `seg`, claiming a slot and
+/// making a journal chunk as needed; none if no slot can be had.
+fn take_batch(seg: &SegmentInner, me: u32) -> Result<Vec<u64>> {
+    let mut locals = LOCAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let id = seg.id();
+    let at = match locals.iter().position(|l| l.seg == id) {
+        Some(at) => at,
+        None => {
+            if locals.len() >= 64 {
+                // Forget segments this process no longer maps (their slots are released when
+                // the process ends).
+                locals.retain(|l| registry::lookup(l.seg).is_some());
+            }
+            locals.push(Local {
+                seg: id,
+                pid: me,
+                slot: None,
+                no_slot: false,
+                free: Vec::new(),
+            });
+            locals.len().saturating_sub(1)
+        }
+    };
+    let Some(local) = locals.get_mut(at) else {
+        unreachable!("the entry was just found or pushed");
+    };
     if local.pid != me {
         // A forked child: the slot and entries are its parent's.
         *local = Local {
+            seg: id,
             pid: me,
             slot: None,
             no_slot: false,
             free: Vec::new(),
         };
     }
-    if let Some(e) = local.free.pop() {
-        return Ok(Owner::Entry(e));
+    if !local.free.is_empty() {
+        let keep = local.free.len().saturating_sub(BATCH);
+        return Ok(local.free.split_off(keep));
     }
     if local.no_slot {
-        return Ok(Owner::Structure);
+        return Ok(Vec::new());
     }
     let heap = RawHeap::new(seg);
     let slot = match local.slot {
@@ -161,28 +268,31 @@ pub(crate) fn take_entry(seg: &SegmentInner) -> Result<Owner> {
             Some(s) => *local.slot.insert(s),
             None => {
                 local.no_slot = true;
-                return Ok(Owner::Structure);
+                return Ok(Vec::new());
             }
         },
     };
     let Ok(chunk) = heap.new_chunk(slot) else {
         // No room for a journal: count this reference as a structure's.
-        return Ok(Owner::Structure);
+        return Ok(Vec::new());
     };
     let first = add(chunk, CHUNK_HEADER)?;
     for i in (0..CHUNK_ENTRIES).rev() {
         local.free.push(add(first, i.saturating_mul(ENTRY_BYTES))?);
     }
-    Ok(local.free.pop().map_or(Owner::Structure, Owner::Entry))
+    let keep = local.free.len().saturating_sub(BATCH);
+    Ok(local.free.split_off(keep))
 }
 
-/// Gives entry `e` (now free) back to this process's list for `seg`.
+/// Gives entry `e` (now free) back for `seg`: to the calling thread's cache, which gives half
+/// of its entries to the process's list when it holds too many.
 pub(crate) fn put_entry(seg: &SegmentInner, e: u64) {
-    let mut guard = LOCAL.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(local) = guard.as_mut().and_then(|m| m.get_mut(&seg.id()))
-        && local.pid == sys::current_pid()
-    {
-        local.free.push(e);
+    let me = sys::current_pid();
+    let id = seg.id();
+    match CACHE.try_with(|c| c.borrow_mut().push(id, me, e)) {
+        Ok(None) => {}
+        Ok(Some(mut spill)) => put_entries(id, me, &mut spill),
+        Err(_) => put_entries(id, me, &mut vec![e]),
     }
 }
 

@@ -235,19 +235,21 @@ impl Owner {
 
 impl redo::Memory for RawHeap<'_> {
     fn check(&self, target: u64, wide: bool) -> Result<()> {
-        let bad = Error::CorruptHeap {
-            reason: "heap store outside the heap state and blocks",
-        };
         // The segment header, the lock and the record are never a transaction's target.
-        if target < TOP || (LOCK..BITMAP).contains(&target) {
-            return Err(bad);
-        }
-        let ok = if wide {
-            self.u32_at(target).is_ok()
+        let ok = target >= TOP
+            && !(LOCK..BITMAP).contains(&target)
+            && if wide {
+                self.u32_at(target).is_ok()
+            } else {
+                self.u64_at(target).is_ok()
+            };
+        if ok {
+            Ok(())
         } else {
-            self.u64_at(target).is_ok()
-        };
-        if ok { Ok(()) } else { Err(bad) }
+            Err(Error::CorruptHeap {
+                reason: "heap store outside the heap state and blocks",
+            })
+        }
     }
 
     fn store(&self, target: u64, value: u64, wide: bool) -> Result<()> {

@@ -118,22 +118,46 @@ impl Txn {
 
     /// Executes the transaction (steps 1 to 4 of the module docs). The caller holds the lock.
     pub(crate) fn commit(&self, rec: &Record<'_>, mem: &impl Memory) -> Result<()> {
-        self.commit_steps(rec, mem, usize::MAX).map(|_| ())
+        let stores = self.stores.get(..self.n).unwrap_or(&[]);
+        if stores.is_empty() {
+            return Ok(());
+        }
+        for &(target, _) in stores {
+            mem.check(target & !WIDTH32, target & WIDTH32 != 0)?;
+        }
+        for (&(target, value), slot) in stores.iter().zip(rec.slots.chunks_exact(2)) {
+            if let [t, v] = slot {
+                // Relaxed: the record is read only by a later holder of the lock, which
+                // acquires it after this process's last write (or, after a death, by the
+                // takeover CAS), and only after the commit word's Release store below.
+                t.store(target, Ordering::Relaxed);
+                // Relaxed: as above.
+                v.store(value, Ordering::Relaxed);
+            }
+        }
+        let n = u64::try_from(self.n).map_err(|_| full())?;
+        // Release: the slots are written before the commit word says they are complete.
+        rec.commit.store(COMMITTED | n, Ordering::Release);
+        for &(target, value) in stores {
+            mem.store(target & !WIDTH32, value, target & WIDTH32 != 0)?;
+        }
+        // Release: the stores above happen before the record reads as resolved.
+        rec.commit.store(0, Ordering::Release);
+        Ok(())
     }
 
-    /// Executes at most `limit` shared-memory writes of the transaction; returns whether it
-    /// completed. A `limit` below the full count models a process killed after that many
-    /// writes (loom models and unit tests).
+    /// Executes at most `limit` shared-memory writes of the transaction, in the order
+    /// [`commit`](Txn::commit) makes them; returns whether it completed. A `limit` below the
+    /// full count models a process killed after that many writes (loom models, unit tests).
+    #[cfg(test)]
     pub(crate) fn commit_steps(
         &self,
         rec: &Record<'_>,
         mem: &impl Memory,
         limit: usize,
     ) -> Result<bool> {
-        if self.n == 0 {
-            return Ok(true);
-        }
-        for &(target, _) in self.stores.iter().take(self.n) {
+        let stores = self.stores.get(..self.n).unwrap_or(&[]);
+        for &(target, _) in stores {
             mem.check(target & !WIDTH32, target & WIDTH32 != 0)?;
         }
         let mut budget = limit;
@@ -144,31 +168,24 @@ impl Txn {
             }
             None => false,
         };
-        for (i, &(target, value)) in self.stores.iter().take(self.n).enumerate() {
-            let at = i.checked_mul(2).ok_or_else(full)?;
-            let (Some(t), Some(v)) = (rec.slots.get(at), rec.slots.get(at.saturating_add(1)))
-            else {
-                return Err(full());
-            };
-            if !step() {
-                return Ok(false);
+        for (&(target, value), slot) in stores.iter().zip(rec.slots.chunks_exact(2)) {
+            if let [t, v] = slot {
+                if !step() {
+                    return Ok(false);
+                }
+                t.store(target, Ordering::Relaxed);
+                if !step() {
+                    return Ok(false);
+                }
+                v.store(value, Ordering::Relaxed);
             }
-            // Relaxed: the record is read only by a later holder of the lock, which acquires
-            // it after this process's last write (or, after a death, by the takeover CAS).
-            t.store(target, Ordering::Relaxed);
-            if !step() {
-                return Ok(false);
-            }
-            // Relaxed: as above.
-            v.store(value, Ordering::Relaxed);
         }
         if !step() {
             return Ok(false);
         }
         let n = u64::try_from(self.n).map_err(|_| full())?;
-        // Release: the slots are written before the commit word says they are complete.
         rec.commit.store(COMMITTED | n, Ordering::Release);
-        for &(target, value) in self.stores.iter().take(self.n) {
+        for &(target, value) in stores {
             if !step() {
                 return Ok(false);
             }
@@ -177,7 +194,6 @@ impl Txn {
         if !step() {
             return Ok(false);
         }
-        // Release: the stores above happen before the record reads as resolved.
         rec.commit.store(0, Ordering::Release);
         Ok(true)
     }
@@ -224,4 +240,89 @@ pub(crate) fn recover(rec: &Record<'_>, mem: &impl Memory) -> Result<bool> {
     // Release: as in `commit_steps`.
     rec.commit.store(0, Ordering::Release);
     Ok(true)
+}
+
+#[cfg(all(test, not(shmproc_loom)))]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::arithmetic_side_effects, clippy::as_conversions)]
+
+    use super::*;
+
+    struct Words(Vec<AtomicU64>);
+
+    impl Memory for Words {
+        fn check(&self, target: u64, wide: bool) -> Result<()> {
+            if wide || !target.is_multiple_of(8) || target / 8 >= self.0.len() as u64 {
+                return Err(Error::CorruptHeap { reason: "test" });
+            }
+            Ok(())
+        }
+
+        fn store(&self, target: u64, value: u64, _wide: bool) -> Result<()> {
+            self.0[(target / 8) as usize].store(value, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    fn words(v: &[u64]) -> Words {
+        Words(v.iter().map(|&x| AtomicU64::new(x)).collect())
+    }
+
+    fn values(w: &Words) -> Vec<u64> {
+        w.0.iter().map(|x| x.load(Ordering::Relaxed)).collect()
+    }
+
+    /// A maker killed after any number of writes leaves a state that recovery turns into
+    /// either the state before (uncommitted) or the state after (committed), never between;
+    /// recovering twice changes nothing more. Also run under miri.
+    #[test]
+    fn a_death_after_any_write_resolves_to_before_or_after() {
+        let before = [5, 6, 7, 8];
+        let after = [50, 6, 70, 80];
+        let mut txn = Txn::new();
+        txn.set64(0, 50).unwrap();
+        txn.set64(16, 70).unwrap();
+        txn.set64(24, 80).unwrap();
+        // 3 stores: 6 slot writes, the commit word, 3 stores, the clear.
+        for k in 0..=11 {
+            let mem = words(&before);
+            let commit = AtomicU64::new(0);
+            let slots: Vec<AtomicU64> = (0..CAPACITY * 2).map(|_| AtomicU64::new(0)).collect();
+            let rec = Record {
+                commit: &commit,
+                slots: &slots,
+            };
+            let done = txn.commit_steps(&rec, &mem, k).unwrap();
+            assert_eq!(done, k == 11, "after {k} writes");
+            recover(&rec, &mem).unwrap();
+            recover(&rec, &mem).unwrap();
+            let expected: &[u64] = if k >= 7 { &after } else { &before };
+            assert_eq!(values(&mem), expected, "death after {k} writes");
+            assert_eq!(commit.load(Ordering::Relaxed), 0);
+        }
+    }
+
+    /// A damaged record (bad commit word, a target outside the memory) stores nothing.
+    #[test]
+    fn a_damaged_record_stores_nothing() {
+        let mem = words(&[1, 2]);
+        let commit = AtomicU64::new(COMMITTED | 2);
+        let slots: Vec<AtomicU64> = (0..CAPACITY * 2).map(|_| AtomicU64::new(0)).collect();
+        slots[0].store(0, Ordering::Relaxed);
+        slots[1].store(9, Ordering::Relaxed);
+        slots[2].store(800, Ordering::Relaxed);
+        slots[3].store(9, Ordering::Relaxed);
+        let rec = Record {
+            commit: &commit,
+            slots: &slots,
+        };
+        assert!(matches!(
+            recover(&rec, &mem),
+            Err(Error::CorruptHeap { .. })
+        ));
+        assert_eq!(values(&mem), [1, 2]);
+        commit.store(0xdead << 32 | 1, Ordering::Relaxed);
+        assert!(recover(&rec, &mem).is_err());
+        assert_eq!(commit.load(Ordering::Relaxed), 0);
+    }
 }
