@@ -14,6 +14,7 @@
 //! | 80          | 8    | `used`: bytes in live blocks             | under the lock       |
 //! | 88          | 8    | `journals`: bytes in journal chunks      | under the lock       |
 //! | 96          | 488  | free lists, one per class (`tag:32|idx:32`) | under the lock    |
+//! | 584         | 8    | free list of journal chunks              | under the lock       |
 //! | 640         | 16   | heap lock (`sync::raw::LockWord`)        | lockers              |
 //! | 656         | 232  | redo record: commit word, 14 (target, value) slots (`redo`) | lock holder |
 //! | 1024        | `len / 256` | block-start bitmap: bit `i` set iff a block starts at `32 * i` | the carver, once, under the lock |
@@ -24,7 +25,7 @@
 //!
 //! | offset | size | field      | meaning                                                  |
 //! |--------|------|------------|----------------------------------------------------------|
-//! | 0      | 4    | `tag`      | `BLOCK_MAGIC | class`                                    |
+//! | 0      | 4    | `tag`      | the block's size: small class or page count (`size_class`) |
 //! | 4      | 4    | `delta`    | payload offset minus block offset; 0 while free          |
 //! | 8      | 8    | `rc_gen`   | `generation:32 | refcount:32`; refcount 0 means free     |
 //! | 16     | 8    | `type`     | fingerprint of the payload's type *and kind*             |
@@ -149,6 +150,8 @@ const USED: u64 = 80;
 const JOURNAL: u64 = 88;
 const LISTS: u64 = 96;
 const N_LISTS: usize = SMALL.len() + LARGE_CLASSES;
+/// The free list of journal chunks (right after the class lists).
+const JOURNAL_LIST: u64 = 584; // LISTS + 8 * N_LISTS
 /// The heap lock: a robust lock word (`sync::raw::LockWord`, 16 bytes).
 const LOCK: u64 = 640;
 /// The redo record: the commit word, then `2 * redo::CAPACITY` slot words.
@@ -157,7 +160,6 @@ const REDO: u64 = 656;
 const BITMAP: u64 = 1024;
 /// Bytes of block header before every payload.
 pub(crate) const BLOCK_HEADER: u64 = 32;
-const BLOCK_MAGIC: u32 = 0x5348_4200;
 const FORWARD_MAGIC: u32 = 0x5348_46ff;
 const IDX_UNIT: u64 = 16;
 const RC_MASK: u64 = 0xffff_ffff;
@@ -444,14 +446,24 @@ impl<'a> RawHeap<'a> {
         }
     }
 
+    #[cfg(test)]
     fn list(&self, class: Class) -> Result<&'a AtomicU64> {
+        self.u64_at(self.list_off(class, 0)?)
+    }
+
+    /// Returns the offset of the free list for blocks of `class` typed `fp`: journal chunks
+    /// have a list of their own, so they never take or give back an object's block.
+    fn list_off(&self, class: Class, fp: u64) -> Result<u64> {
+        if fp == holder::CHUNK_FP {
+            return Ok(JOURNAL_LIST);
+        }
         let idx = u64::try_from(class.list_index()).unwrap_or(u64::MAX);
         if class.list_index() >= N_LISTS {
             return Err(Error::CorruptObject {
                 reason: "bad size class",
             });
         }
-        self.u64_at(add(LISTS, idx.saturating_mul(8))?)
+        add(LISTS, idx.saturating_mul(8))
     }
 
     /// Initializes the heap state of a new (zero-filled) segment.
@@ -599,13 +611,18 @@ impl<'a> RawHeap<'a> {
         fp: u64,
         owner: Owner,
     ) -> Result<Block> {
+        let (block, class) = match self.pop_in(txn, class, fp)? {
+            Some(found) => found,
+            None => {
+                let bsize = class.block_size(self.page).ok_or(Error::CorruptObject {
+                    reason: "bad size class",
+                })?;
+                (self.carve_in(txn, class, bsize)?, class)
+            }
+        };
         let bsize = class.block_size(self.page).ok_or(Error::CorruptObject {
             reason: "bad size class",
         })?;
-        let block = match self.pop_in(txn, class)? {
-            Some(b) => b,
-            None => self.carve_in(txn, class, bsize)?,
-        };
         let first = add(block, BLOCK_HEADER)?;
         let payload = add(first, sub(first.next_multiple_of(align), first)?)?;
         let delta = u32::try_from(sub(payload, block)?).map_err(|_| Error::CorruptObject {
@@ -615,7 +632,7 @@ impl<'a> RawHeap<'a> {
             0 => 1,
             g => u32::try_from(g).unwrap_or(1),
         };
-        txn.set32(block, BLOCK_MAGIC | u32::from(class.0))?;
+        txn.set32(block, class.tag())?;
         txn.set32(add(block, 4)?, delta)?;
         txn.set64(add(block, 16)?, fp)?;
         txn.set64(add(block, 24)?, size)?;
@@ -685,39 +702,62 @@ impl<'a> RawHeap<'a> {
         Ok(start)
     }
 
-    /// Adds to `txn` the pop of a free block of `class`, checked before it is handed out:
-    /// inside the carved heap, aligned for its class, headed by this class's tag and
-    /// unreferenced. A list whose head fails is [`Error::CorruptHeap`], and nothing is popped.
-    fn pop_in(&self, txn: &mut Txn, class: Class) -> Result<Option<u64>> {
-        let list_off = add(
-            LISTS,
-            u64::try_from(class.list_index())
-                .unwrap_or(u64::MAX)
-                .saturating_mul(8),
-        )?;
-        let list = self.list(class)?;
+    /// Adds to `txn` the pop of a free block that serves `class`, checked before it is handed
+    /// out: inside the carved heap, aligned for its class, headed by a tag of its list's class
+    /// and unreferenced. A list that fails a check is [`Error::CorruptHeap`], and nothing is
+    /// popped. Returns the block and its own class (a large block may have a few pages more
+    /// than asked for; see `size_class`).
+    fn pop_in(&self, txn: &mut Txn, class: Class, fp: u64) -> Result<Option<(u64, Class)>> {
+        let list_off = self.list_off(class, fp)?;
+        let list = self.u64_at(list_off)?;
         // Acquire: the popped block's header was written before its push.
         let head = list.load(Ordering::Acquire);
-        let idx = head & IDX_MASK;
-        if idx == 0 {
+        let scan = if class.is_large() {
+            size_class::LARGE_SCAN
+        } else {
+            1
+        };
+        // (block, its class, the word that links to it) of the best block seen.
+        let mut best: Option<(u64, Class, u64)> = None;
+        let (mut idx, mut link) = (head & IDX_MASK, list_off);
+        for _ in 0..scan {
+            if idx == 0 {
+                break;
+            }
+            let block = idx.saturating_mul(IDX_UNIT);
+            self.check_block_offset(block)
+                .map_err(|_| Error::CorruptHeap {
+                    reason: "free list names a block outside the heap",
+                })?;
+            let (found, _) = self.extent(block)?;
+            let rc = self.u64_at(add(block, 8)?)?.load(Ordering::Relaxed) & RC_MASK;
+            if found.list_index() != class.list_index() || rc != 0 {
+                return Err(Error::CorruptHeap {
+                    reason: "free list holds a block of another class or in use",
+                });
+            }
+            let smaller = |b: &(u64, Class, u64)| match (found, b.1) {
+                (Class::Pages(x), Class::Pages(y)) => x < y,
+                _ => false,
+            };
+            if found.serves(class) && best.as_ref().is_none_or(smaller) {
+                best = Some((block, found, link));
+            }
+            link = add(block, 24)?;
+            idx = self.u64_at(link)?.load(Ordering::Relaxed) & IDX_MASK;
+        }
+        let Some((block, found, link)) = best else {
             return Ok(None);
-        }
-        let block = idx.saturating_mul(IDX_UNIT);
-        self.check_block_offset(block)
-            .map_err(|_| Error::CorruptHeap {
-                reason: "free list names a block outside the heap",
-            })?;
-        let (found, _) = self.extent(block)?;
-        let rc = self.u64_at(add(block, 8)?)?.load(Ordering::Relaxed) & RC_MASK;
-        if found != class || rc != 0 {
-            return Err(Error::CorruptHeap {
-                reason: "free list holds a block of another class or in use",
-            });
-        }
+        };
         let next = self.u64_at(add(block, 24)?)?.load(Ordering::Relaxed) & IDX_MASK;
-        let tag = (head >> 32).wrapping_add(1) & IDX_MASK;
-        txn.set64(list_off, tag << 32 | next)?;
-        Ok(Some(block))
+        if link == list_off {
+            let tag = (head >> 32).wrapping_add(1) & IDX_MASK;
+            txn.set64(list_off, tag << 32 | next)?;
+        } else {
+            // A block further down (large lists only): its predecessor skips it.
+            txn.set64(link, next)?;
+        }
+        Ok(Some((block, found)))
     }
 
     /// Takes a new reference, for `owner`, to the live block at `payload` with generation
@@ -893,15 +933,10 @@ impl<'a> RawHeap<'a> {
             // segment punches a hole, or zeroes the range where it cannot.
             self.seg.discard(start, len)?;
         }
-        let list_off = add(
-            LISTS,
-            u64::try_from(class.list_index())
-                .unwrap_or(u64::MAX)
-                .saturating_mul(8),
-        )?;
-        let head = self.list(class)?.load(Ordering::Acquire);
-        let tag = (head >> 32).wrapping_add(1) & IDX_MASK;
         let fp = self.u64_at(add(block, 16)?)?.load(Ordering::Relaxed);
+        let list_off = self.list_off(class, fp)?;
+        let head = self.u64_at(list_off)?.load(Ordering::Acquire);
+        let tag = (head >> 32).wrapping_add(1) & IDX_MASK;
         let counter = if fp == holder::CHUNK_FP {
             JOURNAL
         } else {
@@ -926,10 +961,7 @@ impl<'a> RawHeap<'a> {
         self.check_block_offset(block)
             .map_err(|_| corrupt("block offset out of range"))?;
         let tag = self.u32_at(block)?.load(Ordering::Relaxed);
-        if tag & 0xffff_ff00 != BLOCK_MAGIC {
-            return Err(corrupt("block header lost its magic"));
-        }
-        let class = Class(u8::try_from(tag & 0xff).unwrap_or(u8::MAX));
+        let class = Class::from_tag(tag).ok_or(corrupt("block header lost its magic"))?;
         let bsize = class
             .block_size(self.page)
             .ok_or(corrupt("bad size class in a block header"))?;
@@ -988,12 +1020,11 @@ impl<'a> RawHeap<'a> {
         }
         self.check_block_offset(block)?;
         let tag = self.u32_at(block)?.load(Ordering::Acquire);
-        if tag & 0xffff_ff00 != BLOCK_MAGIC {
+        let Some(class) = Class::from_tag(tag) else {
             return Err(Error::CorruptObject {
                 reason: "no block header before payload",
             });
-        }
-        let class = Class(u8::try_from(tag & 0xff).unwrap_or(u8::MAX));
+        };
         let Some(bsize) = class.block_size(self.page) else {
             return Err(Error::CorruptObject {
                 reason: "bad size class",
@@ -1079,9 +1110,10 @@ mod corruption_tests {
     }
 
     fn set_class(heap: &RawHeap<'_>, block: u64, class: u8) {
-        heap.u32_at(block)
-            .unwrap()
-            .store(BLOCK_MAGIC | u32::from(class), Ordering::Relaxed);
+        heap.u32_at(block).unwrap().store(
+            size_class::BLOCK_MAGIC | u32::from(class),
+            Ordering::Relaxed,
+        );
     }
 
     /// Regression: a size class scribbled into a live block's header makes its
@@ -1090,7 +1122,7 @@ mod corruption_tests {
     fn free_with_a_corrupt_size_class_stays_inside_its_block() {
         let seg = test_segment(8 << 20);
         let heap = RawHeap::new(&seg.inner);
-        for (size, bigger) in [(100u64, 20u8), (70_000, size_class::LARGE_BASE + 6)] {
+        for (size, bigger) in [(100u64, 20u8), (70_000, 19)] {
             let a = heap.alloc(size, 8, 1).unwrap();
             let b = heap.alloc(300_000, 8, 1).unwrap();
             fill(&heap, &b, 0xab);

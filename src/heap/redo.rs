@@ -244,7 +244,11 @@ pub(crate) fn recover(rec: &Record<'_>, mem: &impl Memory) -> Result<bool> {
 
 #[cfg(all(test, not(shmproc_loom)))]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::arithmetic_side_effects, clippy::as_conversions)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::arithmetic_side_effects,
+        clippy::as_conversions
+    )]
 
     use super::*;
 

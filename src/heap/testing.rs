@@ -13,7 +13,7 @@
 #![allow(missing_docs, clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use super::size_class::Class;
-use super::{BLOCK_HEADER, BLOCK_MAGIC, IDX_UNIT, LISTS, N_LISTS, Owner, RC_MASK, RawHeap, holder};
+use super::{BLOCK_HEADER, IDX_UNIT, LISTS, N_LISTS, Owner, RC_MASK, RawHeap, holder};
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU8, Ordering};
 use crate::segment::Segment;
@@ -251,7 +251,9 @@ impl TestHeap {
         }
         let max_steps = (top - raw.data_start()) / BLOCK_HEADER + 1;
         let mut on_list = std::collections::BTreeSet::new();
-        for i in 0..N_LISTS as u64 {
+        // The class lists, then the journal chunks' list (a 1 KiB class).
+        let chunk_list = Class::for_block(1024, page).map_or(0, Class::list_index) as u64;
+        for i in 0..=N_LISTS as u64 {
             let head = raw.u64_at(LISTS + i * 8)?.load(Ordering::Acquire);
             let mut idx = head & RC_MASK;
             let mut steps = 0;
@@ -266,9 +268,8 @@ impl TestHeap {
                     return Err(corrupt("free block above top"));
                 }
                 let tag = raw.u32_at(block)?.load(Ordering::Relaxed);
-                if tag & 0xffff_ff00 != BLOCK_MAGIC
-                    || Class((tag & 0xff) as u8).list_index() != i as usize
-                {
+                let want = if i == N_LISTS as u64 { chunk_list } else { i };
+                if Class::from_tag(tag).is_none_or(|c| c.list_index() as u64 != want) {
                     return Err(corrupt("free block on the wrong list"));
                 }
                 if raw.u64_at(block + 8)?.load(Ordering::Relaxed) & RC_MASK != 0 {
@@ -287,12 +288,11 @@ impl TestHeap {
         let mut off = raw.data_start();
         while off < top {
             let tag = raw.u32_at(off)?.load(Ordering::Relaxed);
-            if tag & 0xffff_ff00 != BLOCK_MAGIC {
+            let Some(class) = Class::from_tag(tag).filter(|_| raw.is_start(off)) else {
                 r.gap_units += 1;
                 off += BLOCK_HEADER;
                 continue;
-            }
-            let class = Class((tag & 0xff) as u8);
+            };
             let bsize = class
                 .block_size(page)
                 .ok_or(corrupt("bad class in a block header"))?;
