@@ -708,7 +708,30 @@ impl<'a> RawHeap<'a> {
     /// popped. Returns the block and its own class (a large block may have a few pages more
     /// than asked for; see `size_class`).
     fn pop_in(&self, txn: &mut Txn, class: Class, fp: u64) -> Result<Option<(u64, Class)>> {
-        let list_off = self.list_off(class, fp)?;
+        if let Some(found) = self.pop_from(txn, class, class, fp)? {
+            return Ok(Some(found));
+        }
+        // The blocks that may serve a large request can lie on the next list up (a request
+        // for 29 pages may take a free block of 32).
+        if let Class::Pages(p) = class {
+            let top = Class::Pages(p.saturating_add(p / 8));
+            if top.list_index() != class.list_index() {
+                return self.pop_from(txn, top, class, fp);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Adds to `txn` the pop of the best block that serves `class` from the list of
+    /// `list_class` (see `pop_in`).
+    fn pop_from(
+        &self,
+        txn: &mut Txn,
+        list_class: Class,
+        class: Class,
+        fp: u64,
+    ) -> Result<Option<(u64, Class)>> {
+        let list_off = self.list_off(list_class, fp)?;
         let list = self.u64_at(list_off)?;
         // Acquire: the popped block's header was written before its push.
         let head = list.load(Ordering::Acquire);
@@ -731,7 +754,7 @@ impl<'a> RawHeap<'a> {
                 })?;
             let (found, _) = self.extent(block)?;
             let rc = self.u64_at(add(block, 8)?)?.load(Ordering::Relaxed) & RC_MASK;
-            if found.list_index() != class.list_index() || rc != 0 {
+            if found.list_index() != list_class.list_index() || rc != 0 {
                 return Err(Error::CorruptHeap {
                     reason: "free list holds a block of another class or in use",
                 });

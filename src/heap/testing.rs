@@ -146,6 +146,15 @@ impl TestHeap {
         Ok(())
     }
 
+    /// Returns the size of the block that holds the live payload at `offset` (its true size:
+    /// a reused large block may have a few pages more than its request needed).
+    ///
+    /// # Errors
+    /// As for [`TestHeap::free`].
+    pub fn block_size_at(&self, offset: u64) -> Result<u64> {
+        Ok(self.raw().locate(offset)?.1)
+    }
+
     /// Returns the offset of the block header of the live payload at `offset`.
     ///
     /// # Errors

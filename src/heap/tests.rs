@@ -287,3 +287,31 @@ fn a_513_mib_array_fits_in_a_fresh_1_gib_heap() {
     assert!(seg.stats().carved > carved);
     drop(c);
 }
+
+/// A segment made with the previous heap layout (no heap lock, redo record or holder table)
+/// is refused when attached, never used.
+#[test]
+fn a_segment_of_the_previous_heap_layout_is_refused() {
+    if cfg!(miri) {
+        return;
+    }
+    fn nothing(_: &crate::segment::SegmentInner) {}
+    fn fine(_: &crate::segment::SegmentInner) -> Result<()> {
+        Ok(())
+    }
+    let v2 = crate::segment::Format {
+        layout: crate::fingerprint::start(
+            "shmproc::heap v2: 32-byte headers, 61 classes, start bitmap",
+            4096,
+            32,
+        ),
+        init: nothing,
+        check: fine,
+    };
+    let old = Segment::create_with(1 << 20, &v2).unwrap();
+    let fd = crate::sys::dup(old.as_fd()).unwrap();
+    match Segment::from_fd(fd) {
+        Err(Error::TypeMismatch { found, .. }) => assert_eq!(found, v2.layout),
+        other => panic!("expected TypeMismatch, got {other:?}"),
+    }
+}
