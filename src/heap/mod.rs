@@ -713,8 +713,8 @@ impl<'a> RawHeap<'a> {
         }
         // The blocks that may serve a large request can lie on the next list up (a request
         // for 29 pages may take a free block of 32).
-        if let Class::Pages(p) = class {
-            let top = Class::Pages(p.saturating_add(p / 8));
+        if let Some(p) = class.page_count() {
+            let top = Class::pages(p.saturating_add(p / 8));
             if top.list_index() != class.list_index() {
                 return self.pop_from(txn, top, class, fp);
             }
@@ -759,8 +759,8 @@ impl<'a> RawHeap<'a> {
                     reason: "free list holds a block of another class or in use",
                 });
             }
-            let smaller = |b: &(u64, Class, u64)| match (found, b.1) {
-                (Class::Pages(x), Class::Pages(y)) => x < y,
+            let smaller = |b: &(u64, Class, u64)| match (found.page_count(), b.1.page_count()) {
+                (Some(x), Some(y)) => x < y,
                 _ => false,
             };
             if found.serves(class) && best.as_ref().is_none_or(smaller) {

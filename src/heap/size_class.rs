@@ -40,81 +40,92 @@ const MAX_PAGES: u64 = (1 << 24) - 1;
 /// How many free large blocks an allocation looks at on its list.
 pub(crate) const LARGE_SCAN: usize = 64;
 
-/// A block's size: a small class, or a number of pages.
+/// A block's size: a small class, or a number of pages. It is the block's tag (a valid one:
+/// made by a constructor or checked by [`Class::from_tag`]), four bytes that pass in a register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Class {
-    /// Small class index (into `SMALL`).
-    Small(u8),
-    /// Whole pages.
-    Pages(u64),
-}
+pub(crate) struct Class(u32);
 
 impl Class {
+    /// Returns small class `i` (an index into `SMALL`).
+    #[cfg(test)]
+    pub(crate) fn small(i: u8) -> Class {
+        Class(BLOCK_MAGIC | u32::from(i))
+    }
+
+    /// Returns the class of `p` whole pages (1 to 2^24 - 1; clamped).
+    pub(crate) fn pages(p: u64) -> Class {
+        Class(LARGE_MAGIC | u32::try_from(p.clamp(1, MAX_PAGES)).unwrap_or(1))
+    }
+
+    /// Returns the page count of a large class.
+    pub(crate) fn page_count(self) -> Option<u64> {
+        (self.0 & 0xff00_0000 == LARGE_MAGIC).then_some(u64::from(self.0 & 0x00ff_ffff))
+    }
+
+    /// Returns the index into `SMALL` of a small class.
+    fn small_index(self) -> Option<usize> {
+        (self.0 & 0xffff_ff00 == BLOCK_MAGIC).then_some(usize::try_from(self.0 & 0xff).ok()?)
+    }
+
     /// Returns the class for a block of at least `need` bytes, or `None` if too large.
     pub(crate) fn for_block(need: u64, page: u64) -> Option<Class> {
         if let Some(i) = SMALL.iter().position(|&s| s >= need) {
-            return u8::try_from(i).ok().map(Class::Small);
+            return u32::try_from(i).ok().map(|i| Class(BLOCK_MAGIC | i));
         }
         let pages = need.div_ceil(page);
-        (pages <= MAX_PAGES).then_some(Class::Pages(pages))
+        (pages <= MAX_PAGES).then(|| Class::pages(pages))
     }
 
     /// Returns the class a block's tag records, or `None` for a tag that is no block's.
     pub(crate) fn from_tag(tag: u32) -> Option<Class> {
-        if tag & 0xffff_ff00 == BLOCK_MAGIC {
-            let i = u8::try_from(tag & 0xff).ok()?;
-            return (usize::from(i) < SMALL.len()).then_some(Class::Small(i));
-        }
-        if tag & 0xff00_0000 == LARGE_MAGIC {
-            let pages = u64::from(tag & 0x00ff_ffff);
-            return (pages != 0).then_some(Class::Pages(pages));
-        }
-        None
+        let c = Class(tag);
+        let ok = match (c.small_index(), c.page_count()) {
+            (Some(i), _) => i < SMALL.len(),
+            (None, Some(p)) => p != 0,
+            (None, None) => false,
+        };
+        ok.then_some(c)
     }
 
     /// Returns the tag that records this class.
     pub(crate) fn tag(self) -> u32 {
-        match self {
-            Class::Small(i) => BLOCK_MAGIC | u32::from(i),
-            Class::Pages(p) => LARGE_MAGIC | u32::try_from(p.min(MAX_PAGES)).unwrap_or(0),
-        }
+        self.0
     }
 
     /// Returns the block size of this class, or `None` for an invalid one.
     pub(crate) fn block_size(self, page: u64) -> Option<u64> {
-        match self {
-            Class::Small(i) => SMALL.get(usize::from(i)).copied(),
-            Class::Pages(p) if (1..=MAX_PAGES).contains(&p) => p.checked_mul(page),
-            Class::Pages(_) => None,
+        match (self.small_index(), self.page_count()) {
+            (Some(i), _) => SMALL.get(i).copied(),
+            (None, Some(p)) if p != 0 => p.checked_mul(page),
+            _ => None,
         }
     }
 
     /// Returns whether blocks of this class are page-granular (and punched when freed).
     pub(crate) fn is_large(self) -> bool {
-        matches!(self, Class::Pages(_))
+        self.page_count().is_some()
     }
 
     /// Returns the index of this class's free list in the heap state.
     pub(crate) fn list_index(self) -> usize {
-        match self {
-            Class::Small(i) => usize::from(i),
-            Class::Pages(p) => {
+        match (self.small_index(), self.page_count()) {
+            (Some(i), _) => i,
+            (None, Some(p)) => {
                 let k = usize::try_from(p.max(1).ilog2()).unwrap_or(usize::MAX);
                 SMALL
                     .len()
                     .saturating_add(k.min(LARGE_CLASSES.saturating_sub(1)))
             }
+            (None, None) => usize::MAX,
         }
     }
 
     /// Returns whether a free block of this class may serve a request for `want`: the same
     /// small class, or at least the pages wanted and at most an eighth more.
     pub(crate) fn serves(self, want: Class) -> bool {
-        match (self, want) {
-            (Class::Small(a), Class::Small(b)) => a == b,
-            (Class::Pages(have), Class::Pages(need)) => {
-                have >= need && have <= need.saturating_add(need / 8)
-            }
+        match (self.page_count(), want.page_count()) {
+            (Some(have), Some(need)) => have >= need && have <= need.saturating_add(need / 8),
+            (None, None) => self == want,
             _ => false,
         }
     }
@@ -140,13 +151,15 @@ mod tests {
         assert!(Class::for_block(1 << 62, page).is_none());
         assert!(Class::from_tag(BLOCK_MAGIC | 25).is_none());
         assert!(Class::from_tag(LARGE_MAGIC).is_none());
-        assert!(Class::Pages(0).block_size(page).is_none());
+        assert!(Class::from_tag(0).is_none());
         // 513 MiB plus a header: 513 MiB and one page, not 1 GiB.
         let c = Class::for_block((513 << 20) + 32, page).expect("class");
         assert_eq!(c.block_size(page), Some((513 << 20) + page));
-        assert!(Class::Pages(9).serves(Class::Pages(8)));
-        assert!(!Class::Pages(10).serves(Class::Pages(8)));
-        assert!(!Class::Pages(7).serves(Class::Pages(8)));
+        assert!(Class::pages(9).serves(Class::pages(8)));
+        assert!(!Class::pages(10).serves(Class::pages(8)));
+        assert!(!Class::pages(7).serves(Class::pages(8)));
+        assert!(Class::small(3).serves(Class::small(3)));
+        assert!(!Class::small(4).serves(Class::small(3)));
         assert!(c.list_index() < SMALL.len() + LARGE_CLASSES);
     }
 }
