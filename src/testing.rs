@@ -169,13 +169,17 @@ impl Child {
     }
 
     /// Waits for the child and returns how it ended.
+    /// Reaping releases what the child held in this process's segments (as
+    /// [`Process::join`](crate::Process::join) does).
     pub fn wait(&mut self) -> Ended {
         self.reaped = true;
-        match crate::sys::fork::wait_pid(self.pid, false) {
+        let ended = match crate::sys::fork::wait_pid(self.pid, false) {
             Ok(Some(crate::sys::fork::ExitStatus::Exited(c))) => Ok(c),
             Ok(Some(crate::sys::fork::ExitStatus::Signaled(s))) => Err(s),
             other => panic!("waitpid({}) failed: {other:?}", self.pid),
-        }
+        };
+        crate::heap::release_holders_of(u32::try_from(self.pid).unwrap_or(0));
+        ended
     }
 
     /// Returns how the child ended if it has, without blocking.
@@ -183,10 +187,12 @@ impl Child {
         match crate::sys::fork::wait_pid(self.pid, true) {
             Ok(Some(crate::sys::fork::ExitStatus::Exited(c))) => {
                 self.reaped = true;
+                crate::heap::release_holders_of(u32::try_from(self.pid).unwrap_or(0));
                 Some(Ok(c))
             }
             Ok(Some(crate::sys::fork::ExitStatus::Signaled(s))) => {
                 self.reaped = true;
+                crate::heap::release_holders_of(u32::try_from(self.pid).unwrap_or(0));
                 Some(Err(s))
             }
             _ => None,

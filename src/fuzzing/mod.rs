@@ -277,13 +277,15 @@ impl<'a> HeapModel<'a> {
             .heap
             .block_size(size, align)
             .expect("small enough for a class");
-        let carved = self.heap.stats().carved;
+        // Journal chunks (this process's holder records) are carved beside objects, from a
+        // list of their own: only the objects' share of `carved` is the model's.
+        let carved = self.heap.stats().carved - self.heap.stats().journals;
         let off = match self.heap.alloc(size, align) {
             Ok(off) => off,
             Err(Error::OutOfMemory { .. }) => {
                 assert_eq!(
-                    self.free_by_bsize.get(&bsize).copied().unwrap_or(0),
-                    0,
+                    self.reusable(bsize),
+                    None,
                     "OOM with a free block of the class"
                 );
                 return None;
@@ -292,16 +294,20 @@ impl<'a> HeapModel<'a> {
         };
         assert_eq!(off % align, 0, "alignment {align} not kept");
         let stats = self.heap.stats();
-        match self.free_by_bsize.get_mut(&bsize) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
+        let actual = self.heap.block_size_at(off).unwrap();
+        match self.reusable(bsize) {
+            Some(s) => {
                 assert_eq!(
-                    stats.carved, carved,
+                    stats.carved - stats.journals,
+                    carved,
                     "a free block of the class was not reused"
                 );
+                assert_eq!(actual, s, "not the best-fitting free block");
+                *self.free_by_bsize.get_mut(&s).unwrap() -= 1;
             }
-            _ => {}
+            None => assert_eq!(actual, bsize, "a fresh block of another size"),
         }
+        let bsize = actual;
         if let Some((&prev, &(plen, _, _))) = self.live.range(..=off).next_back() {
             assert!(
                 prev + plen.max(1) <= off,
@@ -324,6 +330,23 @@ impl<'a> HeapModel<'a> {
         }
         self.live.insert(off, (size, self.seed, bsize));
         Some(off)
+    }
+
+    /// Returns the size of the free block the heap must reuse for a request of block size
+    /// `bsize`: the same small class, or, for large blocks, the smallest with at least the
+    /// pages wanted and at most an eighth more.
+    fn reusable(&self, bsize: u64) -> Option<u64> {
+        let page = crate::sys::page_size() as u64;
+        let limit = if bsize > 65536 {
+            let pages = bsize / page;
+            (pages + pages / 8) * page
+        } else {
+            bsize
+        };
+        self.free_by_bsize
+            .range(bsize..=limit)
+            .find(|&(_, &n)| n > 0)
+            .map(|(&s, _)| s)
     }
 
     fn nth(&self, victim: u8) -> Option<u64> {

@@ -4,6 +4,12 @@
 //! (an `Arc` of the segment). Serialized, it becomes an [`ObjectToken`]: segment identity,
 //! offset, generation and type fingerprint. Decoding a token in another process (or the same
 //! one) looks the segment up, checks the block and the type, and takes a new reference.
+//!
+//! A reference is recorded in a journal entry of this process's holder (`holder`): the
+//! block's shared count has one count for the entry, and the entry counts the handles that
+//! share it (clones bump the entry's count, without the heap lock). The last handle of an
+//! entry drops the shared count, so a process that dies without dropping leaves entries that
+//! a releaser finds and drops for it.
 
 //!
 //! # Safety
@@ -15,9 +21,9 @@
 #![allow(unsafe_code)]
 #![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
-use super::RawHeap;
+use super::{Owner, RawHeap, holder};
 use crate::error::{Error, Result};
-use crate::loom::{AtomicU64, Ordering};
+use crate::loom::{AtomicU64, Ordering, fence};
 use crate::segment::{Segment, SegmentInner, registry};
 use crate::sys;
 use serde::{Deserialize, Serialize};
@@ -46,13 +52,18 @@ pub struct ObjectToken {
 
 /// A counted reference to a live block.
 ///
-/// The reference belongs to the process that took it (`owner_pid`). A copy inherited through
-/// `fork` is not counted in the block, so it never releases: the parent's reference keeps the
-/// block alive, exactly as before the fork. A clone made in the child is counted anew.
+/// The reference belongs to the process that took it (`owner_pid`), in journal entry `owner`
+/// of its holder (or directly in the block, as a structure's, when it has no holder slot). A
+/// copy inherited through `fork` is not counted in the block, so it never releases: the
+/// parent's reference keeps the block alive, exactly as before the fork. A clone made in the
+/// child is counted anew, in the child's holder.
 pub(crate) struct ObjectRef {
     /// The payload's address in this process's mapping (cached: every access needs it).
     ptr: *mut u8,
     owner_pid: u32,
+    /// Offset of the journal entry that holds the reference; 0 if a structure-owned count
+    /// (see [`Owner`]).
+    entry: u64,
     seg: Arc<SegmentInner>,
     block: u64,
     /// The block's size as checked when the reference was taken; a free stays inside it.
@@ -82,10 +93,18 @@ impl ObjectRef {
     /// Allocates and returns the handle with the offset from which the block is known zero.
     fn alloc_block(seg: &Segment, size: u64, align: u64, fp: u64) -> Result<(ObjectRef, u64)> {
         let heap = RawHeap::new(&seg.inner);
-        let b = heap.alloc(size, align, fp)?;
+        let owner = holder::take_entry(&seg.inner)?;
+        let b = match heap.alloc_owned(size, align, fp, owner) {
+            Ok(b) => b,
+            Err(e) => {
+                give_back(&seg.inner, owner);
+                return Err(e);
+            }
+        };
         let obj = ObjectRef {
             ptr: heap.ptr(b.payload),
             owner_pid: sys::current_pid(),
+            entry: entry_of(owner),
             seg: Arc::clone(&seg.inner),
             block: b.block,
             size: b.size,
@@ -133,11 +152,24 @@ impl ObjectRef {
                 None => return Err(Error::UnknownSegment { id: tok.segment }),
             },
         };
-        let (block, len, size) =
-            RawHeap::new(&seg).attach(tok.offset, tok.generation, fp, expected)?;
+        let owner = holder::take_entry(&seg)?;
+        let (block, len, size) = match RawHeap::new(&seg).attach_owned(
+            tok.offset,
+            tok.generation,
+            fp,
+            expected,
+            owner,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                give_back(&seg, owner);
+                return Err(e);
+            }
+        };
         Ok(ObjectRef {
             ptr: RawHeap::new(&seg).ptr(tok.offset),
             owner_pid: sys::current_pid(),
+            entry: entry_of(owner),
             seg,
             block,
             size,
@@ -152,10 +184,22 @@ impl ObjectRef {
     /// queue slot held), checking the block is live and of type `fp`.
     pub(crate) fn adopt(seg: &Segment, tok: &ObjectToken, fp: u64) -> Result<ObjectRef> {
         let heap = RawHeap::new(&seg.inner);
-        let (block, len, size) = heap.adopt(tok.offset, tok.generation, fp)?;
+        let owner = holder::take_entry(&seg.inner)?;
+        let r = match owner {
+            Owner::Entry(e) => heap.adopt_into(tok.offset, tok.generation, fp, e),
+            Owner::Structure => heap.adopt(tok.offset, tok.generation, fp),
+        };
+        let (block, len, size) = match r {
+            Ok(r) => r,
+            Err(e) => {
+                give_back(&seg.inner, owner);
+                return Err(e);
+            }
+        };
         Ok(ObjectRef {
             ptr: heap.ptr(tok.offset),
             owner_pid: sys::current_pid(),
+            entry: entry_of(owner),
             seg: Arc::clone(&seg.inner),
             block,
             size,
@@ -214,10 +258,40 @@ impl ObjectRef {
 
     /// Gives up this handle without releasing its reference (the count is now owned by
     /// whatever recorded the token, such as a segment's root slot).
+    ///
+    /// If this handle is the only one of its journal entry, the entry's count moves to the
+    /// structure (the entry is cleared, the block's count is unchanged); otherwise (clones
+    /// share the entry, or the handle is an uncounted inherited copy) the structure gets a
+    /// count of its own and this handle is dropped as usual.
     pub(crate) fn into_owned_token(mut self) -> ObjectToken {
         let tok = self.token();
-        // No process has pid 0: the drop below releases the segment but not the count.
-        self.owner_pid = 0;
+        let heap = RawHeap::new(&self.seg);
+        if self.owner_pid == sys::current_pid() {
+            match self.owner() {
+                Owner::Structure => {
+                    // No process has pid 0: the drop below releases the segment but not the
+                    // count, which the structure now owns.
+                    self.owner_pid = 0;
+                    return tok;
+                }
+                Owner::Entry(e) => {
+                    // Acquire: pairs with the Release decrements of dropped clones. A count of
+                    // 1 is this handle alone: no other handle shares the entry, and none can
+                    // be cloned from it while we own it.
+                    let only = heap
+                        .u64_at(e.saturating_add(8))
+                        .is_ok_and(|w| w.load(Ordering::Acquire) & COUNT_MASK == 1);
+                    if only && heap.transfer(self.block, e).is_ok() {
+                        holder::put_entry(&self.seg, e);
+                        self.owner_pid = 0;
+                        return tok;
+                    }
+                }
+            }
+        }
+        // The structure's own count; if it cannot be taken (a pinned count) the block is
+        // never freed, which is what an extra count does too.
+        let _ = heap.retain_owned(self.block, self.generation, Owner::Structure);
         tok
     }
 
@@ -331,16 +405,97 @@ unsafe impl Send for ObjectRef {}
 // SAFETY: as for `Send`: shared references expose only the pointer value and the token.
 unsafe impl Sync for ObjectRef {}
 
+/// Bits of an entry's handle count (the low half of its `gen_count` word).
+const COUNT_MASK: u64 = 0xffff_ffff;
+/// Most handles of one entry (a count this high only comes from a corrupted word).
+const COUNT_MAX: u64 = 0x7fff_ffff;
+
+/// Returns the entry offset a handle stores for `owner` (0 for a structure).
+fn entry_of(owner: Owner) -> u64 {
+    match owner {
+        Owner::Entry(e) => e,
+        Owner::Structure => 0,
+    }
+}
+
+/// Returns an entry whose reference could not be taken to this process's free list.
+fn give_back(seg: &SegmentInner, owner: Owner) {
+    if let Owner::Entry(e) = owner {
+        holder::put_entry(seg, e);
+    }
+}
+
+impl ObjectRef {
+    /// Returns whom this handle's reference belongs to.
+    fn owner(&self) -> Owner {
+        match self.entry {
+            0 => Owner::Structure,
+            e => Owner::Entry(e),
+        }
+    }
+
+    /// Returns the entry's handle count word, if this handle has an entry.
+    #[inline]
+    fn count(&self) -> Option<&AtomicU64> {
+        let off = self.entry.checked_add(8)?;
+        if self.entry == 0 || !off.is_multiple_of(8) || off.checked_add(8)? > self.seg.len() {
+            return None;
+        }
+        let ptr = self
+            .seg
+            .base()
+            .wrapping_add(usize::try_from(off).ok()?)
+            .cast::<AtomicU64>();
+        // SAFETY: `off + 8 <= len` keeps the word inside the mapping that `self.seg` owns and
+        // keeps mapped while `self` lives, and `off % 8 == 0` (with a page-aligned base)
+        // aligns it for `AtomicU64` (`u64`'s size and alignment, std docs); any bit pattern is
+        // valid, and the word is only ever accessed atomically.
+        Some(unsafe { &*ptr })
+    }
+
+    /// Takes a new counted reference to this handle's block for another handle; returns its
+    /// owner, or `None` if it could not be counted.
+    fn count_again(&self) -> Option<Owner> {
+        if self.owner_pid == sys::current_pid()
+            && let Some(w) = self.count()
+        {
+            // Relaxed: as `Arc::clone`, a new handle is made from a live one, which keeps the
+            // entry held; no data is published by the increment.
+            let old = w.fetch_add(1, Ordering::Relaxed);
+            if old & COUNT_MASK < COUNT_MAX && old & COUNT_MASK != 0 {
+                return Some(self.owner());
+            }
+            w.fetch_sub(1, Ordering::Relaxed);
+        }
+        // An inherited or structure-owned handle, or an entry count gone wrong: a reference of
+        // its own, in this process's holder.
+        let heap = RawHeap::new(&self.seg);
+        let owner = holder::take_entry(&self.seg).ok()?;
+        match heap.retain_owned(self.block, self.generation, owner) {
+            Ok(true) => Some(owner),
+            _ => {
+                give_back(&self.seg, owner);
+                None
+            }
+        }
+    }
+}
+
 impl Clone for ObjectRef {
     fn clone(&self) -> Self {
         // The block is live (we hold a reference). A count that could not be taken (a
         // corrupted count word) makes a handle that never releases: the block leaks rather
         // than being freed under the handles that remain.
-        let counted = RawHeap::new(&self.seg).retain(self.block).unwrap_or(false);
+        let owner = self.count_again();
         ObjectRef {
             ptr: self.ptr,
             // No process has pid 0 (see `into_owned_token`): an uncounted clone never releases.
-            owner_pid: if counted { sys::current_pid() } else { 0 },
+            owner_pid: if owner.is_some() {
+                sys::current_pid()
+            } else {
+                0
+            },
+            entry: owner.map_or(0, entry_of),
             seg: Arc::clone(&self.seg),
             block: self.block,
             size: self.size,
@@ -354,8 +509,37 @@ impl Clone for ObjectRef {
 
 impl Drop for ObjectRef {
     fn drop(&mut self) {
-        if self.owner_pid == sys::current_pid() {
-            let _ = RawHeap::new(&self.seg).release(self.block, self.size);
+        if self.owner_pid != sys::current_pid() {
+            return;
+        }
+        match self.owner() {
+            Owner::Structure => {
+                let _ = RawHeap::new(&self.seg).release(self.block, self.size);
+            }
+            Owner::Entry(e) => {
+                let Some(w) = self.count() else {
+                    return;
+                };
+                // Release: this thread's writes to the payload happen before the entry's last
+                // handle drops the shared count (as `Arc`).
+                let old = w.fetch_sub(1, Ordering::Release);
+                match old & COUNT_MASK {
+                    1 => {}
+                    0 => {
+                        // A count gone wrong (corruption): undo, and leak rather than free.
+                        w.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    _ => return,
+                }
+                fence(Ordering::Acquire);
+                if RawHeap::new(&self.seg)
+                    .release_owned(self.block, self.size, self.owner())
+                    .is_ok()
+                {
+                    holder::put_entry(&self.seg, e);
+                }
+            }
         }
     }
 }

@@ -9,18 +9,23 @@
 //! | offset      | size | field                                   | writer               |
 //! |-------------|------|-----------------------------------------|----------------------|
 //! | 0           | 56   | segment header (see `segment::header`)  | creator, once        |
-//! | 64          | 8    | `top`: first never-allocated byte        | CAS by any allocator |
+//! | 64          | 8    | `top`: first never-allocated byte        | under the lock       |
 //! | 72          | 8    | `root`: published blob (`idx:32|gen:32`) | swap by publisher    |
-//! | 80          | 8    | `used`: bytes in live blocks             | add/sub by any       |
-//! | 96          | 488  | free lists, one per class (`tag:32|idx:32`) | CAS by any        |
-//! | 1024        | `len / 256` | block-start bitmap: bit `i` set iff a block starts at `32 * i` | `fetch_or` by the carver, once |
-//! | `data_start`| …    | blocks (`data_start`: past the bitmap, 4 KiB aligned; 4096 up to 768 KiB) |  |
+//! | 80          | 8    | `used`: bytes in live blocks             | under the lock       |
+//! | 88          | 8    | `journals`: bytes in journal chunks      | under the lock       |
+//! | 96          | 488  | free lists, one per class (`tag:32|idx:32`) | under the lock    |
+//! | 584         | 8    | free list of journal chunks              | under the lock       |
+//! | 640         | 16   | heap lock (`sync::raw::LockWord`)        | lockers              |
+//! | 656         | 232  | redo record: commit word, 14 (target, value) slots (`redo`) | lock holder |
+//! | 1024        | `len / 256` | block-start bitmap: bit `i` set iff a block starts at `32 * i` | the carver, once, under the lock |
+//! | `holders`   | 32 × slots | holder table (`holder`; one slot per 16 KiB, 16 to 4096) | under the lock |
+//! | `data_start`| …    | blocks (`data_start`: past the holder table, 4 KiB aligned) |  |
 //!
 //! Each block starts with a 32-byte header, 32-byte aligned:
 //!
 //! | offset | size | field      | meaning                                                  |
 //! |--------|------|------------|----------------------------------------------------------|
-//! | 0      | 4    | `tag`      | `BLOCK_MAGIC | class`                                    |
+//! | 0      | 4    | `tag`      | the block's size: small class or page count (`size_class`) |
 //! | 4      | 4    | `delta`    | payload offset minus block offset; 0 while free          |
 //! | 8      | 8    | `rc_gen`   | `generation:32 | refcount:32`; refcount 0 means free     |
 //! | 16     | 8    | `type`     | fingerprint of the payload's type *and kind*             |
@@ -58,20 +63,44 @@
 //!
 //! # Concurrency and crashes
 //!
-//! Free lists are Treiber stacks whose head word carries a 32-bit tag bumped by every push and
-//! pop, so a stale head never succeeds a compare-exchange (ABA). Fresh blocks are carved from
-//! `top` with a compare-exchange. Every step is one atomic instruction on shared state, so a
-//! process killed at any point leaves the heap consistent; at worst the one block it was
-//! allocating or freeing is lost until the segment goes away.
+//! Every change of the heap's shared state (free lists, `top`, `used`, the bitmap, block
+//! headers and counts, holder slots and journal entries) is made under the heap lock, a robust
+//! lock word at `LOCK` (`sync::raw`: a dead holder is found by the same conservative liveness
+//! test as every shmproc lock), as one transaction of absolute stores in the redo record at
+//! `REDO`. A process killed at any instruction leaves the record either uncommitted (nothing
+//! happened) or committed (the next taker redoes it all); see `redo` for the state table. So
+//! the heap is never left half-changed, and no block is lost by a death inside `alloc` or
+//! `free`: a popped or carved block is recorded in its owner's journal entry in the very
+//! transaction that takes it off the list, and a freed one leaves the entry in the transaction
+//! that pushes it.
 //!
-//! Reference counts live in the block: cloning a handle increments, dropping decrements, and
-//! the last drop frees. The generation is bumped on free, and re-attaching a handle from a
-//! token checks it, so a token for a freed (and possibly reused) block is
+//! Free lists are stacks whose head word carries a 32-bit tag bumped by every push and pop.
+//!
+//! # Reference counts and holders
+//!
+//! A block's count (`rc_gen`) counts its holders' journal entries and the references that
+//! structures own (a queue slot's message, a container's entries and tables, the root slot),
+//! not handles: the clones of a handle in one process share its journal entry, whose own
+//! count they change without the lock; only an entry's first and last handle change the
+//! block's count (see `holder` for the table of slots, journals and entry states). A process
+//! that dies leaves its entries behind, and releasing its holder (when it is reaped, or when
+//! an allocation finds the heap full) drops them. Journal chunks are accounted in `journals`,
+//! not in `used`, so `used` counts objects only.
+//!
+//! The generation is bumped on free, and re-attaching a handle from a token checks it, so a
+//! token for a freed (and possibly reused) block is
 //! [`Error::ObjectGone`](crate::Error::ObjectGone), never an alias (also when the payload had
 //! a forward header: freeing clears its magic, and an offset with neither header before it
 //! names no live object). Every offset, tag and
 //! length read from the segment is validated before use; a failed check is
 //! [`Error::CorruptObject`](crate::Error::CorruptObject).
+//!
+//! # Format
+//!
+//! The layout fingerprint (`HEAP_LAYOUT`, recorded in the segment header) names version 3: a
+//! segment made with an earlier layout (no heap lock, record or holder table) is refused when
+//! it is opened or attached ([`Error::TypeMismatch`](crate::Error::TypeMismatch) naming the
+//! layout), never used.
 //!
 //! # Safety
 //!
@@ -83,10 +112,11 @@
 #![allow(unsafe_code)]
 #![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
-pub(crate) mod free_list;
 pub(crate) mod handle;
+pub(crate) mod holder;
 #[cfg(all(test, shmproc_loom))]
 mod loom_tests;
+pub(crate) mod redo;
 pub(crate) mod root;
 pub(crate) mod size_class;
 #[cfg(feature = "test-support")]
@@ -95,17 +125,20 @@ pub mod testing;
 mod tests;
 
 use crate::error::{Error, Result};
-use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
+use crate::loom::{AtomicU32, AtomicU64, Ordering};
 use crate::segment::SegmentInner;
+use crate::sync::raw::{self, Acquired, LockWord};
 use crate::sys;
+use redo::{Record, Txn};
 use size_class::{Class, LARGE_CLASSES, SMALL};
 
 pub use handle::ObjectToken;
 pub(crate) use handle::{LINK_BYTES, ObjectRef};
+pub(crate) use holder::release_holders_of;
 
 /// Fingerprint of this heap layout, recorded in the segment header.
 pub(crate) const HEAP_LAYOUT: u64 = crate::fingerprint::start(
-    "shmproc::heap v2: 32-byte headers, 61 classes, start bitmap",
+    "shmproc::heap v3: 32-byte headers, 61 classes, start bitmap, heap lock, redo record, holders",
     4096,
     32,
 );
@@ -113,16 +146,25 @@ pub(crate) const HEAP_LAYOUT: u64 = crate::fingerprint::start(
 const TOP: u64 = 64;
 const ROOT: u64 = 72;
 const USED: u64 = 80;
+/// Bytes in holders' journal chunks (kept apart from `USED`, which counts objects).
+const JOURNAL: u64 = 88;
 const LISTS: u64 = 96;
 const N_LISTS: usize = SMALL.len() + LARGE_CLASSES;
-/// Where the block-start bitmap begins (after the free lists).
+/// The free list of journal chunks (right after the class lists).
+const JOURNAL_LIST: u64 = 584; // LISTS + 8 * N_LISTS
+/// The heap lock: a robust lock word (`sync::raw::LockWord`, 16 bytes).
+const LOCK: u64 = 640;
+/// The redo record: the commit word, then `2 * redo::CAPACITY` slot words.
+const REDO: u64 = 656;
+/// Where the block-start bitmap begins (after the free lists, the lock and the record).
 const BITMAP: u64 = 1024;
 /// Bytes of block header before every payload.
 pub(crate) const BLOCK_HEADER: u64 = 32;
-const BLOCK_MAGIC: u32 = 0x5348_4200;
 const FORWARD_MAGIC: u32 = 0x5348_46ff;
 const IDX_UNIT: u64 = 16;
 const RC_MASK: u64 = 0xffff_ffff;
+/// Index bits of a free-list head or `next` word.
+const IDX_MASK: u64 = 0xffff_ffff;
 const RC_MAX: u64 = 0x7fff_ffff;
 
 /// Statistics of a heap.
@@ -134,6 +176,9 @@ pub struct HeapStats {
     pub carved: u64,
     /// Bytes the heap can hand out in all.
     pub capacity: u64,
+    /// Bytes in the journals that record which process holds which references (not in
+    /// `used`).
+    pub journals: u64,
 }
 
 /// A view of the heap inside a segment.
@@ -160,6 +205,68 @@ pub(crate) struct Block {
     pub(crate) zero_from: u64,
 }
 
+/// Whom a reference belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// A structure: a queue slot, a container, the root slot, or a process whose holder
+    /// table was full. Nobody releases it if its process dies.
+    Structure,
+    /// The journal entry at this offset (its first word), in the caller's holder.
+    Entry(u64),
+}
+
+impl Owner {
+    /// Adds to `txn` the stores that record the reference in the entry (a count of 1).
+    fn hold(self, txn: &mut Txn, block: u64, generation: u32) -> Result<()> {
+        if let Owner::Entry(e) = self {
+            txn.set64(e, block)?;
+            txn.set64(add(e, 8)?, u64::from(generation) << 32 | 1)?;
+        }
+        Ok(())
+    }
+
+    /// Adds to `txn` the stores that clear the entry.
+    fn clear(self, txn: &mut Txn) -> Result<()> {
+        if let Owner::Entry(e) = self {
+            txn.set64(e, 0)?;
+            txn.set64(add(e, 8)?, 0)?;
+        }
+        Ok(())
+    }
+}
+
+impl redo::Memory for RawHeap<'_> {
+    fn check(&self, target: u64, wide: bool) -> Result<()> {
+        // The segment header, the lock and the record are never a transaction's target.
+        let ok = target >= TOP
+            && !(LOCK..BITMAP).contains(&target)
+            && if wide {
+                self.u32_at(target).is_ok()
+            } else {
+                self.u64_at(target).is_ok()
+            };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::CorruptHeap {
+                reason: "heap store outside the heap state and blocks",
+            })
+        }
+    }
+
+    fn store(&self, target: u64, value: u64, wide: bool) -> Result<()> {
+        // Release: a reader that sees the value (lock-free checks of a block's generation,
+        // `is_start`) sees the stores before it in the transaction.
+        if wide {
+            let v = u32::try_from(value).unwrap_or(u32::MAX);
+            self.u32_at(target)?.store(v, Ordering::Release);
+        } else {
+            self.u64_at(target)?.store(value, Ordering::Release);
+        }
+        Ok(())
+    }
+}
+
 // A `match`, not `ok_or`: an eagerly built `Error` is dropped on the success path, and that
 // drop (a jump table over the variants) was most of the cost of checking a block.
 fn add(a: u64, b: u64) -> Result<u64> {
@@ -182,13 +289,19 @@ fn sub(a: u64, b: u64) -> Result<u64> {
 
 /// The first byte of the first block of a heap `len` bytes long (see `RawHeap::data_start`).
 fn data_start_for(len: u64) -> u64 {
+    holders_at(len)
+        .saturating_add(holder::slots_for(len).saturating_mul(holder::SLOT_BYTES))
+        .next_multiple_of(4096)
+        .max(4096)
+}
+
+/// Where the holder table begins: past the block-start bitmap (one bit per 32-byte unit of
+/// the segment), 32-byte aligned.
+fn holders_at(len: u64) -> u64 {
     let bytes = len
         .div_ceil(BLOCK_HEADER.saturating_mul(8))
         .next_multiple_of(8);
-    BITMAP
-        .saturating_add(bytes)
-        .next_multiple_of(4096)
-        .max(4096)
+    BITMAP.saturating_add(bytes).next_multiple_of(32)
 }
 
 fn usize_of(v: u64) -> usize {
@@ -215,11 +328,12 @@ impl<'a> RawHeap<'a> {
         self.data_start
     }
 
-    /// Returns the bitmap word and bit that record whether a block starts at `off`.
-    fn start_bit(&self, off: u64) -> Result<(&'a AtomicU64, u64)> {
+    /// Returns the offset of the bitmap word, and the bit, that record whether a block starts
+    /// at `off`.
+    fn start_bit_at(&self, off: u64) -> Result<(u64, u64)> {
         let unit = off / BLOCK_HEADER;
         let word = add(BITMAP, (unit / 64).saturating_mul(8))?;
-        if add(word, 8)? > self.data_start() {
+        if add(word, 8)? > holders_at(self.len()) {
             return Err(Error::CorruptObject {
                 reason: "offset past the block-start bitmap",
             });
@@ -227,21 +341,33 @@ impl<'a> RawHeap<'a> {
         let bit = 1u64
             .checked_shl(u32::try_from(unit % 64).unwrap_or(0))
             .unwrap_or(0);
+        Ok((word, bit))
+    }
+
+    /// Returns the bitmap word and bit that record whether a block starts at `off`.
+    fn start_bit(&self, off: u64) -> Result<(&'a AtomicU64, u64)> {
+        let (word, bit) = self.start_bit_at(off)?;
         Ok((self.u64_at(word)?, bit))
     }
 
-    /// Records that a block starts at `block` (once, when it is carved: blocks never move,
-    /// split or merge, so the bit is never cleared).
-    fn mark_start(&self, block: u64) -> Result<()> {
-        let (word, bit) = self.start_bit(block)?;
-        // Release: pairs with the Acquire in `is_start`; the bit is set before the block's
-        // header is written and long before any token for it exists.
-        if word.fetch_or(bit, Ordering::Release) & bit != 0 {
+    /// Records in `txn` that a block starts at `block` (once, when it is carved: blocks never
+    /// move, split or merge, so the bit is never cleared).
+    fn mark_start_in(&self, txn: &mut Txn, block: u64) -> Result<()> {
+        let (at, bit) = self.start_bit_at(block)?;
+        // Acquire: pairs with the Release stores of the transactions that set other bits of
+        // the word (the heap lock orders them too).
+        let old = txn.pending(at).unwrap_or_else(|| self.state_or_zero(at));
+        if old & bit != 0 {
             return Err(Error::CorruptHeap {
                 reason: "a block was carved twice at one offset",
             });
         }
-        Ok(())
+        txn.set64(at, old | bit)
+    }
+
+    /// Returns the word at `off`, or 0 if `off` is not a word of the segment.
+    fn state_or_zero(&self, off: u64) -> u64 {
+        self.u64_at(off).map_or(0, |w| w.load(Ordering::Acquire))
     }
 
     /// Returns whether any block was carved in `[from, to)` (both multiples of 32).
@@ -320,14 +446,24 @@ impl<'a> RawHeap<'a> {
         }
     }
 
+    #[cfg(test)]
     fn list(&self, class: Class) -> Result<&'a AtomicU64> {
+        self.u64_at(self.list_off(class, 0)?)
+    }
+
+    /// Returns the offset of the free list for blocks of `class` typed `fp`: journal chunks
+    /// have a list of their own, so they never take or give back an object's block.
+    fn list_off(&self, class: Class, fp: u64) -> Result<u64> {
+        if fp == holder::CHUNK_FP {
+            return Ok(JOURNAL_LIST);
+        }
         let idx = u64::try_from(class.list_index()).unwrap_or(u64::MAX);
         if class.list_index() >= N_LISTS {
             return Err(Error::CorruptObject {
                 reason: "bad size class",
             });
         }
-        self.u64_at(add(LISTS, idx.saturating_mul(8))?)
+        add(LISTS, idx.saturating_mul(8))
     }
 
     /// Initializes the heap state of a new (zero-filled) segment.
@@ -355,60 +491,167 @@ impl<'a> RawHeap<'a> {
                 .load(Ordering::Relaxed)
                 .saturating_sub(self.data_start()),
             capacity: self.len().saturating_sub(self.data_start()),
+            journals: self.state(JOURNAL).load(Ordering::Relaxed),
         }
     }
 
-    /// Allocates a block whose payload holds `size` bytes aligned to `align`, typed `fp`.
+    /// Returns the heap lock.
+    fn lock_word(&self) -> &'a LockWord {
+        let ptr = self
+            .seg
+            .base()
+            .wrapping_add(usize_of(LOCK))
+            .cast::<LockWord>();
+        // SAFETY: `LOCK .. LOCK + 16` lies in the heap state (below the bitmap) of every
+        // segment, which is at least `MIN_SEGMENT_LEN` long; `LOCK` is 8-aligned and the base
+        // is page-aligned, so the pointer is aligned for `LockWord` (`repr(C)`, two `AtomicU32`
+        // and an `AtomicU64`: 16 bytes, 8-aligned, every bit pattern valid; std docs). The
+        // words are only ever accessed atomically; the reference borrows the mapping.
+        unsafe { &*ptr }
+    }
+
+    /// Returns the redo record's words.
+    fn record(&self) -> Record<'a> {
+        let slots = self
+            .seg
+            .base()
+            .wrapping_add(usize_of(REDO.saturating_add(8)))
+            .cast::<AtomicU64>();
+        let n = redo::CAPACITY.saturating_mul(2);
+        Record {
+            commit: self.state(REDO),
+            // SAFETY: `REDO + 8 .. REDO + 8 + 16 * CAPACITY` (= 888) lies below the bitmap in
+            // every segment, 8-aligned; `AtomicU64` has `u64`'s size and alignment (std docs),
+            // every bit pattern is valid, and the slots are only accessed atomically.
+            slots: unsafe { core::slice::from_raw_parts(slots, n) },
+        }
+    }
+
+    /// Runs `f` under the heap lock and executes the transaction it builds (see `redo`).
+    ///
+    /// A record left by a holder of the lock that died is resolved first. `f` reads the state
+    /// the lock protects and adds stores to the transaction; if it returns an error, nothing it
+    /// added is stored.
+    fn locked<T>(&self, f: impl FnOnce(&mut Txn) -> Result<T>) -> Result<T> {
+        struct Unlock<'w>(&'w LockWord);
+        impl Drop for Unlock<'_> {
+            fn drop(&mut self) {
+                raw::unlock(self.0);
+            }
+        }
+        let word = self.lock_word();
+        let acquired = raw::lock(word, None);
+        let _unlock = Unlock(word);
+        if acquired == Acquired::TimedOut {
+            unreachable!("a lock without a deadline does not time out");
+        }
+        // Acquire: pairs with the Release stores of the commit word; a set word means the
+        // previous holder died between its commit and its clear (also when the death was not
+        // reported to us: the lock may have been taken over by a waiter that died in turn).
+        if self.record().commit.load(Ordering::Acquire) != 0 {
+            redo::recover(&self.record(), self)?;
+        }
+        let mut txn = Txn::new();
+        let out = f(&mut txn)?;
+        txn.commit(&self.record(), self)?;
+        Ok(out)
+    }
+
+    /// Allocates a block whose payload holds `size` bytes aligned to `align`, typed `fp`; the
+    /// block's one reference belongs to a structure (see [`Owner`]).
     ///
     /// The payload's contents are unspecified (zero for fresh memory, old bytes for reused
     /// blocks); the caller initializes them before publishing a handle.
+    #[cfg(test)]
     pub(crate) fn alloc(&self, size: u64, align: u64, fp: u64) -> Result<Block> {
+        self.alloc_owned(size, align, fp, Owner::Structure)
+    }
+
+    /// Allocates like [`alloc`](RawHeap::alloc); the reference belongs to `owner`.
+    ///
+    /// When the heap is full, the holders of dead processes are released and the allocation
+    /// is tried once more.
+    pub(crate) fn alloc_owned(
+        &self,
+        size: u64,
+        align: u64,
+        fp: u64,
+        owner: Owner,
+    ) -> Result<Block> {
         if !align.is_power_of_two() || align > self.page {
             return Err(Error::InvalidSize {
                 reason: "alignment must be a power of two no larger than a page",
             });
         }
-        let head = align.max(BLOCK_HEADER);
-        let oom = Error::OutOfMemory {
+        let oom = || Error::OutOfMemory {
             requested: size,
             capacity: self.len(),
         };
-        let Some(need) = head.checked_add(size) else {
-            return Err(oom);
-        };
-        let Some(class) = Class::for_block(need, self.page) else {
-            return Err(oom);
+        let need = align.max(BLOCK_HEADER).checked_add(size).ok_or_else(oom)?;
+        let class = Class::for_block(need, self.page).ok_or_else(oom)?;
+        match self.locked(|txn| self.alloc_in(txn, class, size, align, fp, owner)) {
+            Err(Error::OutOfMemory { .. }) if holder::release_dead(self).unwrap_or(false) => {
+                self.locked(|txn| self.alloc_in(txn, class, size, align, fp, owner))
+            }
+            r => r,
+        }
+        .map_err(|e| match e {
+            Error::OutOfMemory { .. } => oom(),
+            e => e,
+        })
+    }
+
+    /// Adds to `txn` the allocation of a block of `class` (the caller holds the lock).
+    fn alloc_in(
+        &self,
+        txn: &mut Txn,
+        class: Class,
+        size: u64,
+        align: u64,
+        fp: u64,
+        owner: Owner,
+    ) -> Result<Block> {
+        let (block, class) = match self.pop_in(txn, class, fp)? {
+            Some(found) => found,
+            None => {
+                let bsize = class.block_size(self.page).ok_or(Error::CorruptObject {
+                    reason: "bad size class",
+                })?;
+                (self.carve_in(txn, class, bsize)?, class)
+            }
         };
         let bsize = class.block_size(self.page).ok_or(Error::CorruptObject {
             reason: "bad size class",
         })?;
-        let block = match self.pop(class)? {
-            Some(b) => b,
-            None => self.carve(class, bsize).map_err(|_| oom)?,
-        };
         let first = add(block, BLOCK_HEADER)?;
         let payload = add(first, sub(first.next_multiple_of(align), first)?)?;
         let delta = u32::try_from(sub(payload, block)?).map_err(|_| Error::CorruptObject {
             reason: "payload delta too large",
         })?;
-        let rc_gen = self.u64_at(add(block, 8)?)?;
-        let generation = match rc_gen.load(Ordering::Relaxed) >> 32 {
+        let generation = match self.u64_at(add(block, 8)?)?.load(Ordering::Acquire) >> 32 {
             0 => 1,
             g => u32::try_from(g).unwrap_or(1),
         };
-        self.u32_at(block)?
-            .store(BLOCK_MAGIC | u32::from(class.0), Ordering::Relaxed);
-        self.u32_at(add(block, 4)?)?.store(delta, Ordering::Relaxed);
-        self.u64_at(add(block, 16)?)?.store(fp, Ordering::Relaxed);
-        self.u64_at(add(block, 24)?)?.store(size, Ordering::Relaxed);
+        txn.set32(block, class.tag())?;
+        txn.set32(add(block, 4)?, delta)?;
+        txn.set64(add(block, 16)?, fp)?;
+        txn.set64(add(block, 24)?, size)?;
         if u64::from(delta) > BLOCK_HEADER {
             let fwd = sub(payload, BLOCK_HEADER)?;
-            self.u32_at(add(fwd, 4)?)?.store(delta, Ordering::Relaxed);
-            self.u32_at(fwd)?.store(FORWARD_MAGIC, Ordering::Relaxed);
+            txn.set32(add(fwd, 4)?, delta)?;
+            txn.set32(fwd, FORWARD_MAGIC)?;
         }
-        // Release: the header fields above are visible to whoever attaches after seeing rc 1.
-        rc_gen.store(u64::from(generation) << 32 | 1, Ordering::Release);
-        self.state(USED).fetch_add(bsize, Ordering::Relaxed);
+        // The transaction's stores are Release: the header fields above are visible to
+        // whoever reads the count (attach takes the lock, which orders them anyway).
+        txn.set64(add(block, 8)?, u64::from(generation) << 32 | 1)?;
+        let counter = if fp == holder::CHUNK_FP {
+            JOURNAL
+        } else {
+            USED
+        };
+        let used = self.state(counter).load(Ordering::Relaxed);
+        txn.set64(counter, used.saturating_add(bsize))?;
+        owner.hold(txn, block, generation)?;
         // Large blocks' pages past the first are fresh or were punched when freed.
         let zero_from = if class.is_large() {
             add(block, self.page)?.max(payload)
@@ -425,84 +668,311 @@ impl<'a> RawHeap<'a> {
         })
     }
 
-    fn carve(&self, class: Class, bsize: u64) -> Result<u64> {
+    /// Adds to `txn` the carving of a fresh block of `bsize` bytes from `top`.
+    fn carve_in(&self, txn: &mut Txn, class: Class, bsize: u64) -> Result<u64> {
         let align = if class.is_large() {
             self.page
         } else {
             BLOCK_HEADER
         };
-        let top = self.state(TOP);
-        let mut cur = top.load(Ordering::Relaxed);
-        loop {
-            if cur < self.data_start() {
-                return Err(Error::CorruptHeap {
-                    reason: "heap top below the data area",
-                });
-            }
-            let start = cur
-                .checked_next_multiple_of(align)
-                .ok_or(Error::OutOfMemory {
-                    requested: bsize,
-                    capacity: self.len(),
-                })?;
-            let end = start
-                .checked_add(bsize)
-                .filter(|&e| e <= self.len())
-                .ok_or(Error::OutOfMemory {
-                    requested: bsize,
-                    capacity: self.len(),
-                })?;
-            // Relaxed: `top` only partitions address space; the block's contents are
-            // published by the Release store of its `rc_gen`.
-            match top.compare_exchange_weak(cur, end, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => {
-                    // `top` is a shared word: a range that holds a block start was carved
-                    // before (the word was moved back), and handing it out would alias live
-                    // objects.
-                    if self.any_start_in(start, end)? {
-                        return Err(Error::CorruptHeap {
-                            reason: "heap top points into carved blocks",
-                        });
-                    }
-                    self.mark_start(start)?;
-                    return Ok(start);
-                }
-                Err(now) => cur = now,
-            }
+        let oom = || Error::OutOfMemory {
+            requested: bsize,
+            capacity: self.len(),
+        };
+        let cur = self.state(TOP).load(Ordering::Relaxed);
+        if cur < self.data_start() {
+            return Err(Error::CorruptHeap {
+                reason: "heap top below the data area",
+            });
         }
+        let start = cur.checked_next_multiple_of(align).ok_or_else(oom)?;
+        let end = start
+            .checked_add(bsize)
+            .filter(|&e| e <= self.len())
+            .ok_or_else(oom)?;
+        // `top` is a shared word: a range that holds a block start was carved before (the
+        // word was moved back), and handing it out would alias live objects.
+        if self.any_start_in(start, end)? {
+            return Err(Error::CorruptHeap {
+                reason: "heap top points into carved blocks",
+            });
+        }
+        self.mark_start_in(txn, start)?;
+        txn.set64(TOP, end)?;
+        Ok(start)
     }
 
-    /// Pops a free block of `class`, checked before it is handed out: inside the carved heap,
-    /// aligned for its class, headed by this class's tag and unreferenced. A block that fails
-    /// is left off the list (lost, never reused) and the pop is [`Error::CorruptHeap`].
-    fn pop(&self, class: Class) -> Result<Option<u64>> {
-        let list = self.list(class)?;
-        let idx = free_list::pop(list, |idx| {
+    /// Adds to `txn` the pop of a free block that serves `class`, checked before it is handed
+    /// out: inside the carved heap, aligned for its class, headed by a tag of its list's class
+    /// and unreferenced. A list that fails a check is [`Error::CorruptHeap`], and nothing is
+    /// popped. Returns the block and its own class (a large block may have a few pages more
+    /// than asked for; see `size_class`).
+    fn pop_in(&self, txn: &mut Txn, class: Class, fp: u64) -> Result<Option<(u64, Class)>> {
+        if let Some(found) = self.pop_from(txn, class, class, fp)? {
+            return Ok(Some(found));
+        }
+        // The blocks that may serve a large request can lie on the next list up (a request
+        // for 29 pages may take a free block of 32).
+        if let Some(p) = class.page_count() {
+            let top = Class::pages(p.saturating_add(p / 8));
+            if top.list_index() != class.list_index() {
+                return self.pop_from(txn, top, class, fp);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Adds to `txn` the pop of the best block that serves `class` from the list of
+    /// `list_class` (see `pop_in`).
+    fn pop_from(
+        &self,
+        txn: &mut Txn,
+        list_class: Class,
+        class: Class,
+        fp: u64,
+    ) -> Result<Option<(u64, Class)>> {
+        let list_off = self.list_off(list_class, fp)?;
+        let list = self.u64_at(list_off)?;
+        // Acquire: the popped block's header was written before its push.
+        let head = list.load(Ordering::Acquire);
+        let scan = if class.is_large() {
+            size_class::LARGE_SCAN
+        } else {
+            1
+        };
+        // (block, its class, the word that links to it) of the best block seen.
+        let mut best: Option<(u64, Class, u64)> = None;
+        let (mut idx, mut link) = (head & IDX_MASK, list_off);
+        for _ in 0..scan {
+            if idx == 0 {
+                break;
+            }
             let block = idx.saturating_mul(IDX_UNIT);
             self.check_block_offset(block)
                 .map_err(|_| Error::CorruptHeap {
                     reason: "free list names a block outside the heap",
                 })?;
-            self.u64_at(add(block, 24)?)
-        })?;
-        let Some(block) = idx.map(|i| i.saturating_mul(IDX_UNIT)) else {
+            let (found, _) = self.extent(block)?;
+            let rc = self.u64_at(add(block, 8)?)?.load(Ordering::Relaxed) & RC_MASK;
+            if found.list_index() != list_class.list_index() || rc != 0 {
+                return Err(Error::CorruptHeap {
+                    reason: "free list holds a block of another class or in use",
+                });
+            }
+            let smaller = |b: &(u64, Class, u64)| match (found.page_count(), b.1.page_count()) {
+                (Some(x), Some(y)) => x < y,
+                _ => false,
+            };
+            if found.serves(class) && best.as_ref().is_none_or(smaller) {
+                best = Some((block, found, link));
+            }
+            link = add(block, 24)?;
+            idx = self.u64_at(link)?.load(Ordering::Relaxed) & IDX_MASK;
+        }
+        let Some((block, found, link)) = best else {
             return Ok(None);
         };
-        let (found, _) = self.extent(block)?;
-        let rc = self.u64_at(add(block, 8)?)?.load(Ordering::Relaxed) & RC_MASK;
-        if found != class || rc != 0 {
-            return Err(Error::CorruptHeap {
-                reason: "free list holds a block of another class or in use",
-            });
+        let next = self.u64_at(add(block, 24)?)?.load(Ordering::Relaxed) & IDX_MASK;
+        if link == list_off {
+            let tag = (head >> 32).wrapping_add(1) & IDX_MASK;
+            txn.set64(list_off, tag << 32 | next)?;
+        } else {
+            // A block further down (large lists only): its predecessor skips it.
+            txn.set64(link, next)?;
         }
-        Ok(Some(block))
+        Ok(Some((block, found)))
     }
 
-    fn push(&self, class: Class, block: u64) -> Result<()> {
-        let list = self.list(class)?;
-        let next = self.u64_at(add(block, 24)?)?;
-        free_list::push(list, block / IDX_UNIT, next);
-        Ok(())
+    /// Takes a new reference, for `owner`, to the live block at `payload` with generation
+    /// `generation` and type `fp`; returns (block, payload length, block size).
+    pub(crate) fn attach_owned(
+        &self,
+        payload: u64,
+        generation: u32,
+        fp: u64,
+        expected: &'static str,
+        owner: Owner,
+    ) -> Result<(u64, u64, u64)> {
+        self.locked(|txn| {
+            let (block, bsize) = self.locate(payload)?;
+            let rc_gen = self.u64_at(add(block, 8)?)?.load(Ordering::Acquire);
+            let (g, rc) = (rc_gen >> 32, rc_gen & RC_MASK);
+            if g != u64::from(generation) || rc == 0 {
+                return Err(Error::ObjectGone);
+            }
+            if rc >= RC_MAX {
+                return Err(Error::CorruptObject {
+                    reason: "reference count overflow",
+                });
+            }
+            let found = self.u64_at(add(block, 16)?)?.load(Ordering::Relaxed);
+            let len = self.u64_at(add(block, 24)?)?.load(Ordering::Relaxed);
+            if found != fp {
+                return Err(Error::TypeMismatch { expected, found });
+            }
+            if add(payload, len)? > add(block, bsize)? {
+                return Err(Error::CorruptObject {
+                    reason: "payload length past its block",
+                });
+            }
+            txn.set64(add(block, 8)?, add(rc_gen, 1)?)?;
+            owner.hold(txn, block, generation)?;
+            Ok((block, len, bsize))
+        })
+    }
+
+    /// Moves a reference that a structure held (given up by `into_owned_token`) to journal
+    /// entry `entry`, checking the block is live and of type `fp`; returns (block, payload
+    /// length, block size).
+    pub(crate) fn adopt_into(
+        &self,
+        payload: u64,
+        generation: u32,
+        fp: u64,
+        entry: u64,
+    ) -> Result<(u64, u64, u64)> {
+        self.locked(|txn| {
+            let r = self.adopt(payload, generation, fp)?;
+            Owner::Entry(entry).hold(txn, r.0, generation)?;
+            Ok(r)
+        })
+    }
+
+    /// Adds a reference, for `owner`, to the live block `block` of generation `generation`.
+    /// Returns whether it was counted: a count at its maximum (only a corrupted word gets
+    /// there) is left pinned, and the new handle must not release.
+    pub(crate) fn retain_owned(&self, block: u64, generation: u32, owner: Owner) -> Result<bool> {
+        self.locked(|txn| {
+            let rc_gen = self.u64_at(add(block, 8)?)?.load(Ordering::Acquire);
+            if rc_gen >> 32 != u64::from(generation) || rc_gen & RC_MASK == 0 {
+                return Err(Error::ObjectGone);
+            }
+            if rc_gen & RC_MASK >= RC_MAX {
+                return Ok(false);
+            }
+            txn.set64(add(block, 8)?, add(rc_gen, 1)?)?;
+            owner.hold(txn, block, generation)?;
+            Ok(true)
+        })
+    }
+
+    /// Hands the reference held by journal entry `entry` (for `block`) to a structure: the
+    /// entry is cleared, the block's count is unchanged.
+    pub(crate) fn transfer(&self, block: u64, entry: u64) -> Result<()> {
+        self.locked(|txn| {
+            if self.u64_at(entry)?.load(Ordering::Relaxed) != block {
+                return Err(Error::CorruptHeap {
+                    reason: "journal entry names another block",
+                });
+            }
+            Owner::Entry(entry).clear(txn)
+        })
+    }
+
+    /// Drops a reference that a structure held; frees the block when it was the last.
+    /// Returns whether it freed.
+    ///
+    /// `size` is the block's size as checked when the reference was taken (by `alloc`,
+    /// `attach` or `adopt`): the free touches nothing outside `[block, block + size)`.
+    pub(crate) fn release(&self, block: u64, size: u64) -> Result<bool> {
+        self.release_owned(block, size, Owner::Structure)
+    }
+
+    /// Drops the reference `owner` held; frees the block when it was the last. Returns
+    /// whether it freed.
+    pub(crate) fn release_owned(&self, block: u64, size: u64, owner: Owner) -> Result<bool> {
+        self.locked(|txn| self.release_in(txn, block, size, owner))?
+    }
+
+    /// Adds to `txn` the release of `owner`'s reference to `block`. The outer result is an
+    /// error that stores nothing; the inner one an error that the transaction records (a
+    /// corrupt block is taken out of use: its count is zeroed, it goes on no list).
+    fn release_in(
+        &self,
+        txn: &mut Txn,
+        block: u64,
+        size: u64,
+        owner: Owner,
+    ) -> Result<Result<bool>> {
+        let rc_gen = self.u64_at(add(block, 8)?)?.load(Ordering::Acquire);
+        match rc_gen & RC_MASK {
+            0 => {
+                return Err(Error::CorruptObject {
+                    reason: "reference count already zero",
+                });
+            }
+            1 => {}
+            _ => {
+                txn.set64(add(block, 8)?, sub(rc_gen, 1)?)?;
+                owner.clear(txn)?;
+                return Ok(Ok(false));
+            }
+        }
+        owner.clear(txn)?;
+        let next_gen = ((rc_gen >> 32).wrapping_add(1) & RC_MASK).max(1);
+        txn.set64(add(block, 8)?, next_gen << 32)?;
+        Ok(match self.free_in(txn, block, size) {
+            Ok(()) => Ok(true),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Adds to `txn` the return of a block whose last reference was dropped to its free list.
+    ///
+    /// Everything read from the header is checked against the block's extent before it is
+    /// used: the class must be valid, agree with `size` (the extent checked when the reference
+    /// was taken) and keep the block inside the carved heap, and the payload delta must fall
+    /// inside the block. A block that fails is left off every list (lost, never reused) and
+    /// the free is [`Error::CorruptHeap`]; nothing outside the block is written.
+    fn free_in(&self, txn: &mut Txn, block: u64, size: u64) -> Result<()> {
+        let (class, bsize) = self.extent(block)?;
+        if bsize != size {
+            return Err(Error::CorruptHeap {
+                reason: "block header's size class changed while the block was live",
+            });
+        }
+        let end = add(block, bsize)?;
+        let delta = u64::from(self.u32_at(add(block, 4)?)?.load(Ordering::Relaxed));
+        let fwd = if delta > BLOCK_HEADER {
+            // The forward header sits in the 32 bytes before the payload, inside the block.
+            let fwd = sub(add(block, delta)?, BLOCK_HEADER)?;
+            if !delta.is_multiple_of(BLOCK_HEADER) || add(fwd, BLOCK_HEADER)? > end {
+                return Err(Error::CorruptHeap {
+                    reason: "payload delta outside its block",
+                });
+            }
+            Some(fwd)
+        } else {
+            None
+        };
+        if class.is_large() && bsize > self.page {
+            // Give every page but the header's back to the system. `extent` checked that
+            // `[block, end)` is page-aligned and inside the carved heap. Done before the
+            // transaction: nobody else holds a reference, so a death right after changes
+            // nothing anybody reads (module `redo`).
+            let start = add(block, self.page)?;
+            let len = sub(end, start)?;
+            // Allocation relies on these pages reading as zero (`Block::zero_from`); the
+            // segment punches a hole, or zeroes the range where it cannot.
+            self.seg.discard(start, len)?;
+        }
+        let fp = self.u64_at(add(block, 16)?)?.load(Ordering::Relaxed);
+        let list_off = self.list_off(class, fp)?;
+        let head = self.u64_at(list_off)?.load(Ordering::Acquire);
+        let tag = (head >> 32).wrapping_add(1) & IDX_MASK;
+        let counter = if fp == holder::CHUNK_FP {
+            JOURNAL
+        } else {
+            USED
+        };
+        let used = self.state(counter).load(Ordering::Relaxed);
+        txn.set32(add(block, 4)?, 0)?;
+        if let Some(fwd) = fwd {
+            txn.set32(fwd, 0)?;
+        }
+        txn.set64(add(block, 24)?, head & IDX_MASK)?;
+        txn.set64(list_off, tag << 32 | (block / IDX_UNIT))?;
+        txn.set64(counter, used.saturating_sub(bsize))
     }
 
     /// Reads and checks the extent of the block at `block`: its header carries the block
@@ -514,10 +984,7 @@ impl<'a> RawHeap<'a> {
         self.check_block_offset(block)
             .map_err(|_| corrupt("block offset out of range"))?;
         let tag = self.u32_at(block)?.load(Ordering::Relaxed);
-        if tag & 0xffff_ff00 != BLOCK_MAGIC {
-            return Err(corrupt("block header lost its magic"));
-        }
-        let class = Class(u8::try_from(tag & 0xff).unwrap_or(u8::MAX));
+        let class = Class::from_tag(tag).ok_or(corrupt("block header lost its magic"))?;
         let bsize = class
             .block_size(self.page)
             .ok_or(corrupt("bad size class in a block header"))?;
@@ -576,12 +1043,11 @@ impl<'a> RawHeap<'a> {
         }
         self.check_block_offset(block)?;
         let tag = self.u32_at(block)?.load(Ordering::Acquire);
-        if tag & 0xffff_ff00 != BLOCK_MAGIC {
+        let Some(class) = Class::from_tag(tag) else {
             return Err(Error::CorruptObject {
                 reason: "no block header before payload",
             });
-        }
-        let class = Class(u8::try_from(tag & 0xff).unwrap_or(u8::MAX));
+        };
         let Some(bsize) = class.block_size(self.page) else {
             return Err(Error::CorruptObject {
                 reason: "bad size class",
@@ -597,56 +1063,6 @@ impl<'a> RawHeap<'a> {
             return Err(Error::ObjectGone);
         }
         Ok((block, bsize))
-    }
-
-    /// Takes a new reference to the live block at `payload` with generation `generation` and
-    /// type `fp`; returns (block, payload length, block size).
-    pub(crate) fn attach(
-        &self,
-        payload: u64,
-        generation: u32,
-        fp: u64,
-        expected: &'static str,
-    ) -> Result<(u64, u64, u64)> {
-        let (block, bsize) = self.locate(payload)?;
-        let found = self.u64_at(add(block, 16)?)?.load(Ordering::Relaxed);
-        let len = self.u64_at(add(block, 24)?)?.load(Ordering::Relaxed);
-        let rc_gen = self.u64_at(add(block, 8)?)?;
-        let mut cur = rc_gen.load(Ordering::Relaxed);
-        loop {
-            let (g, rc) = (cur >> 32, cur & RC_MASK);
-            if g != u64::from(generation) || rc == 0 {
-                return Err(Error::ObjectGone);
-            }
-            if rc >= RC_MAX {
-                return Err(Error::CorruptObject {
-                    reason: "reference count overflow",
-                });
-            }
-            // Acquire on success pairs with the allocator's Release store of `rc_gen`: the
-            // header fields and the initialized payload are visible from here on.
-            match rc_gen.compare_exchange_weak(
-                cur,
-                add(cur, 1)?,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(now) => cur = now,
-            }
-        }
-        let ok = found == fp && add(payload, len)? <= add(block, bsize)?;
-        if !ok {
-            self.release(block, bsize)?;
-            return Err(if found != fp {
-                Error::TypeMismatch { expected, found }
-            } else {
-                Error::CorruptObject {
-                    reason: "payload length past its block",
-                }
-            });
-        }
-        Ok((block, len, bsize))
     }
 
     /// Checks that `payload` is the live block of generation `generation` and type `fp`,
@@ -666,90 +1082,6 @@ impl<'a> RawHeap<'a> {
             });
         }
         Ok((block, len, bsize))
-    }
-
-    /// Adds a reference to a block the caller already holds a reference to. Returns whether
-    /// the reference was counted: a count already at its maximum (only a corrupted word gets
-    /// there: it would take 2^31 live handles) is left pinned, and the new handle must not
-    /// release (the block is then leaked, never freed under a live handle).
-    pub(crate) fn retain(&self, block: u64) -> Result<bool> {
-        let rc_gen = self.u64_at(add(block, 8)?)?;
-        // Relaxed: as `Arc::clone`, a new reference is made from an existing one, which keeps
-        // the block alive; no data is published by the increment.
-        let old = rc_gen.fetch_add(1, Ordering::Relaxed);
-        if old & RC_MASK >= RC_MAX {
-            // Undo; a count this high stays high, so the block is never freed.
-            rc_gen.fetch_sub(1, Ordering::Relaxed);
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    /// Drops a reference; frees the block when it was the last. Returns whether it freed.
-    ///
-    /// `size` is the block's size as checked when the reference was taken (by `alloc`,
-    /// `attach` or `adopt`): the free touches nothing outside `[block, block + size)`.
-    pub(crate) fn release(&self, block: u64, size: u64) -> Result<bool> {
-        let rc_gen = self.u64_at(add(block, 8)?)?;
-        // Release: this process's writes to the payload happen before the free (as `Arc`).
-        let old = rc_gen.fetch_sub(1, Ordering::Release);
-        match old & RC_MASK {
-            1 => {}
-            0 => {
-                // Undo: the count was already zero (double release or corruption).
-                rc_gen.fetch_add(1, Ordering::Relaxed);
-                return Err(Error::CorruptObject {
-                    reason: "reference count already zero",
-                });
-            }
-            _ => return Ok(false),
-        }
-        // Acquire: every other process's last writes happen before the block is reused.
-        fence(Ordering::Acquire);
-        let next_gen = ((old >> 32).wrapping_add(1) & RC_MASK).max(1);
-        rc_gen.store(next_gen << 32, Ordering::Relaxed);
-        self.free_block(block, size)?;
-        Ok(true)
-    }
-
-    /// Gives a block whose last reference was dropped back to its free list.
-    ///
-    /// Everything read from the header is checked against the block's extent before it is
-    /// used: the class must be valid, agree with `size` (the extent checked when the reference
-    /// was taken) and keep the block inside the carved heap, and the payload delta must fall
-    /// inside the block. A block that fails is left off every list (lost, never reused) and
-    /// the free is [`Error::CorruptHeap`]; nothing outside the block is written.
-    fn free_block(&self, block: u64, size: u64) -> Result<()> {
-        let (class, bsize) = self.extent(block)?;
-        if bsize != size {
-            return Err(Error::CorruptHeap {
-                reason: "block header's size class changed while the block was live",
-            });
-        }
-        let end = add(block, bsize)?;
-        let delta_w = self.u32_at(add(block, 4)?)?;
-        let delta = u64::from(delta_w.swap(0, Ordering::Relaxed));
-        if delta > BLOCK_HEADER {
-            // The forward header sits in the 32 bytes before the payload, inside the block.
-            let fwd = sub(add(block, delta)?, BLOCK_HEADER)?;
-            if !delta.is_multiple_of(BLOCK_HEADER) || add(fwd, BLOCK_HEADER)? > end {
-                return Err(Error::CorruptHeap {
-                    reason: "payload delta outside its block",
-                });
-            }
-            self.u32_at(fwd)?.store(0, Ordering::Relaxed);
-        }
-        if class.is_large() && bsize > self.page {
-            // Give every page but the header's back to the system. `extent` checked that
-            // `[block, end)` is page-aligned and inside the carved heap.
-            let start = add(block, self.page)?;
-            let len = sub(end, start)?;
-            // Allocation relies on these pages reading as zero (`Block::zero_from`); the
-            // segment punches a hole, or zeroes the range where it cannot.
-            self.seg.discard(start, len)?;
-        }
-        self.state(USED).fetch_sub(bsize, Ordering::Relaxed);
-        self.push(class, block)
     }
 
     /// Returns a pointer to `payload` (already validated by `alloc` or `attach`).
@@ -801,9 +1133,10 @@ mod corruption_tests {
     }
 
     fn set_class(heap: &RawHeap<'_>, block: u64, class: u8) {
-        heap.u32_at(block)
-            .unwrap()
-            .store(BLOCK_MAGIC | u32::from(class), Ordering::Relaxed);
+        heap.u32_at(block).unwrap().store(
+            size_class::BLOCK_MAGIC | u32::from(class),
+            Ordering::Relaxed,
+        );
     }
 
     /// Regression: a size class scribbled into a live block's header makes its
@@ -812,7 +1145,7 @@ mod corruption_tests {
     fn free_with_a_corrupt_size_class_stays_inside_its_block() {
         let seg = test_segment(8 << 20);
         let heap = RawHeap::new(&seg.inner);
-        for (size, bigger) in [(100u64, 20u8), (70_000, size_class::LARGE_BASE + 6)] {
+        for (size, bigger) in [(100u64, 20u8), (70_000, 19)] {
             let a = heap.alloc(size, 8, 1).unwrap();
             let b = heap.alloc(300_000, 8, 1).unwrap();
             fill(&heap, &b, 0xab);

@@ -13,17 +13,24 @@
 #![allow(missing_docs, clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use super::size_class::Class;
-use super::{BLOCK_HEADER, BLOCK_MAGIC, IDX_UNIT, LISTS, N_LISTS, RC_MASK, RawHeap};
+use super::{BLOCK_HEADER, IDX_UNIT, LISTS, N_LISTS, Owner, RC_MASK, RawHeap, holder};
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU8, Ordering};
 use crate::segment::Segment;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 pub use super::HeapStats;
 
 /// A heap in its own anonymous segment (or a view of an existing one), addressed by offsets.
+///
+/// Allocations are recorded in this process's holder, as handles' are: a process killed
+/// while holding them (or inside `alloc`/`free`) has them released when it is reaped.
 #[derive(Debug, Clone)]
 pub struct TestHeap {
     seg: Segment,
+    /// Payload offset -> (allocating pid, journal entry) of this process's allocations.
+    owned: Arc<Mutex<HashMap<u64, (u32, u64)>>>,
 }
 
 /// What a consistency walk of the heap found.
@@ -41,6 +48,8 @@ pub struct HeapReport {
     /// 32-byte units of carved space with no block header (a carve interrupted by a kill, or
     /// padding before a page-aligned block).
     pub gap_units: u64,
+    /// Live blocks that hold holders' journals (not counted in `live_blocks`).
+    pub journal_blocks: u64,
 }
 
 fn corrupt(reason: &'static str) -> Error {
@@ -53,14 +62,15 @@ impl TestHeap {
     /// # Errors
     /// As for [`Segment::create`].
     pub fn new(len: u64) -> Result<TestHeap> {
-        Ok(TestHeap {
-            seg: Segment::create(len)?,
-        })
+        Ok(TestHeap::on(&Segment::create(len)?))
     }
 
     /// Returns a view of the heap in `seg`.
     pub fn on(seg: &Segment) -> TestHeap {
-        TestHeap { seg: seg.clone() }
+        TestHeap {
+            seg: seg.clone(),
+            owned: Arc::default(),
+        }
     }
 
     /// Returns the segment.
@@ -77,7 +87,31 @@ impl TestHeap {
     /// # Errors
     /// [`Error::OutOfMemory`], [`Error::InvalidSize`] for a bad alignment.
     pub fn alloc(&self, size: u64, align: u64) -> Result<u64> {
-        Ok(self.raw().alloc(size, align, 0x7e57)?.payload)
+        let owner = holder::take_entry(&self.seg.inner)?;
+        let b = match self.raw().alloc_owned(size, align, 0x7e57, owner) {
+            Ok(b) => b,
+            Err(e) => {
+                if let Owner::Entry(e) = owner {
+                    holder::put_entry(&self.seg.inner, e);
+                }
+                return Err(e);
+            }
+        };
+        if let Owner::Entry(e) = owner {
+            self.owned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(b.payload, (crate::sys::current_pid(), e));
+        }
+        Ok(b.payload)
+    }
+
+    /// Releases the holders of dead processes in this heap; returns whether any was found.
+    ///
+    /// # Errors
+    /// [`Error::CorruptHeap`] if a holder's journal is damaged.
+    pub fn release_dead(&self) -> Result<bool> {
+        holder::release_dead(&self.raw())
     }
 
     /// Frees the block whose payload is at `offset` (drops its one reference).
@@ -89,8 +123,36 @@ impl TestHeap {
         if self.raw().u64_at(block + 8)?.load(Ordering::Acquire) & RC_MASK == 0 {
             return Err(Error::ObjectGone);
         }
-        self.raw().release(block, size)?;
+        let me = crate::sys::current_pid();
+        let mine = {
+            let mut owned = self.owned.lock().unwrap_or_else(PoisonError::into_inner);
+            match owned.get(&offset) {
+                Some(&(pid, e)) if pid == me => {
+                    owned.remove(&offset);
+                    Some(e)
+                }
+                _ => None,
+            }
+        };
+        match mine {
+            Some(e) => {
+                self.raw().release_owned(block, size, Owner::Entry(e))?;
+                holder::put_entry(&self.seg.inner, e);
+            }
+            None => {
+                self.raw().release(block, size)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Returns the size of the block that holds the live payload at `offset` (its true size:
+    /// a reused large block may have a few pages more than its request needed).
+    ///
+    /// # Errors
+    /// As for [`TestHeap::free`].
+    pub fn block_size_at(&self, offset: u64) -> Result<u64> {
+        Ok(self.raw().locate(offset)?.1)
     }
 
     /// Returns the offset of the block header of the live payload at `offset`.
@@ -198,7 +260,9 @@ impl TestHeap {
         }
         let max_steps = (top - raw.data_start()) / BLOCK_HEADER + 1;
         let mut on_list = std::collections::BTreeSet::new();
-        for i in 0..N_LISTS as u64 {
+        // The class lists, then the journal chunks' list (a 1 KiB class).
+        let chunk_list = Class::for_block(1024, page).map_or(0, Class::list_index) as u64;
+        for i in 0..=N_LISTS as u64 {
             let head = raw.u64_at(LISTS + i * 8)?.load(Ordering::Acquire);
             let mut idx = head & RC_MASK;
             let mut steps = 0;
@@ -213,9 +277,8 @@ impl TestHeap {
                     return Err(corrupt("free block above top"));
                 }
                 let tag = raw.u32_at(block)?.load(Ordering::Relaxed);
-                if tag & 0xffff_ff00 != BLOCK_MAGIC
-                    || Class((tag & 0xff) as u8).list_index() != i as usize
-                {
+                let want = if i == N_LISTS as u64 { chunk_list } else { i };
+                if Class::from_tag(tag).is_none_or(|c| c.list_index() as u64 != want) {
                     return Err(corrupt("free block on the wrong list"));
                 }
                 if raw.u64_at(block + 8)?.load(Ordering::Relaxed) & RC_MASK != 0 {
@@ -234,12 +297,11 @@ impl TestHeap {
         let mut off = raw.data_start();
         while off < top {
             let tag = raw.u32_at(off)?.load(Ordering::Relaxed);
-            if tag & 0xffff_ff00 != BLOCK_MAGIC {
+            let Some(class) = Class::from_tag(tag).filter(|_| raw.is_start(off)) else {
                 r.gap_units += 1;
                 off += BLOCK_HEADER;
                 continue;
-            }
-            let class = Class((tag & 0xff) as u8);
+            };
             let bsize = class
                 .block_size(page)
                 .ok_or(corrupt("bad class in a block header"))?;
@@ -250,7 +312,10 @@ impl TestHeap {
                 return Err(corrupt("block runs past top"));
             }
             let rc = raw.u64_at(off + 8)?.load(Ordering::Relaxed) & RC_MASK;
-            if rc != 0 {
+            let journal = raw.u64_at(off + 16)?.load(Ordering::Relaxed) == holder::CHUNK_FP;
+            if rc != 0 && journal {
+                r.journal_blocks += 1;
+            } else if rc != 0 {
                 r.live_blocks += 1;
                 r.live_bytes += bsize;
                 raw.locate(off + u64::from(raw.u32_at(off + 4)?.load(Ordering::Relaxed)))?;

@@ -256,3 +256,62 @@ fn random_sequences_match_the_model() {
         });
     }
 }
+
+/// Regression (issue 17): a 513 MiB array fits in a fresh 1 GiB heap (large blocks take whole
+/// pages, not a power of two of them), and its block is reused exactly after it is freed.
+#[test]
+fn a_513_mib_array_fits_in_a_fresh_1_gib_heap() {
+    if cfg!(miri) {
+        return;
+    }
+    let seg = Segment::create(1 << 30).unwrap();
+    let a = crate::Array::<u8>::new_in(&seg, 513 << 20).unwrap();
+    let page = crate::sys::page_size() as u64;
+    // 513 MiB and the header's page, and the array's lock (a small block).
+    let used = seg.stats().used;
+    assert!(
+        (513 << 20) + page < used && used <= (513 << 20) + page + 64,
+        "{used}"
+    );
+    a.set((513 << 20) - 1, 9).unwrap();
+    drop(a);
+    assert_eq!(seg.stats().used, 0);
+    let carved = seg.stats().carved;
+    // The same size again takes the freed block (zeroed), not new space.
+    let b = crate::Array::<u8>::new_in(&seg, 513 << 20).unwrap();
+    assert_eq!(seg.stats().carved, carved);
+    assert_eq!(b.get((513 << 20) - 1).unwrap(), 0);
+    // A much smaller large request does not take the big block: it carves its own.
+    drop(b);
+    let c = crate::Array::<u8>::new_in(&seg, 300 << 20).unwrap();
+    assert!(seg.stats().carved > carved);
+    drop(c);
+}
+
+/// A segment made with the previous heap layout (no heap lock, redo record or holder table)
+/// is refused when attached, never used.
+#[test]
+fn a_segment_of_the_previous_heap_layout_is_refused() {
+    if cfg!(miri) {
+        return;
+    }
+    fn nothing(_: &crate::segment::SegmentInner) {}
+    fn fine(_: &crate::segment::SegmentInner) -> Result<()> {
+        Ok(())
+    }
+    let v2 = crate::segment::Format {
+        layout: crate::fingerprint::start(
+            "shmproc::heap v2: 32-byte headers, 61 classes, start bitmap",
+            4096,
+            32,
+        ),
+        init: nothing,
+        check: fine,
+    };
+    let old = Segment::create_with(1 << 20, &v2).unwrap();
+    let fd = crate::sys::dup(old.as_fd()).unwrap();
+    match Segment::from_fd(fd) {
+        Err(Error::TypeMismatch { found, .. }) => assert_eq!(found, v2.layout),
+        other => panic!("expected TypeMismatch, got {other:?}"),
+    }
+}

@@ -236,6 +236,8 @@ impl ChildState {
         };
         *exit = Some(code);
         drop(exit);
+        // The child is gone: what it held in our segments is released now.
+        crate::heap::release_holders_of(u32::try_from(self.pid).unwrap_or(0));
         crate::trace::event!(debug, pid = self.pid, exitcode = code, "process ended");
         drop(
             self.args

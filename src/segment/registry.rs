@@ -27,6 +27,14 @@ pub(crate) fn lookup(id: u64) -> Option<Arc<SegmentInner>> {
     map.as_ref()?.get(&id)?.upgrade()
 }
 
+/// Returns every segment attached in this process.
+pub(crate) fn all() -> Vec<Arc<SegmentInner>> {
+    let map = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+    map.as_ref()
+        .map(|m| m.values().filter_map(Weak::upgrade).collect())
+        .unwrap_or_default()
+}
+
 pub(crate) fn unregister(id: u64) {
     let mut map = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(map) = map.as_mut()

@@ -340,7 +340,7 @@ fn take_over_if_dead(word: &LockWord, observed: u32) -> Option<Acquired> {
 
 /// Returns whether the thread `owner` that the word names is definitely dead, given the
 /// owner record read after the word.
-fn owner_is_dead(owner: u32, record: u64) -> bool {
+pub(crate) fn owner_is_dead(owner: u32, record: u64) -> bool {
     match sys::probe_thread(owner) {
         Liveness::Gone => true,
         // A live thread has the id: it is the owner unless the record proves otherwise.

@@ -10,7 +10,7 @@
 use shmproc::fuzzing::concurrent::{self, Op, Schedule};
 use shmproc::heap_testing::TestHeap;
 use shmproc::testing::{ForkPermit, assert_no_leaks, fork, set_liveness_probe_fault, watchdog};
-use shmproc::{Dict, List, Lock, RLock, RawArray, RawValue, Segment, Value};
+use shmproc::{Array, Dict, List, Lock, Queue, RLock, RawArray, RawValue, Segment, Value};
 use shmproc_tests::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -222,17 +222,9 @@ fn kill_heap_user_at_random_points() {
             let mut rng = kill_rng();
             let flags = Segment::create(1 << 16).unwrap();
             let started = RawValue::new_in(&flags, 0u32).unwrap();
-            let mut heap = TestHeap::new(4 << 20).unwrap();
-            let biggest = heap.block_size(5000, 256).unwrap();
-            let (mut lost, mut total_lost, mut since) = (0, 0, 0);
+            let heap = TestHeap::new(4 << 20).unwrap();
+            let start = heap.stats().used;
             for i in 0..n {
-                if since == 100 {
-                    // Blocks the dead children held stay allocated forever: a fresh heap now
-                    // and then keeps allocation from merely failing (the old one closes here).
-                    heap = TestHeap::new(4 << 20).unwrap();
-                    (lost, since) = (0, 0);
-                }
-                since += 1;
                 started.set(0);
                 let seed = rng.next();
                 // SAFETY: no other thread of this process holds a lock that the child takes.
@@ -263,6 +255,7 @@ fn kill_heap_user_at_random_points() {
                 });
                 wait_until("the child to start", || started.get() == 1);
                 spin_for(rng.below(400));
+                // Reaping releases what the child held, wherever inside alloc/free it died.
                 assert_eq!(
                     child.kill(),
                     Err(9),
@@ -272,15 +265,9 @@ fn kill_heap_user_at_random_points() {
                     .walk()
                     .unwrap_or_else(|e| panic!("iteration {i}: heap corrupt: {e}"));
                 let used = heap.stats().used;
-                let drift = used.abs_diff(r.live_bytes);
-                assert!(r.lost_blocks <= lost + 1, "iteration {i}: {r:?}");
-                total_lost += r.lost_blocks - lost;
-                lost = r.lost_blocks;
-                // Each kill may leave the byte count off by one block; they accumulate.
-                assert!(
-                    drift <= biggest * (i + 1),
-                    "iteration {i}: used {used}, {r:?}"
-                );
+                assert_eq!(r.lost_blocks, 0, "iteration {i}: {r:?}");
+                assert_eq!(used, r.live_bytes, "iteration {i}: {r:?}");
+                assert_eq!(used, start, "iteration {i}: the dead child's blocks leaked");
                 // Allocation still works in every class the child used.
                 for size in [8, 100, 700, 5000] {
                     if let Ok(off) = heap.alloc(size, 8) {
@@ -288,7 +275,125 @@ fn kill_heap_user_at_random_points() {
                     }
                 }
             }
-            eprintln!("{n} kills; {total_lost} blocks lost in flight");
+            eprintln!("{n} kills; used bytes {start} before and after");
+        })
+    });
+}
+
+fn holder_kills(default: u64) -> u64 {
+    std::env::var("SHMPROC_HOLDER_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Children SIGKILLed at random points while holding references to arrays, queues and pipes
+/// (clones of the parent's and their own) and while allocating and freeing: once each is
+/// reaped, the heap's used bytes are back where they started, and once the parent drops its
+/// own handles, back to the empty heap's. `SHMPROC_HOLDER_KILLS` sets the rounds (30; the
+/// deep check runs 1,000).
+#[test]
+fn killed_holders_of_arrays_queues_and_pipes_leave_used_bytes_unchanged() {
+    let n = holder_kills(30);
+    watchdog(limit(n), "killed_holders", || {
+        assert_no_leaks(|| {
+            let mut rng = kill_rng();
+            let seg = Segment::create(64 << 20).unwrap();
+            let empty = seg.stats().used;
+            let flags = Segment::create(1 << 16).unwrap();
+            let started = RawValue::new_in(&flags, 0u32).unwrap();
+            let arr = Array::<u64>::new_in(&seg, 4096).unwrap();
+            let q = Queue::<u64>::with_capacity_in(&seg, 64).unwrap();
+            // Pipes live in the default heap, which the children share (mapped before forking).
+            let default = shmproc::default_segment().unwrap();
+            let (mine, theirs) = shmproc::pipe().unwrap();
+            let start = seg.stats().used;
+            let default_start = default.stats().used;
+            for i in 0..n {
+                started.set(0);
+                let seed = rng.next();
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                let mut child = fork(unsafe { ForkPermit::new() }, || {
+                    let mut x = seed | 1;
+                    let mut arrays = Vec::new();
+                    let mut queues = Vec::new();
+                    let mut clones = Vec::new();
+                    let mut pipes = Vec::new();
+                    started.set(1);
+                    loop {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        if (x >> 40).is_multiple_of(16) {
+                            pipes.push(shmproc::pipe().unwrap());
+                            if pipes.len() > 4 {
+                                pipes.swap_remove(0);
+                            }
+                        }
+                        match x % 8 {
+                            0 => arrays.push(
+                                Array::<u8>::new_in(&seg, (x >> 8) as usize % 70_000).unwrap(),
+                            ),
+                            1 => queues.push(
+                                Queue::<u64>::with_capacity_in(&seg, 1 + (x >> 8) as usize % 300)
+                                    .unwrap(),
+                            ),
+                            2 => clones.push((arr.clone(), q.clone())),
+                            3 => {
+                                let _ = q.try_put(&x);
+                            }
+                            4 => {
+                                let _ = q.try_get();
+                            }
+                            5 if !arrays.is_empty() => {
+                                drop(arrays.swap_remove((x >> 8) as usize % arrays.len()))
+                            }
+                            6 if !queues.is_empty() => {
+                                drop(queues.swap_remove((x >> 8) as usize % queues.len()))
+                            }
+                            _ if !clones.is_empty() => {
+                                drop(clones.swap_remove((x >> 8) as usize % clones.len()))
+                            }
+                            _ => {}
+                        }
+                        if arrays.len() > 16 {
+                            arrays.clear();
+                        }
+                        if queues.len() > 8 {
+                            queues.clear();
+                        }
+                        if clones.len() > 32 {
+                            clones.clear();
+                        }
+                    }
+                });
+                wait_until("the child to start", || started.get() == 1);
+                spin_for(rng.below(2000));
+                assert_eq!(child.kill(), Err(9), "iteration {i}");
+                let used = seg.stats().used;
+                assert_eq!(
+                    used, start,
+                    "iteration {i}: the dead child's references leaked"
+                );
+                assert_eq!(
+                    default.stats().used,
+                    default_start,
+                    "iteration {i}: the dead child's pipes leaked"
+                );
+                while q.try_get().is_ok() {}
+            }
+            let r = TestHeap::on(&seg).walk().unwrap();
+            assert_eq!(r.lost_blocks, 0, "{r:?}");
+            eprintln!(
+                "{n} kills; used bytes: {start} before, {} after (empty heap {empty})",
+                seg.stats().used
+            );
+            drop((arr, q, mine, theirs));
+            assert_eq!(
+                seg.stats().used,
+                empty,
+                "the parent's handles were the last"
+            );
         })
     });
 }

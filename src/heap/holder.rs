@@ -1,0 +1,485 @@
+//! Holders: which process holds which references, so a dead process's can be released.
+//!
+//! Every process that takes references in a heap claims a *holder slot* there, named by its
+//! stamp (pid in the high 32 bits, the low 32 bits of the process's start time in the low
+//! ones), and records each reference it takes in a *journal entry* of its own. The block's
+//! shared count counts entries (and structure-owned references such as a queue slot's), not
+//! handles: the clones of a handle share its entry and count in the entry's private count.
+//!
+//! # Layout
+//!
+//! The holder table lies between the block-start bitmap and the first block; it has
+//! `slots_for(len)` slots of 32 bytes:
+//!
+//! | offset | size | field     | meaning                                            | writer (under the heap lock) |
+//! |--------|------|-----------|----------------------------------------------------|------------------------------|
+//! | 0      | 8    | `stamp`   | holder's pid:32 and start time:32; 0 = free slot   | claimer; releaser (clear, last) |
+//! | 8      | 8    | `journal` | payload offset of the first journal chunk; 0 none | owner (push); releaser (pop) |
+//! | 16     | 16   | reserved  | 0                                                  |                              |
+//!
+//! A journal chunk is a heap block (type `CHUNK_FP`, 992-byte payload, owned by its slot):
+//!
+//! | offset | size | field    | meaning                                              |
+//! |--------|------|----------|------------------------------------------------------|
+//! | 0      | 8    | `next`   | payload offset of the next chunk; 0 = last           |
+//! | 8      | 24   | reserved | 0                                                    |
+//! | 32     | 16×60| entries  | `block` (8: block offset, 0 = free), `gen_count` (8: generation:32, count:32) |
+//!
+//! # Entry states
+//!
+//! | state | `block` | `gen_count` | block's shared count includes it | changed by |
+//! |-------|---------|-------------|----------------------------------|------------|
+//! | free  | 0       | 0           | no                               | —          |
+//! | held  | B       | gen:n (n ≥ 1 live handles in the owner) | yes  | owner: `n ± 1` (atomic, no lock); free ⇄ held only in a heap transaction |
+//! | held, owner dead | B | any    | yes                              | a releaser: → free, with the count's decrement, in one transaction |
+//!
+//! The transitions between free and held (and the matching change of the block's count, and
+//! the free of a block whose count reaches 0) are one heap transaction each (`redo`), so a
+//! process killed at any instruction leaves every entry either held with its count taken or
+//! free without it. A popped or carved block is in an entry (or a structure) from the same
+//! transaction that takes it off the free list, and a freed block leaves its entry in the
+//! transaction that pushes it. Nothing is in between.
+//!
+//! # Releasing dead holders
+//!
+//! A holder is dead only when its process is provably dead (the robust lock's owner test,
+//! `sync::raw::owner_is_dead`: no such process, a zombie, or the pid now names a process
+//! with another start time). Its references are released (each held entry cleared and the
+//! count dropped, freeing blocks that reach 0, one transaction per entry), then its chunks
+//! (one transaction per chunk, which also unlinks it), then the slot (stamp cleared, last).
+//! Each step re-checks under the lock what it changes, so releasing is idempotent: releasers
+//! may run at once or die midway, and the next one carries on. Releasing happens:
+//! - lazily, when an allocation finds the heap full (then it is retried once), or a slot is
+//!   wanted and the table is full;
+//! - when this process reaps a child ([`release_holders_of`], from `process`).
+//!
+//! A forked child inherits its parent's handles uncounted (they never release; the parent's
+//! entries keep the blocks alive), and claims a slot of its own for what it takes itself.
+//!
+//! A process whose table slot cannot be claimed (the table is full of live holders) counts
+//! its references as structure-owned, as a heap without holders would: they are then not
+//! released if it dies.
+
+#![allow(unsafe_code)]
+#![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
+
+use super::{Owner, RawHeap, add, size_class::Class};
+use crate::error::{Error, Result};
+use crate::loom::Ordering;
+use crate::segment::{SegmentInner, registry};
+use crate::sys;
+use std::sync::{Mutex, PoisonError};
+
+/// Bytes of a holder slot.
+pub(crate) const SLOT_BYTES: u64 = 32;
+/// Payload bytes of a journal chunk (a 1 KiB block).
+const CHUNK_BYTES: u64 = 992;
+/// Bytes before the first entry of a chunk.
+const CHUNK_HEADER: u64 = 32;
+/// Bytes of an entry.
+const ENTRY_BYTES: u64 = 16;
+/// Entries in a chunk.
+const CHUNK_ENTRIES: u64 = (CHUNK_BYTES - CHUNK_HEADER) / ENTRY_BYTES;
+/// Type fingerprint of a journal chunk.
+pub(crate) const CHUNK_FP: u64 = crate::fingerprint::start("shmproc::heap journal chunk", 8, 32);
+
+/// Returns the number of holder slots of a heap `len` bytes long: one per 16 KiB, at least
+/// 16 and at most 4096.
+pub(crate) fn slots_for(len: u64) -> u64 {
+    (len >> 14).clamp(16, 4096)
+}
+
+/// This process's side of a holder: its slot and its free entries, per segment.
+struct Local {
+    seg: u64,
+    pid: u32,
+    slot: Option<u64>,
+    /// The table was full when a slot was wanted: references are structure-owned.
+    no_slot: bool,
+    free: Vec<u64>,
+}
+
+/// Per segment (by identity), a short list: a process maps few segments at once.
+static LOCAL: Mutex<Vec<Local>> = Mutex::new(Vec::new());
+
+/// Returns this process's stamp: pid and the low 32 bits of its start time.
+pub(crate) fn process_stamp() -> u64 {
+    thread_local! {
+        static CACHED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    let pid = sys::current_pid();
+    let cached = CACHED.with(std::cell::Cell::get);
+    // The cache holds the stamp of the process the thread ran in when it was filled (a
+    // forked child's thread inherits its parent's): used only if it names our pid.
+    if cached >> 32 == u64::from(pid) && cached != 0 {
+        return cached;
+    }
+    let start = match sys::probe_thread(pid) {
+        sys::Liveness::Running { start: Some(s) } => s,
+        _ => sys::START_UNKNOWN,
+    };
+    let stamp = u64::from(pid) << 32 | u64::from(start);
+    CACHED.with(|c| c.set(stamp));
+    stamp
+}
+
+/// Returns an entry of this process's holder in `seg` for a new reference, or
+/// [`Owner::Structure`] when no slot can be had.
+///
+/// # Errors
+/// [`Error::CorruptHeap`] if the holder table or a journal is damaged.
+pub(crate) fn take_entry(seg: &SegmentInner) -> Result<Owner> {
+    let me = sys::current_pid();
+    let id = seg.id();
+    // The calling thread's cache first: no lock, no atomic read-modify-write.
+    if let Ok(Some(e)) = CACHE.try_with(|c| c.borrow_mut().pop(id, me)) {
+        return Ok(Owner::Entry(e));
+    }
+    let mut batch = take_batch(seg, me)?;
+    let first = batch.pop();
+    if !batch.is_empty() {
+        // A thread that is exiting has no cache any more: the batch goes back.
+        if CACHE
+            .try_with(|c| c.borrow_mut().extend(id, me, &mut batch))
+            .is_err()
+        {
+            put_entries(id, me, &mut batch);
+        }
+    }
+    Ok(first.map_or(Owner::Structure, Owner::Entry))
+}
+
+/// Entries a thread takes from its process's list at once.
+const BATCH: usize = 16;
+/// Entries a thread's cache keeps for one segment before it gives half back.
+const CACHE_MAX: usize = 64;
+
+/// A thread's free entries, per segment; given back to the process's list when the thread
+/// ends.
+struct ThreadCache(Vec<(u64, u32, Vec<u64>)>);
+
+impl ThreadCache {
+    fn pop(&mut self, seg: u64, pid: u32) -> Option<u64> {
+        let (_, owner, free) = self.0.iter_mut().find(|(s, _, _)| *s == seg)?;
+        if *owner != pid {
+            // Inherited through `fork`: the parent's entries.
+            free.clear();
+            *owner = pid;
+            return None;
+        }
+        free.pop()
+    }
+
+    fn extend(&mut self, seg: u64, pid: u32, entries: &mut Vec<u64>) {
+        match self.0.iter_mut().find(|(s, _, _)| *s == seg) {
+            Some((_, owner, free)) => {
+                if *owner != pid {
+                    free.clear();
+                    *owner = pid;
+                }
+                free.append(entries);
+            }
+            None => self.0.push((seg, pid, std::mem::take(entries))),
+        }
+    }
+
+    /// Keeps `e`; returns entries to give back to the process's list if the cache is full.
+    fn push(&mut self, seg: u64, pid: u32, e: u64) -> Option<Vec<u64>> {
+        let mut one = vec![e];
+        self.extend(seg, pid, &mut one);
+        let (_, _, free) = self.0.iter_mut().find(|(s, _, _)| *s == seg)?;
+        (free.len() > CACHE_MAX).then(|| free.split_off(CACHE_MAX / 2))
+    }
+}
+
+impl Drop for ThreadCache {
+    fn drop(&mut self) {
+        let me = sys::current_pid();
+        for (seg, pid, mut free) in std::mem::take(&mut self.0) {
+            if pid == me {
+                put_entries(seg, pid, &mut free);
+            }
+        }
+    }
+}
+
+thread_local! {
+    static CACHE: std::cell::RefCell<ThreadCache> =
+        const { std::cell::RefCell::new(ThreadCache(Vec::new())) };
+}
+
+/// Gives free entries back to this process's list for segment `seg`.
+fn put_entries(seg: u64, pid: u32, entries: &mut Vec<u64>) {
+    let mut locals = LOCAL.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(local) = locals.iter_mut().find(|l| l.seg == seg)
+        && local.pid == pid
+    {
+        local.free.append(entries);
+    }
+}
+
+/// Takes up to `BATCH` free entries from this process's list for `seg`, claiming a slot and
+/// making a journal chunk as needed; none if no slot can be had.
+fn take_batch(seg: &SegmentInner, me: u32) -> Result<Vec<u64>> {
+    let mut locals = LOCAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let id = seg.id();
+    let at = match locals.iter().position(|l| l.seg == id) {
+        Some(at) => at,
+        None => {
+            if locals.len() >= 64 {
+                // Forget segments this process no longer maps (their slots are released when
+                // the process ends).
+                locals.retain(|l| registry::lookup(l.seg).is_some());
+            }
+            locals.push(Local {
+                seg: id,
+                pid: me,
+                slot: None,
+                no_slot: false,
+                free: Vec::new(),
+            });
+            locals.len().saturating_sub(1)
+        }
+    };
+    let Some(local) = locals.get_mut(at) else {
+        unreachable!("the entry was just found or pushed");
+    };
+    if local.pid != me {
+        // A forked child: the slot and entries are its parent's.
+        *local = Local {
+            seg: id,
+            pid: me,
+            slot: None,
+            no_slot: false,
+            free: Vec::new(),
+        };
+    }
+    if !local.free.is_empty() {
+        let keep = local.free.len().saturating_sub(BATCH);
+        return Ok(local.free.split_off(keep));
+    }
+    if local.no_slot {
+        return Ok(Vec::new());
+    }
+    let heap = RawHeap::new(seg);
+    let slot = match local.slot {
+        Some(s) => s,
+        None => match heap.claim_slot(process_stamp())? {
+            Some(s) => *local.slot.insert(s),
+            None => {
+                local.no_slot = true;
+                return Ok(Vec::new());
+            }
+        },
+    };
+    let Ok(chunk) = heap.new_chunk(slot) else {
+        // No room for a journal: count this reference as a structure's.
+        return Ok(Vec::new());
+    };
+    let first = add(chunk, CHUNK_HEADER)?;
+    for i in (0..CHUNK_ENTRIES).rev() {
+        local.free.push(add(first, i.saturating_mul(ENTRY_BYTES))?);
+    }
+    let keep = local.free.len().saturating_sub(BATCH);
+    Ok(local.free.split_off(keep))
+}
+
+/// Gives entry `e` (now free) back for `seg`: to the calling thread's cache, which gives half
+/// of its entries to the process's list when it holds too many.
+pub(crate) fn put_entry(seg: &SegmentInner, e: u64) {
+    let me = sys::current_pid();
+    let id = seg.id();
+    match CACHE.try_with(|c| c.borrow_mut().push(id, me, e)) {
+        Ok(None) => {}
+        Ok(Some(mut spill)) => put_entries(id, me, &mut spill),
+        Err(_) => put_entries(id, me, &mut vec![e]),
+    }
+}
+
+/// Releases the holders of process `pid` (just reaped by this process) in every segment this
+/// process maps.
+pub(crate) fn release_holders_of(pid: u32) {
+    for seg in registry::all() {
+        let heap = RawHeap::new(&seg);
+        let _ = heap.release_dead_where(|stamp| stamp >> 32 == u64::from(pid));
+    }
+}
+
+/// Releases every dead holder of `heap`; returns whether any was released.
+pub(crate) fn release_dead(heap: &RawHeap<'_>) -> Result<bool> {
+    heap.release_dead_where(|_| true)
+}
+
+impl RawHeap<'_> {
+    fn slot_at(&self, i: u64) -> Result<u64> {
+        add(super::holders_at(self.len()), i.saturating_mul(SLOT_BYTES))
+    }
+
+    /// Claims a free slot for `stamp`; `None` if every slot is held by a live process.
+    fn claim_slot(&self, stamp: u64) -> Result<Option<u64>> {
+        for attempt in 0..2 {
+            let got = self.locked(|txn| {
+                for i in 0..slots_for(self.len()) {
+                    let slot = self.slot_at(i)?;
+                    if self.u64_at(slot)?.load(Ordering::Acquire) == 0 {
+                        txn.set64(slot, stamp)?;
+                        txn.set64(add(slot, 8)?, 0)?;
+                        return Ok(Some(slot));
+                    }
+                }
+                Ok(None)
+            })?;
+            if got.is_some() || attempt == 1 || !release_dead(self)? {
+                return Ok(got);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Allocates a zeroed journal chunk and links it first in `slot`'s journal; returns its
+    /// payload offset.
+    fn new_chunk(&self, slot: u64) -> Result<u64> {
+        let need = add(CHUNK_BYTES, super::BLOCK_HEADER)?;
+        let class = Class::for_block(need, self.page).ok_or(Error::CorruptObject {
+            reason: "bad size class",
+        })?;
+        let make = || {
+            self.locked(|txn| {
+                let b = self.alloc_in(txn, class, CHUNK_BYTES, 32, CHUNK_FP, Owner::Structure)?;
+                // The block is off no list yet (the transaction has not run): nobody reads its
+                // payload, so zeroing it first changes nothing if we die (module `redo`).
+                let p = self.ptr(b.payload);
+                // SAFETY: `[payload, payload + CHUNK_BYTES)` lies inside the block `alloc_in`
+                // checked (a free block or one carved below the segment's end); the heap lock
+                // is held and the block is free, so no other thread or process reads or writes
+                // its payload.
+                unsafe { p.write_bytes(0, super::usize_of(CHUNK_BYTES)) };
+                let head = self.u64_at(add(slot, 8)?)?.load(Ordering::Acquire);
+                txn.set64(b.payload, head)?;
+                txn.set64(add(slot, 8)?, b.payload)?;
+                Ok(b.payload)
+            })
+        };
+        match make() {
+            Err(Error::OutOfMemory { .. }) if release_dead(self)? => make(),
+            r => r,
+        }
+    }
+
+    /// Releases every holder whose stamp passes `pick` and whose process is provably dead.
+    fn release_dead_where(&self, pick: impl Fn(u64) -> bool) -> Result<bool> {
+        let me = u64::from(sys::current_pid());
+        let mut any = false;
+        for i in 0..slots_for(self.len()) {
+            let slot = self.slot_at(i)?;
+            let stamp = self.u64_at(slot)?.load(Ordering::Acquire);
+            if stamp == 0 || stamp >> 32 == me || !pick(stamp) {
+                continue;
+            }
+            let pid = u32::try_from(stamp >> 32).unwrap_or(0);
+            if !crate::sync::raw::owner_is_dead(pid, stamp) {
+                continue;
+            }
+            self.release_holder(slot, stamp)?;
+            any = true;
+        }
+        Ok(any)
+    }
+
+    /// Releases everything the dead holder in `slot` (stamp `stamp`) holds, then the slot.
+    fn release_holder(&self, slot: u64, stamp: u64) -> Result<()> {
+        // Take the lock once first: a transaction the dead process committed but did not
+        // finish (it may record an entry or link a chunk) is redone before we read its journal
+        // without the lock. Nobody else writes a dead holder's journal but releasers, which
+        // re-check under the lock what they change.
+        self.locked(|_| Ok(()))?;
+        let journal = add(slot, 8)?;
+        let mut damage = None;
+        // Each chunk is at least 1 KiB: a longer chain is a cycle.
+        let max_chunks = self.len() / 1024;
+        for _ in 0..max_chunks {
+            let chunk = self.u64_at(journal)?.load(Ordering::Acquire);
+            if chunk == 0 {
+                break;
+            }
+            let checked = self
+                .adopt(chunk, self.generation_at_payload(chunk)?, CHUNK_FP)
+                .ok()
+                .filter(|&(_, len, _)| len >= CHUNK_BYTES);
+            let Some((block, _, size)) = checked else {
+                // A journal that names no chunk: drop the chain (its blocks, if any, are lost).
+                self.locked(|txn| {
+                    if self.u64_at(journal)?.load(Ordering::Acquire) == chunk {
+                        txn.set64(journal, 0)?;
+                    }
+                    Ok(())
+                })?;
+                damage = Some(Error::CorruptHeap {
+                    reason: "holder journal names no chunk",
+                });
+                break;
+            };
+            let first = add(chunk, CHUNK_HEADER)?;
+            for i in 0..CHUNK_ENTRIES {
+                let e = add(first, i.saturating_mul(ENTRY_BYTES))?;
+                if self.u64_at(e)?.load(Ordering::Acquire) != 0
+                    && let Err(err) = self.release_entry(e)
+                {
+                    damage = Some(err);
+                }
+            }
+            self.locked(|txn| {
+                if self.u64_at(journal)?.load(Ordering::Acquire) != chunk {
+                    return Ok(Ok(false));
+                }
+                let next = self.u64_at(chunk)?.load(Ordering::Acquire);
+                txn.set64(journal, next)?;
+                self.release_in(txn, block, size, Owner::Structure)
+            })??;
+        }
+        self.locked(|txn| {
+            if self.u64_at(slot)?.load(Ordering::Acquire) == stamp
+                && self.u64_at(journal)?.load(Ordering::Acquire) == 0
+            {
+                txn.set64(slot, 0)?;
+            }
+            Ok(())
+        })?;
+        damage.map_or(Ok(()), Err)
+    }
+
+    /// Returns the generation recorded for the block whose payload is at `payload` (for
+    /// chunks, which are never re-attached by token).
+    fn generation_at_payload(&self, payload: u64) -> Result<u32> {
+        let (block, _) = self.locate(payload)?;
+        let rc_gen = self.u64_at(add(block, 8)?)?.load(Ordering::Acquire);
+        Ok(u32::try_from(rc_gen >> 32).unwrap_or(0))
+    }
+
+    /// Releases the reference a dead holder's entry `e` records (clearing the entry), if it
+    /// still records one.
+    fn release_entry(&self, e: u64) -> Result<()> {
+        self.locked(|txn| {
+            let block = self.u64_at(e)?.load(Ordering::Acquire);
+            if block == 0 {
+                return Ok(Ok(false));
+            }
+            let generation = self.u64_at(add(e, 8)?)?.load(Ordering::Acquire) >> 32;
+            let live = self.check_block_offset(block).is_ok()
+                && self
+                    .u64_at(add(block, 8)?)
+                    .map(|w| w.load(Ordering::Acquire))
+                    .is_ok_and(|rc_gen| rc_gen >> 32 == generation && rc_gen & 0xffff_ffff != 0);
+            let extent = if live { self.extent(block).ok() } else { None };
+            let Some((_, size)) = extent else {
+                // The entry names no live block of its generation: clear it, release nothing.
+                Owner::Entry(e).clear(txn)?;
+                return Ok(Err(Error::CorruptHeap {
+                    reason: "journal entry names no live block",
+                }));
+            };
+            self.release_in(txn, block, size, Owner::Entry(e))
+        })??;
+        Ok(())
+    }
+}
