@@ -7,12 +7,22 @@
 //!   `process::target`). The pool registers each function once, writes the registration to
 //!   every worker (and replays all of them to a replacement before it starts), and tasks then
 //!   name it by id. A task naming an id that was never registered is refused by the worker.
-//! - **Tasks.** Each worker has its own shared-memory [`Queue`] of chunks (a few at a time, so
-//!   the load stays balanced); results come back through one shared reply queue. A thread in
-//!   the pool's process (the *handler*) takes the replies, hands out the next chunks, decodes
-//!   results and runs callbacks.
+//! - **Tasks.** Each worker has its own shared-memory [`Queue`] of chunks (at most
+//!   `PER_WORKER` outstanding, so the load stays balanced; the chunks handed to one worker at
+//!   once travel in one message, and a worker is refilled once it ran half empty). Arguments
+//!   and results are encoded once per chunk, as byte strings; a chunk's results are the values
+//!   of the items that returned plus the panics by index, no per-item tag. Results come back
+//!   through one shared reply queue.
+//! - **Replies.** One thread at a time takes the replies (the *taker* role): a thread waiting
+//!   for a result ([`AsyncResult::get`], [`Pool::map`], [`Imap::next`], [`Pool::join`]) takes
+//!   them itself, so a worker's reply reaches the waiting caller with no hop through another
+//!   thread and no wake-up (the queue spins briefly before it sleeps). Other waiters sleep
+//!   until a delivery. While nobody waits (async results with callbacks, nobody calling `get`),
+//!   the pool's own thread, the *handler*, takes the replies; it also hands out the next
+//!   chunks as replies come, decodes results and runs callbacks the same way.
 //! - **Dying workers.** A worker writes which chunk it is about to run into its claim slot in
-//!   shared memory before running it. The handler watches the workers; when one ends, it first
+//!   shared memory before running it. The handler watches the workers; when one ends, it takes
+//!   the taker role (waking a waiter that holds it with an empty `Wake` reply), first
 //!   takes every reply already queued, then gives the claimed chunk's items
 //!   [`Error::WorkerDied`], hands the chunks the worker had not started to other workers, and
 //!   starts a replacement. No task waits forever on a dead worker.
@@ -28,7 +38,7 @@ use crate::process::{Process, Target, cpu_count, registration_frame};
 use crate::queue::Queue;
 use crate::shared::RawArray;
 use crate::sys;
-use crate::transfer::{self, Received};
+use crate::transfer::{self, Envelope, Received};
 use async_result::ResultSlot;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -51,6 +61,12 @@ const TASK_QUEUE: usize = 2 * PER_WORKER + 2;
 const TICK: Duration = Duration::from_millis(20);
 /// How long a graceful shutdown waits for a worker before killing it.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The longest a waiting thread blocks on the reply queue, or on a delivery, before it looks
+/// again (wake-ups normally come sooner: a reply, a delivery, a `Reply::Wake`).
+const TAKE_SLICE: Duration = Duration::from_millis(50);
+/// The handler leaves the replies to waiting threads while one waits, or waited this
+/// recently (a loop of `apply` or `imap` leaves `get` between calls only briefly).
+const HANDOFF: Duration = Duration::from_millis(5);
 
 type Finish<R> = Box<dyn FnOnce(Result<Vec<R>>) + Send>;
 type OnSuccess<T> = Box<dyn FnOnce(&T) + Send>;
@@ -58,8 +74,8 @@ type OnError = Box<dyn FnOnce(&Error) + Send>;
 
 /// Where a job's results go (typed behind this trait).
 trait Sink: Send + Sync {
-    /// Takes the results of the `count` items of the chunk at `start` (an encoded
-    /// `Vec<Result<R, String>>`, or what every item failed with); returns whether the job is
+    /// Takes the results of the `count` items of the chunk at `start` (encoded as
+    /// `Target::batch` describes, or what every item failed with); returns whether the job is
     /// complete.
     fn deliver(&self, start: u64, count: u64, result: ChunkOutcome<'_>) -> bool;
     /// Ends the job: everything still missing is `make()`.
@@ -69,29 +85,49 @@ trait Sink: Send + Sync {
 /// A chunk's results as they reach a sink.
 type ChunkOutcome<'a> = std::result::Result<Vec<u8>, &'a dyn Fn() -> Error>;
 
-/// Decodes a chunk's results into one `Result` per item.
-fn decode_chunk<R: DeserializeOwned>(count: u64, result: ChunkOutcome<'_>) -> Vec<Result<R>> {
-    let all = |make: &dyn Fn() -> Error| (0..count).map(|_| Err(make())).collect();
-    match result {
-        Ok(bytes) => {
-            match transfer::open::<Vec<std::result::Result<R, String>>>(&bytes, Received::none()) {
-                // The reply came through shared memory: trust it only if its length matches.
-                Ok(v) if v.len() as u64 == count => v
+/// A chunk's decoded results: the values of the items that returned, in order, and the
+/// errors of the others by index within the chunk (increasing).
+struct Decoded<R> {
+    values: Vec<R>,
+    errors: Vec<(u64, Error)>,
+}
+
+/// Decodes a chunk's results.
+fn decode_chunk<R: DeserializeOwned>(count: u64, result: ChunkOutcome<'_>) -> Decoded<R> {
+    let all = |make: &dyn Fn() -> Error| Decoded {
+        values: Vec::new(),
+        errors: (0..count).map(|i| (i, make())).collect(),
+    };
+    let bytes = match result {
+        Ok(bytes) => bytes,
+        Err(make) => return all(make),
+    };
+    type Wire<R> = (Vec<R>, Vec<(u64, String)>);
+    match transfer::open::<Wire<R>>(&bytes, Received::none()) {
+        // The reply came through shared memory: trust it only if it accounts for every item
+        // exactly once, panics in increasing index order.
+        Ok((values, panics))
+            if values.len() as u64 + panics.len() as u64 == count
+                && panics.windows(2).all(|w| w[0].0 < w[1].0)
+                && panics.last().is_none_or(|p| p.0 < count) =>
+        {
+            Decoded {
+                values,
+                errors: panics
                     .into_iter()
-                    .map(|r| r.map_err(|message| Error::TaskPanicked { message }))
+                    .map(|(i, message)| (i, Error::TaskPanicked { message }))
                     .collect(),
-                Ok(_) => all(&|| Error::TaskFailed {
-                    reason: "malformed reply".to_owned(),
-                }),
-                Err(e) => {
-                    let reason = format!("result: {e}");
-                    all(&|| Error::TaskFailed {
-                        reason: reason.clone(),
-                    })
-                }
             }
         }
-        Err(make) => all(make),
+        Ok(_) => all(&|| Error::TaskFailed {
+            reason: "malformed reply".to_owned(),
+        }),
+        Err(e) => {
+            let reason = format!("result: {e}");
+            all(&|| Error::TaskFailed {
+                reason: reason.clone(),
+            })
+        }
     }
 }
 
@@ -101,18 +137,21 @@ struct Collect<R> {
 }
 
 struct CollectState<R> {
-    items: Vec<Option<R>>,
-    remaining: usize,
+    /// The values of each chunk delivered, by start (empty for a chunk with an error).
+    chunks: BTreeMap<u64, Vec<R>>,
+    total: u64,
+    remaining: u64,
     /// The error of the lowest failed index.
     error: Option<(u64, Error)>,
     finish: Option<Finish<R>>,
 }
 
 impl<R> Collect<R> {
-    fn new(n: usize, finish: Finish<R>) -> Collect<R> {
+    fn new(n: u64, finish: Finish<R>) -> Collect<R> {
         Collect {
             state: Mutex::new(CollectState {
-                items: (0..n).map(|_| None).collect(),
+                chunks: BTreeMap::new(),
+                total: n,
                 remaining: n,
                 error: None,
                 finish: Some(finish),
@@ -131,17 +170,21 @@ impl<R> CollectState<R> {
 
 impl<R: DeserializeOwned + Send> Sink for Collect<R> {
     fn deliver(&self, start: u64, count: u64, result: ChunkOutcome<'_>) -> bool {
-        let results = decode_chunk::<R>(count, result);
+        let Decoded { values, errors } = decode_chunk::<R>(count, result);
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        for (i, r) in (start..).zip(results) {
-            let slot = usize::try_from(i).ok().and_then(|k| s.items.get_mut(k));
-            match (slot, r) {
-                (Some(slot @ None), Ok(v)) => *slot = Some(v),
-                (Some(None), Err(e)) => s.fail(i, e),
-                _ => continue,
-            }
-            s.remaining = s.remaining.saturating_sub(1);
+        if s.chunks.contains_key(&start) || start.saturating_add(count) > s.total {
+            return s.remaining == 0;
         }
+        match errors.into_iter().next() {
+            Some((i, e)) => {
+                s.fail(start + i, e);
+                s.chunks.insert(start, Vec::new());
+            }
+            None => {
+                s.chunks.insert(start, values);
+            }
+        }
+        s.remaining = s.remaining.saturating_sub(count);
         if s.remaining > 0 {
             return false;
         }
@@ -150,7 +193,18 @@ impl<R: DeserializeOwned + Send> Sink for Collect<R> {
         };
         let outcome = match s.error.take() {
             Some((_, e)) => Err(e),
-            None => Ok(s.items.drain(..).flatten().collect()),
+            None => {
+                let chunks = std::mem::take(&mut s.chunks);
+                if chunks.len() == 1 {
+                    Ok(chunks.into_values().next().unwrap_or_default())
+                } else {
+                    let mut all = Vec::with_capacity(usize::try_from(s.total).unwrap_or(0));
+                    for v in chunks.into_values() {
+                        all.extend(v);
+                    }
+                    Ok(all)
+                }
+            }
         };
         drop(s);
         finish(outcome);
@@ -173,7 +227,6 @@ impl<R: DeserializeOwned + Send> Sink for Collect<R> {
 /// A job whose results are handed out one by one (imap, imap_unordered).
 struct Stream<R> {
     state: Mutex<StreamState<R>>,
-    arrived: Condvar,
 }
 
 struct StreamState<R> {
@@ -186,16 +239,22 @@ struct StreamState<R> {
 
 impl<R: DeserializeOwned + Send> Sink for Stream<R> {
     fn deliver(&self, start: u64, count: u64, result: ChunkOutcome<'_>) -> bool {
-        let results = decode_chunk::<R>(count, result);
+        let Decoded { values, errors } = decode_chunk::<R>(count, result);
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        for (i, r) in (start..).zip(results) {
-            s.ready.insert(i, r);
+        let mut errors = errors.into_iter().peekable();
+        let mut values = values.into_iter();
+        for i in 0..count {
+            let r = match errors.next_if(|(k, _)| *k == i) {
+                Some((_, e)) => Err(e),
+                None => match values.next() {
+                    Some(v) => Ok(v),
+                    None => break,
+                },
+            };
+            s.ready.insert(start + i, r);
             s.delivered += 1;
         }
-        let complete = s.total == Some(s.delivered);
-        drop(s);
-        self.arrived.notify_all();
-        complete
+        s.total == Some(s.delivered)
     }
 
     fn abandon(&self, make: &dyn Fn() -> Error) {
@@ -203,8 +262,6 @@ impl<R: DeserializeOwned + Send> Sink for Stream<R> {
         if s.total != Some(s.delivered) {
             s.abandoned = Some(make());
         }
-        drop(s);
-        self.arrived.notify_all();
     }
 }
 
@@ -240,9 +297,31 @@ struct State {
     shut: bool,
 }
 
-struct Inner {
+/// Who takes replies and who waits for them (see [`Inner::wait_until`]).
+struct Takers {
+    /// Threads inside `wait_until`.
+    waiting: usize,
+    /// When the last of them left it.
+    last_left: Instant,
+    /// The handler needs the taker role (to settle ended workers): waiters leave it.
+    handler_wants: bool,
+    /// Bumped after every delivery and every release of the taker role.
+    seq: u64,
+    /// Waiters asleep on `Inner::events`.
+    sleepers: usize,
+    /// Workers (slot, pid) that announced they retire, for the handler to reap and replace.
+    retiring: Vec<(usize, i32)>,
+}
+
+pub(crate) struct Inner {
     state: Mutex<State>,
-    idle: Condvar,
+    /// Held by the one thread that takes replies from `replies` at a time.
+    taker: Mutex<()>,
+    takers: Mutex<Takers>,
+    /// Waiters that are not the taker sleep here until a delivery.
+    events: Condvar,
+    /// The handler sleeps here while waiters take the replies.
+    handler_wake: Condvar,
     replies: Queue<Reply>,
     claims: RawArray<u64>,
     config: Config,
@@ -289,61 +368,220 @@ impl Inner {
         })
     }
 
-    /// Hands pending chunks to the least busy workers.
+    /// Hands pending chunks to the least busy workers, the chunks for one worker in one
+    /// message.
     fn dispatch(&self, st: &mut State) {
+        if st.pending.is_empty() {
+            return;
+        }
+        let mut load: Vec<(usize, usize)> = st
+            .workers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| w.as_ref().map(|w| (w.outstanding, i)))
+            .collect();
+        let mut batches: Vec<(usize, Vec<Chunk>)> = Vec::new();
         while !st.pending.is_empty() {
-            let best = st
-                .workers
-                .iter()
-                .enumerate()
-                .filter_map(|(i, w)| w.as_ref().map(|w| (w.outstanding, i)))
+            let Some(best) = load
+                .iter_mut()
                 .filter(|(n, _)| *n < PER_WORKER)
-                .min();
-            let Some((_, slot)) = best else {
-                return;
+                .min_by_key(|(n, i)| (*n, *i))
+            else {
+                break;
             };
+            best.0 += 1;
+            let slot = best.1;
             let Some(chunk) = st.pending.pop_front() else {
-                return;
+                break;
             };
+            match batches.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, b)) => b.push(chunk),
+                None => batches.push((slot, vec![chunk])),
+            }
+        }
+        // Chunks a worker's queue refused go back to the front, in order.
+        let mut refused = Vec::new();
+        for (slot, batch) in batches {
             let Some(w) = st.workers.get_mut(slot).and_then(Option::as_mut) else {
-                return;
+                refused.extend(batch);
+                continue;
             };
-            let task = Task::Run(chunk);
+            let task = Task::Run(batch);
             let put = w.tasks.try_put(&task);
-            let Task::Run(chunk) = task else {
-                return;
+            let Task::Run(batch) = task else {
+                continue;
             };
             if put.is_err() {
-                st.pending.push_front(chunk);
-                return;
+                refused.extend(batch);
+                continue;
             }
-            w.outstanding += 1;
-            st.in_flight.insert((chunk.job, chunk.start), (slot, chunk));
+            w.outstanding += batch.len();
+            for chunk in batch {
+                st.in_flight.insert((chunk.job, chunk.start), (slot, chunk));
+            }
+        }
+        refused.sort_by_key(|c| (c.job, c.start));
+        for chunk in refused.into_iter().rev() {
+            st.pending.push_front(chunk);
         }
     }
 
-    fn on_reply(&self, reply: Reply, retiring: &mut Vec<usize>) {
-        let Reply::Done {
-            slot: _,
-            job,
-            start,
-            result,
-        } = reply
-        else {
-            if let Reply::Retiring { slot } = reply {
-                retiring.push(usize::try_from(slot).unwrap_or(usize::MAX));
+    fn takers(&self) -> MutexGuard<'_, Takers> {
+        self.takers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tells waiters that something was delivered (or the taker role is free): each looks
+    /// again. Costs one uncontended lock when nobody sleeps.
+    fn bump(&self) {
+        let mut t = self.takers();
+        t.seq = t.seq.wrapping_add(1);
+        if t.sleepers > 0 {
+            self.events.notify_all();
+        }
+    }
+
+    /// Wakes the thread blocked on the reply queue (if any) with an empty message.
+    fn wake_taker(&self) {
+        let _ = self.replies.try_put(&Reply::Wake);
+    }
+
+    /// Waits until `done()` (checked after every delivery) or `deadline`; returns whether
+    /// `done()` held.
+    ///
+    /// The waiting thread takes the replies itself while no other thread does (the *taker*
+    /// role): a worker's reply then goes straight to the thread that waits for it, without a
+    /// hop through the handler thread and its wake-ups. Other waiters sleep until a delivery.
+    fn wait_until(&self, done: &mut dyn FnMut() -> bool, deadline: Option<Instant>) -> bool {
+        self.takers().waiting += 1;
+        let r = self.wait_loop(done, deadline);
+        let mut t = self.takers();
+        t.waiting -= 1;
+        t.last_left = Instant::now();
+        r
+    }
+
+    fn wait_loop(&self, done: &mut dyn FnMut() -> bool, deadline: Option<Instant>) -> bool {
+        loop {
+            let (seq, wants) = {
+                let t = self.takers();
+                (t.seq, t.handler_wants)
+            };
+            if done() {
+                return true;
             }
+            let slice = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    left.min(TAKE_SLICE)
+                }
+                None => TAKE_SLICE,
+            };
+            let guard = if wants {
+                None
+            } else {
+                self.taker.try_lock().ok()
+            };
+            if let Some(guard) = guard {
+                let got = self.replies.get_timeout(slice);
+                match got {
+                    Ok(r) => {
+                        self.on_reply(r);
+                        drop(guard);
+                    }
+                    Err(Error::Timeout) => drop(guard),
+                    Err(_) => {
+                        // The queue refuses (closed or damaged): leave the replies to the
+                        // handler, which settles the workers.
+                        drop(guard);
+                        self.bump();
+                        self.sleep_events(seq, slice);
+                        continue;
+                    }
+                }
+                self.bump();
+                continue;
+            }
+            self.sleep_events(seq, slice);
+        }
+    }
+
+    /// Sleeps at most `slice` unless something was delivered since `seq` was read.
+    fn sleep_events(&self, seq: u64, slice: Duration) {
+        let mut t = self.takers();
+        if t.seq != seq {
             return;
+        }
+        t.sleepers += 1;
+        let (mut t, _) = self
+            .events
+            .wait_timeout(t, slice)
+            .unwrap_or_else(PoisonError::into_inner);
+        t.sleepers -= 1;
+    }
+
+    /// Runs `f` in the taker role, taking it from a waiter if one holds it.
+    fn as_taker<T>(&self, f: impl FnOnce() -> T) -> T {
+        let guard = match self.taker.try_lock() {
+            Ok(g) => g,
+            Err(_) => {
+                self.takers().handler_wants = true;
+                self.wake_taker();
+                self.taker.lock().unwrap_or_else(PoisonError::into_inner)
+            }
+        };
+        let r = f();
+        self.takers().handler_wants = false;
+        drop(guard);
+        self.bump();
+        r
+    }
+
+    /// Handles one reply (in the taker role).
+    fn on_reply(&self, reply: Reply) {
+        let (job, start, result) = match reply {
+            Reply::Done {
+                slot: _,
+                job,
+                start,
+                result,
+            } => (job, start, result),
+            Reply::Retiring { slot } => {
+                // Named by pid too: the handler may have replaced it already.
+                let slot = usize::try_from(slot).unwrap_or(usize::MAX);
+                let pid = self
+                    .lock()
+                    .workers
+                    .get(slot)
+                    .and_then(Option::as_ref)
+                    .map(|w| w.process.pid());
+                if let Some(pid) = pid {
+                    self.takers().retiring.push((slot, pid));
+                    self.handler_wake.notify_all();
+                }
+                return;
+            }
+            Reply::Wake => return,
         };
         let (sink, count) = {
             let mut st = self.lock();
             let Some((slot, chunk)) = st.in_flight.remove(&(job, start)) else {
                 return;
             };
-            if let Some(w) = st.workers.get_mut(slot).and_then(Option::as_mut) {
-                w.outstanding = w.outstanding.saturating_sub(1);
+            let low = match st.workers.get_mut(slot).and_then(Option::as_mut) {
+                Some(w) => {
+                    w.outstanding = w.outstanding.saturating_sub(1);
+                    w.outstanding <= PER_WORKER / 2
+                }
+                None => true,
+            };
+            // Refill a worker once it ran half empty, so that chunks travel several to a
+            // message.
+            if low {
+                self.dispatch(&mut st);
             }
-            self.dispatch(&mut st);
             (st.jobs.get(&job).cloned(), chunk.count)
         };
         let Some(sink) = sink else {
@@ -365,15 +603,12 @@ impl Inner {
     }
 
     fn job_done(&self, job: u64) {
-        let mut st = self.lock();
-        st.jobs.remove(&job);
-        if st.jobs.is_empty() {
-            self.idle.notify_all();
-        }
+        self.lock().jobs.remove(&job);
+        self.bump();
     }
 
     /// Handles workers that ended: `wait` names the ones that announced their exit.
-    fn check_workers(&self, wait: &[usize]) {
+    fn check_workers(&self, wait: &[(usize, i32)]) {
         let mut ended = Vec::new();
         {
             let st = self.lock();
@@ -385,7 +620,7 @@ impl Inner {
                     ended.push((slot, 0, 0));
                     continue;
                 };
-                let code = if wait.contains(&slot) {
+                let code = if wait.contains(&(slot, w.process.pid())) {
                     w.process.join_timeout(STOP_GRACE).ok().flatten()
                 } else {
                     w.process.exitcode()
@@ -398,15 +633,17 @@ impl Inner {
         if ended.is_empty() {
             return;
         }
-        // Every reply the ended workers sent is in the queue by now: take them first, so only
-        // the chunk a worker was running when it died counts as lost.
-        let mut more = Vec::new();
-        while let Ok(r) = self.replies.try_get() {
-            self.on_reply(r, &mut more);
-        }
-        for (slot, pid, code) in ended {
-            self.on_ended(slot, pid, code);
-        }
+        self.as_taker(|| {
+            // Every reply the ended workers sent is in the queue by now, and no other thread
+            // holds one taken but unhandled (the taker role is ours): take them first, so only
+            // the chunk a worker was running when it died counts as lost.
+            while let Ok(r) = self.replies.try_get() {
+                self.on_reply(r);
+            }
+            for (slot, pid, code) in ended {
+                self.on_ended(slot, pid, code);
+            }
+        });
     }
 
     fn on_ended(&self, slot: usize, pid: i32, code: i32) {
@@ -485,32 +722,60 @@ impl Inner {
             let mut st = self.lock();
             st.pending.clear();
             st.in_flight.clear();
-            let sinks = st.jobs.drain().map(|(_, s)| s).collect();
-            self.idle.notify_all();
-            sinks
+            st.jobs.drain().map(|(_, s)| s).collect()
         };
         for s in sinks {
             s.abandon(make);
         }
+        self.bump();
+        self.wake_taker();
     }
 
+    /// Whether a thread waits for results, or did a moment ago.
+    fn waiters_active(&self) -> bool {
+        let t = self.takers();
+        t.waiting > 0 || t.last_left.elapsed() < HANDOFF
+    }
+
+    /// The handler thread: reaps and replaces ended workers, and takes the replies while no
+    /// thread waits for them (async results nobody waits on, callbacks).
     fn handler(&self) {
-        let mut last = Instant::now();
-        let mut retiring = Vec::new();
+        let mut last_check = Instant::now();
         loop {
-            match self.replies.get_timeout(TICK) {
-                Ok(r) => self.on_reply(r, &mut retiring),
+            if self.lock().shut {
+                return;
+            }
+            let retiring = std::mem::take(&mut self.takers().retiring);
+            if !retiring.is_empty() || last_check.elapsed() >= TICK {
+                self.check_workers(&retiring);
+                last_check = Instant::now();
+                continue;
+            }
+            let until_check = TICK.saturating_sub(last_check.elapsed());
+            if self.waiters_active() {
+                let t = self.takers();
+                if t.retiring.is_empty() {
+                    let _ = self
+                        .handler_wake
+                        .wait_timeout(t, HANDOFF.min(until_check))
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                continue;
+            }
+            let Ok(guard) = self.taker.try_lock() else {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            };
+            match self
+                .replies
+                .get_timeout(until_check.max(Duration::from_millis(1)))
+            {
+                Ok(r) => self.on_reply(r),
                 Err(Error::Timeout) => {}
                 Err(_) => std::thread::sleep(TICK),
             }
-            if !retiring.is_empty() || last.elapsed() >= TICK {
-                if self.lock().shut {
-                    return;
-                }
-                self.check_workers(&retiring);
-                retiring.clear();
-                last = Instant::now();
-            }
+            drop(guard);
+            self.bump();
         }
     }
 }
@@ -641,7 +906,17 @@ impl PoolBuilder {
                 closed: false,
                 shut: false,
             }),
-            idle: Condvar::new(),
+            taker: Mutex::new(()),
+            takers: Mutex::new(Takers {
+                waiting: 0,
+                last_left: Instant::now(),
+                handler_wants: false,
+                seq: 0,
+                sleepers: 0,
+                retiring: Vec::new(),
+            }),
+            events: Condvar::new(),
+            handler_wake: Condvar::new(),
             replies: Queue::new()?,
             claims: RawArray::new(2 * processes)?,
             config: Config {
@@ -692,12 +967,31 @@ fn collect_input<I: IntoIterator>(input: I) -> Result<Vec<I::Item>> {
     })
 }
 
-/// Encodes `items` as chunks of `chunksize` (the last may be shorter): `(count, bytes)`.
-fn encode_chunks<T: Serialize>(items: &[T], chunksize: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+/// Encodes `items` as chunks of `chunksize` (the last may be shorter), lazily: `(count,
+/// bytes)`.
+fn encode_chunks<T: Serialize>(
+    items: &[T],
+    chunksize: usize,
+) -> impl Iterator<Item = Result<(u64, Vec<u8>)>> + '_ {
     items
         .chunks(chunksize.max(1))
-        .map(|c| Ok((c.len() as u64, codec::to_bytes(c)?)))
-        .collect()
+        .map(|c| Ok((c.len() as u64, seal_args(c)?)))
+}
+
+/// Encodes a chunk's arguments in a transfer envelope.
+///
+/// The task queues carry bytes, not descriptors: a value holding a connection is refused
+/// here ([`Error::NoDescriptorChannel`]). Shared objects travel as handles; the segments
+/// they live in must be mapped by the workers (the default heap always is; see [`Pool`]).
+fn seal_args<T: Serialize + ?Sized>(items: &T) -> Result<Vec<u8>> {
+    let envelope = Envelope::seal(items)?;
+    if envelope.needs_descriptors() {
+        return Err(Error::NoDescriptorChannel {
+            channel: "a pool's task queue",
+            count: envelope.fds.len(),
+        });
+    }
+    Ok(envelope.bytes)
 }
 
 impl Pool {
@@ -781,56 +1075,82 @@ impl Pool {
     }
 
     fn submit(&self, chunk: Chunk) -> Result<()> {
+        self.submit_all(vec![chunk])
+    }
+
+    /// Submits chunks together: the ones for the same worker travel in one message.
+    fn submit_all(&self, chunks: Vec<Chunk>) -> Result<()> {
         let mut st = self.inner.lock();
         if st.shut {
             return Err(Error::PoolTerminated);
         }
-        st.pending.push_back(chunk);
+        st.pending.extend(chunks);
         self.inner.dispatch(&mut st);
         Ok(())
     }
 
-    /// Submits encoded chunks as one job; `finish` receives the results.
+    /// Submits `n` items as one job, each chunk as soon as it is encoded (so the workers
+    /// start while the rest is encoded); `finish` receives the results. If a chunk does not
+    /// encode, the job is withdrawn (`finish` never runs) and that is the error.
     fn run_collect<R>(
         &self,
         target: Target,
-        chunks: Vec<(u64, Vec<u8>)>,
+        n: u64,
+        chunks: impl Iterator<Item = Result<(u64, Vec<u8>)>>,
         finish: Finish<R>,
     ) -> Result<()>
     where
         R: DeserializeOwned + Send + 'static,
     {
         let id = self.register(target)?;
-        let n: u64 = chunks.iter().map(|(c, _)| c).sum();
-        let sink = Arc::new(Collect::new(
-            usize::try_from(n).unwrap_or(usize::MAX),
-            finish,
-        ));
+        let sink = Arc::new(Collect::new(n, finish));
         let job = self.new_job(sink.clone())?;
         if n == 0 {
-            if sink.deliver(0, 0, Ok(codec::to_bytes(&Vec::<u8>::new())?)) {
+            // No values and no panics: what a chunk of no items encodes to.
+            let none: (Vec<()>, Vec<(u64, String)>) = (Vec::new(), Vec::new());
+            if sink.deliver(0, 0, Ok(codec::to_bytes(&none)?)) {
                 self.inner.job_done(job);
             }
             return Ok(());
         }
         let mut start = 0u64;
-        for (count, args) in chunks {
-            self.submit(Chunk {
-                job,
-                start,
-                count,
-                target: id,
-                args,
-            })?;
-            start += count;
+        for chunk in chunks {
+            let submitted = chunk.and_then(|(count, args)| {
+                self.submit(Chunk {
+                    job,
+                    start,
+                    count,
+                    target: id,
+                    args,
+                })?;
+                Ok(count)
+            });
+            match submitted {
+                Ok(count) => start += count,
+                Err(e) => {
+                    self.withdraw(job);
+                    return Err(e);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Forgets job `job`: its queued chunks are dropped, replies of its running ones ignored,
+    /// and its results never delivered.
+    fn withdraw(&self, job: u64) {
+        let mut st = self.inner.lock();
+        st.pending.retain(|c| c.job != job);
+        st.jobs.remove(&job);
+        drop(st);
+        self.inner.bump();
     }
 
     fn collect_async<R, T>(
         &self,
         target: Target,
-        chunks: Vec<(u64, Vec<u8>)>,
+        n: u64,
+        chunks: impl Iterator<Item = Result<(u64, Vec<u8>)>>,
         convert: fn(Vec<R>) -> Result<T>,
         callbacks: Callbacks<T>,
     ) -> Result<AsyncResult<T>>
@@ -856,8 +1176,8 @@ impl Pool {
             }
             out.set(r);
         });
-        self.run_collect(target, chunks, finish)?;
-        Ok(AsyncResult::new(slot))
+        self.run_collect(target, n, chunks, finish)?;
+        Ok(AsyncResult::new(slot, Arc::clone(&self.inner)))
     }
 
     /// Runs `f(args)` in a worker and waits for the result.
@@ -886,8 +1206,8 @@ impl Pool {
         self.apply_async_with(f, args, Callbacks::none())
     }
 
-    /// [`apply_async`](Pool::apply_async) with callbacks, run in this process (on the pool's
-    /// handler thread) before the result becomes ready.
+    /// [`apply_async`](Pool::apply_async) with callbacks, run in this process (by the thread
+    /// that takes the reply, see [`Callbacks`]) before the result becomes ready.
     ///
     /// # Errors
     /// As for [`apply`](Pool::apply), for the submission.
@@ -901,8 +1221,8 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let chunks = vec![(1, codec::to_bytes(std::slice::from_ref(&args))?)];
-        self.collect_async(Target::batch(f), chunks, first::<R>, callbacks)
+        let chunks = std::iter::once(seal_args(std::slice::from_ref(&args)).map(|b| (1, b)));
+        self.collect_async(Target::batch(f), 1, chunks, first::<R>, callbacks)
     }
 
     /// Applies `f` to every item of `input` in the workers; results in input order.
@@ -955,8 +1275,8 @@ impl Pool {
     {
         let items = collect_input(input)?;
         let cs = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
-        let chunks = encode_chunks(&items, cs)?;
-        self.collect_async(Target::batch(f), chunks, Ok, callbacks)
+        let chunks = encode_chunks(&items, cs);
+        self.collect_async(Target::batch(f), items.len() as u64, chunks, Ok, callbacks)
     }
 
     /// Like [`map`](Pool::map) for a two-argument function over pairs (Python's
@@ -993,8 +1313,8 @@ impl Pool {
     {
         let items = collect_input(input)?;
         let cs = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
-        let chunks = encode_chunks(&items, cs)?;
-        self.collect_async(Target::batch2(f), chunks, Ok, callbacks)
+        let chunks = encode_chunks(&items, cs);
+        self.collect_async(Target::batch2(f), items.len() as u64, chunks, Ok, callbacks)
     }
 
     /// Applies `f` lazily: the input is read as results are taken, and results come in input
@@ -1068,7 +1388,6 @@ impl Pool {
                 total: None,
                 abandoned: None,
             }),
-            arrived: Condvar::new(),
         });
         let job = self.new_job(stream.clone())?;
         let chunksize = chunksize.max(1);
@@ -1103,17 +1422,14 @@ impl Pool {
     /// # Errors
     /// [`Error::Io`] if a worker cannot be reaped.
     pub fn join(&self) -> Result<()> {
-        {
-            let mut st = self.inner.lock();
-            st.closed = true;
-            while !st.jobs.is_empty() && !st.shut {
-                st = self
-                    .inner
-                    .idle
-                    .wait(st)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-        }
+        self.inner.lock().closed = true;
+        self.inner.wait_until(
+            &mut || {
+                let st = self.inner.lock();
+                st.jobs.is_empty() || st.shut
+            },
+            None,
+        );
         self.shutdown(true)
     }
 
@@ -1181,7 +1497,7 @@ impl Pool {
             target: id,
             args: codec::to_bytes(&[()])?,
         })?;
-        AsyncResult::new(slot).get()
+        AsyncResult::new(slot, Arc::clone(&self.inner)).get()
     }
 }
 
@@ -1198,8 +1514,11 @@ fn first<R>(v: Vec<R>) -> Result<R> {
     v.into_iter().next().ok_or(Error::Empty)
 }
 
-/// Success and error callbacks of an async call; they run in this process, on the pool's
-/// handler thread, before the result becomes ready.
+/// Success and error callbacks of an async call; they run in this process before the result
+/// becomes ready, on the thread that takes the reply: the pool's handler thread, or a thread
+/// of this process waiting on a pool result at that moment. Like CPython's, a callback should
+/// return quickly, and must not itself wait on the pool (that would wait on the thread that
+/// runs it).
 pub struct Callbacks<T> {
     success: Option<OnSuccess<T>>,
     error: Option<OnError>,
@@ -1268,46 +1587,57 @@ where
     I: Iterator,
     I::Item: Serialize,
 {
-    /// Submits input chunks until the window is full or the input ends.
+    /// Once half the window is free, submits input chunks until it is full or the input
+    /// ends, all at once (so they travel several to a message).
     fn feed(&mut self) {
-        while self.input.is_some() && self.submitted - self.yielded < self.window {
-            let Some(input) = self.input.as_mut() else {
-                return;
-            };
+        if self.input.is_none() || self.submitted - self.yielded > self.window / 2 {
+            return;
+        }
+        let mut batch = Vec::new();
+        let mut next = self.submitted;
+        let mut end = None;
+        while let Some(input) = self.input.as_mut()
+            && next - self.yielded < self.window
+        {
             let cs = self.chunksize;
             let pulled = catch_unwind(AssertUnwindSafe(|| {
                 input.by_ref().take(cs).collect::<Vec<_>>()
             }));
-            let items = match pulled.map(|items| (items.len() as u64, codec::to_bytes(&items))) {
+            let (len, args) = match pulled.map(|items| (items.len() as u64, seal_args(&items))) {
                 Ok((len, Ok(bytes))) => (len, bytes),
                 Ok((_, Err(e))) => {
-                    self.end_input(Some(e));
-                    return;
+                    end = Some(Some(e));
+                    break;
                 }
                 Err(p) => {
                     let message = crate::process::panic_message(p.as_ref());
-                    self.end_input(Some(Error::InputPanicked { message }));
-                    return;
+                    end = Some(Some(Error::InputPanicked { message }));
+                    break;
                 }
             };
-            let (len, args) = items;
             if len > 0 {
-                let chunk = Chunk {
+                batch.push(Chunk {
                     job: self.job,
-                    start: self.submitted,
+                    start: next,
                     count: len,
                     target: self.target,
                     args,
-                };
-                if let Err(e) = self.pool.submit(chunk) {
-                    self.end_input(Some(e));
-                    return;
-                }
-                self.submitted += len;
+                });
+                next += len;
             }
             if len < cs as u64 {
-                self.end_input(None);
+                end = Some(None);
+                break;
             }
+        }
+        if !batch.is_empty() {
+            match self.pool.submit_all(batch) {
+                Ok(()) => self.submitted = next,
+                Err(e) => end = Some(Some(e)),
+            }
+        }
+        if let Some(error) = end {
+            self.end_input(error);
         }
     }
 }
@@ -1346,35 +1676,44 @@ where
         }
         self.feed();
         let stream = Arc::clone(&self.stream);
-        let mut s = stream.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            let got = if self.ordered {
-                s.ready.remove(&self.yielded)
-            } else {
-                s.ready.pop_first().map(|(_, r)| r)
-            };
-            if let Some(r) = got {
-                self.yielded += 1;
-                return Some(r);
-            }
-            if let Some(e) = s.abandoned.take() {
-                self.finished = true;
-                return Some(Err(e));
+            {
+                let mut s = stream.state.lock().unwrap_or_else(PoisonError::into_inner);
+                let got = if self.ordered {
+                    s.ready.remove(&self.yielded)
+                } else {
+                    s.ready.pop_first().map(|(_, r)| r)
+                };
+                if let Some(r) = got {
+                    self.yielded += 1;
+                    return Some(r);
+                }
+                if let Some(e) = s.abandoned.take() {
+                    self.finished = true;
+                    return Some(Err(e));
+                }
             }
             if self.yielded >= self.submitted {
                 if self.input.is_none() {
                     self.finished = true;
                     return self.input_error.take().map(Err);
                 }
-                drop(s);
                 self.feed();
-                s = stream.state.lock().unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
-            s = stream
-                .arrived
-                .wait(s)
-                .unwrap_or_else(PoisonError::into_inner);
+            let (ordered, next) = (self.ordered, self.yielded);
+            self.pool.inner.wait_until(
+                &mut || {
+                    let s = stream.state.lock().unwrap_or_else(PoisonError::into_inner);
+                    s.abandoned.is_some()
+                        || if ordered {
+                            s.ready.contains_key(&next)
+                        } else {
+                            !s.ready.is_empty()
+                        }
+                },
+                None,
+            );
         }
     }
 }

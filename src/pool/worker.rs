@@ -22,8 +22,8 @@ use std::fs::File;
 /// A message in a worker's task queue.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Task {
-    /// Run a chunk.
-    Run(Chunk),
+    /// Run these chunks, in order.
+    Run(Vec<Chunk>),
     /// Leave the loop and exit.
     Stop,
 }
@@ -36,14 +36,16 @@ pub(crate) struct Chunk {
     pub(crate) start: u64,
     pub(crate) count: u64,
     pub(crate) target: u32,
+    #[serde(with = "bytes")]
     pub(crate) args: Vec<u8>,
 }
 
 /// What a chunk gave.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ChunkResult {
-    /// The encoded `Vec<Result<R, String>>`, one entry per item.
-    Returned(Vec<u8>),
+    /// The encoded `(Vec<R>, Vec<(u64, String)>)`: the values of the items that returned, then
+    /// the index and message of each item that panicked (see `Target::batch`).
+    Returned(#[serde(with = "bytes")] Vec<u8>),
     /// The chunk could not run (arguments, result encoding, unknown function): why.
     Failed(String),
 }
@@ -60,6 +62,52 @@ pub(crate) enum Reply {
     },
     /// The worker in `slot` reached `max_tasks_per_child` and exits now.
     Retiring { slot: u32 },
+    /// Sent by the pool's own process to wake the thread taking replies; carries nothing.
+    Wake,
+}
+
+/// Encodes a byte vector as one length-prefixed byte string (serde's `bytes`), not as a
+/// sequence of `u8` values, each a separate call on both sides.
+mod bytes {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::ser::Serializer;
+    use std::fmt;
+
+    // `serde(with)` hands the field by reference.
+    #[allow(clippy::ptr_arg)]
+    pub(super) fn serialize<S: Serializer>(b: &Vec<u8>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(b)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(BytesVisitor)
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut v = Vec::new();
+            while let Some(b) = seq.next_element()? {
+                v.push(b);
+            }
+            Ok(v)
+        }
+    }
 }
 
 /// A worker's arguments (its private registration pipe is its first inherited descriptor).
@@ -101,34 +149,40 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     let base = usize::try_from(args.slot).unwrap_or(usize::MAX / 4) * 2;
     let mut done = 0u64;
     loop {
-        let Ok(Task::Run(Chunk {
+        let Ok(Task::Run(chunks)) = args.tasks.get() else {
+            return;
+        };
+        for Chunk {
             job,
             start,
             target,
             args: bytes,
             ..
-        })) = args.tasks.get()
-        else {
-            return;
-        };
-        // The claim must be visible before the chunk runs: if this process dies from here on,
-        // the pool reports this chunk as `WorkerDied` and resubmits the others it had queued.
-        if args.claims.set(base, job).is_err() || args.claims.set(base + 1, start + 1).is_err() {
-            return;
-        }
-        let reply = Reply::Done {
-            slot: args.slot,
-            job,
-            start,
-            result: run_chunk(&mut regs, target, &bytes),
-        };
-        if args.replies.put(&reply).is_err() {
-            return;
-        }
-        done += 1;
-        if args.max_tasks.is_some_and(|m| done >= m) {
-            let _ = args.replies.put(&Reply::Retiring { slot: args.slot });
-            return;
+        } in chunks
+        {
+            // The claim must be visible before the chunk runs: if this process dies from here
+            // on, the pool reports this chunk as `WorkerDied` and resubmits the others it had
+            // queued.
+            if args.claims.set(base, job).is_err() || args.claims.set(base + 1, start + 1).is_err()
+            {
+                return;
+            }
+            let reply = Reply::Done {
+                slot: args.slot,
+                job,
+                start,
+                result: run_chunk(&mut regs, target, &bytes),
+            };
+            if args.replies.put(&reply).is_err() {
+                return;
+            }
+            done += 1;
+            if args.max_tasks.is_some_and(|m| done >= m) {
+                // The chunks left in this message (and the queue) are resubmitted by the pool
+                // when it sees this worker end.
+                let _ = args.replies.put(&Reply::Retiring { slot: args.slot });
+                return;
+            }
         }
     }
 }
