@@ -31,8 +31,10 @@ pub(crate) fn attach_error<E: serde::de::Error>(e: Error) -> E {
 /// [`Error::Codec`] if the value cannot be serialized (for example a map with non-string keys
 /// that the format rejects), [`Error::InvalidSize`] past [`MAX_MESSAGE`].
 pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    let bytes = postcard::to_stdvec(value).map_err(|e| Error::Codec {
-        reason: e.to_string(),
+    let bytes = postcard::serialize_with_flavor(value, VecFlavor(Vec::new())).map_err(|e| {
+        Error::Codec {
+            reason: e.to_string(),
+        }
     })?;
     if bytes.len() > MAX_MESSAGE {
         return Err(Error::InvalidSize {
@@ -40,6 +42,38 @@ pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
         });
     }
     Ok(bytes)
+}
+
+/// postcard's `Vec` output, except that a short run of bytes (a varint, a small field) is
+/// pushed byte by byte instead of through a `memcpy` call: a `Vec<u64>` of 10,000 items is
+/// 10,000 such runs, and the calls cost more than the encoding.
+struct VecFlavor(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for VecFlavor {
+    type Output = Vec<u8>;
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if data.len() <= 16 {
+            self.0.reserve(data.len());
+            for &b in data {
+                self.0.push(b);
+            }
+        } else {
+            self.0.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
 }
 
 /// Encodes a value into `buf`, returning the bytes used, or `None` if it does not fit (the
