@@ -34,19 +34,20 @@ pub use async_result::AsyncResult;
 
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::process::{Process, Target, cpu_count, registration_frame};
+use crate::process::{Process, StartMethod, Target, cpu_count, registration_frame, start_method};
 use crate::queue::Queue;
+use crate::segment::Segment;
 use crate::shared::RawArray;
 use crate::sys;
 use crate::transfer::{self, Envelope, Received};
 use async_result::ResultSlot;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -271,12 +272,19 @@ struct Worker {
     tasks: Queue<Task>,
     /// Write end of its registration pipe.
     control: File,
+    /// The pool's end of its segment socket (descriptor-carrying).
+    segments: OwnedFd,
+    /// Segments it maps: the default heap, and those sent on `segments`.
+    mapped: HashSet<u64>,
     /// Chunks in its queue or running.
     outstanding: usize,
 }
 
 struct Config {
     processes: usize,
+    /// How the first workers start; replacements too, except in a `Fork` pool (see
+    /// [`PoolBuilder::start_method`]).
+    method: StartMethod,
     max_tasks: Option<u64>,
     initializer: Option<(Target, Vec<u8>)>,
     prefix: String,
@@ -332,8 +340,9 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn spawn_worker(&self, slot: usize, st: &mut State) -> Result<Worker> {
+    fn spawn_worker(&self, slot: usize, st: &mut State, method: StartMethod) -> Result<Worker> {
         let (r, mut w) = sys::pipe().map_err(|e| Error::io("pipe", e))?;
+        let (seg_ours, seg_theirs) = sys::socket_pair().map_err(|e| Error::io("socketpair", e))?;
         for f in &st.frames {
             w.write_all(f)
                 .map_err(|e| Error::io("write registration", e))?;
@@ -359,11 +368,14 @@ impl Inner {
         let process = Process::new(worker_main, args)
             .name(format!("{}-{}", self.config.prefix, st.started))
             .daemon(true)
-            .start_spawn_with(&[r.as_fd()])?;
+            .start_method(method)
+            .start_with(&[r.as_fd(), seg_theirs.as_fd()])?;
         Ok(Worker {
             process,
             tasks,
             control: w,
+            segments: seg_ours,
+            mapped: HashSet::from([crate::runtime::default_segment()?.id()]),
             outstanding: 0,
         })
     }
@@ -406,6 +418,15 @@ impl Inner {
                 refused.extend(batch);
                 continue;
             };
+            // Segments first: the worker maps them before it decodes the chunk.
+            for seg in batch.iter().flat_map(|c| &c.keep) {
+                if !w.mapped.contains(&seg.id())
+                    && sys::send_frame(w.segments.as_fd(), &seg.id().to_le_bytes(), &[seg.as_fd()])
+                        .is_ok()
+                {
+                    w.mapped.insert(seg.id());
+                }
+            }
             let task = Task::Run(batch);
             let put = w.tasks.try_put(&task);
             let Task::Run(batch) = task else {
@@ -683,7 +704,12 @@ impl Inner {
             if let Some(w) = st.workers.get_mut(slot) {
                 *w = None;
             }
-            match self.spawn_worker(slot, &mut st) {
+            // A replacement starts while the pool's own threads run: a `Fork` pool spawns it.
+            let method = match self.config.method {
+                StartMethod::Fork => StartMethod::Spawn,
+                m => m,
+            };
+            match self.spawn_worker(slot, &mut st, method) {
                 Ok(w) => {
                     if let Some(s) = st.workers.get_mut(slot) {
                         *s = Some(w);
@@ -785,9 +811,16 @@ impl Inner {
 ///
 /// Functions are `fn` items or non-capturing closures (`fn(A) -> R`), as for
 /// [`spawn`](crate::spawn); arguments and results travel encoded, and shared objects in them
-/// (an [`Array`](crate::Array), a [`Value`](crate::Value), a [`Queue`]) re-attach in the
-/// worker. Workers are started with the `Spawn` method (each needs its private registration
-/// pipe at start), whatever [`set_start_method`](crate::set_start_method) says.
+/// (an [`Array`](crate::Array), a [`Value`](crate::Value), a [`Queue`], containers)
+/// re-attach in the worker. Each chunk's arguments are sealed in a transfer envelope: a
+/// segment its handles live in that a worker does not map yet (one created after the worker
+/// started) is sent to that worker over its private socket before the chunk, so it reaches
+/// the worker; a handle that carries descriptors (a
+/// [`Connection`](crate::Connection)) is refused at the call with
+/// [`Error::NoDescriptorChannel`], since the task queues carry bytes only. As with
+/// `multiprocessing`, keep the shared objects alive until the task's result arrives.
+/// Workers start with the process-wide [`start_method`](crate::start_method) or the one
+/// given to [`PoolBuilder::start_method`].
 ///
 /// Failures are results: a task that panics gives [`Error::TaskPanicked`] (message and
 /// location) and its worker goes on; a worker that dies while running a task (abort,
@@ -828,6 +861,7 @@ impl fmt::Debug for Pool {
 /// Configures a [`Pool`]: see [`Pool::builder`].
 pub struct PoolBuilder {
     processes: Option<usize>,
+    method: Option<StartMethod>,
     max_tasks: Option<u64>,
     initializer: Option<(Target, Result<Vec<u8>>)>,
     prefix: String,
@@ -863,6 +897,20 @@ impl PoolBuilder {
     /// Replaces a worker after it ran `n` chunks (tasks, for `apply`); results stay correct.
     pub fn max_tasks_per_child(mut self, n: u64) -> Self {
         self.max_tasks = Some(n);
+        self
+    }
+
+    /// How the workers start (default: the process-wide
+    /// [`start_method`](crate::start_method), like a CPython pool's context).
+    ///
+    /// - `Spawn` and `ForkServer`: every worker, replacements included.
+    /// - `Fork`: the first workers are forked in [`build`](Self::build), before the pool
+    ///   starts its handler thread, so the caller must be single-threaded then
+    ///   ([`Error::ForkWhileThreaded`] otherwise). A worker that replaces one (after
+    ///   `max_tasks_per_child`, or a death) is started with `Spawn`: the pool's own threads
+    ///   run by then, and forking a threaded process is what the `Fork` method refuses.
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
         self
     }
 
@@ -921,6 +969,7 @@ impl PoolBuilder {
             claims: RawArray::new(2 * processes)?,
             config: Config {
                 processes,
+                method: self.method.unwrap_or_else(start_method),
                 max_tasks: self.max_tasks,
                 initializer,
                 prefix: self.prefix,
@@ -936,7 +985,7 @@ impl PoolBuilder {
         {
             let mut st = inner.lock();
             for slot in 0..processes {
-                let w = inner.spawn_worker(slot, &mut st)?;
+                let w = inner.spawn_worker(slot, &mut st, inner.config.method)?;
                 if let Some(s) = st.workers.get_mut(slot) {
                     *s = Some(w);
                 }
@@ -972,7 +1021,7 @@ fn collect_input<I: IntoIterator>(input: I) -> Result<Vec<I::Item>> {
 fn encode_chunks<T: Serialize>(
     items: &[T],
     chunksize: usize,
-) -> impl Iterator<Item = Result<(u64, Vec<u8>)>> + '_ {
+) -> impl Iterator<Item = Result<(u64, Sealed)>> + '_ {
     items
         .chunks(chunksize.max(1))
         .map(|c| Ok((c.len() as u64, seal_args(c)?)))
@@ -982,8 +1031,9 @@ fn encode_chunks<T: Serialize>(
 ///
 /// The task queues carry bytes, not descriptors: a value holding a connection is refused
 /// here ([`Error::NoDescriptorChannel`]). Shared objects travel as handles; the segments
-/// they live in must be mapped by the workers (the default heap always is; see [`Pool`]).
-fn seal_args<T: Serialize + ?Sized>(items: &T) -> Result<Vec<u8>> {
+/// they live in travel to each worker that does not map them yet over its segment socket
+/// (see `Inner::dispatch`).
+fn seal_args<T: Serialize + ?Sized>(items: &T) -> Result<Sealed> {
     let envelope = Envelope::seal(items)?;
     if envelope.needs_descriptors() {
         return Err(Error::NoDescriptorChannel {
@@ -991,7 +1041,30 @@ fn seal_args<T: Serialize + ?Sized>(items: &T) -> Result<Vec<u8>> {
             count: envelope.fds.len(),
         });
     }
-    Ok(envelope.bytes)
+    Ok(Sealed {
+        bytes: envelope.bytes,
+        segments: envelope.segments,
+    })
+}
+
+/// A chunk's encoded arguments and the segments their handles live in.
+struct Sealed {
+    bytes: Vec<u8>,
+    segments: Vec<Segment>,
+}
+
+impl Sealed {
+    fn into_chunk(self, job: u64, start: u64, count: u64, target: u32) -> Chunk {
+        Chunk {
+            job,
+            start,
+            count,
+            target,
+            args: self.bytes,
+            segments: self.segments.iter().map(Segment::id).collect(),
+            keep: self.segments,
+        }
+    }
 }
 
 impl Pool {
@@ -1008,6 +1081,7 @@ impl Pool {
     pub fn builder() -> PoolBuilder {
         PoolBuilder {
             processes: None,
+            method: None,
             max_tasks: None,
             initializer: None,
             prefix: "PoolWorker".to_owned(),
@@ -1096,7 +1170,7 @@ impl Pool {
         &self,
         target: Target,
         n: u64,
-        chunks: impl Iterator<Item = Result<(u64, Vec<u8>)>>,
+        chunks: impl Iterator<Item = Result<(u64, Sealed)>>,
         finish: Finish<R>,
     ) -> Result<()>
     where
@@ -1115,14 +1189,8 @@ impl Pool {
         }
         let mut start = 0u64;
         for chunk in chunks {
-            let submitted = chunk.and_then(|(count, args)| {
-                self.submit(Chunk {
-                    job,
-                    start,
-                    count,
-                    target: id,
-                    args,
-                })?;
+            let submitted = chunk.and_then(|(count, sealed)| {
+                self.submit(sealed.into_chunk(job, start, count, id))?;
                 Ok(count)
             });
             match submitted {
@@ -1150,7 +1218,7 @@ impl Pool {
         &self,
         target: Target,
         n: u64,
-        chunks: impl Iterator<Item = Result<(u64, Vec<u8>)>>,
+        chunks: impl Iterator<Item = Result<(u64, Sealed)>>,
         convert: fn(Vec<R>) -> Result<T>,
         callbacks: Callbacks<T>,
     ) -> Result<AsyncResult<T>>
@@ -1490,13 +1558,7 @@ impl Pool {
         let finish: Finish<()> = Box::new(move |r: Result<Vec<()>>| out.set(r.map(drop)));
         let sink = Arc::new(Collect::new(1, finish));
         let job = self.new_job(sink)?;
-        self.submit(Chunk {
-            job,
-            start: 0,
-            count: 1,
-            target: id,
-            args: codec::to_bytes(&[()])?,
-        })?;
+        self.submit(seal_args(&[()])?.into_chunk(job, 0, 1, id))?;
         AsyncResult::new(slot, Arc::clone(&self.inner)).get()
     }
 }
@@ -1616,13 +1678,7 @@ where
                 }
             };
             if len > 0 {
-                batch.push(Chunk {
-                    job: self.job,
-                    start: next,
-                    count: len,
-                    target: self.target,
-                    args,
-                });
+                batch.push(args.into_chunk(self.job, next, len, self.target));
                 next += len;
             }
             if len < cs as u64 {

@@ -14,10 +14,14 @@ use crate::process::{
     Outcome, Registrations, TargetId, record_panic_location, run_installed, take_inherited,
 };
 use crate::queue::Queue;
+use crate::segment::{Segment, registry};
 use crate::shared::RawArray;
+use crate::sys::{self, Deadline};
 use crate::transfer::Received;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
 
 /// A message in a worker's task queue.
 #[derive(Debug, Serialize, Deserialize)]
@@ -38,6 +42,12 @@ pub(crate) struct Chunk {
     pub(crate) target: u32,
     #[serde(with = "bytes")]
     pub(crate) args: Vec<u8>,
+    /// The identities of the segments the arguments' handles live in (from their transfer
+    /// envelope); the pool sends a worker each one it may not map before the chunk.
+    pub(crate) segments: Vec<u64>,
+    /// Those segments, held by the pool (not sent) until the chunk is done.
+    #[serde(skip)]
+    pub(crate) keep: Vec<Segment>,
 }
 
 /// What a chunk gave.
@@ -110,7 +120,8 @@ mod bytes {
     }
 }
 
-/// A worker's arguments (its private registration pipe is its first inherited descriptor).
+/// A worker's arguments (its private registration pipe is its first inherited descriptor,
+/// its end of the segment socket the second).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct WorkerArgs {
     pub(crate) slot: u32,
@@ -148,6 +159,9 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     }
     let base = usize::try_from(args.slot).unwrap_or(usize::MAX / 4) * 2;
     let mut done = 0u64;
+    let segment_socket = take_inherited(1);
+    // Segments received from the pool stay mapped for the worker's life.
+    let mut held: Vec<Segment> = Vec::new();
     loop {
         let Ok(Task::Run(chunks)) = args.tasks.get() else {
             return;
@@ -157,9 +171,13 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             start,
             target,
             args: bytes,
+            segments,
             ..
         } in chunks
         {
+            if let Some(sock) = &segment_socket {
+                map_segments(sock, &segments, &mut held);
+            }
             // The claim must be visible before the chunk runs: if this process dies from here
             // on, the pool reports this chunk as `WorkerDied` and resubmits the others it had
             // queued.
@@ -182,6 +200,35 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                 // when it sees this worker end.
                 let _ = args.replies.put(&Reply::Retiring { slot: args.slot });
                 return;
+            }
+        }
+    }
+}
+
+/// Maps the segments of `ids` this process does not map yet, from the frames the pool sent on
+/// the segment socket before the chunk (each: the segment's identity, with its descriptor).
+/// Never waits: a segment that did not come makes the arguments fail to decode with
+/// [`Error::SegmentNotTransferred`].
+fn map_segments(sock: &OwnedFd, ids: &[u64], held: &mut Vec<Segment>) {
+    for &id in ids {
+        while registry::lookup(id).is_none() {
+            let now = Deadline::after(Duration::ZERO);
+            if !sys::poll_readable(&[sock.as_fd()], Some(&now)).is_ok_and(|r| !r.is_empty()) {
+                break;
+            }
+            let Ok(Some((payload, mut fds))) = sys::recv_frame(sock.as_fd(), 8) else {
+                break;
+            };
+            let (Ok(declared), Some(fd)) = (<[u8; 8]>::try_from(payload.as_slice()), fds.pop())
+            else {
+                continue;
+            };
+            // The header is checked as for any segment received; the identity must be the
+            // one the pool declared.
+            if let Ok(seg) = Segment::from_fd(fd)
+                && seg.id() == u64::from_le_bytes(declared)
+            {
+                held.push(seg);
             }
         }
     }
