@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 use worker::{Chunk, ChunkResult, Reply, Task, WorkerArgs, worker_main};
 
 /// Chunks queued to one worker at a time.
-const PER_WORKER: usize = 8;
+const PER_WORKER: usize = 16;
 /// Capacity of a worker's task queue (the chunks plus a stop message).
 const TASK_QUEUE: usize = 2 * PER_WORKER + 2;
 /// How often the handler looks for ended workers.
@@ -65,8 +65,8 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// The longest a waiting thread blocks on the reply queue, or on a delivery, before it looks
 /// again (wake-ups normally come sooner: a reply, a delivery, a `Reply::Wake`).
 const TAKE_SLICE: Duration = Duration::from_millis(50);
-/// The handler leaves the replies to waiting threads while one waits, or waited this
-/// recently (a loop of `apply` or `imap` leaves `get` between calls only briefly).
+/// The handler leaves the replies to waiting threads while one waits, or began a wait within
+/// the last `HANDOFF` (a loop of `apply` or `imap` leaves `get` between calls only briefly).
 const HANDOFF: Duration = Duration::from_millis(5);
 
 type Finish<R> = Box<dyn FnOnce(Result<Vec<R>>) + Send>;
@@ -266,6 +266,37 @@ impl<R: DeserializeOwned + Send> Sink for Stream<R> {
     }
 }
 
+/// Hashes the pool's own `(job, start)` keys (no outside input) with one multiply per word,
+/// instead of SipHash.
+#[derive(Default, Clone, Copy)]
+struct KeyHash;
+
+impl std::hash::BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(0)
+    }
+}
+
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
 /// A running worker.
 struct Worker {
     process: Process,
@@ -297,7 +328,7 @@ struct State {
     frames: Vec<Vec<u8>>,
     pending: VecDeque<Chunk>,
     /// Chunks handed to a worker: `(job, start)` → (slot, chunk).
-    in_flight: HashMap<(u64, u64), (usize, Chunk)>,
+    in_flight: HashMap<(u64, u64), (usize, Chunk), KeyHash>,
     jobs: HashMap<u64, Arc<dyn Sink>>,
     next_job: u64,
     started: u64,
@@ -309,8 +340,8 @@ struct State {
 struct Takers {
     /// Threads inside `wait_until`.
     waiting: usize,
-    /// When the last of them left it.
-    last_left: Instant,
+    /// How many waits began so far (the handler compares it across a `HANDOFF`).
+    entries: u64,
     /// The handler needs the taker role (to settle ended workers): waiters leave it.
     handler_wants: bool,
     /// Bumped after every delivery and every release of the taker role.
@@ -473,11 +504,13 @@ impl Inner {
     /// role): a worker's reply then goes straight to the thread that waits for it, without a
     /// hop through the handler thread and its wake-ups. Other waiters sleep until a delivery.
     fn wait_until(&self, done: &mut dyn FnMut() -> bool, deadline: Option<Instant>) -> bool {
-        self.takers().waiting += 1;
+        {
+            let mut t = self.takers();
+            t.waiting += 1;
+            t.entries = t.entries.wrapping_add(1);
+        }
         let r = self.wait_loop(done, deadline);
-        let mut t = self.takers();
-        t.waiting -= 1;
-        t.last_left = Instant::now();
+        self.takers().waiting -= 1;
         r
     }
 
@@ -757,16 +790,20 @@ impl Inner {
         self.wake_taker();
     }
 
-    /// Whether a thread waits for results, or did a moment ago.
-    fn waiters_active(&self) -> bool {
+    /// Whether a thread waits for results, or began a wait since the handler last looked
+    /// (`seen`, updated).
+    fn waiters_active(&self, seen: &mut u64) -> bool {
         let t = self.takers();
-        t.waiting > 0 || t.last_left.elapsed() < HANDOFF
+        let active = t.waiting > 0 || t.entries != *seen;
+        *seen = t.entries;
+        active
     }
 
     /// The handler thread: reaps and replaces ended workers, and takes the replies while no
     /// thread waits for them (async results nobody waits on, callbacks).
     fn handler(&self) {
         let mut last_check = Instant::now();
+        let mut seen = 0;
         loop {
             if self.lock().shut {
                 return;
@@ -778,7 +815,7 @@ impl Inner {
                 continue;
             }
             let until_check = TICK.saturating_sub(last_check.elapsed());
-            if self.waiters_active() {
+            if self.waiters_active(&mut seen) {
                 let t = self.takers();
                 if t.retiring.is_empty() {
                     let _ = self
@@ -947,7 +984,7 @@ impl PoolBuilder {
                 registry: HashMap::new(),
                 frames: Vec::new(),
                 pending: VecDeque::new(),
-                in_flight: HashMap::new(),
+                in_flight: HashMap::default(),
                 jobs: HashMap::new(),
                 next_job: 0,
                 started: 0,
@@ -957,7 +994,7 @@ impl PoolBuilder {
             taker: Mutex::new(()),
             takers: Mutex::new(Takers {
                 waiting: 0,
-                last_left: Instant::now(),
+                entries: 0,
                 handler_wants: false,
                 seq: 0,
                 sleepers: 0,
