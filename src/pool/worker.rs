@@ -139,6 +139,8 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     let Some(fd) = take_inherited(0) else {
         return;
     };
+    // Chunks allocate and free large buffers: keep the memory rather than fault it in anew.
+    sys::keep_freed_memory();
     // SAFETY: descriptor 0 of this process's `extra` list is the read end of the registration
     // pipe the pool created for this worker and passed in its validated start-up message
     // (`ProcessBuilder::start_spawn_with`); the pool keeps the write end close-on-exec and

@@ -7,6 +7,7 @@ pub(crate) mod eventfd;
 pub(crate) mod fork;
 pub(crate) mod futex;
 pub(crate) mod lineage;
+pub(crate) mod malloc;
 pub(crate) mod memfd;
 pub(crate) mod mmap;
 pub(crate) mod pidfd;
@@ -26,6 +27,7 @@ pub(crate) use futex::{WaitOutcome, futex_requeue, futex_wait, futex_wake};
 #[cfg(all(test, not(shmproc_loom)))]
 pub(crate) use libc::{EMFILE, ENOENT};
 pub(crate) use lineage::{cpu_count, die_with_parent, thread_count};
+pub(crate) use malloc::keep_freed_memory;
 pub(crate) use memfd::{
     effective_uid, fd_blocks_bytes, fd_len, fd_owner_mode, memfd_create, punch_hole, seal_size,
     set_len, size_sealed,
