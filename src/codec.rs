@@ -54,13 +54,20 @@ impl postcard::ser_flavors::Flavor for VecFlavor {
 
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        if data.len() <= 16 {
-            self.0.reserve(data.len());
-            for &b in data {
-                self.0.push(b);
+        // Fixed-size copies compile to a store or two, with one length update.
+        match *data {
+            [a] => self.0.push(a),
+            [a, b] => self.0.extend_from_slice(&[a, b]),
+            [a, b, c] => self.0.extend_from_slice(&[a, b, c]),
+            [a, b, c, d] => self.0.extend_from_slice(&[a, b, c, d]),
+            [a, b, c, d, e] => self.0.extend_from_slice(&[a, b, c, d, e]),
+            _ if data.len() <= 16 => {
+                self.0.reserve(data.len());
+                for &b in data {
+                    self.0.push(b);
+                }
             }
-        } else {
-            self.0.extend_from_slice(data);
+            _ => self.0.extend_from_slice(data),
         }
         Ok(())
     }
