@@ -364,13 +364,43 @@ def bench_forkserver(ctx, mgr, cfg):
 # ---- pool ---------------------------------------------------------------------------
 
 
+POOL_MAP_LEN = 100_000  # integers per map call (as the Rust side)
+
+
 def bench_pool_map(ctx, mgr, cfg):
     with ctx.Pool(2) as pool:
         pool.map(_noop, range(10))
 
         def run_once(n):
             t = _timer()
-            pool.map(_noop, range(n))
+            for _ in range(n):
+                pool.map(_noop, range(POOL_MAP_LEN))
+            return _timer() - t
+
+        return measure(run_once, *cfg, ops_per_unit=POOL_MAP_LEN)
+
+
+def bench_pool_imap(ctx, mgr, cfg):
+    with ctx.Pool(2) as pool:
+        pool.map(_noop, range(10))
+
+        def run_once(n):
+            t = _timer()
+            for _ in pool.imap(_noop, range(n)):
+                pass
+            return _timer() - t
+
+        return measure(run_once, *cfg)
+
+
+def bench_pool_apply(ctx, mgr, cfg):
+    with ctx.Pool(2) as pool:
+        pool.map(_noop, range(10))
+
+        def run_once(n):
+            t = _timer()
+            for _ in range(n):
+                pool.apply_async(_noop, (7,)).get()
             return _timer() - t
 
         return measure(run_once, *cfg)
@@ -400,6 +430,8 @@ BENCHES = {
     "fork": ("spawn", bench_fork),
     "forkserver": ("spawn", bench_forkserver),
     "pool_map": ("pool", bench_pool_map),
+    "pool_imap": ("pool", bench_pool_imap),
+    "pool_apply": ("pool", bench_pool_apply),
 }
 
 

@@ -88,13 +88,53 @@ fn codec_error<T: ?Sized>(doing: &str, e: &postcard::Error) -> Error {
 /// # Ok::<(), shmproc::Error>(())
 /// ```
 pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    let bytes = postcard::to_stdvec(value).map_err(|e| codec_error::<T>("encode", &e))?;
+    let bytes = postcard::serialize_with_flavor(value, VecFlavor(Vec::new()))
+        .map_err(|e| codec_error::<T>("encode", &e))?;
     if bytes.len() > MAX_MESSAGE {
         return Err(Error::InvalidSize {
             reason: "encoded message larger than the 1 GiB cap",
         });
     }
     Ok(bytes)
+}
+
+/// postcard's `Vec` output, except that a short run of bytes (a varint, a small field) is
+/// pushed byte by byte instead of through a `memcpy` call: a `Vec<u64>` of 10,000 items is
+/// 10,000 such runs, and the calls cost more than the encoding.
+struct VecFlavor(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for VecFlavor {
+    type Output = Vec<u8>;
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        // Fixed-size copies compile to a store or two, with one length update.
+        match *data {
+            [a] => self.0.push(a),
+            [a, b] => self.0.extend_from_slice(&[a, b]),
+            [a, b, c] => self.0.extend_from_slice(&[a, b, c]),
+            [a, b, c, d] => self.0.extend_from_slice(&[a, b, c, d]),
+            [a, b, c, d, e] => self.0.extend_from_slice(&[a, b, c, d, e]),
+            _ if data.len() <= 16 => {
+                self.0.reserve(data.len());
+                for &b in data {
+                    self.0.push(b);
+                }
+            }
+            _ => self.0.extend_from_slice(data),
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
 }
 
 /// Encodes a value into `buf`, returning the bytes used, or `None` if it does not fit (the

@@ -206,7 +206,7 @@ impl ManagerBuilder {
                 w.write_all(&registration_frame(Target::returning(entry))?)
                     .map_err(|e| Error::io("write registration", e))?;
             }
-            let p = b.start_spawn_with(&[r.as_fd()])?;
+            let p = b.start_with(&[r.as_fd()])?;
             regs = Some(w);
             p
         };

@@ -1,14 +1,15 @@
 //! [`AsyncResult`]: the result of a task (or of a whole `map`) that is still running.
 
+use super::Inner;
 use crate::error::{Error, Result};
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Where a job's outcome lands, shared by the pool's reply handler and the [`AsyncResult`].
+/// Where a job's outcome lands, shared by the thread that handles the replies and the
+/// [`AsyncResult`].
 pub(crate) struct ResultSlot<T> {
     state: Mutex<SlotState<T>>,
-    ready: Condvar,
 }
 
 enum SlotState<T> {
@@ -24,18 +25,23 @@ impl<T> ResultSlot<T> {
     pub(crate) fn new() -> Arc<ResultSlot<T>> {
         Arc::new(ResultSlot {
             state: Mutex::new(SlotState::Pending),
-            ready: Condvar::new(),
         })
     }
 
-    /// Stores the outcome (the first one wins) and wakes the waiters.
+    /// Stores the outcome (the first one wins); the thread that delivered it then tells the
+    /// waiters (`Inner::bump`).
     pub(crate) fn set(&self, r: Result<T>) {
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if matches!(*s, SlotState::Pending) {
             *s = SlotState::Ready(r);
         }
-        drop(s);
-        self.ready.notify_all();
+    }
+
+    fn is_ready(&self) -> bool {
+        !matches!(
+            *self.state.lock().unwrap_or_else(PoisonError::into_inner),
+            SlotState::Pending
+        )
     }
 }
 
@@ -47,8 +53,12 @@ impl<T> ResultSlot<T> {
 /// returns `None` before the outcome is known instead of raising. It never waits forever on a
 /// dead worker: that task's outcome is [`Error::WorkerDied`]; a terminated (or dropped) pool
 /// gives [`Error::PoolTerminated`].
+///
+/// A thread waiting on it takes the workers' replies itself while no other thread does, so
+/// a result reaches it without a hop through the pool's handler thread.
 pub struct AsyncResult<T> {
     slot: Arc<ResultSlot<T>>,
+    pool: Arc<Inner>,
 }
 
 impl<T> fmt::Debug for AsyncResult<T> {
@@ -60,8 +70,8 @@ impl<T> fmt::Debug for AsyncResult<T> {
 }
 
 impl<T> AsyncResult<T> {
-    pub(crate) fn new(slot: Arc<ResultSlot<T>>) -> AsyncResult<T> {
-        AsyncResult { slot }
+    pub(crate) fn new(slot: Arc<ResultSlot<T>>, pool: Arc<Inner>) -> AsyncResult<T> {
+        AsyncResult { slot, pool }
     }
 
     /// Waits for the outcome and returns it.
@@ -115,48 +125,16 @@ impl<T> AsyncResult<T> {
     }
 
     fn wait_for(&self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut s = self
-            .slot
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        while matches!(*s, SlotState::Pending) {
-            match deadline {
-                None => {
-                    s = self
-                        .slot
-                        .ready
-                        .wait(s)
-                        .unwrap_or_else(PoisonError::into_inner)
-                }
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return false;
-                    }
-                    s = self
-                        .slot
-                        .ready
-                        .wait_timeout(s, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
-            }
+        if self.slot.is_ready() {
+            return true;
         }
-        true
+        let deadline = timeout.map(|t| Instant::now() + t);
+        self.pool.wait_until(&mut || self.slot.is_ready(), deadline)
     }
 
     /// Returns whether the outcome is known.
     pub fn ready(&self) -> bool {
-        !matches!(
-            *self
-                .slot
-                .state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-            SlotState::Pending
-        )
+        self.slot.is_ready()
     }
 
     /// Returns whether the task succeeded: `None` while it runs.

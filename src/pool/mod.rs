@@ -7,12 +7,22 @@
 //!   `process::target`). The pool registers each function once, writes the registration to
 //!   every worker (and replays all of them to a replacement before it starts), and tasks then
 //!   name it by id. A task naming an id that was never registered is refused by the worker.
-//! - **Tasks.** Each worker has its own shared-memory [`Queue`] of chunks (a few at a time, so
-//!   the load stays balanced); results come back through one shared reply queue. A thread in
-//!   the pool's process (the *handler*) takes the replies, hands out the next chunks, decodes
-//!   results and runs callbacks.
+//! - **Tasks.** Each worker has its own shared-memory [`Queue`] of chunks (at most
+//!   `PER_WORKER` outstanding, so the load stays balanced; the chunks handed to one worker at
+//!   once travel in one message, and a worker is refilled once it ran half empty). Arguments
+//!   and results are encoded once per chunk, as byte strings; a chunk's results are the values
+//!   of the items that returned plus the panics by index, no per-item tag. Results come back
+//!   through one shared reply queue.
+//! - **Replies.** One thread at a time takes the replies (the *taker* role): a thread waiting
+//!   for a result ([`AsyncResult::get`], [`Pool::map`], [`Imap::next`], [`Pool::join`]) takes
+//!   them itself, so a worker's reply reaches the waiting caller with no hop through another
+//!   thread and no wake-up (the queue spins briefly before it sleeps). Other waiters sleep
+//!   until a delivery. While nobody waits (async results with callbacks, nobody calling `get`),
+//!   the pool's own thread, the *handler*, takes the replies; it also hands out the next
+//!   chunks as replies come, decodes results and runs callbacks the same way.
 //! - **Dying workers.** A worker writes which chunk it is about to run into its claim slot in
-//!   shared memory before running it. The handler watches the workers; when one ends, it first
+//!   shared memory before running it. The handler watches the workers; when one ends, it takes
+//!   the taker role (waking a waiter that holds it with an empty `Wake` reply), first
 //!   takes every reply already queued, then gives the claimed chunk's items
 //!   [`Error::WorkerDied`], hands the chunks the worker had not started to other workers, and
 //!   starts a replacement. No task waits forever on a dead worker.
@@ -24,19 +34,20 @@ pub use async_result::AsyncResult;
 
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::process::{Process, Target, cpu_count, registration_frame};
+use crate::process::{Process, StartMethod, Target, cpu_count, registration_frame, start_method};
 use crate::queue::Queue;
+use crate::segment::Segment;
 use crate::shared::RawArray;
 use crate::sys;
-use crate::transfer::{self, Received};
+use crate::transfer::{self, Envelope, Received};
 use async_result::ResultSlot;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -44,13 +55,19 @@ use std::time::{Duration, Instant};
 use worker::{Chunk, ChunkResult, Reply, Task, WorkerArgs, worker_main};
 
 /// Chunks queued to one worker at a time.
-const PER_WORKER: usize = 8;
+const PER_WORKER: usize = 16;
 /// Capacity of a worker's task queue (the chunks plus a stop message).
 const TASK_QUEUE: usize = 2 * PER_WORKER + 2;
 /// How often the handler looks for ended workers.
 const TICK: Duration = Duration::from_millis(20);
 /// How long a graceful shutdown waits for a worker before killing it.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The longest a waiting thread blocks on the reply queue, or on a delivery, before it looks
+/// again (wake-ups normally come sooner: a reply, a delivery, a `Reply::Wake`).
+const TAKE_SLICE: Duration = Duration::from_millis(50);
+/// The handler leaves the replies to waiting threads while one waits, or began a wait within
+/// the last `HANDOFF` (a loop of `apply` or `imap` leaves `get` between calls only briefly).
+const HANDOFF: Duration = Duration::from_millis(5);
 
 type Finish<R> = Box<dyn FnOnce(Result<Vec<R>>) + Send>;
 type OnSuccess<T> = Box<dyn FnOnce(&T) + Send>;
@@ -58,8 +75,8 @@ type OnError = Box<dyn FnOnce(&Error) + Send>;
 
 /// Where a job's results go (typed behind this trait).
 trait Sink: Send + Sync {
-    /// Takes the results of the `count` items of the chunk at `start` (an encoded
-    /// `Vec<Result<R, String>>`, or what every item failed with); returns whether the job is
+    /// Takes the results of the `count` items of the chunk at `start` (encoded as
+    /// `Target::batch` describes, or what every item failed with); returns whether the job is
     /// complete.
     fn deliver(&self, start: u64, count: u64, result: ChunkOutcome<'_>) -> bool;
     /// Ends the job: everything still missing is `make()`.
@@ -69,29 +86,49 @@ trait Sink: Send + Sync {
 /// A chunk's results as they reach a sink.
 type ChunkOutcome<'a> = std::result::Result<Vec<u8>, &'a dyn Fn() -> Error>;
 
-/// Decodes a chunk's results into one `Result` per item.
-fn decode_chunk<R: DeserializeOwned>(count: u64, result: ChunkOutcome<'_>) -> Vec<Result<R>> {
-    let all = |make: &dyn Fn() -> Error| (0..count).map(|_| Err(make())).collect();
-    match result {
-        Ok(bytes) => {
-            match transfer::open::<Vec<std::result::Result<R, String>>>(&bytes, Received::none()) {
-                // The reply came through shared memory: trust it only if its length matches.
-                Ok(v) if v.len() as u64 == count => v
+/// A chunk's decoded results: the values of the items that returned, in order, and the
+/// errors of the others by index within the chunk (increasing).
+struct Decoded<R> {
+    values: Vec<R>,
+    errors: Vec<(u64, Error)>,
+}
+
+/// Decodes a chunk's results.
+fn decode_chunk<R: DeserializeOwned>(count: u64, result: ChunkOutcome<'_>) -> Decoded<R> {
+    let all = |make: &dyn Fn() -> Error| Decoded {
+        values: Vec::new(),
+        errors: (0..count).map(|i| (i, make())).collect(),
+    };
+    let bytes = match result {
+        Ok(bytes) => bytes,
+        Err(make) => return all(make),
+    };
+    type Wire<R> = (Vec<R>, Vec<(u64, String)>);
+    match transfer::open::<Wire<R>>(&bytes, Received::none()) {
+        // The reply came through shared memory: trust it only if it accounts for every item
+        // exactly once, panics in increasing index order.
+        Ok((values, panics))
+            if values.len() as u64 + panics.len() as u64 == count
+                && panics.windows(2).all(|w| w[0].0 < w[1].0)
+                && panics.last().is_none_or(|p| p.0 < count) =>
+        {
+            Decoded {
+                values,
+                errors: panics
                     .into_iter()
-                    .map(|r| r.map_err(|message| Error::TaskPanicked { message }))
+                    .map(|(i, message)| (i, Error::TaskPanicked { message }))
                     .collect(),
-                Ok(_) => all(&|| Error::TaskFailed {
-                    reason: "malformed reply".to_owned(),
-                }),
-                Err(e) => {
-                    let reason = format!("result: {e}");
-                    all(&|| Error::TaskFailed {
-                        reason: reason.clone(),
-                    })
-                }
             }
         }
-        Err(make) => all(make),
+        Ok(_) => all(&|| Error::TaskFailed {
+            reason: "malformed reply".to_owned(),
+        }),
+        Err(e) => {
+            let reason = format!("result: {e}");
+            all(&|| Error::TaskFailed {
+                reason: reason.clone(),
+            })
+        }
     }
 }
 
@@ -101,18 +138,21 @@ struct Collect<R> {
 }
 
 struct CollectState<R> {
-    items: Vec<Option<R>>,
-    remaining: usize,
+    /// The values of each chunk delivered, by start (empty for a chunk with an error).
+    chunks: BTreeMap<u64, Vec<R>>,
+    total: u64,
+    remaining: u64,
     /// The error of the lowest failed index.
     error: Option<(u64, Error)>,
     finish: Option<Finish<R>>,
 }
 
 impl<R> Collect<R> {
-    fn new(n: usize, finish: Finish<R>) -> Collect<R> {
+    fn new(n: u64, finish: Finish<R>) -> Collect<R> {
         Collect {
             state: Mutex::new(CollectState {
-                items: (0..n).map(|_| None).collect(),
+                chunks: BTreeMap::new(),
+                total: n,
                 remaining: n,
                 error: None,
                 finish: Some(finish),
@@ -131,17 +171,21 @@ impl<R> CollectState<R> {
 
 impl<R: DeserializeOwned + Send> Sink for Collect<R> {
     fn deliver(&self, start: u64, count: u64, result: ChunkOutcome<'_>) -> bool {
-        let results = decode_chunk::<R>(count, result);
+        let Decoded { values, errors } = decode_chunk::<R>(count, result);
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        for (i, r) in (start..).zip(results) {
-            let slot = usize::try_from(i).ok().and_then(|k| s.items.get_mut(k));
-            match (slot, r) {
-                (Some(slot @ None), Ok(v)) => *slot = Some(v),
-                (Some(None), Err(e)) => s.fail(i, e),
-                _ => continue,
-            }
-            s.remaining = s.remaining.saturating_sub(1);
+        if s.chunks.contains_key(&start) || start.saturating_add(count) > s.total {
+            return s.remaining == 0;
         }
+        match errors.into_iter().next() {
+            Some((i, e)) => {
+                s.fail(start + i, e);
+                s.chunks.insert(start, Vec::new());
+            }
+            None => {
+                s.chunks.insert(start, values);
+            }
+        }
+        s.remaining = s.remaining.saturating_sub(count);
         if s.remaining > 0 {
             return false;
         }
@@ -150,7 +194,18 @@ impl<R: DeserializeOwned + Send> Sink for Collect<R> {
         };
         let outcome = match s.error.take() {
             Some((_, e)) => Err(e),
-            None => Ok(s.items.drain(..).flatten().collect()),
+            None => {
+                let chunks = std::mem::take(&mut s.chunks);
+                if chunks.len() == 1 {
+                    Ok(chunks.into_values().next().unwrap_or_default())
+                } else {
+                    let mut all = Vec::with_capacity(usize::try_from(s.total).unwrap_or(0));
+                    for v in chunks.into_values() {
+                        all.extend(v);
+                    }
+                    Ok(all)
+                }
+            }
         };
         drop(s);
         finish(outcome);
@@ -173,7 +228,6 @@ impl<R: DeserializeOwned + Send> Sink for Collect<R> {
 /// A job whose results are handed out one by one (imap, imap_unordered).
 struct Stream<R> {
     state: Mutex<StreamState<R>>,
-    arrived: Condvar,
 }
 
 struct StreamState<R> {
@@ -186,16 +240,22 @@ struct StreamState<R> {
 
 impl<R: DeserializeOwned + Send> Sink for Stream<R> {
     fn deliver(&self, start: u64, count: u64, result: ChunkOutcome<'_>) -> bool {
-        let results = decode_chunk::<R>(count, result);
+        let Decoded { values, errors } = decode_chunk::<R>(count, result);
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        for (i, r) in (start..).zip(results) {
-            s.ready.insert(i, r);
+        let mut errors = errors.into_iter().peekable();
+        let mut values = values.into_iter();
+        for i in 0..count {
+            let r = match errors.next_if(|(k, _)| *k == i) {
+                Some((_, e)) => Err(e),
+                None => match values.next() {
+                    Some(v) => Ok(v),
+                    None => break,
+                },
+            };
+            s.ready.insert(start + i, r);
             s.delivered += 1;
         }
-        let complete = s.total == Some(s.delivered);
-        drop(s);
-        self.arrived.notify_all();
-        complete
+        s.total == Some(s.delivered)
     }
 
     fn abandon(&self, make: &dyn Fn() -> Error) {
@@ -203,8 +263,37 @@ impl<R: DeserializeOwned + Send> Sink for Stream<R> {
         if s.total != Some(s.delivered) {
             s.abandoned = Some(make());
         }
-        drop(s);
-        self.arrived.notify_all();
+    }
+}
+
+/// Hashes the pool's own `(job, start)` keys (no outside input) with one multiply per word,
+/// instead of SipHash.
+#[derive(Default, Clone, Copy)]
+struct KeyHash;
+
+impl std::hash::BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(0)
+    }
+}
+
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
 }
 
@@ -214,12 +303,19 @@ struct Worker {
     tasks: Queue<Task>,
     /// Write end of its registration pipe.
     control: File,
+    /// The pool's end of its segment socket (descriptor-carrying).
+    segments: OwnedFd,
+    /// Segments it maps: the default heap, and those sent on `segments`.
+    mapped: HashSet<u64>,
     /// Chunks in its queue or running.
     outstanding: usize,
 }
 
 struct Config {
     processes: usize,
+    /// How the first workers start; replacements too, except in a `Fork` pool (see
+    /// [`PoolBuilder::start_method`]).
+    method: StartMethod,
     max_tasks: Option<u64>,
     initializer: Option<(Target, Vec<u8>)>,
     prefix: String,
@@ -232,7 +328,7 @@ struct State {
     frames: Vec<Vec<u8>>,
     pending: VecDeque<Chunk>,
     /// Chunks handed to a worker: `(job, start)` → (slot, chunk).
-    in_flight: HashMap<(u64, u64), (usize, Chunk)>,
+    in_flight: HashMap<(u64, u64), (usize, Chunk), KeyHash>,
     jobs: HashMap<u64, Arc<dyn Sink>>,
     next_job: u64,
     started: u64,
@@ -240,9 +336,31 @@ struct State {
     shut: bool,
 }
 
-struct Inner {
+/// Who takes replies and who waits for them (see [`Inner::wait_until`]).
+struct Takers {
+    /// Threads inside `wait_until`.
+    waiting: usize,
+    /// How many waits began so far (the handler compares it across a `HANDOFF`).
+    entries: u64,
+    /// The handler needs the taker role (to settle ended workers): waiters leave it.
+    handler_wants: bool,
+    /// Bumped after every delivery and every release of the taker role.
+    seq: u64,
+    /// Waiters asleep on `Inner::events`.
+    sleepers: usize,
+    /// Workers (slot, pid) that announced they retire, for the handler to reap and replace.
+    retiring: Vec<(usize, i32)>,
+}
+
+pub(crate) struct Inner {
     state: Mutex<State>,
-    idle: Condvar,
+    /// Held by the one thread that takes replies from `replies` at a time.
+    taker: Mutex<()>,
+    takers: Mutex<Takers>,
+    /// Waiters that are not the taker sleep here until a delivery.
+    events: Condvar,
+    /// The handler sleeps here while waiters take the replies.
+    handler_wake: Condvar,
     replies: Queue<Reply>,
     claims: RawArray<u64>,
     config: Config,
@@ -253,8 +371,9 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn spawn_worker(&self, slot: usize, st: &mut State) -> Result<Worker> {
+    fn spawn_worker(&self, slot: usize, st: &mut State, method: StartMethod) -> Result<Worker> {
         let (r, mut w) = sys::pipe().map_err(|e| Error::io("pipe", e))?;
+        let (seg_ours, seg_theirs) = sys::socket_pair().map_err(|e| Error::io("socketpair", e))?;
         for f in &st.frames {
             w.write_all(f)
                 .map_err(|e| Error::io("write registration", e))?;
@@ -280,70 +399,243 @@ impl Inner {
         let process = Process::new(worker_main, args)
             .name(format!("{}-{}", self.config.prefix, st.started))
             .daemon(true)
-            .start_spawn_with(&[r.as_fd()])?;
+            .start_method(method)
+            .start_with(&[r.as_fd(), seg_theirs.as_fd()])?;
         Ok(Worker {
             process,
             tasks,
             control: w,
+            segments: seg_ours,
+            mapped: HashSet::from([crate::runtime::default_segment()?.id()]),
             outstanding: 0,
         })
     }
 
-    /// Hands pending chunks to the least busy workers.
+    /// Hands pending chunks to the least busy workers, the chunks for one worker in one
+    /// message.
     fn dispatch(&self, st: &mut State) {
+        if st.pending.is_empty() {
+            return;
+        }
+        let mut load: Vec<(usize, usize)> = st
+            .workers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| w.as_ref().map(|w| (w.outstanding, i)))
+            .collect();
+        let mut batches: Vec<(usize, Vec<Chunk>)> = Vec::new();
         while !st.pending.is_empty() {
-            let best = st
-                .workers
-                .iter()
-                .enumerate()
-                .filter_map(|(i, w)| w.as_ref().map(|w| (w.outstanding, i)))
+            let Some(best) = load
+                .iter_mut()
                 .filter(|(n, _)| *n < PER_WORKER)
-                .min();
-            let Some((_, slot)) = best else {
-                return;
+                .min_by_key(|(n, i)| (*n, *i))
+            else {
+                break;
             };
+            best.0 += 1;
+            let slot = best.1;
             let Some(chunk) = st.pending.pop_front() else {
-                return;
+                break;
             };
+            match batches.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, b)) => b.push(chunk),
+                None => batches.push((slot, vec![chunk])),
+            }
+        }
+        // Chunks a worker's queue refused go back to the front, in order.
+        let mut refused = Vec::new();
+        for (slot, batch) in batches {
             let Some(w) = st.workers.get_mut(slot).and_then(Option::as_mut) else {
-                return;
+                refused.extend(batch);
+                continue;
             };
-            let task = Task::Run(chunk);
+            // Segments first: the worker maps them before it decodes the chunk.
+            for seg in batch.iter().flat_map(|c| &c.keep) {
+                if !w.mapped.contains(&seg.id())
+                    && sys::send_frame(w.segments.as_fd(), &seg.id().to_le_bytes(), &[seg.as_fd()])
+                        .is_ok()
+                {
+                    w.mapped.insert(seg.id());
+                }
+            }
+            let task = Task::Run(batch);
             let put = w.tasks.try_put(&task);
-            let Task::Run(chunk) = task else {
-                return;
+            let Task::Run(batch) = task else {
+                continue;
             };
             if put.is_err() {
-                st.pending.push_front(chunk);
-                return;
+                refused.extend(batch);
+                continue;
             }
-            w.outstanding += 1;
-            st.in_flight.insert((chunk.job, chunk.start), (slot, chunk));
+            w.outstanding += batch.len();
+            for chunk in batch {
+                st.in_flight.insert((chunk.job, chunk.start), (slot, chunk));
+            }
+        }
+        refused.sort_by_key(|c| (c.job, c.start));
+        for chunk in refused.into_iter().rev() {
+            st.pending.push_front(chunk);
         }
     }
 
-    fn on_reply(&self, reply: Reply, retiring: &mut Vec<usize>) {
-        let Reply::Done {
-            slot: _,
-            job,
-            start,
-            result,
-        } = reply
-        else {
-            if let Reply::Retiring { slot } = reply {
-                retiring.push(usize::try_from(slot).unwrap_or(usize::MAX));
+    fn takers(&self) -> MutexGuard<'_, Takers> {
+        self.takers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tells waiters that something was delivered (or the taker role is free): each looks
+    /// again. Costs one uncontended lock when nobody sleeps.
+    fn bump(&self) {
+        let mut t = self.takers();
+        t.seq = t.seq.wrapping_add(1);
+        if t.sleepers > 0 {
+            self.events.notify_all();
+        }
+    }
+
+    /// Wakes the thread blocked on the reply queue (if any) with an empty message.
+    fn wake_taker(&self) {
+        let _ = self.replies.try_put(&Reply::Wake);
+    }
+
+    /// Waits until `done()` (checked after every delivery) or `deadline`; returns whether
+    /// `done()` held.
+    ///
+    /// The waiting thread takes the replies itself while no other thread does (the *taker*
+    /// role): a worker's reply then goes straight to the thread that waits for it, without a
+    /// hop through the handler thread and its wake-ups. Other waiters sleep until a delivery.
+    fn wait_until(&self, done: &mut dyn FnMut() -> bool, deadline: Option<Instant>) -> bool {
+        {
+            let mut t = self.takers();
+            t.waiting += 1;
+            t.entries = t.entries.wrapping_add(1);
+        }
+        let r = self.wait_loop(done, deadline);
+        self.takers().waiting -= 1;
+        r
+    }
+
+    fn wait_loop(&self, done: &mut dyn FnMut() -> bool, deadline: Option<Instant>) -> bool {
+        loop {
+            let (seq, wants) = {
+                let t = self.takers();
+                (t.seq, t.handler_wants)
+            };
+            if done() {
+                return true;
             }
+            let slice = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    left.min(TAKE_SLICE)
+                }
+                None => TAKE_SLICE,
+            };
+            let guard = if wants {
+                None
+            } else {
+                self.taker.try_lock().ok()
+            };
+            if let Some(guard) = guard {
+                let got = self.replies.get_timeout(slice);
+                match got {
+                    Ok(r) => {
+                        self.on_reply(r);
+                        drop(guard);
+                    }
+                    Err(Error::Timeout) => drop(guard),
+                    Err(_) => {
+                        // The queue refuses (closed or damaged): leave the replies to the
+                        // handler, which settles the workers.
+                        drop(guard);
+                        self.bump();
+                        self.sleep_events(seq, slice);
+                        continue;
+                    }
+                }
+                self.bump();
+                continue;
+            }
+            self.sleep_events(seq, slice);
+        }
+    }
+
+    /// Sleeps at most `slice` unless something was delivered since `seq` was read.
+    fn sleep_events(&self, seq: u64, slice: Duration) {
+        let mut t = self.takers();
+        if t.seq != seq {
             return;
+        }
+        t.sleepers += 1;
+        let (mut t, _) = self
+            .events
+            .wait_timeout(t, slice)
+            .unwrap_or_else(PoisonError::into_inner);
+        t.sleepers -= 1;
+    }
+
+    /// Runs `f` in the taker role, taking it from a waiter if one holds it.
+    fn as_taker<T>(&self, f: impl FnOnce() -> T) -> T {
+        let guard = match self.taker.try_lock() {
+            Ok(g) => g,
+            Err(_) => {
+                self.takers().handler_wants = true;
+                self.wake_taker();
+                self.taker.lock().unwrap_or_else(PoisonError::into_inner)
+            }
+        };
+        let r = f();
+        self.takers().handler_wants = false;
+        drop(guard);
+        self.bump();
+        r
+    }
+
+    /// Handles one reply (in the taker role).
+    fn on_reply(&self, reply: Reply) {
+        let (job, start, result) = match reply {
+            Reply::Done {
+                slot: _,
+                job,
+                start,
+                result,
+            } => (job, start, result),
+            Reply::Retiring { slot } => {
+                // Named by pid too: the handler may have replaced it already.
+                let slot = usize::try_from(slot).unwrap_or(usize::MAX);
+                let pid = self
+                    .lock()
+                    .workers
+                    .get(slot)
+                    .and_then(Option::as_ref)
+                    .map(|w| w.process.pid());
+                if let Some(pid) = pid {
+                    self.takers().retiring.push((slot, pid));
+                    self.handler_wake.notify_all();
+                }
+                return;
+            }
+            Reply::Wake => return,
         };
         let (sink, count) = {
             let mut st = self.lock();
             let Some((slot, chunk)) = st.in_flight.remove(&(job, start)) else {
                 return;
             };
-            if let Some(w) = st.workers.get_mut(slot).and_then(Option::as_mut) {
-                w.outstanding = w.outstanding.saturating_sub(1);
+            let low = match st.workers.get_mut(slot).and_then(Option::as_mut) {
+                Some(w) => {
+                    w.outstanding = w.outstanding.saturating_sub(1);
+                    w.outstanding <= PER_WORKER / 2
+                }
+                None => true,
+            };
+            // Refill a worker once it ran half empty, so that chunks travel several to a
+            // message.
+            if low {
+                self.dispatch(&mut st);
             }
-            self.dispatch(&mut st);
             (st.jobs.get(&job).cloned(), chunk.count)
         };
         let Some(sink) = sink else {
@@ -365,15 +657,12 @@ impl Inner {
     }
 
     fn job_done(&self, job: u64) {
-        let mut st = self.lock();
-        st.jobs.remove(&job);
-        if st.jobs.is_empty() {
-            self.idle.notify_all();
-        }
+        self.lock().jobs.remove(&job);
+        self.bump();
     }
 
     /// Handles workers that ended: `wait` names the ones that announced their exit.
-    fn check_workers(&self, wait: &[usize]) {
+    fn check_workers(&self, wait: &[(usize, i32)]) {
         let mut ended = Vec::new();
         {
             let st = self.lock();
@@ -385,7 +674,7 @@ impl Inner {
                     ended.push((slot, 0, 0));
                     continue;
                 };
-                let code = if wait.contains(&slot) {
+                let code = if wait.contains(&(slot, w.process.pid())) {
                     w.process.join_timeout(STOP_GRACE).ok().flatten()
                 } else {
                     w.process.exitcode()
@@ -398,15 +687,17 @@ impl Inner {
         if ended.is_empty() {
             return;
         }
-        // Every reply the ended workers sent is in the queue by now: take them first, so only
-        // the chunk a worker was running when it died counts as lost.
-        let mut more = Vec::new();
-        while let Ok(r) = self.replies.try_get() {
-            self.on_reply(r, &mut more);
-        }
-        for (slot, pid, code) in ended {
-            self.on_ended(slot, pid, code);
-        }
+        self.as_taker(|| {
+            // Every reply the ended workers sent is in the queue by now, and no other thread
+            // holds one taken but unhandled (the taker role is ours): take them first, so only
+            // the chunk a worker was running when it died counts as lost.
+            while let Ok(r) = self.replies.try_get() {
+                self.on_reply(r);
+            }
+            for (slot, pid, code) in ended {
+                self.on_ended(slot, pid, code);
+            }
+        });
     }
 
     fn on_ended(&self, slot: usize, pid: i32, code: i32) {
@@ -446,7 +737,12 @@ impl Inner {
             if let Some(w) = st.workers.get_mut(slot) {
                 *w = None;
             }
-            match self.spawn_worker(slot, &mut st) {
+            // A replacement starts while the pool's own threads run: a `Fork` pool spawns it.
+            let method = match self.config.method {
+                StartMethod::Fork => StartMethod::Spawn,
+                m => m,
+            };
+            match self.spawn_worker(slot, &mut st, method) {
                 Ok(w) => {
                     if let Some(s) = st.workers.get_mut(slot) {
                         *s = Some(w);
@@ -485,32 +781,64 @@ impl Inner {
             let mut st = self.lock();
             st.pending.clear();
             st.in_flight.clear();
-            let sinks = st.jobs.drain().map(|(_, s)| s).collect();
-            self.idle.notify_all();
-            sinks
+            st.jobs.drain().map(|(_, s)| s).collect()
         };
         for s in sinks {
             s.abandon(make);
         }
+        self.bump();
+        self.wake_taker();
     }
 
+    /// Whether a thread waits for results, or began a wait since the handler last looked
+    /// (`seen`, updated).
+    fn waiters_active(&self, seen: &mut u64) -> bool {
+        let t = self.takers();
+        let active = t.waiting > 0 || t.entries != *seen;
+        *seen = t.entries;
+        active
+    }
+
+    /// The handler thread: reaps and replaces ended workers, and takes the replies while no
+    /// thread waits for them (async results nobody waits on, callbacks).
     fn handler(&self) {
-        let mut last = Instant::now();
-        let mut retiring = Vec::new();
+        let mut last_check = Instant::now();
+        let mut seen = 0;
         loop {
-            match self.replies.get_timeout(TICK) {
-                Ok(r) => self.on_reply(r, &mut retiring),
+            if self.lock().shut {
+                return;
+            }
+            let retiring = std::mem::take(&mut self.takers().retiring);
+            if !retiring.is_empty() || last_check.elapsed() >= TICK {
+                self.check_workers(&retiring);
+                last_check = Instant::now();
+                continue;
+            }
+            let until_check = TICK.saturating_sub(last_check.elapsed());
+            if self.waiters_active(&mut seen) {
+                let t = self.takers();
+                if t.retiring.is_empty() {
+                    let _ = self
+                        .handler_wake
+                        .wait_timeout(t, HANDOFF.min(until_check))
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                continue;
+            }
+            let Ok(guard) = self.taker.try_lock() else {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            };
+            match self
+                .replies
+                .get_timeout(until_check.max(Duration::from_millis(1)))
+            {
+                Ok(r) => self.on_reply(r),
                 Err(Error::Timeout) => {}
                 Err(_) => std::thread::sleep(TICK),
             }
-            if !retiring.is_empty() || last.elapsed() >= TICK {
-                if self.lock().shut {
-                    return;
-                }
-                self.check_workers(&retiring);
-                retiring.clear();
-                last = Instant::now();
-            }
+            drop(guard);
+            self.bump();
         }
     }
 }
@@ -520,9 +848,16 @@ impl Inner {
 ///
 /// Functions are `fn` items or non-capturing closures (`fn(A) -> R`), as for
 /// [`spawn`](crate::spawn); arguments and results travel encoded, and shared objects in them
-/// (an [`Array`](crate::Array), a [`Value`](crate::Value), a [`Queue`]) re-attach in the
-/// worker. Workers are started with the `Spawn` method (each needs its private registration
-/// pipe at start), whatever [`set_start_method`](crate::set_start_method) says.
+/// (an [`Array`](crate::Array), a [`Value`](crate::Value), a [`Queue`], containers)
+/// re-attach in the worker. Each chunk's arguments are sealed in a transfer envelope: a
+/// segment its handles live in that a worker does not map yet (one created after the worker
+/// started) is sent to that worker over its private socket before the chunk, so it reaches
+/// the worker; a handle that carries descriptors (a
+/// [`Connection`](crate::Connection)) is refused at the call with
+/// [`Error::NoDescriptorChannel`], since the task queues carry bytes only. As with
+/// `multiprocessing`, keep the shared objects alive until the task's result arrives.
+/// Workers start with the process-wide [`start_method`](crate::start_method) or the one
+/// given to [`PoolBuilder::start_method`].
 ///
 /// Failures are results: a task that panics gives [`Error::TaskPanicked`] (message and
 /// location) and its worker goes on; a worker that dies while running a task (abort,
@@ -563,6 +898,7 @@ impl fmt::Debug for Pool {
 /// Configures a [`Pool`]: see [`Pool::builder`].
 pub struct PoolBuilder {
     processes: Option<usize>,
+    method: Option<StartMethod>,
     max_tasks: Option<u64>,
     initializer: Option<(Target, Result<Vec<u8>>)>,
     prefix: String,
@@ -601,6 +937,20 @@ impl PoolBuilder {
         self
     }
 
+    /// How the workers start (default: the process-wide
+    /// [`start_method`](crate::start_method), like a CPython pool's context).
+    ///
+    /// - `Spawn` and `ForkServer`: every worker, replacements included.
+    /// - `Fork`: the first workers are forked in [`build`](Self::build), before the pool
+    ///   starts its handler thread, so the caller must be single-threaded then
+    ///   ([`Error::ForkWhileThreaded`] otherwise). A worker that replaces one (after
+    ///   `max_tasks_per_child`, or a death) is started with `Spawn`: the pool's own threads
+    ///   run by then, and forking a threaded process is what the `Fork` method refuses.
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
     /// Names the workers `"{prefix}-{n}"` (default `"PoolWorker"`).
     pub fn name_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -634,18 +984,29 @@ impl PoolBuilder {
                 registry: HashMap::new(),
                 frames: Vec::new(),
                 pending: VecDeque::new(),
-                in_flight: HashMap::new(),
+                in_flight: HashMap::default(),
                 jobs: HashMap::new(),
                 next_job: 0,
                 started: 0,
                 closed: false,
                 shut: false,
             }),
-            idle: Condvar::new(),
+            taker: Mutex::new(()),
+            takers: Mutex::new(Takers {
+                waiting: 0,
+                entries: 0,
+                handler_wants: false,
+                seq: 0,
+                sleepers: 0,
+                retiring: Vec::new(),
+            }),
+            events: Condvar::new(),
+            handler_wake: Condvar::new(),
             replies: Queue::new()?,
             claims: RawArray::new(2 * processes)?,
             config: Config {
                 processes,
+                method: self.method.unwrap_or_else(start_method),
                 max_tasks: self.max_tasks,
                 initializer,
                 prefix: self.prefix,
@@ -661,7 +1022,7 @@ impl PoolBuilder {
         {
             let mut st = inner.lock();
             for slot in 0..processes {
-                let w = inner.spawn_worker(slot, &mut st)?;
+                let w = inner.spawn_worker(slot, &mut st, inner.config.method)?;
                 if let Some(s) = st.workers.get_mut(slot) {
                     *s = Some(w);
                 }
@@ -692,12 +1053,55 @@ fn collect_input<I: IntoIterator>(input: I) -> Result<Vec<I::Item>> {
     })
 }
 
-/// Encodes `items` as chunks of `chunksize` (the last may be shorter): `(count, bytes)`.
-fn encode_chunks<T: Serialize>(items: &[T], chunksize: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+/// Encodes `items` as chunks of `chunksize` (the last may be shorter), lazily: `(count,
+/// bytes)`.
+fn encode_chunks<T: Serialize>(
+    items: &[T],
+    chunksize: usize,
+) -> impl Iterator<Item = Result<(u64, Sealed)>> + '_ {
     items
         .chunks(chunksize.max(1))
-        .map(|c| Ok((c.len() as u64, codec::to_bytes(c)?)))
-        .collect()
+        .map(|c| Ok((c.len() as u64, seal_args(c)?)))
+}
+
+/// Encodes a chunk's arguments in a transfer envelope.
+///
+/// The task queues carry bytes, not descriptors: a value holding a connection is refused
+/// here ([`Error::NoDescriptorChannel`]). Shared objects travel as handles; the segments
+/// they live in travel to each worker that does not map them yet over its segment socket
+/// (see `Inner::dispatch`).
+fn seal_args<T: Serialize + ?Sized>(items: &T) -> Result<Sealed> {
+    let envelope = Envelope::seal(items)?;
+    if envelope.needs_descriptors() {
+        return Err(Error::NoDescriptorChannel {
+            channel: "a pool's task queue",
+            count: envelope.fds.len(),
+        });
+    }
+    Ok(Sealed {
+        bytes: envelope.bytes,
+        segments: envelope.segments,
+    })
+}
+
+/// A chunk's encoded arguments and the segments their handles live in.
+struct Sealed {
+    bytes: Vec<u8>,
+    segments: Vec<Segment>,
+}
+
+impl Sealed {
+    fn into_chunk(self, job: u64, start: u64, count: u64, target: u32) -> Chunk {
+        Chunk {
+            job,
+            start,
+            count,
+            target,
+            args: self.bytes,
+            segments: self.segments.iter().map(Segment::id).collect(),
+            keep: self.segments,
+        }
+    }
 }
 
 impl Pool {
@@ -714,6 +1118,7 @@ impl Pool {
     pub fn builder() -> PoolBuilder {
         PoolBuilder {
             processes: None,
+            method: None,
             max_tasks: None,
             initializer: None,
             prefix: "PoolWorker".to_owned(),
@@ -781,56 +1186,76 @@ impl Pool {
     }
 
     fn submit(&self, chunk: Chunk) -> Result<()> {
+        self.submit_all(vec![chunk])
+    }
+
+    /// Submits chunks together: the ones for the same worker travel in one message.
+    fn submit_all(&self, chunks: Vec<Chunk>) -> Result<()> {
         let mut st = self.inner.lock();
         if st.shut {
             return Err(Error::PoolTerminated);
         }
-        st.pending.push_back(chunk);
+        st.pending.extend(chunks);
         self.inner.dispatch(&mut st);
         Ok(())
     }
 
-    /// Submits encoded chunks as one job; `finish` receives the results.
+    /// Submits `n` items as one job, each chunk as soon as it is encoded (so the workers
+    /// start while the rest is encoded); `finish` receives the results. If a chunk does not
+    /// encode, the job is withdrawn (`finish` never runs) and that is the error.
     fn run_collect<R>(
         &self,
         target: Target,
-        chunks: Vec<(u64, Vec<u8>)>,
+        n: u64,
+        chunks: impl Iterator<Item = Result<(u64, Sealed)>>,
         finish: Finish<R>,
     ) -> Result<()>
     where
         R: DeserializeOwned + Send + 'static,
     {
         let id = self.register(target)?;
-        let n: u64 = chunks.iter().map(|(c, _)| c).sum();
-        let sink = Arc::new(Collect::new(
-            usize::try_from(n).unwrap_or(usize::MAX),
-            finish,
-        ));
+        let sink = Arc::new(Collect::new(n, finish));
         let job = self.new_job(sink.clone())?;
         if n == 0 {
-            if sink.deliver(0, 0, Ok(codec::to_bytes(&Vec::<u8>::new())?)) {
+            // No values and no panics: what a chunk of no items encodes to.
+            let none: (Vec<()>, Vec<(u64, String)>) = (Vec::new(), Vec::new());
+            if sink.deliver(0, 0, Ok(codec::to_bytes(&none)?)) {
                 self.inner.job_done(job);
             }
             return Ok(());
         }
         let mut start = 0u64;
-        for (count, args) in chunks {
-            self.submit(Chunk {
-                job,
-                start,
-                count,
-                target: id,
-                args,
-            })?;
-            start += count;
+        for chunk in chunks {
+            let submitted = chunk.and_then(|(count, sealed)| {
+                self.submit(sealed.into_chunk(job, start, count, id))?;
+                Ok(count)
+            });
+            match submitted {
+                Ok(count) => start += count,
+                Err(e) => {
+                    self.withdraw(job);
+                    return Err(e);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Forgets job `job`: its queued chunks are dropped, replies of its running ones ignored,
+    /// and its results never delivered.
+    fn withdraw(&self, job: u64) {
+        let mut st = self.inner.lock();
+        st.pending.retain(|c| c.job != job);
+        st.jobs.remove(&job);
+        drop(st);
+        self.inner.bump();
     }
 
     fn collect_async<R, T>(
         &self,
         target: Target,
-        chunks: Vec<(u64, Vec<u8>)>,
+        n: u64,
+        chunks: impl Iterator<Item = Result<(u64, Sealed)>>,
         convert: fn(Vec<R>) -> Result<T>,
         callbacks: Callbacks<T>,
     ) -> Result<AsyncResult<T>>
@@ -856,8 +1281,8 @@ impl Pool {
             }
             out.set(r);
         });
-        self.run_collect(target, chunks, finish)?;
-        Ok(AsyncResult::new(slot))
+        self.run_collect(target, n, chunks, finish)?;
+        Ok(AsyncResult::new(slot, Arc::clone(&self.inner)))
     }
 
     /// Runs `f(args)` in a worker and waits for the result.
@@ -886,8 +1311,8 @@ impl Pool {
         self.apply_async_with(f, args, Callbacks::none())
     }
 
-    /// [`apply_async`](Pool::apply_async) with callbacks, run in this process (on the pool's
-    /// handler thread) before the result becomes ready.
+    /// [`apply_async`](Pool::apply_async) with callbacks, run in this process (by the thread
+    /// that takes the reply, see [`Callbacks`]) before the result becomes ready.
     ///
     /// # Errors
     /// As for [`apply`](Pool::apply), for the submission.
@@ -901,8 +1326,8 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let chunks = vec![(1, codec::to_bytes(std::slice::from_ref(&args))?)];
-        self.collect_async(Target::batch(f), chunks, first::<R>, callbacks)
+        let chunks = std::iter::once(seal_args(std::slice::from_ref(&args)).map(|b| (1, b)));
+        self.collect_async(Target::batch(f), 1, chunks, first::<R>, callbacks)
     }
 
     /// Applies `f` to every item of `input` in the workers; results in input order.
@@ -955,8 +1380,8 @@ impl Pool {
     {
         let items = collect_input(input)?;
         let cs = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
-        let chunks = encode_chunks(&items, cs)?;
-        self.collect_async(Target::batch(f), chunks, Ok, callbacks)
+        let chunks = encode_chunks(&items, cs);
+        self.collect_async(Target::batch(f), items.len() as u64, chunks, Ok, callbacks)
     }
 
     /// Like [`map`](Pool::map) for a two-argument function over pairs (Python's
@@ -993,8 +1418,8 @@ impl Pool {
     {
         let items = collect_input(input)?;
         let cs = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
-        let chunks = encode_chunks(&items, cs)?;
-        self.collect_async(Target::batch2(f), chunks, Ok, callbacks)
+        let chunks = encode_chunks(&items, cs);
+        self.collect_async(Target::batch2(f), items.len() as u64, chunks, Ok, callbacks)
     }
 
     /// Applies `f` lazily: the input is read as results are taken, and results come in input
@@ -1068,7 +1493,6 @@ impl Pool {
                 total: None,
                 abandoned: None,
             }),
-            arrived: Condvar::new(),
         });
         let job = self.new_job(stream.clone())?;
         let chunksize = chunksize.max(1);
@@ -1103,17 +1527,14 @@ impl Pool {
     /// # Errors
     /// [`Error::Io`] if a worker cannot be reaped.
     pub fn join(&self) -> Result<()> {
-        {
-            let mut st = self.inner.lock();
-            st.closed = true;
-            while !st.jobs.is_empty() && !st.shut {
-                st = self
-                    .inner
-                    .idle
-                    .wait(st)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-        }
+        self.inner.lock().closed = true;
+        self.inner.wait_until(
+            &mut || {
+                let st = self.inner.lock();
+                st.jobs.is_empty() || st.shut
+            },
+            None,
+        );
         self.shutdown(true)
     }
 
@@ -1174,14 +1595,8 @@ impl Pool {
         let finish: Finish<()> = Box::new(move |r: Result<Vec<()>>| out.set(r.map(drop)));
         let sink = Arc::new(Collect::new(1, finish));
         let job = self.new_job(sink)?;
-        self.submit(Chunk {
-            job,
-            start: 0,
-            count: 1,
-            target: id,
-            args: codec::to_bytes(&[()])?,
-        })?;
-        AsyncResult::new(slot).get()
+        self.submit(seal_args(&[()])?.into_chunk(job, 0, 1, id))?;
+        AsyncResult::new(slot, Arc::clone(&self.inner)).get()
     }
 }
 
@@ -1198,8 +1613,11 @@ fn first<R>(v: Vec<R>) -> Result<R> {
     v.into_iter().next().ok_or(Error::Empty)
 }
 
-/// Success and error callbacks of an async call; they run in this process, on the pool's
-/// handler thread, before the result becomes ready.
+/// Success and error callbacks of an async call; they run in this process before the result
+/// becomes ready, on the thread that takes the reply: the pool's handler thread, or a thread
+/// of this process waiting on a pool result at that moment. Like CPython's, a callback should
+/// return quickly, and must not itself wait on the pool (that would wait on the thread that
+/// runs it).
 pub struct Callbacks<T> {
     success: Option<OnSuccess<T>>,
     error: Option<OnError>,
@@ -1268,46 +1686,51 @@ where
     I: Iterator,
     I::Item: Serialize,
 {
-    /// Submits input chunks until the window is full or the input ends.
+    /// Once half the window is free, submits input chunks until it is full or the input
+    /// ends, all at once (so they travel several to a message).
     fn feed(&mut self) {
-        while self.input.is_some() && self.submitted - self.yielded < self.window {
-            let Some(input) = self.input.as_mut() else {
-                return;
-            };
+        if self.input.is_none() || self.submitted - self.yielded > self.window / 2 {
+            return;
+        }
+        let mut batch = Vec::new();
+        let mut next = self.submitted;
+        let mut end = None;
+        while let Some(input) = self.input.as_mut()
+            && next - self.yielded < self.window
+        {
             let cs = self.chunksize;
             let pulled = catch_unwind(AssertUnwindSafe(|| {
                 input.by_ref().take(cs).collect::<Vec<_>>()
             }));
-            let items = match pulled.map(|items| (items.len() as u64, codec::to_bytes(&items))) {
+            let (len, args) = match pulled.map(|items| (items.len() as u64, seal_args(&items))) {
                 Ok((len, Ok(bytes))) => (len, bytes),
                 Ok((_, Err(e))) => {
-                    self.end_input(Some(e));
-                    return;
+                    end = Some(Some(e));
+                    break;
                 }
                 Err(p) => {
                     let message = crate::process::panic_message(p.as_ref());
-                    self.end_input(Some(Error::InputPanicked { message }));
-                    return;
+                    end = Some(Some(Error::InputPanicked { message }));
+                    break;
                 }
             };
-            let (len, args) = items;
             if len > 0 {
-                let chunk = Chunk {
-                    job: self.job,
-                    start: self.submitted,
-                    count: len,
-                    target: self.target,
-                    args,
-                };
-                if let Err(e) = self.pool.submit(chunk) {
-                    self.end_input(Some(e));
-                    return;
-                }
-                self.submitted += len;
+                batch.push(args.into_chunk(self.job, next, len, self.target));
+                next += len;
             }
             if len < cs as u64 {
-                self.end_input(None);
+                end = Some(None);
+                break;
             }
+        }
+        if !batch.is_empty() {
+            match self.pool.submit_all(batch) {
+                Ok(()) => self.submitted = next,
+                Err(e) => end = Some(Some(e)),
+            }
+        }
+        if let Some(error) = end {
+            self.end_input(error);
         }
     }
 }
@@ -1346,35 +1769,44 @@ where
         }
         self.feed();
         let stream = Arc::clone(&self.stream);
-        let mut s = stream.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            let got = if self.ordered {
-                s.ready.remove(&self.yielded)
-            } else {
-                s.ready.pop_first().map(|(_, r)| r)
-            };
-            if let Some(r) = got {
-                self.yielded += 1;
-                return Some(r);
-            }
-            if let Some(e) = s.abandoned.take() {
-                self.finished = true;
-                return Some(Err(e));
+            {
+                let mut s = stream.state.lock().unwrap_or_else(PoisonError::into_inner);
+                let got = if self.ordered {
+                    s.ready.remove(&self.yielded)
+                } else {
+                    s.ready.pop_first().map(|(_, r)| r)
+                };
+                if let Some(r) = got {
+                    self.yielded += 1;
+                    return Some(r);
+                }
+                if let Some(e) = s.abandoned.take() {
+                    self.finished = true;
+                    return Some(Err(e));
+                }
             }
             if self.yielded >= self.submitted {
                 if self.input.is_none() {
                     self.finished = true;
                     return self.input_error.take().map(Err);
                 }
-                drop(s);
                 self.feed();
-                s = stream.state.lock().unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
-            s = stream
-                .arrived
-                .wait(s)
-                .unwrap_or_else(PoisonError::into_inner);
+            let (ordered, next) = (self.ordered, self.yielded);
+            self.pool.inner.wait_until(
+                &mut || {
+                    let s = stream.state.lock().unwrap_or_else(PoisonError::into_inner);
+                    s.abandoned.is_some()
+                        || if ordered {
+                            s.ready.contains_key(&next)
+                        } else {
+                            !s.ready.is_empty()
+                        }
+                },
+                None,
+            );
         }
     }
 }

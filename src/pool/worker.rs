@@ -14,16 +14,20 @@ use crate::process::{
     Outcome, Registrations, TargetId, record_panic_location, run_installed, take_inherited,
 };
 use crate::queue::Queue;
+use crate::segment::{Segment, registry};
 use crate::shared::RawArray;
+use crate::sys::{self, Deadline};
 use crate::transfer::Received;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
 
 /// A message in a worker's task queue.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Task {
-    /// Run a chunk.
-    Run(Chunk),
+    /// Run these chunks, in order.
+    Run(Vec<Chunk>),
     /// Leave the loop and exit.
     Stop,
 }
@@ -36,14 +40,22 @@ pub(crate) struct Chunk {
     pub(crate) start: u64,
     pub(crate) count: u64,
     pub(crate) target: u32,
+    #[serde(with = "bytes")]
     pub(crate) args: Vec<u8>,
+    /// The identities of the segments the arguments' handles live in (from their transfer
+    /// envelope); the pool sends a worker each one it may not map before the chunk.
+    pub(crate) segments: Vec<u64>,
+    /// Those segments, held by the pool (not sent) until the chunk is done.
+    #[serde(skip)]
+    pub(crate) keep: Vec<Segment>,
 }
 
 /// What a chunk gave.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ChunkResult {
-    /// The encoded `Vec<Result<R, String>>`, one entry per item.
-    Returned(Vec<u8>),
+    /// The encoded `(Vec<R>, Vec<(u64, String)>)`: the values of the items that returned, then
+    /// the index and message of each item that panicked (see `Target::batch`).
+    Returned(#[serde(with = "bytes")] Vec<u8>),
     /// The chunk could not run (arguments, result encoding, unknown function): why.
     Failed(String),
 }
@@ -60,9 +72,56 @@ pub(crate) enum Reply {
     },
     /// The worker in `slot` reached `max_tasks_per_child` and exits now.
     Retiring { slot: u32 },
+    /// Sent by the pool's own process to wake the thread taking replies; carries nothing.
+    Wake,
 }
 
-/// A worker's arguments (its private registration pipe is its first inherited descriptor).
+/// Encodes a byte vector as one length-prefixed byte string (serde's `bytes`), not as a
+/// sequence of `u8` values, each a separate call on both sides.
+mod bytes {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::ser::Serializer;
+    use std::fmt;
+
+    // `serde(with)` hands the field by reference.
+    #[allow(clippy::ptr_arg)]
+    pub(super) fn serialize<S: Serializer>(b: &Vec<u8>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(b)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(BytesVisitor)
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut v = Vec::new();
+            while let Some(b) = seq.next_element()? {
+                v.push(b);
+            }
+            Ok(v)
+        }
+    }
+}
+
+/// A worker's arguments (its private registration pipe is its first inherited descriptor,
+/// its end of the segment socket the second).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct WorkerArgs {
     pub(crate) slot: u32,
@@ -80,6 +139,8 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     let Some(fd) = take_inherited(0) else {
         return;
     };
+    // Chunks allocate and free large buffers: keep the memory rather than fault it in anew.
+    sys::keep_freed_memory();
     // SAFETY: descriptor 0 of this process's `extra` list is the read end of the registration
     // pipe the pool created for this worker and passed in its validated start-up message
     // (`ProcessBuilder::start_spawn_with`); the pool keeps the write end close-on-exec and
@@ -100,35 +161,77 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     }
     let base = usize::try_from(args.slot).unwrap_or(usize::MAX / 4) * 2;
     let mut done = 0u64;
+    let segment_socket = take_inherited(1);
+    // Segments received from the pool stay mapped for the worker's life.
+    let mut held: Vec<Segment> = Vec::new();
     loop {
-        let Ok(Task::Run(Chunk {
+        let Ok(Task::Run(chunks)) = args.tasks.get() else {
+            return;
+        };
+        for Chunk {
             job,
             start,
             target,
             args: bytes,
+            segments,
             ..
-        })) = args.tasks.get()
-        else {
-            return;
-        };
-        // The claim must be visible before the chunk runs: if this process dies from here on,
-        // the pool reports this chunk as `WorkerDied` and resubmits the others it had queued.
-        if args.claims.set(base, job).is_err() || args.claims.set(base + 1, start + 1).is_err() {
-            return;
+        } in chunks
+        {
+            if let Some(sock) = &segment_socket {
+                map_segments(sock, &segments, &mut held);
+            }
+            // The claim must be visible before the chunk runs: if this process dies from here
+            // on, the pool reports this chunk as `WorkerDied` and resubmits the others it had
+            // queued.
+            if args.claims.set(base, job).is_err() || args.claims.set(base + 1, start + 1).is_err()
+            {
+                return;
+            }
+            let reply = Reply::Done {
+                slot: args.slot,
+                job,
+                start,
+                result: run_chunk(&mut regs, target, &bytes),
+            };
+            if args.replies.put(&reply).is_err() {
+                return;
+            }
+            done += 1;
+            if args.max_tasks.is_some_and(|m| done >= m) {
+                // The chunks left in this message (and the queue) are resubmitted by the pool
+                // when it sees this worker end.
+                let _ = args.replies.put(&Reply::Retiring { slot: args.slot });
+                return;
+            }
         }
-        let reply = Reply::Done {
-            slot: args.slot,
-            job,
-            start,
-            result: run_chunk(&mut regs, target, &bytes),
-        };
-        if args.replies.put(&reply).is_err() {
-            return;
-        }
-        done += 1;
-        if args.max_tasks.is_some_and(|m| done >= m) {
-            let _ = args.replies.put(&Reply::Retiring { slot: args.slot });
-            return;
+    }
+}
+
+/// Maps the segments of `ids` this process does not map yet, from the frames the pool sent on
+/// the segment socket before the chunk (each: the segment's identity, with its descriptor).
+/// Never waits: a segment that did not come makes the arguments fail to decode with
+/// [`Error::SegmentNotTransferred`].
+fn map_segments(sock: &OwnedFd, ids: &[u64], held: &mut Vec<Segment>) {
+    for &id in ids {
+        while registry::lookup(id).is_none() {
+            let now = Deadline::after(Duration::ZERO);
+            if !sys::poll_readable(&[sock.as_fd()], Some(&now)).is_ok_and(|r| !r.is_empty()) {
+                break;
+            }
+            let Ok(Some((payload, mut fds))) = sys::recv_frame(sock.as_fd(), 8) else {
+                break;
+            };
+            let (Ok(declared), Some(fd)) = (<[u8; 8]>::try_from(payload.as_slice()), fds.pop())
+            else {
+                continue;
+            };
+            // The header is checked as for any segment received; the identity must be the
+            // one the pool declared.
+            if let Ok(seg) = Segment::from_fd(fd)
+                && seg.id() == u64::from_le_bytes(declared)
+            {
+                held.push(seg);
+            }
         }
     }
 }

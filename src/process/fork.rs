@@ -19,10 +19,11 @@ use super::{Launch, Started, forget_children_after_fork, forkserver};
 use crate::error::{Error, Result};
 use crate::sys;
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 
-/// Forks a child that runs `launch`'s target.
-pub(super) fn start(mut launch: Launch) -> Result<Started> {
+/// Forks a child that runs `launch`'s target and also takes `extra` (by index, like every
+/// descriptor it is handed).
+pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Started> {
     let threads = sys::thread_count().map_err(|e| Error::io("read /proc/self/stat", e))?;
     if threads != 1 {
         return Err(Error::ForkWhileThreaded { threads });
@@ -40,6 +41,10 @@ pub(super) fn start(mut launch: Launch) -> Result<Started> {
     for fd in std::mem::take(&mut launch.envelope.fds) {
         launch.boot.handle_fds.push(fds.len());
         fds.push(fd);
+    }
+    for fd in extra {
+        launch.boot.extra.push(fds.len());
+        fds.push(sys::dup(*fd).map_err(|e| Error::io("dup", e))?);
     }
     // Unflushed output would otherwise be written twice, by parent and child.
     let _ = std::io::stdout().flush();

@@ -128,8 +128,8 @@ fn start_server(b: super::ProcessBuilder<usize>, sock: BorrowedFd<'_>) -> Result
     })
 }
 
-/// Asks the server to fork a child for `launch`.
-pub(super) fn start(mut launch: Launch) -> Result<Started> {
+/// Asks the server to fork a child for `launch`, handing it `extra` too.
+pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Started> {
     let (status_r, status_w) = sys::pipe().map_err(|e| Error::io("pipe", e))?;
     let mut fds: Vec<BorrowedFd<'_>> = vec![status_w.as_fd()];
     // Indices in the start-up message count from the descriptor after the status pipe.
@@ -144,6 +144,10 @@ pub(super) fn start(mut launch: Launch) -> Result<Started> {
     for fd in &launch.envelope.fds {
         launch.boot.handle_fds.push(fds.len() - 1);
         fds.push(fd.as_fd());
+    }
+    for fd in extra {
+        launch.boot.extra.push(fds.len() - 1);
+        fds.push(*fd);
     }
     let bytes = codec::to_bytes(&launch.boot)?;
     let mut guard = SERVER.lock().unwrap_or_else(PoisonError::into_inner);

@@ -583,15 +583,14 @@ where
         Ok(p)
     }
 
-    /// Starts the child with the `Spawn` method whatever the builder says, giving it `extra`
-    /// as its inherited descriptors (the child takes the `i`-th with `take_inherited(i)`).
-    /// A pool starts its workers so, each with the read end of its private registration
-    /// pipe.
+    /// Starts the child (with the builder's start method, as [`start`](Self::start) does),
+    /// giving it `extra` as its inherited descriptors (the child takes the `i`-th with
+    /// `take_inherited(i)`). A pool starts its workers so, each with the read end of its
+    /// private registration pipe.
     ///
     /// # Errors
     /// As for [`start`](ProcessBuilder::start).
-    pub(crate) fn start_spawn_with(mut self, extra: &[BorrowedFd<'_>]) -> Result<Process> {
-        self.method = Some(StartMethod::Spawn);
+    pub(crate) fn start_with(self, extra: &[BorrowedFd<'_>]) -> Result<Process> {
         let (p, _) = launch(self, false, extra)?;
         Ok(p)
     }
@@ -662,8 +661,8 @@ where
     };
     let started = match method {
         StartMethod::Spawn => spawn::start(launch, extra)?,
-        StartMethod::Fork => fork::start(launch)?,
-        StartMethod::ForkServer => forkserver::start(launch)?,
+        StartMethod::Fork => fork::start(launch, extra)?,
+        StartMethod::ForkServer => forkserver::start(launch, extra)?,
     };
     crate::trace::event!(
         debug,

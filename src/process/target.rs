@@ -112,9 +112,10 @@ impl Target {
     }
 
     /// Names `f` together with the trampoline that runs it on a whole chunk: the arguments
-    /// are an encoded `Vec<A>`, the result an encoded `Vec<Result<R, String>>` (one entry per
-    /// item, `Err` with the panic message and location for an item that panicked). A pool
-    /// sends one message per chunk, not per item.
+    /// are an encoded `Vec<A>`, the result an encoded `(Vec<R>, Vec<(u64, String)>)`: the
+    /// values of the items that returned, in order, then the index and the panic message
+    /// (with location) of each item that panicked, in increasing index order. A pool sends
+    /// one message per chunk, not per item, and no per-item tag in the common case.
     pub(crate) fn batch<A, R>(f: fn(A) -> R) -> Target
     where
         A: DeserializeOwned,
@@ -484,12 +485,26 @@ pub(crate) fn catch_item<R>(call: impl FnOnce() -> R) -> std::result::Result<R, 
     catch_unwind(AssertUnwindSafe(call)).map_err(|payload| panic_report(payload.as_ref()))
 }
 
-/// Encodes one chunk's results.
-fn chunk_outcome<R: Serialize>(results: &[std::result::Result<R, String>]) -> Outcome {
-    match codec::to_bytes(results) {
+/// Encodes one chunk's results: the values of the items that returned, then the index and
+/// message of each item that panicked.
+fn chunk_outcome<R: Serialize>(values: &[R], panics: &[(u64, String)]) -> Outcome {
+    match codec::to_bytes(&(values, panics)) {
         Ok(bytes) => Outcome::Returned(bytes),
         Err(e) => Outcome::Failed(format!("result: {e}")),
     }
+}
+
+/// Runs `call` on each item, splitting the outcomes into values and `(index, panic)`.
+fn run_items<T, R>(items: Vec<T>, mut call: impl FnMut(T) -> R) -> (Vec<R>, Vec<(u64, String)>) {
+    let mut values = Vec::with_capacity(items.len());
+    let mut panics = Vec::new();
+    for (i, item) in (0u64..).zip(items) {
+        match catch_item(|| call(item)) {
+            Ok(r) => values.push(r),
+            Err(m) => panics.push((i, m)),
+        }
+    }
+    (values, panics)
 }
 
 /// Decodes a `Vec<A>`, calls the `fn(A) -> R` at `function` on each, encodes the results.
@@ -505,8 +520,8 @@ fn batch_trampoline<A: DeserializeOwned, R: Serialize>(
         Ok(a) => a,
         Err(e) => return Outcome::Failed(format!("arguments: {e}")),
     };
-    let results: Vec<_> = items.into_iter().map(|a| catch_item(|| f(a))).collect();
-    chunk_outcome(&results)
+    let (values, panics) = run_items(items, f);
+    chunk_outcome(&values, &panics)
 }
 
 /// Decodes a `Vec<(A, B)>`, calls the `fn(A, B) -> R` at `function` on each, encodes the
@@ -523,11 +538,8 @@ fn batch2_trampoline<A: DeserializeOwned, B: DeserializeOwned, R: Serialize>(
         Ok(a) => a,
         Err(e) => return Outcome::Failed(format!("arguments: {e}")),
     };
-    let results: Vec<_> = items
-        .into_iter()
-        .map(|(a, b)| catch_item(|| f(a, b)))
-        .collect();
-    chunk_outcome(&results)
+    let (values, panics) = run_items(items, |(a, b)| f(a, b));
+    chunk_outcome(&values, &panics)
 }
 
 /// Decodes `A`, calls the `fn(A) -> R` at `function`, reports `R` as an exit code.

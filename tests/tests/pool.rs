@@ -1,7 +1,7 @@
 //! Pool: CPython's pool behaviours, dying workers, terminate, forged ids, leaks.
 
 use shmproc::testing::{assert_no_leaks, watchdog};
-use shmproc::{Callbacks, Error, Pool, RawArray};
+use shmproc::{Array, Callbacks, Connection, Error, Pool, Queue, RawArray, Segment, StartMethod};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -442,5 +442,158 @@ fn unencodable_arguments_and_results_are_errors() {
         ));
         assert_eq!(pool.apply(square, 2).unwrap(), 4);
         pool.join().unwrap();
+    });
+}
+
+/// Writes `i²` into the array and sends `i` on the queue.
+fn write_square((squares, done, i): (Array<u64>, Queue<u64>, usize)) -> u64 {
+    squares.set(i, (i * i) as u64).unwrap();
+    done.put(&(i as u64)).unwrap();
+    i as u64
+}
+
+fn write_cube((cubes, i): (Array<u64>, usize)) -> u64 {
+    cubes.set(i, (i * i * i) as u64).unwrap();
+    i as u64
+}
+
+fn recv_nothing(_: Connection) -> u64 {
+    0
+}
+
+#[test]
+fn shared_objects_in_arguments_reach_the_workers() {
+    watchdog(LIMIT, "shared_args", || {
+        assert_no_leaks(|| {
+            let pool = Pool::new(2).unwrap();
+            // In the default heap, which every worker maps.
+            let squares = Array::<u64>::new(16).unwrap();
+            let done = Queue::<u64>::new().unwrap();
+            let args = (0..16).map(|i| (squares.clone(), done.clone(), i));
+            let out = pool.map_chunked(write_square, args, 3).unwrap();
+            assert_eq!(out, (0..16).collect::<Vec<u64>>());
+            assert_eq!(
+                squares.to_vec().unwrap(),
+                (0..16).map(|i| i * i).collect::<Vec<u64>>()
+            );
+            let mut got: Vec<u64> = (0..16).map(|_| done.get().unwrap()).collect();
+            got.sort_unstable();
+            assert_eq!(got, (0..16).collect::<Vec<u64>>());
+            // In a segment created after the workers started: it travels to each worker with
+            // the first task that needs it (and again to a replacement).
+            let seg = Segment::create(1 << 20).unwrap();
+            let cubes = Array::<u64>::new_in(&seg, 16).unwrap();
+            let out = pool
+                .map_chunked(write_cube, (0..16).map(|i| (cubes.clone(), i)), 2)
+                .unwrap();
+            assert_eq!(out, (0..16).collect::<Vec<u64>>());
+            assert_eq!(
+                cubes.to_vec().unwrap(),
+                (0..16).map(|i| i * i * i).collect::<Vec<u64>>()
+            );
+            let r = pool.apply_async(write_cube, (cubes.clone(), 3)).unwrap();
+            assert_eq!(r.get().unwrap(), 3);
+            // A connection carries descriptors, which the task queues cannot.
+            let (a, _b) = shmproc::pipe().unwrap();
+            match pool.apply(recv_nothing, a) {
+                Err(Error::NoDescriptorChannel { .. }) => {}
+                r => panic!("expected NoDescriptorChannel, got {r:?}"),
+            }
+            pool.join().unwrap();
+        });
+    });
+}
+
+/// Set before a `Fork` pool starts: a forked worker has it, a spawned one does not.
+static MARK: Mutex<u64> = Mutex::new(0);
+
+fn read_mark(_: ()) -> u64 {
+    *MARK.lock().unwrap()
+}
+
+/// A pool started with `method`: map, imap, apply, a panic, a dying worker and a replacement
+/// after `max_tasks_per_child`; returns the workers' pids before and after.
+fn pool_with_method(method: StartMethod) -> (Vec<i32>, Vec<i32>) {
+    let pool = Pool::builder()
+        .processes(2)
+        .start_method(method)
+        .max_tasks_per_child(50)
+        .build()
+        .unwrap();
+    let before = pool.worker_pids();
+    // Forked workers copy this process's memory; spawned ones start afresh.
+    let marked = pool.apply(read_mark, ()).unwrap();
+    assert_eq!(marked, if method == StartMethod::Fork { 42 } else { 0 });
+    let want: Vec<u64> = (0..40).map(|x| x * x).collect();
+    assert_eq!(pool.map(square, 0..40).unwrap(), want);
+    let got: Vec<u64> = pool
+        .imap(square, 0..40)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(pool.apply(square, 12).unwrap(), 144);
+    assert!(matches!(
+        pool.apply(boom, 3),
+        Err(Error::TaskPanicked { .. })
+    ));
+    match pool.apply(abort_on, 5) {
+        Err(Error::WorkerDied { .. }) => {}
+        r => panic!("expected WorkerDied, got {r:?}"),
+    }
+    // More than 50 chunks per worker: every first worker retires or died by now.
+    let got: Vec<u64> = pool
+        .imap(square, 0..200)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, (0..200).map(|x| x * x).collect::<Vec<u64>>());
+    let after = pool.worker_pids();
+    pool.join().unwrap();
+    (before, after)
+}
+
+fn check_replaced((before, after): (Vec<i32>, Vec<i32>)) {
+    assert_eq!(before.len(), 2);
+    assert_eq!(after.len(), 2);
+    assert!(
+        before.iter().all(|p| !after.contains(p)),
+        "{before:?} {after:?}"
+    );
+}
+
+#[test]
+fn workers_start_with_every_start_method() {
+    watchdog(LIMIT, "start_methods", || {
+        shmproc::ensure_forkserver().unwrap();
+        assert_no_leaks(|| {
+            check_replaced(pool_with_method(StartMethod::Spawn));
+            check_replaced(pool_with_method(StartMethod::ForkServer));
+            // Fork needs a single-threaded caller: a spawned child builds that pool.
+            let h = shmproc::spawn(
+                |()| {
+                    *MARK.lock().unwrap() = 42;
+                    assert_no_leaks(|| pool_with_method(StartMethod::Fork))
+                },
+                (),
+            )
+            .unwrap();
+            check_replaced(h.join().unwrap());
+        });
+    });
+}
+
+#[test]
+fn a_fork_pool_refuses_a_threaded_caller() {
+    watchdog(LIMIT, "fork_threaded", || {
+        let _t = std::thread::spawn(|| std::thread::sleep(Duration::from_secs(2)));
+        match Pool::builder()
+            .processes(1)
+            .start_method(StartMethod::Fork)
+            .build()
+        {
+            Err(Error::ForkWhileThreaded { threads }) => assert!(threads >= 2),
+            r => panic!("expected ForkWhileThreaded, got {r:?}"),
+        }
     });
 }

@@ -7,6 +7,7 @@ pub(crate) mod eventfd;
 pub(crate) mod fork;
 pub(crate) mod futex;
 pub(crate) mod lineage;
+pub(crate) mod malloc;
 pub(crate) mod memfd;
 pub(crate) mod mmap;
 pub(crate) mod pidfd;
@@ -26,6 +27,7 @@ pub(crate) use futex::{WaitOutcome, futex_requeue, futex_wait, futex_wake};
 #[cfg(all(test, not(shmproc_loom)))]
 pub(crate) use libc::{EMFILE, ENOENT};
 pub(crate) use lineage::{cpu_count, die_with_parent, thread_count};
+pub(crate) use malloc::keep_freed_memory;
 
 /// Whether `e` says the process (`EMFILE`) or the system (`ENFILE`) is out of descriptors.
 pub(crate) fn out_of_descriptors(e: &std::io::Error) -> bool {
