@@ -18,14 +18,15 @@ const RING_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Queue ring v1"
 
 /// The three queue kinds share the ring layout; the fingerprint a ring's block records names
 /// its kind too, so a `Queue` never attaches as a `JoinableQueue` or a `SimpleQueue`.
-const QUEUE_KINDS: [&str; 3] = [
+const QUEUE_KINDS: [&str; 4] = [
     "shmproc::Queue",
     "shmproc::SimpleQueue",
     "shmproc::JoinableQueue",
+    "shmproc::ShareableQueue",
 ];
 
 /// Returns the fingerprint of a ring of the queue kind `label`.
-const fn ring_fingerprint(label: &str) -> u64 {
+pub(super) const fn ring_fingerprint(label: &str) -> u64 {
     crate::fingerprint::extend(RING_FINGERPRINT, label.as_bytes())
 }
 const BLOB_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Queue message", 1, 64);
@@ -37,10 +38,10 @@ fn type_fingerprint<T>() -> u64 {
     crate::fingerprint::start(std::any::type_name::<T>(), 0, 0)
 }
 
-/// The untyped core shared by the three queue types.
-struct RawQueue {
-    obj: ObjectRef,
-    ring: Ring,
+/// The untyped core shared by the queue types.
+pub(super) struct RawQueue {
+    pub(super) obj: ObjectRef,
+    pub(super) ring: Ring,
 }
 
 // SAFETY: `ring` points into the block `obj` keeps alive; the ring is only accessed through
@@ -61,23 +62,39 @@ impl Clone for RawQueue {
 
 impl RawQueue {
     fn create(segment: &Segment, capacity: usize, type_fp: u64, ring_fp: u64) -> Result<RawQueue> {
+        Self::create_with(segment, capacity, type_fp, ring_fp, ring::SlotLayout::SERDE)
+    }
+
+    /// Creates a ring of `layout` slots.
+    pub(super) fn create_with(
+        segment: &Segment,
+        capacity: usize,
+        type_fp: u64,
+        ring_fp: u64,
+        layout: ring::SlotLayout,
+    ) -> Result<RawQueue> {
         let capacity = u64::try_from(capacity).unwrap_or(u64::MAX);
         if capacity == 0 || capacity > ring::MAX_CAPACITY {
             return Err(Error::InvalidSize {
                 reason: "queue capacity must be between 1 and 2^24",
             });
         }
-        let bytes = ring::ring_bytes(capacity).ok_or(Error::InvalidSize {
+        let bytes = ring::ring_bytes_with(capacity, &layout).ok_or(Error::InvalidSize {
             reason: "queue capacity overflows",
         })?;
         let obj = ObjectRef::alloc_zeroed(segment, bytes, 64, ring_fp)?;
-        // SAFETY: the block was just allocated, 64-byte aligned, `bytes` long, zero-filled,
-        // and `obj` keeps it alive as long as the returned `RawQueue`.
-        let ring = unsafe { Ring::init(obj.ptr(), obj.len(), capacity, type_fp)? };
+        // SAFETY: the block was just allocated, 64-byte aligned, `bytes` long (what `layout`
+        // needs), zero-filled, and `obj` keeps it alive as long as the returned `RawQueue`.
+        let ring = unsafe { Ring::init_with(obj.ptr(), obj.len(), capacity, type_fp, layout)? };
         Ok(RawQueue { obj, ring })
     }
 
-    fn from_token(token: &ObjectToken, type_fp: u64, expected: &'static str) -> Result<RawQueue> {
+    pub(super) fn from_token(
+        token: &ObjectToken,
+        type_fp: u64,
+        expected: &'static str,
+        layout: ring::SlotLayout,
+    ) -> Result<RawQueue> {
         let obj = match ObjectRef::attach(token, ring_fingerprint(expected), expected) {
             Err(Error::TypeMismatch { found, .. })
                 if let Some(kind) = QUEUE_KINDS
@@ -103,6 +120,11 @@ impl RawQueue {
             return Err(Error::TypeMismatch {
                 expected,
                 found: ring.type_fp(),
+            });
+        }
+        if ring.layout() != layout {
+            return Err(Error::CorruptObject {
+                reason: "queue slot layout not its type's",
             });
         }
         Ok(RawQueue { obj, ring })
@@ -200,7 +222,12 @@ macro_rules! queue_common {
         impl<T> $name<T> {
             /// Re-attaches a queue from its token, checking its kind and element type.
             fn attach(token: &ObjectToken) -> Result<Self> {
-                let raw = RawQueue::from_token(token, type_fingerprint::<T>(), $label)?;
+                let raw = RawQueue::from_token(
+                    token,
+                    type_fingerprint::<T>(),
+                    $label,
+                    ring::SlotLayout::SERDE,
+                )?;
                 Ok($name {
                     raw,
                     _t: PhantomData,
