@@ -8,7 +8,7 @@ use crate::python::Python;
 use crate::row::{PyCell, Row, Unit};
 
 /// The families in display order, with their titles.
-pub(crate) const FAMILIES: [(&str, &str); 10] = [
+pub(crate) const FAMILIES: [(&str, &str); 11] = [
     ("sequence", "Integers retrieved from a sequence per second"),
     ("lock", "Acquires/releases of a lock per second"),
     (
@@ -29,6 +29,10 @@ pub(crate) const FAMILIES: [(&str, &str); 10] = [
     (
         "overhead",
         "Cost per operation beside the bare mechanism (ns/op, lower is better)",
+    ),
+    (
+        "peers",
+        "shmproc beside the crates a user would pick instead, measured alternately in this run",
     ),
     (
         "limit",
@@ -92,6 +96,30 @@ pub(crate) fn table(rows: &[Row]) -> String {
             continue;
         }
         let _ = writeln!(s, "\n{title}  [{family}]");
+        if family == "peers" {
+            let _ = writeln!(
+                s,
+                "  {:<46} {:>11}  {:<28} {:>11} {:>8}  unit",
+                "case", "shmproc", "peer", "peer rate", "×peer"
+            );
+            for r in rows {
+                let shm = r.shmproc.map_or_else(|| "—".into(), |v| value(v, r.unit));
+                let (name, pv) = r.peer.map_or(("", f64::NAN), |p| p);
+                let pv = if pv.is_finite() {
+                    value(pv, r.unit)
+                } else {
+                    "—".into()
+                };
+                let x = r.ratio_peer().map_or_else(String::new, ratio);
+                let _ = writeln!(
+                    s,
+                    "  {:<46} {shm:>11}  {name:<28} {pv:>11} {x:>8}  {}",
+                    r.case,
+                    r.unit.text()
+                );
+            }
+            continue;
+        }
         if family == "limit" {
             let _ = writeln!(s, "  {:<46} {:>11}  unit", "mechanism", "rate");
             for r in rows {
@@ -208,6 +236,9 @@ pub(crate) fn json(rows: &[Row], python: &Python, quick: bool) -> serde_json::Va
                 "ratio_python": r.ratio_python(),
                 "ratio_limit": r.ratio_limit(),
                 "goal_ratio_limit": r.goal,
+                "peer": r.peer.map(|(name, _)| name),
+                "peer_value": r.peer.map(|(_, v)| v).filter(|v| v.is_finite()),
+                "ratio_peer": r.ratio_peer(),
             })
         })
         .collect();

@@ -85,6 +85,9 @@ pub(crate) struct Row {
     pub(crate) limit: Option<(Limit, f64)>,
     /// The goal as a fraction of the limit.
     pub(crate) goal: Option<f64>,
+    /// A peer crate's figure for the same workload, measured alternately with shmproc's
+    /// (family `peers`): its name and figure in `unit`.
+    pub(crate) peer: Option<(&'static str, f64)>,
 }
 
 impl Row {
@@ -112,6 +115,7 @@ impl Row {
             python,
             limit,
             goal: spec.goal,
+            peer: None,
         }
     }
 
@@ -125,6 +129,7 @@ impl Row {
             python: PyCell::Missing("n/a".into()),
             limit: Some((limit, value)),
             goal: None,
+            peer: None,
         }
     }
 
@@ -139,6 +144,11 @@ impl Row {
     /// shmproc / Python (as a speed ratio).
     pub(crate) fn ratio_python(&self) -> Option<f64> {
         Some(self.unit.speedup(self.shmproc?, self.python_value()?))
+    }
+
+    /// shmproc / peer (as a speed ratio).
+    pub(crate) fn ratio_peer(&self) -> Option<f64> {
+        Some(self.unit.speedup(self.shmproc?, self.peer?.1)).filter(|r| r.is_finite())
     }
 
     /// shmproc / limit (as a speed ratio).
