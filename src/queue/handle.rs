@@ -2,7 +2,7 @@
 
 #![allow(unsafe_code)]
 
-use super::ring::{self, Attempt, Payload, Ring, Taken};
+use super::ring::{self, Attempt, InPlace, Payload, Ring};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::heap::{ObjectRef, ObjectToken};
@@ -136,9 +136,37 @@ impl RawQueue {
         deadline: Option<&Deadline>,
         block: bool,
     ) -> Result<()> {
-        let mut inline = [0u8; ring::INLINE];
-        if let Some(used) = codec::to_slice(value, &mut inline)? {
-            return self.put_payload(&Payload::Inline(used), deadline, block);
+        // Encoded straight into the slot it claims; a value that does not fit gives the slot
+        // back and goes to a heap block of its own.
+        let mut too_large = false;
+        let ring = &self.ring;
+        let encode = |off: usize| {
+            // SAFETY: the ring calls this with a slot this thread holds in WRITING state; the
+            // slice is dropped before we return.
+            let area = unsafe { ring.inline_area_mut(off) };
+            match codec::to_slice(value, area)? {
+                Some(used) => {
+                    let n = used.len();
+                    ring.set_inline_len(off, n);
+                    Ok(())
+                }
+                None => {
+                    too_large = true;
+                    Err(Error::Full)
+                }
+            }
+        };
+        let r = if block {
+            ring.put_by(encode, deadline)
+        } else {
+            match ring.try_put_by(encode) {
+                Ok(Attempt::Done(())) => Ok(()),
+                Ok(Attempt::WouldBlock) => Err(Error::Full),
+                Err(e) => Err(e),
+            }
+        };
+        if !too_large {
+            return r;
         }
         let bytes = codec::to_bytes(value)?;
         let seg = self.obj.segment();
@@ -168,17 +196,28 @@ impl RawQueue {
     }
 
     fn get<T: DeserializeOwned>(&self, deadline: Option<&Deadline>, block: bool) -> Result<T> {
+        // Small messages decode straight from their slot; a large one is taken out as its
+        // heap block's token and decoded after the slot is freed.
+        let ring = &self.ring;
+        let decode = |off: usize| -> Result<Result<T, (u64, u32)>> {
+            // SAFETY: the ring calls this with a slot this thread holds in READING state; the
+            // bytes are dropped before we return.
+            match unsafe { ring.message_in_place(off) }? {
+                InPlace::Inline(bytes) => codec::from_bytes(bytes).map(Ok),
+                InPlace::External(offset, generation, _len) => Ok(Err((offset, generation))),
+            }
+        };
         let taken = if block {
-            self.ring.get(deadline)?
+            ring.get_by(decode, deadline)?
         } else {
-            match self.ring.try_get()? {
+            match ring.try_get_by(decode)? {
                 Attempt::Done(t) => t,
                 Attempt::WouldBlock => return Err(Error::Empty),
             }
         };
-        match taken {
-            Taken::Inline(buf, n) => codec::from_bytes(buf.get(..n).unwrap_or(&[])),
-            Taken::External(offset, generation, _len) => {
+        match taken? {
+            Ok(v) => Ok(v),
+            Err((offset, generation)) => {
                 let tok = ObjectToken {
                     segment: self.obj.segment().id(),
                     name: None,

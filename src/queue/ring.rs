@@ -264,6 +264,7 @@ fn tid_of(w: u64) -> u32 {
 
 /// A message handed to or taken from a slot.
 #[derive(Debug)]
+#[cfg_attr(not(test), allow(dead_code))] // The copying forms serve the loom models and unit tests.
 pub(crate) enum Payload<'a> {
     /// Bytes copied into the slot.
     Inline(&'a [u8]),
@@ -275,6 +276,7 @@ pub(crate) enum Payload<'a> {
 // The inline variant is a stack buffer on purpose: a small message costs no heap allocation.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
+#[allow(dead_code)] // The copying forms serve the loom models and unit tests.
 pub(crate) enum Taken {
     /// The bytes, copied out (the first `n` of the buffer).
     Inline([u8; INLINE], usize),
@@ -327,6 +329,7 @@ pub(crate) trait RingMem {
     ///
     /// # Panics
     /// If the range exceeds the memory.
+    #[cfg_attr(not(test), allow(dead_code))] // The copying forms serve the loom models and unit tests.
     unsafe fn read_bytes(&self, off: usize, out: &mut [u8]);
 }
 
@@ -437,6 +440,70 @@ impl Ring<RawMem> {
     pub(crate) fn data_ptr(&self, off: usize) -> *mut u8 {
         self.mem.at(off + self.layout.data, self.layout.room(), 1)
     }
+
+    /// Returns the inline message area of the slot at `off` (a `slot_off`), for a message
+    /// encoded in place; [`set_inline_len`](Ring::set_inline_len) records its length.
+    ///
+    /// # Safety
+    /// - This thread holds the slot at `off` in `WRITING` state (given to a `try_put_by`
+    ///   closure), and the slice is dropped before that closure returns.
+    #[allow(clippy::mut_from_ref)] // The slot's WRITING claim makes the borrow exclusive.
+    pub(crate) unsafe fn inline_area_mut(&self, off: usize) -> &mut [u8] {
+        let n = INLINE.min(self.layout.room());
+        let p = self.mem.at(off + self.layout.data, n, 1);
+        // SAFETY: `at` checked that the `n` bytes lie inside the live block (module
+        // `# Safety`); the caller holds the slot in WRITING state, so no other party reads or
+        // writes them while the slice lives (this fn's contract); any bytes are valid `u8`s.
+        unsafe { core::slice::from_raw_parts_mut(p, n) }
+    }
+
+    /// Records the length of an inline message written with
+    /// [`inline_area_mut`](Ring::inline_area_mut) into the slot at `off`, held in `WRITING`
+    /// state by this thread.
+    pub(crate) fn set_inline_len(&self, off: usize, n: usize) {
+        self.word64(off + 8)
+            .store(n.min(INLINE) as u64, Ordering::Relaxed);
+    }
+
+    /// Returns the message of the slot at `off` in place: its inline bytes (validated length),
+    /// or the heap block holding it.
+    ///
+    /// # Safety
+    /// - This thread holds the slot at `off` in `READING` state (given to a `try_get_by`
+    ///   closure), and the returned bytes are dropped before that closure returns.
+    pub(crate) unsafe fn message_in_place(&self, off: usize) -> Result<InPlace<'_>> {
+        let len = self.word64(off + 8).load(Ordering::Relaxed);
+        if len & EXTERNAL != 0 {
+            let offset = self.word64(off + 16).load(Ordering::Relaxed);
+            let generation = self.word64(off + 24).load(Ordering::Relaxed);
+            let generation = u32::try_from(generation).map_err(|_| Error::CorruptObject {
+                reason: "queue slot generation out of range",
+            })?;
+            return Ok(InPlace::External(offset, generation, len & !EXTERNAL));
+        }
+        let n = usize::try_from(len).unwrap_or(usize::MAX);
+        if n > INLINE.min(self.layout.room()) {
+            return Err(Error::CorruptObject {
+                reason: "queue slot length out of range",
+            });
+        }
+        let p = self.mem.at(off + self.layout.data, n, 1).cast_const();
+        // SAFETY: `at` checked the `n` bytes lie inside the live block; the caller holds the
+        // slot in READING state, so no party writes them while the slice lives (this fn's
+        // contract); any bytes are valid `u8`s.
+        Ok(InPlace::Inline(unsafe {
+            core::slice::from_raw_parts(p, n)
+        }))
+    }
+}
+
+/// A message read in place from a slot held in `READING` state.
+#[derive(Debug)]
+pub(crate) enum InPlace<'a> {
+    /// The message's bytes, in the slot.
+    Inline(&'a [u8]),
+    /// A heap block holding the bytes: (payload offset, generation, length).
+    External(u64, u32, u64),
 }
 
 impl RawMem {
@@ -573,16 +640,20 @@ impl<M: RingMem> Ring<M> {
         self.try_put_by(|off| {
             // SAFETY: `try_put_by` calls this only with the offset of a slot it holds in
             // WRITING state for this thread until the closure returns.
-            unsafe { self.write_slot(off, msg) }
+            unsafe { self.write_slot(off, msg) };
+            Ok(())
         })
     }
 
     /// Tries once to put a message written by `fill`, which is called at most once, with
     /// the offset of a slot this thread holds in `WRITING` state (exclusive: no other party
     /// touches its message area until `fill` returns). Its message area is at
-    /// [`data_ptr`](Ring::data_ptr)`(off)` for a [`RawMem`] ring. If `fill` unwinds, the slot
-    /// is emptied again and the put did not happen.
-    pub(crate) fn try_put_by(&self, mut fill: impl FnMut(usize)) -> Result<Attempt<()>> {
+    /// [`data_ptr`](Ring::data_ptr)`(off)` for a [`RawMem`] ring. If `fill` fails or unwinds,
+    /// the slot is emptied again, the put did not happen, and its error is returned.
+    pub(crate) fn try_put_by(
+        &self,
+        mut fill: impl FnMut(usize) -> Result<()>,
+    ) -> Result<Attempt<()>> {
         let me = sys::current_tid();
         let tail = self.word64(TAIL);
         let mut spins = 0u32;
@@ -616,7 +687,7 @@ impl<M: RingMem> Ring<M> {
                     word,
                     state: pack(lap, EMPTY, 0),
                 };
-                fill(off);
+                fill(off)?;
                 core::mem::forget(undo);
                 // Release: the message bytes and length are visible to whoever sees FULL.
                 word.store(pack(lap, FULL, 0), Ordering::Release);
@@ -654,6 +725,7 @@ impl<M: RingMem> Ring<M> {
     }
 
     /// Tries once to take a message.
+    #[cfg_attr(not(test), allow(dead_code))] // The copying forms serve the loom models and unit tests.
     pub(crate) fn try_get(&self) -> Result<Attempt<Taken>> {
         let taken = self.try_get_by(|off| {
             // SAFETY: `try_get_by` calls this only with the offset of a slot it holds in
@@ -807,6 +879,7 @@ impl<M: RingMem> Ring<M> {
     ///
     /// # Safety
     /// - `off` is a slot offset (`slot_off`) whose slot this thread holds in `READING` state.
+    #[cfg_attr(not(test), allow(dead_code))] // The copying forms serve the loom models and unit tests.
     unsafe fn read_slot(&self, off: usize) -> Result<Taken> {
         let len = self.word64(off + 8).load(Ordering::Relaxed);
         if len & EXTERNAL != 0 {
@@ -844,6 +917,7 @@ impl<M: RingMem> Ring<M> {
     }
 
     /// Takes a message, waiting until `deadline` (forever if `None`).
+    #[cfg_attr(not(test), allow(dead_code))] // The copying forms serve the loom models and unit tests.
     pub(crate) fn get(&self, deadline: Option<&Deadline>) -> Result<Taken> {
         self.wait_for(NOT_EMPTY, deadline, || self.try_get())
     }
@@ -852,7 +926,7 @@ impl<M: RingMem> Ring<M> {
     /// room until `deadline` (forever if `None`).
     pub(crate) fn put_by(
         &self,
-        mut fill: impl FnMut(usize),
+        mut fill: impl FnMut(usize) -> Result<()>,
         deadline: Option<&Deadline>,
     ) -> Result<()> {
         self.wait_for(NOT_FULL, deadline, || self.try_put_by(&mut fill))

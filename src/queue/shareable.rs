@@ -187,6 +187,7 @@ impl<T: Shareable> ShareableQueue<T> {
             if let Some(f) = fill.take() {
                 f(slot);
             }
+            Ok(())
         };
         if block {
             return ring.put_by(fill_at, deadline);
