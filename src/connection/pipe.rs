@@ -424,7 +424,10 @@ impl Connection {
         match self.inner()? {
             // Nothing but bytes arrives over a pipe: an empty scope, so no descriptor table
             // of an enclosing decode is visible to this message.
-            Inner::Shm(_) => transfer::open(&self.recv_bytes()?, Received::none()),
+            // Decoded in place from the ring (no `Vec` per message).
+            Inner::Shm(_) => self
+                .rx()?
+                .recv_map(|bytes| transfer::open(bytes, Received::none()), None)?,
             Inner::Sock(s) => s.recv_envelope(),
         }
     }
