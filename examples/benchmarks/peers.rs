@@ -65,6 +65,7 @@ fn specs() -> Vec<PeerSpec> {
     let loan = "256 B child -> parent, ShareableQueue (loan)";
     let serde = "256 B child -> parent, Queue<Vec<u8>> (serde)";
     let pipe = "u64 round trip, Pipe";
+    let pipe_blocking = "u64 round trip, Pipe, spinning off";
     vec![
         objects(
             shareable,

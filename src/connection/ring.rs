@@ -211,6 +211,8 @@ pub(crate) struct Ring {
     seen_head: Cell<u64>,
     /// Spin budget of this side (`park`'s adaptive policy, learned per direction).
     spin: Cell<Spin>,
+    /// Whether this side spins before it sleeps (see `set_spinning`).
+    spinning: Cell<bool>,
     /// The read end of the peer's liveness pipe (see `set_peer_liveness`).
     peer: Option<Arc<OwnedFd>>,
 }
@@ -230,8 +232,15 @@ impl Ring {
             seen_tail: Cell::new(0),
             seen_head: Cell::new(0),
             spin: Cell::new(Spin::new(Site::Pipe)),
+            spinning: Cell::new(true),
             peer: None,
         }
+    }
+
+    /// Turns this side's spin before sleeping on or off (off: every wait that finds nothing
+    /// ready sleeps on the futex at once).
+    pub(crate) fn set_spinning(&self, on: bool) {
+        self.spinning.set(on);
     }
 
     /// Gives the ring the read end of a kernel pipe whose write end travels with every copy
@@ -365,11 +374,13 @@ impl Ring {
         peer_gone: impl Fn() -> bool,
         deadline: Option<&Deadline>,
     ) -> Waited {
-        let mut spin = self.spin.get();
-        let spun = spin.until(|| ready().then_some(()));
-        self.spin.set(spin);
-        if spun.is_some() {
-            return Waited::Ready;
+        if self.spinning.get() {
+            let mut spin = self.spin.get();
+            let spun = spin.until(|| ready().then_some(()));
+            self.spin.set(spin);
+            if spun.is_some() {
+                return Waited::Ready;
+            }
         }
         self.events(seq)
             .wait_until(
