@@ -111,6 +111,18 @@ fn specs() -> Vec<PeerSpec> {
             "ipc-channel",
             ipc_trips,
         ),
+        trips(
+            pipe_blocking,
+            crate::pingpong::pipe_round_trip_blocking,
+            "interprocess",
+            ipr_trips,
+        ),
+        trips(
+            pipe_blocking,
+            crate::pingpong::pipe_round_trip_blocking,
+            "ipc-channel",
+            ipc_trips,
+        ),
         starts(
             "start + join, spawn",
             crate::spawn::start_spawn,
