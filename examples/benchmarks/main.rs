@@ -142,9 +142,14 @@ fn main() -> ExitCode {
             ctx.limit(l);
         }
     }
+    for r in &mut rows {
+        r.use_upper_mode(&ctx);
+    }
     for l in Limit::ALL {
-        if let Some(&(_, v)) = ctx.limits.iter().find(|(m, _)| *m == l) {
-            rows.push(Row::for_limit(l, v));
+        if ctx.limits.iter().any(|(m, _)| *m == l) {
+            let mut row = Row::for_limit(l, 0.0);
+            row.use_upper_mode(&ctx);
+            rows.push(row);
         }
     }
     eprint!("\r\x1b[K");
@@ -161,8 +166,9 @@ fn main() -> ExitCode {
     }
     println!(
         "Method: each workload repeated for at least {:?}, median of {} runs (Python: same method);\n\
-         a shmproc row and its limit are measured alternately run by run (the limit column is that\n\
-         pairing's median; the machine-limits table shows each limit's first measurement).",
+         a shmproc row and its limit are measured alternately run by run; a limit is taken at its\n\
+         upper mode (the best of its pairings' medians, spread in the machine-limits table; a limit\n\
+         that varied more than 2x is flagged `bimodal`).",
         ctx.cfg.min_time, ctx.cfg.runs
     );
     print!("{}", report::table(&rows));

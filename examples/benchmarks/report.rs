@@ -121,10 +121,28 @@ pub(crate) fn table(rows: &[Row]) -> String {
             continue;
         }
         if family == "limit" {
-            let _ = writeln!(s, "  {:<46} {:>11}  unit", "mechanism", "rate");
+            let _ = writeln!(
+                s,
+                "  {:<46} {:>11}  {:<24} unit",
+                "mechanism", "best", "spread (medians)"
+            );
             for r in rows {
                 let v = r.limit.map_or_else(String::new, |(_, v)| value(v, r.unit));
-                let _ = writeln!(s, "  {:<46} {v:>11}  {}", r.case, r.unit.text());
+                let spread = r.spread.map_or_else(String::new, |sp| {
+                    format!(
+                        "{}–{} ×{}{}",
+                        value(sp.worst, r.unit).trim(),
+                        value(sp.best, r.unit).trim(),
+                        sp.count,
+                        if sp.bimodal() { " bimodal" } else { "" }
+                    )
+                });
+                let _ = writeln!(
+                    s,
+                    "  {:<46} {v:>11}  {spread:<24} {}",
+                    r.case,
+                    r.unit.text()
+                );
             }
             continue;
         }
@@ -170,13 +188,20 @@ fn goal(r: &Row) -> String {
 
 /// One line per goal: reached or missed (and by how much), or not measurable yet.
 pub(crate) fn goals(rows: &[Row]) -> String {
-    let mut s = String::from("\nGoals (fraction of the bare mechanism measured in this run):\n");
+    let mut s =
+        String::from("\nGoals (fraction of the bare mechanism at its upper mode in this run):\n");
     for r in rows
         .iter()
         .filter(|r| r.goal.is_some() && r.family != "overhead")
     {
         let (Some(g), Some((l, _))) = (r.goal, r.limit) else {
             continue;
+        };
+        let flag = match r.spread {
+            Some(sp) if sp.bimodal() => {
+                format!(" (limit varied {} over the run)", ratio(sp.best / sp.worst))
+            }
+            _ => String::new(),
         };
         let line = match r.ratio_limit() {
             Some(x) if x >= g => format!("met     {} ≥ {g}×", ratio(x)),
@@ -189,7 +214,7 @@ pub(crate) fn goals(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             s,
-            "  {:<10} {:<38} vs {:<45} {line}",
+            "  {:<10} {:<38} vs {:<45} {line}{flag}",
             r.family,
             r.case,
             l.name()
@@ -233,6 +258,8 @@ pub(crate) fn json(rows: &[Row], python: &Python, quick: bool) -> serde_json::Va
                 },
                 "limit": r.limit.map(|(_, v)| v),
                 "limit_case": r.limit.map(|(l, _)| l.name()),
+                "limit_spread": r.spread.map(|sp| [sp.worst, sp.best]),
+                "limit_bimodal": r.spread.map(|sp| sp.bimodal()),
                 "ratio_python": r.ratio_python(),
                 "ratio_limit": r.ratio_limit(),
                 "goal_ratio_limit": r.goal,
