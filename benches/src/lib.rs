@@ -559,3 +559,52 @@ impl Drop for PthreadMutex {
         unsafe { libc::pthread_mutex_destroy(self.map.ptr.cast()) };
     }
 }
+
+/// A bare busy-wait ping-pong between this process and a forked child: each side spins on one
+/// shared word (yielding the core after a while, so a descheduled peer can run): the floor of
+/// any spinning transport.
+#[derive(Debug)]
+pub struct SpinPingPong {
+    map: SharedMap,
+    child: libc::pid_t,
+}
+
+impl SpinPingPong {
+    /// Maps the turn word and forks the echoing child.
+    pub fn new() -> SpinPingPong {
+        let map = SharedMap::new(4096);
+        let turn = map.u32_at(0);
+        let child = fork_child(|| {
+            loop {
+                wait_until(|| turn.load(Ordering::Acquire) != PARENT);
+                if turn.load(Ordering::Acquire) == STOP {
+                    return;
+                }
+                turn.store(PARENT, Ordering::Release);
+            }
+        });
+        SpinPingPong { map, child }
+    }
+
+    /// Performs `n` round trips.
+    pub fn round_trips(&self, n: u64) {
+        let turn = self.map.u32_at(0);
+        for _ in 0..n {
+            turn.store(CHILD, Ordering::Release);
+            wait_until(|| turn.load(Ordering::Acquire) != CHILD);
+        }
+    }
+}
+
+impl Default for SpinPingPong {
+    fn default() -> Self {
+        SpinPingPong::new()
+    }
+}
+
+impl Drop for SpinPingPong {
+    fn drop(&mut self) {
+        self.map.u32_at(0).store(STOP, Ordering::Release);
+        reap(self.child);
+    }
+}

@@ -19,6 +19,12 @@ pub(crate) fn specs() -> Vec<Spec> {
     };
     vec![
         row,
+        // The true floor of a spinning transport.
+        Spec {
+            case: "Pipe round trip (vs busy-wait)",
+            limit: Some(Limit::SpinRoundTrip),
+            ..row
+        },
         // The blocking path alone: no spin on either side, so each round trip is two futex
         // wake-ups, like the bare futex ping-pong it must match.
         Spec {
