@@ -64,6 +64,7 @@ fn specs() -> Vec<PeerSpec> {
     let shareable = "256 B child -> parent, ShareableQueue (copy)";
     let loan = "256 B child -> parent, ShareableQueue (loan)";
     let serde = "256 B child -> parent, Queue<Vec<u8>> (serde)";
+    let blob = "256 B child -> parent, Queue<Blob> (codec::bytes)";
     let pipe = "u64 round trip, Pipe";
     let pipe_blocking = "u64 round trip, Pipe, spinning off";
     vec![
@@ -93,6 +94,7 @@ fn specs() -> Vec<PeerSpec> {
             ipc_objects,
         ),
         objects(serde, serde_queue, "ipc-channel Vec<u8>", ipc_objects),
+        objects(blob, blob_queue, "ipc-channel Vec<u8>", ipc_objects),
         trips(
             pipe,
             crate::pingpong::pipe_round_trip,
@@ -266,6 +268,46 @@ fn serde_queue() -> Option<Workload> {
         work.put(&reps).expect("put work");
         for _ in 0..reps {
             black_box(q.get().expect("get"));
+        }
+    }))
+}
+
+/// The 256-byte object, its byte field encoded as one string.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Blob {
+    #[serde(with = "shmproc::codec::bytes")]
+    data: Vec<u8>,
+}
+
+/// The `Blob` producer child.
+fn produce_blob((work, q): (ShareableQueue<u64>, Queue<Blob>)) {
+    let msg = Blob {
+        data: vec![b'0'; 256],
+    };
+    while let Ok(n) = work.get() {
+        for _ in 0..n {
+            if q.put(&msg).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn blob_queue() -> Option<Workload> {
+    let work = ShareableQueue::<u64>::with_capacity(16).expect("work");
+    let q = Queue::<Blob>::with_capacity(CAPACITY).expect("Queue");
+    let child = Process::new(produce_blob, (work.clone(), q.clone()))
+        .start()
+        .expect("start producer");
+    let p = Peers::new((work, q), vec![child], |s| {
+        s.0.close();
+        s.1.close();
+    });
+    Some(Workload::new(1, move |reps| {
+        let (work, q) = &p.state;
+        work.put(&reps).expect("put work");
+        for _ in 0..reps {
+            black_box(q.get().expect("get").data);
         }
     }))
 }
