@@ -29,6 +29,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;
 
+/// Bytes reserved up front by [`to_bytes`].
+const INITIAL_CAPACITY: usize = 512;
+
 /// The largest message decoded by default: 1 GiB.
 pub const MAX_MESSAGE: usize = 1 << 30;
 
@@ -88,8 +91,10 @@ fn codec_error<T: ?Sized>(doing: &str, e: &postcard::Error) -> Error {
 /// # Ok::<(), shmproc::Error>(())
 /// ```
 pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    let bytes = postcard::serialize_with_flavor(value, VecFlavor(Vec::new()))
-        .map_err(|e| codec_error::<T>("encode", &e))?;
+    // One allocation for typical messages, instead of doubling from 8 bytes as it grows.
+    let bytes =
+        postcard::serialize_with_flavor(value, VecFlavor(Vec::with_capacity(INITIAL_CAPACITY)))
+            .map_err(|e| codec_error::<T>("encode", &e))?;
     if bytes.len() > MAX_MESSAGE {
         return Err(Error::InvalidSize {
             reason: "encoded message larger than the 1 GiB cap",
@@ -199,6 +204,79 @@ pub fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     }
 }
 
+/// Encodes a byte field as one byte string (`serialize_bytes`) instead of element by element,
+/// for `#[serde(with = "shmproc::codec::bytes")]` on a `Vec<u8>` field (the `serde_bytes`
+/// convention, without the dependency).
+///
+/// Serde encodes a `Vec<u8>` as a sequence, one `u8` call per element; with this attribute
+/// the field is one length and one copy each way. In shmproc's format the bytes on the wire
+/// are the same either way (a length, then the bytes), so a field may switch without breaking
+/// anything already encoded.
+///
+/// # Examples
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+/// struct Blob {
+///     #[serde(with = "shmproc::codec::bytes")]
+///     data: Vec<u8>,
+/// }
+///
+/// # fn main() -> shmproc::Result<()> {
+/// let b = Blob { data: vec![7; 256] };
+/// let bytes = shmproc::codec::to_bytes(&b)?;
+/// assert_eq!(bytes, shmproc::codec::to_bytes(&vec![7u8; 256])?); // same wire format
+/// assert_eq!(shmproc::codec::from_bytes::<Blob>(&bytes)?, b);
+/// # Ok(()) }
+/// ```
+pub mod bytes {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::ser::Serializer;
+    use std::fmt;
+
+    /// Serializes `v` as one byte string.
+    ///
+    /// # Errors
+    /// The serializer's.
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    /// Deserializes a byte string (or, from formats that send one, a sequence of bytes).
+    ///
+    /// # Errors
+    /// The deserializer's; a sequence element that is not a `u8`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(BytesVisitor)
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            // Bounded preallocation: the hint comes from the input.
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +309,31 @@ mod tests {
                 .expect("ok"),
             m
         );
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Blob {
+        #[serde(with = "super::bytes")]
+        data: Vec<u8>,
+    }
+
+    /// Byte fields encode as one string, with the wire format of a plain `Vec<u8>`, and a
+    /// hostile length is refused before anything is allocated for it.
+    #[test]
+    fn byte_fields_encode_as_one_string_with_the_vec_wire_format() {
+        let b = Blob {
+            data: (0..=255).collect(),
+        };
+        let bytes = to_bytes(&b).expect("valid");
+        assert_eq!(bytes, to_bytes(&b.data).expect("valid"));
+        assert_eq!(from_bytes::<Blob>(&bytes).expect("valid"), b);
+        let plain: Vec<u8> = from_bytes(&bytes).expect("valid");
+        assert_eq!(plain, b.data);
+        let huge = [0x80, 0x80, 0x80, 0x80, 0x80, 0x20, 1, 2, 3];
+        assert!(from_bytes::<Blob>(&huge).is_err());
+        for len in 0..bytes.len() {
+            assert!(from_bytes::<Blob>(&bytes[..len]).is_err());
+        }
     }
 
     /// Pure-Rust decode checks (no handles, so no syscalls: these run under miri too).

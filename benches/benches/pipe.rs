@@ -2,7 +2,8 @@
 //! futex ping-pong and a kernel pipe measured in the same groups.
 //!
 //! `pipe/one_way/256`: 256-byte messages from parent to child per second (the child acks the
-//! last one). `pipe/ping_pong/8`: blocking round trips per second. `pipe/one_way_bytes/16MiB`:
+//! last one). `pipe/ping_pong/8`: round trips per second (`shmproc_blocking`: spinning off on
+//! both ends, the futex path alone, beside `bare_futex`). `pipe/one_way_bytes/16MiB`:
 //! bytes per second of 16 MiB messages.
 
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -80,7 +81,18 @@ fn kernel_pipe_one_way(iters: u64) -> Duration {
 }
 
 fn shm_ping_pong(iters: u64) -> Duration {
+    ping_pong_with(iters, true)
+}
+
+/// The blocking path alone: spinning off on both ends.
+fn shm_ping_pong_blocking(iters: u64) -> Duration {
+    ping_pong_with(iters, false)
+}
+
+fn ping_pong_with(iters: u64, spin: bool) -> Duration {
     let (a, b) = shmproc::pipe().unwrap();
+    a.set_spinning(spin);
+    b.set_spinning(spin);
     // SAFETY: no other thread of this process holds a lock that the child takes.
     let mut child = fork(unsafe { ForkPermit::new() }, move || {
         let mut buf = [0u8; 8];
@@ -161,6 +173,9 @@ fn ping_pong(c: &mut Criterion) {
     g.warm_up_time(Duration::from_millis(500));
     g.sample_size(20);
     g.bench_function("shmproc/8", |b| b.iter_custom(shm_ping_pong));
+    g.bench_function("shmproc_blocking/8", |b| {
+        b.iter_custom(shm_ping_pong_blocking)
+    });
     let futex = FutexPingPong::new();
     g.bench_function("bare_futex/8", |b| {
         b.iter_custom(|n| {

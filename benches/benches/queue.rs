@@ -2,11 +2,15 @@
 //! processes (the original `processing` object-passing workload), beside a bare
 //! single-producer single-consumer shared-memory ring of 256-byte messages in the same group.
 //!
+//! `queue/shareable/1to1/256B` and `queue/shareable_loan/1to1/256B`: `[u8; 256]` values
+//! through a `ShareableQueue` (copied with `put`/`get`, and written and read in place with
+//! `put_with`/`get_with`), no encoding.
+//!
 //! Children are started and ready before the clock starts; each timed batch ends when every
 //! consumer has taken its messages.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use shmproc::{Process, Queue, RawArray, RawValue};
+use shmproc::{Process, Queue, RawArray, RawValue, ShareableQueue};
 use shmproc_benches::Ring;
 use std::time::{Duration, Instant};
 
@@ -44,6 +48,65 @@ fn produce((q, go, n): (Queue<String>, RawValue<u64>, u64)) {
         }
         round += 1;
     }
+}
+
+/// Consumer of a `ShareableQueue`: as `consume`, reading each value in place if `loan`, else
+/// copying it out.
+fn consume_shareable((q, counts, loan): (ShareableQueue<[u8; MSG]>, RawArray<u64>, bool)) {
+    counts.set(1, 1).expect("index");
+    let mut n = 0;
+    loop {
+        let r = if loan {
+            q.get_with(|v| std::hint::black_box(v[MSG - 1]))
+        } else {
+            q.get().map(|v| std::hint::black_box(v)[MSG - 1])
+        };
+        if r.is_err() {
+            return;
+        }
+        n += 1;
+        counts.set(0, n).expect("index");
+    }
+}
+
+fn shareable(c: &mut Criterion) {
+    let mut g = c.benchmark_group("queue");
+    g.throughput(Throughput::Elements(1));
+    for (name, loan) in [
+        ("shareable/1to1/256B", false),
+        ("shareable_loan/1to1/256B", true),
+    ] {
+        g.bench_function(name, |b| {
+            let q = ShareableQueue::<[u8; MSG]>::with_capacity(1024).expect("queue");
+            let counts = RawArray::<u64>::new(2).expect("counts");
+            let consumer = Process::new(consume_shareable, (q.clone(), counts.clone(), loan))
+                .start()
+                .expect("start consumer");
+            wait_for(|| counts.get(1).unwrap_or(0) == 1);
+            let msg = [b'x'; MSG];
+            let mut taken = 0;
+            b.iter_custom(|iters| {
+                let t = Instant::now();
+                for i in 0..iters {
+                    if loan {
+                        q.put_with(|s| {
+                            s.fill(b'x');
+                            s[0] = i as u8;
+                        })
+                        .expect("put_with");
+                    } else {
+                        q.put(&msg).expect("put");
+                    }
+                }
+                taken += iters;
+                wait_for(|| counts.get(0).unwrap_or(0) >= taken);
+                t.elapsed()
+            });
+            q.close();
+            consumer.join().expect("join consumer");
+        });
+    }
+    g.finish();
 }
 
 fn queue(c: &mut Criterion) {
@@ -131,6 +194,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
-    targets = queue
+    targets = queue, shareable
 }
 criterion_main!(benches);

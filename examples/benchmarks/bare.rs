@@ -500,3 +500,111 @@ pub fn fork_exit_wait() {
     let pid = fork_child(|| {});
     reap(pid);
 }
+
+/// A process-shared `pthread_mutex_t` in its own shared mapping, optionally robust
+/// (`PTHREAD_MUTEX_ROBUST`: the next locker gets `EOWNERDEAD` if the owner dies).
+#[derive(Debug)]
+pub struct PthreadMutex {
+    map: SharedMap,
+}
+
+impl PthreadMutex {
+    /// Initializes a process-shared mutex, robust if `robust`.
+    ///
+    /// # Panics
+    /// If an attribute call or `pthread_mutex_init` fails.
+    pub fn new(robust: bool) -> PthreadMutex {
+        let map = SharedMap::new(4096);
+        let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+        // SAFETY: `attr` is valid storage for an attribute object.
+        let r = unsafe { libc::pthread_mutexattr_init(attr.as_mut_ptr()) };
+        assert_eq!(r, 0, "pthread_mutexattr_init");
+        // SAFETY: `attr` was initialized above.
+        let r = unsafe {
+            libc::pthread_mutexattr_setpshared(attr.as_mut_ptr(), libc::PTHREAD_PROCESS_SHARED)
+        };
+        assert_eq!(r, 0, "pthread_mutexattr_setpshared");
+        if robust {
+            // SAFETY: `attr` was initialized above.
+            let r = unsafe {
+                libc::pthread_mutexattr_setrobust(attr.as_mut_ptr(), libc::PTHREAD_MUTEX_ROBUST)
+            };
+            assert_eq!(r, 0, "pthread_mutexattr_setrobust");
+        }
+        // SAFETY: the mapping is page aligned and far larger than a `pthread_mutex_t`, unused
+        // by anyone else; `attr` is initialized.
+        let r = unsafe { libc::pthread_mutex_init(map.ptr.cast(), attr.as_ptr()) };
+        assert_eq!(r, 0, "pthread_mutex_init");
+        // SAFETY: `attr` is initialized and no longer needed.
+        unsafe { libc::pthread_mutexattr_destroy(attr.as_mut_ptr()) };
+        PthreadMutex { map }
+    }
+
+    /// Locks and unlocks the mutex `n` times.
+    pub fn cycles(&self, n: u64) {
+        let m = self.map.ptr.cast::<libc::pthread_mutex_t>();
+        for _ in 0..n {
+            // SAFETY: `m` is the mutex initialized in `new`, alive as long as `self`.
+            let r = unsafe { libc::pthread_mutex_lock(black_box(m)) };
+            debug_assert_eq!(r, 0);
+            // SAFETY: this thread holds the mutex (locked just above).
+            unsafe { libc::pthread_mutex_unlock(m) };
+        }
+    }
+}
+
+impl Drop for PthreadMutex {
+    fn drop(&mut self) {
+        // SAFETY: the mutex is initialized and unlocked (every `cycles` unlocks what it locks).
+        unsafe { libc::pthread_mutex_destroy(self.map.ptr.cast()) };
+    }
+}
+
+/// A bare busy-wait ping-pong between this process and a forked child: each side spins on one
+/// shared word (yielding the core after a while, so a descheduled peer can run): the floor of
+/// any spinning transport.
+#[derive(Debug)]
+pub struct SpinPingPong {
+    map: SharedMap,
+    child: libc::pid_t,
+}
+
+impl SpinPingPong {
+    /// Maps the turn word and forks the echoing child.
+    pub fn new() -> SpinPingPong {
+        let map = SharedMap::new(4096);
+        let turn = map.u32_at(0);
+        let child = fork_child(|| {
+            loop {
+                wait_until(|| turn.load(Ordering::Acquire) != PARENT);
+                if turn.load(Ordering::Acquire) == STOP {
+                    return;
+                }
+                turn.store(PARENT, Ordering::Release);
+            }
+        });
+        SpinPingPong { map, child }
+    }
+
+    /// Performs `n` round trips.
+    pub fn round_trips(&self, n: u64) {
+        let turn = self.map.u32_at(0);
+        for _ in 0..n {
+            turn.store(CHILD, Ordering::Release);
+            wait_until(|| turn.load(Ordering::Acquire) != CHILD);
+        }
+    }
+}
+
+impl Default for SpinPingPong {
+    fn default() -> Self {
+        SpinPingPong::new()
+    }
+}
+
+impl Drop for SpinPingPong {
+    fn drop(&mut self) {
+        self.map.u32_at(0).store(STOP, Ordering::Release);
+        reap(self.child);
+    }
+}

@@ -21,6 +21,8 @@ pub(crate) enum Limit {
     FutexRoundTrip,
     /// The same ping-pong counted in waits (two per round trip).
     FutexWaits,
+    /// Busy-wait ping-pong on a shared word between two processes, round trips.
+    SpinRoundTrip,
     /// SPSC ring of 256-byte messages in a shared mapping between two processes.
     Ring,
     /// Kernel pipe ping-pong between two processes.
@@ -33,13 +35,14 @@ pub(crate) enum Limit {
 
 impl Limit {
     /// Every limit, in display order.
-    pub(crate) const ALL: [Limit; 10] = [
+    pub(crate) const ALL: [Limit; 11] = [
         Limit::Volatile,
         Limit::Spinlock,
         Limit::StdMutex,
         Limit::SpinLoad,
         Limit::FutexRoundTrip,
         Limit::FutexWaits,
+        Limit::SpinRoundTrip,
         Limit::Ring,
         Limit::PipeRoundTrip,
         Limit::PosixSpawn,
@@ -55,6 +58,7 @@ impl Limit {
             Limit::SpinLoad => "spinlock + load + unlock per element",
             Limit::FutexRoundTrip => "futex ping-pong, 2 processes",
             Limit::FutexWaits => "futex ping-pong, 2 waits per round trip",
+            Limit::SpinRoundTrip => "busy-wait ping-pong, 2 processes",
             Limit::Ring => "SPSC ring in MAP_SHARED, 256 B, 2 processes",
             Limit::PipeRoundTrip => "kernel pipe ping-pong, 2 processes",
             Limit::PosixSpawn => "posix_spawn /bin/true + waitpid",
@@ -67,7 +71,7 @@ impl Limit {
         match self {
             Limit::Volatile | Limit::SpinLoad => "reads/s",
             Limit::Spinlock | Limit::StdMutex => "acq+rel/s",
-            Limit::FutexRoundTrip | Limit::PipeRoundTrip => "round trips/s",
+            Limit::FutexRoundTrip | Limit::PipeRoundTrip | Limit::SpinRoundTrip => "round trips/s",
             Limit::FutexWaits => "waits/s",
             Limit::Ring => "objects/s",
             Limit::PosixSpawn | Limit::Fork => "starts/s",
@@ -111,6 +115,10 @@ impl Limit {
                 // Each round trip is one wait on each side.
                 let per = if self == Limit::FutexWaits { 2 } else { 1 };
                 Workload::new(per, move |reps| pp.round_trips(reps))
+            }
+            Limit::SpinRoundTrip => {
+                let pp = bare::SpinPingPong::new();
+                Workload::new(1, move |reps| pp.round_trips(reps))
             }
             Limit::Ring => {
                 let mut ring = bare::Ring::new();

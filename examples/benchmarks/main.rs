@@ -9,6 +9,9 @@
 //! when present) and the bare mechanism's figure measured in the same run, with the ratios.
 //! A row whose shmproc capability does not exist yet says `not yet`.
 //!
+//! The `peers` family measures the crates a user would pick instead (iceoryx2, interprocess,
+//! ipc-channel, procspawn, pthread mutexes, `std::sync::Mutex`) alternately with shmproc.
+//!
 //! Options: `--quick` (short smoke run, no timing claims), `--only FAMILY`, `--json FILE`,
 //! `--svg FILE`.
 
@@ -26,6 +29,7 @@ mod manager;
 mod measure;
 mod objects;
 mod overhead;
+mod peers;
 mod pingpong;
 mod pool;
 mod python;
@@ -53,7 +57,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: benchmarks [--quick] [--only FAMILY] [--json FILE] [--svg FILE]
-families: sequence lock objects condition manager pingpong spawn pool exchange overhead limit";
+families: sequence lock objects condition manager pingpong spawn pool exchange overhead peers limit";
 
 fn parse_args() -> Result<Args, lexopt::Error> {
     use lexopt::prelude::*;
@@ -93,8 +97,14 @@ fn all_specs() -> Vec<Spec> {
 }
 
 fn main() -> ExitCode {
-    // Children (spawn and forkserver start methods re-execute this binary) divert here.
+    // The `Command` peer of the process-start rows: this executable, exiting at once.
+    if std::env::var_os(peers::EXIT_AT_ONCE).is_some() {
+        return ExitCode::SUCCESS;
+    }
+    // Children (spawn and forkserver start methods re-execute this binary) divert here, and
+    // procspawn's children (the procspawn peer) there.
     shmproc::init();
+    procspawn::init();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -125,14 +135,22 @@ fn main() -> ExitCode {
         .iter()
         .map(|s| Row::measure(s, &mut ctx, &python))
         .collect();
+    if selected("peers") {
+        rows.extend(peers::rows(&ctx.cfg));
+    }
     if selected("limit") {
         for l in Limit::ALL {
             ctx.limit(l);
         }
     }
+    for r in &mut rows {
+        r.use_upper_mode(&ctx);
+    }
     for l in Limit::ALL {
-        if let Some(&(_, v)) = ctx.limits.iter().find(|(m, _)| *m == l) {
-            rows.push(Row::for_limit(l, v));
+        if ctx.limits.iter().any(|(m, _)| *m == l) {
+            let mut row = Row::for_limit(l, 0.0);
+            row.use_upper_mode(&ctx);
+            rows.push(row);
         }
     }
     eprint!("\r\x1b[K");
@@ -149,8 +167,9 @@ fn main() -> ExitCode {
     }
     println!(
         "Method: each workload repeated for at least {:?}, median of {} runs (Python: same method);\n\
-         a shmproc row and its limit are measured alternately run by run (the limit column is that\n\
-         pairing's median; the machine-limits table shows each limit's first measurement).",
+         a shmproc row and its limit are measured alternately run by run; a limit is taken at its\n\
+         upper mode (the best of its pairings' medians, spread in the machine-limits table; a limit\n\
+         that varied more than 2x is flagged `bimodal`).",
         ctx.cfg.min_time, ctx.cfg.runs
     );
     print!("{}", report::table(&rows));

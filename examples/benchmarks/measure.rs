@@ -145,6 +145,8 @@ pub(crate) struct Ctx {
     memo: Vec<(MakeWorkload, Option<Limit>, Measured)>,
     /// The limits measured so far (first measurement of each), in order.
     pub(crate) limits: Vec<(Limit, f64)>,
+    /// Every median measured of every limit (one per pairing, or alone), in order.
+    pub(crate) limit_runs: Vec<(Limit, f64)>,
 }
 
 impl Ctx {
@@ -154,6 +156,7 @@ impl Ctx {
             cfg,
             memo: Vec::new(),
             limits: Vec::new(),
+            limit_runs: Vec::new(),
         }
     }
 
@@ -190,6 +193,7 @@ impl Ctx {
     }
 
     fn record_limit(&mut self, limit: Limit, v: f64) {
+        self.limit_runs.push((limit, v));
         if !self.limits.iter().any(|(l, _)| *l == limit) {
             self.limits.push((limit, v));
         }
@@ -203,6 +207,7 @@ impl Ctx {
         progress(&format!("limit: {}", limit.name()));
         let v = rate(&self.cfg, limit.workload());
         self.limits.push((limit, v));
+        self.limit_runs.push((limit, v));
         v
     }
 }
@@ -258,5 +263,44 @@ pub(crate) fn wait_until(mut done: impl FnMut() -> bool) {
                 );
             }
         }
+    }
+}
+
+/// A limit's medians over the run: the upper mode (the best median, which the row ratios use:
+/// a bare mechanism's low figures on these machines are interference, not the mechanism) and
+/// the spread.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Spread {
+    /// The best median (rate).
+    pub(crate) best: f64,
+    /// The worst median (rate).
+    pub(crate) worst: f64,
+    /// How many medians were taken.
+    pub(crate) count: usize,
+}
+
+impl Spread {
+    /// Whether the medians varied by more than 2×.
+    pub(crate) fn bimodal(self) -> bool {
+        self.best > 2.0 * self.worst
+    }
+}
+
+impl Ctx {
+    /// Returns the spread of every median measured of `limit`, if any.
+    pub(crate) fn spread(&self, limit: Limit) -> Option<Spread> {
+        let v: Vec<f64> = self
+            .limit_runs
+            .iter()
+            .filter(|(l, _)| *l == limit)
+            .map(|(_, v)| *v)
+            .collect();
+        let best = v.iter().copied().fold(f64::NAN, f64::max);
+        let worst = v.iter().copied().fold(f64::NAN, f64::min);
+        (!v.is_empty()).then_some(Spread {
+            best,
+            worst,
+            count: v.len(),
+        })
     }
 }

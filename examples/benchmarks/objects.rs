@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use shmproc::manager::QueueProxy;
-use shmproc::{Connection, Process, Queue, RawValue};
+use shmproc::{Connection, Process, Queue, RawValue, ShareableQueue};
 
 use crate::limits::Limit;
 use crate::measure::{Peers, Workload, wait_until};
@@ -41,6 +41,20 @@ pub(crate) fn specs() -> Vec<Spec> {
             "Queue, 2 -> 2 processes",
             queue_2to2,
             "queue_2to2",
+            Some(Limit::Ring),
+            Some(0.5),
+        ),
+        row(
+            "ShareableQueue<[u8; 256]> (copy), 1 -> 1",
+            shareable_1to1,
+            "queue",
+            Some(Limit::Ring),
+            Some(0.5),
+        ),
+        row(
+            "ShareableQueue<[u8; 256]> (loan), 1 -> 1",
+            shareable_loan_1to1,
+            "queue",
             Some(Limit::Ring),
             Some(0.5),
         ),
@@ -137,6 +151,62 @@ pub(crate) fn queue_2to2() -> Option<Workload> {
         *sent += 2 * reps;
         wait_until(|| done[0].get() + done[1].get() == *sent);
     }))
+}
+
+/// A `ShareableQueue` consumer child: copies values out (or, with `loan`, reads them in
+/// place) until the queue is closed and drained, publishing its count in `done`.
+fn consume_shareable((q, done, loan): (ShareableQueue<[u8; 256]>, RawValue<u64>, bool)) {
+    let mut n = 0;
+    loop {
+        let r = if loan {
+            q.get_with(|v| black_box(v[255]))
+        } else {
+            q.get().map(|v| black_box(v)[255])
+        };
+        if r.is_err() {
+            return;
+        }
+        n += 1;
+        done.set(n);
+    }
+}
+
+/// `ShareableQueue<[u8; 256]>`: as `queue_1to1`, with the value copied into and out of its
+/// slot with no encoding (`loan`: written and read in place with `put_with`/`get_with`).
+fn shareable(loan: bool) -> Option<Workload> {
+    let q = ShareableQueue::<[u8; 256]>::with_capacity(CAPACITY).expect("ShareableQueue");
+    let done = RawValue::new(0u64).expect("RawValue");
+    let child = Process::new(consume_shareable, (q.clone(), done.clone(), loan))
+        .start()
+        .expect("start consumer");
+    let mut p = Peers::new((q, done, 0u64), vec![child], |s| s.0.close());
+    Some(Workload::new(1, move |reps| {
+        let (q, done, sent) = &mut p.state;
+        let msg = [b'0'; 256];
+        for i in 0..reps {
+            if loan {
+                q.put_with(|s| {
+                    s.fill(b'0');
+                    s[0] = i as u8;
+                })
+                .expect("put_with");
+            } else {
+                q.put(&msg).expect("put");
+            }
+        }
+        *sent += reps;
+        wait_until(|| done.get() == *sent);
+    }))
+}
+
+/// `ShareableQueue<[u8; 256]>`, copying `put`/`get`.
+pub(crate) fn shareable_1to1() -> Option<Workload> {
+    shareable(false)
+}
+
+/// `ShareableQueue<[u8; 256]>`, in place `put_with`/`get_with`.
+pub(crate) fn shareable_loan_1to1() -> Option<Workload> {
+    shareable(true)
 }
 
 /// A receiving child: receives objects until end of stream, publishing how many it has

@@ -8,7 +8,7 @@ use crate::python::Python;
 use crate::row::{PyCell, Row, Unit};
 
 /// The families in display order, with their titles.
-pub(crate) const FAMILIES: [(&str, &str); 11] = [
+pub(crate) const FAMILIES: [(&str, &str); 12] = [
     ("sequence", "Integers retrieved from a sequence per second"),
     ("lock", "Acquires/releases of a lock per second"),
     (
@@ -33,6 +33,10 @@ pub(crate) const FAMILIES: [(&str, &str); 11] = [
     (
         "overhead",
         "Cost per operation beside the bare mechanism (ns/op, lower is better)",
+    ),
+    (
+        "peers",
+        "shmproc beside the crates a user would pick instead, measured alternately in this run",
     ),
     (
         "limit",
@@ -96,11 +100,53 @@ pub(crate) fn table(rows: &[Row]) -> String {
             continue;
         }
         let _ = writeln!(s, "\n{title}  [{family}]");
+        if family == "peers" {
+            let _ = writeln!(
+                s,
+                "  {:<46} {:>11}  {:<28} {:>11} {:>8}  unit",
+                "case", "shmproc", "peer", "peer rate", "×peer"
+            );
+            for r in rows {
+                let shm = r.shmproc.map_or_else(|| "—".into(), |v| value(v, r.unit));
+                let (name, pv) = r.peer.map_or(("", f64::NAN), |p| p);
+                let pv = if pv.is_finite() {
+                    value(pv, r.unit)
+                } else {
+                    "—".into()
+                };
+                let x = r.ratio_peer().map_or_else(String::new, ratio);
+                let _ = writeln!(
+                    s,
+                    "  {:<46} {shm:>11}  {name:<28} {pv:>11} {x:>8}  {}",
+                    r.case,
+                    r.unit.text()
+                );
+            }
+            continue;
+        }
         if family == "limit" {
-            let _ = writeln!(s, "  {:<46} {:>11}  unit", "mechanism", "rate");
+            let _ = writeln!(
+                s,
+                "  {:<46} {:>11}  {:<24} unit",
+                "mechanism", "best", "spread (medians)"
+            );
             for r in rows {
                 let v = r.limit.map_or_else(String::new, |(_, v)| value(v, r.unit));
-                let _ = writeln!(s, "  {:<46} {v:>11}  {}", r.case, r.unit.text());
+                let spread = r.spread.map_or_else(String::new, |sp| {
+                    format!(
+                        "{}–{} ×{}{}",
+                        value(sp.worst, r.unit).trim(),
+                        value(sp.best, r.unit).trim(),
+                        sp.count,
+                        if sp.bimodal() { " bimodal" } else { "" }
+                    )
+                });
+                let _ = writeln!(
+                    s,
+                    "  {:<46} {v:>11}  {spread:<24} {}",
+                    r.case,
+                    r.unit.text()
+                );
             }
             continue;
         }
@@ -146,13 +192,20 @@ fn goal(r: &Row) -> String {
 
 /// One line per goal: reached or missed (and by how much), or not measurable yet.
 pub(crate) fn goals(rows: &[Row]) -> String {
-    let mut s = String::from("\nGoals (fraction of the bare mechanism measured in this run):\n");
+    let mut s =
+        String::from("\nGoals (fraction of the bare mechanism at its upper mode in this run):\n");
     for r in rows
         .iter()
         .filter(|r| r.goal.is_some() && r.family != "overhead")
     {
         let (Some(g), Some((l, _))) = (r.goal, r.limit) else {
             continue;
+        };
+        let flag = match r.spread {
+            Some(sp) if sp.bimodal() => {
+                format!(" (limit varied {} over the run)", ratio(sp.best / sp.worst))
+            }
+            _ => String::new(),
         };
         let line = match r.ratio_limit() {
             Some(x) if x >= g => format!("met     {} ≥ {g}×", ratio(x)),
@@ -165,7 +218,7 @@ pub(crate) fn goals(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             s,
-            "  {:<10} {:<38} vs {:<45} {line}",
+            "  {:<10} {:<38} vs {:<45} {line}{flag}",
             r.family,
             r.case,
             l.name()
@@ -209,9 +262,14 @@ pub(crate) fn json(rows: &[Row], python: &Python, quick: bool) -> serde_json::Va
                 },
                 "limit": r.limit.map(|(_, v)| v),
                 "limit_case": r.limit.map(|(l, _)| l.name()),
+                "limit_spread": r.spread.map(|sp| [sp.worst, sp.best]),
+                "limit_bimodal": r.spread.map(|sp| sp.bimodal()),
                 "ratio_python": r.ratio_python(),
                 "ratio_limit": r.ratio_limit(),
                 "goal_ratio_limit": r.goal,
+                "peer": r.peer.map(|(name, _)| name),
+                "peer_value": r.peer.map(|(_, v)| v).filter(|v| v.is_finite()),
+                "ratio_peer": r.ratio_peer(),
             })
         })
         .collect();

@@ -23,7 +23,7 @@ impl Unit {
     }
 
     /// Converts a rate (operations per second) into this unit.
-    fn convert_rate(self, rate: f64) -> f64 {
+    pub(crate) fn convert_rate(self, rate: f64) -> f64 {
         match self {
             Unit::Rate(_) => rate,
             Unit::NsPerOp => 1e9 / rate,
@@ -85,6 +85,11 @@ pub(crate) struct Row {
     pub(crate) limit: Option<(Limit, f64)>,
     /// The goal as a fraction of the limit.
     pub(crate) goal: Option<f64>,
+    /// The spread of the limit's medians over the whole run (its upper mode is `limit`).
+    pub(crate) spread: Option<crate::measure::Spread>,
+    /// A peer crate's figure for the same workload, measured alternately with shmproc's
+    /// (family `peers`): its name and figure in `unit`.
+    pub(crate) peer: Option<(&'static str, f64)>,
 }
 
 impl Row {
@@ -112,6 +117,18 @@ impl Row {
             python,
             limit,
             goal: spec.goal,
+            spread: None,
+            peer: None,
+        }
+    }
+
+    /// Takes the row's limit at its upper mode over the run (see [`Spread`](crate::measure::Spread)).
+    pub(crate) fn use_upper_mode(&mut self, ctx: &crate::measure::Ctx) {
+        if let Some((l, _)) = self.limit
+            && let Some(s) = ctx.spread(l)
+        {
+            self.limit = Some((l, self.unit.convert_rate(s.best)));
+            self.spread = Some(s);
         }
     }
 
@@ -125,6 +142,8 @@ impl Row {
             python: PyCell::Missing("n/a".into()),
             limit: Some((limit, value)),
             goal: None,
+            spread: None,
+            peer: None,
         }
     }
 
@@ -139,6 +158,11 @@ impl Row {
     /// shmproc / Python (as a speed ratio).
     pub(crate) fn ratio_python(&self) -> Option<f64> {
         Some(self.unit.speedup(self.shmproc?, self.python_value()?))
+    }
+
+    /// shmproc / peer (as a speed ratio).
+    pub(crate) fn ratio_peer(&self) -> Option<f64> {
+        Some(self.unit.speedup(self.shmproc?, self.peer?.1)).filter(|r| r.is_finite())
     }
 
     /// shmproc / limit (as a speed ratio).

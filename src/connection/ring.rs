@@ -211,6 +211,8 @@ pub(crate) struct Ring {
     seen_head: Cell<u64>,
     /// Spin budget of this side (`park`'s adaptive policy, learned per direction).
     spin: Cell<Spin>,
+    /// Whether this side spins before it sleeps (see `set_spinning`).
+    spinning: Cell<bool>,
     /// The read end of the peer's liveness pipe (see `set_peer_liveness`).
     peer: Option<Arc<OwnedFd>>,
 }
@@ -230,8 +232,15 @@ impl Ring {
             seen_tail: Cell::new(0),
             seen_head: Cell::new(0),
             spin: Cell::new(Spin::new(Site::Pipe)),
+            spinning: Cell::new(true),
             peer: None,
         }
+    }
+
+    /// Turns this side's spin before sleeping on or off (off: every wait that finds nothing
+    /// ready sleeps on the futex at once).
+    pub(crate) fn set_spinning(&self, on: bool) {
+        self.spinning.set(on);
     }
 
     /// Gives the ring the read end of a kernel pipe whose write end travels with every copy
@@ -365,11 +374,13 @@ impl Ring {
         peer_gone: impl Fn() -> bool,
         deadline: Option<&Deadline>,
     ) -> Waited {
-        let mut spin = self.spin.get();
-        let spun = spin.until(|| ready().then_some(()));
-        self.spin.set(spin);
-        if spun.is_some() {
-            return Waited::Ready;
+        if self.spinning.get() {
+            let mut spin = self.spin.get();
+            let spun = spin.until(|| ready().then_some(()));
+            self.spin.set(spin);
+            if spun.is_some() {
+                return Waited::Ready;
+            }
         }
         self.events(seq)
             .wait_until(
@@ -639,6 +650,31 @@ impl Ring {
         self.recv_in_turn(sink, deadline)
     }
 
+    /// Receives one message and returns `f` of its bytes: read in place from the ring when the
+    /// message is one record (the common case: up to `max_chunk` bytes), else collected into a
+    /// `Vec` first. The record is consumed after `f` returns (also if `f` reports an error).
+    pub(crate) fn recv_map<R>(
+        &self,
+        f: impl FnOnce(&[u8]) -> R,
+        deadline: Option<&Deadline>,
+    ) -> Result<R> {
+        let _turn = self.take_recv_turn(deadline)?;
+        let rec = self.next_record(deadline)?;
+        if rec.flags & (FIRST | LAST) == FIRST | LAST && rec.len == rec.total {
+            let src = self.data().wrapping_add(usize_of(rec.pos + REC_HEAD)?);
+            // SAFETY: `next_record` validated that the payload `[pos+16, pos+16+len)` lies
+            // inside the data area and the published region, so the writer does not modify it
+            // while the slice lives; it is dropped before `consume` frees the slots.
+            let bytes = unsafe { core::slice::from_raw_parts(src, usize_of(rec.len)?) };
+            let r = f(bytes);
+            self.consume(rec.next_tail);
+            return Ok(r);
+        }
+        let mut sink = CollectSink(Vec::new());
+        self.recv_in_turn(&mut sink, deadline)?;
+        Ok(f(&sink.0))
+    }
+
     /// Waits until no other thread (of any process) is receiving on this direction and claims
     /// the turn. A turn held by a thread that died is taken over.
     fn take_recv_turn(&self, deadline: Option<&Deadline>) -> Result<RecvTurn<'_>> {
@@ -717,6 +753,21 @@ impl Drop for RecvTurn<'_> {
         // Release: our reads of the records and our `tail` store happen before the next
         // receiver's turn.
         self.0.store(0, Ordering::Release);
+    }
+}
+
+/// Collects a message of several records for [`Ring::recv_map`].
+struct CollectSink(Vec<u8>);
+
+impl Sink for CollectSink {
+    fn start(&mut self, total: usize) -> Result<()> {
+        // Bounded preallocation: the length comes from shared memory.
+        self.0 = Vec::with_capacity(total.min(64 << 20));
+        Ok(())
+    }
+    fn put(&mut self, _offset: usize, bytes: &[u8]) -> Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
     }
 }
 

@@ -57,6 +57,7 @@ pub(crate) struct Boot {
     /// Which of them to run.
     pub(crate) main: TargetId,
     /// The encoded arguments.
+    #[serde(with = "crate::codec::bytes")]
     pub(crate) args: Vec<u8>,
     /// Indices (into the inherited descriptors) of segments to attach.
     pub(crate) segments: Vec<usize>,

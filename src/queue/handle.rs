@@ -2,7 +2,7 @@
 
 #![allow(unsafe_code)]
 
-use super::ring::{self, Attempt, Payload, Ring, Taken};
+use super::ring::{self, Attempt, InPlace, Payload, Ring};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::heap::{ObjectRef, ObjectToken};
@@ -18,14 +18,15 @@ const RING_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Queue ring v1"
 
 /// The three queue kinds share the ring layout; the fingerprint a ring's block records names
 /// its kind too, so a `Queue` never attaches as a `JoinableQueue` or a `SimpleQueue`.
-const QUEUE_KINDS: [&str; 3] = [
+const QUEUE_KINDS: [&str; 4] = [
     "shmproc::Queue",
     "shmproc::SimpleQueue",
     "shmproc::JoinableQueue",
+    "shmproc::ShareableQueue",
 ];
 
 /// Returns the fingerprint of a ring of the queue kind `label`.
-const fn ring_fingerprint(label: &str) -> u64 {
+pub(super) const fn ring_fingerprint(label: &str) -> u64 {
     crate::fingerprint::extend(RING_FINGERPRINT, label.as_bytes())
 }
 const BLOB_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Queue message", 1, 64);
@@ -37,10 +38,10 @@ fn type_fingerprint<T>() -> u64 {
     crate::fingerprint::start(std::any::type_name::<T>(), 0, 0)
 }
 
-/// The untyped core shared by the three queue types.
-struct RawQueue {
-    obj: ObjectRef,
-    ring: Ring,
+/// The untyped core shared by the queue types.
+pub(super) struct RawQueue {
+    pub(super) obj: ObjectRef,
+    pub(super) ring: Ring,
 }
 
 // SAFETY: `ring` points into the block `obj` keeps alive; the ring is only accessed through
@@ -61,23 +62,39 @@ impl Clone for RawQueue {
 
 impl RawQueue {
     fn create(segment: &Segment, capacity: usize, type_fp: u64, ring_fp: u64) -> Result<RawQueue> {
+        Self::create_with(segment, capacity, type_fp, ring_fp, ring::SlotLayout::SERDE)
+    }
+
+    /// Creates a ring of `layout` slots.
+    pub(super) fn create_with(
+        segment: &Segment,
+        capacity: usize,
+        type_fp: u64,
+        ring_fp: u64,
+        layout: ring::SlotLayout,
+    ) -> Result<RawQueue> {
         let capacity = u64::try_from(capacity).unwrap_or(u64::MAX);
         if capacity == 0 || capacity > ring::MAX_CAPACITY {
             return Err(Error::InvalidSize {
                 reason: "queue capacity must be between 1 and 2^24",
             });
         }
-        let bytes = ring::ring_bytes(capacity).ok_or(Error::InvalidSize {
+        let bytes = ring::ring_bytes_with(capacity, &layout).ok_or(Error::InvalidSize {
             reason: "queue capacity overflows",
         })?;
         let obj = ObjectRef::alloc_zeroed(segment, bytes, 64, ring_fp)?;
-        // SAFETY: the block was just allocated, 64-byte aligned, `bytes` long, zero-filled,
-        // and `obj` keeps it alive as long as the returned `RawQueue`.
-        let ring = unsafe { Ring::init(obj.ptr(), obj.len(), capacity, type_fp)? };
+        // SAFETY: the block was just allocated, 64-byte aligned, `bytes` long (what `layout`
+        // needs), zero-filled, and `obj` keeps it alive as long as the returned `RawQueue`.
+        let ring = unsafe { Ring::init_with(obj.ptr(), obj.len(), capacity, type_fp, layout)? };
         Ok(RawQueue { obj, ring })
     }
 
-    fn from_token(token: &ObjectToken, type_fp: u64, expected: &'static str) -> Result<RawQueue> {
+    pub(super) fn from_token(
+        token: &ObjectToken,
+        type_fp: u64,
+        expected: &'static str,
+        layout: ring::SlotLayout,
+    ) -> Result<RawQueue> {
         let obj = match ObjectRef::attach(token, ring_fingerprint(expected), expected) {
             Err(Error::TypeMismatch { found, .. })
                 if let Some(kind) = QUEUE_KINDS
@@ -105,6 +122,11 @@ impl RawQueue {
                 found: ring.type_fp(),
             });
         }
+        if ring.layout() != layout {
+            return Err(Error::CorruptObject {
+                reason: "queue slot layout not its type's",
+            });
+        }
         Ok(RawQueue { obj, ring })
     }
 
@@ -114,9 +136,37 @@ impl RawQueue {
         deadline: Option<&Deadline>,
         block: bool,
     ) -> Result<()> {
-        let mut inline = [0u8; ring::INLINE];
-        if let Some(used) = codec::to_slice(value, &mut inline)? {
-            return self.put_payload(&Payload::Inline(used), deadline, block);
+        // Encoded straight into the slot it claims; a value that does not fit gives the slot
+        // back and goes to a heap block of its own.
+        let mut too_large = false;
+        let ring = &self.ring;
+        let encode = |off: usize| {
+            // SAFETY: the ring calls this with a slot this thread holds in WRITING state; the
+            // slice is dropped before we return.
+            let area = unsafe { ring.inline_area_mut(off) };
+            match codec::to_slice(value, area)? {
+                Some(used) => {
+                    let n = used.len();
+                    ring.set_inline_len(off, n);
+                    Ok(())
+                }
+                None => {
+                    too_large = true;
+                    Err(Error::Full)
+                }
+            }
+        };
+        let r = if block {
+            ring.put_by(encode, deadline)
+        } else {
+            match ring.try_put_by(encode) {
+                Ok(Attempt::Done(())) => Ok(()),
+                Ok(Attempt::WouldBlock) => Err(Error::Full),
+                Err(e) => Err(e),
+            }
+        };
+        if !too_large {
+            return r;
         }
         let bytes = codec::to_bytes(value)?;
         let seg = self.obj.segment();
@@ -146,17 +196,28 @@ impl RawQueue {
     }
 
     fn get<T: DeserializeOwned>(&self, deadline: Option<&Deadline>, block: bool) -> Result<T> {
+        // Small messages decode straight from their slot; a large one is taken out as its
+        // heap block's token and decoded after the slot is freed.
+        let ring = &self.ring;
+        let decode = |off: usize| -> Result<Result<T, (u64, u32)>> {
+            // SAFETY: the ring calls this with a slot this thread holds in READING state; the
+            // bytes are dropped before we return.
+            match unsafe { ring.message_in_place(off) }? {
+                InPlace::Inline(bytes) => codec::from_bytes(bytes).map(Ok),
+                InPlace::External(offset, generation, _len) => Ok(Err((offset, generation))),
+            }
+        };
         let taken = if block {
-            self.ring.get(deadline)?
+            ring.get_by(decode, deadline)?
         } else {
-            match self.ring.try_get()? {
+            match ring.try_get_by(decode)? {
                 Attempt::Done(t) => t,
                 Attempt::WouldBlock => return Err(Error::Empty),
             }
         };
-        match taken {
-            Taken::Inline(buf, n) => codec::from_bytes(buf.get(..n).unwrap_or(&[])),
-            Taken::External(offset, generation, _len) => {
+        match taken? {
+            Ok(v) => Ok(v),
+            Err((offset, generation)) => {
                 let tok = ObjectToken {
                     segment: self.obj.segment().id(),
                     name: None,
@@ -200,7 +261,12 @@ macro_rules! queue_common {
         impl<T> $name<T> {
             /// Re-attaches a queue from its token, checking its kind and element type.
             fn attach(token: &ObjectToken) -> Result<Self> {
-                let raw = RawQueue::from_token(token, type_fingerprint::<T>(), $label)?;
+                let raw = RawQueue::from_token(
+                    token,
+                    type_fingerprint::<T>(),
+                    $label,
+                    ring::SlotLayout::SERDE,
+                )?;
                 Ok($name {
                     raw,
                     _t: PhantomData,

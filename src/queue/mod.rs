@@ -1,4 +1,5 @@
-//! Queues in shared memory: `Queue`, `SimpleQueue`, `JoinableQueue`.
+//! Queues in shared memory: `Queue`, `SimpleQueue`, `JoinableQueue`, and `ShareableQueue`
+//! (plain `Shareable` values copied into their slots with no encoding).
 //!
 //! A queue is one heap block holding a bounded ring of slots (see the protocol in `ring`):
 //! any number of producer and consumer processes and threads, no feeder thread (a message is
@@ -10,8 +11,10 @@
 
 pub(crate) mod handle;
 pub(crate) mod ring;
+mod shareable;
 
 #[cfg(all(test, shmproc_loom))]
 mod loom_tests;
 
 pub use handle::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
+pub use shareable::ShareableQueue;

@@ -6,17 +6,24 @@
 //! |--------|------|---------------------|-----------------------------------------|
 //! | 0      | 8    | `capacity`          | creator, once                           |
 //! | 8      | 8    | `type_fp`           | creator, once: fingerprint of `T`       |
+//! | 16     | 8    | `slot_bytes`        | creator, once: bytes of one slot (`SLOT` for serde queues) |
+//! | 24     | 8    | `data_off`          | creator, once: where a slot's message starts (16 or 64) |
 //! | 64     | 8    | `tail`              | CAS by producers (next position to put) |
 //! | 128    | 8    | `head`              | CAS by consumers (next position to get) |
 //! | 192    | 4+4  | `not_empty` seq, waiters | producers bump, consumers wait     |
 //! | 256    | 4+4  | `not_full` seq, waiters  | consumers bump, producers wait     |
 //! | 320    | 4    | `closed`            | `close`                                 |
 //! | 384    | 8+4+4| `unfinished`, `join` seq, waiters | `JoinableQueue`           |
-//! | 448    | …    | slots, `SLOT` bytes each, 64-byte aligned                     |
+//! | 448    | …    | slots, `slot_bytes` each, 64-byte aligned                     |
 //!
-//! A slot is a state word, a length word and `INLINE` bytes of message. Messages longer than
-//! `INLINE` live in their own heap block; the slot then holds its token (offset, generation)
-//! and the length word has its top bit set.
+//! A slot is a state word, a length word and, from `data_off`, `slot_bytes - data_off` bytes of
+//! message. The serde queues use `SLOT`-byte slots with the message at 16 (`INLINE` bytes);
+//! messages longer than that live in their own heap block, and the slot then holds its token
+//! (offset, generation) and the length word has its top bit set. A
+//! [`ShareableQueue`](crate::ShareableQueue) sizes its slots to its element type and, for
+//! elements over 48 bytes, starts the message at 64, so the value is 64-byte aligned in its
+//! slot (aligned copies; the state word's cache line is not the data's) and written and read
+//! in place ([`Ring::try_put_by`], [`Ring::try_get_by`]).
 //!
 //! # Slot states
 //!
@@ -83,6 +90,8 @@ pub(crate) const MAX_CAPACITY: u64 = 1 << 24;
 
 const CAPACITY: usize = 0;
 const TYPE_FP: usize = 8;
+const SLOT_BYTES: usize = 16;
+const DATA_OFF: usize = 24;
 const TAIL: usize = 64;
 const HEAD: usize = 128;
 const NOT_EMPTY: usize = 192;
@@ -105,11 +114,67 @@ const CLAIM_SPIN: u32 = 64;
 #[cfg(shmproc_loom)]
 const CLAIM_SPIN: u32 = 1;
 
-/// Returns the bytes a ring of `capacity` slots needs.
+/// Returns the bytes a ring of `capacity` slots of the serde queues' layout needs.
+#[cfg(test)]
 pub(crate) fn ring_bytes(capacity: u64) -> Option<u64> {
+    ring_bytes_with(capacity, &SlotLayout::SERDE)
+}
+
+/// Returns the bytes a ring of `capacity` slots of `layout` needs.
+pub(crate) fn ring_bytes_with(capacity: u64, layout: &SlotLayout) -> Option<u64> {
     capacity
-        .checked_mul(SLOT as u64)?
+        .checked_mul(u64::try_from(layout.slot).ok()?)?
         .checked_add(HEADER as u64)
+}
+
+/// The size of a ring's slots and where their message starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlotLayout {
+    /// Bytes of one slot: a multiple of 64, at least 64.
+    pub(crate) slot: usize,
+    /// Offset of the message in the slot: 16 or 64, below `slot`.
+    pub(crate) data: usize,
+}
+
+impl SlotLayout {
+    /// The serde queues' slots: `SLOT` bytes, message at 16.
+    pub(crate) const SERDE: SlotLayout = SlotLayout {
+        slot: SLOT,
+        data: 16,
+    };
+
+    /// Returns the slots that hold one value of `size` bytes aligned to `align`: a 64-byte
+    /// slot with the value at 16 when it fits there (48 bytes, alignment up to 16), else the
+    /// value at 64 in a slot rounded up to 64 bytes. `None` if the size overflows or the
+    /// alignment exceeds 64.
+    pub(crate) const fn for_value(size: usize, align: usize) -> Option<SlotLayout> {
+        if align > 64 {
+            return None;
+        }
+        if size <= 48 && align <= 16 {
+            return Some(SlotLayout { slot: 64, data: 16 });
+        }
+        let Some(end) = size.checked_add(64 + 63) else {
+            return None;
+        };
+        Some(SlotLayout {
+            slot: end / 64 * 64,
+            data: 64,
+        })
+    }
+
+    /// Returns whether a layout read from shared memory is one a ring can have.
+    fn valid(self) -> bool {
+        self.slot >= 64
+            && self.slot.is_multiple_of(64)
+            && (self.data == 16 || self.data == 64)
+            && self.data < self.slot
+    }
+
+    /// Bytes of message a slot holds.
+    pub(crate) fn room(self) -> usize {
+        self.slot - self.data
+    }
 }
 
 fn pack(lap: u32, state: u64, tid: u32) -> u64 {
@@ -179,12 +244,27 @@ impl Stuck {
     }
 }
 
+/// Stores `state` into a slot's word if dropped: a slot claimed by a party whose copy
+/// unwound is given back as the recovery of a dead party would (see the module docs).
+struct Undo<'a> {
+    word: &'a AtomicU64,
+    state: u64,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        // Release: whatever the unwinding party wrote is ordered before the slot changes hands.
+        self.word.store(self.state, Ordering::Release);
+    }
+}
+
 fn tid_of(w: u64) -> u32 {
     (w & TID_MASK) as u32
 }
 
 /// A message handed to or taken from a slot.
 #[derive(Debug)]
+#[cfg_attr(not(test), allow(dead_code))] // The copying forms serve the loom models and unit tests.
 pub(crate) enum Payload<'a> {
     /// Bytes copied into the slot.
     Inline(&'a [u8]),
@@ -196,6 +276,7 @@ pub(crate) enum Payload<'a> {
 // The inline variant is a stack buffer on purpose: a small message costs no heap allocation.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
+#[allow(dead_code)] // The copying forms serve the loom models and unit tests.
 pub(crate) enum Taken {
     /// The bytes, copied out (the first `n` of the buffer).
     Inline([u8; INLINE], usize),
@@ -248,6 +329,7 @@ pub(crate) trait RingMem {
     ///
     /// # Panics
     /// If the range exceeds the memory.
+    #[cfg_attr(not(test), allow(dead_code))] // The copying forms serve the loom models and unit tests.
     unsafe fn read_bytes(&self, off: usize, out: &mut [u8]);
 }
 
@@ -311,6 +393,7 @@ impl RingMem for RawMem {
 pub(crate) struct Ring<M: RingMem = RawMem> {
     mem: M,
     capacity: u64,
+    layout: SlotLayout,
 }
 
 impl Ring<RawMem> {
@@ -328,6 +411,7 @@ impl Ring<RawMem> {
     /// # Safety
     /// As for [`attach`](Ring::attach), and `len >= ring_bytes(capacity)`, and the block is
     /// zero-filled and not yet visible to any other party.
+    #[cfg(test)]
     pub(crate) unsafe fn init(
         base: *mut u8,
         len: u64,
@@ -336,6 +420,90 @@ impl Ring<RawMem> {
     ) -> Result<Ring> {
         Ring::init_mem(RawMem::new(base, len)?, len, capacity, type_fp)
     }
+
+    /// Initializes a ring of `layout` slots in a fresh zero-filled block.
+    ///
+    /// # Safety
+    /// As for [`init`](Ring::init), with `len >= ring_bytes_with(capacity, layout)`.
+    pub(crate) unsafe fn init_with(
+        base: *mut u8,
+        len: u64,
+        capacity: u64,
+        type_fp: u64,
+        layout: SlotLayout,
+    ) -> Result<Ring> {
+        Ring::init_mem_with(RawMem::new(base, len)?, len, capacity, type_fp, layout)
+    }
+
+    /// Returns the address of the message area of the slot at `off` (a `slot_off`): 16- or
+    /// 64-byte aligned as the layout says, `layout().room()` bytes, inside the block.
+    pub(crate) fn data_ptr(&self, off: usize) -> *mut u8 {
+        self.mem.at(off + self.layout.data, self.layout.room(), 1)
+    }
+
+    /// Returns the inline message area of the slot at `off` (a `slot_off`), for a message
+    /// encoded in place; [`set_inline_len`](Ring::set_inline_len) records its length.
+    ///
+    /// # Safety
+    /// - This thread holds the slot at `off` in `WRITING` state (given to a `try_put_by`
+    ///   closure), and the slice is dropped before that closure returns.
+    #[allow(clippy::mut_from_ref)] // The slot's WRITING claim makes the borrow exclusive.
+    pub(crate) unsafe fn inline_area_mut(&self, off: usize) -> &mut [u8] {
+        let n = INLINE.min(self.layout.room());
+        let p = self.mem.at(off + self.layout.data, n, 1);
+        // SAFETY: `at` checked that the `n` bytes lie inside the live block (module
+        // `# Safety`); the caller holds the slot in WRITING state, so no other party reads or
+        // writes them while the slice lives (this fn's contract); any bytes are valid `u8`s.
+        unsafe { core::slice::from_raw_parts_mut(p, n) }
+    }
+
+    /// Records the length of an inline message written with
+    /// [`inline_area_mut`](Ring::inline_area_mut) into the slot at `off`, held in `WRITING`
+    /// state by this thread.
+    pub(crate) fn set_inline_len(&self, off: usize, n: usize) {
+        self.word64(off + 8)
+            .store(n.min(INLINE) as u64, Ordering::Relaxed);
+    }
+
+    /// Returns the message of the slot at `off` in place: its inline bytes (validated length),
+    /// or the heap block holding it.
+    ///
+    /// # Safety
+    /// - This thread holds the slot at `off` in `READING` state (given to a `try_get_by`
+    ///   closure), and the returned bytes are dropped before that closure returns.
+    pub(crate) unsafe fn message_in_place(&self, off: usize) -> Result<InPlace<'_>> {
+        let len = self.word64(off + 8).load(Ordering::Relaxed);
+        if len & EXTERNAL != 0 {
+            let offset = self.word64(off + 16).load(Ordering::Relaxed);
+            let generation = self.word64(off + 24).load(Ordering::Relaxed);
+            let generation = u32::try_from(generation).map_err(|_| Error::CorruptObject {
+                reason: "queue slot generation out of range",
+            })?;
+            return Ok(InPlace::External(offset, generation, len & !EXTERNAL));
+        }
+        let n = usize::try_from(len).unwrap_or(usize::MAX);
+        if n > INLINE.min(self.layout.room()) {
+            return Err(Error::CorruptObject {
+                reason: "queue slot length out of range",
+            });
+        }
+        let p = self.mem.at(off + self.layout.data, n, 1).cast_const();
+        // SAFETY: `at` checked the `n` bytes lie inside the live block; the caller holds the
+        // slot in READING state, so no party writes them while the slice lives (this fn's
+        // contract); any bytes are valid `u8`s.
+        Ok(InPlace::Inline(unsafe {
+            core::slice::from_raw_parts(p, n)
+        }))
+    }
+}
+
+/// A message read in place from a slot held in `READING` state.
+#[derive(Debug)]
+pub(crate) enum InPlace<'a> {
+    /// The message's bytes, in the slot.
+    Inline(&'a [u8]),
+    /// A heap block holding the bytes: (payload offset, generation, length).
+    External(u64, u32, u64),
 }
 
 impl RawMem {
@@ -350,17 +518,31 @@ impl RawMem {
 impl<M: RingMem> Ring<M> {
     /// Views a ring in `mem`, which holds `len` bytes, checking its header.
     pub(crate) fn attach_mem(mem: M, len: u64) -> Result<Ring<M>> {
-        let probe = Ring { mem, capacity: 0 };
+        let probe = Ring {
+            mem,
+            capacity: 0,
+            layout: SlotLayout::SERDE,
+        };
         if len < HEADER as u64 {
             return Err(Error::CorruptObject {
                 reason: "queue block smaller than its header",
             });
         }
         let capacity = probe.word64(CAPACITY).load(Ordering::Relaxed);
-        match ring_bytes(capacity) {
+        let layout = SlotLayout {
+            slot: usize::try_from(probe.word64(SLOT_BYTES).load(Ordering::Relaxed)).unwrap_or(0),
+            data: usize::try_from(probe.word64(DATA_OFF).load(Ordering::Relaxed)).unwrap_or(0),
+        };
+        if !layout.valid() {
+            return Err(Error::CorruptObject {
+                reason: "queue slot layout invalid",
+            });
+        }
+        match ring_bytes_with(capacity, &layout) {
             Some(need) if capacity > 0 && capacity <= MAX_CAPACITY && need <= len => Ok(Ring {
                 mem: probe.mem,
                 capacity,
+                layout,
             }),
             _ => Err(Error::CorruptObject {
                 reason: "queue capacity inconsistent with its block",
@@ -369,11 +551,39 @@ impl<M: RingMem> Ring<M> {
     }
 
     /// Initializes a ring in zero-filled memory not yet visible to any other party.
+    #[cfg(test)]
     pub(crate) fn init_mem(mem: M, len: u64, capacity: u64, type_fp: u64) -> Result<Ring<M>> {
-        let probe = Ring { mem, capacity: 0 };
+        Ring::init_mem_with(mem, len, capacity, type_fp, SlotLayout::SERDE)
+    }
+
+    /// Initializes a ring of `layout` slots in zero-filled memory not yet visible to any
+    /// other party.
+    pub(crate) fn init_mem_with(
+        mem: M,
+        len: u64,
+        capacity: u64,
+        type_fp: u64,
+        layout: SlotLayout,
+    ) -> Result<Ring<M>> {
+        let probe = Ring {
+            mem,
+            capacity: 0,
+            layout,
+        };
         probe.word64(CAPACITY).store(capacity, Ordering::Relaxed);
         probe.word64(TYPE_FP).store(type_fp, Ordering::Relaxed);
+        probe
+            .word64(SLOT_BYTES)
+            .store(layout.slot as u64, Ordering::Relaxed);
+        probe
+            .word64(DATA_OFF)
+            .store(layout.data as u64, Ordering::Relaxed);
         Ring::attach_mem(probe.mem, len)
+    }
+
+    /// Returns the slot layout.
+    pub(crate) fn layout(&self) -> SlotLayout {
+        self.layout
     }
 
     fn word64(&self, off: usize) -> &AtomicU64 {
@@ -386,7 +596,7 @@ impl<M: RingMem> Ring<M> {
 
     fn slot_off(&self, pos: u64) -> usize {
         let index = usize::try_from(pos % self.capacity).unwrap_or(0);
-        HEADER + index * SLOT
+        HEADER + index * self.layout.slot
     }
 
     /// Returns the capacity.
@@ -427,6 +637,23 @@ impl<M: RingMem> Ring<M> {
 
     /// Tries once to put a message.
     pub(crate) fn try_put(&self, msg: &Payload<'_>) -> Result<Attempt<()>> {
+        self.try_put_by(|off| {
+            // SAFETY: `try_put_by` calls this only with the offset of a slot it holds in
+            // WRITING state for this thread until the closure returns.
+            unsafe { self.write_slot(off, msg) };
+            Ok(())
+        })
+    }
+
+    /// Tries once to put a message written by `fill`, which is called at most once, with
+    /// the offset of a slot this thread holds in `WRITING` state (exclusive: no other party
+    /// touches its message area until `fill` returns). Its message area is at
+    /// [`data_ptr`](Ring::data_ptr)`(off)` for a [`RawMem`] ring. If `fill` fails or unwinds,
+    /// the slot is emptied again, the put did not happen, and its error is returned.
+    pub(crate) fn try_put_by(
+        &self,
+        mut fill: impl FnMut(usize) -> Result<()>,
+    ) -> Result<Attempt<()>> {
         let me = sys::current_tid();
         let tail = self.word64(TAIL);
         let mut spins = 0u32;
@@ -454,9 +681,14 @@ impl<M: RingMem> Ring<M> {
                 {
                     continue;
                 }
-                // SAFETY: the compare-exchange above put the slot at `off` in WRITING state
-                // for this thread, and it stays so until the store below.
-                unsafe { self.write_slot(off, msg) };
+                // Should `fill` unwind, the slot goes back to EMPTY of this lap (what the
+                // recovery of a dead producer does); nothing was acknowledged.
+                let undo = Undo {
+                    word,
+                    state: pack(lap, EMPTY, 0),
+                };
+                fill(off)?;
+                core::mem::forget(undo);
                 // Release: the message bytes and length are visible to whoever sees FULL.
                 word.store(pack(lap, FULL, 0), Ordering::Release);
                 let _ =
@@ -493,7 +725,24 @@ impl<M: RingMem> Ring<M> {
     }
 
     /// Tries once to take a message.
+    #[cfg_attr(not(test), allow(dead_code))] // The copying forms serve the loom models and unit tests.
     pub(crate) fn try_get(&self) -> Result<Attempt<Taken>> {
+        let taken = self.try_get_by(|off| {
+            // SAFETY: `try_get_by` calls this only with the offset of a slot it holds in
+            // READING state for this thread until the closure returns.
+            unsafe { self.read_slot(off) }
+        })?;
+        match taken {
+            Attempt::Done(r) => r.map(Attempt::Done),
+            Attempt::WouldBlock => Ok(Attempt::WouldBlock),
+        }
+    }
+
+    /// Tries once to take a message read by `read`, which is called at most once, with the
+    /// offset of a slot this thread holds in `READING` state (no other party writes its
+    /// message area until `read` returns); the slot is emptied after it returns. If `read`
+    /// unwinds, the slot goes back to `FULL` and its message is delivered to the next get.
+    pub(crate) fn try_get_by<R>(&self, mut read: impl FnMut(usize) -> R) -> Result<Attempt<R>> {
         let me = sys::current_tid();
         let head = self.word64(HEAD);
         let mut spins = 0u32;
@@ -518,15 +767,20 @@ impl<M: RingMem> Ring<M> {
                 {
                     continue;
                 }
-                // SAFETY: the compare-exchange above put the slot at `off` in READING state
-                // for this thread, and it stays so until the store below.
-                let taken = unsafe { self.read_slot(off) };
+                // Should `read` unwind, the message goes back to the queue (what the
+                // recovery of a dead consumer does).
+                let undo = Undo {
+                    word,
+                    state: pack(lap, FULL, 0),
+                };
+                let taken = read(off);
+                core::mem::forget(undo);
                 // Release: our reads of the slot happen before the next producer's writes.
                 word.store(pack(lap.wrapping_add(1), EMPTY, 0), Ordering::Release);
                 let _ =
                     head.compare_exchange(pos, next_pos(pos)?, Ordering::AcqRel, Ordering::Relaxed);
                 self.notify(NOT_FULL);
-                return taken.map(Attempt::Done);
+                return Ok(Attempt::Done(taken));
             }
             if lap_ahead(wl, lap) {
                 // Emptied (and maybe refilled for the next lap), but its consumer has not moved
@@ -561,7 +815,7 @@ impl<M: RingMem> Ring<M> {
         }
     }
 
-    fn empty_or_closed(&self) -> Result<Attempt<Taken>> {
+    fn empty_or_closed<R>(&self) -> Result<Attempt<R>> {
         if self.is_closed() {
             Err(Error::Closed)
         } else {
@@ -609,7 +863,7 @@ impl<M: RingMem> Ring<M> {
     unsafe fn write_slot(&self, off: usize, msg: &Payload<'_>) {
         match *msg {
             Payload::Inline(bytes) => {
-                let n = bytes.len().min(INLINE);
+                let n = bytes.len().min(INLINE).min(self.layout.room());
                 // SAFETY: this thread holds the slot at `off` in WRITING state (this fn's
                 // contract), and `[off + 16, off + 16 + n)` with `n <= INLINE` is the slot's
                 // message area.
@@ -633,6 +887,7 @@ impl<M: RingMem> Ring<M> {
     ///
     /// # Safety
     /// - `off` is a slot offset (`slot_off`) whose slot this thread holds in `READING` state.
+    #[cfg_attr(not(test), allow(dead_code))] // The copying forms serve the loom models and unit tests.
     unsafe fn read_slot(&self, off: usize) -> Result<Taken> {
         let len = self.word64(off + 8).load(Ordering::Relaxed);
         if len & EXTERNAL != 0 {
@@ -644,7 +899,7 @@ impl<M: RingMem> Ring<M> {
             return Ok(Taken::External(offset, generation, len & !EXTERNAL));
         }
         let n = usize::try_from(len).unwrap_or(usize::MAX);
-        if n > INLINE {
+        if n > INLINE.min(self.layout.room()) {
             return Err(Error::CorruptObject {
                 reason: "queue slot length out of range",
             });
@@ -670,8 +925,29 @@ impl<M: RingMem> Ring<M> {
     }
 
     /// Takes a message, waiting until `deadline` (forever if `None`).
+    #[cfg_attr(not(test), allow(dead_code))] // The copying forms serve the loom models and unit tests.
     pub(crate) fn get(&self, deadline: Option<&Deadline>) -> Result<Taken> {
         self.wait_for(NOT_EMPTY, deadline, || self.try_get())
+    }
+
+    /// Puts a message written by `fill` (see [`try_put_by`](Ring::try_put_by)), waiting for
+    /// room until `deadline` (forever if `None`).
+    pub(crate) fn put_by(
+        &self,
+        mut fill: impl FnMut(usize) -> Result<()>,
+        deadline: Option<&Deadline>,
+    ) -> Result<()> {
+        self.wait_for(NOT_FULL, deadline, || self.try_put_by(&mut fill))
+    }
+
+    /// Takes a message read by `read` (see [`try_get_by`](Ring::try_get_by)), waiting until
+    /// `deadline` (forever if `None`).
+    pub(crate) fn get_by<R>(
+        &self,
+        mut read: impl FnMut(usize) -> R,
+        deadline: Option<&Deadline>,
+    ) -> Result<R> {
+        self.wait_for(NOT_EMPTY, deadline, || self.try_get_by(&mut read))
     }
 
     /// Runs `try_op` until it is done: once, then spinning, then sleeping on the event count

@@ -1224,3 +1224,34 @@ fn silent_clients_holding_every_descriptor_are_displaced() {
         drop(silent);
     });
 }
+
+#[test]
+fn round_trips_with_spinning_off_sleep_and_wake_across_processes() {
+    watchdog(LIMIT, "no_spin", || {
+        assert_no_leaks(|| {
+            let (mut a, b) = pipe().unwrap();
+            a.set_spinning(false);
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
+                b.set_spinning(false);
+                while let Ok(x) = b.recv::<u64>() {
+                    b.send(&(x + 1)).unwrap();
+                }
+                0
+            });
+            for i in 0..2000u64 {
+                a.send(&i).unwrap();
+                assert_eq!(a.recv::<u64>().unwrap(), i + 1);
+            }
+            // A message of several records (larger than a chunk) through the blocking path.
+            let (tx, rx) = pipe_simplex().map(|(r, t)| (t, r)).unwrap();
+            tx.set_spinning(false);
+            rx.set_spinning(false);
+            let big = vec![7u8; 100_000];
+            tx.send_bytes(&big).unwrap();
+            assert_eq!(rx.recv_bytes().unwrap(), big);
+            a.close();
+            assert_eq!(child.wait(), Ok(0));
+        })
+    });
+}

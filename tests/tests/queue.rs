@@ -1,7 +1,7 @@
 //! Queues: CPython's behaviours, many producers and consumers across processes, and kills.
 
 use shmproc::testing::{ForkPermit, assert_no_leaks, fork, watchdog};
-use shmproc::{Error, JoinableQueue, Queue, RawArray, SimpleQueue};
+use shmproc::{Error, JoinableQueue, Queue, RawArray, ShareableQueue, SimpleQueue};
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -324,4 +324,263 @@ fn a_dropped_queue_looked_up_is_object_gone() {
         .unwrap()
         .to_string();
     assert_eq!(msg, "shared object no longer exists");
+}
+
+/// A 256-byte shareable message whose every word carries the same stamp, so a torn copy shows.
+type Msg256 = [u64; 32];
+
+fn stamp(p: u32, i: u64) -> u64 {
+    (u64::from(p) << 48) | i
+}
+
+fn untorn(m: &Msg256) -> u64 {
+    assert!(m.iter().all(|&w| w == m[0]), "torn message");
+    m[0]
+}
+
+#[test]
+fn shareable_queue_copies_loans_and_checks_kind() {
+    watchdog(LIMIT, "shareable_basics", || {
+        assert_no_leaks(|| {
+            let q = ShareableQueue::<Msg256>::with_capacity(2).unwrap();
+            q.put(&[5; 32]).unwrap();
+            q.put_with(|s| s.fill(6)).unwrap();
+            assert!(matches!(q.try_put(&[0; 32]), Err(Error::Full)));
+            assert!(matches!(
+                q.put_with_timeout(|_| panic!("not called"), Duration::from_millis(5)),
+                Err(Error::Timeout)
+            ));
+            assert_eq!(q.get().unwrap(), [5; 32]);
+            assert_eq!(q.get_with(untorn).unwrap(), 6);
+            assert!(matches!(q.try_get(), Err(Error::Empty)));
+            // A panicking loan puts nothing, a panicking read gives the value back.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                q.put_with(|s| {
+                    s.fill(1);
+                    panic!("fill fails");
+                })
+            }));
+            assert!(r.is_err());
+            assert!(q.is_empty());
+            q.put(&[7; 32]).unwrap();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                q.get_with(|_| panic!("read fails"))
+            }));
+            assert!(r.is_err());
+            assert_eq!(q.try_get_with(untorn).unwrap(), 7);
+            // Small values take one 64-byte slot; tokens attach only as their own kind and type.
+            let small = ShareableQueue::<u64>::new().unwrap();
+            small.put(&9).unwrap();
+            let bytes = shmproc::codec::to_bytes(&small).unwrap();
+            let again: ShareableQueue<u64> = shmproc::codec::from_bytes(&bytes).unwrap();
+            assert_eq!(again.get().unwrap(), 9);
+            assert!(matches!(
+                shmproc::codec::from_bytes::<ShareableQueue<u32>>(&bytes),
+                Err(Error::TypeMismatch { .. })
+            ));
+            assert!(matches!(
+                shmproc::codec::from_bytes::<Queue<u64>>(&bytes),
+                Err(Error::WrongKind { .. })
+            ));
+            q.close();
+            assert!(matches!(q.put(&[0; 32]), Err(Error::Closed)));
+            assert!(matches!(q.get(), Err(Error::Closed)));
+        })
+    });
+}
+
+#[test]
+fn shareable_queue_two_producers_two_consumers_across_processes() {
+    watchdog(LIMIT, "shareable_mpmc", || {
+        assert_no_leaks(|| {
+            const N: u64 = 20_000;
+            // 8 KiB values: the 64-byte aligned, in-place path.
+            let q = ShareableQueue::<[u64; 1024]>::with_capacity(8).unwrap();
+            let out = Queue::<Vec<u64>>::new().unwrap();
+            let mut kids = Vec::new();
+            for p in 0..2u32 {
+                let q = q.clone();
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                kids.push(fork(unsafe { ForkPermit::new() }, move || {
+                    for i in 0..N {
+                        if i % 2 == 0 {
+                            q.put(&[stamp(p, i); 1024]).unwrap();
+                        } else {
+                            q.put_with(|s| s.fill(stamp(p, i))).unwrap();
+                        }
+                    }
+                    0
+                }));
+            }
+            for c in 0..2 {
+                let (q, out) = (q.clone(), out.clone());
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                kids.push(fork(unsafe { ForkPermit::new() }, move || {
+                    let mut got = Vec::new();
+                    loop {
+                        let r = if c == 0 {
+                            q.get().map(|m| untorn_big(&m))
+                        } else {
+                            q.get_with(|m| {
+                                assert!(m.iter().all(|&w| w == m[0]), "torn message");
+                                m[0]
+                            })
+                        };
+                        match r {
+                            Ok(m) => got.push(m),
+                            Err(Error::Closed) => break,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    out.put(&got).unwrap();
+                    0
+                }));
+            }
+            for k in &mut kids[..2] {
+                assert_eq!(k.wait(), Ok(0));
+            }
+            q.close();
+            let mut all = Vec::new();
+            for _ in 0..2 {
+                let got = out.get().unwrap();
+                for p in 0..2u64 {
+                    let seq: Vec<u64> = got.iter().filter(|&&m| m >> 48 == p).copied().collect();
+                    assert!(seq.windows(2).all(|w| w[0] < w[1]), "order per producer");
+                }
+                all.extend(got);
+            }
+            for k in &mut kids[2..] {
+                assert_eq!(k.wait(), Ok(0));
+            }
+            all.sort_unstable();
+            let want: Vec<u64> = (0..2)
+                .flat_map(|p| (0..N).map(move |i| stamp(p, i)))
+                .collect();
+            assert_eq!(all, want, "every message exactly once");
+        })
+    });
+}
+
+#[test]
+fn shareable_queue_kill_producers_mid_put_loses_nothing_acknowledged() {
+    watchdog(LIMIT, "shareable_kill_producers", || {
+        assert_no_leaks(|| {
+            let q = ShareableQueue::<Msg256>::with_capacity(16).unwrap();
+            let acked = RawArray::<u64>::new(2).unwrap();
+            let mut next = [0u64; 2];
+            for round in 0..iters() {
+                let mut kids: Vec<_> = (0..2u32)
+                    .map(|p| {
+                        let (q, acked) = (q.clone(), acked.clone());
+                        let start = next[p as usize];
+                        // SAFETY: no other thread of this process holds a lock that the child takes.
+                        fork(unsafe { ForkPermit::new() }, move || {
+                            let mut i = start;
+                            loop {
+                                // Both forms: a copy, and a loan filled word by word.
+                                if i % 3 == 0 {
+                                    q.put(&[stamp(p, i); 32]).unwrap();
+                                } else {
+                                    q.put_with(|s| {
+                                        for w in s.iter_mut() {
+                                            *w = stamp(p, i);
+                                        }
+                                    })
+                                    .unwrap();
+                                }
+                                acked.set(p as usize, i + 1).unwrap();
+                                i += 1;
+                            }
+                        })
+                    })
+                    .collect();
+                let until =
+                    Instant::now() + Duration::from_micros(300 + u64::from(round % 7) * 200);
+                let mut seen = [Vec::new(), Vec::new()];
+                let mut take = |m: &Msg256| {
+                    let s = untorn(m);
+                    seen[(s >> 48) as usize].push(s & 0xffff_ffff_ffff);
+                };
+                while Instant::now() < until {
+                    let _ = q.try_get_with(&mut take);
+                }
+                for k in &mut kids {
+                    assert_eq!(k.kill(), Err(9));
+                }
+                while q.try_get_with(&mut take).is_ok() {}
+                for p in 0..2 {
+                    let a = acked.get(p).unwrap();
+                    let s = &seen[p];
+                    // In order, no duplicates, every acknowledged put delivered; at most one
+                    // extra (put returned, killed before recording the acknowledgement).
+                    let want: Vec<u64> = (next[p]..next[p] + s.len() as u64).collect();
+                    assert_eq!(s, &want, "producer {p} round {round}");
+                    assert!(next[p] + s.len() as u64 >= a);
+                    assert!(next[p] + s.len() as u64 <= a + 1);
+                    next[p] += s.len() as u64;
+                }
+            }
+            assert!(next.iter().sum::<u64>() > 0, "producers never got to put");
+            q.put(&[3; 32]).unwrap();
+            assert_eq!(q.get().unwrap(), [3; 32]);
+        })
+    });
+}
+
+#[test]
+fn shareable_queue_kill_consumers_mid_get_leaves_messages_to_others() {
+    watchdog(LIMIT, "shareable_kill_consumers", || {
+        assert_no_leaks(|| {
+            let q = ShareableQueue::<Msg256>::with_capacity(32).unwrap();
+            let taken = RawArray::<u64>::new(1 << 16).unwrap();
+            let mut next = 0u64;
+            let mut delivered = std::collections::BTreeSet::new();
+            for round in 0..iters() {
+                for _ in 0..32 {
+                    if q.try_put(&[next; 32]).is_ok() {
+                        next += 1;
+                    }
+                }
+                let (q2, t2) = (q.clone(), taken.clone());
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                let mut child = fork(unsafe { ForkPermit::new() }, move || {
+                    loop {
+                        let got = if round % 2 == 0 {
+                            q2.get_with(untorn)
+                        } else {
+                            q2.get().map(|m| untorn(&m))
+                        };
+                        if let Ok(v) = got {
+                            t2.set((v % (1 << 16)) as usize, v + 1).unwrap();
+                        }
+                    }
+                });
+                let start = Instant::now();
+                while q.len() > 16 && start.elapsed() < Duration::from_secs(5) {
+                    std::hint::spin_loop();
+                }
+                std::thread::sleep(Duration::from_micros(u64::from(round % 5) * 50));
+                assert_eq!(child.kill(), Err(9));
+                while let Ok(v) = q.try_get_with(untorn) {
+                    assert!(delivered.insert(v), "{v} delivered twice");
+                }
+                for v in 0..next {
+                    if taken.get((v % (1 << 16)) as usize).unwrap() == v + 1 {
+                        delivered.insert(v);
+                    }
+                }
+            }
+            let by_children = (0..next)
+                .filter(|&v| taken.get((v % (1 << 16)) as usize).unwrap() == v + 1)
+                .count();
+            assert!(by_children > 0, "the consumers never took anything");
+            let missing = (0..next).filter(|v| !delivered.contains(v)).count();
+            assert!(missing <= iters() as usize, "{missing} lost");
+        })
+    });
+}
+
+fn untorn_big(m: &[u64; 1024]) -> u64 {
+    assert!(m.iter().all(|&w| w == m[0]), "torn message");
+    m[0]
 }
