@@ -22,7 +22,7 @@
 //! | 64     | 8    | `tail`            | the reader: bytes ever consumed           |
 //! | 72     | 4    | `reader_pid`      | the reader: pid of the process using it   |
 //! | 76     | 4    | `writer_closed`   | the writer, once: 0 → 1 on close          |
-//! | 80     | 4    | `recv_turn`       | a receiver: its tid while it receives (0: free) |
+//! | 80     | 8    | `recv_turn`       | a receiver: its stamp (tid, start time) while it receives (0: free) |
 //! | 128    | 4    | `rx_seq`          | the writer (bump), the reader sleeps on it |
 //! | 132    | 4    | `reader_sleeping` | the reader (+1 before sleeping, −1 after)  |
 //! | 136    | 4    | `pollers`         | `wait()` callers (+1 / −1)                |
@@ -678,16 +678,26 @@ impl Ring {
     /// Waits until no other thread (of any process) is receiving on this direction and claims
     /// the turn. A turn held by a thread that died is taken over.
     fn take_recv_turn(&self, deadline: Option<&Deadline>) -> Result<RecvTurn<'_>> {
-        let word = self.u32_at(RECV_TURN);
-        let me = sys::current_tid();
+        // The turn word holds the receiver's stamp (thread id and start time), so a word
+        // naming a thread that is not the receiver that took it (a dead receiver whose id was
+        // reused, or bytes scribbled on the ring) is recognised and taken over, as a robust
+        // lock's owner record is (`sync::raw::owner_is_dead`).
+        let word = self.u64_at(RECV_TURN);
+        let me = sys::current_stamp();
+        let my_tid = sys::current_tid();
         let mut holder = 0;
         loop {
             // Acquire: the previous receiver's reads and its `tail` store happen before ours
             // (pairs with the Release store in `RecvTurn::drop`).
             match word.compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return Ok(RecvTurn(word)),
-                Err(now) if now == 0 || now == me => holder = now,
-                Err(now) if !sys::thread_alive(now) => {
+                // Free, or our own thread id: a receiver never holds the turn twice, so this
+                // is an earlier thread with our id that died receiving.
+                Err(now) if now == 0 || (now >> 32) as u32 == my_tid => holder = now,
+                // No thread has id 0 or an id of 2^22 or more (PID_MAX_LIMIT): not a stamp
+                // any receiver wrote.
+                Err(now) if !(1..1 << 22).contains(&(now >> 32)) => holder = now,
+                Err(now) if crate::sync::raw::owner_is_dead((now >> 32) as u32, now) => {
                     crate::trace::event!(
                         warn,
                         dead_tid = now,
@@ -746,7 +756,7 @@ impl Ring {
 }
 
 /// A receiver's turn on a direction; released on drop.
-struct RecvTurn<'a>(&'a AtomicU32);
+struct RecvTurn<'a>(&'a AtomicU64);
 
 impl Drop for RecvTurn<'_> {
     fn drop(&mut self) {
