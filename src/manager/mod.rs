@@ -307,6 +307,13 @@ impl Inner {
                 if let Some(t) = t {
                     let _ = t.join();
                 }
+                // Connection threads notice the stop within a poll slice, blocked calls
+                // included; a custom method still running after 5 s is left to finish.
+                let until = std::time::Instant::now() + Duration::from_secs(5);
+                while server.connections() > 0 && std::time::Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                server.clear();
                 Ok(())
             }
             Owner::None => Ok(()),

@@ -264,7 +264,9 @@ impl Server {
     }
 
     fn session(&self, conn: &Connection, client: u64, touched: &Mutex<HashSet<u64>>) {
-        let gone = || !matches!(conn.poll(Some(Duration::ZERO)), Ok(false));
+        // A blocked call ends when its client is gone or the server stops (an in-process
+        // server's threads must not outlive its owner's `shutdown`).
+        let gone = || self.stopping() || !matches!(conn.poll(Some(Duration::ZERO)), Ok(false));
         loop {
             if self.in_process {
                 // Wake up now and then to notice that the server stopped.
@@ -320,8 +322,29 @@ impl Server {
                 }
                 return;
             }
+            if self.in_process && self.stopping() {
+                // The call may have ended because the server stops (a blocking acquire then
+                // answers `false`): the client gets `Disconnected`, not a wrong answer.
+                return;
+            }
             if send_reply(conn, &reply).is_err() {
                 return;
+            }
+        }
+    }
+
+    /// How many connections are being served.
+    pub(crate) fn connections(&self) -> usize {
+        *lock(&self.connections)
+    }
+
+    /// Drops every object (a stopped in-process server: its custom values are kept in this
+    /// process's table and would otherwise stay there for good).
+    pub(crate) fn clear(&self) {
+        let all: Vec<(u64, Slot)> = lock(&self.objects).drain().collect();
+        for (object, slot) in all {
+            if let Object::Custom { entry } = *slot.obj {
+                let _ = self.run_custom(entry, CustomOp::Drop { object });
             }
         }
     }
@@ -484,6 +507,12 @@ impl Server {
                 obj.release_client(client);
             }
         }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 

@@ -852,3 +852,30 @@ fn a_managed_lock_serializes_threads_of_several_processes() {
         m.shutdown().unwrap();
     });
 }
+
+/// Stopping an in-process server ends the calls blocked in it (a lock's `acquire`, a queue's
+/// `get`) with an error, rather than leaving their callers and server threads waiting forever.
+#[test]
+fn stopping_an_in_process_server_ends_blocked_calls() {
+    watchdog(Duration::from_secs(60), "manager serve blocked", || {
+        let addr = shmproc::connection::Address::Abstract(
+            format!("shmproc-test-mgr-blocked-{}", std::process::id()).into_bytes(),
+        );
+        let m = Manager::serve(addr, b"key").unwrap();
+        let lock = m.lock().unwrap();
+        let q = m.queue::<u32>().unwrap();
+        lock.acquire().unwrap();
+        let l2 = lock.clone();
+        let q2 = q.clone();
+        let locker = std::thread::spawn(move || l2.acquire());
+        let getter = std::thread::spawn(move || q2.get());
+        std::thread::sleep(Duration::from_millis(300));
+        m.shutdown().unwrap();
+        assert!(
+            locker.join().unwrap().is_err(),
+            "acquired a lock held elsewhere"
+        );
+        assert!(getter.join().unwrap().is_err());
+        assert!(lock.is_locked().is_err());
+    });
+}
