@@ -16,7 +16,9 @@
 //! round trip costs two ring messages, not four system calls; a remote client
 //! ([`Manager::connect`] to a TCP address) sends its requests over the TCP connection.
 //! Requests and replies are codec-encoded data; requests are capped at 64 MiB before they are
-//! received. All built-in objects are served by the server (no in-heap container is handed
+//! received. A reply larger than its client can receive (64 MiB over a socket, the codec's
+//! cap over a pipe) is an [`Error::MessageTooLarge`] for that call; the connection, and what
+//! the client holds, stay. All built-in objects are served by the server (no in-heap container is handed
 //! out: a proxy works the same from any host).
 //!
 //! # Trust

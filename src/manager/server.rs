@@ -237,16 +237,23 @@ impl Server {
         let Ok(greeting) = sock.recv::<Greeting>() else {
             return;
         };
+        // The largest reply the client receives: a socket connection's message cap, or a
+        // pipe's.
+        let limit = if greeting.pipe.is_some() {
+            codec::MAX_MESSAGE
+        } else {
+            MAX_REQUEST
+        };
         let conn = match greeting.pipe {
             Some(pipe) => {
-                if send_reply(&sock, &Reply::Ok(Vec::new())).is_err() {
+                if send_reply(&sock, &Reply::Ok(Vec::new()), MAX_REQUEST).is_err() {
                     return;
                 }
                 drop(sock);
                 pipe
             }
             None => {
-                if send_reply(&sock, &Reply::Ok(Vec::new())).is_err() {
+                if send_reply(&sock, &Reply::Ok(Vec::new()), MAX_REQUEST).is_err() {
                     return;
                 }
                 sock
@@ -259,11 +266,11 @@ impl Server {
             rec.sessions += 1;
             Arc::clone(&rec.touched)
         };
-        self.session(&conn, client, &touched);
+        self.session(&conn, client, &touched, limit);
         self.client_left(client);
     }
 
-    fn session(&self, conn: &Connection, client: u64, touched: &Mutex<HashSet<u64>>) {
+    fn session(&self, conn: &Connection, client: u64, touched: &Mutex<HashSet<u64>>, limit: usize) {
         // A blocked call ends when its client is gone or the server stops (an in-process
         // server's threads must not outlive its owner's `shutdown`).
         let gone = || self.stopping() || !matches!(conn.poll(Some(Duration::ZERO)), Ok(false));
@@ -283,11 +290,11 @@ impl Server {
             }
             let bytes = match conn.recv_bytes_max(MAX_REQUEST) {
                 Ok(b) => b,
-                Err(Error::MessageTooLarge { size, limit }) => {
+                Err(Error::MessageTooLarge { size, limit: cap }) => {
                     let f = Fault::BadRequest(format!(
-                        "request of {size} bytes over the {limit}-byte cap"
+                        "request of {size} bytes over the {cap}-byte cap"
                     ));
-                    if send_reply(conn, &Reply::Err(f)).is_err() {
+                    if send_reply(conn, &Reply::Err(f), limit).is_err() {
                         return;
                     }
                     continue;
@@ -315,7 +322,7 @@ impl Server {
             };
             if shutdown {
                 self.stop();
-                let _ = send_reply(conn, &reply);
+                let _ = send_reply(conn, &reply, limit);
                 if !self.in_process {
                     // The server process ends here: its objects and connections go with it.
                     crate::process::init::exit(0);
@@ -327,7 +334,7 @@ impl Server {
                 // answers `false`): the client gets `Disconnected`, not a wrong answer.
                 return;
             }
-            if send_reply(conn, &reply).is_err() {
+            if send_reply(conn, &reply, limit).is_err() {
                 return;
             }
         }
@@ -516,8 +523,19 @@ impl Drop for Server {
     }
 }
 
-fn send_reply(conn: &Connection, reply: &Reply) -> Result<()> {
-    conn.send_bytes(&codec::to_bytes(reply)?)
+/// Sends `reply`, or if it does not encode within `limit` bytes, an error saying so: a
+/// reply the client could not receive would end the connection, and with the client's last
+/// connection, what it holds.
+fn send_reply(conn: &Connection, reply: &Reply, limit: usize) -> Result<()> {
+    let fault = match codec::to_bytes(reply) {
+        Ok(bytes) if bytes.len() <= limit => return conn.send_bytes(&bytes),
+        Ok(bytes) => Fault::ReplyTooLarge {
+            size: bytes.len() as u64,
+            limit: limit as u64,
+        },
+        Err(e) => Fault::BadRequest(format!("reply: {e}")),
+    };
+    conn.send_bytes(&codec::to_bytes(&Reply::Err(fault))?)
 }
 
 /// What a server process is started with.

@@ -879,3 +879,217 @@ fn stopping_an_in_process_server_ends_blocked_calls() {
         assert!(lock.is_locked().is_err());
     });
 }
+
+// ------------------------------------------------------------------ a hostile client
+
+/// The wire form of the server's `Request` (same variants, same order).
+#[derive(Serialize)]
+enum WireRequest {
+    Hello {
+        client: u64,
+    },
+    Create {
+        kind: String,
+        init: Vec<u8>,
+    },
+    Call {
+        object: u64,
+        thread: u64,
+        method: String,
+        args: Vec<u8>,
+    },
+    Pin {
+        object: u64,
+    },
+    Release {
+        object: u64,
+    },
+    TypeOf {
+        object: u64,
+    },
+    Ping,
+}
+
+/// Sends one raw frame and returns whether the reply is an error (`Reply::Err`).
+fn raw_call(c: &shmproc::Connection, frame: &[u8]) -> bool {
+    c.send_bytes(frame).unwrap();
+    let reply = c.recv_bytes().unwrap();
+    match reply.first() {
+        Some(0) => false,
+        Some(1) => true,
+        other => panic!("reply {other:?} is neither Ok nor Err"),
+    }
+}
+
+fn call_frame(object: u64, method: &str, args: Vec<u8>) -> Vec<u8> {
+    to_bytes(&WireRequest::Call {
+        object,
+        thread: u64::MAX,
+        method: method.into(),
+        args,
+    })
+    .unwrap()
+}
+
+/// An authenticated client that sends garbage, names objects that do not exist, claims huge
+/// counts and oversized frames gets an error reply to each; the server goes on serving it
+/// and everybody else.
+#[test]
+fn garbage_from_an_authenticated_client_gets_error_replies() {
+    watchdog(LIMIT, "manager raw garbage", || {
+        let m =
+            Manager::serve(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), b"raw key").unwrap();
+        let shmproc::connection::Address::Tcp(addr) = m.address() else {
+            panic!("not TCP");
+        };
+        let good = m.list::<u32>().unwrap();
+        good.push(7).unwrap();
+        let c = shmproc::Client::connect(addr, Some(b"raw key")).unwrap();
+        // The greeting: a client nonce and no pipe.
+        assert!(!raw_call(&c, &to_bytes(&(99u64, None::<u8>)).unwrap()));
+        let ping = to_bytes(&WireRequest::Ping).unwrap();
+        let mut huge_count = vec![1u8]; // Create
+        huge_count.extend(to_bytes(&"shmproc.list").unwrap());
+        let mut init = Vec::new();
+        init.extend([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+        huge_count.extend(to_bytes(&init).unwrap());
+        let frames: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0xff; 16],
+            vec![
+                2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+            ],
+            to_bytes(&WireRequest::Hello { client: 1 }).unwrap(),
+            call_frame(123_456_789, "get", vec![]),
+            call_frame(u64::MAX, "get", vec![]),
+            call_frame(0, "get", vec![0xff, 0xff]),
+            call_frame(0, "no such method", vec![]),
+            huge_count,
+            to_bytes(&WireRequest::Create {
+                kind: "shmproc.barrier".into(),
+                init: to_bytes(&0u32).unwrap(),
+            })
+            .unwrap(),
+            to_bytes(&WireRequest::Create {
+                kind: "NoSuchType".into(),
+                init: vec![],
+            })
+            .unwrap(),
+            to_bytes(&WireRequest::Pin { object: u64::MAX }).unwrap(),
+            to_bytes(&WireRequest::Release { object: u64::MAX }).unwrap(),
+            to_bytes(&WireRequest::TypeOf { object: 424_242 }).unwrap(),
+        ];
+        for (i, f) in frames.iter().enumerate() {
+            assert!(raw_call(&c, f), "frame {i} was accepted");
+            assert!(!raw_call(&c, &ping), "no pong after frame {i}");
+        }
+        // The shared namespace survives releases by anybody.
+        for _ in 0..3 {
+            let _ = raw_call(&c, &to_bytes(&WireRequest::Release { object: 0 }).unwrap());
+        }
+        let ns = m.shared().unwrap();
+        ns.set("x", &5u8).unwrap();
+        assert_eq!(ns.get::<u8>("x").unwrap(), Some(5));
+        // A frame over the 64 MiB cap.
+        let big = vec![0u8; (64 << 20) + 1];
+        match c.send_bytes(&big) {
+            Ok(()) => match c.recv_bytes() {
+                Ok(r) => assert_eq!(r.first(), Some(&1), "an oversized request was served"),
+                Err(e) => eprintln!("oversized frame closed the connection: {e}"),
+            },
+            Err(e) => eprintln!("oversized frame refused by the sender: {e}"),
+        }
+        assert_eq!(good.to_vec().unwrap(), vec![7]);
+        drop(c);
+        drop(good);
+        drop(ns);
+        m.shutdown().unwrap();
+    });
+}
+
+/// A condition wait with a timeout ends with an error when the server process is killed.
+#[test]
+fn a_condition_wait_ends_when_the_server_is_killed() {
+    watchdog(
+        Duration::from_secs(120),
+        "manager condition server killed",
+        || {
+            let m = Manager::start().unwrap();
+            let cond = m.condition().unwrap();
+            let c2 = cond.clone();
+            let waiter = std::thread::spawn(move || {
+                c2.acquire().unwrap();
+                c2.wait_timeout(Duration::from_secs(100))
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            m.process().unwrap().kill().unwrap();
+            assert!(waiter.join().unwrap().is_err());
+            m.shutdown().unwrap();
+        },
+    );
+}
+
+/// A reply too large for the client's connection is an error for that call only: the
+/// connection (and the lock taken on it) stays with the client.
+#[test]
+fn an_oversized_reply_does_not_release_what_the_client_holds() {
+    watchdog(Duration::from_secs(120), "manager oversized reply", || {
+        let m =
+            Manager::serve(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), b"big key").unwrap();
+        let shmproc::connection::Address::Tcp(addr) = m.address() else {
+            panic!("not TCP");
+        };
+        let remote = Manager::connect(addr, b"big key").unwrap();
+        let lock = remote.lock().unwrap();
+        let list = remote.list::<serde_bytes_like::Blob>().unwrap();
+        lock.acquire().unwrap();
+        // Two pushes under the 64 MiB request cap, a list over it.
+        for _ in 0..2 {
+            list.push(serde_bytes_like::Blob(vec![7; 33 << 20]))
+                .unwrap();
+        }
+        assert!(matches!(
+            list.to_vec(),
+            Err(Error::MessageTooLarge { limit, .. }) if limit == 64 << 20
+        ));
+        // Still ours: nobody else can take it.
+        let other = std::thread::spawn({
+            let lock = lock.clone();
+            move || lock.try_acquire()
+        });
+        assert!(!other.join().unwrap().unwrap(), "the lock was given away");
+        lock.release().unwrap();
+        drop((lock, list, remote));
+        m.shutdown().unwrap();
+    });
+}
+
+mod serde_bytes_like {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    /// Bytes encoded as one length and a run (not one varint per byte).
+    #[derive(Debug)]
+    pub(super) struct Blob(pub(super) Vec<u8>);
+    impl Serialize for Blob {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(&self.0)
+        }
+    }
+    impl<'de> Deserialize<'de> for Blob {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Blob;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E>(self, v: &[u8]) -> Result<Blob, E> {
+                    Ok(Blob(v.to_vec()))
+                }
+                fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Blob, E> {
+                    Ok(Blob(v))
+                }
+            }
+            d.deserialize_byte_buf(V)
+        }
+    }
+}
