@@ -112,7 +112,10 @@ pub(crate) fn custom_entry<T: Managed>(op: CustomOp) -> CustomReply {
             }
         }
         CustomOp::Drop { object } => {
-            lock(&CUSTOM).as_mut().map(|m| m.remove(&object));
+            // The value is dropped after the table's lock is let go: its `Drop` may call
+            // the server (another of its values) and so need the table.
+            let removed = lock(&CUSTOM).as_mut().and_then(|m| m.remove(&object));
+            drop(removed);
             Ok(Vec::new())
         }
     }

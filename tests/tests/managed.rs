@@ -517,3 +517,58 @@ fn an_in_process_server_drops_its_custom_values_when_it_stops() {
         );
     });
 }
+
+/// A value the next one refers to.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Leaf {
+    n: u32,
+}
+
+#[shmproc::managed]
+impl Leaf {
+    pub fn get(&self) -> u32 {
+        self.n
+    }
+}
+
+/// A value whose drop calls another managed value of the same server.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Branch {
+    leaf: LeafProxy,
+}
+
+impl Drop for Branch {
+    fn drop(&mut self) {
+        let _ = self.leaf.get();
+    }
+}
+
+#[shmproc::managed]
+impl Branch {
+    pub fn leaf(&self) -> u32 {
+        self.leaf.get().unwrap_or(0)
+    }
+}
+
+/// Dropping a managed value whose `Drop` calls another managed value of the same server
+/// does not deadlock the server.
+#[test]
+fn a_drop_that_calls_the_server_does_not_deadlock_it() {
+    watchdog(Duration::from_secs(60), "managed drop calls back", || {
+        let addr = shmproc::connection::Address::Abstract(
+            format!("shmproc-test-branch-{}", std::process::id()).into_bytes(),
+        );
+        let m = Manager::builder()
+            .register::<Leaf>()
+            .register::<Branch>()
+            .serve(addr, b"key")
+            .unwrap();
+        let leaf = m.create(Leaf { n: 3 }).unwrap();
+        let branch = m.create(Branch { leaf: leaf.clone() }).unwrap();
+        assert_eq!(branch.leaf().unwrap(), 3);
+        drop(branch);
+        assert_eq!(leaf.get().unwrap(), 3);
+        drop(leaf);
+        m.shutdown().unwrap();
+    });
+}
