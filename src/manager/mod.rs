@@ -136,7 +136,8 @@ impl ManagerBuilder {
 
     /// Sets the address the server listens on (default: a fresh abstract Unix socket name).
     /// A TCP address makes the server reachable from other hosts with
-    /// [`Manager::connect`].
+    /// [`Manager::connect`]. The socket file of a Unix path is removed when the owner stops
+    /// the server ([`Manager::shutdown`] or its drop); it stays if the owner is killed.
     pub fn address(mut self, address: impl Into<Address>) -> Self {
         self.address = Some(address.into());
         self
@@ -295,6 +296,11 @@ impl Inner {
                 if p.join_timeout(Duration::from_secs(5))?.is_none() {
                     p.kill()?;
                     p.join()?;
+                }
+                // The server process exits without dropping its listener: the socket file
+                // of a Unix path is removed here, once nobody serves on it.
+                if let Endpoint::Unix(path) = &self.client.endpoint {
+                    let _ = std::fs::remove_file(path);
                 }
                 Ok(())
             }

@@ -1093,3 +1093,30 @@ mod serde_bytes_like {
         }
     }
 }
+
+/// A server started on a Unix socket path removes it when it stops.
+#[test]
+fn a_server_on_a_unix_path_removes_it_when_it_stops() {
+    watchdog(Duration::from_secs(120), "manager unix path", || {
+        let path = std::env::temp_dir().join(format!("shmproc-mgr-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let m = Manager::builder()
+            .address(shmproc::connection::Address::Unix(path.clone()))
+            .start()
+            .unwrap();
+        let d = m.dict::<u8, u8>().unwrap();
+        d.insert(1, 2).unwrap();
+        assert!(path.exists());
+        m.shutdown().unwrap();
+        let left = path.exists();
+        let _ = std::fs::remove_file(&path);
+        assert!(!left, "the socket path outlived the server");
+        // The path can be used again.
+        let m = Manager::builder()
+            .address(shmproc::connection::Address::Unix(path.clone()))
+            .start()
+            .unwrap();
+        m.shutdown().unwrap();
+        let _ = std::fs::remove_file(&path);
+    });
+}
