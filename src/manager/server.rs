@@ -218,7 +218,15 @@ impl Server {
             {
                 let mut n = lock(&self.connections);
                 if *n >= MAX_CONNECTIONS {
-                    continue; // dropping the connection closes it
+                    drop(n);
+                    // The client waits for the answer to its greeting: it gets this one (a
+                    // short message to a fresh socket does not block), then the connection
+                    // closes.
+                    let f = Fault::BadRequest(format!(
+                        "the server serves its maximum of {MAX_CONNECTIONS} connections"
+                    ));
+                    let _ = send_reply(&conn, &Reply::Err(f), MAX_REQUEST);
+                    continue;
                 }
                 *n += 1;
             }

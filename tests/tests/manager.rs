@@ -1120,3 +1120,89 @@ fn a_server_on_a_unix_path_removes_it_when_it_stops() {
         let _ = std::fs::remove_file(&path);
     });
 }
+
+/// Greetings that do not decode (a pipe token of garbage, nothing at all) end that
+/// connection only; a proxy used from 16 threads at once meanwhile sees every call.
+#[test]
+fn bad_greetings_and_sixteen_threads_on_one_proxy() {
+    watchdog(LIMIT, "manager bad greetings", || {
+        let m = Manager::builder().authkey(&b"greet"[..]).start().unwrap();
+        let d = m.dict::<u32, u32>().unwrap();
+        let workers: Vec<_> = (0..16u32)
+            .map(|t| {
+                let d = d.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        d.insert(t * 1000 + i, i).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let greetings: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0xff; 40],
+            {
+                let mut g = to_bytes(&5u64).unwrap();
+                g.push(1); // Some(pipe): the token is garbage
+                g.extend([0x13; 64]);
+                g
+            },
+            {
+                let mut g = to_bytes(&5u64).unwrap();
+                g.push(1);
+                g.extend([0; 64]);
+                g
+            },
+        ];
+        for g in &greetings {
+            let c = shmproc::Client::connect(m.address(), Some(b"greet")).unwrap();
+            c.send_bytes(g).unwrap();
+            if let Ok(r) = c.recv_bytes() {
+                assert_ne!(r, [0, 0], "a bad greeting was welcomed");
+            }
+        }
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_eq!(d.len().unwrap(), 16 * 50);
+        drop(d);
+        m.shutdown().unwrap();
+    });
+}
+
+/// Past its connection cap the server refuses a connection with an error reply saying so,
+/// and serves again once connections end.
+#[test]
+fn the_connection_cap_is_a_clear_error_and_frees_up() {
+    watchdog(LIMIT, "manager connection cap", || {
+        let m = Manager::builder().authkey(&b"cap"[..]).start().unwrap();
+        let greet = to_bytes(&(7u64, None::<u8>)).unwrap();
+        let open = || {
+            let c = shmproc::Client::connect(m.address(), Some(b"cap")).unwrap();
+            c.send_bytes(&greet).unwrap();
+            let r = c.recv_bytes();
+            (c, r)
+        };
+        let mut held = Vec::new();
+        for i in 0..1024 {
+            let (c, r) = open();
+            assert_eq!(r.unwrap(), [0, 0], "connection {i} refused");
+            held.push(c);
+        }
+        let (_c, r) = open();
+        let r = r.expect("the refused connection got no reply");
+        assert_eq!(r.first(), Some(&1), "connection 1025 was served");
+        assert!(String::from_utf8_lossy(&r).contains("connections"));
+        drop(held);
+        let t = Instant::now();
+        loop {
+            let (_c, r) = open();
+            if r.is_ok_and(|r| r == [0, 0]) {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(60), "never served again");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        m.shutdown().unwrap();
+    });
+}
