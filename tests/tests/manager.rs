@@ -1256,3 +1256,32 @@ fn objects_of_a_sigkilled_creator_are_released() {
         m.shutdown().unwrap();
     });
 }
+
+fn outlive_the_manager((d, go): (DictProxy<u8, u8>, EventProxy)) -> bool {
+    // Connected before the manager stops, called after.
+    assert_eq!(d.get(&1).unwrap(), Some(1));
+    go.set().unwrap();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) {
+        if d.get(&1).is_err() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A child holding proxies that outlives its manager gets errors, not a hang.
+#[test]
+fn a_child_that_outlives_the_manager_gets_errors() {
+    watchdog(Duration::from_secs(120), "manager outlived", || {
+        let m = Manager::start().unwrap();
+        let d = m.dict::<u8, u8>().unwrap();
+        d.insert(1, 1).unwrap();
+        let go = m.event().unwrap();
+        let child = shmproc::spawn(outlive_the_manager, (d.clone(), go.clone())).unwrap();
+        assert!(go.wait(Some(Duration::from_secs(60))).unwrap());
+        m.shutdown().unwrap();
+        assert!(child.join().unwrap());
+    });
+}
