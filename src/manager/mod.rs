@@ -16,7 +16,9 @@
 //! round trip costs two ring messages, not four system calls; a remote client
 //! ([`Manager::connect`] to a TCP address) sends its requests over the TCP connection.
 //! Requests and replies are codec-encoded data; requests are capped at 64 MiB before they are
-//! received. All built-in objects are served by the server (no in-heap container is handed
+//! received. A reply larger than its client can receive (64 MiB over a socket, the codec's
+//! cap over a pipe) is an [`Error::MessageTooLarge`] for that call; the connection, and what
+//! the client holds, stay. All built-in objects are served by the server (no in-heap container is handed
 //! out: a proxy works the same from any host).
 //!
 //! # Trust
@@ -134,7 +136,8 @@ impl ManagerBuilder {
 
     /// Sets the address the server listens on (default: a fresh abstract Unix socket name).
     /// A TCP address makes the server reachable from other hosts with
-    /// [`Manager::connect`].
+    /// [`Manager::connect`]. The socket file of a Unix path is removed when the owner stops
+    /// the server ([`Manager::shutdown`] or its drop); it stays if the owner is killed.
     pub fn address(mut self, address: impl Into<Address>) -> Self {
         self.address = Some(address.into());
         self
@@ -294,6 +297,11 @@ impl Inner {
                     p.kill()?;
                     p.join()?;
                 }
+                // The server process exits without dropping its listener: the socket file
+                // of a Unix path is removed here, once nobody serves on it.
+                if let Endpoint::Unix(path) = &self.client.endpoint {
+                    let _ = std::fs::remove_file(path);
+                }
                 Ok(())
             }
             Owner::InProcess { server, thread } => {
@@ -307,6 +315,13 @@ impl Inner {
                 if let Some(t) = t {
                     let _ = t.join();
                 }
+                // Connection threads notice the stop within a poll slice, blocked calls
+                // included; a custom method still running after 5 s is left to finish.
+                let until = std::time::Instant::now() + Duration::from_secs(5);
+                while server.connections() > 0 && std::time::Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                server.clear();
                 Ok(())
             }
             Owner::None => Ok(()),

@@ -750,7 +750,16 @@ impl ManagedCondition {
                 if !notified {
                     g.waiters.retain(|x| *x != ticket);
                 }
-                if matches!(w, Waited::Gone) {
+                if matches!(w, Waited::Gone) || (ctx.gone)() {
+                    // A notification this dead waiter took (or was about to take) goes to
+                    // the next live one instead of being lost.
+                    if (notified || g.notified.remove(&ticket))
+                        && let Some(next) = g.waiters.pop_front()
+                    {
+                        g.notified.insert(next);
+                        drop(g);
+                        self.cv.notify_all();
+                    }
                     return Err(Fault::Timeout);
                 }
                 // Take the lock back, however long that takes (as Python does).

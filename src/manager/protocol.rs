@@ -86,6 +86,8 @@ pub(crate) enum Fault {
     TaskDoneTooMany,
     /// The server is stopping.
     ShuttingDown,
+    /// The reply does not fit in one message the client receives.
+    ReplyTooLarge { size: u64, limit: u64 },
 }
 
 impl Fault {
@@ -142,6 +144,7 @@ impl Fault {
             },
             Fault::TaskDoneTooMany => Error::TaskDoneTooMany,
             Fault::ShuttingDown => Error::Disconnected,
+            Fault::ReplyTooLarge { size, limit } => Error::MessageTooLarge { size, limit },
         }
     }
 }

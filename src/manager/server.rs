@@ -112,7 +112,10 @@ pub(crate) fn custom_entry<T: Managed>(op: CustomOp) -> CustomReply {
             }
         }
         CustomOp::Drop { object } => {
-            lock(&CUSTOM).as_mut().map(|m| m.remove(&object));
+            // The value is dropped after the table's lock is let go: its `Drop` may call
+            // the server (another of its values) and so need the table.
+            let removed = lock(&CUSTOM).as_mut().and_then(|m| m.remove(&object));
+            drop(removed);
             Ok(Vec::new())
         }
     }
@@ -215,7 +218,15 @@ impl Server {
             {
                 let mut n = lock(&self.connections);
                 if *n >= MAX_CONNECTIONS {
-                    continue; // dropping the connection closes it
+                    drop(n);
+                    // The client waits for the answer to its greeting: it gets this one (a
+                    // short message to a fresh socket does not block), then the connection
+                    // closes.
+                    let f = Fault::BadRequest(format!(
+                        "the server serves its maximum of {MAX_CONNECTIONS} connections"
+                    ));
+                    let _ = send_reply(&conn, &Reply::Err(f), MAX_REQUEST);
+                    continue;
                 }
                 *n += 1;
             }
@@ -237,16 +248,23 @@ impl Server {
         let Ok(greeting) = sock.recv::<Greeting>() else {
             return;
         };
+        // The largest reply the client receives: a socket connection's message cap, or a
+        // pipe's.
+        let limit = if greeting.pipe.is_some() {
+            codec::MAX_MESSAGE
+        } else {
+            MAX_REQUEST
+        };
         let conn = match greeting.pipe {
             Some(pipe) => {
-                if send_reply(&sock, &Reply::Ok(Vec::new())).is_err() {
+                if send_reply(&sock, &Reply::Ok(Vec::new()), MAX_REQUEST).is_err() {
                     return;
                 }
                 drop(sock);
                 pipe
             }
             None => {
-                if send_reply(&sock, &Reply::Ok(Vec::new())).is_err() {
+                if send_reply(&sock, &Reply::Ok(Vec::new()), MAX_REQUEST).is_err() {
                     return;
                 }
                 sock
@@ -259,12 +277,14 @@ impl Server {
             rec.sessions += 1;
             Arc::clone(&rec.touched)
         };
-        self.session(&conn, client, &touched);
+        self.session(&conn, client, &touched, limit);
         self.client_left(client);
     }
 
-    fn session(&self, conn: &Connection, client: u64, touched: &Mutex<HashSet<u64>>) {
-        let gone = || !matches!(conn.poll(Some(Duration::ZERO)), Ok(false));
+    fn session(&self, conn: &Connection, client: u64, touched: &Mutex<HashSet<u64>>, limit: usize) {
+        // A blocked call ends when its client is gone or the server stops (an in-process
+        // server's threads must not outlive its owner's `shutdown`).
+        let gone = || self.stopping() || !matches!(conn.poll(Some(Duration::ZERO)), Ok(false));
         loop {
             if self.in_process {
                 // Wake up now and then to notice that the server stopped.
@@ -281,11 +301,11 @@ impl Server {
             }
             let bytes = match conn.recv_bytes_max(MAX_REQUEST) {
                 Ok(b) => b,
-                Err(Error::MessageTooLarge { size, limit }) => {
+                Err(Error::MessageTooLarge { size, limit: cap }) => {
                     let f = Fault::BadRequest(format!(
-                        "request of {size} bytes over the {limit}-byte cap"
+                        "request of {size} bytes over the {cap}-byte cap"
                     ));
-                    if send_reply(conn, &Reply::Err(f)).is_err() {
+                    if send_reply(conn, &Reply::Err(f), limit).is_err() {
                         return;
                     }
                     continue;
@@ -313,15 +333,36 @@ impl Server {
             };
             if shutdown {
                 self.stop();
-                let _ = send_reply(conn, &reply);
+                let _ = send_reply(conn, &reply, limit);
                 if !self.in_process {
                     // The server process ends here: its objects and connections go with it.
                     crate::process::init::exit(0);
                 }
                 return;
             }
-            if send_reply(conn, &reply).is_err() {
+            if self.in_process && self.stopping() {
+                // The call may have ended because the server stops (a blocking acquire then
+                // answers `false`): the client gets `Disconnected`, not a wrong answer.
                 return;
+            }
+            if send_reply(conn, &reply, limit).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// How many connections are being served.
+    pub(crate) fn connections(&self) -> usize {
+        *lock(&self.connections)
+    }
+
+    /// Drops every object (a stopped in-process server: its custom values are kept in this
+    /// process's table and would otherwise stay there for good).
+    pub(crate) fn clear(&self) {
+        let all: Vec<(u64, Slot)> = lock(&self.objects).drain().collect();
+        for (object, slot) in all {
+            if let Object::Custom { entry } = *slot.obj {
+                let _ = self.run_custom(entry, CustomOp::Drop { object });
             }
         }
     }
@@ -487,8 +528,25 @@ impl Server {
     }
 }
 
-fn send_reply(conn: &Connection, reply: &Reply) -> Result<()> {
-    conn.send_bytes(&codec::to_bytes(reply)?)
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// Sends `reply`, or if it does not encode within `limit` bytes, an error saying so: a
+/// reply the client could not receive would end the connection, and with the client's last
+/// connection, what it holds.
+fn send_reply(conn: &Connection, reply: &Reply, limit: usize) -> Result<()> {
+    let fault = match codec::to_bytes(reply) {
+        Ok(bytes) if bytes.len() <= limit => return conn.send_bytes(&bytes),
+        Ok(bytes) => Fault::ReplyTooLarge {
+            size: bytes.len() as u64,
+            limit: limit as u64,
+        },
+        Err(e) => Fault::BadRequest(format!("reply: {e}")),
+    };
+    conn.send_bytes(&codec::to_bytes(&Reply::Err(fault))?)
 }
 
 /// What a server process is started with.

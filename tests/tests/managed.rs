@@ -460,3 +460,115 @@ mod named {
         });
     }
 }
+
+// ------------------------------------------------------------------ in-process servers
+
+/// How many `Tracked` values were dropped in this process.
+static TRACKED_DROPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A value that counts its drops, to see whether an in-process server gives back what it held.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Tracked {
+    n: u32,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        TRACKED_DROPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[shmproc::managed]
+impl Tracked {
+    pub fn get(&self) -> u32 {
+        self.n
+    }
+}
+
+/// The values an in-process server holds are dropped when it stops, also those whose proxy
+/// outlived the server or was serialized (pinned), not kept in the process for good.
+#[test]
+fn an_in_process_server_drops_its_custom_values_when_it_stops() {
+    use std::sync::atomic::Ordering;
+    watchdog(LIMIT, "managed in-process drop", || {
+        let addr = shmproc::connection::Address::Abstract(
+            format!("shmproc-test-tracked-{}", std::process::id()).into_bytes(),
+        );
+        let m = Manager::builder()
+            .register::<Tracked>()
+            .serve(addr, b"key")
+            .unwrap();
+        // Decoding the creation argument makes and drops a value of its own.
+        let before = TRACKED_DROPS.load(Ordering::SeqCst);
+        let pinned = m.create(Tracked { n: 1 }).unwrap();
+        let kept = m.create(Tracked { n: 2 }).unwrap();
+        assert_eq!(pinned.get().unwrap(), 1);
+        assert_eq!(kept.get().unwrap(), 2);
+        let _token = shmproc::codec::to_bytes(&pinned).unwrap();
+        drop(pinned);
+        let created = TRACKED_DROPS.load(Ordering::SeqCst) - before;
+        m.shutdown().unwrap();
+        drop(kept); // its release finds the server gone
+        drop(m);
+        assert_eq!(
+            TRACKED_DROPS.load(Ordering::SeqCst) - before - created,
+            2,
+            "values of a stopped in-process server are still held"
+        );
+    });
+}
+
+/// A value the next one refers to.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Leaf {
+    n: u32,
+}
+
+#[shmproc::managed]
+impl Leaf {
+    pub fn get(&self) -> u32 {
+        self.n
+    }
+}
+
+/// A value whose drop calls another managed value of the same server.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Branch {
+    leaf: LeafProxy,
+}
+
+impl Drop for Branch {
+    fn drop(&mut self) {
+        let _ = self.leaf.get();
+    }
+}
+
+#[shmproc::managed]
+impl Branch {
+    pub fn leaf(&self) -> u32 {
+        self.leaf.get().unwrap_or(0)
+    }
+}
+
+/// Dropping a managed value whose `Drop` calls another managed value of the same server
+/// does not deadlock the server.
+#[test]
+fn a_drop_that_calls_the_server_does_not_deadlock_it() {
+    watchdog(Duration::from_secs(60), "managed drop calls back", || {
+        let addr = shmproc::connection::Address::Abstract(
+            format!("shmproc-test-branch-{}", std::process::id()).into_bytes(),
+        );
+        let m = Manager::builder()
+            .register::<Leaf>()
+            .register::<Branch>()
+            .serve(addr, b"key")
+            .unwrap();
+        let leaf = m.create(Leaf { n: 3 }).unwrap();
+        let branch = m.create(Branch { leaf: leaf.clone() }).unwrap();
+        assert_eq!(branch.leaf().unwrap(), 3);
+        drop(branch);
+        assert_eq!(leaf.get().unwrap(), 3);
+        drop(leaf);
+        m.shutdown().unwrap();
+    });
+}
