@@ -48,7 +48,11 @@
 //! count dropped, freeing blocks that reach 0, one transaction per entry), then its chunks
 //! (one transaction per chunk, which also unlinks it), then the slot (stamp cleared, last).
 //! Each step re-checks under the lock what it changes, so releasing is idempotent: releasers
-//! may run at once or die midway, and the next one carries on. Releasing happens:
+//! may run at once or die midway, and the next one carries on. A damaged journal (a word
+//! that names no chunk, an entry that names no live block, a chunk whose header changed) is
+//! dropped, its blocks lost, and reported as [`Error::CorruptHeap`] after the other dead
+//! holders are released: damage in one holder never keeps the others, or its own slot, from
+//! being released. Releasing happens:
 //! - lazily, when an allocation finds the heap full (then it is retried once), or a slot is
 //!   wanted and the table is full;
 //! - when this process reaps a child ([`release_holders_of`], from `process`).
@@ -329,7 +333,9 @@ impl RawHeap<'_> {
                 }
                 Ok(None)
             })?;
-            if got.is_some() || attempt == 1 || !release_dead(self)? {
+            // Damage found while releasing was dealt with (the holder dropped); whatever was
+            // released meanwhile may have freed a slot, so look again.
+            if got.is_some() || attempt == 1 || !release_dead(self).unwrap_or(true) {
                 return Ok(got);
             }
         }
@@ -361,15 +367,19 @@ impl RawHeap<'_> {
             })
         };
         match make() {
-            Err(Error::OutOfMemory { .. }) if release_dead(self)? => make(),
+            Err(Error::OutOfMemory { .. }) if release_dead(self).unwrap_or(true) => make(),
             r => r,
         }
     }
 
     /// Releases every holder whose stamp passes `pick` and whose process is provably dead.
+    ///
+    /// A damaged holder does not stop the others from being released: every one is tried,
+    /// and the first damage found is returned afterwards.
     fn release_dead_where(&self, pick: impl Fn(u64) -> bool) -> Result<bool> {
         let me = u64::from(sys::current_pid());
         let mut any = false;
+        let mut damage = None;
         for i in 0..slots_for(self.len()) {
             let slot = self.slot_at(i)?;
             let stamp = self.u64_at(slot)?.load(Ordering::Acquire);
@@ -380,10 +390,12 @@ impl RawHeap<'_> {
             if !crate::sync::raw::owner_is_dead(pid, stamp) {
                 continue;
             }
-            self.release_holder(slot, stamp)?;
+            if let Err(e) = self.release_holder(slot, stamp) {
+                damage.get_or_insert(e);
+            }
             any = true;
         }
-        Ok(any)
+        damage.map_or(Ok(any), Err)
     }
 
     /// Releases everything the dead holder in `slot` (stamp `stamp`) holds, then the slot.
@@ -402,8 +414,11 @@ impl RawHeap<'_> {
             if chunk == 0 {
                 break;
             }
+            // A journal word that names no block at all is damage like one naming a block
+            // of another kind: the chain is dropped below, never a reason to stop here.
             let checked = self
-                .adopt(chunk, self.generation_at_payload(chunk)?, CHUNK_FP)
+                .generation_at_payload(chunk)
+                .and_then(|generation| self.adopt(chunk, generation, CHUNK_FP))
                 .ok()
                 .filter(|&(_, len, _)| len >= CHUNK_BYTES);
             let Some((block, _, size)) = checked else {
@@ -428,14 +443,19 @@ impl RawHeap<'_> {
                     damage = Some(err);
                 }
             }
-            self.locked(|txn| {
+            let unlinked = self.locked(|txn| {
                 if self.u64_at(journal)?.load(Ordering::Acquire) != chunk {
                     return Ok(Ok(false));
                 }
                 let next = self.u64_at(chunk)?.load(Ordering::Acquire);
                 txn.set64(journal, next)?;
                 self.release_in(txn, block, size, Owner::Structure)
-            })??;
+            })?;
+            // A chunk whose header was damaged is unlinked and taken out of use (the
+            // transaction recorded that); the rest of the journal is still released.
+            if let Err(err) = unlinked {
+                damage = Some(err);
+            }
         }
         self.locked(|txn| {
             if self.u64_at(slot)?.load(Ordering::Acquire) == stamp
