@@ -172,17 +172,24 @@ fn poke64(h: &shmproc::heap_testing::TestHeap, off: u64, v: u64) {
 /// Where the holder table of a 64 KiB segment begins (past the 256-byte bitmap at 1024).
 const HOLDERS_64K: u64 = 1280;
 
-/// Forks a child that allocates a `size`-byte block in `h` and then renames its holder slot to
+/// Forks a child that allocates `count` blocks of `size` bytes in `h` and then renames its holder slot to
 /// the stamp of a process that cannot exist (`pid`, above any pid limit), so reaping it
 /// releases nothing and the slot stays as a dead process's. Returns the slot's offset.
-fn dead_holder_with_a_block(h: &shmproc::heap_testing::TestHeap, pid: u64, size: u64) -> u64 {
+fn dead_holder_with_blocks(
+    h: &shmproc::heap_testing::TestHeap,
+    pid: u64,
+    size: u64,
+    count: u64,
+) -> u64 {
     use shmproc::testing::{ForkPermit, fork};
     let h2 = shmproc::heap_testing::TestHeap::on(h.segment());
     // SAFETY: the caller runs no thread that holds a lock the child takes (the watchdog's
     // thread only waits on a channel).
     let mut child = fork(unsafe { ForkPermit::new() }, move || {
         let me = u64::from(std::process::id());
-        h2.alloc(size, 8).unwrap();
+        for _ in 0..count {
+            h2.alloc(size, 8).unwrap();
+        }
         for i in 0..16 {
             let slot = HOLDERS_64K + 32 * i;
             if peek64(&h2, slot) >> 32 == me {
@@ -206,8 +213,8 @@ fn dead_holder_with_a_block(h: &shmproc::heap_testing::TestHeap, pid: u64, size:
 fn a_damaged_journal_head_does_not_block_releasing_other_dead_holders() {
     watchdog(Duration::from_secs(60), "damaged_journal_head", || {
         let h = shmproc::heap_testing::TestHeap::new(1 << 16).unwrap();
-        let first = dead_holder_with_a_block(&h, 0x3fff_fff0, 100);
-        let second = dead_holder_with_a_block(&h, 0x3fff_fff1, 100);
+        let first = dead_holder_with_blocks(&h, 0x3fff_fff0, 100, 1);
+        let second = dead_holder_with_blocks(&h, 0x3fff_fff1, 100, 1);
         assert!(first < second, "slots are claimed in table order");
         assert!(h.stats().used > 0);
         // The first dead holder's journal now names the middle of a block header.
@@ -228,8 +235,8 @@ fn a_damaged_journal_head_does_not_block_releasing_other_dead_holders() {
 fn a_full_heap_retries_after_releasing_past_a_damaged_holder() {
     watchdog(Duration::from_secs(60), "full_heap_damaged_holder", || {
         let h = shmproc::heap_testing::TestHeap::new(1 << 16).unwrap();
-        let first = dead_holder_with_a_block(&h, 0x3fff_fff0, 100);
-        let second = dead_holder_with_a_block(&h, 0x3fff_fff1, 5000);
+        let first = dead_holder_with_blocks(&h, 0x3fff_fff0, 100, 1);
+        let second = dead_holder_with_blocks(&h, 0x3fff_fff1, 5000, 1);
         poke64(&h, first + 8, 4096 + 8);
         // Fill the heap; the first failure releases the dead holders and retries.
         let mut taken = Vec::new();
@@ -247,6 +254,46 @@ fn a_full_heap_retries_after_releasing_past_a_damaged_holder() {
         );
         for o in taken {
             h.free(o).unwrap();
+        }
+    });
+}
+
+/// Regression: two processes releasing the same dead holder at once (a reap and a full
+/// heap, say) never release what a live process holds. Entries were read without the lock:
+/// one releaser could finish the holder, a live thread claim the freed slot or take a freed
+/// journal chunk for its own references, and the other releaser then dropped those live
+/// references (the blocks were freed under their holder).
+#[test]
+fn concurrent_releasers_never_release_a_live_holders_references() {
+    watchdog(Duration::from_secs(300), "concurrent_releasers", || {
+        for round in 0..60 {
+            let h = shmproc::heap_testing::TestHeap::new(1 << 16).unwrap();
+            dead_holder_with_blocks(&h, 0x3fff_fff0, 8, 120);
+            dead_holder_with_blocks(&h, 0x3fff_fff1, 8, 120);
+            let held = std::thread::scope(|s| {
+                let releasers = [s.spawn(|| h.release_dead()), s.spawn(|| h.release_dead())];
+                let live = s.spawn(|| {
+                    let mut held = Vec::new();
+                    for seed in 0..240 {
+                        let o = h.alloc(8, 8).unwrap();
+                        h.fill(o, 0, 8, seed).unwrap();
+                        held.push((o, seed));
+                    }
+                    held
+                });
+                for r in releasers {
+                    r.join().unwrap().unwrap();
+                }
+                live.join().unwrap()
+            });
+            h.release_dead().unwrap();
+            let r = h.walk().unwrap();
+            assert_eq!(r.live_blocks, held.len() as u64, "round {round}: {r:?}");
+            for (o, seed) in held {
+                assert!(h.check(o, 0, 8, seed).unwrap(), "round {round}");
+                h.free(o).unwrap();
+            }
+            assert_eq!(h.stats().used, 0, "round {round}");
         }
     });
 }
