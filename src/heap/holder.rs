@@ -379,13 +379,15 @@ impl RawHeap<'_> {
     /// A damaged holder does not stop the others from being released: every one is tried,
     /// and the first damage found is returned afterwards.
     fn release_dead_where(&self, pick: impl Fn(u64) -> bool) -> Result<bool> {
-        let me = u64::from(sys::current_pid());
+        // Our own slot is never released; a slot with our pid but another start time is a
+        // process that had our pid before us (`owner_is_dead` tells them apart).
+        let me = process_stamp();
         let mut any = false;
         let mut damage = None;
         for i in 0..slots_for(self.len()) {
             let slot = self.slot_at(i)?;
             let stamp = self.u64_at(slot)?.load(Ordering::Acquire);
-            if stamp == 0 || stamp >> 32 == me || !pick(stamp) {
+            if stamp == 0 || stamp == me || !pick(stamp) {
                 continue;
             }
             let pid = u32::try_from(stamp >> 32).unwrap_or(0);

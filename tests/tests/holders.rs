@@ -202,7 +202,7 @@ fn dead_holder_with_blocks(
     assert_eq!(child.wait(), Ok(0));
     (0..16)
         .map(|i| HOLDERS_64K + 32 * i)
-        .find(|&s| peek64(h, s) >> 32 == pid)
+        .find(|&s| peek64(h, s) == pid << 32 | 1)
         .unwrap()
 }
 
@@ -295,5 +295,28 @@ fn concurrent_releasers_never_release_a_live_holders_references() {
             }
             assert_eq!(h.stats().used, 0, "round {round}");
         }
+    });
+}
+
+/// Regression: a dead holder whose pid is now this process's (pid reuse: another start
+/// time) is released by this process too, not skipped as if it were its own slot.
+#[test]
+fn a_dead_holder_with_a_reused_pid_is_released() {
+    watchdog(Duration::from_secs(60), "reused_pid", || {
+        let h = shmproc::heap_testing::TestHeap::new(1 << 16).unwrap();
+        let mine = h.alloc(100, 8).unwrap();
+        let used = h.stats().used;
+        // A process with our pid and a start time of 1 (long before ours).
+        let slot = dead_holder_with_blocks(&h, u64::from(std::process::id()), 700, 1);
+        assert!(h.stats().used > used);
+        assert!(
+            h.release_dead().unwrap(),
+            "the earlier process's holder is released"
+        );
+        assert_eq!(peek64(&h, slot), 0);
+        assert_eq!(h.stats().used, used, "its block is freed");
+        // Our own holder is untouched.
+        h.free(mine).unwrap();
+        assert_eq!(h.stats().used, 0);
     });
 }
