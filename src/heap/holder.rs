@@ -47,8 +47,14 @@
 //! with another start time). Its references are released (each held entry cleared and the
 //! count dropped, freeing blocks that reach 0, one transaction per entry), then its chunks
 //! (one transaction per chunk, which also unlinks it), then the slot (stamp cleared, last).
-//! Each step re-checks under the lock what it changes, so releasing is idempotent: releasers
-//! may run at once or die midway, and the next one carries on. Releasing happens:
+//! Each step re-checks under the lock what it changes (the slot still carries the dead stamp,
+//! the chunk is still live with the generation it had when it was the journal's head), so
+//! releasing is idempotent and never touches a slot or chunk a live process has taken since:
+//! releasers may run at once or die midway, and the next one carries on. A damaged journal (a word
+//! that names no chunk, an entry that names no live block, a chunk whose header changed) is
+//! dropped, its blocks lost, and reported as [`Error::CorruptHeap`] after the other dead
+//! holders are released: damage in one holder never keeps the others, or its own slot, from
+//! being released. Releasing happens:
 //! - lazily, when an allocation finds the heap full (then it is retried once), or a slot is
 //!   wanted and the table is full;
 //! - when this process reaps a child ([`release_holders_of`], from `process`).
@@ -329,7 +335,9 @@ impl RawHeap<'_> {
                 }
                 Ok(None)
             })?;
-            if got.is_some() || attempt == 1 || !release_dead(self)? {
+            // Damage found while releasing was dealt with (the holder dropped); whatever was
+            // released meanwhile may have freed a slot, so look again.
+            if got.is_some() || attempt == 1 || !release_dead(self).unwrap_or(true) {
                 return Ok(got);
             }
         }
@@ -361,29 +369,37 @@ impl RawHeap<'_> {
             })
         };
         match make() {
-            Err(Error::OutOfMemory { .. }) if release_dead(self)? => make(),
+            Err(Error::OutOfMemory { .. }) if release_dead(self).unwrap_or(true) => make(),
             r => r,
         }
     }
 
     /// Releases every holder whose stamp passes `pick` and whose process is provably dead.
+    ///
+    /// A damaged holder does not stop the others from being released: every one is tried,
+    /// and the first damage found is returned afterwards.
     fn release_dead_where(&self, pick: impl Fn(u64) -> bool) -> Result<bool> {
-        let me = u64::from(sys::current_pid());
+        // Our own slot is never released; a slot with our pid but another start time is a
+        // process that had our pid before us (`owner_is_dead` tells them apart).
+        let me = process_stamp();
         let mut any = false;
+        let mut damage = None;
         for i in 0..slots_for(self.len()) {
             let slot = self.slot_at(i)?;
             let stamp = self.u64_at(slot)?.load(Ordering::Acquire);
-            if stamp == 0 || stamp >> 32 == me || !pick(stamp) {
+            if stamp == 0 || stamp == me || !pick(stamp) {
                 continue;
             }
             let pid = u32::try_from(stamp >> 32).unwrap_or(0);
             if !crate::sync::raw::owner_is_dead(pid, stamp) {
                 continue;
             }
-            self.release_holder(slot, stamp)?;
+            if let Err(e) = self.release_holder(slot, stamp) {
+                damage.get_or_insert(e);
+            }
             any = true;
         }
-        Ok(any)
+        damage.map_or(Ok(any), Err)
     }
 
     /// Releases everything the dead holder in `slot` (stamp `stamp`) holds, then the slot.
@@ -394,22 +410,43 @@ impl RawHeap<'_> {
         // re-check under the lock what they change.
         self.locked(|_| Ok(()))?;
         let journal = add(slot, 8)?;
+        // Whether the slot is still the dead holder's (the caller holds the lock).
+        let ours = || Ok::<_, Error>(self.u64_at(slot)?.load(Ordering::Acquire) == stamp);
         let mut damage = None;
         // Each chunk is at least 1 KiB: a longer chain is a cycle.
         let max_chunks = self.len() / 1024;
         for _ in 0..max_chunks {
-            let chunk = self.u64_at(journal)?.load(Ordering::Acquire);
+            // Under the lock: the head chunk and its generation are read together, so the
+            // chunk was this holder's when its generation was (see `release_entry`).
+            let (chunk, checked) = self.locked(|_| {
+                // Another releaser may have finished this holder and a live process claimed
+                // the slot since: its journal is not ours to release.
+                if !ours()? {
+                    return Ok((0, None));
+                }
+                let chunk = self.u64_at(journal)?.load(Ordering::Acquire);
+                if chunk == 0 {
+                    return Ok((0, None));
+                }
+                // A journal word that names no block at all is damage like one naming a
+                // block of another kind: the chain is dropped below, never a reason to stop.
+                let checked = self
+                    .generation_at_payload(chunk)
+                    .and_then(|generation| {
+                        let (block, len, size) = self.adopt(chunk, generation, CHUNK_FP)?;
+                        Ok((block, len, size, generation))
+                    })
+                    .ok()
+                    .filter(|&(_, len, _, _)| len >= CHUNK_BYTES);
+                Ok((chunk, checked))
+            })?;
             if chunk == 0 {
                 break;
             }
-            let checked = self
-                .adopt(chunk, self.generation_at_payload(chunk)?, CHUNK_FP)
-                .ok()
-                .filter(|&(_, len, _)| len >= CHUNK_BYTES);
-            let Some((block, _, size)) = checked else {
+            let Some((block, _, size, generation)) = checked else {
                 // A journal that names no chunk: drop the chain (its blocks, if any, are lost).
                 self.locked(|txn| {
-                    if self.u64_at(journal)?.load(Ordering::Acquire) == chunk {
+                    if ours()? && self.u64_at(journal)?.load(Ordering::Acquire) == chunk {
                         txn.set64(journal, 0)?;
                     }
                     Ok(())
@@ -423,19 +460,24 @@ impl RawHeap<'_> {
             for i in 0..CHUNK_ENTRIES {
                 let e = add(first, i.saturating_mul(ENTRY_BYTES))?;
                 if self.u64_at(e)?.load(Ordering::Acquire) != 0
-                    && let Err(err) = self.release_entry(e)
+                    && let Err(err) = self.release_entry(e, block, generation)
                 {
                     damage = Some(err);
                 }
             }
-            self.locked(|txn| {
-                if self.u64_at(journal)?.load(Ordering::Acquire) != chunk {
+            let unlinked = self.locked(|txn| {
+                if !ours()? || self.u64_at(journal)?.load(Ordering::Acquire) != chunk {
                     return Ok(Ok(false));
                 }
                 let next = self.u64_at(chunk)?.load(Ordering::Acquire);
                 txn.set64(journal, next)?;
                 self.release_in(txn, block, size, Owner::Structure)
-            })??;
+            })?;
+            // A chunk whose header was damaged is unlinked and taken out of use (the
+            // transaction recorded that); the rest of the journal is still released.
+            if let Err(err) = unlinked {
+                damage = Some(err);
+            }
         }
         self.locked(|txn| {
             if self.u64_at(slot)?.load(Ordering::Acquire) == stamp
@@ -457,9 +499,20 @@ impl RawHeap<'_> {
     }
 
     /// Releases the reference a dead holder's entry `e` records (clearing the entry), if it
-    /// still records one.
-    fn release_entry(&self, e: u64) -> Result<()> {
+    /// still records one and its chunk (the block `chunk`, read as live with generation
+    /// `chunk_gen` before the lock was taken) is still that holder's.
+    ///
+    /// The entries are read without the lock, so another releaser may meanwhile have
+    /// released this chunk and a live process taken it as a journal chunk of its own: its
+    /// entries are then that process's live references, never released here. Freeing bumps
+    /// the chunk's generation, so a chunk still live with the generation read before is
+    /// still the dead holder's.
+    fn release_entry(&self, e: u64, chunk: u64, chunk_gen: u32) -> Result<()> {
         self.locked(|txn| {
+            let chunk_rc_gen = self.u64_at(add(chunk, 8)?)?.load(Ordering::Acquire);
+            if chunk_rc_gen >> 32 != u64::from(chunk_gen) || chunk_rc_gen & 0xffff_ffff == 0 {
+                return Ok(Ok(false));
+            }
             let block = self.u64_at(e)?.load(Ordering::Acquire);
             if block == 0 {
                 return Ok(Ok(false));

@@ -590,7 +590,9 @@ impl<'a> RawHeap<'a> {
         let need = align.max(BLOCK_HEADER).checked_add(size).ok_or_else(oom)?;
         let class = Class::for_block(need, self.page).ok_or_else(oom)?;
         match self.locked(|txn| self.alloc_in(txn, class, size, align, fp, owner)) {
-            Err(Error::OutOfMemory { .. }) if holder::release_dead(self).unwrap_or(false) => {
+            // Damage found while releasing was dealt with (the damaged holder is dropped);
+            // other holders may have been released meanwhile, so try again.
+            Err(Error::OutOfMemory { .. }) if holder::release_dead(self).unwrap_or(true) => {
                 self.locked(|txn| self.alloc_in(txn, class, size, align, fp, owner))
             }
             r => r,
