@@ -351,7 +351,7 @@ impl Drop for Inner {
 ///     shmproc::init();
 ///     let m = shmproc::Manager::start()?;
 ///     let d = m.dict::<String, i32>()?;
-///     assert!(shmproc::spawn(d.clone(), child)?.join()?);
+///     assert!(shmproc::spawn(child, d.clone())?.join()?);
 ///     assert_eq!(d.get(&"answer".into())?, Some(42));
 ///     m.shutdown()
 /// }
