@@ -164,7 +164,7 @@ mod tests {
                 pub fn c(self) {}
                 pub fn d(&self, out: &mut Vec<u8>) {}
                 pub fn e(&self) -> Option<&str> { None }
-                pub unsafe fn f(self: Box<Self>, g: fn(), h: impl Copy) -> *const u8 { todo!() }
+                pub unsafe fn f(self: Box<Self>, g: fn(), h: impl Copy) -> *const u8 { core::ptr::null() }
                 // Private methods may do all of this.
                 async unsafe fn fine<T>(self, t: &mut T) {}
             }
