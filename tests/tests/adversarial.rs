@@ -553,21 +553,14 @@ fn scribbled_metadata_gives_errors_never_crashes() {
     let base = u64::from(std::process::id());
     watchdog(Duration::from_secs(300), "scribbles", || {
         assert_no_leaks(|| {
-            let mut bad = Vec::new();
-            for i in 0..n {
+            all_probes_hold(n, |i| {
                 let seed = base * 1000 + i;
                 let region = i % 4;
                 match scribble_probe(seed, region) {
-                    Ok(Ok(0)) => {}
-                    other => bad.push(format!("seed {seed} region {region}: {other:?}")),
+                    Ok(Ok(0)) => None,
+                    other => Some(format!("seed {seed} region {region}: {other:?}")),
                 }
-            }
-            assert!(
-                bad.is_empty(),
-                "{} of {n} probes failed:\n{}",
-                bad.len(),
-                bad.join("\n")
-            );
+            });
         })
     });
 }
@@ -1495,21 +1488,26 @@ fn scribbled_pipe_rings_give_errors_never_crashes() {
         .unwrap_or(120);
     let base = u64::from(std::process::id());
     watchdog(Duration::from_secs(300), "pipe_scribbles", || {
-        let mut bad = Vec::new();
-        for i in 0..n {
+        all_probes_hold(n, |i| {
             let seed = base * 1000 + i;
             match in_child(Duration::from_secs(10), move || pipe_scribble_run(seed)) {
-                Ok(Ok(0)) => {}
-                other => bad.push(format!("seed {seed}: {other:?}")),
+                Ok(Ok(0)) => None,
+                other => Some(format!("seed {seed}: {other:?}")),
             }
-        }
-        assert!(
-            bad.is_empty(),
-            "{} of {n} probes failed:\n{}",
-            bad.len(),
-            bad.join("\n")
-        );
+        });
     });
+}
+
+/// Runs probes `0..n` (each returns what failed, or `None` when it held) and fails listing
+/// every probe that failed.
+fn all_probes_hold(n: u64, probe: impl FnMut(u64) -> Option<String>) {
+    let bad: Vec<String> = (0..n).filter_map(probe).collect();
+    assert!(
+        bad.is_empty(),
+        "{} of {n} probes failed:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }
 
 /// Replays one pipe scribble probe in this process (`SHMPROC_ADVERSARIAL_PIPE_SEED=<seed>`).
