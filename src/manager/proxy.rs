@@ -476,6 +476,12 @@ impl Drop for ManagedLockGuard<'_> {
     }
 }
 
+/// The server's `acquire` of a lock or a semaphore: waits (`wait`, at most `timeout`) or
+/// only tries; returns whether it took the lock or a unit.
+fn acquire(remote: &RemoteObject, wait: bool, timeout: Option<Duration>) -> Result<bool> {
+    remote.call_decode("acquire", enc(&(wait, timeout))?)
+}
+
 macro_rules! acquire_methods {
     ($name:ident) => {
         impl $name {
@@ -485,25 +491,21 @@ macro_rules! acquire_methods {
             /// # Errors
             /// [`Error::Disconnected`](crate::Error::Disconnected) if the server is gone.
             pub fn acquire(&self) -> Result<()> {
-                self.remote
-                    .call_decode::<bool>("acquire", enc(&(true, None::<Duration>))?)?;
-                Ok(())
+                acquire(&self.remote, true, None).map(drop)
             }
             /// Takes the lock if it is free; returns whether it did.
             ///
             /// # Errors
             /// As for `acquire`.
             pub fn try_acquire(&self) -> Result<bool> {
-                self.remote
-                    .call_decode("acquire", enc(&(false, None::<Duration>))?)
+                acquire(&self.remote, false, None)
             }
             /// Waits for the lock at most `timeout`; returns whether it was taken.
             ///
             /// # Errors
             /// As for `acquire`.
             pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
-                self.remote
-                    .call_decode("acquire", enc(&(true, Some(timeout)))?)
+                acquire(&self.remote, true, Some(timeout))
             }
             /// Releases the lock.
             ///
@@ -595,25 +597,21 @@ macro_rules! semaphore_methods {
             /// # Errors
             /// [`Error::Disconnected`](crate::Error::Disconnected) if the server is gone.
             pub fn acquire(&self) -> Result<()> {
-                self.remote
-                    .call_decode::<bool>("acquire", enc(&(true, None::<Duration>))?)?;
-                Ok(())
+                acquire(&self.remote, true, None).map(drop)
             }
             /// Takes a unit if one is free; returns whether it did.
             ///
             /// # Errors
             /// As for `acquire`.
             pub fn try_acquire(&self) -> Result<bool> {
-                self.remote
-                    .call_decode("acquire", enc(&(false, None::<Duration>))?)
+                acquire(&self.remote, false, None)
             }
             /// Waits for a unit at most `timeout`; returns whether one was taken.
             ///
             /// # Errors
             /// As for `acquire`.
             pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
-                self.remote
-                    .call_decode("acquire", enc(&(true, Some(timeout)))?)
+                acquire(&self.remote, true, Some(timeout))
             }
             /// Gives a unit back.
             ///
