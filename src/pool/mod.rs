@@ -10,9 +10,11 @@
 //! - **Tasks.** Each worker has its own shared-memory [`Queue`] of chunks (at most
 //!   `PER_WORKER` outstanding, so the load stays balanced; the chunks handed to one worker at
 //!   once travel in one message, and a worker is refilled once it ran half empty). Arguments
-//!   and results are encoded once per chunk, as byte strings; a chunk's results are the values
-//!   of the items that returned plus the panics by index, no per-item tag. Results come back
-//!   through one shared reply queue.
+//!   and results are encoded once per chunk, as byte strings (module `wire`): values of a
+//!   primitive number type as their little-endian bytes, a copy with no per-item encoding
+//!   step; other types with the codec. A chunk's results are the values of the items that
+//!   returned plus the panics by index, no per-item tag. Results come back through one shared
+//!   reply queue.
 //! - **Replies.** One thread at a time takes the replies (the *taker* role): a thread waiting
 //!   for a result ([`AsyncResult::get`], [`Pool::map`], [`Imap::next`], [`Pool::join`]) takes
 //!   them itself, so a worker's reply reaches the waiting caller with no hop through another
@@ -28,6 +30,7 @@
 //!   starts a replacement. No task waits forever on a dead worker.
 
 mod async_result;
+pub(crate) mod wire;
 mod worker;
 
 pub use async_result::AsyncResult;
@@ -39,7 +42,6 @@ use crate::queue::Queue;
 use crate::segment::Segment;
 use crate::shared::RawArray;
 use crate::sys;
-use crate::transfer::{self, Envelope, Received};
 use async_result::ResultSlot;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -52,6 +54,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use wire::{Sealed, seal_items};
 use worker::{Chunk, ChunkResult, Reply, Task, WorkerArgs, worker_main};
 
 /// Chunks queued to one worker at a time.
@@ -94,7 +97,7 @@ struct Decoded<R> {
 }
 
 /// Decodes a chunk's results.
-fn decode_chunk<R: DeserializeOwned>(count: u64, result: ChunkOutcome<'_>) -> Decoded<R> {
+fn decode_chunk<R: DeserializeOwned + 'static>(count: u64, result: ChunkOutcome<'_>) -> Decoded<R> {
     let all = |make: &dyn Fn() -> Error| Decoded {
         values: Vec::new(),
         errors: (0..count).map(|i| (i, make())).collect(),
@@ -103,8 +106,7 @@ fn decode_chunk<R: DeserializeOwned>(count: u64, result: ChunkOutcome<'_>) -> De
         Ok(bytes) => bytes,
         Err(make) => return all(make),
     };
-    type Wire<R> = (Vec<R>, Vec<(u64, String)>);
-    match transfer::open::<Wire<R>>(&bytes, Received::none()) {
+    match wire::open_results::<R>(&bytes) {
         // The reply came through shared memory: trust it only if it accounts for every item
         // exactly once, panics in increasing index order.
         Ok((values, panics))
@@ -169,7 +171,7 @@ impl<R> CollectState<R> {
     }
 }
 
-impl<R: DeserializeOwned + Send> Sink for Collect<R> {
+impl<R: DeserializeOwned + Send + 'static> Sink for Collect<R> {
     fn deliver(&self, start: u64, count: u64, result: ChunkOutcome<'_>) -> bool {
         let Decoded { values, errors } = decode_chunk::<R>(count, result);
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -238,7 +240,7 @@ struct StreamState<R> {
     abandoned: Option<Error>,
 }
 
-impl<R: DeserializeOwned + Send> Sink for Stream<R> {
+impl<R: DeserializeOwned + Send + 'static> Sink for Stream<R> {
     fn deliver(&self, start: u64, count: u64, result: ChunkOutcome<'_>) -> bool {
         let Decoded { values, errors } = decode_chunk::<R>(count, result);
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -924,7 +926,7 @@ impl PoolBuilder {
     /// exits and is replaced).
     pub fn initializer<A, R>(mut self, f: fn(A) -> R, args: A) -> Self
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize,
     {
         self.initializer = Some((Target::returning(f), codec::to_bytes(&args)));
@@ -1055,39 +1057,13 @@ fn collect_input<I: IntoIterator>(input: I) -> Result<Vec<I::Item>> {
 
 /// Encodes `items` as chunks of `chunksize` (the last may be shorter), lazily: `(count,
 /// bytes)`.
-fn encode_chunks<T: Serialize>(
+fn encode_chunks<T: Serialize + 'static>(
     items: &[T],
     chunksize: usize,
 ) -> impl Iterator<Item = Result<(u64, Sealed)>> + '_ {
     items
         .chunks(chunksize.max(1))
-        .map(|c| Ok((c.len() as u64, seal_args(c)?)))
-}
-
-/// Encodes a chunk's arguments in a transfer envelope.
-///
-/// The task queues carry bytes, not descriptors: a value holding a connection is refused
-/// here ([`Error::NoDescriptorChannel`]). Shared objects travel as handles; the segments
-/// they live in travel to each worker that does not map them yet over its segment socket
-/// (see `Inner::dispatch`).
-fn seal_args<T: Serialize + ?Sized>(items: &T) -> Result<Sealed> {
-    let envelope = Envelope::seal(items)?;
-    if envelope.needs_descriptors() {
-        return Err(Error::NoDescriptorChannel {
-            channel: "a pool's task queue",
-            count: envelope.fds.len(),
-        });
-    }
-    Ok(Sealed {
-        bytes: envelope.bytes,
-        segments: envelope.segments,
-    })
-}
-
-/// A chunk's encoded arguments and the segments their handles live in.
-struct Sealed {
-    bytes: Vec<u8>,
-    segments: Vec<Segment>,
+        .map(|c| Ok((c.len() as u64, seal_items(c)?)))
 }
 
 impl Sealed {
@@ -1218,8 +1194,7 @@ impl Pool {
         let job = self.new_job(sink.clone())?;
         if n == 0 {
             // No values and no panics: what a chunk of no items encodes to.
-            let none: (Vec<()>, Vec<(u64, String)>) = (Vec::new(), Vec::new());
-            if sink.deliver(0, 0, Ok(codec::to_bytes(&none)?)) {
+            if sink.deliver(0, 0, Ok(wire::seal_results::<()>(&[], &Vec::new())?)) {
                 self.inner.job_done(job);
             }
             return Ok(());
@@ -1293,7 +1268,7 @@ impl Pool {
     /// encoded.
     pub fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.apply_async(f, args)?.get()
@@ -1305,7 +1280,7 @@ impl Pool {
     /// As for [`apply`](Pool::apply), for the submission.
     pub fn apply_async<A, R>(&self, f: fn(A) -> R, args: A) -> Result<AsyncResult<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.apply_async_with(f, args, Callbacks::none())
@@ -1323,10 +1298,10 @@ impl Pool {
         callbacks: Callbacks<R>,
     ) -> Result<AsyncResult<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let chunks = std::iter::once(seal_args(std::slice::from_ref(&args)).map(|b| (1, b)));
+        let chunks = std::iter::once(seal_items(std::slice::from_ref(&args)).map(|b| (1, b)));
         self.collect_async(Target::batch(f), 1, chunks, first::<R>, callbacks)
     }
 
@@ -1341,7 +1316,7 @@ impl Pool {
     /// [`apply`](Pool::apply).
     pub fn map<A, R, I>(&self, f: fn(A) -> R, input: I) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
@@ -1354,7 +1329,7 @@ impl Pool {
     /// As for [`map`](Pool::map).
     pub fn map_chunked<A, R, I>(&self, f: fn(A) -> R, input: I, chunksize: usize) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
@@ -1374,7 +1349,7 @@ impl Pool {
         callbacks: Callbacks<Vec<R>>,
     ) -> Result<AsyncResult<Vec<R>>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
@@ -1391,8 +1366,8 @@ impl Pool {
     /// As for [`map`](Pool::map).
     pub fn starmap<A, B, R, I>(&self, f: fn(A, B) -> R, input: I) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = (A, B)>,
     {
@@ -1411,8 +1386,8 @@ impl Pool {
         callbacks: Callbacks<Vec<R>>,
     ) -> Result<AsyncResult<Vec<R>>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = (A, B)>,
     {
@@ -1430,7 +1405,7 @@ impl Pool {
     /// iterator; a panic in the input iterator comes as a last `Err(InputPanicked)`.
     pub fn imap<A, R, I>(&self, f: fn(A) -> R, input: I) -> Result<Imap<'_, I::IntoIter, R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
@@ -1448,7 +1423,7 @@ impl Pool {
         chunksize: usize,
     ) -> Result<Imap<'_, I::IntoIter, R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
@@ -1466,7 +1441,7 @@ impl Pool {
         chunksize: usize,
     ) -> Result<Imap<'_, I::IntoIter, R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
@@ -1482,7 +1457,7 @@ impl Pool {
     ) -> Result<Imap<'_, I, R>>
     where
         I: Iterator,
-        I::Item: Serialize,
+        I::Item: Serialize + 'static,
         R: DeserializeOwned + Send + 'static,
     {
         let id = self.register(target)?;
@@ -1595,7 +1570,7 @@ impl Pool {
         let finish: Finish<()> = Box::new(move |r: Result<Vec<()>>| out.set(r.map(drop)));
         let sink = Arc::new(Collect::new(1, finish));
         let job = self.new_job(sink)?;
-        self.submit(seal_args(&[()])?.into_chunk(job, 0, 1, id))?;
+        self.submit(seal_items(&[()])?.into_chunk(job, 0, 1, id))?;
         AsyncResult::new(slot, Arc::clone(&self.inner)).get()
     }
 }
@@ -1684,7 +1659,7 @@ impl<I, R> fmt::Debug for Imap<'_, I, R> {
 impl<I, R> Imap<'_, I, R>
 where
     I: Iterator,
-    I::Item: Serialize,
+    I::Item: Serialize + 'static,
 {
     /// Once half the window is free, submits input chunks until it is full or the input
     /// ends, all at once (so they travel several to a message).
@@ -1702,7 +1677,7 @@ where
             let pulled = catch_unwind(AssertUnwindSafe(|| {
                 input.by_ref().take(cs).collect::<Vec<_>>()
             }));
-            let (len, args) = match pulled.map(|items| (items.len() as u64, seal_args(&items))) {
+            let (len, args) = match pulled.map(|items| (items.len() as u64, seal_items(&items))) {
                 Ok((len, Ok(bytes))) => (len, bytes),
                 Ok((_, Err(e))) => {
                     end = Some(Some(e));
@@ -1759,7 +1734,7 @@ impl<I, R> Imap<'_, I, R> {
 impl<I, R> Iterator for Imap<'_, I, R>
 where
     I: Iterator,
-    I::Item: Serialize,
+    I::Item: Serialize + 'static,
 {
     type Item = Result<R>;
 

@@ -118,8 +118,8 @@ impl Target {
     /// one message per chunk, not per item, and no per-item tag in the common case.
     pub(crate) fn batch<A, R>(f: fn(A) -> R) -> Target
     where
-        A: DeserializeOwned,
-        R: Serialize,
+        A: DeserializeOwned + 'static,
+        R: Serialize + 'static,
     {
         let t: Trampoline = batch_trampoline::<A, R>;
         Target {
@@ -132,9 +132,9 @@ impl Target {
     /// `Vec<(A, B)>` (a pool's `starmap`).
     pub(crate) fn batch2<A, B, R>(f: fn(A, B) -> R) -> Target
     where
-        A: DeserializeOwned,
-        B: DeserializeOwned,
-        R: Serialize,
+        A: DeserializeOwned + 'static,
+        B: DeserializeOwned + 'static,
+        R: Serialize + 'static,
     {
         let t: Trampoline = batch2_trampoline::<A, B, R>;
         Target {
@@ -485,10 +485,10 @@ pub(crate) fn catch_item<R>(call: impl FnOnce() -> R) -> std::result::Result<R, 
     catch_unwind(AssertUnwindSafe(call)).map_err(|payload| panic_report(payload.as_ref()))
 }
 
-/// Encodes one chunk's results: the values of the items that returned, then the index and
-/// message of each item that panicked.
-fn chunk_outcome<R: Serialize>(values: &[R], panics: &[(u64, String)]) -> Outcome {
-    match codec::to_bytes(&(values, panics)) {
+/// Encodes one chunk's results: the values of the items that returned and the index and
+/// message of each item that panicked (laid out as `pool::wire` describes).
+fn chunk_outcome<R: Serialize + 'static>(values: &[R], panics: &Vec<(u64, String)>) -> Outcome {
+    match crate::pool::wire::seal_results(values, panics) {
         Ok(bytes) => Outcome::Returned(bytes),
         Err(e) => Outcome::Failed(format!("result: {e}")),
     }
@@ -508,7 +508,7 @@ fn run_items<T, R>(items: Vec<T>, mut call: impl FnMut(T) -> R) -> (Vec<R>, Vec<
 }
 
 /// Decodes a `Vec<A>`, calls the `fn(A) -> R` at `function` on each, encodes the results.
-fn batch_trampoline<A: DeserializeOwned, R: Serialize>(
+fn batch_trampoline<A: DeserializeOwned + 'static, R: Serialize + 'static>(
     function: usize,
     args: &[u8],
     received: Received,
@@ -516,7 +516,7 @@ fn batch_trampoline<A: DeserializeOwned, R: Serialize>(
     // SAFETY: `function` was produced by `Target::batch::<A, R>` from an `fn(A) -> R`
     // together with this very trampoline (see the module's `# Safety`).
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
-    let items: Vec<A> = match transfer::open(args, received) {
+    let items: Vec<A> = match crate::pool::wire::open_items(args, received) {
         Ok(a) => a,
         Err(e) => return Outcome::Failed(format!("arguments: {e}")),
     };
@@ -526,7 +526,11 @@ fn batch_trampoline<A: DeserializeOwned, R: Serialize>(
 
 /// Decodes a `Vec<(A, B)>`, calls the `fn(A, B) -> R` at `function` on each, encodes the
 /// results.
-fn batch2_trampoline<A: DeserializeOwned, B: DeserializeOwned, R: Serialize>(
+fn batch2_trampoline<
+    A: DeserializeOwned + 'static,
+    B: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+>(
     function: usize,
     args: &[u8],
     received: Received,
@@ -534,7 +538,7 @@ fn batch2_trampoline<A: DeserializeOwned, B: DeserializeOwned, R: Serialize>(
     // SAFETY: `function` was produced by `Target::batch2::<A, B, R>` from an
     // `fn(A, B) -> R` together with this very trampoline (see the module's `# Safety`).
     let f = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(function) };
-    let items: Vec<(A, B)> = match transfer::open(args, received) {
+    let items: Vec<(A, B)> = match crate::pool::wire::open_items(args, received) {
         Ok(a) => a,
         Err(e) => return Outcome::Failed(format!("arguments: {e}")),
     };
