@@ -38,6 +38,8 @@ pub(crate) type Panics = Vec<(u64, String)>;
 /// signed integers, so small magnitudes give small words), narrowed to the bytes the largest
 /// word of the chunk needs.
 trait Plain: Copy + 'static {
+    /// Zero.
+    const ZERO: Self;
     /// The value's word.
     fn word(self) -> u64;
     /// The value of a word (`None` if the word is out of the type's range).
@@ -47,6 +49,8 @@ trait Plain: Copy + 'static {
 macro_rules! unsigned {
     ($($t:ty),*) => {$(
         impl Plain for $t {
+            const ZERO: Self = 0;
+
             #[inline]
             fn word(self) -> u64 {
                 self as u64
@@ -63,6 +67,8 @@ macro_rules! unsigned {
 macro_rules! signed {
     ($($t:ty),*) => {$(
         impl Plain for $t {
+            const ZERO: Self = 0;
+
             #[inline]
             fn word(self) -> u64 {
                 let v = self as i64;
@@ -82,6 +88,8 @@ unsigned!(u8, u16, u32, u64, usize);
 signed!(i8, i16, i32, i64, isize);
 
 impl Plain for f64 {
+    const ZERO: Self = 0.0;
+
     #[inline]
     fn word(self) -> u64 {
         self.to_bits()
@@ -94,6 +102,8 @@ impl Plain for f64 {
 }
 
 impl Plain for f32 {
+    const ZERO: Self = 0.0;
+
     #[inline]
     fn word(self) -> u64 {
         u64::from(self.to_bits())
@@ -156,10 +166,20 @@ fn put_plain<T: 'static, P: Plain>(items: &[T], out: &mut Vec<u8>) -> Option<()>
 }
 
 fn put_words<T: 'static, P: Plain, const W: usize>(items: &[T], out: &mut Vec<u8>) -> Option<()> {
+    // One 8-byte store per value at its place: its high bytes are zero (every word fits in
+    // `W` bytes) and the next value's store overwrites them. The 8 bytes of slack the last
+    // store needs are cut off after.
+    let start = out.len();
+    let end = start.checked_add(items.len().checked_mul(W)?)?;
+    out.resize(end.checked_add(8)?, 0);
+    let mut at = start;
     for item in items {
-        let bytes = word_of::<T, P>(item)?.to_le_bytes();
-        out.extend_from_slice(bytes.get(..W)?);
+        let word = word_of::<T, P>(item)?;
+        out.get_mut(at..at + 8)?
+            .copy_from_slice(&word.to_le_bytes());
+        at += W;
     }
+    out.truncate(end);
     Some(())
 }
 
@@ -197,17 +217,36 @@ fn take_words<P: Plain, const W: usize>(bytes: &[u8]) -> Result<Vec<P>> {
     if !bytes.len().is_multiple_of(W) {
         return Err(malformed("a plain value cut short"));
     }
-    let mut values: Vec<P> = Vec::with_capacity(bytes.len() / W);
+    let n = bytes.len() / W;
+    let mask = u64::MAX >> (64 - 8 * W);
     let mut fits = true;
-    for c in bytes.chunks_exact(W) {
+    let mut check = |word: u64| {
+        P::from_word(word).unwrap_or_else(|| {
+            fits = false;
+            P::ZERO
+        })
+    };
+    // One 8-byte load per value while 8 bytes remain, its bytes past `W` masked off; the
+    // last values are copied out one by one.
+    let loads = match bytes.len().checked_sub(8) {
+        Some(rest) => (rest / W + 1).min(n),
+        None => 0,
+    };
+    let mut values: Vec<P> = Vec::with_capacity(n);
+    values.extend((0..loads).map(|i| {
+        let at = i * W;
+        let word = bytes
+            .get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(0, u64::from_le_bytes);
+        check(word & mask)
+    }));
+    for c in bytes.chunks_exact(W).skip(loads) {
         let mut word = [0u8; 8];
         if let Some(low) = word.get_mut(..W) {
             low.copy_from_slice(c);
         }
-        match P::from_word(u64::from_le_bytes(word)) {
-            Some(v) => values.push(v),
-            None => fits = false,
-        }
+        values.push(check(u64::from_le_bytes(word)));
     }
     if fits {
         Ok(values)
@@ -338,6 +377,11 @@ mod tests {
         round(vec![i8::MIN, i8::MAX]);
         round(vec![f32::NAN.to_bits()]);
         round(vec![0usize; 3]);
+        for bits in [1, 7, 8, 9, 16, 17, 24, 31, 33, 40, 48, 56, 63, 64] {
+            let top = u64::MAX >> (64 - bits);
+            round((0..40u64).map(|i| top - i.min(top)).collect());
+            round((0..40i64).map(|i| (top >> 1) as i64 - i).collect());
+        }
         round(Vec::<u8>::new());
         round(vec![(1u8, 2u16)]);
         round(vec!["text".to_owned()]);

@@ -481,6 +481,7 @@ fn panic_report(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Runs `call` catching a panic: `Err` with the message and, if recorded, the location.
+#[cfg(feature = "mpi")]
 pub(crate) fn catch_item<R>(call: impl FnOnce() -> R) -> std::result::Result<R, String> {
     catch_unwind(AssertUnwindSafe(call)).map_err(|payload| panic_report(payload.as_ref()))
 }
@@ -495,14 +496,23 @@ fn chunk_outcome<R: Serialize + 'static>(values: &[R], panics: &Vec<(u64, String
 }
 
 /// Runs `call` on each item, splitting the outcomes into values and `(index, panic)`.
+///
+/// One `catch_unwind` covers the items up to the next panic, not one per item: after a
+/// panic the loop goes on with the next item (`values` holds exactly the items that
+/// returned, `next` the index of the one running).
 fn run_items<T, R>(items: Vec<T>, mut call: impl FnMut(T) -> R) -> (Vec<R>, Vec<(u64, String)>) {
     let mut values = Vec::with_capacity(items.len());
     let mut panics = Vec::new();
-    for (i, item) in (0u64..).zip(items) {
-        match catch_item(|| call(item)) {
-            Ok(r) => values.push(r),
-            Err(m) => panics.push((i, m)),
+    let mut items = items.into_iter();
+    let mut next = 0u64;
+    while let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
+        for item in items.by_ref() {
+            values.push(call(item));
+            next += 1;
         }
+    })) {
+        panics.push((next, panic_report(payload.as_ref())));
+        next += 1;
     }
     (values, panics)
 }

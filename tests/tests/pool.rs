@@ -37,6 +37,13 @@ fn boom(x: u64) -> u64 {
     x
 }
 
+fn boom_on_threes(x: i32) -> i32 {
+    if x % 3 == 0 {
+        panic!("{x} is a multiple of three");
+    }
+    -x
+}
+
 fn abort_on(x: u64) -> u64 {
     if x == 5 {
         std::process::abort();
@@ -206,6 +213,33 @@ fn panics_are_results_and_the_pool_goes_on() {
             Err(Error::TaskPanicked { .. })
         ));
         assert_eq!(pool.apply(square, 4).unwrap(), 16);
+    });
+}
+
+/// Several panics in one chunk (its first and last item among them): each is that item's
+/// error, and every other item of the chunk returns its value.
+#[test]
+fn several_panics_in_one_chunk_each_hit_their_own_item() {
+    watchdog(LIMIT, "panics in a chunk", || {
+        let pool = Pool::new(2).unwrap();
+        let got: Vec<_> = pool
+            .imap_chunked(boom_on_threes, 0..40, 7)
+            .unwrap()
+            .collect();
+        assert_eq!(got.len(), 40);
+        for (x, r) in (0..).zip(got) {
+            match r {
+                Ok(v) => assert_eq!((x % 3 != 0, v), (true, -x)),
+                Err(Error::TaskPanicked { message }) => {
+                    assert_eq!(x % 3, 0);
+                    assert!(message.contains(&format!("{x} is a multiple")), "{message}");
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let wide = [i32::MIN + 1, -1, 1, i32::MAX];
+        assert_eq!(pool.map(boom_on_threes, wide).unwrap(), wide.map(|x| -x));
+        pool.join().unwrap();
     });
 }
 
