@@ -45,7 +45,7 @@ use crate::sys;
 use async_result::ResultSlot;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::fs::File;
 use std::io::Write;
@@ -89,42 +89,39 @@ trait Sink: Send + Sync {
 /// A chunk's results as they reach a sink.
 type ChunkOutcome<'a> = std::result::Result<Vec<u8>, &'a dyn Fn() -> Error>;
 
-/// A chunk's decoded results: the values of the items that returned, in order, and the
-/// errors of the others by index within the chunk (increasing).
-struct Decoded<R> {
-    values: Vec<R>,
-    errors: Vec<(u64, Error)>,
-}
-
-/// Decodes a chunk's results.
-fn decode_chunk<R: DeserializeOwned + 'static>(count: u64, result: ChunkOutcome<'_>) -> Decoded<R> {
-    let all = |make: &dyn Fn() -> Error| Decoded {
-        values: Vec::new(),
-        errors: (0..count).map(|i| (i, make())).collect(),
-    };
+/// Decodes a chunk's results: appends the values of the items that returned to `out`, in
+/// order, and returns the errors of the others by index within the chunk (increasing).
+/// Appends nothing when every item failed.
+fn decode_chunk<R: DeserializeOwned + 'static>(
+    count: u64,
+    result: ChunkOutcome<'_>,
+    out: &mut Vec<R>,
+) -> Vec<(u64, Error)> {
+    let all = |make: &dyn Fn() -> Error| (0..count).map(|i| (i, make())).collect();
     let bytes = match result {
         Ok(bytes) => bytes,
         Err(make) => return all(make),
     };
-    match wire::open_results::<R>(&bytes) {
+    let before = out.len();
+    match wire::open_results::<R>(&bytes, out) {
         // The reply came through shared memory: trust it only if it accounts for every item
         // exactly once, panics in increasing index order.
-        Ok((values, panics))
-            if values.len() as u64 + panics.len() as u64 == count
+        Ok(panics)
+            if (out.len() - before) as u64 + panics.len() as u64 == count
                 && panics.windows(2).all(|w| w[0].0 < w[1].0)
                 && panics.last().is_none_or(|p| p.0 < count) =>
         {
-            Decoded {
-                values,
-                errors: panics
-                    .into_iter()
-                    .map(|(i, message)| (i, Error::TaskPanicked { message }))
-                    .collect(),
-            }
+            panics
+                .into_iter()
+                .map(|(i, message)| (i, Error::TaskPanicked { message }))
+                .collect()
         }
-        Ok(_) => all(&|| Error::TaskFailed {
-            reason: "malformed reply".to_owned(),
-        }),
+        Ok(_) => {
+            out.truncate(before);
+            all(&|| Error::TaskFailed {
+                reason: "malformed reply".to_owned(),
+            })
+        }
         Err(e) => {
             let reason = format!("result: {e}");
             all(&|| Error::TaskFailed {
@@ -140,11 +137,17 @@ struct Collect<R> {
 }
 
 struct CollectState<R> {
-    /// The values of each chunk delivered, by start (empty for a chunk with an error).
-    chunks: BTreeMap<u64, Vec<R>>,
+    /// The values of items `0..next`: chunks that arrive in order are decoded straight into
+    /// it.
+    out: Vec<R>,
+    next: u64,
+    /// The values of chunks that arrived ahead of `next`, by start.
+    ahead: BTreeMap<u64, Vec<R>>,
+    /// The starts of the chunks delivered.
+    delivered: BTreeSet<u64>,
     total: u64,
     remaining: u64,
-    /// The error of the lowest failed index.
+    /// The error of the lowest failed index (values are no longer kept then).
     error: Option<(u64, Error)>,
     finish: Option<Finish<R>>,
 }
@@ -153,7 +156,10 @@ impl<R> Collect<R> {
     fn new(n: u64, finish: Finish<R>) -> Collect<R> {
         Collect {
             state: Mutex::new(CollectState {
-                chunks: BTreeMap::new(),
+                out: Vec::new(),
+                next: 0,
+                ahead: BTreeMap::new(),
+                delivered: BTreeSet::new(),
                 total: n,
                 remaining: n,
                 error: None,
@@ -168,23 +174,53 @@ impl<R> CollectState<R> {
         if self.error.as_ref().is_none_or(|(i, _)| index < *i) {
             self.error = Some((index, e));
         }
+        self.out = Vec::new();
+        self.ahead.clear();
     }
 }
 
 impl<R: DeserializeOwned + Send + 'static> Sink for Collect<R> {
     fn deliver(&self, start: u64, count: u64, result: ChunkOutcome<'_>) -> bool {
-        let Decoded { values, errors } = decode_chunk::<R>(count, result);
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if s.chunks.contains_key(&start) || start.saturating_add(count) > s.total {
+        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let s = &mut *guard;
+        if s.delivered.contains(&start) || start.saturating_add(count) > s.total {
             return s.remaining == 0;
         }
-        match errors.into_iter().next() {
-            Some((i, e)) => {
-                s.fail(start + i, e);
-                s.chunks.insert(start, Vec::new());
+        s.delivered.insert(start);
+        if s.error.is_none() {
+            if start == s.next {
+                if s.out.is_empty() {
+                    s.out.reserve(usize::try_from(s.total).unwrap_or(0));
+                }
+                let errors = decode_chunk::<R>(count, result, &mut s.out);
+                if let Some((i, e)) = errors.into_iter().next() {
+                    s.fail(start + i, e);
+                } else {
+                    s.next += count;
+                    while let Some(entry) = s.ahead.first_entry()
+                        && *entry.key() == s.next
+                    {
+                        let values = entry.remove();
+                        s.next += values.len() as u64;
+                        s.out.extend(values);
+                    }
+                }
+            } else {
+                let mut values = Vec::new();
+                let errors = decode_chunk::<R>(count, result, &mut values);
+                if let Some((i, e)) = errors.into_iter().next() {
+                    s.fail(start + i, e);
+                } else {
+                    s.ahead.insert(start, values);
+                }
             }
-            None => {
-                s.chunks.insert(start, values);
+        } else if let Err(make) = result {
+            // Only an earlier failure can still replace the one kept.
+            s.fail(start, make());
+        } else if s.error.as_ref().is_some_and(|(i, _)| start < *i) {
+            let errors = decode_chunk::<R>(count, result, &mut Vec::new());
+            if let Some((i, e)) = errors.into_iter().next() {
+                s.fail(start + i, e);
             }
         }
         s.remaining = s.remaining.saturating_sub(count);
@@ -196,20 +232,9 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collect<R> {
         };
         let outcome = match s.error.take() {
             Some((_, e)) => Err(e),
-            None => {
-                let chunks = std::mem::take(&mut s.chunks);
-                if chunks.len() == 1 {
-                    Ok(chunks.into_values().next().unwrap_or_default())
-                } else {
-                    let mut all = Vec::with_capacity(usize::try_from(s.total).unwrap_or(0));
-                    for v in chunks.into_values() {
-                        all.extend(v);
-                    }
-                    Ok(all)
-                }
-            }
+            None => Ok(std::mem::take(&mut s.out)),
         };
-        drop(s);
+        drop(guard);
         finish(outcome);
         true
     }
@@ -242,7 +267,8 @@ struct StreamState<R> {
 
 impl<R: DeserializeOwned + Send + 'static> Sink for Stream<R> {
     fn deliver(&self, start: u64, count: u64, result: ChunkOutcome<'_>) -> bool {
-        let Decoded { values, errors } = decode_chunk::<R>(count, result);
+        let mut values = Vec::new();
+        let errors = decode_chunk::<R>(count, result, &mut values);
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let mut errors = errors.into_iter().peekable();
         let mut values = values.into_iter();

@@ -183,37 +183,34 @@ fn put_words<T: 'static, P: Plain, const W: usize>(items: &[T], out: &mut Vec<u8
     Some(())
 }
 
-/// Reads plain values (as [`put_plain`] lays them out) as a `Vec<T>` (`T` is `P`); `None`
-/// if `T` is not `P`, `Some(Err)` for a malformed string.
-fn take_plain<T: 'static, P: Plain>(bytes: &[u8]) -> Option<Result<Vec<T>>> {
+/// Appends plain values (as [`put_plain`] lays them out) to `out` (`T` is `P`); `None` if
+/// `T` is not `P`, `Some(Err)` for a malformed string (nothing appended then).
+// The `Vec` itself is downcast and grown, not a slice.
+#[allow(clippy::ptr_arg)]
+fn take_plain<T: 'static, P: Plain>(bytes: &[u8], out: &mut Vec<T>) -> Option<Result<()>> {
+    let out = (out as &mut dyn Any).downcast_mut::<Vec<P>>()?;
     let Some((&width, rest)) = bytes.split_first() else {
         return Some(Err(malformed("no width")));
     };
-    let values = match width {
-        1 => take_words::<P, 1>(rest),
-        2 => take_words::<P, 2>(rest),
-        3 => take_words::<P, 3>(rest),
-        4 => take_words::<P, 4>(rest),
-        5 => take_words::<P, 5>(rest),
-        6 => take_words::<P, 6>(rest),
-        7 => take_words::<P, 7>(rest),
-        8 => take_words::<P, 8>(rest),
+    let before = out.len();
+    let r = match width {
+        1 => take_words::<P, 1>(rest, out),
+        2 => take_words::<P, 2>(rest, out),
+        3 => take_words::<P, 3>(rest, out),
+        4 => take_words::<P, 4>(rest, out),
+        5 => take_words::<P, 5>(rest, out),
+        6 => take_words::<P, 6>(rest, out),
+        7 => take_words::<P, 7>(rest, out),
+        8 => take_words::<P, 8>(rest, out),
         _ => Err(malformed("width")),
     };
-    let values = match values {
-        Ok(v) => v,
-        Err(e) => return Some(Err(e)),
-    };
-    let boxed: Box<dyn Any> = Box::new(values);
-    Some(
-        boxed
-            .downcast::<Vec<T>>()
-            .map(|v| *v)
-            .map_err(|_| malformed("not a plain type")),
-    )
+    if r.is_err() {
+        out.truncate(before);
+    }
+    Some(r)
 }
 
-fn take_words<P: Plain, const W: usize>(bytes: &[u8]) -> Result<Vec<P>> {
+fn take_words<P: Plain, const W: usize>(bytes: &[u8], values: &mut Vec<P>) -> Result<()> {
     if !bytes.len().is_multiple_of(W) {
         return Err(malformed("a plain value cut short"));
     }
@@ -232,7 +229,7 @@ fn take_words<P: Plain, const W: usize>(bytes: &[u8]) -> Result<Vec<P>> {
         Some(rest) => (rest / W + 1).min(n),
         None => 0,
     };
-    let mut values: Vec<P> = Vec::with_capacity(n);
+    values.reserve(n);
     values.extend((0..loads).map(|i| {
         let at = i * W;
         let word = bytes
@@ -249,7 +246,7 @@ fn take_words<P: Plain, const W: usize>(bytes: &[u8]) -> Result<Vec<P>> {
         values.push(check(u64::from_le_bytes(word)));
     }
     if fits {
-        Ok(values)
+        Ok(())
     } else {
         Err(malformed("a plain value out of its type's range"))
     }
@@ -307,8 +304,12 @@ pub(crate) fn open_items<T: DeserializeOwned + 'static>(
 ) -> Result<Vec<T>> {
     match bytes.split_last() {
         Some((&SERDE, rest)) => transfer::open(rest, received),
-        Some((&PLAIN, rest)) => as_plain!(T, take_plain(rest))
-            .unwrap_or_else(|| Err(malformed("plain values of a type that is not plain"))),
+        Some((&PLAIN, rest)) => {
+            let mut values = Vec::new();
+            as_plain!(T, take_plain(rest, &mut values))
+                .unwrap_or_else(|| Err(malformed("plain values of a type that is not plain")))?;
+            Ok(values)
+        }
         _ => Err(malformed("unknown tag")),
     }
 }
@@ -331,25 +332,32 @@ pub(crate) fn seal_results<R: Serialize + 'static>(
     Ok(bytes)
 }
 
-/// Decodes a chunk's results (in the pool): the values of the items that returned, and the
-/// panics. Not yet checked against the chunk.
+/// Decodes a chunk's results (in the pool): appends the values of the items that returned
+/// to `out` and returns the panics. Not yet checked against the chunk. On an error nothing
+/// is appended.
 ///
 /// # Errors
 /// A malformed string; the codec's.
 pub(crate) fn open_results<R: DeserializeOwned + 'static>(
     bytes: &[u8],
-) -> Result<(Vec<R>, Panics)> {
+    out: &mut Vec<R>,
+) -> Result<Panics> {
     match bytes.split_last() {
         Some((&SERDE, rest)) => {
             let (panics, values) = transfer::open::<(Panics, Vec<R>)>(rest, Received::none())?;
-            Ok((values, panics))
+            if out.is_empty() {
+                *out = values;
+            } else {
+                out.extend(values);
+            }
+            Ok(panics)
         }
         Some((&PLAIN, rest)) => {
             let (panics, rest) = postcard::take_from_bytes::<Panics>(rest)
                 .map_err(|e| malformed(&format!("panics: {e}")))?;
-            let values = as_plain!(R, take_plain(rest))
+            as_plain!(R, take_plain(rest, out))
                 .unwrap_or_else(|| Err(malformed("plain values of a type that is not plain")))?;
-            Ok((values, panics))
+            Ok(panics)
         }
         _ => Err(malformed("unknown tag")),
     }
@@ -364,7 +372,9 @@ mod tests {
         assert_eq!(open_items::<T>(&sealed.bytes, Received::none()).unwrap(), v);
         let panics = vec![(1, "boom".to_owned())];
         let bytes = seal_results(&v, &panics).unwrap();
-        assert_eq!(open_results::<T>(&bytes).unwrap(), (v, panics));
+        let mut out = Vec::new();
+        assert_eq!(open_results::<T>(&bytes, &mut out).unwrap(), panics);
+        assert_eq!(out, v);
     }
 
     #[test]
@@ -411,12 +421,19 @@ mod tests {
         assert!(items(&[1, 1, 9]).is_err());
         // Plain values for a type that is not plain.
         assert!(open_items::<String>(&[1, 1, PLAIN], Received::none()).is_err());
-        assert!(open_results::<bool>(&[0, 1, 1, PLAIN]).is_err());
-        // Bad panics, cut-short values.
-        assert!(open_results::<u16>(&[5, 1, 1, PLAIN]).is_err());
-        assert!(open_results::<u16>(&[0, 2, 1, PLAIN]).is_err());
-        // Any width decodes while the values fit the type.
+        let results = |b: &[u8]| {
+            let mut out = vec![9u16];
+            open_results::<u16>(b, &mut out).map(|_| out)
+        };
+        assert!(open_results::<bool>(&[0, 1, 1, PLAIN], &mut Vec::new()).is_err());
+        // Bad panics, cut-short values, out of range after good ones: nothing appended.
+        assert!(results(&[5, 1, 1, PLAIN]).is_err());
+        assert!(results(&[0, 2, 1, PLAIN]).is_err());
+        let mut out = vec![9u16];
+        assert!(open_results::<u16>(&[0, 3, 1, 0, 0, 0, 0, 1, PLAIN], &mut out).is_err());
+        assert_eq!(out, [9]);
+        // Any width decodes while the values fit the type; values are appended.
         assert_eq!(items(&[8, 7, 0, 0, 0, 0, 0, 0, 0, PLAIN]).unwrap(), [7]);
-        assert_eq!(open_results::<u16>(&[0, 2, 1, 0, PLAIN]).unwrap().0, [1]);
+        assert_eq!(results(&[0, 2, 1, 0, PLAIN]).unwrap(), [9, 1]);
     }
 }

@@ -237,6 +237,15 @@ fn several_panics_in_one_chunk_each_hit_their_own_item() {
                 Err(e) => panic!("{e}"),
             }
         }
+        // `map` reports the lowest failed item, whichever chunk's reply comes first.
+        for _ in 0..5 {
+            match pool.map_chunked(boom_on_threes, (1..200).rev().chain(1..3), 5) {
+                Err(Error::TaskPanicked { message }) => {
+                    assert!(message.contains("198 is a multiple"), "{message}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
         let wide = [i32::MIN + 1, -1, 1, i32::MAX];
         assert_eq!(pool.map(boom_on_threes, wide).unwrap(), wide.map(|x| -x));
         pool.join().unwrap();
