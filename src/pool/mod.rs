@@ -875,7 +875,9 @@ impl Inner {
 /// dying worker.
 ///
 /// Functions are `fn` items or non-capturing closures (`fn(A) -> R`), as for
-/// [`spawn`](crate::spawn); arguments and results travel encoded, and shared objects in them
+/// [`spawn`](crate::spawn); their argument and result types own their data (`'static`).
+/// Arguments and results travel encoded (primitive numbers as plain bytes, other types with
+/// the [`codec`](crate::codec)), and shared objects in them
 /// (an [`Array`](crate::Array), a [`Value`](crate::Value), a [`Queue`], containers)
 /// re-attach in the worker. Each chunk's arguments are sealed in a transfer envelope: a
 /// segment its handles live in that a worker does not map yet (one created after the worker

@@ -32,8 +32,8 @@ pub(crate) enum Task {
     Stop,
 }
 
-/// Batch function `target` on the `count` items (an encoded `Vec`) of the chunk that starts
-/// at index `start` of job `job`.
+/// Batch function `target` on the `count` items (a `Vec`, laid out as module `wire`
+/// describes) of the chunk that starts at index `start` of job `job`.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Chunk {
     pub(crate) job: u64,
@@ -53,8 +53,8 @@ pub(crate) struct Chunk {
 /// What a chunk gave.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ChunkResult {
-    /// The encoded `(Vec<R>, Vec<(u64, String)>)`: the values of the items that returned, then
-    /// the index and message of each item that panicked (see `Target::batch`).
+    /// The values of the items that returned and the index and message of each item that
+    /// panicked, laid out as module `wire` describes (see `Target::batch`).
     Returned(#[serde(with = "bytes")] Vec<u8>),
     /// The chunk could not run (arguments, result encoding, unknown function): why.
     Failed(String),

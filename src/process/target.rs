@@ -112,10 +112,10 @@ impl Target {
     }
 
     /// Names `f` together with the trampoline that runs it on a whole chunk: the arguments
-    /// are an encoded `Vec<A>`, the result an encoded `(Vec<R>, Vec<(u64, String)>)`: the
-    /// values of the items that returned, in order, then the index and the panic message
-    /// (with location) of each item that panicked, in increasing index order. A pool sends
-    /// one message per chunk, not per item, and no per-item tag in the common case.
+    /// are a `Vec<A>`, the result the values of the items that returned, in order, and the
+    /// index and the panic message (with location) of each item that panicked, in increasing
+    /// index order, both laid out as `pool::wire` describes. A pool sends one message per
+    /// chunk, not per item, and no per-item tag in the common case.
     pub(crate) fn batch<A, R>(f: fn(A) -> R) -> Target
     where
         A: DeserializeOwned + 'static,
@@ -128,8 +128,8 @@ impl Target {
         }
     }
 
-    /// Like [`Target::batch`] for a two-argument `f`: the arguments are an encoded
-    /// `Vec<(A, B)>` (a pool's `starmap`).
+    /// Like [`Target::batch`] for a two-argument `f`: the arguments are a `Vec<(A, B)>`
+    /// (a pool's `starmap`).
     pub(crate) fn batch2<A, B, R>(f: fn(A, B) -> R) -> Target
     where
         A: DeserializeOwned + 'static,
