@@ -82,7 +82,10 @@ pub use process::{
 pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, ShareableQueue, SimpleQueue};
 pub use runtime::{default_segment, set_default_heap_size};
 pub use segment::Segment;
-pub use shared::{Array, ArrayGuard, RawArray, RawIter, RawValue, Shareable, Value, ValueGuard};
+pub use shared::{
+    Array, ArrayGuard, ArrayRangeGuard, RangeLockResult, RawArray, RawIter, RawValue, Shareable,
+    Value, ValueGuard,
+};
 pub use sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, Lock, LockGuard,
     RLock, RLockGuard, Semaphore,
