@@ -44,12 +44,14 @@ pub const fn start(name: &str, size: usize, align: usize) -> u64 {
 /// `str`, `Vec<X>` and `Box<[X]>` are `[X]`, `Box<X>` is `X`. So `send("hi")` received as a
 /// `String` matches, while types that merely happen to decode from each other's bytes (a
 /// tuple and an array, two structs with the same fields) do not.
+#[cfg_attr(not(debug_assertions), allow(dead_code))] // Used by debug builds only.
 pub(crate) fn serde_type_tag<T: ?Sized>() -> (u64, &'static str) {
     let name = core::any::type_name::<T>();
     (fnv1a(canonical_type_name(name).as_bytes()), name)
 }
 
 /// Rewrites `name` (from `type_name`) so that types with one serde shape read alike.
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
 fn canonical_type_name(name: &str) -> String {
     let mut s = name.replace("&mut ", "").replace('&', "");
     for (from, to) in [

@@ -79,7 +79,9 @@ pub use process::{
     active_children, cpu_count, current_process, ensure_forkserver, init, owner_death_detection,
     parent_process, set_start_method, spawn, start_method,
 };
-pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, ShareableQueue, SimpleQueue};
+pub use queue::{
+    DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, QueueReadiness, ShareableQueue, SimpleQueue,
+};
 pub use runtime::{default_segment, set_default_heap_size};
 pub use segment::Segment;
 pub use shared::{

@@ -973,6 +973,7 @@ impl<'de> Deserialize<'de> for Connection {
 /// Checks the type a debug-build sender announced for the message `rx` is receiving against
 /// `T` (debug builds; release builds skip the check, and an untagged message always passes).
 #[inline(always)]
+#[cfg_attr(not(debug_assertions), allow(clippy::extra_unused_type_parameters))]
 fn check_type_tag<T>(rx: &Ring) -> Result<()> {
     #[cfg(debug_assertions)]
     if let Some(tag) = rx.take_message_tag()

@@ -454,12 +454,14 @@ impl Ring {
     }
 
     /// Sends a `TAG` record describing the next message (at most [`MAX_TAG`] bytes).
+    #[cfg_attr(not(debug_assertions), allow(dead_code))] // Debug builds send tags.
     pub(crate) fn send_tag(&self, tag: &[u8], efd: Option<BorrowedFd<'_>>) -> Result<()> {
         let tag = tag.get(..MAX_TAG.min(tag.len())).unwrap_or(tag);
         self.write_record(tag, TAG, 0, efd)
     }
 
     /// Returns the `TAG` payload that preceded the message received last, if any.
+    #[cfg_attr(not(debug_assertions), allow(dead_code))] // Debug builds check tags.
     pub(crate) fn take_message_tag(&self) -> Option<Box<[u8]>> {
         self.message_tag.take()
     }
