@@ -943,3 +943,60 @@ fn array_range_out_of_bounds_is_an_error() {
         assert_eq!(arr.get(0).unwrap(), 0);
     });
 }
+
+/// Issue 18: processes taking random ranges (and now and then the whole array) never see
+/// another holder's writes inside what they hold: each holder stamps its range with its id,
+/// keeps checking it for a while, and checks it once more before releasing.
+#[test]
+fn array_range_guards_exclude_each_other_across_processes() {
+    /// Whether `part` still holds `stamp` everywhere after a while of checking.
+    fn intact(part: &[u64], stamp: u64) -> bool {
+        (0..50).all(|_| {
+            std::hint::spin_loop();
+            part.iter().all(|&x| x == stamp)
+        })
+    }
+    run("array_range_stress", || {
+        const LEN: u64 = 64;
+        const ROUNDS: u64 = 2000;
+        let arr = Array::<u64>::new(LEN as usize).unwrap();
+        let start_line = Barrier::new(3).unwrap();
+        let children: Vec<_> = (1..=3u64)
+            .map(|id| {
+                let (a, b) = (arr.clone(), start_line.clone());
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                fork(unsafe { ForkPermit::new() }, move || {
+                    b.wait_timeout(Duration::from_secs(30)).unwrap();
+                    let mut rng = shmproc_tests::Rng::new(id);
+                    for round in 0..ROUNDS {
+                        let stamp = id << 32 | round;
+                        if round % 17 == 0 {
+                            let mut all = a.lock().unwrap();
+                            all.fill(stamp);
+                            if !intact(&all, stamp) {
+                                return 1;
+                            }
+                            continue;
+                        }
+                        let start = rng.below(LEN) as usize;
+                        let end = start + 1 + rng.below((LEN - start as u64).min(16)) as usize;
+                        let mut part = a.lock_range(start..end).unwrap().unwrap();
+                        part.fill(stamp);
+                        if !intact(&part, stamp) {
+                            return 2;
+                        }
+                    }
+                    0
+                })
+            })
+            .collect();
+        for mut c in children {
+            assert_eq!(
+                c.wait(),
+                Ok(0),
+                "a holder saw another's writes in its range"
+            );
+        }
+        drop(arr.lock_range(..).unwrap().unwrap());
+    });
+}
