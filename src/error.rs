@@ -402,8 +402,8 @@ pub enum Error {
         /// A method error's codec encoding (see [`Error::remote_error`]).
         payload: Option<Vec<u8>>,
     },
-    /// A message was received as another type than the one it was sent as (checked on
-    /// shared-memory pipes when the sender is a debug build; the message is consumed).
+    /// A message was received as another type than the one it was sent as (checked by a debug
+    /// build receiving from a debug build; the message is consumed).
     #[error("type mismatch: the message was sent as a `{sent}` but received as a `{expected}`")]
     MessageTypeMismatch {
         /// The type the receiver asked for.

@@ -22,13 +22,13 @@
 //!
 //! # Type tags (debug builds)
 //!
-//! A debug build's [`Connection::send`] on a shared-memory pipe puts a small tag record before
-//! the message: a fingerprint of the value's type (canonical for types that serialize alike)
-//! and its name. A debug build's [`Connection::recv`] compares it with the type asked for and
-//! reports [`Error::MessageTypeMismatch`](crate::Error::MessageTypeMismatch) naming both.
-//! Every reader skips tag records, so release builds (which send none and check none) and
-//! byte-level reads ([`Connection::recv_bytes`]) see the same messages either way. Socket
-//! connections carry no tag.
+//! A debug build's [`Connection::send`] puts a small tag before the message (a `TAG` record
+//! in a pipe's ring, a frame whose prefix has its top bit set on a socket): a fingerprint of
+//! the value's type (canonical for types that serialize alike) and its name. A debug build's
+//! [`Connection::recv`] compares it with the type asked for and reports
+//! [`Error::MessageTypeMismatch`](crate::Error::MessageTypeMismatch) naming both. Every reader
+//! skips tags, so release builds (which send none and check none) and byte-level reads
+//! ([`Connection::recv_bytes`]) see the same messages either way.
 //!
 //! # Polling
 //!

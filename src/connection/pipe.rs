@@ -448,7 +448,7 @@ impl Connection {
     /// already fails there with [`Error::SegmentNotTransferred`], and a connection inside the
     /// value is refused here.
     ///
-    /// In debug builds, a shared-memory pipe also carries the value's type with the message,
+    /// In debug builds, the connection also carries the value's type with the message,
     /// so a [`recv`](Connection::recv) as another type reports
     /// [`Error::MessageTypeMismatch`] instead of decoding garbage; release builds send no tag
     /// and check none, and either build reads the other's messages.
@@ -473,16 +473,20 @@ impl Connection {
                 }
                 self.send_bytes(&env.bytes)
             }
-            Inner::Sock(s) => s.send_envelope(&env),
+            Inner::Sock(s) => {
+                #[cfg(debug_assertions)]
+                let tag = Some(type_tag::<T>());
+                #[cfg(not(debug_assertions))]
+                let tag: Option<Vec<u8>> = None;
+                s.send_envelope(&env, tag.as_deref())
+            }
         }
     }
 
     /// Debug builds: announces the type of the next message (see [`recv`](Connection::recv)).
     #[cfg(debug_assertions)]
     fn send_type_tag<T: ?Sized>(&self) -> Result<()> {
-        let (fingerprint, name) = crate::fingerprint::serde_type_tag::<T>();
-        let mut tag = fingerprint.to_le_bytes().to_vec();
-        tag.extend_from_slice(name.as_bytes());
+        let tag = type_tag::<T>();
         match self.inner()? {
             Inner::Shm(s) => match &s.tx {
                 Some(ring) => ring.send_tag(&tag, s.tx_efd.as_ref().map(AsFd::as_fd)),
@@ -503,7 +507,7 @@ impl Connection {
     /// handle whose segment did not travel and is not mapped here;
     /// [`Error::DescriptorNotTransferred`] for a handle whose descriptor did not arrive;
     /// in debug builds, [`Error::MessageTypeMismatch`] (the message is consumed) if a debug
-    /// sender on a shared-memory pipe sent another type than `T`. Types that serialize alike
+    /// sender sent another type than `T`. Types that serialize alike
     /// match: a `&str` sent is received as a `String`, a `&[T]` as a `Vec<T>`.
     ///
     /// # Examples
@@ -528,13 +532,15 @@ impl Connection {
                 let rx = self.rx()?;
                 rx.recv_map(
                     |bytes| {
-                        check_type_tag::<T>(rx)?;
+                        check_type_tag::<T>(|| rx.take_message_tag())?;
                         transfer::open(bytes, Received::none())
                     },
                     None,
                 )?
             }
-            Inner::Sock(s) => s.recv_envelope(),
+            Inner::Sock(s) => {
+                s.recv_envelope(|s: &SockConn| check_type_tag::<T>(|| s.take_message_tag()))
+            }
         }
     }
 
@@ -973,13 +979,23 @@ impl<'de> Deserialize<'de> for Connection {
     }
 }
 
-/// Checks the type a debug-build sender announced for the message `rx` is receiving against
-/// `T` (debug builds; release builds skip the check, and an untagged message always passes).
+/// Debug builds' type tag of `T`: its fingerprint, then its name.
+#[cfg(debug_assertions)]
+fn type_tag<T: ?Sized>() -> Vec<u8> {
+    let (fingerprint, name) = crate::fingerprint::serde_type_tag::<T>();
+    let mut tag = fingerprint.to_le_bytes().to_vec();
+    tag.extend_from_slice(name.as_bytes());
+    tag
+}
+
+/// Checks the type a debug-build sender announced for the message being received (`tag`
+/// takes it) against `T` (debug builds; release builds skip the check, and an untagged
+/// message always passes).
 #[inline(always)]
 #[cfg_attr(not(debug_assertions), allow(clippy::extra_unused_type_parameters))]
-fn check_type_tag<T>(rx: &Ring) -> Result<()> {
+fn check_type_tag<T>(tag: impl FnOnce() -> Option<Box<[u8]>>) -> Result<()> {
     #[cfg(debug_assertions)]
-    if let Some(tag) = rx.take_message_tag()
+    if let Some(tag) = tag()
         && let Some((fp, name)) = tag.split_first_chunk::<8>()
     {
         let (want, expected) = crate::fingerprint::serde_type_tag::<T>();
@@ -991,6 +1007,6 @@ fn check_type_tag<T>(rx: &Ring) -> Result<()> {
         }
     }
     #[cfg(not(debug_assertions))]
-    let _ = rx;
+    let _ = tag;
     Ok(())
 }

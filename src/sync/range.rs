@@ -82,6 +82,13 @@ pub(crate) struct RangeTable {
 }
 
 const _: () = assert!(SLOTS <= 32, "the mask has 32 bits");
+
+/// The bits of `mask` that name slots; others (only a scribbled table has them) are ignored.
+const SLOT_BITS: u32 = if SLOTS == 32 {
+    u32::MAX
+} else {
+    (1 << SLOTS) - 1
+};
 const _: () = assert!(core::mem::size_of::<Slot>() == 32);
 
 impl RangeTable {
@@ -163,7 +170,7 @@ pub(crate) fn claim(
             return Claim::NotNow;
         };
         // Acquire: a release whose cleared bit we see published the elements it wrote.
-        let mask = table.mask.load(Ordering::Acquire);
+        let mask = table.mask.load(Ordering::Acquire) & SLOT_BITS;
         let mut target = None;
         for (i, slot) in table.slots.iter().enumerate() {
             // Relaxed: written only under the array lock, which we hold.
@@ -213,17 +220,30 @@ pub(crate) fn claim(
         };
         match got {
             Acquired::TimedOut => return Claim::NotNow,
-            Acquired::Clean => raw::unlock(&slot.word),
+            Acquired::Clean => {
+                end_stale_claim(table, i);
+            }
             Acquired::OwnerDied(tid) => {
-                // (S): we hold the word, so the bit, if set, is the dead holder's claim.
-                // AcqRel: acquire its writes; release to the next claimant that sees it clear.
-                if table.mask.fetch_and(!(1 << i), Ordering::AcqRel) & (1 << i) != 0 {
+                if end_stale_claim(table, i) {
                     died = Some(tid);
                 }
-                raw::unlock(&slot.word);
             }
         }
     }
+}
+
+/// Clears slot `i`'s bit and unlocks its word, which the caller acquired; returns whether the
+/// bit was set. By (S) a set bit with a word the caller could acquire is a dead holder's claim
+/// (or, if the holder released normally, the bit is clear already; a set bit beside a word that
+/// was free is only a scribbled table's, and clearing it keeps waiters from spinning on it).
+fn end_stale_claim(table: &RangeTable, i: usize) -> bool {
+    // AcqRel: acquire the dead holder's writes; release to the next claimant that sees the
+    // bit clear.
+    let was = table.mask.fetch_and(!(1 << i), Ordering::AcqRel) & (1 << i) != 0;
+    if let Some(slot) = table.slots.get(i) {
+        raw::unlock(&slot.word);
+    }
+    was
 }
 
 /// Releases the claim on slot `slot`, held by the calling thread.
@@ -240,7 +260,7 @@ pub(crate) fn wait_unclaimed(table: &RangeTable) -> Result<Option<u32>, ()> {
     let mut died = None;
     loop {
         // Acquire: see the elements written under every claim released so far.
-        let mask = table.mask.load(Ordering::Acquire);
+        let mask = table.mask.load(Ordering::Acquire) & SLOT_BITS;
         if mask == 0 {
             return Ok(died);
         }
@@ -255,14 +275,15 @@ pub(crate) fn wait_unclaimed(table: &RangeTable) -> Result<Option<u32>, ()> {
         // acquiring the word means its claim ended (or its holder died).
         match raw::lock(&slot.word, None) {
             Acquired::OwnerDied(tid) => {
-                // AcqRel: as in `claim`.
-                if table.mask.fetch_and(!(1 << i), Ordering::AcqRel) & (1 << i) != 0 {
+                if end_stale_claim(table, i) {
                     died = Some(tid);
                 }
             }
-            Acquired::Clean | Acquired::TimedOut => {}
+            Acquired::Clean => {
+                end_stale_claim(table, i);
+            }
+            Acquired::TimedOut => unreachable!("an unbounded wait ends only with the lock"),
         }
-        raw::unlock(&slot.word);
     }
 }
 
@@ -337,6 +358,22 @@ mod tests {
             waiter.join().expect("waiter"),
             Claim::Held { died: None, .. }
         ));
+    }
+
+    #[test]
+    fn a_scribbled_mask_neither_hangs_nor_panics() {
+        let lock = Lock::new().expect("lock");
+        let table = RangeTable::new();
+        // Bits beside free words, and bits naming no slot: no claim holds them.
+        table.mask.store(0xffff_0005, Ordering::Relaxed);
+        table.slots[2].end.store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(wait_unclaimed(&table), Ok(None));
+        table.mask.store(0b100, Ordering::Relaxed);
+        let Claim::Held { slot, died: None } = claim(&table, &lock, 0, 4, Wait::Forever) else {
+            panic!("claim over a stale bit")
+        };
+        release(&table, slot);
+        assert_eq!(table.mask.load(Ordering::Relaxed) & SLOT_BITS, 0);
     }
 
     #[test]

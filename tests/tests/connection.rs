@@ -1325,3 +1325,39 @@ fn type_tag_interoperates_with_untagged_peers() {
         });
     });
 }
+
+/// Issue 18: the debug type tag also travels over socket connections (a tag frame before the
+/// message frame, with or without descriptors), and byte-level reads skip it.
+#[test]
+fn debug_type_tag_over_a_socket_connection() {
+    watchdog(LIMIT, "type_tag_socket", || {
+        assert_no_leaks(|| {
+            let name = Address::Abstract(unique("tag").into_bytes());
+            let l = Listener::bind(name.clone(), Some(KEY)).unwrap();
+            let server = std::thread::spawn(move || l.accept().unwrap());
+            let c = Client::connect(name, Some(KEY)).unwrap();
+            let s = server.join().unwrap();
+            c.send(&-1i32).unwrap();
+            let got = s.recv::<u32>();
+            if cfg!(debug_assertions) {
+                assert!(
+                    matches!(&got, Err(Error::MessageTypeMismatch { expected: "u32", sent }) if sent == "i32"),
+                    "{got:?}"
+                );
+            }
+            // A value whose handle carries its segment's descriptor: tag frame, then the
+            // frame with descriptors.
+            let v = Value::new(5u64).unwrap();
+            c.send(&v).unwrap();
+            assert_eq!(s.recv::<Value<u64>>().unwrap().get().unwrap(), 5);
+            c.send("text").unwrap();
+            assert_eq!(
+                s.recv_bytes().unwrap(),
+                shmproc::codec::to_bytes("text").unwrap()
+            );
+            c.send_bytes(&shmproc::codec::to_bytes(&9u64).unwrap())
+                .unwrap();
+            assert_eq!(s.recv::<u64>().unwrap(), 9);
+        });
+    });
+}
