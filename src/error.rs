@@ -402,6 +402,16 @@ pub enum Error {
         /// A method error's codec encoding (see [`Error::remote_error`]).
         payload: Option<Vec<u8>>,
     },
+    /// A message was received as another type than the one it was sent as (checked by a debug
+    /// build receiving from a debug build; the message is consumed).
+    #[error("type mismatch: the message was sent as a `{sent}` but received as a `{expected}`")]
+    MessageTypeMismatch {
+        /// The type the receiver asked for.
+        #[serde(deserialize_with = "wire::interned")]
+        expected: StaticStr,
+        /// The type the sender sent.
+        sent: String,
+    },
 }
 
 /// What kind of failure an [`Error::Remote`] reports.

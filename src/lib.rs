@@ -79,10 +79,15 @@ pub use process::{
     active_children, cpu_count, current_process, ensure_forkserver, init, owner_death_detection,
     parent_process, set_start_method, spawn, start_method,
 };
-pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, ShareableQueue, SimpleQueue};
+pub use queue::{
+    DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, QueueReadiness, ShareableQueue, SimpleQueue,
+};
 pub use runtime::{default_segment, set_default_heap_size};
 pub use segment::Segment;
-pub use shared::{Array, ArrayGuard, RawArray, RawIter, RawValue, Shareable, Value, ValueGuard};
+pub use shared::{
+    Array, ArrayGuard, ArrayRangeGuard, RangeLockResult, RawArray, RawIter, RawValue, Shareable,
+    Value, ValueGuard,
+};
 pub use sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, Lock, LockGuard,
     RLock, RLockGuard, Semaphore,

@@ -20,6 +20,16 @@
 //! bounded by memory, not system calls. Messages larger than a quarter of the ring stream
 //! through it in chunks and are delivered only when complete.
 //!
+//! # Type tags (debug builds)
+//!
+//! A debug build's [`Connection::send`] puts a small tag before the message (a `TAG` record
+//! in a pipe's ring, a frame whose prefix has its top bit set on a socket): a fingerprint of
+//! the value's type (canonical for types that serialize alike) and its name. A debug build's
+//! [`Connection::recv`] compares it with the type asked for and reports
+//! [`Error::MessageTypeMismatch`](crate::Error::MessageTypeMismatch) naming both. Every reader
+//! skips tags, so release builds (which send none and check none) and byte-level reads
+//! ([`Connection::recv_bytes`]) see the same messages either way.
+//!
 //! # Polling
 //!
 //! Each direction also has an eventfd. It is signalled only when a [`wait`] caller has

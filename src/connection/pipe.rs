@@ -448,6 +448,11 @@ impl Connection {
     /// already fails there with [`Error::SegmentNotTransferred`], and a connection inside the
     /// value is refused here.
     ///
+    /// In debug builds, the connection also carries the value's type with the message,
+    /// so a [`recv`](Connection::recv) as another type reports
+    /// [`Error::MessageTypeMismatch`] instead of decoding garbage; release builds send no tag
+    /// and check none, and either build reads the other's messages.
+    ///
     /// # Errors
     /// [`Error::Codec`] if the value cannot be encoded; [`Error::NoDescriptorChannel`] if it
     /// holds a connection and this end cannot carry descriptors; as for
@@ -460,8 +465,34 @@ impl Connection {
                 channel: "a shared-memory pipe",
                 count: env.fds.len(),
             }),
-            Inner::Shm(_) => self.send_bytes(&env.bytes),
-            Inner::Sock(s) => s.send_envelope(&env),
+            Inner::Shm(_) => {
+                // Not for a message the ring refuses: the tag would describe the next one.
+                #[cfg(debug_assertions)]
+                if env.bytes.len() as u64 <= ring::MAX_MESSAGE {
+                    self.send_type_tag::<T>()?;
+                }
+                self.send_bytes(&env.bytes)
+            }
+            Inner::Sock(s) => {
+                #[cfg(debug_assertions)]
+                let tag = Some(type_tag::<T>());
+                #[cfg(not(debug_assertions))]
+                let tag: Option<Vec<u8>> = None;
+                s.send_envelope(&env, tag.as_deref())
+            }
+        }
+    }
+
+    /// Debug builds: announces the type of the next message (see [`recv`](Connection::recv)).
+    #[cfg(debug_assertions)]
+    fn send_type_tag<T: ?Sized>(&self) -> Result<()> {
+        let tag = type_tag::<T>();
+        match self.inner()? {
+            Inner::Shm(s) => match &s.tx {
+                Some(ring) => ring.send_tag(&tag, s.tx_efd.as_ref().map(AsFd::as_fd)),
+                None => Err(Error::WrongDirection { needed: "writable" }),
+            },
+            Inner::Sock(_) => Ok(()),
         }
     }
 
@@ -474,17 +505,42 @@ impl Connection {
     /// As for [`recv_bytes`](Connection::recv_bytes); the decode errors of
     /// [`codec::from_bytes`](crate::codec::from_bytes); [`Error::SegmentNotTransferred`] for a
     /// handle whose segment did not travel and is not mapped here;
-    /// [`Error::DescriptorNotTransferred`] for a handle whose descriptor did not arrive.
+    /// [`Error::DescriptorNotTransferred`] for a handle whose descriptor did not arrive;
+    /// in debug builds, [`Error::MessageTypeMismatch`] (the message is consumed) if a debug
+    /// sender sent another type than `T`. Types that serialize alike
+    /// match: a `&str` sent is received as a `String`, a `&[T]` as a `Vec<T>`.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> shmproc::Result<()> {
+    /// let (a, b) = shmproc::pipe()?;
+    /// a.send(&-1i32)?;
+    /// # if cfg!(debug_assertions) {
+    /// assert!(matches!(b.recv::<u32>(), Err(shmproc::Error::MessageTypeMismatch { .. })));
+    /// # } else { let _ = b.recv::<u32>(); }
+    /// a.send("text")?;
+    /// assert_eq!(b.recv::<String>()?, "text");
+    /// # Ok(()) }
+    /// ```
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
         self.check(true)?;
         match self.inner()? {
             // Nothing but bytes arrives over a pipe: an empty scope, so no descriptor table
             // of an enclosing decode is visible to this message.
             // Decoded in place from the ring (no `Vec` per message).
-            Inner::Shm(_) => self
-                .rx()?
-                .recv_map(|bytes| transfer::open(bytes, Received::none()), None)?,
-            Inner::Sock(s) => s.recv_envelope(),
+            Inner::Shm(_) => {
+                let rx = self.rx()?;
+                rx.recv_map(
+                    |bytes| {
+                        check_type_tag::<T>(|| rx.take_message_tag())?;
+                        transfer::open(bytes, Received::none())
+                    },
+                    None,
+                )?
+            }
+            Inner::Sock(s) => {
+                s.recv_envelope(|s: &SockConn| check_type_tag::<T>(|| s.take_message_tag()))
+            }
         }
     }
 
@@ -921,4 +977,36 @@ impl<'de> Deserialize<'de> for Connection {
         };
         attach().map_err(codec::attach_error)
     }
+}
+
+/// Debug builds' type tag of `T`: its fingerprint, then its name.
+#[cfg(debug_assertions)]
+fn type_tag<T: ?Sized>() -> Vec<u8> {
+    let (fingerprint, name) = crate::fingerprint::serde_type_tag::<T>();
+    let mut tag = fingerprint.to_le_bytes().to_vec();
+    tag.extend_from_slice(name.as_bytes());
+    tag
+}
+
+/// Checks the type a debug-build sender announced for the message being received (`tag`
+/// takes it) against `T` (debug builds; release builds skip the check, and an untagged
+/// message always passes).
+#[inline(always)]
+#[cfg_attr(not(debug_assertions), allow(clippy::extra_unused_type_parameters))]
+fn check_type_tag<T>(tag: impl FnOnce() -> Option<Box<[u8]>>) -> Result<()> {
+    #[cfg(debug_assertions)]
+    if let Some(tag) = tag()
+        && let Some((fp, name)) = tag.split_first_chunk::<8>()
+    {
+        let (want, expected) = crate::fingerprint::serde_type_tag::<T>();
+        if u64::from_le_bytes(*fp) != want {
+            return Err(Error::MessageTypeMismatch {
+                expected,
+                sent: String::from_utf8_lossy(name).into_owned(),
+            });
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = tag;
+    Ok(())
 }

@@ -38,6 +38,12 @@
 //! wraps). A message longer than `max_chunk` streams as several records, so messages of any
 //! size (up to the 1 GiB cap) pass through a ring of fixed size.
 //!
+//! A record flagged `TAG` (alone) is not part of any message: its payload (at most
+//! `MAX_TAG` bytes) describes the message whose `FIRST` record follows it, and every reader
+//! skips it, keeping the payload for that message ([`Ring::take_message_tag`]). Debug builds
+//! send one before each `Connection::send` (the type sent); release builds never do, and
+//! understand it all the same.
+//!
 //! Payloads sit at 16 mod 64 in the ring, like the data of a large `Vec` from glibc (`mmap`ed
 //! chunks start 16 bytes into a page), and chunk lengths are multiples of 64, so `memcpy` on
 //! large messages never meets the slow "source and destination differ by 16 mod 64" case.
@@ -85,7 +91,7 @@ use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
 use crate::sync::park::{EventCount, Site, Spin};
 use crate::sys::{self, Deadline};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
@@ -105,6 +111,9 @@ pub(crate) const MAX_MESSAGE: u64 = crate::codec::MAX_MESSAGE as u64;
 const FIRST: u32 = 1;
 const LAST: u32 = 2;
 const PAD: u32 = 4;
+const TAG: u32 = 8;
+/// The largest `TAG` record payload.
+pub(crate) const MAX_TAG: usize = 256;
 
 const HEAD: u64 = 0;
 const WRITER_PID: u64 = 8;
@@ -215,6 +224,12 @@ pub(crate) struct Ring {
     spinning: Cell<bool>,
     /// The read end of the peer's liveness pipe (see `set_peer_liveness`).
     peer: Option<Arc<OwnedFd>>,
+    /// Reader side: the payload of a `TAG` record read before the next message starts.
+    pending_tag: RefCell<Option<Box<[u8]>>>,
+    /// Reader side: the tag of the message being (or last) received.
+    message_tag: RefCell<Option<Box<[u8]>>>,
+    /// Reader side: whether a `TAG` record was ever read (untagged peers never pay for tags).
+    tags_seen: Cell<bool>,
 }
 
 impl Ring {
@@ -234,6 +249,9 @@ impl Ring {
             spin: Cell::new(Spin::new(Site::Pipe)),
             spinning: Cell::new(true),
             peer: None,
+            pending_tag: RefCell::new(None),
+            message_tag: RefCell::new(None),
+            tags_seen: Cell::new(false),
         }
     }
 
@@ -435,6 +453,19 @@ impl Ring {
         }
     }
 
+    /// Sends a `TAG` record describing the next message (at most [`MAX_TAG`] bytes).
+    #[cfg_attr(not(debug_assertions), allow(dead_code))] // Debug builds send tags.
+    pub(crate) fn send_tag(&self, tag: &[u8], efd: Option<BorrowedFd<'_>>) -> Result<()> {
+        let tag = tag.get(..MAX_TAG.min(tag.len())).unwrap_or(tag);
+        self.write_record(tag, TAG, 0, efd)
+    }
+
+    /// Returns the `TAG` payload that preceded the message received last, if any.
+    #[cfg_attr(not(debug_assertions), allow(dead_code))] // Debug builds check tags.
+    pub(crate) fn take_message_tag(&self) -> Option<Box<[u8]>> {
+        self.message_tag.take()
+    }
+
     fn write_record(
         &self,
         payload: &[u8],
@@ -622,6 +653,14 @@ impl Ring {
             if len > self.max_chunk || size > avail || pos + size > self.cap {
                 return Err(corrupt("pipe record out of range"));
             }
+            if flags & TAG != 0 {
+                self.read_tag(pos, len)?;
+                self.consume(tail + size);
+                continue;
+            }
+            if flags & FIRST != 0 && self.tags_seen.get() {
+                self.message_tag.replace(self.pending_tag.take());
+            }
             return Ok(Record {
                 pos,
                 len,
@@ -630,6 +669,24 @@ impl Ring {
                 next_tail: tail + size,
             });
         }
+    }
+
+    /// Keeps the payload of the `TAG` record at `pos` for the message that follows it.
+    #[cold]
+    fn read_tag(&self, pos: u64, len: u64) -> Result<()> {
+        let n = usize_of(len)?;
+        if n > MAX_TAG {
+            return Err(corrupt("pipe tag record too long"));
+        }
+        let mut tag = vec![0u8; n];
+        let src = self.data().wrapping_add(usize_of(pos + REC_HEAD)?);
+        // SAFETY: the caller validated that the payload `[pos+16, pos+16+len)` lies inside the
+        // data area and the published region, so the writer does not touch it; `tag` is a
+        // separate allocation of `len` bytes.
+        unsafe { core::ptr::copy_nonoverlapping(src, tag.as_mut_ptr(), n) };
+        self.pending_tag.replace(Some(tag.into_boxed_slice()));
+        self.tags_seen.set(true);
+        Ok(())
     }
 
     fn consume(&self, new_tail: u64) {

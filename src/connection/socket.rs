@@ -24,6 +24,10 @@ use std::time::Duration;
 
 /// Bytes of a frame's length prefix.
 pub(crate) const PREFIX: usize = 8;
+/// Prefix bit of a tag frame: not a message, but the description of the message frame that
+/// follows it (debug builds' type tag; see `connection`'s module docs). Every receiver of
+/// messages skips it; its length is at most `ring::MAX_TAG`.
+const TAG_FRAME: u64 = 1 << 63;
 const CHUNK: usize = 64 * 1024;
 
 /// Decodes a frame's length prefix, checking it against `cap`.
@@ -137,6 +141,45 @@ impl Stream {
         frame_len(p, cap)
     }
 
+    /// Reads a message frame's prefix with the descriptors attached to it (none on TCP),
+    /// keeping the payload of a tag frame before it in `tag`.
+    fn read_message_prefix(
+        &self,
+        cap: u64,
+        tag: &mut Option<Box<[u8]>>,
+    ) -> Result<(u64, Vec<OwnedFd>)> {
+        loop {
+            let (raw, fds) = self.read_prefix_with_fds(u64::MAX)?;
+            if raw & TAG_FRAME == 0 {
+                return Ok((frame_len(raw.to_le_bytes(), cap)?, fds));
+            }
+            let n = usize::try_from(raw & !TAG_FRAME).unwrap_or(usize::MAX);
+            if n > super::ring::MAX_TAG {
+                // Not a tag a sender makes: an oversized frame, refused as any other.
+                return Err(Error::MessageTooLarge {
+                    size: raw,
+                    limit: cap,
+                });
+            }
+            if !fds.is_empty() {
+                return Err(Error::CorruptObject {
+                    reason: "descriptors arrived with a tag frame",
+                });
+            }
+            let mut t = vec![0u8; n];
+            self.read_exact(&mut t)?;
+            *tag = Some(t.into_boxed_slice());
+        }
+    }
+
+    /// Writes a tag frame (see [`TAG_FRAME`]).
+    fn write_tag_frame(&self, tag: &[u8]) -> Result<()> {
+        let tag = tag.get(..super::ring::MAX_TAG).unwrap_or(tag);
+        let mut frame = (tag.len() as u64 | TAG_FRAME).to_le_bytes().to_vec();
+        frame.extend_from_slice(tag);
+        self.write_all(&frame)
+    }
+
     /// Reads a frame's prefix with the descriptors attached to it (none on TCP).
     fn read_prefix_with_fds(&self, cap: u64) -> Result<(u64, Vec<OwnedFd>)> {
         let Stream::Unix(s) = self else {
@@ -217,6 +260,8 @@ pub(crate) struct SockConn {
     pending: Cell<Option<u64>>,
     /// Descriptors that arrived with the frame being received.
     pending_fds: RefCell<Vec<OwnedFd>>,
+    /// The tag frame's payload that preceded the message being (or last) received.
+    message_tag: RefCell<Option<Box<[u8]>>>,
     cap: u64,
 }
 
@@ -226,6 +271,7 @@ impl SockConn {
             stream,
             pending: Cell::new(None),
             pending_fds: RefCell::new(Vec::new()),
+            message_tag: RefCell::new(None),
             cap,
         }
     }
@@ -256,8 +302,10 @@ impl SockConn {
             Some(l) => l,
             None => {
                 drop(self.pending_fds.take());
-                let (len, fds) = self.stream.read_prefix_with_fds(self.cap)?;
+                let mut tag = None;
+                let (len, fds) = self.stream.read_message_prefix(self.cap, &mut tag)?;
                 *self.pending_fds.borrow_mut() = fds;
+                *self.message_tag.borrow_mut() = tag;
                 len
             }
         };
@@ -270,11 +318,12 @@ impl SockConn {
 
     /// Sends a sealed value: a plain frame when nothing but bytes must travel, else (Unix
     /// sockets) a frame carrying the segments' and handles' descriptors.
-    pub(crate) fn send_envelope(&self, env: &Envelope) -> Result<()> {
-        if env.segments.is_empty() && env.fds.is_empty() {
-            return self.send(&env.bytes);
-        }
-        if let Stream::Tcp(_) = self.stream {
+    ///
+    /// `tag` (debug builds' type tag) goes in a tag frame just before the message frame, once
+    /// the message passed every check, so it never describes another message.
+    pub(crate) fn send_envelope(&self, env: &Envelope, tag: Option<&[u8]>) -> Result<()> {
+        let plain = env.segments.is_empty() && env.fds.is_empty();
+        if !plain && let Stream::Tcp(_) = self.stream {
             // Segments are not sent over TCP: the receiver maps them already (or by name) or
             // gets `SegmentNotTransferred`. Descriptors cannot travel at all.
             if env.needs_descriptors() {
@@ -283,7 +332,18 @@ impl SockConn {
                     count: env.fds.len(),
                 });
             }
-            return self.send(&env.bytes);
+        }
+        if plain || matches!(self.stream, Stream::Tcp(_)) {
+            if env.bytes.len() as u64 > self.cap {
+                return Err(Error::MessageTooLarge {
+                    size: env.bytes.len() as u64,
+                    limit: self.cap,
+                });
+            }
+            if let Some(t) = tag {
+                self.stream.write_tag_frame(t)?;
+            }
+            return self.stream.write_frame(&env.bytes);
         }
         let (payload, fds) = env.to_wire()?;
         if payload.len() as u64 > self.cap {
@@ -292,16 +352,29 @@ impl SockConn {
                 limit: self.cap,
             });
         }
+        if let Some(t) = tag {
+            self.stream.write_tag_frame(t)?;
+        }
         self.stream.write_frame_with_fds(&payload, &fds)
     }
 
+    /// Returns the tag frame's payload that preceded the message received last, if any.
+    #[cfg_attr(not(debug_assertions), allow(dead_code))] // Debug builds check tags.
+    pub(crate) fn take_message_tag(&self) -> Option<Box<[u8]>> {
+        self.message_tag.take()
+    }
+
     /// Receives a value sent with [`send_envelope`](SockConn::send_envelope), decoding it with
-    /// exactly the descriptors that arrived with its frame.
-    pub(crate) fn recv_envelope<T: DeserializeOwned>(&self) -> Result<T> {
+    /// exactly the descriptors that arrived with its frame, after `check` of its tag.
+    pub(crate) fn recv_envelope<T: DeserializeOwned>(
+        &self,
+        check: impl FnOnce(&SockConn) -> Result<()>,
+    ) -> Result<T> {
         let mut sink = VecCollect(Vec::new());
         let r = self.recv_keeping_fds(&mut sink);
         let fds = self.pending_fds.take();
         r?;
+        check(self)?;
         if fds.is_empty() {
             transfer::open(&sink.0, transfer::Received::none())
         } else {

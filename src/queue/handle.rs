@@ -2,6 +2,7 @@
 
 #![allow(unsafe_code)]
 
+use super::readiness::QueueReadiness;
 use super::ring::{self, Attempt, InPlace, Payload, Ring};
 use crate::codec;
 use crate::error::{Error, Result};
@@ -293,6 +294,39 @@ macro_rules! queue_common {
             /// Returns whether the queue was closed.
             pub fn is_closed(&self) -> bool {
                 self.raw.ring.is_closed()
+            }
+
+            /// Returns a readiness descriptor for an event loop (`tokio::io::unix::AsyncFd`,
+            /// `mio`, `epoll`): an eventfd readable once a `get` may succeed (a message is
+            /// in the queue, or it was closed).
+            ///
+            /// It is process-local: a watcher thread of this process sleeps on the queue
+            /// like a blocked `get` and signals the eventfd. A `put` makes a system call (one
+            /// futex wake) only while a process sleeps on the queue, a watcher included, and
+            /// none otherwise. After a wake-up, call [`QueueReadiness::clear`] and then
+            /// `try_get` until it reports [`Error::Empty`]: a message put after `clear`
+            /// always signals again, so none is missed. Dropping the readiness ends the
+            /// thread.
+            ///
+            /// # Errors
+            /// [`Error::Io`] if the eventfd or the thread cannot be created.
+            ///
+            /// # Examples
+            /// ```
+            /// use std::os::fd::AsFd;
+            /// # fn main() -> shmproc::Result<()> {
+            #[doc = concat!("let q = shmproc::", stringify!($name), "::<u8>::new()?;")]
+            /// let ready = q.readiness()?;
+            /// q.put(&5)?;
+            /// // An event loop would now see `ready.as_fd()` readable.
+            /// let fd = shmproc::connection::Waitable::fd(&ready);
+            /// assert_eq!(shmproc::connection::wait(&[fd], None)?, [0]);
+            /// ready.clear();
+            /// assert_eq!(q.get()?, 5);
+            /// # Ok(()) }
+            /// ```
+            pub fn readiness(&self) -> Result<QueueReadiness> {
+                QueueReadiness::new(&self.raw)
             }
         }
     };

@@ -10,6 +10,7 @@
 //! consumer was taking is delivered to another consumer.
 
 pub(crate) mod handle;
+mod readiness;
 pub(crate) mod ring;
 mod shareable;
 
@@ -17,4 +18,5 @@ mod shareable;
 mod loom_tests;
 
 pub use handle::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
+pub use readiness::QueueReadiness;
 pub use shareable::ShareableQueue;

@@ -630,6 +630,26 @@ impl<M: RingMem> Ring<M> {
         }
     }
 
+    /// Waits until the ring holds a message or is closed, or `stop()` holds (a readiness
+    /// watcher). A watcher sleeps as one more sleeper of `not_empty`, so producers wake it
+    /// through the event count they already use (no system call while nobody sleeps); a put
+    /// wakes one sleeper, so a watcher woken by it passes the wake-up on to any consumer
+    /// sleeping too.
+    pub(crate) fn wait_readable(&self, stop: impl Fn() -> bool) {
+        let ev = self.events(NOT_EMPTY);
+        let ready = || (stop() || self.len() > 0 || self.is_closed()).then_some(());
+        let _ = ev.wait_until(None, ready, |_| None);
+        if !stop() {
+            ev.notify(1);
+        }
+    }
+
+    /// Wakes every sleeper of `not_empty` to re-check (ends a watcher's wait after its stop
+    /// flag was set; the others go back to sleep).
+    pub(crate) fn wake_readable_waiters(&self) {
+        self.events(NOT_EMPTY).notify(u32::MAX);
+    }
+
     /// The event count at `off`: the sequence word, then the sleepers word.
     fn events(&self, off: usize) -> EventCount<'_> {
         EventCount::new(self.word32(off), self.word32(off + 4))

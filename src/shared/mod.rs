@@ -8,7 +8,7 @@ pub(crate) mod raw;
 pub(crate) mod shareable;
 pub(crate) mod value;
 
-pub use array::{Array, ArrayGuard};
+pub use array::{Array, ArrayGuard, ArrayRangeGuard, RangeLockResult};
 pub use raw::{RawArray, RawIter, RawValue};
 pub use shareable::Shareable;
 pub use value::{Value, ValueGuard};

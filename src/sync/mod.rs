@@ -12,6 +12,7 @@ pub(crate) mod condition;
 pub(crate) mod event;
 pub(crate) mod lock;
 pub(crate) mod park;
+pub(crate) mod range;
 pub(crate) mod raw;
 pub(crate) mod rlock;
 pub(crate) mod semaphore;

@@ -1255,3 +1255,109 @@ fn round_trips_with_spinning_off_sleep_and_wake_across_processes() {
         })
     });
 }
+
+/// Issue 18: in debug builds a value received as another type than it was sent as is
+/// `MessageTypeMismatch` naming both types (not garbage or a postcard error), the message is
+/// consumed, and serde-alike types (`&str` sent, `String` received) still match.
+#[test]
+fn debug_type_tag_reports_a_value_received_as_another_type() {
+    watchdog(LIMIT, "type_tag", || {
+        assert_no_leaks(|| {
+            let (a, b) = pipe().unwrap();
+            a.send(&-1i32).unwrap();
+            let got = b.recv::<u32>();
+            if cfg!(debug_assertions) {
+                match got {
+                    Err(Error::MessageTypeMismatch { expected, sent }) => {
+                        assert_eq!((expected, sent.as_str()), ("u32", "i32"));
+                        let text = Error::MessageTypeMismatch { expected, sent }.to_string();
+                        assert!(text.contains("`i32`") && text.contains("`u32`"), "{text}");
+                    }
+                    other => panic!("expected MessageTypeMismatch, got {other:?}"),
+                }
+            }
+            a.send("hi").unwrap();
+            assert_eq!(b.recv::<String>().unwrap(), "hi");
+            a.send(&vec![Mixed::Int(1)]).unwrap();
+            assert_eq!(b.recv::<Box<[Mixed]>>().unwrap()[..], [Mixed::Int(1)]);
+            // A tagged message read from another process is checked there too.
+            a.send(&(1u8, 2u8)).unwrap();
+            // SAFETY: no other thread of this process holds a lock the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
+                match b.recv::<[u8; 2]>() {
+                    Err(Error::MessageTypeMismatch { .. }) => 1,
+                    Ok([1, 2]) => 2,
+                    _ => 3,
+                }
+            });
+            let want = if cfg!(debug_assertions) { 1 } else { 2 };
+            assert_eq!(child.wait(), Ok(want));
+        });
+    });
+}
+
+/// Issue 18: the type tag never disturbs a peer of the other build: an untagged message (a
+/// release sender) is received by a checking receiver, and a tagged one (a debug sender) reads
+/// as exactly the value's bytes to a receiver that does not check.
+#[test]
+fn type_tag_interoperates_with_untagged_peers() {
+    watchdog(LIMIT, "type_tag_interop", || {
+        assert_no_leaks(|| {
+            let (a, b) = pipe().unwrap();
+            // As a release sender does: the value's bytes, no tag.
+            a.send_bytes(&shmproc::codec::to_bytes(&7u64).unwrap())
+                .unwrap();
+            assert_eq!(b.recv::<u64>().unwrap(), 7);
+            // As a debug sender does, read by bytes (what every build's reader does with the
+            // tag record: skip it).
+            let value = Mixed::Text("x".into());
+            a.send(&value).unwrap();
+            assert_eq!(
+                b.recv_bytes().unwrap(),
+                shmproc::codec::to_bytes(&value).unwrap()
+            );
+            // A tag is for one message only.
+            a.send(&1u8).unwrap();
+            assert_eq!(b.recv_bytes().unwrap(), [1]);
+            a.send_bytes(&shmproc::codec::to_bytes(&5u16).unwrap())
+                .unwrap();
+            assert_eq!(b.recv::<u32>().unwrap(), 5);
+        });
+    });
+}
+
+/// Issue 18: the debug type tag also travels over socket connections (a tag frame before the
+/// message frame, with or without descriptors), and byte-level reads skip it.
+#[test]
+fn debug_type_tag_over_a_socket_connection() {
+    watchdog(LIMIT, "type_tag_socket", || {
+        assert_no_leaks(|| {
+            let name = Address::Abstract(unique("tag").into_bytes());
+            let l = Listener::bind(name.clone(), Some(KEY)).unwrap();
+            let server = std::thread::spawn(move || l.accept().unwrap());
+            let c = Client::connect(name, Some(KEY)).unwrap();
+            let s = server.join().unwrap();
+            c.send(&-1i32).unwrap();
+            let got = s.recv::<u32>();
+            if cfg!(debug_assertions) {
+                assert!(
+                    matches!(&got, Err(Error::MessageTypeMismatch { expected: "u32", sent }) if sent == "i32"),
+                    "{got:?}"
+                );
+            }
+            // A value whose handle carries its segment's descriptor: tag frame, then the
+            // frame with descriptors.
+            let v = Value::new(5u64).unwrap();
+            c.send(&v).unwrap();
+            assert_eq!(s.recv::<Value<u64>>().unwrap().get().unwrap(), 5);
+            c.send("text").unwrap();
+            assert_eq!(
+                s.recv_bytes().unwrap(),
+                shmproc::codec::to_bytes("text").unwrap()
+            );
+            c.send_bytes(&shmproc::codec::to_bytes(&9u64).unwrap())
+                .unwrap();
+            assert_eq!(s.recv::<u64>().unwrap(), 9);
+        });
+    });
+}

@@ -90,7 +90,14 @@ fn examples_print_what_the_python_prints() {
             run(&dir, "slices"),
             "squared 1000000 elements in 4 slices; sum = 333332833333500000\n"
         );
-        assert_eq!(run(&dir, "async_recv"), "received: hello from the child\n");
+        assert_eq!(
+            run(&dir, "locked_slices"),
+            "squared 100000 elements in 4 locked ranges; sum = 333328333350000\n"
+        );
+        assert_eq!(
+            run(&dir, "async_recv"),
+            "received: hello from the child\ngot from the queue: 42\n"
+        );
         assert_eq!(
             run(&dir, "manager_containers"),
             "{0.25: None, 1: '1', '2': 2}\n[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]\n"

@@ -584,3 +584,75 @@ fn untorn_big(m: &[u64; 1024]) -> u64 {
     assert!(m.iter().all(|&w| w == m[0]), "torn message");
     m[0]
 }
+
+/// Whether `ready` is readable within `timeout`.
+fn readable(ready: &shmproc::QueueReadiness, timeout: Duration) -> bool {
+    use shmproc::connection::{Waitable, wait};
+    !wait(&[Waitable::fd(ready)], Some(timeout))
+        .unwrap()
+        .is_empty()
+}
+
+/// Issue 18: a queue's readiness descriptor becomes readable when another process puts (and
+/// when the queue is closed), stays quiet after `clear` while the queue is empty, and its
+/// eventfd and thread go away with it.
+#[test]
+fn queue_readiness_signals_a_put_from_another_process_and_close() {
+    watchdog(LIMIT, "queue_readiness", || {
+        assert_no_leaks(|| {
+            let q = JoinableQueue::<u32>::new().unwrap();
+            let ready = q.readiness().unwrap();
+            assert!(!readable(&ready, Duration::from_millis(20)));
+            let q2 = q.clone();
+            // SAFETY: no other thread of this process holds a lock the child takes (the
+            // readiness thread only sleeps on the queue's futex).
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
+                std::thread::sleep(Duration::from_millis(20));
+                q2.put(&7).unwrap();
+                0
+            });
+            assert!(readable(&ready, Duration::from_secs(30)));
+            ready.clear();
+            assert_eq!(q.try_get().unwrap(), 7);
+            q.task_done().unwrap();
+            assert!(matches!(q.try_get(), Err(Error::Empty)));
+            assert_eq!(child.wait(), Ok(0));
+            // The watcher, re-armed by `clear` before the get, may have signalled again for
+            // the value then still there; cleared once the queue is empty, it stays quiet.
+            ready.clear();
+            assert!(!readable(&ready, Duration::from_millis(20)));
+            // A put after `clear` signals again, even from this process.
+            q.put(&8).unwrap();
+            assert!(readable(&ready, Duration::from_secs(30)));
+            ready.clear();
+            assert_eq!(q.get().unwrap(), 8);
+            q.task_done().unwrap();
+            q.close();
+            assert!(readable(&ready, Duration::from_secs(30)));
+            drop(ready);
+        });
+    });
+}
+
+/// Issue 18: a consumer blocked in `get` still gets a value while a readiness watcher
+/// sleeps on the same queue (the watcher passes the put's wake-up on).
+#[test]
+fn queue_readiness_does_not_starve_a_blocked_consumer() {
+    watchdog(LIMIT, "queue_readiness_consumer", || {
+        assert_no_leaks(|| {
+            let q = Queue::<u32>::new().unwrap();
+            let ready = q.readiness().unwrap();
+            let q2 = q.clone();
+            let consumer = std::thread::spawn(move || q2.get().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+            q.put(&9).unwrap();
+            assert_eq!(consumer.join().unwrap(), 9);
+            // The watcher saw the value too (or it was taken first): either way no value is
+            // left behind and the watcher is still armed for the next.
+            ready.clear();
+            q.put(&10).unwrap();
+            assert!(readable(&ready, Duration::from_secs(30)));
+            assert_eq!(q.try_get().unwrap(), 10);
+        });
+    });
+}

@@ -803,3 +803,200 @@ fn a_barrier_handle_without_its_action_is_refused_whatever_the_arrival_order() {
         assert!(!barrier.is_broken());
     });
 }
+
+// ---- Array range guards --------------------------------------------------------------------
+
+/// Issue 18: two processes hold guards on disjoint ranges of one `Array` at the same time.
+#[test]
+fn array_disjoint_ranges_are_held_by_two_processes_at_once() {
+    run("array_disjoint_ranges", || {
+        let arr = Array::<u64>::new(100).unwrap();
+        let state = RawValue::new(0u32).unwrap();
+        let mut low = arr.lock_range(..50).unwrap().unwrap();
+        let (a2, s2) = (arr.clone(), state.clone());
+        // SAFETY: no other thread of this process holds a lock that the child takes.
+        let mut child = fork(unsafe { ForkPermit::new() }, move || {
+            let mut high = a2.lock_range(50..).unwrap().unwrap();
+            high.fill(2);
+            // The parent's range is held: an overlapping one is refused at once.
+            let overlapping = a2.try_lock_range(40..60).unwrap().unwrap().is_none();
+            s2.set(if overlapping { 1 } else { 99 });
+            until(|| s2.get() == 2);
+            0
+        });
+        // The child got its range while this process holds the other half.
+        until(|| state.get() != 0);
+        assert_eq!(state.get(), 1, "the child took an overlapping range");
+        low.fill(1);
+        drop(low);
+        state.set(2);
+        assert_eq!(child.wait(), Ok(0));
+        let v = arr.to_vec().unwrap();
+        assert!(v[..50].iter().all(|&x| x == 1) && v[50..].iter().all(|&x| x == 2));
+    });
+}
+
+/// Issue 18: a guard on an overlapping range, and whole-array access, wait for the holder in
+/// another process.
+#[test]
+fn array_overlapping_range_waits_for_the_holder_in_another_process() {
+    run("array_overlapping_range", || {
+        let arr = Array::<u32>::new(20).unwrap();
+        let state = RawValue::new(0u32).unwrap();
+        let held = arr.lock_range(0..10).unwrap().unwrap();
+        let (a2, s2) = (arr.clone(), state.clone());
+        // SAFETY: no other thread of this process holds a lock that the child takes.
+        let mut child = fork(unsafe { ForkPermit::new() }, move || {
+            s2.set(1);
+            let mut g = a2.lock_range(5..15).unwrap().unwrap();
+            g[0] = 7;
+            s2.set(2);
+            drop(g);
+            let whole = a2.get(5).unwrap();
+            s2.set(3);
+            i32::try_from(whole).unwrap()
+        });
+        until(|| state.get() == 1);
+        let timed = arr
+            .lock_range_timeout(9..10, Duration::from_millis(20))
+            .unwrap()
+            .unwrap();
+        assert!(
+            timed.is_none(),
+            "this thread holds an overlapping guard: the timed form must time out"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            state.get(),
+            1,
+            "the overlapping range was granted while held"
+        );
+        drop(held);
+        assert_eq!(child.wait(), Ok(7));
+        assert_eq!(state.get(), 3);
+    });
+}
+
+/// Issue 18: a range holder killed by SIGKILL does not keep its range forever: the next
+/// overlapping guard, or whole-array lock, reports `OwnerDied` with the guard.
+#[test]
+fn kill_array_range_holder_reports_owner_died() {
+    run("kill_array_range", || {
+        let arr = Array::<u32>::new(64).unwrap();
+        for round in 0..KILL_ROUNDS {
+            let ready = RawValue::new(0u32).unwrap();
+            let (a2, r2) = (arr.clone(), ready.clone());
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
+                let mut g = a2.lock_range(10..20).unwrap().unwrap();
+                g.fill(5);
+                std::mem::forget(g);
+                r2.set(1);
+                std::thread::sleep(Duration::from_secs(600));
+                0
+            });
+            until(|| ready.get() == 1);
+            // A disjoint range is not affected.
+            drop(arr.try_lock_range(20..).unwrap().unwrap().unwrap());
+            assert_eq!(child.kill(), Err(9));
+            if round % 2 == 0 {
+                match arr.lock_range(15..25).unwrap() {
+                    Err(died) => {
+                        let g = died.into_inner();
+                        assert_eq!(g.range(), 15..25);
+                        assert_eq!(g[..5], [5; 5]);
+                    }
+                    Ok(_) => panic!("round {round}: expected OwnerDied"),
+                }
+            } else {
+                match arr.lock() {
+                    Err(died) => assert_eq!(died.into_inner()[10..20], [5; 10]),
+                    Ok(_) => panic!("round {round}: expected OwnerDied from lock()"),
+                }
+            }
+            // Recovered: the whole range is free again, and told only once.
+            drop(arr.lock_range(..).unwrap().unwrap());
+            assert_eq!(arr.get(10).unwrap(), 5);
+        }
+    });
+}
+
+/// Issue 18: a range outside the array is an error, not a guard or a panic.
+#[test]
+fn array_range_out_of_bounds_is_an_error() {
+    run("array_range_bounds", || {
+        let arr = Array::<u8>::new(8).unwrap();
+        assert!(matches!(
+            arr.lock_range(4..9),
+            Err(Error::IndexOutOfBounds { index: 8, len: 8 })
+        ));
+        assert!(matches!(
+            arr.try_lock_range(..=8),
+            Err(Error::IndexOutOfBounds { len: 8, .. })
+        ));
+        #[allow(clippy::reversed_empty_ranges)]
+        let backwards = arr.lock_range_timeout(5..3, Duration::ZERO);
+        assert!(matches!(backwards, Err(Error::InvalidSize { .. })));
+        // An empty range locks nothing: the whole array stays available.
+        let empty = arr.lock_range(8..).unwrap().unwrap();
+        assert!(empty.is_empty());
+        assert_eq!(arr.get(0).unwrap(), 0);
+    });
+}
+
+/// Issue 18: processes taking random ranges (and now and then the whole array) never see
+/// another holder's writes inside what they hold: each holder stamps its range with its id,
+/// keeps checking it for a while, and checks it once more before releasing.
+#[test]
+fn array_range_guards_exclude_each_other_across_processes() {
+    /// Whether `part` still holds `stamp` everywhere after a while of checking.
+    fn intact(part: &[u64], stamp: u64) -> bool {
+        (0..50).all(|_| {
+            std::hint::spin_loop();
+            part.iter().all(|&x| x == stamp)
+        })
+    }
+    run("array_range_stress", || {
+        const LEN: u64 = 64;
+        const ROUNDS: u64 = 2000;
+        let arr = Array::<u64>::new(LEN as usize).unwrap();
+        let start_line = Barrier::new(3).unwrap();
+        let children: Vec<_> = (1..=3u64)
+            .map(|id| {
+                let (a, b) = (arr.clone(), start_line.clone());
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                fork(unsafe { ForkPermit::new() }, move || {
+                    b.wait_timeout(Duration::from_secs(30)).unwrap();
+                    let mut rng = shmproc_tests::Rng::new(id);
+                    for round in 0..ROUNDS {
+                        let stamp = id << 32 | round;
+                        if round % 17 == 0 {
+                            let mut all = a.lock().unwrap();
+                            all.fill(stamp);
+                            if !intact(&all, stamp) {
+                                return 1;
+                            }
+                            continue;
+                        }
+                        let start = rng.below(LEN) as usize;
+                        let end = start + 1 + rng.below((LEN - start as u64).min(16)) as usize;
+                        let mut part = a.lock_range(start..end).unwrap().unwrap();
+                        part.fill(stamp);
+                        if !intact(&part, stamp) {
+                            return 2;
+                        }
+                    }
+                    0
+                })
+            })
+            .collect();
+        for mut c in children {
+            assert_eq!(
+                c.wait(),
+                Ok(0),
+                "a holder saw another's writes in its range"
+            );
+        }
+        drop(arr.lock_range(..).unwrap().unwrap());
+    });
+}

@@ -1,0 +1,392 @@
+//! The range table: exclusive claims on disjoint index ranges of one locked array.
+//!
+//! An `Array` keeps one [`RangeTable`] in its block, beside the [`Lock`] that guards it. A claim
+//! on `[start, end)` occupies one of [`SLOTS`] slots; claims on disjoint ranges coexist, so
+//! workers on disjoint slices of one array run at the same time, while a claim that overlaps a
+//! held one waits for it. The whole-array lock (`Array::lock`, `get`, `set`, `to_vec`) waits
+//! until no claim is held.
+//!
+//! # Why a table and not stripes
+//!
+//! Stripe locks (one lock per fixed chunk of elements) would make two workers whose slices
+//! share a chunk wait for each other although their elements are disjoint, and would make the
+//! cost of a claim grow with its length. A table of claimed ranges serializes only what truly
+//! overlaps, costs the same for any length, and fits in a fixed header (`SLOTS` claims at once;
+//! a claimant finding every slot held waits for one to be freed).
+//!
+//! # Layout
+//!
+//! | offset        | size | field                | written by                                    |
+//! |---------------|------|----------------------|-----------------------------------------------|
+//! | 0             | 4    | `mask`: bit i = slot i holds a claim | a claimant under the array lock (set); the holder or a taker (clear) |
+//! | 4             | 4    | spare, kept 0        | nobody                                        |
+//! | 8 + 32 i      | 16   | slot i's [`LockWord`]: held by the claim's thread | claimant, holder, taker          |
+//! | 24 + 32 i     | 8    | slot i's `start`     | a claimant under the array lock               |
+//! | 32 + 32 i     | 8    | slot i's `end`       | a claimant under the array lock               |
+//!
+//! All-zero bytes are an empty table.
+//!
+//! # Protocol and invariants
+//!
+//! - **Claim** (under the array lock): read `mask`; if a set slot's range overlaps, wait (below);
+//!   else take a clear slot's word (`try_lock_or_take_over`), write `start`/`end`, set its bit,
+//!   release the array lock. **Release** (no array lock): clear the bit, then unlock the word.
+//!   **Wait** (no array lock held): lock the conflicting slot's word (robust: a dead holder is
+//!   found and taken over), unlock it, and claim again.
+//! - (S) *A set bit's slot word is locked* (by the claim's holder or by a dead thread): a claim
+//!   locks the word before setting the bit, a release clears the bit before unlocking, and a
+//!   taker clears the bit before unlocking.
+//! - `start`/`end` are written and read only under the array lock, so a scan sees whole ranges.
+//! - Bits are set only under the array lock, so a holder of the array lock sees the set of
+//!   claims only shrink: it waits on each set slot's word until the mask is empty.
+//!
+//! # Owner death
+//!
+//! A claim's holder that dies keeps its slot word locked; the robust wait of [`raw::lock`]
+//! finds it dead (definite evidence only, as for every lock) and takes the slot over; the taker
+//! clears the bit and reports the dead thread (`OwnerDied`): the elements of that range may be
+//! half-updated. A claimant that dies while claiming dies holding the array lock, which reports
+//! it the same way; its slot word is then taken over by the next claim that picks the slot.
+//!
+//! # Orderings
+//!
+//! A release clears its bit with `Release` and unlocks with `Release`; a claimant reads `mask`
+//! with `Acquire` (a claim that sees the bit cleared sees the elements written under it) or
+//! acquires the slot word (`Acquire`); a holder of the array lock reads `mask` with `Acquire`.
+
+use super::lock::{Lock, LockGuard};
+use super::raw::{self, Acquired, LockWord};
+use crate::error::OwnerDied;
+use crate::loom::{AtomicU32, AtomicU64, Ordering};
+use crate::sys::Deadline;
+
+/// How many claims one array can hold at once.
+pub(crate) const SLOTS: usize = 16;
+
+/// One claim: the claiming thread holds `word`; `[start, end)` is the claimed range.
+#[repr(C)]
+#[derive(Debug)]
+struct Slot {
+    word: LockWord,
+    start: AtomicU64,
+    end: AtomicU64,
+}
+
+/// The range table (see the module's layout table); lives in shared memory.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct RangeTable {
+    mask: AtomicU32,
+    spare: AtomicU32,
+    slots: [Slot; SLOTS],
+}
+
+const _: () = assert!(SLOTS <= 32, "the mask has 32 bits");
+
+/// The bits of `mask` that name slots; others (only a scribbled table has them) are ignored.
+const SLOT_BITS: u32 = if SLOTS == 32 {
+    u32::MAX
+} else {
+    (1 << SLOTS) - 1
+};
+// The layout table above (loom's model atomics are larger; no table lives in shared memory
+// under loom).
+#[cfg(not(shmproc_loom))]
+const _: () = assert!(core::mem::size_of::<RangeTable>() == 8 + 32 * SLOTS);
+
+impl RangeTable {
+    /// Size in bytes of the table in shared memory.
+    pub(crate) const SIZE: usize = core::mem::size_of::<RangeTable>();
+    /// Alignment of the table in shared memory.
+    pub(crate) const ALIGN: usize = core::mem::align_of::<RangeTable>();
+
+    /// Returns an empty table (for tests; in shared memory, zeroed bytes are one).
+    #[cfg(all(test, not(shmproc_loom)))]
+    pub(crate) fn new() -> Self {
+        RangeTable {
+            mask: AtomicU32::new(0),
+            spare: AtomicU32::new(0),
+            slots: core::array::from_fn(|_| Slot {
+                word: LockWord::new(),
+                start: AtomicU64::new(0),
+                end: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+/// How long a claim may wait.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait<'d> {
+    /// Until the claim is granted.
+    Forever,
+    /// Until the deadline.
+    Until(&'d Deadline),
+    /// Not at all.
+    Never,
+}
+
+/// How a claim went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// The calling thread holds slot `slot`; `died` names a holder found dead on the way
+    /// (of an overlapping claim or of the array lock).
+    Held {
+        /// The slot held.
+        slot: usize,
+        /// The dead holder's thread id, if one was found.
+        died: Option<u32>,
+    },
+    /// Not granted in time (or, with [`Wait::Never`], at once).
+    NotNow,
+    /// The calling thread itself holds an overlapping claim: waiting would never end.
+    SelfConflict,
+}
+
+/// Acquires the array lock as `wait` allows; `None` if it was not granted in time.
+fn lock_main<'l>(lock: &'l Lock, wait: Wait<'_>, died: &mut Option<u32>) -> Option<LockGuard<'l>> {
+    let got: Result<Option<LockGuard<'l>>, OwnerDied<LockGuard<'l>>> = match wait {
+        Wait::Forever => lock.lock().map(Some),
+        Wait::Until(d) => lock.lock_timeout(d.remaining()),
+        Wait::Never => lock.try_lock(),
+    };
+    match got {
+        Ok(g) => g,
+        Err(e) => {
+            *died = Some(e.tid());
+            Some(e.into_inner())
+        }
+    }
+}
+
+/// Claims `[start, end)` (`start < end`) for the calling thread; `lock` is the array's lock.
+pub(crate) fn claim(
+    table: &RangeTable,
+    lock: &Lock,
+    start: u64,
+    end: u64,
+    wait: Wait<'_>,
+) -> Claim {
+    let mut died = None;
+    loop {
+        let Some(main) = lock_main(lock, wait, &mut died) else {
+            return Claim::NotNow;
+        };
+        // Acquire: a release whose cleared bit we see published the elements it wrote.
+        let mask = table.mask.load(Ordering::Acquire) & SLOT_BITS;
+        let mut target = None;
+        for (i, slot) in table.slots.iter().enumerate() {
+            // Relaxed: written only under the array lock, which we hold.
+            if mask & (1 << i) != 0
+                && slot.start.load(Ordering::Relaxed) < end
+                && start < slot.end.load(Ordering::Relaxed)
+            {
+                target = Some(i);
+                break;
+            }
+        }
+        if target.is_none() {
+            for (i, slot) in table.slots.iter().enumerate() {
+                if mask & (1 << i) != 0 {
+                    continue;
+                }
+                // A clear bit with a locked word is a release in progress, or a claimant or
+                // taker that died before setting or after clearing the bit (taken over here,
+                // silently: it held no range).
+                if raw::try_lock_or_take_over(&slot.word).is_none() {
+                    target.get_or_insert(i);
+                    continue;
+                }
+                // Relaxed: read only under the array lock.
+                slot.start.store(start, Ordering::Relaxed);
+                // Relaxed: as above.
+                slot.end.store(end, Ordering::Relaxed);
+                // Relaxed: bits are read under the array lock or with `Acquire` after its
+                // release, which publishes this.
+                table.mask.fetch_or(1 << i, Ordering::Relaxed);
+                drop(main);
+                return Claim::Held { slot: i, died };
+            }
+        }
+        // Every free slot is busy releasing and no claim overlaps: wait on any held slot.
+        let i = target.unwrap_or(0);
+        let slot = &table.slots[i];
+        let mine = raw::held_by_current_thread(&slot.word);
+        drop(main);
+        if mine {
+            return Claim::SelfConflict;
+        }
+        let got = match wait {
+            Wait::Forever => raw::lock(&slot.word, None),
+            Wait::Until(d) => raw::lock(&slot.word, Some(d)),
+            Wait::Never => raw::try_lock_or_take_over(&slot.word).unwrap_or(Acquired::TimedOut),
+        };
+        match got {
+            Acquired::TimedOut => return Claim::NotNow,
+            Acquired::Clean => {
+                end_stale_claim(table, i);
+            }
+            Acquired::OwnerDied(tid) => {
+                if end_stale_claim(table, i) {
+                    died = Some(tid);
+                }
+            }
+        }
+    }
+}
+
+/// Clears slot `i`'s bit and unlocks its word, which the caller acquired; returns whether the
+/// bit was set. By (S) a set bit with a word the caller could acquire is a dead holder's claim
+/// (or, if the holder released normally, the bit is clear already; a set bit beside a word that
+/// was free is only a scribbled table's, and clearing it keeps waiters from spinning on it).
+fn end_stale_claim(table: &RangeTable, i: usize) -> bool {
+    // AcqRel: acquire the dead holder's writes; release to the next claimant that sees the
+    // bit clear.
+    let was = table.mask.fetch_and(!(1 << i), Ordering::AcqRel) & (1 << i) != 0;
+    if let Some(slot) = table.slots.get(i) {
+        raw::unlock(&slot.word);
+    }
+    was
+}
+
+/// Releases the claim on slot `slot`, held by the calling thread.
+pub(crate) fn release(table: &RangeTable, slot: usize) {
+    // Release: the next claimant or array-lock holder that sees the bit clear sees the
+    // elements written under the claim.
+    table.mask.fetch_and(!(1 << slot), Ordering::Release);
+    raw::unlock(&table.slots[slot].word);
+}
+
+/// Waits, holding the array lock, until no claim is held; returns a dead holder found on the
+/// way. Waiting for a claim of the calling thread would never end: `Err(())` then.
+pub(crate) fn wait_unclaimed(table: &RangeTable) -> Result<Option<u32>, ()> {
+    let mut died = None;
+    loop {
+        // Acquire: see the elements written under every claim released so far.
+        let mask = table.mask.load(Ordering::Acquire) & SLOT_BITS;
+        if mask == 0 {
+            return Ok(died);
+        }
+        let i = mask.trailing_zeros() as usize;
+        let Some(slot) = table.slots.get(i) else {
+            unreachable!("bits above SLOTS are never set")
+        };
+        if raw::held_by_current_thread(&slot.word) {
+            return Err(());
+        }
+        // No bit is set while we hold the array lock, and (S) keeps a set bit's word locked, so
+        // acquiring the word means its claim ended (or its holder died).
+        match raw::lock(&slot.word, None) {
+            Acquired::OwnerDied(tid) => {
+                if end_stale_claim(table, i) {
+                    died = Some(tid);
+                }
+            }
+            Acquired::Clean => {
+                end_stale_claim(table, i);
+            }
+            Acquired::TimedOut => unreachable!("an unbounded wait ends only with the lock"),
+        }
+    }
+}
+
+#[cfg(all(test, not(shmproc_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn disjoint_claims_coexist_and_overlapping_ones_wait() {
+        let lock = Lock::new().expect("lock");
+        let table = RangeTable::new();
+        let Claim::Held {
+            slot: a,
+            died: None,
+        } = claim(&table, &lock, 0, 10, Wait::Forever)
+        else {
+            panic!("first claim")
+        };
+        let Claim::Held {
+            slot: b,
+            died: None,
+        } = claim(&table, &lock, 10, 20, Wait::Forever)
+        else {
+            panic!("disjoint claim")
+        };
+        assert_ne!(a, b);
+        // Overlapping a claim of this thread: waiting would never end.
+        assert_eq!(
+            claim(&table, &lock, 5, 15, Wait::Never),
+            Claim::SelfConflict
+        );
+        assert_eq!(
+            claim(&table, &lock, 9, 10, Wait::Forever),
+            Claim::SelfConflict
+        );
+        // Overlapping a claim of another thread: not now, or not before the deadline.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert_eq!(claim(&table, &lock, 5, 15, Wait::Never), Claim::NotNow);
+                let d = Deadline::after(Duration::from_millis(20));
+                assert_eq!(claim(&table, &lock, 19, 25, Wait::Until(&d)), Claim::NotNow);
+                assert!(d.has_passed());
+            });
+        });
+        release(&table, a);
+        release(&table, b);
+        assert_eq!(wait_unclaimed(&table), Ok(None));
+    }
+
+    #[test]
+    fn overlapping_claim_of_another_thread_waits_for_the_release() {
+        let lock = Arc::new(Lock::new().expect("lock"));
+        let table = Arc::new(RangeTable::new());
+        let Claim::Held { slot, .. } = claim(&table, &lock, 0, 4, Wait::Forever) else {
+            panic!("claim")
+        };
+        let (l, t) = (Arc::clone(&lock), Arc::clone(&table));
+        let waiter = std::thread::spawn(move || {
+            let got = claim(&t, &l, 3, 8, Wait::Forever);
+            if let Claim::Held { slot, .. } = got {
+                release(&t, slot);
+            }
+            got
+        });
+        // The waiter cannot finish while the claim is held.
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(!waiter.is_finished());
+        release(&table, slot);
+        assert!(matches!(
+            waiter.join().expect("waiter"),
+            Claim::Held { died: None, .. }
+        ));
+    }
+
+    #[test]
+    fn a_scribbled_mask_neither_hangs_nor_panics() {
+        let lock = Lock::new().expect("lock");
+        let table = RangeTable::new();
+        // Bits beside free words, and bits naming no slot: no claim holds them.
+        table.mask.store(0xffff_0005, Ordering::Relaxed);
+        table.slots[2].end.store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(wait_unclaimed(&table), Ok(None));
+        table.mask.store(0b100, Ordering::Relaxed);
+        let Claim::Held { slot, died: None } = claim(&table, &lock, 0, 4, Wait::Forever) else {
+            panic!("claim over a stale bit")
+        };
+        release(&table, slot);
+        assert_eq!(table.mask.load(Ordering::Relaxed) & SLOT_BITS, 0);
+    }
+
+    #[test]
+    fn whole_table_waiter_reports_self_conflict() {
+        let lock = Lock::new().expect("lock");
+        let table = RangeTable::new();
+        let Claim::Held { slot, .. } = claim(&table, &lock, 0, 1, Wait::Forever) else {
+            panic!("claim")
+        };
+        assert_eq!(wait_unclaimed(&table), Err(()));
+        release(&table, slot);
+    }
+}
