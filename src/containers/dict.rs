@@ -173,27 +173,78 @@ fn split(blob: &[u8]) -> Result<(&[u8], &[u8])> {
     Ok(rest.split_at(len))
 }
 
-/// An encoded key: on the stack when small.
-enum KeyBytes {
-    Inline([u8; INLINE_KEY], usize),
-    Heap(Vec<u8>),
+/// An encoded key or value (postcard, as `codec::to_bytes` encodes it): in a buffer on the
+/// stack when small, on the heap otherwise. Encoded in place (`encode`), so the buffer is
+/// never moved.
+struct Encoded {
+    inline: [u8; INLINE_KEY],
+    spill: Vec<u8>,
 }
 
-impl KeyBytes {
-    fn new<Q: Serialize + ?Sized>(key: &Q) -> Result<KeyBytes> {
-        let mut buf = [0u8; INLINE_KEY];
-        if let Some(used) = codec::to_slice(key, &mut buf)? {
-            let n = used.len();
-            return Ok(KeyBytes::Inline(buf, n));
+impl Encoded {
+    fn new() -> Encoded {
+        Encoded {
+            inline: [0; INLINE_KEY],
+            spill: Vec::new(),
         }
-        codec::to_bytes(key).map(KeyBytes::Heap)
     }
 
-    fn bytes(&self) -> &[u8] {
-        match self {
-            KeyBytes::Inline(b, n) => b.get(..*n).unwrap_or(&[]),
-            KeyBytes::Heap(v) => v,
+    /// Encodes `v`; returns its bytes.
+    fn encode<Q: Serialize + ?Sized>(&mut self, v: &Q) -> Result<&[u8]> {
+        let stack = Stack {
+            buf: &mut self.inline,
+            n: 0,
+        };
+        match postcard::serialize_with_flavor(v, stack) {
+            Ok(n) => Ok(self.inline.get(..n).unwrap_or(&[])),
+            // Too long for the buffer, or an error that `to_bytes` reports in full.
+            Err(_) => {
+                self.spill = codec::to_bytes(v)?;
+                Ok(&self.spill)
+            }
         }
+    }
+}
+
+/// postcard output into a fixed buffer, short runs (a varint) copied byte by byte rather
+/// than through a `memcpy` call.
+struct Stack<'b> {
+    buf: &'b mut [u8],
+    n: usize,
+}
+
+impl postcard::ser_flavors::Flavor for Stack<'_> {
+    type Output = usize;
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        let full = || postcard::Error::SerializeBufferFull;
+        let end = self.n.checked_add(data.len()).ok_or_else(full)?;
+        let dst = self.buf.get_mut(self.n..end).ok_or_else(full)?;
+        if data.len() <= 16 {
+            for (d, s) in dst.iter_mut().zip(data) {
+                *d = *s;
+            }
+        } else {
+            dst.copy_from_slice(data);
+        }
+        self.n = end;
+        Ok(())
+    }
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        let slot = self
+            .buf
+            .get_mut(self.n)
+            .ok_or(postcard::Error::SerializeBufferFull)?;
+        *slot = data;
+        self.n += 1;
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.n)
     }
 }
 
@@ -520,12 +571,10 @@ where
 
     /// Returns the value bytes of the entry under `key`, if any.
     fn lookup<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Option<&[u8]>> {
-        let kb = KeyBytes::new(key)?;
+        let mut buf = Encoded::new();
+        let kb = buf.encode(key)?;
         let (_, words) = self.root()?;
-        Ok(self
-            .probe(words, hash(kb.bytes()), kb.bytes())?
-            .found
-            .map(|(_, _, v)| v))
+        Ok(self.probe(words, hash(kb), kb)?.found.map(|(_, _, v)| v))
     }
 
     /// Returns a copy of the value under `key`.
@@ -560,9 +609,9 @@ where
     /// # Errors
     /// As for [`Dict::insert`].
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>> {
-        let kb = KeyBytes::new(&key)?;
-        let vb = codec::to_bytes(&value)?;
-        self.insert_encoded(kb.bytes(), &vb)
+        let (mut kbuf, mut vbuf) = (Encoded::new(), Encoded::new());
+        let kb = kbuf.encode(&key)?;
+        self.insert_encoded(kb, vbuf.encode(&value)?)
     }
 
     fn insert_encoded(&self, kb: &[u8], vb: &[u8]) -> Result<Option<V>> {
@@ -691,8 +740,9 @@ where
             return Ok(v);
         }
         let v = f();
-        let kb = KeyBytes::new(&key)?;
-        self.insert_encoded(kb.bytes(), &codec::to_bytes(&v)?)?;
+        let (mut kbuf, mut vbuf) = (Encoded::new(), Encoded::new());
+        let kb = kbuf.encode(&key)?;
+        self.insert_encoded(kb, vbuf.encode(&v)?)?;
         Ok(v)
     }
 
@@ -705,8 +755,9 @@ where
         K: Borrow<Q>,
         Q: Serialize + ?Sized,
     {
-        let kb = KeyBytes::new(key)?;
-        self.remove_encoded(kb.bytes())
+        let mut buf = Encoded::new();
+        let kb = buf.encode(key)?;
+        self.remove_encoded(kb)
     }
 
     fn remove_encoded(&self, kb: &[u8]) -> Result<Option<V>> {
@@ -741,9 +792,10 @@ where
         K: Borrow<Q>,
         Q: Serialize + ?Sized,
     {
-        let kb = KeyBytes::new(key)?;
+        let mut buf = Encoded::new();
+        let kb = buf.encode(key)?;
         let (_, words) = self.root()?;
-        let found = self.probe(words, hash(kb.bytes()), kb.bytes())?.found;
+        let found = self.probe(words, hash(kb), kb)?.found;
         let mut v = match found {
             Some((_, _, value)) => Some(codec::from_bytes(value)?),
             None => None,
@@ -751,10 +803,11 @@ where
         let out = f(&mut v);
         match v {
             Some(v) => {
-                self.insert_encoded(kb.bytes(), &codec::to_bytes(&v)?)?;
+                let mut vbuf = Encoded::new();
+                self.insert_encoded(kb, vbuf.encode(&v)?)?;
             }
             None if found.is_some() => {
-                self.remove_encoded(kb.bytes())?;
+                self.remove_encoded(kb)?;
             }
             None => {}
         }
