@@ -440,19 +440,9 @@ impl Core {
         }
         let r_word = r;
         let (offset, generation) = decode_ref(r);
-        let tok = ObjectToken {
-            segment: self.seg.id(),
-            name: None,
-            offset,
-            generation,
-            fingerprint: fp,
-        };
-        let r = match ObjectRef::adopt(&self.seg, &tok, fp) {
-            Ok(obj) => {
-                drop(obj);
-                Ok(())
-            }
-            Err(Error::ObjectGone) => Ok(()),
+        // One heap transaction checks the block and drops the container's reference.
+        let r = match RawHeap::new(&self.seg.inner).release_checked(offset, generation, fp) {
+            Ok(_) | Err(Error::ObjectGone) => Ok(()),
             Err(e) => return Err(e),
         };
         // A prepared block freed without an intent (an error before arming) is no longer

@@ -1179,6 +1179,21 @@ impl<'a> RawHeap<'a> {
         self.state(ROOT)
     }
 
+    /// Drops a reference a structure held to the live block at `payload` of generation
+    /// `generation` and type `fp`, checked under the heap lock in the transaction that drops
+    /// it (so a death leaves the reference either dropped or held); frees the block when it
+    /// was the last. Returns whether it freed.
+    ///
+    /// # Errors
+    /// [`Error::ObjectGone`] if the block is no longer that generation (a repeated drop finds
+    /// it so); as for `adopt`.
+    pub(crate) fn release_checked(&self, payload: u64, generation: u32, fp: u64) -> Result<bool> {
+        self.locked(|txn| {
+            let (block, _, size) = self.adopt(payload, generation, fp)?;
+            self.release_in(txn, block, size, Owner::Structure)
+        })?
+    }
+
     /// Drops the reference held for a payload (after validating it), e.g. an old root blob.
     pub(crate) fn release_payload(&self, payload: u64) -> Result<bool> {
         let (block, size) = self.locate(payload)?;
