@@ -70,8 +70,9 @@ const INLINE_KEY: usize = 64;
 /// several operations under one acquisition (and the non-blocking and timed forms of every
 /// operation). A process killed inside any mutation leaves the dictionary consistent: the
 /// next user finishes or undoes that one mutation (see the module docs of the update protocol)
-/// and is not told. At most the blocks the dead process had allocated but not yet recorded
-/// (one entry, or one table while growing) are lost until the segment goes away.
+/// and is not told. The entry or table a mutation allocates is recorded in the dictionary by
+/// the very heap transaction that allocates it, so the next user frees it if the mutation
+/// never published it: nothing the dead process prepared is lost.
 ///
 /// Values that are handles (a `List`, a `Queue`) are stored as tokens: mutations through the
 /// inner handle are visible to all, and some handle must stay alive for the stored one to
@@ -172,27 +173,78 @@ fn split(blob: &[u8]) -> Result<(&[u8], &[u8])> {
     Ok(rest.split_at(len))
 }
 
-/// An encoded key: on the stack when small.
-enum KeyBytes {
-    Inline([u8; INLINE_KEY], usize),
-    Heap(Vec<u8>),
+/// An encoded key or value (postcard, as `codec::to_bytes` encodes it): in a buffer on the
+/// stack when small, on the heap otherwise. Encoded in place (`encode`), so the buffer is
+/// never moved.
+struct Encoded {
+    inline: [u8; INLINE_KEY],
+    spill: Vec<u8>,
 }
 
-impl KeyBytes {
-    fn new<Q: Serialize + ?Sized>(key: &Q) -> Result<KeyBytes> {
-        let mut buf = [0u8; INLINE_KEY];
-        if let Some(used) = codec::to_slice(key, &mut buf)? {
-            let n = used.len();
-            return Ok(KeyBytes::Inline(buf, n));
+impl Encoded {
+    fn new() -> Encoded {
+        Encoded {
+            inline: [0; INLINE_KEY],
+            spill: Vec::new(),
         }
-        codec::to_bytes(key).map(KeyBytes::Heap)
     }
 
-    fn bytes(&self) -> &[u8] {
-        match self {
-            KeyBytes::Inline(b, n) => b.get(..*n).unwrap_or(&[]),
-            KeyBytes::Heap(v) => v,
+    /// Encodes `v`; returns its bytes.
+    fn encode<Q: Serialize + ?Sized>(&mut self, v: &Q) -> Result<&[u8]> {
+        let stack = Stack {
+            buf: &mut self.inline,
+            n: 0,
+        };
+        match postcard::serialize_with_flavor(v, stack) {
+            Ok(n) => Ok(self.inline.get(..n).unwrap_or(&[])),
+            // Too long for the buffer, or an error that `to_bytes` reports in full.
+            Err(_) => {
+                self.spill = codec::to_bytes(v)?;
+                Ok(&self.spill)
+            }
         }
+    }
+}
+
+/// postcard output into a fixed buffer, short runs (a varint) copied byte by byte rather
+/// than through a `memcpy` call.
+struct Stack<'b> {
+    buf: &'b mut [u8],
+    n: usize,
+}
+
+impl postcard::ser_flavors::Flavor for Stack<'_> {
+    type Output = usize;
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        let full = || postcard::Error::SerializeBufferFull;
+        let end = self.n.checked_add(data.len()).ok_or_else(full)?;
+        let dst = self.buf.get_mut(self.n..end).ok_or_else(full)?;
+        if data.len() <= 16 {
+            for (d, s) in dst.iter_mut().zip(data) {
+                *d = *s;
+            }
+        } else {
+            dst.copy_from_slice(data);
+        }
+        self.n = end;
+        Ok(())
+    }
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        let slot = self
+            .buf
+            .get_mut(self.n)
+            .ok_or(postcard::Error::SerializeBufferFull)?;
+        *slot = data;
+        self.n += 1;
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.n)
     }
 }
 
@@ -454,9 +506,10 @@ impl<K, V> fmt::Debug for DictGuard<'_, K, V> {
 }
 
 /// Where a probe ended.
-struct Probe {
-    /// The slot holding the key, and its entry word.
-    found: Option<(usize, u64)>,
+struct Probe<'g> {
+    /// The slot holding the key, its entry word, and the entry's value bytes (the entry was
+    /// checked once, when its key was compared; the bytes live as long as the lock is held).
+    found: Option<(usize, u64, &'g [u8])>,
     /// The first empty or deleted slot on the way.
     free: Option<usize>,
 }
@@ -487,7 +540,7 @@ where
         Ok((root, words))
     }
 
-    fn probe(&self, words: &[AtomicU64], h: u64, key: &[u8]) -> Result<Probe> {
+    fn probe(&self, words: &[AtomicU64], h: u64, key: &[u8]) -> Result<Probe<'_>> {
         let cap = words.len() / 2;
         let mask = cap - 1;
         let mut i = (h as usize) & mask;
@@ -503,10 +556,10 @@ where
             if r == TOMBSTONE {
                 free = free.or(Some(i));
             } else if words[2 * i + 1].load(Ordering::Relaxed) == h {
-                let (k, _) = split(self.core().entry(&self.g, r)?)?;
+                let (k, v) = split(self.core().entry(&self.g, r)?)?;
                 if k == key {
                     return Ok(Probe {
-                        found: Some((i, r)),
+                        found: Some((i, r, v)),
                         free,
                     });
                 }
@@ -516,18 +569,12 @@ where
         Ok(Probe { found: None, free })
     }
 
-    fn value_of(&self, r: u64) -> Result<V> {
-        let (_, v) = split(self.core().entry(&self.g, r)?)?;
-        codec::from_bytes(v)
-    }
-
-    fn lookup<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Option<u64>> {
-        let kb = KeyBytes::new(key)?;
+    /// Returns the value bytes of the entry under `key`, if any.
+    fn lookup<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Option<&[u8]>> {
+        let mut buf = Encoded::new();
+        let kb = buf.encode(key)?;
         let (_, words) = self.root()?;
-        Ok(self
-            .probe(words, hash(kb.bytes()), kb.bytes())?
-            .found
-            .map(|(_, r)| r))
+        Ok(self.probe(words, hash(kb), kb)?.found.map(|(_, _, v)| v))
     }
 
     /// Returns a copy of the value under `key`.
@@ -540,7 +587,7 @@ where
         Q: Serialize + ?Sized,
     {
         match self.lookup(key)? {
-            Some(r) => self.value_of(r).map(Some),
+            Some(v) => codec::from_bytes(v).map(Some),
             None => Ok(None),
         }
     }
@@ -562,23 +609,25 @@ where
     /// # Errors
     /// As for [`Dict::insert`].
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>> {
-        let kb = KeyBytes::new(&key)?;
-        let vb = codec::to_bytes(&value)?;
-        self.insert_encoded(kb.bytes(), &vb)
+        let (mut kbuf, mut vbuf) = (Encoded::new(), Encoded::new());
+        let kb = kbuf.encode(&key)?;
+        self.insert_encoded(kb, vbuf.encode(&value)?)
     }
 
     fn insert_encoded(&self, kb: &[u8], vb: &[u8]) -> Result<Option<V>> {
         let h = hash(kb);
         let (_, words) = self.root()?;
         let p = self.probe(words, h, kb)?;
-        if let Some((i, old)) = p.found {
+        if let Some((i, old, old_value)) = p.found {
             // Decode the old value before anything changes: a value that does not decode
             // leaves the dictionary untouched.
-            let prev = self.value_of(old)?;
+            let prev = codec::from_bytes(old_value)?;
             let klen = u32::try_from(kb.len()).map_err(|_| Error::InvalidSize {
                 reason: "dictionary key longer than 4 GiB",
             })?;
-            let blob = self.core().alloc_entry(&[&klen.to_le_bytes(), kb, vb])?;
+            let blob = self
+                .core()
+                .prepare_entry(&self.g, &[&klen.to_le_bytes(), kb, vb])?;
             protocol::replace_entry(
                 &self.held(),
                 self.core().intent_words(),
@@ -604,7 +653,9 @@ where
         let klen = u32::try_from(kb.len()).map_err(|_| Error::InvalidSize {
             reason: "dictionary key longer than 4 GiB",
         })?;
-        let blob = self.core().alloc_entry(&[&klen.to_le_bytes(), kb, vb])?;
+        let blob = self
+            .core()
+            .prepare_entry(&self.g, &[&klen.to_le_bytes(), kb, vb])?;
         let old = words[2 * i].load(Ordering::Relaxed);
         // The hash is read only while the entry word is published, which comes after.
         words[2 * i + 1].store(h, Ordering::Relaxed);
@@ -629,11 +680,13 @@ where
     /// Moves every entry into a new table of `cap` slots (dropping tombstones).
     fn rehash(&self, cap: usize) -> Result<()> {
         let (root, words) = self.root()?;
-        let new =
-            self.core()
-                .alloc_table_unfilled(cap.checked_mul(2).ok_or(Error::InvalidSize {
-                    reason: "dictionary capacity too large",
-                })?)?;
+        let new = self.core().prepare_table(
+            &self.g,
+            cap.checked_mul(2).ok_or(Error::InvalidSize {
+                reason: "dictionary capacity too large",
+            })?,
+            false,
+        )?;
         let intent = Intent {
             op: Op::Swap,
             w_index: ROOT_W,
@@ -687,8 +740,9 @@ where
             return Ok(v);
         }
         let v = f();
-        let kb = KeyBytes::new(&key)?;
-        self.insert_encoded(kb.bytes(), &codec::to_bytes(&v)?)?;
+        let (mut kbuf, mut vbuf) = (Encoded::new(), Encoded::new());
+        let kb = kbuf.encode(&key)?;
+        self.insert_encoded(kb, vbuf.encode(&v)?)?;
         Ok(v)
     }
 
@@ -701,16 +755,17 @@ where
         K: Borrow<Q>,
         Q: Serialize + ?Sized,
     {
-        let kb = KeyBytes::new(key)?;
-        self.remove_encoded(kb.bytes())
+        let mut buf = Encoded::new();
+        let kb = buf.encode(key)?;
+        self.remove_encoded(kb)
     }
 
     fn remove_encoded(&self, kb: &[u8]) -> Result<Option<V>> {
         let (_, words) = self.root()?;
-        let Some((i, r)) = self.probe(words, hash(kb), kb)?.found else {
+        let Some((i, r, value)) = self.probe(words, hash(kb), kb)?.found else {
             return Ok(None);
         };
-        let prev = self.value_of(r)?;
+        let prev = codec::from_bytes(value)?;
         let intent = Intent {
             op: Op::Set,
             w_index: (2 * i) as u64,
@@ -737,20 +792,22 @@ where
         K: Borrow<Q>,
         Q: Serialize + ?Sized,
     {
-        let kb = KeyBytes::new(key)?;
+        let mut buf = Encoded::new();
+        let kb = buf.encode(key)?;
         let (_, words) = self.root()?;
-        let found = self.probe(words, hash(kb.bytes()), kb.bytes())?.found;
+        let found = self.probe(words, hash(kb), kb)?.found;
         let mut v = match found {
-            Some((_, r)) => Some(self.value_of(r)?),
+            Some((_, _, value)) => Some(codec::from_bytes(value)?),
             None => None,
         };
         let out = f(&mut v);
         match v {
             Some(v) => {
-                self.insert_encoded(kb.bytes(), &codec::to_bytes(&v)?)?;
+                let mut vbuf = Encoded::new();
+                self.insert_encoded(kb, vbuf.encode(&v)?)?;
             }
             None if found.is_some() => {
-                self.remove_encoded(kb.bytes())?;
+                self.remove_encoded(kb)?;
             }
             None => {}
         }
@@ -773,7 +830,7 @@ where
     /// As for [`Dict::clear`].
     pub fn clear(&self) -> Result<()> {
         let (root, _) = self.root()?;
-        let new = self.core().alloc_table(MIN_CAP * 2)?;
+        let new = self.core().prepare_table(&self.g, MIN_CAP * 2, true)?;
         let intent = Intent {
             op: Op::Clear,
             w_index: ROOT_W,

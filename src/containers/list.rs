@@ -392,7 +392,7 @@ impl<T: Serialize + DeserializeOwned> ListGuard<'_, T> {
 
     fn blob(&self, value: &T) -> Result<u64> {
         let bytes = codec::to_bytes(value)?;
-        self.core().alloc_entry(&[&bytes])
+        self.core().prepare_entry(&self.g, &[&bytes])
     }
 
     /// Publishes a new root table built by `fill` (which gets the new words and returns the
@@ -406,7 +406,7 @@ impl<T: Serialize + DeserializeOwned> ListGuard<'_, T> {
     ) -> Result<()> {
         let (root, _, _) = self.root()?;
         // Words past the new length are never read, so the copy needs no zero-filling.
-        let new = match self.core().alloc_table_unfilled(cap + 1) {
+        let new = match self.core().prepare_table(&self.g, cap + 1, false) {
             Ok(t) => t,
             Err(e) => {
                 self.core().free_entry(fresh)?;

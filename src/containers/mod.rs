@@ -23,10 +23,12 @@
 //! operation) whether the one published word changed: if so it finishes the frees, if not it
 //! frees what was prepared (the state table is in `protocol`'s docs). Then the container
 //! recomputes derived state (a dictionary's counts). The caller is not told: the container is
-//! whole. What can leak is one block per death: the entry or table copy the dead process had
-//! allocated but not yet named in the intent (table copies are armed before they are filled,
-//! so that window is a few instructions), or the block the heap itself was allocating or
-//! freeing at that instant (the heap's own bound).
+//! whole. A block a mutation allocates is named in the intent's `FRESH` word by the heap
+//! transaction that allocates it, so a death before the intent is armed loses nothing (the
+//! next holder frees it). What can leak is one block per death: the second block of a
+//! mutation that prepares two (a list insert's table copy, armed before it is filled, so the
+//! window is a few instructions), or the block the heap itself was allocating or freeing at
+//! that instant (the heap's own bound).
 //!
 //! A process killed while freeing the contents as the last handle leaks them (nobody can
 //! reach them any more). A handle inherited through `fork` is not counted, as with every

@@ -17,6 +17,7 @@
 //! | 2    | `W_INDEX` | which word is `W`: `ROOT_W` = the header's root, else a word of the current table |
 //! | 3, 4 | `OLD`, `NEW` | `W`'s value before and after                                 |
 //! | 5, 6 | `A`, `B`  | an entry to free on commit (`A`) and on rollback (`B`); 0 = none |
+//! | 7    | `FRESH`   | a block allocated for the mutation and not yet named by an armed intent; 0 = none |
 //!
 //! | op      | `W`                   | commit frees                         | rollback frees  |
 //! |---------|-----------------------|--------------------------------------|-----------------|
@@ -29,15 +30,27 @@
 //!
 //! | step | done so far                      | the next holder finds | and does                   |
 //! |------|----------------------------------|-----------------------|----------------------------|
-//! | 1    | new blocks allocated             | `STATE` 0             | nothing (≤ those blocks leak) |
-//! | 2    | intent armed                     | `W == OLD`            | rollback                   |
+//! | 0    | a block allocated and named in `FRESH` (one heap transaction) | `STATE` 0, `FRESH` set | frees `FRESH` |
+//! | 1    | other new blocks allocated       | `STATE` 0             | frees `FRESH` (≤ the others leak) |
+//! | 2    | intent armed, then `FRESH` cleared | `W == OLD`          | rollback                   |
 //! | 3    | `W` published                    | `W == NEW`            | commit                     |
 //! | 4    | some or all frees done           | `W == NEW`            | commit (a block already freed has a new generation and is skipped) |
-//! | 5    | intent cleared                   | `STATE` 0             | nothing                    |
+//! | 5    | `FRESH` and the intent cleared   | `STATE` 0, `FRESH` 0  | nothing                    |
 //!
 //! A new value of `W` is always distinct from the old (a fresh block's reference carries its
 //! generation; lengths differ), so `W == NEW` exactly when step 3 happened. Derived state
 //! (a dictionary's counts) is recomputed by the container after every owner death.
+//!
+//! `FRESH` is written by the heap, in the very transaction that allocates the block (`heap`'s
+//! `alloc_named`), so a death inside the allocation leaves the block either unallocated or
+//! named there. While `STATE` is 0, `FRESH` never names a published block: a prepared block
+//! is published only after the intent naming it is armed, arming clears `FRESH` after `STATE`
+//! is 1, and clearing the intent clears `FRESH` before `STATE` is 0. So whoever takes the lock
+//! and finds `STATE` 0 and `FRESH` set frees that block (a block freed already carries a new
+//! generation and is skipped). A mutation that prepares two blocks (a list insert that grows
+//! its table) names the first in `FRESH`; the second may leak, as in step 1. After the
+//! holder's death the heap's own record is resolved first, so `FRESH` is read only once every
+//! heap transaction of the dead holder has happened or never will.
 //!
 //! # Orderings
 //!
@@ -58,6 +71,8 @@ const OLD: usize = 3;
 const NEW: usize = 4;
 const A: usize = 5;
 const B: usize = 6;
+/// The word that names a block prepared before the intent is armed (module docs).
+pub(crate) const FRESH: usize = 7;
 /// Number of intent words.
 pub(crate) const WORDS: usize = 8;
 
@@ -101,6 +116,8 @@ pub(crate) trait Blocks {
     fn free_list_range(&self, from: u64, to: u64) -> Result<()>;
     /// Frees every entry a dictionary table names (a freed table is skipped).
     fn free_dict_entries(&self, table: u64) -> Result<()>;
+    /// Frees the block `FRESH` names, an entry or a table (a freed one is skipped).
+    fn free_prepared(&self, r: u64) -> Result<()>;
 }
 
 #[cfg(test)]
@@ -135,6 +152,8 @@ pub(crate) fn arm(words: &[AtomicU64], i: &Intent) {
     // Release: the fields above precede the arming in every process's view (module docs).
     words[STATE].store(1, Ordering::Release);
     crash_point();
+    // Release: the intent names the prepared block before `FRESH` stops naming it.
+    words[FRESH].store(0, Ordering::Release);
 }
 
 /// Publishes `W`'s new value.
@@ -147,13 +166,31 @@ pub(crate) fn publish(w: &AtomicU64, new: u64) {
 /// Clears the intent record.
 pub(crate) fn clear(words: &[AtomicU64]) {
     crash_point();
+    // Relaxed: ordered before the disarming by its Release store.
+    words[FRESH].store(0, Ordering::Relaxed);
     // Release: the frees precede the clearing.
     words[STATE].store(0, Ordering::Release);
 }
 
-/// Returns whether an intent is armed.
-pub(crate) fn armed(words: &[AtomicU64]) -> bool {
-    words[STATE].load(Ordering::Acquire) != 0
+/// Returns whether a mutation left work for the next holder: an armed intent, or a block
+/// named in `FRESH`.
+pub(crate) fn pending(words: &[AtomicU64]) -> bool {
+    // Acquire: pairs with the Release stores of `arm` and `clear`.
+    words[STATE].load(Ordering::Acquire) != 0 || words[FRESH].load(Ordering::Acquire) != 0
+}
+
+/// Returns the block `FRESH` names (0 = none); only for the lock holder.
+pub(crate) fn fresh(words: &[AtomicU64]) -> u64 {
+    // Relaxed: written only by the lock's holders (and the heap transactions run for them,
+    // which complete before the allocation returns), ordered by the lock.
+    words[FRESH].load(Ordering::Relaxed)
+}
+
+/// Forgets the block `FRESH` names if it is `r` (freed by the caller).
+pub(crate) fn forget_fresh(words: &[AtomicU64], r: u64) {
+    if fresh(words) == r {
+        words[FRESH].store(0, Ordering::Relaxed);
+    }
 }
 
 /// Reads an armed intent record.
@@ -255,8 +292,13 @@ pub(crate) fn replace_entry(
 
 /// Resolves an armed intent (commit if `W` was published, rollback if not); leaves it armed
 /// (the caller clears it after repairing derived state). Returns whether it committed.
+/// Without an armed intent, frees the block `FRESH` names, if any (never published).
 pub(crate) fn resolve(b: &impl Blocks, words: &[AtomicU64]) -> Result<Option<bool>> {
     let Some(i) = read(words)? else {
+        let r = fresh(words);
+        if r != 0 {
+            b.free_prepared(r)?;
+        }
         return Ok(None);
     };
     // Acquire: pairs with `publish` (the lock orders it already; this is for clarity).
@@ -327,6 +369,12 @@ impl Blocks for Held<'_, '_> {
             self.core.free_entry(slot[0].load(Ordering::Relaxed))?;
             crash_point();
         }
+        Ok(())
+    }
+
+    fn free_prepared(&self, r: u64) -> Result<()> {
+        self.core.free_prepared(r)?;
+        crash_point();
         Ok(())
     }
 }

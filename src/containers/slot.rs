@@ -230,7 +230,7 @@ impl<T: Serialize + DeserializeOwned> SlotGuard<'_, T> {
     pub fn set(&self, value: &T) -> Result<()> {
         let bytes = codec::to_bytes(value)?;
         let old = self.core().word(ROOT).load(Ordering::Acquire);
-        let new = self.core().alloc_entry(&[&bytes])?;
+        let new = self.core().prepare_entry(&self.g, &[&bytes])?;
         let held = Held {
             core: self.core(),
             guard: &self.g,

@@ -243,7 +243,13 @@ impl Core {
             Ok(None) => return Ok(None),
             Err(died) => (OwnerDied::into_inner(died), true),
         };
-        if died || protocol::armed(self.intent_words()) {
+        if died || protocol::pending(self.intent_words()) {
+            if died {
+                // The dead holder may have died inside a heap transaction made for this
+                // container (one that names a block in `FRESH`): resolve the heap's record
+                // first, so the words read below are final.
+                RawHeap::new(&self.seg.inner).settle()?;
+            }
             protocol::recover(self, &g)?;
             (self.repair)(self, &g)?;
             protocol::clear(self.intent_words());
@@ -270,27 +276,83 @@ impl Core {
         encode_ref(tok.offset, tok.generation)
     }
 
+    /// Allocates an entry blob holding `parts` for a mutation of the locked container (`g`),
+    /// which arms an intent naming it before publishing it; returns its reference.
+    ///
+    /// The heap names the block in the intent's `FRESH` word in the allocation's own
+    /// transaction, so no death loses it (`protocol`). If `FRESH` already names a block (a
+    /// mutation that prepares two), this one is allocated as by `alloc_entry`.
+    pub(crate) fn prepare_entry(&self, g: &LockGuard<'_>, parts: &[&[u8]]) -> Result<u64> {
+        let len = parts.iter().map(|p| p.len()).sum::<usize>();
+        let Some((r, b)) = self.alloc_fresh(g, len as u64, ENTRY_FP)? else {
+            return self.alloc_entry(parts);
+        };
+        let base = RawHeap::new(&self.seg.inner).ptr(b.payload);
+        let mut at = 0usize;
+        for p in parts {
+            let dst = base.wrapping_add(at);
+            // SAFETY: `at + p.len() <= len`, the payload's length, and the block is fresh:
+            // only `FRESH` names it, and nobody reads it before it is published (module
+            // `# Safety`).
+            unsafe { core::ptr::copy_nonoverlapping(p.as_ptr(), dst, p.len()) };
+            at += p.len();
+        }
+        Ok(r)
+    }
+
+    /// Allocates a table of `n` words (zero-filled if `zeroed`) for a mutation of the locked
+    /// container (`g`), named in `FRESH` as by `prepare_entry`; returns its reference.
+    ///
+    /// A copy that is filled after the intent naming it is armed need not be zeroed.
+    pub(crate) fn prepare_table(&self, g: &LockGuard<'_>, n: usize, zeroed: bool) -> Result<u64> {
+        let bytes = table_bytes(n)?;
+        let Some((r, b)) = self.alloc_fresh(g, bytes, TABLE_FP)? else {
+            return self.new_table(n, zeroed);
+        };
+        if zeroed {
+            let end = b.payload.saturating_add(b.len);
+            let dirty = b.zero_from.clamp(b.payload, end).saturating_sub(b.payload);
+            let ptr = RawHeap::new(&self.seg.inner).ptr(b.payload);
+            // SAFETY: `dirty <= len`, so the bytes written are inside the fresh payload, which
+            // nobody reads before it is published (module `# Safety`).
+            unsafe { ptr.write_bytes(0, usize::try_from(dirty).unwrap_or(0)) };
+        }
+        Ok(r)
+    }
+
+    /// Allocates a block of `len` bytes typed `fp`, named in `FRESH`; `None` if `FRESH`
+    /// already names one.
+    fn alloc_fresh(
+        &self,
+        _g: &LockGuard<'_>,
+        len: u64,
+        fp: u64,
+    ) -> Result<Option<(u64, crate::heap::Block)>> {
+        let words = self.intent_words();
+        if protocol::fresh(words) != 0 {
+            return Ok(None);
+        }
+        let name = ((INTENT + protocol::FRESH) * 8) as u64;
+        let name = self
+            .obj
+            .offset()
+            .checked_add(name)
+            .ok_or(Error::CorruptObject {
+                reason: "container header past the segment",
+            })?;
+        let b = RawHeap::new(&self.seg.inner).alloc_named(len, 8, fp, name)?;
+        // A death here (before the intent names the block) loses nothing: `FRESH` names it.
+        protocol::crash_point();
+        Ok(Some((encode_ref(b.payload, b.generation)?, b)))
+    }
+
     /// Allocates a zero-filled table of `n` words; returns its reference.
     pub(crate) fn alloc_table(&self, n: usize) -> Result<u64> {
         self.new_table(n, true)
     }
 
-    /// Allocates a table of `n` words whose contents are unspecified; returns its reference.
-    ///
-    /// For a copy that is filled after the intent naming it is armed: a death while filling
-    /// (or zeroing) then loses nothing.
-    pub(crate) fn alloc_table_unfilled(&self, n: usize) -> Result<u64> {
-        self.new_table(n, false)
-    }
-
     fn new_table(&self, n: usize, zeroed: bool) -> Result<u64> {
-        let bytes = u64::try_from(n)
-            .ok()
-            .and_then(|n| n.checked_mul(8))
-            .ok_or(Error::InvalidSize {
-                reason: "container table too large",
-            })?
-            .max(8);
+        let bytes = table_bytes(n)?;
         let obj = if zeroed {
             ObjectRef::alloc_zeroed(&self.seg, bytes, 8, TABLE_FP)?
         } else {
@@ -376,21 +438,25 @@ impl Core {
         if r == 0 || r == TOMBSTONE {
             return Ok(());
         }
+        let r_word = r;
         let (offset, generation) = decode_ref(r);
-        let tok = ObjectToken {
-            segment: self.seg.id(),
-            name: None,
-            offset,
-            generation,
-            fingerprint: fp,
+        // One heap transaction checks the block and drops the container's reference.
+        let r = match RawHeap::new(&self.seg.inner).release_checked(offset, generation, fp) {
+            Ok(_) | Err(Error::ObjectGone) => Ok(()),
+            Err(e) => return Err(e),
         };
-        match ObjectRef::adopt(&self.seg, &tok, fp) {
-            Ok(obj) => {
-                drop(obj);
-                Ok(())
-            }
-            Err(Error::ObjectGone) => Ok(()),
-            Err(e) => Err(e),
+        // A prepared block freed without an intent (an error before arming) is no longer
+        // `FRESH`'s to free.
+        protocol::forget_fresh(self.intent_words(), r_word);
+        r
+    }
+
+    /// Frees the block `r` that `FRESH` named: an entry or a table (0 is a no-op).
+    pub(crate) fn free_prepared(&self, r: u64) -> Result<()> {
+        match self.free(r, ENTRY_FP) {
+            // Another type: a table.
+            Err(Error::CorruptObject { .. }) => self.free(r, TABLE_FP),
+            other => other,
         }
     }
 
@@ -403,6 +469,17 @@ impl Core {
     pub(crate) fn free_table(&self, r: u64) -> Result<()> {
         self.free(r, TABLE_FP)
     }
+}
+
+/// Returns the bytes of a table of `n` words (at least one word).
+fn table_bytes(n: usize) -> Result<u64> {
+    Ok(u64::try_from(n)
+        .ok()
+        .and_then(|n| n.checked_mul(8))
+        .ok_or(Error::InvalidSize {
+            reason: "container table too large",
+        })?
+        .max(8))
 }
 
 /// The dictionary's "deleted" slot word: generation 0 never names a live block.

@@ -72,7 +72,9 @@
 //! the heap is never left half-changed, and no block is lost by a death inside `alloc` or
 //! `free`: a popped or carved block is recorded in its owner's journal entry in the very
 //! transaction that takes it off the list, and a freed one leaves the entry in the transaction
-//! that pushes it.
+//! that pushes it. A block allocated for a structure can instead be named in a word of that
+//! structure by the same transaction (`alloc_named`: the containers' `FRESH` word), which the
+//! structure resolves after a death as it resolves its own records.
 //!
 //! Free lists are stacks whose head word carries a 32-bit tag bumped by every push and pop.
 //!
@@ -189,6 +191,9 @@ pub(crate) struct RawHeap<'a> {
     /// `data_start` for this segment's length, computed once per view (every block check
     /// needs it).
     data_start: u64,
+    /// `holders_at` for this segment's length: where the block-start bitmap ends (every
+    /// bitmap lookup checks against it).
+    bitmap_end: u64,
 }
 
 /// A freshly allocated block.
@@ -287,9 +292,10 @@ fn sub(a: u64, b: u64) -> Result<u64> {
     }
 }
 
-/// The first byte of the first block of a heap `len` bytes long (see `RawHeap::data_start`).
-fn data_start_for(len: u64) -> u64 {
-    holders_at(len)
+/// The first byte of the first block of a heap `len` bytes long (see `RawHeap::data_start`),
+/// whose holder table starts at `holders` (`holders_at(len)`).
+fn data_start_after(holders: u64, len: u64) -> u64 {
+    holders
         .saturating_add(holder::slots_for(len).saturating_mul(holder::SLOT_BYTES))
         .next_multiple_of(4096)
         .max(4096)
@@ -309,11 +315,15 @@ fn usize_of(v: u64) -> usize {
 }
 
 impl<'a> RawHeap<'a> {
+    #[inline]
     pub(crate) fn new(seg: &'a SegmentInner) -> Self {
+        let len = seg.len();
+        let bitmap_end = holders_at(len);
         RawHeap {
             seg,
             page: u64::try_from(sys::page_size()).unwrap_or(4096),
-            data_start: data_start_for(seg.len()),
+            data_start: data_start_after(bitmap_end, len),
+            bitmap_end,
         }
     }
 
@@ -333,7 +343,7 @@ impl<'a> RawHeap<'a> {
     fn start_bit_at(&self, off: u64) -> Result<(u64, u64)> {
         let unit = off / BLOCK_HEADER;
         let word = add(BITMAP, (unit / 64).saturating_mul(8))?;
-        if add(word, 8)? > holders_at(self.len()) {
+        if add(word, 8)? > self.bitmap_end {
             return Err(Error::CorruptObject {
                 reason: "offset past the block-start bitmap",
             });
@@ -395,6 +405,7 @@ impl<'a> RawHeap<'a> {
 
     /// Returns whether a block was carved at `block`. The bitmap lies outside every block,
     /// so no payload bytes (which any handle's owner may write) can forge a block start.
+    #[inline]
     fn is_start(&self, block: u64) -> bool {
         // Acquire: pairs with `mark_start`.
         self.start_bit(block)
@@ -402,6 +413,7 @@ impl<'a> RawHeap<'a> {
     }
 
     /// Returns the atomic `u64` at `off`, after checking bounds and alignment.
+    #[inline]
     fn u64_at(&self, off: u64) -> Result<&'a AtomicU64> {
         let end = add(off, 8)?;
         if !off.is_multiple_of(8) || end > self.len() {
@@ -422,6 +434,7 @@ impl<'a> RawHeap<'a> {
     }
 
     /// Returns the atomic `u32` at `off`, after checking bounds and alignment.
+    #[inline]
     fn u32_at(&self, off: u64) -> Result<&'a AtomicU32> {
         let end = add(off, 4)?;
         if !off.is_multiple_of(4) || end > self.len() {
@@ -557,6 +570,12 @@ impl<'a> RawHeap<'a> {
         Ok(out)
     }
 
+    /// Takes and releases the heap lock, resolving a record a dead holder left: afterwards
+    /// every transaction of a process that has died has happened or never will.
+    pub(crate) fn settle(&self) -> Result<()> {
+        self.locked(|_| Ok(()))
+    }
+
     /// Allocates a block whose payload holds `size` bytes aligned to `align`, typed `fp`; the
     /// block's one reference belongs to a structure (see [`Owner`]).
     ///
@@ -578,6 +597,30 @@ impl<'a> RawHeap<'a> {
         fp: u64,
         owner: Owner,
     ) -> Result<Block> {
+        self.alloc_with(size, align, fp, owner, None)
+    }
+
+    /// Allocates like [`alloc`](RawHeap::alloc), for a structure, and names the new block in
+    /// the word at `name` (a word of a structure's block) in the same transaction: the word
+    /// becomes `generation << 32 | payload / 32`, the form of a reference word (as the root
+    /// word). No death can leave the block allocated and unnamed: the structure finds it in
+    /// that word and frees it if it never published it.
+    ///
+    /// # Errors
+    /// As for `alloc`; [`Error::InvalidSize`] if the payload lies past the first 128 GiB of
+    /// the segment (its index does not fit the word).
+    pub(crate) fn alloc_named(&self, size: u64, align: u64, fp: u64, name: u64) -> Result<Block> {
+        self.alloc_with(size, align, fp, Owner::Structure, Some(name))
+    }
+
+    fn alloc_with(
+        &self,
+        size: u64,
+        align: u64,
+        fp: u64,
+        owner: Owner,
+        name: Option<u64>,
+    ) -> Result<Block> {
         if !align.is_power_of_two() || align > self.page {
             return Err(Error::InvalidSize {
                 reason: "alignment must be a power of two no larger than a page",
@@ -589,11 +632,25 @@ impl<'a> RawHeap<'a> {
         };
         let need = align.max(BLOCK_HEADER).checked_add(size).ok_or_else(oom)?;
         let class = Class::for_block(need, self.page).ok_or_else(oom)?;
-        match self.locked(|txn| self.alloc_in(txn, class, size, align, fp, owner)) {
+        let attempt = || {
+            self.locked(|txn| {
+                let b = self.alloc_in(txn, class, size, align, fp, owner)?;
+                if let Some(name) = name {
+                    let idx = u32::try_from(b.payload / BLOCK_HEADER).map_err(|_| {
+                        Error::InvalidSize {
+                            reason: "a named block must lie in the first 128 GiB of a segment",
+                        }
+                    })?;
+                    txn.set64(name, u64::from(b.generation) << 32 | u64::from(idx))?;
+                }
+                Ok(b)
+            })
+        };
+        match attempt() {
             // Damage found while releasing was dealt with (the damaged holder is dropped);
             // other holders may have been released meanwhile, so try again.
             Err(Error::OutOfMemory { .. }) if holder::release_dead(self).unwrap_or(true) => {
-                self.locked(|txn| self.alloc_in(txn, class, size, align, fp, owner))
+                attempt()
             }
             r => r,
         }
@@ -634,9 +691,17 @@ impl<'a> RawHeap<'a> {
             0 => 1,
             g => u32::try_from(g).unwrap_or(1),
         };
-        txn.set32(block, class.tag())?;
+        // A block popped from a free list keeps its tag (checked by `pop_from`) and often its
+        // type; a store of the value a word already holds (read under the lock, and stored by
+        // no earlier store of this transaction) changes nothing, redone or not, so it is left
+        // out of the record.
+        if self.u32_at(block)?.load(Ordering::Relaxed) != class.tag() {
+            txn.set32(block, class.tag())?;
+        }
         txn.set32(add(block, 4)?, delta)?;
-        txn.set64(add(block, 16)?, fp)?;
+        if self.u64_at(add(block, 16)?)?.load(Ordering::Relaxed) != fp {
+            txn.set64(add(block, 16)?, fp)?;
+        }
         txn.set64(add(block, 24)?, size)?;
         if u64::from(delta) > BLOCK_HEADER {
             let fwd = sub(payload, BLOCK_HEADER)?;
@@ -1016,6 +1081,10 @@ impl<'a> RawHeap<'a> {
     }
 
     /// Finds and checks the block that holds `payload`; returns (block, class size).
+    ///
+    /// A payload right after its header (every payload aligned to at most 32) costs one
+    /// bitmap lookup; one behind a forward header is found by `forwarded`.
+    #[inline]
     fn locate(&self, payload: u64) -> Result<(u64, u64)> {
         if !payload.is_multiple_of(BLOCK_HEADER)
             || payload < add(self.data_start(), BLOCK_HEADER)?
@@ -1027,23 +1096,14 @@ impl<'a> RawHeap<'a> {
             });
         }
         let before = sub(payload, BLOCK_HEADER)?;
+        // Marked in the bitmap, `before` passes every check of `check_block_offset`: it is
+        // 32-aligned and at or past `data_start` (as `payload` is 32-aligned and at or past
+        // `data_start + 32`), and its header ends at `payload`, inside the segment.
         let block = if self.is_start(before) {
             before
-        } else if self.u32_at(before)?.load(Ordering::Acquire) == FORWARD_MAGIC {
-            let delta = self.u32_at(add(before, 4)?)?.load(Ordering::Relaxed);
-            sub(payload, u64::from(delta))?
         } else {
-            // Neither a block start nor a forward header: a payload that needed a forward
-            // header and was freed (freeing clears the forward magic), or an offset that never
-            // named a payload. Either way no live object is there.
-            return Err(Error::ObjectGone);
+            self.forwarded(payload, before)?
         };
-        if !self.is_start(block) {
-            // A forward header that leads to no block: bytes that are not a header (a stale
-            // offset now inside another payload, or a forged one).
-            return Err(Error::ObjectGone);
-        }
-        self.check_block_offset(block)?;
         let tag = self.u32_at(block)?.load(Ordering::Acquire);
         let Some(class) = Class::from_tag(tag) else {
             return Err(Error::CorruptObject {
@@ -1067,9 +1127,31 @@ impl<'a> RawHeap<'a> {
         Ok((block, bsize))
     }
 
+    /// Finds the block of a `payload` whose 32 bytes before (`before`) are no block start:
+    /// they must be a forward header leading to one.
+    #[inline(never)]
+    fn forwarded(&self, payload: u64, before: u64) -> Result<u64> {
+        if self.u32_at(before)?.load(Ordering::Acquire) != FORWARD_MAGIC {
+            // Neither a block start nor a forward header: a payload that needed a forward
+            // header and was freed (freeing clears the forward magic), or an offset that never
+            // named a payload. Either way no live object is there.
+            return Err(Error::ObjectGone);
+        }
+        let delta = self.u32_at(add(before, 4)?)?.load(Ordering::Relaxed);
+        let block = sub(payload, u64::from(delta))?;
+        if !self.is_start(block) {
+            // A forward header that leads to no block: bytes that are not a header (a stale
+            // offset now inside another payload, or a forged one).
+            return Err(Error::ObjectGone);
+        }
+        self.check_block_offset(block)?;
+        Ok(block)
+    }
+
     /// Checks that `payload` is the live block of generation `generation` and type `fp`,
     /// without taking a reference (the caller takes over one it was handed); returns (block,
     /// payload length, block size).
+    #[inline]
     pub(crate) fn adopt(&self, payload: u64, generation: u32, fp: u64) -> Result<(u64, u64, u64)> {
         let (block, bsize) = self.locate(payload)?;
         let cur = self.u64_at(add(block, 8)?)?.load(Ordering::Acquire);
@@ -1095,6 +1177,21 @@ impl<'a> RawHeap<'a> {
     /// (`payload / 32` in the low 32 bits, generation in the high 32; 0 = none).
     pub(crate) fn root_word(&self) -> &'a AtomicU64 {
         self.state(ROOT)
+    }
+
+    /// Drops a reference a structure held to the live block at `payload` of generation
+    /// `generation` and type `fp`, checked under the heap lock in the transaction that drops
+    /// it (so a death leaves the reference either dropped or held); frees the block when it
+    /// was the last. Returns whether it freed.
+    ///
+    /// # Errors
+    /// [`Error::ObjectGone`] if the block is no longer that generation (a repeated drop finds
+    /// it so); as for `adopt`.
+    pub(crate) fn release_checked(&self, payload: u64, generation: u32, fp: u64) -> Result<bool> {
+        self.locked(|txn| {
+            let (block, _, size) = self.adopt(payload, generation, fp)?;
+            self.release_in(txn, block, size, Owner::Structure)
+        })?
     }
 
     /// Drops the reference held for a payload (after validating it), e.g. an old root blob.

@@ -58,11 +58,13 @@ impl Class {
     }
 
     /// Returns the page count of a large class.
+    #[inline]
     pub(crate) fn page_count(self) -> Option<u64> {
         (self.0 & 0xff00_0000 == LARGE_MAGIC).then_some(u64::from(self.0 & 0x00ff_ffff))
     }
 
     /// Returns the index into `SMALL` of a small class.
+    #[inline]
     fn small_index(self) -> Option<usize> {
         (self.0 & 0xffff_ff00 == BLOCK_MAGIC).then_some(usize::try_from(self.0 & 0xff).ok()?)
     }
@@ -77,6 +79,7 @@ impl Class {
     }
 
     /// Returns the class a block's tag records, or `None` for a tag that is no block's.
+    #[inline]
     pub(crate) fn from_tag(tag: u32) -> Option<Class> {
         let c = Class(tag);
         let ok = match (c.small_index(), c.page_count()) {
@@ -93,6 +96,7 @@ impl Class {
     }
 
     /// Returns the block size of this class, or `None` for an invalid one.
+    #[inline]
     pub(crate) fn block_size(self, page: u64) -> Option<u64> {
         match (self.small_index(), self.page_count()) {
             (Some(i), _) => SMALL.get(i).copied(),
