@@ -41,8 +41,12 @@
 //!   ([`Error::Disconnected`]) instead of waiting forever.
 //!
 //! # Lifetimes
-//! An object lives while the creating process holds a proxy to it; once a proxy to it has
-//! been serialized (sent elsewhere), it lives until the server stops.
+//! An object lives while the creating process holds a proxy to it: dropping its last proxy
+//! there releases it, and so does the end of that process (even by `SIGKILL`: the server
+//! drops the creation references of a client process when its last connection ends). Once a
+//! proxy to it has been serialized (sent elsewhere), it lives until the server stops: the
+//! object is pinned before the serialized proxy leaves the process, so a proxy in flight (in
+//! a queue, in a child's arguments) always finds its object.
 
 mod client;
 pub mod managed;

@@ -133,7 +133,9 @@ pub(crate) enum Entry {
 /// One server object, with its creator's reference.
 struct Slot {
     obj: Arc<Object>,
-    refs: u64,
+    /// The client process (nonce) holding the creation reference, until it releases it or
+    /// its last connection ends.
+    creator: Option<u64>,
     pinned: bool,
     type_name: Arc<str>,
 }
@@ -177,7 +179,7 @@ impl Server {
             SHARED_NAMESPACE,
             Slot {
                 obj: Arc::new(Object::Namespace(Mutex::default())),
-                refs: 1,
+                creator: None,
                 pinned: true,
                 type_name: "shmproc.namespace".into(),
             },
@@ -202,6 +204,9 @@ impl Server {
 
     /// Accepts connections until the server stops; each is served on its own thread.
     pub(crate) fn accept_loop(self: &Arc<Self>, listener: &Listener) {
+        // Clients of a TCP listener may be on other hosts: their greeting cannot hand over a
+        // pipe (see `read_greeting`).
+        let remote = !Endpoint::of(listener.address()).is_local();
         while !self.stopping() {
             let conn = match listener.accept() {
                 Ok(c) => c,
@@ -234,7 +239,7 @@ impl Server {
             let spawned = std::thread::Builder::new()
                 .name("shmproc-manager-conn".into())
                 .spawn(move || {
-                    me.serve_connection(conn);
+                    me.serve_connection(conn, remote);
                     *lock(&me.connections) -= 1;
                 });
             if spawned.is_err() {
@@ -244,8 +249,8 @@ impl Server {
     }
 
     /// Serves one connection: its greeting, then requests until it ends.
-    fn serve_connection(self: &Arc<Self>, sock: Connection) {
-        let Ok(greeting) = sock.recv::<Greeting>() else {
+    fn serve_connection(self: &Arc<Self>, sock: Connection, remote: bool) {
+        let Some(greeting) = read_greeting(&sock, remote) else {
             return;
         };
         // The largest reply the client receives: a socket connection's message cap, or a
@@ -429,7 +434,7 @@ impl Server {
                     id,
                     Slot {
                         obj: Arc::new(obj),
-                        refs: 1,
+                        creator: Some(ctx.client),
                         pinned: false,
                         type_name: kind.into(),
                     },
@@ -445,22 +450,24 @@ impl Server {
                 Ok(codec::to_bytes(&()).map_err(Fault::from)?)
             }
             Request::Release { object } => {
+                // Only the creating client process holds the creation reference; a release
+                // from any other is a no-op.
                 let removed = {
                     let mut objects = lock(&self.objects);
                     let slot = objects
                         .get_mut(&object)
                         .ok_or(Fault::UnknownObject(object))?;
-                    slot.refs = slot.refs.saturating_sub(1);
-                    if slot.refs == 0 && !slot.pinned {
+                    if slot.creator == Some(ctx.client) {
+                        slot.creator = None;
+                    }
+                    if slot.creator.is_none() && !slot.pinned {
                         objects.remove(&object)
                     } else {
                         None
                     }
                 };
-                if let Some(slot) = removed
-                    && let Object::Custom { entry } = *slot.obj
-                {
-                    let _ = self.run_custom(entry, CustomOp::Drop { object });
+                if let Some(slot) = removed {
+                    self.drop_object(object, &slot);
                 }
                 Ok(codec::to_bytes(&()).map_err(Fault::from)?)
             }
@@ -507,7 +514,7 @@ impl Server {
 
     /// One connection of `client` ended; the last one gives back what it held.
     fn client_left(&self, client: u64) {
-        let released = {
+        let (touched, removed) = {
             let mut clients = lock(&self.clients);
             let Some(rec) = clients.get_mut(&client) else {
                 return;
@@ -516,14 +523,53 @@ impl Server {
             if rec.sessions > 0 {
                 return;
             }
-            clients.remove(&client).map(|r| r.touched)
+            let Some(rec) = clients.remove(&client) else {
+                return;
+            };
+            // The creation references it still held go too: its proxies are gone with it.
+            // An object a proxy of which it serialized was pinned before the token left the
+            // process (`RemoteObject`'s `Serialize` waits for the pin), so a proxy in flight
+            // to another client keeps its object. Taken under the clients' lock: a new
+            // connection of the same client (which would create under the same nonce) is
+            // counted before or after this, never during.
+            let mut objects = lock(&self.objects);
+            let mine: Vec<u64> = objects
+                .iter()
+                .filter(|(_, s)| s.creator == Some(client))
+                .map(|(id, _)| *id)
+                .collect();
+            let mut removed = Vec::new();
+            for id in mine {
+                if let Some(slot) = objects.get_mut(&id) {
+                    slot.creator = None;
+                    if !slot.pinned
+                        && let Some(s) = objects.remove(&id)
+                    {
+                        removed.push((id, s));
+                    }
+                }
+            }
+            (rec.touched, removed)
         };
-        let Some(touched) = released else { return };
         let ids: Vec<u64> = lock(&touched).drain().collect();
         for id in ids {
             if let Ok((obj, _)) = self.lookup(id) {
                 obj.release_client(client);
             }
+        }
+        // What the client held in an object it created is given back above only if the
+        // object is still in the table; a removed one is dropped here, outside the table's
+        // lock (a custom value's `Drop` may call the server).
+        for (id, slot) in removed {
+            slot.obj.release_client(client);
+            self.drop_object(id, &slot);
+        }
+    }
+
+    /// Lets go of an object taken out of the table: a custom value is dropped by its entry.
+    fn drop_object(&self, object: u64, slot: &Slot) {
+        if let Object::Custom { entry } = *slot.obj {
+            let _ = self.run_custom(entry, CustomOp::Drop { object });
         }
     }
 }
@@ -531,6 +577,47 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.clear();
+    }
+}
+
+/// The most bytes a greeting from a client of a TCP listener may take (its nonce and the
+/// `None` of its pipe take at most 11).
+const MAX_REMOTE_GREETING: usize = 16;
+
+/// What a greeting's pipe decodes to for a client of a TCP listener: nothing. Such a client
+/// sends its requests over the socket and never hands over a pipe, so the server decodes no
+/// connection token (none that would make it attach a shared-memory object the client names).
+enum NoPipe {}
+
+impl<'de> Deserialize<'de> for NoPipe {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> std::result::Result<NoPipe, D::Error> {
+        Err(serde::de::Error::custom(
+            "a client over TCP cannot hand the server a pipe",
+        ))
+    }
+}
+
+/// The greeting of a client of a TCP listener: [`Greeting`]'s encoding, with no pipe.
+#[derive(Deserialize)]
+struct RemoteGreeting {
+    client: u64,
+    #[allow(dead_code)] // decoded only to be refused if present
+    pipe: Option<NoPipe>,
+}
+
+/// Reads a connection's greeting. A client of a TCP listener may send only its nonce (in a
+/// greeting of at most 16 bytes); a local one may also hand over the server's end of a
+/// shared-memory pipe. `None` for a greeting that does not decode (the connection is closed).
+fn read_greeting(sock: &Connection, remote: bool) -> Option<Greeting> {
+    if remote {
+        let bytes = sock.recv_bytes_max(MAX_REMOTE_GREETING).ok()?;
+        let g: RemoteGreeting = codec::from_bytes(&bytes).ok()?;
+        Some(Greeting {
+            client: g.client,
+            pipe: None,
+        })
+    } else {
+        sock.recv::<Greeting>().ok()
     }
 }
 
