@@ -62,6 +62,8 @@ pub use proxy::{
     JoinableQueueProxy, ListProxy, LockProxy, ManagedLockGuard, NamespaceProxy, QueueProxy,
     RLockProxy, SemaphoreProxy, ValueProxy,
 };
+#[cfg(feature = "test-support")]
+pub(crate) use server::fuzz_protocol;
 
 use crate::codec;
 use crate::connection::{Address, Listener, pipe_simplex};

@@ -690,6 +690,91 @@ pub(crate) fn server_main(args: ServerArgs) {
     crate::process::init::exit(0);
 }
 
+/// The body of the `manager_protocol` fuzz target (see `crate::fuzzing`): `data` is a
+/// sequence of frames, each `[client, flags, len, bytes…]`. Each frame's bytes are decoded as
+/// a TCP client's greeting, as a reply (what a client decodes), and as a request; a request
+/// that decodes is served by a server in this process for client `client % 3`, and its reply
+/// must encode and decode again. Flag bit 0 ends that client's session afterwards (what it
+/// held and created is given back). Garbage is an error, never a panic; no call blocks past a
+/// slice of the server's wait (every client counts as gone while it waits).
+#[cfg(feature = "test-support")]
+pub(crate) fn fuzz_protocol(mut data: &[u8]) {
+    let server = Server::new(Vec::new(), true);
+    let gone = || true;
+    let mut sessions: HashMap<u64, Arc<Mutex<HashSet<u64>>>> = HashMap::new();
+    let mut created: Vec<u64> = Vec::new();
+    while let [client, flags, len, rest @ ..] = data {
+        let n = usize::from(*len).min(rest.len());
+        let (frame, tail) = rest.split_at(n);
+        data = tail;
+        let client = u64::from(*client % 3) + 1;
+        let _ = codec::from_bytes::<RemoteGreeting>(frame);
+        if let Ok(Reply::Err(f)) = codec::from_bytes::<Reply>(frame) {
+            let _ = f.into_error();
+        }
+        let touched = sessions
+            .entry(client)
+            .or_insert_with(|| {
+                let mut clients = lock(&server.clients);
+                let rec = clients.entry(client).or_default();
+                rec.sessions += 1;
+                Arc::clone(&rec.touched)
+            })
+            .clone();
+        if let Ok(mut req) = codec::from_bytes::<Request>(frame) {
+            // Object ids are unique in the process, so an input names objects by their rank
+            // among those it created (0 is the shared namespace): it replays the same way.
+            match &mut req {
+                Request::Shutdown => continue,
+                Request::Call { object, .. }
+                | Request::Pin { object }
+                | Request::Release { object }
+                | Request::TypeOf { object }
+                    if *object != 0 && !created.is_empty() =>
+                {
+                    let rank = usize::try_from(*object - 1).unwrap_or(usize::MAX);
+                    *object = created[rank % created.len()];
+                }
+                _ => {}
+            }
+            let creating = matches!(req, Request::Create { .. });
+            let ctx = Ctx {
+                client,
+                thread: u64::from(*flags >> 1),
+                gone: &gone,
+            };
+            let reply = match server.handle(req, ctx, &touched) {
+                Ok(b) => Reply::Ok(b),
+                Err(f) => Reply::Err(f),
+            };
+            if creating && let Reply::Ok(b) = &reply {
+                match codec::from_bytes::<u64>(b) {
+                    Ok(id) => created.push(id),
+                    Err(e) => panic!("a created object's id does not decode: {e}"),
+                }
+            }
+            let decoded = codec::to_bytes(&reply).and_then(|b| codec::from_bytes::<Reply>(&b));
+            match decoded {
+                Ok(Reply::Ok(_)) => {}
+                Ok(Reply::Err(f)) => drop(f.into_error()),
+                Err(e) => panic!("a reply does not encode and decode again: {e}"),
+            }
+        }
+        if *flags & 1 != 0 && sessions.remove(&client).is_some() {
+            server.client_left(client);
+        }
+    }
+    for client in sessions.into_keys() {
+        server.client_left(client);
+    }
+    // Every object a session created and did not pin went with it.
+    let left = lock(&server.objects);
+    assert!(
+        left.values().all(|s| s.pinned || s.creator.is_none()),
+        "an object outlived its creator's session unpinned"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
