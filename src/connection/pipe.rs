@@ -424,6 +424,17 @@ impl Connection {
         }
     }
 
+    /// Makes both directions of this end yield the core a few times before sleeping, as a
+    /// queue's ring does (see `ring::Ring::set_yielding`): for request/reply connections (a
+    /// manager's), where the peer is often waiting for this very core.
+    pub(crate) fn set_yielding(&self) {
+        if let Some(Inner::Shm(s)) = &self.state {
+            for ring in [&s.rx, &s.tx].into_iter().flatten() {
+                ring.set_yielding();
+            }
+        }
+    }
+
     /// Returns whether this end can receive.
     pub fn readable(&self) -> bool {
         self.readable

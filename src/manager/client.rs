@@ -136,6 +136,8 @@ impl Client {
         let client = client_nonce();
         if self.endpoint.is_local() {
             let (mine, theirs) = pipe()?;
+            // A round trip's peer often waits for this very core: yield before sleeping.
+            mine.set_yielding();
             sock.send(&Greeting {
                 client,
                 pipe: Some(theirs),

@@ -266,6 +266,7 @@ impl Server {
                     return;
                 }
                 drop(sock);
+                pipe.set_yielding();
                 pipe
             }
             None => {
