@@ -16,7 +16,7 @@
 //! queue or in another managed container) first *pins* the object: it then lives until the
 //! server stops, since the server cannot know when the last serialized copy was read.
 
-use super::protocol::{Endpoint, Fault, Reply, Request};
+use super::protocol::{Endpoint, Fault, MAX_REQUEST, Reply, Request};
 use crate::codec;
 use crate::connection::{Connection, pipe};
 use crate::error::{Error, Result};
@@ -154,7 +154,8 @@ impl Client {
     /// Sends one request and returns the reply's encoded result.
     ///
     /// # Errors
-    /// The request's [`Fault`] as an error; connection errors
+    /// The request's [`Fault`] as an error; [`Error::MessageTooLarge`] for a request over
+    /// the server's 64 MiB cap (nothing is sent); connection errors
     /// ([`Error::Disconnected`] when the server is gone).
     pub(crate) fn request(&self, req: &Request) -> Result<Vec<u8>> {
         if self.pid != sys::current_pid() {
@@ -163,6 +164,15 @@ impl Client {
             return forked_client(&self.endpoint, &self.authkey).request(req);
         }
         let bytes = codec::to_bytes(req)?;
+        if bytes.len() > MAX_REQUEST {
+            // Refused here, before a connection is taken: a socket's send would refuse it
+            // too, but the connection would then be dropped, and with this process's last
+            // one, everything it created and holds in the server.
+            return Err(Error::MessageTooLarge {
+                size: bytes.len() as u64,
+                limit: MAX_REQUEST as u64,
+            });
+        }
         let pooled = lock(&self.idle).pop();
         let conn = match pooled {
             Some(c) => c,
@@ -271,6 +281,13 @@ impl RemoteObject {
 
     /// Calls `method` with already-encoded arguments; returns the encoded result.
     pub(crate) fn call_raw(&self, method: &str, args: Vec<u8>) -> Result<Vec<u8>> {
+        if args.len() > MAX_REQUEST {
+            // Over the cap whatever the rest of the request: not copied into one to find out.
+            return Err(Error::MessageTooLarge {
+                size: args.len() as u64,
+                limit: MAX_REQUEST as u64,
+            });
+        }
         self.held.client.request(&Request::Call {
             object: self.held.id,
             thread: thread_number(),

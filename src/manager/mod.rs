@@ -22,7 +22,8 @@
 //! A remote client
 //! ([`Manager::connect`] to a TCP address) sends its requests over the TCP connection.
 //! Requests and replies are codec-encoded data; requests are capped at 64 MiB before they are
-//! received. A reply larger than its client can receive (64 MiB over a socket, the codec's
+//! received (a client refuses to send a larger one: an [`Error::MessageTooLarge`] for that
+//! call, while its connections, and what it created and holds, stay). A reply larger than its client can receive (64 MiB over a socket, the codec's
 //! cap over a pipe) is an [`Error::MessageTooLarge`] for that call; the connection, and what
 //! the client holds, stay.
 //!
