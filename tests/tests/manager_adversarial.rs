@@ -496,6 +496,45 @@ fn silent_and_garbage_greetings_block_nobody_and_die_with_the_server() {
     });
 }
 
+/// Authenticated clients that start a greeting's frame (its length, a few bytes) and stall,
+/// on a TCP and on a Unix socket server: others are served, and the server's shutdown ends
+/// the threads reading those greetings rather than leaving them blocked.
+#[test]
+fn a_stalled_greeting_frame_does_not_outlive_the_server() {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    watchdog(LIMIT, "manager stalled greeting", || {
+        let threads = thread_count();
+        let unix = Address::Abstract(
+            format!("shmproc-test-adv-stall-{}", std::process::id()).into_bytes(),
+        );
+        for addr in [Address::from(SocketAddr::from(([127, 0, 0, 1], 0))), unix] {
+            let m = Manager::serve(addr, b"stall").unwrap();
+            let stalled: Vec<(shmproc::Connection, std::fs::File)> = (0..3)
+                .map(|_| {
+                    let c = shmproc::Client::connect(m.address(), Some(b"stall")).unwrap();
+                    let fd = c.readiness().unwrap().as_fd().try_clone_to_owned().unwrap();
+                    let mut f = std::fs::File::from(fd);
+                    f.write_all(&[12, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]).unwrap();
+                    (c, f)
+                })
+                .collect();
+            let l = m.list::<u32>().unwrap();
+            l.push(1).unwrap();
+            assert_eq!(l.to_vec().unwrap(), [1]);
+            drop(l);
+            m.shutdown().unwrap();
+            drop(m);
+            assert!(
+                eventually(|| thread_count() <= threads + 1),
+                "{} threads left behind by the server, {threads} before",
+                thread_count()
+            );
+            drop(stalled);
+        }
+    });
+}
+
 // ------------------------------------------------------------------ after the server
 
 /// Every kind of proxy errors (never hangs) after its server's shutdown, and so do the
