@@ -435,6 +435,15 @@ impl Connection {
         }
     }
 
+    /// Bounds each blocking read and write of a socket connection (`None`: no bound), so a
+    /// peer that stalls mid-message cannot hold the caller forever; a no-op for a pipe.
+    pub(crate) fn set_socket_timeout(&self, t: Option<Duration>) -> Result<()> {
+        match &self.state {
+            Some(Inner::Sock(s)) => s.stream.set_timeout(t),
+            _ => Ok(()),
+        }
+    }
+
     /// Returns whether this end can receive.
     pub fn readable(&self) -> bool {
         self.readable

@@ -25,7 +25,7 @@ use super::managed::{DispatchError, Managed};
 use super::objects::{BUILTIN, Ctx, Object};
 use super::protocol::{Endpoint, Fault, MAX_REQUEST, Reply, Request};
 use crate::codec;
-use crate::connection::{Connection, Listener};
+use crate::connection::{Connection, HANDSHAKE_TIMEOUT, Listener};
 use crate::error::{Error, Result};
 use crate::process::{
     Outcome, Registrations, TargetId, panic_message, run_installed, take_inherited,
@@ -37,7 +37,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The most connections a server serves at once; past it, new ones are closed at once.
 pub(crate) const MAX_CONNECTIONS: usize = 1024;
@@ -250,6 +250,9 @@ impl Server {
 
     /// Serves one connection: its greeting, then requests until it ends.
     fn serve_connection(self: &Arc<Self>, sock: Connection, remote: bool) {
+        if !self.greeting_arrives(&sock) {
+            return;
+        }
         let Some(greeting) = read_greeting(&sock, remote) else {
             return;
         };
@@ -285,6 +288,24 @@ impl Server {
         };
         self.session(&conn, client, &touched, limit);
         self.client_left(client);
+    }
+
+    /// Waits for a freshly authenticated client's greeting, as long as a handshake may take
+    /// ([`HANDSHAKE_TIMEOUT`]) and while the server runs: a client that never greets is
+    /// dropped rather than holding a thread (and a stopping server's shutdown) forever.
+    fn greeting_arrives(&self, sock: &Connection) -> bool {
+        let until = Instant::now() + HANDSHAKE_TIMEOUT;
+        loop {
+            let now = Instant::now();
+            if self.stopping() || now >= until {
+                return false;
+            }
+            match sock.poll(Some((until - now).min(Duration::from_millis(200)))) {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(_) => return false,
+            }
+        }
     }
 
     fn session(&self, conn: &Connection, client: u64, touched: &Mutex<HashSet<u64>>, limit: usize) {
@@ -608,8 +629,17 @@ struct RemoteGreeting {
 
 /// Reads a connection's greeting. A client of a TCP listener may send only its nonce (in a
 /// greeting of at most 16 bytes); a local one may also hand over the server's end of a
-/// shared-memory pipe. `None` for a greeting that does not decode (the connection is closed).
+/// shared-memory pipe. `None` for a greeting that does not decode, or whose frame stalls for
+/// [`HANDSHAKE_TIMEOUT`] (the connection is closed).
 fn read_greeting(sock: &Connection, remote: bool) -> Option<Greeting> {
+    // A client that stalls mid-greeting is dropped instead of holding its thread forever.
+    sock.set_socket_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
+    let greeting = read_greeting_frame(sock, remote)?;
+    sock.set_socket_timeout(None).ok()?;
+    Some(greeting)
+}
+
+fn read_greeting_frame(sock: &Connection, remote: bool) -> Option<Greeting> {
     if remote {
         let bytes = sock.recv_bytes_max(MAX_REMOTE_GREETING).ok()?;
         let g: RemoteGreeting = codec::from_bytes(&bytes).ok()?;

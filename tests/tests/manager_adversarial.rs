@@ -508,30 +508,42 @@ fn a_stalled_greeting_frame_does_not_outlive_the_server() {
         let unix = Address::Abstract(
             format!("shmproc-test-adv-stall-{}", std::process::id()).into_bytes(),
         );
-        for addr in [Address::from(SocketAddr::from(([127, 0, 0, 1], 0))), unix] {
-            let m = Manager::serve(addr, b"stall").unwrap();
-            let stalled: Vec<(shmproc::Connection, std::fs::File)> = (0..3)
-                .map(|_| {
-                    let c = shmproc::Client::connect(m.address(), Some(b"stall")).unwrap();
-                    let fd = c.readiness().unwrap().as_fd().try_clone_to_owned().unwrap();
-                    let mut f = std::fs::File::from(fd);
-                    f.write_all(&[12, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]).unwrap();
-                    (c, f)
+        // Both servers at once: each shutdown waits for its stalled readers. The stalled
+        // clients stay connected until the end.
+        let stalled: Vec<_> = std::thread::scope(|scope| {
+            let servers: Vec<_> = [Address::from(SocketAddr::from(([127, 0, 0, 1], 0))), unix]
+                .into_iter()
+                .map(|addr| {
+                    scope.spawn(move || {
+                        let m = Manager::serve(addr, b"stall").unwrap();
+                        let stalled: Vec<(shmproc::Connection, std::fs::File)> = (0..3)
+                            .map(|_| {
+                                let c =
+                                    shmproc::Client::connect(m.address(), Some(b"stall")).unwrap();
+                                let fd = c.readiness().unwrap().as_fd().try_clone_to_owned();
+                                let mut f = std::fs::File::from(fd.unwrap());
+                                f.write_all(&[12, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]).unwrap();
+                                (c, f)
+                            })
+                            .collect();
+                        let l = m.list::<u32>().unwrap();
+                        l.push(1).unwrap();
+                        assert_eq!(l.to_vec().unwrap(), [1]);
+                        drop(l);
+                        m.shutdown().unwrap();
+                        drop(m);
+                        stalled
+                    })
                 })
                 .collect();
-            let l = m.list::<u32>().unwrap();
-            l.push(1).unwrap();
-            assert_eq!(l.to_vec().unwrap(), [1]);
-            drop(l);
-            m.shutdown().unwrap();
-            drop(m);
-            assert!(
-                eventually(|| thread_count() <= threads + 1),
-                "{} threads left behind by the server, {threads} before",
-                thread_count()
-            );
-            drop(stalled);
-        }
+            servers.into_iter().map(|s| s.join().unwrap()).collect()
+        });
+        assert!(
+            eventually(|| thread_count() <= threads + 1),
+            "{} threads left behind by the servers, {threads} before",
+            thread_count()
+        );
+        drop(stalled);
     });
 }
 
