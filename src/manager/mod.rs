@@ -25,7 +25,9 @@
 //! received (a client refuses to send a larger one: an [`Error::MessageTooLarge`] for that
 //! call, while its connections, and what it created and holds, stay). A reply larger than its client can receive (64 MiB over a socket, the codec's
 //! cap over a pipe) is an [`Error::MessageTooLarge`] for that call; the connection, and what
-//! the client holds, stay.
+//! the client holds, stay. A client must greet within the handshake timeout (5 s) of its
+//! authentication; over a socket, a request frame (or a reply's) that stalls for that long
+//! ends the connection, while an idle connection stays open.
 //!
 //! # Direct and served primitives
 //! Every built-in object, for every client (local or remote), is served by the server: no

@@ -263,6 +263,7 @@ impl Server {
         } else {
             MAX_REQUEST
         };
+        let socket = greeting.pipe.is_none();
         let conn = match greeting.pipe {
             Some(pipe) => {
                 if send_reply(&sock, &Reply::Ok(Vec::new()), MAX_REQUEST).is_err() {
@@ -286,7 +287,7 @@ impl Server {
             rec.sessions += 1;
             Arc::clone(&rec.touched)
         };
-        self.session(&conn, client, &touched, limit);
+        self.session(&conn, client, &touched, limit, socket);
         self.client_left(client);
     }
 
@@ -308,12 +309,21 @@ impl Server {
         }
     }
 
-    fn session(&self, conn: &Connection, client: u64, touched: &Mutex<HashSet<u64>>, limit: usize) {
+    fn session(
+        &self,
+        conn: &Connection,
+        client: u64,
+        touched: &Mutex<HashSet<u64>>,
+        limit: usize,
+        socket: bool,
+    ) {
         // A blocked call ends when its client is gone or the server stops (an in-process
         // server's threads must not outlive its owner's `shutdown`).
         let gone = || self.stopping() || !matches!(conn.poll(Some(Duration::ZERO)), Ok(false));
         loop {
-            if self.in_process {
+            // Over a socket, a read starts only once a request arrives: the socket's timeout
+            // (see `read_greeting`) then ends a frame that stalls, not an idle client.
+            if self.in_process || socket {
                 // Wake up now and then to notice that the server stopped.
                 match conn.poll(Some(Duration::from_millis(200))) {
                     Ok(true) => {}
@@ -633,10 +643,10 @@ struct RemoteGreeting {
 /// [`HANDSHAKE_TIMEOUT`] (the connection is closed).
 fn read_greeting(sock: &Connection, remote: bool) -> Option<Greeting> {
     // A client that stalls mid-greeting is dropped instead of holding its thread forever.
+    // The timeout stays for the session over the socket, which polls before each read: it
+    // bounds only a request frame that stalls, or a reply the client stops reading.
     sock.set_socket_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
-    let greeting = read_greeting_frame(sock, remote)?;
-    sock.set_socket_timeout(None).ok()?;
-    Some(greeting)
+    read_greeting_frame(sock, remote)
 }
 
 fn read_greeting_frame(sock: &Connection, remote: bool) -> Option<Greeting> {
