@@ -312,6 +312,58 @@ fn a_proxy_inherited_in_memory_outlives_the_parents_drop() {
     });
 }
 
+fn hold_over_tcp(
+    (addr, lock, sem, ready): (SocketAddr, LockProxy, SemaphoreProxy, QueueProxy<u8>),
+) {
+    // Its own remote manager: the proxies it was given reach the server over TCP too.
+    let m = Manager::connect(addr, b"tcp holder").unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    d.insert(1, 1).unwrap();
+    lock.acquire().unwrap();
+    sem.acquire().unwrap();
+    ready.put(&1).unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+    drop(d);
+}
+
+/// A remote client (over TCP) SIGKILLed while holding a lock and a semaphore unit gives them
+/// back, and what it created goes.
+#[test]
+fn a_sigkilled_tcp_client_gives_back_what_it_held() {
+    watchdog(LIMIT, "manager tcp client killed", || {
+        let m = Manager::builder()
+            .address(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .authkey(&b"tcp holder"[..])
+            .start()
+            .unwrap();
+        let Address::Tcp(addr) = m.address() else {
+            panic!("not TCP");
+        };
+        let lock = m.lock().unwrap();
+        let sem = m.semaphore(1).unwrap();
+        let ready = m.queue::<u8>().unwrap();
+        let probe = raw_client(&m.address(), b"tcp holder", 0x7c9);
+        let before = live_objects(&probe, 16);
+        let child = Process::new(
+            hold_over_tcp,
+            (addr, lock.clone(), sem.clone(), ready.clone()),
+        )
+        .start()
+        .unwrap();
+        assert_eq!(ready.get_timeout(Duration::from_secs(60)).unwrap(), 1);
+        assert!(!lock.try_acquire().unwrap());
+        assert!(!sem.try_acquire().unwrap());
+        assert_eq!(live_objects(&probe, 16).len(), before.len() + 1);
+        child.kill().unwrap();
+        child.join().unwrap();
+        assert!(lock.acquire_timeout(LONG).unwrap(), "lock kept");
+        assert!(sem.acquire_timeout(LONG).unwrap(), "semaphore unit kept");
+        assert!(eventually(|| live_objects(&probe, 16) == before));
+        drop(probe);
+        m.shutdown().unwrap();
+    });
+}
+
 // ------------------------------------------------------------------ many deaths at once
 
 type Dying = (Vec<u8>, Vec<u8>, SemaphoreProxy, LockProxy, QueueProxy<u32>);
