@@ -424,6 +424,26 @@ impl Connection {
         }
     }
 
+    /// Makes both directions of this end yield the core a few times before sleeping, as a
+    /// queue's ring does (see `ring::Ring::set_yielding`): for request/reply connections (a
+    /// manager's), where the peer is often waiting for this very core.
+    pub(crate) fn set_yielding(&self) {
+        if let Some(Inner::Shm(s)) = &self.state {
+            for ring in [&s.rx, &s.tx].into_iter().flatten() {
+                ring.set_yielding();
+            }
+        }
+    }
+
+    /// Bounds each blocking read and write of a socket connection (`None`: no bound), so a
+    /// peer that stalls mid-message cannot hold the caller forever; a no-op for a pipe.
+    pub(crate) fn set_socket_timeout(&self, t: Option<Duration>) -> Result<()> {
+        match &self.state {
+            Some(Inner::Sock(s)) => s.stream.set_timeout(t),
+            _ => Ok(()),
+        }
+    }
+
     /// Returns whether this end can receive.
     pub fn readable(&self) -> bool {
         self.readable

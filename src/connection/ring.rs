@@ -261,6 +261,13 @@ impl Ring {
         self.spinning.set(on);
     }
 
+    /// Gives this side the queue ring's spin limits (`park`'s `Site::Queue`): a few yields of
+    /// the core after the pause rounds, before sleeping. For request/reply traffic, whose peer
+    /// is often waiting for this very core.
+    pub(crate) fn set_yielding(&self) {
+        self.spin.set(Spin::new(Site::Queue));
+    }
+
     /// Gives the ring the read end of a kernel pipe whose write end travels with every copy
     /// of the peer's end (inherited, passed or still in flight to a process that may adopt
     /// it). Once the pipe reports a hang-up, no process holds the peer end or can still

@@ -5,7 +5,7 @@
 //! function on the stable toolchain. A body returns normally for every input; a violated
 //! invariant panics (which the fuzzer reports as a crash).
 //!
-//! Targets: [`codec_decode`], [`segment_header`], [`token_attach`], [`heap_ops`],
+//! Targets: [`codec_decode`], [`segment_header`], [`token_attach`], [`heap_ops`], `manager_protocol`,
 //! [`heap_corrupt`](corrupt::heap_corrupt), [`concurrent`](concurrent::run_bytes).
 
 #![allow(
@@ -39,6 +39,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("heap_ops", heap_ops),
     ("heap_corrupt", corrupt::heap_corrupt),
     ("concurrent", concurrent::run_bytes),
+    ("manager_protocol", crate::manager::fuzz_protocol),
 ];
 
 /// Returns the body of the target called `name`.

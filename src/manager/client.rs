@@ -11,11 +11,12 @@
 //!
 //! # Lifetimes of server objects
 //! The process that creates an object holds one reference, dropped (a `Release` request) when
-//! its last proxy clone is dropped. A proxy that is serialized (passed to a child, put in a
+//! its last proxy clone is dropped, or by the server when that process's last connection
+//! ends (it died). A proxy that is serialized (passed to a child, put in a
 //! queue or in another managed container) first *pins* the object: it then lives until the
 //! server stops, since the server cannot know when the last serialized copy was read.
 
-use super::protocol::{Endpoint, Fault, Reply, Request};
+use super::protocol::{Endpoint, Fault, MAX_REQUEST, Reply, Request};
 use crate::codec;
 use crate::connection::{Connection, pipe};
 use crate::error::{Error, Result};
@@ -103,6 +104,26 @@ pub(crate) fn client_for(endpoint: &Endpoint, authkey: &[u8]) -> Arc<Client> {
     c
 }
 
+/// This process's client of a server reached through a client inherited across `fork`: kept
+/// until the process exits, so the server sees one lasting client (locks it takes, objects it
+/// creates) rather than a connection per call, each of whose end would give them back.
+fn forked_client(endpoint: &Endpoint, authkey: &[u8]) -> Arc<Client> {
+    static KEPT: Mutex<(u32, Vec<Arc<Client>>)> = Mutex::new((0, Vec::new()));
+    let c = client_for(endpoint, authkey);
+    let pid = sys::current_pid();
+    let mut kept = lock(&KEPT);
+    if kept.0 != pid {
+        // Inherited from the parent: those are its clients, not this process's (forgotten,
+        // not dropped: their connections are the parent's).
+        std::mem::forget(std::mem::take(&mut kept.1));
+        kept.0 = pid;
+    }
+    if !kept.1.iter().any(|k| Arc::ptr_eq(k, &c)) {
+        kept.1.push(Arc::clone(&c));
+    }
+    c
+}
+
 impl Client {
     pub(crate) fn authkey(&self) -> &[u8] {
         &self.authkey
@@ -115,6 +136,8 @@ impl Client {
         let client = client_nonce();
         if self.endpoint.is_local() {
             let (mine, theirs) = pipe()?;
+            // A round trip's peer often waits for this very core: yield before sleeping.
+            mine.set_yielding();
             sock.send(&Greeting {
                 client,
                 pipe: Some(theirs),
@@ -131,24 +154,33 @@ impl Client {
     /// Sends one request and returns the reply's encoded result.
     ///
     /// # Errors
-    /// The request's [`Fault`] as an error; connection errors
+    /// The request's [`Fault`] as an error; [`Error::MessageTooLarge`] for a request over
+    /// the server's 64 MiB cap (nothing is sent); connection errors
     /// ([`Error::Disconnected`] when the server is gone).
     pub(crate) fn request(&self, req: &Request) -> Result<Vec<u8>> {
+        if self.pid != sys::current_pid() {
+            // A forked child calling through its parent's client: its own client of the same
+            // server keeps its connections (what it holds lives as long as they do).
+            return forked_client(&self.endpoint, &self.authkey).request(req);
+        }
         let bytes = codec::to_bytes(req)?;
-        let pooled = if self.pid == sys::current_pid() {
-            lock(&self.idle).pop()
-        } else {
-            None
-        };
+        if bytes.len() > MAX_REQUEST {
+            // Refused here, before a connection is taken: a socket's send would refuse it
+            // too, but the connection would then be dropped, and with this process's last
+            // one, everything it created and holds in the server.
+            return Err(Error::MessageTooLarge {
+                size: bytes.len() as u64,
+                limit: MAX_REQUEST as u64,
+            });
+        }
+        let pooled = lock(&self.idle).pop();
         let conn = match pooled {
             Some(c) => c,
             None => self.connect()?,
         };
         conn.send_bytes(&bytes)?;
         let reply = conn.recv_bytes()?;
-        if self.pid == sys::current_pid() {
-            lock(&self.idle).push(conn);
-        }
+        lock(&self.idle).push(conn);
         expect_ok(reply)
     }
 }
@@ -249,6 +281,13 @@ impl RemoteObject {
 
     /// Calls `method` with already-encoded arguments; returns the encoded result.
     pub(crate) fn call_raw(&self, method: &str, args: Vec<u8>) -> Result<Vec<u8>> {
+        if args.len() > MAX_REQUEST {
+            // Over the cap whatever the rest of the request: not copied into one to find out.
+            return Err(Error::MessageTooLarge {
+                size: args.len() as u64,
+                limit: MAX_REQUEST as u64,
+            });
+        }
         self.held.client.request(&Request::Call {
             object: self.held.id,
             thread: thread_number(),

@@ -18,7 +18,7 @@ use crate::codec;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, WaitTimeoutResult};
 use std::time::{Duration, Instant};
 
 /// How long a blocked server thread sleeps before checking that its client is still there.
@@ -109,6 +109,48 @@ fn seq<'a>(n: usize, items: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
 
 fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| Instant::now().checked_add(t))
+}
+
+/// A condition variable whose `notify_all` makes no system call when nobody waits (std's
+/// makes one each time: a futex wake per lock release or queue put, measured as one of the
+/// round trip's five system calls).
+///
+/// A waiter counts itself in `sleepers` while it holds the state's mutex, before it waits; a
+/// notifier changes the state under that mutex, lets it go, then reads the count. Either the
+/// waiter counted itself before the notifier took the mutex (the notifier sees the count,
+/// the mutex ordering both) or it takes the mutex after the change and finds it before it
+/// waits. Waits are sliced besides, so even a missed wake-up would cost one slice, not a
+/// hang.
+#[derive(Default)]
+pub(crate) struct Condvar {
+    cv: std::sync::Condvar,
+    sleepers: Mutex<u32>,
+}
+
+impl Condvar {
+    pub(crate) fn new() -> Condvar {
+        Condvar::default()
+    }
+
+    /// `std::sync::Condvar::wait_timeout`, counted; `g` guards the state waited on.
+    fn wait_timeout<'m, S>(
+        &self,
+        g: MutexGuard<'m, S>,
+        slice: Duration,
+    ) -> std::sync::LockResult<(MutexGuard<'m, S>, WaitTimeoutResult)> {
+        *lock(&self.sleepers) += 1;
+        let r = self.cv.wait_timeout(g, slice);
+        let mut n = lock(&self.sleepers);
+        *n = n.saturating_sub(1);
+        r
+    }
+
+    /// Wakes every waiter, if there is any.
+    fn notify_all(&self) {
+        if *lock(&self.sleepers) > 0 {
+            self.cv.notify_all();
+        }
+    }
 }
 
 enum Waited {

@@ -25,7 +25,7 @@ use super::managed::{DispatchError, Managed};
 use super::objects::{BUILTIN, Ctx, Object};
 use super::protocol::{Endpoint, Fault, MAX_REQUEST, Reply, Request};
 use crate::codec;
-use crate::connection::{Connection, Listener};
+use crate::connection::{Connection, HANDSHAKE_TIMEOUT, Listener};
 use crate::error::{Error, Result};
 use crate::process::{
     Outcome, Registrations, TargetId, panic_message, run_installed, take_inherited,
@@ -37,7 +37,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The most connections a server serves at once; past it, new ones are closed at once.
 pub(crate) const MAX_CONNECTIONS: usize = 1024;
@@ -133,7 +133,9 @@ pub(crate) enum Entry {
 /// One server object, with its creator's reference.
 struct Slot {
     obj: Arc<Object>,
-    refs: u64,
+    /// The client process (nonce) holding the creation reference, until it releases it or
+    /// its last connection ends.
+    creator: Option<u64>,
     pinned: bool,
     type_name: Arc<str>,
 }
@@ -177,7 +179,7 @@ impl Server {
             SHARED_NAMESPACE,
             Slot {
                 obj: Arc::new(Object::Namespace(Mutex::default())),
-                refs: 1,
+                creator: None,
                 pinned: true,
                 type_name: "shmproc.namespace".into(),
             },
@@ -202,6 +204,9 @@ impl Server {
 
     /// Accepts connections until the server stops; each is served on its own thread.
     pub(crate) fn accept_loop(self: &Arc<Self>, listener: &Listener) {
+        // Clients of a TCP listener may be on other hosts: their greeting cannot hand over a
+        // pipe (see `read_greeting`).
+        let remote = !Endpoint::of(listener.address()).is_local();
         while !self.stopping() {
             let conn = match listener.accept() {
                 Ok(c) => c,
@@ -234,7 +239,7 @@ impl Server {
             let spawned = std::thread::Builder::new()
                 .name("shmproc-manager-conn".into())
                 .spawn(move || {
-                    me.serve_connection(conn);
+                    me.serve_connection(conn, remote);
                     *lock(&me.connections) -= 1;
                 });
             if spawned.is_err() {
@@ -244,8 +249,11 @@ impl Server {
     }
 
     /// Serves one connection: its greeting, then requests until it ends.
-    fn serve_connection(self: &Arc<Self>, sock: Connection) {
-        let Ok(greeting) = sock.recv::<Greeting>() else {
+    fn serve_connection(self: &Arc<Self>, sock: Connection, remote: bool) {
+        if !self.greeting_arrives(&sock) {
+            return;
+        }
+        let Some(greeting) = read_greeting(&sock, remote) else {
             return;
         };
         // The largest reply the client receives: a socket connection's message cap, or a
@@ -255,12 +263,14 @@ impl Server {
         } else {
             MAX_REQUEST
         };
+        let socket = greeting.pipe.is_none();
         let conn = match greeting.pipe {
             Some(pipe) => {
                 if send_reply(&sock, &Reply::Ok(Vec::new()), MAX_REQUEST).is_err() {
                     return;
                 }
                 drop(sock);
+                pipe.set_yielding();
                 pipe
             }
             None => {
@@ -277,16 +287,43 @@ impl Server {
             rec.sessions += 1;
             Arc::clone(&rec.touched)
         };
-        self.session(&conn, client, &touched, limit);
+        self.session(&conn, client, &touched, limit, socket);
         self.client_left(client);
     }
 
-    fn session(&self, conn: &Connection, client: u64, touched: &Mutex<HashSet<u64>>, limit: usize) {
+    /// Waits for a freshly authenticated client's greeting, as long as a handshake may take
+    /// ([`HANDSHAKE_TIMEOUT`]) and while the server runs: a client that never greets is
+    /// dropped rather than holding a thread (and a stopping server's shutdown) forever.
+    fn greeting_arrives(&self, sock: &Connection) -> bool {
+        let until = Instant::now() + HANDSHAKE_TIMEOUT;
+        loop {
+            let now = Instant::now();
+            if self.stopping() || now >= until {
+                return false;
+            }
+            match sock.poll(Some((until - now).min(Duration::from_millis(200)))) {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    fn session(
+        &self,
+        conn: &Connection,
+        client: u64,
+        touched: &Mutex<HashSet<u64>>,
+        limit: usize,
+        socket: bool,
+    ) {
         // A blocked call ends when its client is gone or the server stops (an in-process
         // server's threads must not outlive its owner's `shutdown`).
         let gone = || self.stopping() || !matches!(conn.poll(Some(Duration::ZERO)), Ok(false));
         loop {
-            if self.in_process {
+            // Over a socket, a read starts only once a request arrives: the socket's timeout
+            // (see `read_greeting`) then ends a frame that stalls, not an idle client.
+            if self.in_process || socket {
                 // Wake up now and then to notice that the server stopped.
                 match conn.poll(Some(Duration::from_millis(200))) {
                     Ok(true) => {}
@@ -429,7 +466,7 @@ impl Server {
                     id,
                     Slot {
                         obj: Arc::new(obj),
-                        refs: 1,
+                        creator: Some(ctx.client),
                         pinned: false,
                         type_name: kind.into(),
                     },
@@ -445,22 +482,24 @@ impl Server {
                 Ok(codec::to_bytes(&()).map_err(Fault::from)?)
             }
             Request::Release { object } => {
+                // Only the creating client process holds the creation reference; a release
+                // from any other is a no-op.
                 let removed = {
                     let mut objects = lock(&self.objects);
                     let slot = objects
                         .get_mut(&object)
                         .ok_or(Fault::UnknownObject(object))?;
-                    slot.refs = slot.refs.saturating_sub(1);
-                    if slot.refs == 0 && !slot.pinned {
+                    if slot.creator == Some(ctx.client) {
+                        slot.creator = None;
+                    }
+                    if slot.creator.is_none() && !slot.pinned {
                         objects.remove(&object)
                     } else {
                         None
                     }
                 };
-                if let Some(slot) = removed
-                    && let Object::Custom { entry } = *slot.obj
-                {
-                    let _ = self.run_custom(entry, CustomOp::Drop { object });
+                if let Some(slot) = removed {
+                    self.drop_object(object, &slot);
                 }
                 Ok(codec::to_bytes(&()).map_err(Fault::from)?)
             }
@@ -507,7 +546,7 @@ impl Server {
 
     /// One connection of `client` ended; the last one gives back what it held.
     fn client_left(&self, client: u64) {
-        let released = {
+        let (touched, removed) = {
             let mut clients = lock(&self.clients);
             let Some(rec) = clients.get_mut(&client) else {
                 return;
@@ -516,14 +555,53 @@ impl Server {
             if rec.sessions > 0 {
                 return;
             }
-            clients.remove(&client).map(|r| r.touched)
+            let Some(rec) = clients.remove(&client) else {
+                return;
+            };
+            // The creation references it still held go too: its proxies are gone with it.
+            // An object a proxy of which it serialized was pinned before the token left the
+            // process (`RemoteObject`'s `Serialize` waits for the pin), so a proxy in flight
+            // to another client keeps its object. Taken under the clients' lock: a new
+            // connection of the same client (which would create under the same nonce) is
+            // counted before or after this, never during.
+            let mut objects = lock(&self.objects);
+            let mine: Vec<u64> = objects
+                .iter()
+                .filter(|(_, s)| s.creator == Some(client))
+                .map(|(id, _)| *id)
+                .collect();
+            let mut removed = Vec::new();
+            for id in mine {
+                if let Some(slot) = objects.get_mut(&id) {
+                    slot.creator = None;
+                    if !slot.pinned
+                        && let Some(s) = objects.remove(&id)
+                    {
+                        removed.push((id, s));
+                    }
+                }
+            }
+            (rec.touched, removed)
         };
-        let Some(touched) = released else { return };
         let ids: Vec<u64> = lock(&touched).drain().collect();
         for id in ids {
             if let Ok((obj, _)) = self.lookup(id) {
                 obj.release_client(client);
             }
+        }
+        // What the client held in an object it created is given back above only if the
+        // object is still in the table; a removed one is dropped here, outside the table's
+        // lock (a custom value's `Drop` may call the server).
+        for (id, slot) in removed {
+            slot.obj.release_client(client);
+            self.drop_object(id, &slot);
+        }
+    }
+
+    /// Lets go of an object taken out of the table: a custom value is dropped by its entry.
+    fn drop_object(&self, object: u64, slot: &Slot) {
+        if let Object::Custom { entry } = *slot.obj {
+            let _ = self.run_custom(entry, CustomOp::Drop { object });
         }
     }
 }
@@ -531,6 +609,56 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.clear();
+    }
+}
+
+/// The most bytes a greeting from a client of a TCP listener may take (its nonce and the
+/// `None` of its pipe take at most 11).
+const MAX_REMOTE_GREETING: usize = 16;
+
+/// What a greeting's pipe decodes to for a client of a TCP listener: nothing. Such a client
+/// sends its requests over the socket and never hands over a pipe, so the server decodes no
+/// connection token (none that would make it attach a shared-memory object the client names).
+enum NoPipe {}
+
+impl<'de> Deserialize<'de> for NoPipe {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> std::result::Result<NoPipe, D::Error> {
+        Err(serde::de::Error::custom(
+            "a client over TCP cannot hand the server a pipe",
+        ))
+    }
+}
+
+/// The greeting of a client of a TCP listener: [`Greeting`]'s encoding, with no pipe.
+#[derive(Deserialize)]
+struct RemoteGreeting {
+    client: u64,
+    #[allow(dead_code)] // decoded only to be refused if present
+    pipe: Option<NoPipe>,
+}
+
+/// Reads a connection's greeting. A client of a TCP listener may send only its nonce (in a
+/// greeting of at most 16 bytes); a local one may also hand over the server's end of a
+/// shared-memory pipe. `None` for a greeting that does not decode, or whose frame stalls for
+/// [`HANDSHAKE_TIMEOUT`] (the connection is closed).
+fn read_greeting(sock: &Connection, remote: bool) -> Option<Greeting> {
+    // A client that stalls mid-greeting is dropped instead of holding its thread forever.
+    // The timeout stays for the session over the socket, which polls before each read: it
+    // bounds only a request frame that stalls, or a reply the client stops reading.
+    sock.set_socket_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
+    read_greeting_frame(sock, remote)
+}
+
+fn read_greeting_frame(sock: &Connection, remote: bool) -> Option<Greeting> {
+    if remote {
+        let bytes = sock.recv_bytes_max(MAX_REMOTE_GREETING).ok()?;
+        let g: RemoteGreeting = codec::from_bytes(&bytes).ok()?;
+        Some(Greeting {
+            client: g.client,
+            pipe: None,
+        })
+    } else {
+        sock.recv::<Greeting>().ok()
     }
 }
 
@@ -601,6 +729,91 @@ pub(crate) fn server_main(args: ServerArgs) {
     drop(args.ready);
     server.accept_loop(&listener);
     crate::process::init::exit(0);
+}
+
+/// The body of the `manager_protocol` fuzz target (see `crate::fuzzing`): `data` is a
+/// sequence of frames, each `[client, flags, len, bytes…]`. Each frame's bytes are decoded as
+/// a TCP client's greeting, as a reply (what a client decodes), and as a request; a request
+/// that decodes is served by a server in this process for client `client % 3`, and its reply
+/// must encode and decode again. Flag bit 0 ends that client's session afterwards (what it
+/// held and created is given back). Garbage is an error, never a panic; no call blocks past a
+/// slice of the server's wait (every client counts as gone while it waits).
+#[cfg(feature = "test-support")]
+pub(crate) fn fuzz_protocol(mut data: &[u8]) {
+    let server = Server::new(Vec::new(), true);
+    let gone = || true;
+    let mut sessions: HashMap<u64, Arc<Mutex<HashSet<u64>>>> = HashMap::new();
+    let mut created: Vec<u64> = Vec::new();
+    while let [client, flags, len, rest @ ..] = data {
+        let n = usize::from(*len).min(rest.len());
+        let (frame, tail) = rest.split_at(n);
+        data = tail;
+        let client = u64::from(*client % 3) + 1;
+        let _ = codec::from_bytes::<RemoteGreeting>(frame);
+        if let Ok(Reply::Err(f)) = codec::from_bytes::<Reply>(frame) {
+            let _ = f.into_error();
+        }
+        let touched = sessions
+            .entry(client)
+            .or_insert_with(|| {
+                let mut clients = lock(&server.clients);
+                let rec = clients.entry(client).or_default();
+                rec.sessions += 1;
+                Arc::clone(&rec.touched)
+            })
+            .clone();
+        if let Ok(mut req) = codec::from_bytes::<Request>(frame) {
+            // Object ids are unique in the process, so an input names objects by their rank
+            // among those it created (0 is the shared namespace): it replays the same way.
+            match &mut req {
+                Request::Shutdown => continue,
+                Request::Call { object, .. }
+                | Request::Pin { object }
+                | Request::Release { object }
+                | Request::TypeOf { object }
+                    if *object != 0 && !created.is_empty() =>
+                {
+                    let rank = usize::try_from(*object - 1).unwrap_or(usize::MAX);
+                    *object = created[rank % created.len()];
+                }
+                _ => {}
+            }
+            let creating = matches!(req, Request::Create { .. });
+            let ctx = Ctx {
+                client,
+                thread: u64::from(*flags >> 1),
+                gone: &gone,
+            };
+            let reply = match server.handle(req, ctx, &touched) {
+                Ok(b) => Reply::Ok(b),
+                Err(f) => Reply::Err(f),
+            };
+            if creating && let Reply::Ok(b) = &reply {
+                match codec::from_bytes::<u64>(b) {
+                    Ok(id) => created.push(id),
+                    Err(e) => panic!("a created object's id does not decode: {e}"),
+                }
+            }
+            let decoded = codec::to_bytes(&reply).and_then(|b| codec::from_bytes::<Reply>(&b));
+            match decoded {
+                Ok(Reply::Ok(_)) => {}
+                Ok(Reply::Err(f)) => drop(f.into_error()),
+                Err(e) => panic!("a reply does not encode and decode again: {e}"),
+            }
+        }
+        if *flags & 1 != 0 && sessions.remove(&client).is_some() {
+            server.client_left(client);
+        }
+    }
+    for client in sessions.into_keys() {
+        server.client_left(client);
+    }
+    // Every object a session created and did not pin went with it.
+    let left = lock(&server.objects);
+    assert!(
+        left.values().all(|s| s.pinned || s.creator.is_none()),
+        "an object outlived its creator's session unpinned"
+    );
 }
 
 #[cfg(test)]

@@ -64,6 +64,11 @@ fn replay_heap_corrupt() {
 }
 
 #[test]
+fn replay_manager_protocol() {
+    replay("manager_protocol");
+}
+
+#[test]
 fn heavy_replay_concurrent() {
     replay("concurrent");
 }
@@ -321,7 +326,128 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             schedule_bytes(&Schedule { procs, kills }),
         ));
     }
+    out.extend(manager_seeds());
     out
+}
+
+/// The wire form of a manager request (`shmproc::manager`'s protocol: same variants, same
+/// order).
+#[derive(serde::Serialize)]
+enum WireRequest {
+    #[allow(dead_code)]
+    Hello {
+        client: u64,
+    },
+    Create {
+        kind: String,
+        init: Vec<u8>,
+    },
+    Call {
+        object: u64,
+        thread: u64,
+        method: String,
+        args: Vec<u8>,
+    },
+    Pin {
+        object: u64,
+    },
+    Release {
+        object: u64,
+    },
+    TypeOf {
+        object: u64,
+    },
+    Ping,
+    Shutdown,
+}
+
+/// A `manager_protocol` frame: client, flags (bit 0 ends the session), length, request.
+fn frame(client: u8, flags: u8, req: &WireRequest) -> Vec<u8> {
+    let body = codec::to_bytes(req).unwrap();
+    let mut out = vec![client, flags, u8::try_from(body.len()).unwrap()];
+    out.extend(body);
+    out
+}
+
+fn create(kind: &str, init: Vec<u8>) -> WireRequest {
+    WireRequest::Create {
+        kind: kind.into(),
+        init,
+    }
+}
+
+fn call(object: u64, method: &str, args: Vec<u8>) -> WireRequest {
+    WireRequest::Call {
+        object,
+        thread: 1,
+        method: method.into(),
+        args,
+    }
+}
+
+fn manager_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let b = |v: &dyn erased::Enc| v.enc();
+    let none: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let wait = (true, None::<Duration>);
+    let dict = [
+        frame(0, 0, &create("shmproc.dict", b(&none))),
+        frame(0, 0, &call(1, "insert", b(&(b(&7u32), b(&49u32))))),
+        frame(0, 0, &call(1, "get", b(&b(&7u32)))),
+        frame(1, 0, &call(1, "len", b(&()))),
+        frame(0, 0, &WireRequest::Pin { object: 1 }),
+        frame(0, 1, &WireRequest::TypeOf { object: 1 }),
+        frame(1, 0, &call(1, "items", b(&()))),
+    ]
+    .concat();
+    let lock = [
+        frame(0, 0, &create("shmproc.lock", Vec::new())),
+        frame(0, 0, &call(1, "acquire", b(&wait))),
+        frame(
+            1,
+            0,
+            &call(1, "acquire", b(&(true, Some(Duration::from_millis(1))))),
+        ),
+        frame(0, 1, &call(1, "is_locked", b(&()))),
+        frame(1, 0, &call(1, "acquire", b(&wait))),
+        frame(1, 0, &call(1, "release", b(&()))),
+        frame(1, 0, &WireRequest::Release { object: 1 }),
+    ]
+    .concat();
+    let queue = [
+        frame(2, 0, &create("shmproc.queue", b(&Some(2u64)))),
+        frame(2, 0, &call(1, "put", b(&(b(&"x"), true, None::<Duration>)))),
+        frame(0, 0, &call(1, "get", b(&wait))),
+        frame(0, 0, &call(1, "get", b(&(false, None::<Duration>)))),
+        frame(2, 0, &create("shmproc.condition", Vec::new())),
+        frame(2, 0, &call(2, "acquire", b(&wait))),
+        frame(2, 0, &call(2, "notify", b(&1u32))),
+        frame(2, 1, &WireRequest::Ping),
+        frame(1, 0, &WireRequest::Shutdown),
+    ]
+    .concat();
+    let mut garbage = vec![0, 0, 5, 2, 0xff, 0xff, 0xff, 0xff];
+    garbage.extend(frame(1, 0, &create("no.such.kind", vec![1, 2, 3])));
+    garbage.extend([1, 0, 4, 2, 1, 0x80, 0x80]);
+    garbage.extend(frame(0, 0, &call(9, "nonsense", vec![0xff; 9])));
+    vec![
+        ("manager_protocol", "dict", dict),
+        ("manager_protocol", "lock", lock),
+        ("manager_protocol", "queue-condition", queue),
+        ("manager_protocol", "garbage", garbage),
+    ]
+}
+
+/// Encodes any serde value (for building seed frames from values of several types).
+mod erased {
+    pub(crate) trait Enc {
+        fn enc(&self) -> Vec<u8>;
+    }
+
+    impl<T: serde::Serialize> Enc for T {
+        fn enc(&self) -> Vec<u8> {
+            shmproc::codec::to_bytes(self).unwrap()
+        }
+    }
 }
 
 /// Writes the seed inputs into `fuzz/corpus/<target>/seed-<name>`.

@@ -772,6 +772,35 @@ fn remote_managers_over_tcp_refuse_wrong_keys_no_keys_and_garbage() {
     });
 }
 
+/// A client over TCP greets with its nonce only: a greeting that hands over a pipe (a
+/// connection token the server would have to attach) or is longer than a nonce's is refused
+/// (the connection closes without a reply), and a plain one is served.
+#[test]
+fn a_tcp_greeting_cannot_hand_over_a_pipe() {
+    watchdog(LIMIT, "manager tcp greeting", || {
+        let m = Manager::serve(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), b"key").unwrap();
+        let addr = m.address();
+        let refused = |greeting: Vec<u8>| {
+            let c = shmproc::Client::connect(addr.clone(), Some(b"key")).unwrap();
+            c.send_bytes(&greeting).unwrap();
+            c.recv_bytes().is_err()
+        };
+        // `Greeting { client, pipe: Some(token) }` with a token's first bytes.
+        let mut with_pipe = to_bytes(&(5u64, Some(0u8))).unwrap();
+        with_pipe.extend([0; 8]);
+        assert!(refused(with_pipe));
+        assert!(refused(to_bytes(&(5u64, Some(0u8))).unwrap()));
+        assert!(refused(vec![0; 64]));
+        // The plain greeting is answered `Reply::Ok(())`, then requests are served.
+        let c = shmproc::Client::connect(addr.clone(), Some(b"key")).unwrap();
+        c.send_bytes(&to_bytes(&(5u64, None::<u8>)).unwrap())
+            .unwrap();
+        assert_eq!(c.recv_bytes().unwrap(), [0, 0]);
+        assert!(!raw_call(&c, &to_bytes(&WireRequest::Ping).unwrap()));
+        m.shutdown().unwrap();
+    });
+}
+
 /// Proxies and managers are `Send + Sync + Clone` (usable from many threads) and serde.
 #[test]
 fn proxies_are_send_sync_clone_and_serde() {
@@ -1242,7 +1271,6 @@ fn create_then_hang((name, key, tx): (Vec<u8>, Vec<u8>, shmproc::Connection)) {
 /// released, as the module docs promise ("an object lives while the creating process holds
 /// a proxy to it").
 #[test]
-#[ignore = "objects of a killed creator are never released: the server does not record which client holds an object's creation reference"]
 fn objects_of_a_sigkilled_creator_are_released() {
     watchdog(Duration::from_secs(120), "manager creator killed", || {
         let m = Manager::builder().authkey(&b"orphan"[..]).start().unwrap();
@@ -1266,6 +1294,96 @@ fn objects_of_a_sigkilled_creator_are_released() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        m.shutdown().unwrap();
+    });
+}
+
+/// The abstract name and key of a server, a queue, and where to say the proxies are out.
+type ShareArgs = (
+    Vec<u8>,
+    Vec<u8>,
+    QueueProxy<DictProxy<u8, u8>>,
+    shmproc::Connection,
+);
+
+fn create_share_then_hang((name, key, q, tx): ShareArgs) {
+    let m = Manager::connect(shmproc::connection::Address::Abstract(name), &key).unwrap();
+    let shared = m.dict::<u8, u8>().unwrap();
+    shared.insert(1, 10).unwrap();
+    q.put(&shared).unwrap();
+    let private = m.dict::<u8, u8>().unwrap();
+    private.insert(2, 20).unwrap();
+    tx.send(&()).unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+    drop((shared, private));
+}
+
+/// A proxy its creator put in a queue before it was SIGKILLed still reaches its object when
+/// another process takes it out, and the server goes on counting that object.
+#[test]
+fn a_proxy_in_flight_outlives_its_sigkilled_creator() {
+    watchdog(Duration::from_secs(120), "manager proxy in flight", || {
+        let m = Manager::builder()
+            .authkey(&b"in flight"[..])
+            .start()
+            .unwrap();
+        let q = m.queue::<DictProxy<u8, u8>>().unwrap();
+        let (rx, tx) = shmproc::pipe_simplex().unwrap();
+        let shmproc::connection::Address::Abstract(name) = m.address() else {
+            panic!("not an abstract socket");
+        };
+        let child = Process::new(
+            create_share_then_hang,
+            (name, b"in flight".to_vec(), q.clone(), tx),
+        )
+        .start()
+        .unwrap();
+        rx.recv::<()>().unwrap();
+        child.kill().unwrap();
+        child.join().unwrap();
+        // Give the server time to notice the death (its connection threads see the hang-up).
+        std::thread::sleep(Duration::from_millis(300));
+        let d = q.get().unwrap();
+        assert_eq!(d.get(&1).unwrap(), Some(10));
+        d.insert(3, 30).unwrap();
+        assert_eq!(d.len().unwrap(), 2);
+        m.shutdown().unwrap();
+    });
+}
+
+/// A forked child calling through proxies it inherited is one lasting client of the server:
+/// a lock it acquired stays held between its calls (rather than being given back when the
+/// connection of the call that took it closes).
+#[test]
+fn a_forked_child_keeps_what_it_acquires_between_calls() {
+    watchdog(Duration::from_secs(120), "manager forked child", || {
+        let m = Manager::start().unwrap();
+        let lock = m.lock().unwrap();
+        let (rx, tx) = shmproc::pipe_simplex().unwrap();
+        let (go_rx, go_tx) = shmproc::pipe_simplex().unwrap();
+        let l2 = lock.clone();
+        // SAFETY: this test's thread holds no lock the child takes; the watchdog's thread
+        // only sleeps.
+        let mut child =
+            shmproc::testing::fork(unsafe { shmproc::testing::ForkPermit::new() }, move || {
+                l2.acquire().unwrap();
+                // Another call, on its own: the lock is still this process's.
+                let held = l2.is_locked().unwrap();
+                tx.send(&held).unwrap();
+                let _ = go_rx.recv::<()>();
+                l2.release().unwrap();
+                0
+            });
+        assert!(rx.recv::<bool>().unwrap());
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            !lock.try_acquire().unwrap(),
+            "the child's lock was given back while it lives"
+        );
+        go_tx.send(&()).unwrap();
+        assert!(lock.acquire_timeout(Duration::from_secs(30)).unwrap());
+        lock.release().unwrap();
+        assert_eq!(child.wait(), Ok(0));
         m.shutdown().unwrap();
     });
 }
@@ -1330,6 +1448,8 @@ fn a_notify_taken_by_a_dead_waiter_passes_on() {
                 init: vec![],
             };
             let id: u64 = ok_reply(&first, &to_bytes(&create).unwrap());
+            // Shared with other clients, as a serialized proxy is: it outlives its creator.
+            ok_reply::<()>(&first, &to_bytes(&WireRequest::Pin { object: id }).unwrap());
             let acquire = call_frame(id, "acquire", to_bytes(&(true, None::<Duration>)).unwrap());
             assert!(ok_reply::<bool>(&first, &acquire));
             // The first waiter: its reply is never read, its client goes away.
