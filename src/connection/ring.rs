@@ -63,9 +63,13 @@
 //! make the `futex_wake` system call. The two fences ensure that at least one of them sees the
 //! other's store, so a wake-up is never lost, and the fast path makes no system call. A waiter
 //! first spins with `park`'s adaptive budget, kept per direction (growing while the peer tends
-//! to answer within the spin, halving when it does not). Sleeps are sliced (1 ms doubling to
-//! 50 ms) so a peer that died without closing is noticed through its recorded pid, or through
-//! the hang-up of the peer's liveness pipe once no process holds or may still adopt its end.
+//! to answer within the spin or soon after it, halving when it does not), then yields, then
+//! sleeps. The peer's close flag is re-checked with the condition, so a close wakes a sleeper
+//! at once. Sleeps are sliced (50 ms each, `park::Slices::long`: a shorter first slice armed
+//! a kernel timer on every sleep, the dearest part of a blocking round trip on a virtual
+//! machine) so a peer that died without closing is noticed within about 50 ms through its
+//! recorded pid, or through the hang-up of the peer's liveness pipe once no process holds or
+//! may still adopt its end.
 //!
 //! Every value read from the shared block (capacity, positions, record headers) is validated
 //! before it sizes or indexes anything; a failed check is [`Error::CorruptObject`].
@@ -83,7 +87,7 @@
 
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
-use crate::sync::park::{self, EventCount, Site, Spin};
+use crate::sync::park::{self, EventCount, Site, Slices, Spin};
 use crate::sys::{self, Deadline};
 use std::cell::Cell;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -389,22 +393,39 @@ impl Ring {
             }
             quick = Some(Deadline::after(park::QUICK_WAKE));
         }
+        // The peer's close flag is checked with the condition (a close wakes the sleeper
+        // through the same event count), so a close is seen at once, not after a slice.
+        let closed = if seq == RX_SEQ {
+            WRITER_CLOSED
+        } else {
+            READER_CLOSED
+        };
+        let poll = || {
+            if ready() {
+                return Some(Waited::Ready);
+            }
+            // Acquire: pairs with the Release store of the close; records published before
+            // the close are visible to the `ready` that follows, and still delivered.
+            (self.u32_at(closed).load(Ordering::Acquire) != 0).then(|| {
+                if ready() {
+                    Waited::Ready
+                } else {
+                    Waited::PeerGone
+                }
+            })
+        };
         let waited = self
             .events(seq)
-            .wait_until(
-                deadline,
-                || ready().then_some(Waited::Ready),
-                |_| {
-                    // Records published before the peer went are still delivered.
-                    peer_gone().then(|| {
-                        if ready() {
-                            Waited::Ready
-                        } else {
-                            Waited::PeerGone
-                        }
-                    })
-                },
-            )
+            .wait_until_in(Slices::long(), deadline, poll, |_| {
+                // Records published before the peer went are still delivered.
+                peer_gone().then(|| {
+                    if ready() {
+                        Waited::Ready
+                    } else {
+                        Waited::PeerGone
+                    }
+                })
+            })
             .unwrap_or(Waited::TimedOut);
         if let Some(quick) = quick
             && waited == Waited::Ready
