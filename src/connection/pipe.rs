@@ -399,13 +399,12 @@ impl Connection {
     ///
     /// With spinning on, a `recv` (or a `send` into a full ring) that finds nothing ready
     /// first polls for an adaptive number of rounds (8 to 4,000 `pause` rounds of ~80–150 ns
-    /// each here, growing while the peer answers within the spin or within 200 µs of it),
-    /// then yields the core four times, then sleeps on a futex. Spinning replaces two futex
-    /// system calls and a wake-up on each side when the peer answers within microseconds, at
-    /// the price of up to ~0.4 ms of one core per wait while it pays off (and ~1 µs of pauses
-    /// plus four `sched_yield` calls per wait once the budget has fallen to its floor because
-    /// the peer is slow). With it off, every wait that finds nothing ready sleeps at once: no
-    /// CPU is burnt, and each round trip costs the futex wake-ups.
+    /// each here, growing while the peer answers within the spin), then sleeps on a futex.
+    /// Spinning replaces two futex system calls and a wake-up on each side when the peer
+    /// answers within microseconds, at the price of up to ~0.4 ms of one core per wait while it
+    /// pays off (and ~1 µs per wait once the budget has fallen to its floor because the peer is
+    /// slow). With it off, every wait that finds nothing ready sleeps at once: no CPU is
+    /// burnt, and each round trip costs the futex wake-ups.
     ///
     /// # Examples
     /// ```

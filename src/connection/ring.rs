@@ -63,8 +63,7 @@
 //! make the `futex_wake` system call. The two fences ensure that at least one of them sees the
 //! other's store, so a wake-up is never lost, and the fast path makes no system call. A waiter
 //! first spins with `park`'s adaptive budget, kept per direction (growing while the peer tends
-//! to answer within the spin or soon after it, halving when it does not), then yields, then
-//! sleeps. The peer's close flag is re-checked with the condition, so a close wakes a sleeper
+//! to answer within the spin, halving when it does not), then sleeps. The peer's close flag is re-checked with the condition, so a close wakes a sleeper
 //! at once. Sleeps are sliced (50 ms each, `park::Slices::long`: a shorter first slice armed
 //! a kernel timer on every sleep, the dearest part of a blocking round trip on a virtual
 //! machine) so a peer that died without closing is noticed within about 50 ms through its
@@ -87,7 +86,7 @@
 
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
-use crate::sync::park::{self, EventCount, Site, Slices, Spin};
+use crate::sync::park::{EventCount, Site, Slices, Spin};
 use crate::sys::{self, Deadline};
 use std::cell::Cell;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -381,9 +380,6 @@ impl Ring {
         peer_gone: impl Fn() -> bool,
         deadline: Option<&Deadline>,
     ) -> Waited {
-        // With spinning on, the sleep that follows a spin in vain teaches the budget too:
-        // a quick wake-up means a longer spin would have caught the peer (`Spin::slept`).
-        let mut quick = None;
         if self.spinning.get() {
             let mut spin = self.spin.get();
             let spun = spin.until(|| ready().then_some(()));
@@ -391,7 +387,6 @@ impl Ring {
             if spun.is_some() {
                 return Waited::Ready;
             }
-            quick = Some(Deadline::after(park::QUICK_WAKE));
         }
         // The peer's close flag is checked with the condition (a close wakes the sleeper
         // through the same event count), so a close is seen at once, not after a slice.
@@ -414,8 +409,7 @@ impl Ring {
                 }
             })
         };
-        let waited = self
-            .events(seq)
+        self.events(seq)
             .wait_until_in(Slices::long(), deadline, poll, |_| {
                 // Records published before the peer went are still delivered.
                 peer_gone().then(|| {
@@ -426,15 +420,7 @@ impl Ring {
                     }
                 })
             })
-            .unwrap_or(Waited::TimedOut);
-        if let Some(quick) = quick
-            && waited == Waited::Ready
-        {
-            let mut spin = self.spin.get();
-            spin.slept(!quick.has_passed());
-            self.spin.set(spin);
-        }
-        waited
+            .unwrap_or(Waited::TimedOut)
     }
 
     // ---------------------------------------------------------------- writer side

@@ -968,18 +968,12 @@ impl<M: RingMem> Ring<M> {
         }
         // A dead party's claim is recovered inside `try_put` and `try_get`: nothing to check
         // after a slice.
-        if let Some(r) = park::spin_at(Site::Queue, &mut attempt) {
-            return r;
-        }
-        // The sleep after a spin in vain teaches the budget too (`Spin::slept`).
-        let quick = Deadline::after(park::QUICK_WAKE);
-        let r = self
-            .events(event)
-            .wait_until(deadline, &mut attempt, |_| None);
-        if r.is_some() {
-            park::slept_at(Site::Queue, !quick.has_passed());
-        }
-        r.unwrap_or(Err(Error::Timeout))
+        park::spin_at(Site::Queue, &mut attempt)
+            .or_else(|| {
+                self.events(event)
+                    .wait_until(deadline, &mut attempt, |_| None)
+            })
+            .unwrap_or(Err(Error::Timeout))
     }
 
     /// Counts one more unfinished task (`JoinableQueue::put`).

@@ -24,26 +24,20 @@
 //! | a fresh budget                           | `start`                                 |
 //! | the condition held within the pauses     | `budget · 5/4 + 1`, at most `max`       |
 //! | the pauses ran out                       | `budget / 2`, at least `SPIN_MIN` = 8   |
-//! | … and the sleep that followed ended within [`QUICK_WAKE`] (200 µs; the rings only) | twice the budget before that wait, at most `max` |
 //!
 //! Sites differ only in these three numbers ([`Site::limits`]), each measured on its
 //! benchmark (2 loaded cores):
 //!
 //! | site                                   | `start` | `max` | `yields` | why |
 //! |----------------------------------------|---------|-------|----------|-----|
-//! | lock word, barrier, semaphore, event   | 100     | 4000  | 0        | the pipe ring's measured policy (`pipe/ping_pong`) |
-//! | queue ring, pipe ring                  | 100     | 4000  | 4        | producer and consumer often share a core, and a yield lets the other run: without the yields `queue/1to1` took 1.0–1.4 µs a message instead of 0.3–0.5 µs, and a one-way pipe stream made a futex wake-up on most messages (its reader slept, its writer woke it for each) |
+//! | lock word, barrier, semaphore, event, pipe ring | 100 | 4000 | 0 | the pipe ring's measured policy (`pipe/ping_pong`) |
+//! | queue ring                             | 100     | 4000  | 4        | producer and consumer often share a core, and a yield lets the other run: without the yields `queue/1to1` took 1.0–1.4 µs a message instead of 0.3–0.5 µs |
 //! | condition                              | 20      | 400   | 0        | a long spin takes the core from the notifier (a fixed 20 beat 100, 400 and 4000), and yields made the ping-pong 4x slower |
 //!
 //! So a waiter whose peer answers quickly (a ping-pong between two processes on two free
 //! cores) keeps spinning long enough to skip the futex system calls on both sides, and a
 //! waiter that spins in vain (the peer is slow, or needs this very core) drops to 8 rounds
-//! within 9 waits. At the rings a budget that fell during a burst of slow answers (on a
-//! loaded machine, the peer descheduled for a time slice) climbs back once the peer answers
-//! quickly again: the sleeps then end within [`QUICK_WAKE`], and each doubles the budget
-//! ([`Spin::slept`]), so it is back at `max` within 5 to 9 waits. Before, a budget at the
-//! floor stayed there for good (a spin of 8 rounds never caught the peer, so it never grew)
-//! and every later wait slept: a pipe ping-pong fell from ~2 M to ~30 k round trips/s. The budget is process-local: the pipe ring keeps one per direction, every
+//! within 9 waits. The budget is process-local: the pipe ring keeps one per direction, every
 //! other site one per thread and [`Site`]. Callers try their operation once before they
 //! spin, so an uncontended operation neither spins nor moves the budget. Under loom a spin is
 //! one round (each round is a modelled step), without yields, and never adapts, so models
@@ -57,12 +51,7 @@
 //! budget is the most a single wait burns before it sleeps, reached only while spinning keeps
 //! paying off (the peer answers within the spin, so the spin replaces two futex system calls
 //! and a context switch on each side); a thread whose waits end up sleeping spins at most
-//! ~1 ms in total over the waits it takes to fall to `SPIN_MIN`, then ~0.2 µs per wait. At
-//! the rings, a peer that answers within [`QUICK_WAKE`] but after the spin keeps the budget
-//! growing: such a waiter spins up to the `max` budget (~0.4 ms of one core) per wait
-//! instead of sleeping, the price of answering without system calls; a waiter whose peer
-//! takes longer pays ~1 ms over its first waits, then ~0.2 µs per wait, plus four yields
-//! (~1 µs each when no other thread wants the core) before it sleeps. A
+//! ~1 ms in total over the waits it takes to fall to `SPIN_MIN`, then ~0.2 µs per wait. A
 //! sleeping waiter costs nothing but one wake-up per slice (at most 20 per second once the
 //! slices reach 50 ms), each a futex return plus the caller's liveness check.
 //!
@@ -184,12 +173,12 @@ impl Site {
                 max: 400,
                 yields: 0,
             },
-            Site::Queue | Site::Pipe => Limits {
+            Site::Queue => Limits {
                 start: SPIN_START,
                 max: SPIN_MAX,
                 yields: 4,
             },
-            Site::Lock | Site::Barrier | Site::Semaphore | Site::Event => Limits {
+            Site::Lock | Site::Barrier | Site::Semaphore | Site::Event | Site::Pipe => Limits {
                 start: SPIN_START,
                 max: SPIN_MAX,
                 yields: 0,
@@ -247,30 +236,7 @@ impl Spin {
         }
         None
     }
-
-    /// Learns from a wait that went to sleep after [`until`](Spin::until) ran out: `quick`
-    /// if its condition held within [`QUICK_WAKE`] of the spin giving up. A longer spin
-    /// would then have caught it, so the budget doubles (back to twice what it was before
-    /// `until` halved it, at most `max`); a slow wake-up leaves the halved budget. Without
-    /// this, a budget that fell to `SPIN_MIN` during a burst of slow answers (the peer
-    /// descheduled on a loaded machine) stayed there: every later wait slept, and none could
-    /// succeed within the spin to grow it again.
-    pub(crate) fn slept(&mut self, quick: bool) {
-        if cfg!(shmproc_loom) || !quick {
-            return;
-        }
-        self.budget = self
-            .budget
-            .saturating_mul(4)
-            .clamp(SPIN_MIN, self.limits.max.max(SPIN_MIN));
-    }
 }
-
-/// A sleep that ends within this long after the spin gave up counts as quick (see
-/// [`Spin::slept`]): about the time the largest budget spins, so growing the budget then
-/// trades at most that much of one core for two futex system calls and a context switch on
-/// each side.
-pub(crate) const QUICK_WAKE: Duration = Duration::from_micros(200);
 
 #[cfg(not(shmproc_loom))]
 const SITES: usize = 7;
@@ -288,25 +254,6 @@ std::thread_local! {
             std::cell::Cell::new(Spin::new(Site::Pipe)),
         ]
     };
-}
-
-/// Applies [`Spin::slept`] to this thread's budget for `site`.
-pub(crate) fn slept_at(site: Site, quick: bool) {
-    #[cfg(not(shmproc_loom))]
-    {
-        let i = site as usize;
-        let _ = LEARNED.try_with(|b| {
-            b.get(i).map(|c| {
-                let mut spin = c.get();
-                spin.slept(quick);
-                c.set(spin);
-            })
-        });
-    }
-    #[cfg(shmproc_loom)]
-    {
-        let _ = (site, quick);
-    }
 }
 
 /// Spins with this thread's budget for `site` (see [`Spin::until`]).
@@ -529,28 +476,6 @@ mod tests {
             let _ = s.until(|| None::<()>);
         }
         assert_eq!(s.budget(), SPIN_MIN);
-    }
-
-    /// Regression: a budget that fell to `SPIN_MIN` during slow answers grows again when
-    /// the sleeps that follow end quickly (it used to stay at the floor for good, since a
-    /// spin of 8 rounds never caught the peer), and stays there when they do not.
-    #[test]
-    fn a_collapsed_budget_recovers_after_quick_wake_ups() {
-        let mut s = Spin::new(Site::Pipe);
-        for _ in 0..20 {
-            let _ = s.until(|| None::<()>);
-        }
-        assert_eq!(s.budget(), SPIN_MIN);
-        s.slept(false);
-        assert_eq!(s.budget(), SPIN_MIN);
-        let mut waits = 0;
-        while s.budget() < SPIN_MAX {
-            let _ = s.until(|| None::<()>);
-            s.slept(true);
-            waits += 1;
-            assert!(waits < 20, "budget stuck at {}", s.budget());
-        }
-        assert_eq!(s.budget(), SPIN_MAX);
     }
 
     #[test]
