@@ -281,6 +281,14 @@ fn collect_fds<R>(f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
     (r, found.unwrap_or_default())
 }
 
+/// Runs `f`, which encodes a value for a channel that carries bytes only (a shared-memory
+/// pipe), and returns its result with the number of descriptors the value's handles carry
+/// (their duplicates are closed at once): a value with any must be refused.
+pub(crate) fn encode_bytes_only<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let (r, fds) = collect_fds(f);
+    (r, fds.len())
+}
+
 /// Makes the token for `fd`, recording a duplicate in the envelope being sealed (outside
 /// [`Envelope::seal`] the token names no descriptor, and decoding it fails).
 ///

@@ -15,9 +15,10 @@
 //!
 //! A pipe is one heap block holding a single-producer single-consumer ring of 64-byte slots per
 //! direction (see `ring` for the layout, the record format and the protocol's state table).
-//! Sending copies the message into the ring and publishes it with one atomic store; the
-//! receiver is woken by a futex only if it sleeps (after spinning briefly), so throughput is
-//! bounded by memory, not system calls. Messages larger than a quarter of the ring stream
+//! Sending encodes the message straight into the ring (a value that does not fit the room
+//! free at that moment is encoded first and then copied in, waiting for room) and publishes
+//! it with one atomic store; the receiver decodes it in place and is woken by a futex only if
+//! it sleeps (after spinning briefly), so throughput is bounded by memory, not system calls. Messages larger than a quarter of the ring stream
 //! through it in chunks and are delivered only when complete.
 //!
 //! # Type tags (debug builds)

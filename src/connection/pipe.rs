@@ -479,6 +479,28 @@ impl Connection {
     /// [`send_bytes`](Connection::send_bytes).
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         self.check(false)?;
+        if let Inner::Shm(s) = self.inner()?
+            && let Some(ring) = &s.tx
+        {
+            // Encoded straight into the ring when it fits the room free now: no `Vec` per
+            // message. Published only once the value is known to need no descriptor.
+            let (end, fds) = transfer::encode_bytes_only(|| {
+                ring.write_in_place(|area| Ok(codec::to_slice(value, area)?.map(|u| u.len())))
+            });
+            match end? {
+                Some(_) if fds > 0 => {
+                    return Err(Error::NoDescriptorChannel {
+                        channel: "a shared-memory pipe",
+                        count: fds,
+                    });
+                }
+                Some(end) => {
+                    ring.publish_in_place(end, s.tx_efd.as_ref().map(AsFd::as_fd));
+                    return Ok(());
+                }
+                None => {}
+            }
+        }
         let env = Envelope::seal(value)?;
         match self.inner()? {
             Inner::Shm(_) if env.needs_descriptors() => Err(Error::NoDescriptorChannel {

@@ -69,9 +69,12 @@
 //! make the `futex_wake` system call. The two fences ensure that at least one of them sees the
 //! other's store, so a wake-up is never lost, and the fast path makes no system call. A waiter
 //! first spins with `park`'s adaptive budget, kept per direction (growing while the peer tends
-//! to answer within the spin, halving when it does not). Sleeps are sliced (1 ms doubling to
-//! 50 ms) so a peer that died without closing is noticed through its recorded pid, or through
-//! the hang-up of the peer's liveness pipe once no process holds or may still adopt its end.
+//! to answer within the spin, halving when it does not), then sleeps. The peer's close flag is re-checked with the condition, so a close wakes a sleeper
+//! at once. Sleeps are sliced (50 ms each, `park::Slices::long`: a shorter first slice armed
+//! a kernel timer on every sleep, the dearest part of a blocking round trip on a virtual
+//! machine) so a peer that died without closing is noticed within about 50 ms through its
+//! recorded pid, or through the hang-up of the peer's liveness pipe once no process holds or
+//! may still adopt its end.
 //!
 //! Every value read from the shared block (capacity, positions, record headers) is validated
 //! before it sizes or indexes anything; a failed check is [`Error::CorruptObject`].
@@ -89,7 +92,7 @@
 
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
-use crate::sync::park::{EventCount, Site, Spin};
+use crate::sync::park::{EventCount, Site, Slices, Spin};
 use crate::sys::{self, Deadline};
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -105,6 +108,9 @@ const SLOT: u64 = 64;
 const BLOCK_HEAD: u64 = 64;
 const DIR_HEAD: u64 = 256;
 const REC_HEAD: u64 = 16;
+/// `write_in_place` pads to the start of the ring when fewer bytes than this are left before
+/// its end (else most messages would not fit there and take the slower way).
+const IN_PLACE_PAD_BELOW: u64 = 1024;
 /// The largest message a pipe carries (the codec's cap).
 pub(crate) const MAX_MESSAGE: u64 = crate::codec::MAX_MESSAGE as u64;
 
@@ -407,21 +413,38 @@ impl Ring {
                 return Waited::Ready;
             }
         }
+        // The peer's close flag is checked with the condition (a close wakes the sleeper
+        // through the same event count), so a close is seen at once, not after a slice.
+        let closed = if seq == RX_SEQ {
+            WRITER_CLOSED
+        } else {
+            READER_CLOSED
+        };
+        let poll = || {
+            if ready() {
+                return Some(Waited::Ready);
+            }
+            // Acquire: pairs with the Release store of the close; records published before
+            // the close are visible to the `ready` that follows, and still delivered.
+            (self.u32_at(closed).load(Ordering::Acquire) != 0).then(|| {
+                if ready() {
+                    Waited::Ready
+                } else {
+                    Waited::PeerGone
+                }
+            })
+        };
         self.events(seq)
-            .wait_until(
-                deadline,
-                || ready().then_some(Waited::Ready),
-                |_| {
-                    // Records published before the peer went are still delivered.
-                    peer_gone().then(|| {
-                        if ready() {
-                            Waited::Ready
-                        } else {
-                            Waited::PeerGone
-                        }
-                    })
-                },
-            )
+            .wait_until_in(Slices::long(), deadline, poll, |_| {
+                // Records published before the peer went are still delivered.
+                peer_gone().then(|| {
+                    if ready() {
+                        Waited::Ready
+                    } else {
+                        Waited::PeerGone
+                    }
+                })
+            })
             .unwrap_or(Waited::TimedOut)
     }
 
@@ -503,6 +526,73 @@ impl Ring {
         unsafe { core::ptr::copy_nonoverlapping(payload.as_ptr(), dst, payload.len()) };
         self.publish(head + pad + need, efd);
         Ok(())
+    }
+
+    /// Writes one message as a single record straight into the room free now, without
+    /// waiting: `encode` gets the payload area (at most `max_chunk` bytes) and returns the
+    /// bytes it used, or `None` if the message does not fit. Returns the end of the record,
+    /// for [`publish_in_place`](Ring::publish_in_place), or `None` if nothing fitted (the
+    /// caller then sends the message with [`send`](Ring::send), which waits for room and
+    /// streams large messages). Nothing is visible to the reader until it is published.
+    pub(crate) fn write_in_place(
+        &self,
+        encode: impl FnOnce(&mut [u8]) -> Result<Option<usize>>,
+    ) -> Result<Option<u64>> {
+        // Acquire: as in `send`.
+        if self.u32_at(READER_CLOSED).load(Ordering::Acquire) != 0 {
+            return Err(Error::Disconnected);
+        }
+        // Relaxed: only this side stores `head`.
+        let head = self.u64_at(HEAD).load(Ordering::Relaxed);
+        let pos = head & (self.cap - 1);
+        let free = |t: u64| self.cap.saturating_sub(head.saturating_sub(t));
+        let to_end = self.cap - pos;
+        let mut avail = free(self.seen_tail.get());
+        // The cached tail is reloaded (a load of the reader's line) only when it may leave
+        // less room than a whole record, with its padding.
+        if avail < self.max_chunk + to_end.min(IN_PLACE_PAD_BELOW) {
+            // Acquire: as in `reserve`.
+            let t = self.u64_at(TAIL).load(Ordering::Acquire);
+            if t > head {
+                return Err(corrupt("pipe tail ahead of head"));
+            }
+            self.seen_tail.set(t);
+            avail = free(t);
+        }
+        // A record never wraps: near the end of the ring, pad to its start first (the
+        // padding is published with the record).
+        let (pad, at) = if to_end < IN_PLACE_PAD_BELOW && avail >= to_end + IN_PLACE_PAD_BELOW {
+            (to_end, 0)
+        } else {
+            (0, pos)
+        };
+        let room = (avail - pad)
+            .min(self.cap - at)
+            .saturating_sub(REC_HEAD)
+            .min(self.max_chunk);
+        if room == 0 {
+            return Ok(None);
+        }
+        let start = self.data().wrapping_add(usize_of(at + REC_HEAD)?);
+        // SAFETY: `[at+16, at+16+room)` lies inside the data area (`at + 16 + room <= cap`)
+        // and in the free region (`pad + 16 + room <= avail`), which only this side accesses
+        // until it publishes; the slice is dropped before this function returns.
+        let area = unsafe { core::slice::from_raw_parts_mut(start, usize_of(room)?) };
+        let Some(n) = encode(area)? else {
+            return Ok(None);
+        };
+        let len = (n as u64).min(room);
+        if pad > 0 {
+            self.write_header(pos, 0, PAD, 0);
+        }
+        self.write_header(at, len, FIRST | LAST, len);
+        // `16 + len <= 16 + room <= avail - pad`, a multiple of 64, so the rounded record fits.
+        Ok(Some(head + pad + (REC_HEAD + len).next_multiple_of(SLOT)))
+    }
+
+    /// Publishes the record [`write_in_place`](Ring::write_in_place) wrote, ending at `end`.
+    pub(crate) fn publish_in_place(&self, end: u64, efd: Option<BorrowedFd<'_>>) {
+        self.publish(end, efd);
     }
 
     fn write_header(&self, at: u64, len: u64, flags: u32, total: u64) {

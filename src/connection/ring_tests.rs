@@ -191,3 +191,57 @@ fn misaligned_header_word_panics() {
     let r = b.ring(0);
     let _ = r.u32_at(RX_SEQ + 1);
 }
+
+/// Writes `msg` with `write_in_place` and publishes it; returns whether it fitted.
+fn send_in_place(r: &Ring, msg: &[u8]) -> bool {
+    let end = r
+        .write_in_place(|area| {
+            Ok(area.get_mut(..msg.len()).map(|dst| {
+                dst.copy_from_slice(msg);
+                msg.len()
+            }))
+        })
+        .unwrap();
+    if let Some(end) = end {
+        r.publish_in_place(end, None);
+    }
+    end.is_some()
+}
+
+/// In-place records (with their padding at the end of the ring) interleave with streamed
+/// ones, keep their boundaries, and a message that does not fit the room free now is left
+/// to `send`, with nothing published.
+#[test]
+fn in_place_records_wrap_with_padding_and_interleave_with_send() {
+    let b = Block::new(MIN_CAPACITY);
+    let r = b.ring(0);
+    let mut fitted = 0;
+    for round in 0..300u32 {
+        // Up to 1,499 bytes: those over a record (`max_chunk`, 960 bytes here) go to `send`.
+        let msg = vec![round as u8; (round as usize * 53) % 1500];
+        if send_in_place(&r, &msg) {
+            fitted += 1;
+        } else {
+            r.send(&msg, None).unwrap();
+        }
+        r.send(&[round as u8], None).unwrap();
+        assert_eq!(recv(&r).unwrap(), msg);
+        assert_eq!(recv(&r).unwrap(), [round as u8]);
+    }
+    // The ring is drained each round, so every message of one record fits (padding first
+    // when the end of the ring is near).
+    let one_record = (0..300u64)
+        .filter(|i| (i * 53) % 1500 <= r.max_chunk)
+        .count();
+    assert_eq!(fitted, one_record);
+    // Fill the ring: the in-place write finds no room and publishes nothing.
+    while send_in_place(&r, &[7; 500]) {}
+    let head = r.u64_at(HEAD).load(Ordering::Relaxed);
+    assert!(!send_in_place(&r, &[7; 500]));
+    assert_eq!(r.u64_at(HEAD).load(Ordering::Relaxed), head);
+    // A message larger than a record never fits in place.
+    let r1 = b.ring(1);
+    assert!(!send_in_place(&r1, &vec![1; MIN_CAPACITY as usize / 2]));
+    assert!(send_in_place(&r1, &[1; 64]));
+    assert_eq!(recv(&r1).unwrap(), [1; 64]);
+}

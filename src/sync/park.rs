@@ -62,7 +62,9 @@
 //! 50 ms, and [`sleep`] tells the caller whether the slice ended ([`Slept::SliceEnded`]: run
 //! the liveness check), the caller's own deadline passed ([`Slept::TimedOut`]), or the word
 //! changed or a wake-up came ([`Slept::Woken`]). So a dead peer is noticed within about 50 ms
-//! and a short wait costs few system calls. A site without a liveness check (`Semaphore`,
+//! and a short wait costs few system calls. The pipe ring sleeps in 50 ms slices from the
+//! first ([`Slices::long`]): its sleeps are usually microseconds long, and a short slice
+//! arms a timer that the kernel must program and cancel on every sleep. A site without a liveness check (`Semaphore`,
 //! `Event`) sleeps [`Slices::unsliced`]: until its deadline, in one futex wait. Under loom
 //! there are no slices at all: a sleeper with no deadline sleeps until woken, so a missing
 //! wake-up leaves it asleep forever, which loom reports as a deadlock.
@@ -288,6 +290,16 @@ impl Slices {
         }
     }
 
+    /// Returns the slices 50 ms, 50 ms, …: for a waiter that usually sleeps only
+    /// microseconds (the pipe ring's blocking round trip), where every short slice costs a
+    /// timer armed and cancelled in the kernel, which on a virtual machine (the timer
+    /// reprogrammed through the hypervisor) made each wait several microseconds dearer.
+    pub(crate) const fn long() -> Slices {
+        Slices {
+            next: Some(MAX_SLICE),
+        }
+    }
+
     /// Returns "no slices": each sleep lasts until the caller's deadline.
     pub(crate) const fn unsliced() -> Slices {
         Slices { next: None }
@@ -403,10 +415,20 @@ impl<'a> EventCount<'a> {
     pub(crate) fn wait_until<T>(
         self,
         deadline: Option<&Deadline>,
+        poll: impl FnMut() -> Option<T>,
+        after_sleep: impl FnMut(Slept) -> Option<T>,
+    ) -> Option<T> {
+        self.wait_until_in(Slices::new(), deadline, poll, after_sleep)
+    }
+
+    /// As [`wait_until`](EventCount::wait_until), sleeping in `slices`.
+    pub(crate) fn wait_until_in<T>(
+        self,
+        mut slices: Slices,
+        deadline: Option<&Deadline>,
         mut poll: impl FnMut() -> Option<T>,
         mut after_sleep: impl FnMut(Slept) -> Option<T>,
     ) -> Option<T> {
-        let mut slices = Slices::new();
         loop {
             let key = self.prepare_wait();
             if let Some(v) = poll() {
