@@ -479,11 +479,14 @@ impl Connection {
     /// [`send_bytes`](Connection::send_bytes).
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         self.check(false)?;
-        if let Inner::Shm(s) = self.inner()?
+        // Release builds encode straight into the ring when the value fits the room free now:
+        // no `Vec` per message, published only once the value is known to need no descriptor.
+        // Debug builds take the sealed path below, whose type tag must precede the message and
+        // is sent only once the message is known to be accepted.
+        if !cfg!(debug_assertions)
+            && let Inner::Shm(s) = self.inner()?
             && let Some(ring) = &s.tx
         {
-            // Encoded straight into the ring when it fits the room free now: no `Vec` per
-            // message. Published only once the value is known to need no descriptor.
             let (end, fds) = transfer::encode_bytes_only(|| {
                 ring.write_in_place(|area| Ok(codec::to_slice(value, area)?.map(|u| u.len())))
             });
