@@ -52,6 +52,7 @@ pub(crate) mod algo {
         deadline: Option<&Deadline>,
     ) -> Acquired {
         let tid = sys::current_tid();
+        raw::forget_stale_record(owner, sys::current_stamp());
         // Acquire: the data written by the previous owner is visible.
         match owner.compare_exchange(raw::UNLOCKED, tid, Ordering::Acquire, Ordering::Relaxed) {
             Ok(_) => {
