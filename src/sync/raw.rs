@@ -574,6 +574,30 @@ mod tests {
         unlock(&w);
     }
 
+    /// The same for `RLock`: a word naming our id beside a record that is not our stamp is an
+    /// earlier thread's (dead) hold, not one more level of ours.
+    #[test]
+    fn rlock_taken_by_a_reused_id_reports_the_dead_holder() {
+        use crate::sync::rlock::algo;
+        let me = sys::current_stamp();
+        let tid = id_of(me);
+        let earlier = (u64::from(tid) << 32) | u64::from(start_of(me) ^ 1);
+        let other = (u64::from(tid ^ 1) << 32) | u64::from(start_of(me));
+        for record in [EMPTY, earlier, other] {
+            let w = held(tid, record);
+            let count = AtomicU32::new(3);
+            assert_eq!(
+                algo::lock(&w, &count, None),
+                Acquired::OwnerDied(tid),
+                "record {record:#x}"
+            );
+            assert_eq!(count.load(Ordering::Relaxed), 1);
+            assert!(held_by_current_thread(&w));
+            assert!(algo::unlock(&w, &count));
+            assert!(!is_locked(&w));
+        }
+    }
+
     #[test]
     fn a_gone_owner_is_taken_over_and_a_stale_record_of_our_id_cleared() {
         let dead = std::thread::spawn(sys::current_tid).join().expect("thread");
