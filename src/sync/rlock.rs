@@ -61,7 +61,10 @@ pub(crate) mod algo {
                 count.store(1, Ordering::Relaxed);
                 Acquired::Clean
             }
-            Err(s) if s & raw::TID_MASK == tid => {
+            // Our id with our stamp in the record: one more level. Our id without it is an
+            // earlier thread with our id that died holding the lock; the contended path takes
+            // it over and reports it.
+            Err(s) if s & raw::TID_MASK == tid && raw::held_by_current_thread(owner) => {
                 // Relaxed: only the owner (this thread) touches `count` while it holds it.
                 let c = count.load(Ordering::Relaxed);
                 count.store(c.saturating_add(1), Ordering::Relaxed);

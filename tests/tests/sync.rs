@@ -803,3 +803,94 @@ fn a_barrier_handle_without_its_action_is_refused_whatever_the_arrival_order() {
         assert!(!barrier.is_broken());
     });
 }
+
+/// The calling thread's id, from `/proc/thread-self` (a link to `<pid>/task/<tid>`).
+fn thread_id() -> u32 {
+    let link = std::fs::read_link("/proc/thread-self").unwrap();
+    link.file_name().unwrap().to_str().unwrap().parse().unwrap()
+}
+
+/// Runs `f` on the first new thread of this process that gets the id `tid` (Linux hands ids
+/// out cyclically up to `pid_max`, so spawning short threads comes back to it); `None` if no
+/// thread got it before `limit`.
+fn on_thread_with_id<R: Send + 'static>(
+    tid: u32,
+    limit: Duration,
+    f: impl Fn() -> R + Send + Sync + 'static,
+) -> Option<R> {
+    let f = std::sync::Arc::new(f);
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        let f = std::sync::Arc::clone(&f);
+        let got = std::thread::spawn(move || (thread_id() == tid).then(|| f()))
+            .join()
+            .unwrap();
+        if got.is_some() {
+            return got;
+        }
+    }
+    None
+}
+
+/// A thread that takes a `Lock` and an `RLock` and exits holding them, and one that released
+/// them before exiting (its record stays behind): a later thread of the same process that gets
+/// the same thread id finds the first pair held by a dead owner (`OwnerDied`, no self-deadlock
+/// panic, no re-entry into a dead thread's `RLock`) and takes the second pair as its own, which
+/// nobody else may then take over.
+#[test]
+fn a_reused_thread_id_never_inherits_a_dead_threads_locks() {
+    watchdog(Duration::from_secs(20), "reused_thread_id", || {
+        let held = (Lock::new().unwrap(), RLock::new().unwrap());
+        let released = (Lock::new().unwrap(), RLock::new().unwrap());
+        let (h, r) = (held.clone(), released.clone());
+        let tid = std::thread::spawn(move || {
+            drop(r.0.lock().unwrap());
+            drop(r.1.lock().unwrap());
+            std::mem::forget(h.0.lock().unwrap());
+            std::mem::forget(h.1.lock().unwrap());
+            thread_id()
+        })
+        .join()
+        .unwrap();
+        let (h, r) = (held.clone(), released.clone());
+        let outcome = on_thread_with_id(tid, Duration::from_secs(12), move || {
+            let lock_died = h.0.lock().is_err();
+            let (rlock_died, rlock_depth) = match h.1.lock() {
+                Err(died) => {
+                    let depth = h.1.depth();
+                    drop(died);
+                    (true, depth)
+                }
+                Ok(g) => {
+                    let depth = h.1.depth();
+                    drop(g);
+                    (false, depth)
+                }
+            };
+            let took = (
+                r.0.try_lock().unwrap().map(std::mem::forget).is_some(),
+                r.1.try_lock().unwrap().map(std::mem::forget).is_some(),
+            );
+            // While this thread lives, nobody else gets them (a stale record of the earlier
+            // thread beside this thread's id would read as a dead owner).
+            let r2 = r.clone();
+            let others_took = std::thread::spawn(move || {
+                (
+                    r2.0.try_lock().unwrap().is_some(),
+                    r2.1.try_lock().unwrap().is_some(),
+                )
+            })
+            .join()
+            .unwrap();
+            (lock_died, rlock_died, rlock_depth, took, others_took)
+        });
+        let Some(outcome) = outcome else {
+            panic!("no thread got id {tid} again within the time limit");
+        };
+        assert_eq!(outcome, (true, true, 1, (true, true), (false, false)));
+        // The new thread exited holding `released`: it is dead now, so its stamp (not the
+        // earlier thread's) decides, and the next taker gets OwnerDied.
+        assert!(released.0.lock_timeout(Duration::from_secs(5)).is_err());
+        assert!(released.1.lock_timeout(Duration::from_secs(5)).is_err());
+    });
+}
