@@ -611,6 +611,30 @@ mod tests {
         }
     }
 
+    /// A scribbled word whose owner field is 0 but other bits are set (no release or CAS ever
+    /// writes one) names no holder: it is taken as free, never waited on until the deadline
+    /// (a `lock` without one would hang forever).
+    #[test]
+    fn a_word_with_no_owner_but_stray_bits_is_free() {
+        for bits in [WAITERS, 1 << 30, WAITERS | 1 << 30] {
+            let w = held(bits, EMPTY);
+            assert!(!is_locked(&w));
+            let deadline = Deadline::after(Duration::from_secs(5));
+            assert_eq!(lock(&w, Some(&deadline)), Acquired::Clean, "word {bits:#x}");
+            assert!(held_by_current_thread(&w));
+            unlock(&w);
+            let w = held(bits, EMPTY);
+            assert_eq!(
+                try_lock_or_take_over(&w),
+                Some(Acquired::Clean),
+                "word {bits:#x}"
+            );
+            assert!(held_by_current_thread(&w));
+            unlock(&w);
+            assert_eq!(w.word.load(Ordering::Relaxed), UNLOCKED);
+        }
+    }
+
     /// a probe that cannot answer (no `/proc`, `EMFILE`) means alive, so neither a
     /// gone owner nor a reused id is taken over while it fails.
     #[test]
