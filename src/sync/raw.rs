@@ -20,7 +20,9 @@
 //! Transitions: `UNLOCKED → tid` (uncontended acquire, one CAS); `tid → tid|WAITERS` (a
 //! waiter announces itself, CAS); `any → UNLOCKED` (release, one swap; a futex wake only if
 //! `WAITERS` was set); `dead|… → tid|WAITERS` (takeover after the owner was found dead, CAS
-//! against the exact word observed, so two waiters never both take over).
+//! against the exact word observed, so two waiters never both take over). No store writes a
+//! word with stray bits (bit 30, or `WAITERS` alone) but no owner; a scribbled one names no
+//! holder and is taken as free (`stray → tid|WAITERS`, CAS), never waited on.
 //!
 //! # Owner death
 //!
@@ -318,16 +320,13 @@ fn lock_contended(word: &LockWord, deadline: Option<&Deadline>) -> Acquired {
     let mut slices = Slices::new();
     loop {
         let s = word.load(Ordering::Relaxed);
-        if s == UNLOCKED {
+        // No owner: free (a word with stray bits but no owner is a scribble; it names nobody
+        // to wait for).
+        if s & TID_MASK == UNLOCKED {
             // Take it with WAITERS set: other sleepers may exist, and the next release must
             // wake one of them.
             if word
-                .compare_exchange(
-                    UNLOCKED,
-                    tid | WAITERS,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
+                .compare_exchange(s, tid | WAITERS, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
                 return Acquired::Clean;
@@ -359,7 +358,14 @@ fn take_over_if_dead(word: &LockWord, observed: u32) -> Option<Acquired> {
     let owner = observed & TID_MASK;
     let me = sys::current_tid();
     if owner == UNLOCKED {
-        return None;
+        // Free; stray bits beside no owner (a scribble, no store writes one) are taken as
+        // free too, keeping WAITERS (sleepers may exist). Acquire: as for `try_lock`.
+        return (observed != UNLOCKED
+            && word
+                .word
+                .compare_exchange(observed, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok())
+        .then_some(Acquired::Clean);
     }
     // Acquire: the record read next is at least the one in place when `observed` was
     // published (records are written before the release that publishes a word value).
