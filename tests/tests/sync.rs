@@ -894,3 +894,58 @@ fn a_reused_thread_id_never_inherits_a_dead_threads_locks() {
         assert!(released.1.lock_timeout(Duration::from_secs(5)).is_err());
     });
 }
+
+/// A thread dies holding a `Lock`; a later thread of the same process that gets its id makes
+/// one timed attempt that gives up at once. That attempt must not erase what proves the holder
+/// dead (its owner record): while the later thread lives on, another thread still finds the
+/// holder dead and gets `OwnerDied`, instead of waiting for the later thread to exit.
+#[test]
+fn a_timed_out_attempt_by_a_reused_thread_id_keeps_the_dead_holder_detectable() {
+    watchdog(Duration::from_secs(30), "reused_id_timed_attempt", || {
+        let lock = Lock::new().unwrap();
+        let l = lock.clone();
+        let tid = std::thread::spawn(move || {
+            std::mem::forget(l.lock().unwrap());
+            thread_id()
+        })
+        .join()
+        .unwrap();
+        let l = lock.clone();
+        let outcome = on_thread_with_id(tid, Duration::from_secs(12), move || {
+            let first = match l.lock_timeout(Duration::ZERO) {
+                Err(died) => {
+                    drop(died.into_inner());
+                    "owner died"
+                }
+                Ok(Some(_)) => "clean",
+                Ok(None) => "timed out",
+            };
+            // This thread, with the dead holder's id, is alive while the other one tries.
+            let l2 = l.clone();
+            let other = std::thread::spawn(move || match l2.lock_timeout(Duration::from_secs(3)) {
+                Err(died) => {
+                    drop(died.into_inner());
+                    "owner died"
+                }
+                Ok(Some(_)) => "clean",
+                Ok(None) => "timed out",
+            })
+            .join()
+            .unwrap();
+            (first, other)
+        });
+        let Some(outcome) = outcome else {
+            panic!("no thread got id {tid} again within the time limit");
+        };
+        // A zero timeout may give up before probing (then the other thread must still find the
+        // holder dead) or take the lock over at once (then the other finds it free).
+        assert!(
+            matches!(
+                outcome,
+                ("timed out", "owner died") | ("owner died", "clean")
+            ),
+            "{outcome:?}"
+        );
+        assert!(!lock.is_locked());
+    });
+}
