@@ -166,6 +166,12 @@ impl LockWord {
         }
     }
 
+    /// Returns the owner record (for models that start from a record left behind).
+    #[cfg(all(test, shmproc_loom))]
+    pub(crate) fn record(&self) -> &AtomicU64 {
+        &self.record
+    }
+
     /// Makes a freshly allocated lock free: every field 0.
     pub(crate) fn init(&self) {
         // Relaxed: the release store of the word below publishes the other fields.
