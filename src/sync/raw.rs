@@ -57,9 +57,9 @@
 //!
 //! | moment | record | why |
 //! |--------|--------|-----|
-//! | before T's CAS that makes `word` name T (free acquire, contended acquire, `RLock`) | not a stale record of T's id | T reads it first (`forget_stale_record`); a record naming T's id with another stamp is an earlier T's leftover, which T clears (CAS, then a release fence). No later write can name T's id but T's own: the earlier threads with that id are dead |
+//! | before T's CAS that makes `word` name T (free acquire, contended acquire, `RLock`) | not a stale record of T's id | T reads it first (`forget_stale_record`); a record naming T's id with another stamp is an earlier T's leftover, which T clears (CAS, then a release fence) if the word is free. No later write can name T's id but T's own: the earlier threads with that id are dead. If the word names a holder T's CAS from free fails, and the record stays: it may be what proves a dead holder with T's id dead to the other waiters (erasing it would keep the lock held while T lives) |
 //! | `UNLOCKED → T` (free acquire) | the last holder's stamp (T's own or another id's), or `EMPTY` | as above; nobody writes it while the word is free |
-//! | `dead X → T` (takeover) | not naming T | T checks it first; a record naming T is an earlier T's leftover (the live T holds nothing), and T clears it (CAS) before its takeover CAS |
+//! | `dead X → T` (takeover) | not naming T | T checks it first; a record naming T is an earlier T's leftover (the live T holds nothing), and T clears it (CAS) before its takeover CAS, and puts it back (CAS from `EMPTY`) if that CAS fails |
 //! | T holds, before its record store | unchanged from above | only the holder writes records; a taker writes only after winning the word |
 //! | T holds, after its record store | T's stamp | as above |
 //! | T releases | T's stamp, then `UNLOCKED` | the release swap alone; the record stays, naming T |
@@ -259,6 +259,17 @@ pub(crate) fn forget_stale_record(word: &LockWord, stamp: u64) {
 #[cold]
 #[inline(never)]
 fn clear_record(word: &LockWord, stale: u64) {
+    // A word naming a holder cannot become ours by a compare-exchange from free, and a record
+    // is left beside it only by a holder that died before its own store, or by the earlier
+    // thread with our id that holds it, dead: then the record is what proves that holder dead
+    // to the other waiters (they compare start times), and erasing it would keep the lock held
+    // for as long as we live. The takeover clears it right before its own compare-exchange.
+    // Relaxed: a record of our id is left beside a free word only by the earlier thread's
+    // release, which happened before this thread existed; a later word value was written by
+    // a holder that replaces the record before releasing.
+    if word.word.load(Ordering::Relaxed) & TID_MASK != UNLOCKED {
+        return;
+    }
     // Relaxed: a failure means another holder wrote its own record meanwhile, which names
     // another id; nothing is left to clear.
     let _ = word
@@ -409,10 +420,27 @@ fn take_over_if_dead(word: &LockWord, observed: u32) -> Option<Acquired> {
     // AcqRel: acquire, so whatever the dead owner wrote is visible; release, so a prober that
     // reads our id sees the record as cleared above. The CAS is against the exact word
     // observed, so of several waiters that found the owner dead exactly one takes over.
-    word.word
+    match word
+        .word
         .compare_exchange(observed, me | WAITERS, Ordering::AcqRel, Ordering::Relaxed)
-        .ok()
-        .map(|_| Acquired::OwnerDied(owner))
+    {
+        Ok(_) => Some(Acquired::OwnerDied(owner)),
+        Err(_) => {
+            // The word changed (a waiter set WAITERS, or another taker won): put back the
+            // record cleared above if nobody replaced it, so it still proves a dead holder
+            // with our id dead to the other waiters. It names our id and we hold nothing, so
+            // it never sits beside our id in the word. Relaxed: as for the clear.
+            if id_of(record) == me {
+                let _ = word.record.compare_exchange(
+                    EMPTY,
+                    record,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            None
+        }
+    }
 }
 
 /// Returns whether the thread `owner` that the word names is definitely dead, given the
