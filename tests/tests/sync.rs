@@ -949,3 +949,41 @@ fn a_timed_out_attempt_by_a_reused_thread_id_keeps_the_dead_holder_detectable() 
         assert!(!lock.is_locked());
     });
 }
+
+/// A forked child is another thread (its own id) whatever the parent's records say: a lock
+/// and an `RLock` the forking thread holds are held for the child (no re-entry, no takeover
+/// of the live parent); a lock whose record the forking thread left behind on release is the
+/// child's to take, and when the child dies holding it the parent gets `OwnerDied`.
+#[test]
+fn a_forked_child_never_passes_for_the_forking_thread() {
+    run("fork_records", || {
+        let released = Lock::new().unwrap();
+        let held = (Lock::new().unwrap(), RLock::new().unwrap());
+        drop(released.lock().unwrap());
+        let g = held.0.lock().unwrap();
+        let rg = held.1.lock().unwrap();
+        let (r2, h2) = (released.clone(), held.clone());
+        // SAFETY: the locks the child takes are shmproc's, not held by another thread here.
+        let mut child = fork(unsafe { ForkPermit::new() }, move || {
+            let blocked = h2.0.try_lock().unwrap().is_none()
+                && h2.1.try_lock().unwrap().is_none()
+                && h2
+                    .0
+                    .lock_timeout(Duration::from_millis(20))
+                    .unwrap()
+                    .is_none()
+                && h2
+                    .1
+                    .lock_timeout(Duration::from_millis(20))
+                    .unwrap()
+                    .is_none();
+            let took = r2.lock().map(std::mem::forget).is_ok();
+            // Exits holding `released`.
+            i32::from(blocked) | i32::from(took) << 1
+        });
+        assert_eq!(child.wait(), Ok(3));
+        assert!(released.lock_timeout(Duration::from_secs(10)).is_err());
+        assert!(held.0.is_locked() && held.1.depth() == 1);
+        drop((g, rg));
+    });
+}
