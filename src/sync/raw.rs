@@ -651,6 +651,28 @@ mod tests {
         }
     }
 
+    /// A holder killed between its compare-exchange and its record store leaves the record of
+    /// the previous holder (left behind by its release) beside its own id: that record names
+    /// another thread, so the verdict is the probe's alone. Gone is taken over; a live thread
+    /// with that id is never taken from, whoever the record names.
+    #[test]
+    fn a_record_left_behind_beside_a_new_holders_id_defers_to_the_probe() {
+        let dead = std::thread::spawn(sys::current_tid).join().expect("thread");
+        with_live_thread(|last_holder| {
+            let w = held(dead, last_holder);
+            assert_eq!(try_lock_or_take_over(&w), Some(Acquired::OwnerDied(dead)));
+            assert_eq!(w.record.load(Ordering::Relaxed), sys::current_stamp());
+            unlock(&w);
+            with_live_thread(|holder| {
+                let w = held(id_of(holder), last_holder);
+                assert_eq!(try_lock_or_take_over(&w), None);
+                let deadline = Deadline::after(Duration::from_millis(5));
+                assert_eq!(lock(&w, Some(&deadline)), Acquired::TimedOut);
+                assert_eq!(w.record.load(Ordering::Relaxed), last_holder);
+            });
+        });
+    }
+
     /// A scribbled word whose owner field is 0 but other bits are set (no release or CAS ever
     /// writes one) names no holder: it is taken as free, never waited on until the deadline
     /// (a `lock` without one would hang forever).
