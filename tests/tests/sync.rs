@@ -993,87 +993,124 @@ fn a_forked_child_never_passes_for_the_forking_thread() {
 /// of dead holders. A grant without `OwnerDied` never finds a holder inside, every dead holder
 /// is reported, no thread mistakes a dead holder with its id for itself (which would panic as a
 /// self-deadlock), and the lock is free at the end.
-#[test]
-fn heavy_short_threads_reusing_ids_keep_the_lock_exclusive_and_recoverable() {
+fn short_threads_reusing_ids(lock: AnyLock) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
-    watchdog(Duration::from_secs(60), "short_threads_reusing_ids", || {
-        let lock = Lock::new().unwrap();
-        let inside = Arc::new(AtomicU64::new(0));
-        let stats = Arc::new([(); 4].map(|()| AtomicU64::new(0)));
-        let seen = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
-        let end = Instant::now() + Duration::from_secs(6);
-        // Empty threads use ids up fast, so they wrap around while the lock users run.
-        let burner = std::thread::spawn(move || {
-            while Instant::now() < end {
-                std::thread::spawn(|| ()).join().unwrap();
-            }
-        });
-        let lanes: Vec<_> = (0..2u64)
-            .map(|lane| {
-                let (lock, inside, stats) = (lock.clone(), inside.clone(), stats.clone());
-                let seen = seen.clone();
-                std::thread::spawn(move || {
-                    let mut n = 0u64;
-                    while Instant::now() < end {
-                        n += 1;
-                        let marker = lane << 32 | n;
-                        let (lock, inside, st) = (lock.clone(), inside.clone(), stats.clone());
-                        let tid = std::thread::spawn(move || {
-                            let g = match lock.lock() {
-                                Ok(g) => {
-                                    if inside.load(Ordering::SeqCst) != 0 {
-                                        st[0].fetch_add(1, Ordering::SeqCst);
-                                    }
-                                    g
-                                }
-                                Err(died) => {
+    watchdog(
+        Duration::from_secs(60),
+        "short_threads_reusing_ids",
+        move || {
+            let inside = Arc::new(AtomicU64::new(0));
+            let stats = Arc::new([(); 4].map(|()| AtomicU64::new(0)));
+            let seen = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+            let end = Instant::now() + Duration::from_secs(6);
+            // Empty threads use ids up fast, so they wrap around while the lock users run.
+            let burner = std::thread::spawn(move || {
+                while Instant::now() < end {
+                    std::thread::spawn(|| ()).join().unwrap();
+                }
+            });
+            let lanes: Vec<_> = (0..2u64)
+                .map(|lane| {
+                    let (lock, inside, stats) = (lock.clone(), inside.clone(), stats.clone());
+                    let seen = seen.clone();
+                    std::thread::spawn(move || {
+                        let mut n = 0u64;
+                        while Instant::now() < end {
+                            n += 1;
+                            let marker = lane << 32 | n;
+                            let (lock, inside, st) = (lock.clone(), inside.clone(), stats.clone());
+                            let tid = std::thread::spawn(move || {
+                                if lock.acquire() {
                                     st[1].fetch_add(1, Ordering::SeqCst);
-                                    died.into_inner()
+                                } else if inside.load(Ordering::SeqCst) != 0 {
+                                    st[0].fetch_add(1, Ordering::SeqCst);
                                 }
-                            };
-                            inside.store(marker, Ordering::SeqCst);
-                            std::hint::spin_loop();
-                            if inside.load(Ordering::SeqCst) != marker {
-                                st[0].fetch_add(1, Ordering::SeqCst);
+                                inside.store(marker, Ordering::SeqCst);
+                                std::hint::spin_loop();
+                                if inside.load(Ordering::SeqCst) != marker {
+                                    st[0].fetch_add(1, Ordering::SeqCst);
+                                }
+                                if n.is_multiple_of(16) {
+                                    // Exit holding it, inside.
+                                    st[2].fetch_add(1, Ordering::SeqCst);
+                                } else {
+                                    inside.store(0, Ordering::SeqCst);
+                                    lock.release();
+                                }
+                                thread_id()
+                            })
+                            .join()
+                            .unwrap();
+                            if !seen.lock().unwrap().insert(tid) {
+                                stats[3].fetch_add(1, Ordering::SeqCst);
                             }
-                            if n.is_multiple_of(16) {
-                                // Exit holding it, inside.
-                                st[2].fetch_add(1, Ordering::SeqCst);
-                                std::mem::forget(g);
-                            } else {
-                                inside.store(0, Ordering::SeqCst);
-                                drop(g);
-                            }
-                            thread_id()
-                        })
-                        .join()
-                        .unwrap();
-                        if !seen.lock().unwrap().insert(tid) {
-                            stats[3].fetch_add(1, Ordering::SeqCst);
                         }
-                    }
+                    })
                 })
-            })
-            .collect();
-        for l in lanes {
-            l.join().unwrap();
-        }
-        burner.join().unwrap();
-        let [bad, died, left, reused] = [0, 1, 2, 3].map(|i| stats[i].load(Ordering::SeqCst));
-        eprintln!(
-            "{left} exits holding, {died} OwnerDied, {reused} ids of earlier lock users reused"
-        );
-        assert_eq!(bad, 0, "a grant found another holder inside");
-        // Every exit holding is reported once, the last one by this final take.
-        match lock.lock_timeout(Duration::from_secs(10)) {
-            Err(d) => {
-                drop(d.into_inner());
-                assert_eq!(died + 1, left);
+                .collect();
+            for l in lanes {
+                l.join().unwrap();
             }
-            Ok(Some(_)) => assert_eq!(died, left),
-            Ok(None) => panic!("the lock stayed held"),
+            burner.join().unwrap();
+            let [bad, died, left, reused] = [0, 1, 2, 3].map(|i| stats[i].load(Ordering::SeqCst));
+            eprintln!(
+                "{left} exits holding, {died} OwnerDied, {reused} ids of earlier lock users reused"
+            );
+            assert_eq!(bad, 0, "a grant found another holder inside");
+            // Every exit holding is reported once, the last one by this final take.
+            if lock.acquire() {
+                assert_eq!(died + 1, left);
+            } else {
+                assert_eq!(died, left);
+            }
+            lock.release();
+            assert!(!lock.is_locked());
+        },
+    );
+}
+
+/// A `Lock` or an `RLock`, through the guardless API.
+#[derive(Clone)]
+enum AnyLock {
+    Lock(Lock),
+    RLock(RLock),
+}
+
+impl AnyLock {
+    /// Acquires it; returns whether the previous holder had died.
+    fn acquire(&self) -> bool {
+        match self {
+            AnyLock::Lock(l) => l.acquire().is_err(),
+            AnyLock::RLock(l) => {
+                let died = l.acquire().is_err();
+                assert_eq!(l.depth(), 1, "a new thread holds an RLock at depth 1");
+                died
+            }
         }
-        assert!(!lock.is_locked());
-    });
+    }
+
+    fn release(&self) {
+        match self {
+            AnyLock::Lock(l) => l.release().unwrap(),
+            AnyLock::RLock(l) => l.release().unwrap(),
+        }
+    }
+
+    fn is_locked(&self) -> bool {
+        match self {
+            AnyLock::Lock(l) => l.is_locked(),
+            AnyLock::RLock(l) => l.is_locked(),
+        }
+    }
+}
+
+#[test]
+fn heavy_short_threads_reusing_ids_keep_a_lock_exclusive_and_recoverable() {
+    short_threads_reusing_ids(AnyLock::Lock(Lock::new().unwrap()));
+}
+
+#[test]
+fn heavy_short_threads_reusing_ids_keep_an_rlock_exclusive_and_recoverable() {
+    short_threads_reusing_ids(AnyLock::RLock(RLock::new().unwrap()));
 }
