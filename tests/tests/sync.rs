@@ -839,59 +839,68 @@ fn on_thread_with_id<R: Send + 'static>(
 /// nobody else may then take over.
 #[test]
 fn a_reused_thread_id_never_inherits_a_dead_threads_locks() {
-    watchdog(Duration::from_secs(20), "reused_thread_id", || {
-        let held = (Lock::new().unwrap(), RLock::new().unwrap());
-        let released = (Lock::new().unwrap(), RLock::new().unwrap());
-        let (h, r) = (held.clone(), released.clone());
-        let tid = std::thread::spawn(move || {
-            drop(r.0.lock().unwrap());
-            drop(r.1.lock().unwrap());
-            std::mem::forget(h.0.lock().unwrap());
-            std::mem::forget(h.1.lock().unwrap());
-            thread_id()
-        })
-        .join()
-        .unwrap();
-        let (h, r) = (held.clone(), released.clone());
-        let outcome = on_thread_with_id(tid, Duration::from_secs(12), move || {
-            let lock_died = h.0.lock().is_err();
-            let (rlock_died, rlock_depth) = match h.1.lock() {
-                Err(died) => {
-                    let depth = h.1.depth();
-                    drop(died);
-                    (true, depth)
-                }
-                Ok(g) => {
-                    let depth = h.1.depth();
-                    drop(g);
-                    (false, depth)
-                }
-            };
-            let took = (
-                r.0.try_lock().unwrap().map(std::mem::forget).is_some(),
-                r.1.try_lock().unwrap().map(std::mem::forget).is_some(),
-            );
-            // While this thread lives, nobody else gets them (a stale record of the earlier
-            // thread beside this thread's id would read as a dead owner).
-            let r2 = r.clone();
-            let others_took = std::thread::spawn(move || {
-                (
-                    r2.0.try_lock().unwrap().is_some(),
-                    r2.1.try_lock().unwrap().is_some(),
-                )
+    watchdog(Duration::from_secs(60), "reused_thread_id", || {
+        // One attempt; false if no thread got the dead thread's id again in time.
+        let attempt = || -> bool {
+            let held = (Lock::new().unwrap(), RLock::new().unwrap());
+            let released = (Lock::new().unwrap(), RLock::new().unwrap());
+            let (h, r) = (held.clone(), released.clone());
+            let tid = std::thread::spawn(move || {
+                drop(r.0.lock().unwrap());
+                drop(r.1.lock().unwrap());
+                std::mem::forget(h.0.lock().unwrap());
+                std::mem::forget(h.1.lock().unwrap());
+                thread_id()
             })
             .join()
             .unwrap();
-            (lock_died, rlock_died, rlock_depth, took, others_took)
-        });
-        let Some(outcome) = outcome else {
-            panic!("no thread got id {tid} again within the time limit");
+            let (h, r) = (held.clone(), released.clone());
+            let outcome = on_thread_with_id(tid, Duration::from_secs(8), move || {
+                let lock_died = h.0.lock().is_err();
+                let (rlock_died, rlock_depth) = match h.1.lock() {
+                    Err(died) => {
+                        let depth = h.1.depth();
+                        drop(died);
+                        (true, depth)
+                    }
+                    Ok(g) => {
+                        let depth = h.1.depth();
+                        drop(g);
+                        (false, depth)
+                    }
+                };
+                let took = (
+                    r.0.try_lock().unwrap().map(std::mem::forget).is_some(),
+                    r.1.try_lock().unwrap().map(std::mem::forget).is_some(),
+                );
+                // While this thread lives, nobody else gets them (a stale record of the earlier
+                // thread beside this thread's id would read as a dead owner).
+                let r2 = r.clone();
+                let others_took = std::thread::spawn(move || {
+                    (
+                        r2.0.try_lock().unwrap().is_some(),
+                        r2.1.try_lock().unwrap().is_some(),
+                    )
+                })
+                .join()
+                .unwrap();
+                (lock_died, rlock_died, rlock_depth, took, others_took)
+            });
+            let Some(outcome) = outcome else {
+                // Another process took the id meanwhile: try again with a new dead thread.
+                return false;
+            };
+            assert_eq!(outcome, (true, true, 1, (true, true), (false, false)));
+            // The new thread exited holding `released`: it is dead now, so its stamp (not the
+            // earlier thread's) decides, and the next taker gets OwnerDied.
+            assert!(released.0.lock_timeout(Duration::from_secs(5)).is_err());
+            assert!(released.1.lock_timeout(Duration::from_secs(5)).is_err());
+            true
         };
-        assert_eq!(outcome, (true, true, 1, (true, true), (false, false)));
-        // The new thread exited holding `released`: it is dead now, so its stamp (not the
-        // earlier thread's) decides, and the next taker gets OwnerDied.
-        assert!(released.0.lock_timeout(Duration::from_secs(5)).is_err());
-        assert!(released.1.lock_timeout(Duration::from_secs(5)).is_err());
+        assert!(
+            (0..3).any(|_| attempt()),
+            "no thread got a dead thread's id again"
+        );
     });
 }
 
@@ -901,52 +910,62 @@ fn a_reused_thread_id_never_inherits_a_dead_threads_locks() {
 /// holder dead and gets `OwnerDied`, instead of waiting for the later thread to exit.
 #[test]
 fn a_timed_out_attempt_by_a_reused_thread_id_keeps_the_dead_holder_detectable() {
-    watchdog(Duration::from_secs(30), "reused_id_timed_attempt", || {
-        let lock = Lock::new().unwrap();
-        let l = lock.clone();
-        let tid = std::thread::spawn(move || {
-            std::mem::forget(l.lock().unwrap());
-            thread_id()
-        })
-        .join()
-        .unwrap();
-        let l = lock.clone();
-        let outcome = on_thread_with_id(tid, Duration::from_secs(12), move || {
-            let first = match l.lock_timeout(Duration::ZERO) {
-                Err(died) => {
-                    drop(died.into_inner());
-                    "owner died"
-                }
-                Ok(Some(_)) => "clean",
-                Ok(None) => "timed out",
-            };
-            // This thread, with the dead holder's id, is alive while the other one tries.
-            let l2 = l.clone();
-            let other = std::thread::spawn(move || match l2.lock_timeout(Duration::from_secs(3)) {
-                Err(died) => {
-                    drop(died.into_inner());
-                    "owner died"
-                }
-                Ok(Some(_)) => "clean",
-                Ok(None) => "timed out",
+    watchdog(Duration::from_secs(60), "reused_id_timed_attempt", || {
+        // One attempt; false if no thread got the dead thread's id again in time.
+        let attempt = || -> bool {
+            let lock = Lock::new().unwrap();
+            let l = lock.clone();
+            let tid = std::thread::spawn(move || {
+                std::mem::forget(l.lock().unwrap());
+                thread_id()
             })
             .join()
             .unwrap();
-            (first, other)
-        });
-        let Some(outcome) = outcome else {
-            panic!("no thread got id {tid} again within the time limit");
+            let l = lock.clone();
+            let outcome = on_thread_with_id(tid, Duration::from_secs(8), move || {
+                let first = match l.lock_timeout(Duration::ZERO) {
+                    Err(died) => {
+                        drop(died.into_inner());
+                        "owner died"
+                    }
+                    Ok(Some(_)) => "clean",
+                    Ok(None) => "timed out",
+                };
+                // This thread, with the dead holder's id, is alive while the other one tries.
+                let l2 = l.clone();
+                let other =
+                    std::thread::spawn(move || match l2.lock_timeout(Duration::from_secs(3)) {
+                        Err(died) => {
+                            drop(died.into_inner());
+                            "owner died"
+                        }
+                        Ok(Some(_)) => "clean",
+                        Ok(None) => "timed out",
+                    })
+                    .join()
+                    .unwrap();
+                (first, other)
+            });
+            let Some(outcome) = outcome else {
+                // Another process took the id meanwhile: try again with a new dead thread.
+                return false;
+            };
+            // A zero timeout may give up before probing (then the other thread must still find the
+            // holder dead) or take the lock over at once (then the other finds it free).
+            assert!(
+                matches!(
+                    outcome,
+                    ("timed out", "owner died") | ("owner died", "clean")
+                ),
+                "{outcome:?}"
+            );
+            assert!(!lock.is_locked());
+            true
         };
-        // A zero timeout may give up before probing (then the other thread must still find the
-        // holder dead) or take the lock over at once (then the other finds it free).
         assert!(
-            matches!(
-                outcome,
-                ("timed out", "owner died") | ("owner died", "clean")
-            ),
-            "{outcome:?}"
+            (0..3).any(|_| attempt()),
+            "no thread got a dead thread's id again"
         );
-        assert!(!lock.is_locked());
     });
 }
 
