@@ -172,8 +172,11 @@ pub(crate) fn take_inherited(i: usize) -> Option<OwnedFd> {
 /// ```
 pub fn init() {
     runtime::mark_initialized();
-    let _ = owner_death_detection();
     let Some(var) = std::env::var_os(runtime::CHILD_ENV) else {
+        // Probe `/proc` now, while descriptors are plentiful, so later verdicts come from the
+        // cache. A child skips this: it probes on first need (a contended lock), which keeps
+        // its start as short as the program's own.
+        let _ = owner_death_detection();
         return;
     };
     // Grandchildren started some other way (std::process::Command, …) must not believe they
@@ -282,12 +285,28 @@ fn spawned_child(var: &str) -> Result<(Boot, Vec<OwnedFd>)> {
     let fds = words
         .map(|w| w.parse::<i32>().map_err(|_| bad()).and_then(adopt))
         .collect::<Result<Vec<_>>>()?;
-    let mut bytes = Vec::new();
-    boot_file
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io("read start-up message", e))?;
+    // Plain reads: `File::read_to_end` would first `statx` and `lseek` the pipe for a size
+    // hint it cannot give, then grow from 32-byte probe reads (three system calls more).
+    let mut bytes = Vec::with_capacity(BOOT_READ);
+    read_all(&mut boot_file, &mut bytes).map_err(|e| Error::io("read start-up message", e))?;
     let boot: Boot = codec::from_bytes(&bytes)?;
     Ok((boot, fds))
+}
+
+/// The first read size for a start-up message (most are a few hundred bytes).
+const BOOT_READ: usize = 4096;
+
+/// Reads `r` to its end into `buf`, with plain `read` calls into `buf`'s spare capacity.
+fn read_all(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut chunk = [0u8; BOOT_READ];
+    loop {
+        match r.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Runs a child: dies with its parent if a daemon, attaches segments, runs the target, sends
@@ -299,7 +318,7 @@ pub(crate) fn run_child(boot: Boot, fds: Vec<OwnedFd>, real_parent: i32, exe_che
     let mut fds: Vec<Option<OwnedFd>> = fds.into_iter().map(Some).collect();
     let mut take = |i: usize| fds.get_mut(i).and_then(Option::take);
     let mut result = boot.result.and_then(&mut take).map(File::from);
-    let outcome = prepare_and_run(&boot, fd_count, &mut take, real_parent, exe_check);
+    let outcome = prepare_and_run(boot, fd_count, &mut take, real_parent, exe_check);
     let code = match &outcome {
         Outcome::Returned(_) => 0,
         Outcome::Exited(code) => *code,
@@ -318,7 +337,7 @@ pub(crate) fn run_child(boot: Boot, fds: Vec<OwnedFd>, real_parent: i32, exe_che
 }
 
 fn prepare_and_run(
-    boot: &Boot,
+    mut boot: Boot,
     fd_count: usize,
     take: &mut impl FnMut(usize) -> Option<OwnedFd>,
     real_parent: i32,
@@ -336,9 +355,12 @@ fn prepare_and_run(
             Err(e) => return Outcome::Failed(format!("prctl(PR_SET_PDEATHSIG): {e}")),
         }
     }
+    #[cfg(feature = "tracing")]
+    let span_name = boot.name.clone();
+    // Moved, not cloned: every allocation in a `Fork` child touches a copy-on-write page.
     set_identity(Identity {
-        name: boot.name.clone(),
-        parent: Some(boot.parent.clone()),
+        name: std::mem::take(&mut boot.name),
+        parent: Some(std::mem::take(&mut boot.parent)),
     });
     let mut segments: Vec<Segment> = Vec::with_capacity(boot.segments.len());
     for (k, &i) in boot.segments.iter().enumerate() {
@@ -379,10 +401,10 @@ fn prepare_and_run(
     // SAFETY: `boot.targets` came from our parent's `Target::returning`/`terminating`
     // through this child's private start-up channel, and `validate` compared the executable
     // identity with the parent's (a `Fork` child is a copy of its parent's image).
-    unsafe { install(boot.targets.clone()) };
+    unsafe { install(std::mem::replace(&mut boot.targets, TargetTable::new())) };
     #[cfg(feature = "tracing")]
     let _span =
-        tracing::info_span!(target: "shmproc", "shmproc_child", name = %boot.name, pid = sys::current_pid())
+        tracing::info_span!(target: "shmproc", "shmproc_child", name = %span_name, pid = sys::current_pid())
             .entered();
     // The arguments are decoded with exactly the segments and descriptors that came with
     // them; the target runs outside that scope.

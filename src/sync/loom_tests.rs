@@ -353,3 +353,93 @@ fn event_count_notify_all_wakes_every_sleeper() {
         }
     });
 }
+
+/// A record naming the calling thread's id with another start time: what an earlier thread
+/// with that id left behind before it died.
+fn stale_record_of_caller() -> u64 {
+    let me = crate::sys::current_stamp();
+    (me & !0xffff_ffff) | u64::from((me as u32).wrapping_add(1))
+}
+
+/// The release leaves the owner record behind. Here the record left behind names the main
+/// thread's id with another start time (an earlier thread with that id released the lock and
+/// died). The main thread clears it before its compare-exchange can make the word name it,
+/// and publishes the clear with a release fence, so the other thread, probing the word while
+/// the main thread holds it, never reads that stale record beside the main thread's id (it
+/// would take the lock from a live holder); nobody reports a dead owner.
+#[test]
+fn a_record_left_behind_never_makes_a_live_holder_look_dead() {
+    loom::model(|| {
+        let w = Arc::new(LockWord::new());
+        let data = Arc::new(AtomicU64::new(0));
+        w.record()
+            .store(stale_record_of_caller(), Ordering::Relaxed);
+        let t = {
+            let (w, d) = (Arc::clone(&w), Arc::clone(&data));
+            loom::thread::spawn(move || {
+                let mut got = 0;
+                for _ in 0..2 {
+                    if let Some(a) = raw::try_lock_or_take_over(&w) {
+                        assert_eq!(a, Acquired::Clean);
+                        let v = d.load(Ordering::Relaxed);
+                        d.store(v + 1, Ordering::Relaxed);
+                        raw::unlock(&w);
+                        got += 1;
+                    }
+                }
+                got
+            })
+        };
+        assert_eq!(raw::lock(&w, None), Acquired::Clean);
+        assert!(raw::held_by_current_thread(&w));
+        let v = data.load(Ordering::Relaxed);
+        data.store(v + 1, Ordering::Relaxed);
+        raw::unlock(&w);
+        let got = join(t);
+        assert_eq!(data.load(Ordering::Relaxed), 1 + got);
+        assert!(!raw::is_locked(&w));
+    });
+}
+
+/// An earlier thread with the main thread's id died holding the lock (word and record name
+/// it). The main thread (same id) and another thread both try to take it over: exactly one
+/// reports the dead owner, the lock is never held by both, and neither mistakes the other,
+/// live, for the dead one while the record still names the dead thread.
+#[test]
+fn a_dead_holder_with_a_reused_id_is_taken_over_once() {
+    loom::model(|| {
+        let w = Arc::new(LockWord::new());
+        let data = Arc::new(AtomicU64::new(0));
+        let dead = crate::sys::current_tid();
+        w.record()
+            .store(stale_record_of_caller(), Ordering::Relaxed);
+        w.store(dead, Ordering::Relaxed);
+        let take = move |w: &LockWord, d: &AtomicU64| -> u64 {
+            match raw::try_lock_or_take_over(w) {
+                None => 0,
+                Some(a) => {
+                    let v = d.load(Ordering::Relaxed);
+                    d.store(v + 1, Ordering::Relaxed);
+                    raw::unlock(w);
+                    match a {
+                        Acquired::OwnerDied(tid) => {
+                            assert_eq!(tid, dead);
+                            1 << 8 | 1
+                        }
+                        _ => 1,
+                    }
+                }
+            }
+        };
+        let t = {
+            let (w, d) = (Arc::clone(&w), Arc::clone(&data));
+            loom::thread::spawn(move || take(&w, &d))
+        };
+        let mine = take(&w, &data);
+        let theirs = join(t);
+        let (grants, died) = ((mine + theirs) & 0xff, (mine + theirs) >> 8);
+        assert_eq!(died, 1, "exactly one takeover");
+        assert_eq!(data.load(Ordering::Relaxed), grants);
+        assert!(!raw::is_locked(&w));
+    });
+}

@@ -8,7 +8,7 @@
 //! |--------|------|----------|--------------------------------------------------|----------------------------|
 //! | 0      | 4    | `word`   | the lock word (state table below); the futex     | acquirers, waiters, releaser |
 //! | 4      | 4    | `spare`  | the primitive's own: `RLock`'s depth, 0 in `Lock` | the owner                  |
-//! | 8      | 8    | `record` | the owner record: holder's stamp, or `EMPTY` (0) | the owner; a taker (clear only) |
+//! | 8      | 8    | `record` | the owner record: the last holder's stamp, or `EMPTY` (0) | the owner; an acquirer or taker (clear of its own id's stale record only) |
 //!
 //! # State table
 //!
@@ -20,7 +20,9 @@
 //! Transitions: `UNLOCKED → tid` (uncontended acquire, one CAS); `tid → tid|WAITERS` (a
 //! waiter announces itself, CAS); `any → UNLOCKED` (release, one swap; a futex wake only if
 //! `WAITERS` was set); `dead|… → tid|WAITERS` (takeover after the owner was found dead, CAS
-//! against the exact word observed, so two waiters never both take over).
+//! against the exact word observed, so two waiters never both take over). No store writes a
+//! word with stray bits (bit 30, or `WAITERS` alone) but no owner; a scribbled one names no
+//! holder and is taken as free (`stray → tid|WAITERS`, CAS), never waited on.
 //!
 //! # Owner death
 //!
@@ -40,11 +42,13 @@
 //! # Owner records
 //!
 //! The owner's thread id alone cannot tell the owner from a later thread that got the same
-//! id. So the owner writes its *stamp* (`sys::current_stamp`: id in the high half, low 32 bits
-//! of its start time in the low half) into `record` right after acquiring, and clears it
-//! (`EMPTY`) right before releasing. A prober that finds a live thread with the owner's id
-//! declares the owner dead only if `record` names that same id with a *known* start time
-//! different from the live thread's.
+//! id. So the owner makes `record` hold its *stamp* (`sys::current_stamp`: id in the high
+//! half, low 32 bits of its start time in the low half) right after acquiring (a store only
+//! when the record names someone else: a lock taken again by its last holder keeps its
+//! record), and leaves it there on release: the record names the last holder until a holder
+//! with another id replaces it. A prober that finds a live thread with the owner's id declares
+//! the owner dead only if `record` names that same id with a *known* start time different from
+//! the live thread's.
 //!
 //! Invariant (R): *while `word` names a live thread T, `record` is `EMPTY`, names another id,
 //! or is T's own stamp.* Hence a record naming T with another start time proves that the
@@ -53,29 +57,33 @@
 //!
 //! | moment | record | why |
 //! |--------|--------|-----|
-//! | `UNLOCKED → T` (free acquire) | `EMPTY` | the last release cleared it before its release swap, and nobody writes it while the word is free |
-//! | `dead X → T` (takeover) | not naming T | T checks it first; a record naming T is an earlier T's leftover (the live T holds nothing), and T clears it (CAS) before its takeover CAS |
+//! | before T's CAS that makes `word` name T (free acquire, contended acquire, `RLock`) | not a stale record of T's id | T reads it first (`forget_stale_record`); a record naming T's id with another stamp is an earlier T's leftover, which T clears (CAS, then a release fence) if the word is free. No later write can name T's id but T's own: the earlier threads with that id are dead. If the word names a holder T's CAS from free fails, and the record stays: it may be what proves a dead holder with T's id dead to the other waiters (erasing it would keep the lock held while T lives) |
+//! | `UNLOCKED → T` (free acquire) | the last holder's stamp (T's own or another id's), or `EMPTY` | as above; nobody writes it while the word is free |
+//! | `dead X → T` (takeover) | not naming T | T checks it first; a record naming T is an earlier T's leftover (the live T holds nothing), and T clears it (CAS) before its takeover CAS, and puts it back (CAS from `EMPTY`) if that CAS fails |
 //! | T holds, before its record store | unchanged from above | only the holder writes records; a taker writes only after winning the word |
 //! | T holds, after its record store | T's stamp | as above |
-//! | T releases | `EMPTY`, then `UNLOCKED` | clear first, release swap second |
+//! | T releases | T's stamp, then `UNLOCKED` | the release swap alone; the record stays, naming T |
 //!
 //! The caller's own id is the one case the probe cannot judge (the caller is alive): every
-//! acquisition stores the stamp before it returns, so a word naming the caller's id beside a
-//! record that is not the caller's stamp was left by an earlier thread with that id, now dead
-//! (two live threads never share an id), and is taken over; `held_by_current_thread` asks for
-//! both, so such a word never reads as the caller's own (no false self-deadlock report).
+//! acquisition makes the record its stamp before it returns, so a word naming the caller's id
+//! beside a record that is not the caller's stamp was left by an earlier thread with that id,
+//! now dead (two live threads never share an id), and is taken over; `held_by_current_thread`
+//! asks for both, so such a word never reads as the caller's own (no false self-deadlock
+//! report). A record holding the caller's stamp beside a word that does not name the caller is
+//! only what the caller's own last release left.
 //!
 //! The windows all resolve to "alive": a holder killed between its CAS and its record store
-//! leaves `EMPTY` (or a record naming someone else), so only a definite "gone" frees the
-//! lock; a prober that reads `record` before the owner's store sees `EMPTY` and waits another
+//! leaves `EMPTY` or a record naming someone else, so only a definite "gone" frees the lock; a
+//! prober that reads `record` before the owner's store sees such a record and waits another
 //! slice; a stale record of an owner that died mid-takeover names an id other than the word's
 //! and is ignored. Orderings: the record store after acquiring is `Relaxed` (seeing it late
-//! only delays a verdict); the clear before releasing is ordered by the release swap; a
-//! prober re-reads the word with `Acquire` before reading `record`, so it sees the record
-//! state as of that word value or newer; a taker's own-record clear is published by its
-//! `AcqRel` takeover CAS. The prober re-reads `record` after probing and gives up if it
-//! changed (a takeover happened meanwhile), then CASes the word against the exact value it
-//! observed.
+//! only delays a verdict); a prober re-reads the word with `Acquire` before reading `record`,
+//! so it sees the record state as of that word value or newer (the previous holder's record
+//! store precedes its release swap, which heads the release sequence the acquiring CAS
+//! continues); a stale-record clear before an acquiring CAS is published by the release
+//! fence after it; a taker's own-record clear is published by its `AcqRel` takeover CAS. The
+//! prober re-reads `record` after probing and gives up if it changed (a takeover happened
+//! meanwhile), then CASes the word against the exact value it observed.
 //!
 //! What remains: the word can return to the exact observed value between the prober's last
 //! check and its CAS only if the dead owner's id is reused by a thread that then takes this
@@ -84,18 +92,20 @@
 //!
 //! # What the bookkeeping costs
 //!
-//! An uncontended acquire + release is one compare-exchange of `word`, a `Relaxed` store of the
-//! stamp into `record`, a `Relaxed` clear of `record` and a release swap of `word`, plus one
-//! thread-local load of the stamp (`sys::current_stamp`, cached after the first call).
-//! `std::sync::Mutex` does the compare-exchange and the swap only. The two extra stores go to
-//! the cache line the compare-exchange just took exclusive, so they cost no coherence traffic,
-//! only their issue slots; the wake-up of the release is out of line (`wake_one`), so the
-//! inlined fast path stays small. Neither store can go without weakening owner-death
-//! detection: without the stamp a reused thread id reads as a live owner (the lock is never
-//! recovered), and without the clear before the release a stale stamp beside a new holder of
-//! that id would read as a dead owner (the lock would be taken from a live one). Measured in the
-//! same run (`cargo run --release --example benchmarks -- --only lock`, paired run by run) on a
-//! shared 2-core machine at load 6–14, `Lock` did 0.75–0.91× `std::sync::Mutex`.
+//! An uncontended acquire + release is: one thread-local load of the stamp
+//! (`sys::current_stamp`, cached after the first call), one `Relaxed` load of `record` (the
+//! stale-record check), the compare-exchange of `word`, a second `Relaxed` load of `record`
+//! (a store only when the holder changed), and the release swap of `word`.
+//! `std::sync::Mutex` does the compare-exchange and the swap (and its poison checks). The
+//! loads hit the cache line the compare-exchange takes exclusive anyway, so the robust
+//! bookkeeping adds no store, no fence and no coherence traffic to a lock that one thread
+//! takes again and again; a lock that changes hands pays one `Relaxed` store per change of
+//! holder. The wake-up of the release is out of line (`wake_one`), so the inlined fast path
+//! stays small. The record cannot go without weakening owner-death detection: without the
+//! stamp a reused thread id reads as a live owner (the lock is never recovered). Measured
+//! (`cargo run --release --example benchmarks -- --only lock`, paired run by run, and the
+//! `peers` family's `std::sync::Mutex` row) on a shared 2-core machine, see the README's
+//! tables for the figures.
 //!
 //! # Why not the kernel's robust futex list
 //!
@@ -115,7 +125,7 @@
 //! while the owner lives, or wait for a dead owner until its deadline.
 
 use super::park::{self, Site, Slept, Slices};
-use crate::loom::{AtomicU32, AtomicU64, Ordering};
+use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
 use crate::sys::{self, Deadline, Liveness};
 use std::ops::Deref;
 
@@ -154,6 +164,12 @@ impl LockWord {
             spare: AtomicU32::new(0),
             record: AtomicU64::new(EMPTY),
         }
+    }
+
+    /// Returns the owner record (for models that start from a record left behind).
+    #[cfg(all(test, shmproc_loom))]
+    pub(crate) fn record(&self) -> &AtomicU64 {
+        &self.record
     }
 
     /// Makes a freshly allocated lock free: every field 0.
@@ -210,25 +226,76 @@ pub(crate) enum Acquired {
 #[inline]
 pub(crate) fn try_lock(word: &LockWord) -> bool {
     let stamp = sys::current_stamp();
+    forget_stale_record(word, stamp);
     // Acquire: the protected data written by the previous holder is visible.
     if word
         .word
         .compare_exchange(UNLOCKED, id_of(stamp), Ordering::Acquire, Ordering::Relaxed)
         .is_ok()
     {
-        // Relaxed: a prober that misses it only waits another slice (module docs).
-        word.record.store(stamp, Ordering::Relaxed);
+        record_owner(word, stamp);
         true
     } else {
         false
     }
 }
 
+/// Clears a record that names the calling thread's id with another start time: an earlier
+/// thread with this id left it and is dead (two live threads never share an id). Called
+/// before every compare-exchange that can make the word name this thread, so such a record
+/// never sits beside this thread's id in the word (invariant (R)). Once cleared it cannot come
+/// back: only a thread with this id writes a record naming it, and the earlier ones are gone.
+#[inline(always)]
+pub(crate) fn forget_stale_record(word: &LockWord, stamp: u64) {
+    // Relaxed: the earlier thread's stores preceded its death, which preceded the reuse of
+    // its id by this thread.
+    let r = word.record.load(Ordering::Relaxed);
+    if id_of(r) == id_of(stamp) && r != stamp {
+        clear_record(word, r);
+    }
+}
+
+/// Clears `record` if it still holds `stale` (the cold half of [`forget_stale_record`]).
+#[cold]
+#[inline(never)]
+fn clear_record(word: &LockWord, stale: u64) {
+    // A word naming a holder cannot become ours by a compare-exchange from free, and a record
+    // is left beside it only by a holder that died before its own store, or by the earlier
+    // thread with our id that holds it, dead: then the record is what proves that holder dead
+    // to the other waiters (they compare start times), and erasing it would keep the lock held
+    // for as long as we live. The takeover clears it right before its own compare-exchange.
+    // Relaxed: a record of our id is left beside a free word only by the earlier thread's
+    // release, which happened before this thread existed; a later word value was written by
+    // a holder that replaces the record before releasing.
+    if word.word.load(Ordering::Relaxed) & TID_MASK != UNLOCKED {
+        return;
+    }
+    // Relaxed: a failure means another holder wrote its own record meanwhile, which names
+    // another id; nothing is left to clear.
+    let _ = word
+        .record
+        .compare_exchange(stale, EMPTY, Ordering::Relaxed, Ordering::Relaxed);
+    // Release: the caller's next compare-exchange of the word (whose fast-path ordering is
+    // only `Acquire`) carries the clear, so a prober whose `Acquire` load reads our id there
+    // (or a later waiter bit on it) sees the record cleared or newer, never the stale one.
+    fence(Ordering::Release);
+}
+
+/// Makes the record name the holder (`stamp`, the calling thread's), storing only when it
+/// names someone else: a lock taken again by its last holder keeps its record as it was.
+#[inline(always)]
+fn record_owner(word: &LockWord, stamp: u64) {
+    // Relaxed (both): only the holder writes the record while it holds the word; a prober
+    // that misses the store only waits another slice (module docs).
+    if word.record.load(Ordering::Relaxed) != stamp {
+        word.record.store(stamp, Ordering::Relaxed);
+    }
+}
+
 /// Writes the calling thread's owner record; every path that acquires the lock ends here.
 #[inline]
 pub(crate) fn note_owner(word: &LockWord) {
-    // Relaxed: as in `try_lock`.
-    word.record.store(sys::current_stamp(), Ordering::Relaxed);
+    record_owner(word, sys::current_stamp());
 }
 
 /// Tries once, and also takes over a lock whose recorded owner is dead.
@@ -258,6 +325,8 @@ pub(crate) fn lock(word: &LockWord, deadline: Option<&Deadline>) -> Acquired {
 #[cold]
 fn lock_contended(word: &LockWord, deadline: Option<&Deadline>) -> Acquired {
     let tid = sys::current_tid();
+    // The compare-exchanges below take a free word for this thread too.
+    forget_stale_record(word, sys::current_stamp());
     let spun = park::spin_at(Site::Lock, || {
         // Relaxed: a first look; `try_lock`'s CAS synchronizes.
         (word.load(Ordering::Relaxed) == UNLOCKED && try_lock(word)).then_some(())
@@ -268,16 +337,13 @@ fn lock_contended(word: &LockWord, deadline: Option<&Deadline>) -> Acquired {
     let mut slices = Slices::new();
     loop {
         let s = word.load(Ordering::Relaxed);
-        if s == UNLOCKED {
+        // No owner: free (a word with stray bits but no owner is a scribble; it names nobody
+        // to wait for).
+        if s & TID_MASK == UNLOCKED {
             // Take it with WAITERS set: other sleepers may exist, and the next release must
             // wake one of them.
             if word
-                .compare_exchange(
-                    UNLOCKED,
-                    tid | WAITERS,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
+                .compare_exchange(s, tid | WAITERS, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
                 return Acquired::Clean;
@@ -309,7 +375,14 @@ fn take_over_if_dead(word: &LockWord, observed: u32) -> Option<Acquired> {
     let owner = observed & TID_MASK;
     let me = sys::current_tid();
     if owner == UNLOCKED {
-        return None;
+        // Free; stray bits beside no owner (a scribble, no store writes one) are taken as
+        // free too, keeping WAITERS (sleepers may exist). Acquire: as for `try_lock`.
+        return (observed != UNLOCKED
+            && word
+                .word
+                .compare_exchange(observed, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok())
+        .then_some(Acquired::Clean);
     }
     // Acquire: the record read next is at least the one in place when `observed` was
     // published (records are written before the release that publishes a word value).
@@ -347,10 +420,27 @@ fn take_over_if_dead(word: &LockWord, observed: u32) -> Option<Acquired> {
     // AcqRel: acquire, so whatever the dead owner wrote is visible; release, so a prober that
     // reads our id sees the record as cleared above. The CAS is against the exact word
     // observed, so of several waiters that found the owner dead exactly one takes over.
-    word.word
+    match word
+        .word
         .compare_exchange(observed, me | WAITERS, Ordering::AcqRel, Ordering::Relaxed)
-        .ok()
-        .map(|_| Acquired::OwnerDied(owner))
+    {
+        Ok(_) => Some(Acquired::OwnerDied(owner)),
+        Err(_) => {
+            // The word changed (a waiter set WAITERS, or another taker won): put back the
+            // record cleared above if nobody replaced it, so it still proves a dead holder
+            // with our id dead to the other waiters. It names our id and we hold nothing, so
+            // it never sits beside our id in the word. Relaxed: as for the clear.
+            if id_of(record) == me {
+                let _ = word.record.compare_exchange(
+                    EMPTY,
+                    record,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            None
+        }
+    }
 }
 
 /// Returns whether the thread `owner` that the word names is definitely dead, given the
@@ -368,11 +458,10 @@ pub(crate) fn owner_is_dead(owner: u32, record: u64) -> bool {
     }
 }
 
-/// Releases the lock and wakes one sleeper if there may be one.
+/// Releases the lock and wakes one sleeper if there may be one. The owner record stays: it
+/// names the last holder until the next holder with another id replaces it.
 #[inline]
 pub(crate) fn unlock(word: &LockWord) {
-    // Relaxed: the release swap below orders it before the word is free.
-    word.record.store(EMPTY, Ordering::Relaxed);
     // Release: the protected data written while holding is visible to the next holder.
     if word.word.swap(UNLOCKED, Ordering::Release) & WAITERS != 0 {
         wake_one(word);
@@ -429,16 +518,45 @@ mod tests {
     }
 
     #[test]
-    fn records_are_written_on_acquire_and_cleared_on_release() {
+    fn records_are_written_on_acquire_and_kept_on_release() {
         let w = LockWord::new();
         assert!(try_lock(&w));
         assert_eq!(w.record.load(Ordering::Relaxed), sys::current_stamp());
         unlock(&w);
-        assert_eq!(w.record.load(Ordering::Relaxed), EMPTY);
-        assert_eq!(lock(&w, None), Acquired::Clean);
+        // The release is one swap: the record still names its last holder.
         assert_eq!(w.record.load(Ordering::Relaxed), sys::current_stamp());
+        assert!(!held_by_current_thread(&w));
+        assert_eq!(lock(&w, None), Acquired::Clean);
+        assert!(held_by_current_thread(&w));
         unlock(&w);
         assert!(!is_locked(&w));
+        // A record left by another thread's release is replaced by the next holder's stamp.
+        with_live_thread(|other| {
+            w.record.store(other, Ordering::Relaxed);
+            assert!(try_lock(&w));
+            assert_eq!(w.record.load(Ordering::Relaxed), sys::current_stamp());
+            unlock(&w);
+        });
+    }
+
+    /// A free word beside a record of an earlier (dead) thread with our id: the record is
+    /// cleared before the word can name us, then replaced by our stamp.
+    #[test]
+    fn a_stale_record_of_our_id_never_sits_beside_our_word() {
+        let me = sys::current_stamp();
+        let stale = (u64::from(id_of(me)) << 32) | u64::from(start_of(me) ^ 1);
+        let w = held(UNLOCKED, stale);
+        forget_stale_record(&w, me);
+        assert_eq!(w.record.load(Ordering::Relaxed), EMPTY);
+        w.record.store(stale, Ordering::Relaxed);
+        assert!(try_lock(&w));
+        assert_eq!(w.record.load(Ordering::Relaxed), me);
+        unlock(&w);
+        // A record of another id is left alone by the check (only its holder replaces it).
+        let other = (u64::from(id_of(me) ^ 1) << 32) | u64::from(start_of(me));
+        w.record.store(other, Ordering::Relaxed);
+        forget_stale_record(&w, me);
+        assert_eq!(w.record.load(Ordering::Relaxed), other);
     }
 
     #[test]
@@ -496,6 +614,30 @@ mod tests {
         unlock(&w);
     }
 
+    /// The same for `RLock`: a word naming our id beside a record that is not our stamp is an
+    /// earlier thread's (dead) hold, not one more level of ours.
+    #[test]
+    fn rlock_taken_by_a_reused_id_reports_the_dead_holder() {
+        use crate::sync::rlock::algo;
+        let me = sys::current_stamp();
+        let tid = id_of(me);
+        let earlier = (u64::from(tid) << 32) | u64::from(start_of(me) ^ 1);
+        let other = (u64::from(tid ^ 1) << 32) | u64::from(start_of(me));
+        for record in [EMPTY, earlier, other] {
+            let w = held(tid, record);
+            let count = AtomicU32::new(3);
+            assert_eq!(
+                algo::lock(&w, &count, None),
+                Acquired::OwnerDied(tid),
+                "record {record:#x}"
+            );
+            assert_eq!(count.load(Ordering::Relaxed), 1);
+            assert!(held_by_current_thread(&w));
+            assert!(algo::unlock(&w, &count));
+            assert!(!is_locked(&w));
+        }
+    }
+
     #[test]
     fn a_gone_owner_is_taken_over_and_a_stale_record_of_our_id_cleared() {
         let dead = std::thread::spawn(sys::current_tid).join().expect("thread");
@@ -506,6 +648,52 @@ mod tests {
             assert_eq!(try_lock_or_take_over(&w), Some(Acquired::OwnerDied(dead)));
             assert_eq!(w.record.load(Ordering::Relaxed), me);
             unlock(&w);
+        }
+    }
+
+    /// A holder killed between its compare-exchange and its record store leaves the record of
+    /// the previous holder (left behind by its release) beside its own id: that record names
+    /// another thread, so the verdict is the probe's alone. Gone is taken over; a live thread
+    /// with that id is never taken from, whoever the record names.
+    #[test]
+    fn a_record_left_behind_beside_a_new_holders_id_defers_to_the_probe() {
+        let dead = std::thread::spawn(sys::current_tid).join().expect("thread");
+        with_live_thread(|last_holder| {
+            let w = held(dead, last_holder);
+            assert_eq!(try_lock_or_take_over(&w), Some(Acquired::OwnerDied(dead)));
+            assert_eq!(w.record.load(Ordering::Relaxed), sys::current_stamp());
+            unlock(&w);
+            with_live_thread(|holder| {
+                let w = held(id_of(holder), last_holder);
+                assert_eq!(try_lock_or_take_over(&w), None);
+                let deadline = Deadline::after(Duration::from_millis(5));
+                assert_eq!(lock(&w, Some(&deadline)), Acquired::TimedOut);
+                assert_eq!(w.record.load(Ordering::Relaxed), last_holder);
+            });
+        });
+    }
+
+    /// A scribbled word whose owner field is 0 but other bits are set (no release or CAS ever
+    /// writes one) names no holder: it is taken as free, never waited on until the deadline
+    /// (a `lock` without one would hang forever).
+    #[test]
+    fn a_word_with_no_owner_but_stray_bits_is_free() {
+        for bits in [WAITERS, 1 << 30, WAITERS | 1 << 30] {
+            let w = held(bits, EMPTY);
+            assert!(!is_locked(&w));
+            let deadline = Deadline::after(Duration::from_secs(5));
+            assert_eq!(lock(&w, Some(&deadline)), Acquired::Clean, "word {bits:#x}");
+            assert!(held_by_current_thread(&w));
+            unlock(&w);
+            let w = held(bits, EMPTY);
+            assert_eq!(
+                try_lock_or_take_over(&w),
+                Some(Acquired::Clean),
+                "word {bits:#x}"
+            );
+            assert!(held_by_current_thread(&w));
+            unlock(&w);
+            assert_eq!(w.word.load(Ordering::Relaxed), UNLOCKED);
         }
     }
 

@@ -52,6 +52,7 @@ pub(crate) mod algo {
         deadline: Option<&Deadline>,
     ) -> Acquired {
         let tid = sys::current_tid();
+        raw::forget_stale_record(owner, sys::current_stamp());
         // Acquire: the data written by the previous owner is visible.
         match owner.compare_exchange(raw::UNLOCKED, tid, Ordering::Acquire, Ordering::Relaxed) {
             Ok(_) => {
@@ -60,7 +61,10 @@ pub(crate) mod algo {
                 count.store(1, Ordering::Relaxed);
                 Acquired::Clean
             }
-            Err(s) if s & raw::TID_MASK == tid => {
+            // Our id with our stamp in the record: one more level. Our id without it is an
+            // earlier thread with our id that died holding the lock; the contended path takes
+            // it over and reports it.
+            Err(s) if s & raw::TID_MASK == tid && raw::held_by_current_thread(owner) => {
                 // Relaxed: only the owner (this thread) touches `count` while it holds it.
                 let c = count.load(Ordering::Relaxed);
                 count.store(c.saturating_add(1), Ordering::Relaxed);

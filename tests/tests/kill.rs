@@ -688,3 +688,87 @@ fn kill_writer_while_list_shrinks_keeps_it_consistent() {
         })
     });
 }
+
+/// One worker of [`kill_lock_users_mid_handoff`]: takes `lock` again and again (its owner record
+/// changes hands every time another worker got it in between), marks itself inside, and counts
+/// in `bad` any grant that finds another holder still inside without an `OwnerDied`.
+fn handoff_worker(
+    lock: &Lock,
+    inside: &RawValue<u32>,
+    bad: &RawValue<u32>,
+    rounds: &RawValue<u64>,
+) -> ! {
+    let me = std::process::id();
+    loop {
+        let g = match lock.lock() {
+            Ok(g) => {
+                // A clean grant: the previous holder left, so nobody is inside.
+                if inside.get() != 0 {
+                    bad.set(bad.get() + 1);
+                }
+                g
+            }
+            // A killed holder may have been inside: that is what OwnerDied reports.
+            Err(died) => died.into_inner(),
+        };
+        inside.set(me);
+        for _ in 0..(me % 7) * 10 {
+            std::hint::spin_loop();
+        }
+        if inside.get() != me {
+            bad.set(bad.get() + 1);
+        }
+        inside.set(0);
+        rounds.set(rounds.get() + 1);
+        drop(g);
+    }
+}
+
+/// Processes hand a lock back and forth as fast as they can (so its owner record changes
+/// hands all the time) and are SIGKILLed at random moments: in the middle of acquiring
+/// (between the compare-exchange and the record store), releasing, or inside. No grant ever
+/// finds another holder inside without `OwnerDied`, and after all are killed the lock is
+/// taken again (the last holder, if any, reported as dead), never left locked.
+#[test]
+fn kill_lock_users_mid_handoff() {
+    let n = iters(200);
+    watchdog(limit(n), "kill_lock_users_mid_handoff", || {
+        assert_no_leaks(|| {
+            let seg = Segment::create(1 << 20).unwrap();
+            let lock = Lock::new_in(&seg).unwrap();
+            let inside = RawValue::new_in(&seg, 0u32).unwrap();
+            let bad = RawValue::new_in(&seg, 0u32).unwrap();
+            let rounds = RawValue::new_in(&seg, 0u64).unwrap();
+            let mut rng = kill_rng();
+            let spawn = || {
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                fork(unsafe { ForkPermit::new() }, || {
+                    handoff_worker(&lock, &inside, &bad, &rounds)
+                })
+            };
+            let mut workers: Vec<_> = (0..3).map(|_| spawn()).collect();
+            for _ in 0..n {
+                spin_for(rng.below(2000));
+                let k = rng.below(workers.len() as u64) as usize;
+                assert_eq!(workers[k].kill(), Err(9));
+                workers[k] = spawn();
+            }
+            for w in &mut workers {
+                assert_eq!(w.kill(), Err(9));
+            }
+            assert_eq!(
+                bad.get(),
+                0,
+                "a lock was granted while another holder was inside"
+            );
+            assert!(rounds.get() > 0, "the workers made no progress");
+            // All are dead: the lock is free or held by a dead worker, never stuck.
+            match lock.lock_timeout(Duration::from_secs(30)) {
+                Ok(Some(g)) => drop(g),
+                Err(died) => drop(died.into_inner()),
+                Ok(None) => panic!("the lock stayed held after every user was killed"),
+            }
+            eprintln!("{n} kills, {} grants", rounds.get());
+        })
+    });
+}

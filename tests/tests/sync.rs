@@ -1000,3 +1000,333 @@ fn array_range_guards_exclude_each_other_across_processes() {
         drop(arr.lock_range(..).unwrap().unwrap());
     });
 }
+
+/// The calling thread's id, from `/proc/thread-self` (a link to `<pid>/task/<tid>`).
+fn thread_id() -> u32 {
+    let link = std::fs::read_link("/proc/thread-self").unwrap();
+    link.file_name().unwrap().to_str().unwrap().parse().unwrap()
+}
+
+/// Runs `f` on the first new thread of this process that gets the id `tid` (Linux hands ids
+/// out cyclically up to `pid_max`, so spawning short threads comes back to it); `None` if no
+/// thread got it before `limit`.
+fn on_thread_with_id<R: Send + 'static>(
+    tid: u32,
+    limit: Duration,
+    f: impl Fn() -> R + Send + Sync + 'static,
+) -> Option<R> {
+    let f = std::sync::Arc::new(f);
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        let f = std::sync::Arc::clone(&f);
+        let got = std::thread::spawn(move || (thread_id() == tid).then(|| f()))
+            .join()
+            .unwrap();
+        if got.is_some() {
+            return got;
+        }
+    }
+    None
+}
+
+/// A thread that takes a `Lock` and an `RLock` and exits holding them, and one that released
+/// them before exiting (its record stays behind): a later thread of the same process that gets
+/// the same thread id finds the first pair held by a dead owner (`OwnerDied`, no self-deadlock
+/// panic, no re-entry into a dead thread's `RLock`) and takes the second pair as its own, which
+/// nobody else may then take over.
+#[test]
+fn a_reused_thread_id_never_inherits_a_dead_threads_locks() {
+    watchdog(Duration::from_secs(60), "reused_thread_id", || {
+        // One attempt; false if no thread got the dead thread's id again in time.
+        let attempt = || -> bool {
+            let held = (Lock::new().unwrap(), RLock::new().unwrap());
+            let released = (Lock::new().unwrap(), RLock::new().unwrap());
+            let (h, r) = (held.clone(), released.clone());
+            let tid = std::thread::spawn(move || {
+                drop(r.0.lock().unwrap());
+                drop(r.1.lock().unwrap());
+                std::mem::forget(h.0.lock().unwrap());
+                std::mem::forget(h.1.lock().unwrap());
+                thread_id()
+            })
+            .join()
+            .unwrap();
+            let (h, r) = (held.clone(), released.clone());
+            let outcome = on_thread_with_id(tid, Duration::from_secs(8), move || {
+                let lock_died = h.0.lock().is_err();
+                let (rlock_died, rlock_depth) = match h.1.lock() {
+                    Err(died) => {
+                        let depth = h.1.depth();
+                        drop(died);
+                        (true, depth)
+                    }
+                    Ok(g) => {
+                        let depth = h.1.depth();
+                        drop(g);
+                        (false, depth)
+                    }
+                };
+                let took = (
+                    r.0.try_lock().unwrap().map(std::mem::forget).is_some(),
+                    r.1.try_lock().unwrap().map(std::mem::forget).is_some(),
+                );
+                // While this thread lives, nobody else gets them (a stale record of the earlier
+                // thread beside this thread's id would read as a dead owner).
+                let r2 = r.clone();
+                let others_took = std::thread::spawn(move || {
+                    (
+                        r2.0.try_lock().unwrap().is_some(),
+                        r2.1.try_lock().unwrap().is_some(),
+                    )
+                })
+                .join()
+                .unwrap();
+                (lock_died, rlock_died, rlock_depth, took, others_took)
+            });
+            let Some(outcome) = outcome else {
+                // Another process took the id meanwhile: try again with a new dead thread.
+                return false;
+            };
+            assert_eq!(outcome, (true, true, 1, (true, true), (false, false)));
+            // The new thread exited holding `released`: it is dead now, so its stamp (not the
+            // earlier thread's) decides, and the next taker gets OwnerDied.
+            assert!(released.0.lock_timeout(Duration::from_secs(5)).is_err());
+            assert!(released.1.lock_timeout(Duration::from_secs(5)).is_err());
+            true
+        };
+        assert!(
+            (0..3).any(|_| attempt()),
+            "no thread got a dead thread's id again"
+        );
+    });
+}
+
+/// A thread dies holding a `Lock`; a later thread of the same process that gets its id makes
+/// one timed attempt that gives up at once. That attempt must not erase what proves the holder
+/// dead (its owner record): while the later thread lives on, another thread still finds the
+/// holder dead and gets `OwnerDied`, instead of waiting for the later thread to exit.
+#[test]
+fn a_timed_out_attempt_by_a_reused_thread_id_keeps_the_dead_holder_detectable() {
+    watchdog(Duration::from_secs(60), "reused_id_timed_attempt", || {
+        // One attempt; false if no thread got the dead thread's id again in time.
+        let attempt = || -> bool {
+            let lock = Lock::new().unwrap();
+            let l = lock.clone();
+            let tid = std::thread::spawn(move || {
+                std::mem::forget(l.lock().unwrap());
+                thread_id()
+            })
+            .join()
+            .unwrap();
+            let l = lock.clone();
+            let outcome = on_thread_with_id(tid, Duration::from_secs(8), move || {
+                let first = match l.lock_timeout(Duration::ZERO) {
+                    Err(died) => {
+                        drop(died.into_inner());
+                        "owner died"
+                    }
+                    Ok(Some(_)) => "clean",
+                    Ok(None) => "timed out",
+                };
+                // This thread, with the dead holder's id, is alive while the other one tries.
+                let l2 = l.clone();
+                let other =
+                    std::thread::spawn(move || match l2.lock_timeout(Duration::from_secs(3)) {
+                        Err(died) => {
+                            drop(died.into_inner());
+                            "owner died"
+                        }
+                        Ok(Some(_)) => "clean",
+                        Ok(None) => "timed out",
+                    })
+                    .join()
+                    .unwrap();
+                (first, other)
+            });
+            let Some(outcome) = outcome else {
+                // Another process took the id meanwhile: try again with a new dead thread.
+                return false;
+            };
+            // A zero timeout may give up before probing (then the other thread must still find the
+            // holder dead) or take the lock over at once (then the other finds it free).
+            assert!(
+                matches!(
+                    outcome,
+                    ("timed out", "owner died") | ("owner died", "clean")
+                ),
+                "{outcome:?}"
+            );
+            assert!(!lock.is_locked());
+            true
+        };
+        assert!(
+            (0..3).any(|_| attempt()),
+            "no thread got a dead thread's id again"
+        );
+    });
+}
+
+/// A forked child is another thread (its own id) whatever the parent's records say: a lock
+/// and an `RLock` the forking thread holds are held for the child (no re-entry, no takeover
+/// of the live parent); a lock whose record the forking thread left behind on release is the
+/// child's to take, and when the child dies holding it the parent gets `OwnerDied`.
+#[test]
+fn a_forked_child_never_passes_for_the_forking_thread() {
+    run("fork_records", || {
+        let released = Lock::new().unwrap();
+        let held = (Lock::new().unwrap(), RLock::new().unwrap());
+        drop(released.lock().unwrap());
+        let g = held.0.lock().unwrap();
+        let rg = held.1.lock().unwrap();
+        let (r2, h2) = (released.clone(), held.clone());
+        // SAFETY: the locks the child takes are shmproc's, not held by another thread here.
+        let mut child = fork(unsafe { ForkPermit::new() }, move || {
+            let blocked = h2.0.try_lock().unwrap().is_none()
+                && h2.1.try_lock().unwrap().is_none()
+                && h2
+                    .0
+                    .lock_timeout(Duration::from_millis(20))
+                    .unwrap()
+                    .is_none()
+                && h2
+                    .1
+                    .lock_timeout(Duration::from_millis(20))
+                    .unwrap()
+                    .is_none();
+            let took = r2.lock().map(std::mem::forget).is_ok();
+            // Exits holding `released`.
+            i32::from(blocked) | i32::from(took) << 1
+        });
+        assert_eq!(child.wait(), Ok(3));
+        assert!(released.lock_timeout(Duration::from_secs(10)).is_err());
+        assert!(held.0.is_locked() && held.1.depth() == 1);
+        drop((g, rg));
+    });
+}
+
+/// Short threads take a lock one after another, and some exit holding it; thread ids wrap
+/// around (`pid_max`) while this runs, so later threads get the ids of earlier ones, including
+/// of dead holders. A grant without `OwnerDied` never finds a holder inside, every dead holder
+/// is reported, no thread mistakes a dead holder with its id for itself (which would panic as a
+/// self-deadlock), and the lock is free at the end.
+fn short_threads_reusing_ids(lock: AnyLock) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    watchdog(
+        Duration::from_secs(60),
+        "short_threads_reusing_ids",
+        move || {
+            let inside = Arc::new(AtomicU64::new(0));
+            let stats = Arc::new([(); 4].map(|()| AtomicU64::new(0)));
+            let seen = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+            let end = Instant::now() + Duration::from_secs(6);
+            // Empty threads use ids up fast, so they wrap around while the lock users run.
+            let burner = std::thread::spawn(move || {
+                while Instant::now() < end {
+                    std::thread::spawn(|| ()).join().unwrap();
+                }
+            });
+            let lanes: Vec<_> = (0..2u64)
+                .map(|lane| {
+                    let (lock, inside, stats) = (lock.clone(), inside.clone(), stats.clone());
+                    let seen = seen.clone();
+                    std::thread::spawn(move || {
+                        let mut n = 0u64;
+                        while Instant::now() < end {
+                            n += 1;
+                            let marker = lane << 32 | n;
+                            let (lock, inside, st) = (lock.clone(), inside.clone(), stats.clone());
+                            let tid = std::thread::spawn(move || {
+                                if lock.acquire() {
+                                    st[1].fetch_add(1, Ordering::SeqCst);
+                                } else if inside.load(Ordering::SeqCst) != 0 {
+                                    st[0].fetch_add(1, Ordering::SeqCst);
+                                }
+                                inside.store(marker, Ordering::SeqCst);
+                                std::hint::spin_loop();
+                                if inside.load(Ordering::SeqCst) != marker {
+                                    st[0].fetch_add(1, Ordering::SeqCst);
+                                }
+                                if n.is_multiple_of(16) {
+                                    // Exit holding it, inside.
+                                    st[2].fetch_add(1, Ordering::SeqCst);
+                                } else {
+                                    inside.store(0, Ordering::SeqCst);
+                                    lock.release();
+                                }
+                                thread_id()
+                            })
+                            .join()
+                            .unwrap();
+                            if !seen.lock().unwrap().insert(tid) {
+                                stats[3].fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for l in lanes {
+                l.join().unwrap();
+            }
+            burner.join().unwrap();
+            let [bad, died, left, reused] = [0, 1, 2, 3].map(|i| stats[i].load(Ordering::SeqCst));
+            eprintln!(
+                "{left} exits holding, {died} OwnerDied, {reused} ids of earlier lock users reused"
+            );
+            assert_eq!(bad, 0, "a grant found another holder inside");
+            // Every exit holding is reported once, the last one by this final take.
+            if lock.acquire() {
+                assert_eq!(died + 1, left);
+            } else {
+                assert_eq!(died, left);
+            }
+            lock.release();
+            assert!(!lock.is_locked());
+        },
+    );
+}
+
+/// A `Lock` or an `RLock`, through the guardless API.
+#[derive(Clone)]
+enum AnyLock {
+    Lock(Lock),
+    RLock(RLock),
+}
+
+impl AnyLock {
+    /// Acquires it; returns whether the previous holder had died.
+    fn acquire(&self) -> bool {
+        match self {
+            AnyLock::Lock(l) => l.acquire().is_err(),
+            AnyLock::RLock(l) => {
+                let died = l.acquire().is_err();
+                assert_eq!(l.depth(), 1, "a new thread holds an RLock at depth 1");
+                died
+            }
+        }
+    }
+
+    fn release(&self) {
+        match self {
+            AnyLock::Lock(l) => l.release().unwrap(),
+            AnyLock::RLock(l) => l.release().unwrap(),
+        }
+    }
+
+    fn is_locked(&self) -> bool {
+        match self {
+            AnyLock::Lock(l) => l.is_locked(),
+            AnyLock::RLock(l) => l.is_locked(),
+        }
+    }
+}
+
+#[test]
+fn heavy_short_threads_reusing_ids_keep_a_lock_exclusive_and_recoverable() {
+    short_threads_reusing_ids(AnyLock::Lock(Lock::new().unwrap()));
+}
+
+#[test]
+fn heavy_short_threads_reusing_ids_keep_an_rlock_exclusive_and_recoverable() {
+    short_threads_reusing_ids(AnyLock::RLock(RLock::new().unwrap()));
+}

@@ -129,10 +129,15 @@ pub(crate) fn current_stamp() -> u64 {
     load_stamp()
 }
 
-/// Under loom the start time is unknown: model threads never die, so it is never needed.
+/// The start time of every model thread under loom (a record with another start time stands
+/// for an earlier, dead thread with the same id).
+#[cfg(shmproc_loom)]
+pub(crate) const LOOM_START: u32 = 1;
+
+/// Under loom every model thread started at [`LOOM_START`].
 #[cfg(shmproc_loom)]
 pub(crate) fn current_stamp() -> u64 {
-    (u64::from(current_tid()) << 32) | u64::from(START_UNKNOWN)
+    (u64::from(current_tid()) << 32) | u64::from(LOOM_START)
 }
 
 #[cfg(not(shmproc_loom))]
@@ -183,10 +188,12 @@ pub(crate) enum Liveness {
     },
 }
 
-/// Under loom, model threads never die.
+/// Under loom, model threads never die; each started at [`LOOM_START`].
 #[cfg(shmproc_loom)]
 pub(crate) fn probe_thread(_tid: u32) -> Liveness {
-    Liveness::Running { start: None }
+    Liveness::Running {
+        start: Some(LOOM_START),
+    }
 }
 
 /// Probes thread `tid` (of this PID namespace); see the module's table.
