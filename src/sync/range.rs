@@ -37,8 +37,15 @@
 //!   locks the word before setting the bit, a release clears the bit before unlocking, and a
 //!   taker clears the bit before unlocking.
 //! - `start`/`end` are written and read only under the array lock, so a scan sees whole ranges.
-//! - Bits are set only under the array lock, so a holder of the array lock sees the set of
-//!   claims only shrink: it waits on each set slot's word until the mask is empty.
+//! - Bits are set only under the array lock, so a holder of the array lock that sees an empty
+//!   mask keeps it empty. Whole-array access ([`lock_unclaimed`]) takes the lock; while the
+//!   mask is not empty it releases the lock, waits on a set slot's word, and tries again. It
+//!   must not wait holding the lock: the claim's holder may be taking a second, disjoint claim,
+//!   which needs the lock (the two would wait for each other forever). So a steady stream of
+//!   claims can keep whole-array access waiting, as readers can a writer.
+//! - A claimant finding no free slot waits on a slot held by another thread, in short slices,
+//!   looking again after each (the holder of any one slot may be waiting for the claimant);
+//!   only when every slot is the claimant's own does it report a self-conflict.
 //!
 //! # Owner death
 //!
@@ -62,6 +69,9 @@ use crate::sys::Deadline;
 
 /// How many claims one array can hold at once.
 pub(crate) const SLOTS: usize = 16;
+
+/// How long a claimant that found every slot held waits on one before looking again.
+const FULL_TABLE_SLICE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// One claim: the claiming thread holds `word`; `[start, end)` is the claimed range.
 #[repr(C)]
@@ -208,21 +218,41 @@ pub(crate) fn claim(
                 return Claim::Held { slot: i, died };
             }
         }
-        // Every free slot is busy releasing and no claim overlaps: wait on any held slot.
-        let i = target.unwrap_or(0);
+        // No overlapping claim but no free slot: wait for a slot held by another thread (its
+        // holders are all different; one that waits for this thread must not stall it), in
+        // short slices, looking again after each, so whichever slot frees first is taken.
+        let full = target.is_none();
+        let Some(i) = target
+            .or_else(|| (0..SLOTS).find(|&i| !raw::held_by_current_thread(&table.slots[i].word)))
+        else {
+            // Every slot is a claim of this thread: none would ever be freed.
+            return Claim::SelfConflict;
+        };
         let slot = &table.slots[i];
         let mine = raw::held_by_current_thread(&slot.word);
         drop(main);
         if mine {
             return Claim::SelfConflict;
         }
+        let slice = Deadline::after(FULL_TABLE_SLICE);
         let got = match wait {
+            Wait::Forever if full => raw::lock(&slot.word, Some(&slice)),
             Wait::Forever => raw::lock(&slot.word, None),
+            Wait::Until(d) if full => raw::lock(&slot.word, Some(&slice.min(*d))),
             Wait::Until(d) => raw::lock(&slot.word, Some(d)),
             Wait::Never => raw::try_lock_or_take_over(&slot.word).unwrap_or(Acquired::TimedOut),
         };
         match got {
-            Acquired::TimedOut => return Claim::NotNow,
+            Acquired::TimedOut => {
+                let passed = match wait {
+                    Wait::Forever => false,
+                    Wait::Until(d) => d.has_passed(),
+                    Wait::Never => true,
+                };
+                if !full || passed {
+                    return Claim::NotNow;
+                }
+            }
             Acquired::Clean => {
                 end_stale_claim(table, i);
             }
@@ -257,15 +287,24 @@ pub(crate) fn release(table: &RangeTable, slot: usize) {
     raw::unlock(&table.slots[slot].word);
 }
 
-/// Waits, holding the array lock, until no claim is held; returns a dead holder found on the
-/// way. Waiting for a claim of the calling thread would never end: `Err(())` then.
-pub(crate) fn wait_unclaimed(table: &RangeTable) -> Result<Option<u32>, ()> {
+/// Takes the array lock with no claim held: the whole array is the caller's while the guard
+/// lives; also returns a dead holder (of the lock or of a claim) found on the way. The lock is
+/// not held while waiting for a claim to end: its holder may be taking another, disjoint
+/// claim, which needs the lock. A claim of the calling thread would never end: `Err(())` then.
+pub(crate) fn lock_unclaimed<'l>(
+    table: &RangeTable,
+    lock: &'l Lock,
+) -> Result<(LockGuard<'l>, Option<u32>), ()> {
     let mut died = None;
     loop {
+        let Some(main) = lock_main(lock, Wait::Forever, &mut died) else {
+            unreachable!("an unbounded wait ends only with the lock")
+        };
         // Acquire: see the elements written under every claim released so far.
         let mask = table.mask.load(Ordering::Acquire) & SLOT_BITS;
         if mask == 0 {
-            return Ok(died);
+            // Bits are set only under the array lock: none will be while `main` lives.
+            return Ok((main, died));
         }
         let i = mask.trailing_zeros() as usize;
         let Some(slot) = table.slots.get(i) else {
@@ -274,8 +313,9 @@ pub(crate) fn wait_unclaimed(table: &RangeTable) -> Result<Option<u32>, ()> {
         if raw::held_by_current_thread(&slot.word) {
             return Err(());
         }
-        // No bit is set while we hold the array lock, and (S) keeps a set bit's word locked, so
-        // acquiring the word means its claim ended (or its holder died).
+        drop(main);
+        // (S) keeps a set bit's word locked, and only the word's holder sets its bit, so once
+        // we acquire the word its claim ended (or its holder died) and a set bit is stale.
         match raw::lock(&slot.word, None) {
             Acquired::OwnerDied(tid) => {
                 if end_stale_claim(table, i) {
@@ -335,7 +375,7 @@ mod tests {
         });
         release(&table, a);
         release(&table, b);
-        assert_eq!(wait_unclaimed(&table), Ok(None));
+        assert_eq!(lock_unclaimed(&table, &lock).map(|(_, d)| d), Ok(None));
     }
 
     #[test]
@@ -370,7 +410,7 @@ mod tests {
         // Bits beside free words, and bits naming no slot: no claim holds them.
         table.mask.store(0xffff_0005, Ordering::Relaxed);
         table.slots[2].end.store(u64::MAX, Ordering::Relaxed);
-        assert_eq!(wait_unclaimed(&table), Ok(None));
+        assert_eq!(lock_unclaimed(&table, &lock).map(|(_, d)| d), Ok(None));
         table.mask.store(0b100, Ordering::Relaxed);
         let Claim::Held { slot, died: None } = claim(&table, &lock, 0, 4, Wait::Forever) else {
             panic!("claim over a stale bit")
@@ -386,7 +426,7 @@ mod tests {
         let Claim::Held { slot, .. } = claim(&table, &lock, 0, 1, Wait::Forever) else {
             panic!("claim")
         };
-        assert_eq!(wait_unclaimed(&table), Err(()));
+        assert!(lock_unclaimed(&table, &lock).is_err());
         release(&table, slot);
     }
 }
