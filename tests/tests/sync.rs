@@ -1114,3 +1114,119 @@ fn array_range_leaked_by_an_ended_thread_is_not_taken_over() {
         });
     });
 }
+
+/// Takes a random range (now and then the whole array) of `a` in one of the ways there are,
+/// stamps it and checks nobody else writes into it; `false` if somebody did.
+fn random_range_round(a: &Array<u64>, rng: &mut shmproc_tests::Rng, stamp: u64) -> bool {
+    fn intact(part: &[u64], stamp: u64) -> bool {
+        (0..20).all(|_| {
+            std::hint::spin_loop();
+            part.iter().all(|&x| x == stamp)
+        })
+    }
+    let len = a.len() as u64;
+    let start = rng.below(len) as usize;
+    let end = start + 1 + rng.below((len - start as u64).min(8)) as usize;
+    match rng.below(8) {
+        0 => {
+            let mut all = a.lock().unwrap_or_else(|e| e.into_inner());
+            all.fill(stamp);
+            intact(&all, stamp)
+        }
+        1 => {
+            let i = start;
+            let _ = a.set(i, stamp);
+            true
+        }
+        2 => match a.try_lock_range(start..end).unwrap() {
+            Ok(Some(mut g)) => {
+                g.fill(stamp);
+                intact(&g, stamp)
+            }
+            Ok(None) => true,
+            Err(e) => {
+                let mut g = e.into_inner();
+                g.fill(stamp);
+                intact(&g, stamp)
+            }
+        },
+        3 => match a
+            .lock_range_timeout(start..end, Duration::from_millis(2))
+            .unwrap()
+        {
+            Ok(Some(mut g)) => {
+                g.fill(stamp);
+                intact(&g, stamp)
+            }
+            Ok(None) => true,
+            Err(e) => {
+                let mut g = e.into_inner();
+                g.fill(stamp);
+                intact(&g, stamp)
+            }
+        },
+        _ => {
+            let mut g = a
+                .lock_range(start..end)
+                .unwrap()
+                .unwrap_or_else(|e| e.into_inner());
+            g.fill(stamp);
+            intact(&g, stamp)
+        }
+    }
+}
+
+/// Processes killed at random moments of taking and releasing ranges (and the whole array)
+/// never leave a range held forever, and never let two live holders share an element: two
+/// checkers keep stamping random ranges while a third process is killed mid-way, round after
+/// round.
+#[test]
+fn kill_array_range_claimant_at_random_moments() {
+    run_short("kill_array_range_random", || {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        eprintln!("seed {seed}");
+        let mut rng = shmproc_tests::Rng::new(seed);
+        let arr = Array::<u64>::new(24).unwrap();
+        for round in 0..40u64 {
+            let go = RawValue::new(0u32).unwrap();
+            let spawn_worker = |id: u64, rounds: u64| {
+                let (a, g) = (arr.clone(), go.clone());
+                let seed = seed ^ (round << 8 | id);
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                fork(unsafe { ForkPermit::new() }, move || {
+                    until(|| g.get() == 1);
+                    let mut rng = shmproc_tests::Rng::new(seed);
+                    for r in 0..rounds {
+                        if !random_range_round(&a, &mut rng, id << 48 | round << 32 | r) {
+                            return 1;
+                        }
+                    }
+                    0
+                })
+            };
+            let mut victim = spawn_worker(3, u64::MAX);
+            let checkers: Vec<_> = (1..=2).map(|id| spawn_worker(id, 1500)).collect();
+            go.set(1);
+            std::thread::sleep(Duration::from_micros(rng.below(3000)));
+            assert_eq!(victim.kill(), Err(9));
+            for mut c in checkers {
+                assert_eq!(
+                    c.wait(),
+                    Ok(0),
+                    "round {round}: two holders shared an element"
+                );
+            }
+            // Nothing is held forever.
+            let all = arr
+                .lock_range_timeout(.., Duration::from_secs(3))
+                .unwrap()
+                .unwrap_or_else(|e| Some(e.into_inner()));
+            assert!(all.is_some(), "round {round}: a range stayed held");
+            drop(all);
+            drop(arr.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    });
+}
