@@ -429,4 +429,85 @@ mod tests {
         assert!(lock_unclaimed(&table, &lock).is_err());
         release(&table, slot);
     }
+
+    /// Claims `[start, end)` from another thread (which keeps it until `release` is sent).
+    fn held_elsewhere<'s>(
+        s: &'s std::thread::Scope<'s, '_>,
+        table: &'s RangeTable,
+        lock: &'s Lock,
+        start: u64,
+        end: u64,
+    ) -> (
+        usize,
+        std::sync::mpsc::Sender<()>,
+        std::thread::ScopedJoinHandle<'s, ()>,
+    ) {
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let t = s.spawn(move || {
+            let Claim::Held { slot, .. } = claim(table, lock, start, end, Wait::Forever) else {
+                panic!("claim")
+            };
+            held_tx.send(slot).expect("send");
+            let _ = release_rx.recv();
+            release(table, slot);
+        });
+        (held_rx.recv().expect("held"), release_tx, t)
+    }
+
+    #[test]
+    fn a_scribbled_range_of_a_held_claim_is_never_granted_twice() {
+        let lock = Lock::new().expect("lock");
+        let table = RangeTable::new();
+        std::thread::scope(|s| {
+            let (slot, release_tx, t) = held_elsewhere(s, &table, &lock, 0, 4);
+            for (start, end) in [(100, 50), (0, 0), (u64::MAX, u64::MAX), (10, 20)] {
+                table.slots[slot].start.store(start, Ordering::Relaxed);
+                table.slots[slot].end.store(end, Ordering::Relaxed);
+                assert_eq!(
+                    claim(&table, &lock, 0, 4, Wait::Never),
+                    Claim::NotNow,
+                    "range scribbled to {start}..{end}: granted over a held claim"
+                );
+                let d = Deadline::after(Duration::from_millis(10));
+                assert_eq!(claim(&table, &lock, 1, 2, Wait::Until(&d)), Claim::NotNow);
+            }
+            release_tx.send(()).expect("release");
+            t.join().expect("holder");
+        });
+        let Claim::Held { slot, died: None } = claim(&table, &lock, 0, 4, Wait::Never) else {
+            panic!("free again after the release")
+        };
+        release(&table, slot);
+    }
+
+    #[test]
+    fn a_scribbled_mask_hiding_a_held_claim_is_never_granted_twice() {
+        let lock = Lock::new().expect("lock");
+        let table = RangeTable::new();
+        std::thread::scope(|s| {
+            let (_, release_tx, t) = held_elsewhere(s, &table, &lock, 0, 4);
+            table.mask.store(0, Ordering::Relaxed);
+            assert_eq!(
+                claim(&table, &lock, 2, 3, Wait::Never),
+                Claim::NotNow,
+                "a held claim whose bit was cleared was granted again"
+            );
+            // Whole-array access waits for it too.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (lk, tb) = (&lock, &table);
+            let whole = s.spawn(move || {
+                let got = lock_unclaimed(tb, lk).map(|(_, d)| d);
+                tx.send(()).expect("send");
+                got
+            });
+            assert!(
+                rx.recv_timeout(Duration::from_millis(50)).is_err(),
+                "whole-array access granted over a held claim whose bit was cleared"
+            );
+            release_tx.send(()).expect("release");
+            t.join().expect("holder");
+            assert_eq!(whole.join().expect("whole"), Ok(None));
+        });
+    }
 }
