@@ -20,7 +20,7 @@
 //! |---------------|------|----------------------|-----------------------------------------------|
 //! | 0             | 4    | `mask`: bit i = slot i holds a claim | a claimant under the array lock (set); the holder or a taker (clear) |
 //! | 4             | 4    | spare, kept 0        | nobody                                        |
-//! | 8 + 32 i      | 16   | slot i's [`LockWord`]: held by the claim's thread | claimant, holder, taker          |
+//! | 8 + 32 i      | 16   | slot i's [`LockWord`]: held by the claim's thread; its spare half holds the check word of `start`/`end` | claimant, holder, taker (the check word: a claimant under the array lock) |
 //! | 24 + 32 i     | 8    | slot i's `start`     | a claimant under the array lock               |
 //! | 32 + 32 i     | 8    | slot i's `end`       | a claimant under the array lock               |
 //!
@@ -36,7 +36,12 @@
 //! - (S) *A set bit's slot word is locked* (by the claim's holder or by a dead thread): a claim
 //!   locks the word before setting the bit, a release clears the bit before unlocking, and a
 //!   taker clears the bit before unlocking.
-//! - `start`/`end` are written and read only under the array lock, so a scan sees whole ranges.
+//! - `start`/`end` and their check word are written and read only under the array lock, so a
+//!   scan sees whole ranges.
+//! - A slot may hold a claim when its bit is set *or* its word is locked; scans look at both,
+//!   so a scribbled mask never frees a held claim's elements. A slot whose range is empty or
+//!   does not match its check word (scribbled, or its claimant died writing it) is taken to
+//!   overlap every range, so a scribbled range is waited for, never granted twice.
 //! - Bits are set only under the array lock, so a holder of the array lock that sees an empty
 //!   mask keeps it empty. Whole-array access ([`lock_unclaimed`]) takes the lock; while the
 //!   mask is not empty it releases the lock, waits on a set slot's word, and tries again. It
@@ -169,6 +174,36 @@ fn lock_main<'l>(lock: &'l Lock, wait: Wait<'_>, died: &mut Option<u32>) -> Opti
     }
 }
 
+/// The check word of slot `i` claiming `[start, end)`, kept in the slot word's spare half:
+/// a range whose check word does not match was scribbled (or its claimant died writing it).
+fn check_of(i: usize, start: u64, end: u64) -> u32 {
+    let x = (start ^ (i as u64).rotate_right(6)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ end.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    let x = x ^ (x >> 29);
+    // Truncation intended: the check word is 32 bits. Never 0, so a zeroed slot never checks.
+    (x ^ (x >> 32)) as u32 | 1
+}
+
+/// The range slot `i` claims, or `None` if its words are not a claim's (scribbled, or a
+/// claimant died writing them): such a slot is taken to overlap every range. Read under the
+/// array lock.
+fn range_of(slot: &Slot, i: usize) -> Option<(u64, u64)> {
+    // Relaxed (all three): written only under the array lock, which the caller holds.
+    let (start, end) = (
+        slot.start.load(Ordering::Relaxed),
+        slot.end.load(Ordering::Relaxed),
+    );
+    (start < end && slot.word.spare().load(Ordering::Relaxed) == check_of(i, start, end))
+        .then_some((start, end))
+}
+
+/// Whether slot `i` may hold a claim: its bit is set, or its word is locked (a release in
+/// progress, a claimant that died claiming, or a claim whose bit was scribbled away). The
+/// mask alone is not trusted: a cleared bit must not make a held claim's elements free.
+fn busy(table: &RangeTable, mask: u32, i: usize) -> bool {
+    mask & (1 << i) != 0 || table.slots.get(i).is_some_and(|s| raw::is_locked(&s.word))
+}
+
 /// Claims `[start, end)` (`start < end`) for the calling thread; `lock` is the array's lock.
 pub(crate) fn claim(
     table: &RangeTable,
@@ -186,11 +221,7 @@ pub(crate) fn claim(
         let mask = table.mask.load(Ordering::Acquire) & SLOT_BITS;
         let mut target = None;
         for (i, slot) in table.slots.iter().enumerate() {
-            // Relaxed: written only under the array lock, which we hold.
-            if mask & (1 << i) != 0
-                && slot.start.load(Ordering::Relaxed) < end
-                && start < slot.end.load(Ordering::Relaxed)
-            {
+            if busy(table, mask, i) && range_of(slot, i).is_none_or(|(s, e)| s < end && start < e) {
                 target = Some(i);
                 break;
             }
@@ -211,6 +242,10 @@ pub(crate) fn claim(
                 slot.start.store(start, Ordering::Relaxed);
                 // Relaxed: as above.
                 slot.end.store(end, Ordering::Relaxed);
+                // Relaxed: as above.
+                slot.word
+                    .spare()
+                    .store(check_of(i, start, end), Ordering::Relaxed);
                 // Relaxed: bits are read under the array lock or with `Acquire` after its
                 // release, which publishes this.
                 table.mask.fetch_or(1 << i, Ordering::Relaxed);
@@ -302,10 +337,17 @@ pub(crate) fn lock_unclaimed<'l>(
         };
         // Acquire: see the elements written under every claim released so far.
         let mask = table.mask.load(Ordering::Acquire) & SLOT_BITS;
-        if mask == 0 {
-            // Bits are set only under the array lock: none will be while `main` lives.
+        let busy_slots = (0..SLOTS).fold(
+            0u32,
+            |m, i| {
+                if busy(table, mask, i) { m | 1 << i } else { m }
+            },
+        );
+        if busy_slots == 0 {
+            // Claims are made only under the array lock: none will be while `main` lives.
             return Ok((main, died));
         }
+        let mask = busy_slots;
         let i = mask.trailing_zeros() as usize;
         let Some(slot) = table.slots.get(i) else {
             unreachable!("bits above SLOTS are never set")
