@@ -1230,3 +1230,44 @@ fn kill_array_range_claimant_at_random_moments() {
         }
     });
 }
+
+/// A thread that holds the array's lock (through `lock()` or `get_lock()`) and asks for a
+/// range is told (a panic) instead of deadlocking; a thread that forgot a range guard and
+/// asks for that range again is refused, never given a second guard.
+#[test]
+fn array_range_requests_that_would_self_deadlock_are_refused() {
+    run_short("array_range_self_deadlock", || {
+        let arr = Array::<u32>::new(8).unwrap();
+        {
+            let _all = arr.lock().unwrap();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                drop(arr.lock_range(0..2));
+            }));
+            assert!(r.is_err(), "lock_range under lock() must panic");
+            assert!(matches!(arr.try_lock_range(0..2), Ok(Ok(None))));
+        }
+        {
+            let _l = arr.get_lock().lock().unwrap();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                drop(arr.lock_range(0..2));
+            }));
+            assert!(r.is_err(), "lock_range under get_lock() must panic");
+        }
+        let g = arr.lock_range(0..2).unwrap().unwrap();
+        std::mem::forget(g);
+        assert!(matches!(arr.try_lock_range(1..3), Ok(Ok(None))));
+        assert!(matches!(
+            arr.lock_range_timeout(1..3, Duration::from_millis(10)),
+            Ok(Ok(None))
+        ));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drop(arr.lock_range(0..1));
+        }));
+        assert!(
+            r.is_err(),
+            "relocking a forgotten range must panic, not grant"
+        );
+        // A disjoint range is still granted.
+        drop(arr.lock_range(2..8).unwrap().unwrap());
+    });
+}
