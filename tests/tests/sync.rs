@@ -1271,3 +1271,27 @@ fn array_range_requests_that_would_self_deadlock_are_refused() {
         drop(arr.lock_range(2..8).unwrap().unwrap());
     });
 }
+
+/// Twenty threads (more than the 16 range slots) take random ranges and now and then the
+/// whole array: none sees another's writes in what it holds, and none waits forever.
+#[test]
+fn array_more_range_holders_than_slots_exclude_each_other() {
+    run_short("array_range_over_slots", || {
+        let arr = Array::<u64>::new(200).unwrap();
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (1..=20u64)
+                .map(|id| {
+                    let arr = &arr;
+                    s.spawn(move || {
+                        let mut rng = shmproc_tests::Rng::new(id);
+                        (0..300).all(|r| random_range_round(arr, &mut rng, id << 32 | r))
+                    })
+                })
+                .collect();
+            for w in workers {
+                assert!(w.join().unwrap(), "a holder saw another's writes");
+            }
+        });
+        drop(arr.lock_range(..).unwrap().unwrap());
+    });
+}
