@@ -746,3 +746,37 @@ fn queue_readiness_with_a_consumer_that_never_drains() {
         });
     });
 }
+
+fn readiness_fork_target(_: ()) {}
+
+/// A process that is single-threaded but for a queue readiness watcher cannot use the `Fork`
+/// start method while the readiness exists, and can again once it is dropped.
+#[test]
+fn queue_readiness_refuses_fork_while_it_exists() {
+    watchdog(Duration::from_secs(10), "queue_readiness_fork", || {
+        let q = Queue::<u32>::new().unwrap();
+        // SAFETY: the child only starts processes of its own (no lock of another thread).
+        let mut child = fork(unsafe { ForkPermit::new() }, move || {
+            let ready = q.readiness().unwrap();
+            match shmproc::Process::new(readiness_fork_target, ())
+                .start_method(shmproc::StartMethod::Fork)
+                .start()
+            {
+                Err(Error::ForkWhileThreaded { threads }) if threads >= 2 => {}
+                _ => return 1,
+            }
+            drop(ready);
+            match shmproc::Process::new(readiness_fork_target, ())
+                .start_method(shmproc::StartMethod::Fork)
+                .start()
+            {
+                Ok(mut p) => match p.join() {
+                    Ok(_) => 0,
+                    Err(_) => 3,
+                },
+                Err(_) => 2,
+            }
+        });
+        assert_eq!(child.wait(), Ok(0));
+    });
+}
