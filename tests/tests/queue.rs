@@ -770,7 +770,7 @@ fn queue_readiness_refuses_fork_while_it_exists() {
                 .start_method(shmproc::StartMethod::Fork)
                 .start()
             {
-                Ok(mut p) => match p.join() {
+                Ok(p) => match p.join() {
                     Ok(_) => 0,
                     Err(_) => 3,
                 },
