@@ -69,7 +69,7 @@
 use super::lock::{Lock, LockGuard};
 use super::raw::{self, Acquired, LockWord};
 use crate::error::OwnerDied;
-use crate::loom::{AtomicU32, AtomicU64, Ordering};
+use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
 use crate::sys::Deadline;
 
 /// How many claims one array can hold at once.
@@ -250,6 +250,9 @@ pub(crate) fn claim(
                 // release, which publishes this.
                 table.mask.fetch_or(1 << i, Ordering::Relaxed);
                 drop(main);
+                // Acquire: as in `lock_unclaimed`, for the words of earlier overlapping claims
+                // seen unlocked.
+                fence(Ordering::Acquire);
                 return Claim::Held { slot: i, died };
             }
         }
@@ -344,6 +347,10 @@ pub(crate) fn lock_unclaimed<'l>(
             },
         );
         if busy_slots == 0 {
+            // Acquire: a word seen unlocked (its load is `Relaxed`) was released with
+            // `Release`: see the elements written under it even if the mask's bit was cleared
+            // by a scribble rather than by the release.
+            fence(Ordering::Acquire);
             // Claims are made only under the array lock: none will be while `main` lives.
             return Ok((main, died));
         }
