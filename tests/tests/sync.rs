@@ -1295,3 +1295,30 @@ fn array_more_range_holders_than_slots_exclude_each_other() {
         drop(arr.lock_range(..).unwrap().unwrap());
     });
 }
+
+/// A range guard keeps working while the other handles of its array are dropped, and a handle
+/// attached afresh from the tokens sees the range held.
+#[test]
+fn array_range_guard_outlives_the_other_handles() {
+    run_short("array_range_handles", || {
+        let arr = Array::<u32>::new(8).unwrap();
+        let (tok, lock_tok) = arr.token();
+        let other = arr.clone();
+        let mut g = other.lock_range(2..6).unwrap().unwrap();
+        drop(arr);
+        g.fill(7);
+        let fresh = Array::<u32>::from_token(&tok, &lock_tok).unwrap();
+        assert!(matches!(fresh.try_lock_range(5..7), Ok(Ok(None))));
+        std::thread::scope(|s| {
+            let t = s.spawn(|| {
+                matches!(
+                    fresh.lock_range_timeout(0..8, Duration::from_millis(20)),
+                    Ok(Ok(None))
+                )
+            });
+            assert!(t.join().unwrap());
+        });
+        drop(g);
+        assert_eq!(fresh.to_vec().unwrap(), [0, 0, 7, 7, 7, 7, 0, 0]);
+    });
+}
