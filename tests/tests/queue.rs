@@ -780,3 +780,48 @@ fn queue_readiness_refuses_fork_while_it_exists() {
         assert_eq!(child.wait(), Ok(0));
     });
 }
+
+/// Many armed readiness watchers and two consumers blocked in `get` (one in another process)
+/// on one queue: two puts reach both consumers (every watcher woken passes the wake-up on).
+#[test]
+fn queue_readiness_many_watchers_do_not_swallow_wakeups() {
+    watchdog(
+        Duration::from_secs(10),
+        "queue_readiness_many_watchers",
+        || {
+            assert_no_leaks(|| {
+                let q = Queue::<u32>::new().unwrap();
+                let q2 = q.clone();
+                // SAFETY: no other thread exists yet that holds a lock the child takes.
+                let mut remote = fork(unsafe { ForkPermit::new() }, move || {
+                    match q2.get_timeout(Duration::from_secs(5)) {
+                        Ok(v) if v < 2 => 0,
+                        _ => 1,
+                    }
+                });
+                let readies: Vec<_> = (0..6).map(|_| q.readiness().unwrap()).collect();
+                let q3 = q.clone();
+                let local = std::thread::spawn(move || q3.get_timeout(Duration::from_secs(5)));
+                std::thread::sleep(Duration::from_millis(50));
+                q.put(&0).unwrap();
+                q.put(&1).unwrap();
+                assert!(local.join().unwrap().unwrap() < 2);
+                assert_eq!(remote.wait(), Ok(0));
+                // The consumers may have taken both before a watcher looked (then it need not
+                // signal); every watcher still signals the next put.
+                for r in &readies {
+                    r.clear();
+                }
+                q.put(&2).unwrap();
+                for r in &readies {
+                    assert!(
+                        readable(r, Duration::from_secs(5)),
+                        "a watcher missed a put"
+                    );
+                }
+                assert_eq!(q.try_get().unwrap(), 2);
+                drop(readies);
+            });
+        },
+    );
+}
