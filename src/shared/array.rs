@@ -228,23 +228,13 @@ impl<T: Shareable> Array<T> {
     /// Takes the lock and waits until no range guard is held: the whole array is the caller's.
     #[inline]
     fn lock_all(&self) -> LockResult<LockGuard<'_>> {
-        let (guard, died) = match self.lock.lock() {
-            Ok(g) => (g, None),
-            Err(e) => {
-                let tid = e.tid();
-                (e.into_inner(), Some(tid))
-            }
-        };
-        let died = match range::wait_unclaimed(self.table()) {
-            Ok(d) => d.or(died),
+        match range::lock_unclaimed(self.table(), &self.lock) {
+            Ok((guard, None)) => Ok(guard),
+            Ok((guard, Some(tid))) => Err(OwnerDied::new(guard, tid)),
             Err(()) => panic!(
                 "Array accessed as a whole by a thread that holds one of its range guards; \
                  this would deadlock (drop the ArrayRangeGuard first)"
             ),
-        };
-        match died {
-            None => Ok(guard),
-            Some(tid) => Err(OwnerDied::new(guard, tid)),
         }
     }
 
@@ -308,8 +298,8 @@ impl<T: Shareable> Array<T> {
 
     /// Takes the lock and returns a guard that dereferences to the elements as a slice.
     ///
-    /// Waits while a [range guard](Array::lock_range) is held; new range guards wait for
-    /// this guard.
+    /// Waits while a [range guard](Array::lock_range) is held (without holding the lock, so
+    /// range guards keep being granted meanwhile); new range guards wait for this guard.
     ///
     /// # Errors
     /// [`OwnerDied`] with the guard if the previous holder (of the lock or of a range guard)

@@ -20,7 +20,7 @@
 //! |---------------|------|----------------------|-----------------------------------------------|
 //! | 0             | 4    | `mask`: bit i = slot i holds a claim | a claimant under the array lock (set); the holder or a taker (clear) |
 //! | 4             | 4    | spare, kept 0        | nobody                                        |
-//! | 8 + 32 i      | 16   | slot i's [`LockWord`]: held by the claim's thread | claimant, holder, taker          |
+//! | 8 + 32 i      | 16   | slot i's [`LockWord`]: held by the claim's thread; its spare half holds the check word of `start`/`end` | claimant, holder, taker (the check word: a claimant under the array lock) |
 //! | 24 + 32 i     | 8    | slot i's `start`     | a claimant under the array lock               |
 //! | 32 + 32 i     | 8    | slot i's `end`       | a claimant under the array lock               |
 //!
@@ -36,9 +36,21 @@
 //! - (S) *A set bit's slot word is locked* (by the claim's holder or by a dead thread): a claim
 //!   locks the word before setting the bit, a release clears the bit before unlocking, and a
 //!   taker clears the bit before unlocking.
-//! - `start`/`end` are written and read only under the array lock, so a scan sees whole ranges.
-//! - Bits are set only under the array lock, so a holder of the array lock sees the set of
-//!   claims only shrink: it waits on each set slot's word until the mask is empty.
+//! - `start`/`end` and their check word are written and read only under the array lock, so a
+//!   scan sees whole ranges.
+//! - A slot may hold a claim when its bit is set *or* its word is locked; scans look at both,
+//!   so a scribbled mask never frees a held claim's elements. A slot whose range is empty or
+//!   does not match its check word (scribbled, or its claimant died writing it) is taken to
+//!   overlap every range, so a scribbled range is waited for, never granted twice.
+//! - Bits are set only under the array lock, so a holder of the array lock that sees an empty
+//!   mask keeps it empty. Whole-array access ([`lock_unclaimed`]) takes the lock; while the
+//!   mask is not empty it releases the lock, waits on a set slot's word, and tries again. It
+//!   must not wait holding the lock: the claim's holder may be taking a second, disjoint claim,
+//!   which needs the lock (the two would wait for each other forever). So a steady stream of
+//!   claims can keep whole-array access waiting, as readers can a writer.
+//! - A claimant finding no free slot waits on a slot held by another thread, in short slices,
+//!   looking again after each (the holder of any one slot may be waiting for the claimant);
+//!   only when every slot is the claimant's own does it report a self-conflict.
 //!
 //! # Owner death
 //!
@@ -57,11 +69,14 @@
 use super::lock::{Lock, LockGuard};
 use super::raw::{self, Acquired, LockWord};
 use crate::error::OwnerDied;
-use crate::loom::{AtomicU32, AtomicU64, Ordering};
+use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
 use crate::sys::Deadline;
 
 /// How many claims one array can hold at once.
 pub(crate) const SLOTS: usize = 16;
+
+/// How long a claimant that found every slot held waits on one before looking again.
+const FULL_TABLE_SLICE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// One claim: the claiming thread holds `word`; `[start, end)` is the claimed range.
 #[repr(C)]
@@ -159,6 +174,36 @@ fn lock_main<'l>(lock: &'l Lock, wait: Wait<'_>, died: &mut Option<u32>) -> Opti
     }
 }
 
+/// The check word of slot `i` claiming `[start, end)`, kept in the slot word's spare half:
+/// a range whose check word does not match was scribbled (or its claimant died writing it).
+fn check_of(i: usize, start: u64, end: u64) -> u32 {
+    let x = (start ^ (i as u64).rotate_right(6)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ end.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    let x = x ^ (x >> 29);
+    // Truncation intended: the check word is 32 bits. Never 0, so a zeroed slot never checks.
+    (x ^ (x >> 32)) as u32 | 1
+}
+
+/// The range slot `i` claims, or `None` if its words are not a claim's (scribbled, or a
+/// claimant died writing them): such a slot is taken to overlap every range. Read under the
+/// array lock.
+fn range_of(slot: &Slot, i: usize) -> Option<(u64, u64)> {
+    // Relaxed (all three): written only under the array lock, which the caller holds.
+    let (start, end) = (
+        slot.start.load(Ordering::Relaxed),
+        slot.end.load(Ordering::Relaxed),
+    );
+    (start < end && slot.word.spare().load(Ordering::Relaxed) == check_of(i, start, end))
+        .then_some((start, end))
+}
+
+/// Whether slot `i` may hold a claim: its bit is set, or its word is locked (a release in
+/// progress, a claimant that died claiming, or a claim whose bit was scribbled away). The
+/// mask alone is not trusted: a cleared bit must not make a held claim's elements free.
+fn busy(table: &RangeTable, mask: u32, i: usize) -> bool {
+    mask & (1 << i) != 0 || table.slots.get(i).is_some_and(|s| raw::is_locked(&s.word))
+}
+
 /// Claims `[start, end)` (`start < end`) for the calling thread; `lock` is the array's lock.
 pub(crate) fn claim(
     table: &RangeTable,
@@ -176,11 +221,7 @@ pub(crate) fn claim(
         let mask = table.mask.load(Ordering::Acquire) & SLOT_BITS;
         let mut target = None;
         for (i, slot) in table.slots.iter().enumerate() {
-            // Relaxed: written only under the array lock, which we hold.
-            if mask & (1 << i) != 0
-                && slot.start.load(Ordering::Relaxed) < end
-                && start < slot.end.load(Ordering::Relaxed)
-            {
+            if busy(table, mask, i) && range_of(slot, i).is_none_or(|(s, e)| s < end && start < e) {
                 target = Some(i);
                 break;
             }
@@ -201,28 +242,55 @@ pub(crate) fn claim(
                 slot.start.store(start, Ordering::Relaxed);
                 // Relaxed: as above.
                 slot.end.store(end, Ordering::Relaxed);
+                // Relaxed: as above.
+                slot.word
+                    .spare()
+                    .store(check_of(i, start, end), Ordering::Relaxed);
                 // Relaxed: bits are read under the array lock or with `Acquire` after its
                 // release, which publishes this.
                 table.mask.fetch_or(1 << i, Ordering::Relaxed);
                 drop(main);
+                // Acquire: as in `lock_unclaimed`, for the words of earlier overlapping claims
+                // seen unlocked.
+                fence(Ordering::Acquire);
                 return Claim::Held { slot: i, died };
             }
         }
-        // Every free slot is busy releasing and no claim overlaps: wait on any held slot.
-        let i = target.unwrap_or(0);
+        // No overlapping claim but no free slot: wait for a slot held by another thread (its
+        // holders are all different; one that waits for this thread must not stall it), in
+        // short slices, looking again after each, so whichever slot frees first is taken.
+        let full = target.is_none();
+        let Some(i) = target
+            .or_else(|| (0..SLOTS).find(|&i| !raw::held_by_current_thread(&table.slots[i].word)))
+        else {
+            // Every slot is a claim of this thread: none would ever be freed.
+            return Claim::SelfConflict;
+        };
         let slot = &table.slots[i];
         let mine = raw::held_by_current_thread(&slot.word);
         drop(main);
         if mine {
             return Claim::SelfConflict;
         }
+        let slice = Deadline::after(FULL_TABLE_SLICE);
         let got = match wait {
+            Wait::Forever if full => raw::lock(&slot.word, Some(&slice)),
             Wait::Forever => raw::lock(&slot.word, None),
+            Wait::Until(d) if full => raw::lock(&slot.word, Some(&slice.min(*d))),
             Wait::Until(d) => raw::lock(&slot.word, Some(d)),
             Wait::Never => raw::try_lock_or_take_over(&slot.word).unwrap_or(Acquired::TimedOut),
         };
         match got {
-            Acquired::TimedOut => return Claim::NotNow,
+            Acquired::TimedOut => {
+                let passed = match wait {
+                    Wait::Forever => false,
+                    Wait::Until(d) => d.has_passed(),
+                    Wait::Never => true,
+                };
+                if !full || passed {
+                    return Claim::NotNow;
+                }
+            }
             Acquired::Clean => {
                 end_stale_claim(table, i);
             }
@@ -257,16 +325,36 @@ pub(crate) fn release(table: &RangeTable, slot: usize) {
     raw::unlock(&table.slots[slot].word);
 }
 
-/// Waits, holding the array lock, until no claim is held; returns a dead holder found on the
-/// way. Waiting for a claim of the calling thread would never end: `Err(())` then.
-pub(crate) fn wait_unclaimed(table: &RangeTable) -> Result<Option<u32>, ()> {
+/// Takes the array lock with no claim held: the whole array is the caller's while the guard
+/// lives; also returns a dead holder (of the lock or of a claim) found on the way. The lock is
+/// not held while waiting for a claim to end: its holder may be taking another, disjoint
+/// claim, which needs the lock. A claim of the calling thread would never end: `Err(())` then.
+pub(crate) fn lock_unclaimed<'l>(
+    table: &RangeTable,
+    lock: &'l Lock,
+) -> Result<(LockGuard<'l>, Option<u32>), ()> {
     let mut died = None;
     loop {
+        let Some(main) = lock_main(lock, Wait::Forever, &mut died) else {
+            unreachable!("an unbounded wait ends only with the lock")
+        };
         // Acquire: see the elements written under every claim released so far.
         let mask = table.mask.load(Ordering::Acquire) & SLOT_BITS;
-        if mask == 0 {
-            return Ok(died);
+        let busy_slots = (0..SLOTS).fold(
+            0u32,
+            |m, i| {
+                if busy(table, mask, i) { m | 1 << i } else { m }
+            },
+        );
+        if busy_slots == 0 {
+            // Acquire: a word seen unlocked (its load is `Relaxed`) was released with
+            // `Release`: see the elements written under it even if the mask's bit was cleared
+            // by a scribble rather than by the release.
+            fence(Ordering::Acquire);
+            // Claims are made only under the array lock: none will be while `main` lives.
+            return Ok((main, died));
         }
+        let mask = busy_slots;
         let i = mask.trailing_zeros() as usize;
         let Some(slot) = table.slots.get(i) else {
             unreachable!("bits above SLOTS are never set")
@@ -274,8 +362,9 @@ pub(crate) fn wait_unclaimed(table: &RangeTable) -> Result<Option<u32>, ()> {
         if raw::held_by_current_thread(&slot.word) {
             return Err(());
         }
-        // No bit is set while we hold the array lock, and (S) keeps a set bit's word locked, so
-        // acquiring the word means its claim ended (or its holder died).
+        drop(main);
+        // (S) keeps a set bit's word locked, and only the word's holder sets its bit, so once
+        // we acquire the word its claim ended (or its holder died) and a set bit is stale.
         match raw::lock(&slot.word, None) {
             Acquired::OwnerDied(tid) => {
                 if end_stale_claim(table, i) {
@@ -335,7 +424,7 @@ mod tests {
         });
         release(&table, a);
         release(&table, b);
-        assert_eq!(wait_unclaimed(&table), Ok(None));
+        assert_eq!(lock_unclaimed(&table, &lock).map(|(_, d)| d), Ok(None));
     }
 
     #[test]
@@ -370,7 +459,7 @@ mod tests {
         // Bits beside free words, and bits naming no slot: no claim holds them.
         table.mask.store(0xffff_0005, Ordering::Relaxed);
         table.slots[2].end.store(u64::MAX, Ordering::Relaxed);
-        assert_eq!(wait_unclaimed(&table), Ok(None));
+        assert_eq!(lock_unclaimed(&table, &lock).map(|(_, d)| d), Ok(None));
         table.mask.store(0b100, Ordering::Relaxed);
         let Claim::Held { slot, died: None } = claim(&table, &lock, 0, 4, Wait::Forever) else {
             panic!("claim over a stale bit")
@@ -386,7 +475,88 @@ mod tests {
         let Claim::Held { slot, .. } = claim(&table, &lock, 0, 1, Wait::Forever) else {
             panic!("claim")
         };
-        assert_eq!(wait_unclaimed(&table), Err(()));
+        assert!(lock_unclaimed(&table, &lock).is_err());
         release(&table, slot);
+    }
+
+    /// Claims `[start, end)` from another thread (which keeps it until `release` is sent).
+    fn held_elsewhere<'s>(
+        s: &'s std::thread::Scope<'s, '_>,
+        table: &'s RangeTable,
+        lock: &'s Lock,
+        start: u64,
+        end: u64,
+    ) -> (
+        usize,
+        std::sync::mpsc::Sender<()>,
+        std::thread::ScopedJoinHandle<'s, ()>,
+    ) {
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let t = s.spawn(move || {
+            let Claim::Held { slot, .. } = claim(table, lock, start, end, Wait::Forever) else {
+                panic!("claim")
+            };
+            held_tx.send(slot).expect("send");
+            let _ = release_rx.recv();
+            release(table, slot);
+        });
+        (held_rx.recv().expect("held"), release_tx, t)
+    }
+
+    #[test]
+    fn a_scribbled_range_of_a_held_claim_is_never_granted_twice() {
+        let lock = Lock::new().expect("lock");
+        let table = RangeTable::new();
+        std::thread::scope(|s| {
+            let (slot, release_tx, t) = held_elsewhere(s, &table, &lock, 0, 4);
+            for (start, end) in [(100, 50), (0, 0), (u64::MAX, u64::MAX), (10, 20)] {
+                table.slots[slot].start.store(start, Ordering::Relaxed);
+                table.slots[slot].end.store(end, Ordering::Relaxed);
+                assert_eq!(
+                    claim(&table, &lock, 0, 4, Wait::Never),
+                    Claim::NotNow,
+                    "range scribbled to {start}..{end}: granted over a held claim"
+                );
+                let d = Deadline::after(Duration::from_millis(10));
+                assert_eq!(claim(&table, &lock, 1, 2, Wait::Until(&d)), Claim::NotNow);
+            }
+            release_tx.send(()).expect("release");
+            t.join().expect("holder");
+        });
+        let Claim::Held { slot, died: None } = claim(&table, &lock, 0, 4, Wait::Never) else {
+            panic!("free again after the release")
+        };
+        release(&table, slot);
+    }
+
+    #[test]
+    fn a_scribbled_mask_hiding_a_held_claim_is_never_granted_twice() {
+        let lock = Lock::new().expect("lock");
+        let table = RangeTable::new();
+        std::thread::scope(|s| {
+            let (_, release_tx, t) = held_elsewhere(s, &table, &lock, 0, 4);
+            table.mask.store(0, Ordering::Relaxed);
+            assert_eq!(
+                claim(&table, &lock, 2, 3, Wait::Never),
+                Claim::NotNow,
+                "a held claim whose bit was cleared was granted again"
+            );
+            // Whole-array access waits for it too.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (lk, tb) = (&lock, &table);
+            let whole = s.spawn(move || {
+                let got = lock_unclaimed(tb, lk).map(|(_, d)| d);
+                tx.send(()).expect("send");
+                got
+            });
+            assert!(
+                rx.recv_timeout(Duration::from_millis(50)).is_err(),
+                "whole-array access granted over a held claim whose bit was cleared"
+            );
+            release_tx.send(()).expect("release");
+            t.join().expect("holder");
+            assert_eq!(whole.join().expect("whole"), Ok(None));
+        });
     }
 }

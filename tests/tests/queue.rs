@@ -656,3 +656,172 @@ fn queue_readiness_does_not_starve_a_blocked_consumer() {
         });
     });
 }
+
+/// Readiness objects made and dropped, many at a time on one queue, while a producer process
+/// floods it and a consumer thread drains it: every drop returns, every live one signals, and
+/// no value is lost or duplicated.
+#[test]
+fn queue_readiness_drop_while_a_producer_floods_with_many_watchers() {
+    watchdog(Duration::from_secs(10), "queue_readiness_flood", || {
+        assert_no_leaks(|| {
+            const N: u32 = 20_000;
+            let q = Queue::<u32>::with_capacity(64).unwrap();
+            let q2 = q.clone();
+            // SAFETY: the child only puts (no lock of another thread of this process).
+            let mut producer = fork(unsafe { ForkPermit::new() }, move || {
+                for i in 0..N {
+                    q2.put(&i).unwrap();
+                }
+                0
+            });
+            let q3 = q.clone();
+            let consumer = std::thread::spawn(move || {
+                let mut next = 0u32;
+                while next < N {
+                    let v = q3.get_timeout(Duration::from_secs(5)).unwrap();
+                    assert_eq!(v, next, "lost or duplicated value");
+                    next += 1;
+                }
+            });
+            let mut rng = shmproc_tests::Rng::new(18);
+            let mut live: Vec<shmproc::QueueReadiness> = Vec::new();
+            for _ in 0..200 {
+                if live.len() < 8 && rng.below(2) == 0 {
+                    live.push(q.readiness().unwrap());
+                } else if !live.is_empty() {
+                    let i = rng.below(live.len() as u64) as usize;
+                    drop(live.swap_remove(i));
+                }
+                if let Some(r) = live.first() {
+                    r.clear();
+                }
+            }
+            assert_eq!(producer.wait(), Ok(0));
+            consumer.join().unwrap();
+            // The queue is empty now; every live watcher still signals the next put.
+            for r in &live {
+                r.clear();
+            }
+            q.put(&1).unwrap();
+            for r in &live {
+                assert!(
+                    readable(r, Duration::from_secs(5)),
+                    "a watcher missed a put"
+                );
+            }
+            assert_eq!(q.try_get().unwrap(), 1);
+            drop(live);
+        });
+    });
+}
+
+/// A consumer that never drains: each `clear` makes the descriptor readable again while a
+/// value waits (nothing is missed), a producer blocked on the full queue is not disturbed,
+/// and dropping the readiness returns.
+#[test]
+fn queue_readiness_with_a_consumer_that_never_drains() {
+    watchdog(Duration::from_secs(10), "queue_readiness_undrained", || {
+        assert_no_leaks(|| {
+            let q = Queue::<u32>::with_capacity(2).unwrap();
+            let readies: Vec<_> = (0..4).map(|_| q.readiness().unwrap()).collect();
+            let q2 = q.clone();
+            let producer = std::thread::spawn(move || {
+                for i in 0..3 {
+                    q2.put(&i).unwrap();
+                }
+            });
+            for _ in 0..100 {
+                for r in &readies {
+                    assert!(readable(r, Duration::from_secs(5)));
+                    r.clear();
+                }
+            }
+            // The producer's third put still waits: the watchers took nothing.
+            assert_eq!(q.len(), 2);
+            assert!(!producer.is_finished());
+            drop(readies);
+            assert_eq!(q.get().unwrap(), 0);
+            producer.join().unwrap();
+            assert_eq!((q.get().unwrap(), q.get().unwrap()), (1, 2));
+        });
+    });
+}
+
+fn readiness_fork_target(_: ()) {}
+
+/// A process that is single-threaded but for a queue readiness watcher cannot use the `Fork`
+/// start method while the readiness exists, and can again once it is dropped.
+#[test]
+fn queue_readiness_refuses_fork_while_it_exists() {
+    watchdog(Duration::from_secs(10), "queue_readiness_fork", || {
+        let q = Queue::<u32>::new().unwrap();
+        // SAFETY: the child only starts processes of its own (no lock of another thread).
+        let mut child = fork(unsafe { ForkPermit::new() }, move || {
+            let ready = q.readiness().unwrap();
+            match shmproc::Process::new(readiness_fork_target, ())
+                .start_method(shmproc::StartMethod::Fork)
+                .start()
+            {
+                Err(Error::ForkWhileThreaded { threads }) if threads >= 2 => {}
+                _ => return 1,
+            }
+            drop(ready);
+            match shmproc::Process::new(readiness_fork_target, ())
+                .start_method(shmproc::StartMethod::Fork)
+                .start()
+            {
+                Ok(p) => match p.join() {
+                    Ok(_) => 0,
+                    Err(_) => 3,
+                },
+                Err(_) => 2,
+            }
+        });
+        assert_eq!(child.wait(), Ok(0));
+    });
+}
+
+/// Many armed readiness watchers and two consumers blocked in `get` (one in another process)
+/// on one queue: two puts reach both consumers (every watcher woken passes the wake-up on).
+#[test]
+fn queue_readiness_many_watchers_do_not_swallow_wakeups() {
+    watchdog(
+        Duration::from_secs(10),
+        "queue_readiness_many_watchers",
+        || {
+            assert_no_leaks(|| {
+                let q = Queue::<u32>::new().unwrap();
+                let q2 = q.clone();
+                // SAFETY: no other thread exists yet that holds a lock the child takes.
+                let mut remote = fork(unsafe { ForkPermit::new() }, move || {
+                    match q2.get_timeout(Duration::from_secs(5)) {
+                        Ok(v) if v < 2 => 0,
+                        _ => 1,
+                    }
+                });
+                let readies: Vec<_> = (0..6).map(|_| q.readiness().unwrap()).collect();
+                let q3 = q.clone();
+                let local = std::thread::spawn(move || q3.get_timeout(Duration::from_secs(5)));
+                std::thread::sleep(Duration::from_millis(50));
+                q.put(&0).unwrap();
+                q.put(&1).unwrap();
+                assert!(local.join().unwrap().unwrap() < 2);
+                assert_eq!(remote.wait(), Ok(0));
+                // The consumers may have taken both before a watcher looked (then it need not
+                // signal); every watcher still signals the next put.
+                for r in &readies {
+                    r.clear();
+                }
+                q.put(&2).unwrap();
+                for r in &readies {
+                    assert!(
+                        readable(r, Duration::from_secs(5)),
+                        "a watcher missed a put"
+                    );
+                }
+                assert_eq!(q.try_get().unwrap(), 2);
+                drop(readies);
+            });
+        },
+    );
+}
