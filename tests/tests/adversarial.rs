@@ -408,7 +408,12 @@ fn exercise(p: &Population, rng: &mut Rng) {
         if let Ok(w) = Array::<u32>::from_token(&o, &l) {
             drop(w.clone());
         }
-        if let Ok(Some(g)) = a.get_lock().try_lock() {
+        // Whole-array reads wait for range claims as they wait for the lock: a scribbled claim
+        // slot may name a live thread, so they run only when a try of the whole range succeeds.
+        let free = matches!(a.try_lock_range(..), Ok(Ok(Some(_))));
+        if let Ok(Some(g)) = a.get_lock().try_lock()
+            && free
+        {
             drop(g);
             let _ = a.len();
             let _ = a.to_vec();
