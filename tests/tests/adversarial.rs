@@ -1620,3 +1620,267 @@ fn timed_wait_probe(kind: u32, word: u64, value: u32) -> i32 {
     }
     0
 }
+
+// ---------------------------------------------------------------------------------------------
+// Scribbled containers.
+
+/// Keys and values of the container scribble probes.
+const SCRIBBLED_ENTRIES: u64 = 40;
+
+fn scribbled_value(k: u64) -> String {
+    format!("value-{k}-{}", "x".repeat((k % 7) as usize))
+}
+
+fn peek_u64(heap: &TestHeap, at: u64) -> u64 {
+    (0..8).fold(0, |w, i| {
+        w | u64::from(heap.peek_u8(at + i).unwrap()) << (8 * i)
+    })
+}
+
+fn poke_word(heap: &TestHeap, at: u64, width: u64, word: u64) {
+    for i in 0..width {
+        heap.poke_u8(at + i, (word >> (8 * i)) as u8).unwrap();
+    }
+}
+
+/// The payload a container reference word names (`generation << 32 | payload / 32`).
+fn ref_payload(r: u64) -> u64 {
+    (r & 0xffff_ffff) * 32
+}
+
+/// Every word a container's read path uses, as (offset, width): the header's root word, the
+/// table's block header, the table's slot words, and for a few entries their block header
+/// words, their block-start bit (the bitmap byte) and their first payload word (a dictionary
+/// entry's key length). The flag says whether the word may take the value of the same word of
+/// another entry: not a list's slot, where another element's reference is an element (as
+/// after a `set`), indistinguishable from data.
+fn container_words(heap: &TestHeap, header: u64, dict: bool) -> Vec<(u64, u64, bool)> {
+    let root = header + 4 * 8;
+    let table = ref_payload(peek_u64(heap, root));
+    let table_len = peek_u64(heap, table - 32 + 24);
+    let mut out = vec![(root, 8, true)];
+    for (off, width) in [(0, 4), (4, 4), (8, 8), (16, 8), (24, 8)] {
+        out.push((table - 32 + off, width, true));
+    }
+    let refs: Vec<(u64, u64)> = if dict {
+        (0..table_len / 16)
+            .map(|i| (table + 16 * i, peek_u64(heap, table + 16 * i)))
+            .filter(|&(_, r)| r > 1)
+            .collect()
+    } else {
+        let len = peek_u64(heap, table);
+        out.push((table, 8, true));
+        (1..=len)
+            .map(|i| (table + 8 * i, peek_u64(heap, table + 8 * i)))
+            .collect()
+    };
+    for &(slot, r) in refs.iter().take(4) {
+        out.push((slot, 8, dict));
+        if dict {
+            // The slot's hash word.
+            out.push((slot + 8, 8, true));
+        }
+        let payload = ref_payload(r);
+        let block = payload - 32;
+        for (off, width) in [(0, 4), (4, 4), (8, 8), (12, 4), (16, 8), (24, 8)] {
+            out.push((block + off, width, true));
+        }
+        out.push((payload, 4, true));
+        // The block-start bitmap: one bit per 32-byte unit, from byte 1024 of the segment.
+        out.push((1024 + block / 32 / 8, 1, true));
+        out.push((1024 + payload / 32 / 8, 1, true));
+    }
+    out
+}
+
+/// The hostile values written over a word of `width` bytes holding `orig`; `other` is the
+/// same word of another entry (a reference to another entry, another header).
+fn hostile_words(orig: u64, other: u64, width: u64) -> Vec<u64> {
+    let mask = if width == 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * width)) - 1
+    };
+    let mut v = vec![
+        0,
+        mask,
+        orig ^ 1,
+        orig ^ (1 << (8 * width - 1)),
+        orig.wrapping_add(1),
+        orig.wrapping_sub(1),
+        orig.wrapping_add(32),
+        orig.wrapping_sub(32),
+        other,
+    ];
+    if width == 8 {
+        v.extend([
+            orig ^ (1 << 32),
+            orig.wrapping_add(1 << 32),
+            orig ^ 0x8000_0000,
+        ]);
+    }
+    for w in &mut v {
+        *w &= mask;
+    }
+    v.sort_unstable();
+    v.dedup();
+    v.retain(|&w| w != orig & mask);
+    v
+}
+
+/// The child of a container scribble probe: every value a read hands back is the one stored
+/// under that key or index (exit 3 otherwise); errors and misses are fine; then mutations run
+/// (any result is fine). A panic, a crash or a hang fails the probe.
+///
+/// With `strict` false (a list's slot word was scribbled, possibly to another element's
+/// reference) a list element may be any stored value.
+fn exercise_containers(
+    heap: &TestHeap,
+    d: &shmproc::Dict<u64, String>,
+    l: &shmproc::List<String>,
+    strict: bool,
+) -> i32 {
+    let stored = |i: u64, v: &str| {
+        v == scribbled_value(i)
+            || !strict && (0..SCRIBBLED_ENTRIES).any(|j| v == scribbled_value(j))
+    };
+    for k in 0..SCRIBBLED_ENTRIES + 2 {
+        if let Ok(Some(v)) = d.get(&k)
+            && v != scribbled_value(k)
+        {
+            eprintln!("Dict::get({k}) gave {v:?}");
+            return 3;
+        }
+        if let Ok(Some(v)) = l.get(k as usize)
+            && !stored(k, &v)
+        {
+            eprintln!("List::get({k}) gave {v:?}");
+            return 3;
+        }
+    }
+    if let Ok(items) = d.items()
+        && let Some((k, v)) = items.iter().find(|(k, v)| *v != scribbled_value(*k))
+    {
+        eprintln!("Dict::items has {k} -> {v:?}");
+        return 3;
+    }
+    if let Ok(v) = l.to_vec()
+        && let Some((i, x)) = v.iter().enumerate().find(|(i, x)| !stored(*i as u64, x))
+    {
+        eprintln!("List::to_vec has [{i}] = {x:?}");
+        return 3;
+    }
+    for k in [0, 3, SCRIBBLED_ENTRIES + 5] {
+        let _ = d.insert(k, scribbled_value(k));
+        let _ = d.update_with(&k, |v| v.take());
+        let _ = d.contains_key(&k);
+    }
+    let _ = d.len();
+    let _ = l.push(scribbled_value(0));
+    let _ = l.insert(0, scribbled_value(1));
+    let _ = l.set(2, scribbled_value(2));
+    let _ = l.remove(1);
+    let _ = l.pop();
+    let _ = d.clear();
+    let _ = l.clear();
+    let _ = heap.walk();
+    0
+}
+
+/// A segment holding a dictionary and a list of `SCRIBBLED_ENTRIES` entries each, with freed
+/// entry blocks beside the live ones (the same layout every time).
+fn scribble_containers() -> (TestHeap, shmproc::Dict<u64, String>, shmproc::List<String>) {
+    let seg = Segment::create(1 << 20).unwrap();
+    let heap = TestHeap::on(&seg);
+    let d = shmproc::Dict::<u64, String>::new_in(&seg).unwrap();
+    let l = shmproc::List::<String>::new_in(&seg).unwrap();
+    for k in 0..SCRIBBLED_ENTRIES {
+        d.insert(k, scribbled_value(k)).unwrap();
+        l.push(scribbled_value(k)).unwrap();
+    }
+    // Freed blocks of the entry class, so stale bytes sit beside live ones.
+    for k in SCRIBBLED_ENTRIES..SCRIBBLED_ENTRIES + 8 {
+        d.insert(k, scribbled_value(k)).unwrap();
+        d.remove(&k).unwrap();
+    }
+    (heap, d, l)
+}
+
+/// The probes of `scribble_containers`' layout: (strict, offset, width, hostile word); not
+/// strict for a list's slot word (see `container_words`).
+fn container_probes(
+    heap: &TestHeap,
+    d: &shmproc::Dict<u64, String>,
+    l: &shmproc::List<String>,
+) -> Vec<(bool, u64, u64, u64)> {
+    let mut probes = Vec::new();
+    for (header, dict) in [(d.token().offset, true), (l.token().offset, false)] {
+        let words = container_words(heap, header, dict);
+        for (n, &(at, width, alias)) in words.iter().enumerate() {
+            // The same word of the next entry (or the one before).
+            let other_at = words
+                .iter()
+                .skip(n + 1)
+                .chain(words.iter().take(n).rev())
+                .find(|w| alias && w.1 == width && w.0 != at && w.0.abs_diff(at) % 32 == 0)
+                .map_or(at, |w| w.0);
+            let orig = peek_u64(heap, at);
+            let other = peek_u64(heap, other_at);
+            for word in hostile_words(orig, other, width) {
+                probes.push((alias, at, width, word));
+            }
+        }
+    }
+    probes
+}
+
+/// Every word a dictionary's or a list's read path uses (the root word, the table's block
+/// header and slots, entries' block headers, block-start bits and key lengths), overwritten
+/// with hostile values one at a time, each in a segment of its own: `get`, iteration and
+/// mutations give errors or misses, never another entry's value, a panic, a crash or a hang.
+#[test]
+fn scribbled_container_words_give_errors_never_wrong_values() {
+    watchdog(Duration::from_secs(600), "container_scribbles", || {
+        assert_no_leaks(|| {
+            let n = {
+                let (heap, d, l) = scribble_containers();
+                container_probes(&heap, &d, &l).len()
+            };
+            eprintln!("{n} container scribble probes");
+            all_probes_hold(n as u64, |i| {
+                let r = in_child(Duration::from_secs(10), move || {
+                    let (heap, d, l) = scribble_containers();
+                    let probes = container_probes(&heap, &d, &l);
+                    if probes.len() != n {
+                        eprintln!("the layout changed: {} probes", probes.len());
+                        return 4;
+                    }
+                    let (strict, at, width, word) = probes[i as usize];
+                    poke_word(&heap, at, width, word);
+                    // A handle attached after the scribble as well as one from before it.
+                    let fresh = (
+                        shmproc::Dict::<u64, String>::from_token(&d.token()),
+                        shmproc::List::<String>::from_token(&l.token()),
+                    );
+                    if let (Ok(d2), Ok(l2)) = fresh {
+                        let c = exercise_containers(&heap, &d2, &l2, strict);
+                        if c != 0 {
+                            return c;
+                        }
+                    }
+                    exercise_containers(&heap, &d, &l, strict)
+                });
+                match r {
+                    Ok(Ok(0)) => None,
+                    other => {
+                        let (heap, d, l) = scribble_containers();
+                        let (_, at, width, word) = container_probes(&heap, &d, &l)[i as usize];
+                        Some(format!(
+                            "probe {i} (word at {at}, width {width}, = {word:#x}): {other:?}"
+                        ))
+                    }
+                }
+            });
+        })
+    });
+}
