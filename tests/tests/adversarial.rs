@@ -1884,3 +1884,83 @@ fn scribbled_container_words_give_errors_never_wrong_values() {
         })
     });
 }
+
+/// A dictionary's `FRESH` word still naming an entry block it freed (a holder killed between
+/// freeing its prepared block and forgetting it), after another dictionary reused that block
+/// for a live entry: the next holder's repair skips the block (its generation moved on) and
+/// never frees the other dictionary's entry.
+#[test]
+fn stale_fresh_word_never_frees_a_block_another_container_reused() {
+    watchdog(Duration::from_secs(60), "stale_fresh", || {
+        assert_no_leaks(|| {
+            let seg = Segment::create(1 << 20).unwrap();
+            let heap = TestHeap::on(&seg);
+            let a = shmproc::Dict::<u64, u64>::new_in(&seg).unwrap();
+            let b = shmproc::Dict::<u64, u64>::new_in(&seg).unwrap();
+            a.insert(1, 10).unwrap();
+            b.insert(0, 0).unwrap();
+            // The reference word of `a`'s one entry, read from its table.
+            let table = ref_payload(peek_u64(&heap, a.token().offset + 4 * 8));
+            let table_len = peek_u64(&heap, table - 32 + 24);
+            let stale = (0..table_len / 16)
+                .map(|i| peek_u64(&heap, table + 16 * i))
+                .find(|&r| r > 1)
+                .unwrap();
+            let used = heap.stats().used;
+            a.remove(&1).unwrap();
+            // `b` takes the block back from the free list (same class, last freed).
+            b.insert(2, 20).unwrap();
+            assert_eq!(heap.stats().used, used, "the freed entry block was reused");
+            let b_table = ref_payload(peek_u64(&heap, b.token().offset + 4 * 8));
+            let b_refs: Vec<u64> = (0..peek_u64(&heap, b_table - 32 + 24) / 16)
+                .map(|i| peek_u64(&heap, b_table + 16 * i))
+                .collect();
+            let reused = b_refs
+                .iter()
+                .copied()
+                .find(|&r| ref_payload(r) == ref_payload(stale))
+                .expect("b's new entry reuses a's freed block");
+            assert_ne!(
+                reused >> 32,
+                stale >> 32,
+                "a reused block has a new generation"
+            );
+            // `a`'s FRESH word (intent word 7 of the header's words from 8) names the freed
+            // block, as a death between the free and the forget leaves it.
+            let fresh = a.token().offset + (8 + 7) * 8;
+            poke_word(&heap, fresh, 8, stale);
+            // The next holder of `a` repairs: the block is skipped, `b`'s entry lives.
+            assert_eq!(a.len().unwrap(), 0);
+            assert_eq!(
+                peek_u64(&heap, fresh),
+                0,
+                "the repair forgets the stale word"
+            );
+            assert_eq!(b.get(&2).unwrap(), Some(20));
+            assert_eq!(b.get(&0).unwrap(), Some(0));
+            assert_eq!(heap.stats().used, used, "nothing freed or lost");
+            a.insert(3, 30).unwrap();
+            assert_eq!(b.get(&2).unwrap(), Some(20));
+            heap.walk().unwrap();
+            // The same for a stale word naming a block that is still free.
+            let c = shmproc::Dict::<u64, u64>::new_in(&seg).unwrap();
+            c.insert(5, 50).unwrap();
+            let c_table = ref_payload(peek_u64(&heap, c.token().offset + 4 * 8));
+            let c_entry = (0..peek_u64(&heap, c_table - 32 + 24) / 16)
+                .map(|i| peek_u64(&heap, c_table + 16 * i))
+                .find(|&r| r > 1)
+                .unwrap();
+            c.remove(&5).unwrap();
+            let used = heap.stats().used;
+            poke_word(&heap, c.token().offset + (8 + 7) * 8, 8, c_entry);
+            assert_eq!(c.len().unwrap(), 0);
+            assert_eq!(heap.stats().used, used, "a free block is not freed twice");
+            let free_before = heap.walk().unwrap();
+            c.insert(6, 60).unwrap();
+            b.insert(7, 70).unwrap();
+            assert_eq!(c.get(&6).unwrap(), Some(60));
+            assert_eq!(b.get(&7).unwrap(), Some(70));
+            assert!(heap.walk().unwrap().free_blocks <= free_before.free_blocks);
+        })
+    });
+}
