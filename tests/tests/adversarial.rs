@@ -1648,8 +1648,8 @@ fn ref_payload(r: u64) -> u64 {
     (r & 0xffff_ffff) * 32
 }
 
-/// Every word a container's read path uses, as (offset, width): the header's root word, the
-/// table's block header, the table's slot words, and for a few entries their block header
+/// Every word a container's read path uses, as (offset, width): the header's root word and
+/// intent record, the table's block header, the table's slot words, and for a few entries their block header
 /// words, their block-start bit (the bitmap byte) and their first payload word (a dictionary
 /// entry's key length). The flag says whether the word may take the value of the same word of
 /// another entry: not a list's slot, where another element's reference is an element (as
@@ -1659,6 +1659,11 @@ fn container_words(heap: &TestHeap, header: u64, dict: bool) -> Vec<(u64, u64, b
     let table = ref_payload(peek_u64(heap, root));
     let table_len = peek_u64(heap, table - 32 + 24);
     let mut out = vec![(root, 8, true)];
+    // The intent record (header words 8 to 15: state, op, which word, old, new, the blocks to
+    // free on commit and on rollback, `FRESH`), read by the next holder's repair.
+    for w in 8..16 {
+        out.push((header + 8 * w, 8, true));
+    }
     for (off, width) in [(0, 4), (4, 4), (8, 8), (16, 8), (24, 8)] {
         out.push((table - 32 + off, width, true));
     }
