@@ -161,3 +161,89 @@ fn slot_set_survives_a_death_at_every_step() {
         |s| s.get().expect("get"),
     );
 }
+
+/// Every mutation interrupted at every crash point, and then the next user's repair of it
+/// interrupted at every crash point too (the `FRESH` block freed or not, the intent resolved
+/// partly): the user after that finds the state before or after the mutation, and once the
+/// container is dropped the heap is back to where it started (nothing freed twice or lost).
+fn crash_twice<C, S: PartialEq + Debug>(
+    name: &str,
+    setup: impl Fn(&Segment) -> C,
+    op: impl Fn(&C),
+    observe: impl Fn(&C) -> S,
+) {
+    let mut k = 1;
+    loop {
+        let mut j = 1;
+        let completed = loop {
+            let seg = Segment::create(8 << 20).expect("segment");
+            let used = seg.stats().used;
+            let (completed, repaired) = {
+                let c = setup(&seg);
+                let before = observe(&c);
+                CRASH_AFTER.with(|n| n.set(k));
+                let r = catch_unwind(AssertUnwindSafe(|| op(&c)));
+                CRASH_AFTER.with(|n| n.set(j));
+                // The next user repairs (inside `observe`) and dies at its `j`th point.
+                let repair = catch_unwind(AssertUnwindSafe(|| observe(&c)));
+                CRASH_AFTER.with(|n| n.set(0));
+                let got = observe(&c);
+                let reference = setup(&seg);
+                op(&reference);
+                let after = observe(&reference);
+                assert!(
+                    got == before || got == after,
+                    "{name}, crash points {k} then {j}: {got:?} is neither {before:?} nor \
+                     {after:?}"
+                );
+                (r.is_ok(), repair.is_ok())
+            };
+            assert_eq!(
+                seg.stats().used,
+                used,
+                "{name}, crash points {k} then {j}: blocks lost or kept"
+            );
+            if repaired {
+                break completed;
+            }
+            j += 1;
+            assert!(j < 200, "{name}: too many crash points in the repair");
+        };
+        if completed {
+            return;
+        }
+        k += 1;
+        assert!(k < 200, "{name}: too many crash points");
+    }
+}
+
+#[test]
+fn repairs_survive_a_second_death_at_every_step() {
+    let grow = |d: &Dict<u32, String>| drop(d.insert(6, "new".into()));
+    crash_twice("dict insert + grow", |s| dict(s, 6), grow, items);
+    let rep = |d: &Dict<u32, String>| drop(d.insert(2, "new".into()));
+    crash_twice("dict replace", |s| dict(s, 5), rep, items);
+    let upd = |d: &Dict<u32, String>| drop(d.update_with(&1, |v| *v = None));
+    crash_twice("dict update_with", |s| dict(s, 5), upd, items);
+    let clr = |d: &Dict<u32, String>| drop(d.clear());
+    crash_twice("dict clear", |s| dict(s, 5), clr, items);
+    crash_twice(
+        "list push + grow",
+        |s| list(s, 8),
+        |l| drop(l.push(99)),
+        elems,
+    );
+    crash_twice(
+        "list insert",
+        |s| list(s, 5),
+        |l| drop(l.insert(1, 99)),
+        elems,
+    );
+    crash_twice("list remove", |s| list(s, 5), |l| drop(l.remove(2)), elems);
+    crash_twice(
+        "slot set",
+        |s| Slot::new_in(s, "old".to_owned()).expect("slot"),
+        |s| drop(s.set("new".repeat(50))),
+        |s| s.get().expect("get"),
+    );
+}

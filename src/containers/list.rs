@@ -102,8 +102,9 @@ const HOOKS: Hooks = Hooks { destroy, repair };
 
 fn destroy(core: &Core, g: &LockGuard<'_>) {
     let root = core.word(ROOT).load(Ordering::Acquire);
-    if let Ok(words) = core.table(g, root) {
-        let len = words[0].load(Ordering::Relaxed);
+    // A table too short for its length word (a scribbled block header) names no entries.
+    if let Ok(Some(len_word)) = core.table(g, root).map(|words| words.first()) {
+        let len = len_word.load(Ordering::Relaxed);
         let _ = protocol::Blocks::free_list_range(&Held { core, guard: g }, 0, len);
     }
     core.word(ROOT).store(0, Ordering::Relaxed);
@@ -371,8 +372,12 @@ impl<T: Serialize + DeserializeOwned> ListGuard<'_, T> {
     /// Returns (root, words, len), checking the length against the table.
     fn root(&self) -> Result<(u64, &[AtomicU64], usize)> {
         let (root, words) = self.core().root_table(&self.g)?;
-        let len = usize::try_from(words[0].load(Ordering::Relaxed)).unwrap_or(usize::MAX);
-        if words.len() < 2 || len >= words.len() {
+        // A table shorter than two words (one whose block header was scribbled) is corrupt.
+        let len = match words {
+            [len, _, ..] => usize::try_from(len.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
+            _ => usize::MAX,
+        };
+        if len >= words.len() {
             return Err(Error::CorruptObject {
                 reason: "list length past its table",
             });

@@ -1625,3 +1625,352 @@ fn timed_wait_probe(kind: u32, word: u64, value: u32) -> i32 {
     }
     0
 }
+
+// ---------------------------------------------------------------------------------------------
+// Scribbled containers.
+
+/// Keys and values of the container scribble probes.
+const SCRIBBLED_ENTRIES: u64 = 40;
+
+fn scribbled_value(k: u64) -> String {
+    format!("value-{k}-{}", "x".repeat((k % 7) as usize))
+}
+
+fn peek_u64(heap: &TestHeap, at: u64) -> u64 {
+    (0..8).fold(0, |w, i| {
+        w | u64::from(heap.peek_u8(at + i).unwrap()) << (8 * i)
+    })
+}
+
+fn poke_word(heap: &TestHeap, at: u64, width: u64, word: u64) {
+    for i in 0..width {
+        heap.poke_u8(at + i, (word >> (8 * i)) as u8).unwrap();
+    }
+}
+
+/// The payload a container reference word names (`generation << 32 | payload / 32`).
+fn ref_payload(r: u64) -> u64 {
+    (r & 0xffff_ffff) * 32
+}
+
+/// Every word a container's read path uses, as (offset, width): the header's root word and
+/// intent record, the table's block header, the table's slot words, and for a few entries their block header
+/// words, their block-start bit (the bitmap byte) and their first payload word (a dictionary
+/// entry's key length). The flag says whether the word may take the value of the same word of
+/// another entry: not a list's slot, where another element's reference is an element (as
+/// after a `set`), indistinguishable from data.
+fn container_words(heap: &TestHeap, header: u64, dict: bool) -> Vec<(u64, u64, bool)> {
+    let root = header + 4 * 8;
+    let table = ref_payload(peek_u64(heap, root));
+    let table_len = peek_u64(heap, table - 32 + 24);
+    let mut out = vec![(root, 8, true)];
+    // The intent record (header words 8 to 15: state, op, which word, old, new, the blocks to
+    // free on commit and on rollback, `FRESH`), read by the next holder's repair.
+    for w in 8..16 {
+        out.push((header + 8 * w, 8, true));
+    }
+    for (off, width) in [(0, 4), (4, 4), (8, 8), (16, 8), (24, 8)] {
+        out.push((table - 32 + off, width, true));
+    }
+    let refs: Vec<(u64, u64)> = if dict {
+        (0..table_len / 16)
+            .map(|i| (table + 16 * i, peek_u64(heap, table + 16 * i)))
+            .filter(|&(_, r)| r > 1)
+            .collect()
+    } else {
+        let len = peek_u64(heap, table);
+        out.push((table, 8, true));
+        (1..=len)
+            .map(|i| (table + 8 * i, peek_u64(heap, table + 8 * i)))
+            .collect()
+    };
+    for &(slot, r) in refs.iter().take(4) {
+        out.push((slot, 8, dict));
+        if dict {
+            // The slot's hash word.
+            out.push((slot + 8, 8, true));
+        }
+        let payload = ref_payload(r);
+        let block = payload - 32;
+        for (off, width) in [(0, 4), (4, 4), (8, 8), (12, 4), (16, 8), (24, 8)] {
+            out.push((block + off, width, true));
+        }
+        out.push((payload, 4, true));
+        // The block-start bitmap: one bit per 32-byte unit, from byte 1024 of the segment.
+        out.push((1024 + block / 32 / 8, 1, true));
+        out.push((1024 + payload / 32 / 8, 1, true));
+    }
+    out
+}
+
+/// The hostile values written over a word of `width` bytes holding `orig`; `other` is the
+/// same word of another entry (a reference to another entry, another header).
+fn hostile_words(orig: u64, other: u64, width: u64) -> Vec<u64> {
+    let mask = if width == 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * width)) - 1
+    };
+    let mut v = vec![
+        0,
+        mask,
+        orig ^ 1,
+        orig ^ (1 << (8 * width - 1)),
+        orig.wrapping_add(1),
+        orig.wrapping_sub(1),
+        orig.wrapping_add(32),
+        orig.wrapping_sub(32),
+        other,
+    ];
+    if width == 8 {
+        v.extend([
+            orig ^ (1 << 32),
+            orig.wrapping_add(1 << 32),
+            orig ^ 0x8000_0000,
+        ]);
+    }
+    for w in &mut v {
+        *w &= mask;
+    }
+    v.sort_unstable();
+    v.dedup();
+    v.retain(|&w| w != orig & mask);
+    v
+}
+
+/// The child of a container scribble probe: every value a read hands back is the one stored
+/// under that key or index (exit 3 otherwise); errors and misses are fine; then mutations run
+/// (any result is fine). A panic, a crash or a hang fails the probe.
+///
+/// With `strict` false (a list's slot word was scribbled, possibly to another element's
+/// reference) a list element may be any stored value.
+fn exercise_containers(
+    heap: &TestHeap,
+    d: &shmproc::Dict<u64, String>,
+    l: &shmproc::List<String>,
+    strict: bool,
+) -> i32 {
+    let stored = |i: u64, v: &str| {
+        v == scribbled_value(i)
+            || !strict && (0..SCRIBBLED_ENTRIES).any(|j| v == scribbled_value(j))
+    };
+    for k in 0..SCRIBBLED_ENTRIES + 2 {
+        if let Ok(Some(v)) = d.get(&k)
+            && v != scribbled_value(k)
+        {
+            eprintln!("Dict::get({k}) gave {v:?}");
+            return 3;
+        }
+        if let Ok(Some(v)) = l.get(k as usize)
+            && !stored(k, &v)
+        {
+            eprintln!("List::get({k}) gave {v:?}");
+            return 3;
+        }
+    }
+    if let Ok(items) = d.items()
+        && let Some((k, v)) = items.iter().find(|(k, v)| *v != scribbled_value(*k))
+    {
+        eprintln!("Dict::items has {k} -> {v:?}");
+        return 3;
+    }
+    if let Ok(v) = l.to_vec()
+        && let Some((i, x)) = v.iter().enumerate().find(|(i, x)| !stored(*i as u64, x))
+    {
+        eprintln!("List::to_vec has [{i}] = {x:?}");
+        return 3;
+    }
+    for k in [0, 3, SCRIBBLED_ENTRIES + 5] {
+        let _ = d.insert(k, scribbled_value(k));
+        let _ = d.update_with(&k, |v| v.take());
+        let _ = d.contains_key(&k);
+    }
+    let _ = d.len();
+    let _ = l.push(scribbled_value(0));
+    let _ = l.insert(0, scribbled_value(1));
+    let _ = l.set(2, scribbled_value(2));
+    let _ = l.remove(1);
+    let _ = l.pop();
+    let _ = d.clear();
+    let _ = l.clear();
+    let _ = heap.walk();
+    0
+}
+
+/// A segment holding a dictionary and a list of `SCRIBBLED_ENTRIES` entries each, with freed
+/// entry blocks beside the live ones (the same layout every time).
+fn scribble_containers() -> (TestHeap, shmproc::Dict<u64, String>, shmproc::List<String>) {
+    let seg = Segment::create(1 << 20).unwrap();
+    let heap = TestHeap::on(&seg);
+    let d = shmproc::Dict::<u64, String>::new_in(&seg).unwrap();
+    let l = shmproc::List::<String>::new_in(&seg).unwrap();
+    for k in 0..SCRIBBLED_ENTRIES {
+        d.insert(k, scribbled_value(k)).unwrap();
+        l.push(scribbled_value(k)).unwrap();
+    }
+    // Freed blocks of the entry class, so stale bytes sit beside live ones.
+    for k in SCRIBBLED_ENTRIES..SCRIBBLED_ENTRIES + 8 {
+        d.insert(k, scribbled_value(k)).unwrap();
+        d.remove(&k).unwrap();
+    }
+    (heap, d, l)
+}
+
+/// The probes of `scribble_containers`' layout: (strict, offset, width, hostile word); not
+/// strict for a list's slot word (see `container_words`).
+fn container_probes(
+    heap: &TestHeap,
+    d: &shmproc::Dict<u64, String>,
+    l: &shmproc::List<String>,
+) -> Vec<(bool, u64, u64, u64)> {
+    let mut probes = Vec::new();
+    for (header, dict) in [(d.token().offset, true), (l.token().offset, false)] {
+        let words = container_words(heap, header, dict);
+        for (n, &(at, width, alias)) in words.iter().enumerate() {
+            // The same word of the next entry (or the one before).
+            let other_at = words
+                .iter()
+                .skip(n + 1)
+                .chain(words.iter().take(n).rev())
+                .find(|w| alias && w.1 == width && w.0 != at && w.0.abs_diff(at) % 32 == 0)
+                .map_or(at, |w| w.0);
+            let orig = peek_u64(heap, at);
+            let other = peek_u64(heap, other_at);
+            for word in hostile_words(orig, other, width) {
+                probes.push((alias, at, width, word));
+            }
+        }
+    }
+    probes
+}
+
+/// Every word a dictionary's or a list's read path uses (the root word, the table's block
+/// header and slots, entries' block headers, block-start bits and key lengths), overwritten
+/// with hostile values one at a time, each in a segment of its own: `get`, iteration and
+/// mutations give errors or misses, never another entry's value, a panic, a crash or a hang.
+#[test]
+fn scribbled_container_words_give_errors_never_wrong_values() {
+    watchdog(Duration::from_secs(600), "container_scribbles", || {
+        assert_no_leaks(|| {
+            let n = {
+                let (heap, d, l) = scribble_containers();
+                container_probes(&heap, &d, &l).len()
+            };
+            eprintln!("{n} container scribble probes");
+            all_probes_hold(n as u64, |i| {
+                let r = in_child(Duration::from_secs(10), move || {
+                    let (heap, d, l) = scribble_containers();
+                    let probes = container_probes(&heap, &d, &l);
+                    if probes.len() != n {
+                        eprintln!("the layout changed: {} probes", probes.len());
+                        return 4;
+                    }
+                    let (strict, at, width, word) = probes[i as usize];
+                    poke_word(&heap, at, width, word);
+                    // A handle attached after the scribble as well as one from before it.
+                    let fresh = (
+                        shmproc::Dict::<u64, String>::from_token(&d.token()),
+                        shmproc::List::<String>::from_token(&l.token()),
+                    );
+                    if let (Ok(d2), Ok(l2)) = fresh {
+                        let c = exercise_containers(&heap, &d2, &l2, strict);
+                        if c != 0 {
+                            return c;
+                        }
+                    }
+                    exercise_containers(&heap, &d, &l, strict)
+                });
+                match r {
+                    Ok(Ok(0)) => None,
+                    other => {
+                        let (heap, d, l) = scribble_containers();
+                        let (_, at, width, word) = container_probes(&heap, &d, &l)[i as usize];
+                        Some(format!(
+                            "probe {i} (word at {at}, width {width}, = {word:#x}): {other:?}"
+                        ))
+                    }
+                }
+            });
+        })
+    });
+}
+
+/// A dictionary's `FRESH` word still naming an entry block it freed (a holder killed between
+/// freeing its prepared block and forgetting it), after another dictionary reused that block
+/// for a live entry: the next holder's repair skips the block (its generation moved on) and
+/// never frees the other dictionary's entry.
+#[test]
+fn stale_fresh_word_never_frees_a_block_another_container_reused() {
+    watchdog(Duration::from_secs(60), "stale_fresh", || {
+        assert_no_leaks(|| {
+            let seg = Segment::create(1 << 20).unwrap();
+            let heap = TestHeap::on(&seg);
+            let a = shmproc::Dict::<u64, u64>::new_in(&seg).unwrap();
+            let b = shmproc::Dict::<u64, u64>::new_in(&seg).unwrap();
+            a.insert(1, 10).unwrap();
+            b.insert(0, 0).unwrap();
+            // The reference word of `a`'s one entry, read from its table.
+            let table = ref_payload(peek_u64(&heap, a.token().offset + 4 * 8));
+            let table_len = peek_u64(&heap, table - 32 + 24);
+            let stale = (0..table_len / 16)
+                .map(|i| peek_u64(&heap, table + 16 * i))
+                .find(|&r| r > 1)
+                .unwrap();
+            let used = heap.stats().used;
+            a.remove(&1).unwrap();
+            // `b` takes the block back from the free list (same class, last freed).
+            b.insert(2, 20).unwrap();
+            assert_eq!(heap.stats().used, used, "the freed entry block was reused");
+            let b_table = ref_payload(peek_u64(&heap, b.token().offset + 4 * 8));
+            let b_refs: Vec<u64> = (0..peek_u64(&heap, b_table - 32 + 24) / 16)
+                .map(|i| peek_u64(&heap, b_table + 16 * i))
+                .collect();
+            let reused = b_refs
+                .iter()
+                .copied()
+                .find(|&r| ref_payload(r) == ref_payload(stale))
+                .expect("b's new entry reuses a's freed block");
+            assert_ne!(
+                reused >> 32,
+                stale >> 32,
+                "a reused block has a new generation"
+            );
+            // `a`'s FRESH word (intent word 7 of the header's words from 8) names the freed
+            // block, as a death between the free and the forget leaves it.
+            let fresh = a.token().offset + (8 + 7) * 8;
+            poke_word(&heap, fresh, 8, stale);
+            // The next holder of `a` repairs: the block is skipped, `b`'s entry lives.
+            assert_eq!(a.len().unwrap(), 0);
+            assert_eq!(
+                peek_u64(&heap, fresh),
+                0,
+                "the repair forgets the stale word"
+            );
+            assert_eq!(b.get(&2).unwrap(), Some(20));
+            assert_eq!(b.get(&0).unwrap(), Some(0));
+            assert_eq!(heap.stats().used, used, "nothing freed or lost");
+            a.insert(3, 30).unwrap();
+            assert_eq!(b.get(&2).unwrap(), Some(20));
+            heap.walk().unwrap();
+            // The same for a stale word naming a block that is still free.
+            let c = shmproc::Dict::<u64, u64>::new_in(&seg).unwrap();
+            c.insert(5, 50).unwrap();
+            let c_table = ref_payload(peek_u64(&heap, c.token().offset + 4 * 8));
+            let c_entry = (0..peek_u64(&heap, c_table - 32 + 24) / 16)
+                .map(|i| peek_u64(&heap, c_table + 16 * i))
+                .find(|&r| r > 1)
+                .unwrap();
+            c.remove(&5).unwrap();
+            let used = heap.stats().used;
+            poke_word(&heap, c.token().offset + (8 + 7) * 8, 8, c_entry);
+            assert_eq!(c.len().unwrap(), 0);
+            assert_eq!(heap.stats().used, used, "a free block is not freed twice");
+            let free_before = heap.walk().unwrap();
+            c.insert(6, 60).unwrap();
+            b.insert(7, 70).unwrap();
+            assert_eq!(c.get(&6).unwrap(), Some(60));
+            assert_eq!(b.get(&7).unwrap(), Some(70));
+            assert!(heap.walk().unwrap().free_blocks <= free_before.free_blocks);
+        })
+    });
+}

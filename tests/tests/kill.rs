@@ -10,7 +10,7 @@
 use shmproc::fuzzing::concurrent::{self, Op, Schedule};
 use shmproc::heap_testing::TestHeap;
 use shmproc::testing::{ForkPermit, assert_no_leaks, fork, set_liveness_probe_fault, watchdog};
-use shmproc::{Array, Dict, List, Lock, Queue, RLock, RawArray, RawValue, Segment, Value};
+use shmproc::{Array, Dict, List, Lock, Queue, RLock, RawArray, RawValue, Segment, Slot, Value};
 use shmproc_tests::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -769,6 +769,170 @@ fn kill_lock_users_mid_handoff() {
                 Ok(None) => panic!("the lock stayed held after every user was killed"),
             }
             eprintln!("{n} kills, {} grants", rounds.get());
+        })
+    });
+}
+
+/// Operation `n` of the mixed kill test on `(d, l)`: `update_with` (change and remove),
+/// `insert`, `remove`, `get_or_insert_with`, `clear`, and `List::insert` in the middle, `push`,
+/// `set`, `remove(0)`, `truncate`, and `Slot::set` and `Slot::update_with`. Deterministic given the state, so `mixed_model` replays it.
+fn mixed_step(d: &Dict<u64, u64>, l: &List<u64>, s: &Slot<Vec<u64>>, n: u64) {
+    match n % 11 {
+        0 => d
+            .update_with(&(n % 13), |v| *v = Some(v.unwrap_or(0) + n))
+            .unwrap(),
+        1 => drop(d.insert(n % 13, n).unwrap()),
+        2 => drop(d.remove(&((n * 7) % 13)).unwrap()),
+        3 => drop(d.get_or_insert_with(n % 17, || n).unwrap()),
+        4 if n % 40 == 4 => d.clear().unwrap(),
+        4 => d.update_with(&((n * 3) % 13), |v| *v = None).unwrap(),
+        5 => {
+            let len = l.len().unwrap();
+            l.insert(len / 2, n).unwrap();
+        }
+        6 => l.push(n).unwrap(),
+        7 => {
+            let len = l.len().unwrap();
+            if len > 0 {
+                l.set((n as usize) % len, n).unwrap();
+            }
+        }
+        8 if l.len().unwrap() > 30 => l.truncate(8).unwrap(),
+        8 => l.push(n).unwrap(),
+        9 if n.is_multiple_of(3) => s.set(vec![n]).unwrap(),
+        9 => s.update_with(|v| slot_step(v, n)).unwrap(),
+        _ => {
+            if l.len().unwrap() > 0 {
+                l.remove(0).unwrap();
+            }
+        }
+    }
+}
+
+/// The slot's change by `update_with` in `mixed_step`.
+fn slot_step(v: &mut Vec<u64>, n: u64) {
+    if v.len() >= 20 {
+        v.clear();
+    } else {
+        v.push(n);
+    }
+}
+
+/// `mixed_step` on a model.
+fn mixed_model(d: &mut BTreeMap<u64, u64>, l: &mut Vec<u64>, s: &mut Vec<u64>, n: u64) {
+    match n % 11 {
+        0 => *d.entry(n % 13).or_insert(0) += n,
+        1 => drop(d.insert(n % 13, n)),
+        2 => drop(d.remove(&((n * 7) % 13))),
+        3 => drop(*d.entry(n % 17).or_insert(n)),
+        4 if n % 40 == 4 => d.clear(),
+        4 => drop(d.remove(&((n * 3) % 13))),
+        5 => l.insert(l.len() / 2, n),
+        6 => l.push(n),
+        7 => {
+            let len = l.len();
+            if len > 0 {
+                l[(n as usize) % len] = n;
+            }
+        }
+        8 if l.len() > 30 => l.truncate(8),
+        8 => l.push(n),
+        9 if n.is_multiple_of(3) => *s = vec![n],
+        9 => slot_step(s, n),
+        _ => {
+            if !l.is_empty() {
+                l.remove(0);
+            }
+        }
+    }
+}
+
+/// A writer SIGKILLed at random points of a mix of every dictionary and list mutation
+/// (`update_with`, `clear`, `get_or_insert_with`, a list insert in the middle, `set`,
+/// `truncate`, a slot's `set` and `update_with`, ...), often right at its start, while it completes or rolls back the mutation the
+/// writer killed before it left (its `FRESH` block or its intent): both containers match the
+/// acknowledged operations (plus at most the one in flight), and the heap grows by at most
+/// about one entry per kill.
+#[test]
+fn kill_writer_mid_mixed_mutations_keeps_containers_consistent() {
+    let rounds = iters(60).min(1000);
+    watchdog(limit(rounds), "kill_mixed", || {
+        assert_no_leaks(|| {
+            let seg = Segment::create(64 << 20).unwrap();
+            let acked = RawArray::<u64>::new_in(&seg, 1).unwrap();
+            let before = seg.stats().used;
+            let d = Dict::<u64, u64>::new_in(&seg).unwrap();
+            let l = List::<u64>::new_in(&seg).unwrap();
+            let sl = Slot::<Vec<u64>>::new_in(&seg, Vec::new()).unwrap();
+            let mut rng = kill_rng();
+            let (mut next, mut early) = (0u64, 0u64);
+            // The containers' state at the last check.
+            let (mut prev_d, mut prev_l, mut prev_s) = (BTreeMap::new(), Vec::new(), Vec::new());
+            for round in 0..rounds {
+                acked.set(0, next).unwrap();
+                let (d2, l2, s2, acked2) = (d.clone(), l.clone(), sl.clone(), acked.clone());
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                let mut kid = fork(unsafe { ForkPermit::new() }, move || {
+                    let mut n = next;
+                    loop {
+                        mixed_step(&d2, &l2, &s2, n);
+                        n += 1;
+                        acked2.set(0, n).unwrap();
+                    }
+                });
+                // Every third round the kill comes within a few microseconds: often inside the
+                // repair of the previous kill's mutation.
+                if round % 3 == 0 {
+                    spin_for(rng.below(60));
+                } else {
+                    std::thread::sleep(Duration::from_micros(rng.below(2000) + 50));
+                }
+                assert_eq!(kid.kill(), Err(9));
+                let a = acked.get(0).unwrap();
+                early += u64::from(a == next);
+                let items: BTreeMap<u64, u64> = d.items().unwrap().into_iter().collect();
+                let list = l.to_vec().unwrap();
+                let slot = sl.get().unwrap();
+                assert_eq!(d.len().unwrap(), items.len(), "round {round}: len");
+                assert_eq!(l.len().unwrap(), list.len(), "round {round}: list len");
+                // The state at the round's start is what the last check found; replay the
+                // acknowledged operations (and the one in flight) from it.
+                let (mut md, mut ml, mut ms) = (prev_d.clone(), prev_l.clone(), prev_s.clone());
+                for n in next..a {
+                    mixed_model(&mut md, &mut ml, &mut ms, n);
+                }
+                let done = if md == items && ml == list && ms == slot {
+                    a
+                } else {
+                    mixed_model(&mut md, &mut ml, &mut ms, a);
+                    assert!(
+                        md == items && ml == list && ms == slot,
+                        "round {round}: state matches neither {a} nor {} operations:\n\
+                         dict {items:?}\nmodel {md:?}\nlist {list:?}\nmodel {ml:?}\n\
+                         slot {slot:?}\nmodel {ms:?}",
+                        a + 1
+                    );
+                    a + 1
+                };
+                (prev_d, prev_l, prev_s) = (items, list, slot);
+                next = done;
+            }
+            assert!(next > 0, "the writer never got to write");
+            eprintln!("{rounds} kills ({early} before a first acknowledgement), {next} operations");
+            d.clear().unwrap();
+            l.clear().unwrap();
+            d.insert(1, 1).unwrap();
+            assert_eq!(d.get(&1).unwrap(), Some(1));
+            sl.set(Vec::new()).unwrap();
+            drop((d, l, sl));
+            let leaked = seg.stats().used - before;
+            eprintln!("{leaked} bytes lost in {rounds} kills");
+            // At most about one block per kill: an entry, or a table of a list of at most
+            // 31 elements (a list insert that grows its table prepares two blocks).
+            assert!(
+                leaked <= rounds * 1024,
+                "{leaked} bytes lost in {rounds} kills"
+            );
         })
     });
 }
