@@ -31,3 +31,51 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// The wire form of a manager request (`shmproc::manager`'s protocol: the same variants in the
+/// same order), for tests that speak to a server as a raw or hostile client would.
+#[derive(Debug, serde::Serialize)]
+pub enum WireRequest {
+    /// A client's greeting on a new connection.
+    Hello {
+        /// The client's number.
+        client: u64,
+    },
+    /// Creates an object of a registered kind.
+    Create {
+        /// The registered kind's name.
+        kind: String,
+        /// The encoded initial value.
+        init: Vec<u8>,
+    },
+    /// Calls a method of an object.
+    Call {
+        /// The object's id.
+        object: u64,
+        /// The calling thread's number.
+        thread: u64,
+        /// The method's name.
+        method: String,
+        /// The encoded arguments.
+        args: Vec<u8>,
+    },
+    /// Keeps an object alive until the server stops.
+    Pin {
+        /// The object's id.
+        object: u64,
+    },
+    /// Drops the caller's reference to an object.
+    Release {
+        /// The object's id.
+        object: u64,
+    },
+    /// Asks for an object's kind.
+    TypeOf {
+        /// The object's id.
+        object: u64,
+    },
+    /// Asks for a reply and nothing else.
+    Ping,
+    /// Stops the server.
+    Shutdown,
+}

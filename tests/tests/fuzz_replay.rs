@@ -330,36 +330,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     out
 }
 
-/// The wire form of a manager request (`shmproc::manager`'s protocol: same variants, same
-/// order).
-#[derive(serde::Serialize)]
-enum WireRequest {
-    #[allow(dead_code)]
-    Hello {
-        client: u64,
-    },
-    Create {
-        kind: String,
-        init: Vec<u8>,
-    },
-    Call {
-        object: u64,
-        thread: u64,
-        method: String,
-        args: Vec<u8>,
-    },
-    Pin {
-        object: u64,
-    },
-    Release {
-        object: u64,
-    },
-    TypeOf {
-        object: u64,
-    },
-    Ping,
-    Shutdown,
-}
+use shmproc_tests::WireRequest;
 
 /// A `manager_protocol` frame: client, flags (bit 0 ends the session), length, request.
 fn frame(client: u8, flags: u8, req: &WireRequest) -> Vec<u8> {

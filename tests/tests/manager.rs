@@ -911,33 +911,7 @@ fn stopping_an_in_process_server_ends_blocked_calls() {
 
 // ------------------------------------------------------------------ a hostile client
 
-/// The wire form of the server's `Request` (same variants, same order).
-#[derive(Serialize)]
-enum WireRequest {
-    Hello {
-        client: u64,
-    },
-    Create {
-        kind: String,
-        init: Vec<u8>,
-    },
-    Call {
-        object: u64,
-        thread: u64,
-        method: String,
-        args: Vec<u8>,
-    },
-    Pin {
-        object: u64,
-    },
-    Release {
-        object: u64,
-    },
-    TypeOf {
-        object: u64,
-    },
-    Ping,
-}
+use shmproc_tests::WireRequest;
 
 /// Sends one raw frame and returns whether the reply is an error (`Reply::Err`).
 fn raw_call(c: &shmproc::Connection, frame: &[u8]) -> bool {

@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)] // tests: a failed unwrap is the assertion
 
-use serde::Serialize;
 use shmproc::codec::{from_bytes, to_bytes};
 use shmproc::connection::Address;
 use shmproc::manager::{DictProxy, LockProxy, QueueProxy, SemaphoreProxy};
@@ -18,34 +17,7 @@ use std::time::{Duration, Instant};
 const LIMIT: Duration = Duration::from_secs(120);
 const LONG: Duration = Duration::from_secs(30);
 
-/// The wire form of the server's `Request` (same variants, same order).
-#[derive(Serialize)]
-#[allow(dead_code)] // variants kept for their position in the encoding
-enum WireRequest {
-    Hello {
-        client: u64,
-    },
-    Create {
-        kind: String,
-        init: Vec<u8>,
-    },
-    Call {
-        object: u64,
-        thread: u64,
-        method: String,
-        args: Vec<u8>,
-    },
-    Pin {
-        object: u64,
-    },
-    Release {
-        object: u64,
-    },
-    TypeOf {
-        object: u64,
-    },
-    Ping,
-}
+use shmproc_tests::WireRequest;
 
 /// A raw, greeted connection to the server at `addr` as client `nonce`.
 fn raw_client(addr: &Address, key: &[u8], nonce: u64) -> shmproc::Connection {
