@@ -1195,7 +1195,9 @@ fn the_connection_cap_is_a_clear_error_and_frees_up() {
                     Err(e) => panic!("connect: {e}"),
                 }
             };
-            c.send_bytes(&greet).unwrap();
+            // A refused connection may be closed before the greeting is sent: its answer is
+            // already on the way, so only the reply is checked.
+            let _ = c.send_bytes(&greet);
             let r = c.recv_bytes();
             (c, r)
         };
