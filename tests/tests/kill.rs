@@ -28,6 +28,16 @@ fn limit(n: u64) -> Duration {
     Duration::from_secs(120) + Duration::from_millis(200) * u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// Waits until the writer has acknowledged an operation past `from` in slot `i` of `acked`
+/// (at most 5 s): on a loaded machine a forked writer can take longer to start than the random
+/// delay before its kill, and a round whose writer never ran tests nothing.
+fn await_first_ack(acked: &RawArray<u64>, i: usize, from: u64) {
+    let t = Instant::now();
+    while acked.get(i).unwrap() == from && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_micros(20));
+    }
+}
+
 /// The suite's generator: seeded from `SHMPROC_KILL_SEED` (to replay a run) or the pid.
 fn kill_rng() -> Rng {
     let seed = std::env::var("SHMPROC_KILL_SEED")
@@ -543,6 +553,9 @@ fn kill_writers_mid_mutation_keeps_containers_consistent() {
                         })
                     })
                     .collect();
+                for (p, &from) in next_push.iter().enumerate() {
+                    await_first_ack(&acked, 2 + p, from);
+                }
                 let t = Duration::from_micros(200 + u64::from(round % 11) * 150);
                 std::thread::sleep(t);
                 for k in &mut kids {
@@ -660,6 +673,7 @@ fn kill_writer_while_list_shrinks_keeps_it_consistent() {
                         }
                     }
                 });
+                await_first_ack(&acked, 0, 0);
                 std::thread::sleep(Duration::from_micros(rng.below(3000) + 100));
                 assert_eq!(kid.kill(), Err(9));
                 ops += acked.get(0).unwrap();
@@ -885,6 +899,7 @@ fn kill_writer_mid_mixed_mutations_keeps_containers_consistent() {
                 if round % 3 == 0 {
                     spin_for(rng.below(60));
                 } else {
+                    await_first_ack(&acked, 0, next);
                     std::thread::sleep(Duration::from_micros(rng.below(2000) + 50));
                 }
                 assert_eq!(kid.kill(), Err(9));
