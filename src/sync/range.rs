@@ -19,7 +19,7 @@
 //! | offset        | size | field                | written by                                    |
 //! |---------------|------|----------------------|-----------------------------------------------|
 //! | 0             | 4    | `mask`: bit i = slot i holds a claim | a claimant under the array lock (set); the holder or a taker (clear) |
-//! | 4             | 4    | spare, kept 0        | nobody                                        |
+//! | 4             | 4    | `mirror`: a copy of `mask` (fast-path check) | as `mask`, right after it |
 //! | 8 + 32 i      | 16   | slot i's [`LockWord`]: held by the claim's thread; its spare half holds the check word of `start`/`end` | claimant, holder, taker (the check word: a claimant under the array lock) |
 //! | 24 + 32 i     | 8    | slot i's `start`     | a claimant under the array lock               |
 //! | 32 + 32 i     | 8    | slot i's `end`       | a claimant under the array lock               |
@@ -38,8 +38,11 @@
 //!   taker clears the bit before unlocking.
 //! - `start`/`end` and their check word are written and read only under the array lock, so a
 //!   scan sees whole ranges.
+//! - `mirror` repeats `mask`: set right after it, cleared right after it. Whole-array access
+//!   takes its fast path (no slot words read) only when both are 0; otherwise it scans.
 //! - A slot may hold a claim when its bit is set *or* its word is locked; scans look at both,
-//!   so a scribbled mask never frees a held claim's elements. A slot whose range is empty or
+//!   so a scribbled mask never frees a held claim's elements (a scribble would have to clear
+//!   the same bit in `mask` and `mirror` to skip the scan). A slot whose range is empty or
 //!   does not match its check word (scribbled, or its claimant died writing it) is taken to
 //!   overlap every range, so a scribbled range is waited for, never granted twice.
 //! - Bits are set only under the array lock, so a holder of the array lock that sees an empty
@@ -92,7 +95,7 @@ struct Slot {
 #[derive(Debug)]
 pub(crate) struct RangeTable {
     mask: AtomicU32,
-    spare: AtomicU32,
+    mirror: AtomicU32,
     slots: [Slot; SLOTS],
 }
 
@@ -120,7 +123,7 @@ impl RangeTable {
     pub(crate) fn new() -> Self {
         RangeTable {
             mask: AtomicU32::new(0),
-            spare: AtomicU32::new(0),
+            mirror: AtomicU32::new(0),
             slots: core::array::from_fn(|_| Slot {
                 word: LockWord::new(),
                 start: AtomicU64::new(0),
@@ -249,6 +252,7 @@ pub(crate) fn claim(
                 // Relaxed: bits are read under the array lock or with `Acquire` after its
                 // release, which publishes this.
                 table.mask.fetch_or(1 << i, Ordering::Relaxed);
+                table.mirror.fetch_or(1 << i, Ordering::Relaxed);
                 drop(main);
                 // Acquire: as in `lock_unclaimed`, for the words of earlier overlapping claims
                 // seen unlocked.
@@ -311,6 +315,7 @@ fn end_stale_claim(table: &RangeTable, i: usize) -> bool {
     // AcqRel: acquire the dead holder's writes; release to the next claimant that sees the
     // bit clear.
     let was = table.mask.fetch_and(!(1 << i), Ordering::AcqRel) & (1 << i) != 0;
+    table.mirror.fetch_and(!(1 << i), Ordering::Relaxed);
     if let Some(slot) = table.slots.get(i) {
         raw::unlock(&slot.word);
     }
@@ -322,6 +327,7 @@ pub(crate) fn release(table: &RangeTable, slot: usize) {
     // Release: the next claimant or array-lock holder that sees the bit clear sees the
     // elements written under the claim.
     table.mask.fetch_and(!(1 << slot), Ordering::Release);
+    table.mirror.fetch_and(!(1 << slot), Ordering::Relaxed);
     raw::unlock(&table.slots[slot].word);
 }
 
@@ -339,7 +345,17 @@ pub(crate) fn lock_unclaimed<'l>(
             unreachable!("an unbounded wait ends only with the lock")
         };
         // Acquire: see the elements written under every claim released so far.
-        let mask = table.mask.load(Ordering::Acquire) & SLOT_BITS;
+        let raw_mask = table.mask.load(Ordering::Acquire);
+        // The common case, no claim at all, costs two loads of one cache line: claims are made
+        // under the array lock (held here), and a release clears `mask` before `mirror`, so
+        // both at 0 means every claim has ended and published its writes (seen through the
+        // `Acquire` above). Any difference between them (a release half done, or a scribble
+        // that cleared a bit of one word) takes the slot-by-slot check below.
+        // Relaxed: `mirror` is only compared; the `Acquire` on `mask` orders the elements.
+        if raw_mask == 0 && table.mirror.load(Ordering::Relaxed) == 0 {
+            return Ok((main, died));
+        }
+        let mask = raw_mask & SLOT_BITS;
         let busy_slots = (0..SLOTS).fold(
             0u32,
             |m, i| {
