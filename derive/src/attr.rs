@@ -52,24 +52,33 @@ pub(crate) fn repr(cx: &Ctxt, attrs: &[Attribute]) -> Repr {
     repr
 }
 
+/// Parses a `crate = "path::to::shmproc"` option into `krate`, refusing a repeated one or a
+/// string that is not a path (shared by `#[shmproc(...)]` and `#[shmproc::managed(...)]`).
+pub(crate) fn parse_crate_option(
+    meta: &syn::meta::ParseNestedMeta<'_>,
+    krate: &mut Option<Path>,
+) -> syn::Result<()> {
+    let lit: LitStr = meta.value()?.parse()?;
+    let path: Path = lit.parse().map_err(|_| {
+        syn::Error::new(
+            lit.span(),
+            format!("`{}` is not a path to the shmproc crate", lit.value()),
+        )
+    })?;
+    if krate.is_some() {
+        return Err(meta.error("duplicate `crate` option"));
+    }
+    *krate = Some(path);
+    Ok(())
+}
+
 /// Reads the container's `#[shmproc(...)]` options, reporting unknown or repeated keys.
 pub(crate) fn options(cx: &Ctxt, attrs: &[Attribute]) -> Options {
     let mut krate: Option<Path> = None;
     for attr in attrs.iter().filter(|a| a.path().is_ident("shmproc")) {
         let parsed = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("crate") {
-                let lit: LitStr = meta.value()?.parse()?;
-                let path: Path = lit.parse().map_err(|_| {
-                    syn::Error::new(
-                        lit.span(),
-                        format!("`{}` is not a path to the shmproc crate", lit.value()),
-                    )
-                })?;
-                if krate.is_some() {
-                    return Err(meta.error("duplicate `crate` option"));
-                }
-                krate = Some(path);
-                Ok(())
+                parse_crate_option(&meta, &mut krate)
             } else {
                 Err(meta.error(
                     "unknown shmproc option; the only one is `crate = \"path::to::shmproc\"`",

@@ -34,18 +34,7 @@ pub(crate) fn options(cx: &Ctxt, args: TokenStream) -> Options {
             name = Some(lit);
             Ok(())
         } else if meta.path.is_ident("crate") {
-            let lit: LitStr = meta.value()?.parse()?;
-            let path: Path = lit.parse().map_err(|_| {
-                syn::Error::new(
-                    lit.span(),
-                    format!("`{}` is not a path to the shmproc crate", lit.value()),
-                )
-            })?;
-            if krate.is_some() {
-                return Err(meta.error("duplicate `crate` option"));
-            }
-            krate = Some(path);
-            Ok(())
+            crate::attr::parse_crate_option(&meta, &mut krate)
         } else {
             Err(meta.error(
                 "unknown shmproc::managed option; the options are `name = \"TypeName\"` and \
