@@ -147,6 +147,8 @@ impl ForkPermit {
 /// If `fork` fails.
 pub fn fork(permit: ForkPermit, f: impl FnOnce() -> i32) -> Child {
     let ForkPermit(()) = permit;
+    // References for the manager proxies the child inherits.
+    let pre = crate::process::PreFork::prepare();
     #[allow(unsafe_code)]
     // SAFETY: the permit carries the caller's promise (`ForkPermit::new`'s contract) that no
     // lock the child takes is held by another thread; the child only runs `f` and then
@@ -154,10 +156,14 @@ pub fn fork(permit: ForkPermit, f: impl FnOnce() -> i32) -> Child {
     let forked = unsafe { crate::sys::fork::fork() };
     match forked {
         Ok(crate::sys::fork::Forked::Child) => {
+            pre.in_child();
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
             crate::sys::fork::exit_immediately(code)
         }
-        Ok(crate::sys::fork::Forked::Parent(pid)) => Child { pid, reaped: false },
+        Ok(crate::sys::fork::Forked::Parent(pid)) => {
+            pre.in_parent();
+            Child { pid, reaped: false }
+        }
         Err(e) => panic!("fork failed: {e}"),
     }
 }

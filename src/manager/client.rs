@@ -10,11 +10,13 @@
 //! request over the pipe. Remote clients send requests over the TCP connection itself.
 //!
 //! # Lifetimes of server objects
-//! The process that creates an object holds one reference, dropped (a `Release` request) when
-//! its last proxy clone is dropped, or by the server when that process's last connection
-//! ends (it died). A proxy that is serialized (passed to a child, put in a
-//! queue or in another managed container) first *pins* the object: it then lives until the
-//! server stops, since the server cannot know when the last serialized copy was read.
+//! Each proxy (shared by its clones) holds one reference of its process to its object: the
+//! creation's, or one taken when a token was decoded (`Adopt`), or one the parent took for
+//! a forked child (`manager::inherit`). Dropping the last clone releases it; the server drops
+//! a process's references when its last connection ends. The proxies alive in this process
+//! are counted by server and object (what a forked child inherits). A proxy that is
+//! serialized first *pins* the object, once per process: the pin lasts while this process
+//! is connected and for the server's pin grace after (see the manager's module docs).
 
 use super::protocol::{Endpoint, Fault, MAX_REQUEST, Reply, Request};
 use crate::codec;
@@ -23,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::sys;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
@@ -39,9 +42,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// This process's nonce and the pid it was drawn in.
+static NONCE: Mutex<(u32, u64)> = Mutex::new((0, 0));
+
+/// Names a forked child to servers by the nonce its parent took references for before the
+/// fork (called in the child, first thing).
+pub(crate) fn set_nonce(nonce: u64) {
+    *lock(&NONCE) = (sys::current_pid(), nonce);
+}
+
 /// A random number naming this process to servers (renewed in a forked child).
 pub(crate) fn client_nonce() -> u64 {
-    static NONCE: Mutex<(u32, u64)> = Mutex::new((0, 0));
     let pid = sys::current_pid();
     let mut g = lock(&NONCE);
     if g.0 != pid || g.1 == 0 {
@@ -107,7 +118,7 @@ pub(crate) fn client_for(endpoint: &Endpoint, authkey: &[u8]) -> Arc<Client> {
 /// This process's client of a server reached through a client inherited across `fork`: kept
 /// until the process exits, so the server sees one lasting client (locks it takes, objects it
 /// creates) rather than a connection per call, each of whose end would give them back.
-fn forked_client(endpoint: &Endpoint, authkey: &[u8]) -> Arc<Client> {
+pub(crate) fn forked_client(endpoint: &Endpoint, authkey: &[u8]) -> Arc<Client> {
     static KEPT: Mutex<(u32, Vec<Arc<Client>>)> = Mutex::new((0, Vec::new()));
     let c = client_for(endpoint, authkey);
     let pid = sys::current_pid();
@@ -127,6 +138,11 @@ fn forked_client(endpoint: &Endpoint, authkey: &[u8]) -> Arc<Client> {
 impl Client {
     pub(crate) fn authkey(&self) -> &[u8] {
         &self.authkey
+    }
+
+    /// Keeps `conn` (greeted as this process) for later calls.
+    pub(crate) fn keep_idle(&self, conn: Connection) {
+        lock(&self.idle).push(conn);
     }
 
     /// Opens a connection: authenticates, greets, and for a local server moves to a pipe.
@@ -185,28 +201,88 @@ impl Client {
     }
 }
 
-fn expect_ok(reply: Vec<u8>) -> Result<Vec<u8>> {
+pub(crate) fn expect_ok(reply: Vec<u8>) -> Result<Vec<u8>> {
     match codec::from_bytes::<Reply>(&reply)? {
         Reply::Ok(b) => Ok(b),
         Reply::Err(f) => Err(f.into_error()),
     }
 }
 
-/// The creating process's reference to a server object.
+/// The proxies alive in this process, counted by server (endpoint and key) and object: what
+/// a forked child inherits in memory, and so what the parent takes references for on its
+/// behalf before a fork (see `manager::inherit`).
+type Live = HashMap<(Endpoint, Vec<u8>), HashMap<u64, u32>>;
+static LIVE: Mutex<Option<Live>> = Mutex::new(None);
+
+fn count_live(client: &Client, id: u64, up: bool) {
+    let mut live = lock(&LIVE);
+    let all = live.get_or_insert_with(HashMap::new);
+    let key = (client.endpoint.clone(), client.authkey.clone());
+    let objects = all.entry(key.clone()).or_default();
+    let n = objects.entry(id).or_default();
+    if up {
+        *n = n.saturating_add(1);
+    } else {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            objects.remove(&id);
+            if objects.is_empty() {
+                all.remove(&key);
+            }
+        }
+    }
+}
+
+/// The live proxies of one server: its endpoint, key, and `(object, proxies)`.
+pub(crate) type LiveOf = (Endpoint, Vec<u8>, Vec<(u64, u32)>);
+
+/// The live proxies' objects, by server.
+pub(crate) fn live_proxies() -> Vec<LiveOf> {
+    lock(&LIVE)
+        .iter()
+        .flatten()
+        .map(|((e, k), objects)| {
+            let v = objects.iter().map(|(id, n)| (*id, *n)).collect();
+            (e.clone(), k.clone(), v)
+        })
+        .collect()
+}
+
+/// One proxy's reference to a server object (shared by its clones).
 struct Held {
     client: Arc<Client>,
     id: u64,
     type_name: String,
-    /// Whether this process holds the creation reference (released on drop).
-    owns_ref: bool,
-    pinned: Mutex<bool>,
+    /// Whether this proxy holds a reference of this process in the server (released on
+    /// drop): its creation, the adoption of a decoded token, or (in a forked child) one its
+    /// parent took before the fork. The shared namespace's proxies hold none.
+    counted: bool,
+    /// The process that pinned the object for this proxy's tokens (0: none yet).
+    pinned_by: Mutex<u32>,
+}
+
+impl Held {
+    fn new(client: Arc<Client>, id: u64, type_name: String, counted: bool) -> Arc<Held> {
+        if counted {
+            count_live(&client, id, true);
+        }
+        Arc::new(Held {
+            client,
+            id,
+            type_name,
+            counted,
+            pinned_by: Mutex::new(0),
+        })
+    }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let pinned = *lock(&self.pinned);
-        if self.owns_ref && !pinned && self.client.pid == sys::current_pid() {
-            // The server may be gone already; nothing to release then.
+        if self.counted {
+            count_live(&self.client, self.id, false);
+            // The server may be gone already; nothing to release then. In a forked child the
+            // call goes through the child's own client, which holds the reference its parent
+            // took for it (a no-op if it took none).
             let _ = self.client.request(&Request::Release { object: self.id });
         }
     }
@@ -218,9 +294,10 @@ impl Drop for Held {
 /// Typed proxies ([`DictProxy`](super::DictProxy), …, and those `#[shmproc::managed]`
 /// generates) wrap one and call its methods by name with [`call`](RemoteObject::call).
 ///
-/// Serializing a remote object pins the object in the server (it then lives until the server
-/// stops) and writes the server's address and authentication key into the token: only pass
-/// proxies to processes you would give the key.
+/// Serializing a remote object pins the object in the server (see the
+/// [manager's lifetimes](super#lifetimes)) and writes the server's address and
+/// authentication key into the token: only pass proxies to processes you would give the
+/// key. Decoding a token takes a reference of the decoding process (one round trip).
 #[derive(Clone)]
 pub struct RemoteObject {
     held: Arc<Held>,
@@ -239,26 +316,14 @@ impl fmt::Debug for RemoteObject {
 impl RemoteObject {
     pub(crate) fn new(client: Arc<Client>, id: u64, type_name: String) -> RemoteObject {
         RemoteObject {
-            held: Arc::new(Held {
-                client,
-                id,
-                type_name,
-                owns_ref: true,
-                pinned: Mutex::new(false),
-            }),
+            held: Held::new(client, id, type_name, true),
         }
     }
 
     /// A proxy to an object that lives as long as the server (nothing to release).
     pub(crate) fn attached(client: Arc<Client>, id: u64, type_name: String) -> RemoteObject {
         RemoteObject {
-            held: Arc::new(Held {
-                client,
-                id,
-                type_name,
-                owns_ref: false,
-                pinned: Mutex::new(true),
-            }),
+            held: Held::new(client, id, type_name, false),
         }
     }
 
@@ -318,13 +383,15 @@ struct Token {
 impl Serialize for RemoteObject {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let h = &self.held;
-        {
-            let mut pinned = lock(&h.pinned);
-            if !*pinned {
+        if h.counted {
+            // Pinned once per process (a forked child pins again: the pin is its own).
+            let pid = sys::current_pid();
+            let mut pinned_by = lock(&h.pinned_by);
+            if *pinned_by != pid {
                 h.client
                     .request(&Request::Pin { object: h.id })
                     .map_err(serde::ser::Error::custom)?;
-                *pinned = true;
+                *pinned_by = pid;
             }
         }
         Token {
@@ -340,14 +407,12 @@ impl Serialize for RemoteObject {
 impl<'de> Deserialize<'de> for RemoteObject {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let t = Token::deserialize(d)?;
+        let client = client_for(&t.endpoint, &t.authkey);
+        // A token whose object (or server) is gone still decodes: its calls fail.
+        let counted = t.id != super::server::SHARED_NAMESPACE
+            && client.request(&Request::Adopt { object: t.id }).is_ok();
         Ok(RemoteObject {
-            held: Arc::new(Held {
-                client: client_for(&t.endpoint, &t.authkey),
-                id: t.id,
-                type_name: t.type_name,
-                owns_ref: false,
-                pinned: Mutex::new(true),
-            }),
+            held: Held::new(client, t.id, t.type_name, counted),
         })
     }
 }

@@ -71,14 +71,29 @@
 //!   ([`Error::Disconnected`]) instead of waiting forever.
 //!
 //! # Lifetimes
-//! An object lives while the creating process holds a proxy to it: dropping its last proxy
-//! there releases it, and so does the end of that process (even by `SIGKILL`: the server
-//! drops the creation references of a client process when its last connection ends). Once a
-//! proxy to it has been serialized (sent elsewhere), it lives until the server stops: the
-//! object is pinned before the serialized proxy leaves the process, so a proxy in flight (in
-//! a queue, in a child's arguments) always finds its object.
+//! An object lives while some client process holds a reference to it, or a pin of a
+//! serialized proxy waits for its receiver:
+//! - *references*: the creating process takes one; so does every process that decodes a
+//!   proxy's token (passed to a child, taken out of a queue or a managed container), one per
+//!   decoded proxy; and a child forked by shmproc (the `Fork` start method) gets one for each
+//!   proxy it inherits in memory, taken by its parent just before the fork. A proxy's last
+//!   clone releases its reference when dropped, and the server drops every reference of a
+//!   process when its last connection ends (even by `SIGKILL`). A forked child's inherited
+//!   references ride on a connection only the child keeps, so they go with it however it
+//!   ends; a process without proxies forks without any request.
+//! - *pins*: before a proxy's token first leaves a process (serialized), that process pins
+//!   the object, so a proxy in flight (in a queue, in a child's arguments, stored in another
+//!   managed container) finds its object. A pin belongs to the pinning process: it lasts
+//!   while that process is connected to the server and for the pin grace after its last
+//!   connection ended (60 s by default, [`ManagerBuilder::pin_grace`]), then it ends. A
+//!   receiver that decoded the token by then holds its own reference; a token never
+//!   received no longer keeps the object once the grace is over, and one decoded later
+//!   finds it gone (its calls fail with [`Error::Remote`]).
+//!
+//! The shared namespace ([`Manager::shared`]) lives as long as the server.
 
 mod client;
+mod inherit;
 pub mod managed;
 mod objects;
 mod protocol;
@@ -86,6 +101,7 @@ mod proxy;
 mod server;
 
 pub use client::RemoteObject;
+pub(crate) use inherit::{Inherited, before_fork};
 pub use managed::{DispatchError, Managed, ManagedProxy};
 pub use proxy::{
     ArrayProxy, BarrierProxy, BoundedSemaphoreProxy, ConditionProxy, DictProxy, EventProxy,
@@ -131,6 +147,7 @@ pub struct ManagerBuilder {
     method: Option<StartMethod>,
     address: Option<Address>,
     types: Vec<Registered>,
+    pin_grace: Duration,
 }
 
 impl fmt::Debug for ManagerBuilder {
@@ -139,6 +156,7 @@ impl fmt::Debug for ManagerBuilder {
             .field("name", &self.name)
             .field("method", &self.method)
             .field("address", &self.address)
+            .field("pin_grace", &self.pin_grace)
             .field(
                 "types",
                 &self.types.iter().map(|t| t.name).collect::<Vec<_>>(),
@@ -176,6 +194,15 @@ impl ManagerBuilder {
     /// the server ([`Manager::shutdown`] or its drop); it stays if the owner is killed.
     pub fn address(mut self, address: impl Into<Address>) -> Self {
         self.address = Some(address.into());
+        self
+    }
+
+    /// Sets how long an object pinned by a serialized proxy waits for a receiver after the
+    /// serializing process's last connection to the server ended (default 60 s; see
+    /// [Lifetimes](self#lifetimes)). A token decoded later than that may find its object
+    /// gone (its calls then fail with [`Error::Remote`]).
+    pub fn pin_grace(mut self, grace: Duration) -> Self {
+        self.pin_grace = grace;
         self
     }
 
@@ -225,6 +252,7 @@ impl ManagerBuilder {
             types: self.types.iter().map(|t| t.name.to_owned()).collect(),
             registrations: !self.types.is_empty(),
             ready: ready_w,
+            pin_grace: self.pin_grace,
         };
         let mut b = Process::new(server_main, args).daemon(true);
         if let Some(n) = self.name.take() {
@@ -284,7 +312,7 @@ impl ManagerBuilder {
             .iter()
             .map(|t| (t.name.to_owned(), Entry::Local(t.entry)))
             .collect();
-        let server = Server::new(types, true);
+        let server = Server::new(types, true, self.pin_grace);
         let s2 = Arc::clone(&server);
         let thread = std::thread::Builder::new()
             .name("shmproc-manager".into())
@@ -430,6 +458,7 @@ impl Manager {
             method: None,
             address: None,
             types: Vec::new(),
+            pin_grace: server::PIN_GRACE,
         }
     }
 

@@ -32,9 +32,10 @@ pub(crate) enum Request {
         method: String,
         args: Vec<u8>,
     },
-    /// Keeps `object` alive until the server stops (a proxy to it was serialized).
+    /// Keeps `object` alive while the calling client process is connected and for the
+    /// server's pin grace after (a proxy to it was serialized).
     Pin { object: u64 },
-    /// Drops the creating process's reference to `object`.
+    /// Drops one reference of the calling client process to `object`.
     Release { object: u64 },
     /// Returns the registered type name of `object` (`u64` id in, `String` out).
     TypeOf { object: u64 },
@@ -42,6 +43,13 @@ pub(crate) enum Request {
     Ping,
     /// Stops the server.
     Shutdown,
+    /// Takes a reference of the calling client process to `object` (a proxy to it was
+    /// received: the token decoded in this process).
+    Adopt { object: u64 },
+    /// Takes `count` references of the calling client process to each `object` (a forked
+    /// child's copies of its parent's proxies, taken by the parent before the fork on a
+    /// connection the child inherits); objects gone already are skipped.
+    Inherit { objects: Vec<(u64, u32)> },
 }
 
 /// The server's answer to one request.

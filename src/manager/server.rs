@@ -130,15 +130,50 @@ pub(crate) enum Entry {
     Installed(TargetId),
 }
 
-/// One server object, with its creator's reference.
+/// One server object, with the references and pins that keep it.
 struct Slot {
     obj: Arc<Object>,
-    /// The client process (nonce) holding the creation reference, until it releases it or
-    /// its last connection ends.
-    creator: Option<u64>,
-    pinned: bool,
+    /// References by client process (nonce): its creation, a received proxy adopted, a
+    /// forked child's inherited copies. A client's references go with its last connection.
+    refs: HashMap<u64, u32>,
+    /// Pins by client process (a proxy to the object was serialized there): `None` while that
+    /// process is connected, then the time until which the pin waits for a receiver.
+    pins: HashMap<u64, Option<Instant>>,
+    /// The shared namespace: lives as long as the server.
+    permanent: bool,
     type_name: Arc<str>,
 }
+
+impl Slot {
+    fn new(obj: Object, type_name: Arc<str>) -> Slot {
+        Slot {
+            obj: Arc::new(obj),
+            refs: HashMap::new(),
+            pins: HashMap::new(),
+            permanent: false,
+            type_name,
+        }
+    }
+
+    /// Whether nothing keeps the object any more.
+    fn unused(&self) -> bool {
+        !self.permanent && self.refs.is_empty() && self.pins.is_empty()
+    }
+
+    /// Drops one reference of `client`; whether it had one.
+    fn release(&mut self, client: u64) -> bool {
+        match self.refs.get_mut(&client) {
+            Some(n) if *n > 1 => *n -= 1,
+            Some(_) => drop(self.refs.remove(&client)),
+            None => return false,
+        }
+        true
+    }
+}
+
+/// How long a pin waits for a receiver after its process's last connection ended, by
+/// default (see [`ManagerBuilder::pin_grace`](super::ManagerBuilder::pin_grace)).
+pub(crate) const PIN_GRACE: Duration = Duration::from_secs(60);
 
 /// A client process's live connections and the objects it may hold something of.
 #[derive(Default)]
@@ -154,6 +189,12 @@ pub(crate) struct Server {
     clients: Mutex<HashMap<u64, ClientRec>>,
     connections: Mutex<usize>,
     stopping: Mutex<bool>,
+    /// How long a pin outlives its process's last connection.
+    pin_grace: Duration,
+    /// Whether the thread that ends expired pins runs; its wake-up (new pins to expire are
+    /// always due after those it waits for, so only `stop` wakes it).
+    reaper: Mutex<bool>,
+    reaper_wake: std::sync::Condvar,
     /// Whether the server runs inside a user's process (it must then stop its threads rather
     /// than exit).
     in_process: bool,
@@ -171,17 +212,22 @@ fn next_id() -> u64 {
 }
 
 impl Server {
-    pub(crate) fn new(types: Vec<(String, Entry)>, in_process: bool) -> Arc<Server> {
+    pub(crate) fn new(
+        types: Vec<(String, Entry)>,
+        in_process: bool,
+        pin_grace: Duration,
+    ) -> Arc<Server> {
         // Object 0: the namespace every client reaches by `Manager::shared`, for the life of
         // the server.
         let mut objects = HashMap::new();
         objects.insert(
             SHARED_NAMESPACE,
             Slot {
-                obj: Arc::new(Object::Namespace(Mutex::default())),
-                creator: None,
-                pinned: true,
-                type_name: "shmproc.namespace".into(),
+                permanent: true,
+                ..Slot::new(
+                    Object::Namespace(Mutex::default()),
+                    "shmproc.namespace".into(),
+                )
             },
         );
         Arc::new(Server {
@@ -190,6 +236,9 @@ impl Server {
             clients: Mutex::new(HashMap::new()),
             connections: Mutex::new(0),
             stopping: Mutex::new(false),
+            pin_grace,
+            reaper: Mutex::new(false),
+            reaper_wake: std::sync::Condvar::new(),
             in_process,
         })
     }
@@ -200,6 +249,8 @@ impl Server {
 
     pub(crate) fn stop(&self) {
         *lock(&self.stopping) = true;
+        let _reaper = lock(&self.reaper);
+        self.reaper_wake.notify_all();
     }
 
     /// Accepts connections until the server stops; each is served on its own thread.
@@ -462,15 +513,9 @@ impl Server {
                     )?;
                     Object::Custom { entry }
                 };
-                lock(&self.objects).insert(
-                    id,
-                    Slot {
-                        obj: Arc::new(obj),
-                        creator: Some(ctx.client),
-                        pinned: false,
-                        type_name: kind.into(),
-                    },
-                );
+                let mut slot = Slot::new(obj, kind.into());
+                slot.refs.insert(ctx.client, 1);
+                lock(&self.objects).insert(id, slot);
                 codec::to_bytes(&id).map_err(Fault::from)
             }
             Request::Pin { object } => {
@@ -478,21 +523,44 @@ impl Server {
                 let slot = objects
                     .get_mut(&object)
                     .ok_or(Fault::UnknownObject(object))?;
-                slot.pinned = true;
+                if !slot.permanent {
+                    slot.pins.insert(ctx.client, None);
+                }
+                Ok(codec::to_bytes(&()).map_err(Fault::from)?)
+            }
+            Request::Adopt { object } => {
+                let mut objects = lock(&self.objects);
+                let slot = objects
+                    .get_mut(&object)
+                    .ok_or(Fault::UnknownObject(object))?;
+                if !slot.permanent {
+                    let n = slot.refs.entry(ctx.client).or_default();
+                    *n = n.saturating_add(1);
+                }
+                Ok(codec::to_bytes(&()).map_err(Fault::from)?)
+            }
+            Request::Inherit { objects: inherited } => {
+                let mut objects = lock(&self.objects);
+                for (object, count) in inherited {
+                    if let Some(slot) = objects.get_mut(&object)
+                        && !slot.permanent
+                        && count > 0
+                    {
+                        let n = slot.refs.entry(ctx.client).or_default();
+                        *n = n.saturating_add(count);
+                    }
+                }
                 Ok(codec::to_bytes(&()).map_err(Fault::from)?)
             }
             Request::Release { object } => {
-                // Only the creating client process holds the creation reference; a release
-                // from any other is a no-op.
+                // A client releases only references it holds; a release from any other is a
+                // no-op.
                 let removed = {
                     let mut objects = lock(&self.objects);
                     let slot = objects
                         .get_mut(&object)
                         .ok_or(Fault::UnknownObject(object))?;
-                    if slot.creator == Some(ctx.client) {
-                        slot.creator = None;
-                    }
-                    if slot.creator.is_none() && !slot.pinned {
+                    if slot.release(ctx.client) && slot.unused() {
                         objects.remove(&object)
                     } else {
                         None
@@ -544,8 +612,10 @@ impl Server {
         }
     }
 
-    /// One connection of `client` ended; the last one gives back what it held.
-    fn client_left(&self, client: u64) {
+    /// One connection of `client` ended; the last one gives back what it held and its
+    /// references, and starts the grace of its pins.
+    fn client_left(self: &Arc<Self>, client: u64) {
+        let mut orphaned = false;
         let (touched, removed) = {
             let mut clients = lock(&self.clients);
             let Some(rec) = clients.get_mut(&client) else {
@@ -558,31 +628,35 @@ impl Server {
             let Some(rec) = clients.remove(&client) else {
                 return;
             };
-            // The creation references it still held go too: its proxies are gone with it.
-            // An object a proxy of which it serialized was pinned before the token left the
-            // process (`RemoteObject`'s `Serialize` waits for the pin), so a proxy in flight
-            // to another client keeps its object. Taken under the clients' lock: a new
-            // connection of the same client (which would create under the same nonce) is
-            // counted before or after this, never during.
+            // The references it still held go too: its proxies are gone with it. An object a
+            // proxy of which it serialized was pinned before the token left the process
+            // (`RemoteObject`'s `Serialize` waits for the pin): the pin now waits the grace
+            // for a receiver to adopt the object, so a proxy in flight keeps its object.
+            // Taken under the clients' lock: a new connection of the same client (which
+            // would create under the same nonce) is counted before or after this, never
+            // during.
+            let until = Instant::now() + self.pin_grace;
             let mut objects = lock(&self.objects);
-            let mine: Vec<u64> = objects
-                .iter()
-                .filter(|(_, s)| s.creator == Some(client))
-                .map(|(id, _)| *id)
-                .collect();
-            let mut removed = Vec::new();
-            for id in mine {
-                if let Some(slot) = objects.get_mut(&id) {
-                    slot.creator = None;
-                    if !slot.pinned
-                        && let Some(s) = objects.remove(&id)
-                    {
-                        removed.push((id, s));
-                    }
+            let mut gone = Vec::new();
+            for (id, slot) in objects.iter_mut() {
+                let had = slot.refs.remove(&client).is_some();
+                if let Some(p) = slot.pins.get_mut(&client) {
+                    *p = Some(until);
+                    orphaned = true;
+                }
+                if had && slot.unused() {
+                    gone.push(*id);
                 }
             }
+            let removed: Vec<(u64, Slot)> = gone
+                .into_iter()
+                .filter_map(|id| objects.remove(&id).map(|s| (id, s)))
+                .collect();
             (rec.touched, removed)
         };
+        if orphaned {
+            self.expire_pins_later();
+        }
         let ids: Vec<u64> = lock(&touched).drain().collect();
         for id in ids {
             if let Ok((obj, _)) = self.lookup(id) {
@@ -595,6 +669,68 @@ impl Server {
         for (id, slot) in removed {
             slot.obj.release_client(client);
             self.drop_object(id, &slot);
+        }
+    }
+
+    /// Makes sure the thread that ends expired pins runs.
+    fn expire_pins_later(self: &Arc<Self>) {
+        let mut running = lock(&self.reaper);
+        if *running || self.stopping() {
+            return;
+        }
+        let me = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("shmproc-manager-pins".into())
+            .spawn(move || me.expire_pins());
+        *running = spawned.is_ok();
+    }
+
+    /// Ends pins whose grace is over (dropping the objects nothing else keeps), sleeping
+    /// until the next one is due; returns once none waits or the server stops.
+    fn expire_pins(&self) {
+        let mut running = lock(&self.reaper);
+        loop {
+            let now = Instant::now();
+            let mut next: Option<Instant> = None;
+            let removed: Vec<(u64, Slot)> = {
+                let mut objects = lock(&self.objects);
+                let mut gone = Vec::new();
+                for (id, slot) in objects.iter_mut() {
+                    slot.pins.retain(|_, until| match until {
+                        Some(t) if *t <= now => false,
+                        Some(t) => {
+                            next = Some(next.map_or(*t, |n| n.min(*t)));
+                            true
+                        }
+                        None => true,
+                    });
+                    if slot.unused() {
+                        gone.push(*id);
+                    }
+                }
+                gone.into_iter()
+                    .filter_map(|id| objects.remove(&id).map(|s| (id, s)))
+                    .collect()
+            };
+            if !removed.is_empty() {
+                // Dropped outside the reaper's lock too: a custom value's `Drop` may call the
+                // server, whose client may leave and so need it.
+                drop(running);
+                for (id, slot) in &removed {
+                    self.drop_object(*id, slot);
+                }
+                running = lock(&self.reaper);
+                continue;
+            }
+            let Some(next) = next.filter(|_| !self.stopping()) else {
+                *running = false;
+                return;
+            };
+            running = self
+                .reaper_wake
+                .wait_timeout(running, next.saturating_duration_since(now))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 
@@ -688,6 +824,8 @@ pub(crate) struct ServerArgs {
     pub(crate) registrations: bool,
     /// Where the server reports that it listens (`Ok`) or why it cannot (`Err`).
     pub(crate) ready: Connection,
+    /// How long a pin outlives its process's last connection.
+    pub(crate) pin_grace: Duration,
 }
 
 /// The main function of a server process.
@@ -721,7 +859,7 @@ pub(crate) fn server_main(args: ServerArgs) {
             return;
         }
     };
-    let server = Server::new(types, false);
+    let server = Server::new(types, false, args.pin_grace);
     let bound = Endpoint::of(listener.address());
     if args.ready.send(&Ok::<Endpoint, String>(bound)).is_err() {
         return;
@@ -740,7 +878,7 @@ pub(crate) fn server_main(args: ServerArgs) {
 /// slice of the server's wait (every client counts as gone while it waits).
 #[cfg(feature = "test-support")]
 pub(crate) fn fuzz_protocol(mut data: &[u8]) {
-    let server = Server::new(Vec::new(), true);
+    let server = Server::new(Vec::new(), true, PIN_GRACE);
     let gone = || true;
     let mut sessions: HashMap<u64, Arc<Mutex<HashSet<u64>>>> = HashMap::new();
     let mut created: Vec<u64> = Vec::new();
@@ -769,6 +907,7 @@ pub(crate) fn fuzz_protocol(mut data: &[u8]) {
                 Request::Shutdown => continue,
                 Request::Call { object, .. }
                 | Request::Pin { object }
+                | Request::Adopt { object }
                 | Request::Release { object }
                 | Request::TypeOf { object }
                     if *object != 0 && !created.is_empty() =>
@@ -808,11 +947,11 @@ pub(crate) fn fuzz_protocol(mut data: &[u8]) {
     for client in sessions.into_keys() {
         server.client_left(client);
     }
-    // Every object a session created and did not pin went with it.
+    // Every reference went with its client's session.
     let left = lock(&server.objects);
     assert!(
-        left.values().all(|s| s.pinned || s.creator.is_none()),
-        "an object outlived its creator's session unpinned"
+        left.values().all(|s| s.refs.is_empty()),
+        "a reference outlived its client's session"
     );
 }
 
@@ -888,7 +1027,7 @@ mod tests {
     /// what does not make sense); nothing panics and nothing blocks past a slice.
     #[test]
     fn any_request_is_answered_without_a_panic() {
-        let server = Server::new(Vec::new(), true);
+        let server = Server::new(Vec::new(), true, PIN_GRACE);
         let gone = || true;
         let touched = Mutex::new(HashSet::new());
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);

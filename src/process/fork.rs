@@ -15,7 +15,7 @@
 #![allow(unsafe_code)]
 
 use super::init::run_child;
-use super::{Launch, Started, forget_children_after_fork, forkserver};
+use super::{Launch, PreFork, Started, forget_children_after_fork, forkserver};
 use crate::error::{Error, Result};
 use crate::sys;
 use std::io::Write;
@@ -50,17 +50,20 @@ pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Star
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     let parent = i32::try_from(sys::current_pid()).unwrap_or(0);
+    let pre = PreFork::prepare();
     // SAFETY: the process has exactly one thread (checked above), so the child may run any
     // code: no lock can be held by a thread that does not exist in it.
     let forked = unsafe { sys::fork::fork() }.map_err(|e| Error::io("fork", e))?;
     match forked {
         sys::fork::Forked::Child => {
+            pre.in_child();
             forget_children_after_fork();
             forkserver::forget_after_fork();
             let code = run_child(launch.boot, fds, parent, false);
             super::init::exit(code)
         }
         sys::fork::Forked::Parent(pid) => {
+            pre.in_parent();
             drop(fds);
             Started::with_pidfd(pid)
         }
@@ -94,11 +97,13 @@ where
     let envelope = crate::transfer::Envelope::seal(value)?;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
+    let pre = PreFork::prepare();
     // SAFETY: the process has exactly one thread (checked above), so the child may run any
     // code: no lock can be held by a thread that does not exist in it.
     let forked = unsafe { sys::fork::fork() }.map_err(|e| Error::io("fork", e))?;
     match forked {
         sys::fork::Forked::Child => {
+            pre.in_child();
             forget_children_after_fork();
             forkserver::forget_after_fork();
             let received = crate::transfer::Received::new(Vec::new(), envelope.fds);
@@ -111,6 +116,7 @@ where
             }
         }
         sys::fork::Forked::Parent(pid) => {
+            pre.in_parent();
             drop(envelope);
             Ok(ForkedHere::Parent(super::Process::forked(
                 Started::with_pidfd(pid)?,

@@ -184,6 +184,33 @@ struct ChildState {
 
 static CHILDREN: Mutex<Vec<Arc<ChildState>>> = Mutex::new(Vec::new());
 
+/// What shmproc prepares before each fork it makes (the `Fork` start method, `fork_here`,
+/// the test support's `fork`) and finishes on each side after it: the references a child
+/// needs for the manager proxies it inherits in memory (see `manager::inherit`). Dropping it
+/// is its parent side.
+pub(crate) struct PreFork(Option<crate::manager::Inherited>);
+
+impl PreFork {
+    /// Before the fork, in the process about to fork.
+    pub(crate) fn prepare() -> PreFork {
+        PreFork(crate::manager::before_fork())
+    }
+
+    /// In the child, first thing after the fork.
+    pub(crate) fn in_child(self) {
+        if let Some(i) = self.0 {
+            i.in_child();
+        }
+    }
+
+    /// In the parent after the fork (or when it failed).
+    pub(crate) fn in_parent(self) {
+        if let Some(i) = self.0 {
+            i.in_parent();
+        }
+    }
+}
+
 /// Forgets the parent's children in a `Fork` child (they are not its children).
 pub(crate) fn forget_children_after_fork() {
     let old = std::mem::take(&mut *CHILDREN.lock().unwrap_or_else(PoisonError::into_inner));

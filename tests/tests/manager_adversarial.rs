@@ -258,7 +258,6 @@ fn objects_a_sigkilled_forked_child_created_are_released() {
 /// own proxies, as a Python child's inherited proxy does (it takes a reference after the
 /// fork).
 #[test]
-#[ignore = "an object only a forked child's inherited memory refers to is released with the parent's last proxy: the server is never told of the copy"]
 fn a_proxy_inherited_in_memory_outlives_the_parents_drop() {
     watchdog(LIMIT, "manager inherited proxy", || {
         let m = Manager::start().unwrap();

@@ -1,0 +1,86 @@
+//! Proxies a forked child inherits in memory.
+//!
+//! A child forked by shmproc (the `Fork` start method, `fork_here`, the test support's
+//! `fork`) gets a copy of every proxy its parent holds, without any token being decoded: the
+//! server is never told of those copies. So before the fork, the parent takes references
+//! for the child: it draws the child's client nonce, opens one connection per server whose
+//! proxies it holds, greets it as the child and asks for the references in one request
+//! ([`Request::Inherit`]: a count per object, the number of the parent's live proxies to
+//! it). After the fork the parent closes its copy of that connection; the child keeps it
+//! among its idle connections and calls as that nonce. The references are then the child's
+//! like any other: each inherited proxy the child drops releases one, and all go when the
+//! child's last connection ends, which the inherited one is: a child killed at any moment
+//! after the fork closes it, and a fork that fails (or a parent killed before it) closes the
+//! parent's copy, the only one. A process without proxies makes no request at all.
+//!
+//! A fork by other means (a bare `fork(2)`) takes no references: the child's copies then
+//! rely on the parent's.
+
+use super::client::{Greeting, expect_ok, forked_client, live_proxies, set_nonce};
+use super::protocol::{Endpoint, Request};
+use crate::codec;
+use crate::connection::Connection;
+use crate::error::Result;
+use crate::sys;
+
+/// The references taken for a child about to be forked.
+pub(crate) struct Inherited {
+    nonce: u64,
+    conns: Vec<(Endpoint, Vec<u8>, Connection)>,
+}
+
+/// Takes references for the child of a fork about to happen, for every live proxy of this
+/// process; `None` (and no request) without proxies. A server that cannot be reached is
+/// skipped: its proxies in the child then rely on the parent's references.
+pub(crate) fn before_fork() -> Option<Inherited> {
+    let live = live_proxies();
+    if live.is_empty() {
+        return None;
+    }
+    let nonce = sys::random_u64() | 1;
+    let conns = live
+        .into_iter()
+        .filter_map(|(endpoint, key, objects)| {
+            let conn = reserve(&endpoint, &key, nonce, objects).ok()?;
+            Some((endpoint, key, conn))
+        })
+        .collect();
+    Some(Inherited { nonce, conns })
+}
+
+/// One connection to the server at `endpoint`, greeted as client `nonce`, that took its
+/// references to `objects`.
+fn reserve(
+    endpoint: &Endpoint,
+    key: &[u8],
+    nonce: u64,
+    objects: Vec<(u64, u32)>,
+) -> Result<Connection> {
+    let sock = crate::connection::Client::connect(endpoint.address(), Some(key))?;
+    // Over the socket itself (no pipe): the child inherits its descriptor, and the
+    // connection ends when the last process holding it closes it or dies.
+    sock.send(&Greeting {
+        client: nonce,
+        pipe: None,
+    })?;
+    expect_ok(sock.recv_bytes()?)?;
+    sock.send_bytes(&codec::to_bytes(&Request::Inherit { objects })?)?;
+    expect_ok(sock.recv_bytes()?)?;
+    Ok(sock)
+}
+
+impl Inherited {
+    /// In the child: calls as the nonce its references were taken for, and keeps their
+    /// connections.
+    pub(crate) fn in_child(self) {
+        set_nonce(self.nonce);
+        for (endpoint, key, conn) in self.conns {
+            forked_client(&endpoint, &key).keep_idle(conn);
+        }
+    }
+
+    /// In the parent (or when the fork failed): closes its copies of the connections.
+    pub(crate) fn in_parent(self) {
+        drop(self);
+    }
+}
