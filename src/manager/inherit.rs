@@ -84,3 +84,33 @@ impl Inherited {
         drop(self);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Manager;
+    use crate::connection::Address;
+
+    /// Without proxies a fork prepares nothing (no connection, no request); with one, one
+    /// connection per server took the child's references; after the drop, nothing again.
+    #[test]
+    fn a_fork_prepares_references_only_for_live_proxies() {
+        assert!(before_fork().is_none());
+        let name = format!("shmproc-test-inherit-{}", sys::current_pid());
+        let m = Manager::serve(Address::Abstract(name.into_bytes()), b"k").unwrap();
+        let shared = m.shared().unwrap();
+        assert!(
+            before_fork().is_none(),
+            "the shared namespace needs no reference"
+        );
+        let d = m.dict::<u8, u8>().unwrap();
+        let d2 = d.clone();
+        let l = m.list::<u8>().unwrap();
+        let i = before_fork().unwrap();
+        assert_eq!(i.conns.len(), 1);
+        i.in_parent();
+        drop((d, d2, l, shared));
+        assert!(before_fork().is_none());
+        m.shutdown().unwrap();
+    }
+}

@@ -716,3 +716,244 @@ fn a_sigkilled_tcp_server_gives_errors_not_hangs() {
         m.shutdown().unwrap();
     });
 }
+
+// ------------------------------------------------------------------ inherited proxies
+
+/// A forked child's inherited proxies hold references of their own: once the parent dropped
+/// its proxies the child still reaches the objects, and when the child is SIGKILLed they go
+/// (nothing pins them for good).
+#[test]
+fn a_sigkilled_forked_child_takes_its_inherited_references_with_it() {
+    watchdog(LIMIT, "manager inherited kill", || {
+        assert_no_leaks(|| {
+            let m = Manager::builder().authkey(&b"inherit"[..]).start().unwrap();
+            let probe = raw_client(&m.address(), b"inherit", 0x1a1);
+            let before = live_objects(&probe, 32);
+            let d = m.dict::<u8, u8>().unwrap();
+            d.insert(1, 1).unwrap();
+            let l = m.list::<u8>().unwrap();
+            let (d2, l2) = (d.clone(), l.clone());
+            let (rx, tx) = shmproc::pipe_simplex().unwrap();
+            let (go_rx, go_tx) = shmproc::pipe_simplex().unwrap();
+            // SAFETY: no other thread of this test holds a lock the child takes.
+            let mut child =
+                shmproc::testing::fork(unsafe { shmproc::testing::ForkPermit::new() }, move || {
+                    go_rx.recv::<()>().unwrap();
+                    l2.push(7).unwrap();
+                    tx.send(&d2.get(&1).ok().flatten()).unwrap();
+                    std::thread::sleep(Duration::from_secs(600));
+                    drop((d2, l2));
+                    0
+                });
+            drop((d, l));
+            std::thread::sleep(Duration::from_millis(200));
+            assert_eq!(live_objects(&probe, 32).len(), before.len() + 2);
+            go_tx.send(&()).unwrap();
+            assert_eq!(rx.recv::<Option<u8>>().unwrap(), Some(1));
+            assert!(child.kill().is_err(), "the child was not killed");
+            assert!(
+                eventually(|| live_objects(&probe, 32) == before),
+                "objects outlived the killed child that inherited them"
+            );
+            drop(probe);
+            m.shutdown().unwrap();
+        });
+    });
+}
+
+/// Forked children that drop their inherited proxies or exit release what the parent took
+/// for them; the parent's own references stay until it drops its proxies.
+#[test]
+fn forked_children_release_their_inherited_references() {
+    watchdog(LIMIT, "manager inherited release", || {
+        let m = Manager::builder()
+            .authkey(&b"inherit2"[..])
+            .start()
+            .unwrap();
+        let probe = raw_client(&m.address(), b"inherit2", 0x1a2);
+        let before = live_objects(&probe, 32);
+        let d = m.dict::<u8, u8>().unwrap();
+        d.insert(1, 1).unwrap();
+        for i in 0..3 {
+            let d2 = d.clone();
+            // SAFETY: no other thread of this test holds a lock the child takes.
+            let mut child =
+                shmproc::testing::fork(unsafe { shmproc::testing::ForkPermit::new() }, move || {
+                    d2.insert(2, i).unwrap();
+                    // The first drops its copy itself; the others leave it to their exit.
+                    if i == 0 {
+                        drop(d2);
+                    } else {
+                        std::mem::forget(d2);
+                    }
+                    0
+                });
+            assert_eq!(child.wait(), Ok(0));
+            assert_eq!(d.get(&2).unwrap(), Some(i));
+        }
+        assert_eq!(live_objects(&probe, 32).len(), before.len() + 1);
+        drop(d);
+        assert!(
+            eventually(|| live_objects(&probe, 32) == before),
+            "a forked child's inherited reference outlived it"
+        );
+        drop(probe);
+        m.shutdown().unwrap();
+    });
+}
+
+fn fork_forever((name, key, ready): (Vec<u8>, Vec<u8>, QueueProxy<u8>)) {
+    let m = Manager::connect(Address::Abstract(name), &key).unwrap();
+    // Held across every fork: each child inherits four proxies.
+    let _kept: Vec<DictProxy<u8, u8>> = (0..4).map(|_| m.dict().unwrap()).collect();
+    let mut n = 0u32;
+    loop {
+        // SAFETY: this process has one thread.
+        let mut c = shmproc::testing::fork(unsafe { shmproc::testing::ForkPermit::new() }, || 0);
+        let _ = c.wait();
+        n += 1;
+        if n == 5 {
+            ready.put(&1).unwrap();
+        }
+    }
+}
+
+/// A process SIGKILLed at any point of a loop of forks (while it takes references for its
+/// next child, between its fork and its closing of that connection, while a child runs)
+/// leaves nothing behind: its objects and every reference taken for its children go.
+#[test]
+fn a_process_killed_mid_fork_leaves_no_reference_behind() {
+    watchdog(LIMIT, "manager fork kill", || {
+        let m = Manager::builder()
+            .authkey(&b"forkkill"[..])
+            .start()
+            .unwrap();
+        let ready = m.queue::<u8>().unwrap();
+        let probe = raw_client(&m.address(), b"forkkill", 0x1a3);
+        let before = live_objects(&probe, 4096);
+        for round in 0..4u64 {
+            let p = Process::new(
+                fork_forever,
+                (abstract_name(&m), b"forkkill".to_vec(), ready.clone()),
+            )
+            .start()
+            .unwrap();
+            assert_eq!(ready.get_timeout(Duration::from_secs(60)).unwrap(), 1);
+            std::thread::sleep(Duration::from_millis(7 * round));
+            p.kill().unwrap();
+            p.join().unwrap();
+        }
+        assert!(
+            eventually(|| live_objects(&probe, 4096) == before),
+            "objects outlived a process killed mid-fork"
+        );
+        drop(probe);
+        m.shutdown().unwrap();
+    });
+}
+
+// ------------------------------------------------------------------ pins
+
+type Handoff = (
+    Vec<u8>,
+    Vec<u8>,
+    QueueProxy<DictProxy<u8, u8>>,
+    QueueProxy<shmproc::manager::ListProxy<u8>>,
+);
+
+fn create_put_and_exit((name, key, qd, ql): Handoff) {
+    let m = Manager::connect(Address::Abstract(name), &key).unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    d.insert(1, 11).unwrap();
+    qd.put(&d).unwrap();
+    let l = m.list::<u8>().unwrap();
+    l.push(5).unwrap();
+    ql.put(&l).unwrap();
+}
+
+fn take_wait_and_read((q, wait): (QueueProxy<DictProxy<u8, u8>>, Duration)) -> Option<u8> {
+    let d = q.get_timeout(Duration::from_secs(60)).unwrap();
+    // Past the pin's grace: the object lives by this process's own reference.
+    std::thread::sleep(wait);
+    d.get(&1).unwrap()
+}
+
+/// Proxies put in queues by a process that then exits: the one a child takes out reaches
+/// its object past the pin's grace, and it goes when that child exits; the one nobody takes
+/// is released once the grace is over, while the server runs.
+#[test]
+fn pins_end_after_their_process_and_a_grace_unless_a_receiver_adopted() {
+    watchdog(LIMIT, "manager pin grace", || {
+        let grace = Duration::from_secs(1);
+        let m = Manager::builder()
+            .authkey(&b"pins"[..])
+            .pin_grace(grace)
+            .start()
+            .unwrap();
+        let qd = m.queue::<DictProxy<u8, u8>>().unwrap();
+        let ql = m.queue::<shmproc::manager::ListProxy<u8>>().unwrap();
+        let probe = raw_client(&m.address(), b"pins", 0x1a4);
+        let before = live_objects(&probe, 64);
+        let a = Process::new(
+            create_put_and_exit,
+            (abstract_name(&m), b"pins".to_vec(), qd.clone(), ql.clone()),
+        )
+        .start()
+        .unwrap();
+        a.join().unwrap();
+        let b = shmproc::spawn(take_wait_and_read, (qd.clone(), grace * 3)).unwrap();
+        // The list nobody takes goes after the grace; the dict lives while `b` holds it.
+        assert!(
+            eventually(|| {
+                let live = live_objects(&probe, 64);
+                let extra: Vec<_> = live.difference(&before).map(|(_, t)| t.clone()).collect();
+                extra == ["shmproc.dict"]
+            }),
+            "the list pinned by a process gone for its grace is still held: {:?}",
+            live_objects(&probe, 64)
+                .difference(&before)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(b.join().unwrap(), Some(11), "the adopted dict was lost");
+        assert_eq!(ql.len().unwrap(), 1, "the list's token is still queued");
+        assert!(
+            eventually(|| live_objects(&probe, 64) == before),
+            "the dict outlived its receiver and its pin's grace"
+        );
+        // The token left in the queue decodes, and its calls fail.
+        let l = ql.try_get().unwrap();
+        assert!(l.len().is_err());
+        drop(probe);
+        m.shutdown().unwrap();
+    });
+}
+
+/// A proxy passed through a queue to a child keeps its object while the creator lives,
+/// though the creator dropped its own proxy (its pin lasts while it is connected), and a
+/// proxy stored in a managed list can be read back any number of times.
+#[test]
+fn a_pinned_object_lives_while_its_pinner_lives() {
+    watchdog(LIMIT, "manager pin alive", || {
+        let m = Manager::builder()
+            .pin_grace(Duration::from_millis(100))
+            .start()
+            .unwrap();
+        let q = m.queue::<DictProxy<u8, u8>>().unwrap();
+        let l = m.list::<DictProxy<u8, u8>>().unwrap();
+        {
+            let d = m.dict::<u8, u8>().unwrap();
+            d.insert(1, 11).unwrap();
+            q.put(&d).unwrap();
+            l.push(d).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let b =
+            shmproc::spawn(take_wait_and_read, (q.clone(), Duration::from_millis(300))).unwrap();
+        assert_eq!(b.join().unwrap(), Some(11));
+        for _ in 0..3 {
+            let d = l.get(0).unwrap().unwrap();
+            assert_eq!(d.get(&1).unwrap(), Some(11));
+        }
+        m.shutdown().unwrap();
+    });
+}
