@@ -92,6 +92,44 @@ pub fn resources() -> Resources {
     r
 }
 
+/// One TCP socket of this process, as [`tcp_sockets`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSocket {
+    /// Its local address.
+    pub local: std::net::SocketAddr,
+    /// Its peer's address.
+    pub peer: std::net::SocketAddr,
+    /// Whether `SO_KEEPALIVE` is on.
+    pub keepalive: bool,
+    /// Its `TCP_KEEPIDLE`.
+    pub keepalive_idle: std::time::Duration,
+}
+
+/// Returns the connected TCP sockets of this process (read with `getsockname`,
+/// `getpeername` and `getsockopt`). Call it while no other thread opens or closes
+/// descriptors.
+pub fn tcp_sockets() -> Vec<TcpSocket> {
+    resources()
+        .fds
+        .into_iter()
+        .filter_map(|raw| {
+            #[allow(unsafe_code)]
+            // SAFETY: `raw` was listed open in /proc/self/fd just now, and the borrow is used
+            // only for the queries below, before this function returns; the caller keeps
+            // other threads from closing descriptors meanwhile.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+            let (local, peer) = crate::sys::ip_socket_addrs(fd)?;
+            let (keepalive, keepalive_idle) = crate::sys::tcp_keepalive(fd).ok()?;
+            Some(TcpSocket {
+                local,
+                peer,
+                keepalive,
+                keepalive_idle,
+            })
+        })
+        .collect()
+}
+
 fn parent_of(pid: i32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let close = stat.rfind(')')?;

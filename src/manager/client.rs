@@ -161,6 +161,7 @@ impl Client {
             expect_ok(sock.recv_bytes()?)?;
             Ok(mine)
         } else {
+            super::server::keep_alive(&sock);
             sock.send(&Greeting { client, pipe: None })?;
             expect_ok(sock.recv_bytes()?)?;
             Ok(sock)

@@ -57,6 +57,9 @@ fn reserve(
     objects: Vec<(u64, u32)>,
 ) -> Result<Connection> {
     let sock = crate::connection::Client::connect(endpoint.address(), Some(key))?;
+    if !endpoint.is_local() {
+        super::server::keep_alive(&sock);
+    }
     // Over the socket itself (no pipe): the child inherits its descriptor, and the
     // connection ends when the last process holding it closes it or dies.
     sock.send(&Greeting {

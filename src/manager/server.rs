@@ -271,6 +271,9 @@ impl Server {
             if self.stopping() {
                 break;
             }
+            if remote {
+                keep_alive(&conn);
+            }
             {
                 let mut n = lock(&self.connections);
                 if *n >= MAX_CONNECTIONS {
@@ -393,7 +396,10 @@ impl Server {
                     let f = Fault::BadRequest(format!(
                         "request of {size} bytes over the {cap}-byte cap"
                     ));
-                    if send_reply(conn, &Reply::Err(f), limit).is_err() {
+                    // Over a socket only the frame's length was read (its bytes are never
+                    // received into memory): the stream has lost its frame boundary, so the
+                    // connection ends after the reply. A pipe drops the message whole.
+                    if send_reply(conn, &Reply::Err(f), limit).is_err() || socket {
                         return;
                     }
                     continue;
@@ -745,6 +751,22 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.clear();
+    }
+}
+
+/// TCP keepalive of manager connections: probes start after 30 s of silence, one every 10 s,
+/// and 3 unanswered end the connection, so a peer host that vanished (powered off, cut off)
+/// is noticed within about a minute: a server then gives back what that client held, a
+/// client's call fails with an error.
+const KEEPALIVE: (Duration, Duration, u32) = (Duration::from_secs(30), Duration::from_secs(10), 3);
+
+/// Turns keepalive on for a manager connection over TCP (see [`KEEPALIVE`]); a connection
+/// where it cannot be set works without it.
+pub(crate) fn keep_alive(conn: &Connection) {
+    use std::os::fd::AsFd;
+    if let Ok(r) = conn.readiness() {
+        let (idle, interval, count) = KEEPALIVE;
+        let _ = crate::sys::set_tcp_keepalive(r.as_fd(), idle, interval, count);
     }
 }
 

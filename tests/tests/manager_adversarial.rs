@@ -957,3 +957,79 @@ fn a_pinned_object_lives_while_its_pinner_lives() {
         m.shutdown().unwrap();
     });
 }
+
+// ------------------------------------------------------------------ TCP frames and keepalive
+
+/// A raw TCP client's frame over the 64 MiB cap (its length, a few of its bytes, then a
+/// well-formed ping) is never read into memory: that connection gets an error reply and
+/// ends, rather than reading the frame's bytes as further frames, and the server goes on
+/// serving a good client and new connections.
+#[test]
+fn an_over_cap_frame_over_tcp_ends_that_connection_only() {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    watchdog(LIMIT, "manager over-cap frame", || {
+        let m = Manager::serve(SocketAddr::from(([127, 0, 0, 1], 0)), b"cap").unwrap();
+        let good = Manager::connect(m.address(), b"cap").unwrap();
+        let l = good.list::<u32>().unwrap();
+        l.push(1).unwrap();
+        let c = raw_client(&m.address(), b"cap", 0xcab);
+        assert!(request(&c, &WireRequest::Ping).is_ok());
+        let fd = c.readiness().unwrap().as_fd().try_clone_to_owned();
+        let mut f = std::fs::File::from(fd.unwrap());
+        let mut bytes = ((64u64 << 20) + 1).to_le_bytes().to_vec();
+        bytes.extend([0xff; 64]);
+        let ping = to_bytes(&WireRequest::Ping).unwrap();
+        bytes.extend((ping.len() as u64).to_le_bytes());
+        bytes.extend(&ping);
+        f.write_all(&bytes).unwrap();
+        match c.recv_bytes() {
+            Ok(reply) => {
+                assert_eq!(reply.first(), Some(&1), "an over-cap frame was served");
+                assert!(
+                    c.recv_bytes().is_err(),
+                    "the connection read on after an over-cap frame"
+                );
+            }
+            Err(e) => eprintln!("the over-cap frame's connection ended before its reply: {e}"),
+        }
+        l.push(2).unwrap();
+        assert_eq!(l.to_vec().unwrap(), [1, 2]);
+        let c2 = raw_client(&m.address(), b"cap", 0xcac);
+        assert!(request(&c2, &WireRequest::Ping).is_ok());
+        drop((c, c2, f, l, good));
+        m.shutdown().unwrap();
+    });
+}
+
+/// Both ends of a manager's TCP connections have keepalive on (a peer host that vanished is
+/// noticed): the server's accepted sockets and the remote client's.
+#[test]
+fn manager_tcp_connections_have_keepalive_on_both_ends() {
+    watchdog(LIMIT, "manager keepalive", || {
+        let m = Manager::serve(SocketAddr::from(([127, 0, 0, 1], 0)), b"ka").unwrap();
+        let Address::Tcp(addr) = m.address() else {
+            panic!("not TCP");
+        };
+        let remote = Manager::connect(addr, b"ka").unwrap();
+        let d = remote.dict::<u8, u8>().unwrap();
+        d.insert(1, 1).unwrap();
+        let sockets = shmproc::testing::tcp_sockets();
+        let server: Vec<_> = sockets
+            .iter()
+            .filter(|s| s.local.port() == addr.port())
+            .collect();
+        let client: Vec<_> = sockets
+            .iter()
+            .filter(|s| s.peer.port() == addr.port())
+            .collect();
+        assert!(!server.is_empty(), "no accepted socket in {sockets:?}");
+        assert!(!client.is_empty(), "no client socket in {sockets:?}");
+        for s in server.iter().chain(&client) {
+            assert!(s.keepalive, "keepalive off: {s:?}");
+            assert_eq!(s.keepalive_idle, Duration::from_secs(30), "{s:?}");
+        }
+        drop(d);
+        m.shutdown().unwrap();
+    });
+}

@@ -1,0 +1,46 @@
+//! TCP keepalive on a connected socket, so a peer host that vanished (powered off, cut off)
+//! is noticed: `SO_KEEPALIVE` with `TCP_KEEPIDLE`, `TCP_KEEPINTVL` and `TCP_KEEPCNT`; and
+//! reading a TCP socket's keepalive and addresses back (tests).
+//!
+//! # References
+//! - `socket(7)` (`SO_KEEPALIVE`), `tcp(7)` (`TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT`)
+//! - `setsockopt(2)`, `getsockopt(2)`, `getsockname(2)`, `getpeername(2)`
+
+use std::io;
+#[cfg(any(test, feature = "test-support"))]
+use std::net::SocketAddr;
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
+
+/// Turns keepalive on for the TCP socket `fd`: after `idle` without traffic, a probe every
+/// `interval`; after `count` unanswered probes the connection fails (reads and writes
+/// return an error, a poll reports it).
+pub(crate) fn set_tcp_keepalive(
+    fd: BorrowedFd<'_>,
+    idle: Duration,
+    interval: Duration,
+    count: u32,
+) -> io::Result<()> {
+    use rustix::net::sockopt;
+    sockopt::set_tcp_keepidle(fd, idle)?;
+    sockopt::set_tcp_keepintvl(fd, interval)?;
+    sockopt::set_tcp_keepcnt(fd, count)?;
+    sockopt::set_socket_keepalive(fd, true)?;
+    Ok(())
+}
+
+/// Returns whether keepalive is on for the socket `fd`, with its idle time.
+#[cfg(any(test, feature = "test-support"))]
+pub(crate) fn tcp_keepalive(fd: BorrowedFd<'_>) -> io::Result<(bool, Duration)> {
+    use rustix::net::sockopt;
+    Ok((sockopt::socket_keepalive(fd)?, sockopt::tcp_keepidle(fd)?))
+}
+
+/// Returns the local and peer addresses of the connected IP socket `fd`; `None` for another
+/// kind of descriptor.
+#[cfg(any(test, feature = "test-support"))]
+pub(crate) fn ip_socket_addrs(fd: BorrowedFd<'_>) -> Option<(SocketAddr, SocketAddr)> {
+    let local = SocketAddr::try_from(rustix::net::getsockname(fd).ok()?).ok()?;
+    let peer = SocketAddr::try_from(rustix::net::getpeername(fd).ok()??).ok()?;
+    Some((local, peer))
+}
