@@ -27,7 +27,12 @@
 //! cap over a pipe) is an [`Error::MessageTooLarge`] for that call; the connection, and what
 //! the client holds, stay. A client must greet within the handshake timeout (5 s) of its
 //! authentication; over a socket, a request frame (or a reply's) that stalls for that long
-//! ends the connection, while an idle connection stays open.
+//! ends the connection, while an idle connection stays open. A socket request frame whose
+//! length is over the cap is answered with an error and ends that connection (its bytes are
+//! never received). TCP connections have keepalive on at both ends (probes after 30 s of
+//! silence, every 10 s, 3 unanswered end the connection), so a peer host that vanished is
+//! noticed within about a minute: the server gives back what that client held, and the
+//! client's calls fail with an error.
 //!
 //! # Direct and served primitives
 //! Every built-in object, for every client (local or remote), is served by the server: no
