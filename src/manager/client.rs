@@ -118,7 +118,7 @@ pub(crate) fn client_for(endpoint: &Endpoint, authkey: &[u8]) -> Arc<Client> {
 /// This process's client of a server reached through a client inherited across `fork`: kept
 /// until the process exits, so the server sees one lasting client (locks it takes, objects it
 /// creates) rather than a connection per call, each of whose end would give them back.
-pub(crate) fn forked_client(endpoint: &Endpoint, authkey: &[u8]) -> Arc<Client> {
+fn forked_client(endpoint: &Endpoint, authkey: &[u8]) -> Arc<Client> {
     static KEPT: Mutex<(u32, Vec<Arc<Client>>)> = Mutex::new((0, Vec::new()));
     let c = client_for(endpoint, authkey);
     let pid = sys::current_pid();
@@ -138,11 +138,6 @@ pub(crate) fn forked_client(endpoint: &Endpoint, authkey: &[u8]) -> Arc<Client> 
 impl Client {
     pub(crate) fn authkey(&self) -> &[u8] {
         &self.authkey
-    }
-
-    /// Keeps `conn` (greeted as this process) for later calls.
-    pub(crate) fn keep_idle(&self, conn: Connection) {
-        lock(&self.idle).push(conn);
     }
 
     /// Opens a connection: authenticates, greets, and for a local server moves to a pipe.

@@ -7,26 +7,33 @@
 //! proxies it holds, greets it as the child and asks for the references in one request
 //! ([`Request::Inherit`]: a count per object, the number of the parent's live proxies to
 //! it). After the fork the parent closes its copy of that connection; the child keeps it
-//! among its idle connections and calls as that nonce. The references are then the child's
+//! open (unused: its calls go over connections of its own, pipes for a server on this host)
+//! and calls as that nonce. The references are then the child's
 //! like any other: each inherited proxy the child drops releases one, and all go when the
 //! child's last connection ends, which the inherited one is: a child killed at any moment
 //! after the fork closes it, and a fork that fails (or a parent killed before it) closes the
 //! parent's copy, the only one. A process without proxies makes no request at all.
 //!
-//! A fork by other means (a bare `fork(2)`) takes no references: the child's copies then
-//! rely on the parent's.
+//! A child forked by shmproc closes the copies it inherited of its parent's own kept
+//! connections, so those end with the parent alone. A fork by other means (a bare
+//! `fork(2)`) takes no references: the child's copies then rely on the parent's, and the
+//! child holds the parent's kept connections open while it lives.
 
-use super::client::{Greeting, expect_ok, forked_client, live_proxies, set_nonce};
+use super::client::{Greeting, expect_ok, live_proxies, set_nonce};
 use super::protocol::{Endpoint, Request};
 use crate::codec;
 use crate::connection::Connection;
 use crate::error::Result;
 use crate::sys;
+use std::sync::{Mutex, PoisonError};
+
+/// The connections holding this process's inherited references (kept open until it exits).
+static KEPT: Mutex<Vec<Connection>> = Mutex::new(Vec::new());
 
 /// The references taken for a child about to be forked.
 pub(crate) struct Inherited {
     nonce: u64,
-    conns: Vec<(Endpoint, Vec<u8>, Connection)>,
+    conns: Vec<Connection>,
 }
 
 /// Takes references for the child of a fork about to happen, for every live proxy of this
@@ -40,10 +47,7 @@ pub(crate) fn before_fork() -> Option<Inherited> {
     let nonce = sys::random_u64() | 1;
     let conns = live
         .into_iter()
-        .filter_map(|(endpoint, key, objects)| {
-            let conn = reserve(&endpoint, &key, nonce, objects).ok()?;
-            Some((endpoint, key, conn))
-        })
+        .filter_map(|(endpoint, key, objects)| reserve(&endpoint, &key, nonce, objects).ok())
         .collect();
     Some(Inherited { nonce, conns })
 }
@@ -74,12 +78,13 @@ fn reserve(
 
 impl Inherited {
     /// In the child: calls as the nonce its references were taken for, and keeps their
-    /// connections.
+    /// connections (closing its copies of the parent's).
     pub(crate) fn in_child(self) {
         set_nonce(self.nonce);
-        for (endpoint, key, conn) in self.conns {
-            forked_client(&endpoint, &key).keep_idle(conn);
-        }
+        let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
+        let parents = std::mem::replace(&mut *kept, self.conns);
+        drop(kept);
+        drop(parents);
     }
 
     /// In the parent (or when the fork failed): closes its copies of the connections.

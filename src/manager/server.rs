@@ -969,6 +969,8 @@ pub(crate) fn fuzz_protocol(mut data: &[u8]) {
     for client in sessions.into_keys() {
         server.client_left(client);
     }
+    // Ends the thread that would expire the pins of the clients that left.
+    server.stop();
     // Every reference went with its client's session.
     let left = lock(&server.objects);
     assert!(
