@@ -15,8 +15,11 @@
 //! a forked child (`manager::inherit`). Dropping the last clone releases it; the server drops
 //! a process's references when its last connection ends. The proxies alive in this process
 //! are counted by server and object (what a forked child inherits). A proxy that is
-//! serialized first *pins* the object, once per process: the pin lasts while this process
-//! is connected and for the server's pin grace after (see the manager's module docs).
+//! serialized first *pins* the object: a token in flight carries the id of its own pin
+//! (`Lend`), which its receiver takes over when it decodes it (`Adopt`); a proxy stored in a
+//! managed container, which may be read back any number of times, takes a lasting pin
+//! instead (`Pin`, once per process). A pin whose process's last connection ended lasts the
+//! server's pin grace (see the manager's module docs).
 
 use super::protocol::{Endpoint, Fault, MAX_REQUEST, Reply, Request};
 use crate::codec;
@@ -374,13 +377,38 @@ struct Token {
     authkey: Vec<u8>,
     id: u64,
     type_name: String,
+    /// The pin its receiver takes over (0: a lasting pin, or none).
+    pin: u64,
+}
+
+thread_local! {
+    /// Whether proxies serialized now are being stored in a managed container (see
+    /// [`storing`]).
+    static STORING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, which encodes a value to be stored in a managed container: a proxy in it may be
+/// read back any number of times, so it takes a lasting pin (while this process is connected,
+/// and the pin grace after) rather than one its first receiver takes over.
+pub(crate) fn storing<R>(f: impl FnOnce() -> R) -> R {
+    /// Puts the flag back, a panic in `f` included.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STORING.set(self.0);
+        }
+    }
+    let _restore = Restore(STORING.replace(true));
+    f()
 }
 
 impl Serialize for RemoteObject {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let h = &self.held;
-        if h.counted {
-            // Pinned once per process (a forked child pins again: the pin is its own).
+        let mut pin = 0;
+        if h.counted && STORING.get() {
+            // Stored in a managed container, whence it may be read any number of times: a
+            // lasting pin, once per process (a forked child pins again: the pin is its own).
             let pid = sys::current_pid();
             let mut pinned_by = lock(&h.pinned_by);
             if *pinned_by != pid {
@@ -389,12 +417,20 @@ impl Serialize for RemoteObject {
                     .map_err(serde::ser::Error::custom)?;
                 *pinned_by = pid;
             }
+        } else if h.counted {
+            // One token in flight: its receiver takes the pin over.
+            let reply = h
+                .client
+                .request(&Request::Lend { object: h.id })
+                .map_err(serde::ser::Error::custom)?;
+            pin = codec::from_bytes(&reply).map_err(serde::ser::Error::custom)?;
         }
         Token {
             endpoint: h.client.endpoint.clone(),
             authkey: h.client.authkey().to_vec(),
             id: h.id,
             type_name: h.type_name.clone(),
+            pin,
         }
         .serialize(s)
     }
@@ -406,7 +442,12 @@ impl<'de> Deserialize<'de> for RemoteObject {
         let client = client_for(&t.endpoint, &t.authkey);
         // A token whose object (or server) is gone still decodes: its calls fail.
         let counted = t.id != super::server::SHARED_NAMESPACE
-            && client.request(&Request::Adopt { object: t.id }).is_ok();
+            && client
+                .request(&Request::Adopt {
+                    object: t.id,
+                    pin: t.pin,
+                })
+                .is_ok();
         Ok(RemoteObject {
             held: Held::new(client, t.id, t.type_name, counted),
         })

@@ -86,14 +86,18 @@
 //!   process when its last connection ends (even by `SIGKILL`). A forked child's inherited
 //!   references ride on a connection only the child keeps, so they go with it however it
 //!   ends; a process without proxies forks without any request.
-//! - *pins*: before a proxy's token first leaves a process (serialized), that process pins
-//!   the object, so a proxy in flight (in a queue, in a child's arguments, stored in another
-//!   managed container) finds its object. A pin belongs to the pinning process: it lasts
-//!   while that process is connected to the server and for the pin grace after its last
-//!   connection ended (60 s by default, [`ManagerBuilder::pin_grace`]), then it ends. A
-//!   receiver that decoded the token by then holds its own reference; a token never
-//!   received no longer keeps the object once the grace is over, and one decoded later
-//!   finds it gone (its calls fail with [`Error::Remote`]).
+//! - *pins*: before a proxy's token leaves a process (serialized), that process pins the
+//!   object, so a proxy in flight (in a queue, in a child's arguments, in a pipe) finds its
+//!   object. Each token carries a pin of its own, which the process that decodes it takes
+//!   over: the pin ends then, and the receiver's reference keeps the object. A proxy stored
+//!   in a managed container (a dict, list, value, array or namespace), which may be read
+//!   back any number of times, takes a lasting pin instead, once per process. Every pin
+//!   belongs to the pinning process: when its last connection ends, its pins wait the pin
+//!   grace (60 s by default, [`ManagerBuilder::pin_grace`]) for a receiver, then end. So a
+//!   token never received keeps its object only while its sender lives and a grace after;
+//!   decoded later, it finds the object gone (its calls fail with [`Error::Remote`]). A
+//!   proxy encoded and never decoded (a key looked up in a managed container, say) pins its
+//!   object likewise until its process is gone.
 //!
 //! The shared namespace ([`Manager::shared`]) lives as long as the server.
 
@@ -619,10 +623,12 @@ impl Manager {
         &self,
         items: impl IntoIterator<Item = T>,
     ) -> Result<ListProxy<T>> {
-        let items = items
-            .into_iter()
-            .map(|v| codec::to_bytes(&v))
-            .collect::<Result<Vec<_>>>()?;
+        let items = client::storing(|| {
+            items
+                .into_iter()
+                .map(|v| codec::to_bytes(&v))
+                .collect::<Result<Vec<_>>>()
+        })?;
         ListProxy::from_remote(self.create_raw(ListProxy::<T>::KIND, codec::to_bytes(&items)?)?)
     }
 
@@ -631,7 +637,7 @@ impl Manager {
     /// # Errors
     /// As for [`dict`](Manager::dict).
     pub fn value<T: Serialize + DeserializeOwned>(&self, value: T) -> Result<ValueProxy<T>> {
-        let init = codec::to_bytes(&codec::to_bytes(&value)?)?;
+        let init = client::storing(|| codec::to_bytes(&codec::to_bytes(&value)?))?;
         ValueProxy::from_remote(self.create_raw(ValueProxy::<T>::KIND, init)?)
     }
 
@@ -656,10 +662,12 @@ impl Manager {
         &self,
         items: &[T],
     ) -> Result<ArrayProxy<T>> {
-        let items = items
-            .iter()
-            .map(codec::to_bytes)
-            .collect::<Result<Vec<_>>>()?;
+        let items = client::storing(|| {
+            items
+                .iter()
+                .map(codec::to_bytes)
+                .collect::<Result<Vec<_>>>()
+        })?;
         ArrayProxy::from_remote(self.create_raw(ArrayProxy::<T>::KIND, codec::to_bytes(&items)?)?)
     }
 

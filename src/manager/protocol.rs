@@ -44,12 +44,17 @@ pub(crate) enum Request {
     /// Stops the server.
     Shutdown,
     /// Takes a reference of the calling client process to `object` (a proxy to it was
-    /// received: the token decoded in this process).
-    Adopt { object: u64 },
+    /// received: the token decoded in this process), taking over the token's pin `pin`
+    /// (from [`Request::Lend`]; 0: none), which then ends.
+    Adopt { object: u64, pin: u64 },
     /// Takes `count` references of the calling client process to each `object` (a forked
     /// child's copies of its parent's proxies, taken by the parent before the fork on a
     /// connection the child inherits); objects gone already are skipped.
     Inherit { objects: Vec<(u64, u32)> },
+    /// Pins `object` for one token about to leave the calling client process; replies the
+    /// pin's id (`u64`), which the token carries and its receiver takes over. The pin lasts
+    /// until then, or until the server's pin grace after the process's last connection.
+    Lend { object: u64 },
 }
 
 /// The server's answer to one request.

@@ -7,7 +7,7 @@
 //! `Send + Sync` and serde (`Serialize` pins the object, see [`RemoteObject`]); a proxy
 //! deserialized as the wrong kind is refused.
 
-use super::client::{RemoteObject, check_type};
+use super::client::{RemoteObject, check_type, storing};
 use crate::codec;
 use crate::error::Result;
 use serde::de::DeserializeOwned;
@@ -16,7 +16,15 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+/// Encodes an argument of a container's method: a proxy in it may be stored there and read
+/// back any number of times, so it takes a lasting pin (see `client::storing`).
 fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>> {
+    storing(|| codec::to_bytes(v))
+}
+
+/// Encodes an item put in a queue: a proxy in it is one token in flight, whose pin its
+/// receiver takes over.
+fn in_flight<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>> {
     codec::to_bytes(v)
 }
 
@@ -728,7 +736,7 @@ macro_rules! queue_methods {
             /// [`Error::Disconnected`](crate::Error::Disconnected) if the server is gone.
             pub fn put(&self, value: &T) -> Result<()> {
                 self.remote
-                    .call_decode("put", enc(&(enc(value)?, true, None::<Duration>))?)
+                    .call_decode("put", enc(&(in_flight(value)?, true, None::<Duration>))?)
             }
             /// Puts `value`, waiting at most `timeout` for room.
             ///
@@ -736,7 +744,7 @@ macro_rules! queue_methods {
             /// [`Error::Full`](crate::Error::Full) if there was no room in time.
             pub fn put_timeout(&self, value: &T, timeout: Duration) -> Result<()> {
                 self.remote
-                    .call_decode("put", enc(&(enc(value)?, true, Some(timeout)))?)
+                    .call_decode("put", enc(&(in_flight(value)?, true, Some(timeout)))?)
             }
             /// Puts `value` if there is room now.
             ///
@@ -744,7 +752,7 @@ macro_rules! queue_methods {
             /// [`Error::Full`](crate::Error::Full) if there is none.
             pub fn try_put(&self, value: &T) -> Result<()> {
                 self.remote
-                    .call_decode("put", enc(&(enc(value)?, false, None::<Duration>))?)
+                    .call_decode("put", enc(&(in_flight(value)?, false, None::<Duration>))?)
             }
             /// Takes the oldest item, waiting for one.
             ///

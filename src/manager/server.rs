@@ -136,9 +136,14 @@ struct Slot {
     /// References by client process (nonce): its creation, a received proxy adopted, a
     /// forked child's inherited copies. A client's references go with its last connection.
     refs: HashMap<u64, u32>,
-    /// Pins by client process (a proxy to the object was serialized there): `None` while that
-    /// process is connected, then the time until which the pin waits for a receiver.
+    /// Lasting pins by client process (a proxy to the object was stored in a managed
+    /// container there, whence it may be read any number of times): `None` while that
+    /// process is connected, then the time until which the pin waits for a reader.
     pins: HashMap<u64, Option<Instant>>,
+    /// Pins of single tokens in flight, by pin id: the lending client process and, once its
+    /// last connection ended, the time until which the pin waits for its receiver. A
+    /// receiver's `Adopt` takes the pin over (ends it).
+    lent: HashMap<u64, (u64, Option<Instant>)>,
     /// The shared namespace: lives as long as the server.
     permanent: bool,
     type_name: Arc<str>,
@@ -150,6 +155,7 @@ impl Slot {
             obj: Arc::new(obj),
             refs: HashMap::new(),
             pins: HashMap::new(),
+            lent: HashMap::new(),
             permanent: false,
             type_name,
         }
@@ -157,7 +163,7 @@ impl Slot {
 
     /// Whether nothing keeps the object any more.
     fn unused(&self) -> bool {
-        !self.permanent && self.refs.is_empty() && self.pins.is_empty()
+        !self.permanent && self.refs.is_empty() && self.pins.is_empty() && self.lent.is_empty()
     }
 
     /// Drops one reference of `client`; whether it had one.
@@ -534,7 +540,7 @@ impl Server {
                 }
                 Ok(codec::to_bytes(&()).map_err(Fault::from)?)
             }
-            Request::Adopt { object } => {
+            Request::Adopt { object, pin } => {
                 let mut objects = lock(&self.objects);
                 let slot = objects
                     .get_mut(&object)
@@ -542,8 +548,23 @@ impl Server {
                 if !slot.permanent {
                     let n = slot.refs.entry(ctx.client).or_default();
                     *n = n.saturating_add(1);
+                    slot.lent.remove(&pin);
                 }
                 Ok(codec::to_bytes(&()).map_err(Fault::from)?)
+            }
+            Request::Lend { object } => {
+                let mut objects = lock(&self.objects);
+                let slot = objects
+                    .get_mut(&object)
+                    .ok_or(Fault::UnknownObject(object))?;
+                let pin = if slot.permanent {
+                    0
+                } else {
+                    let pin = next_id();
+                    slot.lent.insert(pin, (ctx.client, None));
+                    pin
+                };
+                codec::to_bytes(&pin).map_err(Fault::from)
             }
             Request::Inherit { objects: inherited } => {
                 let mut objects = lock(&self.objects);
@@ -650,6 +671,12 @@ impl Server {
                     *p = Some(until);
                     orphaned = true;
                 }
+                for (owner, p) in slot.lent.values_mut() {
+                    if *owner == client {
+                        *p = Some(until);
+                        orphaned = true;
+                    }
+                }
                 if had && slot.unused() {
                     gone.push(*id);
                 }
@@ -702,14 +729,16 @@ impl Server {
                 let mut objects = lock(&self.objects);
                 let mut gone = Vec::new();
                 for (id, slot) in objects.iter_mut() {
-                    slot.pins.retain(|_, until| match until {
+                    let mut keep = |until: &Option<Instant>| match until {
                         Some(t) if *t <= now => false,
                         Some(t) => {
                             next = Some(next.map_or(*t, |n| n.min(*t)));
                             true
                         }
                         None => true,
-                    });
+                    };
+                    slot.pins.retain(|_, until| keep(until));
+                    slot.lent.retain(|_, (_, until)| keep(until));
                     if slot.unused() {
                         gone.push(*id);
                     }
@@ -929,7 +958,8 @@ pub(crate) fn fuzz_protocol(mut data: &[u8]) {
                 Request::Shutdown => continue,
                 Request::Call { object, .. }
                 | Request::Pin { object }
-                | Request::Adopt { object }
+                | Request::Adopt { object, .. }
+                | Request::Lend { object }
                 | Request::Release { object }
                 | Request::TypeOf { object }
                     if *object != 0 && !created.is_empty() =>

@@ -928,9 +928,9 @@ fn pins_end_after_their_process_and_a_grace_unless_a_receiver_adopted() {
     });
 }
 
-/// A proxy passed through a queue to a child keeps its object while the creator lives,
-/// though the creator dropped its own proxy (its pin lasts while it is connected), and a
-/// proxy stored in a managed list can be read back any number of times.
+/// A proxy stored in a managed list keeps its object while the process that stored it
+/// lives, though it dropped its own proxy and a child took another copy of it out of a
+/// queue and exited: the list's copy can be read back any number of times.
 #[test]
 fn a_pinned_object_lives_while_its_pinner_lives() {
     watchdog(LIMIT, "manager pin alive", || {
@@ -1031,5 +1031,33 @@ fn manager_tcp_connections_have_keepalive_on_both_ends() {
         }
         drop(d);
         m.shutdown().unwrap();
+    });
+}
+
+/// A proxy passed through a queue is taken over by its receiver: once the creator dropped
+/// its own and the receiving child exited, the object goes, while the creator still runs.
+#[test]
+fn a_pin_taken_over_by_its_receiver_ends_with_the_receiver() {
+    watchdog(LIMIT, "manager pin taken over", || {
+        assert_no_leaks(|| {
+            let m = Manager::builder().authkey(&b"lend"[..]).start().unwrap();
+            let q = m.queue::<DictProxy<u8, u8>>().unwrap();
+            let probe = raw_client(&m.address(), b"lend", 0x1a5);
+            let before = live_objects(&probe, 64);
+            for i in 0..3 {
+                let d = m.dict::<u8, u8>().unwrap();
+                d.insert(1, i).unwrap();
+                q.put(&d).unwrap();
+                drop(d);
+                let b = shmproc::spawn(take_wait_and_read, (q.clone(), Duration::ZERO)).unwrap();
+                assert_eq!(b.join().unwrap(), Some(i), "the queued dict was lost");
+            }
+            assert!(
+                eventually(|| live_objects(&probe, 64) == before),
+                "objects handed over through a queue outlived their receivers"
+            );
+            drop(probe);
+            m.shutdown().unwrap();
+        });
     });
 }
