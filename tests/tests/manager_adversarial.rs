@@ -1061,3 +1061,58 @@ fn a_pin_taken_over_by_its_receiver_ends_with_the_receiver() {
         });
     });
 }
+
+type Relay = (
+    QueueProxy<DictProxy<u8, u8>>,
+    QueueProxy<DictProxy<u8, u8>>,
+    u8,
+    u8,
+);
+
+fn relay((from, to, n, mark): Relay) {
+    for _ in 0..n {
+        let d = from.get_timeout(Duration::from_secs(60)).unwrap();
+        d.insert(mark, mark).unwrap();
+        to.put(&d).unwrap();
+    }
+}
+
+/// Proxies relayed through two child processes and back, then dropped everywhere: every
+/// object goes while the server and the creator run (each hop's pin was taken over), and
+/// nothing is left in `/dev/shm` or among the descriptors.
+#[test]
+fn proxies_relayed_between_processes_and_dropped_leave_nothing() {
+    watchdog(LIMIT, "manager relay", || {
+        assert_no_leaks(|| {
+            const N: u8 = 10;
+            let m = Manager::builder().authkey(&b"relay"[..]).start().unwrap();
+            let qs: Vec<QueueProxy<DictProxy<u8, u8>>> =
+                (0..3).map(|_| m.queue().unwrap()).collect();
+            let probe = raw_client(&m.address(), b"relay", 0x1a6);
+            let before = live_objects(&probe, 256);
+            for i in 0..N {
+                let d = m.dict::<u8, u8>().unwrap();
+                d.insert(0, i).unwrap();
+                qs[0].put(&d).unwrap();
+            }
+            let a = shmproc::spawn(relay, (qs[0].clone(), qs[1].clone(), N, 1)).unwrap();
+            let b = shmproc::spawn(relay, (qs[1].clone(), qs[2].clone(), N, 2)).unwrap();
+            let back: Vec<DictProxy<u8, u8>> = (0..N)
+                .map(|_| qs[2].get_timeout(Duration::from_secs(60)).unwrap())
+                .collect();
+            a.join().unwrap();
+            b.join().unwrap();
+            for (i, d) in back.iter().enumerate() {
+                assert_eq!(d.items().unwrap(), [(0, i as u8), (1, 1), (2, 2)]);
+            }
+            assert_eq!(live_objects(&probe, 256).len(), before.len() + N as usize);
+            drop(back);
+            assert!(
+                eventually(|| live_objects(&probe, 256) == before),
+                "relayed objects outlived every proxy"
+            );
+            drop(probe);
+            m.shutdown().unwrap();
+        });
+    });
+}
