@@ -27,7 +27,7 @@
 use crate::error::{Error, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 /// Bytes reserved up front by [`to_bytes`].
 const INITIAL_CAPACITY: usize = 512;
@@ -37,6 +37,9 @@ pub const MAX_MESSAGE: usize = 1 << 30;
 
 thread_local! {
     static ATTACH_ERROR: RefCell<Option<Error>> = const { RefCell::new(None) };
+    /// Whether `ATTACH_ERROR` may hold an error: a decode touches the slot itself only then
+    /// (a plain flag costs one load; the slot's lazily registered destructor costs more).
+    static ATTACH_STASHED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Records why a handle failed to re-attach during a decode, and returns the serde error to
@@ -44,7 +47,17 @@ thread_local! {
 pub(crate) fn attach_error<E: serde::de::Error>(e: Error) -> E {
     let msg = e.to_string();
     ATTACH_ERROR.with(|slot| *slot.borrow_mut() = Some(e));
+    ATTACH_STASHED.with(|f| f.set(true));
     E::custom(msg)
+}
+
+/// Takes the attach error a decode on this thread recorded, if any.
+fn take_attach_error() -> Option<Error> {
+    if !ATTACH_STASHED.with(Cell::get) {
+        return None;
+    }
+    ATTACH_STASHED.with(|f| f.set(false));
+    ATTACH_ERROR.with(|slot| slot.borrow_mut().take())
 }
 
 /// Builds the [`Error::Codec`] for a postcard failure while encoding or decoding a `T`: the
@@ -184,15 +197,51 @@ pub(crate) fn to_slice<'b, T: Serialize + ?Sized>(
 /// # Ok::<(), shmproc::Error>(())
 /// ```
 pub fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    decode::<T, T>(bytes, |de| T::deserialize(de))
+}
+
+/// Decodes a value into `place`, reusing what it owns: a `String` or a `Vec` keeps its
+/// allocation when the new value fits it (serde's `deserialize_in_place`; a type without an
+/// in-place form is decoded whole and assigned). The checks are [`from_bytes`]'s.
+///
+/// On error, `place` holds a valid value of its type whose contents are unspecified (a part
+/// of the message, or its old value).
+///
+/// # Errors
+/// As for [`from_bytes`].
+///
+/// # Examples
+/// ```
+/// let mut s = String::with_capacity(64);
+/// let ptr = s.as_ptr();
+/// shmproc::codec::from_bytes_into(&shmproc::codec::to_bytes("hello")?, &mut s)?;
+/// assert_eq!(s, "hello");
+/// assert_eq!(s.as_ptr(), ptr); // no allocation
+/// # Ok::<(), shmproc::Error>(())
+/// ```
+pub fn from_bytes_into<T: DeserializeOwned>(bytes: &[u8], place: &mut T) -> Result<()> {
+    decode::<T, ()>(bytes, |de| T::deserialize_in_place(de, place))
+}
+
+/// Runs a decode of a `T` over `bytes` (whole: trailing bytes are an error), turning its
+/// failure into the handle's attach error, if one was recorded, or a codec error.
+#[inline]
+fn decode<'de, T, R>(
+    bytes: &'de [u8],
+    run: impl FnOnce(
+        &mut postcard::Deserializer<'de, postcard::de_flavors::Slice<'de>>,
+    ) -> postcard::Result<R>,
+) -> Result<R> {
     if bytes.len() > MAX_MESSAGE {
         return Err(Error::InvalidSize {
             reason: "message larger than the 1 GiB cap",
         });
     }
-    ATTACH_ERROR.with(|slot| slot.borrow_mut().take());
-    let r = postcard::take_from_bytes::<T>(bytes);
-    let stashed = ATTACH_ERROR.with(|slot| slot.borrow_mut().take());
-    match r {
+    // An error left by an earlier decode that succeeded anyway (a type that swallowed it) is
+    // not this decode's.
+    drop(take_attach_error());
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    match run(&mut de).and_then(|v| Ok((v, de.finalize()?))) {
         Ok((v, [])) => Ok(v),
         Ok(_) => Err(Error::Codec {
             reason: format!(
@@ -200,7 +249,7 @@ pub fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
                 std::any::type_name::<T>()
             ),
         }),
-        Err(e) => Err(stashed.unwrap_or_else(|| codec_error::<T>("decode", &e))),
+        Err(e) => Err(take_attach_error().unwrap_or_else(|| codec_error::<T>("decode", &e))),
     }
 }
 
@@ -334,6 +383,37 @@ mod tests {
         for len in 0..bytes.len() {
             assert!(from_bytes::<Blob>(&bytes[..len]).is_err());
         }
+    }
+
+    /// Decoding into a place reuses its buffer and keeps every check of `from_bytes`.
+    #[test]
+    fn decoding_into_a_place_reuses_it_and_checks_like_from_bytes() {
+        let mut s = String::with_capacity(300);
+        let ptr = s.as_ptr();
+        for text in ["0".repeat(256), "é".to_owned(), String::new()] {
+            from_bytes_into(&to_bytes(&text).expect("valid"), &mut s).expect("valid");
+            assert_eq!(s, text);
+            assert_eq!(s.as_ptr(), ptr, "no allocation for a message that fits");
+        }
+        let bytes = to_bytes(&"abc").expect("valid");
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(from_bytes_into(&trailing, &mut s).is_err());
+        for len in 0..bytes.len() {
+            assert!(from_bytes_into(&bytes[..len], &mut s).is_err());
+        }
+        assert!(
+            from_bytes_into(&[2, 0xc3, 0x28], &mut s).is_err(),
+            "invalid UTF-8"
+        );
+        let huge = [0x80, 0x80, 0x80, 0x80, 0x80, 0x20, 1, 2, 3];
+        assert!(from_bytes_into(&huge, &mut s).is_err());
+        let mut v: Vec<u32> = Vec::with_capacity(8);
+        from_bytes_into(&to_bytes(&vec![1u32, 2, 3]).expect("valid"), &mut v).expect("valid");
+        assert_eq!(v, [1, 2, 3]);
+        let mut t = (0u8, String::new());
+        from_bytes_into(&to_bytes(&(7u8, "x")).expect("valid"), &mut t).expect("valid");
+        assert_eq!(t, (7, "x".to_owned()));
     }
 
     /// Pure-Rust decode checks (no handles, so no syscalls: these run under miri too).

@@ -2,6 +2,9 @@
 //! processes (the original `processing` object-passing workload), beside a bare
 //! single-producer single-consumer shared-memory ring of 256-byte messages in the same group.
 //!
+//! `queue/1to1_into/256B`: as `queue/1to1/256B`, the consumer decoding every string into one
+//! reused buffer (`Queue::get_into`), so nothing is allocated per message.
+//!
 //! `queue/shareable/1to1/256B` and `queue/shareable_loan/1to1/256B`: `[u8; 256]` values
 //! through a `ShareableQueue` (copied with `put`/`get`, and written and read in place with
 //! `put_with`/`get_with`), no encoding.
@@ -29,6 +32,19 @@ fn consume((q, counts, c): (Queue<String>, RawArray<u64>, usize)) {
     counts.set(k + c, 1).expect("index");
     let mut n = 0;
     while q.get().is_ok() {
+        n += 1;
+        counts.set(c, n).expect("index");
+    }
+}
+
+/// As `consume`, decoding into one reused `String`.
+fn consume_into((q, counts, c): (Queue<String>, RawArray<u64>, usize)) {
+    let k = counts.len() / 2;
+    counts.set(k + c, 1).expect("index");
+    let mut n = 0;
+    let mut s = String::new();
+    while q.get_into(&mut s).is_ok() {
+        std::hint::black_box(&s);
         n += 1;
         counts.set(c, n).expect("index");
     }
@@ -123,28 +139,33 @@ fn queue(c: &mut Criterion) {
     });
     drop(ring);
 
-    g.bench_function("1to1/256B", |b| {
-        let q = Queue::<String>::with_capacity(1024).expect("queue");
-        // counts[0]: messages taken; counts[1]: the consumer is ready.
-        let counts = RawArray::<u64>::new(2).expect("counts");
-        let consumer = Process::new(consume, (q.clone(), counts.clone(), 0))
-            .start()
-            .expect("start consumer");
-        wait_for(|| counts.get(1).unwrap_or(0) == 1);
-        let msg = "x".repeat(MSG);
-        let mut taken = 0;
-        b.iter_custom(|iters| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                q.put(&msg).expect("put");
-            }
-            taken += iters;
-            wait_for(|| counts.get(0).unwrap_or(0) >= taken);
-            t.elapsed()
+    for (name, target) in [
+        ("1to1/256B", consume as fn(_)),
+        ("1to1_into/256B", consume_into),
+    ] {
+        g.bench_function(name, |b| {
+            let q = Queue::<String>::with_capacity(1024).expect("queue");
+            // counts[0]: messages taken; counts[1]: the consumer is ready.
+            let counts = RawArray::<u64>::new(2).expect("counts");
+            let consumer = Process::new(target, (q.clone(), counts.clone(), 0))
+                .start()
+                .expect("start consumer");
+            wait_for(|| counts.get(1).unwrap_or(0) == 1);
+            let msg = "x".repeat(MSG);
+            let mut taken = 0;
+            b.iter_custom(|iters| {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    q.put(&msg).expect("put");
+                }
+                taken += iters;
+                wait_for(|| counts.get(0).unwrap_or(0) >= taken);
+                t.elapsed()
+            });
+            q.close();
+            consumer.join().expect("join consumer");
         });
-        q.close();
-        consumer.join().expect("join consumer");
-    });
+    }
 
     g.bench_function("2to2/256B", |b| {
         let q = Queue::<String>::with_capacity(1024).expect("queue");

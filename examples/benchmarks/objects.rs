@@ -38,6 +38,13 @@ pub(crate) fn specs() -> Vec<Spec> {
             Some(0.5),
         ),
         row(
+            "Queue, 1 -> 1, get_into (buffer reused)",
+            queue_1to1_into,
+            "queue",
+            Some(Limit::Ring),
+            Some(0.5),
+        ),
+        row(
             "Queue, 2 -> 2 processes",
             queue_2to2,
             "queue_2to2",
@@ -86,6 +93,17 @@ fn consume_queue((q, done): (Queue<String>, RawValue<u64>)) {
     }
 }
 
+/// As `consume_queue`, decoding every object into one reused `String` (`get_into`).
+fn consume_queue_into((q, done): (Queue<String>, RawValue<u64>)) {
+    let mut n = 0;
+    let mut s = String::new();
+    while q.get_into(&mut s).is_ok() {
+        black_box(&s);
+        n += 1;
+        done.set(n);
+    }
+}
+
 /// A producer child: for each count `n` it gets from `work`, puts `n` objects on `q`.
 fn produce_queue((work, q): (Queue<u64>, Queue<String>)) {
     let msg = object();
@@ -101,9 +119,19 @@ fn produce_queue((work, q): (Queue<u64>, Queue<String>)) {
 /// `Queue`: this process puts 256-byte objects, a child consumer gets them; a repetition ends
 /// when the child has received every object put so far.
 pub(crate) fn queue_1to1() -> Option<Workload> {
+    queue_1to1_with(consume_queue)
+}
+
+/// `Queue`, as `queue_1to1`, the consumer decoding into one reused buffer.
+pub(crate) fn queue_1to1_into() -> Option<Workload> {
+    queue_1to1_with(consume_queue_into)
+}
+
+/// `Queue` 1 -> 1 with the consumer child `consume`.
+fn queue_1to1_with(consume: fn((Queue<String>, RawValue<u64>))) -> Option<Workload> {
     let q = Queue::<String>::with_capacity(CAPACITY).expect("Queue");
     let done = RawValue::new(0u64).expect("RawValue");
-    let child = Process::new(consume_queue, (q.clone(), done.clone()))
+    let child = Process::new(consume, (q.clone(), done.clone()))
         .start()
         .expect("start consumer");
     let mut p = Peers::new((q, done, object(), 0u64), vec![child], |s| s.0.close());

@@ -197,21 +197,44 @@ impl RawQueue {
     }
 
     fn get<T: DeserializeOwned>(&self, deadline: Option<&Deadline>, block: bool) -> Result<T> {
+        self.get_decoded(deadline, block, codec::from_bytes)
+    }
+
+    /// Takes a message into `place` (see [`Queue::get_into`]).
+    fn get_into<T: DeserializeOwned>(
+        &self,
+        place: &mut T,
+        deadline: Option<&Deadline>,
+        block: bool,
+    ) -> Result<()> {
+        self.get_decoded(deadline, block, |bytes| {
+            codec::from_bytes_into(bytes, place)
+        })
+    }
+
+    /// Takes a message and decodes it with `decode`, called once with its bytes.
+    #[inline]
+    fn get_decoded<R>(
+        &self,
+        deadline: Option<&Deadline>,
+        block: bool,
+        mut decode: impl FnMut(&[u8]) -> Result<R>,
+    ) -> Result<R> {
         // Small messages decode straight from their slot; a large one is taken out as its
         // heap block's token and decoded after the slot is freed.
         let ring = &self.ring;
-        let decode = |off: usize| -> Result<Result<T, (u64, u32)>> {
+        let mut in_slot = |off: usize| -> Result<Result<R, (u64, u32)>> {
             // SAFETY: the ring calls this with a slot this thread holds in READING state; the
             // bytes are dropped before we return.
             match unsafe { ring.message_in_place(off) }? {
-                InPlace::Inline(bytes) => codec::from_bytes(bytes).map(Ok),
+                InPlace::Inline(bytes) => decode(bytes).map(Ok),
                 InPlace::External(offset, generation, _len) => Ok(Err((offset, generation))),
             }
         };
         let taken = if block {
-            ring.get_by(decode, deadline)?
+            ring.get_by(&mut in_slot, deadline)?
         } else {
-            match ring.try_get_by(decode)? {
+            match ring.try_get_by(&mut in_slot)? {
                 Attempt::Done(t) => t,
                 Attempt::WouldBlock => return Err(Error::Empty),
             }
@@ -227,7 +250,7 @@ impl RawQueue {
                     fingerprint: BLOB_FINGERPRINT,
                 };
                 let blob = ObjectRef::adopt(&self.obj.segment(), &tok, BLOB_FINGERPRINT)?;
-                codec::from_bytes(&blob.read_published_bytes())
+                decode(&blob.read_published_bytes())
             }
         }
     }
@@ -338,6 +361,15 @@ macro_rules! queue_common {
 /// `Value`, a `Lock`, another queue) re-attach on the other side. There is no feeder thread:
 /// a value is in shared memory when [`put`](Queue::put) returns, so a process may exit, or be
 /// joined, right after putting, without losing or blocking anything.
+///
+/// # Speed: byte fields and reused buffers
+/// A message up to 304 encoded bytes is encoded straight into its slot and decoded straight
+/// from it. Two things make byte payloads cheaper still:
+/// - serde encodes a `Vec<u8>` element by element; a field marked
+///   `#[serde(with = "shmproc::codec::bytes")]` is one length and one copy each way, with the
+///   same bytes on the wire (see [`codec::bytes`]);
+/// - [`get_into`](Queue::get_into) decodes into a value the caller keeps, so a consumer of
+///   `String`s or `Vec`s that reuses one buffer allocates nothing per message.
 ///
 /// # Blocking and timeouts
 /// `put` waits while the queue is full, `get` while it is empty; `put_timeout`/`get_timeout`
@@ -450,6 +482,53 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`Error::Empty`], and as for [`get`](Queue::get).
     pub fn try_get(&self) -> Result<T> {
         self.raw.get(None, false)
+    }
+
+    /// Takes the oldest value into `place`, waiting while the queue is empty: the value is
+    /// decoded in place (serde's `deserialize_in_place`), so a `String` or `Vec` keeps its
+    /// allocation when the message fits it and a loop that reuses one buffer allocates
+    /// nothing per message. A type without an in-place form is decoded whole and assigned.
+    ///
+    /// The checks are [`get`](Queue::get)'s. A message that does not decode is taken out of
+    /// the queue and reported, as by `get`; `place` then holds a valid `T` with unspecified
+    /// contents.
+    ///
+    /// # Errors
+    /// As for [`get`](Queue::get).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> shmproc::Result<()> {
+    /// let q = shmproc::Queue::<String>::new()?;
+    /// q.put(&"first".to_string())?;
+    /// q.put(&"second".to_string())?;
+    /// let mut s = String::with_capacity(256);
+    /// q.get_into(&mut s)?;
+    /// assert_eq!(s, "first");
+    /// q.get_into(&mut s)?;
+    /// assert_eq!(s, "second");
+    /// assert_eq!(s.capacity(), 256); // the same buffer throughout
+    /// # Ok(()) }
+    /// ```
+    pub fn get_into(&self, place: &mut T) -> Result<()> {
+        self.raw.get_into(place, None, true)
+    }
+
+    /// As [`get_into`](Queue::get_into), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`get`](Queue::get).
+    pub fn get_into_timeout(&self, place: &mut T, timeout: Duration) -> Result<()> {
+        self.raw
+            .get_into(place, Some(&Deadline::after(timeout)), true)
+    }
+
+    /// As [`get_into`](Queue::get_into) if there is a value now.
+    ///
+    /// # Errors
+    /// [`Error::Empty`], and as for [`get`](Queue::get).
+    pub fn try_get_into(&self, place: &mut T) -> Result<()> {
+        self.raw.get_into(place, None, false)
     }
 
     /// Returns the most messages the queue holds.

@@ -356,6 +356,7 @@ impl RawMem {
 }
 
 impl RingMem for RawMem {
+    #[inline]
     fn w64(&self, off: usize) -> &AtomicU64 {
         let p = self.at(off, 8, 8).cast::<AtomicU64>();
         // SAFETY: `at` checked that the 8 bytes at `off` lie inside the `len` live bytes at
@@ -366,12 +367,14 @@ impl RingMem for RawMem {
         unsafe { &*p }
     }
 
+    #[inline]
     fn w32(&self, off: usize) -> &AtomicU32 {
         let p = self.at(off, 4, 4).cast::<AtomicU32>();
         // SAFETY: as in `w64`, for 4 bytes at a multiple of 4.
         unsafe { &*p }
     }
 
+    #[inline]
     unsafe fn write_bytes(&self, off: usize, bytes: &[u8]) {
         let dst = self.at(off, bytes.len(), 1);
         // SAFETY: `dst..dst + len` lies inside the live block (checked by `at`); the caller
@@ -437,6 +440,7 @@ impl Ring<RawMem> {
 
     /// Returns the address of the message area of the slot at `off` (a `slot_off`): 16- or
     /// 64-byte aligned as the layout says, `layout().room()` bytes, inside the block.
+    #[inline]
     pub(crate) fn data_ptr(&self, off: usize) -> *mut u8 {
         self.mem.at(off + self.layout.data, self.layout.room(), 1)
     }
@@ -448,6 +452,7 @@ impl Ring<RawMem> {
     /// - This thread holds the slot at `off` in `WRITING` state (given to a `try_put_by`
     ///   closure), and the slice is dropped before that closure returns.
     #[allow(clippy::mut_from_ref)] // The slot's WRITING claim makes the borrow exclusive.
+    #[inline]
     pub(crate) unsafe fn inline_area_mut(&self, off: usize) -> &mut [u8] {
         let n = INLINE.min(self.layout.room());
         let p = self.mem.at(off + self.layout.data, n, 1);
@@ -460,6 +465,7 @@ impl Ring<RawMem> {
     /// Records the length of an inline message written with
     /// [`inline_area_mut`](Ring::inline_area_mut) into the slot at `off`, held in `WRITING`
     /// state by this thread.
+    #[inline]
     pub(crate) fn set_inline_len(&self, off: usize, n: usize) {
         self.word64(off + 8)
             .store(n.min(INLINE) as u64, Ordering::Relaxed);
@@ -471,6 +477,7 @@ impl Ring<RawMem> {
     /// # Safety
     /// - This thread holds the slot at `off` in `READING` state (given to a `try_get_by`
     ///   closure), and the returned bytes are dropped before that closure returns.
+    #[inline]
     pub(crate) unsafe fn message_in_place(&self, off: usize) -> Result<InPlace<'_>> {
         let len = self.word64(off + 8).load(Ordering::Relaxed);
         if len & EXTERNAL != 0 {
@@ -586,14 +593,17 @@ impl<M: RingMem> Ring<M> {
         self.layout
     }
 
+    #[inline]
     fn word64(&self, off: usize) -> &AtomicU64 {
         self.mem.w64(off)
     }
 
+    #[inline]
     fn word32(&self, off: usize) -> &AtomicU32 {
         self.mem.w32(off)
     }
 
+    #[inline]
     fn slot_off(&self, pos: u64) -> usize {
         let index = usize::try_from(pos % self.capacity).unwrap_or(0);
         HEADER + index * self.layout.slot
@@ -617,6 +627,7 @@ impl<M: RingMem> Ring<M> {
     }
 
     /// Returns whether the ring was closed.
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.word32(CLOSED).load(Ordering::Acquire) != 0
     }
@@ -651,6 +662,7 @@ impl<M: RingMem> Ring<M> {
     }
 
     /// The event count at `off`: the sequence word, then the sleepers word.
+    #[inline]
     fn events(&self, off: usize) -> EventCount<'_> {
         EventCount::new(self.word32(off), self.word32(off + 4))
     }
@@ -935,6 +947,7 @@ impl<M: RingMem> Ring<M> {
     }
 
     /// Wakes a sleeper of `seq` if one announced itself.
+    #[inline]
     fn notify(&self, seq: usize) {
         self.events(seq).notify(1);
     }

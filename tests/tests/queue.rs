@@ -61,6 +61,49 @@ fn large_messages_round_trip_and_are_freed() {
 }
 
 #[test]
+fn queue_get_into_reuses_the_callers_buffer_and_reports_like_get() {
+    watchdog(LIMIT, "get_into", || {
+        assert_no_leaks(|| {
+            let q = Queue::<String>::with_capacity(4).unwrap();
+            let mut s = String::with_capacity(1024);
+            let ptr = s.as_ptr();
+            for text in ["0".repeat(256), "é".to_owned(), String::new()] {
+                q.put(&text).unwrap();
+                q.get_into(&mut s).unwrap();
+                assert_eq!(s, text);
+                assert_eq!(s.as_ptr(), ptr, "decoded into the caller's buffer");
+            }
+            // A message larger than a slot goes through its own heap block.
+            let big = "y".repeat(100_000);
+            q.put(&big).unwrap();
+            q.try_get_into(&mut s).unwrap();
+            assert_eq!(s, big);
+            assert!(matches!(q.try_get_into(&mut s), Err(Error::Empty)));
+            assert!(matches!(
+                q.get_into_timeout(&mut s, Duration::from_millis(20)),
+                Err(Error::Timeout)
+            ));
+            // From another process, then end of stream.
+            let q2 = q.clone();
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
+                for i in 0..100 {
+                    q2.put(&format!("{i:0>256}")).unwrap();
+                }
+                q2.close();
+                0
+            });
+            for i in 0..100 {
+                q.get_into(&mut s).unwrap();
+                assert_eq!(s, format!("{i:0>256}"));
+            }
+            assert!(matches!(q.get_into(&mut s), Err(Error::Closed)));
+            assert_eq!(child.wait(), Ok(0));
+        })
+    });
+}
+
+#[test]
 fn a_queue_attaches_only_with_its_element_type() {
     let q = Queue::<u32>::new().unwrap();
     let bytes = shmproc::codec::to_bytes(&q).unwrap();
