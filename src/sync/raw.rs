@@ -146,7 +146,7 @@ pub(crate) const EMPTY: u64 = 0;
 #[derive(Debug)]
 pub(crate) struct LockWord {
     word: AtomicU32,
-    spare: AtomicU32,
+    pid: AtomicU32,
     record: AtomicU64,
 }
 
@@ -161,7 +161,7 @@ impl LockWord {
     pub(crate) fn new() -> Self {
         LockWord {
             word: AtomicU32::new(UNLOCKED),
-            spare: AtomicU32::new(0),
+            pid: AtomicU32::new(0),
             record: AtomicU64::new(EMPTY),
         }
     }
@@ -172,21 +172,21 @@ impl LockWord {
         &self.record
     }
 
+    /// Returns the owner's process id (for models that start from a record left behind).
+    #[cfg(all(test, shmproc_loom))]
+    pub(crate) fn pid(&self) -> &AtomicU32 {
+        &self.pid
+    }
+
     /// Makes a freshly allocated lock free: every field 0.
     pub(crate) fn init(&self) {
         // Relaxed: the release store of the word below publishes the other fields.
-        self.spare.store(0, Ordering::Relaxed);
+        self.pid.store(0, Ordering::Relaxed);
         // Relaxed: as above.
         self.record.store(EMPTY, Ordering::Relaxed);
         // Release: a handle passed to another process after this (through a channel that
         // synchronizes) sees the initial state.
         self.word.store(UNLOCKED, Ordering::Release);
-    }
-
-    /// Returns the word the primitive keeps beside the lock (`RLock`'s depth).
-    #[inline(always)]
-    pub(crate) fn spare(&self) -> &AtomicU32 {
-        &self.spare
     }
 }
 
@@ -282,14 +282,25 @@ fn clear_record(word: &LockWord, stale: u64) {
 }
 
 /// Makes the record name the holder (`stamp`, the calling thread's), storing only when it
-/// names someone else: a lock taken again by its last holder keeps its record as it was.
+/// names someone else: a lock taken again by its last holder keeps its record (and the pid
+/// beside it) as it was.
 #[inline(always)]
 fn record_owner(word: &LockWord, stamp: u64) {
-    // Relaxed (both): only the holder writes the record while it holds the word; a prober
-    // that misses the store only waits another slice (module docs).
+    // Relaxed: only the holder writes the record while it holds the word.
     if word.record.load(Ordering::Relaxed) != stamp {
-        word.record.store(stamp, Ordering::Relaxed);
+        record_new_owner(word, stamp);
     }
+}
+
+/// Writes the holder's pid, then its stamp into the record (the holder changed).
+#[inline(never)]
+fn record_new_owner(word: &LockWord, stamp: u64) {
+    // Relaxed: published by the release store of the record right after it.
+    word.pid.store(sys::current_pid(), Ordering::Relaxed);
+    // Release: a prober that reads this record (`Acquire`) reads the pid stored above (or a
+    // later holder's, which comes with a later record), never the previous holder's pid
+    // beside this record. A prober that misses the store only waits another slice.
+    word.record.store(stamp, Ordering::Release);
 }
 
 /// Writes the calling thread's owner record; every path that acquires the lock ends here.
@@ -389,17 +400,12 @@ fn take_over_if_dead(word: &LockWord, observed: u32) -> Option<Acquired> {
     if word.word.load(Ordering::Acquire) != observed {
         return None;
     }
-    // Relaxed: ordered after the word by the acquire load above.
-    let record = word.record.load(Ordering::Relaxed);
-    // The word names our own id but we do not hold the lock (our acquisitions record our
-    // stamp before they return): the holder was an earlier thread with our id, now dead,
-    // since two live threads never share an id.
-    let dead = if owner == me {
-        record != sys::current_stamp()
-    } else {
-        owner_is_dead(owner, record)
-    };
-    if !dead {
+    // Acquire: pairs with the release store of the record, so the pid read next is the one
+    // its writer stored before it (or a later holder's).
+    let record = word.record.load(Ordering::Acquire);
+    // Relaxed: ordered after the record by the acquire load above.
+    let pid = word.pid.load(Ordering::Relaxed);
+    if !holder_is_dead(owner, sys::current_stamp(), record, pid) {
         return None;
     }
     // Relaxed: a changed record means a takeover happened while we probed; look again later.
@@ -443,8 +449,68 @@ fn take_over_if_dead(word: &LockWord, observed: u32) -> Option<Acquired> {
     }
 }
 
-/// Returns whether the thread `owner` that the word names is definitely dead, given the
-/// owner record read after the word.
+/// Returns whether the holder of a word naming thread `owner` is definitely dead, given the
+/// owner record and the pid beside it, read after the word, and the caller's stamp `me`: the
+/// verdict table of the module's "Owner death". Dead means its *process* is dead: a thread
+/// that ended while its guard lives on (leaked) keeps the lock held while its process lives.
+pub(crate) fn holder_is_dead(owner: u32, me: u64, record: u64, pid: u32) -> bool {
+    if id_of(record) != owner {
+        // The holder stopped between its compare-exchange and its record store: a thread
+        // cannot end there short of its process's death. Our own id: the holder was an
+        // earlier thread with it (we hold nothing without our stamp in the record), ended.
+        return owner == id_of(me) || sys::probe_thread(owner) == Liveness::Gone;
+    }
+    let start = start_of(record);
+    let ended = if owner == id_of(me) {
+        // Our id beside a record that is not our stamp: an earlier thread with our id, ended
+        // (two live threads never share an id).
+        record != me
+    } else {
+        match sys::probe_thread(owner) {
+            Liveness::Gone => true,
+            // A live thread has the id: it is the holder unless the start times differ.
+            Liveness::Running { start: Some(s) } => start != sys::START_UNKNOWN && start != s,
+            Liveness::Running { start: None } => false,
+        }
+    };
+    ended && process_is_dead(pid, start)
+}
+
+/// Returns whether the process `pid` that a thread started at `start` (low 32 bits of its
+/// start time, or `START_UNKNOWN`) ran in is definitely dead: gone, a zombie, or a process
+/// that started after that thread (the pid was reused).
+pub(crate) fn process_is_dead(pid: u32, start: u32) -> bool {
+    match sys::probe_process(pid) {
+        sys::ProcessLiveness::Gone => true,
+        sys::ProcessLiveness::Running { start: Some(p) } => {
+            start != sys::START_UNKNOWN
+                && sys::boot_ticks().is_some_and(|now| started_after(p, start, now))
+        }
+        sys::ProcessLiveness::Running { start: None } => false,
+    }
+}
+
+/// Slack for the clock reading of [`started_after`] (about 3 hours at 100 ticks a second).
+const CLOCK_SLACK: u64 = 1 << 20;
+
+/// Whether a process that started at tick `process` (all 64 bits) started after a thread whose
+/// start time has `thread` as its low 32 bits, the time being `now` (read after `process`).
+///
+/// The thread's full start time `t` has those low bits and `t <= now`. Had the thread run in
+/// that process, `process <= t <= now`. So the process started after the thread if no time
+/// with those low bits lies in `[process, now]`: the first one at or after `process` is later
+/// than `now`. `CLOCK_SLACK` widens the window for a present read on another clock than the
+/// start times (it only makes a reused pid of a process older than 2^32 ticks less than the
+/// slack read as alive).
+fn started_after(process: u64, thread: u32, now: u64) -> bool {
+    let first = process.saturating_add(u64::from(thread.wrapping_sub(process as u32)));
+    first > now.saturating_add(CLOCK_SLACK)
+}
+
+/// Returns whether the thread `owner` is definitely dead, given a stamp `record` that may name
+/// it (its id and start time): no thread has the id, or the one that has it started at
+/// another time. For words that record a thread's stamp alone (not a lock's holder, which
+/// [`holder_is_dead`] judges by its process).
 pub(crate) fn owner_is_dead(owner: u32, record: u64) -> bool {
     match sys::probe_thread(owner) {
         Liveness::Gone => true,
@@ -480,7 +546,7 @@ fn wake_one(word: &LockWord) {
 pub(crate) fn held_by_current_thread(word: &LockWord) -> bool {
     // Relaxed: only this thread stores its own id and stamp into the word and the record.
     // Our id in the word without our stamp in the record is an earlier thread with our id
-    // that died holding the lock (see `take_over_if_dead`), not us.
+    // that ended holding the lock (see `take_over_if_dead`), not us.
     word.word.load(Ordering::Relaxed) & TID_MASK == sys::current_tid()
         && word.record.load(Ordering::Relaxed) == sys::current_stamp()
 }
@@ -509,12 +575,63 @@ mod tests {
         t.join().expect("thread");
     }
 
-    /// A word held by `owner` with owner record `record`.
+    /// A word held by `owner` with owner record `record` (and no pid beside it).
     fn held(owner: u32, record: u64) -> LockWord {
+        held_in(owner, record, 0)
+    }
+
+    /// A word held by `owner` with owner record `record` written by process `pid`.
+    fn held_in(owner: u32, record: u64, pid: u32) -> LockWord {
         let w = LockWord::new();
         w.word.store(owner, Ordering::Relaxed);
+        w.pid.store(pid, Ordering::Relaxed);
         w.record.store(record, Ordering::Relaxed);
         w
+    }
+
+    /// The id of a process that has exited and been reaped.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let pid = child.id();
+        child.wait().expect("wait");
+        pid
+    }
+
+    /// The low 32 bits of this process's start time.
+    fn own_process_start() -> u32 {
+        match sys::probe_process(sys::current_pid()) {
+            sys::ProcessLiveness::Running { start: Some(s) } => s as u32,
+            other => panic!("own process: {other:?}"),
+        }
+    }
+
+    /// The record of a thread with id `tid` that started one tick after this thread: a thread
+    /// of this process (whichever process `tid` is in) that has ended.
+    fn ended_thread_record(tid: u32) -> u64 {
+        (u64::from(tid) << 32) | u64::from(start_of(sys::current_stamp()).wrapping_add(1))
+    }
+
+    /// The record of a thread with id `tid` that started before this process did: beside this
+    /// process's pid, a thread of a process that had our pid before us.
+    fn before_us_record(tid: u32) -> u64 {
+        (u64::from(tid) << 32) | u64::from(own_process_start().wrapping_sub(10))
+    }
+
+    #[test]
+    fn a_process_started_after_a_thread_only_if_no_start_time_fits_before_now() {
+        // The thread started 5 ticks after the process: not after, whatever the wrap.
+        for process in [100u64, (7 << 32) + 100, (7 << 32) + u64::from(u32::MAX) - 2] {
+            let thread = (process as u32).wrapping_add(5);
+            assert!(!started_after(process, thread, process + 5));
+            assert!(!started_after(process, thread, process + 1_000_000));
+            // The thread started 10 ticks before the process (its pid was reused).
+            let before = (process as u32).wrapping_sub(10);
+            assert!(started_after(process, before, process + 1_000));
+            // ... unless the process is so old that the low bits fit again (doubt: alive).
+            assert!(!started_after(process, before, process + (1 << 32)));
+        }
+        // A present read a little behind the start times is within the slack.
+        assert!(!started_after(1_000, 1_005, 1_000));
     }
 
     #[test]
@@ -576,35 +693,84 @@ mod tests {
     }
 
     /// The thread that holds the id now started at another time than the owner that recorded
-    /// itself: the owner is dead and its id was reused.
+    /// itself: the owner's thread has ended and its id was reused. It is dead only if its
+    /// process is: gone, or a process that got its pid later.
     #[test]
-    fn a_reused_thread_id_is_taken_over() {
+    fn a_reused_thread_id_is_taken_over_only_if_the_holders_process_is_dead() {
         with_live_thread(|stamp| {
             let tid = id_of(stamp);
             let earlier = (u64::from(tid) << 32) | u64::from(start_of(stamp).wrapping_sub(7));
-            let w = held(tid, earlier);
-            assert_eq!(try_lock_or_take_over(&w), Some(Acquired::OwnerDied(tid)));
-            assert!(held_by_current_thread(&w));
-            assert_eq!(w.record.load(Ordering::Relaxed), sys::current_stamp());
-            unlock(&w);
+            for (record, pid) in [
+                (earlier, dead_pid()),
+                (before_us_record(tid), sys::current_pid()),
+            ] {
+                let w = held_in(tid, record, pid);
+                assert_eq!(try_lock_or_take_over(&w), Some(Acquired::OwnerDied(tid)));
+                assert!(held_by_current_thread(&w));
+                assert_eq!(w.record.load(Ordering::Relaxed), sys::current_stamp());
+                assert_eq!(w.pid.load(Ordering::Relaxed), sys::current_pid());
+                unlock(&w);
+            }
+            // The holder's thread ended but its process (ours) lives: its guard may live on.
+            // No pid beside the record: doubt.
+            for (record, pid) in [(ended_thread_record(tid), sys::current_pid()), (earlier, 0)] {
+                let w = held_in(tid, record, pid);
+                assert_eq!(try_lock_or_take_over(&w), None);
+                let deadline = Deadline::after(Duration::from_millis(5));
+                assert_eq!(lock(&w, Some(&deadline)), Acquired::TimedOut);
+                assert_eq!(w.record.load(Ordering::Relaxed), record);
+            }
         });
+    }
+
+    /// A holder whose thread is gone, with its record in place: dead only with its process.
+    #[test]
+    fn a_gone_holder_that_recorded_itself_is_dead_only_with_its_process() {
+        let (dead, start) = std::thread::spawn(|| {
+            let s = sys::current_stamp();
+            (id_of(s), start_of(s))
+        })
+        .join()
+        .expect("thread");
+        let record = (u64::from(dead) << 32) | u64::from(start);
+        let w = held_in(dead, record, sys::current_pid());
+        assert_eq!(try_lock_or_take_over(&w), None);
+        assert_eq!(
+            lock(&w, Some(&Deadline::after(Duration::from_millis(5)))),
+            Acquired::TimedOut
+        );
+        let w = held_in(dead, record, dead_pid());
+        assert_eq!(try_lock_or_take_over(&w), Some(Acquired::OwnerDied(dead)));
+        unlock(&w);
     }
 
     /// An earlier thread with our id died holding the lock: the word names our id, the record
     /// does not hold our stamp. We do not hold it, so locking takes it over (no self-deadlock
-    /// report, no wait).
+    /// report, no wait). If that thread was one of our process's (which lives), its guard may
+    /// live on: we wait like anyone else, and never count it as ours.
     #[test]
     fn a_dead_earlier_thread_with_our_id_is_taken_over() {
         let me = sys::current_stamp();
         let tid = id_of(me);
         let earlier = (u64::from(tid) << 32) | u64::from(start_of(me) ^ 1);
-        for record in [EMPTY, earlier] {
-            let w = held(tid, record);
+        for (record, pid) in [
+            (EMPTY, 0),
+            (earlier, dead_pid()),
+            (before_us_record(tid), sys::current_pid()),
+        ] {
+            let w = held_in(tid, record, pid);
             assert!(!held_by_current_thread(&w), "record {record:#x}");
             assert_eq!(lock(&w, None), Acquired::OwnerDied(tid));
             assert!(held_by_current_thread(&w));
             unlock(&w);
         }
+        let ended = (u64::from(tid) << 32) | u64::from(start_of(me).wrapping_add(1));
+        let w = held_in(tid, ended, sys::current_pid());
+        assert!(!held_by_current_thread(&w));
+        assert_eq!(try_lock_or_take_over(&w), None);
+        let deadline = Deadline::after(Duration::from_millis(5));
+        assert_eq!(lock(&w, Some(&deadline)), Acquired::TimedOut);
+        assert_eq!(w.record.load(Ordering::Relaxed), ended);
         // While we hold it, it is ours: a timed lock times out, try reports it held.
         let w = LockWord::new();
         assert!(try_lock(&w));
@@ -623,8 +789,8 @@ mod tests {
         let tid = id_of(me);
         let earlier = (u64::from(tid) << 32) | u64::from(start_of(me) ^ 1);
         let other = (u64::from(tid ^ 1) << 32) | u64::from(start_of(me));
-        for record in [EMPTY, earlier, other] {
-            let w = held(tid, record);
+        for (record, pid) in [(EMPTY, 0), (earlier, dead_pid()), (other, 0)] {
+            let w = held_in(tid, record, pid);
             let count = AtomicU32::new(3);
             assert_eq!(
                 algo::lock(&w, &count, None),
@@ -636,6 +802,17 @@ mod tests {
             assert!(algo::unlock(&w, &count));
             assert!(!is_locked(&w));
         }
+        // An earlier thread of this process with our id that ended holding it: not one more
+        // level of ours (no re-entry), and not dead (its guard may live on).
+        let ended = (u64::from(tid) << 32) | u64::from(start_of(me).wrapping_add(1));
+        let w = held_in(tid, ended, sys::current_pid());
+        let count = AtomicU32::new(3);
+        assert_eq!(algo::try_lock(&w, &count), None);
+        let deadline = Deadline::after(Duration::from_millis(5));
+        assert_eq!(algo::lock(&w, &count, Some(&deadline)), Acquired::TimedOut);
+        assert!(!algo::unlock(&w, &count));
+        assert_eq!(count.load(Ordering::Relaxed), 3);
+        assert_eq!(w.word.load(Ordering::Relaxed) & TID_MASK, tid);
     }
 
     #[test]
@@ -706,9 +883,9 @@ mod tests {
             let tid = id_of(stamp);
             let earlier = (u64::from(tid) << 32) | u64::from(start_of(stamp).wrapping_sub(7));
             for errno in [sys::ENOENT, sys::EMFILE] {
+                let reused = held_in(tid, earlier, dead_pid());
                 sys::set_probe_fault(Some(errno));
                 let gone = held(dead, EMPTY);
-                let reused = held(tid, earlier);
                 let got = (
                     try_lock_or_take_over(&gone),
                     try_lock_or_take_over(&reused),

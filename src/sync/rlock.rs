@@ -2,13 +2,15 @@
 //!
 //! # State table
 //!
-//! The block is one [`LockWord`](super::raw::LockWord) (16 bytes, 8-aligned):
+//! The block is one [`LockWord`](super::raw::LockWord) and the depth (24 bytes, 8-aligned):
 //!
 //! | word | name     | meaning                                              | written by           |
 //! |------|----------|------------------------------------------------------|----------------------|
 //! | 0    | `owner`  | the robust lock word of [`raw`](super::raw)           | as for `Lock`        |
-//! | 1    | `count`  | recursion depth of the owner; 0 when free (the lock word's spare) | the owner only |
+//! | 1    | `pid`    | the owner's process id, beside its record (see [`raw`](super::raw)) | as for `Lock` |
 //! | 2..4 | `record` | the owner record of [`raw`](super::raw) (one 64-bit atomic) | as for `Lock`  |
+//! | 4    | `count`  | recursion depth of the owner; 0 when free            | the owner only       |
+//! | 5    | —        | 0 (keeps the block a multiple of 8 bytes)             | nobody               |
 //!
 //! `count` is written only by the thread whose id is in `owner` (after acquiring, before
 //! releasing), so it needs no atomicity beyond tear-free access: every access is `Relaxed`,
@@ -33,9 +35,12 @@ use std::time::Duration;
 
 pub(crate) struct RLockKind;
 
+/// The word of the recursion depth (after the 16 bytes of the lock word).
+const COUNT: usize = 4;
+
 impl BlockKind for RLockKind {
-    const WORDS: usize = 4;
-    const FINGERPRINT: u64 = crate::fingerprint::start("shmproc::RLock", 16, 8);
+    const WORDS: usize = 6;
+    const FINGERPRINT: u64 = crate::fingerprint::start("shmproc::RLock", 24, 8);
     const NAME: &'static str = "shmproc::RLock";
     const ALIGN: u64 = LockWord::ALIGN;
 }
@@ -196,7 +201,7 @@ impl RLock {
     /// [`Error::OutOfMemory`] if the segment's heap is full.
     pub fn new_in(segment: &Segment) -> Result<RLock> {
         Ok(RLock {
-            block: Block::alloc(segment, &[raw::UNLOCKED, 0, 0, 0])?,
+            block: Block::alloc(segment, &[raw::UNLOCKED, 0, 0, 0, 0, 0])?,
         })
     }
 
@@ -207,7 +212,7 @@ impl RLock {
 
     #[inline]
     pub(crate) fn count_word(&self) -> &AtomicU32 {
-        self.block.lock_word().spare()
+        self.block.word(COUNT)
     }
 
     #[inline]
