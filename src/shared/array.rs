@@ -48,7 +48,9 @@ use std::time::Duration;
 ///
 /// # Owner death
 /// If a process dies holding the lock or a range guard, the next access to the elements it
-/// held reports [`Error::OwnerDied`] once.
+/// held reports [`Error::OwnerDied`] once. A guard (whole-array or range) leaked by a thread
+/// that then ends keeps its elements locked for as long as its process lives (the slice it
+/// gave out may live on in another thread), like a forgotten `std::sync::MutexGuard`.
 ///
 /// # Memory
 /// Each array carries a range table of 648 bytes before its elements, for up to

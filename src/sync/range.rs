@@ -60,7 +60,9 @@
 //! # Owner death
 //!
 //! A claim's holder that dies keeps its slot word locked; the robust wait of [`raw::lock`]
-//! finds it dead (definite evidence only, as for every lock) and takes the slot over; the taker
+//! finds it dead (definite evidence of its process's death only, as for every lock: a guard
+//! leaked by a thread that ends keeps its range while the process lives) and takes the slot
+//! over; the taker
 //! clears the bit and reports the dead thread (`OwnerDied`): the elements of that range may be
 //! half-updated. A claimant that dies while claiming dies holding the array lock, which reports
 //! it the same way; its slot word is then taken over by the next claim that picks the slot.

@@ -7,8 +7,11 @@
 //! | offset | size | field    | meaning                                          | written by                 |
 //! |--------|------|----------|--------------------------------------------------|----------------------------|
 //! | 0      | 4    | `word`   | the lock word (state table below); the futex     | acquirers, waiters, releaser |
-//! | 4      | 4    | `spare`  | the primitive's own: `RLock`'s depth, 0 in `Lock` | the owner                  |
+//! | 4      | 4    | `pid`    | the process id of the holder that wrote `record` (0: none yet) | the owner, right before its record store |
 //! | 8      | 8    | `record` | the owner record: the last holder's stamp, or `EMPTY` (0) | the owner; an acquirer or taker (clear of its own id's stale record only) |
+//!
+//! The primitives keep their own data beside the 16 bytes (`RLock`'s depth, a range slot's
+//! check word), never inside them.
 //!
 //! # State table
 //!
@@ -27,82 +30,130 @@
 //! # Owner death
 //!
 //! A waiter spins and then sleeps in slices (1 ms, doubling to 50 ms), the policies of
-//! [`park`]; after each slice it asks whether the recorded owner is dead. If so, it takes the lock over and reports `OwnerDied`. So a dead
-//! holder costs the next acquirer at most one slice, and the lock keeps working afterwards.
-//! An uncontended acquire never checks (a free word has no owner).
+//! [`park`]; after each slice it asks whether the holder is dead. If so, it takes the lock
+//! over and reports `OwnerDied`. So a dead holder costs the next acquirer at most one slice,
+//! and the lock keeps working afterwards. An uncontended acquire never checks (a free word has
+//! no owner).
 //!
-//! **Doubt means alive.** The owner is dead only on a definite answer (`sys::probe_thread`):
-//! its id names no thread (`/proc` says `ENOENT`/`ESRCH` *and* `kill(tid, 0)` says `ESRCH`),
-//! or names a zombie or dead thread, or names a thread whose start time differs from the one
-//! the owner recorded (the id was reused). A probe that cannot answer (no `/proc`, `EMFILE`,
-//! a `/proc` of another PID namespace, an unparsable stat line) means alive: the waiter keeps
-//! waiting, until its deadline if it has one. A lock whose owner lives is never handed to a
-//! second holder because the probe failed.
+//! **Death is per process.** A holder is dead only when its *process* is provably dead. A
+//! thread can end while its guard lives on (`mem::forget`, `Box::leak`, and a `&mut` into the
+//! data handed out of the thread): taking the lock over then would give safe code a second
+//! live `&mut` to the same data. So a guard leaked by a thread that ends keeps the lock held
+//! for as long as its process lives, exactly like a forgotten `std::sync::MutexGuard`: `lock`
+//! waits, a deadline times out, a try finds it busy, whichever thread asks (a later thread
+//! that got the ended thread's id included: it neither re-enters nor reads the hold as its
+//! own).
+//!
+//! **Doubt means alive.** Every probe answers "gone" only on definite evidence
+//! (`sys::probe_thread`, `sys::probe_process`): the id names no thread or process (`/proc`
+//! says `ENOENT`/`ESRCH` *and* `kill(id, 0)` says `ESRCH`), or a zombie or dead one (a process
+//! whose stat line says zombie but counts other threads is a leader that ended alone: alive).
+//! A probe that cannot answer (no `/proc`, `EMFILE`, a `/proc` of another PID namespace, an
+//! unparsable stat line) means alive: the waiter keeps waiting, until its deadline if it has
+//! one. A lock whose holder may live is never handed to a second holder because a probe
+//! failed.
+//!
+//! The verdict for a word naming thread id T, given `record` (read with `Acquire` after the
+//! word) and `pid` (read after `record`), the caller being thread C:
+//!
+//! | `record` | thread probe of T | process probe of `pid` | verdict | why |
+//! |----------|-------------------|------------------------|---------|-----|
+//! | does not name T (`EMPTY`, another id) | gone, or T = C | not asked | dead | the holder stopped between its CAS and its record store; a thread cannot end there short of its process's death (T = C: the holder was an earlier thread with C's id, so it ended) |
+//! | does not name T | running or unknown | not asked | alive | the holder may be storing its record right now |
+//! | names T with start S | running with start S, or unknown, or S unknown | not asked | alive | the holder's thread lives (or may) |
+//! | T's stamp = C's stamp | (C itself) | not asked | alive | C holds it (the caller's own hold, never taken over) |
+//! | names T with start S | gone, or running with another start (T reused), or T = C with another start | gone or zombie | dead | the holder's thread ended and its process is dead |
+//! | as above | as above | running, started after S (see below) | dead | the pid was reused by a later process: the holder's is dead |
+//! | as above | as above | running, started no later than S, or start unknown | alive | the holder's thread ended, its process lives: a leaked guard |
+//!
+//! "Started after S": S is the low 32 bits of the holder thread's start time in clock ticks
+//! since boot, the process's start time is known in full, and so is the present (boot time,
+//! read after the probe). The holder's full start time t has the low bits S and t ≤ now; had
+//! the holder been a thread of that process, the process started at p ≤ t ≤ now. So the
+//! process started after the holder if the first time at or after p with the low bits S lies
+//! past now (plus a slack of 2^20 ticks for the present's clock): no wrap-around misreading
+//! whatever the process's age; a process older than 2^32 ticks (about 497 days at 100 Hz)
+//! never reads as started after (doubt: alive).
 //!
 //! # Owner records
 //!
 //! The owner's thread id alone cannot tell the owner from a later thread that got the same
 //! id. So the owner makes `record` hold its *stamp* (`sys::current_stamp`: id in the high
-//! half, low 32 bits of its start time in the low half) right after acquiring (a store only
-//! when the record names someone else: a lock taken again by its last holder keeps its
-//! record), and leaves it there on release: the record names the last holder until a holder
-//! with another id replaces it. A prober that finds a live thread with the owner's id declares
-//! the owner dead only if `record` names that same id with a *known* start time different from
-//! the live thread's.
+//! half, low 32 bits of its start time in the low half) right after acquiring, with its pid
+//! stored into `pid` right before (both only when the record names someone else: a lock taken
+//! again by its last holder keeps its record and pid), and leaves them there on release: the
+//! record names the last holder until a holder with another id replaces it. The pid store is
+//! `Relaxed`, the record store `Release`, and the prober reads the record with `Acquire` and
+//! the pid after it: a record naming T that a prober reads comes with T's pid (or a later
+//! holder's, which only comes with a later record, see the re-check below), never the previous
+//! holder's. A prober that finds a live thread with the owner's id declares the owner's thread
+//! ended only if `record` names that same id with a *known* start time different from the live
+//! thread's.
 //!
 //! Invariant (R): *while `word` names a live thread T, `record` is `EMPTY`, names another id,
-//! or is T's own stamp.* Hence a record naming T with another start time proves that the
-//! thread that stored T into `word` is not the live T, i.e. it was an earlier thread with that
-//! id, now dead. (R) holds because:
+//! or is T's own stamp (with T's pid beside it).* Hence a record naming T with another start
+//! time proves that the thread that stored T into `word` is not the live T, i.e. it was an
+//! earlier thread with that id, now ended (whether its process is dead is the process probe's
+//! to say). (R) holds because:
 //!
 //! | moment | record | why |
 //! |--------|--------|-----|
-//! | before T's CAS that makes `word` name T (free acquire, contended acquire, `RLock`) | not a stale record of T's id | T reads it first (`forget_stale_record`); a record naming T's id with another stamp is an earlier T's leftover, which T clears (CAS, then a release fence) if the word is free. No later write can name T's id but T's own: the earlier threads with that id are dead. If the word names a holder T's CAS from free fails, and the record stays: it may be what proves a dead holder with T's id dead to the other waiters (erasing it would keep the lock held while T lives) |
+//! | before T's CAS that makes `word` name T (free acquire, contended acquire, `RLock`) | not a stale record of T's id | T reads it first (`forget_stale_record`); a record naming T's id with another stamp is an earlier T's leftover, which T clears (CAS, then a release fence) if the word is free. No later write can name T's id but T's own: the earlier threads with that id have ended. If the word names a holder T's CAS from free fails, and the record stays: it may be what proves a dead holder with T's id dead to the other waiters (erasing it would keep the lock held while T lives), or a leaked guard's holder alive |
 //! | `UNLOCKED → T` (free acquire) | the last holder's stamp (T's own or another id's), or `EMPTY` | as above; nobody writes it while the word is free |
 //! | `dead X → T` (takeover) | not naming T | T checks it first; a record naming T is an earlier T's leftover (the live T holds nothing), and T clears it (CAS) before its takeover CAS, and puts it back (CAS from `EMPTY`) if that CAS fails |
-//! | T holds, before its record store | unchanged from above | only the holder writes records; a taker writes only after winning the word |
-//! | T holds, after its record store | T's stamp | as above |
-//! | T releases | T's stamp, then `UNLOCKED` | the release swap alone; the record stays, naming T |
+//! | T holds, before its record store | unchanged from above; `pid` unchanged, or T's pid | only the holder writes records and pids; a taker writes only after winning the word |
+//! | T holds, after its record store | T's stamp, T's pid beside it | as above; the pid store precedes the record store (release) |
+//! | T releases | T's stamp, then `UNLOCKED` | the release swap alone; the record and pid stay, naming T |
 //!
-//! The caller's own id is the one case the probe cannot judge (the caller is alive): every
-//! acquisition makes the record its stamp before it returns, so a word naming the caller's id
-//! beside a record that is not the caller's stamp was left by an earlier thread with that id,
-//! now dead (two live threads never share an id), and is taken over; `held_by_current_thread`
-//! asks for both, so such a word never reads as the caller's own (no false self-deadlock
-//! report). A record holding the caller's stamp beside a word that does not name the caller is
-//! only what the caller's own last release left.
+//! The caller's own id is the one case the thread probe cannot judge (the caller is alive):
+//! every acquisition makes the record its stamp before it returns, so a word naming the
+//! caller's id beside a record that is not the caller's stamp was left by an earlier thread
+//! with that id, now ended (two live threads never share an id); it is taken over only if
+//! that thread's process is dead by the table above (an earlier thread of the caller's own
+//! process leaves a lock held: the process lives). `held_by_current_thread` asks for both
+//! id and stamp, so such a word never reads as the caller's own (no false self-deadlock
+//! report, no `RLock` re-entry). A record holding the caller's stamp beside a word that does
+//! not name the caller is only what the caller's own last release left.
 //!
 //! The windows all resolve to "alive": a holder killed between its CAS and its record store
-//! leaves `EMPTY` or a record naming someone else, so only a definite "gone" frees the lock; a
-//! prober that reads `record` before the owner's store sees such a record and waits another
-//! slice; a stale record of an owner that died mid-takeover names an id other than the word's
-//! and is ignored. Orderings: the record store after acquiring is `Relaxed` (seeing it late
-//! only delays a verdict); a prober re-reads the word with `Acquire` before reading `record`,
-//! so it sees the record state as of that word value or newer (the previous holder's record
-//! store precedes its release swap, which heads the release sequence the acquiring CAS
-//! continues); a stale-record clear before an acquiring CAS is published by the release
-//! fence after it; a taker's own-record clear is published by its `AcqRel` takeover CAS. The
-//! prober re-reads `record` after probing and gives up if it changed (a takeover happened
-//! meanwhile), then CASes the word against the exact value it observed.
+//! leaves `EMPTY` or a record naming someone else, so only a definite "gone" of its thread
+//! frees the lock (a thread that ended there took its process with it); a prober that reads
+//! `record` before the owner's store sees such a record and waits another slice; a stale
+//! record of an owner that died mid-takeover names an id other than the word's and is ignored.
+//! A holder thread that ended after its record store is judged by that record, which the
+//! prober sees: the thread's stores precede its exit, which precedes the probe that finds it
+//! gone (the kernel orders the two), and the prober reads `record` again after probing and
+//! gives up if it changed (a takeover, or the holder's own store, happened meanwhile); then it
+//! CASes the word against the exact value it observed. Orderings: a prober re-reads the word
+//! with `Acquire` before reading `record`, so it sees the record state as of that word value or
+//! newer (the previous holder's record store precedes its release swap, which heads the
+//! release sequence the acquiring CAS continues); a stale-record clear before an acquiring CAS
+//! is published by the release fence after it; a taker's own-record clear is published by its
+//! `AcqRel` takeover CAS.
 //!
 //! What remains: the word can return to the exact observed value between the prober's last
 //! check and its CAS only if the dead owner's id is reused by a thread that then takes this
-//! very lock within those nanoseconds; and a 32-bit start-time match between two threads of
-//! one id (2^32 clock ticks, about 497 days at 100 Hz, apart) reads as alive.
+//! very lock within those nanoseconds; a 32-bit start-time match between two threads of one
+//! id (2^32 clock ticks, about 497 days at 100 Hz, apart) reads as alive; a pid reused by a
+//! process more than 2^32 ticks older than the holder thread reads as alive; and a process that
+//! `exec`s while one of its threads holds a lock keeps it held (the pid and start time of the
+//! process survive the `exec`), as it would a leaked guard.
 //!
 //! # What the bookkeeping costs
 //!
 //! An uncontended acquire + release is: one thread-local load of the stamp
 //! (`sys::current_stamp`, cached after the first call), one `Relaxed` load of `record` (the
 //! stale-record check), the compare-exchange of `word`, a second `Relaxed` load of `record`
-//! (a store only when the holder changed), and the release swap of `word`.
+//! (the pid and record stores only when the holder changed), and the release swap of `word`.
 //! `std::sync::Mutex` does the compare-exchange and the swap (and its poison checks). The
 //! loads hit the cache line the compare-exchange takes exclusive anyway, so the robust
 //! bookkeeping adds no store, no fence and no coherence traffic to a lock that one thread
-//! takes again and again; a lock that changes hands pays one `Relaxed` store per change of
-//! holder. The wake-up of the release is out of line (`wake_one`), so the inlined fast path
+//! takes again and again; a lock that changes hands pays two stores per change of holder (the
+//! pid, `Relaxed`, and the record, `Release`: a plain store on x86-64, `stlr` on AArch64),
+//! out of line (`record_new_owner`). The wake-up of the release is out of line (`wake_one`), so the inlined fast path
 //! stays small. The record cannot go without weakening owner-death detection: without the
-//! stamp a reused thread id reads as a live owner (the lock is never recovered). Measured
+//! stamp a reused thread id reads as a live owner (the lock is never recovered), and without
+//! the pid a leaked guard cannot be told from a dead holder. Measured
 //! (`cargo run --release --example benchmarks -- --only lock`, paired run by run, and the
 //! `peers` family's `std::sync::Mutex` row) on a shared 2-core machine, see the README's
 //! tables for the figures.
@@ -241,7 +292,7 @@ pub(crate) fn try_lock(word: &LockWord) -> bool {
 }
 
 /// Clears a record that names the calling thread's id with another start time: an earlier
-/// thread with this id left it and is dead (two live threads never share an id). Called
+/// thread with this id left it and has ended (two live threads never share an id). Called
 /// before every compare-exchange that can make the word name this thread, so such a record
 /// never sits beside this thread's id in the word (invariant (R)). Once cleared it cannot come
 /// back: only a thread with this id writes a record naming it, and the earlier ones are gone.

@@ -16,7 +16,9 @@
 //! releasing), so it needs no atomicity beyond tear-free access: every access is `Relaxed`,
 //! and the acquire/release of `owner` orders it between successive owners. Thread ids are
 //! unique system-wide (not just per process), so the owner word identifies process *and*
-//! thread. After a takeover from a dead owner the new owner overwrites `count` with 1.
+//! thread. After a takeover from a dead owner the new owner overwrites `count` with 1. A
+//! thread re-enters only when the word names its id *and* the record holds its stamp
+//! (`raw::held_by_current_thread`): a later thread with an ended holder's id never re-enters.
 //!
 //! # Safety
 //!
@@ -157,6 +159,11 @@ pub(crate) mod algo {
 /// If the owning process dies (even by `SIGKILL`) holding it at any depth, the next acquirer
 /// gets it with [`OwnerDied`] within about 50 ms of trying, at depth 1. The data it protects
 /// may be half-updated; the lock itself is fully usable again.
+///
+/// A guard leaked by a thread that then ends keeps the lock held for as long as its process
+/// lives (as [`Lock`](crate::Lock)'s does): no other thread takes it over, and none re-enters
+/// it, not even a later thread that got the ended thread's id (for it, as for any other
+/// thread, the lock is held by someone else: it waits, and its [`depth`](RLock::depth) is 0).
 ///
 /// # Examples
 /// ```
