@@ -18,8 +18,8 @@
 //! | offset | size                   | field                                          | writer         |
 //! |--------|------------------------|------------------------------------------------|----------------|
 //! | 0      | 32                     | link: lock's segment, offset, type, generation | creator        |
-//! | 32     | 520                    | range table (see `sync::range`), zeroed = empty | claimants      |
-//! | `DATA` | `len * size_of::<T>()` | the elements (`DATA`: 576 rounded up to the alignment) | under the lock or a claim |
+//! | 32     | 648                    | range table (see `sync::range`), zeroed = empty | claimants      |
+//! | `DATA` | `len * size_of::<T>()` | the elements (`DATA`: 704 rounded up to the alignment) | under the lock or a claim |
 
 #![allow(unsafe_code)]
 
@@ -48,10 +48,12 @@ use std::time::Duration;
 ///
 /// # Owner death
 /// If a process dies holding the lock or a range guard, the next access to the elements it
-/// held reports [`Error::OwnerDied`] once.
+/// held reports [`Error::OwnerDied`] once. A guard (whole-array or range) leaked by a thread
+/// that then ends keeps its elements locked for as long as its process lives (the slice it
+/// gave out may live on in another thread), like a forgotten `std::sync::MutexGuard`.
 ///
 /// # Memory
-/// Each array carries a range table of 520 bytes before its elements, for up to
+/// Each array carries a range table of 648 bytes before its elements, for up to
 /// 16 range guards held at once (see [`lock_range`](Array::lock_range)).
 ///
 /// # Examples

@@ -42,7 +42,9 @@ use std::ops::{Deref, DerefMut};
 ///
 /// # Owner death
 /// If a process dies holding the lock, the next access reports [`Error::OwnerDied`] once (the
-/// value may be mid-update), then the value works normally.
+/// value may be mid-update), then the value works normally. A guard leaked by a thread that
+/// then ends keeps the value locked for as long as its process lives (the `&mut T` it gave
+/// out may live on in another thread), like a forgotten `std::sync::MutexGuard`.
 ///
 /// # Examples
 /// ```

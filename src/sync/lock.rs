@@ -9,8 +9,8 @@
 //!
 //! # Layout
 //!
-//! One [`LockWord`] (see [`raw`](super::raw)): the lock word at offset 0, a spare word kept 0,
-//! the owner record at offset 8.
+//! One [`LockWord`] (see [`raw`](super::raw)): the lock word at offset 0, the owner's process
+//! id at offset 4, the owner record at offset 8.
 
 #![allow(unsafe_code)]
 
@@ -39,15 +39,23 @@ pub(crate) const LOCK_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Loc
 ///
 /// # Owner death
 ///
-/// If the holder dies (even by `SIGKILL`), the next thread to acquire gets the lock together
-/// with [`OwnerDied`] (within about 50 ms of trying), like a poisoned `std::sync::Mutex`:
-/// the data the lock protects may be half-updated and is the caller's to check. The lock is
-/// then fully usable again.
+/// If the holder's process dies (even by `SIGKILL`), the next thread to acquire gets the lock
+/// together with [`OwnerDied`] (within about 50 ms of trying), like a poisoned
+/// `std::sync::Mutex`: the data the lock protects may be half-updated and is the caller's to
+/// check. The lock is then fully usable again.
+///
+/// A guard leaked by a thread that then ends (`mem::forget`, `Box::leak`) keeps the lock held
+/// for as long as its process lives, exactly like a forgotten `std::sync::MutexGuard`: later
+/// [`lock`](Lock::lock) calls wait, [`lock_timeout`](Lock::lock_timeout) times out,
+/// [`try_lock`](Lock::try_lock) finds it busy (whichever thread asks, including a later thread
+/// that got the ended thread's id). The leaked guard, or data borrowed through it, may still be
+/// in use by another thread of the process, so only the death of the process frees the lock.
 ///
 /// Death is decided conservatively: a waiter takes the lock over only when the holder's
-/// thread is *definitely* gone (no thread has its id, or it is a zombie), or when its id now
-/// belongs to a thread that started at another time than the recorded holder (the id was
-/// reused). When liveness cannot be probed (no `/proc` and no answer from `kill(tid, 0)`, a
+/// process is *definitely* dead: its thread is gone (no thread has its id, or it is a
+/// zombie) or its id now belongs to a thread that started at another time than the recorded
+/// holder, *and* its process is gone, a zombie, or a process that started after the holder's
+/// thread (the pid was reused). When liveness cannot be probed (no `/proc` and no answer from `kill(tid, 0)`, a
 /// process out of descriptors, a `/proc` of another PID namespace), the holder counts as
 /// alive: the lock is never given to a second holder while the first may live, and a waiter
 /// for a holder that did die waits until its timeout ([`lock_timeout`](Lock::lock_timeout))
@@ -59,10 +67,11 @@ pub(crate) const LOCK_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Loc
 /// An uncontended [`lock`](Lock::lock) + guard drop does what `std::sync::Mutex` does (one
 /// compare-exchange, one swap) plus the robust bookkeeping: a thread-local read of the
 /// caller's stamp (thread id and start time, cached) and two plain loads of the owner record,
-/// which sits in the cache line the compare-exchange takes anyway. The record is written only
-/// when the lock changes hands (one plain store), never on release, so a thread that takes
-/// the lock again and again pays no store and no fence for robustness. What the record buys:
-/// a dead holder is recognised even after its thread id was reused.
+/// which sits in the cache line the compare-exchange takes anyway. The record (and the holder's
+/// process id beside it) is written only when the lock changes hands (two plain stores),
+/// never on release, so a thread that takes the lock again and again pays no store and no
+/// fence for robustness. What the record buys: a dead holder is recognised even after its
+/// thread id or process id was reused, and a leaked guard is told from a dead holder.
 ///
 /// # PID namespaces
 ///

@@ -402,15 +402,17 @@ fn a_record_left_behind_never_makes_a_live_holder_look_dead() {
 }
 
 /// An earlier thread with the main thread's id died holding the lock (word and record name
-/// it). The main thread (same id) and another thread both try to take it over: exactly one
-/// reports the dead owner, the lock is never held by both, and neither mistakes the other,
-/// live, for the dead one while the record still names the dead thread.
+/// it, and the pid beside the record names a dead process). The main thread (same id) and
+/// another thread both try to take it over: exactly one reports the dead owner, the lock is
+/// never held by both, and neither mistakes the other, live, for the dead one while the
+/// record still names the dead thread.
 #[test]
 fn a_dead_holder_with_a_reused_id_is_taken_over_once() {
     loom::model(|| {
         let w = Arc::new(LockWord::new());
         let data = Arc::new(AtomicU64::new(0));
         let dead = crate::sys::current_tid();
+        w.pid().store(crate::sys::LOOM_DEAD_PID, Ordering::Relaxed);
         w.record()
             .store(stale_record_of_caller(), Ordering::Relaxed);
         w.store(dead, Ordering::Relaxed);
@@ -441,5 +443,39 @@ fn a_dead_holder_with_a_reused_id_is_taken_over_once() {
         assert_eq!(died, 1, "exactly one takeover");
         assert_eq!(data.load(Ordering::Relaxed), grants);
         assert!(!raw::is_locked(&w));
+    });
+}
+
+/// The lock was last released by a thread of a dead process (its record and pid stay behind).
+/// Another thread takes it and ends without releasing it (its guard leaked; its process, the
+/// model's, lives), while the main thread tries to get it twice. The main thread may get it
+/// before, but never takes it over from the ended holder: whenever it reads the holder's
+/// record it reads the holder's pid beside it (the record is stored with `Release` after the
+/// pid, and read with `Acquire`), never the dead process's pid left behind; and a record it
+/// read before the holder stored its own is read again after the probe found the holder gone.
+#[test]
+fn a_guard_leaked_by_an_ended_thread_is_never_taken_over() {
+    loom::model(|| {
+        let w = Arc::new(LockWord::new());
+        let previous = (u64::from(raw::TID_MASK - 1) << 32) | u64::from(crate::sys::LOOM_START);
+        w.pid().store(crate::sys::LOOM_DEAD_PID, Ordering::Relaxed);
+        w.record().store(previous, Ordering::Relaxed);
+        let t = {
+            let w = Arc::clone(&w);
+            loom::thread::spawn(move || {
+                assert_eq!(raw::lock(&w, None), Acquired::Clean);
+                // Ends holding it.
+                crate::sys::end_thread_in_model();
+            })
+        };
+        for _ in 0..2 {
+            match raw::try_lock_or_take_over(&w) {
+                None => {}
+                Some(Acquired::Clean) => raw::unlock(&w),
+                Some(a) => panic!("took over a leaked guard's lock: {a:?}"),
+            }
+        }
+        join(t);
+        assert!(raw::is_locked(&w));
     });
 }

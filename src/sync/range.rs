@@ -20,9 +20,11 @@
 //! |---------------|------|----------------------|-----------------------------------------------|
 //! | 0             | 4    | `mask`: bit i = slot i holds a claim | a claimant under the array lock (set); the holder or a taker (clear) |
 //! | 4             | 4    | `mirror`: a copy of `mask` (fast-path check) | as `mask`, right after it |
-//! | 8 + 32 i      | 16   | slot i's [`LockWord`]: held by the claim's thread; its spare half holds the check word of `start`/`end` | claimant, holder, taker (the check word: a claimant under the array lock) |
-//! | 24 + 32 i     | 8    | slot i's `start`     | a claimant under the array lock               |
-//! | 32 + 32 i     | 8    | slot i's `end`       | a claimant under the array lock               |
+//! | 8 + 40 i      | 16   | slot i's [`LockWord`]: held by the claim's thread | claimant, holder, taker |
+//! | 24 + 40 i     | 8    | slot i's `start`     | a claimant under the array lock               |
+//! | 32 + 40 i     | 8    | slot i's `end`       | a claimant under the array lock               |
+//! | 40 + 40 i     | 4    | slot i's `check`: the check word of `start`/`end` | a claimant under the array lock |
+//! | 44 + 40 i     | 4    | 0                    | nobody                                        |
 //!
 //! All-zero bytes are an empty table.
 //!
@@ -58,7 +60,9 @@
 //! # Owner death
 //!
 //! A claim's holder that dies keeps its slot word locked; the robust wait of [`raw::lock`]
-//! finds it dead (definite evidence only, as for every lock) and takes the slot over; the taker
+//! finds it dead (definite evidence of its process's death only, as for every lock: a guard
+//! leaked by a thread that ends keeps its range while the process lives) and takes the slot
+//! over; the taker
 //! clears the bit and reports the dead thread (`OwnerDied`): the elements of that range may be
 //! half-updated. A claimant that dies while claiming dies holding the array lock, which reports
 //! it the same way; its slot word is then taken over by the next claim that picks the slot.
@@ -88,6 +92,8 @@ struct Slot {
     word: LockWord,
     start: AtomicU64,
     end: AtomicU64,
+    check: AtomicU32,
+    _pad: AtomicU32,
 }
 
 /// The range table (see the module's layout table); lives in shared memory.
@@ -110,7 +116,7 @@ const SLOT_BITS: u32 = if SLOTS == 32 {
 // The layout table above (loom's model atomics are larger; no table lives in shared memory
 // under loom).
 #[cfg(not(shmproc_loom))]
-const _: () = assert!(core::mem::size_of::<RangeTable>() == 8 + 32 * SLOTS);
+const _: () = assert!(core::mem::size_of::<RangeTable>() == 8 + 40 * SLOTS);
 
 impl RangeTable {
     /// Size in bytes of the table in shared memory.
@@ -128,6 +134,8 @@ impl RangeTable {
                 word: LockWord::new(),
                 start: AtomicU64::new(0),
                 end: AtomicU64::new(0),
+                check: AtomicU32::new(0),
+                _pad: AtomicU32::new(0),
             }),
         }
     }
@@ -177,8 +185,7 @@ fn lock_main<'l>(lock: &'l Lock, wait: Wait<'_>, died: &mut Option<u32>) -> Opti
     }
 }
 
-/// The check word of slot `i` claiming `[start, end)`, kept in the slot word's spare half:
-/// a range whose check word does not match was scribbled (or its claimant died writing it).
+/// The check word of slot `i` claiming `[start, end)`, kept beside them: a range whose check word does not match was scribbled (or its claimant died writing it).
 fn check_of(i: usize, start: u64, end: u64) -> u32 {
     let x = (start ^ (i as u64).rotate_right(6)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
         ^ end.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
@@ -196,7 +203,7 @@ fn range_of(slot: &Slot, i: usize) -> Option<(u64, u64)> {
         slot.start.load(Ordering::Relaxed),
         slot.end.load(Ordering::Relaxed),
     );
-    (start < end && slot.word.spare().load(Ordering::Relaxed) == check_of(i, start, end))
+    (start < end && slot.check.load(Ordering::Relaxed) == check_of(i, start, end))
         .then_some((start, end))
 }
 
@@ -246,9 +253,7 @@ pub(crate) fn claim(
                 // Relaxed: as above.
                 slot.end.store(end, Ordering::Relaxed);
                 // Relaxed: as above.
-                slot.word
-                    .spare()
-                    .store(check_of(i, start, end), Ordering::Relaxed);
+                slot.check.store(check_of(i, start, end), Ordering::Relaxed);
                 // Relaxed: bits are read under the array lock or with `Acquire` after its
                 // release, which publishes this.
                 table.mask.fetch_or(1 << i, Ordering::Relaxed);

@@ -7,8 +7,11 @@
 //! | offset | size | field    | meaning                                          | written by                 |
 //! |--------|------|----------|--------------------------------------------------|----------------------------|
 //! | 0      | 4    | `word`   | the lock word (state table below); the futex     | acquirers, waiters, releaser |
-//! | 4      | 4    | `spare`  | the primitive's own: `RLock`'s depth, 0 in `Lock` | the owner                  |
+//! | 4      | 4    | `pid`    | the process id of the holder that wrote `record` (0: none yet) | the owner, right before its record store |
 //! | 8      | 8    | `record` | the owner record: the last holder's stamp, or `EMPTY` (0) | the owner; an acquirer or taker (clear of its own id's stale record only) |
+//!
+//! The primitives keep their own data beside the 16 bytes (`RLock`'s depth, a range slot's
+//! check word), never inside them.
 //!
 //! # State table
 //!
@@ -27,82 +30,130 @@
 //! # Owner death
 //!
 //! A waiter spins and then sleeps in slices (1 ms, doubling to 50 ms), the policies of
-//! [`park`]; after each slice it asks whether the recorded owner is dead. If so, it takes the lock over and reports `OwnerDied`. So a dead
-//! holder costs the next acquirer at most one slice, and the lock keeps working afterwards.
-//! An uncontended acquire never checks (a free word has no owner).
+//! [`park`]; after each slice it asks whether the holder is dead. If so, it takes the lock
+//! over and reports `OwnerDied`. So a dead holder costs the next acquirer at most one slice,
+//! and the lock keeps working afterwards. An uncontended acquire never checks (a free word has
+//! no owner).
 //!
-//! **Doubt means alive.** The owner is dead only on a definite answer (`sys::probe_thread`):
-//! its id names no thread (`/proc` says `ENOENT`/`ESRCH` *and* `kill(tid, 0)` says `ESRCH`),
-//! or names a zombie or dead thread, or names a thread whose start time differs from the one
-//! the owner recorded (the id was reused). A probe that cannot answer (no `/proc`, `EMFILE`,
-//! a `/proc` of another PID namespace, an unparsable stat line) means alive: the waiter keeps
-//! waiting, until its deadline if it has one. A lock whose owner lives is never handed to a
-//! second holder because the probe failed.
+//! **Death is per process.** A holder is dead only when its *process* is provably dead. A
+//! thread can end while its guard lives on (`mem::forget`, `Box::leak`, and a `&mut` into the
+//! data handed out of the thread): taking the lock over then would give safe code a second
+//! live `&mut` to the same data. So a guard leaked by a thread that ends keeps the lock held
+//! for as long as its process lives, exactly like a forgotten `std::sync::MutexGuard`: `lock`
+//! waits, a deadline times out, a try finds it busy, whichever thread asks (a later thread
+//! that got the ended thread's id included: it neither re-enters nor reads the hold as its
+//! own).
+//!
+//! **Doubt means alive.** Every probe answers "gone" only on definite evidence
+//! (`sys::probe_thread`, `sys::probe_process`): the id names no thread or process (`/proc`
+//! says `ENOENT`/`ESRCH` *and* `kill(id, 0)` says `ESRCH`), or a zombie or dead one (a process
+//! whose stat line says zombie but counts other threads is a leader that ended alone: alive).
+//! A probe that cannot answer (no `/proc`, `EMFILE`, a `/proc` of another PID namespace, an
+//! unparsable stat line) means alive: the waiter keeps waiting, until its deadline if it has
+//! one. A lock whose holder may live is never handed to a second holder because a probe
+//! failed.
+//!
+//! The verdict for a word naming thread id T, given `record` (read with `Acquire` after the
+//! word) and `pid` (read after `record`), the caller being thread C:
+//!
+//! | `record` | thread probe of T | process probe of `pid` | verdict | why |
+//! |----------|-------------------|------------------------|---------|-----|
+//! | does not name T (`EMPTY`, another id) | gone, or T = C | not asked | dead | the holder stopped between its CAS and its record store; a thread cannot end there short of its process's death (T = C: the holder was an earlier thread with C's id, so it ended) |
+//! | does not name T | running or unknown | not asked | alive | the holder may be storing its record right now |
+//! | names T with start S | running with start S, or unknown, or S unknown | not asked | alive | the holder's thread lives (or may) |
+//! | T's stamp = C's stamp | (C itself) | not asked | alive | C holds it (the caller's own hold, never taken over) |
+//! | names T with start S | gone, or running with another start (T reused), or T = C with another start | gone or zombie | dead | the holder's thread ended and its process is dead |
+//! | as above | as above | running, started after S (see below) | dead | the pid was reused by a later process: the holder's is dead |
+//! | as above | as above | running, started no later than S, or start unknown | alive | the holder's thread ended, its process lives: a leaked guard |
+//!
+//! "Started after S": S is the low 32 bits of the holder thread's start time in clock ticks
+//! since boot, the process's start time is known in full, and so is the present (boot time,
+//! read after the probe). The holder's full start time t has the low bits S and t ≤ now; had
+//! the holder been a thread of that process, the process started at p ≤ t ≤ now. So the
+//! process started after the holder if the first time at or after p with the low bits S lies
+//! past now (plus a slack of 2^20 ticks for the present's clock): no wrap-around misreading
+//! whatever the process's age; a process older than 2^32 ticks (about 497 days at 100 Hz)
+//! never reads as started after (doubt: alive).
 //!
 //! # Owner records
 //!
 //! The owner's thread id alone cannot tell the owner from a later thread that got the same
 //! id. So the owner makes `record` hold its *stamp* (`sys::current_stamp`: id in the high
-//! half, low 32 bits of its start time in the low half) right after acquiring (a store only
-//! when the record names someone else: a lock taken again by its last holder keeps its
-//! record), and leaves it there on release: the record names the last holder until a holder
-//! with another id replaces it. A prober that finds a live thread with the owner's id declares
-//! the owner dead only if `record` names that same id with a *known* start time different from
-//! the live thread's.
+//! half, low 32 bits of its start time in the low half) right after acquiring, with its pid
+//! stored into `pid` right before (both only when the record names someone else: a lock taken
+//! again by its last holder keeps its record and pid), and leaves them there on release: the
+//! record names the last holder until a holder with another id replaces it. The pid store is
+//! `Relaxed`, the record store `Release`, and the prober reads the record with `Acquire` and
+//! the pid after it: a record naming T that a prober reads comes with T's pid (or a later
+//! holder's, which only comes with a later record, see the re-check below), never the previous
+//! holder's. A prober that finds a live thread with the owner's id declares the owner's thread
+//! ended only if `record` names that same id with a *known* start time different from the live
+//! thread's.
 //!
 //! Invariant (R): *while `word` names a live thread T, `record` is `EMPTY`, names another id,
-//! or is T's own stamp.* Hence a record naming T with another start time proves that the
-//! thread that stored T into `word` is not the live T, i.e. it was an earlier thread with that
-//! id, now dead. (R) holds because:
+//! or is T's own stamp (with T's pid beside it).* Hence a record naming T with another start
+//! time proves that the thread that stored T into `word` is not the live T, i.e. it was an
+//! earlier thread with that id, now ended (whether its process is dead is the process probe's
+//! to say). (R) holds because:
 //!
 //! | moment | record | why |
 //! |--------|--------|-----|
-//! | before T's CAS that makes `word` name T (free acquire, contended acquire, `RLock`) | not a stale record of T's id | T reads it first (`forget_stale_record`); a record naming T's id with another stamp is an earlier T's leftover, which T clears (CAS, then a release fence) if the word is free. No later write can name T's id but T's own: the earlier threads with that id are dead. If the word names a holder T's CAS from free fails, and the record stays: it may be what proves a dead holder with T's id dead to the other waiters (erasing it would keep the lock held while T lives) |
+//! | before T's CAS that makes `word` name T (free acquire, contended acquire, `RLock`) | not a stale record of T's id | T reads it first (`forget_stale_record`); a record naming T's id with another stamp is an earlier T's leftover, which T clears (CAS, then a release fence) if the word is free. No later write can name T's id but T's own: the earlier threads with that id have ended. If the word names a holder T's CAS from free fails, and the record stays: it may be what proves a dead holder with T's id dead to the other waiters (erasing it would keep the lock held while T lives), or a leaked guard's holder alive |
 //! | `UNLOCKED → T` (free acquire) | the last holder's stamp (T's own or another id's), or `EMPTY` | as above; nobody writes it while the word is free |
 //! | `dead X → T` (takeover) | not naming T | T checks it first; a record naming T is an earlier T's leftover (the live T holds nothing), and T clears it (CAS) before its takeover CAS, and puts it back (CAS from `EMPTY`) if that CAS fails |
-//! | T holds, before its record store | unchanged from above | only the holder writes records; a taker writes only after winning the word |
-//! | T holds, after its record store | T's stamp | as above |
-//! | T releases | T's stamp, then `UNLOCKED` | the release swap alone; the record stays, naming T |
+//! | T holds, before its record store | unchanged from above; `pid` unchanged, or T's pid | only the holder writes records and pids; a taker writes only after winning the word |
+//! | T holds, after its record store | T's stamp, T's pid beside it | as above; the pid store precedes the record store (release) |
+//! | T releases | T's stamp, then `UNLOCKED` | the release swap alone; the record and pid stay, naming T |
 //!
-//! The caller's own id is the one case the probe cannot judge (the caller is alive): every
-//! acquisition makes the record its stamp before it returns, so a word naming the caller's id
-//! beside a record that is not the caller's stamp was left by an earlier thread with that id,
-//! now dead (two live threads never share an id), and is taken over; `held_by_current_thread`
-//! asks for both, so such a word never reads as the caller's own (no false self-deadlock
-//! report). A record holding the caller's stamp beside a word that does not name the caller is
-//! only what the caller's own last release left.
+//! The caller's own id is the one case the thread probe cannot judge (the caller is alive):
+//! every acquisition makes the record its stamp before it returns, so a word naming the
+//! caller's id beside a record that is not the caller's stamp was left by an earlier thread
+//! with that id, now ended (two live threads never share an id); it is taken over only if
+//! that thread's process is dead by the table above (an earlier thread of the caller's own
+//! process leaves a lock held: the process lives). `held_by_current_thread` asks for both
+//! id and stamp, so such a word never reads as the caller's own (no false self-deadlock
+//! report, no `RLock` re-entry). A record holding the caller's stamp beside a word that does
+//! not name the caller is only what the caller's own last release left.
 //!
 //! The windows all resolve to "alive": a holder killed between its CAS and its record store
-//! leaves `EMPTY` or a record naming someone else, so only a definite "gone" frees the lock; a
-//! prober that reads `record` before the owner's store sees such a record and waits another
-//! slice; a stale record of an owner that died mid-takeover names an id other than the word's
-//! and is ignored. Orderings: the record store after acquiring is `Relaxed` (seeing it late
-//! only delays a verdict); a prober re-reads the word with `Acquire` before reading `record`,
-//! so it sees the record state as of that word value or newer (the previous holder's record
-//! store precedes its release swap, which heads the release sequence the acquiring CAS
-//! continues); a stale-record clear before an acquiring CAS is published by the release
-//! fence after it; a taker's own-record clear is published by its `AcqRel` takeover CAS. The
-//! prober re-reads `record` after probing and gives up if it changed (a takeover happened
-//! meanwhile), then CASes the word against the exact value it observed.
+//! leaves `EMPTY` or a record naming someone else, so only a definite "gone" of its thread
+//! frees the lock (a thread that ended there took its process with it); a prober that reads
+//! `record` before the owner's store sees such a record and waits another slice; a stale
+//! record of an owner that died mid-takeover names an id other than the word's and is ignored.
+//! A holder thread that ended after its record store is judged by that record, which the
+//! prober sees: the thread's stores precede its exit, which precedes the probe that finds it
+//! gone (the kernel orders the two), and the prober reads `record` again after probing and
+//! gives up if it changed (a takeover, or the holder's own store, happened meanwhile); then it
+//! CASes the word against the exact value it observed. Orderings: a prober re-reads the word
+//! with `Acquire` before reading `record`, so it sees the record state as of that word value or
+//! newer (the previous holder's record store precedes its release swap, which heads the
+//! release sequence the acquiring CAS continues); a stale-record clear before an acquiring CAS
+//! is published by the release fence after it; a taker's own-record clear is published by its
+//! `AcqRel` takeover CAS.
 //!
 //! What remains: the word can return to the exact observed value between the prober's last
 //! check and its CAS only if the dead owner's id is reused by a thread that then takes this
-//! very lock within those nanoseconds; and a 32-bit start-time match between two threads of
-//! one id (2^32 clock ticks, about 497 days at 100 Hz, apart) reads as alive.
+//! very lock within those nanoseconds; a 32-bit start-time match between two threads of one
+//! id (2^32 clock ticks, about 497 days at 100 Hz, apart) reads as alive; a pid reused by a
+//! process more than 2^32 ticks older than the holder thread reads as alive; and a process that
+//! `exec`s while one of its threads holds a lock keeps it held (the pid and start time of the
+//! process survive the `exec`), as it would a leaked guard.
 //!
 //! # What the bookkeeping costs
 //!
 //! An uncontended acquire + release is: one thread-local load of the stamp
 //! (`sys::current_stamp`, cached after the first call), one `Relaxed` load of `record` (the
 //! stale-record check), the compare-exchange of `word`, a second `Relaxed` load of `record`
-//! (a store only when the holder changed), and the release swap of `word`.
+//! (the pid and record stores only when the holder changed), and the release swap of `word`.
 //! `std::sync::Mutex` does the compare-exchange and the swap (and its poison checks). The
 //! loads hit the cache line the compare-exchange takes exclusive anyway, so the robust
 //! bookkeeping adds no store, no fence and no coherence traffic to a lock that one thread
-//! takes again and again; a lock that changes hands pays one `Relaxed` store per change of
-//! holder. The wake-up of the release is out of line (`wake_one`), so the inlined fast path
+//! takes again and again; a lock that changes hands pays two stores per change of holder (the
+//! pid, `Relaxed`, and the record, `Release`: a plain store on x86-64, `stlr` on AArch64),
+//! out of line (`record_new_owner`). The wake-up of the release is out of line (`wake_one`), so the inlined fast path
 //! stays small. The record cannot go without weakening owner-death detection: without the
-//! stamp a reused thread id reads as a live owner (the lock is never recovered). Measured
+//! stamp a reused thread id reads as a live owner (the lock is never recovered), and without
+//! the pid a leaked guard cannot be told from a dead holder. Measured
 //! (`cargo run --release --example benchmarks -- --only lock`, paired run by run, and the
 //! `peers` family's `std::sync::Mutex` row) on a shared 2-core machine, see the README's
 //! tables for the figures.
@@ -146,7 +197,7 @@ pub(crate) const EMPTY: u64 = 0;
 #[derive(Debug)]
 pub(crate) struct LockWord {
     word: AtomicU32,
-    spare: AtomicU32,
+    pid: AtomicU32,
     record: AtomicU64,
 }
 
@@ -161,7 +212,7 @@ impl LockWord {
     pub(crate) fn new() -> Self {
         LockWord {
             word: AtomicU32::new(UNLOCKED),
-            spare: AtomicU32::new(0),
+            pid: AtomicU32::new(0),
             record: AtomicU64::new(EMPTY),
         }
     }
@@ -172,21 +223,21 @@ impl LockWord {
         &self.record
     }
 
+    /// Returns the owner's process id (for models that start from a record left behind).
+    #[cfg(all(test, shmproc_loom))]
+    pub(crate) fn pid(&self) -> &AtomicU32 {
+        &self.pid
+    }
+
     /// Makes a freshly allocated lock free: every field 0.
     pub(crate) fn init(&self) {
         // Relaxed: the release store of the word below publishes the other fields.
-        self.spare.store(0, Ordering::Relaxed);
+        self.pid.store(0, Ordering::Relaxed);
         // Relaxed: as above.
         self.record.store(EMPTY, Ordering::Relaxed);
         // Release: a handle passed to another process after this (through a channel that
         // synchronizes) sees the initial state.
         self.word.store(UNLOCKED, Ordering::Release);
-    }
-
-    /// Returns the word the primitive keeps beside the lock (`RLock`'s depth).
-    #[inline(always)]
-    pub(crate) fn spare(&self) -> &AtomicU32 {
-        &self.spare
     }
 }
 
@@ -241,7 +292,7 @@ pub(crate) fn try_lock(word: &LockWord) -> bool {
 }
 
 /// Clears a record that names the calling thread's id with another start time: an earlier
-/// thread with this id left it and is dead (two live threads never share an id). Called
+/// thread with this id left it and has ended (two live threads never share an id). Called
 /// before every compare-exchange that can make the word name this thread, so such a record
 /// never sits beside this thread's id in the word (invariant (R)). Once cleared it cannot come
 /// back: only a thread with this id writes a record naming it, and the earlier ones are gone.
@@ -282,14 +333,25 @@ fn clear_record(word: &LockWord, stale: u64) {
 }
 
 /// Makes the record name the holder (`stamp`, the calling thread's), storing only when it
-/// names someone else: a lock taken again by its last holder keeps its record as it was.
+/// names someone else: a lock taken again by its last holder keeps its record (and the pid
+/// beside it) as it was.
 #[inline(always)]
 fn record_owner(word: &LockWord, stamp: u64) {
-    // Relaxed (both): only the holder writes the record while it holds the word; a prober
-    // that misses the store only waits another slice (module docs).
+    // Relaxed: only the holder writes the record while it holds the word.
     if word.record.load(Ordering::Relaxed) != stamp {
-        word.record.store(stamp, Ordering::Relaxed);
+        record_new_owner(word, stamp);
     }
+}
+
+/// Writes the holder's pid, then its stamp into the record (the holder changed).
+#[inline(never)]
+fn record_new_owner(word: &LockWord, stamp: u64) {
+    // Relaxed: published by the release store of the record right after it.
+    word.pid.store(sys::current_pid(), Ordering::Relaxed);
+    // Release: a prober that reads this record (`Acquire`) reads the pid stored above (or a
+    // later holder's, which comes with a later record), never the previous holder's pid
+    // beside this record. A prober that misses the store only waits another slice.
+    word.record.store(stamp, Ordering::Release);
 }
 
 /// Writes the calling thread's owner record; every path that acquires the lock ends here.
@@ -389,17 +451,12 @@ fn take_over_if_dead(word: &LockWord, observed: u32) -> Option<Acquired> {
     if word.word.load(Ordering::Acquire) != observed {
         return None;
     }
-    // Relaxed: ordered after the word by the acquire load above.
-    let record = word.record.load(Ordering::Relaxed);
-    // The word names our own id but we do not hold the lock (our acquisitions record our
-    // stamp before they return): the holder was an earlier thread with our id, now dead,
-    // since two live threads never share an id.
-    let dead = if owner == me {
-        record != sys::current_stamp()
-    } else {
-        owner_is_dead(owner, record)
-    };
-    if !dead {
+    // Acquire: pairs with the release store of the record, so the pid read next is the one
+    // its writer stored before it (or a later holder's).
+    let record = word.record.load(Ordering::Acquire);
+    // Relaxed: ordered after the record by the acquire load above.
+    let pid = word.pid.load(Ordering::Relaxed);
+    if !holder_is_dead(owner, sys::current_stamp(), record, pid) {
         return None;
     }
     // Relaxed: a changed record means a takeover happened while we probed; look again later.
@@ -443,8 +500,68 @@ fn take_over_if_dead(word: &LockWord, observed: u32) -> Option<Acquired> {
     }
 }
 
-/// Returns whether the thread `owner` that the word names is definitely dead, given the
-/// owner record read after the word.
+/// Returns whether the holder of a word naming thread `owner` is definitely dead, given the
+/// owner record and the pid beside it, read after the word, and the caller's stamp `me`: the
+/// verdict table of the module's "Owner death". Dead means its *process* is dead: a thread
+/// that ended while its guard lives on (leaked) keeps the lock held while its process lives.
+pub(crate) fn holder_is_dead(owner: u32, me: u64, record: u64, pid: u32) -> bool {
+    if id_of(record) != owner {
+        // The holder stopped between its compare-exchange and its record store: a thread
+        // cannot end there short of its process's death. Our own id: the holder was an
+        // earlier thread with it (we hold nothing without our stamp in the record), ended.
+        return owner == id_of(me) || sys::probe_thread(owner) == Liveness::Gone;
+    }
+    let start = start_of(record);
+    let ended = if owner == id_of(me) {
+        // Our id beside a record that is not our stamp: an earlier thread with our id, ended
+        // (two live threads never share an id).
+        record != me
+    } else {
+        match sys::probe_thread(owner) {
+            Liveness::Gone => true,
+            // A live thread has the id: it is the holder unless the start times differ.
+            Liveness::Running { start: Some(s) } => start != sys::START_UNKNOWN && start != s,
+            Liveness::Running { start: None } => false,
+        }
+    };
+    ended && process_is_dead(pid, start)
+}
+
+/// Returns whether the process `pid` that a thread started at `start` (low 32 bits of its
+/// start time, or `START_UNKNOWN`) ran in is definitely dead: gone, a zombie, or a process
+/// that started after that thread (the pid was reused).
+pub(crate) fn process_is_dead(pid: u32, start: u32) -> bool {
+    match sys::probe_process(pid) {
+        sys::ProcessLiveness::Gone => true,
+        sys::ProcessLiveness::Running { start: Some(p) } => {
+            start != sys::START_UNKNOWN
+                && sys::boot_ticks().is_some_and(|now| started_after(p, start, now))
+        }
+        sys::ProcessLiveness::Running { start: None } => false,
+    }
+}
+
+/// Slack for the clock reading of [`started_after`] (about 3 hours at 100 ticks a second).
+const CLOCK_SLACK: u64 = 1 << 20;
+
+/// Whether a process that started at tick `process` (all 64 bits) started after a thread whose
+/// start time has `thread` as its low 32 bits, the time being `now` (read after `process`).
+///
+/// The thread's full start time `t` has those low bits and `t <= now`. Had the thread run in
+/// that process, `process <= t <= now`. So the process started after the thread if no time
+/// with those low bits lies in `[process, now]`: the first one at or after `process` is later
+/// than `now`. `CLOCK_SLACK` widens the window for a present read on another clock than the
+/// start times (it only makes a reused pid of a process older than 2^32 ticks less than the
+/// slack read as alive).
+fn started_after(process: u64, thread: u32, now: u64) -> bool {
+    let first = process.saturating_add(u64::from(thread.wrapping_sub(process as u32)));
+    first > now.saturating_add(CLOCK_SLACK)
+}
+
+/// Returns whether the thread `owner` is definitely dead, given a stamp `record` that may name
+/// it (its id and start time): no thread has the id, or the one that has it started at
+/// another time. For words that record a thread's stamp alone (not a lock's holder, which
+/// [`holder_is_dead`] judges by its process).
 pub(crate) fn owner_is_dead(owner: u32, record: u64) -> bool {
     match sys::probe_thread(owner) {
         Liveness::Gone => true,
@@ -480,7 +597,7 @@ fn wake_one(word: &LockWord) {
 pub(crate) fn held_by_current_thread(word: &LockWord) -> bool {
     // Relaxed: only this thread stores its own id and stamp into the word and the record.
     // Our id in the word without our stamp in the record is an earlier thread with our id
-    // that died holding the lock (see `take_over_if_dead`), not us.
+    // that ended holding the lock (see `take_over_if_dead`), not us.
     word.word.load(Ordering::Relaxed) & TID_MASK == sys::current_tid()
         && word.record.load(Ordering::Relaxed) == sys::current_stamp()
 }
@@ -509,12 +626,63 @@ mod tests {
         t.join().expect("thread");
     }
 
-    /// A word held by `owner` with owner record `record`.
+    /// A word held by `owner` with owner record `record` (and no pid beside it).
     fn held(owner: u32, record: u64) -> LockWord {
+        held_in(owner, record, 0)
+    }
+
+    /// A word held by `owner` with owner record `record` written by process `pid`.
+    fn held_in(owner: u32, record: u64, pid: u32) -> LockWord {
         let w = LockWord::new();
         w.word.store(owner, Ordering::Relaxed);
+        w.pid.store(pid, Ordering::Relaxed);
         w.record.store(record, Ordering::Relaxed);
         w
+    }
+
+    /// The id of a process that has exited and been reaped.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let pid = child.id();
+        child.wait().expect("wait");
+        pid
+    }
+
+    /// The low 32 bits of this process's start time.
+    fn own_process_start() -> u32 {
+        match sys::probe_process(sys::current_pid()) {
+            sys::ProcessLiveness::Running { start: Some(s) } => s as u32,
+            other => panic!("own process: {other:?}"),
+        }
+    }
+
+    /// The record of a thread with id `tid` that started one tick after this thread: a thread
+    /// of this process (whichever process `tid` is in) that has ended.
+    fn ended_thread_record(tid: u32) -> u64 {
+        (u64::from(tid) << 32) | u64::from(start_of(sys::current_stamp()).wrapping_add(1))
+    }
+
+    /// The record of a thread with id `tid` that started before this process did: beside this
+    /// process's pid, a thread of a process that had our pid before us.
+    fn before_us_record(tid: u32) -> u64 {
+        (u64::from(tid) << 32) | u64::from(own_process_start().wrapping_sub(10))
+    }
+
+    #[test]
+    fn a_process_started_after_a_thread_only_if_no_start_time_fits_before_now() {
+        // The thread started 5 ticks after the process: not after, whatever the wrap.
+        for process in [100u64, (7 << 32) + 100, (7 << 32) + u64::from(u32::MAX) - 2] {
+            let thread = (process as u32).wrapping_add(5);
+            assert!(!started_after(process, thread, process + 5));
+            assert!(!started_after(process, thread, process + 1_000_000));
+            // The thread started 10 ticks before the process (its pid was reused).
+            let before = (process as u32).wrapping_sub(10);
+            assert!(started_after(process, before, process + 1_000));
+            // ... unless the process is so old that the low bits fit again (doubt: alive).
+            assert!(!started_after(process, before, process + (1 << 32)));
+        }
+        // A present read a little behind the start times is within the slack.
+        assert!(!started_after(1_000, 1_005, 1_000));
     }
 
     #[test]
@@ -576,35 +744,84 @@ mod tests {
     }
 
     /// The thread that holds the id now started at another time than the owner that recorded
-    /// itself: the owner is dead and its id was reused.
+    /// itself: the owner's thread has ended and its id was reused. It is dead only if its
+    /// process is: gone, or a process that got its pid later.
     #[test]
-    fn a_reused_thread_id_is_taken_over() {
+    fn a_reused_thread_id_is_taken_over_only_if_the_holders_process_is_dead() {
         with_live_thread(|stamp| {
             let tid = id_of(stamp);
             let earlier = (u64::from(tid) << 32) | u64::from(start_of(stamp).wrapping_sub(7));
-            let w = held(tid, earlier);
-            assert_eq!(try_lock_or_take_over(&w), Some(Acquired::OwnerDied(tid)));
-            assert!(held_by_current_thread(&w));
-            assert_eq!(w.record.load(Ordering::Relaxed), sys::current_stamp());
-            unlock(&w);
+            for (record, pid) in [
+                (earlier, dead_pid()),
+                (before_us_record(tid), sys::current_pid()),
+            ] {
+                let w = held_in(tid, record, pid);
+                assert_eq!(try_lock_or_take_over(&w), Some(Acquired::OwnerDied(tid)));
+                assert!(held_by_current_thread(&w));
+                assert_eq!(w.record.load(Ordering::Relaxed), sys::current_stamp());
+                assert_eq!(w.pid.load(Ordering::Relaxed), sys::current_pid());
+                unlock(&w);
+            }
+            // The holder's thread ended but its process (ours) lives: its guard may live on.
+            // No pid beside the record: doubt.
+            for (record, pid) in [(ended_thread_record(tid), sys::current_pid()), (earlier, 0)] {
+                let w = held_in(tid, record, pid);
+                assert_eq!(try_lock_or_take_over(&w), None);
+                let deadline = Deadline::after(Duration::from_millis(5));
+                assert_eq!(lock(&w, Some(&deadline)), Acquired::TimedOut);
+                assert_eq!(w.record.load(Ordering::Relaxed), record);
+            }
         });
+    }
+
+    /// A holder whose thread is gone, with its record in place: dead only with its process.
+    #[test]
+    fn a_gone_holder_that_recorded_itself_is_dead_only_with_its_process() {
+        let (dead, start) = std::thread::spawn(|| {
+            let s = sys::current_stamp();
+            (id_of(s), start_of(s))
+        })
+        .join()
+        .expect("thread");
+        let record = (u64::from(dead) << 32) | u64::from(start);
+        let w = held_in(dead, record, sys::current_pid());
+        assert_eq!(try_lock_or_take_over(&w), None);
+        assert_eq!(
+            lock(&w, Some(&Deadline::after(Duration::from_millis(5)))),
+            Acquired::TimedOut
+        );
+        let w = held_in(dead, record, dead_pid());
+        assert_eq!(try_lock_or_take_over(&w), Some(Acquired::OwnerDied(dead)));
+        unlock(&w);
     }
 
     /// An earlier thread with our id died holding the lock: the word names our id, the record
     /// does not hold our stamp. We do not hold it, so locking takes it over (no self-deadlock
-    /// report, no wait).
+    /// report, no wait). If that thread was one of our process's (which lives), its guard may
+    /// live on: we wait like anyone else, and never count it as ours.
     #[test]
     fn a_dead_earlier_thread_with_our_id_is_taken_over() {
         let me = sys::current_stamp();
         let tid = id_of(me);
         let earlier = (u64::from(tid) << 32) | u64::from(start_of(me) ^ 1);
-        for record in [EMPTY, earlier] {
-            let w = held(tid, record);
+        for (record, pid) in [
+            (EMPTY, 0),
+            (earlier, dead_pid()),
+            (before_us_record(tid), sys::current_pid()),
+        ] {
+            let w = held_in(tid, record, pid);
             assert!(!held_by_current_thread(&w), "record {record:#x}");
             assert_eq!(lock(&w, None), Acquired::OwnerDied(tid));
             assert!(held_by_current_thread(&w));
             unlock(&w);
         }
+        let ended = (u64::from(tid) << 32) | u64::from(start_of(me).wrapping_add(1));
+        let w = held_in(tid, ended, sys::current_pid());
+        assert!(!held_by_current_thread(&w));
+        assert_eq!(try_lock_or_take_over(&w), None);
+        let deadline = Deadline::after(Duration::from_millis(5));
+        assert_eq!(lock(&w, Some(&deadline)), Acquired::TimedOut);
+        assert_eq!(w.record.load(Ordering::Relaxed), ended);
         // While we hold it, it is ours: a timed lock times out, try reports it held.
         let w = LockWord::new();
         assert!(try_lock(&w));
@@ -623,8 +840,8 @@ mod tests {
         let tid = id_of(me);
         let earlier = (u64::from(tid) << 32) | u64::from(start_of(me) ^ 1);
         let other = (u64::from(tid ^ 1) << 32) | u64::from(start_of(me));
-        for record in [EMPTY, earlier, other] {
-            let w = held(tid, record);
+        for (record, pid) in [(EMPTY, 0), (earlier, dead_pid()), (other, 0)] {
+            let w = held_in(tid, record, pid);
             let count = AtomicU32::new(3);
             assert_eq!(
                 algo::lock(&w, &count, None),
@@ -636,6 +853,17 @@ mod tests {
             assert!(algo::unlock(&w, &count));
             assert!(!is_locked(&w));
         }
+        // An earlier thread of this process with our id that ended holding it: not one more
+        // level of ours (no re-entry), and not dead (its guard may live on).
+        let ended = (u64::from(tid) << 32) | u64::from(start_of(me).wrapping_add(1));
+        let w = held_in(tid, ended, sys::current_pid());
+        let count = AtomicU32::new(3);
+        assert_eq!(algo::try_lock(&w, &count), None);
+        let deadline = Deadline::after(Duration::from_millis(5));
+        assert_eq!(algo::lock(&w, &count, Some(&deadline)), Acquired::TimedOut);
+        assert!(!algo::unlock(&w, &count));
+        assert_eq!(count.load(Ordering::Relaxed), 3);
+        assert_eq!(w.word.load(Ordering::Relaxed) & TID_MASK, tid);
     }
 
     #[test]
@@ -706,9 +934,9 @@ mod tests {
             let tid = id_of(stamp);
             let earlier = (u64::from(tid) << 32) | u64::from(start_of(stamp).wrapping_sub(7));
             for errno in [sys::ENOENT, sys::EMFILE] {
+                let reused = held_in(tid, earlier, dead_pid());
                 sys::set_probe_fault(Some(errno));
                 let gone = held(dead, EMPTY);
-                let reused = held(tid, earlier);
                 let got = (
                     try_lock_or_take_over(&gone),
                     try_lock_or_take_over(&reused),

@@ -2,19 +2,23 @@
 //!
 //! # State table
 //!
-//! The block is one [`LockWord`](super::raw::LockWord) (16 bytes, 8-aligned):
+//! The block is one [`LockWord`](super::raw::LockWord) and the depth (24 bytes, 8-aligned):
 //!
 //! | word | name     | meaning                                              | written by           |
 //! |------|----------|------------------------------------------------------|----------------------|
 //! | 0    | `owner`  | the robust lock word of [`raw`](super::raw)           | as for `Lock`        |
-//! | 1    | `count`  | recursion depth of the owner; 0 when free (the lock word's spare) | the owner only |
+//! | 1    | `pid`    | the owner's process id, beside its record (see [`raw`](super::raw)) | as for `Lock` |
 //! | 2..4 | `record` | the owner record of [`raw`](super::raw) (one 64-bit atomic) | as for `Lock`  |
+//! | 4    | `count`  | recursion depth of the owner; 0 when free            | the owner only       |
+//! | 5    | —        | 0 (keeps the block a multiple of 8 bytes)             | nobody               |
 //!
 //! `count` is written only by the thread whose id is in `owner` (after acquiring, before
 //! releasing), so it needs no atomicity beyond tear-free access: every access is `Relaxed`,
 //! and the acquire/release of `owner` orders it between successive owners. Thread ids are
 //! unique system-wide (not just per process), so the owner word identifies process *and*
-//! thread. After a takeover from a dead owner the new owner overwrites `count` with 1.
+//! thread. After a takeover from a dead owner the new owner overwrites `count` with 1. A
+//! thread re-enters only when the word names its id *and* the record holds its stamp
+//! (`raw::held_by_current_thread`): a later thread with an ended holder's id never re-enters.
 //!
 //! # Safety
 //!
@@ -33,9 +37,12 @@ use std::time::Duration;
 
 pub(crate) struct RLockKind;
 
+/// The word of the recursion depth (after the 16 bytes of the lock word).
+const COUNT: usize = 4;
+
 impl BlockKind for RLockKind {
-    const WORDS: usize = 4;
-    const FINGERPRINT: u64 = crate::fingerprint::start("shmproc::RLock", 16, 8);
+    const WORDS: usize = 6;
+    const FINGERPRINT: u64 = crate::fingerprint::start("shmproc::RLock", 24, 8);
     const NAME: &'static str = "shmproc::RLock";
     const ALIGN: u64 = LockWord::ALIGN;
 }
@@ -153,6 +160,11 @@ pub(crate) mod algo {
 /// gets it with [`OwnerDied`] within about 50 ms of trying, at depth 1. The data it protects
 /// may be half-updated; the lock itself is fully usable again.
 ///
+/// A guard leaked by a thread that then ends keeps the lock held for as long as its process
+/// lives (as [`Lock`](crate::Lock)'s does): no other thread takes it over, and none re-enters
+/// it, not even a later thread that got the ended thread's id (for it, as for any other
+/// thread, the lock is held by someone else: it waits, and its [`depth`](RLock::depth) is 0).
+///
 /// # Examples
 /// ```
 /// # fn main() -> shmproc::Result<()> {
@@ -196,7 +208,7 @@ impl RLock {
     /// [`Error::OutOfMemory`] if the segment's heap is full.
     pub fn new_in(segment: &Segment) -> Result<RLock> {
         Ok(RLock {
-            block: Block::alloc(segment, &[raw::UNLOCKED, 0, 0, 0])?,
+            block: Block::alloc(segment, &[raw::UNLOCKED, 0, 0, 0, 0, 0])?,
         })
     }
 
@@ -207,7 +219,7 @@ impl RLock {
 
     #[inline]
     pub(crate) fn count_word(&self) -> &AtomicU32 {
-        self.block.lock_word().spare()
+        self.block.word(COUNT)
     }
 
     #[inline]

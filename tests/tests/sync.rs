@@ -1029,13 +1029,14 @@ fn on_thread_with_id<R: Send + 'static>(
     None
 }
 
-/// A thread that takes a `Lock` and an `RLock` and exits holding them, and one that released
-/// them before exiting (its record stays behind): a later thread of the same process that gets
-/// the same thread id finds the first pair held by a dead owner (`OwnerDied`, no self-deadlock
-/// panic, no re-entry into a dead thread's `RLock`) and takes the second pair as its own, which
-/// nobody else may then take over.
+/// A thread that takes a `Lock` and an `RLock` and exits holding them (guards leaked), and one
+/// that released them before exiting (its record stays behind): a later thread of the same
+/// process that gets the same thread id finds the first pair held, as any other thread would
+/// (its process lives, so the leaked guards may too): no takeover, no self-deadlock panic, no
+/// re-entry into the ended thread's `RLock`. It takes the second pair as its own, which nobody
+/// else may then take over, and which stays held after it ends too.
 #[test]
-fn a_reused_thread_id_never_inherits_a_dead_threads_locks() {
+fn a_reused_thread_id_never_inherits_an_ended_threads_locks() {
     watchdog(Duration::from_secs(60), "reused_thread_id", || {
         // One attempt; false if no thread got the dead thread's id again in time.
         let attempt = || -> bool {
@@ -1053,19 +1054,13 @@ fn a_reused_thread_id_never_inherits_a_dead_threads_locks() {
             .unwrap();
             let (h, r) = (held.clone(), released.clone());
             let outcome = on_thread_with_id(tid, Duration::from_secs(8), move || {
-                let lock_died = h.0.lock().is_err();
-                let (rlock_died, rlock_depth) = match h.1.lock() {
-                    Err(died) => {
-                        let depth = h.1.depth();
-                        drop(died);
-                        (true, depth)
-                    }
-                    Ok(g) => {
-                        let depth = h.1.depth();
-                        drop(g);
-                        (false, depth)
-                    }
-                };
+                let wait = Duration::from_millis(50);
+                let lock_held = matches!(h.0.try_lock(), Ok(None))
+                    && matches!(h.0.lock_timeout(wait), Ok(None));
+                let rlock_held = matches!(h.1.try_lock(), Ok(None))
+                    && matches!(h.1.lock_timeout(wait), Ok(None))
+                    && matches!(h.1.release(), Err(Error::NotOwner));
+                let rlock_depth = h.1.depth();
                 let took = (
                     r.0.try_lock().unwrap().map(std::mem::forget).is_some(),
                     r.1.try_lock().unwrap().map(std::mem::forget).is_some(),
@@ -1081,17 +1076,18 @@ fn a_reused_thread_id_never_inherits_a_dead_threads_locks() {
                 })
                 .join()
                 .unwrap();
-                (lock_died, rlock_died, rlock_depth, took, others_took)
+                (lock_held, rlock_held, rlock_depth, took, others_took)
             });
             let Some(outcome) = outcome else {
                 // Another process took the id meanwhile: try again with a new dead thread.
                 return false;
             };
-            assert_eq!(outcome, (true, true, 1, (true, true), (false, false)));
-            // The new thread exited holding `released`: it is dead now, so its stamp (not the
-            // earlier thread's) decides, and the next taker gets OwnerDied.
-            assert!(released.0.lock_timeout(Duration::from_secs(5)).is_err());
-            assert!(released.1.lock_timeout(Duration::from_secs(5)).is_err());
+            assert_eq!(outcome, (true, true, 0, (true, true), (false, false)));
+            // The new thread exited holding `released`, in a process that lives: still held.
+            let wait = Duration::from_millis(50);
+            assert!(matches!(released.0.lock_timeout(wait), Ok(None)));
+            assert!(matches!(released.1.lock_timeout(wait), Ok(None)));
+            assert!(held.0.is_locked() && held.1.is_locked());
             true
         };
         assert!(
@@ -1101,12 +1097,12 @@ fn a_reused_thread_id_never_inherits_a_dead_threads_locks() {
     });
 }
 
-/// A thread dies holding a `Lock`; a later thread of the same process that gets its id makes
-/// one timed attempt that gives up at once. That attempt must not erase what proves the holder
-/// dead (its owner record): while the later thread lives on, another thread still finds the
-/// holder dead and gets `OwnerDied`, instead of waiting for the later thread to exit.
+/// A thread ends holding a `Lock` (its guard leaked); a later thread of the same process that
+/// gets its id makes one timed attempt that gives up at once, and another thread tries while
+/// the later one lives. Neither gets the lock: the holder's process lives, so its guard may
+/// too, whichever thread has its id now.
 #[test]
-fn a_timed_out_attempt_by_a_reused_thread_id_keeps_the_dead_holder_detectable() {
+fn a_timed_out_attempt_by_a_reused_thread_id_leaves_a_leaked_guard_held() {
     watchdog(Duration::from_secs(60), "reused_id_timed_attempt", || {
         // One attempt; false if no thread got the dead thread's id again in time.
         let attempt = || -> bool {
@@ -1131,7 +1127,7 @@ fn a_timed_out_attempt_by_a_reused_thread_id_keeps_the_dead_holder_detectable() 
                 // This thread, with the dead holder's id, is alive while the other one tries.
                 let l2 = l.clone();
                 let other =
-                    std::thread::spawn(move || match l2.lock_timeout(Duration::from_secs(3)) {
+                    std::thread::spawn(move || match l2.lock_timeout(Duration::from_millis(100)) {
                         Err(died) => {
                             drop(died.into_inner());
                             "owner died"
@@ -1147,16 +1143,8 @@ fn a_timed_out_attempt_by_a_reused_thread_id_keeps_the_dead_holder_detectable() 
                 // Another process took the id meanwhile: try again with a new dead thread.
                 return false;
             };
-            // A zero timeout may give up before probing (then the other thread must still find the
-            // holder dead) or take the lock over at once (then the other finds it free).
-            assert!(
-                matches!(
-                    outcome,
-                    ("timed out", "owner died") | ("owner died", "clean")
-                ),
-                "{outcome:?}"
-            );
-            assert!(!lock.is_locked());
+            assert_eq!(outcome, ("timed out", "timed out"));
+            assert!(lock.is_locked());
             true
         };
         assert!(
@@ -1204,11 +1192,12 @@ fn a_forked_child_never_passes_for_the_forking_thread() {
     });
 }
 
-/// Short threads take a lock one after another, and some exit holding it; thread ids wrap
-/// around (`pid_max`) while this runs, so later threads get the ids of earlier ones, including
-/// of dead holders. A grant without `OwnerDied` never finds a holder inside, every dead holder
-/// is reported, no thread mistakes a dead holder with its id for itself (which would panic as a
-/// self-deadlock), and the lock is free at the end.
+/// Short threads take a lock one after another and release it before they end (a thread that
+/// ended holding it would keep it held: its process lives); thread ids wrap around
+/// (`pid_max`) while this runs, so later threads get the ids of earlier ones, whose records the
+/// lock keeps. A grant never finds a holder inside, nobody reports a dead owner, no thread
+/// mistakes an earlier record of its id for its own hold (which would panic as a
+/// self-deadlock or re-enter), and the lock is free at the end.
 fn short_threads_reusing_ids(lock: AnyLock) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -1247,13 +1236,9 @@ fn short_threads_reusing_ids(lock: AnyLock) {
                                 if inside.load(Ordering::SeqCst) != marker {
                                     st[0].fetch_add(1, Ordering::SeqCst);
                                 }
-                                if n.is_multiple_of(16) {
-                                    // Exit holding it, inside.
-                                    st[2].fetch_add(1, Ordering::SeqCst);
-                                } else {
-                                    inside.store(0, Ordering::SeqCst);
-                                    lock.release();
-                                }
+                                st[2].fetch_add(1, Ordering::SeqCst);
+                                inside.store(0, Ordering::SeqCst);
+                                lock.release();
                                 thread_id()
                             })
                             .join()
@@ -1269,17 +1254,13 @@ fn short_threads_reusing_ids(lock: AnyLock) {
                 l.join().unwrap();
             }
             burner.join().unwrap();
-            let [bad, died, left, reused] = [0, 1, 2, 3].map(|i| stats[i].load(Ordering::SeqCst));
+            let [bad, died, grants, reused] = [0, 1, 2, 3].map(|i| stats[i].load(Ordering::SeqCst));
             eprintln!(
-                "{left} exits holding, {died} OwnerDied, {reused} ids of earlier lock users reused"
+                "{grants} grants, {died} OwnerDied, {reused} ids of earlier lock users reused"
             );
             assert_eq!(bad, 0, "a grant found another holder inside");
-            // Every exit holding is reported once, the last one by this final take.
-            if lock.acquire() {
-                assert_eq!(died + 1, left);
-            } else {
-                assert_eq!(died, left);
-            }
+            assert_eq!(died, 0, "a holder that released was reported dead");
+            assert!(!lock.acquire());
             lock.release();
             assert!(!lock.is_locked());
         },
@@ -1414,9 +1395,6 @@ fn array_seventeenth_range_waits_for_any_other_threads_release() {
 /// guard's slice may still be alive in another thread, so taking the range over would give
 /// two live `&mut` to the same elements.
 #[test]
-#[ignore = "owner death is judged per thread: a guard leaked by a thread that ends is taken \
-            over while its slice may live on in another thread (Array::lock and Value guards \
-            alike); needs the owner's process, not thread, in the lock word's record"]
 fn array_range_leaked_by_an_ended_thread_is_not_taken_over() {
     run_short("array_range_leaked", || {
         let arr = Array::<u32>::new(8).unwrap();
@@ -1441,6 +1419,138 @@ fn array_range_leaked_by_an_ended_thread_is_not_taken_over() {
                 !second_alias,
                 "a second guard over elements still borrowed through a leaked guard"
             );
+        });
+    });
+}
+
+/// A `Lock` guard leaked by a thread that then ends keeps the lock held while the process
+/// lives, like a forgotten `std::sync::MutexGuard`: other threads' `try_lock` finds it busy,
+/// `lock_timeout` times out, nobody gets `OwnerDied`.
+#[test]
+fn lock_leaked_by_an_ended_thread_stays_held() {
+    run_short("lock_leaked", || {
+        let lock = Lock::new().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                Box::leak(Box::new(lock.lock().unwrap()));
+            })
+            .join()
+            .unwrap();
+            for _ in 0..2 {
+                let got = s
+                    .spawn(|| {
+                        let tried = lock.try_lock().map(|g| g.is_some()).unwrap_or(true);
+                        let timed = lock
+                            .lock_timeout(Duration::from_millis(100))
+                            .map(|g| g.is_some())
+                            .unwrap_or(true);
+                        (tried, timed)
+                    })
+                    .join()
+                    .unwrap();
+                assert_eq!(
+                    got,
+                    (false, false),
+                    "a leaked guard's lock was granted again"
+                );
+            }
+            assert!(lock.is_locked());
+            assert!(matches!(lock.release(), Err(Error::NotOwner)));
+        });
+    });
+}
+
+/// An `RLock` guard leaked by a thread that then ends: no other thread re-enters it (as one
+/// more level of a hold it does not have) or takes it over; its depth there is 0.
+#[test]
+fn rlock_leaked_by_an_ended_thread_is_neither_reentered_nor_taken_over() {
+    run_short("rlock_leaked", || {
+        let lock = RLock::new().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                Box::leak(Box::new(lock.lock().unwrap()));
+                Box::leak(Box::new(lock.lock().unwrap()));
+            })
+            .join()
+            .unwrap();
+            for _ in 0..2 {
+                let got = s
+                    .spawn(|| {
+                        let tried = lock.try_lock().map(|g| g.is_some()).unwrap_or(true);
+                        let timed = lock
+                            .lock_timeout(Duration::from_millis(100))
+                            .map(|g| g.is_some())
+                            .unwrap_or(true);
+                        let not_owner = matches!(lock.release(), Err(Error::NotOwner));
+                        (tried, timed, lock.depth(), not_owner)
+                    })
+                    .join()
+                    .unwrap();
+                assert_eq!(got, (false, false, 0, true));
+            }
+            assert!(lock.is_locked());
+        });
+    });
+}
+
+/// A `Value` guard leaked by a thread that then ends, its `&mut` handed out of the thread:
+/// the value's lock stays held, so no second `&mut` to the value is ever made.
+#[test]
+fn value_guard_leaked_by_an_ended_thread_is_not_taken_over() {
+    run_short("value_leaked", || {
+        let v = shmproc::Value::new(7u64).unwrap();
+        std::thread::scope(|s| {
+            let leaked: &mut u64 = s
+                .spawn(|| {
+                    let g = Box::leak(Box::new(v.lock().unwrap()));
+                    &mut **g
+                })
+                .join()
+                .unwrap();
+            let second = s
+                .spawn(|| {
+                    v.get_lock()
+                        .lock_timeout(Duration::from_millis(200))
+                        .map(|g| g.is_some())
+                        .unwrap_or(true)
+                })
+                .join()
+                .unwrap();
+            *leaked = 8;
+            assert!(
+                !second,
+                "a second guard over a value still borrowed through a leaked guard"
+            );
+            assert!(v.get_lock().try_lock().unwrap().is_none());
+        });
+    });
+}
+
+/// The whole-array guard of `Array::lock` leaked by a thread that then ends: the array stays
+/// locked for whole-array and range access alike.
+#[test]
+fn array_lock_leaked_by_an_ended_thread_is_not_taken_over() {
+    run_short("array_lock_leaked", || {
+        let arr = Array::<u32>::new(8).unwrap();
+        std::thread::scope(|s| {
+            let leaked: &mut [u32] = s
+                .spawn(|| {
+                    let g = Box::leak(Box::new(arr.lock().unwrap()));
+                    &mut **g
+                })
+                .join()
+                .unwrap();
+            let whole = arr
+                .get_lock()
+                .lock_timeout(Duration::from_millis(200))
+                .map(|g| g.is_some())
+                .unwrap_or(true);
+            let range = arr
+                .lock_range_timeout(0..2, Duration::from_millis(200))
+                .map(|g| g.map(|g| g.is_some()).unwrap_or(true))
+                .unwrap_or(true);
+            leaked[0] = 1;
+            assert_eq!((whole, range), (false, false));
         });
     });
 }

@@ -51,9 +51,11 @@ pub(crate) use sockopt::{ip_socket_addrs, tcp_keepalive};
 pub(crate) use spawn::{ExeId, exe_identity, secure_execution, spawn_self};
 #[cfg(all(any(test, feature = "test-support"), not(shmproc_loom)))]
 pub(crate) use thread::set_probe_fault;
+#[cfg(shmproc_loom)]
+pub(crate) use thread::{LOOM_DEAD_PID, LOOM_START, end_thread_in_model};
 pub(crate) use thread::{
-    Liveness, ProbeHealth, START_UNKNOWN, current_pid, current_stamp, current_tid, liveness_probe,
-    page_size, probe_thread, random_u64, thread_alive,
+    Liveness, ProbeHealth, ProcessLiveness, START_UNKNOWN, boot_ticks, current_pid, current_stamp,
+    current_tid, liveness_probe, page_size, probe_process, probe_thread, random_u64, thread_alive,
 };
 
 /// The error number type of the OS layer.

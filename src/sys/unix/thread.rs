@@ -188,9 +188,28 @@ pub(crate) enum Liveness {
     },
 }
 
-/// Under loom, model threads never die; each started at [`LOOM_START`].
 #[cfg(shmproc_loom)]
-pub(crate) fn probe_thread(_tid: u32) -> Liveness {
+loom::lazy_static! {
+    /// The id of the model thread that [`end_thread_in_model`] marked ended (0: none).
+    static ref LOOM_ENDED: loom::sync::atomic::AtomicU32 = loom::sync::atomic::AtomicU32::new(0);
+}
+
+/// Marks the calling model thread as ended: probes find it gone from now on (it keeps
+/// running, standing for the thread that has ended, so the model can go on with the rest).
+/// `Release`, and `Acquire` in the probe: the kernel orders a thread's stores before its
+/// exit, and its exit before a probe that finds it gone.
+#[cfg(shmproc_loom)]
+pub(crate) fn end_thread_in_model() {
+    LOOM_ENDED.store(current_tid(), Ordering::Release);
+}
+
+/// Under loom, model threads never die (but see [`end_thread_in_model`]); each started at
+/// [`LOOM_START`].
+#[cfg(shmproc_loom)]
+pub(crate) fn probe_thread(tid: u32) -> Liveness {
+    if LOOM_ENDED.load(Ordering::Acquire) == tid {
+        return Liveness::Gone;
+    }
     Liveness::Running {
         start: Some(LOOM_START),
     }
@@ -214,6 +233,84 @@ pub(crate) fn probe_thread(tid: u32) -> Liveness {
         }
         Err(_) => unknown,
     }
+}
+
+/// What a liveness probe found out about a process id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProcessLiveness {
+    /// Definitely no live process has this id (none exists, or it is a zombie or dead).
+    Gone,
+    /// A process (or thread) with this id may be running. `start` is its start time (clock
+    /// ticks since boot, all 64 bits) when `/proc` told it, `None` when the probe could not
+    /// tell.
+    Running {
+        /// Start time in clock ticks since boot, if known.
+        start: Option<u64>,
+    },
+}
+
+/// Under loom, every process is alive and started at tick 0, except [`LOOM_DEAD_PID`].
+#[cfg(shmproc_loom)]
+pub(crate) fn probe_process(pid: u32) -> ProcessLiveness {
+    match pid {
+        LOOM_DEAD_PID => ProcessLiveness::Gone,
+        _ => ProcessLiveness::Running { start: Some(0) },
+    }
+}
+
+/// A process id that loom models use for a dead process.
+#[cfg(shmproc_loom)]
+pub(crate) const LOOM_DEAD_PID: u32 = 0x3fff_fffe;
+
+/// Probes process `pid` (of this PID namespace): the same table as [`probe_thread`], read
+/// from the process's own stat line (its thread-group leader's), except that a zombie leader
+/// is gone only when its stat line counts no other thread (a leader that ended alone while
+/// its other threads run shows state `Z` too, and its process lives).
+#[cfg(not(shmproc_loom))]
+pub(crate) fn probe_process(pid: u32) -> ProcessLiveness {
+    let unknown = ProcessLiveness::Running { start: None };
+    let by_signal = |pid| match signal_probe(pid) {
+        Some(Liveness::Gone) => ProcessLiveness::Gone,
+        _ => unknown,
+    };
+    if pid == 0 || !proc_is_ours() {
+        return by_signal(pid);
+    }
+    match read_stat(pid) {
+        Ok(stat) => match parse_stat_fields(&stat) {
+            Some(StatFields {
+                state: b'X' | b'x', ..
+            }) => ProcessLiveness::Gone,
+            Some(StatFields {
+                state: b'Z',
+                threads: Some(0 | 1),
+                ..
+            }) => ProcessLiveness::Gone,
+            Some(StatFields { state: b'Z', .. }) => unknown,
+            Some(StatFields { start, .. }) => ProcessLiveness::Running { start },
+            None => unknown,
+        },
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => by_signal(pid),
+        Err(_) => unknown,
+    }
+}
+
+/// Returns the time since boot (`CLOCK_BOOTTIME`) in the clock ticks `/proc` gives start
+/// times in (`sysconf(_SC_CLK_TCK)`), for comparing start times with the present.
+#[cfg(not(shmproc_loom))]
+pub(crate) fn boot_ticks() -> Option<u64> {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    let hz = rustix::param::clock_ticks_per_second();
+    let secs = u64::try_from(now.tv_sec).ok()?;
+    let nanos = u64::try_from(now.tv_nsec).ok()?;
+    secs.checked_mul(hz)?
+        .checked_add(nanos.checked_mul(hz)? / 1_000_000_000)
+}
+
+/// Under loom, the present is one tick after [`LOOM_START`].
+#[cfg(shmproc_loom)]
+pub(crate) fn boot_ticks() -> Option<u64> {
+    Some(u64::from(LOOM_START) + 1)
 }
 
 /// Returns `false` only when thread `tid` is definitely gone ([`probe_thread`] says so).
@@ -247,23 +344,43 @@ fn read_own_stat(tid: u32) -> io::Result<Vec<u8>> {
     std::fs::read(format!("/proc/self/task/{tid}/stat"))
 }
 
-/// Parses a stat line: the state byte and the low 32 bits of the start time (field 22).
-fn parse_stat(stat: &[u8]) -> Option<(u8, Option<u32>)> {
+/// The fields of a stat line the probes use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StatFields {
+    /// Field 3, the state byte.
+    state: u8,
+    /// Field 20, the number of threads of the process.
+    threads: Option<u64>,
+    /// Field 22, the start time in clock ticks since boot.
+    start: Option<u64>,
+}
+
+/// Parses a stat line: the state byte, the thread count and the start time.
+fn parse_stat_fields(stat: &[u8]) -> Option<StatFields> {
     // The fields follow the last ')' (the command name may itself contain parentheses):
-    // ") S ppid ...", so field 3 (state) is the first after it and field 22 the 20th.
+    // ") S ppid ...", so field 3 (state) is the first after it, field 20 the 18th and
+    // field 22 the 20th.
     let close = stat.iter().rposition(|&b| b == b')')?;
     let rest = stat.get(close + 1..)?;
     let mut fields = rest
         .split(|b| *b == b' ')
         .filter(|f| !f.is_empty())
         .map(|f| f.strip_suffix(b"\n").unwrap_or(f));
+    let number = |f: &[u8]| std::str::from_utf8(f).ok()?.parse::<u64>().ok();
     let state = *fields.next()?.first()?;
-    let start = fields
-        .nth(18)
-        .and_then(|f| std::str::from_utf8(f).ok())
-        .and_then(|f| f.parse::<u64>().ok())
-        .map(|t| (t & u64::from(u32::MAX)) as u32);
-    Some((state, start))
+    let threads = fields.nth(16).and_then(number);
+    let start = fields.nth(1).and_then(number);
+    Some(StatFields {
+        state,
+        threads,
+        start,
+    })
+}
+
+/// Parses a stat line: the state byte and the low 32 bits of the start time (field 22).
+fn parse_stat(stat: &[u8]) -> Option<(u8, Option<u32>)> {
+    let f = parse_stat_fields(stat)?;
+    Some((f.state, f.start.map(|t| (t & u64::from(u32::MAX)) as u32)))
 }
 
 const PROBE_UNCHECKED: u8 = 0;
@@ -407,6 +524,34 @@ mod tests {
         assert_eq!(parse_stat(line), Some((b'S', Some(5))));
         assert_eq!(parse_stat(b"42 (x) Z"), Some((b'Z', None)));
         assert_eq!(parse_stat(b"garbage"), None);
+        assert_eq!(
+            parse_stat_fields(line),
+            Some(StatFields {
+                state: b'S',
+                threads: Some(1),
+                start: Some(4294967301)
+            })
+        );
+    }
+
+    #[test]
+    fn own_process_is_running_since_before_this_thread_and_an_exited_one_is_gone() {
+        let ProcessLiveness::Running { start: Some(start) } = probe_process(current_pid()) else {
+            panic!("own process not found running");
+        };
+        let now = boot_ticks().expect("boot time");
+        assert!(start <= now);
+        // This thread started after its process.
+        let thread = (current_stamp() as u32).wrapping_sub(start as u32);
+        assert!(u64::from(thread) <= now - start);
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let pid = child.id();
+        child.wait().expect("wait");
+        assert_eq!(probe_process(pid), ProcessLiveness::Gone);
+        set_probe_fault(Some(libc::EMFILE));
+        let seen = probe_process(pid);
+        set_probe_fault(None);
+        assert_eq!(seen, ProcessLiveness::Running { start: None });
     }
 
     #[test]
