@@ -1528,3 +1528,58 @@ fn a_fork_does_not_wait_for_a_server_hung_after_the_handshake() {
         assert_eq!(forked, Some(0), "a fork waited 20 s for a hung server");
     });
 }
+
+static GLOBAL_DICT: std::sync::Mutex<Option<DictProxy<u8, u8>>> = std::sync::Mutex::new(None);
+
+fn read_global_after_go((go, tx): (shmproc::Connection, shmproc::Connection)) {
+    go.recv::<()>().unwrap();
+    let d = GLOBAL_DICT.lock().unwrap().take().unwrap();
+    tx.send(&d.get(&1).ok().flatten()).unwrap();
+}
+
+/// In a single-threaded process: a `Fork` child reading a proxy it inherited in a global
+/// after this process dropped its own.
+fn fork_method_keeps_a_global((name, key): (Vec<u8>, Vec<u8>)) -> Option<u8> {
+    let m = Manager::connect(Address::Abstract(name), &key).unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    d.insert(1, 4).unwrap();
+    *GLOBAL_DICT.lock().unwrap() = Some(d);
+    let (go_rx, go_tx) = shmproc::pipe_simplex().unwrap();
+    let (rx, tx) = shmproc::pipe_simplex().unwrap();
+    let p = Process::new(read_global_after_go, (go_rx, tx))
+        .start_method(shmproc::StartMethod::Fork)
+        .start()
+        .unwrap();
+    drop(GLOBAL_DICT.lock().unwrap().take());
+    drop(m);
+    std::thread::sleep(Duration::from_millis(300));
+    go_tx.send(&()).unwrap();
+    let seen = rx.recv::<Option<u8>>().unwrap();
+    p.join().unwrap();
+    seen
+}
+
+/// The `Fork` start method's child keeps the references its parent took for the proxies it
+/// inherited in memory (its start-up keeps the hook's connections), and they go with it.
+#[test]
+fn a_fork_start_method_child_keeps_inherited_proxies() {
+    watchdog(LIMIT, "manager fork start method", || {
+        let m = Manager::builder().authkey(&b"forkm"[..]).start().unwrap();
+        let probe = raw_client(&m.address(), b"forkm", 0x7eb);
+        let before = live_objects(&probe, 64);
+        let seen = shmproc::spawn(
+            fork_method_keeps_a_global,
+            (abstract_name(&m), b"forkm".to_vec()),
+        )
+        .unwrap()
+        .join()
+        .unwrap();
+        assert_eq!(seen, Some(4), "a Fork child lost the object it inherited");
+        assert!(
+            eventually(|| live_objects(&probe, 64) == before),
+            "objects outlived the Fork child that inherited them"
+        );
+        drop(probe);
+        m.shutdown().unwrap();
+    });
+}
