@@ -1583,3 +1583,34 @@ fn a_fork_start_method_child_keeps_inherited_proxies() {
         m.shutdown().unwrap();
     });
 }
+
+/// An in-process server whose pin reaper waits (a client left tokens queued and exited:
+/// their pins wait the grace) stops its reaper with it: no thread outlives the shutdown,
+/// and a second server in the same process works.
+#[test]
+fn an_in_process_servers_pin_reaper_ends_with_its_shutdown() {
+    watchdog(LIMIT, "manager reaper shutdown", || {
+        let baseline = thread_count();
+        for round in 0..2 {
+            let name = format!("shmproc-test-reaper-{}-{round}", std::process::id()).into_bytes();
+            let m = Manager::serve(Address::Abstract(name.clone()), b"reap").unwrap();
+            let qd = m.queue::<DictProxy<u8, u8>>().unwrap();
+            let ql = m.queue::<shmproc::manager::ListProxy<u8>>().unwrap();
+            let a = Process::new(
+                create_put_and_exit,
+                (name, b"reap".to_vec(), qd.clone(), ql.clone()),
+            )
+            .start()
+            .unwrap();
+            a.join().unwrap();
+            assert_eq!(qd.len().unwrap(), 1);
+            drop((qd, ql));
+            m.shutdown().unwrap();
+            assert!(
+                eventually(|| thread_count() <= baseline),
+                "threads outlived the server's shutdown: {} > {baseline}",
+                thread_count()
+            );
+        }
+    });
+}
