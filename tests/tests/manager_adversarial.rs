@@ -1614,3 +1614,31 @@ fn an_in_process_servers_pin_reaper_ends_with_its_shutdown() {
         }
     });
 }
+
+/// A proxy stored in a shared-memory container (`shmproc::Slot`, `Dict`, `List`: read back
+/// any number of times, like a managed container's copy) keeps its object for every read:
+/// a first reader dropping its copy, then the creator dropping its proxy, must not free the
+/// object the slot still names (a managed list's copy takes a lasting pin for this).
+#[test]
+#[ignore = "only managed containers take a lasting pin: a token in a shared-memory Slot/Dict/List carries a one-reader pin, freed after its first reader"]
+fn a_proxy_stored_in_a_shared_memory_slot_survives_its_first_reader() {
+    watchdog(LIMIT, "manager proxy in shm slot", || {
+        let m = Manager::builder().authkey(&b"slot"[..]).start().unwrap();
+        let d = m.dict::<u8, u8>().unwrap();
+        d.insert(1, 8).unwrap();
+        let slot = shmproc::Slot::new(d.clone()).unwrap();
+        let first = slot.get().unwrap();
+        assert_eq!(first.get(&1).unwrap(), Some(8));
+        drop(first);
+        drop(d);
+        std::thread::sleep(Duration::from_millis(300));
+        let second = slot.get().unwrap();
+        assert_eq!(
+            second.get(&1).ok().flatten(),
+            Some(8),
+            "the object a shared-memory slot still names was freed"
+        );
+        drop((second, slot));
+        m.shutdown().unwrap();
+    });
+}
