@@ -1,7 +1,8 @@
 //! Managers under attack: clients killed at each step of handing a proxy to another process,
 //! forked and spawned clients killed while holding primitives, many clients dying at once,
 //! releases of objects a client did not create, oversized requests, silent and garbage
-//! greetings, calls after a shutdown and after the server was killed.
+//! greetings, calls after a shutdown and after the server was killed, forged, replayed and
+//! stolen tokens and pins, forks with a stopped, hung or dead server and forks of forks.
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)] // tests: a failed unwrap is the assertion
 
