@@ -78,4 +78,21 @@ pub enum WireRequest {
     Ping,
     /// Stops the server.
     Shutdown,
+    /// Takes a reference to an object, taking over the token pin `pin`.
+    Adopt {
+        /// The object's id.
+        object: u64,
+        /// The pin's id (0: none).
+        pin: u64,
+    },
+    /// Takes `count` references to each object.
+    Inherit {
+        /// The objects and counts.
+        objects: Vec<(u64, u32)>,
+    },
+    /// Pins an object for one token; replies the pin's id.
+    Lend {
+        /// The object's id.
+        object: u64,
+    },
 }
