@@ -1,0 +1,283 @@
+//! Adversarial tests of the robust lock word: second guards from safe code (a lock released
+//! from under its live guard), scribbled lock words, owner records and owner pids, and holders
+//! killed at random points.
+
+use shmproc::heap_testing::TestHeap;
+use shmproc::testing::{ForkPermit, assert_no_leaks, fork, watchdog};
+use shmproc::{Array, Error, Lock, Segment, Value};
+use shmproc_tests::Rng;
+use std::time::Duration;
+
+fn run(name: &str, f: impl FnOnce()) {
+    watchdog(Duration::from_secs(60), name, || assert_no_leaks(f));
+}
+
+/// Whether another thread gets `lock` within a short wait (it must not while a guard lives).
+fn other_thread_gets(lock: &Lock) -> bool {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            lock.lock_timeout(Duration::from_millis(100))
+                .map(|g| g.is_some())
+                .unwrap_or(true)
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// `Lock::release` by the thread that holds a `Value`'s lock through a live `ValueGuard`: the
+/// guard's `&mut` still lives, so the lock must stay held (else another thread gets a second
+/// `&mut` to the same value, and the first guard's drop later releases the second's hold).
+#[test]
+#[ignore = "Lock::release frees a lock held by a live guard: a second &mut to a Value from safe code"]
+fn releasing_a_values_lock_under_its_live_guard_never_gives_a_second_guard() {
+    run("release_under_value_guard", || {
+        let v = Value::new(1u64).unwrap();
+        let mut g = v.lock().unwrap();
+        let released = v.get_lock().release();
+        let second = other_thread_gets(v.get_lock());
+        *g = 2;
+        drop(g);
+        assert!(
+            matches!(released, Err(Error::NotOwner)),
+            "release under a live guard: {released:?}"
+        );
+        assert!(!second, "a second guard while the first lives");
+    });
+}
+
+/// The same for an `Array`'s whole-array guard, and for a plain `LockGuard`.
+#[test]
+#[ignore = "Lock::release frees a lock held by a live guard: a second &mut to an Array from safe code"]
+fn releasing_an_arrays_or_locks_lock_under_its_live_guard_never_gives_a_second_guard() {
+    run("release_under_array_guard", || {
+        let a = Array::<u32>::new(4).unwrap();
+        let mut g = a.lock().unwrap();
+        let released = a.get_lock().release();
+        let second = other_thread_gets(a.get_lock());
+        g[0] = 2;
+        drop(g);
+        assert!(matches!(released, Err(Error::NotOwner)), "{released:?}");
+        assert!(!second, "a second array guard while the first lives");
+        let l = Lock::new().unwrap();
+        let g = l.lock().unwrap();
+        let released = l.release();
+        let second = other_thread_gets(&l);
+        drop(g);
+        assert!(matches!(released, Err(Error::NotOwner)), "{released:?}");
+        assert!(!second, "a second lock guard while the first lives");
+    });
+}
+
+/// `acquire`/`release` without a guard keep working (the fix for the test above must not
+/// break the multiprocessing-style pair), and release by a non-holder is refused.
+#[test]
+fn acquire_release_pairs_and_foreign_release_are_refused_or_work() {
+    run("acquire_release_pairs", || {
+        let l = Lock::new().unwrap();
+        l.acquire().unwrap();
+        assert!(!other_thread_gets(&l));
+        let foreign = std::thread::scope(|s| s.spawn(|| l.release()).join().unwrap());
+        assert!(matches!(foreign, Err(Error::NotOwner)), "{foreign:?}");
+        assert!(l.is_locked());
+        l.release().unwrap();
+        assert!(!l.is_locked());
+        assert!(matches!(l.release(), Err(Error::NotOwner)));
+    });
+}
+
+/// Offsets of a lock word's fields inside its block (see `sync::raw`'s layout table).
+const WORD: u64 = 0;
+const PID: u64 = 4;
+const RECORD: u64 = 8;
+
+fn poke(heap: &TestHeap, at: u64, bytes: &[u8]) {
+    for (i, b) in bytes.iter().enumerate() {
+        heap.poke_u8(at + i as u64, *b).unwrap();
+    }
+}
+
+fn peek_u32(heap: &TestHeap, at: u64) -> u32 {
+    let b: Vec<u8> = (0..4).map(|i| heap.peek_u8(at + i).unwrap()).collect();
+    u32::from_le_bytes(b.try_into().unwrap())
+}
+
+/// The id of a process that has exited and been reaped.
+fn dead_pid() -> u32 {
+    let mut c = std::process::Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+/// A live thread holds a lock; its pid word and its record are scribbled with hostile values
+/// (a dead pid, 0, `u32::MAX`, our own pid; an empty record, another id's, garbage). The
+/// holder's thread lives, so no waiter may take the lock over, and every timed wait returns.
+#[test]
+fn scribbled_pid_and_record_of_a_live_holder_never_give_a_second_holder() {
+    run("scribbled_live_holder", || {
+        let seg = Segment::create(1 << 16).unwrap();
+        let heap = TestHeap::on(&seg);
+        let l = Lock::new_in(&seg).unwrap();
+        let at = l.token().offset;
+        let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+        let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+        let lr = &l;
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let g = lr.lock().unwrap();
+                held_tx.send(()).unwrap();
+                let _ = hold_rx.recv();
+                drop(g);
+            });
+            held_rx.recv().unwrap();
+            let mut rng = Rng::new(0x5c41_bb1e);
+            let pids = [dead_pid(), 0, u32::MAX, std::process::id(), 0x3fff_ffff];
+            for round in 0..40 {
+                let pid = pids[round % pids.len()];
+                poke(&heap, at + PID, &pid.to_le_bytes());
+                let record: u64 = match round % 4 {
+                    0 => 0,
+                    1 => rng.next(),
+                    2 => (u64::from(dead_pid()) << 32) | 5,
+                    _ => u64::MAX,
+                };
+                if round % 2 == 0 {
+                    poke(&heap, at + RECORD, &record.to_le_bytes());
+                }
+                let got = l
+                    .lock_timeout(Duration::from_millis(5))
+                    .map(|g| g.is_some())
+                    .unwrap_or(true);
+                assert!(!got, "round {round}: pid {pid:#x} record {record:#x}");
+                assert!(matches!(l.try_lock(), Ok(None)), "round {round}");
+            }
+            hold_tx.send(()).unwrap();
+        });
+        // Released normally: usable again whatever was scribbled beside the word.
+        drop(l.lock().unwrap());
+        assert_eq!(peek_u32(&heap, at + WORD), 0);
+    });
+}
+
+/// A thread ends while its guard lives on (leaked): its process (ours) lives, so the lock
+/// stays held, also when the pid word beside its record is scribbled to a value that proves
+/// nothing (0, `u32::MAX`, our own pid): doubt means alive. (An id beyond `pid_max` is a
+/// definite "gone", like a dead pid: a scribble there frees the lock, as one of the word does.)
+#[test]
+fn a_leaked_guard_with_an_unprovable_pid_word_stays_held() {
+    run("leaked_unprovable_pid", || {
+        let seg = Segment::create(1 << 16).unwrap();
+        let heap = TestHeap::on(&seg);
+        let l = Lock::new_in(&seg).unwrap();
+        let at = l.token().offset;
+        std::thread::scope(|s| {
+            s.spawn(|| std::mem::forget(l.lock().unwrap()))
+                .join()
+                .unwrap();
+        });
+        assert_eq!(peek_u32(&heap, at + PID), std::process::id());
+        for pid in [0u32, u32::MAX, std::process::id()] {
+            poke(&heap, at + PID, &pid.to_le_bytes());
+            assert!(!other_thread_gets(&l), "pid word {pid:#x}");
+            assert!(matches!(l.try_lock(), Ok(None)), "pid word {pid:#x}");
+        }
+    });
+}
+
+/// A scribbled word naming the calling thread beside its own stamp reads as the caller's own
+/// hold: a timed or non-blocking attempt reports it held (or times out); it never panics
+/// through `lock_timeout`/`try_lock` and never hangs.
+#[test]
+fn a_word_scribbled_to_name_the_caller_never_hangs_a_timed_attempt() {
+    run("scribbled_to_caller", || {
+        let seg = Segment::create(1 << 16).unwrap();
+        let heap = TestHeap::on(&seg);
+        let l = Lock::new_in(&seg).unwrap();
+        let at = l.token().offset;
+        // Leaves our stamp in the record and our pid beside it.
+        drop(l.lock().unwrap());
+        let me = (0..4).map(|i| heap.peek_u8(at + RECORD + 4 + i).unwrap());
+        let me: Vec<u8> = me.collect();
+        for waiters in [0u32, 0x8000_0000] {
+            let word = u32::from_le_bytes(me.clone().try_into().unwrap()) | waiters;
+            poke(&heap, at + WORD, &word.to_le_bytes());
+            assert!(l.is_locked());
+            let timed = l
+                .lock_timeout(Duration::from_millis(5))
+                .map(|g| g.is_some());
+            assert!(matches!(timed, Ok(false)), "word {word:#x}: {timed:?}");
+            assert!(matches!(l.try_lock(), Ok(None)), "word {word:#x}");
+            // Released as ours (the record says so): usable again.
+            l.release().unwrap();
+            assert!(!l.is_locked());
+        }
+    });
+}
+
+/// A forked child loops lock / bump / unlock on a `Value` and is killed at random points, many
+/// rounds: the parent always gets the lock (cleanly or with `OwnerDied`) without hanging, the
+/// value reads as one of the child's whole bumps, and the lock works afterwards.
+#[test]
+fn sigkill_of_a_looping_holder_always_recovers() {
+    const ROUNDS: usize = 60;
+    run("sigkill_looping_holder", || {
+        let v = Value::new(0u64).unwrap();
+        let mut rng = Rng::new(0xdead_10c);
+        let mut died = 0;
+        for round in 0..ROUNDS {
+            let v2 = v.clone();
+            // SAFETY: the child only locks and writes the shared value, then is killed; it
+            // takes no process-local lock another thread could hold.
+            #[allow(unsafe_code)]
+            let permit = unsafe { ForkPermit::new() };
+            let mut child = fork(permit, move || {
+                loop {
+                    let mut g = match v2.lock() {
+                        Ok(g) => g,
+                        Err(e) => e.into_inner(),
+                    };
+                    // An odd value marks a bump in progress: the parent must see only even ones
+                    // beside a clean acquisition.
+                    *g += 1;
+                    std::hint::black_box(&mut *g);
+                    *g += 1;
+                }
+            });
+            // Kill only once the child loops (a forked child may start late on a loaded machine).
+            let from = v.get().unwrap();
+            while v.get().unwrap() == from {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            std::thread::sleep(Duration::from_micros(rng.below(3000)));
+            let _ = child.kill();
+            let died_now = match v.get_lock().lock_timeout(Duration::from_secs(20)) {
+                Ok(Some(g)) => {
+                    drop(g);
+                    false
+                }
+                Ok(None) => panic!("round {round}: the killed holder's lock never came back"),
+                Err(e) => {
+                    drop(e.into_inner());
+                    true
+                }
+            };
+            died += usize::from(died_now);
+            let mut g = v.lock().unwrap();
+            if *g % 2 == 1 {
+                assert!(
+                    died_now,
+                    "round {round}: a half bump behind a clean acquisition"
+                );
+                *g += 1;
+            }
+            drop(g);
+            assert!(
+                !v.get_lock().is_locked(),
+                "round {round}: held after release"
+            );
+        }
+        eprintln!("owner died in {died} of {ROUNDS} rounds");
+        assert!(v.get().unwrap() % 2 == 0);
+    });
+}
