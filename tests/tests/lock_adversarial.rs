@@ -223,7 +223,7 @@ fn sigkill_of_a_looping_holder_always_recovers() {
     const ROUNDS: usize = 60;
     run("sigkill_looping_holder", || {
         let v = Value::new(0u64).unwrap();
-        let mut rng = Rng::new(0xdead_10c);
+        let mut rng = Rng::new(0x0dea_d10c);
         let mut died = 0;
         for round in 0..ROUNDS {
             let v2 = v.clone();
@@ -278,6 +278,6 @@ fn sigkill_of_a_looping_holder_always_recovers() {
             );
         }
         eprintln!("owner died in {died} of {ROUNDS} rounds");
-        assert!(v.get().unwrap() % 2 == 0);
+        assert!(v.get().unwrap().is_multiple_of(2));
     });
 }
