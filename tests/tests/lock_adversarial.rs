@@ -332,3 +332,64 @@ fn a_guard_inherited_by_a_fork_child_never_releases_the_parents_hold() {
         assert!(!l.is_locked());
     });
 }
+
+fn peek_u64(heap: &TestHeap, at: u64) -> u64 {
+    let b: Vec<u8> = (0..8).map(|i| heap.peek_u8(at + i).unwrap()).collect();
+    u64::from_le_bytes(b.try_into().unwrap())
+}
+
+/// A holder in another process stopped between its compare-exchange and its owner-record
+/// store (forged: the record and pid beside its id are put back to what the previous holder,
+/// or nobody, left). While it lives nobody takes the lock; once it is killed the next acquirer
+/// gets it with `OwnerDied`, exactly once.
+#[test]
+fn a_holder_killed_before_its_record_store_is_taken_over_only_once_dead() {
+    run("killed_before_record_store", || {
+        let seg = Segment::create(1 << 16).unwrap();
+        let heap = TestHeap::on(&seg);
+        let l = Lock::new_in(&seg).unwrap();
+        let at = l.token().offset;
+        // The previous holder: this thread (its record and pid stay behind).
+        drop(l.lock().unwrap());
+        let before = (peek_u64(&heap, at + RECORD), peek_u32(&heap, at + PID));
+        for (record, pid) in [before, (0, 0)] {
+            let l2 = l.clone();
+            // SAFETY: the child only takes the shared lock and sleeps until killed.
+            #[allow(unsafe_code)]
+            let permit = unsafe { ForkPermit::new() };
+            let mut child = fork(permit, move || {
+                std::mem::forget(l2.lock().unwrap());
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+            while !(l.is_locked() && peek_u32(&heap, at + PID) == child.pid() as u32) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            poke(&heap, at + RECORD, &record.to_le_bytes());
+            poke(&heap, at + PID, &pid.to_le_bytes());
+            assert!(
+                !other_thread_gets(&l),
+                "taken from a live holder (record {record:#x})"
+            );
+            assert!(matches!(l.try_lock(), Ok(None)));
+            let _ = child.kill();
+            let got = std::thread::scope(|s| {
+                let t = s.spawn(|| match l.lock_timeout(Duration::from_secs(20)) {
+                    Ok(Some(g)) => {
+                        drop(g);
+                        "clean"
+                    }
+                    Ok(None) => "timed out",
+                    Err(e) => {
+                        drop(e.into_inner());
+                        "owner died"
+                    }
+                });
+                t.join().unwrap()
+            });
+            assert_eq!(got, "owner died", "record {record:#x}");
+            assert!(!l.is_locked());
+        }
+    });
+}
