@@ -393,3 +393,58 @@ fn a_holder_killed_before_its_record_store_is_taken_over_only_once_dead() {
         }
     });
 }
+
+/// A forked child takes the lock on a second thread that leaks the guard and ends, while the
+/// child's main thread lives on: nobody in another process takes the lock over. Then the child
+/// exits and stays unreaped (a zombie): the lock is taken over with `OwnerDied`.
+#[test]
+fn a_leaked_guard_in_a_live_process_stays_held_and_a_zombie_owner_is_dead() {
+    run("zombie_owner", || {
+        let l = Lock::new().unwrap();
+        let go = shmproc::RawValue::new(0u32).unwrap();
+        let (l2, go2) = (l.clone(), go.clone());
+        // SAFETY: the child only takes the shared lock on a thread of its own and polls a
+        // shared value; it takes no process-local lock another thread of the parent holds.
+        #[allow(unsafe_code)]
+        let permit = unsafe { ForkPermit::new() };
+        let mut child = fork(permit, move || {
+            let l3 = l2.clone();
+            std::thread::spawn(move || std::mem::forget(l3.lock().unwrap()))
+                .join()
+                .unwrap();
+            while go2.get() == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            0
+        });
+        while !l.is_locked() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The holder's thread has ended (or soon will); its process lives.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !other_thread_gets(&l),
+            "taken from a live process's leaked guard"
+        );
+        go.set(1);
+        // Exited, not reaped: a zombie.
+        let mut zombie = false;
+        while !zombie {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.pid()));
+            zombie = stat.is_ok_and(|s| s.rsplit(')').next().unwrap_or("").trim().starts_with('Z'));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let got = std::thread::scope(|s| {
+            s.spawn(|| match l.lock_timeout(Duration::from_secs(20)) {
+                Ok(Some(_)) => "clean",
+                Ok(None) => "timed out",
+                Err(_) => "owner died",
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!(got, "owner died");
+        assert_eq!(child.wait(), Ok(0));
+        assert!(!l.is_locked());
+    });
+}
