@@ -402,7 +402,7 @@ fn a_record_left_behind_never_makes_a_live_holder_look_dead() {
 }
 
 /// An earlier thread with the main thread's id died holding the lock (word and record name
-/// it). The main thread (same id) and another thread both try to take it over: exactly one
+/// it), and its process with it. The main thread (same id) and another thread both try to take it over: exactly one
 /// reports the dead owner, the lock is never held by both, and neither mistakes the other,
 /// live, for the dead one while the record still names the dead thread.
 #[test]
@@ -411,6 +411,8 @@ fn a_dead_holder_with_a_reused_id_is_taken_over_once() {
         let w = Arc::new(LockWord::new());
         let data = Arc::new(AtomicU64::new(0));
         let dead = crate::sys::current_tid();
+        // The dead holder's process is dead too (a live one may still hold its guard).
+        w.pid().store(crate::sys::LOOM_DEAD_PID, Ordering::Relaxed);
         w.record()
             .store(stale_record_of_caller(), Ordering::Relaxed);
         w.store(dead, Ordering::Relaxed);
