@@ -65,10 +65,10 @@
 //! the mark is one past the most slots ever held at once, usually a handful of the 4096. The
 //! mark is only a hint, read from shared memory: it is clamped to the table, and a mark
 //! scribbled too low cannot hide a dead holder for long, because every full scan (the lazy
-//! releases above, and every [`FULL_SCAN_EVERY`]-th reap of a process) reads all slots and
-//! raises the mark past any claimed slot it finds above it. A wrong mark costs time, never a
-//! release: the lazy releases, which run before an allocation or a claim fails, always scan
-//! the whole table.
+//! releases above, and the reap of a child whose pid is a multiple of [`FULL_SCAN_EVERY`])
+//! reads all slots and raises the mark past any claimed slot it finds above it. A wrong mark
+//! costs time, never a release: the lazy releases, which run before an allocation or a claim
+//! fails, always scan the whole table.
 //!
 //! A forked child inherits its parent's handles uncounted (they never release; the parent's
 //! entries keep the blocks alive), and claims a slot of its own for what it takes itself.
@@ -313,22 +313,19 @@ pub(crate) fn put_entry(seg: &SegmentInner, e: u64) {
     }
 }
 
-/// A process's reaps look at the whole holder table (not only below its high-water mark)
-/// once in this many, so a mark scribbled too low is repaired within that many reaps.
-pub(crate) const FULL_SCAN_EVERY: u64 = 64;
+/// The reap of a child whose pid is a multiple of this looks at the whole holder table (not
+/// only below its high-water mark), so a mark scribbled too low is repaired within about this
+/// many reaps. Chosen by pid rather than by a counter: a counter in this process's memory
+/// would be one more page written, and copied, on every `Fork` start.
+pub(crate) const FULL_SCAN_EVERY: u32 = 64;
 
 /// Releases the holders of process `pid` (just reaped by this process) in every segment this
 /// process maps.
 ///
-/// Scans the slots below each table's high-water mark, and the whole table every
-/// [`FULL_SCAN_EVERY`]-th call.
+/// Scans the slots below each table's high-water mark, and the whole table when `pid` is a
+/// multiple of [`FULL_SCAN_EVERY`].
 pub(crate) fn release_holders_of(pid: u32) {
-    static REAPS: Mutex<u64> = Mutex::new(0);
-    let full = {
-        let mut n = REAPS.lock().unwrap_or_else(PoisonError::into_inner);
-        *n = n.wrapping_add(1);
-        n.is_multiple_of(FULL_SCAN_EVERY)
-    };
+    let full = pid.is_multiple_of(FULL_SCAN_EVERY);
     for seg in registry::all() {
         let heap = RawHeap::new(&seg);
         let _ = heap.release_dead_where(|stamp| stamp >> 32 == u64::from(pid), full);

@@ -46,9 +46,10 @@ pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Star
         launch.boot.extra.push(fds.len());
         fds.push(sys::dup(*fd).map_err(|e| Error::io("dup", e))?);
     }
-    // Unflushed output would otherwise be written twice, by parent and child.
+    // Unflushed output would otherwise be written twice, by parent and child. (Standard
+    // error is unbuffered: nothing to flush, and taking its lock would write one more page
+    // that the fork then shares copy-on-write.)
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     let parent = i32::try_from(sys::current_pid()).unwrap_or(0);
     // SAFETY: the process has exactly one thread (checked above), so the child may run any
     // code: no lock can be held by a thread that does not exist in it.
@@ -93,7 +94,6 @@ where
     }
     let envelope = crate::transfer::Envelope::seal(value)?;
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     // SAFETY: the process has exactly one thread (checked above), so the child may run any
     // code: no lock can be held by a thread that does not exist in it.
     let forked = unsafe { sys::fork::fork() }.map_err(|e| Error::io("fork", e))?;

@@ -261,11 +261,12 @@ pub(crate) fn report(msg: &str) {
     }
 }
 
-/// Flushes standard output and error, then ends the process at once (no destructors: in a
-/// `Fork` child they belong to the parent's copy of the world).
+/// Flushes standard output, then ends the process at once (no destructors: in a `Fork`
+/// child they belong to the parent's copy of the world). Standard error is unbuffered
+/// (`std::io::Stderr`): there is nothing to flush, and in a `Fork` child taking its lock would
+/// copy one more page of the parent's.
 pub(crate) fn exit(code: i32) -> ! {
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     sys::fork::exit_immediately(code)
 }
 
