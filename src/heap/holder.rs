@@ -15,7 +15,8 @@
 //! |--------|------|-----------|----------------------------------------------------|------------------------------|
 //! | 0      | 8    | `stamp`   | holder's pid:32 and start time:32; 0 = free slot   | claimer; releaser (clear, last) |
 //! | 8      | 8    | `journal` | payload offset of the first journal chunk; 0 none | owner (push); releaser (pop) |
-//! | 16     | 16   | reserved  | 0                                                  |                              |
+//! | 16     | 8    | `high`    | slot 0 only: one past the highest slot index ever claimed (a hint, see below); other slots: 0 | claimer (raise); a full scan (repair) |
+//! | 24     | 8    | reserved  | 0                                                  |                              |
 //!
 //! A journal chunk is a heap block (type `CHUNK_FP`, 992-byte payload, owned by its slot):
 //!
@@ -58,6 +59,16 @@
 //! - lazily, when an allocation finds the heap full (then it is retried once), or a slot is
 //!   wanted and the table is full;
 //! - when this process reaps a child ([`release_holders_of`], from `process`).
+//!
+//! A reap looks only at slots below the table's high-water mark `high` (slot 0's third word):
+//! a claim takes the lowest free slot and raises `high` past it in the same transaction, so
+//! the mark is one past the most slots ever held at once, usually a handful of the 4096. The
+//! mark is only a hint, read from shared memory: it is clamped to the table, and a mark
+//! scribbled too low cannot hide a dead holder for long, because every full scan (the lazy
+//! releases above, and the reap of a child whose pid is a multiple of [`FULL_SCAN_EVERY`])
+//! reads all slots and raises the mark past any claimed slot it finds above it. A wrong mark
+//! costs time, never a release: the lazy releases, which run before an allocation or a claim
+//! fails, always scan the whole table.
 //!
 //! A forked child inherits its parent's handles uncounted (they never release; the parent's
 //! entries keep the blocks alive), and claims a slot of its own for what it takes itself.
@@ -302,23 +313,61 @@ pub(crate) fn put_entry(seg: &SegmentInner, e: u64) {
     }
 }
 
+/// The reap of a child whose pid is a multiple of this looks at the whole holder table (not
+/// only below its high-water mark), so a mark scribbled too low is repaired within about this
+/// many reaps. Chosen by pid rather than by a counter: a counter in this process's memory
+/// would be one more page written, and copied, on every `Fork` start.
+pub(crate) const FULL_SCAN_EVERY: u32 = 64;
+
 /// Releases the holders of process `pid` (just reaped by this process) in every segment this
 /// process maps.
+///
+/// Scans the slots below each table's high-water mark, and the whole table when `pid` is a
+/// multiple of [`FULL_SCAN_EVERY`].
 pub(crate) fn release_holders_of(pid: u32) {
+    let full = pid.is_multiple_of(FULL_SCAN_EVERY);
     for seg in registry::all() {
         let heap = RawHeap::new(&seg);
-        let _ = heap.release_dead_where(|stamp| stamp >> 32 == u64::from(pid));
+        let _ = heap.release_dead_where(|stamp| stamp >> 32 == u64::from(pid), full);
     }
 }
 
-/// Releases every dead holder of `heap`; returns whether any was released.
+/// Releases every dead holder of `heap` (reading the whole table); returns whether any was
+/// released.
 pub(crate) fn release_dead(heap: &RawHeap<'_>) -> Result<bool> {
-    heap.release_dead_where(|_| true)
+    heap.release_dead_where(|_| true, true)
 }
 
 impl RawHeap<'_> {
     fn slot_at(&self, i: u64) -> Result<u64> {
         add(super::holders_at(self.len()), i.saturating_mul(SLOT_BYTES))
+    }
+
+    /// Where the table's high-water mark lives: slot 0's third word.
+    fn high_at(&self) -> Result<u64> {
+        add(self.slot_at(0)?, 16)
+    }
+
+    /// Returns how many slots a scan for dead holders reads: the high-water mark clamped to
+    /// the table (a hint from shared memory; see the module docs), or all of them if `full`.
+    fn scan_len(&self, full: bool) -> Result<u64> {
+        let n = slots_for(self.len());
+        if full {
+            return Ok(n);
+        }
+        Ok(self.u64_at(self.high_at()?)?.load(Ordering::Acquire).min(n))
+    }
+
+    /// Raises the high-water mark to at least `to` (a full scan found a claimed slot at
+    /// `to - 1` above it: the mark had been scribbled).
+    fn raise_high(&self, to: u64) -> Result<()> {
+        self.locked(|txn| {
+            let at = self.high_at()?;
+            if self.u64_at(at)?.load(Ordering::Acquire) < to {
+                txn.set64(at, to)?;
+            }
+            Ok(())
+        })
     }
 
     /// Claims a free slot for `stamp`; `None` if every slot is held by a live process.
@@ -330,6 +379,13 @@ impl RawHeap<'_> {
                     if self.u64_at(slot)?.load(Ordering::Acquire) == 0 {
                         txn.set64(slot, stamp)?;
                         txn.set64(add(slot, 8)?, 0)?;
+                        // Reaps scan below the mark: it covers this slot before anyone could
+                        // see the slot claimed (same transaction).
+                        let high = self.high_at()?;
+                        let past = add(i, 1)?;
+                        if self.u64_at(high)?.load(Ordering::Acquire) < past {
+                            txn.set64(high, past)?;
+                        }
                         return Ok(Some(slot));
                     }
                 }
@@ -374,19 +430,25 @@ impl RawHeap<'_> {
         }
     }
 
-    /// Releases every holder whose stamp passes `pick` and whose process is provably dead.
+    /// Releases every holder whose stamp passes `pick` and whose process is provably dead,
+    /// among the slots below the high-water mark, or among all slots if `full` (which also
+    /// repairs a mark found too low).
     ///
     /// A damaged holder does not stop the others from being released: every one is tried,
     /// and the first damage found is returned afterwards.
-    fn release_dead_where(&self, pick: impl Fn(u64) -> bool) -> Result<bool> {
+    fn release_dead_where(&self, pick: impl Fn(u64) -> bool, full: bool) -> Result<bool> {
         // Our own slot is never released; a slot with our pid but another start time is a
         // process that had our pid before us (`owner_is_dead` tells them apart).
         let me = process_stamp();
         let mut any = false;
         let mut damage = None;
-        for i in 0..slots_for(self.len()) {
+        let mut claimed_end = 0;
+        for i in 0..self.scan_len(full)? {
             let slot = self.slot_at(i)?;
             let stamp = self.u64_at(slot)?.load(Ordering::Acquire);
+            if stamp != 0 {
+                claimed_end = add(i, 1)?;
+            }
             if stamp == 0 || stamp == me || !pick(stamp) {
                 continue;
             }
@@ -398,6 +460,9 @@ impl RawHeap<'_> {
                 damage.get_or_insert(e);
             }
             any = true;
+        }
+        if full && claimed_end > self.u64_at(self.high_at()?)?.load(Ordering::Acquire) {
+            self.raise_high(claimed_end)?;
         }
         damage.map_or(Ok(any), Err)
     }

@@ -46,10 +46,12 @@ pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Star
         launch.boot.extra.push(fds.len());
         fds.push(sys::dup(*fd).map_err(|e| Error::io("dup", e))?);
     }
-    // Unflushed output would otherwise be written twice, by parent and child.
+    // Unflushed output would otherwise be written twice, by parent and child. (Standard
+    // error is unbuffered: nothing to flush, and taking its lock would write one more page
+    // that the fork then shares copy-on-write.)
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     let parent = i32::try_from(sys::current_pid()).unwrap_or(0);
+    register_thread_locals();
     let pre = PreFork::prepare();
     // SAFETY: the process has exactly one thread (checked above), so the child may run any
     // code: no lock can be held by a thread that does not exist in it.
@@ -67,6 +69,24 @@ pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Star
             drop(fds);
             Started::with_pidfd(pid)
         }
+    }
+}
+
+/// Registers, once per forking thread, the destructors of the thread-locals a `Fork` child
+/// uses to decode its arguments, so the child inherits them registered: registering one in the
+/// child (`__cxa_thread_atexit_impl`) would fault in pages of code and copy pages of data that
+/// the parent has already.
+fn register_thread_locals() {
+    thread_local! {
+        static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if !DONE.get() {
+        // Decoding `()` from no bytes touches every thread-local a decode uses.
+        let _ = crate::transfer::open::<()>(
+            &[],
+            crate::transfer::Received::new(Vec::new(), Vec::new()),
+        );
+        DONE.set(true);
     }
 }
 
@@ -95,8 +115,8 @@ where
         return Err(Error::ForkWhileThreaded { threads });
     }
     let envelope = crate::transfer::Envelope::seal(value)?;
+    register_thread_locals();
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     let pre = PreFork::prepare();
     // SAFETY: the process has exactly one thread (checked above), so the child may run any
     // code: no lock can be held by a thread that does not exist in it.

@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, RwLock};
 
 /// A child's start-up message.
 #[derive(Debug, Serialize, Deserialize)]
@@ -261,11 +261,12 @@ pub(crate) fn report(msg: &str) {
     }
 }
 
-/// Flushes standard output and error, then ends the process at once (no destructors: in a
-/// `Fork` child they belong to the parent's copy of the world).
+/// Flushes standard output, then ends the process at once (no destructors: in a `Fork`
+/// child they belong to the parent's copy of the world). Standard error is unbuffered
+/// (`std::io::Stderr`): there is nothing to flush, and in a `Fork` child taking its lock would
+/// copy one more page of the parent's.
 pub(crate) fn exit(code: i32) -> ! {
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     sys::fork::exit_immediately(code)
 }
 
@@ -313,6 +314,7 @@ fn read_all(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<()> {
 /// the outcome. Returns the exit code. `real_parent` is the pid of the process that actually
 /// created this one (the forkserver, for its children). `exe_check` compares this process's
 /// executable file with the parent's (not needed in a `Fork` child, a copy of the parent).
+/// Every caller ends the process with the returned code right after.
 pub(crate) fn run_child(boot: Boot, fds: Vec<OwnedFd>, real_parent: i32, exe_check: bool) -> i32 {
     let fd_count = fds.len();
     let mut fds: Vec<Option<OwnedFd>> = fds.into_iter().map(Some).collect();
@@ -330,7 +332,11 @@ pub(crate) fn run_child(boot: Boot, fds: Vec<OwnedFd>, real_parent: i32, exe_che
             1
         }
     };
-    if let (Some(w), Ok(bytes)) = (result.as_mut(), codec::to_bytes(&outcome)) {
+    // Encoded only for a parent that wants the outcome: an unused buffer is an allocation
+    // (in a `Fork` child, allocator pages copied from the parent).
+    if let Some(w) = result.as_mut()
+        && let Ok(bytes) = codec::to_bytes(&outcome)
+    {
         let _ = write_frame(w, &bytes);
     }
     code
@@ -391,13 +397,7 @@ fn prepare_and_run(
             None => return Outcome::Failed(format!("handle descriptor {i} missing")),
         }
     }
-    // A panic in the target reaches the parent with its location: record it, then let the
-    // previous hook print as usual.
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        record_panic_location(info.location().map(|l| l.to_string()));
-        previous(info);
-    }));
+    install_panic_hook();
     // SAFETY: `boot.targets` came from our parent's `Target::returning`/`terminating`
     // through this child's private start-up channel, and `validate` compared the executable
     // identity with the parent's (a `Fork` child is a copy of its parent's image).
@@ -408,8 +408,59 @@ fn prepare_and_run(
             .entered();
     // The arguments are decoded with exactly the segments and descriptors that came with
     // them; the target runs outside that scope.
-    run_installed(boot.main, &boot.args, Received::new(segments, handle_fds))
-        .unwrap_or_else(|e| Outcome::Failed(e.to_string()))
+    let outcome = run_installed(boot.main, &boot.args, Received::new(segments, handle_fds))
+        .unwrap_or_else(|e| Outcome::Failed(e.to_string()));
+    // The child ends right after this (`run_child`'s caller exits): freeing the message's
+    // buffers would only write the allocator's pages, in a `Fork` child pages copied from the
+    // parent. What is left of it holds memory only (its descriptors were taken above).
+    std::mem::forget(boot);
+    outcome
+}
+
+/// A panic hook as `std::panic::take_hook` returns it.
+type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
+/// The hook [`install_panic_hook`] found installed the first time it ran in this process
+/// image; `None` until then.
+static PREVIOUS_HOOK: RwLock<Option<PanicHook>> = RwLock::new(None);
+
+/// Records the location of a panic in the target, then lets the hook installed before it
+/// print as usual.
+fn record_then_previous(info: &std::panic::PanicHookInfo<'_>) {
+    record_panic_location(info.location().map(|l| l.to_string()));
+    if let Some(previous) = PREVIOUS_HOOK
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+    {
+        previous(info);
+    }
+}
+
+/// Makes a panic in the target reach the parent with its location: a hook records it, then
+/// calls the hook that was installed before.
+///
+/// The first time in a process image the previous hook goes to a static and the new hook is
+/// a plain function, so installing it allocates nothing: in a `Fork` child an allocation
+/// would fault in the allocator's code and copy its pages from the parent. A process image
+/// that installed it once already (a child of a `Fork` child, a forkserver child) wraps the
+/// current hook, whatever it is now, in a closure, as a hook set since must stay in the chain.
+fn install_panic_hook() {
+    let mut slot = PREVIOUS_HOOK
+        .write()
+        .unwrap_or_else(PoisonError::into_inner);
+    if slot.is_none() {
+        *slot = Some(std::panic::take_hook());
+        drop(slot);
+        std::panic::set_hook(Box::new(record_then_previous));
+        return;
+    }
+    drop(slot);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        record_panic_location(info.location().map(|l| l.to_string()));
+        previous(info);
+    }));
 }
 
 /// Writes one length-prefixed frame to a pipe.

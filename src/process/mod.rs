@@ -213,7 +213,14 @@ impl PreFork {
 
 /// Forgets the parent's children in a `Fork` child (they are not its children).
 pub(crate) fn forget_children_after_fork() {
-    let old = std::mem::take(&mut *CHILDREN.lock().unwrap_or_else(PoisonError::into_inner));
+    let mut kids = CHILDREN.lock().unwrap_or_else(PoisonError::into_inner);
+    if kids.is_empty() {
+        // Keep the (empty) list's buffer: freeing it would write the allocator's pages, each
+        // one a page copied from the parent.
+        return;
+    }
+    let old = std::mem::take(&mut *kids);
+    drop(kids);
     for c in old {
         // The parent's argument handles are uncounted copies here (see `heap::handle`);
         // dropping them releases nothing. Their descriptors are this process's copies.

@@ -320,3 +320,46 @@ fn a_dead_holder_with_a_reused_pid_is_released() {
         assert_eq!(h.stats().used, 0);
     });
 }
+
+/// Regression (issue 16): a reap reads only the holder slots below the table's high-water
+/// mark (slot 0's third word), so every claim raises the mark past its slot; a mark scribbled
+/// too low costs time, never a release: a full release still finds the dead holder above it,
+/// releases it and repairs the mark.
+#[test]
+fn the_holder_high_water_mark_covers_claimed_slots_and_is_repaired_when_scribbled() {
+    watchdog(Duration::from_secs(60), "holder_high_water_mark", || {
+        let h = shmproc::heap_testing::TestHeap::new(1 << 16).unwrap();
+        let mark = HOLDERS_64K + 16;
+        let mine = h.alloc(100, 8).unwrap();
+        assert_eq!(peek64(&h, mark), 1, "this process holds slot 0");
+        let used = h.stats().used;
+        // A child's holder (slot 1) is released when the child is reaped.
+        let h2 = shmproc::heap_testing::TestHeap::on(h.segment());
+        use shmproc::testing::{ForkPermit, fork};
+        // SAFETY: the watchdog's thread only waits on a channel: it holds no lock the child
+        // takes.
+        let mut child = fork(unsafe { ForkPermit::new() }, move || {
+            h2.alloc(300, 8).unwrap();
+            0
+        });
+        assert_eq!(child.wait(), Ok(0));
+        assert_eq!(peek64(&h, mark), 2, "the child's claim raised the mark");
+        assert_eq!(peek64(&h, HOLDERS_64K + 32), 0, "the reap released slot 1");
+        assert_eq!(h.stats().used, used, "the child's block is freed");
+        // A dead holder above a mark scribbled to 0.
+        let slot = dead_holder_with_blocks(&h, 0x3fff_fff2, 700, 1);
+        assert!(h.stats().used > used);
+        poke64(&h, mark, 0);
+        assert!(
+            h.release_dead().unwrap(),
+            "a full release reads the whole table"
+        );
+        assert_eq!(peek64(&h, slot), 0);
+        assert_eq!(h.stats().used, used, "its block is freed");
+        assert!(
+            peek64(&h, mark) > (slot - HOLDERS_64K) / 32,
+            "the full scan raised the mark past the slot it found"
+        );
+        h.free(mine).unwrap();
+    });
+}
