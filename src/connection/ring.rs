@@ -71,7 +71,8 @@
 //! makes no system call, and neither do the messages sent while a woken reader is still on
 //! its way out of the kernel (the mark is already cleared). A waiter
 //! first spins with `park`'s adaptive budget, kept per direction (growing while the peer tends
-//! to answer within the spin, halving when it does not), then sleeps. The peer's close flag is re-checked with the condition, so a close wakes a sleeper
+//! to answer within the spin, halving when it does not, and sized back up after a sleep that
+//! ended within 50 µs of the spin: `park::Spin::slept`), then sleeps. The peer's close flag is re-checked with the condition, so a close wakes a sleeper
 //! at once. Sleeps are sliced (50 ms each, `park::Slices::long`: a shorter first slice armed
 //! a kernel timer on every sleep, the dearest part of a blocking round trip on a virtual
 //! machine) so a peer that died without closing is noticed within about 50 ms through its

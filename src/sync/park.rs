@@ -786,6 +786,44 @@ mod tests {
         assert_eq!(words.0.load(Ordering::Relaxed), seq);
     }
 
+    /// The one-word event count wakes a sleeper across threads; a notify that finds the word
+    /// unmarked (nobody waiting, or the mark already cleared by the notify that woke the
+    /// sleeper) writes nothing and makes no system call.
+    #[test]
+    fn event_word_wakes_a_sleeper_and_skips_unmarked_notifies() {
+        let words = std::sync::Arc::new((AtomicU32::new(0), AtomicU32::new(0)));
+        let w = std::sync::Arc::clone(&words);
+        let t = std::thread::spawn(move || {
+            let got = EventWord::new(&w.0).wait_until_in(
+                Slices::long(),
+                None,
+                || (w.1.load(Ordering::Relaxed) == 1).then_some(()),
+                |_| None,
+            );
+            assert_eq!(got, Some(()));
+        });
+        // Let the waiter mark the word (or not: either way it must wake).
+        while words.0.load(Ordering::Relaxed) & MARK == 0 && !t.is_finished() {
+            std::thread::yield_now();
+        }
+        words.1.store(1, Ordering::Relaxed);
+        EventWord::new(&words.0).notify();
+        t.join().expect("waiter");
+        let v = words.0.load(Ordering::Relaxed);
+        assert_eq!(v & MARK, 0, "the notify that woke cleared the mark");
+        EventWord::new(&words.0).notify();
+        assert_eq!(
+            words.0.load(Ordering::Relaxed),
+            v,
+            "an unmarked notify writes nothing"
+        );
+        // A marked word moves to the next epoch, unmarked.
+        let key = EventWord::new(&words.0).prepare_wait();
+        assert_eq!(key.0, v | MARK);
+        EventWord::new(&words.0).notify();
+        assert_eq!(words.0.load(Ordering::Relaxed), v + 2);
+    }
+
     #[test]
     fn event_count_wait_times_out_with_nothing_to_wait_for() {
         let (seq, sleepers) = (AtomicU32::new(0), AtomicU32::new(0));
