@@ -355,8 +355,9 @@ fn event_count_notify_all_wakes_every_sleeper() {
 }
 
 /// The pipe ring's one-word event count: a waiter marks the word, re-checks and sleeps; the
-/// notifier stores the state and wakes only a marked word: the waiter never sleeps
-/// forever.
+/// notifier stores the state and wakes only a marked word. With either `SeqCst` fence
+/// removed (the waiter's after its mark, the notifier's before its load), loom finds the
+/// execution where the waiter sleeps forever.
 #[test]
 fn event_word_never_loses_a_wake_up() {
     use super::park::{EventWord, Slices};

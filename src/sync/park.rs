@@ -168,7 +168,8 @@
 //! A waiter whose re-check succeeds leaves its mark (another waiter may share it, so it
 //! cannot be withdrawn): the next notify makes one wake-up call that wakes nobody. The loom
 //! models `event_word_never_loses_a_wake_up`, `event_word_skipped_notifies_never_strand_a_stream`
-//! and `event_word_notify_wakes_every_sleeper` check the handshake.
+//! and `event_word_notify_wakes_every_sleeper` check the handshake; the first reports the lost
+//! wake-up (a deadlock) with either fence removed.
 
 use crate::loom::{AtomicU32, Ordering, fence};
 use crate::sys::{self, Deadline, WaitOutcome};
