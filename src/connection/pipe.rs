@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Fingerprint of a pipe block.
-const PIPE_FP: u64 = crate::fingerprint::start("shmproc::connection::pipe v1", 64, 64);
+const PIPE_FP: u64 = crate::fingerprint::start("shmproc::connection::pipe v2", 64, 64);
 
 /// Creates a duplex pipe in the default heap: two connected [`Connection`]s, each of which can
 /// send and receive (`multiprocessing.Pipe()`).

@@ -23,11 +23,11 @@
 //! | 72     | 4    | `reader_pid`      | the reader: pid of the process using it   |
 //! | 76     | 4    | `writer_closed`   | the writer, once: 0 → 1 on close          |
 //! | 80     | 8    | `recv_turn`       | a receiver: its stamp (tid, start time) while it receives (0: free) |
-//! | 128    | 4    | `rx_seq`          | the writer (bump), the reader sleeps on it |
-//! | 132    | 4    | `reader_sleeping` | the reader (+1 before sleeping, −1 after)  |
+//! | 128    | 4    | `rx_seq`          | the reader marks it before sleeping on it, the writer bumps it |
+//! | 132    | 4    | (unused, 0)       |                                           |
 //! | 136    | 4    | `pollers`         | `wait()` callers (+1 / −1)                |
-//! | 192    | 4    | `tx_seq`          | the reader (bump), the writer sleeps on it |
-//! | 196    | 4    | `writer_sleeping` | the writer (+1 before sleeping, −1 after)  |
+//! | 192    | 4    | `tx_seq`          | the writer marks it before sleeping on it, the reader bumps it |
+//! | 196    | 4    | (unused, 0)       |                                           |
 //!
 //! # Records
 //!
@@ -61,15 +61,18 @@
 //! mid-message never yields a torn message: the reader discards the partial message and reports
 //! end of stream.
 //!
-//! Sleeping: each of `rx_seq`/`reader_sleeping` and `tx_seq`/`writer_sleeping` is an event
-//! count of [`park`](crate::sync::park) (Dekker pattern, a `SeqCst` fence on both sides). A side
-//! that found nothing to do announces itself in its `*_sleeping` count, fences, re-checks its
-//! condition, and then `futex_wait`s on the sequence. The other side stores `head`/`tail`,
-//! fences and loads the sleeping count; only if it is non-zero does it bump the sequence and
-//! make the `futex_wake` system call. The two fences ensure that at least one of them sees the
-//! other's store, so a wake-up is never lost, and the fast path makes no system call. A waiter
+//! Sleeping: each of `rx_seq` and `tx_seq` is a one-word event count of
+//! [`park`](crate::sync::park) (`EventWord`: epoch and a "sleeping" mark in one word; Dekker
+//! pattern, a `SeqCst` fence on both sides). A side that found nothing to do marks the word,
+//! fences, re-checks its condition, and then `futex_wait`s on the marked value. The other side
+//! stores `head`/`tail`, fences and loads the word; only if it is marked does it move it to the
+//! next epoch (clearing the mark) and make the `futex_wake` system call. The two fences ensure
+//! that at least one of them sees the other's store, so a wake-up is never lost; the fast path
+//! makes no system call, and neither do the messages sent while a woken reader is still on
+//! its way out of the kernel (the mark is already cleared). A waiter
 //! first spins with `park`'s adaptive budget, kept per direction (growing while the peer tends
-//! to answer within the spin, halving when it does not), then sleeps. The peer's close flag is re-checked with the condition, so a close wakes a sleeper
+//! to answer within the spin, halving when it does not, and sized back up after a sleep that
+//! ended within 50 µs of the spin: `park::Spin::slept`), then sleeps. The peer's close flag is re-checked with the condition, so a close wakes a sleeper
 //! at once. Sleeps are sliced (50 ms each, `park::Slices::long`: a shorter first slice armed
 //! a kernel timer on every sleep, the dearest part of a blocking round trip on a virtual
 //! machine) so a peer that died without closing is noticed within about 50 ms through its
@@ -92,11 +95,12 @@
 
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicU64, Ordering, fence};
-use crate::sync::park::{EventCount, Site, Slices, Spin};
+use crate::sync::park::{EventWord, Site, Slices, Spin};
 use crate::sys::{self, Deadline};
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Magic number at the start of a pipe block.
 pub(crate) const RING_MAGIC: u64 = 0x5348_4d50_4950_4531; // "SHMPIPE1"
@@ -129,12 +133,8 @@ const READER_PID: u64 = 72;
 const WRITER_CLOSED: u64 = 76;
 const RECV_TURN: u64 = 80;
 const RX_SEQ: u64 = 128;
-const READER_SLEEPING: u64 = 132;
 const POLLERS: u64 = 136;
 const TX_SEQ: u64 = 192;
-const WRITER_SLEEPING: u64 = 196;
-// Each sleepers word follows its sequence word: together they are one `park::EventCount`.
-const _: () = assert!(READER_SLEEPING == RX_SEQ + 4 && WRITER_SLEEPING == TX_SEQ + 4);
 
 /// Returns the block length for two directions of `cap` data bytes.
 pub(crate) fn block_len(cap: u64) -> u64 {
@@ -324,9 +324,9 @@ impl Ring {
         unsafe { &*p }
     }
 
-    /// The event count whose sequence word is at `seq` (its sleepers word follows it).
-    fn events(&self, seq: u64) -> EventCount<'_> {
-        EventCount::new(self.u32_at(seq), self.u32_at(seq + 4))
+    /// The one-word event count at `seq`.
+    fn events(&self, seq: u64) -> EventWord<'_> {
+        EventWord::new(self.u32_at(seq))
     }
 
     fn data(&self) -> *mut u8 {
@@ -391,9 +391,9 @@ impl Ring {
         self.wake(TX_SEQ);
     }
 
-    /// Wakes every sleeper on the event count at `seq` (if any announced itself).
+    /// Wakes every sleeper on the event count at `seq` (if any marked it).
     fn wake(&self, seq: u64) {
-        self.events(seq).notify(u32::MAX);
+        self.events(seq).notify();
     }
 
     /// Waits until `ready()` holds: spins with this side's adaptive budget, then sleeps on
@@ -405,13 +405,17 @@ impl Ring {
         peer_gone: impl Fn() -> bool,
         deadline: Option<&Deadline>,
     ) -> Waited {
+        // When the spin ran out: its start and end, to tell the budget how the sleep went.
+        let mut spun = None;
         if self.spinning.get() {
             let mut spin = self.spin.get();
-            let spun = spin.until(|| ready().then_some(()));
-            self.spin.set(spin);
-            if spun.is_some() {
+            let start = Instant::now();
+            if spin.until(|| ready().then_some(())).is_some() {
+                self.spin.set(spin);
                 return Waited::Ready;
             }
+            self.spin.set(spin);
+            spun = Some((start, Instant::now()));
         }
         // The peer's close flag is checked with the condition (a close wakes the sleeper
         // through the same event count), so a close is seen at once, not after a slice.
@@ -434,7 +438,8 @@ impl Ring {
                 }
             })
         };
-        self.events(seq)
+        let waited = self
+            .events(seq)
             .wait_until_in(Slices::long(), deadline, poll, |_| {
                 // Records published before the peer went are still delivered.
                 peer_gone().then(|| {
@@ -445,7 +450,17 @@ impl Ring {
                     }
                 })
             })
-            .unwrap_or(Waited::TimedOut)
+            .unwrap_or(Waited::TimedOut);
+        if let Some((start, end)) = spun
+            && waited == Waited::Ready
+        {
+            // A peer that answered soon after the spin's end would have been caught by a
+            // longer spin: the budget may grow back (`park`'s spin policy).
+            let mut spin = self.spin.get();
+            spin.slept(end - start, end.elapsed());
+            self.spin.set(spin);
+        }
+        waited
     }
 
     // ---------------------------------------------------------------- writer side

@@ -354,6 +354,94 @@ fn event_count_notify_all_wakes_every_sleeper() {
     });
 }
 
+/// The pipe ring's one-word event count: a waiter marks the word, re-checks and sleeps; the
+/// notifier stores the state and wakes only a marked word. With either `SeqCst` fence
+/// removed (the waiter's after its mark, the notifier's before its load), loom finds the
+/// execution where the waiter sleeps forever.
+#[test]
+fn event_word_never_loses_a_wake_up() {
+    use super::park::{EventWord, Slices};
+    loom::model(|| {
+        // Words: the event word, and the state the waiter waits for.
+        let w = Arc::new([AtomicU32::new(0), AtomicU32::new(0)]);
+        let t = {
+            let w = Arc::clone(&w);
+            loom::thread::spawn(move || {
+                let got = EventWord::new(&w[0]).wait_until_in(
+                    Slices::long(),
+                    None,
+                    || (w[1].load(Ordering::Relaxed) == 1).then_some(()),
+                    |_| None,
+                );
+                assert_eq!(got, Some(()));
+            })
+        };
+        w[1].store(1, Ordering::Relaxed);
+        EventWord::new(&w[0]).notify();
+        join(t);
+    });
+}
+
+/// A stream: the waiter waits for two states in turn while the notifier publishes them one
+/// after the other. A notify that finds the mark already cleared by the previous one (the
+/// woken waiter has not marked the word again yet) skips the wake-up; the waiter still never
+/// sleeps through the second state.
+#[test]
+fn event_word_skipped_notifies_never_strand_a_stream() {
+    use super::park::{EventWord, Slices};
+    loom::model(|| {
+        let w = Arc::new([AtomicU32::new(0), AtomicU32::new(0)]);
+        let t = {
+            let w = Arc::clone(&w);
+            loom::thread::spawn(move || {
+                for want in 1..=2 {
+                    let got = EventWord::new(&w[0]).wait_until_in(
+                        Slices::long(),
+                        None,
+                        || (w[1].load(Ordering::Relaxed) >= want).then_some(()),
+                        |_| None,
+                    );
+                    assert_eq!(got, Some(()));
+                }
+            })
+        };
+        for v in 1..=2 {
+            w[1].store(v, Ordering::Relaxed);
+            EventWord::new(&w[0]).notify();
+        }
+        join(t);
+    });
+}
+
+/// Two waiters on one event word and one notify: neither is left asleep (they share the
+/// mark, and the notify wakes every sleeper).
+#[test]
+fn event_word_notify_wakes_every_sleeper() {
+    use super::park::{EventWord, Slices};
+    loom::model(|| {
+        let w = Arc::new([AtomicU32::new(0), AtomicU32::new(0)]);
+        let ts: Vec<_> = (0..2)
+            .map(|_| {
+                let w = Arc::clone(&w);
+                loom::thread::spawn(move || {
+                    let got = EventWord::new(&w[0]).wait_until_in(
+                        Slices::long(),
+                        None,
+                        || (w[1].load(Ordering::Relaxed) == 1).then_some(()),
+                        |_| None,
+                    );
+                    assert_eq!(got, Some(()));
+                })
+            })
+            .collect();
+        w[1].store(1, Ordering::Relaxed);
+        EventWord::new(&w[0]).notify();
+        for t in ts {
+            join(t);
+        }
+    });
+}
+
 /// A record naming the calling thread's id with another start time: what an earlier thread
 /// with that id left behind before it died.
 fn stale_record_of_caller() -> u64 {

@@ -30,9 +30,26 @@
 //!
 //! | site                                   | `start` | `max` | `yields` | why |
 //! |----------------------------------------|---------|-------|----------|-----|
-//! | lock word, barrier, semaphore, event, pipe ring | 100 | 4000 | 0 | the pipe ring's measured policy (`pipe/ping_pong`) |
+//! | lock word, barrier, semaphore, event, pipe ring | 100 | 4000 | 0 | the pipe ring's measured policy (`pipe/ping_pong`); the pipe ring's budget also grows back after short sleeps (below) |
 //! | queue ring                             | 100     | 4000  | 4        | producer and consumer often share a core, and a yield lets the other run: without the yields `queue/1to1` took 1.0–1.4 µs a message instead of 0.3–0.5 µs |
 //! | condition                              | 20      | 400   | 0        | a long spin takes the core from the notifier (a fixed 20 beat 100, 400 and 4000), and yields made the ping-pong 4x slower |
+//!
+//! The pipe ring also tells its budget how each sleep went ([`Spin::slept`]): a wait that
+//! spun in vain and then slept, but whose condition held within [`SHORT_SLEEP`] (50 µs) of
+//! the spin's end, sets the budget to the rounds that would have covered the whole wait, plus
+//! a quarter (at the rate the failed spin measured, at most `max`), instead of its half.
+//! Without this, a busy spell (both ends of a ping-pong descheduled for a while) drove both
+//! budgets to `SPIN_MIN`, after which every answer needed a futex wake-up and so took longer
+//! than the 8-round spin: the halving rule alone never grew the budget back, and a ping-pong
+//! stayed at the futex rate (a window fell from 2 M to 29 k round trips/s). Now both ends
+//! are back to spinning one wait after the peer answers quickly again, while a peer slower
+//! than 50 µs keeps halving the budget as before. A peer that needs this very core answers
+//! quickly only once the waiter sleeps, so its spins fail at any length: after a regrowth,
+//! the budget only halves for [`REGROW_PAUSE`] (16) failed spins unless a spin pays off,
+//! which bounds that waste to one spin of at most `slept + spin` (≤ ~60 µs) per 16 waits.
+//! The pipe site has no yields: on a loaded machine a `sched_yield` may hand the core to an
+//! unrelated task for a whole time slice, and a pipe ping-pong with 4 yields fell to
+//! 1.4–89 k round trips/s where the futex path gave 42–63 k (load average 15–17).
 //!
 //! So a waiter whose peer answers quickly (a ping-pong between two processes on two free
 //! cores) keeps spinning long enough to skip the futex system calls on both sides, and a
@@ -54,6 +71,16 @@
 //! ~1 ms in total over the waits it takes to fall to `SPIN_MIN`, then ~0.2 µs per wait. A
 //! sleeping waiter costs nothing but one wake-up per slice (at most 20 per second once the
 //! slices reach 50 ms), each a futex return plus the caller's liveness check.
+//!
+//! **The pipe site's cost per wait**, from the rates above: a wait whose peer answers within
+//! the spin costs the rounds it took (a 256-byte one-way stream or a ping-pong on two free
+//! cores: well under 1 µs); a wait that spins in vain costs the whole budget, from ~1 µs at 8
+//! rounds up to ~0.3–0.6 ms at 4000, then the sleep. A regrowth sizes the budget to the wait
+//! it just saw (at most ~60 µs of spinning, as the wait must have ended within 50 µs), so it
+//! spends this only while a spin of that length would have replaced the sleep and the
+//! peer's wake-up call; a peer slower than that halves the budget at every wait, down to
+//! ~1 µs of spinning per wait. `Connection::set_spinning(false)`
+//! turns the spin off for an end (no CPU spent before each sleep).
 //!
 //! # Sleeping in slices
 //!
@@ -117,6 +144,32 @@
 //! A process that dies between W2 and the end of its sleep leaves `sleepers` one too high:
 //! later notifies then make one futex-wake system call each that wakes nobody; nothing
 //! blocks.
+//!
+//! # The one-word event count
+//!
+//! The pipe ring uses [`EventWord`], the same handshake on one word: `epoch << 1 | MARK`.
+//! The waiter's W1–W2 are one `fetch_or(MARK)` (its result, marked, is the key), then the
+//! W3 fence, the re-check and `futex_wait(word, key)`. The notifier's N3–N4 are a load of
+//! the word and, if marked, a compare-exchange to `key + 1` (the next epoch, unmarked)
+//! followed by the wake. The proof above holds word for word, with "`sleepers > 0`" read as
+//! "the word is marked": if W3 precedes N2 in the `SeqCst` order, N3 reads the mark or a
+//! later value, and any later value either is still marked or was written by a notifier that
+//! moved the epoch on and wakes (so the sleep compares unequal or is woken). What the single
+//! word saves, measured on a one-way pipe stream where the reader sleeps often:
+//!
+//! - once a notify has cleared the mark, later notifies skip the wake-up system call until
+//!   a waiter marks the word again; with a sleepers count, every message sent while the
+//!   woken reader was still leaving the kernel paid a `futex_wake` that woke nobody (a third
+//!   of the wake-up calls in an `strace` of that stream);
+//! - a woken waiter writes nothing (no `sleepers −= 1` on a cache line the notifier just
+//!   wrote, the dearest instruction of the pipe's receive path in a `perf` profile);
+//! - a waiter that dies asleep leaves only a mark, which the next notify clears.
+//!
+//! A waiter whose re-check succeeds leaves its mark (another waiter may share it, so it
+//! cannot be withdrawn): the next notify makes one wake-up call that wakes nobody. The loom
+//! models `event_word_never_loses_a_wake_up`, `event_word_skipped_notifies_never_strand_a_stream`
+//! and `event_word_notify_wakes_every_sleeper` check the handshake; the first reports the lost
+//! wake-up (a deadlock) with either fence removed.
 
 use crate::loom::{AtomicU32, Ordering, fence};
 use crate::sys::{self, Deadline, WaitOutcome};
@@ -128,6 +181,9 @@ pub(crate) const SPIN_START: u32 = 100;
 pub(crate) const SPIN_MIN: u32 = 8;
 /// The most a budget grows to at most sites (see [`Site::limits`]).
 pub(crate) const SPIN_MAX: u32 = 4000;
+/// A sleep after a failed spin that ended within this long counts as short: the pipe
+/// ring's budget then grows back ([`Spin::slept`]). About what 400–600 pause rounds take.
+pub(crate) const SHORT_SLEEP: Duration = Duration::from_micros(50);
 /// The first sleep slice.
 pub(crate) const FIRST_SLICE: Duration = Duration::from_millis(1);
 /// The longest sleep slice: a dead peer is noticed within about this long.
@@ -187,11 +243,18 @@ impl Site {
     }
 }
 
+/// Failed spins after a regrowth ([`Spin::slept`]) before the budget may grow back again.
+pub(crate) const REGROW_PAUSE: u8 = 16;
+
 /// An adaptive spin budget (see [the spin policy](self#the-spin-policy)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Spin {
     budget: u32,
     limits: Limits,
+    /// Rounds of the last spin that ran out.
+    failed: u32,
+    /// Failed spins still to go before [`Spin::slept`] may grow the budget again.
+    pause: u8,
 }
 
 impl Spin {
@@ -201,6 +264,8 @@ impl Spin {
         Spin {
             budget: limits.start,
             limits,
+            failed: 0,
+            pause: 0,
         }
     }
 
@@ -223,11 +288,13 @@ impl Spin {
         for _ in 0..rounds {
             if let Some(v) = poll() {
                 self.budget = (rounds + rounds / 4 + 1).min(self.limits.max);
+                self.pause = 0;
                 return Some(v);
             }
             core::hint::spin_loop();
         }
         self.budget = (rounds / 2).max(SPIN_MIN);
+        self.failed = rounds;
         for _ in 0..self.limits.yields {
             crate::loom::yield_now();
             if let Some(v) = poll() {
@@ -235,6 +302,35 @@ impl Spin {
             }
         }
         None
+    }
+
+    /// Tells the budget how the wait went after its spin ran out: the spin took `spin`, and
+    /// the condition held `slept` after the spin's end. If that was within [`SHORT_SLEEP`],
+    /// a spin a quarter longer than `spin + slept` would have caught it: the budget becomes
+    /// that many rounds (at the failed spin's measured rate, at most `max`), instead of the
+    /// half it fell to. After such a regrowth, the next [`REGROW_PAUSE`] failed spins only
+    /// halve the budget, unless a spin pays off first: so a peer that needs this very core
+    /// (it runs only once the waiter sleeps, and answers quickly then) costs one long spin
+    /// per `REGROW_PAUSE` waits, not one per wait. Used by the pipe ring (see
+    /// [the spin policy](self#the-spin-policy)).
+    pub(crate) fn slept(&mut self, spin: Duration, slept: Duration) {
+        if cfg!(shmproc_loom) {
+            return;
+        }
+        if self.pause > 0 {
+            self.pause -= 1;
+            return;
+        }
+        let spin_ns = spin.as_nanos().max(1);
+        if slept >= SHORT_SLEEP {
+            return;
+        }
+        let want = u128::from(self.failed) * (spin_ns + slept.as_nanos()) * 5 / (4 * spin_ns);
+        let want = u32::try_from(want).unwrap_or(u32::MAX).min(self.limits.max);
+        if want > self.budget {
+            self.budget = want;
+            self.pause = REGROW_PAUSE;
+        }
     }
 }
 
@@ -449,6 +545,89 @@ impl<'a> EventCount<'a> {
     }
 }
 
+/// The mark of [`EventWord`]: a waiter announced itself since the last bump.
+const MARK: u32 = 1;
+
+/// A one-word event count (see [the one-word event count](self#the-one-word-event-count)):
+/// `epoch << 1 | MARK`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EventWord<'a> {
+    word: &'a AtomicU32,
+}
+
+impl<'a> EventWord<'a> {
+    /// Views the event word `word`.
+    pub(crate) fn new(word: &'a AtomicU32) -> Self {
+        EventWord { word }
+    }
+
+    /// W1–W3: marks the word and fences. The caller re-checks its condition next, then calls
+    /// [`wait`](EventWord::wait) (or simply returns if the condition holds: the mark stays, and
+    /// costs the next notify one wake-up call).
+    pub(crate) fn prepare_wait(self) -> Key {
+        // SeqCst: the mark is W2 of the handshake; the value read is the epoch the sleep
+        // compares against.
+        let key = self.word.fetch_or(MARK, Ordering::SeqCst) | MARK;
+        // SeqCst: W3 of the handshake, against the notifier's N2 (module docs).
+        fence(Ordering::SeqCst);
+        Key(key)
+    }
+
+    /// W5: sleeps while the word is still `key` (marked, same epoch), for at most one slice.
+    /// Nothing to withdraw: the notifier that wakes clears the mark.
+    pub(crate) fn wait(self, key: Key, deadline: Option<&Deadline>, slices: &mut Slices) -> Slept {
+        sleep(self.word, key.0, deadline, slices)
+    }
+
+    /// N2–N5: after the caller changed the state, wakes every sleeper if the word is marked,
+    /// moving it to the next epoch with the mark cleared. Makes no system call and writes
+    /// nothing when the word is not marked: in particular not again while a woken sleeper is
+    /// still on its way out of the kernel.
+    pub(crate) fn notify(self) {
+        // SeqCst: N2 of the handshake, against the waiter's W3 (module docs).
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fences (module docs).
+        let v = self.word.load(Ordering::Relaxed);
+        if v & MARK != 0 {
+            // Release: a sleeper that wakes sees the state change. A failed exchange means
+            // another notifier moved the epoch on (and wakes): nothing left to do.
+            if self
+                .word
+                .compare_exchange(v, v.wrapping_add(1), Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+            {
+                sys::futex_wake(self.word, u32::MAX);
+            }
+        }
+    }
+
+    /// As [`EventCount::wait_until_in`], on this word.
+    pub(crate) fn wait_until_in<T>(
+        self,
+        mut slices: Slices,
+        deadline: Option<&Deadline>,
+        mut poll: impl FnMut() -> Option<T>,
+        mut after_sleep: impl FnMut(Slept) -> Option<T>,
+    ) -> Option<T> {
+        loop {
+            let key = self.prepare_wait();
+            if let Some(v) = poll() {
+                return Some(v);
+            }
+            let slept = self.wait(key, deadline, &mut slices);
+            if let Some(v) = poll() {
+                return Some(v);
+            }
+            if slept == Slept::TimedOut || deadline.is_some_and(Deadline::has_passed) {
+                return None;
+            }
+            if let Some(v) = after_sleep(slept) {
+                return Some(v);
+            }
+        }
+    }
+}
+
 #[cfg(all(test, not(shmproc_loom)))]
 mod tests {
     use super::*;
@@ -476,6 +655,44 @@ mod tests {
             let _ = s.until(|| None::<()>);
         }
         assert_eq!(s.budget(), SPIN_MIN);
+    }
+
+    /// Regression (issue 16, a ping-pong window stuck at the futex rate): a budget that
+    /// fell to `SPIN_MIN` grows back after a short sleep to cover the wait it saw, and keeps
+    /// halving after long sleeps; after a regrowth that does not pay off, it waits
+    /// `REGROW_PAUSE` failed spins before growing again.
+    #[test]
+    fn pipe_budget_grows_back_after_short_sleeps() {
+        let us = Duration::from_micros;
+        let mut s = Spin::new(Site::Pipe);
+        for _ in 0..20 {
+            let _ = s.until(|| None::<()>);
+            s.slept(us(10), us(5000));
+        }
+        assert_eq!(
+            s.budget(),
+            SPIN_MIN,
+            "long sleeps: the budget stays at its floor"
+        );
+        // 8 rounds took 1 µs and the answer came 19 µs later: 8 · 20 · 5/4 = 200 rounds.
+        let _ = s.until(|| None::<()>);
+        s.slept(us(1), us(19));
+        assert_eq!(s.budget(), 200);
+        // The regrown spin fails again (the peer needs this core): no regrowth for a while.
+        for _ in 0..usize::from(REGROW_PAUSE) {
+            let _ = s.until(|| None::<()>);
+            s.slept(us(1), us(19));
+        }
+        assert_eq!(s.budget(), SPIN_MIN);
+        let _ = s.until(|| None::<()>);
+        s.slept(us(1), us(19));
+        assert_eq!(s.budget(), 200, "the pause is over");
+        // A spin that pays off ends the pause at once, and keeps growing within `max`.
+        assert_eq!(s.until(|| Some(())), Some(()));
+        assert_eq!(s.budget(), 251);
+        let _ = s.until(|| None::<()>);
+        s.slept(us(1), us(40));
+        assert_eq!(s.budget(), SPIN_MAX, "at most the maximum");
     }
 
     #[test]
@@ -567,6 +784,44 @@ mod tests {
         let seq = words.0.load(Ordering::Relaxed);
         ec.notify(1);
         assert_eq!(words.0.load(Ordering::Relaxed), seq);
+    }
+
+    /// The one-word event count wakes a sleeper across threads; a notify that finds the word
+    /// unmarked (nobody waiting, or the mark already cleared by the notify that woke the
+    /// sleeper) writes nothing and makes no system call.
+    #[test]
+    fn event_word_wakes_a_sleeper_and_skips_unmarked_notifies() {
+        let words = std::sync::Arc::new((AtomicU32::new(0), AtomicU32::new(0)));
+        let w = std::sync::Arc::clone(&words);
+        let t = std::thread::spawn(move || {
+            let got = EventWord::new(&w.0).wait_until_in(
+                Slices::long(),
+                None,
+                || (w.1.load(Ordering::Relaxed) == 1).then_some(()),
+                |_| None,
+            );
+            assert_eq!(got, Some(()));
+        });
+        // Let the waiter mark the word (or not: either way it must wake).
+        while words.0.load(Ordering::Relaxed) & MARK == 0 && !t.is_finished() {
+            std::thread::yield_now();
+        }
+        words.1.store(1, Ordering::Relaxed);
+        EventWord::new(&words.0).notify();
+        t.join().expect("waiter");
+        let v = words.0.load(Ordering::Relaxed);
+        assert_eq!(v & MARK, 0, "the notify that woke cleared the mark");
+        EventWord::new(&words.0).notify();
+        assert_eq!(
+            words.0.load(Ordering::Relaxed),
+            v,
+            "an unmarked notify writes nothing"
+        );
+        // A marked word moves to the next epoch, unmarked.
+        let key = EventWord::new(&words.0).prepare_wait();
+        assert_eq!(key.0, v | MARK);
+        EventWord::new(&words.0).notify();
+        assert_eq!(words.0.load(Ordering::Relaxed), v + 2);
     }
 
     #[test]
