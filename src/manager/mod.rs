@@ -68,9 +68,10 @@
 //! (client) or ~120 µs (server) of one core, reached only while the peer keeps answering
 //! within it, ~2 µs once it has halved to its floor, and a full window once per 64 that ran
 //! out. A client that goes idle costs its connection's server thread one window per call
-//! (halving to the floor); an idle connection costs nothing (both ends sleep in the pipe's
-//! wait). A blocking call that waits long (a lock held elsewhere) costs its client one
-//! window.
+//! (halving to the floor): at one call per millisecond a call cost 40–56 µs of CPU across
+//! both processes, against 51 µs without the polls (`perf stat`, 2000 calls, mostly the
+//! wake-ups). An idle connection costs nothing (both ends sleep in the pipe's wait). A
+//! blocking call that waits long (a lock held elsewhere) costs its client one window.
 //!
 //! Measured on 2 cores with both free (client and server at real-time priority, so the
 //! other load on the machine does not share their cores; `perf stat`, 200 000 calls): a
