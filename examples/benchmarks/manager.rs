@@ -1,5 +1,8 @@
-//! Calls through a manager's server: a managed dict's `get` over the local transport (a
-//! shared-memory pipe per client thread) and over TCP loopback, and a managed list's `get(i)`.
+//! Calls through a manager's server, the goals beside Python's managers: a managed
+//! dict's `get` over the local transport (a shared-memory pipe per client thread) and over
+//! TCP loopback, a managed list's `get(i)`, and (measured by their own families, shown here
+//! again with their goals) a managed queue's objects, a managed lock's acquire + release and
+//! a managed condition's waits.
 
 use std::hint::black_box;
 
@@ -9,12 +12,23 @@ use crate::limits::Limit;
 use crate::measure::Workload;
 use crate::row::{Spec, Unit};
 
+/// The dict's `get` row over the local transport.
+const DICT_LOCAL: &str = "Dict get, managed by server (local)";
+/// The dict's `get` row over TCP loopback.
+const DICT_TCP: &str = "Dict get, managed by server over TCP loopback";
+/// The queue row.
+const QUEUE: &str = "Queue objects, managed by server";
+/// The lock row.
+const LOCK: &str = "Lock acquire+release, managed by server";
+/// The condition row.
+const CONDITION: &str = "Condition waits, managed by server";
+
 /// The rows of this family.
 pub(crate) fn specs() -> Vec<Spec> {
-    let row = |case, shmproc, python, limit| Spec {
+    let row = |case, shmproc, python, unit, limit| Spec {
         family: "manager",
         case,
-        unit: Unit::Rate("calls/s"),
+        unit: Unit::Rate(unit),
         shmproc,
         python: Some(python),
         limit,
@@ -22,24 +36,61 @@ pub(crate) fn specs() -> Vec<Spec> {
     };
     vec![
         row(
-            "Dict get, managed by server (local)",
+            DICT_LOCAL,
             managed_dict,
             "managed_dict",
+            "calls/s",
             Some(Limit::FutexRoundTrip),
         ),
         row(
-            "Dict get, managed by server over TCP loopback",
+            QUEUE,
+            crate::objects::managed_queue,
+            "managed_queue",
+            "objects/s",
+            Some(Limit::FutexRoundTrip),
+        ),
+        row(
+            LOCK,
+            crate::lock::managed_lock,
+            "managed_lock",
+            "acq+rel/s",
+            Some(Limit::FutexRoundTrip),
+        ),
+        row(
+            CONDITION,
+            crate::condition::managed_condition,
+            "managed_condition",
+            "waits/s",
+            Some(Limit::FutexWaits),
+        ),
+        row(
+            DICT_TCP,
             managed_dict_tcp,
             "managed_dict_tcp",
+            "calls/s",
             Some(Limit::PipeRoundTrip),
         ),
         row(
             "List get(i), managed by server",
             managed_list,
             "managed_list",
+            "calls/s",
             Some(Limit::FutexRoundTrip),
         ),
     ]
+}
+
+/// The goal for a row of this family, as a rate in the row's unit: 300 k/s for each
+/// local goal, 50 k/s for the dict over TCP loopback.
+pub(crate) fn rate_goal(spec: &Spec) -> Option<f64> {
+    if spec.family != "manager" {
+        return None;
+    }
+    match spec.case {
+        DICT_LOCAL | QUEUE | LOCK | CONDITION => Some(300e3),
+        DICT_TCP => Some(50e3),
+        _ => None,
+    }
 }
 
 /// Gets from a dict made through `m`; `owner` (if any) keeps an in-process server running.

@@ -171,6 +171,7 @@ pub(crate) fn rows(cfg: &crate::measure::Config) -> Vec<Row> {
                 python: PyCell::Missing("n/a".into()),
                 limit: None,
                 goal: None,
+                goal_rate: None,
                 spread: None,
                 peer: Some((s.peer, peer.unwrap_or(f64::NAN))),
             }

@@ -180,8 +180,17 @@ pub(crate) fn table(rows: &[Row]) -> String {
     s
 }
 
-/// The goal column: `≥ 0.8× met`, `≥ 0.8× MISSED`, or the bare goal while not measurable.
+/// The goal column: `≥ 0.8× met`, `≥ 0.8× MISSED`, or the bare goal while not measurable;
+/// for an absolute goal, `≥300 k met` and so on.
 fn goal(r: &Row) -> String {
+    if let Some(g) = r.goal_rate {
+        let g_text = value(g, r.unit);
+        return match r.shmproc {
+            Some(v) if r.unit.speedup(v, g) >= 1.0 => format!("≥{g_text} met"),
+            Some(_) => format!("≥{g_text} MISSED"),
+            None => format!("≥{g_text}"),
+        };
+    }
     match (r.goal, r.ratio_limit()) {
         (Some(g), Some(x)) if x >= g => format!("≥{g}× met"),
         (Some(g), Some(_)) => format!("≥{g}× MISSED"),
@@ -192,11 +201,33 @@ fn goal(r: &Row) -> String {
 
 /// One line per goal: reached or missed (and by how much), or not measurable yet.
 pub(crate) fn goals(rows: &[Row]) -> String {
-    let mut s =
-        String::from("\nGoals (fraction of the bare mechanism at its upper mode in this run):\n");
+    let mut s = String::from(
+        "\nGoals (a rate, or a fraction of the bare mechanism at its upper mode in this run):\n",
+    );
+    for r in rows.iter().filter(|r| r.goal_rate.is_some()) {
+        let Some(g) = r.goal_rate else {
+            continue;
+        };
+        let line = match r.shmproc {
+            Some(v) if r.unit.speedup(v, g) >= 1.0 => format!("met     {}", value(v, r.unit)),
+            Some(v) => format!(
+                "MISSED  {} (short by {:.0}%)",
+                value(v, r.unit),
+                (1.0 - r.unit.speedup(v, g)) * 100.0
+            ),
+            None => "not yet".into(),
+        };
+        let _ = writeln!(
+            s,
+            "  {:<10} {:<38} vs {:<45} {line}",
+            r.family,
+            r.case,
+            format!("≥ {} {}", value(g, r.unit), r.unit.text())
+        );
+    }
     for r in rows
         .iter()
-        .filter(|r| r.goal.is_some() && r.family != "overhead")
+        .filter(|r| r.goal.is_some() && r.goal_rate.is_none() && r.family != "overhead")
     {
         let (Some(g), Some((l, _))) = (r.goal, r.limit) else {
             continue;
@@ -267,6 +298,7 @@ pub(crate) fn json(rows: &[Row], python: &Python, quick: bool) -> serde_json::Va
                 "ratio_python": r.ratio_python(),
                 "ratio_limit": r.ratio_limit(),
                 "goal_ratio_limit": r.goal,
+                "goal_rate": r.goal_rate,
                 "peer": r.peer.map(|(name, _)| name),
                 "peer_value": r.peer.map(|(_, v)| v).filter(|v| v.is_finite()),
                 "ratio_peer": r.ratio_peer(),

@@ -85,6 +85,8 @@ pub(crate) struct Row {
     pub(crate) limit: Option<(Limit, f64)>,
     /// The goal as a fraction of the limit.
     pub(crate) goal: Option<f64>,
+    /// The goal as a rate in `unit`, where the issue sets an absolute one.
+    pub(crate) goal_rate: Option<f64>,
     /// The spread of the limit's medians over the whole run (its upper mode is `limit`).
     pub(crate) spread: Option<crate::measure::Spread>,
     /// A peer crate's figure for the same workload, measured alternately with shmproc's
@@ -117,6 +119,7 @@ impl Row {
             python,
             limit,
             goal: spec.goal,
+            goal_rate: crate::manager::rate_goal(spec),
             spread: None,
             peer: None,
         }
@@ -142,6 +145,7 @@ impl Row {
             python: PyCell::Missing("n/a".into()),
             limit: Some((limit, value)),
             goal: None,
+            goal_rate: None,
             spread: None,
             peer: None,
         }

@@ -435,6 +435,17 @@ impl Connection {
         }
     }
 
+    /// Whether a message (or the start of one) waits to be received on this end of a
+    /// shared-memory pipe: two loads of the ring's positions, no liveness check and no system
+    /// call, for a caller that polls briefly before a blocking receive (the receive then
+    /// notices a closed or dead peer). Always `false` for a socket connection.
+    pub(crate) fn message_waiting(&self) -> bool {
+        match &self.state {
+            Some(Inner::Shm(s)) => s.rx.as_ref().is_some_and(Ring::has_data),
+            _ => false,
+        }
+    }
+
     /// Bounds each blocking read and write of a socket connection (`None`: no bound), so a
     /// peer that stalls mid-message cannot hold the caller forever; a no-op for a pipe.
     pub(crate) fn set_socket_timeout(&self, t: Option<Duration>) -> Result<()> {

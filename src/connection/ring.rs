@@ -680,7 +680,7 @@ impl Ring {
         self.has_data() || self.writer_gone()
     }
 
-    fn has_data(&self) -> bool {
+    pub(crate) fn has_data(&self) -> bool {
         // Relaxed for `tail` (only the reader stores it); Acquire for `head` is not needed to
         // decide, the read path loads it again with Acquire.
         self.u64_at(HEAD).load(Ordering::Relaxed) != self.u64_at(TAIL).load(Ordering::Relaxed)

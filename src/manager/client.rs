@@ -21,7 +21,7 @@
 //! instead (`Pin`, once per process). A pin whose process's last connection ended lasts the
 //! server's pin grace (see the manager's module docs).
 
-use super::protocol::{Endpoint, Fault, MAX_REQUEST, Reply, Request};
+use super::protocol::{CallRef, Endpoint, Fault, MAX_REQUEST, Poll, Reply, Request, ok_result};
 use crate::codec;
 use crate::connection::{Connection, pipe};
 use crate::error::{Error, Result};
@@ -82,7 +82,8 @@ pub(crate) struct Client {
     pub(crate) endpoint: Endpoint,
     authkey: Vec<u8>,
     pid: u32,
-    idle: Mutex<Vec<Connection>>,
+    /// Idle connections, each with its reply poll's learned window (pipes only).
+    idle: Mutex<Vec<(Connection, Poll)>>,
 }
 
 impl fmt::Debug for Client {
@@ -173,10 +174,16 @@ impl Client {
     /// the server's 64 MiB cap (nothing is sent); connection errors
     /// ([`Error::Disconnected`] when the server is gone).
     pub(crate) fn request(&self, req: &Request) -> Result<Vec<u8>> {
+        expect_ok(self.round_trip(req)?)
+    }
+
+    /// Sends one request (a [`Request`] or its borrowed [`CallRef`] form) and returns the
+    /// encoded [`Reply`].
+    fn round_trip<T: Serialize>(&self, req: &T) -> Result<Vec<u8>> {
         if self.pid != sys::current_pid() {
             // A forked child calling through its parent's client: its own client of the same
             // server keeps its connections (what it holds lives as long as they do).
-            return forked_client(&self.endpoint, &self.authkey).request(req);
+            return forked_client(&self.endpoint, &self.authkey).round_trip(req);
         }
         let bytes = codec::to_bytes(req)?;
         if bytes.len() > MAX_REQUEST {
@@ -189,14 +196,19 @@ impl Client {
             });
         }
         let pooled = lock(&self.idle).pop();
-        let conn = match pooled {
+        let (conn, mut poll) = match pooled {
             Some(c) => c,
-            None => self.connect()?,
+            None => (self.connect()?, Poll::REPLY),
         };
         conn.send_bytes(&bytes)?;
+        if self.endpoint.is_local() {
+            // The reply usually comes within microseconds: poll for it before the pipe's
+            // receive, which would sleep (and need a wake-up) after a much shorter spin.
+            poll.wait(&conn);
+        }
         let reply = conn.recv_bytes()?;
-        lock(&self.idle).push(conn);
-        expect_ok(reply)
+        lock(&self.idle).push((conn, poll));
+        Ok(reply)
     }
 }
 
@@ -339,12 +351,11 @@ impl RemoteObject {
     /// [`Error::Codec`] if the arguments or result do not encode or decode;
     /// [`Error::Disconnected`] if the server is gone.
     pub fn call<A: Serialize, R: DeserializeOwned>(&self, method: &str, args: &A) -> Result<R> {
-        let bytes = self.call_raw(method, codec::to_bytes(args)?)?;
-        codec::from_bytes(&bytes)
+        self.call_decode(method, codec::to_bytes(args)?)
     }
 
-    /// Calls `method` with already-encoded arguments; returns the encoded result.
-    pub(crate) fn call_raw(&self, method: &str, args: Vec<u8>) -> Result<Vec<u8>> {
+    /// Calls `method` with already-encoded arguments; returns the encoded reply.
+    fn call_reply(&self, method: &str, args: &[u8]) -> Result<Vec<u8>> {
         if args.len() > MAX_REQUEST {
             // Over the cap whatever the rest of the request: not copied into one to find out.
             return Err(Error::MessageTooLarge {
@@ -352,21 +363,30 @@ impl RemoteObject {
                 limit: MAX_REQUEST as u64,
             });
         }
-        self.held.client.request(&Request::Call {
+        self.held.client.round_trip(&CallRef::Call {
             object: self.held.id,
             thread: thread_number(),
-            method: method.to_owned(),
+            method,
             args,
         })
     }
 
-    /// Calls `method` and decodes the result from the raw reply.
+    /// Calls `method` with already-encoded arguments; returns the encoded result.
+    pub(crate) fn call_raw(&self, method: &str, args: Vec<u8>) -> Result<Vec<u8>> {
+        expect_ok(self.call_reply(method, &args)?)
+    }
+
+    /// Calls `method` and decodes the result from the reply in place.
     pub(crate) fn call_decode<R: DeserializeOwned>(
         &self,
         method: &str,
         args: Vec<u8>,
     ) -> Result<R> {
-        codec::from_bytes(&self.call_raw(method, args)?)
+        let reply = self.call_reply(method, &args)?;
+        match ok_result(&reply) {
+            Some(result) => codec::from_bytes(result),
+            None => codec::from_bytes(&expect_ok(reply)?),
+        }
     }
 }
 

@@ -23,7 +23,7 @@
 use super::client::Greeting;
 use super::managed::{DispatchError, Managed};
 use super::objects::{BUILTIN, Ctx, Object};
-use super::protocol::{Endpoint, Fault, MAX_REQUEST, Reply, Request};
+use super::protocol::{Endpoint, Fault, MAX_REQUEST, Poll, Reply, Request, encode_ok};
 use crate::codec;
 use crate::connection::{Connection, HANDSHAKE_TIMEOUT, Listener};
 use crate::error::{Error, Result};
@@ -38,6 +38,9 @@ use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+/// The largest reply buffer a connection keeps for its next reply.
+const OUT_KEEP: usize = 64 << 10;
 
 /// The most connections a server serves at once; past it, new ones are closed at once.
 pub(crate) const MAX_CONNECTIONS: usize = 1024;
@@ -380,10 +383,16 @@ impl Server {
         // A blocked call ends when its client is gone or the server stops (an in-process
         // server's threads must not outlive its owner's `shutdown`).
         let gone = || self.stopping() || !matches!(conn.poll(Some(Duration::ZERO)), Ok(false));
+        let mut poll = Poll::REQUEST;
+        let mut out = Vec::new();
         loop {
+            // A local client calling in a loop sends its next request within microseconds:
+            // poll the pipe for it before its receive (or the in-process server's wait for a
+            // stop), which would sleep after a much shorter spin.
+            let arrived = !socket && poll.wait(conn);
             // Over a socket, a read starts only once a request arrives: the socket's timeout
             // (see `read_greeting`) then ends a frame that stalls, not an idle client.
-            if self.in_process || socket {
+            if !arrived && (self.in_process || socket) {
                 // Wake up now and then to notice that the server stopped.
                 match conn.poll(Some(Duration::from_millis(200))) {
                     Ok(true) => {}
@@ -445,8 +454,22 @@ impl Server {
                 // answers `false`): the client gets `Disconnected`, not a wrong answer.
                 return;
             }
-            if send_reply(conn, &reply, limit).is_err() {
+            let sent = match reply {
+                // The common case: assembled in the connection's buffer (no `Vec` per reply).
+                // `encode_ok` adds at most 11 bytes (a tag and a varint).
+                Reply::Ok(result) if result.len().saturating_add(11) <= limit => {
+                    out.clear();
+                    encode_ok(&mut out, &result);
+                    conn.send_bytes(&out)
+                }
+                reply => send_reply(conn, &reply, limit),
+            };
+            if sent.is_err() {
                 return;
+            }
+            if out.capacity() > OUT_KEEP {
+                // A large reply's buffer is not kept for the life of the connection.
+                out = Vec::new();
             }
         }
     }
