@@ -1134,7 +1134,6 @@ fn the_new_object(probe: &shmproc::Connection, before: &BTreeSet<(u64, String)>)
 /// one it lent itself (pin ids come from one counter) and releasing what it adopted must not
 /// free an object whose only keeper is a token queued for another process.
 #[test]
-#[ignore = "pin ids are sequential: a stranger's Adopt of guessed ids plus Release frees an object in flight"]
 fn a_stranger_adopting_guessed_pins_cannot_free_an_object_in_flight() {
     watchdog(LIMIT, "manager pin theft", || {
         let m = Manager::builder().authkey(&b"theft"[..]).start().unwrap();
@@ -1278,7 +1277,6 @@ fn forged_references_free_nothing_and_end_with_their_forger() {
 /// pipe) should not keep their object for the life of the encoding process: each encoding
 /// adds one pin there that nothing but that process's exit ends.
 #[test]
-#[ignore = "each encoding Lends a pin owned by the encoder; undelivered tokens keep the object (and one entry each) while the encoder lives"]
 fn tokens_never_decoded_do_not_keep_their_object_while_the_encoder_lives() {
     watchdog(LIMIT, "manager undelivered tokens", || {
         let m = Manager::builder()
@@ -1491,7 +1489,6 @@ enum ForgedEndpoint {
 /// then never answers (hung after the handshake, or a host gone silent) does not wait for it:
 /// the pre-fork hook's greeting and `Inherit` replies need a deadline too.
 #[test]
-#[ignore = "the pre-fork hook's greeting/Inherit replies have no deadline: a server hung after the handshake blocks fork forever"]
 fn a_fork_does_not_wait_for_a_server_hung_after_the_handshake() {
     watchdog(LIMIT, "manager fork hung server", || {
         let fake =
@@ -1621,7 +1618,6 @@ fn an_in_process_servers_pin_reaper_ends_with_its_shutdown() {
 /// a first reader dropping its copy, then the creator dropping its proxy, must not free the
 /// object the slot still names (a managed list's copy takes a lasting pin for this).
 #[test]
-#[ignore = "only managed containers take a lasting pin: a token in a shared-memory Slot/Dict/List carries a one-reader pin, freed after its first reader"]
 fn a_proxy_stored_in_a_shared_memory_slot_survives_its_first_reader() {
     watchdog(LIMIT, "manager proxy in shm slot", || {
         let m = Manager::builder().authkey(&b"slot"[..]).start().unwrap();
