@@ -1639,3 +1639,94 @@ fn a_proxy_stored_in_a_shared_memory_slot_survives_its_first_reader() {
         m.shutdown().unwrap();
     });
 }
+
+/// Like a `Slot`, a shared-memory `Dict` (values and keys) and `List` keep the objects of
+/// the proxies stored in them for every read, after the first reader and the creator
+/// dropped theirs.
+#[test]
+fn proxies_stored_in_a_shared_memory_dict_or_list_survive_their_first_reader() {
+    watchdog(LIMIT, "manager proxy in shm dict/list", || {
+        let m = Manager::builder()
+            .authkey(&b"shmdict"[..])
+            .pin_grace(Duration::from_millis(100))
+            .start()
+            .unwrap();
+        let d = m.dict::<u8, u8>().unwrap();
+        d.insert(1, 6).unwrap();
+        let key = m.list::<u8>().unwrap();
+        key.push(3).unwrap();
+        let dict = shmproc::Dict::<u8, DictProxy<u8, u8>>::new().unwrap();
+        dict.insert(0, d.clone()).unwrap();
+        let by_key = shmproc::Dict::<shmproc::manager::ListProxy<u8>, u8>::new().unwrap();
+        by_key.insert(key.clone(), 9).unwrap();
+        let list = shmproc::List::<DictProxy<u8, u8>>::new().unwrap();
+        list.push(d.clone()).unwrap();
+        for _ in 0..2 {
+            let first = dict.get(&0).unwrap().unwrap();
+            assert_eq!(first.get(&1).unwrap(), Some(6));
+            let first = list.get(0).unwrap().unwrap();
+            assert_eq!(first.get(&1).unwrap(), Some(6));
+        }
+        let keys: Vec<_> = by_key.keys().unwrap();
+        assert_eq!(keys[0].get(0).unwrap(), Some(3));
+        drop((d, key, keys));
+        // Past the pin grace: the stored copies are kept by lasting pins.
+        std::thread::sleep(Duration::from_millis(400));
+        let second = dict.get(&0).unwrap().unwrap();
+        assert_eq!(
+            second.get(&1).ok().flatten(),
+            Some(6),
+            "the dict's value was freed"
+        );
+        let second = list.get(0).unwrap().unwrap();
+        assert_eq!(
+            second.get(&1).ok().flatten(),
+            Some(6),
+            "the list's item was freed"
+        );
+        let keys: Vec<_> = by_key.keys().unwrap();
+        assert_eq!(
+            keys[0].get(0).ok().flatten(),
+            Some(3),
+            "the dict's key was freed"
+        );
+        drop((second, keys, dict, by_key, list));
+        m.shutdown().unwrap();
+    });
+}
+
+/// A token decoded after its pin's grace, once its sender dropped its own proxy, finds the
+/// object gone while the sender still lives: its calls fail with an `UnknownObject` error
+/// that names the pin grace. While the sender keeps a proxy, a late token still works.
+#[test]
+fn a_token_decoded_after_its_pin_grace_gets_a_clear_error() {
+    watchdog(LIMIT, "manager late token", || {
+        let m = Manager::builder()
+            .authkey(&b"late"[..])
+            .pin_grace(Duration::from_millis(100))
+            .start()
+            .unwrap();
+        let kept = m.dict::<u8, u8>().unwrap();
+        kept.insert(1, 1).unwrap();
+        let gone = m.dict::<u8, u8>().unwrap();
+        let kept_token = to_bytes(&kept).unwrap();
+        let gone_token = to_bytes(&gone).unwrap();
+        drop(gone);
+        std::thread::sleep(Duration::from_millis(400));
+        let late: DictProxy<u8, u8> = from_bytes(&kept_token).unwrap();
+        assert_eq!(
+            late.get(&1).unwrap(),
+            Some(1),
+            "the sender's proxy keeps it"
+        );
+        let late: DictProxy<u8, u8> = from_bytes(&gone_token).unwrap();
+        match late.get(&1) {
+            Err(shmproc::Error::Remote { kind, message, .. }) => {
+                assert_eq!(kind, shmproc::RemoteErrorKind::UnknownObject);
+                assert!(message.contains("pin grace"), "unclear error: {message}");
+            }
+            other => panic!("a token past its grace reached its object: {other:?}"),
+        }
+        m.shutdown().unwrap();
+    });
+}
