@@ -95,9 +95,9 @@
 //!   token's holders know, which the process that decodes it takes over: the pin ends then,
 //!   and the receiver's reference keeps the object. Such a pin waits for its receiver the
 //!   pin grace (60 s by default, [`ManagerBuilder::pin_grace`]) from when the token was
-//!   encoded, whether or not its sender still lives, then ends: so tokens never decoded
-//!   (dropped bytes, a child that died before reading them) keep their object a bounded
-//!   time. A token decoded later than that finds its object only if something else still
+//!   encoded, whether or not its sender still lives, then ends (within a quarter grace,
+//!   at most 1 s, after): so tokens never decoded (dropped bytes, a child that died before
+//!   reading them) keep their object, and the server an entry each, a bounded time. A token decoded later than that finds its object only if something else still
 //!   keeps it (its sender's own proxy, say); otherwise its calls fail with
 //!   [`Error::Remote`] of kind `UnknownObject`, whose message names the pin grace. A
 //!   receiver that may take longer (a token waiting in a long queue after its sender
