@@ -151,10 +151,14 @@ mod tests {
     use crate::Manager;
     use crate::connection::Address;
 
+    /// The proxies alive are counted per process: these tests run one at a time.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
     /// Without proxies a fork prepares nothing (no connection, no request); with one, one
     /// connection per server took the child's references; after the drop, nothing again.
     #[test]
     fn a_fork_prepares_references_only_for_live_proxies() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
         assert!(before_fork().is_none());
         let name = format!("shmproc-test-inherit-{}", sys::current_pid());
         let m = Manager::serve(Address::Abstract(name.into_bytes()), b"k").unwrap();
@@ -172,5 +176,30 @@ mod tests {
         drop((d, d2, l, shared));
         assert!(before_fork().is_none());
         m.shutdown().unwrap();
+    }
+
+    /// With proxies of two servers, both take the child's references (reserved at once),
+    /// and a third that is gone is skipped.
+    #[test]
+    fn a_fork_reserves_with_every_reachable_server() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+        let name = |n: &str| {
+            Address::Abstract(format!("shmproc-test-inherit-{n}-{}", sys::current_pid()).into())
+        };
+        let a = Manager::serve(name("a"), b"k").unwrap();
+        let b = Manager::serve(name("b"), b"k").unwrap();
+        let c = Manager::serve(name("c"), b"k").unwrap();
+        let (da, db, dc) = (
+            a.dict::<u8, u8>().unwrap(),
+            b.list::<u8>().unwrap(),
+            c.dict::<u8, u8>().unwrap(),
+        );
+        c.shutdown().unwrap();
+        let i = before_fork().unwrap();
+        assert_eq!(i.conns.len(), 2);
+        i.in_parent();
+        drop((da, db, dc));
+        a.shutdown().unwrap();
+        b.shutdown().unwrap();
     }
 }
