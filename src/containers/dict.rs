@@ -189,17 +189,18 @@ impl Encoded {
         }
     }
 
-    /// Encodes `v`; returns its bytes.
+    /// Encodes `v`; returns its bytes. Stored keys and values are read back any number of
+    /// times: a proxy in one takes a lasting pin.
     fn encode<Q: Serialize + ?Sized>(&mut self, v: &Q) -> Result<&[u8]> {
         let stack = Stack {
             buf: &mut self.inline,
             n: 0,
         };
-        match postcard::serialize_with_flavor(v, stack) {
+        match crate::manager::storing(|| postcard::serialize_with_flavor(v, stack)) {
             Ok(n) => Ok(self.inline.get(..n).unwrap_or(&[])),
             // Too long for the buffer, or an error that `to_bytes` reports in full.
             Err(_) => {
-                self.spill = codec::to_bytes(v)?;
+                self.spill = crate::manager::storing(|| codec::to_bytes(v))?;
                 Ok(&self.spill)
             }
         }

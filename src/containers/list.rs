@@ -396,7 +396,8 @@ impl<T: Serialize + DeserializeOwned> ListGuard<'_, T> {
     }
 
     fn blob(&self, value: &T) -> Result<u64> {
-        let bytes = codec::to_bytes(value)?;
+        // Read back any number of times: a proxy in it takes a lasting pin.
+        let bytes = crate::manager::storing(|| codec::to_bytes(value))?;
         self.core().prepare_entry(&self.g, &[&bytes])
     }
 

@@ -95,7 +95,8 @@ impl<T: Serialize + DeserializeOwned> Slot<T> {
     /// # Errors
     /// [`Error::OutOfMemory`]; [`Error::Codec`] if the value does not encode.
     pub fn new_in(segment: &Segment, value: T) -> Result<Self> {
-        let bytes = codec::to_bytes(&value)?;
+        // Read back any number of times: a proxy in it takes a lasting pin.
+        let bytes = crate::manager::storing(|| codec::to_bytes(&value))?;
         let core = Core::create(segment, fingerprint::<T>(), HOOKS)?;
         let entry = core.alloc_entry(&[&bytes])?;
         // Release: a handle passed on after this sees the value.
@@ -228,7 +229,7 @@ impl<T: Serialize + DeserializeOwned> SlotGuard<'_, T> {
     /// # Errors
     /// As for [`Slot::set`].
     pub fn set(&self, value: &T) -> Result<()> {
-        let bytes = codec::to_bytes(value)?;
+        let bytes = crate::manager::storing(|| codec::to_bytes(value))?;
         let old = self.core().word(ROOT).load(Ordering::Acquire);
         let new = self.core().prepare_entry(&self.g, &[&bytes])?;
         let held = Held {

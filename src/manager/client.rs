@@ -15,11 +15,13 @@
 //! a forked child (`manager::inherit`). Dropping the last clone releases it; the server drops
 //! a process's references when its last connection ends. The proxies alive in this process
 //! are counted by server and object (what a forked child inherits). A proxy that is
-//! serialized first *pins* the object: a token in flight carries the id of its own pin
-//! (`Lend`), which its receiver takes over when it decodes it (`Adopt`); a proxy stored in a
-//! managed container, which may be read back any number of times, takes a lasting pin
-//! instead (`Pin`, once per process). A pin whose process's last connection ended lasts the
-//! server's pin grace (see the manager's module docs).
+//! serialized first *pins* the object: a token in flight carries the (random) id of its own
+//! pin (`Lend`), which its receiver takes over when it decodes it (`Adopt`), and which ends
+//! the server's pin grace after it was lent otherwise; a proxy encoded in a value that may be
+//! decoded any number of times (a managed or shared-memory container, a pool's initializer
+//! arguments: encoded inside [`storing`]) takes a lasting pin instead (`Pin`, once per
+//! process), which ends the pin grace after its process's last connection ended (see the
+//! manager's module docs).
 
 use super::protocol::{CallRef, Endpoint, Fault, MAX_REQUEST, Poll, Reply, Request, ok_result};
 use crate::codec;
@@ -407,9 +409,10 @@ thread_local! {
     static STORING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs `f`, which encodes a value to be stored in a managed container: a proxy in it may be
-/// read back any number of times, so it takes a lasting pin (while this process is connected,
-/// and the pin grace after) rather than one its first receiver takes over.
+/// Runs `f`, which encodes a value to be decoded any number of times (stored in a managed or
+/// shared-memory container, a pool's initializer arguments): a proxy in it takes a lasting
+/// pin (while this process is connected, and the pin grace after) rather than one its first
+/// receiver takes over. Every encode-once-decode-many path encodes inside it.
 pub(crate) fn storing<R>(f: impl FnOnce() -> R) -> R {
     /// Puts the flag back, a panic in `f` included.
     struct Restore(bool);

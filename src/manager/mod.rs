@@ -114,19 +114,32 @@
 //!   clone releases its reference when dropped, and the server drops every reference of a
 //!   process when its last connection ends (even by `SIGKILL`). A forked child's inherited
 //!   references ride on a connection only the child keeps, so they go with it however it
-//!   ends; a process without proxies forks without any request.
+//!   ends; a process without proxies forks without any request. The parent waits for its
+//!   servers at most 5 s in all before forking (all servers at once); a server that does
+//!   not answer in time (stopped, hung, unreachable) takes no references for the child, whose
+//!   copies of its proxies then rely on the parent's references, as after a bare `fork(2)`.
 //! - *pins*: before a proxy's token leaves a process (serialized), that process pins the
 //!   object, so a proxy in flight (in a queue, in a child's arguments, in a pipe) finds its
-//!   object. Each token carries a pin of its own, which the process that decodes it takes
-//!   over: the pin ends then, and the receiver's reference keeps the object. A proxy stored
-//!   in a managed container (a dict, list, value, array or namespace), which may be read
-//!   back any number of times, takes a lasting pin instead, once per process. Every pin
-//!   belongs to the pinning process: when its last connection ends, its pins wait the pin
-//!   grace (60 s by default, [`ManagerBuilder::pin_grace`]) for a receiver, then end. So a
-//!   token never received keeps its object only while its sender lives and a grace after;
-//!   decoded later, it finds the object gone (its calls fail with [`Error::Remote`]). A
-//!   proxy encoded and never decoded (a key looked up in a managed container, say) pins its
-//!   object likewise until its process is gone.
+//!   object. Each token carries a pin of its own, named by a random id that only the
+//!   token's holders know, which the process that decodes it takes over: the pin ends then,
+//!   and the receiver's reference keeps the object. Such a pin waits for its receiver the
+//!   pin grace (60 s by default, [`ManagerBuilder::pin_grace`]) from when the token was
+//!   encoded, whether or not its sender still lives, then ends (within a quarter grace,
+//!   at most 1 s, after): so tokens never decoded (dropped bytes, a child that died before
+//!   reading them) keep their object, and the server an entry each, a bounded time. A token decoded later than that finds its object only if something else still
+//!   keeps it (its sender's own proxy, say); otherwise its calls fail with
+//!   [`Error::Remote`] of kind `UnknownObject`, whose message names the pin grace. A
+//!   receiver that may take longer (a token waiting in a long queue after its sender
+//!   dropped its proxy) needs the sender to keep a proxy, a longer pin grace, or the
+//!   proxy stored instead as below.
+//! - *lasting pins*: a value encoded once and decoded any number of times takes a lasting
+//!   pin for every proxy in it instead, once per process: a value stored in a managed
+//!   container (a dict, list, value, array or namespace), in shmproc's shared-memory
+//!   containers ([`Slot`](crate::Slot), [`Dict`](crate::Dict), [`List`](crate::List): keys
+//!   and values, lookups included) and a [`Pool`](crate::Pool)'s initializer arguments. A
+//!   lasting pin lasts while its process is connected, then the pin grace after its last
+//!   connection ended. So a stored proxy keeps its object while the process that stored it
+//!   lives and a grace after; read back later, it finds the object gone likewise.
 //!
 //! The shared namespace ([`Manager::shared`]) lives as long as the server.
 
@@ -139,6 +152,7 @@ mod proxy;
 mod server;
 
 pub use client::RemoteObject;
+pub(crate) use client::storing;
 pub(crate) use inherit::{Inherited, before_fork};
 pub use managed::{DispatchError, Managed, ManagedProxy};
 pub use proxy::{
@@ -235,10 +249,11 @@ impl ManagerBuilder {
         self
     }
 
-    /// Sets how long an object pinned by a serialized proxy waits for a receiver after the
-    /// serializing process's last connection to the server ended (default 60 s; see
-    /// [Lifetimes](self#lifetimes)). A token decoded later than that may find its object
-    /// gone (its calls then fail with [`Error::Remote`]).
+    /// Sets how long an object pinned by a serialized proxy waits for a receiver (default
+    /// 60 s; see [Lifetimes](self#lifetimes)): a token's pin, from when it was encoded; a
+    /// lasting pin (a proxy stored in a container), from the storing process's last
+    /// connection to the server. A token decoded later than that may find its object gone
+    /// (its calls then fail with [`Error::Remote`]).
     pub fn pin_grace(mut self, grace: Duration) -> Self {
         self.pin_grace = grace;
         self

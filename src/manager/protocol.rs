@@ -58,8 +58,9 @@ pub(crate) enum Request {
     /// connection the child inherits); objects gone already are skipped.
     Inherit { objects: Vec<(u64, u32)> },
     /// Pins `object` for one token about to leave the calling client process; replies the
-    /// pin's id (`u64`), which the token carries and its receiver takes over. The pin lasts
-    /// until then, or until the server's pin grace after the process's last connection.
+    /// pin's id (`u64`, random: the capability to end the pin), which the token carries and
+    /// its receiver takes over. The pin lasts until then, or the server's pin grace after
+    /// it was lent, whichever comes first.
     Lend { object: u64 },
 }
 
@@ -157,7 +158,10 @@ impl Fault {
             ),
             Fault::UnknownObject(id) => remote(
                 RemoteErrorKind::UnknownObject,
-                format!("no object {id} in the manager"),
+                format!(
+                    "no object {id} in the manager (every reference to it was released, or \
+                     the token this proxy came from waited longer than the pin grace)"
+                ),
             ),
             Fault::UnknownMethod { kind, method } => remote(
                 RemoteErrorKind::UnknownMethod,

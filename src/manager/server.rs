@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::process::{
     Outcome, Registrations, TargetId, panic_message, run_installed, take_inherited,
 };
+use crate::sys;
 use crate::transfer::Received;
 use serde::{Deserialize, Serialize};
 use std::any::Any;
@@ -143,10 +144,12 @@ struct Slot {
     /// container there, whence it may be read any number of times): `None` while that
     /// process is connected, then the time until which the pin waits for a reader.
     pins: HashMap<u64, Option<Instant>>,
-    /// Pins of single tokens in flight, by pin id: the lending client process and, once its
-    /// last connection ended, the time until which the pin waits for its receiver. A
-    /// receiver's `Adopt` takes the pin over (ends it).
-    lent: HashMap<u64, (u64, Option<Instant>)>,
+    /// Pins of single tokens in flight, by pin id (random: whoever knows it may end the
+    /// pin, so only the token's holders do), with the time until which each waits for its
+    /// receiver: the pin grace after it was lent, whether or not the lender still lives (so
+    /// tokens never decoded keep the object a bounded time). A receiver's `Adopt` takes the
+    /// pin over (ends it).
+    lent: HashMap<u64, Instant>,
     /// The shared namespace: lives as long as the server.
     permanent: bool,
     type_name: Arc<str>,
@@ -204,6 +207,8 @@ pub(crate) struct Server {
     /// always due after those it waits for, so only `stop` wakes it).
     reaper: Mutex<bool>,
     reaper_wake: std::sync::Condvar,
+    /// The server itself, for starting the reaper from a request.
+    me: std::sync::Weak<Server>,
     /// Whether the server runs inside a user's process (it must then stop its threads rather
     /// than exit).
     in_process: bool,
@@ -239,7 +244,8 @@ impl Server {
                 )
             },
         );
-        Arc::new(Server {
+        Arc::new_cyclic(|me| Server {
+            me: me.clone(),
             types,
             objects: Mutex::new(objects),
             clients: Mutex::new(HashMap::new()),
@@ -583,10 +589,23 @@ impl Server {
                 let pin = if slot.permanent {
                     0
                 } else {
-                    let pin = next_id();
-                    slot.lent.insert(pin, (ctx.client, None));
+                    // Random: a pin id is the capability to end the pin (`Adopt`), so only
+                    // a holder of the token may; never 0 (no pin) nor one in use.
+                    let pin = loop {
+                        let p = sys::random_u64();
+                        if p != 0 && !slot.lent.contains_key(&p) {
+                            break p;
+                        }
+                    };
+                    slot.lent.insert(pin, Instant::now() + self.pin_grace);
                     pin
                 };
+                drop(objects);
+                if pin != 0
+                    && let Some(me) = self.me.upgrade()
+                {
+                    me.expire_pins_later();
+                }
                 codec::to_bytes(&pin).map_err(Fault::from)
             }
             Request::Inherit { objects: inherited } => {
@@ -663,7 +682,7 @@ impl Server {
     }
 
     /// One connection of `client` ended; the last one gives back what it held and its
-    /// references, and starts the grace of its pins.
+    /// references, and starts the grace of its lasting pins.
     fn client_left(self: &Arc<Self>, client: u64) {
         let mut orphaned = false;
         let (touched, removed) = {
@@ -678,10 +697,9 @@ impl Server {
             let Some(rec) = clients.remove(&client) else {
                 return;
             };
-            // The references it still held go too: its proxies are gone with it. An object a
-            // proxy of which it serialized was pinned before the token left the process
-            // (`RemoteObject`'s `Serialize` waits for the pin): the pin now waits the grace
-            // for a receiver to adopt the object, so a proxy in flight keeps its object.
+            // The references it still held go too: its proxies are gone with it. Its lasting
+            // pins (proxies it stored in a container) now wait the grace for a reader; the
+            // pins of its tokens in flight wait theirs already (from when they were lent).
             // Taken under the clients' lock: a new connection of the same client (which
             // would create under the same nonce) is counted before or after this, never
             // during.
@@ -693,12 +711,6 @@ impl Server {
                 if let Some(p) = slot.pins.get_mut(&client) {
                     *p = Some(until);
                     orphaned = true;
-                }
-                for (owner, p) in slot.lent.values_mut() {
-                    if *owner == client {
-                        *p = Some(until);
-                        orphaned = true;
-                    }
                 }
                 if had && slot.unused() {
                     gone.push(*id);
@@ -742,7 +754,8 @@ impl Server {
     }
 
     /// Ends pins whose grace is over (dropping the objects nothing else keeps), sleeping
-    /// until the next one is due; returns once none waits or the server stops.
+    /// until the next one is due (or a quarter grace, at most 1 s, if that is later: a pin
+    /// may end that much after its grace); returns once none waits or the server stops.
     fn expire_pins(&self) {
         let mut running = lock(&self.reaper);
         loop {
@@ -761,7 +774,7 @@ impl Server {
                         None => true,
                     };
                     slot.pins.retain(|_, until| keep(until));
-                    slot.lent.retain(|_, (_, until)| keep(until));
+                    slot.lent.retain(|_, until| keep(&Some(*until)));
                     if slot.unused() {
                         gone.push(*id);
                     }
@@ -784,6 +797,9 @@ impl Server {
                 *running = false;
                 return;
             };
+            // Pins due close together end together: at most one pass over the table per
+            // quarter grace (and per second), however many tokens are lent.
+            let next = next.max(now + (self.pin_grace / 4).min(Duration::from_secs(1)));
             running = self
                 .reaper_wake
                 .wait_timeout(running, next.saturating_duration_since(now))

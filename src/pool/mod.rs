@@ -957,7 +957,9 @@ impl PoolBuilder {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize,
     {
-        self.initializer = Some((Target::returning(f), codec::to_bytes(&args)));
+        // Decoded by every worker, replacements included: a proxy in them takes a lasting pin.
+        let args = crate::manager::storing(|| codec::to_bytes(&args));
+        self.initializer = Some((Target::returning(f), args));
         self
     }
 
