@@ -31,7 +31,7 @@ use crate::heap::{LINK_BYTES, ObjectRef, ObjectToken};
 use crate::segment::Segment;
 use crate::sync::range::{self, Claim, RangeTable, Wait};
 use crate::sync::{Lock, LockGuard};
-use crate::sys::Deadline;
+use crate::sys::{self, Deadline};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Bound, Deref, DerefMut, Range, RangeBounds};
@@ -462,12 +462,15 @@ impl<T: Shareable> Array<T> {
     }
 
     fn claim(&self, r: Range<usize>, wait: Wait<'_>) -> Claimed<'_, T> {
-        let guard = |slot| ArrayRangeGuard {
-            array: self,
-            start: r.start,
-            len: r.end - r.start,
-            slot,
-            _not_send: PhantomData,
+        let guard = |slot| {
+            sys::guard_made();
+            ArrayRangeGuard {
+                array: self,
+                start: r.start,
+                len: r.end - r.start,
+                slot,
+                _not_send: PhantomData,
+            }
         };
         if r.is_empty() {
             return Claimed::Held(guard(None));
@@ -643,7 +646,10 @@ impl<T: Shareable> DerefMut for ArrayRangeGuard<'_, T> {
 
 impl<T: Shareable> Drop for ArrayRangeGuard<'_, T> {
     fn drop(&mut self) {
+        sys::guard_dropped();
         if let Some(slot) = self.slot {
+            // Releases only the calling thread's claim: a copy in a forked child releases
+            // nothing.
             range::release(self.array.table(), slot);
         }
     }

@@ -322,7 +322,7 @@ impl ConditionLock {
 
     fn unlock(&self) {
         match self {
-            ConditionLock::Lock(l) => raw::unlock(l.word()),
+            ConditionLock::Lock(l) => raw::unlock_own(l.word()),
             ConditionLock::RLock(l) => {
                 let _ = rlock::algo::unlock(l.owner_word(), l.count_word());
             }
@@ -637,6 +637,7 @@ unsafe impl Sync for ConditionGuard<'_> {}
 
 impl<'a> ConditionGuard<'a> {
     fn new(cond: &'a Condition) -> Self {
+        sys::guard_made();
         ConditionGuard {
             cond,
             _not_send: PhantomData,
@@ -657,6 +658,8 @@ impl fmt::Debug for ConditionGuard<'_> {
 
 impl Drop for ConditionGuard<'_> {
     fn drop(&mut self) {
+        sys::guard_dropped();
+        // Releases only the calling thread's hold: a copy in a forked child releases nothing.
         self.cond.lock.unlock();
     }
 }

@@ -585,6 +585,27 @@ pub(crate) fn unlock(word: &LockWord) {
     }
 }
 
+/// Releases the lock if the word names the calling thread; else does nothing (a guard's drop).
+///
+/// A guard copied into a forked child (kept in a thread-local, or leaked and reachable from
+/// one) is dropped there by a thread with another id: the parent's hold must stay. Costs one
+/// thread-local read of the cached id and one plain load of the word, in the cache line the
+/// swap takes exclusive anyway.
+#[inline]
+pub(crate) fn unlock_own(word: &LockWord) {
+    if names_current_thread(word) {
+        unlock(word);
+    }
+}
+
+/// Returns whether the word names the calling thread's id (its own hold, for a guard's drop;
+/// `held_by_current_thread` also asks for the record).
+#[inline(always)]
+pub(crate) fn names_current_thread(word: &LockWord) -> bool {
+    // Relaxed: only this thread writes its own id into the word; a word naming it is its hold.
+    word.word.load(Ordering::Relaxed) & TID_MASK == sys::current_tid()
+}
+
 /// Wakes one sleeper (the release's slow path, kept out of line so `unlock` inlines small).
 #[cold]
 #[inline(never)]

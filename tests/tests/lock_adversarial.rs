@@ -29,7 +29,6 @@ fn other_thread_gets(lock: &Lock) -> bool {
 /// guard's `&mut` still lives, so the lock must stay held (else another thread gets a second
 /// `&mut` to the same value, and the first guard's drop later releases the second's hold).
 #[test]
-#[ignore = "Lock::release frees a lock held by a live guard: a second &mut to a Value from safe code"]
 fn releasing_a_values_lock_under_its_live_guard_never_gives_a_second_guard() {
     run("release_under_value_guard", || {
         let v = Value::new(1u64).unwrap();
@@ -48,7 +47,6 @@ fn releasing_a_values_lock_under_its_live_guard_never_gives_a_second_guard() {
 
 /// The same for an `Array`'s whole-array guard, and for a plain `LockGuard`.
 #[test]
-#[ignore = "Lock::release frees a lock held by a live guard: a second &mut to an Array from safe code"]
 fn releasing_an_arrays_or_locks_lock_under_its_live_guard_never_gives_a_second_guard() {
     run("release_under_array_guard", || {
         let a = Array::<u32>::new(4).unwrap();
@@ -187,7 +185,8 @@ fn a_leaked_guard_with_an_unprovable_pid_word_stays_held() {
 
 /// A scribbled word naming the calling thread beside its own stamp reads as the caller's own
 /// hold: a timed or non-blocking attempt reports it held (or times out); it never panics
-/// through `lock_timeout`/`try_lock` and never hangs.
+/// through `lock_timeout`/`try_lock` and never hangs; `release` refuses it (no `acquire`
+/// took it).
 #[test]
 fn a_word_scribbled_to_name_the_caller_never_hangs_a_timed_attempt() {
     run("scribbled_to_caller", || {
@@ -208,9 +207,15 @@ fn a_word_scribbled_to_name_the_caller_never_hangs_a_timed_attempt() {
                 .map(|g| g.is_some());
             assert!(matches!(timed, Ok(false)), "word {word:#x}: {timed:?}");
             assert!(matches!(l.try_lock(), Ok(None)), "word {word:#x}");
-            // Released as ours (the record says so): usable again.
-            l.release().unwrap();
+            // Not taken with `acquire`: `release` refuses it (it cannot tell a scribble from
+            // a guard's hold). Un-scribbled, the lock is usable again.
+            assert!(
+                matches!(l.release(), Err(Error::NotOwner)),
+                "word {word:#x}"
+            );
+            poke(&heap, at + WORD, &0u32.to_le_bytes());
             assert!(!l.is_locked());
+            drop(l.lock().unwrap());
         }
     });
 }
@@ -294,41 +299,133 @@ fn drop_inherited_guard(_: ()) {
     KEPT.with(|k| drop(k.borrow_mut().take()));
 }
 
-/// In a single-threaded process: takes `l` and keeps the guard in a thread-local, forks a
-/// child (`StartMethod::Fork`) that drops its inherited copy of that guard, then reports
-/// whether the lock is still held (the parent's guard lives) and whether another thread of the
-/// parent gets it meanwhile.
-fn keep_guard_and_fork(l: Lock) -> (bool, bool) {
+/// In a single-threaded process: takes `l` and keeps the guard in a thread-local, tries to
+/// fork a child (`StartMethod::Fork`) that would drop its inherited copy of that guard, then
+/// reports how the start went, whether the lock is still held (the parent's guard lives) and
+/// whether another thread of the parent gets it meanwhile.
+fn keep_guard_and_fork(l: Lock) -> (String, bool, bool) {
     let l: &'static Lock = Box::leak(Box::new(l));
     KEPT.with(|k| *k.borrow_mut() = Some(l.lock().unwrap()));
-    let p = shmproc::Process::new(drop_inherited_guard, ())
+    let started = shmproc::Process::new(drop_inherited_guard, ())
         .start_method(shmproc::StartMethod::Fork)
-        .start()
-        .unwrap();
-    p.join().unwrap();
+        .start();
+    let started = match started {
+        Ok(p) => format!("started: {:?}", p.join()),
+        Err(Error::ForkWhileLocked { guards }) => format!("refused with {guards} guard(s)"),
+        Err(e) => format!("{e}"),
+    };
     let held = l.is_locked();
     let second = other_thread_gets(l);
     KEPT.with(|k| drop(k.borrow_mut().take()));
-    (held, second)
+    (started, held, second)
 }
 
-/// A guard held (in a thread-local) across a `Fork` start is copied into the child; the
+/// A guard held (in a thread-local) across a `Fork` start would be copied into the child; the
 /// child's drop of its copy must not release the parent's hold, or a second guard is handed
-/// out while the parent's lives (with a `Value`, two `&mut` to one value, in safe code).
+/// out while the parent's lives (with a `Value`, two `&mut` to one value, in safe code). The
+/// fork is refused while the thread has a live guard.
 #[test]
-#[ignore = "a guard copied into a Fork child releases the parent's hold when the child drops it"]
 fn a_guard_inherited_by_a_fork_child_never_releases_the_parents_hold() {
     run("fork_inherited_guard", || {
         let l = Lock::new().unwrap();
-        let (held, second) = shmproc::spawn(keep_guard_and_fork, l.clone())
+        let (started, held, second) = shmproc::spawn(keep_guard_and_fork, l.clone())
             .unwrap()
             .join()
             .unwrap();
+        assert!(
+            started == "refused with 1 guard(s)",
+            "a fork with a live guard: {started}"
+        );
         assert!(
             held,
             "the child's copy of the guard released the parent's hold"
         );
         assert!(!second, "a second guard while the parent's lives");
+        assert!(!l.is_locked());
+    });
+}
+
+/// The target of a `Fork` child that writes through a `&'static mut` leaked from a guard.
+fn write_through_leaked(_: ()) {
+    LEAKED.with(|p| {
+        if let Some(v) = p.take() {
+            *v = 99;
+        }
+    });
+}
+
+thread_local! {
+    /// A `&mut` leaked from a `ValueGuard`.
+    static LEAKED: std::cell::Cell<Option<&'static mut u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// In a single-threaded process: leaks a `ValueGuard` (and a `&'static mut` into the value),
+/// then tries to fork a child that would write through it while this process holds the lock;
+/// and returns how the start went and the value.
+fn leak_guard_and_fork(v: Value<u64>) -> (String, u64) {
+    let v: &'static Value<u64> = Box::leak(Box::new(v));
+    let g: &'static mut shmproc::ValueGuard<'static, u64> = Box::leak(Box::new(v.lock().unwrap()));
+    LEAKED.with(|p| p.set(Some(&mut **g)));
+    // The child gets the thread-local's copy; this thread reads through it below.
+    let first = match shmproc::Process::new(write_through_leaked, ())
+        .start_method(shmproc::StartMethod::Fork)
+        .start()
+    {
+        Ok(p) => format!("started: {:?}", p.join()),
+        Err(Error::ForkWhileLocked { guards }) => format!("refused with {guards} guard(s)"),
+        Err(e) => format!("{e}"),
+    };
+    let value = LEAKED.with(std::cell::Cell::take).map_or(0, |r| *r);
+    (first, value)
+}
+
+/// A guard leaked for good (`Box::leak`) keeps the thread from forking: a child would write
+/// through the leaked `&'static mut` while the parent holds the lock (a cross-process race).
+#[test]
+fn a_leaked_guard_refuses_every_later_fork_of_its_thread() {
+    run("fork_leaked_guard", || {
+        let v = Value::new(1u64).unwrap();
+        let (first, value) = shmproc::spawn(leak_guard_and_fork, v.clone())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(
+            first == "refused with 1 guard(s)",
+            "a fork with a leaked guard: {first}"
+        );
+        assert_eq!(value, 1, "a forked child wrote through the leaked guard");
+    });
+}
+
+/// A `Fork` child's target that does nothing.
+fn noop(_: ()) {}
+
+/// Guards dropped: the same thread forks again (the count goes back down).
+fn fork_after_guards(l: Lock) -> String {
+    drop(l.lock().unwrap());
+    drop(l.try_lock().unwrap());
+    l.acquire().unwrap();
+    let r = match shmproc::Process::new(noop, ())
+        .start_method(shmproc::StartMethod::Fork)
+        .start()
+    {
+        Ok(p) => format!("{:?}", p.join()),
+        Err(e) => format!("{e}"),
+    };
+    l.release().unwrap();
+    r
+}
+
+/// A fork after the thread's guards are gone (an `acquire` hold is no guard) goes ahead.
+#[test]
+fn a_fork_after_the_guards_are_dropped_goes_ahead() {
+    run("fork_after_guards", || {
+        let l = Lock::new().unwrap();
+        let r = shmproc::spawn(fork_after_guards, l.clone())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(r, "Ok(0)");
         assert!(!l.is_locked());
     });
 }
