@@ -546,6 +546,11 @@ pub(crate) fn elements<T>(obj: &ObjectRef, at: usize) -> Result<usize> {
 }
 
 /// Holds an [`Array`]'s lock and dereferences to its elements; releases the lock on drop.
+///
+/// While it lives (or after it was leaked) [`Lock::release`](crate::Lock::release) on its
+/// lock is refused, and its thread may not fork with `StartMethod::Fork` (or fork an exchange
+/// or pool worker): [`Error::ForkWhileLocked`](crate::Error::ForkWhileLocked). A copy that
+/// reaches a forked child anyway releases nothing when dropped there.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[clippy::has_significant_drop]
 pub struct ArrayGuard<'a, T: Shareable> {
@@ -602,6 +607,11 @@ impl<'a, T: Shareable> Claimed<'a, T> {
 /// them; releases the range on drop.
 ///
 /// Not `Send`: the range belongs to the thread that took it.
+///
+/// While it lives (or after it was leaked) its thread may not fork with `StartMethod::Fork`
+/// (or fork an exchange or pool worker):
+/// [`Error::ForkWhileLocked`](crate::Error::ForkWhileLocked). A copy that reaches a forked
+/// child anyway releases nothing when dropped there.
 #[must_use = "the range is released as soon as the guard is dropped"]
 #[clippy::has_significant_drop]
 pub struct ArrayRangeGuard<'a, T: Shareable> {

@@ -623,6 +623,11 @@ impl Condition {
 /// Holds a [`Condition`]'s lock (one level of an [`RLock`]); releases it when dropped.
 ///
 /// Not `Send`: the lock belongs to the thread that took it.
+///
+/// While it lives (or after it was leaked) its lock's `release` is refused, and its thread may
+/// not fork with `StartMethod::Fork` (or fork an exchange or pool worker):
+/// [`Error::ForkWhileLocked`](crate::Error::ForkWhileLocked). A copy that reaches a forked
+/// child anyway releases nothing when dropped there.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[clippy::has_significant_drop]
 pub struct ConditionGuard<'a> {

@@ -86,7 +86,9 @@ pub(crate) const LOCK_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Loc
 /// # Differences from `multiprocessing.Lock`
 ///
 /// The lock records which thread holds it, so only that thread may [`release`](Lock::release)
-/// it (Python lets any process release a `Lock`; here that is [`Error::NotOwner`]). Taking it
+/// it, and only a hold it took with [`acquire`](Lock::acquire) (Python lets any process
+/// release a `Lock`; here that is [`Error::NotOwner`], as is a release of a hold a live guard
+/// owns). Taking it
 /// twice from the same thread is a deadlock in Python; here [`lock`](Lock::lock) panics and the
 /// timed and `try_` forms report it as held.
 ///

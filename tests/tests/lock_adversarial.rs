@@ -4,7 +4,7 @@
 
 use shmproc::heap_testing::TestHeap;
 use shmproc::testing::{ForkPermit, assert_no_leaks, fork, watchdog};
-use shmproc::{Array, Error, Lock, Segment, Value};
+use shmproc::{Array, Error, Lock, RLock, Segment, Value};
 use shmproc_tests::Rng;
 use std::time::Duration;
 
@@ -427,6 +427,114 @@ fn a_fork_after_the_guards_are_dropped_goes_ahead() {
             .unwrap();
         assert_eq!(r, "Ok(0)");
         assert!(!l.is_locked());
+    });
+}
+
+/// In a single-threaded process: keeps a guard of `l` in a thread-local and holds `l2` through
+/// `acquire`, then forks a child (`testing::fork`, which does not refuse) that drops its copy
+/// of the guard and tries to `release` its copy of the `acquire` hold. Returns the child's exit
+/// code (bit 0: `l` still held in the child after its drop; bit 1: the child's release of
+/// `l2` was refused), and whether `l` and `l2` are still held and another thread gets `l`.
+fn fork_with_kept_guard_and_acquired(locks: (Lock, Lock)) -> (i32, bool, bool, bool) {
+    let (l, l2): &'static (Lock, Lock) = Box::leak(Box::new(locks));
+    KEPT.with(|k| *k.borrow_mut() = Some(l.lock().unwrap()));
+    l2.acquire().unwrap();
+    // SAFETY: this process has one thread; the child only drops its copy of the guard, reads
+    // the lock words and tries a release, then exits.
+    #[allow(unsafe_code)]
+    let permit = unsafe { ForkPermit::new() };
+    let mut child = fork(permit, || {
+        drop_inherited_guard(());
+        let refused = matches!(l2.release(), Err(Error::NotOwner));
+        i32::from(l.is_locked()) | (i32::from(refused) << 1)
+    });
+    let code = child.wait().unwrap_or(-1);
+    let held = (l.is_locked(), l2.is_locked());
+    let second = other_thread_gets(l);
+    KEPT.with(|k| drop(k.borrow_mut().take()));
+    l2.release().unwrap();
+    (code, held.0, held.1, second)
+}
+
+/// A copy of a guard that reaches a forked child anyway (a fork that does not refuse) releases
+/// nothing when the child drops it, and the child's copy of the parent's `acquire` hold
+/// releases nothing either: the parent's holds stay, and no second guard is handed out.
+#[test]
+fn a_guard_copy_dropped_in_a_forked_child_releases_nothing() {
+    run("fork_guard_copy_dropped", || {
+        let (l, l2) = (Lock::new().unwrap(), Lock::new().unwrap());
+        let (code, held, held2, second) =
+            shmproc::spawn(fork_with_kept_guard_and_acquired, (l.clone(), l2.clone()))
+                .unwrap()
+                .join()
+                .unwrap();
+        assert_eq!(
+            code, 0b11,
+            "bit 0: held after the child's drop; bit 1: release refused"
+        );
+        assert!(
+            held,
+            "the child's drop of its copy released the parent's hold"
+        );
+        assert!(held2, "the child's release freed the parent's acquire hold");
+        assert!(!second, "a second guard while the parent's lives");
+        assert!(!l.is_locked() && !l2.is_locked());
+    });
+}
+
+/// Whether another thread gets `r` within a short wait.
+fn other_thread_gets_rlock(r: &RLock) -> bool {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            r.lock_timeout(Duration::from_millis(100))
+                .map(|g| g.is_some())
+                .unwrap_or(true)
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// `RLock`: levels from `acquire` and from guards add up to one depth in any order, and
+/// `release` drops only a level an `acquire` took: never the one a live guard owns.
+#[test]
+fn rlock_release_drops_only_levels_taken_by_acquire() {
+    run("rlock_release_mixed", || {
+        let r = RLock::new().unwrap();
+        // A guard alone: release refused, the lock stays held.
+        let g = r.lock().unwrap();
+        assert!(matches!(r.release(), Err(Error::NotOwner)));
+        assert_eq!(r.depth(), 1);
+        assert!(!other_thread_gets_rlock(&r));
+        // An acquire on top of the guard: one release, then refused again.
+        r.acquire().unwrap();
+        assert_eq!(r.depth(), 2);
+        r.release().unwrap();
+        assert_eq!(r.depth(), 1);
+        assert!(matches!(r.release(), Err(Error::NotOwner)));
+        assert!(!other_thread_gets_rlock(&r));
+        drop(g);
+        assert!(!r.is_locked());
+        // A guard on top of an acquire: the release drops the acquire's level, the guard's
+        // stays until its drop.
+        r.acquire().unwrap();
+        let g = r.lock().unwrap();
+        r.release().unwrap();
+        assert_eq!(r.depth(), 1);
+        assert!(!other_thread_gets_rlock(&r));
+        drop(g);
+        assert!(!r.is_locked());
+        // An acquire outliving a guard taken after it.
+        r.acquire().unwrap();
+        drop(r.lock().unwrap());
+        assert_eq!(r.depth(), 1);
+        assert!(!other_thread_gets_rlock(&r));
+        r.release().unwrap();
+        assert!(!r.is_locked());
+        assert!(matches!(r.release(), Err(Error::NotOwner)));
+        // Another thread's acquire is not this thread's to release.
+        std::thread::scope(|s| s.spawn(|| r.acquire().unwrap()).join().unwrap());
+        assert!(matches!(r.release(), Err(Error::NotOwner)));
     });
 }
 
