@@ -315,6 +315,17 @@ pub enum Error {
         /// The number of threads the process had.
         threads: usize,
     },
+    /// A fork (the `Fork` start method, a forked exchange or pool worker) was refused because
+    /// the forking thread has live lock guards (`LockGuard`, `RLockGuard`, `ConditionGuard`,
+    /// `ValueGuard`, `ArrayGuard`, `ArrayRangeGuard`, leaked ones included): the child would
+    /// inherit copies of them, and a `&mut` into locked data, while the parent holds the lock.
+    #[error(
+        "cannot fork: the forking thread holds {guards} lock guard(s) (drop them first, or use the Spawn or ForkServer start method)"
+    )]
+    ForkWhileLocked {
+        /// The number of guards the thread had made and not dropped.
+        guards: u32,
+    },
     /// A child's target panicked; the child exited with code 1.
     #[error("child process panicked: {message}")]
     ChildPanicked {

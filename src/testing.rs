@@ -168,7 +168,9 @@ impl ForkPermit {
     /// Until the child created with this permit exits, it takes no lock (allocator aside:
     /// glibc's `fork` makes `malloc` safe in the child) that another thread of this process
     /// might hold at the moment of the fork: standard output and error, the environment,
-    /// shmproc's process-local tables, and any lock of the test's own.
+    /// shmproc's process-local tables, and any lock of the test's own. Nor does it access
+    /// shared data through a guard (or a reference borrowed from one) that it inherited from
+    /// the forking thread: this process may still hold that lock.
     #[allow(unsafe_code)] // An unsafe constructor is the point of a permit.
     pub unsafe fn new() -> ForkPermit {
         ForkPermit(())
@@ -183,6 +185,11 @@ impl ForkPermit {
 ///
 /// # Panics
 /// If `fork` fails.
+///
+/// Unlike the `Fork` start method, this fork goes ahead while the calling thread holds lock
+/// guards (tests fork a child beside a held lock on purpose): the child's copies of them
+/// release nothing when dropped, and the permit's contract forbids the child to touch data
+/// borrowed through them.
 pub fn fork(permit: ForkPermit, f: impl FnOnce() -> i32) -> Child {
     let ForkPermit(()) = permit;
     // References for the manager proxies the child inherits.

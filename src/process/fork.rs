@@ -28,6 +28,7 @@ pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Star
     if threads != 1 {
         return Err(Error::ForkWhileThreaded { threads });
     }
+    super::refuse_fork_with_guards()?;
     // Segments are inherited with the address space; the arguments re-attach by token.
     launch.boot.segments.clear();
     launch.boot.default_segment = None;
@@ -103,7 +104,8 @@ pub(crate) enum ForkedHere<T> {
 /// a `Fork` child's arguments), and forgets the parent's children.
 ///
 /// # Errors
-/// [`Error::ForkWhileThreaded`] unless the caller is single-threaded; [`Error::Codec`] if
+/// [`Error::ForkWhileThreaded`] unless the caller is single-threaded;
+/// [`Error::ForkWhileLocked`] while it has live lock guards; [`Error::Codec`] if
 /// `value` cannot be encoded; [`Error::Io`] if `fork` or `pidfd_open` fails.
 pub(crate) fn fork_here<T>(value: &T) -> Result<ForkedHere<T>>
 where
@@ -114,6 +116,7 @@ where
     if threads != 1 {
         return Err(Error::ForkWhileThreaded { threads });
     }
+    super::refuse_fork_with_guards()?;
     let envelope = crate::transfer::Envelope::seal(value)?;
     register_thread_locals();
     let _ = std::io::stdout().flush();

@@ -211,6 +211,19 @@ impl PreFork {
     }
 }
 
+/// Refuses a fork while the calling thread has live lock guards (leaked ones included): the
+/// child would get copies of them, and of any `&mut` borrowed through them, while the parent
+/// still holds the locks.
+///
+/// # Errors
+/// [`Error::ForkWhileLocked`] with the count of such guards.
+pub(crate) fn refuse_fork_with_guards() -> Result<()> {
+    match sys::live_guards() {
+        0 => Ok(()),
+        guards => Err(Error::ForkWhileLocked { guards }),
+    }
+}
+
 /// Forgets the parent's children in a `Fork` child (they are not its children).
 pub(crate) fn forget_children_after_fork() {
     let mut kids = CHILDREN.lock().unwrap_or_else(PoisonError::into_inner);

@@ -31,7 +31,7 @@ use crate::heap::{LINK_BYTES, ObjectRef, ObjectToken};
 use crate::segment::Segment;
 use crate::sync::range::{self, Claim, RangeTable, Wait};
 use crate::sync::{Lock, LockGuard};
-use crate::sys::Deadline;
+use crate::sys::{self, Deadline};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Bound, Deref, DerefMut, Range, RangeBounds};
@@ -462,12 +462,15 @@ impl<T: Shareable> Array<T> {
     }
 
     fn claim(&self, r: Range<usize>, wait: Wait<'_>) -> Claimed<'_, T> {
-        let guard = |slot| ArrayRangeGuard {
-            array: self,
-            start: r.start,
-            len: r.end - r.start,
-            slot,
-            _not_send: PhantomData,
+        let guard = |slot| {
+            sys::guard_made();
+            ArrayRangeGuard {
+                array: self,
+                start: r.start,
+                len: r.end - r.start,
+                slot,
+                _not_send: PhantomData,
+            }
         };
         if r.is_empty() {
             return Claimed::Held(guard(None));
@@ -543,6 +546,11 @@ pub(crate) fn elements<T>(obj: &ObjectRef, at: usize) -> Result<usize> {
 }
 
 /// Holds an [`Array`]'s lock and dereferences to its elements; releases the lock on drop.
+///
+/// While it lives (or after it was leaked) [`Lock::release`](crate::Lock::release) on its
+/// lock is refused, and its thread may not fork with `StartMethod::Fork` (or fork an exchange
+/// or pool worker): [`Error::ForkWhileLocked`](crate::Error::ForkWhileLocked). A copy that
+/// reaches a forked child anyway releases nothing when dropped there.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[clippy::has_significant_drop]
 pub struct ArrayGuard<'a, T: Shareable> {
@@ -599,6 +607,11 @@ impl<'a, T: Shareable> Claimed<'a, T> {
 /// them; releases the range on drop.
 ///
 /// Not `Send`: the range belongs to the thread that took it.
+///
+/// While it lives (or after it was leaked) its thread may not fork with `StartMethod::Fork`
+/// (or fork an exchange or pool worker):
+/// [`Error::ForkWhileLocked`](crate::Error::ForkWhileLocked). A copy that reaches a forked
+/// child anyway releases nothing when dropped there.
 #[must_use = "the range is released as soon as the guard is dropped"]
 #[clippy::has_significant_drop]
 pub struct ArrayRangeGuard<'a, T: Shareable> {
@@ -643,7 +656,10 @@ impl<T: Shareable> DerefMut for ArrayRangeGuard<'_, T> {
 
 impl<T: Shareable> Drop for ArrayRangeGuard<'_, T> {
     fn drop(&mut self) {
+        sys::guard_dropped();
         if let Some(slot) = self.slot {
+            // Releases only the calling thread's claim: a copy in a forked child releases
+            // nothing.
             range::release(self.array.table(), slot);
         }
     }

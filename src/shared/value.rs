@@ -254,6 +254,11 @@ pub(crate) fn check_block<T>(obj: &ObjectRef, at: usize, n: u64) -> Result<()> {
 }
 
 /// Holds a [`Value`]'s lock and dereferences to the value; releases the lock when dropped.
+///
+/// While it lives (or after it was leaked) [`Lock::release`](crate::Lock::release) on its
+/// lock is refused, and its thread may not fork with `StartMethod::Fork` (or fork an exchange
+/// or pool worker): [`Error::ForkWhileLocked`](crate::Error::ForkWhileLocked). A copy that
+/// reaches a forked child anyway releases nothing when dropped there.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[clippy::has_significant_drop]
 pub struct ValueGuard<'a, T: Shareable> {

@@ -322,7 +322,7 @@ impl ConditionLock {
 
     fn unlock(&self) {
         match self {
-            ConditionLock::Lock(l) => raw::unlock(l.word()),
+            ConditionLock::Lock(l) => raw::unlock_own(l.word()),
             ConditionLock::RLock(l) => {
                 let _ = rlock::algo::unlock(l.owner_word(), l.count_word());
             }
@@ -623,6 +623,11 @@ impl Condition {
 /// Holds a [`Condition`]'s lock (one level of an [`RLock`]); releases it when dropped.
 ///
 /// Not `Send`: the lock belongs to the thread that took it.
+///
+/// While it lives (or after it was leaked) its lock's `release` is refused, and its thread may
+/// not fork with `StartMethod::Fork` (or fork an exchange or pool worker):
+/// [`Error::ForkWhileLocked`](crate::Error::ForkWhileLocked). A copy that reaches a forked
+/// child anyway releases nothing when dropped there.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[clippy::has_significant_drop]
 pub struct ConditionGuard<'a> {
@@ -637,6 +642,7 @@ unsafe impl Sync for ConditionGuard<'_> {}
 
 impl<'a> ConditionGuard<'a> {
     fn new(cond: &'a Condition) -> Self {
+        sys::guard_made();
         ConditionGuard {
             cond,
             _not_send: PhantomData,
@@ -657,6 +663,8 @@ impl fmt::Debug for ConditionGuard<'_> {
 
 impl Drop for ConditionGuard<'_> {
     fn drop(&mut self) {
+        sys::guard_dropped();
+        // Releases only the calling thread's hold: a copy in a forked child releases nothing.
         self.cond.lock.unlock();
     }
 }

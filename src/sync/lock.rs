@@ -18,7 +18,7 @@ use super::raw::{self, Acquired, LockWord};
 use crate::error::{Error, LockResult, OwnerDied, Result};
 use crate::heap::{ObjectRef, ObjectToken};
 use crate::segment::Segment;
-use crate::sys::Deadline;
+use crate::sys::{self, Deadline};
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -86,7 +86,9 @@ pub(crate) const LOCK_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Loc
 /// # Differences from `multiprocessing.Lock`
 ///
 /// The lock records which thread holds it, so only that thread may [`release`](Lock::release)
-/// it (Python lets any process release a `Lock`; here that is [`Error::NotOwner`]). Taking it
+/// it, and only a hold it took with [`acquire`](Lock::acquire) (Python lets any process
+/// release a `Lock`; here that is [`Error::NotOwner`], as is a release of a hold a live guard
+/// owns). Taking it
 /// twice from the same thread is a deadlock in Python; here [`lock`](Lock::lock) panics and the
 /// timed and `try_` forms report it as held.
 ///
@@ -158,14 +160,19 @@ impl Lock {
     pub fn lock(&self) -> LockResult<LockGuard<'_>> {
         // The slow path returns only the dead owner's id (in a register), so the result is
         // built here, inline, and a caller that drops the guard at once keeps it in registers.
-        let died = if raw::try_lock(self.word()) {
+        match self.lock_raw() {
+            None => Ok(LockGuard::new(self)),
+            Some(tid) => Err(OwnerDied::new(LockGuard::new(self), tid)),
+        }
+    }
+
+    /// Takes the lock without a guard; returns the previous holder's thread id if it had died.
+    #[inline(always)]
+    fn lock_raw(&self) -> Option<u32> {
+        if raw::try_lock(self.word()) {
             None
         } else {
             self.lock_slow()
-        };
-        match died {
-            None => Ok(LockGuard::new(self)),
-            Some(tid) => Err(OwnerDied::new(LockGuard::new(self), tid)),
         }
     }
 
@@ -207,19 +214,24 @@ impl Lock {
         &self,
         timeout: Duration,
     ) -> Result<Option<LockGuard<'_>>, OwnerDied<LockGuard<'_>>> {
-        if raw::try_lock(self.word()) {
-            return Ok(Some(LockGuard::new(self)));
-        }
-        if raw::held_by_current_thread(self.word()) {
-            std::thread::sleep(timeout);
-            return Ok(None);
-        }
-        let deadline = Deadline::after(timeout);
-        match raw::lock(self.word(), Some(&deadline)) {
+        match self.lock_timeout_raw(timeout) {
             Acquired::Clean => Ok(Some(LockGuard::new(self))),
             Acquired::OwnerDied(tid) => Err(OwnerDied::new(LockGuard::new(self), tid)),
             Acquired::TimedOut => Ok(None),
         }
+    }
+
+    /// Takes the lock without a guard, waiting at most `timeout`.
+    fn lock_timeout_raw(&self, timeout: Duration) -> Acquired {
+        if raw::try_lock(self.word()) {
+            return Acquired::Clean;
+        }
+        if raw::held_by_current_thread(self.word()) {
+            std::thread::sleep(timeout);
+            return Acquired::TimedOut;
+        }
+        let deadline = Deadline::after(timeout);
+        raw::lock(self.word(), Some(&deadline))
     }
 
     /// Acquires the lock without a guard (Python's `acquire()`); pair with
@@ -231,9 +243,12 @@ impl Lock {
     /// # Panics
     /// If the calling thread holds the lock already.
     pub fn acquire(&self) -> Result<(), OwnerDied<()>> {
-        self.lock()
-            .map(std::mem::forget)
-            .map_err(|e| OwnerDied::new((), forget_guard(e)))
+        let died = self.lock_raw();
+        acquired::note(self.word());
+        match died {
+            None => Ok(()),
+            Some(tid) => Err(OwnerDied::new((), tid)),
+        }
     }
 
     /// Acquires the lock if it is free now; returns whether it was acquired.
@@ -241,9 +256,13 @@ impl Lock {
     /// # Errors
     /// [`OwnerDied`] if the previous holder had died; the lock is held all the same.
     pub fn try_acquire(&self) -> Result<bool, OwnerDied<()>> {
-        match self.try_lock() {
-            Ok(g) => Ok(g.map(std::mem::forget).is_some()),
-            Err(e) => Err(OwnerDied::new((), forget_guard(e))),
+        let a = raw::try_lock_or_take_over(self.word());
+        if a.is_some() {
+            acquired::note(self.word());
+        }
+        match a {
+            Some(Acquired::OwnerDied(tid)) => Err(OwnerDied::new((), tid)),
+            a => Ok(a.is_some()),
         }
     }
 
@@ -252,18 +271,35 @@ impl Lock {
     /// # Errors
     /// [`OwnerDied`] if the previous holder died; the lock is held all the same.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, OwnerDied<()>> {
-        match self.lock_timeout(timeout) {
-            Ok(g) => Ok(g.map(std::mem::forget).is_some()),
-            Err(e) => Err(OwnerDied::new((), forget_guard(e))),
+        let a = self.lock_timeout_raw(timeout);
+        if a != Acquired::TimedOut {
+            acquired::note(self.word());
+        }
+        match a {
+            Acquired::OwnerDied(tid) => Err(OwnerDied::new((), tid)),
+            a => Ok(a == Acquired::Clean),
         }
     }
 
-    /// Releases a lock taken with [`acquire`](Lock::acquire) by the calling thread.
+    /// Releases a lock taken with [`acquire`](Lock::acquire) (or [`try_acquire`](Lock::try_acquire),
+    /// [`acquire_timeout`](Lock::acquire_timeout)) by the calling thread and not released
+    /// since.
+    ///
+    /// A hold taken through a guard ([`lock`](Lock::lock) and the other guard forms, and the
+    /// guards of a [`Value`](crate::Value), an [`Array`](crate::Array) or a container whose
+    /// lock this is) is released only by dropping the guard: `release` refuses it, since the
+    /// guard (and any `&mut` borrowed through it) still lives. Each thread keeps a short list
+    /// of the locks it took with `acquire` for this; a forked child's copy of that list
+    /// releases nothing (the lock must also name the calling thread).
     ///
     /// # Errors
-    /// [`Error::NotOwner`] if the calling thread does not hold it.
+    /// [`Error::NotOwner`] if the calling thread does not hold the lock, or holds it only
+    /// through a guard.
     pub fn release(&self) -> Result<()> {
-        if !raw::held_by_current_thread(self.word()) {
+        // Both checks run: a listed lock this thread no longer holds is a stale entry (a copy
+        // inherited by a forked child) and is dropped from the list.
+        let listed = acquired::take(self.word());
+        if !listed || !raw::held_by_current_thread(self.word()) {
             return Err(Error::NotOwner);
         }
         raw::unlock(self.word());
@@ -292,15 +328,57 @@ impl Lock {
     }
 }
 
-fn forget_guard(e: OwnerDied<LockGuard<'_>>) -> u32 {
-    let tid = e.tid();
-    std::mem::forget(e.into_inner());
-    tid
+/// The locks the calling thread holds through `acquire` (not through a guard), so that
+/// `release` can tell the two apart (both leave the thread's id in the word). Only `acquire`
+/// and `release` of [`Lock`] and [`RLock`](super::RLock) touch it; the guard path does not.
+/// Entries are the lock words' addresses in this process, one per `acquire` not yet released
+/// (an `RLock` taken with `acquire` twice is listed twice).
+pub(crate) mod acquired {
+    use super::LockWord;
+    use std::cell::RefCell;
+
+    thread_local! {
+        static ACQUIRED: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn key(word: &LockWord) -> usize {
+        std::ptr::from_ref(word) as usize
+    }
+
+    /// Lists one `acquire` of `word` by the calling thread.
+    pub(crate) fn note(word: &LockWord) {
+        let k = key(word);
+        // A thread being torn down (its thread-locals destroyed) lists nothing: its later
+        // `release` is refused, and the lock stays held, as a leaked guard's.
+        let _ = ACQUIRED.try_with(|a| a.borrow_mut().push(k));
+    }
+
+    /// Unlists one `acquire` of `word`; returns whether there was one.
+    pub(crate) fn take(word: &LockWord) -> bool {
+        let k = key(word);
+        ACQUIRED
+            .try_with(|a| {
+                let mut a = a.borrow_mut();
+                match a.iter().rposition(|&x| x == k) {
+                    Some(i) => {
+                        a.swap_remove(i);
+                        true
+                    }
+                    None => false,
+                }
+            })
+            .unwrap_or(false)
+    }
 }
 
 /// Holds a [`Lock`]; releases it when dropped.
 ///
-/// Not `Send`: the lock belongs to the thread that took it.
+/// Not `Send`: the lock belongs to the thread that took it. While it lives (or after it was
+/// leaked), [`Lock::release`] refuses to release the lock, and the thread may not fork
+/// (`StartMethod::Fork`, a forked exchange or pool worker: [`Error::ForkWhileLocked`]): a
+/// child would inherit a copy of the guard. A copy that reaches a forked child anyway (a fork
+/// outside shmproc) releases nothing when dropped there: the drop releases the lock only if
+/// the calling thread holds it.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[clippy::has_significant_drop]
 pub struct LockGuard<'a> {
@@ -314,6 +392,7 @@ unsafe impl Sync for LockGuard<'_> {}
 impl<'a> LockGuard<'a> {
     #[inline(always)]
     fn new(lock: &'a Lock) -> Self {
+        sys::guard_made();
         LockGuard {
             lock,
             _not_send: PhantomData,
@@ -335,6 +414,8 @@ impl fmt::Debug for LockGuard<'_> {
 impl Drop for LockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        raw::unlock(self.lock.word());
+        sys::guard_dropped();
+        // Only the holder's own hold: a copy of this guard in a forked child releases nothing.
+        raw::unlock_own(self.lock.word());
     }
 }

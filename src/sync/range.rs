@@ -327,8 +327,12 @@ fn end_stale_claim(table: &RangeTable, i: usize) -> bool {
     was
 }
 
-/// Releases the claim on slot `slot`, held by the calling thread.
+/// Releases the claim on slot `slot`, held by the calling thread; does nothing if the slot's
+/// word does not name the calling thread (a copy of a range guard dropped in a forked child).
 pub(crate) fn release(table: &RangeTable, slot: usize) {
+    if !raw::names_current_thread(&table.slots[slot].word) {
+        return;
+    }
     // Release: the next claimant or array-lock holder that sees the bit clear sees the
     // elements written under the claim.
     table.mask.fetch_and(!(1 << slot), Ordering::Release);

@@ -585,6 +585,48 @@ pub(crate) fn unlock(word: &LockWord) {
     }
 }
 
+/// Releases the lock if the word names the calling thread; else does nothing (a guard's drop).
+///
+/// A guard copied into a forked child (kept in a thread-local, or leaked and reachable from
+/// one) is dropped there by a thread with another id: the parent's hold must stay. Costs one
+/// thread-local read of the cached id: the release is a compare-exchange from that id instead
+/// of a swap (a word with `WAITERS` set takes the out-of-line path, as the swap's wake does).
+#[inline]
+pub(crate) fn unlock_own(word: &LockWord) {
+    // Release: as in `unlock`. One compare-exchange from exactly our id (no waiter) to free:
+    // the same locked instruction as `unlock`'s swap, with the owner check folded in.
+    if word
+        .word
+        .compare_exchange(
+            sys::current_tid(),
+            UNLOCKED,
+            Ordering::Release,
+            Ordering::Relaxed,
+        )
+        .is_err()
+    {
+        unlock_own_slow(word);
+    }
+}
+
+/// [`unlock_own`] with waiters (or another owner): releases and wakes one if the word names
+/// the calling thread, else does nothing.
+#[cold]
+#[inline(never)]
+fn unlock_own_slow(word: &LockWord) {
+    if names_current_thread(word) {
+        unlock(word);
+    }
+}
+
+/// Returns whether the word names the calling thread's id (its own hold, for a guard's drop;
+/// `held_by_current_thread` also asks for the record).
+#[inline(always)]
+pub(crate) fn names_current_thread(word: &LockWord) -> bool {
+    // Relaxed: only this thread writes its own id into the word; a word naming it is its hold.
+    word.word.load(Ordering::Relaxed) & TID_MASK == sys::current_tid()
+}
+
 /// Wakes one sleeper (the release's slow path, kept out of line so `unlock` inlines small).
 #[cold]
 #[inline(never)]

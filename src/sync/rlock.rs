@@ -25,6 +25,7 @@
 //! The one unsafe item is `Sync for RLockGuard`: a shared guard exposes only `&RLock`.
 
 use super::block::{Block, BlockKind};
+use super::lock::acquired;
 use super::raw::{self, Acquired, LockWord};
 use crate::error::{Error, LockResult, OwnerDied, Result};
 use crate::heap::ObjectToken;
@@ -275,7 +276,9 @@ impl RLock {
     /// # Errors
     /// [`OwnerDied`] if the previous owner died; the lock is held all the same.
     pub fn acquire(&self) -> Result<(), OwnerDied<()>> {
-        match algo::lock(self.owner_word(), self.count_word(), None) {
+        let a = algo::lock(self.owner_word(), self.count_word(), None);
+        acquired::note(self.owner_word());
+        match a {
             Acquired::OwnerDied(tid) => Err(OwnerDied::new((), tid)),
             _ => Ok(()),
         }
@@ -286,7 +289,11 @@ impl RLock {
     /// # Errors
     /// [`OwnerDied`] if the previous owner had died; the lock is held all the same.
     pub fn try_acquire(&self) -> Result<bool, OwnerDied<()>> {
-        match algo::try_lock(self.owner_word(), self.count_word()) {
+        let a = algo::try_lock(self.owner_word(), self.count_word());
+        if a.is_some() {
+            acquired::note(self.owner_word());
+        }
+        match a {
             Some(Acquired::OwnerDied(tid)) => Err(OwnerDied::new((), tid)),
             Some(_) => Ok(true),
             None => Ok(false),
@@ -299,20 +306,35 @@ impl RLock {
     /// [`OwnerDied`] if the previous owner died; the lock is held all the same.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, OwnerDied<()>> {
         let deadline = Deadline::after(timeout);
-        match algo::lock(self.owner_word(), self.count_word(), Some(&deadline)) {
+        let a = algo::lock(self.owner_word(), self.count_word(), Some(&deadline));
+        if a != Acquired::TimedOut {
+            acquired::note(self.owner_word());
+        }
+        match a {
             Acquired::OwnerDied(tid) => Err(OwnerDied::new((), tid)),
             Acquired::Clean => Ok(true),
             Acquired::TimedOut => Ok(false),
         }
     }
 
-    /// Releases one level taken with [`acquire`](RLock::acquire).
+    /// Releases one level taken with [`acquire`](RLock::acquire) (or
+    /// [`try_acquire`](RLock::try_acquire), [`acquire_timeout`](RLock::acquire_timeout)) by
+    /// the calling thread and not released since.
+    ///
+    /// Levels taken with `acquire` and through guards ([`lock`](RLock::lock) and the other
+    /// guard forms, a [`Condition`](crate::Condition) over this lock) add up to one
+    /// [`depth`](RLock::depth), in any order (a guard on top of an `acquire`, an `acquire` on
+    /// top of a guard). `release` drops one level only while the calling thread has an
+    /// `acquire` not yet released, so it never drops a level a guard owns: the lock stays
+    /// held while any guard of the thread lives, and each guard's drop releases its own level.
     ///
     /// # Errors
-    /// [`Error::NotOwner`] if the calling thread does not hold the lock (including one release
-    /// more than there were acquisitions).
+    /// [`Error::NotOwner`] if the calling thread does not hold the lock, or holds it only
+    /// through guards (including one release more than there were `acquire`s).
     pub fn release(&self) -> Result<()> {
-        if algo::unlock(self.owner_word(), self.count_word()) {
+        // A listed lock this thread no longer holds is a stale entry (a copy inherited by a
+        // forked child); it is dropped from the list all the same.
+        if acquired::take(self.owner_word()) && algo::unlock(self.owner_word(), self.count_word()) {
             Ok(())
         } else {
             Err(Error::NotOwner)
@@ -354,7 +376,11 @@ impl RLock {
 
 /// Holds one level of an [`RLock`]; releases it when dropped.
 ///
-/// Not `Send`: the lock belongs to the thread that took it.
+/// Not `Send`: the lock belongs to the thread that took it. [`RLock::release`] never releases
+/// the level a guard holds. While a guard lives (or after it was leaked) the thread may not
+/// fork (`StartMethod::Fork`, a forked exchange or pool worker:
+/// [`Error::ForkWhileLocked`](crate::Error::ForkWhileLocked)); a copy that reaches a forked
+/// child anyway releases nothing when dropped there.
 #[must_use = "the level is released as soon as the guard is dropped"]
 #[clippy::has_significant_drop]
 pub struct RLockGuard<'a> {
@@ -369,6 +395,7 @@ unsafe impl Sync for RLockGuard<'_> {}
 impl<'a> RLockGuard<'a> {
     #[inline]
     fn new(lock: &'a RLock) -> Self {
+        sys::guard_made();
         RLockGuard {
             lock,
             _not_send: PhantomData,
@@ -390,6 +417,8 @@ impl fmt::Debug for RLockGuard<'_> {
 impl Drop for RLockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
+        sys::guard_dropped();
+        // Only the calling thread's own level: a copy in a forked child releases nothing.
         let _ = algo::unlock(self.lock.owner_word(), self.lock.count_word());
     }
 }

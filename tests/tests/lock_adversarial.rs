@@ -4,7 +4,7 @@
 
 use shmproc::heap_testing::TestHeap;
 use shmproc::testing::{ForkPermit, assert_no_leaks, fork, watchdog};
-use shmproc::{Array, Error, Lock, Segment, Value};
+use shmproc::{Array, Error, Lock, RLock, Segment, Value};
 use shmproc_tests::Rng;
 use std::time::Duration;
 
@@ -29,7 +29,6 @@ fn other_thread_gets(lock: &Lock) -> bool {
 /// guard's `&mut` still lives, so the lock must stay held (else another thread gets a second
 /// `&mut` to the same value, and the first guard's drop later releases the second's hold).
 #[test]
-#[ignore = "Lock::release frees a lock held by a live guard: a second &mut to a Value from safe code"]
 fn releasing_a_values_lock_under_its_live_guard_never_gives_a_second_guard() {
     run("release_under_value_guard", || {
         let v = Value::new(1u64).unwrap();
@@ -48,7 +47,6 @@ fn releasing_a_values_lock_under_its_live_guard_never_gives_a_second_guard() {
 
 /// The same for an `Array`'s whole-array guard, and for a plain `LockGuard`.
 #[test]
-#[ignore = "Lock::release frees a lock held by a live guard: a second &mut to an Array from safe code"]
 fn releasing_an_arrays_or_locks_lock_under_its_live_guard_never_gives_a_second_guard() {
     run("release_under_array_guard", || {
         let a = Array::<u32>::new(4).unwrap();
@@ -187,7 +185,8 @@ fn a_leaked_guard_with_an_unprovable_pid_word_stays_held() {
 
 /// A scribbled word naming the calling thread beside its own stamp reads as the caller's own
 /// hold: a timed or non-blocking attempt reports it held (or times out); it never panics
-/// through `lock_timeout`/`try_lock` and never hangs.
+/// through `lock_timeout`/`try_lock` and never hangs; `release` refuses it (no `acquire`
+/// took it).
 #[test]
 fn a_word_scribbled_to_name_the_caller_never_hangs_a_timed_attempt() {
     run("scribbled_to_caller", || {
@@ -208,9 +207,15 @@ fn a_word_scribbled_to_name_the_caller_never_hangs_a_timed_attempt() {
                 .map(|g| g.is_some());
             assert!(matches!(timed, Ok(false)), "word {word:#x}: {timed:?}");
             assert!(matches!(l.try_lock(), Ok(None)), "word {word:#x}");
-            // Released as ours (the record says so): usable again.
-            l.release().unwrap();
+            // Not taken with `acquire`: `release` refuses it (it cannot tell a scribble from
+            // a guard's hold). Un-scribbled, the lock is usable again.
+            assert!(
+                matches!(l.release(), Err(Error::NotOwner)),
+                "word {word:#x}"
+            );
+            poke(&heap, at + WORD, &0u32.to_le_bytes());
             assert!(!l.is_locked());
+            drop(l.lock().unwrap());
         }
     });
 }
@@ -294,42 +299,242 @@ fn drop_inherited_guard(_: ()) {
     KEPT.with(|k| drop(k.borrow_mut().take()));
 }
 
-/// In a single-threaded process: takes `l` and keeps the guard in a thread-local, forks a
-/// child (`StartMethod::Fork`) that drops its inherited copy of that guard, then reports
-/// whether the lock is still held (the parent's guard lives) and whether another thread of the
-/// parent gets it meanwhile.
-fn keep_guard_and_fork(l: Lock) -> (bool, bool) {
+/// In a single-threaded process: takes `l` and keeps the guard in a thread-local, tries to
+/// fork a child (`StartMethod::Fork`) that would drop its inherited copy of that guard, then
+/// reports how the start went, whether the lock is still held (the parent's guard lives) and
+/// whether another thread of the parent gets it meanwhile.
+fn keep_guard_and_fork(l: Lock) -> (String, bool, bool) {
     let l: &'static Lock = Box::leak(Box::new(l));
     KEPT.with(|k| *k.borrow_mut() = Some(l.lock().unwrap()));
-    let p = shmproc::Process::new(drop_inherited_guard, ())
+    let started = shmproc::Process::new(drop_inherited_guard, ())
         .start_method(shmproc::StartMethod::Fork)
-        .start()
-        .unwrap();
-    p.join().unwrap();
+        .start();
+    let started = match started {
+        Ok(p) => format!("started: {:?}", p.join()),
+        Err(Error::ForkWhileLocked { guards }) => format!("refused with {guards} guard(s)"),
+        Err(e) => format!("{e}"),
+    };
     let held = l.is_locked();
     let second = other_thread_gets(l);
     KEPT.with(|k| drop(k.borrow_mut().take()));
-    (held, second)
+    (started, held, second)
 }
 
-/// A guard held (in a thread-local) across a `Fork` start is copied into the child; the
+/// A guard held (in a thread-local) across a `Fork` start would be copied into the child; the
 /// child's drop of its copy must not release the parent's hold, or a second guard is handed
-/// out while the parent's lives (with a `Value`, two `&mut` to one value, in safe code).
+/// out while the parent's lives (with a `Value`, two `&mut` to one value, in safe code). The
+/// fork is refused while the thread has a live guard.
 #[test]
-#[ignore = "a guard copied into a Fork child releases the parent's hold when the child drops it"]
 fn a_guard_inherited_by_a_fork_child_never_releases_the_parents_hold() {
     run("fork_inherited_guard", || {
         let l = Lock::new().unwrap();
-        let (held, second) = shmproc::spawn(keep_guard_and_fork, l.clone())
+        let (started, held, second) = shmproc::spawn(keep_guard_and_fork, l.clone())
             .unwrap()
             .join()
             .unwrap();
+        assert!(
+            started == "refused with 1 guard(s)",
+            "a fork with a live guard: {started}"
+        );
         assert!(
             held,
             "the child's copy of the guard released the parent's hold"
         );
         assert!(!second, "a second guard while the parent's lives");
         assert!(!l.is_locked());
+    });
+}
+
+/// The target of a `Fork` child that writes through a `&'static mut` leaked from a guard.
+fn write_through_leaked(_: ()) {
+    LEAKED.with(|p| {
+        if let Some(v) = p.take() {
+            *v = 99;
+        }
+    });
+}
+
+thread_local! {
+    /// A `&mut` leaked from a `ValueGuard`.
+    static LEAKED: std::cell::Cell<Option<&'static mut u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// In a single-threaded process: leaks a `ValueGuard` (and a `&'static mut` into the value),
+/// then tries to fork a child that would write through it while this process holds the lock;
+/// and returns how the start went and the value.
+fn leak_guard_and_fork(v: Value<u64>) -> (String, u64) {
+    let v: &'static Value<u64> = Box::leak(Box::new(v));
+    let g: &'static mut shmproc::ValueGuard<'static, u64> = Box::leak(Box::new(v.lock().unwrap()));
+    LEAKED.with(|p| p.set(Some(&mut **g)));
+    // The child gets the thread-local's copy; this thread reads through it below.
+    let first = match shmproc::Process::new(write_through_leaked, ())
+        .start_method(shmproc::StartMethod::Fork)
+        .start()
+    {
+        Ok(p) => format!("started: {:?}", p.join()),
+        Err(Error::ForkWhileLocked { guards }) => format!("refused with {guards} guard(s)"),
+        Err(e) => format!("{e}"),
+    };
+    let value = LEAKED.with(std::cell::Cell::take).map_or(0, |r| *r);
+    (first, value)
+}
+
+/// A guard leaked for good (`Box::leak`) keeps the thread from forking: a child would write
+/// through the leaked `&'static mut` while the parent holds the lock (a cross-process race).
+#[test]
+fn a_leaked_guard_refuses_every_later_fork_of_its_thread() {
+    run("fork_leaked_guard", || {
+        let v = Value::new(1u64).unwrap();
+        let (first, value) = shmproc::spawn(leak_guard_and_fork, v.clone())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(
+            first == "refused with 1 guard(s)",
+            "a fork with a leaked guard: {first}"
+        );
+        assert_eq!(value, 1, "a forked child wrote through the leaked guard");
+    });
+}
+
+/// A `Fork` child's target that does nothing.
+fn noop(_: ()) {}
+
+/// Guards dropped: the same thread forks again (the count goes back down).
+fn fork_after_guards(l: Lock) -> String {
+    drop(l.lock().unwrap());
+    drop(l.try_lock().unwrap());
+    l.acquire().unwrap();
+    let r = match shmproc::Process::new(noop, ())
+        .start_method(shmproc::StartMethod::Fork)
+        .start()
+    {
+        Ok(p) => format!("{:?}", p.join()),
+        Err(e) => format!("{e}"),
+    };
+    l.release().unwrap();
+    r
+}
+
+/// A fork after the thread's guards are gone (an `acquire` hold is no guard) goes ahead.
+#[test]
+fn a_fork_after_the_guards_are_dropped_goes_ahead() {
+    run("fork_after_guards", || {
+        let l = Lock::new().unwrap();
+        let r = shmproc::spawn(fork_after_guards, l.clone())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(r, "Ok(0)");
+        assert!(!l.is_locked());
+    });
+}
+
+/// In a single-threaded process: keeps a guard of `l` in a thread-local and holds `l2` through
+/// `acquire`, then forks a child (`testing::fork`, which does not refuse) that drops its copy
+/// of the guard and tries to `release` its copy of the `acquire` hold. Returns the child's exit
+/// code (bit 0: `l` still held in the child after its drop; bit 1: the child's release of
+/// `l2` was refused), and whether `l` and `l2` are still held and another thread gets `l`.
+fn fork_with_kept_guard_and_acquired(locks: (Lock, Lock)) -> (i32, bool, bool, bool) {
+    let (l, l2): &'static (Lock, Lock) = Box::leak(Box::new(locks));
+    KEPT.with(|k| *k.borrow_mut() = Some(l.lock().unwrap()));
+    l2.acquire().unwrap();
+    // SAFETY: this process has one thread; the child only drops its copy of the guard, reads
+    // the lock words and tries a release, then exits.
+    #[allow(unsafe_code)]
+    let permit = unsafe { ForkPermit::new() };
+    let mut child = fork(permit, || {
+        drop_inherited_guard(());
+        let refused = matches!(l2.release(), Err(Error::NotOwner));
+        i32::from(l.is_locked()) | (i32::from(refused) << 1)
+    });
+    let code = child.wait().unwrap_or(-1);
+    let held = (l.is_locked(), l2.is_locked());
+    let second = other_thread_gets(l);
+    KEPT.with(|k| drop(k.borrow_mut().take()));
+    l2.release().unwrap();
+    (code, held.0, held.1, second)
+}
+
+/// A copy of a guard that reaches a forked child anyway (a fork that does not refuse) releases
+/// nothing when the child drops it, and the child's copy of the parent's `acquire` hold
+/// releases nothing either: the parent's holds stay, and no second guard is handed out.
+#[test]
+fn a_guard_copy_dropped_in_a_forked_child_releases_nothing() {
+    run("fork_guard_copy_dropped", || {
+        let (l, l2) = (Lock::new().unwrap(), Lock::new().unwrap());
+        let (code, held, held2, second) =
+            shmproc::spawn(fork_with_kept_guard_and_acquired, (l.clone(), l2.clone()))
+                .unwrap()
+                .join()
+                .unwrap();
+        assert_eq!(
+            code, 0b11,
+            "bit 0: held after the child's drop; bit 1: release refused"
+        );
+        assert!(
+            held,
+            "the child's drop of its copy released the parent's hold"
+        );
+        assert!(held2, "the child's release freed the parent's acquire hold");
+        assert!(!second, "a second guard while the parent's lives");
+        assert!(!l.is_locked() && !l2.is_locked());
+    });
+}
+
+/// Whether another thread gets `r` within a short wait.
+fn other_thread_gets_rlock(r: &RLock) -> bool {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            r.lock_timeout(Duration::from_millis(100))
+                .map(|g| g.is_some())
+                .unwrap_or(true)
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// `RLock`: levels from `acquire` and from guards add up to one depth in any order, and
+/// `release` drops only a level an `acquire` took: never the one a live guard owns.
+#[test]
+fn rlock_release_drops_only_levels_taken_by_acquire() {
+    run("rlock_release_mixed", || {
+        let r = RLock::new().unwrap();
+        // A guard alone: release refused, the lock stays held.
+        let g = r.lock().unwrap();
+        assert!(matches!(r.release(), Err(Error::NotOwner)));
+        assert_eq!(r.depth(), 1);
+        assert!(!other_thread_gets_rlock(&r));
+        // An acquire on top of the guard: one release, then refused again.
+        r.acquire().unwrap();
+        assert_eq!(r.depth(), 2);
+        r.release().unwrap();
+        assert_eq!(r.depth(), 1);
+        assert!(matches!(r.release(), Err(Error::NotOwner)));
+        assert!(!other_thread_gets_rlock(&r));
+        drop(g);
+        assert!(!r.is_locked());
+        // A guard on top of an acquire: the release drops the acquire's level, the guard's
+        // stays until its drop.
+        r.acquire().unwrap();
+        let g = r.lock().unwrap();
+        r.release().unwrap();
+        assert_eq!(r.depth(), 1);
+        assert!(!other_thread_gets_rlock(&r));
+        drop(g);
+        assert!(!r.is_locked());
+        // An acquire outliving a guard taken after it.
+        r.acquire().unwrap();
+        drop(r.lock().unwrap());
+        assert_eq!(r.depth(), 1);
+        assert!(!other_thread_gets_rlock(&r));
+        r.release().unwrap();
+        assert!(!r.is_locked());
+        assert!(matches!(r.release(), Err(Error::NotOwner)));
+        // Another thread's acquire is not this thread's to release.
+        std::thread::scope(|s| s.spawn(|| r.acquire().unwrap()).join().unwrap());
+        assert!(matches!(r.release(), Err(Error::NotOwner)));
     });
 }
 

@@ -59,6 +59,28 @@ use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, Ordering};
 thread_local! {
     static TID: Cell<u32> = const { Cell::new(0) };
     static STAMP: Cell<u64> = const { Cell::new(0) };
+    /// How many lock guards this thread has made and not dropped (leaked ones stay counted).
+    static GUARDS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Counts a lock guard made by the calling thread (see [`live_guards`]): a thread-local add,
+/// no atomic read-modify-write.
+#[inline(always)]
+pub(crate) fn guard_made() {
+    GUARDS.with(|g| g.set(g.get().wrapping_add(1)));
+}
+
+/// Uncounts a guard of the calling thread as it is dropped.
+#[inline(always)]
+pub(crate) fn guard_dropped() {
+    GUARDS.with(|g| g.set(g.get().wrapping_sub(1)));
+}
+
+/// Returns how many lock guards the calling thread made and has not dropped: live ones and
+/// leaked ones (`mem::forget`, `Box::leak`, a guard kept in a thread-local). A fork is refused
+/// while it is not 0: the child would inherit copies of them.
+pub(crate) fn live_guards() -> u32 {
+    GUARDS.with(Cell::get)
 }
 
 static ATFORK: Once = Once::new();
