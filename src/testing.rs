@@ -19,6 +19,7 @@
 
 #![allow(clippy::print_stderr)]
 
+use std::os::fd::AsFd;
 use std::sync::OnceLock;
 
 static CONSTRUCTOR_RAN: OnceLock<()> = OnceLock::new();
@@ -106,20 +107,17 @@ pub struct TcpSocket {
 }
 
 /// Returns the connected TCP sockets of this process (read with `getsockname`,
-/// `getpeername` and `getsockopt`). Call it while no other thread opens or closes
-/// descriptors.
+/// `getpeername` and `getsockopt` on a duplicate of each descriptor listed in
+/// `/proc/self/fd`, so another thread may open and close descriptors meanwhile: a socket
+/// opened or closed during the call may be missing from the list).
 pub fn tcp_sockets() -> Vec<TcpSocket> {
     resources()
         .fds
         .into_iter()
         .filter_map(|raw| {
-            #[allow(unsafe_code)]
-            // SAFETY: `raw` was listed open in /proc/self/fd just now, and the borrow is used
-            // only for the queries below, before this function returns; the caller keeps
-            // other threads from closing descriptors meanwhile.
-            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
-            let (local, peer) = crate::sys::ip_socket_addrs(fd)?;
-            let (keepalive, keepalive_idle) = crate::sys::tcp_keepalive(fd).ok()?;
+            let fd = crate::sys::dup_by_number(raw).ok()?;
+            let (local, peer) = crate::sys::ip_socket_addrs(fd.as_fd())?;
+            let (keepalive, keepalive_idle) = crate::sys::tcp_keepalive(fd.as_fd()).ok()?;
             Some(TcpSocket {
                 local,
                 peer,

@@ -520,27 +520,72 @@ impl<'a> EventCount<'a> {
     /// As [`wait_until`](EventCount::wait_until), sleeping in `slices`.
     pub(crate) fn wait_until_in<T>(
         self,
-        mut slices: Slices,
+        slices: Slices,
         deadline: Option<&Deadline>,
-        mut poll: impl FnMut() -> Option<T>,
-        mut after_sleep: impl FnMut(Slept) -> Option<T>,
+        poll: impl FnMut() -> Option<T>,
+        after_sleep: impl FnMut(Slept) -> Option<T>,
     ) -> Option<T> {
-        loop {
-            let key = self.prepare_wait();
-            if let Some(v) = poll() {
-                self.cancel_wait(key);
-                return Some(v);
-            }
-            let slept = self.wait(key, deadline, &mut slices);
-            if let Some(v) = poll() {
-                return Some(v);
-            }
-            if slept == Slept::TimedOut || deadline.is_some_and(Deadline::has_passed) {
-                return None;
-            }
-            if let Some(v) = after_sleep(slept) {
-                return Some(v);
-            }
+        wait_loop(self, slices, deadline, poll, after_sleep)
+    }
+}
+
+/// What [`wait_loop`] needs of an event count: the waiter's side of the handshake.
+trait Handshake: Copy {
+    /// W1–W3.
+    fn announce(self) -> Key;
+    /// Withdraws an announcement whose re-check found the condition ready.
+    fn withdraw(self, key: Key);
+    /// W5.
+    fn sleep_on(self, key: Key, deadline: Option<&Deadline>, slices: &mut Slices) -> Slept;
+}
+
+impl Handshake for EventCount<'_> {
+    fn announce(self) -> Key {
+        self.prepare_wait()
+    }
+    fn withdraw(self, key: Key) {
+        self.cancel_wait(key);
+    }
+    fn sleep_on(self, key: Key, deadline: Option<&Deadline>, slices: &mut Slices) -> Slept {
+        self.wait(key, deadline, slices)
+    }
+}
+
+impl Handshake for EventWord<'_> {
+    fn announce(self) -> Key {
+        self.prepare_wait()
+    }
+    /// Nothing to withdraw: the mark stays, and costs the next notify one wake-up call.
+    fn withdraw(self, _key: Key) {}
+    fn sleep_on(self, key: Key, deadline: Option<&Deadline>, slices: &mut Slices) -> Slept {
+        self.wait(key, deadline, slices)
+    }
+}
+
+/// The wait loop of both event counts: announce, re-check, sleep one slice, re-check, and
+/// after a sleep that did not end the wait, run `after_sleep` (the liveness check).
+fn wait_loop<W: Handshake, T>(
+    w: W,
+    mut slices: Slices,
+    deadline: Option<&Deadline>,
+    mut poll: impl FnMut() -> Option<T>,
+    mut after_sleep: impl FnMut(Slept) -> Option<T>,
+) -> Option<T> {
+    loop {
+        let key = w.announce();
+        if let Some(v) = poll() {
+            w.withdraw(key);
+            return Some(v);
+        }
+        let slept = w.sleep_on(key, deadline, &mut slices);
+        if let Some(v) = poll() {
+            return Some(v);
+        }
+        if slept == Slept::TimedOut || deadline.is_some_and(Deadline::has_passed) {
+            return None;
+        }
+        if let Some(v) = after_sleep(slept) {
+            return Some(v);
         }
     }
 }
@@ -604,27 +649,12 @@ impl<'a> EventWord<'a> {
     /// As [`EventCount::wait_until_in`], on this word.
     pub(crate) fn wait_until_in<T>(
         self,
-        mut slices: Slices,
+        slices: Slices,
         deadline: Option<&Deadline>,
-        mut poll: impl FnMut() -> Option<T>,
-        mut after_sleep: impl FnMut(Slept) -> Option<T>,
+        poll: impl FnMut() -> Option<T>,
+        after_sleep: impl FnMut(Slept) -> Option<T>,
     ) -> Option<T> {
-        loop {
-            let key = self.prepare_wait();
-            if let Some(v) = poll() {
-                return Some(v);
-            }
-            let slept = self.wait(key, deadline, &mut slices);
-            if let Some(v) = poll() {
-                return Some(v);
-            }
-            if slept == Slept::TimedOut || deadline.is_some_and(Deadline::has_passed) {
-                return None;
-            }
-            if let Some(v) = after_sleep(slept) {
-                return Some(v);
-            }
-        }
+        wait_loop(self, slices, deadline, poll, after_sleep)
     }
 }
 

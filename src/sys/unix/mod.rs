@@ -47,7 +47,7 @@ pub(crate) use scm_rights::{recv_frame, send_frame, socket_pair};
 pub(crate) use shm::{shm_create_exclusive, shm_open_existing, shm_unlink};
 pub(crate) use sockopt::set_tcp_keepalive;
 #[cfg(any(test, feature = "test-support"))]
-pub(crate) use sockopt::{ip_socket_addrs, tcp_keepalive};
+pub(crate) use sockopt::{dup_by_number, ip_socket_addrs, tcp_keepalive};
 pub(crate) use spawn::{ExeId, exe_identity, secure_execution, spawn_self};
 #[cfg(all(any(test, feature = "test-support"), not(shmproc_loom)))]
 pub(crate) use thread::set_probe_fault;

@@ -1,15 +1,18 @@
 //! TCP keepalive on a connected socket, so a peer host that vanished (powered off, cut off)
 //! is noticed: `SO_KEEPALIVE` with `TCP_KEEPIDLE`, `TCP_KEEPINTVL` and `TCP_KEEPCNT`; and
-//! reading a TCP socket's keepalive and addresses back (tests).
+//! reading a TCP socket's keepalive and addresses back, on a duplicate of a descriptor number
+//! (`fcntl(F_DUPFD_CLOEXEC)`; tests).
 //!
 //! # References
 //! - `socket(7)` (`SO_KEEPALIVE`), `tcp(7)` (`TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT`)
-//! - `setsockopt(2)`, `getsockopt(2)`, `getsockname(2)`, `getpeername(2)`
+//! - `setsockopt(2)`, `getsockopt(2)`, `getsockname(2)`, `getpeername(2)`, `fcntl(2)`
 
 use std::io;
 #[cfg(any(test, feature = "test-support"))]
 use std::net::SocketAddr;
 use std::os::fd::BorrowedFd;
+#[cfg(any(test, feature = "test-support"))]
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 /// Turns keepalive on for the TCP socket `fd`: after `idle` without traffic, a probe every
@@ -43,4 +46,22 @@ pub(crate) fn ip_socket_addrs(fd: BorrowedFd<'_>) -> Option<(SocketAddr, SocketA
     let local = SocketAddr::try_from(rustix::net::getsockname(fd).ok()?).ok()?;
     let peer = SocketAddr::try_from(rustix::net::getpeername(fd).ok()??).ok()?;
     Some((local, peer))
+}
+
+/// Duplicates whatever open file the descriptor number `raw` names at this moment
+/// (close-on-exec), so that it can be queried while another thread closes or reuses the
+/// number: the copy is this caller's own.
+#[cfg(any(test, feature = "test-support"))]
+#[allow(unsafe_code)]
+pub(crate) fn dup_by_number(raw: i32) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fcntl(F_DUPFD_CLOEXEC)` takes any integer: the kernel looks the number up and
+    // fails with `EBADF` if it names nothing; no memory is passed.
+    let fd = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by the kernel as a new descriptor of this process, and
+    // nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
