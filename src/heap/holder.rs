@@ -43,9 +43,10 @@
 //!
 //! # Releasing dead holders
 //!
-//! A holder is dead only when its process is provably dead (the robust lock's owner test,
-//! `sync::raw::owner_is_dead`: no such process, a zombie, or the pid now names a process
-//! with another start time). Its references are released (each held entry cleared and the
+//! A holder is dead only when its process is provably dead
+//! (`sync::raw::process_of_stamp_is_dead`: no such process, a zombie with no thread left, or
+//! the pid now names a process with another start time; a process whose main thread ended
+//! while its other threads run is alive). Its references are released (each held entry cleared and the
 //! count dropped, freeing blocks that reach 0, one transaction per entry), then its chunks
 //! (one transaction per chunk, which also unlinks it), then the slot (stamp cleared, last).
 //! Each step re-checks under the lock what it changes (the slot still carries the dead stamp,
@@ -438,7 +439,7 @@ impl RawHeap<'_> {
     /// and the first damage found is returned afterwards.
     fn release_dead_where(&self, pick: impl Fn(u64) -> bool, full: bool) -> Result<bool> {
         // Our own slot is never released; a slot with our pid but another start time is a
-        // process that had our pid before us (`owner_is_dead` tells them apart).
+        // process that had our pid before us (`process_of_stamp_is_dead` tells them apart).
         let me = process_stamp();
         let mut any = false;
         let mut damage = None;
@@ -452,8 +453,7 @@ impl RawHeap<'_> {
             if stamp == 0 || stamp == me || !pick(stamp) {
                 continue;
             }
-            let pid = u32::try_from(stamp >> 32).unwrap_or(0);
-            if !crate::sync::raw::owner_is_dead(pid, stamp) {
+            if !crate::sync::raw::process_of_stamp_is_dead(stamp) {
                 continue;
             }
             if let Err(e) = self.release_holder(slot, stamp) {

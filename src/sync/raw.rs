@@ -558,6 +558,21 @@ fn started_after(process: u64, thread: u32, now: u64) -> bool {
     first > now.saturating_add(CLOCK_SLACK)
 }
 
+/// Returns whether the process that recorded `stamp` (its pid in the high half, the low 32
+/// bits of its start time in the low half, as the heap's holder slots keep it) is
+/// definitely dead: no process has the pid, or it is a zombie with no thread left, or the
+/// pid now names a process that started at another time. A process whose leader thread
+/// ended while its other threads run is alive (a per-thread probe would call it a zombie).
+pub(crate) fn process_of_stamp_is_dead(stamp: u64) -> bool {
+    match sys::probe_process(id_of(stamp)) {
+        sys::ProcessLiveness::Gone => true,
+        sys::ProcessLiveness::Running { start: Some(p) } => {
+            start_of(stamp) != sys::START_UNKNOWN && start_of(stamp) != p as u32
+        }
+        sys::ProcessLiveness::Running { start: None } => false,
+    }
+}
+
 /// Returns whether the thread `owner` is definitely dead, given a stamp `record` that may name
 /// it (its id and start time): no thread has the id, or the one that has it started at
 /// another time. For words that record a thread's stamp alone (not a lock's holder, which
