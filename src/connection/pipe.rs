@@ -379,6 +379,9 @@ impl Connection {
     fn rx(&self) -> Result<&Ring> {
         match self.inner()? {
             Inner::Shm(s) => {
+                if let Some(tx) = &s.tx {
+                    tx.note_other_direction();
+                }
                 s.rx.as_ref()
                     .ok_or(Error::WrongDirection { needed: "readable" })
             }
@@ -510,6 +513,9 @@ impl Connection {
                 }
                 Some(end) => {
                     ring.publish_in_place(end, s.tx_efd.as_ref().map(AsFd::as_fd));
+                    if let Some(rx) = &s.rx {
+                        rx.note_other_direction();
+                    }
                     return Ok(());
                 }
                 None => {}
@@ -654,7 +660,12 @@ impl Connection {
         self.check(false)?;
         match self.inner()? {
             Inner::Shm(s) => match &s.tx {
-                Some(ring) => ring.send(buf, s.tx_efd.as_ref().map(AsFd::as_fd)),
+                Some(ring) => {
+                    if let Some(rx) = &s.rx {
+                        rx.note_other_direction();
+                    }
+                    ring.send(buf, s.tx_efd.as_ref().map(AsFd::as_fd))
+                }
                 None => Err(Error::WrongDirection { needed: "writable" }),
             },
             Inner::Sock(s) => s.send(buf),

@@ -72,8 +72,10 @@
 //! its way out of the kernel (the mark is already cleared). A waiter
 //! first spins with `park`'s adaptive budget, kept per direction (growing while the peer tends
 //! to answer within the spin, halving when it does not, and sized back up after a sleep that
-//! ended within 50 µs of the spin: `park::Spin::slept`), then sleeps. The peer's close flag is re-checked with the condition, so a close wakes a sleeper
-//! at once. Sleeps are sliced (50 ms each, `park::Slices::long`: a shorter first slice armed
+//! ended within 50 µs of the spin: `park::Spin::slept`), then sleeps; a side of a one-way
+//! stream (its end did not use the other direction since this side's last wait) yields the
+//! core a few times before it sleeps, as a queue's ends do (`Ring::wait_yields`). The peer's
+//! close flag is re-checked with the condition, so a close wakes a sleeper at once. Sleeps are sliced (50 ms each, `park::Slices::long`: a shorter first slice armed
 //! a kernel timer on every sleep, the dearest part of a blocking round trip on a virtual
 //! machine) so a peer that died without closing is noticed within about 50 ms through its
 //! recorded pid, or through the hang-up of the peer's liveness pipe once no process holds or
@@ -228,6 +230,9 @@ pub(crate) struct Ring {
     spin: Cell<Spin>,
     /// Whether this side spins before it sleeps (see `set_spinning`).
     spinning: Cell<bool>,
+    /// Whether this end used the other direction (sent, for a reader; received, for a
+    /// writer) since this side's last wait (see `note_other_direction`).
+    answered: Cell<bool>,
     /// The read end of the peer's liveness pipe (see `set_peer_liveness`).
     peer: Option<Arc<OwnedFd>>,
     /// Reader side: the payload of a `TAG` record read before the next message starts.
@@ -254,6 +259,7 @@ impl Ring {
             seen_head: Cell::new(0),
             spin: Cell::new(Spin::new(Site::Pipe)),
             spinning: Cell::new(true),
+            answered: Cell::new(false),
             peer: None,
             pending_tag: RefCell::new(None),
             message_tag: RefCell::new(None),
@@ -265,6 +271,15 @@ impl Ring {
     /// ready sleeps on the futex at once).
     pub(crate) fn set_spinning(&self, on: bool) {
         self.spinning.set(on);
+    }
+
+    /// Tells this side that its end used the other direction of the pipe (a reader's end
+    /// sent, a writer's end received). A side that waits without such a use since its last
+    /// wait serves a one-way stream (a pure consumer, or a producer waiting for room); after
+    /// a failed spin it yields the core a few times before it sleeps, as a queue's ends do
+    /// (see `wait`).
+    pub(crate) fn note_other_direction(&self) {
+        self.answered.set(true);
     }
 
     /// Gives this side the queue ring's spin limits (`park`'s `Site::Queue`): a few yields of
@@ -396,6 +411,23 @@ impl Ring {
         self.events(seq).notify();
     }
 
+    /// Returns the yields of this side's next spin, and starts a new count of the other
+    /// direction's uses. A side of a one-way stream (its end did not use the other direction
+    /// since this side's last wait) yields the core after its pauses, as a queue's ends do:
+    /// when the peer runs on this very core (where futex wake-ups tend to gather the two), a
+    /// yield lets it write (or read) a whole batch, while a sleep was woken, and preempted
+    /// the peer, after a message or two (a 256-byte stream made one futex sleep per 8–17
+    /// messages and ran at a quarter of a queue's rate). A side whose end answers keeps the
+    /// pipe site's policy, without yields: in a request/reply exchange on a loaded machine a
+    /// yield may hand the core to an unrelated task for a time slice.
+    fn wait_yields(&self, spin: Spin) -> u32 {
+        if self.answered.replace(false) {
+            spin.yields()
+        } else {
+            Site::Queue.limits().yields.max(spin.yields())
+        }
+    }
+
     /// Waits until `ready()` holds: spins with this side's adaptive budget, then sleeps on
     /// the event count at `seq` in slices, checking after each sleep whether the peer is gone.
     fn wait(
@@ -409,8 +441,12 @@ impl Ring {
         let mut spun = None;
         if self.spinning.get() {
             let mut spin = self.spin.get();
+            let yields = self.wait_yields(spin);
             let start = Instant::now();
-            if spin.until(|| ready().then_some(())).is_some() {
+            if spin
+                .until_yielding(yields, || ready().then_some(()))
+                .is_some()
+            {
                 self.spin.set(spin);
                 return Waited::Ready;
             }

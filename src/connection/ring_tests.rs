@@ -245,3 +245,39 @@ fn in_place_records_wrap_with_padding_and_interleave_with_send() {
     assert!(send_in_place(&r1, &[1; 64]));
     assert_eq!(recv(&r1).unwrap(), [1; 64]);
 }
+
+/// Regression (issue 16: a one-way 256-byte stream ran at a quarter of a queue's rate when
+/// both ends shared a core, each side sleeping on the futex every few messages): a side whose
+/// end did not use the other direction since its last wait yields before it sleeps, as a
+/// queue's ends do; a side whose end answers keeps the pipe site's policy (no yields), and the
+/// mark lasts one wait.
+#[test]
+fn one_way_sides_yield_before_sleeping_and_answering_sides_do_not() {
+    let b = Block::new(MIN_CAPACITY);
+    let r = b.ring(0);
+    let spin = Spin::new(Site::Pipe);
+    let queue_yields = Site::Queue.limits().yields;
+    assert!(queue_yields > 0);
+    assert_eq!(r.wait_yields(spin), queue_yields, "a pure consumer yields");
+    r.note_other_direction();
+    assert_eq!(r.wait_yields(spin), 0, "an answering side does not");
+    assert_eq!(r.wait_yields(spin), queue_yields, "the mark lasts one wait");
+    // A one-way wait still ends as soon as the data arrives (the yields only precede the
+    // sleep), and a wait after an answer as well.
+    let w = b.ring(0);
+    w.send(b"one", None).unwrap();
+    assert_eq!(recv(&r).unwrap(), b"one");
+    let addr = b.ptr as usize;
+    let writer = std::thread::spawn(move || {
+        // SAFETY: the block outlives the thread (joined below) and checks.
+        let w = unsafe { Ring::new(addr as *mut u8, MIN_CAPACITY, 0) };
+        std::thread::sleep(Duration::from_millis(20));
+        w.send(b"two", None).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        w.send(b"three", None).unwrap();
+    });
+    assert_eq!(recv(&r).unwrap(), b"two");
+    r.note_other_direction();
+    assert_eq!(recv(&r).unwrap(), b"three");
+    writer.join().unwrap();
+}

@@ -30,7 +30,7 @@
 //!
 //! | site                                   | `start` | `max` | `yields` | why |
 //! |----------------------------------------|---------|-------|----------|-----|
-//! | lock word, barrier, semaphore, event, pipe ring | 100 | 4000 | 0 | the pipe ring's measured policy (`pipe/ping_pong`); the pipe ring's budget also grows back after short sleeps (below) |
+//! | lock word, barrier, semaphore, event, pipe ring | 100 | 4000 | 0 | the pipe ring's measured policy (`pipe/ping_pong`); the pipe ring's budget also grows back after short sleeps (below), and a side of a one-way pipe stream takes the queue ring's 4 yields (below) |
 //! | queue ring                             | 100     | 4000  | 4        | producer and consumer often share a core, and a yield lets the other run: without the yields `queue/1to1` took 1.0–1.4 µs a message instead of 0.3–0.5 µs |
 //! | condition                              | 20      | 400   | 0        | a long spin takes the core from the notifier (a fixed 20 beat 100, 400 and 4000), and yields made the ping-pong 4x slower |
 //!
@@ -49,7 +49,13 @@
 //! which bounds that waste to one spin of at most `slept + spin` (≤ ~60 µs) per 16 waits.
 //! The pipe site has no yields: on a loaded machine a `sched_yield` may hand the core to an
 //! unrelated task for a whole time slice, and a pipe ping-pong with 4 yields fell to
-//! 1.4–89 k round trips/s where the futex path gave 42–63 k (load average 15–17).
+//! 1.4–89 k round trips/s where the futex path gave 42–63 k (load average 15–17). A side of
+//! a one-way stream (a receiver whose end sent nothing since its last wait, a sender whose
+//! end received nothing) yields 4 times all the same ([`Spin::until_yielding`]), as a
+//! queue's ends do: futex wake-ups tend to gather the two ends on one core, where a sleeping
+//! side was woken (and preempted its peer) every few messages: a 256-byte stream made a
+//! futex sleep per 8–17 messages and ran at 0.5–0.8 M messages/s where the queue, whose ends
+//! yield, ran at 2.5–3 M; with the yields it runs at the queue's rate (2.9 M, same core).
 //!
 //! So a waiter whose peer answers quickly (a ping-pong between two processes on two free
 //! cores) keeps spinning long enough to skip the futex system calls on both sides, and a
@@ -91,7 +97,9 @@
 //! changed or a wake-up came ([`Slept::Woken`]). So a dead peer is noticed within about 50 ms
 //! and a short wait costs few system calls. The pipe ring sleeps in 50 ms slices from the
 //! first ([`Slices::long`]): its sleeps are usually microseconds long, and a short slice
-//! arms a timer that the kernel must program and cancel on every sleep. A site without a liveness check (`Semaphore`,
+//! arms a timer that the kernel must program and cancel on every sleep. A slice with no
+//! deadline of the caller's is a relative timeout ([`sys::futex_wait_for`]), so a sleep reads
+//! no clock. A site without a liveness check (`Semaphore`,
 //! `Event`) sleeps [`Slices::unsliced`]: until its deadline, in one futex wait. Under loom
 //! there are no slices at all: a sleeper with no deadline sleeps until woken, so a missing
 //! wake-up leaves it asleep forever, which loom reports as a deadlock.
@@ -275,10 +283,24 @@ impl Spin {
         self.budget
     }
 
+    /// Returns the yields after the pauses of this budget's site.
+    pub(crate) fn yields(self) -> u32 {
+        self.limits.yields
+    }
+
     /// Polls `poll` up to the budget's rounds, pausing between them, then up to the site's
     /// yields; returns its first `Some`, or `None` when all ran out (then the caller sleeps).
     /// Adapts the budget to the outcome.
-    pub(crate) fn until<T>(&mut self, mut poll: impl FnMut() -> Option<T>) -> Option<T> {
+    pub(crate) fn until<T>(&mut self, poll: impl FnMut() -> Option<T>) -> Option<T> {
+        self.until_yielding(self.limits.yields, poll)
+    }
+
+    /// As [`until`](Spin::until), with `yields` yields after the pauses instead of the site's.
+    pub(crate) fn until_yielding<T>(
+        &mut self,
+        yields: u32,
+        mut poll: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
         if cfg!(shmproc_loom) {
             // One round, no yields, no learning: each round is a modelled step, and the
             // models must be deterministic.
@@ -295,7 +317,7 @@ impl Spin {
         }
         self.budget = (rounds / 2).max(SPIN_MIN);
         self.failed = rounds;
-        for _ in 0..self.limits.yields {
+        for _ in 0..yields {
             crate::loom::yield_now();
             if let Some(v) = poll() {
                 return Some(v);
@@ -436,6 +458,18 @@ pub(crate) fn sleep(
     deadline: Option<&Deadline>,
     slices: &mut Slices,
 ) -> Slept {
+    // With no deadline of the caller's, the slice alone bounds the sleep: a relative timeout,
+    // so no clock is read before the sleep.
+    if deadline.is_none()
+        && !cfg!(shmproc_loom)
+        && let Some(s) = slices.next
+    {
+        slices.next = Some((s * 2).min(MAX_SLICE));
+        return match sys::futex_wait_for(word, expected, s) {
+            WaitOutcome::Retry => Slept::Woken,
+            WaitOutcome::TimedOut => Slept::SliceEnded,
+        };
+    }
     let until = slices.next_until(deadline);
     match sys::futex_wait(word, expected, until.as_ref()) {
         WaitOutcome::Retry => Slept::Woken,

@@ -3,7 +3,10 @@
 //! The words live in `MAP_SHARED` mappings used by several processes, so the `PRIVATE` flag is
 //! never used (a private futex keys on the address space and would never wake another
 //! process). Waits take an absolute `CLOCK_MONOTONIC` deadline (`FUTEX_WAIT_BITSET` with
-//! `FUTEX_BITSET_MATCH_ANY`), so callers loop on interruptions against one deadline.
+//! `FUTEX_BITSET_MATCH_ANY`), so callers loop on interruptions against one deadline; a wait
+//! bounded only by a length of its own (a sleep slice, with no caller deadline) takes it as
+//! a relative timeout (`FUTEX_WAIT`, [`futex_wait_for`]), which spares reading the clock
+//! before every sleep.
 //!
 //! # References
 //! - `futex(2)`, `futex(7)`
@@ -26,6 +29,8 @@ mod imp {
     use core::num::NonZeroU32;
     use rustix::io::Errno;
     use rustix::thread::futex;
+    use rustix::time::Timespec;
+    use std::time::Duration;
 
     const MATCH_ANY: NonZeroU32 = NonZeroU32::MAX;
 
@@ -46,6 +51,24 @@ mod imp {
             Err(Errno::TIMEDOUT) => WaitOutcome::TimedOut,
             // Woken, EAGAIN (value changed), EINTR (signal): the caller re-checks its state
             // and waits again against the same absolute deadline.
+            _ => WaitOutcome::Retry,
+        }
+    }
+
+    /// Sleeps while `*word == expected`, until woken or about `timeout` has passed (a relative
+    /// timeout: an interrupted wait that the caller repeats starts a new one).
+    pub(crate) fn futex_wait_for(
+        word: &AtomicU32,
+        expected: u32,
+        timeout: Duration,
+    ) -> WaitOutcome {
+        let ts = Timespec {
+            tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
+        match futex::wait(word.as_core(), futex::Flags::empty(), expected, Some(&ts)) {
+            Err(Errno::TIMEDOUT) => WaitOutcome::TimedOut,
+            // As in `futex_wait`.
             _ => WaitOutcome::Retry,
         }
     }
@@ -114,6 +137,18 @@ mod imp {
         WaitOutcome::Retry
     }
 
+    /// A timed wait, as `futex_wait` with a deadline: yields once and reports `TimedOut`.
+    pub(crate) fn futex_wait_for(
+        word: &AtomicU32,
+        expected: u32,
+        _timeout: std::time::Duration,
+    ) -> WaitOutcome {
+        if word.load(Ordering::SeqCst) == expected {
+            loom::thread::yield_now();
+        }
+        WaitOutcome::TimedOut
+    }
+
     pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) -> usize {
         let (mutex, condvar) = &*PARK;
         let _guard = match mutex.lock() {
@@ -135,4 +170,4 @@ mod imp {
     }
 }
 
-pub(crate) use imp::{futex_requeue, futex_wait, futex_wake};
+pub(crate) use imp::{futex_requeue, futex_wait, futex_wait_for, futex_wake};

@@ -23,7 +23,7 @@ pub(crate) mod thread;
 pub(crate) use atfork::fork_epoch;
 pub(crate) use clock::Deadline;
 pub(crate) use eventfd::{eventfd_create, eventfd_drain, eventfd_signal};
-pub(crate) use futex::{WaitOutcome, futex_requeue, futex_wait, futex_wake};
+pub(crate) use futex::{WaitOutcome, futex_requeue, futex_wait, futex_wait_for, futex_wake};
 /// Error numbers the tests inject through the liveness probe's fault seam.
 #[cfg(all(test, not(shmproc_loom)))]
 pub(crate) use libc::{EMFILE, ENOENT};
