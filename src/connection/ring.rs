@@ -19,10 +19,12 @@
 //! | 0      | 8    | `head`            | the writer: bytes ever published          |
 //! | 8      | 4    | `writer_pid`      | the writer: pid of the process using it   |
 //! | 12     | 4    | `reader_closed`   | the reader, once: 0 → 1 on close          |
+//! | 16     | 4    | `writer_cpu`      | the writer: its CPU + 1 at its last publish (0: unknown) |
 //! | 64     | 8    | `tail`            | the reader: bytes ever consumed           |
 //! | 72     | 4    | `reader_pid`      | the reader: pid of the process using it   |
 //! | 76     | 4    | `writer_closed`   | the writer, once: 0 → 1 on close          |
 //! | 80     | 8    | `recv_turn`       | a receiver: its stamp (tid, start time) while it receives (0: free) |
+//! | 88     | 4    | `reader_cpu`      | the reader: its CPU + 1 at its last consume (0: unknown) |
 //! | 128    | 4    | `rx_seq`          | the reader marks it before sleeping on it, the writer bumps it |
 //! | 132    | 4    | (unused, 0)       |                                           |
 //! | 136    | 4    | `pollers`         | `wait()` callers (+1 / −1)                |
@@ -73,8 +75,9 @@
 //! first spins with `park`'s adaptive budget, kept per direction (growing while the peer tends
 //! to answer within the spin, halving when it does not, and sized back up after a sleep that
 //! ended within 50 µs of the spin: `park::Spin::slept`), then sleeps; a side of a one-way
-//! stream (its end did not use the other direction since this side's last wait) yields the
-//! core a few times before it sleeps, as a queue's ends do (`Ring::wait_yields`). The peer's
+//! stream (its end did not use the other direction since this side's last wait) whose peer
+//! last published or consumed on the same CPU (`writer_cpu`, `reader_cpu`) yields the core
+//! a few times before it sleeps, as a queue's ends do (`Ring::wait_yields`). The peer's
 //! close flag is re-checked with the condition, so a close wakes a sleeper at once. Sleeps are sliced (50 ms each, `park::Slices::long`: a shorter first slice armed
 //! a kernel timer on every sleep, the dearest part of a blocking round trip on a virtual
 //! machine) so a peer that died without closing is noticed within about 50 ms through its
@@ -130,10 +133,12 @@ pub(crate) const MAX_TAG: usize = 256;
 const HEAD: u64 = 0;
 const WRITER_PID: u64 = 8;
 const READER_CLOSED: u64 = 12;
+const WRITER_CPU: u64 = 16;
 const TAIL: u64 = 64;
 const READER_PID: u64 = 72;
 const WRITER_CLOSED: u64 = 76;
 const RECV_TURN: u64 = 80;
+const READER_CPU: u64 = 88;
 const RX_SEQ: u64 = 128;
 const POLLERS: u64 = 136;
 const TX_SEQ: u64 = 192;
@@ -411,20 +416,31 @@ impl Ring {
         self.events(seq).notify();
     }
 
-    /// Returns the yields of this side's next spin, and starts a new count of the other
-    /// direction's uses. A side of a one-way stream (its end did not use the other direction
-    /// since this side's last wait) yields the core after its pauses, as a queue's ends do:
-    /// when the peer runs on this very core (where futex wake-ups tend to gather the two), a
-    /// yield lets it write (or read) a whole batch, while a sleep was woken, and preempted
-    /// the peer, after a message or two (a 256-byte stream made one futex sleep per 8–17
-    /// messages and ran at a quarter of a queue's rate). A side whose end answers keeps the
-    /// pipe site's policy, without yields: in a request/reply exchange on a loaded machine a
-    /// yield may hand the core to an unrelated task for a time slice.
-    fn wait_yields(&self, spin: Spin) -> u32 {
-        if self.answered.replace(false) {
-            spin.yields()
+    /// Returns the yields of this side's next spin (waiting on the event count at `seq`),
+    /// and starts a new count of the other direction's uses. A side of a one-way stream (its
+    /// end did not use the other direction since this side's last wait) whose peer last
+    /// published (or consumed) on this very CPU yields the core after its pauses, as a
+    /// queue's ends do: a yield lets the peer write (or read) a whole batch, while a sleep
+    /// was woken, and preempted the peer, after a message or two (futex wake-ups tend to
+    /// gather the two ends on one core; a 256-byte stream there made one futex sleep per
+    /// 8–17 messages and ran at a quarter of a queue's rate). Every other side keeps the pipe
+    /// site's policy, without yields: a yield hands the core to whichever task the scheduler
+    /// picks, on a loaded machine an unrelated one for a time slice (a queue, whose ends
+    /// always yield, fell to 27 k messages/s at load average 12 where a sleeping pipe reader
+    /// kept 1.5 M), and in a request/reply exchange the same.
+    fn wait_yields(&self, spin: Spin, seq: u64) -> u32 {
+        let answered = self.answered.replace(false);
+        let peer_cpu = if seq == RX_SEQ {
+            WRITER_CPU
         } else {
+            READER_CPU
+        };
+        // Relaxed: only a hint of where the peer ran last.
+        let cpu = self.u32_at(peer_cpu).load(Ordering::Relaxed);
+        if !answered && cpu != 0 && cpu == sys::current_cpu() {
             Site::Queue.limits().yields.max(spin.yields())
+        } else {
+            spin.yields()
         }
     }
 
@@ -441,7 +457,7 @@ impl Ring {
         let mut spun = None;
         if self.spinning.get() {
             let mut spin = self.spin.get();
-            let yields = self.wait_yields(spin);
+            let yields = self.wait_yields(spin, seq);
             let start = Instant::now();
             if spin
                 .until_yielding(yields, || ready().then_some(()))
@@ -696,6 +712,9 @@ impl Ring {
     }
 
     fn publish(&self, new_head: u64, efd: Option<BorrowedFd<'_>>) {
+        // Relaxed: a hint for the reader's choice to yield (`wait_yields`), in our own line.
+        self.u32_at(WRITER_CPU)
+            .store(sys::current_cpu(), Ordering::Relaxed);
         // Release: the record bytes written above are visible to the reader's Acquire load.
         self.u64_at(HEAD).store(new_head, Ordering::Release);
         // The event count's notify fences (`SeqCst`) before it looks for a sleeping reader:
@@ -838,6 +857,9 @@ impl Ring {
     }
 
     fn consume(&self, new_tail: u64) {
+        // Relaxed: as in `publish`, for the writer's choice.
+        self.u32_at(READER_CPU)
+            .store(sys::current_cpu(), Ordering::Relaxed);
         // Release: our reads of the record happen before the writer reuses its slots.
         self.u64_at(TAIL).store(new_tail, Ordering::Release);
         // Wakes a writer waiting for room, if one announced itself (`park`'s handshake).

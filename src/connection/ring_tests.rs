@@ -248,25 +248,49 @@ fn in_place_records_wrap_with_padding_and_interleave_with_send() {
 
 /// Regression (issue 16: a one-way 256-byte stream ran at a quarter of a queue's rate when
 /// both ends shared a core, each side sleeping on the futex every few messages): a side whose
-/// end did not use the other direction since its last wait yields before it sleeps, as a
-/// queue's ends do; a side whose end answers keeps the pipe site's policy (no yields), and the
-/// mark lasts one wait.
+/// end did not use the other direction since its last wait, and whose peer last ran on this
+/// CPU, yields before it sleeps, as a queue's ends do; a side whose end answers, or whose peer
+/// ran elsewhere, keeps the pipe site's policy (no yields), and the mark lasts one wait.
 #[test]
-fn one_way_sides_yield_before_sleeping_and_answering_sides_do_not() {
+fn one_way_sides_on_the_peers_cpu_yield_before_sleeping_and_others_do_not() {
     let b = Block::new(MIN_CAPACITY);
     let r = b.ring(0);
     let spin = Spin::new(Site::Pipe);
     let queue_yields = Site::Queue.limits().yields;
     assert!(queue_yields > 0);
-    assert_eq!(r.wait_yields(spin), queue_yields, "a pure consumer yields");
-    r.note_other_direction();
-    assert_eq!(r.wait_yields(spin), 0, "an answering side does not");
-    assert_eq!(r.wait_yields(spin), queue_yields, "the mark lasts one wait");
-    // A one-way wait still ends as soon as the data arrives (the yields only precede the
-    // sleep), and a wait after an answer as well.
+    let writer_cpu = r.u32_at(WRITER_CPU);
+    assert_eq!(r.wait_yields(spin, RX_SEQ), 0, "the peer's CPU is unknown");
+    writer_cpu.store(u32::MAX, Ordering::Relaxed);
+    assert_eq!(r.wait_yields(spin, RX_SEQ), 0, "the peer ran elsewhere");
+    // The thread may move between CPUs: retry until it stayed on one around the call.
+    let mut checked = 0;
+    for _ in 0..1000 {
+        let cpu = sys::current_cpu();
+        writer_cpu.store(cpu, Ordering::Relaxed);
+        r.note_other_direction();
+        let answering = r.wait_yields(spin, RX_SEQ);
+        let one_way = r.wait_yields(spin, RX_SEQ);
+        if cpu != 0 && sys::current_cpu() == cpu {
+            assert_eq!(answering, 0, "an answering side does not yield");
+            assert_eq!(
+                one_way, queue_yields,
+                "a one-way side on the peer's CPU does"
+            );
+            checked += 1;
+            if checked == 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(checked, 3, "sched_getcpu reports a CPU");
+    // A publish records the writer's CPU.
+    writer_cpu.store(0, Ordering::Relaxed);
     let w = b.ring(0);
     w.send(b"one", None).unwrap();
+    assert_ne!(writer_cpu.load(Ordering::Relaxed), 0);
     assert_eq!(recv(&r).unwrap(), b"one");
+    // A one-way wait still ends as soon as the data arrives (the yields only precede the
+    // sleep), and a wait after an answer as well.
     let addr = b.ptr as usize;
     let writer = std::thread::spawn(move || {
         // SAFETY: the block outlives the thread (joined below) and checks.

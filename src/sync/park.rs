@@ -51,11 +51,13 @@
 //! unrelated task for a whole time slice, and a pipe ping-pong with 4 yields fell to
 //! 1.4–89 k round trips/s where the futex path gave 42–63 k (load average 15–17). A side of
 //! a one-way stream (a receiver whose end sent nothing since its last wait, a sender whose
-//! end received nothing) yields 4 times all the same ([`Spin::until_yielding`]), as a
-//! queue's ends do: futex wake-ups tend to gather the two ends on one core, where a sleeping
-//! side was woken (and preempted its peer) every few messages: a 256-byte stream made a
-//! futex sleep per 8–17 messages and ran at 0.5–0.8 M messages/s where the queue, whose ends
-//! yield, ran at 2.5–3 M; with the yields it runs at the queue's rate (2.9 M, same core).
+//! end received nothing) whose peer last ran on the same CPU yields 4 times all the same
+//! ([`Spin::until_yielding`]), as a queue's ends do: futex wake-ups tend to gather the two
+//! ends on one core, where a sleeping side was woken (and preempted its peer) every few
+//! messages: a 256-byte stream made a futex sleep per 8–17 messages and ran at 0.5–0.8 M
+//! messages/s where the queue, whose ends yield, ran at 2.5–3 M; with the yields it runs at
+//! the queue's rate (2.9 M, same core). Only then: a side whose peer runs elsewhere gains
+//! nothing by yielding, and on a loaded machine loses the core for a time slice.
 //!
 //! So a waiter whose peer answers quickly (a ping-pong between two processes on two free
 //! cores) keeps spinning long enough to skip the futex system calls on both sides, and a

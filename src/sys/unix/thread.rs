@@ -179,6 +179,23 @@ fn load_stamp() -> u64 {
     stamp
 }
 
+/// Returns the CPU the calling thread runs on, plus one (0: unknown). Only a hint: the thread
+/// may move at any time. `sched_getcpu` reads the thread's rseq area (glibc 2.35 and later),
+/// about a nanosecond, or else makes the `getcpu` call.
+#[cfg(not(shmproc_loom))]
+#[inline]
+pub(crate) fn current_cpu() -> u32 {
+    // SAFETY: `sched_getcpu` takes no arguments and touches no memory of ours.
+    let cpu = unsafe { libc::sched_getcpu() };
+    u32::try_from(cpu).map_or(0, |c| c.wrapping_add(1))
+}
+
+/// Under loom there is no CPU to tell.
+#[cfg(shmproc_loom)]
+pub(crate) fn current_cpu() -> u32 {
+    0
+}
+
 /// Returns the calling process's id, cached (the cache is cleared in a forked child).
 #[inline]
 pub(crate) fn current_pid() -> u32 {
