@@ -143,6 +143,7 @@
 //!
 //! The shared namespace ([`Manager::shared`]) lives as long as the server.
 
+mod attached;
 mod client;
 mod inherit;
 pub mod managed;

@@ -63,6 +63,8 @@ pub(crate) enum Object {
     Event(Mutex<bool>, Condvar),
     Barrier(ManagedBarrier),
     Queue(ManagedQueue),
+    /// A queue or joinable queue in its in-heap form, which local clients attach.
+    HeapQueue(super::attached::HeapQueue),
     /// A registered type's value, kept by its entry (index into the server's types).
     Custom {
         entry: usize,
@@ -272,6 +274,13 @@ impl Object {
         )
     }
 
+    /// Closes an attached object's in-heap form (the server stops): attached calls fail.
+    pub(crate) fn close_attached(&self) {
+        if let Object::HeapQueue(q) = self {
+            q.close();
+        }
+    }
+
     /// Gives back whatever client `client` holds of this object.
     pub(crate) fn release_client(&self, client: u64) {
         match self {
@@ -296,6 +305,7 @@ impl Object {
             Object::Event(e, cv) => event(e, cv, method, args, ctx),
             Object::Barrier(b) => b.call(method, args, ctx),
             Object::Queue(q) => q.call(method, args, ctx),
+            Object::HeapQueue(q) => q.call(method, args, ctx),
             Object::Custom { .. } => Err(unknown("custom", method)),
         }
     }
@@ -1019,6 +1029,8 @@ impl ManagedQueue {
                 }
                 Ok(item)
             }
+            // Served only: nothing to attach.
+            "attach" => enc(&None::<()>),
             "len" => enc(&(lock(&self.st).items.len() as u64)),
             "is_empty" => enc(&lock(&self.st).items.is_empty()),
             "is_full" => enc(&full(&lock(&self.st))),

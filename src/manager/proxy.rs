@@ -7,6 +7,7 @@
 //! `Send + Sync` and serde (`Serialize` pins the object, see [`RemoteObject`]); a proxy
 //! deserialized as the wrong kind is refused.
 
+use super::attached::{Local, LocalQueue};
 use super::client::{RemoteObject, check_type, storing};
 use crate::codec;
 use crate::error::Result;
@@ -14,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Encodes an argument of a container's method: a proxy in it may be stored there and read
@@ -727,61 +729,86 @@ impl BarrierProxy {
     }
 }
 
+/// The attached in-heap queue of a queue proxy, if any (see [`RemoteObject::local`]).
+fn local_queue(remote: &RemoteObject) -> Option<Arc<Local>> {
+    remote.local().filter(|l| matches!(**l, Local::Queue(_)))
+}
+
+/// Runs `f` on the attached queue `l` (from [`local_queue`]).
+fn on_queue<R>(l: &Local, f: impl FnOnce(&LocalQueue) -> Result<R>) -> Result<R> {
+    match l {
+        Local::Queue(q) => f(q),
+    }
+}
+
 macro_rules! queue_methods {
     ($name:ident) => {
         impl<T: Serialize + DeserializeOwned> $name<T> {
+            fn put_with(&self, value: &T, block: bool, timeout: Option<Duration>) -> Result<()> {
+                if let Some(l) = local_queue(&self.remote) {
+                    return on_queue(&l, |q| q.put(value, block, timeout));
+                }
+                self.remote
+                    .call_decode("put", enc(&(in_flight(value)?, block, timeout))?)
+            }
+
+            fn get_with(&self, block: bool, timeout: Option<Duration>) -> Result<T> {
+                if let Some(l) = local_queue(&self.remote) {
+                    return on_queue(&l, |q| q.get(block, timeout));
+                }
+                self.remote.call_decode("get", enc(&(block, timeout))?)
+            }
+
             /// Puts `value`, waiting for room in a bounded queue.
             ///
             /// # Errors
             /// [`Error::Disconnected`](crate::Error::Disconnected) if the server is gone.
             pub fn put(&self, value: &T) -> Result<()> {
-                self.remote
-                    .call_decode("put", enc(&(in_flight(value)?, true, None::<Duration>))?)
+                self.put_with(value, true, None)
             }
             /// Puts `value`, waiting at most `timeout` for room.
             ///
             /// # Errors
             /// [`Error::Full`](crate::Error::Full) if there was no room in time.
             pub fn put_timeout(&self, value: &T, timeout: Duration) -> Result<()> {
-                self.remote
-                    .call_decode("put", enc(&(in_flight(value)?, true, Some(timeout)))?)
+                self.put_with(value, true, Some(timeout))
             }
             /// Puts `value` if there is room now.
             ///
             /// # Errors
             /// [`Error::Full`](crate::Error::Full) if there is none.
             pub fn try_put(&self, value: &T) -> Result<()> {
-                self.remote
-                    .call_decode("put", enc(&(in_flight(value)?, false, None::<Duration>))?)
+                self.put_with(value, false, None)
             }
             /// Takes the oldest item, waiting for one.
             ///
             /// # Errors
             /// [`Error::Disconnected`](crate::Error::Disconnected) if the server is gone.
             pub fn get(&self) -> Result<T> {
-                self.remote
-                    .call_decode("get", enc(&(true, None::<Duration>))?)
+                self.get_with(true, None)
             }
             /// Takes the oldest item, waiting at most `timeout`.
             ///
             /// # Errors
             /// [`Error::Empty`](crate::Error::Empty) if none came in time.
             pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-                self.remote.call_decode("get", enc(&(true, Some(timeout)))?)
+                self.get_with(true, Some(timeout))
             }
             /// Takes the oldest item if there is one.
             ///
             /// # Errors
             /// [`Error::Empty`](crate::Error::Empty) if there is none.
             pub fn try_get(&self) -> Result<T> {
-                self.remote
-                    .call_decode("get", enc(&(false, None::<Duration>))?)
+                self.get_with(false, None)
             }
             /// Returns the number of items.
             ///
             /// # Errors
             /// [`Error::Disconnected`](crate::Error::Disconnected) if the server is gone.
             pub fn len(&self) -> Result<usize> {
+                if let Some(l) = local_queue(&self.remote) {
+                    return on_queue(&l, LocalQueue::len);
+                }
                 Ok(self.remote.call_decode::<u64>("len", enc(&())?)? as usize)
             }
             /// Returns whether the queue is empty.
@@ -789,6 +816,9 @@ macro_rules! queue_methods {
             /// # Errors
             /// As for `len`.
             pub fn is_empty(&self) -> Result<bool> {
+                if let Some(l) = local_queue(&self.remote) {
+                    return on_queue(&l, |q| q.len().map(|n| n == 0));
+                }
                 self.remote.call_decode("is_empty", enc(&())?)
             }
             /// Returns whether a bounded queue is full.
@@ -796,6 +826,9 @@ macro_rules! queue_methods {
             /// # Errors
             /// As for `len`.
             pub fn is_full(&self) -> Result<bool> {
+                if let Some(l) = local_queue(&self.remote) {
+                    return on_queue(&l, LocalQueue::is_full);
+                }
                 self.remote.call_decode("is_full", enc(&())?)
             }
         }
@@ -811,6 +844,9 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
     /// # Errors
     /// [`Error::TaskDoneTooMany`](crate::Error::TaskDoneTooMany) past the items put.
     pub fn task_done(&self) -> Result<()> {
+        if let Some(l) = local_queue(&self.remote) {
+            return on_queue(&l, LocalQueue::task_done);
+        }
         self.remote.call_decode("task_done", enc(&())?)
     }
     /// Waits until every item put was marked done.
@@ -818,13 +854,20 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
     /// # Errors
     /// [`Error::Disconnected`](crate::Error::Disconnected) if the server is gone.
     pub fn join(&self) -> Result<()> {
-        self.remote.call_decode("join", enc(&None::<Duration>)?)
+        self.join_with(None)
+    }
+
+    fn join_with(&self, timeout: Option<Duration>) -> Result<()> {
+        if let Some(l) = local_queue(&self.remote) {
+            return on_queue(&l, |q| q.join(timeout));
+        }
+        self.remote.call_decode("join", enc(&timeout)?)
     }
     /// As [`join`](JoinableQueueProxy::join), at most `timeout`.
     ///
     /// # Errors
     /// [`Error::Timeout`](crate::Error::Timeout) if items are still unfinished then.
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        self.remote.call_decode("join", enc(&Some(timeout))?)
+        self.join_with(Some(timeout))
     }
 }

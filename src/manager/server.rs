@@ -20,6 +20,7 @@
 
 #![allow(unsafe_code)]
 
+use super::attached::{HeapHome, HeapQueue, Welcome};
 use super::client::Greeting;
 use super::managed::{DispatchError, Managed};
 use super::objects::{BUILTIN, Ctx, Object};
@@ -212,6 +213,8 @@ pub(crate) struct Server {
     /// Whether the server runs inside a user's process (it must then stop its threads rather
     /// than exit).
     in_process: bool,
+    /// The segment of the objects local clients attach (queues).
+    home: HeapHome,
 }
 
 /// The id of the server's shared namespace ([`Manager::shared`](super::Manager::shared)).
@@ -255,6 +258,7 @@ impl Server {
             reaper: Mutex::new(false),
             reaper_wake: std::sync::Condvar::new(),
             in_process,
+            home: HeapHome::default(),
         })
     }
 
@@ -264,6 +268,7 @@ impl Server {
 
     pub(crate) fn stop(&self) {
         *lock(&self.stopping) = true;
+        self.close_attached();
         let _reaper = lock(&self.reaper);
         self.reaper_wake.notify_all();
     }
@@ -335,7 +340,8 @@ impl Server {
         let socket = greeting.pipe.is_none();
         let conn = match greeting.pipe {
             Some(pipe) => {
-                if send_reply(&sock, &Reply::Ok(Vec::new()), MAX_REQUEST).is_err() {
+                // The segment of the objects local clients attach travels with the answer.
+                if sock.send(&Welcome::Ok(self.home.home())).is_err() {
                     return;
                 }
                 drop(sock);
@@ -489,11 +495,35 @@ impl Server {
     /// process's table and would otherwise stay there for good).
     pub(crate) fn clear(&self) {
         let all: Vec<(u64, Slot)> = lock(&self.objects).drain().collect();
+        for (_, slot) in &all {
+            slot.obj.close_attached();
+        }
         for (object, slot) in all {
             if let Object::Custom { entry } = *slot.obj {
                 let _ = self.run_custom(entry, CustomOp::Drop { object });
             }
         }
+    }
+
+    /// Closes every attached object's in-heap form: attached calls fail from now on (the
+    /// server is stopping).
+    pub(crate) fn close_attached(&self) {
+        for slot in lock(&self.objects).values() {
+            slot.obj.close_attached();
+        }
+    }
+
+    /// Creates a built-in object: a queue in its in-heap form where it can be made (in the
+    /// server's named segment), else served.
+    fn create_builtin(&self, kind: &str, init: &[u8]) -> std::result::Result<Object, Fault> {
+        if let "shmproc.queue" | "shmproc.joinable_queue" = kind
+            && let Ok(capacity) = codec::from_bytes::<Option<u64>>(init)
+            && let Some(seg) = self.home.segment()
+            && let Some(q) = HeapQueue::create(&seg, capacity, kind == "shmproc.joinable_queue")
+        {
+            return Ok(Object::HeapQueue(q));
+        }
+        Object::create(kind, init)
     }
 
     fn lookup(&self, object: u64) -> std::result::Result<(Arc<Object>, Arc<str>), Fault> {
@@ -538,7 +568,7 @@ impl Server {
             Request::Create { kind, init } => {
                 let id = next_id();
                 let obj = if BUILTIN.contains(&kind.as_str()) {
-                    Object::create(&kind, &init)?
+                    self.create_builtin(&kind, &init)?
                 } else {
                     let entry = self
                         .types
