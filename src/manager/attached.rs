@@ -25,6 +25,8 @@ use crate::error::{Error, Result};
 use crate::heap::{ObjectRef, ObjectToken};
 use crate::queue::ErasedQueue;
 use crate::segment::Segment;
+use crate::sync::raw::Acquired;
+use crate::sync::{Condition, ConditionLock, RLock};
 use crate::sys::{self, Deadline};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -78,6 +80,8 @@ impl ServerId {
 pub(crate) enum AttachKind {
     /// A queue (`joinable`: a joinable one; `bounded`: created with a capacity).
     Queue { joinable: bool, bounded: bool },
+    /// A condition with its own re-entrant lock (`lock` names it).
+    Condition,
 }
 
 /// What a local client needs to attach an object's in-heap form (the reply of its `attach`
@@ -86,6 +90,8 @@ pub(crate) enum AttachKind {
 pub(crate) struct AttachInfo {
     pub(crate) kind: AttachKind,
     pub(crate) token: ObjectToken,
+    /// A condition's lock.
+    pub(crate) lock: Option<ObjectToken>,
     pub(crate) server: ServerId,
 }
 
@@ -259,6 +265,7 @@ impl HeapQueue {
                     bounded: self.bounded,
                 },
                 token: self.q.token(),
+                lock: None,
                 server: self.server,
             })),
             "put" => {
@@ -341,7 +348,13 @@ impl LocalQueue {
         let AttachKind::Queue {
             joinable: j,
             bounded,
-        } = info.kind;
+        } = info.kind
+        else {
+            return Err(Error::WrongKind {
+                expected: "queue",
+                found: "condition",
+            });
+        };
         if j != joinable {
             return Err(Error::WrongKind {
                 expected: if joinable { "joinable queue" } else { "queue" },
@@ -471,9 +484,236 @@ impl LocalQueue {
     }
 }
 
+/// A managed condition held in its in-heap form (a [`Condition`] over its own [`RLock`]) by
+/// a server whose clients are all on its host (a Unix socket's).
+pub(crate) struct HeapCondition {
+    cond: Condition,
+    server: ServerId,
+}
+
+impl Drop for HeapCondition {
+    fn drop(&mut self) {
+        self.cond.close();
+    }
+}
+
+/// Runs a lock wait in slices; `Ok(true)` once it holds the lock (a dead holder's lock is
+/// taken over silently), `Ok(false)` if `until` passed, `Disconnected` once `gone()`.
+fn acquire_sliced(
+    cond: &Condition,
+    block: bool,
+    until: Option<Instant>,
+    gone: impl Fn() -> bool,
+) -> Result<bool> {
+    if !block {
+        return Ok(cond.try_acquire_unguarded().is_some());
+    }
+    match sliced(until, gone, |d| match cond.acquire_unguarded(Some(d)) {
+        Acquired::TimedOut => Err(Error::Timeout),
+        _ => Ok(()),
+    }) {
+        Ok(()) => Ok(true),
+        Err(Error::Timeout) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Waits on `cond` (whose lock the calling thread holds) in slices; whether it was
+/// notified, or `Disconnected` once `gone()` (the lock is then let go entirely).
+fn wait_sliced(cond: &Condition, until: Option<Instant>, gone: impl Fn() -> bool) -> Result<bool> {
+    if !cond.held_here() {
+        return Err(Error::NotOwner);
+    }
+    loop {
+        let mut slice = SLICE;
+        if let Some(d) = until {
+            slice = slice.min(d.saturating_duration_since(Instant::now()));
+        }
+        // Each slice re-takes the lock before the next: no notification is missed in
+        // between (a notifier must hold the lock).
+        let (notified, _) = cond.wait_unguarded(Some(&Deadline::after(slice)))?;
+        if notified {
+            if gone() {
+                // Nobody will receive this notification here (a served waiter whose client
+                // went away): it goes to the next waiter instead of being lost.
+                let _ = cond.notify(1);
+                cond.release_all_unguarded();
+                return Err(Error::Disconnected);
+            }
+            return Ok(true);
+        }
+        if until.is_some_and(|d| Instant::now() >= d) {
+            return Ok(false);
+        }
+        if gone() {
+            cond.release_all_unguarded();
+            return Err(Error::Disconnected);
+        }
+    }
+}
+
+impl HeapCondition {
+    /// Creates a condition over a new re-entrant lock in `seg`; `None` if it does not fit.
+    pub(crate) fn create(seg: &Segment) -> Option<Self> {
+        let lock = RLock::new_in(seg).ok()?;
+        Some(HeapCondition {
+            cond: Condition::with_lock(lock).ok()?,
+            server: ServerId::current(),
+        })
+    }
+
+    /// Marks the condition closed: attached calls fail from now on (the server stops).
+    pub(crate) fn close(&self) {
+        self.cond.close();
+    }
+
+    /// Lets go of the lock if the calling thread (a connection's server thread, ending)
+    /// holds it.
+    pub(crate) fn release_thread(&self) {
+        self.cond.release_all_unguarded();
+    }
+
+    /// Serves a call of a local client that did not attach, on the server thread of its
+    /// connection (which then holds the lock for it, and lets go when the connection ends).
+    pub(crate) fn call(&self, method: &str, args: &[u8], ctx: &Ctx<'_>) -> Result<Vec<u8>, Fault> {
+        let c = &self.cond;
+        let r = match method {
+            "attach" => {
+                return enc(&Some(AttachInfo {
+                    kind: AttachKind::Condition,
+                    token: c.token(),
+                    lock: Some(rlock_token(c)),
+                    server: self.server,
+                }));
+            }
+            "acquire" => {
+                let (block, t): (bool, Option<Duration>) = decode(method, args)?;
+                return match acquire_sliced(c, block, deadline(t), ctx.gone) {
+                    Ok(got) => enc(&got),
+                    Err(_) => enc(&false),
+                };
+            }
+            "release" => c.release_unguarded(),
+            "wait" => {
+                let t: Option<Duration> = decode(method, args)?;
+                return match wait_sliced(c, deadline(t), ctx.gone) {
+                    Ok(notified) => enc(&notified),
+                    Err(Error::NotOwner) => Err(Fault::NotOwner),
+                    Err(_) => Err(Fault::Timeout),
+                };
+            }
+            "notify" => {
+                let n: u32 = decode(method, args)?;
+                c.notify(n)
+            }
+            "notify_all" => c.notify_all(),
+            _ => {
+                return Err(Fault::UnknownMethod {
+                    kind: "condition".into(),
+                    method: method.to_owned(),
+                });
+            }
+        };
+        match r {
+            Ok(()) => enc(&()),
+            Err(Error::NotOwner) => Err(Fault::NotOwner),
+            Err(e) => Err(fault(e)),
+        }
+    }
+}
+
+/// The token of a condition's re-entrant lock.
+fn rlock_token(c: &Condition) -> ObjectToken {
+    match c.get_lock() {
+        ConditionLock::RLock(l) => l.token(),
+        ConditionLock::Lock(l) => l.token(),
+    }
+}
+
+/// A condition a local client attached.
+pub(crate) struct LocalCondition {
+    cond: Condition,
+    server: ServerId,
+}
+
+impl LocalCondition {
+    /// Attaches the condition `info` names, if its server lives.
+    ///
+    /// # Errors
+    /// [`Error::WrongKind`] for another kind of object; [`Error::Disconnected`] if its
+    /// server is gone; the tokens' attach errors.
+    pub(crate) fn attach(info: &AttachInfo) -> Result<LocalCondition> {
+        let (AttachKind::Condition, Some(lock)) = (info.kind, &info.lock) else {
+            return Err(Error::WrongKind {
+                expected: "condition",
+                found: "queue",
+            });
+        };
+        if info.server.gone() {
+            return Err(Error::Disconnected);
+        }
+        let lock = RLock::from_token(lock)?;
+        Ok(LocalCondition {
+            cond: Condition::from_token(&info.token, lock)?,
+            server: info.server,
+        })
+    }
+
+    #[inline]
+    fn open(&self) -> Result<()> {
+        if self.cond.is_closed() {
+            Err(Error::Disconnected)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn server_gone(&self) -> bool {
+        if self.cond.is_closed() {
+            return true;
+        }
+        if self.server.gone() {
+            self.cond.close();
+            return true;
+        }
+        false
+    }
+
+    /// Takes the lock (waiting if `block`, at most `timeout`); whether it did.
+    pub(crate) fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<bool> {
+        self.open()?;
+        acquire_sliced(&self.cond, block, deadline(timeout), || self.server_gone())
+    }
+
+    /// Releases one level of the lock.
+    pub(crate) fn release(&self) -> Result<()> {
+        self.open()?;
+        self.cond.release_unguarded()
+    }
+
+    /// Waits for a notification (at most `timeout`); whether it came.
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.open()?;
+        wait_sliced(&self.cond, deadline(timeout), || self.server_gone())
+    }
+
+    /// Wakes up to `n` waiters.
+    pub(crate) fn notify(&self, n: u32) -> Result<()> {
+        self.open()?;
+        self.cond.notify(n)
+    }
+
+    /// Wakes every waiter.
+    pub(crate) fn notify_all(&self) -> Result<()> {
+        self.open()?;
+        self.cond.notify_all()
+    }
+}
+
 /// An in-heap object a local proxy attached.
 pub(crate) enum Local {
     Queue(LocalQueue),
+    Condition(LocalCondition),
 }
 
 impl Local {
@@ -482,6 +722,7 @@ impl Local {
         match kind {
             "shmproc.queue" => LocalQueue::attach(info, false).map(Local::Queue),
             "shmproc.joinable_queue" => LocalQueue::attach(info, true).map(Local::Queue),
+            "shmproc.condition" => LocalCondition::attach(info).map(Local::Condition),
             _ => Err(Error::WrongKind {
                 expected: "an attachable kind",
                 found: "another kind",
@@ -492,7 +733,10 @@ impl Local {
 
 /// Whether objects of `kind` may be attached.
 pub(crate) fn attachable(kind: &str) -> bool {
-    matches!(kind, "shmproc.queue" | "shmproc.joinable_queue")
+    matches!(
+        kind,
+        "shmproc.queue" | "shmproc.joinable_queue" | "shmproc.condition"
+    )
 }
 
 /// A proxy's attachment, per process: the first process's (the one that made or decoded the
@@ -552,6 +796,7 @@ mod tests {
                 bounded: true,
             },
             token: q.q.token(),
+            lock: None,
             server: ServerId::current(),
         };
         assert!(LocalQueue::attach(&good, false).is_ok());
@@ -591,6 +836,47 @@ mod tests {
         ));
         drop(attached);
         assert!(LocalQueue::attach(&stale, false).is_err());
+    }
+
+    #[test]
+    fn a_forged_condition_attach_is_an_error() {
+        let seg = home();
+        let c = HeapCondition::create(&seg).expect("condition");
+        let q = HeapQueue::create(&seg, Some(4), false).expect("queue");
+        let good = AttachInfo {
+            kind: AttachKind::Condition,
+            token: c.cond.token(),
+            lock: Some(rlock_token(&c.cond)),
+            server: ServerId::current(),
+        };
+        let local = LocalCondition::attach(&good).expect("attach");
+        assert!(local.acquire(false, None).expect("acquire"));
+        local.release().expect("release");
+        // A queue's token as a condition's, a condition without its lock, a lock token that
+        // is not its lock, a queue's info attached as a condition.
+        let mut bad = good.clone();
+        bad.token = q.q.token();
+        assert!(LocalCondition::attach(&bad).is_err());
+        let mut bad = good.clone();
+        bad.lock = None;
+        assert!(LocalCondition::attach(&bad).is_err());
+        let other = HeapCondition::create(&seg).expect("condition");
+        let mut bad = good.clone();
+        bad.lock = Some(rlock_token(&other.cond));
+        assert!(LocalCondition::attach(&bad).is_err());
+        let mut bad = good.clone();
+        bad.kind = AttachKind::Queue {
+            joinable: false,
+            bounded: true,
+        };
+        assert!(LocalCondition::attach(&bad).is_err());
+        assert!(LocalQueue::attach(&good, false).is_err());
+        // Dropped by the server: attached calls fail.
+        drop(c);
+        assert!(matches!(
+            local.acquire(false, None),
+            Err(Error::Disconnected)
+        ));
     }
 
     #[test]

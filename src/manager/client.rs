@@ -406,11 +406,6 @@ impl RemoteObject {
         })
     }
 
-    /// Calls `method` with already-encoded arguments; returns the encoded result.
-    pub(crate) fn call_raw(&self, method: &str, args: Vec<u8>) -> Result<Vec<u8>> {
-        expect_ok(self.call_reply(method, &args)?)
-    }
-
     /// Calls `method` and decodes the result from the reply in place.
     pub(crate) fn call_decode<R: DeserializeOwned>(
         &self,

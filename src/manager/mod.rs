@@ -30,12 +30,43 @@
 //! client's calls fail with an error.
 //!
 //! # Direct and served primitives
-//! Every built-in object, for every client (local or remote), is served by the server: no
-//! proxy attaches an in-heap form, so a proxy behaves the same from any host and in every
-//! failure. The in-heap forms (`Dict`, `List`, `Slot`, `Lock`, `Queue`, …) do not give the
-//! same semantics, so they are not substituted for local clients:
-//! - a managed call fails with [`Error::Disconnected`] once the server is gone; an in-heap
-//!   object goes on working without it;
+//! **Attached: queues and joinable queues, for local clients.** The server holds every
+//! managed [`queue`](Manager::queue), [`queue_with_capacity`](Manager::queue_with_capacity)
+//! and [`joinable_queue`](Manager::joinable_queue) in its in-heap form (a
+//! [`JoinableQueue`](crate::JoinableQueue)'s ring of codec-encoded items) in a segment of its
+//! own, a memory file that the answer to each local connection's greeting carries over the
+//! Unix socket. A local proxy asks for the ring's token once per process (one round trip, on
+//! its first call) and attaches it, checked like any token (the segment must be the one the
+//! server sent; the block's offset, generation, kind and element fingerprint): from then on
+//! its `put`, `get`, `task_done`, `join`, `len`, `is_full` run on shared memory, without the
+//! server (`is_attached` tells). A remote client (TCP), or a local one whose attach failed, is
+//! served by the server acting on the same ring, so every client sees the same items, in
+//! order, and the same task count. The object's lifetime is the server's, as for every
+//! object (references, pins): when its last reference goes the server drops the ring and
+//! closes it; a handle still attached keeps its block mapped and its calls fail. The
+//! differences from a served queue:
+//! - *capacity*: a queue made without one holds at most 262,144 items (a `put` beyond waits
+//!   for room like a bounded queue's; `is_full` stays `false`); a capacity above 2^24, or a
+//!   server segment too full for the ring (4 GiB of address space, used only as touched),
+//!   makes a served queue instead, with no limit;
+//! - *server death*: an attached call that waits (`get`, `put` on a full queue, `join`)
+//!   checks every 50 ms whether the server process still lives (by pid and start time) and
+//!   returns [`Error::Disconnected`] once it is gone, then closes the ring: from then on every
+//!   attached call of every process fails with `Disconnected`. A call that does not wait
+//!   (`try_get`, `try_put`, `task_done`, `len`) reads the ring's closed word first (one
+//!   load): it fails once the server stopped ([`Manager::shutdown`], its drop: the server
+//!   closes its rings first) or once some attached process noticed its death; between a
+//!   `SIGKILL` of the server and that, it still succeeds on the ring;
+//! - *client death*: a client killed in the middle of an attached `put` loses only that item;
+//!   one killed in the middle of a `get` leaves its item to the others (the in-heap queue's
+//!   crash safety, see [`Queue`](crate::Queue)), as a served `get` does;
+//! - items larger than a slot (304 encoded bytes) are stored in blocks of the server's
+//!   segment, allocated by whichever process puts them.
+//!
+//! **Served: everything else.** Dicts, lists, values, arrays, namespaces, locks, re-entrant
+//! locks, semaphores, conditions, events, barriers and registered types are served by the
+//! server for every client. Their in-heap forms (`Dict`, `List`, `Slot`, `Lock`, …) do not
+//! give the same semantics, so they are not substituted for local clients:
 //! - a managed lock, condition or semaphore unit is given back when its holder's *process*
 //!   ends; an in-heap `Lock` is taken over when its holder's *thread* ends, and reports
 //!   [`OwnerDied`](crate::OwnerDied) to the next holder;
@@ -43,10 +74,11 @@
 //!   order;
 //! - remote clients reach the same object through the server, which would have to act on an
 //!   in-heap lock on behalf of a client (release one taken through another connection, give it
-//!   back when that client dies).
+//!   back when that client dies): the in-heap locks are owned by threads, and a remote
+//!   client's calls arrive on whichever of its connections is free.
 //!
 //! Where speed matters, use the in-heap containers and primitives directly (no server): a
-//! managed call is one round trip to another process.
+//! served call is one round trip to another process.
 //!
 //! # Waiting
 //! A round trip is fast only while neither end sleeps: waking a sleeping thread of another
@@ -102,7 +134,8 @@
 //!   condition's lock, semaphore units it took and did not release; a barrier it waited on
 //!   breaks (Python's managed lock stays locked forever instead).
 //! - When the server dies, every call of a client returns an error
-//!   ([`Error::Disconnected`]) instead of waiting forever.
+//!   ([`Error::Disconnected`]) instead of waiting forever (an attached queue's: see
+//!   [direct and served primitives](#direct-and-served-primitives)).
 //!
 //! # Lifetimes
 //! An object lives while some client process holds a reference to it, or a pin of a

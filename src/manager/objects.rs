@@ -65,6 +65,8 @@ pub(crate) enum Object {
     Queue(ManagedQueue),
     /// A queue or joinable queue in its in-heap form, which local clients attach.
     HeapQueue(super::attached::HeapQueue),
+    /// A condition in its in-heap form, which local clients attach.
+    HeapCondition(super::attached::HeapCondition),
     /// A registered type's value, kept by its entry (index into the server's types).
     Custom {
         entry: usize,
@@ -270,14 +272,27 @@ impl Object {
     pub(crate) fn holds(&self) -> bool {
         matches!(
             self,
-            Object::Lock(_) | Object::Semaphore(_) | Object::Condition(_)
+            Object::Lock(_)
+                | Object::Semaphore(_)
+                | Object::Condition(_)
+                | Object::HeapCondition(_)
         )
     }
 
     /// Closes an attached object's in-heap form (the server stops): attached calls fail.
     pub(crate) fn close_attached(&self) {
-        if let Object::HeapQueue(q) = self {
-            q.close();
+        match self {
+            Object::HeapQueue(q) => q.close(),
+            Object::HeapCondition(c) => c.close(),
+            _ => {}
+        }
+    }
+
+    /// Lets go of what the calling thread holds of this object (a connection's server
+    /// thread, whose connection ended: an in-heap condition's lock it took for its client).
+    pub(crate) fn release_thread(&self) {
+        if let Object::HeapCondition(c) = self {
+            c.release_thread();
         }
     }
 
@@ -306,6 +321,7 @@ impl Object {
             Object::Barrier(b) => b.call(method, args, ctx),
             Object::Queue(q) => q.call(method, args, ctx),
             Object::HeapQueue(q) => q.call(method, args, ctx),
+            Object::HeapCondition(c) => c.call(method, args, ctx),
             Object::Custom { .. } => Err(unknown("custom", method)),
         }
     }

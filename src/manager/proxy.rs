@@ -7,7 +7,7 @@
 //! `Send + Sync` and serde (`Serialize` pins the object, see [`RemoteObject`]); a proxy
 //! deserialized as the wrong kind is refused.
 
-use super::attached::{Local, LocalQueue};
+use super::attached::{Local, LocalCondition, LocalQueue};
 use super::client::{RemoteObject, check_type, storing};
 use crate::codec;
 use crate::error::Result;
@@ -482,14 +482,44 @@ pub struct ManagedLockGuard<'a> {
 impl Drop for ManagedLockGuard<'_> {
     fn drop(&mut self) {
         // The only failure is a server that is gone, and with it the lock.
-        let _ = self.remote.call_raw("release", vec![]);
+        let _ = release(self.remote);
     }
 }
 
-/// The server's `acquire` of a lock or a semaphore: waits (`wait`, at most `timeout`) or
-/// only tries; returns whether it took the lock or a unit.
+/// The attached in-heap condition of a condition proxy, if any.
+fn local_condition(remote: &RemoteObject) -> Option<Arc<Local>> {
+    remote
+        .local()
+        .filter(|l| matches!(**l, Local::Condition(_)))
+}
+
+/// Runs `f` on the attached condition `l` (from [`local_condition`]).
+fn on_condition<R>(l: &Local, f: impl FnOnce(&LocalCondition) -> Result<R>) -> Result<R> {
+    match l {
+        Local::Condition(c) => f(c),
+        Local::Queue(_) => Err(crate::Error::WrongKind {
+            expected: "condition",
+            found: "queue",
+        }),
+    }
+}
+
+/// The `acquire` of a lock or a semaphore (in the server, or on an attached condition):
+/// waits (`wait`, at most `timeout`) or only tries; returns whether it took the lock or a
+/// unit.
 fn acquire(remote: &RemoteObject, wait: bool, timeout: Option<Duration>) -> Result<bool> {
+    if let Some(l) = local_condition(remote) {
+        return on_condition(&l, |c| c.acquire(wait, timeout));
+    }
     remote.call_decode("acquire", enc(&(wait, timeout))?)
+}
+
+/// The `release` of a lock (in the server, or on an attached condition).
+fn release(remote: &RemoteObject) -> Result<()> {
+    if let Some(l) = local_condition(remote) {
+        return on_condition(&l, LocalCondition::release);
+    }
+    remote.call_decode("release", enc(&())?)
 }
 
 macro_rules! acquire_methods {
@@ -523,7 +553,7 @@ macro_rules! acquire_methods {
             /// [`Error::NotOwner`](crate::Error::NotOwner) if it is not held (by this thread,
             /// for a re-entrant lock); as for `acquire`.
             pub fn release(&self) -> Result<()> {
-                self.remote.call_decode("release", enc(&())?)
+                release(&self.remote)
             }
             /// Acquires and returns a guard that releases on drop.
             ///
@@ -571,9 +601,22 @@ impl ConditionProxy {
     /// [`Error::NotOwner`](crate::Error::NotOwner) without the lock; as for
     /// [`acquire`](ConditionProxy::acquire).
     pub fn wait(&self) -> Result<()> {
-        self.remote
-            .call_decode::<bool>("wait", enc(&None::<Duration>)?)?;
-        Ok(())
+        self.wait_with(None).map(drop)
+    }
+
+    fn wait_with(&self, timeout: Option<Duration>) -> Result<bool> {
+        if let Some(l) = local_condition(&self.remote) {
+            return on_condition(&l, |c| c.wait(timeout));
+        }
+        self.remote.call_decode("wait", enc(&timeout)?)
+    }
+
+    /// Returns whether this process uses the condition's in-heap form directly (a client on
+    /// the host of a server on a Unix socket) rather than through the server (see
+    /// [direct and served primitives](super#direct-and-served-primitives)); attaches it
+    /// first if it can.
+    pub fn is_attached(&self) -> bool {
+        local_condition(&self.remote).is_some()
     }
     /// As [`wait`](ConditionProxy::wait), at most `timeout`; returns whether it was notified
     /// (the lock is held again either way).
@@ -581,13 +624,16 @@ impl ConditionProxy {
     /// # Errors
     /// As for [`wait`](ConditionProxy::wait).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.remote.call_decode("wait", enc(&Some(timeout))?)
+        self.wait_with(Some(timeout))
     }
     /// Wakes up to `n` waiters (the caller must hold the lock).
     ///
     /// # Errors
     /// [`Error::NotOwner`](crate::Error::NotOwner) without the lock.
     pub fn notify(&self, n: u32) -> Result<()> {
+        if let Some(l) = local_condition(&self.remote) {
+            return on_condition(&l, |c| c.notify(n));
+        }
         self.remote.call_decode("notify", enc(&n)?)
     }
     /// Wakes every waiter (the caller must hold the lock).
@@ -595,6 +641,9 @@ impl ConditionProxy {
     /// # Errors
     /// [`Error::NotOwner`](crate::Error::NotOwner) without the lock.
     pub fn notify_all(&self) -> Result<()> {
+        if let Some(l) = local_condition(&self.remote) {
+            return on_condition(&l, LocalCondition::notify_all);
+        }
         self.remote.call_decode("notify_all", enc(&())?)
     }
 }
@@ -738,6 +787,10 @@ fn local_queue(remote: &RemoteObject) -> Option<Arc<Local>> {
 fn on_queue<R>(l: &Local, f: impl FnOnce(&LocalQueue) -> Result<R>) -> Result<R> {
     match l {
         Local::Queue(q) => f(q),
+        Local::Condition(_) => Err(crate::Error::WrongKind {
+            expected: "queue",
+            found: "condition",
+        }),
     }
 }
 
@@ -757,6 +810,14 @@ macro_rules! queue_methods {
                     return on_queue(&l, |q| q.get(block, timeout));
                 }
                 self.remote.call_decode("get", enc(&(block, timeout))?)
+            }
+
+            /// Returns whether this process uses the queue's in-heap form directly (a client
+            /// on the server's host) rather than through the server (see
+            /// [direct and served primitives](super#direct-and-served-primitives)); attaches
+            /// it first if it can.
+            pub fn is_attached(&self) -> bool {
+                local_queue(&self.remote).is_some()
             }
 
             /// Puts `value`, waiting for room in a bounded queue.

@@ -20,7 +20,7 @@
 
 #![allow(unsafe_code)]
 
-use super::attached::{HeapHome, HeapQueue, Welcome};
+use super::attached::{HeapCondition, HeapHome, HeapQueue, Welcome};
 use super::client::Greeting;
 use super::managed::{DispatchError, Managed};
 use super::objects::{BUILTIN, Ctx, Object};
@@ -38,7 +38,7 @@ use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The largest reply buffer a connection keeps for its next reply.
@@ -213,8 +213,11 @@ pub(crate) struct Server {
     /// Whether the server runs inside a user's process (it must then stop its threads rather
     /// than exit).
     in_process: bool,
-    /// The segment of the objects local clients attach (queues).
+    /// The segment of the objects local clients attach (queues, conditions).
     home: HeapHome,
+    /// Whether the listener is a TCP one (set when it starts accepting): conditions are then
+    /// served, since remote clients cannot attach them.
+    tcp: OnceLock<bool>,
 }
 
 /// The id of the server's shared namespace ([`Manager::shared`](super::Manager::shared)).
@@ -259,6 +262,7 @@ impl Server {
             reaper_wake: std::sync::Condvar::new(),
             in_process,
             home: HeapHome::default(),
+            tcp: OnceLock::new(),
         })
     }
 
@@ -278,6 +282,7 @@ impl Server {
         // Clients of a TCP listener may be on other hosts: their greeting cannot hand over a
         // pipe (see `read_greeting`).
         let remote = !Endpoint::of(listener.address()).is_local();
+        let _ = self.tcp.set(remote);
         while !self.stopping() {
             let conn = match listener.accept() {
                 Ok(c) => c,
@@ -363,6 +368,14 @@ impl Server {
             Arc::clone(&rec.touched)
         };
         self.session(&conn, client, &touched, limit, socket);
+        // An in-heap condition's lock this thread took for its client goes with the
+        // connection.
+        let held: Vec<u64> = lock(&touched).iter().copied().collect();
+        for id in held {
+            if let Ok((obj, _)) = self.lookup(id) {
+                obj.release_thread();
+            }
+        }
         self.client_left(client);
     }
 
@@ -522,6 +535,13 @@ impl Server {
             && let Some(q) = HeapQueue::create(&seg, capacity, kind == "shmproc.joinable_queue")
         {
             return Ok(Object::HeapQueue(q));
+        }
+        if kind == "shmproc.condition"
+            && self.tcp.get() == Some(&false)
+            && let Some(seg) = self.home.segment()
+            && let Some(c) = HeapCondition::create(&seg)
+        {
+            return Ok(Object::HeapCondition(c));
         }
         Object::create(kind, init)
     }
