@@ -23,6 +23,7 @@
 //! process), which ends the pin grace after its process's last connection ended (see the
 //! manager's module docs).
 
+use super::attached::{AttachInfo, Home, Local, LocalSlot, Welcome, attachable};
 use super::protocol::{CallRef, Endpoint, Fault, MAX_REQUEST, Poll, Reply, Request, ok_result};
 use crate::codec;
 use crate::connection::{Connection, pipe};
@@ -86,6 +87,9 @@ pub(crate) struct Client {
     pid: u32,
     /// Idle connections, each with its reply poll's learned window (pipes only).
     idle: Mutex<Vec<(Connection, Poll)>>,
+    /// The server's home block, keeping its segment of attachable objects mapped (local
+    /// servers).
+    home: Mutex<Option<Home>>,
 }
 
 impl fmt::Debug for Client {
@@ -116,6 +120,7 @@ pub(crate) fn client_for(endpoint: &Endpoint, authkey: &[u8]) -> Arc<Client> {
         authkey: authkey.to_vec(),
         pid,
         idle: Mutex::new(Vec::new()),
+        home: Mutex::new(None),
     });
     all.push(Arc::downgrade(&c));
     c
@@ -159,7 +164,16 @@ impl Client {
                 client,
                 pipe: Some(theirs),
             })?;
-            expect_ok(sock.recv_bytes()?)?;
+            match sock.recv::<Welcome>()? {
+                Welcome::Ok(home) => {
+                    // The first keeps the server's segment mapped for attached objects.
+                    let mut kept = lock(&self.home);
+                    if kept.is_none() {
+                        *kept = home;
+                    }
+                }
+                Welcome::Err(f) => return Err(f.into_error()),
+            }
             Ok(mine)
         } else {
             super::server::keep_alive(&sock);
@@ -272,6 +286,8 @@ struct Held {
     counted: bool,
     /// The process that pinned the object for this proxy's tokens (0: none yet).
     pinned_by: Mutex<u32>,
+    /// The object's in-heap form, attached by a local client of an attachable kind.
+    local: LocalSlot,
 }
 
 impl Held {
@@ -285,6 +301,7 @@ impl Held {
             type_name,
             counted,
             pinned_by: Mutex::new(0),
+            local: LocalSlot::default(),
         })
     }
 }
@@ -345,6 +362,22 @@ impl RemoteObject {
         &self.held.type_name
     }
 
+    /// Returns the object's in-heap form attached in this process (a queue of a server on
+    /// this host), attaching it on first use; `None` if the object is served (a remote
+    /// server, a kind that is not attached, an attach that failed).
+    #[inline]
+    pub(crate) fn local(&self) -> Option<Arc<Local>> {
+        let h = &self.held;
+        if !attachable(&h.type_name) || !h.client.endpoint.is_local() {
+            return None;
+        }
+        h.local.get(&h.type_name, || {
+            self.call::<(), Option<AttachInfo>>("attach", &())
+                .ok()
+                .flatten()
+        })
+    }
+
     /// Calls `method` with the encoded argument tuple `args` and decodes its return value.
     ///
     /// # Errors
@@ -371,11 +404,6 @@ impl RemoteObject {
             method,
             args,
         })
-    }
-
-    /// Calls `method` with already-encoded arguments; returns the encoded result.
-    pub(crate) fn call_raw(&self, method: &str, args: Vec<u8>) -> Result<Vec<u8>> {
-        expect_ok(self.call_reply(method, &args)?)
     }
 
     /// Calls `method` and decodes the result from the reply in place.

@@ -11,7 +11,8 @@
 //! whether the client is still there, so a dead client's wait ends. Each synchronization
 //! object records what each client process holds (a lock, an `RLock`'s depth, semaphore
 //! units) and [`Object::release_client`] gives it back when that process's last connection
-//! drops.
+//! drops. Queues and (servers on a Unix socket) conditions are held in their in-heap form
+//! instead (`attached`).
 
 use super::protocol::{Fault, push_varint};
 use crate::codec;
@@ -63,6 +64,10 @@ pub(crate) enum Object {
     Event(Mutex<bool>, Condvar),
     Barrier(ManagedBarrier),
     Queue(ManagedQueue),
+    /// A queue or joinable queue in its in-heap form, which local clients attach.
+    HeapQueue(super::attached::HeapQueue),
+    /// A condition in its in-heap form, which local clients attach.
+    HeapCondition(super::attached::HeapCondition),
     /// A registered type's value, kept by its entry (index into the server's types).
     Custom {
         entry: usize,
@@ -268,8 +273,28 @@ impl Object {
     pub(crate) fn holds(&self) -> bool {
         matches!(
             self,
-            Object::Lock(_) | Object::Semaphore(_) | Object::Condition(_)
+            Object::Lock(_)
+                | Object::Semaphore(_)
+                | Object::Condition(_)
+                | Object::HeapCondition(_)
         )
+    }
+
+    /// Closes an attached object's in-heap form (the server stops): attached calls fail.
+    pub(crate) fn close_attached(&self) {
+        match self {
+            Object::HeapQueue(q) => q.close(),
+            Object::HeapCondition(c) => c.close(),
+            _ => {}
+        }
+    }
+
+    /// Lets go of what the calling thread holds of this object (a connection's server
+    /// thread, whose connection ended: an in-heap condition's lock it took for its client).
+    pub(crate) fn release_thread(&self) {
+        if let Object::HeapCondition(c) = self {
+            c.release_thread();
+        }
     }
 
     /// Gives back whatever client `client` holds of this object.
@@ -296,6 +321,8 @@ impl Object {
             Object::Event(e, cv) => event(e, cv, method, args, ctx),
             Object::Barrier(b) => b.call(method, args, ctx),
             Object::Queue(q) => q.call(method, args, ctx),
+            Object::HeapQueue(q) => q.call(method, args, ctx),
+            Object::HeapCondition(c) => c.call(method, args, ctx),
             Object::Custom { .. } => Err(unknown("custom", method)),
         }
     }
@@ -1019,6 +1046,8 @@ impl ManagedQueue {
                 }
                 Ok(item)
             }
+            // Served only: nothing to attach.
+            "attach" => enc(&None::<()>),
             "len" => enc(&(lock(&self.st).items.len() as u64)),
             "is_empty" => enc(&lock(&self.st).items.is_empty()),
             "is_full" => enc(&full(&lock(&self.st))),

@@ -7,6 +7,7 @@
 //! `Send + Sync` and serde (`Serialize` pins the object, see [`RemoteObject`]); a proxy
 //! deserialized as the wrong kind is refused.
 
+use super::attached::{Local, LocalCondition, LocalQueue};
 use super::client::{RemoteObject, check_type, storing};
 use crate::codec;
 use crate::error::Result;
@@ -14,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Encodes an argument of a container's method: a proxy in it may be stored there and read
@@ -480,14 +482,44 @@ pub struct ManagedLockGuard<'a> {
 impl Drop for ManagedLockGuard<'_> {
     fn drop(&mut self) {
         // The only failure is a server that is gone, and with it the lock.
-        let _ = self.remote.call_raw("release", vec![]);
+        let _ = release(self.remote);
     }
 }
 
-/// The server's `acquire` of a lock or a semaphore: waits (`wait`, at most `timeout`) or
-/// only tries; returns whether it took the lock or a unit.
+/// The attached in-heap condition of a condition proxy, if any.
+fn local_condition(remote: &RemoteObject) -> Option<Arc<Local>> {
+    remote
+        .local()
+        .filter(|l| matches!(**l, Local::Condition(_)))
+}
+
+/// Runs `f` on the attached condition `l` (from [`local_condition`]).
+fn on_condition<R>(l: &Local, f: impl FnOnce(&LocalCondition) -> Result<R>) -> Result<R> {
+    match l {
+        Local::Condition(c) => f(c),
+        Local::Queue(_) => Err(crate::Error::WrongKind {
+            expected: "condition",
+            found: "queue",
+        }),
+    }
+}
+
+/// The `acquire` of a lock or a semaphore (in the server, or on an attached condition):
+/// waits (`wait`, at most `timeout`) or only tries; returns whether it took the lock or a
+/// unit.
 fn acquire(remote: &RemoteObject, wait: bool, timeout: Option<Duration>) -> Result<bool> {
+    if let Some(l) = local_condition(remote) {
+        return on_condition(&l, |c| c.acquire(wait, timeout));
+    }
     remote.call_decode("acquire", enc(&(wait, timeout))?)
+}
+
+/// The `release` of a lock (in the server, or on an attached condition).
+fn release(remote: &RemoteObject) -> Result<()> {
+    if let Some(l) = local_condition(remote) {
+        return on_condition(&l, LocalCondition::release);
+    }
+    remote.call_decode("release", enc(&())?)
 }
 
 macro_rules! acquire_methods {
@@ -521,7 +553,7 @@ macro_rules! acquire_methods {
             /// [`Error::NotOwner`](crate::Error::NotOwner) if it is not held (by this thread,
             /// for a re-entrant lock); as for `acquire`.
             pub fn release(&self) -> Result<()> {
-                self.remote.call_decode("release", enc(&())?)
+                release(&self.remote)
             }
             /// Acquires and returns a guard that releases on drop.
             ///
@@ -569,9 +601,22 @@ impl ConditionProxy {
     /// [`Error::NotOwner`](crate::Error::NotOwner) without the lock; as for
     /// [`acquire`](ConditionProxy::acquire).
     pub fn wait(&self) -> Result<()> {
-        self.remote
-            .call_decode::<bool>("wait", enc(&None::<Duration>)?)?;
-        Ok(())
+        self.wait_with(None).map(drop)
+    }
+
+    fn wait_with(&self, timeout: Option<Duration>) -> Result<bool> {
+        if let Some(l) = local_condition(&self.remote) {
+            return on_condition(&l, |c| c.wait(timeout));
+        }
+        self.remote.call_decode("wait", enc(&timeout)?)
+    }
+
+    /// Returns whether this process uses the condition's in-heap form directly (a client on
+    /// the host of a server on a Unix socket) rather than through the server (see
+    /// [direct and served primitives](super#direct-and-served-primitives)); attaches it
+    /// first if it can.
+    pub fn is_attached(&self) -> bool {
+        local_condition(&self.remote).is_some()
     }
     /// As [`wait`](ConditionProxy::wait), at most `timeout`; returns whether it was notified
     /// (the lock is held again either way).
@@ -579,13 +624,16 @@ impl ConditionProxy {
     /// # Errors
     /// As for [`wait`](ConditionProxy::wait).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.remote.call_decode("wait", enc(&Some(timeout))?)
+        self.wait_with(Some(timeout))
     }
     /// Wakes up to `n` waiters (the caller must hold the lock).
     ///
     /// # Errors
     /// [`Error::NotOwner`](crate::Error::NotOwner) without the lock.
     pub fn notify(&self, n: u32) -> Result<()> {
+        if let Some(l) = local_condition(&self.remote) {
+            return on_condition(&l, |c| c.notify(n));
+        }
         self.remote.call_decode("notify", enc(&n)?)
     }
     /// Wakes every waiter (the caller must hold the lock).
@@ -593,6 +641,9 @@ impl ConditionProxy {
     /// # Errors
     /// [`Error::NotOwner`](crate::Error::NotOwner) without the lock.
     pub fn notify_all(&self) -> Result<()> {
+        if let Some(l) = local_condition(&self.remote) {
+            return on_condition(&l, LocalCondition::notify_all);
+        }
         self.remote.call_decode("notify_all", enc(&())?)
     }
 }
@@ -727,61 +778,98 @@ impl BarrierProxy {
     }
 }
 
+/// The attached in-heap queue of a queue proxy, if any (see [`RemoteObject::local`]).
+fn local_queue(remote: &RemoteObject) -> Option<Arc<Local>> {
+    remote.local().filter(|l| matches!(**l, Local::Queue(_)))
+}
+
+/// Runs `f` on the attached queue `l` (from [`local_queue`]).
+fn on_queue<R>(l: &Local, f: impl FnOnce(&LocalQueue) -> Result<R>) -> Result<R> {
+    match l {
+        Local::Queue(q) => f(q),
+        Local::Condition(_) => Err(crate::Error::WrongKind {
+            expected: "queue",
+            found: "condition",
+        }),
+    }
+}
+
 macro_rules! queue_methods {
     ($name:ident) => {
         impl<T: Serialize + DeserializeOwned> $name<T> {
+            fn put_with(&self, value: &T, block: bool, timeout: Option<Duration>) -> Result<()> {
+                if let Some(l) = local_queue(&self.remote) {
+                    return on_queue(&l, |q| q.put(value, block, timeout));
+                }
+                self.remote
+                    .call_decode("put", enc(&(in_flight(value)?, block, timeout))?)
+            }
+
+            fn get_with(&self, block: bool, timeout: Option<Duration>) -> Result<T> {
+                if let Some(l) = local_queue(&self.remote) {
+                    return on_queue(&l, |q| q.get(block, timeout));
+                }
+                self.remote.call_decode("get", enc(&(block, timeout))?)
+            }
+
+            /// Returns whether this process uses the queue's in-heap form directly (a client
+            /// on the server's host) rather than through the server (see
+            /// [direct and served primitives](super#direct-and-served-primitives)); attaches
+            /// it first if it can.
+            pub fn is_attached(&self) -> bool {
+                local_queue(&self.remote).is_some()
+            }
+
             /// Puts `value`, waiting for room in a bounded queue.
             ///
             /// # Errors
             /// [`Error::Disconnected`](crate::Error::Disconnected) if the server is gone.
             pub fn put(&self, value: &T) -> Result<()> {
-                self.remote
-                    .call_decode("put", enc(&(in_flight(value)?, true, None::<Duration>))?)
+                self.put_with(value, true, None)
             }
             /// Puts `value`, waiting at most `timeout` for room.
             ///
             /// # Errors
             /// [`Error::Full`](crate::Error::Full) if there was no room in time.
             pub fn put_timeout(&self, value: &T, timeout: Duration) -> Result<()> {
-                self.remote
-                    .call_decode("put", enc(&(in_flight(value)?, true, Some(timeout)))?)
+                self.put_with(value, true, Some(timeout))
             }
             /// Puts `value` if there is room now.
             ///
             /// # Errors
             /// [`Error::Full`](crate::Error::Full) if there is none.
             pub fn try_put(&self, value: &T) -> Result<()> {
-                self.remote
-                    .call_decode("put", enc(&(in_flight(value)?, false, None::<Duration>))?)
+                self.put_with(value, false, None)
             }
             /// Takes the oldest item, waiting for one.
             ///
             /// # Errors
             /// [`Error::Disconnected`](crate::Error::Disconnected) if the server is gone.
             pub fn get(&self) -> Result<T> {
-                self.remote
-                    .call_decode("get", enc(&(true, None::<Duration>))?)
+                self.get_with(true, None)
             }
             /// Takes the oldest item, waiting at most `timeout`.
             ///
             /// # Errors
             /// [`Error::Empty`](crate::Error::Empty) if none came in time.
             pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-                self.remote.call_decode("get", enc(&(true, Some(timeout)))?)
+                self.get_with(true, Some(timeout))
             }
             /// Takes the oldest item if there is one.
             ///
             /// # Errors
             /// [`Error::Empty`](crate::Error::Empty) if there is none.
             pub fn try_get(&self) -> Result<T> {
-                self.remote
-                    .call_decode("get", enc(&(false, None::<Duration>))?)
+                self.get_with(false, None)
             }
             /// Returns the number of items.
             ///
             /// # Errors
             /// [`Error::Disconnected`](crate::Error::Disconnected) if the server is gone.
             pub fn len(&self) -> Result<usize> {
+                if let Some(l) = local_queue(&self.remote) {
+                    return on_queue(&l, LocalQueue::len);
+                }
                 Ok(self.remote.call_decode::<u64>("len", enc(&())?)? as usize)
             }
             /// Returns whether the queue is empty.
@@ -789,6 +877,9 @@ macro_rules! queue_methods {
             /// # Errors
             /// As for `len`.
             pub fn is_empty(&self) -> Result<bool> {
+                if let Some(l) = local_queue(&self.remote) {
+                    return on_queue(&l, |q| q.len().map(|n| n == 0));
+                }
                 self.remote.call_decode("is_empty", enc(&())?)
             }
             /// Returns whether a bounded queue is full.
@@ -796,6 +887,9 @@ macro_rules! queue_methods {
             /// # Errors
             /// As for `len`.
             pub fn is_full(&self) -> Result<bool> {
+                if let Some(l) = local_queue(&self.remote) {
+                    return on_queue(&l, LocalQueue::is_full);
+                }
                 self.remote.call_decode("is_full", enc(&())?)
             }
         }
@@ -811,6 +905,9 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
     /// # Errors
     /// [`Error::TaskDoneTooMany`](crate::Error::TaskDoneTooMany) past the items put.
     pub fn task_done(&self) -> Result<()> {
+        if let Some(l) = local_queue(&self.remote) {
+            return on_queue(&l, LocalQueue::task_done);
+        }
         self.remote.call_decode("task_done", enc(&())?)
     }
     /// Waits until every item put was marked done.
@@ -818,13 +915,20 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
     /// # Errors
     /// [`Error::Disconnected`](crate::Error::Disconnected) if the server is gone.
     pub fn join(&self) -> Result<()> {
-        self.remote.call_decode("join", enc(&None::<Duration>)?)
+        self.join_with(None)
+    }
+
+    fn join_with(&self, timeout: Option<Duration>) -> Result<()> {
+        if let Some(l) = local_queue(&self.remote) {
+            return on_queue(&l, |q| q.join(timeout));
+        }
+        self.remote.call_decode("join", enc(&timeout)?)
     }
     /// As [`join`](JoinableQueueProxy::join), at most `timeout`.
     ///
     /// # Errors
     /// [`Error::Timeout`](crate::Error::Timeout) if items are still unfinished then.
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        self.remote.call_decode("join", enc(&Some(timeout))?)
+        self.join_with(Some(timeout))
     }
 }

@@ -20,6 +20,7 @@
 
 #![allow(unsafe_code)]
 
+use super::attached::{HeapCondition, HeapHome, HeapQueue, Welcome};
 use super::client::Greeting;
 use super::managed::{DispatchError, Managed};
 use super::objects::{BUILTIN, Ctx, Object};
@@ -37,7 +38,7 @@ use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The largest reply buffer a connection keeps for its next reply.
@@ -212,6 +213,11 @@ pub(crate) struct Server {
     /// Whether the server runs inside a user's process (it must then stop its threads rather
     /// than exit).
     in_process: bool,
+    /// The segment of the objects local clients attach (queues, conditions).
+    home: HeapHome,
+    /// Whether the listener is a TCP one (set when it starts accepting): conditions are then
+    /// served, since remote clients cannot attach them.
+    tcp: OnceLock<bool>,
 }
 
 /// The id of the server's shared namespace ([`Manager::shared`](super::Manager::shared)).
@@ -255,6 +261,8 @@ impl Server {
             reaper: Mutex::new(false),
             reaper_wake: std::sync::Condvar::new(),
             in_process,
+            home: HeapHome::default(),
+            tcp: OnceLock::new(),
         })
     }
 
@@ -264,6 +272,7 @@ impl Server {
 
     pub(crate) fn stop(&self) {
         *lock(&self.stopping) = true;
+        self.close_attached();
         let _reaper = lock(&self.reaper);
         self.reaper_wake.notify_all();
     }
@@ -273,6 +282,7 @@ impl Server {
         // Clients of a TCP listener may be on other hosts: their greeting cannot hand over a
         // pipe (see `read_greeting`).
         let remote = !Endpoint::of(listener.address()).is_local();
+        let _ = self.tcp.set(remote);
         while !self.stopping() {
             let conn = match listener.accept() {
                 Ok(c) => c,
@@ -335,7 +345,8 @@ impl Server {
         let socket = greeting.pipe.is_none();
         let conn = match greeting.pipe {
             Some(pipe) => {
-                if send_reply(&sock, &Reply::Ok(Vec::new()), MAX_REQUEST).is_err() {
+                // The segment of the objects local clients attach travels with the answer.
+                if sock.send(&Welcome::Ok(self.home.home())).is_err() {
                     return;
                 }
                 drop(sock);
@@ -357,6 +368,14 @@ impl Server {
             Arc::clone(&rec.touched)
         };
         self.session(&conn, client, &touched, limit, socket);
+        // An in-heap condition's lock this thread took for its client goes with the
+        // connection.
+        let held: Vec<u64> = lock(&touched).iter().copied().collect();
+        for id in held {
+            if let Ok((obj, _)) = self.lookup(id) {
+                obj.release_thread();
+            }
+        }
         self.client_left(client);
     }
 
@@ -489,11 +508,42 @@ impl Server {
     /// process's table and would otherwise stay there for good).
     pub(crate) fn clear(&self) {
         let all: Vec<(u64, Slot)> = lock(&self.objects).drain().collect();
+        for (_, slot) in &all {
+            slot.obj.close_attached();
+        }
         for (object, slot) in all {
             if let Object::Custom { entry } = *slot.obj {
                 let _ = self.run_custom(entry, CustomOp::Drop { object });
             }
         }
+    }
+
+    /// Closes every attached object's in-heap form: attached calls fail from now on (the
+    /// server is stopping).
+    pub(crate) fn close_attached(&self) {
+        for slot in lock(&self.objects).values() {
+            slot.obj.close_attached();
+        }
+    }
+
+    /// Creates a built-in object: a queue in its in-heap form where it can be made (in the
+    /// server's named segment), else served.
+    fn create_builtin(&self, kind: &str, init: &[u8]) -> std::result::Result<Object, Fault> {
+        if let "shmproc.queue" | "shmproc.joinable_queue" = kind
+            && let Ok(capacity) = codec::from_bytes::<Option<u64>>(init)
+            && let Some(seg) = self.home.segment()
+            && let Some(q) = HeapQueue::create(&seg, capacity, kind == "shmproc.joinable_queue")
+        {
+            return Ok(Object::HeapQueue(q));
+        }
+        if kind == "shmproc.condition"
+            && self.tcp.get() == Some(&false)
+            && let Some(seg) = self.home.segment()
+            && let Some(c) = HeapCondition::create(&seg)
+        {
+            return Ok(Object::HeapCondition(c));
+        }
+        Object::create(kind, init)
     }
 
     fn lookup(&self, object: u64) -> std::result::Result<(Arc<Object>, Arc<str>), Fault> {
@@ -538,7 +588,7 @@ impl Server {
             Request::Create { kind, init } => {
                 let id = next_id();
                 let obj = if BUILTIN.contains(&kind.as_str()) {
-                    Object::create(&kind, &init)?
+                    self.create_builtin(&kind, &init)?
                 } else {
                     let entry = self
                         .types

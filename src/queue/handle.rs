@@ -169,10 +169,14 @@ impl RawQueue {
         if !too_large {
             return r;
         }
-        let bytes = codec::to_bytes(value)?;
+        self.put_blob(&codec::to_bytes(value)?, deadline, block)
+    }
+
+    /// Puts an encoded message too large for a slot as a heap block of its own.
+    fn put_blob(&self, bytes: &[u8], deadline: Option<&Deadline>, block: bool) -> Result<()> {
         let seg = self.obj.segment();
         let blob = ObjectRef::alloc(&seg, bytes.len() as u64, 64, BLOB_FINGERPRINT)?;
-        blob.write_new_bytes(&bytes);
+        blob.write_new_bytes(bytes);
         // The slot owns a count of its own, so the message outlives this handle.
         let tok = blob.clone().into_owned_token();
         let r = self.put_payload(
@@ -723,5 +727,104 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// [`Error::Timeout`].
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
         self.raw.ring.join(Some(&Deadline::after(timeout)))
+    }
+}
+
+/// The element type fingerprint of an [`ErasedQueue`]'s ring.
+fn erased_fingerprint() -> u64 {
+    crate::fingerprint::start("shmproc::manager erased queue element", 0, 0)
+}
+
+/// A `Queue` or `JoinableQueue` ring of codec-encoded messages whose element type its creator
+/// does not know: a manager's server creates one and serves its encoded messages to remote
+/// clients, while local clients attach it and put and get their own type's encodings (the
+/// same bytes, so both sides interoperate). The ring records the kind (plain or joinable)
+/// and an element fingerprint of its own, so no typed handle attaches to it, nor it to one.
+#[derive(Clone)]
+pub(crate) struct ErasedQueue {
+    raw: RawQueue,
+}
+
+impl ErasedQueue {
+    fn label(joinable: bool) -> &'static str {
+        if joinable {
+            "shmproc::JoinableQueue"
+        } else {
+            "shmproc::Queue"
+        }
+    }
+
+    /// Creates a ring of `capacity` messages in `segment`.
+    pub(crate) fn create(segment: &Segment, capacity: usize, joinable: bool) -> Result<Self> {
+        Ok(ErasedQueue {
+            raw: RawQueue::create(
+                segment,
+                capacity,
+                erased_fingerprint(),
+                ring_fingerprint(Self::label(joinable)),
+            )?,
+        })
+    }
+
+    /// Attaches the ring `token` names, checking its kind, element fingerprint and layout
+    /// like any queue's token.
+    pub(crate) fn attach(token: &ObjectToken, joinable: bool) -> Result<Self> {
+        Ok(ErasedQueue {
+            raw: RawQueue::from_token(
+                token,
+                erased_fingerprint(),
+                Self::label(joinable),
+                ring::SlotLayout::SERDE,
+            )?,
+        })
+    }
+
+    /// Returns the ring's token.
+    pub(crate) fn token(&self) -> ObjectToken {
+        self.raw.obj.token()
+    }
+
+    /// Returns the ring (length, capacity, closing, task counts).
+    pub(crate) fn ring(&self) -> &Ring {
+        &self.raw.ring
+    }
+
+    /// Puts `value`'s encoding (as [`Queue::put`] and its forms, by `deadline` and `block`).
+    pub(crate) fn put<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        deadline: Option<&Deadline>,
+        block: bool,
+    ) -> Result<()> {
+        self.raw.put(value, deadline, block)
+    }
+
+    /// Puts an already encoded message.
+    pub(crate) fn put_encoded(
+        &self,
+        bytes: &[u8],
+        deadline: Option<&Deadline>,
+        block: bool,
+    ) -> Result<()> {
+        if bytes.len() <= ring::SlotLayout::SERDE.room().min(ring::INLINE) {
+            return self
+                .raw
+                .put_payload(&Payload::Inline(bytes), deadline, block);
+        }
+        self.raw.put_blob(bytes, deadline, block)
+    }
+
+    /// Takes a message and decodes it as a `T`.
+    pub(crate) fn get<T: DeserializeOwned>(
+        &self,
+        deadline: Option<&Deadline>,
+        block: bool,
+    ) -> Result<T> {
+        self.raw.get(deadline, block)
+    }
+
+    /// Takes a message's encoding.
+    pub(crate) fn get_encoded(&self, deadline: Option<&Deadline>, block: bool) -> Result<Vec<u8>> {
+        self.raw.get_decoded(deadline, block, |b| Ok(b.to_vec()))
     }
 }

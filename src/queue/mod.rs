@@ -17,6 +17,7 @@ mod shareable;
 #[cfg(all(test, shmproc_loom))]
 mod loom_tests;
 
+pub(crate) use handle::ErasedQueue;
 pub use handle::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
 pub use readiness::QueueReadiness;
 pub use shareable::ShareableQueue;

@@ -7,7 +7,7 @@
 //! | 0    | `futex`   | bits 0..20 `seq`, bumped by every notify; bits 20..32 `sleepers`, threads that may be asleep on this word | notifiers (`seq`, CAS, under the lock); waiters (`sleepers`, CAS, around their sleep) |
 //! | 1    | `waiters` | threads between the start and end of a `wait`      | waiters (under the lock)   |
 //! | 2    | `signals` | wake tokens granted by notify and not yet taken    | notify (+k, under the lock); a waiter (−1, CAS, lock free); a timed-out waiter (clamp, under the lock) |
-//! | 3    | (unused)  | reserved, 0                                        | nobody                     |
+//! | 3    | `closed`  | 0; 1 once a manager's server that holds this condition stopped or died (its attached proxies then fail) | the server, clients that notice its death (store, lock free) |
 //!
 //! A waiter registers (`waiters += 1`) while holding the lock, releases the lock, and then
 //! waits until it can take a token from `signals`. `notify(n)` grants
@@ -447,6 +447,73 @@ impl Condition {
     /// Returns the lock under this condition.
     pub fn get_lock(&self) -> &ConditionLock {
         &self.lock
+    }
+
+    /// Takes the lock without a guard (a managed condition's attached proxy, which tracks
+    /// what it holds itself); `TimedOut` if the deadline passed first.
+    pub(crate) fn acquire_unguarded(&self, deadline: Option<&Deadline>) -> Acquired {
+        self.lock.lock(deadline)
+    }
+
+    /// Takes the lock without a guard if it is free now.
+    pub(crate) fn try_acquire_unguarded(&self) -> Option<Acquired> {
+        self.lock.try_lock()
+    }
+
+    /// Whether the calling thread holds the lock.
+    pub(crate) fn held_here(&self) -> bool {
+        self.lock.held()
+    }
+
+    /// Releases one level of the lock the calling thread holds without a guard.
+    ///
+    /// # Errors
+    /// [`Error::NotOwner`] if the calling thread does not hold it.
+    pub(crate) fn release_unguarded(&self) -> Result<()> {
+        if !self.lock.held() {
+            return Err(Error::NotOwner);
+        }
+        self.lock.unlock();
+        Ok(())
+    }
+
+    /// Releases every level of the lock if the calling thread holds it.
+    pub(crate) fn release_all_unguarded(&self) {
+        if self.lock.held() {
+            let _ = self.lock.unlock_all();
+        }
+    }
+
+    /// [`wait`](Condition::wait) without a guard: the calling thread must hold the lock.
+    /// Returns whether it was notified; the lock is held again either way, also after a
+    /// holder died (reported as `Acquired::OwnerDied` in the second field).
+    ///
+    /// # Errors
+    /// [`Error::NotOwner`] if the calling thread does not hold the lock.
+    pub(crate) fn wait_unguarded(&self, deadline: Option<&Deadline>) -> Result<(bool, Acquired)> {
+        if !self.lock.held() {
+            return Err(Error::NotOwner);
+        }
+        let lock = &self.lock;
+        Ok(algo::wait(
+            self.words(),
+            deadline,
+            || lock.unlock_all(),
+            |levels| lock.relock(levels),
+        ))
+    }
+
+    /// Marks the condition closed (word 3): a manager's server stopped or died.
+    pub(crate) fn close(&self) {
+        // Release: whoever sees the flag sees what was done before it was set.
+        self.block.word(3).store(1, Ordering::Release);
+    }
+
+    /// Whether [`close`](Condition::close) was called (by any process).
+    #[inline]
+    pub(crate) fn is_closed(&self) -> bool {
+        // Acquire: pairs with `close`.
+        self.block.word(3).load(Ordering::Acquire) != 0
     }
 
     fn guard_for(&self, a: Acquired) -> LockResult<ConditionGuard<'_>> {

@@ -1462,3 +1462,375 @@ fn a_notify_taken_by_a_dead_waiter_passes_on() {
         },
     );
 }
+
+// ------------------------------------------------------------------ attached queues
+
+type AttachArgs = (QueueProxy<String>, JoinableQueueProxy<u32>, QueueProxy<u8>);
+
+/// A child's side of the attached-queue tests: checks it attached both queues, echoes
+/// `n` strings from the first back with a suffix, takes `n` tasks from the joinable queue
+/// and marks them done, then reports on `done`.
+fn echo_attached((q, jobs, done): AttachArgs) -> bool {
+    echo_attached_inner(q, jobs, done).is_ok()
+}
+
+fn echo_attached_inner(
+    q: QueueProxy<String>,
+    jobs: JoinableQueueProxy<u32>,
+    done: QueueProxy<u8>,
+) -> shmproc::Result<()> {
+    assert!(q.is_attached() && jobs.is_attached() && done.is_attached());
+    for _ in 0..3 {
+        let s = q.get()?;
+        done.put(&(s.len() as u8))?;
+    }
+    for _ in 0..3 {
+        let _ = jobs.get()?;
+        jobs.task_done()?;
+    }
+    done.put(&0)
+}
+
+/// Local proxies of managed queues attach their in-heap form, in the creating process, a
+/// spawned child and a forked child alike; items and task counts cross between them.
+#[test]
+fn managed_queues_attach_locally_in_spawned_and_forked_children() {
+    watchdog(LIMIT, "manager attached queues", || {
+        assert_no_leaks(|| {
+            let m = Manager::start().unwrap();
+            let q = m.queue::<String>().unwrap();
+            let jobs = m.joinable_queue::<u32>().unwrap();
+            let done = m.queue_with_capacity::<u8>(8).unwrap();
+            assert!(q.is_attached() && jobs.is_attached() && done.is_attached());
+            for round in 0..2 {
+                let args = (q.clone(), jobs.clone(), done.clone());
+                let mut forked = None;
+                let spawned = if round == 0 {
+                    Some(shmproc::spawn(echo_attached, args).unwrap())
+                } else {
+                    // SAFETY: no other thread of this test holds a lock the child takes
+                    // (the watchdog's thread only sleeps).
+                    let permit = unsafe { shmproc::testing::ForkPermit::new() };
+                    forked = Some(shmproc::testing::fork(permit, move || {
+                        i32::from(!echo_attached(args))
+                    }));
+                    None
+                };
+                for s in ["a", "bb", "ccc"] {
+                    q.put(&s.to_string()).unwrap();
+                    jobs.put(&7).unwrap();
+                }
+                let lens: Vec<u8> = (0..3).map(|_| done.get().unwrap()).collect();
+                assert_eq!(lens, [1, 2, 3]);
+                jobs.join_timeout(Duration::from_secs(60)).unwrap();
+                assert_eq!(done.get().unwrap(), 0);
+                assert!(matches!(jobs.task_done(), Err(Error::TaskDoneTooMany)));
+                if let Some(p) = spawned {
+                    assert!(p.join().unwrap());
+                }
+                if let Some(mut c) = forked {
+                    assert_eq!(c.wait(), Ok(0));
+                }
+            }
+            // A bounded queue: full is full, timeouts are `Full`/`Empty` as when served.
+            for i in 0..8 {
+                done.try_put(&i).unwrap();
+            }
+            assert!(done.is_full().unwrap());
+            assert!(matches!(done.try_put(&9), Err(Error::Full)));
+            assert!(matches!(
+                done.put_timeout(&9, Duration::from_millis(20)),
+                Err(Error::Full)
+            ));
+            assert_eq!(done.len().unwrap(), 8);
+            for i in 0..8 {
+                assert_eq!(done.get().unwrap(), i);
+            }
+            assert!(matches!(
+                done.get_timeout(Duration::from_millis(20)),
+                Err(Error::Empty)
+            ));
+            assert!(!q.is_full().unwrap(), "an unbounded queue is never full");
+            // A message larger than a slot.
+            let big = "z".repeat(100_000);
+            q.put(&big).unwrap();
+            assert_eq!(q.get().unwrap(), big);
+            // After the server stops, attached calls fail too, a blocked one included.
+            let q2 = q.clone();
+            let blocked = std::thread::spawn(move || q2.get());
+            std::thread::sleep(Duration::from_millis(100));
+            q.put(&"left".to_string()).unwrap();
+            assert_eq!(blocked.join().unwrap().unwrap(), "left");
+            let q3 = q.clone();
+            let blocked = std::thread::spawn(move || q3.get());
+            std::thread::sleep(Duration::from_millis(100));
+            m.shutdown().unwrap();
+            assert!(matches!(blocked.join().unwrap(), Err(Error::Disconnected)));
+            assert!(matches!(q.try_put(&"x".into()), Err(Error::Disconnected)));
+            assert!(matches!(q.try_get(), Err(Error::Disconnected)));
+            assert!(matches!(jobs.join(), Err(Error::Disconnected)));
+        });
+    });
+}
+
+/// A served client (a raw connection that does not attach) and an attached one use the
+/// same queue, interleaved, in both directions.
+#[test]
+fn served_and_attached_clients_share_one_queue() {
+    watchdog(LIMIT, "manager queue served and attached", || {
+        let m = Manager::builder().authkey(&b"mixed"[..]).start().unwrap();
+        let q = m.joinable_queue::<String>().unwrap();
+        assert!(q.is_attached());
+        let raw = raw_client(&m.address(), b"mixed", 0x5e7);
+        let id = (1..64)
+            .find(|&object| {
+                let f = to_bytes(&WireRequest::TypeOf { object }).unwrap();
+                raw.send_bytes(&f).unwrap();
+                let reply = raw.recv_bytes().unwrap();
+                let Ok((0u8, body)) = from_bytes::<(u8, Vec<u8>)>(&reply) else {
+                    return false;
+                };
+                from_bytes::<String>(&body).unwrap() == "shmproc.joinable_queue"
+            })
+            .expect("the queue's id");
+        for i in 0..20u32 {
+            let item = format!("item {i}");
+            if i % 2 == 0 {
+                q.put(&item).unwrap();
+            } else {
+                let args = to_bytes(&(to_bytes(&item).unwrap(), true, None::<Duration>)).unwrap();
+                let () = ok_reply(&raw, &call_frame(id, "put", args));
+            }
+        }
+        let n: u64 = ok_reply(&raw, &call_frame(id, "len", to_bytes(&()).unwrap()));
+        assert_eq!(n, 20);
+        for i in 0..20u32 {
+            let got = if i % 3 == 0 {
+                q.get().unwrap()
+            } else {
+                let args = to_bytes(&(true, Some(Duration::from_secs(10)))).unwrap();
+                ok_reply::<String>(&raw, &call_frame(id, "get", args))
+            };
+            assert_eq!(got, format!("item {i}"));
+            if i % 2 == 0 {
+                q.task_done().unwrap();
+            } else {
+                let () = ok_reply(&raw, &call_frame(id, "task_done", to_bytes(&()).unwrap()));
+            }
+        }
+        q.join_timeout(Duration::from_secs(10)).unwrap();
+        let args = to_bytes(&(false, None::<Duration>)).unwrap();
+        assert!(raw_call(&raw, &call_frame(id, "get", args)), "empty");
+        drop(raw);
+        m.shutdown().unwrap();
+    });
+}
+
+/// The server SIGKILLed while attached clients wait in `get`, `put` on a full queue and
+/// `join`: each gets `Disconnected` within its wait slices, later calls too, and nothing
+/// is left behind.
+#[test]
+fn a_sigkilled_server_ends_attached_waits_with_disconnected() {
+    watchdog(LIMIT, "manager attached server killed", || {
+        assert_no_leaks(|| {
+            let m = Manager::start().unwrap();
+            let empty = m.queue::<u32>().unwrap();
+            let full = m.queue_with_capacity::<u32>(1).unwrap();
+            let jobs = m.joinable_queue::<u32>().unwrap();
+            full.put(&1).unwrap();
+            jobs.put(&1).unwrap();
+            assert!(empty.is_attached() && full.is_attached() && jobs.is_attached());
+            let (e, f, j) = (empty.clone(), full.clone(), jobs.clone());
+            let waiters = [
+                std::thread::spawn(move || e.get().map(drop)),
+                std::thread::spawn(move || f.put(&2)),
+                std::thread::spawn(move || j.join()),
+            ];
+            std::thread::sleep(Duration::from_millis(100));
+            m.process().unwrap().kill().unwrap();
+            for w in waiters {
+                assert!(matches!(w.join().unwrap(), Err(Error::Disconnected)));
+            }
+            assert!(matches!(empty.try_get(), Err(Error::Disconnected)));
+            assert!(matches!(full.try_put(&3), Err(Error::Disconnected)));
+            assert!(matches!(jobs.task_done(), Err(Error::Disconnected)));
+            drop((empty, full, jobs));
+            m.shutdown().unwrap();
+        });
+    });
+}
+
+/// A queue proxy's token decoded after its object is gone is served, and its calls fail;
+/// a live one decoded in the same process attaches.
+#[test]
+fn a_queue_token_decoded_after_its_object_is_gone_fails_its_calls() {
+    watchdog(LIMIT, "manager queue token gone", || {
+        let m = Manager::builder()
+            .pin_grace(Duration::from_millis(100))
+            .start()
+            .unwrap();
+        let q = m.queue::<u8>().unwrap();
+        let live = to_bytes(&q).unwrap();
+        let again: QueueProxy<u8> = from_bytes(&live).unwrap();
+        assert!(again.is_attached());
+        again.put(&5).unwrap();
+        assert_eq!(q.get().unwrap(), 5);
+        drop(again);
+        let bytes = to_bytes(&q).unwrap();
+        drop(q);
+        std::thread::sleep(Duration::from_millis(1500));
+        let late: QueueProxy<u8> = from_bytes(&bytes).unwrap();
+        assert!(!late.is_attached());
+        assert!(matches!(
+            late.try_put(&1),
+            Err(Error::Remote {
+                kind: RemoteErrorKind::UnknownObject,
+                ..
+            })
+        ));
+        m.shutdown().unwrap();
+    });
+}
+
+// ------------------------------------------------------------------ attached conditions
+
+/// A child's side of the attached-condition test: under the lock, sets the flag and
+/// notifies.
+fn notify_attached((cond, flag): (ConditionProxy, shmproc::manager::ValueProxy<u32>)) -> bool {
+    assert!(cond.is_attached());
+    cond.acquire().is_ok()
+        && flag.set(1).is_ok()
+        && cond.notify_all().is_ok()
+        && cond.release().is_ok()
+}
+
+/// Local proxies of a managed condition attach its in-heap form, in spawned and forked
+/// children too; waits, notifications and the re-entrant lock work across them; a
+/// non-owner is refused.
+#[test]
+fn managed_conditions_attach_locally_in_spawned_and_forked_children() {
+    watchdog(LIMIT, "manager attached condition", || {
+        assert_no_leaks(|| {
+            let m = Manager::start().unwrap();
+            let cond = m.condition().unwrap();
+            let flag = m.value(0u32).unwrap();
+            assert!(cond.is_attached());
+            assert!(matches!(cond.release(), Err(Error::NotOwner)));
+            assert!(matches!(cond.wait(), Err(Error::NotOwner)));
+            assert!(matches!(cond.notify(1), Err(Error::NotOwner)));
+            for round in 0..2 {
+                flag.set(0).unwrap();
+                cond.acquire().unwrap();
+                cond.acquire().unwrap(); // re-entrant: the wait lets go of both levels
+                let args = (cond.clone(), flag.clone());
+                let mut forked = None;
+                let mut spawned = None;
+                if round == 0 {
+                    spawned = Some(shmproc::spawn(notify_attached, args).unwrap());
+                } else {
+                    // SAFETY: no other thread of this test holds a lock the child takes
+                    // (the watchdog's thread only sleeps).
+                    let permit = unsafe { shmproc::testing::ForkPermit::new() };
+                    forked = Some(shmproc::testing::fork(permit, move || {
+                        i32::from(!notify_attached(args))
+                    }));
+                }
+                while flag.get().unwrap() != 1 {
+                    assert!(cond.wait_timeout(Duration::from_secs(60)).unwrap());
+                }
+                cond.release().unwrap();
+                cond.release().unwrap();
+                assert!(matches!(cond.release(), Err(Error::NotOwner)));
+                if let Some(p) = spawned {
+                    assert!(p.join().unwrap());
+                }
+                if let Some(mut c) = forked {
+                    assert_eq!(c.wait(), Ok(0));
+                }
+            }
+            // A timed wait nobody notifies.
+            let g = cond.lock().unwrap();
+            assert!(!cond.wait_timeout(Duration::from_millis(20)).unwrap());
+            drop(g);
+            // Another thread cannot take it while this one holds it.
+            cond.acquire().unwrap();
+            let c2 = cond.clone();
+            let other = std::thread::spawn(move || c2.try_acquire().unwrap());
+            assert!(!other.join().unwrap());
+            cond.release().unwrap();
+            m.shutdown().unwrap();
+            assert!(matches!(cond.acquire(), Err(Error::Disconnected)));
+        });
+    });
+}
+
+/// The server SIGKILLed while an attached client waits on the condition: the wait ends with
+/// `Disconnected`, later calls fail too, nothing is left behind.
+#[test]
+fn a_sigkilled_server_ends_attached_condition_waits() {
+    watchdog(LIMIT, "manager attached condition server killed", || {
+        assert_no_leaks(|| {
+            let m = Manager::start().unwrap();
+            let cond = m.condition().unwrap();
+            assert!(cond.is_attached());
+            let c2 = cond.clone();
+            let waiter = std::thread::spawn(move || {
+                c2.acquire().unwrap();
+                c2.wait()
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            m.process().unwrap().kill().unwrap();
+            assert!(matches!(waiter.join().unwrap(), Err(Error::Disconnected)));
+            assert!(matches!(cond.try_acquire(), Err(Error::Disconnected)));
+            drop(cond);
+            m.shutdown().unwrap();
+        });
+    });
+}
+
+/// A served client (a raw connection) and an attached one share the condition's lock and
+/// notifications; the served client's lock goes with its connection.
+#[test]
+fn served_and_attached_clients_share_one_condition() {
+    watchdog(LIMIT, "manager condition served and attached", || {
+        let m = Manager::builder().authkey(&b"mixedc"[..]).start().unwrap();
+        let cond = m.condition().unwrap();
+        assert!(cond.is_attached());
+        let raw = raw_client(&m.address(), b"mixedc", 0xc0d);
+        let id = (1..64)
+            .find(|&object| {
+                let f = to_bytes(&WireRequest::TypeOf { object }).unwrap();
+                raw.send_bytes(&f).unwrap();
+                let reply = raw.recv_bytes().unwrap();
+                let Ok((0u8, body)) = from_bytes::<(u8, Vec<u8>)>(&reply) else {
+                    return false;
+                };
+                from_bytes::<String>(&body).unwrap() == "shmproc.condition"
+            })
+            .expect("the condition's id");
+        let acquire = call_frame(id, "acquire", to_bytes(&(true, None::<Duration>)).unwrap());
+        // The attached client waits; the served one notifies under the lock.
+        cond.acquire().unwrap();
+        let c2 = cond.clone();
+        let waiter = std::thread::spawn(move || {
+            c2.acquire().unwrap();
+            let notified = c2.wait_timeout(Duration::from_secs(60));
+            c2.release().unwrap();
+            notified
+        });
+        cond.release().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(ok_reply::<bool>(&raw, &acquire));
+        let () = ok_reply(&raw, &call_frame(id, "notify", to_bytes(&1u32).unwrap()));
+        let () = ok_reply(&raw, &call_frame(id, "release", to_bytes(&()).unwrap()));
+        assert!(waiter.join().unwrap().unwrap(), "not notified");
+        // Held through the served connection: the attached client cannot take it until that
+        // connection ends.
+        assert!(ok_reply::<bool>(&raw, &acquire));
+        assert!(!cond.try_acquire().unwrap());
+        drop(raw);
+        assert!(cond.acquire_timeout(Duration::from_secs(60)).unwrap());
+        cond.release().unwrap();
+        m.shutdown().unwrap();
+    });
+}
