@@ -15,7 +15,7 @@
 #![allow(unsafe_code)]
 
 use super::init::run_child;
-use super::{Launch, PreFork, Started, forget_children_after_fork, forkserver};
+use super::{Launch, Leftovers, PreFork, Started, forget_children_after_fork, forkserver};
 use crate::error::{Error, Result};
 use crate::sys;
 use std::io::Write;
@@ -30,8 +30,10 @@ pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Star
     }
     super::refuse_fork_with_guards()?;
     // Segments are inherited with the address space; the arguments re-attach by token.
+    // Dropped before the fork, as everything the parent frees (see `Leftovers`).
     launch.boot.segments.clear();
     launch.boot.default_segment = None;
+    drop(std::mem::take(&mut launch.envelope.segments));
     let mut fds: Vec<OwnedFd> = Vec::new();
     if let Some(w) = launch.result.take() {
         launch.boot.result = Some(0);
@@ -62,13 +64,22 @@ pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Star
             pre.in_child();
             forget_children_after_fork();
             forkserver::forget_after_fork();
-            let code = run_child(launch.boot, fds, parent, false);
+            // By reference: moving the message would copy it (a `memcpy` whose code page the
+            // child would fault in). It is never dropped: the child exits right after.
+            let code = run_child(&mut launch.boot, fds, parent, false);
             super::init::exit(code)
         }
         sys::fork::Forked::Parent(pid) => {
             pre.in_parent();
-            drop(fds);
-            Started::with_pidfd(pid)
+            // Closed now (the result pipe's write end must be the child's alone); the list
+            // and the message are freed when the child is reaped.
+            fds.clear();
+            let mut started = Started::with_pidfd(pid)?;
+            started.leftovers = Some(Leftovers {
+                boot: launch.boot,
+                fds,
+            });
+            Ok(started)
         }
     }
 }

@@ -195,9 +195,12 @@ pub fn init() {
         return;
     }
     let code = match spawned_child(&var.to_string_lossy()) {
-        Ok((boot, fds)) => {
+        Ok((mut boot, fds)) => {
             let parent = boot.parent.0;
-            run_child(boot, fds, parent, true)
+            let code = run_child(&mut boot, fds, parent, true);
+            // What is left of the message holds memory only: the process exits right after.
+            std::mem::forget(boot);
+            code
         }
         Err(e) => {
             report(&format!("shmproc: cannot start child process: {e}"));
@@ -314,8 +317,15 @@ fn read_all(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<()> {
 /// the outcome. Returns the exit code. `real_parent` is the pid of the process that actually
 /// created this one (the forkserver, for its children). `exe_check` compares this process's
 /// executable file with the parent's (not needed in a `Fork` child, a copy of the parent).
-/// Every caller ends the process with the returned code right after.
-pub(crate) fn run_child(boot: Boot, fds: Vec<OwnedFd>, real_parent: i32, exe_check: bool) -> i32 {
+/// Every caller ends the process with the returned code right after, without dropping what
+/// is left of `boot` (its descriptors are taken; freeing its buffers would only write the
+/// allocator's pages, in a `Fork` child pages copied from the parent).
+pub(crate) fn run_child(
+    boot: &mut Boot,
+    fds: Vec<OwnedFd>,
+    real_parent: i32,
+    exe_check: bool,
+) -> i32 {
     let fd_count = fds.len();
     let mut fds: Vec<Option<OwnedFd>> = fds.into_iter().map(Some).collect();
     let mut take = |i: usize| fds.get_mut(i).and_then(Option::take);
@@ -343,7 +353,7 @@ pub(crate) fn run_child(boot: Boot, fds: Vec<OwnedFd>, real_parent: i32, exe_che
 }
 
 fn prepare_and_run(
-    mut boot: Boot,
+    boot: &mut Boot,
     fd_count: usize,
     take: &mut impl FnMut(usize) -> Option<OwnedFd>,
     real_parent: i32,
@@ -408,13 +418,8 @@ fn prepare_and_run(
             .entered();
     // The arguments are decoded with exactly the segments and descriptors that came with
     // them; the target runs outside that scope.
-    let outcome = run_installed(boot.main, &boot.args, Received::new(segments, handle_fds))
-        .unwrap_or_else(|e| Outcome::Failed(e.to_string()));
-    // The child ends right after this (`run_child`'s caller exits): freeing the message's
-    // buffers would only write the allocator's pages, in a `Fork` child pages copied from the
-    // parent. What is left of it holds memory only (its descriptors were taken above).
-    std::mem::forget(boot);
-    outcome
+    run_installed(boot.main, &boot.args, Received::new(segments, handle_fds))
+        .unwrap_or_else(|e| Outcome::Failed(e.to_string()))
 }
 
 /// A panic hook as `std::panic::take_hook` returns it.
