@@ -14,7 +14,7 @@
 
 #![allow(unsafe_code)]
 
-use super::init::run_child;
+use super::init::{ForkHook, run_child};
 use super::{Launch, Leftovers, PreFork, Started, forget_children_after_fork, forkserver};
 use crate::error::{Error, Result};
 use crate::sys;
@@ -56,11 +56,13 @@ pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Star
     let parent = i32::try_from(sys::current_pid()).unwrap_or(0);
     register_thread_locals();
     let pre = PreFork::prepare();
+    let hook = ForkHook::install();
     // SAFETY: the process has exactly one thread (checked above), so the child may run any
     // code: no lock can be held by a thread that does not exist in it.
     let forked = unsafe { sys::fork::fork() }.map_err(|e| Error::io("fork", e))?;
     match forked {
         sys::fork::Forked::Child => {
+            hook.in_child();
             pre.in_child();
             forget_children_after_fork();
             forkserver::forget_after_fork();
@@ -70,6 +72,7 @@ pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Star
             super::init::exit(code)
         }
         sys::fork::Forked::Parent(pid) => {
+            drop(hook);
             pre.in_parent();
             // Closed now (the result pipe's write end must be the child's alone); the list
             // and the message are freed when the child is reaped.

@@ -451,6 +451,10 @@ fn record_then_previous(info: &std::panic::PanicHookInfo<'_>) {
 /// that installed it once already (a child of a `Fork` child, a forkserver child) wraps the
 /// current hook, whatever it is now, in a closure, as a hook set since must stay in the chain.
 fn install_panic_hook() {
+    if HOOK_FROM_PARENT.replace(false) {
+        // A `Fork` child whose parent installed the hook around the fork (`ForkHook`).
+        return;
+    }
     let mut slot = PREVIOUS_HOOK
         .write()
         .unwrap_or_else(PoisonError::into_inner);
@@ -466,6 +470,66 @@ fn install_panic_hook() {
         record_panic_location(info.location().map(|l| l.to_string()));
         previous(info);
     }));
+}
+
+thread_local! {
+    /// Set by [`ForkHook::install`] while the parent forks, so the `Fork` child knows its
+    /// hook is in place (a thread-local: the child reads it without writing a page).
+    static HOOK_FROM_PARENT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The child's panic hook, installed by the parent of a `Fork` child for the duration of the
+/// fork, so that the child inherits it instead of installing it (which would fault in the
+/// hook machinery's code and data pages in the child, on its start's critical path). The
+/// parent's own hook is put back when this is dropped, in the parent after the fork (or when
+/// the fork failed); the child forgets it.
+///
+/// Done only the first time in a process image (as [`install_panic_hook`]'s allocation-free
+/// path) and never while panicking (`set_hook` would panic); otherwise the child installs
+/// its hook itself, as before.
+pub(crate) struct ForkHook(bool);
+
+impl ForkHook {
+    /// Installs the child's hook in this (single-threaded) process, if it can.
+    pub(crate) fn install() -> ForkHook {
+        if std::thread::panicking() {
+            return ForkHook(false);
+        }
+        let mut slot = PREVIOUS_HOOK
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot.is_some() {
+            return ForkHook(false);
+        }
+        *slot = Some(std::panic::take_hook());
+        drop(slot);
+        std::panic::set_hook(Box::new(record_then_previous));
+        HOOK_FROM_PARENT.set(true);
+        ForkHook(true)
+    }
+
+    /// In the child: keeps the hook (and tells [`install_panic_hook`] it is there).
+    pub(crate) fn in_child(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for ForkHook {
+    /// In the parent: puts its own hook back.
+    fn drop(&mut self) {
+        if !self.0 {
+            return;
+        }
+        HOOK_FROM_PARENT.set(false);
+        let previous = PREVIOUS_HOOK
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(previous) = previous {
+            drop(std::panic::take_hook());
+            std::panic::set_hook(previous);
+        }
+    }
 }
 
 /// Writes one length-prefixed frame to a pipe.
