@@ -21,6 +21,10 @@ use crate::sys;
 use std::io::Write;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
+/// The largest encoded arguments the parent keeps until a `Fork` child is reaped (see
+/// `Leftovers`); larger ones are freed right after the fork.
+const HOLD_ARGS_UP_TO: usize = 64 << 10;
+
 /// Forks a child that runs `launch`'s target and also takes `extra` (by index, like every
 /// descriptor it is handed).
 pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Started> {
@@ -75,8 +79,13 @@ pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Star
             drop(hook);
             pre.in_parent();
             // Closed now (the result pipe's write end must be the child's alone); the list
-            // and the message are freed when the child is reaped.
+            // and the message are freed when the child is reaped. Large encoded arguments go
+            // now: holding them for the child's lifetime would cost more than the few pages
+            // their free writes.
             fds.clear();
+            if launch.boot.args.capacity() > HOLD_ARGS_UP_TO {
+                launch.boot.args = Vec::new();
+            }
             let mut started = Started::with_pidfd(pid)?;
             started.leftovers = Some(Leftovers {
                 boot: launch.boot,

@@ -161,7 +161,7 @@ struct Started {
 /// list of descriptors (closed at once). Kept until the child is reaped rather than freed
 /// right after the fork: every allocator page that a free writes while the child lives is a
 /// page the kernel copies (the fork shared it copy-on-write), once the child is gone the page
-/// is the parent's alone again.
+/// is the parent's alone again. (Encoded arguments larger than 64 KiB are freed at once.)
 #[derive(Debug)]
 struct Leftovers {
     #[allow(dead_code)] // Held, never read: freed when the child is reaped.
