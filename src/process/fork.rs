@@ -14,12 +14,16 @@
 
 #![allow(unsafe_code)]
 
-use super::init::run_child;
-use super::{Launch, PreFork, Started, forget_children_after_fork, forkserver};
+use super::init::{ForkHook, run_child};
+use super::{Launch, Leftovers, PreFork, Started, forget_children_after_fork, forkserver};
 use crate::error::{Error, Result};
 use crate::sys;
 use std::io::Write;
 use std::os::fd::{BorrowedFd, OwnedFd};
+
+/// The largest encoded arguments the parent keeps until a `Fork` child is reaped (see
+/// `Leftovers`); larger ones are freed right after the fork.
+const HOLD_ARGS_UP_TO: usize = 64 << 10;
 
 /// Forks a child that runs `launch`'s target and also takes `extra` (by index, like every
 /// descriptor it is handed).
@@ -30,8 +34,10 @@ pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Star
     }
     super::refuse_fork_with_guards()?;
     // Segments are inherited with the address space; the arguments re-attach by token.
+    // Dropped before the fork, as everything the parent frees (see `Leftovers`).
     launch.boot.segments.clear();
     launch.boot.default_segment = None;
+    drop(std::mem::take(&mut launch.envelope.segments));
     let mut fds: Vec<OwnedFd> = Vec::new();
     if let Some(w) = launch.result.take() {
         launch.boot.result = Some(0);
@@ -54,21 +60,38 @@ pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Star
     let parent = i32::try_from(sys::current_pid()).unwrap_or(0);
     register_thread_locals();
     let pre = PreFork::prepare();
+    let hook = ForkHook::install();
     // SAFETY: the process has exactly one thread (checked above), so the child may run any
     // code: no lock can be held by a thread that does not exist in it.
     let forked = unsafe { sys::fork::fork() }.map_err(|e| Error::io("fork", e))?;
     match forked {
         sys::fork::Forked::Child => {
+            hook.in_child();
             pre.in_child();
             forget_children_after_fork();
             forkserver::forget_after_fork();
-            let code = run_child(launch.boot, fds, parent, false);
+            // By reference: moving the message would copy it (a `memcpy` whose code page the
+            // child would fault in). It is never dropped: the child exits right after.
+            let code = run_child(&mut launch.boot, fds, parent, false);
             super::init::exit(code)
         }
         sys::fork::Forked::Parent(pid) => {
+            drop(hook);
             pre.in_parent();
-            drop(fds);
-            Started::with_pidfd(pid)
+            // Closed now (the result pipe's write end must be the child's alone); the list
+            // and the message are freed when the child is reaped. Large encoded arguments go
+            // now: holding them for the child's lifetime would cost more than the few pages
+            // their free writes.
+            fds.clear();
+            if launch.boot.args.capacity() > HOLD_ARGS_UP_TO {
+                launch.boot.args = Vec::new();
+            }
+            let mut started = Started::with_pidfd(pid)?;
+            started.leftovers = Some(Leftovers {
+                boot: launch.boot,
+                fds,
+            });
+            Ok(started)
         }
     }
 }

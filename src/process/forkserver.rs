@@ -124,6 +124,7 @@ fn start_server(b: super::ProcessBuilder<usize>, sock: BorrowedFd<'_>) -> Result
             sentinel: started.sentinel,
             exit: Mutex::new(None),
             args: Mutex::new(None),
+            leftovers: Mutex::new(None),
         }),
     })
 }
@@ -172,6 +173,7 @@ pub(super) fn start(mut launch: Launch, extra: &[BorrowedFd<'_>]) -> Result<Star
     Ok(Started {
         pid,
         sentinel: Sentinel::Status(status_r),
+        leftovers: None,
     })
 }
 
@@ -251,7 +253,7 @@ fn fork_child(
         return Err(EINVAL);
     }
     let status = File::from(fds.remove(0));
-    let boot: Boot = codec::from_bytes(payload).map_err(|_| EINVAL)?;
+    let mut boot: Boot = codec::from_bytes(payload).map_err(|_| EINVAL)?;
     // SAFETY: the server process has a single thread (it never starts one), so the child
     // may run any code after the fork.
     let forked = unsafe { sys::fork::fork() };
@@ -262,7 +264,7 @@ fn fork_child(
             drop(sock.take());
             drop(std::mem::take(kids));
             drop(status);
-            let code = run_child(boot, fds, me, true);
+            let code = run_child(&mut boot, fds, me, true);
             super::init::exit(code)
         }
         Ok(sys::fork::Forked::Parent(pid)) => {

@@ -195,9 +195,12 @@ pub fn init() {
         return;
     }
     let code = match spawned_child(&var.to_string_lossy()) {
-        Ok((boot, fds)) => {
+        Ok((mut boot, fds)) => {
             let parent = boot.parent.0;
-            run_child(boot, fds, parent, true)
+            let code = run_child(&mut boot, fds, parent, true);
+            // What is left of the message holds memory only: the process exits right after.
+            std::mem::forget(boot);
+            code
         }
         Err(e) => {
             report(&format!("shmproc: cannot start child process: {e}"));
@@ -314,8 +317,15 @@ fn read_all(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<()> {
 /// the outcome. Returns the exit code. `real_parent` is the pid of the process that actually
 /// created this one (the forkserver, for its children). `exe_check` compares this process's
 /// executable file with the parent's (not needed in a `Fork` child, a copy of the parent).
-/// Every caller ends the process with the returned code right after.
-pub(crate) fn run_child(boot: Boot, fds: Vec<OwnedFd>, real_parent: i32, exe_check: bool) -> i32 {
+/// Every caller ends the process with the returned code right after, without dropping what
+/// is left of `boot` (its descriptors are taken; freeing its buffers would only write the
+/// allocator's pages, in a `Fork` child pages copied from the parent).
+pub(crate) fn run_child(
+    boot: &mut Boot,
+    fds: Vec<OwnedFd>,
+    real_parent: i32,
+    exe_check: bool,
+) -> i32 {
     let fd_count = fds.len();
     let mut fds: Vec<Option<OwnedFd>> = fds.into_iter().map(Some).collect();
     let mut take = |i: usize| fds.get_mut(i).and_then(Option::take);
@@ -343,7 +353,7 @@ pub(crate) fn run_child(boot: Boot, fds: Vec<OwnedFd>, real_parent: i32, exe_che
 }
 
 fn prepare_and_run(
-    mut boot: Boot,
+    boot: &mut Boot,
     fd_count: usize,
     take: &mut impl FnMut(usize) -> Option<OwnedFd>,
     real_parent: i32,
@@ -408,13 +418,8 @@ fn prepare_and_run(
             .entered();
     // The arguments are decoded with exactly the segments and descriptors that came with
     // them; the target runs outside that scope.
-    let outcome = run_installed(boot.main, &boot.args, Received::new(segments, handle_fds))
-        .unwrap_or_else(|e| Outcome::Failed(e.to_string()));
-    // The child ends right after this (`run_child`'s caller exits): freeing the message's
-    // buffers would only write the allocator's pages, in a `Fork` child pages copied from the
-    // parent. What is left of it holds memory only (its descriptors were taken above).
-    std::mem::forget(boot);
-    outcome
+    run_installed(boot.main, &boot.args, Received::new(segments, handle_fds))
+        .unwrap_or_else(|e| Outcome::Failed(e.to_string()))
 }
 
 /// A panic hook as `std::panic::take_hook` returns it.
@@ -446,6 +451,10 @@ fn record_then_previous(info: &std::panic::PanicHookInfo<'_>) {
 /// that installed it once already (a child of a `Fork` child, a forkserver child) wraps the
 /// current hook, whatever it is now, in a closure, as a hook set since must stay in the chain.
 fn install_panic_hook() {
+    if HOOK_FROM_PARENT.replace(false) {
+        // A `Fork` child whose parent installed the hook around the fork (`ForkHook`).
+        return;
+    }
     let mut slot = PREVIOUS_HOOK
         .write()
         .unwrap_or_else(PoisonError::into_inner);
@@ -461,6 +470,66 @@ fn install_panic_hook() {
         record_panic_location(info.location().map(|l| l.to_string()));
         previous(info);
     }));
+}
+
+thread_local! {
+    /// Set by [`ForkHook::install`] while the parent forks, so the `Fork` child knows its
+    /// hook is in place (a thread-local: the child reads it without writing a page).
+    static HOOK_FROM_PARENT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The child's panic hook, installed by the parent of a `Fork` child for the duration of the
+/// fork, so that the child inherits it instead of installing it (which would fault in the
+/// hook machinery's code and data pages in the child, on its start's critical path). The
+/// parent's own hook is put back when this is dropped, in the parent after the fork (or when
+/// the fork failed); the child forgets it.
+///
+/// Done only the first time in a process image (as [`install_panic_hook`]'s allocation-free
+/// path) and never while panicking (`set_hook` would panic); otherwise the child installs
+/// its hook itself, as before.
+pub(crate) struct ForkHook(bool);
+
+impl ForkHook {
+    /// Installs the child's hook in this (single-threaded) process, if it can.
+    pub(crate) fn install() -> ForkHook {
+        if std::thread::panicking() {
+            return ForkHook(false);
+        }
+        let mut slot = PREVIOUS_HOOK
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot.is_some() {
+            return ForkHook(false);
+        }
+        *slot = Some(std::panic::take_hook());
+        drop(slot);
+        std::panic::set_hook(Box::new(record_then_previous));
+        HOOK_FROM_PARENT.set(true);
+        ForkHook(true)
+    }
+
+    /// In the child: keeps the hook (and tells [`install_panic_hook`] it is there).
+    pub(crate) fn in_child(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for ForkHook {
+    /// In the parent: puts its own hook back.
+    fn drop(&mut self) {
+        if !self.0 {
+            return;
+        }
+        HOOK_FROM_PARENT.set(false);
+        let previous = PREVIOUS_HOOK
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(previous) = previous {
+            drop(std::panic::take_hook());
+            std::panic::set_hook(previous);
+        }
+    }
 }
 
 /// Writes one length-prefixed frame to a pipe.

@@ -153,6 +153,21 @@ enum Sentinel {
 struct Started {
     pid: i32,
     sentinel: Sentinel,
+    /// What a `Fork` start leaves in the parent (see [`Leftovers`]).
+    leftovers: Option<Leftovers>,
+}
+
+/// The parent's copy of what it handed a `Fork` child: the start-up message and the emptied
+/// list of descriptors (closed at once). Kept until the child is reaped rather than freed
+/// right after the fork: every allocator page that a free writes while the child lives is a
+/// page the kernel copies (the fork shared it copy-on-write), once the child is gone the page
+/// is the parent's alone again. (Encoded arguments larger than 64 KiB are freed at once.)
+#[derive(Debug)]
+struct Leftovers {
+    #[allow(dead_code)] // Held, never read: freed when the child is reaped.
+    boot: Boot,
+    #[allow(dead_code)]
+    fds: Vec<OwnedFd>,
 }
 
 impl Started {
@@ -163,6 +178,7 @@ impl Started {
             Ok(fd) => Ok(Started {
                 pid,
                 sentinel: Sentinel::Pidfd(fd),
+                leftovers: None,
             }),
             Err(e) => {
                 let _ = sys::fork::send_signal(pid, sys::fork::SIGKILL);
@@ -180,6 +196,7 @@ struct ChildState {
     sentinel: Sentinel,
     exit: Mutex<Option<i32>>,
     args: Mutex<Option<Box<dyn Any + Send>>>,
+    leftovers: Mutex<Option<Leftovers>>,
 }
 
 static CHILDREN: Mutex<Vec<Arc<ChildState>>> = Mutex::new(Vec::new());
@@ -288,6 +305,12 @@ impl ChildState {
         crate::trace::event!(debug, pid = self.pid, exitcode = code, "process ended");
         drop(
             self.args
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        drop(
+            self.leftovers
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .take(),
@@ -573,6 +596,7 @@ impl Process {
             sentinel: started.sentinel,
             exit: Mutex::new(None),
             args: Mutex::new(None),
+            leftovers: Mutex::new(started.leftovers),
         });
         CHILDREN
             .lock()
@@ -706,6 +730,12 @@ where
         envelope,
         result: result_w,
     };
+    // Boxed, and room made for the registration, before the child exists (see `Leftovers`).
+    let args: Box<dyn Any + Send> = Box::new(b.args);
+    CHILDREN
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .reserve(1);
     let started = match method {
         StartMethod::Spawn => spawn::start(launch, extra)?,
         StartMethod::Fork => fork::start(launch, extra)?,
@@ -724,7 +754,8 @@ where
         daemon: b.daemon,
         sentinel: started.sentinel,
         exit: Mutex::new(None),
-        args: Mutex::new(Some(Box::new(b.args))),
+        args: Mutex::new(Some(args)),
+        leftovers: Mutex::new(started.leftovers),
     });
     CHILDREN
         .lock()

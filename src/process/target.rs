@@ -298,7 +298,9 @@ impl TargetTable {
             .ok()
             .and_then(|i| self.targets.get(i))
             .copied()
-            .ok_or(Error::UnknownTarget {
+            // Built only on failure: an error made and dropped on every start would run (and,
+            // in a `Fork` child, fault in) the error's drop code.
+            .ok_or_else(|| Error::UnknownTarget {
                 id: id.0,
                 registered: self.len(),
             })

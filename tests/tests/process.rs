@@ -653,3 +653,64 @@ fn errors_with_a_known_fix_name_it() {
         "{e}"
     );
 }
+
+/// Which hook saw the last panic of the process running [`fork_start_keeps_parent_hook`].
+static HOOK_SAW: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Sets a hook of its own, starts `Fork` children (one of them panicking), and checks after
+/// each that its hook is still the one that runs; returns 0 when all went as expected.
+fn fork_start_keeps_parent_hook() -> i32 {
+    std::panic::set_hook(Box::new(|info| {
+        *HOOK_SAW
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(info.payload_as_str().unwrap_or("?").to_owned());
+    }));
+    let hook_saw = |round: &str| {
+        let caught = std::panic::catch_unwind(|| panic!("parent panic {round}"));
+        let saw = HOOK_SAW
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        caught.is_err() && saw.as_deref() == Some(format!("parent panic {round}").as_str())
+    };
+    if !hook_saw("before") {
+        return 1;
+    }
+    let p = Process::new(do_nothing, ())
+        .start_method(StartMethod::Fork)
+        .start()
+        .expect("fork start");
+    if p.join_timeout(Duration::from_secs(60)).ok().flatten() != Some(0) {
+        return 2;
+    }
+    if !hook_saw("after a start") {
+        return 3;
+    }
+    shmproc::set_start_method(StartMethod::Fork);
+    let h = shmproc::spawn(|n: i32| -> i32 { panic!("boom {n}") }, 7).expect("fork spawn");
+    match h.join() {
+        Err(Error::ChildPanicked { message })
+            if message.starts_with("boom 7 at tests/tests/process.rs:") => {}
+        _ => return 4,
+    }
+    if !hook_saw("after a panicking child") {
+        return 5;
+    }
+    0
+}
+
+/// A `Fork` start installs the child's panic hook in the parent only for the duration of the
+/// fork: the parent's own hook is back afterwards (also after a child that panicked), and
+/// the child's panic still carries its location. Run in a forked copy of the test process
+/// (single-threaded, as `Fork` needs, and whose hook nobody else shares).
+#[test]
+fn a_fork_start_leaves_the_parents_panic_hook_in_place() {
+    // SAFETY: the test's only other threads are the harness's, which hold no lock the child
+    // takes while they wait.
+    let mut child = shmproc::testing::fork(
+        unsafe { shmproc::testing::ForkPermit::new() },
+        fork_start_keeps_parent_hook,
+    );
+    assert_eq!(child.wait(), Ok(0));
+}

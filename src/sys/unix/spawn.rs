@@ -23,7 +23,7 @@
 
 #![allow(unsafe_code)]
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsStr};
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, RawFd};
@@ -165,10 +165,10 @@ pub(crate) fn spawn_self(
         if unset.iter().any(|u| OsStr::new(u) == k) || set.iter().any(|(s, _)| OsStr::new(s) == k) {
             continue;
         }
-        env.push(cstring(&kv(&k, &v))?);
+        env.push(kv(&k, &v)?);
     }
     for (k, v) in set {
-        env.push(cstring(&kv(OsStr::new(k), v))?);
+        env.push(kv(OsStr::new(k), v)?);
     }
     let argv: Vec<*mut libc::c_char> = args
         .iter()
@@ -202,10 +202,12 @@ pub(crate) fn spawn_self(
     Ok(pid)
 }
 
-fn kv(k: &OsStr, v: &OsStr) -> OsString {
-    let mut s = OsString::with_capacity(k.len() + v.len() + 1);
-    s.push(k);
-    s.push("=");
-    s.push(v);
-    s
+/// `k=v` as a C string, built in one allocation (room for the NUL included, so `CString::new`
+/// keeps the buffer).
+fn kv(k: &OsStr, v: &OsStr) -> io::Result<CString> {
+    let mut s = Vec::with_capacity(k.len() + v.len() + 2);
+    s.extend_from_slice(k.as_bytes());
+    s.push(b'=');
+    s.extend_from_slice(v.as_bytes());
+    CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
