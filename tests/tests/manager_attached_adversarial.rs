@@ -587,3 +587,294 @@ fn many_live_queues_all_work() {
         m.shutdown().unwrap();
     });
 }
+
+// ------------------------------------------------------------------ clients killed mid-call
+
+/// A child's side: puts `n` numbered items (every third larger than a slot), recording in
+/// `done` how many puts returned `Ok`, until killed.
+fn put_numbered((q, done, n): (QueueProxy<(u32, String)>, QueueProxy<u32>, u32)) -> bool {
+    for i in 0..n {
+        let pad = if i % 3 == 0 { 1000 } else { 4 };
+        if q.put(&(i, "p".repeat(pad))).is_err() {
+            return false;
+        }
+        if done.put(&i).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// A client SIGKILLed in the middle of its attached puts: every put that returned `Ok` is
+/// delivered, in order, once; nothing else but possibly the one in progress; the queue
+/// keeps working for the others; a getter killed while waiting leaves the next item to
+/// the live getters.
+#[test]
+fn a_client_killed_mid_put_or_mid_get_loses_nothing_acknowledged() {
+    watchdog(LIMIT, "attached killed putter", || {
+        let m = Manager::start().unwrap();
+        let q = m.queue::<(u32, String)>().unwrap();
+        let done = m.queue::<u32>().unwrap();
+        assert!(q.is_attached() && done.is_attached());
+        for round in 0..3u64 {
+            let args = (q.clone(), done.clone(), 1_000_000);
+            let mut child = fork(permit(), move || i32::from(!put_numbered(args)));
+            // Let it run a little, then kill it at some point of a put.
+            let mut acked = None;
+            while acked.is_none_or(|a| a < 200 + 150 * round as u32) {
+                acked = Some(done.get_timeout(Duration::from_secs(30)).unwrap());
+            }
+            assert_eq!(child.kill(), Err(9));
+            while let Ok(a) = done.try_get() {
+                acked = Some(a);
+            }
+            let acked = acked.unwrap();
+            let mut got = Vec::new();
+            while let Ok((i, pad)) = q.try_get() {
+                assert_eq!(pad.len(), if i % 3 == 0 { 1000 } else { 4 });
+                got.push(i);
+            }
+            assert!(
+                got.len() as u32 > acked,
+                "round {round}: {} items delivered, {} acknowledged",
+                got.len(),
+                acked + 1
+            );
+            assert!(
+                got.iter().enumerate().all(|(k, &i)| i == k as u32),
+                "round {round}: out of order or duplicated: {:?}",
+                &got[..got.len().min(50)]
+            );
+            assert!(got.len() as u32 <= acked + 2, "round {round}: extra items");
+        }
+        // A getter killed while waiting: the next item goes to a live getter.
+        let q2 = q.clone();
+        let mut getter = fork(permit(), move || i32::from(q2.get().is_err()));
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(getter.kill(), Err(9));
+        q.put(&(7, "x".into())).unwrap();
+        assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap().0, 7);
+        m.shutdown().unwrap();
+    });
+}
+
+// ------------------------------------------------------------------ scribbled memory
+
+/// The server's segment of attached objects, opened through `/proc` by its owner (the
+/// same user): the largest memory file the server has open.
+fn server_memfd(pid: i32) -> std::fs::File {
+    let mut best: Option<(u64, std::path::PathBuf)> = None;
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let path = e.unwrap().path();
+        let Ok(target) = std::fs::read_link(&path) else {
+            continue;
+        };
+        if !target.to_string_lossy().starts_with("/memfd:") {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(len, _)| meta.len() > *len) {
+            best = Some((meta.len(), path));
+        }
+    }
+    let (len, path) = best.expect("the server's memory file");
+    assert!(len >= 1 << 30, "{len}");
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap()
+}
+
+/// Runs `f`, turning a panic into an entry of `panics`.
+fn no_panic<R>(panics: &mut Vec<String>, name: &str, f: impl FnOnce() -> R) -> Option<R> {
+    eprintln!("scribbled: {name}");
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            panics.push(format!("{name}: {msg}"));
+            None
+        }
+    }
+}
+
+/// The 64 KiB chunks of `file` that hold something (not all zero), by offset.
+fn chunks_in_use(file: &std::fs::File) -> Vec<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata().unwrap().len();
+    let mut buf = vec![0u8; CHUNK];
+    let zero = vec![0u8; CHUNK];
+    let mut used = Vec::new();
+    let mut at = 0;
+    while at < len {
+        file.read_exact_at(&mut buf, at).unwrap();
+        if buf != zero {
+            used.push(at);
+        }
+        at += CHUNK as u64;
+    }
+    used
+}
+
+const CHUNK: usize = 64 << 10;
+
+/// Deterministic garbage.
+fn garbage(seed: u64, buf: &mut [u8]) {
+    let mut x = seed | 1;
+    for b in buf {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+}
+
+/// Another process of the same user scribbles one chunk of the server's segment in use at
+/// a time (the segment's header, the heap's records, the rings' headers and slots, an
+/// item's block, the condition's words), each time under a fresh manager: attached calls
+/// return (errors or values) within their timeouts and never panic, and the server goes on
+/// serving other objects.
+#[test]
+fn a_scribbled_server_segment_gives_errors_not_panics_or_hangs() {
+    watchdog(
+        Duration::from_secs(400),
+        "attached scribbled segment",
+        || {
+            let mut panics = Vec::new();
+            let mut trial = 0;
+            loop {
+                let done = scribble_trial(trial, &mut panics);
+                if done {
+                    break;
+                }
+                trial += 1;
+            }
+            assert!(trial > 0);
+            assert!(panics.is_empty(), "{panics:#?}");
+        },
+    );
+}
+
+/// Scribbles the `k`-th chunk in use; returns whether there was none.
+fn scribble_trial(k: usize, p: &mut Vec<String>) -> bool {
+    use std::os::unix::fs::FileExt;
+    let m = Manager::start().unwrap();
+    let q = m.queue_with_capacity::<String>(64).unwrap();
+    let jq = m.joinable_queue::<u64>().unwrap();
+    let cond = m.condition().unwrap();
+    assert!(q.is_attached() && jq.is_attached() && cond.is_attached());
+    q.put(&"k".repeat(2000)).unwrap();
+    q.put(&"small".into()).unwrap();
+    jq.put(&0xfeed_f00d_dead_beef).unwrap();
+    let file = server_memfd(m.process().unwrap().pid());
+    let used = chunks_in_use(&file);
+    let Some(&at) = used.get(k) else {
+        m.shutdown().unwrap();
+        return true;
+    };
+    eprintln!("trial {k}: chunk at {at:#x} of {used:x?}");
+    let mut buf = vec![0u8; CHUNK];
+    garbage(at ^ 0x9e37_79b9_7f4a_7c15, &mut buf);
+    file.write_all_at(&buf, at).unwrap();
+    let t = Duration::from_millis(200);
+    let name = |s: &str| format!("chunk {k} at {at:#x}: {s}");
+    eprintln!("{:?}", no_panic(p, &name("q.len"), || q.len()));
+    eprintln!(
+        "{:?}",
+        no_panic(p, &name("q.try_get"), || q.try_get().map(|s| s.len()))
+    );
+    eprintln!(
+        "{:?}",
+        no_panic(p, &name("q.get_timeout"), || q
+            .get_timeout(t)
+            .map(|s| s.len()))
+    );
+    eprintln!(
+        "{:?}",
+        no_panic(p, &name("q.try_put"), || q.try_put(&"a".into()))
+    );
+    eprintln!(
+        "{:?}",
+        no_panic(p, &name("q.put_timeout big"), || q
+            .put_timeout(&"b".repeat(3000), t))
+    );
+    eprintln!("{:?}", no_panic(p, &name("q.is_full"), || q.is_full()));
+    eprintln!("{:?}", no_panic(p, &name("jq.try_get"), || jq.try_get()));
+    eprintln!(
+        "{:?}",
+        no_panic(p, &name("jq.task_done"), || jq.task_done())
+    );
+    eprintln!(
+        "{:?}",
+        no_panic(p, &name("jq.join_timeout"), || jq.join_timeout(t))
+    );
+    eprintln!(
+        "{:?}",
+        no_panic(p, &name("cond.acquire_timeout"), || cond.acquire_timeout(t))
+    );
+    eprintln!("{:?}", no_panic(p, &name("cond.notify"), || cond.notify(1)));
+    eprintln!(
+        "{:?}",
+        no_panic(p, &name("cond.wait_timeout"), || cond.wait_timeout(t))
+    );
+    eprintln!(
+        "{:?}",
+        no_panic(p, &name("cond.release"), || cond.release())
+    );
+    // The server still serves, and makes new objects.
+    let d = m.dict::<u8, u8>().unwrap();
+    d.insert(1, 2).unwrap();
+    assert_eq!(d.get(&1).unwrap(), Some(2));
+    eprintln!(
+        "{:?}",
+        no_panic(p, &name("new queue"), || {
+            let q = m.queue::<u8>()?;
+            q.put(&1)?;
+            q.get_timeout(t)
+        })
+    );
+    drop((q, jq, cond, d));
+    m.shutdown().unwrap();
+    false
+}
+
+/// A scribbled segment header (its magic) in the server's segment of attached objects
+/// locks no client out of the objects that are served: a new client process can still
+/// use a managed dict.
+///
+/// Bug seen: the greeting reply's `Welcome::Ok(Some(Home))` is decoded by attaching the
+/// home block (`Home::deserialize`), and an attach error fails the whole greeting
+/// (`Client::connect` returns "corrupt segment header: bad magic"), so every new local
+/// client of the server fails every call, served ones included, once anyone with the key
+/// wrote four bytes into the segment. A fix: decode the home as optional (an attach failure
+/// is `None`, and that client is served).
+#[test]
+#[ignore = "bug: a scribbled attach segment header makes every new local client's greeting fail"]
+fn a_scribbled_segment_header_locks_no_new_client_out() {
+    watchdog(LIMIT, "attached scribbled header", || {
+        use std::os::unix::fs::FileExt;
+        let m = Manager::start().unwrap();
+        let q = m.queue::<u8>().unwrap();
+        assert!(q.is_attached());
+        let d = m.dict::<u8, u8>().unwrap();
+        d.insert(1, 2).unwrap();
+        let file = server_memfd(m.process().unwrap().pid());
+        file.write_all_at(&[0xa5; 16], 0).unwrap();
+        let child = shmproc::spawn(dict_get, d.clone()).unwrap();
+        let in_child = child.join().unwrap();
+        drop((q, d));
+        m.shutdown().unwrap();
+        assert_eq!(in_child, Ok(Some(2)), "a new client's dict get");
+    });
+}
+
+fn dict_get(d: shmproc::manager::DictProxy<u8, u8>) -> Result<Option<u8>, String> {
+    d.get(&1).map_err(|e| e.to_string())
+}
