@@ -84,8 +84,9 @@ fn condition_peer((cond, turn): (Condition, RawValue<u32>)) {
     }
 }
 
-/// The same through a condition held by a manager process (and a managed value for the
-/// turn): each wait is a round trip that the server answers when the other process notifies.
+/// The same through a condition held by a manager process (and a shared value for the
+/// turn): both processes attach its in-heap form (a local client of a server on a Unix
+/// socket), so a wait is no round trip through the server.
 pub(crate) fn managed_condition() -> Option<Workload> {
     let m = shmproc::Manager::start().expect("Manager");
     let cond = m.condition().expect("managed condition");

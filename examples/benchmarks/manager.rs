@@ -1,8 +1,10 @@
-//! Calls through a manager's server, the goals beside Python's managers: a managed
-//! dict's `get` over the local transport (a shared-memory pipe per client thread) and over
-//! TCP loopback, a managed list's `get(i)`, and (measured by their own families, shown here
-//! again with their goals) a managed queue's objects, a managed lock's acquire + release and
-//! a managed condition's waits.
+//! Managed objects, the goals beside Python's managers: a managed dict's `get` over
+//! the local transport (a shared-memory pipe per client thread: a round trip through the
+//! server per call) and over TCP loopback, a managed list's `get(i)`, and (measured by their
+//! own families, shown here again with their goals) a managed queue's objects, a managed
+//! lock's acquire + release and a managed condition's waits. The queue and the condition
+//! are attached by these local clients (their in-heap form in the server's segment, no
+//! round trip per call); the dict, list and lock are served.
 
 use std::hint::black_box;
 

@@ -285,7 +285,8 @@ fn produce_managed((work, q): (QueueProxy<u64>, QueueProxy<String>)) {
 }
 
 /// A queue held by a manager process: a child puts 256-byte objects, this process gets them
-/// (as Python's figure is measured).
+/// (as Python's figure is measured). Both attach the queue's in-heap form (local clients),
+/// so no object goes through the server.
 pub(crate) fn managed_queue() -> Option<Workload> {
     let m = shmproc::Manager::start().expect("Manager");
     let q = m.queue::<String>().expect("managed queue");

@@ -1,6 +1,6 @@
 //! Built-in objects a server holds in their in-heap form, which local clients attach and use
-//! without a round trip: queues and joinable queues (see the manager's
-//! [direct and served primitives](super#direct-and-served-primitives)).
+//! without a round trip: queues, joinable queues and (servers on a Unix socket) conditions
+//! (see the manager's [direct and served primitives](super#direct-and-served-primitives)).
 //!
 //! The server creates such an object in a segment of its own ([`HeapHome`]) and keeps
 //! it in its object table like any other (references, pins: every lifetime rule holds); a
@@ -13,10 +13,11 @@
 //!
 //! Server death: an attached client waits in slices of [`SLICE`] and, after each, probes the
 //! server's process (its pid and start time, from the attach information); once it is gone
-//! the client closes the ring, so every attached call of every process fails with
-//! [`Error::Disconnected`] from then on (one load of the ring's closed word per call). A
-//! server that stops closes the rings it holds likewise, and so does the server when an
-//! object's last reference goes (the block stays mapped while attached handles keep it).
+//! the client closes the object (a ring's closed word, a condition's word 3), so every
+//! attached call of every process fails with [`Error::Disconnected`] from then on (one load
+//! of that word per call). A server that stops closes the objects it holds likewise, and so
+//! does the server when an object's last reference goes (the block stays mapped while
+//! attached handles keep it).
 
 use super::objects::Ctx;
 use super::protocol::Fault;

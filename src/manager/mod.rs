@@ -30,51 +30,72 @@
 //! client's calls fail with an error.
 //!
 //! # Direct and served primitives
-//! **Attached: queues and joinable queues, for local clients.** The server holds every
-//! managed [`queue`](Manager::queue), [`queue_with_capacity`](Manager::queue_with_capacity)
-//! and [`joinable_queue`](Manager::joinable_queue) in its in-heap form (a
-//! [`JoinableQueue`](crate::JoinableQueue)'s ring of codec-encoded items) in a segment of its
-//! own, a memory file that the answer to each local connection's greeting carries over the
-//! Unix socket. A local proxy asks for the ring's token once per process (one round trip, on
-//! its first call) and attaches it, checked like any token (the segment must be the one the
-//! server sent; the block's offset, generation, kind and element fingerprint): from then on
-//! its `put`, `get`, `task_done`, `join`, `len`, `is_full` run on shared memory, without the
-//! server (`is_attached` tells). A remote client (TCP), or a local one whose attach failed, is
-//! served by the server acting on the same ring, so every client sees the same items, in
-//! order, and the same task count. The object's lifetime is the server's, as for every
-//! object (references, pins): when its last reference goes the server drops the ring and
-//! closes it; a handle still attached keeps its block mapped and its calls fail. The
-//! differences from a served queue:
-//! - *capacity*: a queue made without one holds at most 262,144 items (a `put` beyond waits
-//!   for room like a bounded queue's; `is_full` stays `false`); a capacity above 2^24, or a
-//!   server segment too full for the ring (4 GiB of address space, used only as touched),
-//!   makes a served queue instead, with no limit;
-//! - *server death*: an attached call that waits (`get`, `put` on a full queue, `join`)
-//!   checks every 50 ms whether the server process still lives (by pid and start time) and
-//!   returns [`Error::Disconnected`] once it is gone, then closes the ring: from then on every
+//! **Attached, for local clients: queues, joinable queues, and conditions.** The server
+//! holds every managed [`queue`](Manager::queue),
+//! [`queue_with_capacity`](Manager::queue_with_capacity) and
+//! [`joinable_queue`](Manager::joinable_queue) in its in-heap form (a
+//! [`JoinableQueue`](crate::JoinableQueue)'s ring of codec-encoded items), and every managed
+//! [`condition`](Manager::condition) of a server on a Unix socket as a
+//! [`Condition`](crate::Condition) over its own [`RLock`](crate::RLock), in a segment of its
+//! own: a memory file that the answer to each local connection's greeting carries over the
+//! Unix socket. A local proxy asks for the object's tokens once per process (one round trip,
+//! on its first call) and attaches them, checked like any token (the segment must be the one
+//! the server sent; each block's offset, generation, kind and fingerprint; the condition's
+//! link to its lock): from then on its calls (a queue's `put`, `get`, `task_done`, `join`,
+//! `len`, `is_full`; a condition's `acquire`, `release`, `wait`, `notify`, `notify_all`) run
+//! on shared memory, without the server (`is_attached` tells). A forged or stale token is an
+//! error to the attach, and the proxy is then served. The object's lifetime is the server's,
+//! as for every object (references, pins): when its last reference goes the server drops it
+//! and marks it closed; a handle still attached keeps its block mapped and its calls fail
+//! with [`Error::Disconnected`].
+//!
+//! Who is served instead, on the same object: a remote client (TCP) of a queue, and a local
+//! one whose attach failed. A server listening on TCP serves its conditions as before (see
+//! below), since remote clients cannot attach them; a local client of such a server is
+//! served too. A local caller of a Unix-socket server's condition that did not attach is
+//! served by the server thread of the connection each call takes, which holds the lock for
+//! it and lets go when that connection ends.
+//!
+//! The differences from a served object:
+//! - *queue capacity*: a queue made without one holds at most 262,144 items (a `put` beyond
+//!   waits for room like a bounded queue's; `is_full` stays `false`); a capacity above 2^24,
+//!   or a server segment too full (4 GiB of address space, used only as touched), makes a
+//!   served queue instead, with no limit;
+//! - *server death*: an attached call that waits (`get`, `put` on a full queue, `join`, a
+//!   condition's `acquire` and `wait`) checks every 50 ms whether the server process still
+//!   lives (by pid and start time) and returns [`Error::Disconnected`] once it is gone (a
+//!   `wait` lets go of the lock first), then marks the object closed: from then on every
 //!   attached call of every process fails with `Disconnected`. A call that does not wait
-//!   (`try_get`, `try_put`, `task_done`, `len`) reads the ring's closed word first (one
-//!   load): it fails once the server stopped ([`Manager::shutdown`], its drop: the server
-//!   closes its rings first) or once some attached process noticed its death; between a
-//!   `SIGKILL` of the server and that, it still succeeds on the ring;
+//!   (`try_get`, `try_put`, `task_done`, `len`, `try_acquire`, `release`, `notify`) reads the
+//!   closed word first (one load): it fails once the server stopped ([`Manager::shutdown`],
+//!   its drop: the server closes its objects first) or once some attached process noticed its
+//!   death; between a `SIGKILL` of the server and that, it still succeeds on shared memory;
 //! - *client death*: a client killed in the middle of an attached `put` loses only that item;
 //!   one killed in the middle of a `get` leaves its item to the others (the in-heap queue's
-//!   crash safety, see [`Queue`](crate::Queue)), as a served `get` does;
+//!   crash safety, see [`Queue`](crate::Queue)). A client killed holding an attached
+//!   condition's lock blocks nobody: the in-heap lock is robust, and the next proxy that
+//!   acquires it (a waiter re-taking it included) takes it over silently, as a served lock is
+//!   given back silently (no [`OwnerDied`](crate::OwnerDied) is reported). The lock is owned
+//!   by a *thread*, so a thread that ends holding it (its process living on) gives it up the
+//!   same way, where a served lock stays with its process until that ends;
+//! - a condition's waiter woken by a notification is one that was waiting when it came
+//!   (the in-heap condition's rule); an attached `wait` is sliced (50 ms) to check the
+//!   server, re-taking the lock between slices, which no notification can slip past (a
+//!   notifier holds the lock);
 //! - items larger than a slot (304 encoded bytes) are stored in blocks of the server's
 //!   segment, allocated by whichever process puts them.
 //!
 //! **Served: everything else.** Dicts, lists, values, arrays, namespaces, locks, re-entrant
-//! locks, semaphores, conditions, events, barriers and registered types are served by the
-//! server for every client. Their in-heap forms (`Dict`, `List`, `Slot`, `Lock`, …) do not
-//! give the same semantics, so they are not substituted for local clients:
-//! - a managed lock, condition or semaphore unit is given back when its holder's *process*
-//!   ends; an in-heap `Lock` is taken over when its holder's *thread* ends, and reports
+//! locks, semaphores, events, barriers and registered types are served by the server for
+//! every client. Their in-heap forms (`Dict`, `List`, `Slot`, `Lock`, …) do not give the
+//! same semantics, so they are not substituted for local clients:
+//! - a managed lock or semaphore unit is given back when its holder's *process* ends; an
+//!   in-heap `Lock` is taken over when its holder's *thread* ends, and reports
 //!   [`OwnerDied`](crate::OwnerDied) to the next holder;
 //! - a managed dict iterates in insertion order (like Python's); an in-heap `Dict` in table
 //!   order;
 //! - remote clients reach the same object through the server, which would have to act on an
-//!   in-heap lock on behalf of a client (release one taken through another connection, give it
-//!   back when that client dies): the in-heap locks are owned by threads, and a remote
+//!   in-heap lock on behalf of a client: the in-heap locks are owned by threads, and a remote
 //!   client's calls arrive on whichever of its connections is free.
 //!
 //! Where speed matters, use the in-heap containers and primitives directly (no server): a
@@ -131,10 +152,11 @@
 //!   daemon child, it is tied to the *thread* that started it: start a manager from a thread
 //!   that outlives its use (the main thread, typically).
 //! - A client process that dies gives back what it held: a managed `Lock` or `RLock`, a
-//!   condition's lock, semaphore units it took and did not release; a barrier it waited on
-//!   breaks (Python's managed lock stays locked forever instead).
+//!   condition's lock (an attached condition's is taken over by its next acquirer),
+//!   semaphore units it took and did not release; a barrier it waited on breaks (Python's
+//!   managed lock stays locked forever instead).
 //! - When the server dies, every call of a client returns an error
-//!   ([`Error::Disconnected`]) instead of waiting forever (an attached queue's: see
+//!   ([`Error::Disconnected`]) instead of waiting forever (an attached object's: see
 //!   [direct and served primitives](#direct-and-served-primitives)).
 //!
 //! # Lifetimes

@@ -11,7 +11,8 @@
 //! whether the client is still there, so a dead client's wait ends. Each synchronization
 //! object records what each client process holds (a lock, an `RLock`'s depth, semaphore
 //! units) and [`Object::release_client`] gives it back when that process's last connection
-//! drops.
+//! drops. Queues and (servers on a Unix socket) conditions are held in their in-heap form
+//! instead (`attached`).
 
 use super::protocol::{Fault, push_varint};
 use crate::codec;
