@@ -1162,3 +1162,48 @@ fn a_restarted_server_at_the_same_path_attaches_and_excludes() {
         );
     });
 }
+
+/// With the server's segment filled by rings (queues made until one is served), large
+/// items still go through an attached queue, as through a served one.
+///
+/// Bug seen: an attached `put` of an item larger than a slot allocates its block in the
+/// server's segment (`RawQueue::put_blob`), which the rings filled: the put fails with the
+/// allocator's error, where a served queue (and the docs' promise of a served queue once
+/// the segment is full) takes it.
+#[test]
+#[ignore = "bug: large items cannot be put into an attached queue once rings filled the server's segment"]
+fn large_items_go_through_an_attached_queue_when_the_segment_is_full() {
+    watchdog(Duration::from_secs(300), "attached full segment", || {
+        let m = Manager::start().unwrap();
+        let first = m.queue::<Vec<u8>>().unwrap();
+        assert!(first.is_attached());
+        let mut rest = Vec::new();
+        loop {
+            let q = m.queue::<Vec<u8>>().unwrap();
+            let attached = q.is_attached();
+            rest.push(q);
+            if !attached || rest.len() > 400 {
+                break;
+            }
+        }
+        eprintln!("{} queues made before one was served", rest.len());
+        // 256 MiB in all, more than the ring-filled segment has left.
+        const ITEMS: usize = 64;
+        let item = vec![7u8; 4 << 20];
+        let mut results = Vec::new();
+        for _ in 0..ITEMS {
+            results.push(first.put(&item).map_err(|e| e.to_string()));
+        }
+        let mut got = 0;
+        while let Ok(v) = first.try_get() {
+            assert_eq!(v.len(), item.len());
+            got += 1;
+        }
+        drop((first, rest));
+        m.shutdown().unwrap();
+        assert!(
+            results.iter().all(Result::is_ok) && got == ITEMS,
+            "puts of 4 MiB items: {results:?}; {got} taken back"
+        );
+    });
+}
