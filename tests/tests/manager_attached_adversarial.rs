@@ -1273,3 +1273,116 @@ fn failing_encodings_leave_an_attached_queue_usable() {
         );
     });
 }
+
+// ------------------------------------------------------------------ more condition rules
+
+/// A wait under a lock taken twice gives up both levels (another thread takes the lock and
+/// notifies meanwhile) and restores both: two releases work, a third is refused.
+#[test]
+fn an_attached_wait_under_a_reentrant_hold_restores_every_level() {
+    watchdog(LIMIT, "attached reentrant wait", || {
+        let m = Manager::start().unwrap();
+        let cond = m.condition().unwrap();
+        assert!(cond.is_attached());
+        let ready = m.queue::<u8>().unwrap();
+        cond.acquire().unwrap();
+        cond.acquire().unwrap();
+        let notified = std::thread::scope(|s| {
+            s.spawn(|| {
+                ready.get().unwrap();
+                assert!(cond.acquire_timeout(Duration::from_secs(30)).unwrap());
+                cond.notify(1).unwrap();
+                cond.release().unwrap();
+            });
+            ready.put(&1).unwrap();
+            cond.wait_timeout(Duration::from_secs(30)).unwrap()
+        });
+        assert!(notified);
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(!cond.try_acquire().unwrap()));
+        });
+        cond.release().unwrap();
+        cond.release().unwrap();
+        assert!(matches!(cond.release(), Err(Error::NotOwner)));
+        m.shutdown().unwrap();
+    });
+}
+
+/// A child's side: waits on the condition once and reports on `woke`.
+fn wait_once((cond, woke, ready): (ConditionProxy, QueueProxy<u32>, QueueProxy<u32>)) -> bool {
+    let me = shmproc::current_process().pid as u32;
+    cond.acquire().is_ok()
+        && ready.put(&me).is_ok()
+        && cond.wait_timeout(Duration::from_secs(60)).unwrap_or(false)
+        && cond.release().is_ok()
+        && woke.put(&me).is_ok()
+}
+
+/// `notify(2)` with three waiters in three processes wakes exactly two; the third wakes
+/// on the next `notify(1)`.
+#[test]
+fn an_attached_notify_wakes_exactly_n_waiters_across_processes() {
+    watchdog(LIMIT, "attached notify n", || {
+        let m = Manager::start().unwrap();
+        let cond = m.condition().unwrap();
+        let woke = m.queue::<u32>().unwrap();
+        let ready = m.queue::<u32>().unwrap();
+        let children: Vec<_> = (0..3)
+            .map(|_| {
+                shmproc::spawn(wait_once, (cond.clone(), woke.clone(), ready.clone())).unwrap()
+            })
+            .collect();
+        for _ in 0..3 {
+            ready.get_timeout(Duration::from_secs(60)).unwrap();
+        }
+        // Each put its pid under the lock, then waited: holding the lock now means all
+        // three wait.
+        cond.acquire().unwrap();
+        cond.notify(2).unwrap();
+        cond.release().unwrap();
+        let a = woke.get_timeout(Duration::from_secs(60)).unwrap();
+        let b = woke.get_timeout(Duration::from_secs(60)).unwrap();
+        assert_ne!(a, b);
+        let third_early = woke.get_timeout(Duration::from_millis(500));
+        cond.acquire().unwrap();
+        cond.notify(1).unwrap();
+        cond.release().unwrap();
+        for c in children {
+            assert!(c.join().unwrap());
+        }
+        assert!(third_early.is_err(), "a third waiter woke: {third_early:?}");
+        m.shutdown().unwrap();
+    });
+}
+
+/// A proxy decoded in this process and used for the first time by eight threads at once:
+/// each attaches (one attachment), and every item put comes out once.
+#[test]
+fn a_first_use_from_many_threads_at_once_attaches_once() {
+    watchdog(LIMIT, "attached first use race", || {
+        let m = Manager::start().unwrap();
+        let q = m.queue::<u32>().unwrap();
+        let bytes = shmproc::codec::to_bytes(&q).unwrap();
+        let fresh: QueueProxy<u32> = shmproc::codec::from_bytes(&bytes).unwrap();
+        let barrier = std::sync::Barrier::new(8);
+        std::thread::scope(|s| {
+            for t in 0..8u32 {
+                let (fresh, barrier) = (&fresh, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    for i in 0..100 {
+                        fresh.put(&(t * 1000 + i)).unwrap();
+                    }
+                    assert!(fresh.is_attached());
+                });
+            }
+        });
+        let mut all: Vec<u32> = std::iter::from_fn(|| q.try_get().ok()).collect();
+        all.sort_unstable();
+        let want: Vec<u32> = (0..8)
+            .flat_map(|t| (0..100).map(move |i| t * 1000 + i))
+            .collect();
+        assert_eq!(all, want);
+        m.shutdown().unwrap();
+    });
+}
