@@ -1386,3 +1386,30 @@ fn a_first_use_from_many_threads_at_once_attaches_once() {
         m.shutdown().unwrap();
     });
 }
+
+/// A bounded attached queue holds exactly its capacity, whatever the capacity (not a
+/// power of two included), as a served bounded queue does.
+#[test]
+fn a_bounded_attached_queue_holds_exactly_its_capacity() {
+    watchdog(LIMIT, "attached exact capacity", || {
+        let m = Manager::start().unwrap();
+        let mut wrong = Vec::new();
+        for cap in [1u32, 2, 3, 5, 7, 100, 1000, 4097] {
+            let q = m.queue_with_capacity::<u32>(cap as usize).unwrap();
+            assert!(q.is_attached());
+            let mut put = 0;
+            while q.try_put(&put).is_ok() && put <= cap {
+                put += 1;
+            }
+            let full = q.is_full().unwrap();
+            if put != cap || !full {
+                wrong.push(format!("capacity {cap}: took {put}, is_full {full}"));
+            }
+            for i in 0..put {
+                assert_eq!(q.try_get().unwrap(), i);
+            }
+        }
+        m.shutdown().unwrap();
+        assert!(wrong.is_empty(), "{wrong:?}");
+    });
+}
