@@ -1413,3 +1413,40 @@ fn a_bounded_attached_queue_holds_exactly_its_capacity() {
         assert!(wrong.is_empty(), "{wrong:?}");
     });
 }
+
+/// Memory the rings of dropped queues touched is given back: a queue filled to its ring's
+/// capacity, drained and dropped leaves the server's segment about as large (in pages
+/// allocated) as before it was made.
+#[test]
+fn a_dropped_full_ring_gives_its_memory_back() {
+    use std::os::unix::fs::MetadataExt;
+    watchdog(Duration::from_secs(300), "attached ring memory", || {
+        let m = Manager::start().unwrap();
+        let keep = m.queue::<u8>().unwrap();
+        keep.put(&1).unwrap();
+        let file = server_memfd(m.process().unwrap().pid());
+        let kib = |f: &std::fs::File| f.metadata().unwrap().blocks() / 2;
+        let before = kib(&file);
+        let jq = m.joinable_queue::<u32>().unwrap();
+        assert!(jq.is_attached());
+        fill(&jq);
+        let full = kib(&file);
+        for _ in 0..RING {
+            jq.get().unwrap();
+            jq.task_done().unwrap();
+        }
+        drop(jq);
+        // The drop reaches the server with the proxy's release; later calls are ordered after.
+        keep.put(&2).unwrap();
+        let _ = m.dict::<u8, u8>().unwrap();
+        let after = kib(&file);
+        eprintln!("segment KiB: before {before}, full {full}, dropped {after}");
+        m.shutdown().unwrap();
+        assert!(full > before + 16 * 1024, "the full ring used {full} KiB");
+        assert!(
+            after < before + 4 * 1024,
+            "the dropped ring kept {} KiB",
+            after.saturating_sub(before)
+        );
+    });
+}
