@@ -1450,3 +1450,40 @@ fn a_dropped_full_ring_gives_its_memory_back() {
         );
     });
 }
+
+/// A client notifies under the lock and is SIGKILLed before releasing it: the notified
+/// waiter (in another process) takes the dead holder's lock over and returns notified.
+#[test]
+fn a_notifier_killed_holding_the_lock_lets_the_waiter_return() {
+    watchdog(LIMIT, "attached notifier killed", || {
+        let m = Manager::start().unwrap();
+        let cond = m.condition().unwrap();
+        let ready = m.queue::<u8>().unwrap();
+        let notified = m.queue::<u8>().unwrap();
+        let (c2, r2) = (cond.clone(), ready.clone());
+        let waiter = std::thread::spawn(move || {
+            c2.acquire().unwrap();
+            r2.put(&1).unwrap();
+            let woke = c2.wait_timeout(Duration::from_secs(60));
+            let released = c2.release();
+            (woke, released)
+        });
+        assert_eq!(ready.get_timeout(Duration::from_secs(30)).unwrap(), 1);
+        let (c3, n3) = (cond.clone(), notified.clone());
+        let mut child = fork(permit(), move || {
+            c3.acquire().unwrap();
+            c3.notify(1).unwrap();
+            n3.put(&1).unwrap();
+            std::thread::sleep(Duration::from_secs(600));
+            0
+        });
+        assert_eq!(notified.get_timeout(Duration::from_secs(30)).unwrap(), 1);
+        assert_eq!(child.kill(), Err(9));
+        let (woke, released) = waiter.join().unwrap();
+        assert!(woke.unwrap(), "the waiter was notified");
+        released.unwrap();
+        assert!(cond.try_acquire().unwrap());
+        cond.release().unwrap();
+        m.shutdown().unwrap();
+    });
+}
