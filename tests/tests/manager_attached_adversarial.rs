@@ -1602,3 +1602,54 @@ fn a_remote_getter_killed_while_waiting_neither_reorders_nor_loses_items() {
         assert!(wrong.is_empty(), "{wrong:#?}");
     });
 }
+
+/// Attached timed calls that time out do not return before their timeout (sliced waits
+/// add up to the whole of it).
+#[test]
+fn attached_timeouts_last_at_least_their_timeout() {
+    watchdog(LIMIT, "attached timeout lower bounds", || {
+        let m = Manager::start().unwrap();
+        let q = m.queue_with_capacity::<u32>(1).unwrap();
+        let jq = m.joinable_queue::<u32>().unwrap();
+        let cond = m.condition().unwrap();
+        let t = Duration::from_millis(230);
+        let timed = |f: &dyn Fn() -> bool| {
+            let start = std::time::Instant::now();
+            let timed_out = f();
+            (timed_out, start.elapsed())
+        };
+        let mut short = Vec::new();
+        let mut check = |name: &str, (timed_out, took): (bool, Duration)| {
+            if !timed_out || took < t {
+                short.push(format!("{name}: timed out {timed_out} after {took:?}"));
+            }
+        };
+        check(
+            "get_timeout",
+            timed(&|| matches!(q.get_timeout(t), Err(Error::Empty))),
+        );
+        q.put(&1).unwrap();
+        check(
+            "put_timeout",
+            timed(&|| matches!(q.put_timeout(&2, t), Err(Error::Full))),
+        );
+        jq.put(&1).unwrap();
+        check("join_timeout", timed(&|| jq.join_timeout(t).is_err()));
+        cond.acquire().unwrap();
+        check(
+            "wait_timeout",
+            timed(&|| matches!(cond.wait_timeout(t), Ok(false))),
+        );
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                check(
+                    "acquire_timeout",
+                    timed(&|| matches!(cond.acquire_timeout(t), Ok(false))),
+                );
+            });
+        });
+        cond.release().unwrap();
+        m.shutdown().unwrap();
+        assert!(short.is_empty(), "{short:?}");
+    });
+}
