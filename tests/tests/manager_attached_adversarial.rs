@@ -1653,3 +1653,55 @@ fn attached_timeouts_last_at_least_their_timeout() {
         assert!(short.is_empty(), "{short:?}");
     });
 }
+
+/// A child's side: waits on the attached queue until the server stops.
+fn get_until_stopped(q: QueueProxy<u32>) -> (bool, String) {
+    let attached = q.is_attached();
+    let first = q.get();
+    let r = q.get();
+    (
+        attached && matches!(first, Ok(1)),
+        format!("{:?}", r.map_err(|e| matches!(e, Error::Disconnected))),
+    )
+}
+
+/// A server run inside this process (`Manager::serve` on an abstract Unix socket): its
+/// queues attach here and in a spawned child, and the child's blocked `get` ends with
+/// `Disconnected` when the server stops (its process, this one, lives on).
+#[test]
+fn an_in_process_server_attaches_and_stops_its_children_waits() {
+    watchdog(LIMIT, "attached in-process server", || {
+        let name = format!(
+            "shmproc-test-inproc-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let m = Manager::serve(
+            shmproc::connection::Address::Abstract(name.into_bytes()),
+            b"in process",
+        )
+        .unwrap();
+        let q = m.queue::<u32>().unwrap();
+        assert!(q.is_attached());
+        let child = shmproc::spawn(get_until_stopped, q.clone()).unwrap();
+        q.put(&1).unwrap();
+        // Until the child took its first item.
+        let mut spins = 0;
+        while q.len().unwrap() > 0 && spins < 3000 {
+            std::thread::sleep(Duration::from_millis(10));
+            spins += 1;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        m.shutdown().unwrap();
+        let (ok, second) = child.join().unwrap();
+        assert!(ok, "the child attached and took the first item");
+        assert_eq!(
+            second, "Err(true)",
+            "the child's blocked get after the stop"
+        );
+        assert!(matches!(q.try_put(&2), Err(Error::Disconnected)));
+    });
+}
