@@ -24,6 +24,7 @@
 //! manager's module docs).
 
 use super::protocol::{CallRef, Endpoint, Fault, MAX_REQUEST, Poll, Reply, Request, ok_result};
+use super::tcp::{self, Frames, Sleep, Window};
 use crate::codec;
 use crate::connection::{Connection, pipe};
 use crate::error::{Error, Result};
@@ -86,6 +87,8 @@ pub(crate) struct Client {
     pid: u32,
     /// Idle connections, each with its reply poll's learned window (pipes only).
     idle: Mutex<Vec<(Connection, Poll)>>,
+    /// Idle connections over TCP, each with its read buffer and reply poll window.
+    idle_tcp: Mutex<Vec<(Connection, Frames)>>,
 }
 
 impl fmt::Debug for Client {
@@ -116,6 +119,7 @@ pub(crate) fn client_for(endpoint: &Endpoint, authkey: &[u8]) -> Arc<Client> {
         authkey: authkey.to_vec(),
         pid,
         idle: Mutex::new(Vec::new()),
+        idle_tcp: Mutex::new(Vec::new()),
     });
     all.push(Arc::downgrade(&c));
     c
@@ -197,6 +201,9 @@ impl Client {
                 limit: MAX_REQUEST as u64,
             });
         }
+        if !self.endpoint.is_local() {
+            return self.tcp_round_trip(&bytes);
+        }
         let pooled = lock(&self.idle).pop();
         let (conn, mut poll) = match pooled {
             Some(c) => c,
@@ -210,6 +217,20 @@ impl Client {
         }
         let reply = conn.recv_bytes()?;
         lock(&self.idle).push((conn, poll));
+        Ok(reply)
+    }
+
+    /// A round trip over TCP: the request frame in one `sendmsg`, the reply read with as
+    /// few `recv`s as it arrived in (polled for a window first; see `manager::tcp`).
+    fn tcp_round_trip(&self, request: &[u8]) -> Result<Vec<u8>> {
+        let pooled = lock(&self.idle_tcp).pop();
+        let (conn, mut frames) = match pooled {
+            Some(c) => c,
+            None => (self.connect()?, Frames::new(Window::REPLY)),
+        };
+        tcp::send_frame(&conn, request)?;
+        let reply = frames.recv(&conn, MAX_REQUEST, &Sleep::InRecv)?.to_vec();
+        lock(&self.idle_tcp).push((conn, frames));
         Ok(reply)
     }
 }
