@@ -76,53 +76,75 @@ pub(crate) fn send_frame(conn: &Connection, payload: &[u8]) -> Result<()> {
 
 /// A bounded, adaptive poll window: how many `recv(MSG_DONTWAIT)` rounds an end tries
 /// before it sleeps. A message within the window grows it by a quarter (at most `max`), a
-/// window that runs out halves it (at least `min`), and after [`PROBE_AFTER`] windows in a
-/// row ran out, the next one is a full one (see "Waiting" in the manager's module docs).
+/// window that runs out halves it (at least `min`), and after a run of windows that ran out
+/// ([`PROBE_AFTER`] at first) the next one is a full one, a probe. A probe that runs out
+/// too doubles the run before the next (up to [`PROBE_AFTER_MAX`]); a message within any
+/// window sets it back (see "Waiting" in the manager's module docs).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Window {
     rounds: u32,
     min: u32,
     max: u32,
     misses: u32,
+    /// Windows in a row that run out before the next probe.
+    probe_after: u32,
+    /// Whether the current window is a probe.
+    probing: bool,
 }
 
-/// Windows in a row that ran out before the next one is a full one.
+/// Windows in a row that ran out before the first probe.
 const PROBE_AFTER: u32 = 64;
+
+/// The longest run of windows between probes: when the two ends share a core, a window
+/// only delays the peer and no probe ever pays off.
+const PROBE_AFTER_MAX: u32 = 1024;
 
 impl Window {
     /// A client waiting for its reply: a polling server on another core answers a call in
-    /// ~5–10 µs over loopback, one asleep in `poll` after its wake-up (tens of µs); 8 to 400
+    /// ~5–10 µs over loopback, one asleep in `poll` after its wake-up (tens of µs); 2 to 400
     /// rounds (a round is ~0.2 µs on a free core, ~0.5 µs on a busy one).
     pub(crate) const REPLY: Window = Window {
         rounds: 100,
-        min: 8,
+        min: 2,
         max: 400,
         misses: 0,
+        probe_after: PROBE_AFTER,
+        probing: false,
     };
 
     /// A server's connection thread waiting for the next request after a reply: a client
     /// calling in a loop on another core sends it within ~5 µs, one asleep in `recv` after
-    /// its wake-up; 8 to 300 rounds.
+    /// its wake-up; 2 to 300 rounds.
     pub(crate) const REQUEST: Window = Window {
         rounds: 50,
-        min: 8,
+        min: 2,
         max: 300,
         misses: 0,
+        probe_after: PROBE_AFTER,
+        probing: false,
     };
 
     fn hit(&mut self) {
         let r = self.rounds;
         self.rounds = r.saturating_add(r / 4 + 1).min(self.max);
         self.misses = 0;
+        self.probe_after = PROBE_AFTER;
+        self.probing = false;
     }
 
     fn miss(&mut self) {
-        self.misses = self.misses.wrapping_add(1);
-        self.rounds = if self.misses.is_multiple_of(PROBE_AFTER) {
-            self.max
+        if self.probing {
+            self.probing = false;
+            self.probe_after = self.probe_after.saturating_mul(2).min(PROBE_AFTER_MAX);
+        }
+        self.misses = self.misses.saturating_add(1);
+        if self.misses >= self.probe_after {
+            self.misses = 0;
+            self.probing = true;
+            self.rounds = self.max;
         } else {
-            (self.rounds / 2).max(self.min)
-        };
+            self.rounds = (self.rounds / 2).max(self.min);
+        }
     }
 }
 
@@ -340,6 +362,40 @@ mod tests {
         let mut f = (body.len() as u64).to_le_bytes().to_vec();
         f.extend_from_slice(body);
         f
+    }
+
+    /// A window halves to its floor on misses, probes with a full window after a run of
+    /// them; a probe that misses doubles the run before the next (to a bound), a hit sets
+    /// it back and grows the window.
+    #[test]
+    fn windows_adapt_and_probes_back_off() {
+        let mut w = Window::REPLY;
+        let misses_to_probe = |w: &mut Window| {
+            let mut n = 0;
+            loop {
+                w.miss();
+                n += 1;
+                if w.probing {
+                    return n;
+                }
+                assert!(n <= PROBE_AFTER_MAX, "no probe");
+            }
+        };
+        w.miss();
+        assert_eq!(w.rounds, Window::REPLY.rounds / 2);
+        let first = 1 + misses_to_probe(&mut w);
+        assert_eq!((first, w.rounds), (PROBE_AFTER, w.max));
+        assert_eq!(misses_to_probe(&mut w), 2 * PROBE_AFTER);
+        assert_eq!(w.rounds, w.max);
+        for _ in 0..8 {
+            misses_to_probe(&mut w);
+        }
+        assert_eq!(misses_to_probe(&mut w), PROBE_AFTER_MAX);
+        w.miss();
+        assert_eq!(w.rounds, w.max / 2);
+        w.hit();
+        assert!(w.rounds > w.max / 2);
+        assert_eq!(misses_to_probe(&mut w), PROBE_AFTER);
     }
 
     /// A frame whose length and body arrive in pieces, split inside the length prefix and
