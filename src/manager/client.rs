@@ -25,6 +25,7 @@
 
 use super::attached::{AttachInfo, Home, Local, LocalSlot, Welcome, attachable};
 use super::protocol::{CallRef, Endpoint, Fault, MAX_REQUEST, Poll, Reply, Request, ok_result};
+use super::tcp::{self, Frames, Sleep, Window};
 use crate::codec;
 use crate::connection::{Connection, pipe};
 use crate::error::{Error, Result};
@@ -90,6 +91,8 @@ pub(crate) struct Client {
     /// The server's home block, keeping its segment of attachable objects mapped (local
     /// servers).
     home: Mutex<Option<Home>>,
+    /// Idle connections over TCP, each with its read buffer and reply poll window.
+    idle_tcp: Mutex<Vec<(Connection, Frames)>>,
 }
 
 impl fmt::Debug for Client {
@@ -121,6 +124,7 @@ pub(crate) fn client_for(endpoint: &Endpoint, authkey: &[u8]) -> Arc<Client> {
         pid,
         idle: Mutex::new(Vec::new()),
         home: Mutex::new(None),
+        idle_tcp: Mutex::new(Vec::new()),
     });
     all.push(Arc::downgrade(&c));
     c
@@ -211,6 +215,9 @@ impl Client {
                 limit: MAX_REQUEST as u64,
             });
         }
+        if !self.endpoint.is_local() {
+            return self.tcp_round_trip(&bytes);
+        }
         let pooled = lock(&self.idle).pop();
         let (conn, mut poll) = match pooled {
             Some(c) => c,
@@ -224,6 +231,20 @@ impl Client {
         }
         let reply = conn.recv_bytes()?;
         lock(&self.idle).push((conn, poll));
+        Ok(reply)
+    }
+
+    /// A round trip over TCP: the request frame in one `sendmsg`, the reply read with as
+    /// few `recv`s as it arrived in (polled for a window first; see `manager::tcp`).
+    fn tcp_round_trip(&self, request: &[u8]) -> Result<Vec<u8>> {
+        let pooled = lock(&self.idle_tcp).pop();
+        let (conn, mut frames) = match pooled {
+            Some(c) => c,
+            None => (self.connect()?, Frames::new(Window::REPLY)),
+        };
+        tcp::send_frame(&conn, request)?;
+        let reply = frames.recv(&conn, MAX_REQUEST, &Sleep::InRecv)?.to_vec();
+        lock(&self.idle_tcp).push((conn, frames));
         Ok(reply)
     }
 }

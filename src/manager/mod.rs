@@ -15,7 +15,11 @@
 //! shared-memory pipe (`pipe()`), one per calling thread, so a round trip costs two ring
 //! messages, not four system calls (see [waiting](#waiting) for how each end waits).
 //! A remote client
-//! ([`Manager::connect`] to a TCP address) sends its requests over the TCP connection.
+//! ([`Manager::connect`] to a TCP address) sends its requests over the TCP connection
+//! (`TCP_NODELAY` on at both ends): each end sends a frame (its length and body) with one
+//! `sendmsg`, and reads what arrived with one `recv` into a buffer it keeps per connection,
+//! cutting frames out of it in place, so a round trip costs each end one send and, while
+//! the other answers within its window (see [waiting](#waiting)), one or a few receives.
 //! Requests and replies are codec-encoded data; requests are capped at 64 MiB before they are
 //! received (a client refuses to send a larger one: an [`Error::MessageTooLarge`] for that
 //! call, while its connections, and what it created and holds, stay). A reply larger than its client can receive (64 MiB over a socket, the codec's
@@ -138,6 +142,28 @@
 //! ~85 k/s without the polls. With both cores busy with other work (load average 8–14), the
 //! two ends often share a core and the rate is near the futex round trip's (50–120 k/s).
 //!
+//! Over TCP, windows of the same kind poll the socket: a round is one
+//! `recv(MSG_DONTWAIT)` (a system call, ~0.2 µs here on a free core, ~0.5 µs on a busy
+//! one; `SO_BUSY_POLL` does nothing for loopback, which has no device queue to poll). The
+//! client, after sending a request, polls for the reply for 2 to 400 rounds before it
+//! sleeps in `recv`; the server's connection thread, after a reply, polls for the next
+//! request for 2 to 300 rounds before it sleeps in `poll` (in 200 ms slices, to notice that
+//! the server stops). They adapt as above (a quarter more on a hit, half on a miss, a full
+//! window after 64 misses in a row), except that a full window that runs out too doubles
+//! the run of misses before the next one, up to 1024 (a hit sets it back to 64): when the
+//! two ends share one core, a window only delays the peer, so no full window pays off there,
+//! and the longer runs keep what they cost per call small.
+//!
+//! **CPU cost over TCP.** A window costs at most ~80 µs (client) or ~60 µs (server) of one
+//! core, reached only while the peer answers within it, ~0.5–1 µs at its floor, and a full
+//! window once per 64 to 1024 that ran out. An idle client costs its server thread one
+//! window per call (halving to the floor); an idle connection costs nothing (the client
+//! sleeps in `recv`, the server's thread in `poll`). Over loopback with client and server
+//! each on a core of their own (both at real-time priority, so the machine's other load
+//! does not share their cores), a dict `get` measured 130–145 k calls/s, against 45–60 k/s
+//! when each end sleeps and is woken once per call (no windows); with both on one core
+//! (real-time priority), 107 k/s against 118 k/s without windows.
+//!
 //! # Trust
 //! A request names an object kind (built-in, or a registered type's name), an object id and a
 //! method by name; an unknown kind, object or method, arguments that do not decode, or a
@@ -206,6 +232,7 @@ mod objects;
 mod protocol;
 mod proxy;
 mod server;
+mod tcp;
 
 pub use client::RemoteObject;
 pub(crate) use client::storing;

@@ -25,6 +25,7 @@ use super::client::Greeting;
 use super::managed::{DispatchError, Managed};
 use super::objects::{BUILTIN, Ctx, Object};
 use super::protocol::{Endpoint, Fault, MAX_REQUEST, Poll, Reply, Request, encode_ok};
+use super::tcp::{self, Frames, Sleep, Window};
 use crate::codec;
 use crate::connection::{Connection, HANDSHAKE_TIMEOUT, Listener};
 use crate::error::{Error, Result};
@@ -35,6 +36,7 @@ use crate::sys;
 use crate::transfer::Received;
 use serde::{Deserialize, Serialize};
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -410,14 +412,17 @@ impl Server {
         let gone = || self.stopping() || !matches!(conn.poll(Some(Duration::ZERO)), Ok(false));
         let mut poll = Poll::REQUEST;
         let mut out = Vec::new();
+        // Over a socket: the connection's read buffer and request poll window; its reads end
+        // when the server stops or a frame stalls (see `manager::tcp`).
+        let mut frames = Frames::new(Window::REQUEST);
+        let stop = || self.stopping();
+        let sleep = Sleep::Poll { stop: &stop };
         loop {
             // A local client calling in a loop sends its next request within microseconds:
             // poll the pipe for it before its receive (or the in-process server's wait for a
             // stop), which would sleep after a much shorter spin.
             let arrived = !socket && poll.wait(conn);
-            // Over a socket, a read starts only once a request arrives: the socket's timeout
-            // (see `read_greeting`) then ends a frame that stalls, not an idle client.
-            if !arrived && (self.in_process || socket) {
+            if !arrived && self.in_process && !socket {
                 // Wake up now and then to notice that the server stopped.
                 match conn.poll(Some(Duration::from_millis(200))) {
                     Ok(true) => {}
@@ -430,7 +435,12 @@ impl Server {
                     Err(_) => return,
                 }
             }
-            let bytes = match conn.recv_bytes_max(MAX_REQUEST) {
+            let received = if socket {
+                frames.recv(conn, MAX_REQUEST, &sleep).map(Cow::Borrowed)
+            } else {
+                conn.recv_bytes_max(MAX_REQUEST).map(Cow::Owned)
+            };
+            let bytes = match received {
                 Ok(b) => b,
                 Err(Error::MessageTooLarge { size, limit: cap }) => {
                     let f = Fault::BadRequest(format!(
@@ -485,7 +495,11 @@ impl Server {
                 Reply::Ok(result) if result.len().saturating_add(11) <= limit => {
                     out.clear();
                     encode_ok(&mut out, &result);
-                    conn.send_bytes(&out)
+                    if socket {
+                        tcp::send_frame(conn, &out)
+                    } else {
+                        conn.send_bytes(&out)
+                    }
                 }
                 reply => send_reply(conn, &reply, limit),
             };

@@ -1467,6 +1467,49 @@ fn garbage_frames_after_the_greeting_over_tcp_are_errors_only() {
     });
 }
 
+/// Over TCP, request frames that arrive together (two in one write) are each served, in
+/// order; one that arrives in pieces (split inside its length and its body) is served once
+/// whole; and a client sending its next request before reading the reply gets both replies.
+#[test]
+fn tcp_request_frames_together_and_in_pieces_are_served_in_order() {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    watchdog(LIMIT, "manager tcp frames", || {
+        let m = Manager::serve(SocketAddr::from(([127, 0, 0, 1], 0)), b"frames").unwrap();
+        let c = raw_client(&m.address(), b"frames", 0xf4a);
+        let fd = c.readiness().unwrap().as_fd().try_clone_to_owned();
+        let mut f = std::fs::File::from(fd.unwrap());
+        let frame = |body: &[u8]| {
+            let mut v = (body.len() as u64).to_le_bytes().to_vec();
+            v.extend_from_slice(body);
+            v
+        };
+        let ping = to_bytes(&WireRequest::Ping).unwrap();
+        // Garbage (an error reply), then a ping (an Ok reply), in one write.
+        let mut two = frame(&[0xff; 5]);
+        two.extend(frame(&ping));
+        f.write_all(&two).unwrap();
+        assert_eq!(c.recv_bytes().unwrap().first(), Some(&1), "garbage first");
+        assert_eq!(c.recv_bytes().unwrap().first(), Some(&0), "then the ping");
+        // A ping in pieces, then garbage: one reply each, in order.
+        let mut pieces = frame(&ping);
+        pieces.extend(frame(&[0xfe; 3]));
+        for piece in [&pieces[..3], &pieces[3..9], &pieces[9..]] {
+            f.write_all(piece).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(c.recv_bytes().unwrap().first(), Some(&0), "the ping first");
+        assert_eq!(
+            c.recv_bytes().unwrap().first(),
+            Some(&1),
+            "then the garbage"
+        );
+        assert!(request(&c, &WireRequest::Ping).is_ok());
+        drop((c, f));
+        m.shutdown().unwrap();
+    });
+}
+
 /// A proxy token as the wire carries it (forged here to name a server of this test's own).
 #[derive(serde::Serialize)]
 struct ForgedToken {

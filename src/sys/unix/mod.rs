@@ -16,6 +16,7 @@ pub(crate) mod poll;
 pub(crate) mod reaper;
 pub(crate) mod scm_rights;
 pub(crate) mod shm;
+pub(crate) mod sockio;
 pub(crate) mod sockopt;
 pub(crate) mod spawn;
 pub(crate) mod thread;
@@ -45,6 +46,7 @@ pub(crate) use poll::{dup, poll_readable, poll_ready};
 pub(crate) use scm_rights::{MAX_FDS, recv_fd, recv_with_fds, send_fd, send_with_fds};
 pub(crate) use scm_rights::{recv_frame, send_frame, socket_pair};
 pub(crate) use shm::{shm_create_exclusive, shm_open_existing, shm_unlink};
+pub(crate) use sockio::{recv_now, recv_wait, send_parts};
 pub(crate) use sockopt::set_tcp_keepalive;
 #[cfg(any(test, feature = "test-support"))]
 pub(crate) use sockopt::{dup_by_number, ip_socket_addrs, tcp_keepalive};
