@@ -5,6 +5,14 @@
 //! `queue/1to1_into/256B`: as `queue/1to1/256B`, the consumer decoding every string into one
 //! reused buffer (`Queue::get_into`), so nothing is allocated per message.
 //!
+//! `queue/1to1_object/256B`: as `queue/1to1/256B`, with the 256-byte object,
+//! `struct Object { data: Vec<u8> }`, its field marked `#[serde(with = "shmproc::codec::bytes")]`
+//! (one length and one copy each way, no UTF-8 check on decode).
+//!
+//! `queue/same_thread/{string,object}/256B`: one `put` and one `get` in one thread, the cost of
+//! the serde path per message with no second process (the figure least moved by other load on
+//! the machine).
+//!
 //! `queue/shareable/1to1/256B` and `queue/shareable_loan/1to1/256B`: `[u8; 256]` values
 //! through a `ShareableQueue` (copied with `put`/`get`, and written and read in place with
 //! `put_with`/`get_with`), no encoding.
@@ -48,6 +56,73 @@ fn consume_into((q, counts, c): (Queue<String>, RawArray<u64>, usize)) {
         n += 1;
         counts.set(c, n).expect("index");
     }
+}
+
+/// The 256-byte object, its byte field encoded as one byte string.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Object {
+    #[serde(with = "shmproc::codec::bytes")]
+    data: Vec<u8>,
+}
+
+/// As `consume`, for `Object`s.
+fn consume_object((q, counts, c): (Queue<Object>, RawArray<u64>, usize)) {
+    let k = counts.len() / 2;
+    counts.set(k + c, 1).expect("index");
+    let mut n = 0;
+    while let Ok(o) = q.get() {
+        std::hint::black_box(o);
+        n += 1;
+        counts.set(c, n).expect("index");
+    }
+}
+
+/// `queue/1to1_object/256B` and `queue/same_thread/{string,object}/256B`.
+fn object(c: &mut Criterion) {
+    let mut g = c.benchmark_group("queue");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("1to1_object/256B", |b| {
+        let q = Queue::<Object>::with_capacity(1024).expect("queue");
+        let counts = RawArray::<u64>::new(2).expect("counts");
+        let consumer = Process::new(consume_object, (q.clone(), counts.clone(), 0))
+            .start()
+            .expect("start consumer");
+        wait_for(|| counts.get(1).unwrap_or(0) == 1);
+        let msg = Object {
+            data: vec![b'x'; MSG],
+        };
+        let mut taken = 0;
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                q.put(&msg).expect("put");
+            }
+            taken += iters;
+            wait_for(|| counts.get(0).unwrap_or(0) >= taken);
+            t.elapsed()
+        });
+        q.close();
+        consumer.join().expect("join consumer");
+    });
+    g.bench_function("same_thread/string/256B", |b| {
+        let q = Queue::<String>::with_capacity(1024).expect("queue");
+        let msg = "x".repeat(MSG);
+        b.iter(|| {
+            q.put(&msg).expect("put");
+            std::hint::black_box(q.get().expect("get"))
+        });
+    });
+    g.bench_function("same_thread/object/256B", |b| {
+        let q = Queue::<Object>::with_capacity(1024).expect("queue");
+        let msg = Object {
+            data: vec![b'x'; MSG],
+        };
+        b.iter(|| {
+            q.put(&msg).expect("put");
+            std::hint::black_box(q.get().expect("get"))
+        });
+    });
+    g.finish();
 }
 
 /// Producer: waits for `go` to reach `round`, puts `n` messages, then waits for the next round.
@@ -215,6 +290,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
-    targets = queue, shareable
+    targets = queue, object, shareable
 }
 criterion_main!(benches);

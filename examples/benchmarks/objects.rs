@@ -12,10 +12,27 @@ use crate::row::{Spec, Unit};
 /// Slots of the queues measured here (the bare ring has 256).
 const CAPACITY: usize = 1024;
 
-/// A 256-byte object. A `String` encodes as one copy; a `Vec<u8>` would be encoded by serde
-/// byte by byte.
+/// A 256-byte object as text (the pipe and managed-queue rows, and Python's `"0" * 256`).
+/// A `String` encodes as one copy, but every decode checks it for UTF-8.
 fn object() -> String {
     "0".repeat(256)
+}
+
+/// The queue rows' 256-byte object: the issue's `struct { data: Vec<u8> }`, its byte field
+/// marked `#[serde(with = "shmproc::codec::bytes")]` (the `serde_bytes` convention), so it is
+/// one length and one copy each way. Unmarked, serde would encode the `Vec<u8>` byte by byte;
+/// as a `String`, every decode would check the bytes for UTF-8.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct Object {
+    #[serde(with = "shmproc::codec::bytes")]
+    data: Vec<u8>,
+}
+
+/// A 256-byte `Object`.
+fn bytes_object() -> Object {
+    Object {
+        data: vec![b'0'; 256],
+    }
 }
 
 /// The rows of this family.
@@ -31,21 +48,21 @@ pub(crate) fn specs() -> Vec<Spec> {
     };
     vec![
         row(
-            "Queue, 1 -> 1 process",
+            "Queue<Object>, 1 -> 1 process",
             queue_1to1,
             "queue",
             Some(Limit::Ring),
             Some(0.5),
         ),
         row(
-            "Queue, 1 -> 1, get_into (buffer reused)",
+            "Queue<Object>, 1 -> 1, get_into",
             queue_1to1_into,
             "queue",
             Some(Limit::Ring),
             Some(0.5),
         ),
         row(
-            "Queue, 2 -> 2 processes",
+            "Queue<Object>, 2 -> 2 processes",
             queue_2to2,
             "queue_2to2",
             Some(Limit::Ring),
@@ -84,29 +101,30 @@ pub(crate) fn specs() -> Vec<Spec> {
 
 /// A consumer child: gets objects until the queue is closed and drained, publishing how many
 /// it has received in `done` after each one.
-fn consume_queue((q, done): (Queue<String>, RawValue<u64>)) {
+fn consume_queue((q, done): (Queue<Object>, RawValue<u64>)) {
     let mut n = 0;
-    while let Ok(s) = q.get() {
-        black_box(s);
+    while let Ok(o) = q.get() {
+        black_box(o);
         n += 1;
         done.set(n);
     }
 }
 
-/// As `consume_queue`, decoding every object into one reused `String` (`get_into`).
-fn consume_queue_into((q, done): (Queue<String>, RawValue<u64>)) {
+/// As `consume_queue`, decoding every object into one kept `Object` (`get_into`: a derived
+/// struct is decoded whole and assigned, so its `Vec` is still allocated per message).
+fn consume_queue_into((q, done): (Queue<Object>, RawValue<u64>)) {
     let mut n = 0;
-    let mut s = String::new();
-    while q.get_into(&mut s).is_ok() {
-        black_box(&s);
+    let mut o = Object { data: Vec::new() };
+    while q.get_into(&mut o).is_ok() {
+        black_box(&o);
         n += 1;
         done.set(n);
     }
 }
 
 /// A producer child: for each count `n` it gets from `work`, puts `n` objects on `q`.
-fn produce_queue((work, q): (Queue<u64>, Queue<String>)) {
-    let msg = object();
+fn produce_queue((work, q): (Queue<u64>, Queue<Object>)) {
+    let msg = bytes_object();
     while let Ok(n) = work.get() {
         for _ in 0..n {
             if q.put(&msg).is_err() {
@@ -122,19 +140,21 @@ pub(crate) fn queue_1to1() -> Option<Workload> {
     queue_1to1_with(consume_queue)
 }
 
-/// `Queue`, as `queue_1to1`, the consumer decoding into one reused buffer.
+/// `Queue`, as `queue_1to1`, the consumer decoding into one kept value.
 pub(crate) fn queue_1to1_into() -> Option<Workload> {
     queue_1to1_with(consume_queue_into)
 }
 
 /// `Queue` 1 -> 1 with the consumer child `consume`.
-fn queue_1to1_with(consume: fn((Queue<String>, RawValue<u64>))) -> Option<Workload> {
-    let q = Queue::<String>::with_capacity(CAPACITY).expect("Queue");
+fn queue_1to1_with(consume: fn((Queue<Object>, RawValue<u64>))) -> Option<Workload> {
+    let q = Queue::<Object>::with_capacity(CAPACITY).expect("Queue");
     let done = RawValue::new(0u64).expect("RawValue");
     let child = Process::new(consume, (q.clone(), done.clone()))
         .start()
         .expect("start consumer");
-    let mut p = Peers::new((q, done, object(), 0u64), vec![child], |s| s.0.close());
+    let mut p = Peers::new((q, done, bytes_object(), 0u64), vec![child], |s| {
+        s.0.close()
+    });
     Some(Workload::new(1, move |reps| {
         let (q, done, msg, sent) = &mut p.state;
         for _ in 0..reps {
@@ -149,7 +169,7 @@ fn queue_1to1_with(consume: fn((Queue<String>, RawValue<u64>))) -> Option<Worklo
 /// a repetition is one object from each producer, done when the consumers together have
 /// received every object put so far.
 pub(crate) fn queue_2to2() -> Option<Workload> {
-    let q = Queue::<String>::with_capacity(CAPACITY).expect("Queue");
+    let q = Queue::<Object>::with_capacity(CAPACITY).expect("Queue");
     let work = Queue::<u64>::with_capacity(16).expect("Queue");
     let done = [0, 1].map(|_| RawValue::new(0u64).expect("RawValue"));
     let mut children: Vec<Process> = done
@@ -165,7 +185,7 @@ pub(crate) fn queue_2to2() -> Option<Workload> {
             .start()
             .expect("start producer"),
     );
-    let state = (q, work, done, object(), 0u64);
+    let state = (q, work, done, bytes_object(), 0u64);
     let mut p = Peers::new(state, children, |s| {
         s.1.close();
         s.0.close();

@@ -15,7 +15,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-const RING_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Queue ring v1", ring::SLOT, 64);
+const RING_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Queue ring v2", ring::SLOT, 64);
 
 /// The three queue kinds share the ring layout; the fingerprint a ring's block records names
 /// its kind too, so a `Queue` never attaches as a `JoinableQueue` or a `SimpleQueue`.

@@ -8,13 +8,22 @@
 //! | 8      | 8    | `type_fp`           | creator, once: fingerprint of `T`       |
 //! | 16     | 8    | `slot_bytes`        | creator, once: bytes of one slot (`SLOT` for serde queues) |
 //! | 24     | 8    | `data_off`          | creator, once: where a slot's message starts (16 or 64) |
-//! | 64     | 8    | `tail`              | CAS by producers (next position to put) |
-//! | 128    | 8    | `head`              | CAS by consumers (next position to get) |
+//! | 32     | 4    | `closed`            | `close`                                 |
+//! | 128    | 8    | `tail`              | CAS by producers (next position to put) |
 //! | 192    | 4+4  | `not_empty` seq, waiters | producers bump, consumers wait     |
-//! | 256    | 4+4  | `not_full` seq, waiters  | consumers bump, producers wait     |
-//! | 320    | 4    | `closed`            | `close`                                 |
+//! | 256    | 8    | `head`              | CAS by consumers (next position to get) |
+//! | 320    | 4+4  | `not_full` seq, waiters  | consumers bump, producers wait     |
 //! | 384    | 8+4+4| `unfinished`, `join` seq, waiters | `JoinableQueue`           |
-//! | 448    | …    | slots, `slot_bytes` each, 64-byte aligned                     |
+//! | 512    | …    | slots, `slot_bytes` each, 64-byte aligned                     |
+//!
+//! Each word has a 64-byte line of its own, and the lines are grouped in 128-byte pairs by
+//! who writes them: the words written once or rarely (pair 0), the producers' (`tail`, and
+//! `not_empty`, which every put reads), the consumers' (`head`, and `not_full`, which every
+//! get reads), then the joinable queue's. x86-64 cores since Sandy Bridge fetch lines in
+//! aligned pairs (the spatial prefetcher), so a word one side writes on every message never
+//! shares a pair with a word the other side reads on every message: with `head` beside
+//! `not_empty`, as before, each put could pull the consumers' `head` line into the producer's
+//! cache, and the consumer's next move of `head` had to take it back.
 //!
 //! A slot is a state word, a length word and, from `data_off`, `slot_bytes - data_off` bytes of
 //! message. The serde queues use `SLOT`-byte slots with the message at 16 (`INLINE` bytes);
@@ -84,7 +93,7 @@ pub(crate) const SLOT: usize = 320;
 /// Bytes of message stored in the slot itself.
 pub(crate) const INLINE: usize = SLOT - 16;
 /// Bytes of the ring header before the first slot.
-pub(crate) const HEADER: usize = 448;
+pub(crate) const HEADER: usize = 512;
 /// Largest capacity (positions are compared within 32-bit laps).
 pub(crate) const MAX_CAPACITY: u64 = 1 << 24;
 
@@ -92,11 +101,11 @@ const CAPACITY: usize = 0;
 const TYPE_FP: usize = 8;
 const SLOT_BYTES: usize = 16;
 const DATA_OFF: usize = 24;
-const TAIL: usize = 64;
-const HEAD: usize = 128;
+const CLOSED: usize = 32;
+const TAIL: usize = 128;
 const NOT_EMPTY: usize = 192;
-const NOT_FULL: usize = 256;
-const CLOSED: usize = 320;
+const HEAD: usize = 256;
+const NOT_FULL: usize = 320;
 const UNFINISHED: usize = 384;
 const JOIN: usize = 392;
 
