@@ -12,13 +12,13 @@ use crate::row::{Spec, Unit};
 /// Slots of the queues measured here (the bare ring has 256).
 const CAPACITY: usize = 1024;
 
-/// A 256-byte object as text (the pipe and managed-queue rows, and Python's `"0" * 256`).
+/// A 256-byte object as text (the managed-queue row, and Python's `"0" * 256`).
 /// A `String` encodes as one copy, but every decode checks it for UTF-8.
 fn object() -> String {
     "0".repeat(256)
 }
 
-/// The queue rows' 256-byte object: the issue's `struct { data: Vec<u8> }`, its byte field
+/// The queue and pipe rows' 256-byte object: the issue's `struct { data: Vec<u8> }`, its byte field
 /// marked `#[serde(with = "shmproc::codec::bytes")]` (the `serde_bytes` convention), so it is
 /// one length and one copy each way. Unmarked, serde would encode the `Vec<u8>` byte by byte;
 /// as a `String`, every decode would check the bytes for UTF-8.
@@ -83,7 +83,7 @@ pub(crate) fn specs() -> Vec<Spec> {
             Some(0.5),
         ),
         row(
-            "Pipe, one way",
+            "Pipe<Object>, one way",
             pipe_one_way,
             "pipe",
             Some(Limit::Ring),
@@ -261,7 +261,7 @@ pub(crate) fn shareable_loan_1to1() -> Option<Workload> {
 /// received in `done` after each one.
 fn consume_pipe((rx, done): (Connection, RawValue<u64>)) {
     let mut n = 0;
-    while let Ok(s) = rx.recv::<String>() {
+    while let Ok(s) = rx.recv::<Object>() {
         black_box(s);
         n += 1;
         done.set(n);
@@ -277,7 +277,7 @@ pub(crate) fn pipe_one_way() -> Option<Workload> {
         .start()
         .expect("start receiver");
     // Closing the send end ends the child's stream.
-    let mut p = Peers::new((tx, done, object(), 0u64), vec![child], |s| s.0.close());
+    let mut p = Peers::new((tx, done, bytes_object(), 0u64), vec![child], |s| s.0.close());
     Some(Workload::new(1, move |reps| {
         let (tx, done, msg, sent) = &mut p.state;
         for _ in 0..reps {
