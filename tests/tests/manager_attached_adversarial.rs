@@ -860,7 +860,8 @@ fn scribble_trial(k: usize, p: &mut Vec<String>) -> bool {
 
 /// A scribbled segment header (its magic) in the server's segment of attached objects
 /// locks no client out of the objects that are served: a new client process can still
-/// use a managed dict.
+/// use a managed dict; it has no home, so its queue is served (and works), and its
+/// condition, which only attached processes use, refuses with the attach's error.
 ///
 /// Bug seen: the greeting reply's `Welcome::Ok(Some(Home))` is decoded by attaching the
 /// home block (`Home::deserialize`), and an attach error fails the whole greeting
@@ -879,16 +880,50 @@ fn a_scribbled_segment_header_locks_no_new_client_out() {
         d.insert(1, 2).unwrap();
         let file = server_memfd(m.process().unwrap().pid());
         file.write_all_at(&[0xa5; 16], 0).unwrap();
-        let child = shmproc::spawn(dict_get, d.clone()).unwrap();
-        let in_child = child.join().unwrap();
-        drop((q, d));
+        let cond = m.condition().unwrap();
+        let child = shmproc::spawn(unattached_calls, (d.clone(), q.clone(), cond.clone())).unwrap();
+        let (in_child, queue, refused) = child.join().unwrap();
+        drop((q, d, cond));
         m.shutdown().unwrap();
         assert_eq!(in_child, Ok(Some(2)), "a new client's dict get");
+        assert_eq!(
+            queue,
+            Ok((false, 7)),
+            "a new client's queue (attached, item)"
+        );
+        assert!(
+            refused.contains("attach"),
+            "a new client's condition acquire: {refused}"
+        );
     });
 }
 
-fn dict_get(d: shmproc::manager::DictProxy<u8, u8>) -> Result<Option<u8>, String> {
-    d.get(&1).map_err(|e| e.to_string())
+type Unattached = (
+    Result<Option<u8>, String>,
+    Result<(bool, u8), String>,
+    String,
+);
+
+/// A new client's calls on a server whose segment does not map: a dict get, a queue's put
+/// and get (whether it attached, the item), and a condition's `try_acquire` error.
+fn unattached_calls(
+    (d, q, cond): (
+        shmproc::manager::DictProxy<u8, u8>,
+        QueueProxy<u8>,
+        ConditionProxy,
+    ),
+) -> Unattached {
+    let got = d.get(&1).map_err(|e| e.to_string());
+    let queue = (|| {
+        q.put(&7)?;
+        Ok((q.is_attached(), q.get()?))
+    })()
+    .map_err(|e: Error| e.to_string());
+    let refused = match cond.try_acquire() {
+        Ok(took) => format!("not refused: took {took}"),
+        Err(e) => e.to_string(),
+    };
+    (got, queue, refused)
 }
 
 // ------------------------------------------------------------------ served callers
