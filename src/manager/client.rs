@@ -224,10 +224,19 @@ impl Client {
             Some(_) => {
                 seen.id = Some(server);
                 seen.home = home;
-                // Relaxed: the proxies compare it only to tell epochs apart; the server
-                // lock orders the rest.
-                self.epoch.fetch_add(1, Ordering::Relaxed);
                 drop(seen);
+                {
+                    // Under the live count's lock: a proxy is counted in its epoch only
+                    // (see `count_live`), and the old server's are forgotten (a fork takes
+                    // no references for them from the new server).
+                    let mut live = lock(&LIVE);
+                    // Relaxed: the proxies compare it only to tell epochs apart; the locks
+                    // order the rest.
+                    self.epoch.fetch_add(1, Ordering::Relaxed);
+                    if let Some(all) = live.as_mut() {
+                        all.remove(&(self.endpoint.clone(), self.authkey.clone()));
+                    }
+                }
                 lock(&self.idle).clear();
             }
             None => {
@@ -361,8 +370,13 @@ fn stale() -> Error {
 type Live = HashMap<(Endpoint, Vec<u8>), HashMap<u64, u32>>;
 static LIVE: Mutex<Option<Live>> = Mutex::new(None);
 
-fn count_live(client: &Client, id: u64, up: bool) {
+/// Counts a proxy of `client`'s epoch `epoch` up or down; nothing for a proxy of an earlier
+/// epoch (its server is gone, and its count with it).
+fn count_live(client: &Client, epoch: u64, id: u64, up: bool) {
     let mut live = lock(&LIVE);
+    if client.epoch() != epoch {
+        return;
+    }
     let all = live.get_or_insert_with(HashMap::new);
     let key = (client.endpoint.clone(), client.authkey.clone());
     let objects = all.entry(key.clone()).or_default();
@@ -415,11 +429,12 @@ struct Held {
 
 impl Held {
     fn new(client: Arc<Client>, id: u64, type_name: String, counted: bool) -> Arc<Held> {
+        let epoch = client.epoch();
         if counted {
-            count_live(&client, id, true);
+            count_live(&client, epoch, id, true);
         }
         Arc::new(Held {
-            epoch: client.epoch(),
+            epoch,
             client,
             id,
             type_name,
@@ -445,7 +460,7 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         if self.counted {
-            count_live(&self.client, self.id, false);
+            count_live(&self.client, self.epoch, self.id, false);
             if self.client().is_err() {
                 // Its server is gone: the id would name another server's object.
                 return;
