@@ -8,7 +8,9 @@
 //! object's `attach` method) and attaches the block the token names. The token is checked
 //! like any other (the segment must be the one the server's greeting reply carried, mapped
 //! here; the block's offset and generation, the ring's kind and element fingerprint), so a
-//! forged or stale one is an error, and the client then goes on through the server. Remote clients are served by the
+//! forged or stale one is an error, and the client then goes on through the server (a
+//! queue's calls; an in-heap condition's lock calls are refused to a caller that did not
+//! attach it, see [`HeapCondition::call`]). Remote clients of a queue are served by the
 //! server acting on the same in-heap object.
 //!
 //! Server death: an attached client waits in slices of [`SLICE`] and, after each, probes the
