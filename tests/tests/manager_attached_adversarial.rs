@@ -1173,7 +1173,8 @@ fn a_waiter_notices_a_killed_server_while_another_thread_holds_the_lock() {
 /// held by two threads of this process at once. The idle connections to the first server
 /// are dropped rather than failing a call (the first call goes through on a fresh
 /// connection), and the first server's proxy fails with `Disconnected` rather than name an
-/// object of the second.
+/// object of the second. The same after the second server is SIGKILLed and a third starts
+/// at the path: the request left unread on an idle connection goes again on a fresh one.
 ///
 /// Bug seen: `client_for` reuses this process's `Client` of that endpoint and key (kept
 /// alive by the stale proxy), whose `home` keeps the first server's segment
@@ -1213,12 +1214,32 @@ fn a_restarted_server_at_the_same_path_attaches_and_excludes() {
         let other_took =
             std::thread::scope(|s| s.spawn(|| cond.try_acquire().unwrap()).join().unwrap());
         let stale_call = stale.insert(2, 2);
+        cond.release().unwrap();
+        // Killed rather than stopped: its idle connections hold no word of its end, and a
+        // request sent on one is never read; it goes again on a fresh connection.
+        second.process().unwrap().kill().unwrap();
+        let _ = std::fs::remove_file(&path);
+        let third = start();
+        let after_kill = third.dict::<u8, u8>().and_then(|d| {
+            d.insert(3, 3)?;
+            d.get(&3)
+        });
+        let second_stale = q.put(&1);
         drop((stale, q, cond));
-        second.shutdown().unwrap();
+        let _ = second.shutdown();
+        third.shutdown().unwrap();
         let _ = std::fs::remove_file(&path);
         assert!(
             matches!(stale_call, Err(Error::Disconnected)),
             "the first server's proxy called the second: {stale_call:?}"
+        );
+        assert!(
+            matches!(after_kill, Ok(Some(3))),
+            "the first calls after a killed server's restart: {after_kill:?}"
+        );
+        assert!(
+            matches!(second_stale, Err(Error::Disconnected)),
+            "the killed server's attached queue: {second_stale:?}"
         );
         assert!(
             q_attached && c_attached && !other_took,
