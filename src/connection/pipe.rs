@@ -449,6 +449,16 @@ impl Connection {
         }
     }
 
+    /// Whether a message this end sent (or part of one) still waits, unread, in a
+    /// shared-memory pipe: its peer never took it whole. Two loads; always `false` for a
+    /// socket connection.
+    pub(crate) fn sent_unread(&self) -> bool {
+        match &self.state {
+            Some(Inner::Shm(s)) => s.tx.as_ref().is_some_and(Ring::has_data),
+            _ => false,
+        }
+    }
+
     /// Bounds each blocking read and write of a socket connection (`None`: no bound), so a
     /// peer that stalls mid-message cannot hold the caller forever; a no-op for a pipe.
     pub(crate) fn set_socket_timeout(&self, t: Option<Duration>) -> Result<()> {

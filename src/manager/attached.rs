@@ -8,7 +8,9 @@
 //! object's `attach` method) and attaches the block the token names. The token is checked
 //! like any other (the segment must be the one the server's greeting reply carried, mapped
 //! here; the block's offset and generation, the ring's kind and element fingerprint), so a
-//! forged or stale one is an error, and the client then goes on through the server. Remote clients are served by the
+//! forged or stale one is an error, and the client then goes on through the server (a
+//! queue's calls; an in-heap condition's lock calls are refused to a caller that did not
+//! attach it, see [`HeapCondition::call`]). Remote clients of a queue are served by the
 //! server acting on the same in-heap object.
 //!
 //! Server death: an attached client waits in slices of [`SLICE`] and, after each, probes the
@@ -109,6 +111,7 @@ fn home_fingerprint() -> u64 {
 #[derive(Default)]
 pub(crate) struct HeapHome {
     home: OnceLock<Option<(Segment, ObjectRef)>>,
+    id: OnceLock<u64>,
 }
 
 impl HeapHome {
@@ -130,35 +133,65 @@ impl HeapHome {
 
     /// Returns the block a local client's greeting reply carries.
     pub(crate) fn home(&self) -> Option<Home> {
-        self.get().map(|h| Home(h.1.clone()))
+        self.get().map(|h| Home(Ok(h.1.clone())))
+    }
+
+    /// Returns this server's identity: a random number drawn once, which a client compares
+    /// across its connections to tell a server restarted at the same address from the one
+    /// whose objects its proxies name.
+    pub(crate) fn id(&self) -> u64 {
+        *self.id.get_or_init(|| sys::random_u64() | 1)
     }
 }
 
 /// A server's home block: serialized, its segment travels with it (over a Unix socket);
-/// decoded, it is attached (checked like any token) and keeps the segment mapped.
-pub(crate) struct Home(ObjectRef);
+/// decoded, it is attached (checked like any token) and keeps the segment mapped. A block
+/// that does not attach (a segment whose header was overwritten, say) decodes as the
+/// attach error ([`Home::failed`] where the segment itself does not map): that client has
+/// no home, and attaches nothing (its queues are served, its in-heap conditions refuse it
+/// with that error).
+pub(crate) struct Home(std::result::Result<ObjectRef, String>);
+
+impl Home {
+    /// A home that did not arrive: `why`.
+    pub(crate) fn failed(why: String) -> Home {
+        Home(Err(why))
+    }
+
+    /// Why the home block did not attach, if it did not.
+    pub(crate) fn error(&self) -> Option<&str> {
+        self.0.as_ref().err().map(String::as_str)
+    }
+}
 
 impl Serialize for Home {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.0.serialize(s)
+        match &self.0 {
+            Ok(r) => r.serialize(s),
+            Err(e) => Err(serde::ser::Error::custom(e)),
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Home {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let token = ObjectToken::deserialize(d)?;
-        ObjectRef::attach(&token, home_fingerprint(), "shmproc::manager home")
-            .map(Home)
-            .map_err(codec::attach_error)
+        Ok(Home(
+            ObjectRef::attach(&token, home_fingerprint(), "shmproc::manager home")
+                .map_err(|e| e.to_string()),
+        ))
     }
 }
 
 /// A server's answer to a local client's greeting: [`Reply`](super::protocol::Reply)'s
-/// encoding (a refusal is a `Reply::Err`), whose `Ok` carries the server's [`Home`] (or
-/// `None` where it has none).
+/// encoding (a refusal is a `Reply::Err`), whose `Ok` carries the server's identity
+/// ([`HeapHome::id`]) and whether its [`Home`] follows, in a message of its own: the
+/// segment that travels with it may not map (its header overwritten by a process with the
+/// key, say), which fails only that message, and the client then has no home but keeps
+/// its connection.
 #[derive(Serialize, Deserialize)]
 pub(crate) enum Welcome {
-    Ok(Option<Home>),
+    Ok { home: bool, server: u64 },
     Err(Fault),
 }
 
@@ -520,7 +553,15 @@ fn acquire_sliced(
 }
 
 /// Waits on `cond` (whose lock the calling thread holds) in slices; whether it was
-/// notified, or `Disconnected` once `gone()` (the lock is then let go entirely).
+/// notified, or `Disconnected` once `gone()` (the lock is then let go entirely: not held on
+/// return).
+///
+/// No notification is lost between slices: each slice takes the lock back before the next
+/// one registers as a waiter, and a notifier must hold the lock. Taking it back is itself
+/// sliced: a live thread (of this or another process) may hold the lock for as long as it
+/// likes, so between tries `gone()` is checked, and once it is true the waiter gives up
+/// without the lock (the condition is then closed for every attached process, so no
+/// holder's work depends on it any more).
 fn wait_sliced(cond: &Condition, until: Option<Instant>, gone: impl Fn() -> bool) -> Result<bool> {
     if !cond.held_here() {
         return Err(Error::NotOwner);
@@ -530,13 +571,24 @@ fn wait_sliced(cond: &Condition, until: Option<Instant>, gone: impl Fn() -> bool
         if let Some(d) = until {
             slice = slice.min(d.saturating_duration_since(Instant::now()));
         }
-        // Each slice re-takes the lock before the next: no notification is missed in
-        // between (a notifier must hold the lock).
-        let (notified, _) = cond.wait_unguarded(Some(&Deadline::after(slice)))?;
+        let (notified, got) =
+            cond.wait_unguarded_retake(Some(&Deadline::after(slice)), |relock| {
+                loop {
+                    match relock(&Deadline::after(SLICE)) {
+                        Acquired::TimedOut if gone() => return Acquired::TimedOut,
+                        Acquired::TimedOut => {}
+                        a => return a,
+                    }
+                }
+            })?;
+        if matches!(got, Acquired::TimedOut) {
+            // Given up without the lock: the server is gone.
+            return Err(Error::Disconnected);
+        }
         if notified {
             if gone() {
-                // Nobody will receive this notification here (a served waiter whose client
-                // went away): it goes to the next waiter instead of being lost.
+                // Nobody will use this notification here: it goes to the next waiter
+                // instead of being lost.
                 let _ = cond.notify(1);
                 cond.release_all_unguarded();
                 return Err(Error::Disconnected);
@@ -553,6 +605,11 @@ fn wait_sliced(cond: &Condition, until: Option<Instant>, gone: impl Fn() -> bool
     }
 }
 
+/// Why a served caller of an in-heap condition is refused its lock operations.
+const ATTACHED_ONLY: &str = "this condition is held in shared memory and its lock is taken \
+     only by processes that attach it (clients on the server's host); this caller did not \
+     attach it";
+
 impl HeapCondition {
     /// Creates a condition over a new re-entrant lock in `seg`; `None` if it does not fit.
     pub(crate) fn create(seg: &Segment) -> Option<Self> {
@@ -568,57 +625,33 @@ impl HeapCondition {
         self.cond.close();
     }
 
-    /// Lets go of the lock if the calling thread (a connection's server thread, ending)
-    /// holds it.
-    pub(crate) fn release_thread(&self) {
-        self.cond.release_all_unguarded();
-    }
-
-    /// Serves a call of a local client that did not attach, on the server thread of its
-    /// connection (which then holds the lock for it, and lets go when the connection ends).
-    pub(crate) fn call(&self, method: &str, args: &[u8], ctx: &Ctx<'_>) -> Result<Vec<u8>, Fault> {
+    /// Serves a call: only `attach` (its tokens). The lock belongs to a client's *thread*,
+    /// which only an attached handle can take it as: a server thread taking it on a
+    /// client's behalf would hold it for whichever of the client's threads (and
+    /// connections) called, so two of them could hold it at once. A caller that did not
+    /// attach is refused the lock operations (`acquire`, `release`, `wait`, `notify`,
+    /// `notify_all`) with an error.
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        _args: &[u8],
+        _ctx: &Ctx<'_>,
+    ) -> Result<Vec<u8>, Fault> {
         let c = &self.cond;
-        let r = match method {
-            "attach" => {
-                return enc(&Some(AttachInfo {
-                    kind: AttachKind::Condition,
-                    token: c.token(),
-                    lock: Some(rlock_token(c)),
-                    server: self.server,
-                }));
+        match method {
+            "attach" => enc(&Some(AttachInfo {
+                kind: AttachKind::Condition,
+                token: c.token(),
+                lock: Some(rlock_token(c)),
+                server: self.server,
+            })),
+            "acquire" | "release" | "wait" | "notify" | "notify_all" => {
+                Err(Fault::BadRequest(ATTACHED_ONLY.to_owned()))
             }
-            "acquire" => {
-                let (block, t): (bool, Option<Duration>) = decode(method, args)?;
-                return match acquire_sliced(c, block, deadline(t), ctx.gone) {
-                    Ok(got) => enc(&got),
-                    Err(_) => enc(&false),
-                };
-            }
-            "release" => c.release_unguarded(),
-            "wait" => {
-                let t: Option<Duration> = decode(method, args)?;
-                return match wait_sliced(c, deadline(t), ctx.gone) {
-                    Ok(notified) => enc(&notified),
-                    Err(Error::NotOwner) => Err(Fault::NotOwner),
-                    Err(_) => Err(Fault::Timeout),
-                };
-            }
-            "notify" => {
-                let n: u32 = decode(method, args)?;
-                c.notify(n)
-            }
-            "notify_all" => c.notify_all(),
-            _ => {
-                return Err(Fault::UnknownMethod {
-                    kind: "condition".into(),
-                    method: method.to_owned(),
-                });
-            }
-        };
-        match r {
-            Ok(()) => enc(&()),
-            Err(Error::NotOwner) => Err(Fault::NotOwner),
-            Err(e) => Err(fault(e)),
+            _ => Err(Fault::UnknownMethod {
+                kind: "condition".into(),
+                method: method.to_owned(),
+            }),
         }
     }
 }
@@ -740,28 +773,42 @@ pub(crate) fn attachable(kind: &str) -> bool {
     )
 }
 
+/// What a proxy uses in this process: the object's attached in-heap form, the server
+/// (an object that is not attachable, a remote client), or neither: an in-heap object
+/// whose attach failed (its reason kept; a queue is then served, a condition refuses).
+#[derive(Clone)]
+pub(crate) enum Attachment {
+    Served,
+    Attached(Arc<Local>),
+    Failed(Arc<str>),
+}
+
 /// A proxy's attachment, per process: the first process's (the one that made or decoded the
 /// proxy) without a lock; a forked child, whose inherited copy holds no reference of its
 /// own, attaches anew.
 #[derive(Default)]
 pub(crate) struct LocalSlot {
-    first: OnceLock<(u32, Option<Arc<Local>>)>,
-    later: Mutex<Option<(u32, Option<Arc<Local>>)>>,
+    first: OnceLock<(u32, Attachment)>,
+    later: Mutex<Option<(u32, Attachment)>>,
 }
 
 impl LocalSlot {
     /// Returns this process's attachment, attaching the object `ask()` describes the first
-    /// time (`None`: served).
+    /// time (`Ok(None)`: served; `Err`: why the attach information could not be had).
     pub(crate) fn get(
         &self,
         kind: &str,
-        ask: impl FnOnce() -> Option<AttachInfo>,
-    ) -> Option<Arc<Local>> {
+        ask: impl FnOnce() -> std::result::Result<Option<AttachInfo>, String>,
+    ) -> Attachment {
         let pid = sys::current_pid();
         let mut ask = Some(ask);
-        let mut make = || {
-            let info = ask.take()?()?;
-            Local::attach(&info, kind).ok().map(Arc::new)
+        let mut make = || match ask.take().map(|f| f()) {
+            None | Some(Ok(None)) => Attachment::Served,
+            Some(Err(why)) => Attachment::Failed(why.into()),
+            Some(Ok(Some(info))) => match Local::attach(&info, kind) {
+                Ok(l) => Attachment::Attached(Arc::new(l)),
+                Err(e) => Attachment::Failed(e.to_string().into()),
+            },
         };
         let (p, l) = self.first.get_or_init(|| (pid, make()));
         if *p == pid {

@@ -7,7 +7,10 @@
 //! `acquire`) never delays another thread's call. For a server on this host the connection
 //! is a shared-memory pipe: the client authenticates on the server's Unix socket (mutual HMAC
 //! handshake), hands the server one end of a fresh `pipe()` with its greeting, and sends every
-//! request over the pipe. Remote clients send requests over the TCP connection itself.
+//! request over the pipe. Remote clients send requests over the TCP connection itself. A
+//! local server's greeting answer names the server: a server restarted at the same address
+//! starts a new epoch of the client, in which the proxies of the old one fail with
+//! [`Error::Disconnected`].
 //!
 //! # Lifetimes of server objects
 //! Each proxy (shared by its clones) holds one reference of its process to its object: the
@@ -23,12 +26,13 @@
 //! process), which ends the pin grace after its process's last connection ended (see the
 //! manager's module docs).
 
-use super::attached::{AttachInfo, Home, Local, LocalSlot, Welcome, attachable};
+use super::attached::{AttachInfo, Attachment, Home, Local, LocalSlot, Welcome, attachable};
 use super::protocol::{CallRef, Endpoint, Fault, MAX_REQUEST, Poll, Reply, Request, ok_result};
 use super::tcp::{self, Frames, Sleep, Window};
 use crate::codec;
 use crate::connection::{Connection, pipe};
 use crate::error::{Error, Result};
+use crate::loom::{AtomicU64, Ordering};
 use crate::sys;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -88,9 +92,13 @@ pub(crate) struct Client {
     pid: u32,
     /// Idle connections, each with its reply poll's learned window (pipes only).
     idle: Mutex<Vec<(Connection, Poll)>>,
-    /// The server's home block, keeping its segment of attachable objects mapped (local
-    /// servers).
-    home: Mutex<Option<Home>>,
+    /// The server this client talks to (local servers): its identity and home block, which
+    /// keeps its segment of attachable objects mapped.
+    server: Mutex<Seen>,
+    /// How many times a greeting found another server at the endpoint than the one before
+    /// (restarted at the same address): the proxies of earlier servers (made in an earlier
+    /// epoch) fail with [`Error::Disconnected`] rather than name objects of the new one.
+    epoch: AtomicU64,
     /// Idle connections over TCP, each with its read buffer and reply poll window.
     idle_tcp: Mutex<Vec<(Connection, Frames)>>,
 }
@@ -101,6 +109,13 @@ impl fmt::Debug for Client {
             .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
     }
+}
+
+/// The server a client's greetings found.
+#[derive(Default)]
+struct Seen {
+    id: Option<u64>,
+    home: Option<Home>,
 }
 
 /// Returns this process's client of the server at `endpoint` with `authkey`.
@@ -123,7 +138,8 @@ pub(crate) fn client_for(endpoint: &Endpoint, authkey: &[u8]) -> Arc<Client> {
         authkey: authkey.to_vec(),
         pid,
         idle: Mutex::new(Vec::new()),
-        home: Mutex::new(None),
+        server: Mutex::new(Seen::default()),
+        epoch: AtomicU64::new(0),
         idle_tcp: Mutex::new(Vec::new()),
     });
     all.push(Arc::downgrade(&c));
@@ -169,12 +185,18 @@ impl Client {
                 pipe: Some(theirs),
             })?;
             match sock.recv::<Welcome>()? {
-                Welcome::Ok(home) => {
-                    // The first keeps the server's segment mapped for attached objects.
-                    let mut kept = lock(&self.home);
-                    if kept.is_none() {
-                        *kept = home;
-                    }
+                Welcome::Ok { home, server } => {
+                    let home = if home {
+                        match sock.recv::<Home>() {
+                            Ok(h) => Some(h),
+                            Err(e @ (Error::Disconnected | Error::Closed)) => return Err(e),
+                            // The segment did not map here: no home, served objects only.
+                            Err(e) => Some(Home::failed(e.to_string())),
+                        }
+                    } else {
+                        None
+                    };
+                    self.greeted(home, server);
                 }
                 Welcome::Err(f) => return Err(f.into_error()),
             }
@@ -185,6 +207,58 @@ impl Client {
             expect_ok(sock.recv_bytes()?)?;
             Ok(sock)
         }
+    }
+
+    /// Notes the server a local greeting found: the first one's home block keeps its
+    /// segment mapped; another server than the one before (restarted at the same address)
+    /// starts a new epoch, whose home replaces the old one, and the idle connections (to
+    /// the old server) are dropped.
+    fn greeted(&self, home: Option<Home>, server: u64) {
+        let mut seen = lock(&self.server);
+        match seen.id {
+            Some(id) if id == server => {
+                if seen.home.is_none() {
+                    seen.home = home;
+                }
+            }
+            Some(_) => {
+                seen.id = Some(server);
+                seen.home = home;
+                drop(seen);
+                {
+                    // Under the live count's lock: a proxy is counted in its epoch only
+                    // (see `count_live`), and the old server's are forgotten (a fork takes
+                    // no references for them from the new server).
+                    let mut live = lock(&LIVE);
+                    // Relaxed: the proxies compare it only to tell epochs apart; the locks
+                    // order the rest.
+                    self.epoch.fetch_add(1, Ordering::Relaxed);
+                    if let Some(all) = live.as_mut() {
+                        all.remove(&(self.endpoint.clone(), self.authkey.clone()));
+                    }
+                }
+                lock(&self.idle).clear();
+            }
+            None => {
+                seen.id = Some(server);
+                seen.home = home;
+            }
+        }
+    }
+
+    /// The current epoch (see [`Client::epoch`](Client#structfield.epoch)).
+    fn epoch(&self) -> u64 {
+        // Relaxed: as in `greeted`.
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    /// Why this process has no home block of the server (the block did not attach).
+    fn home_error(&self) -> Option<String> {
+        lock(&self.server)
+            .home
+            .as_ref()
+            .and_then(Home::error)
+            .map(str::to_owned)
     }
 
     /// Sends one request and returns the reply's encoded result.
@@ -219,19 +293,47 @@ impl Client {
             return self.tcp_round_trip(&bytes);
         }
         let pooled = lock(&self.idle).pop();
-        let (conn, mut poll) = match pooled {
-            Some(c) => c,
-            None => (self.connect()?, Poll::REPLY),
-        };
-        conn.send_bytes(&bytes)?;
-        if self.endpoint.is_local() {
-            // The reply usually comes within microseconds: poll for it before the pipe's
-            // receive, which would sleep (and need a wake-up) after a much shorter spin.
-            poll.wait(&conn);
+        if let Some((conn, poll)) = pooled {
+            match Self::pipe_round_trip(&conn, poll, &bytes) {
+                Ok((reply, poll)) => {
+                    lock(&self.idle).push((conn, poll));
+                    return Ok(reply);
+                }
+                Err((e, delivered)) => {
+                    // An idle connection whose server is gone (stopped, killed, restarted at
+                    // the same address): so are the others kept with it.
+                    lock(&self.idle).clear();
+                    if delivered || !matches!(e, Error::Disconnected) {
+                        return Err(e);
+                    }
+                    // The request never reached the server: sent again on a fresh
+                    // connection (to the server now at the address, if any).
+                }
+            }
         }
-        let reply = conn.recv_bytes()?;
+        let conn = self.connect()?;
+        let (reply, poll) =
+            Self::pipe_round_trip(&conn, Poll::REPLY, &bytes).map_err(|(e, _)| e)?;
         lock(&self.idle).push((conn, poll));
         Ok(reply)
+    }
+
+    /// One request and reply on a shared-memory pipe; on failure, the error and whether the
+    /// request may have reached the server (it was taken out of the pipe).
+    fn pipe_round_trip(
+        conn: &Connection,
+        mut poll: Poll,
+        bytes: &[u8],
+    ) -> std::result::Result<(Vec<u8>, Poll), (Error, bool)> {
+        // A refused send delivered nothing.
+        conn.send_bytes(bytes).map_err(|e| (e, false))?;
+        // The reply usually comes within microseconds: poll for it before the pipe's
+        // receive, which would sleep (and need a wake-up) after a much shorter spin.
+        poll.wait(conn);
+        match conn.recv_bytes() {
+            Ok(reply) => Ok((reply, poll)),
+            Err(e) => Err((e, !conn.sent_unread())),
+        }
     }
 
     /// A round trip over TCP: the request frame in one `sendmsg`, the reply read with as
@@ -256,14 +358,25 @@ pub(crate) fn expect_ok(reply: Vec<u8>) -> Result<Vec<u8>> {
     }
 }
 
+/// The error of a proxy whose server is gone (a proxy of an earlier server at an address
+/// another server now listens on).
+fn stale() -> Error {
+    Error::Disconnected
+}
+
 /// The proxies alive in this process, counted by server (endpoint and key) and object: what
 /// a forked child inherits in memory, and so what the parent takes references for on its
 /// behalf before a fork (see `manager::inherit`).
 type Live = HashMap<(Endpoint, Vec<u8>), HashMap<u64, u32>>;
 static LIVE: Mutex<Option<Live>> = Mutex::new(None);
 
-fn count_live(client: &Client, id: u64, up: bool) {
+/// Counts a proxy of `client`'s epoch `epoch` up or down; nothing for a proxy of an earlier
+/// epoch (its server is gone, and its count with it).
+fn count_live(client: &Client, epoch: u64, id: u64, up: bool) {
     let mut live = lock(&LIVE);
+    if client.epoch() != epoch {
+        return;
+    }
     let all = live.get_or_insert_with(HashMap::new);
     let key = (client.endpoint.clone(), client.authkey.clone());
     let objects = all.entry(key.clone()).or_default();
@@ -299,6 +412,9 @@ pub(crate) fn live_proxies() -> Vec<LiveOf> {
 /// One proxy's reference to a server object (shared by its clones).
 struct Held {
     client: Arc<Client>,
+    /// The client's epoch when the proxy was made: its object is of the server of that
+    /// epoch.
+    epoch: u64,
     id: u64,
     type_name: String,
     /// Whether this proxy holds a reference of this process in the server (released on
@@ -313,10 +429,12 @@ struct Held {
 
 impl Held {
     fn new(client: Arc<Client>, id: u64, type_name: String, counted: bool) -> Arc<Held> {
+        let epoch = client.epoch();
         if counted {
-            count_live(&client, id, true);
+            count_live(&client, epoch, id, true);
         }
         Arc::new(Held {
+            epoch,
             client,
             id,
             type_name,
@@ -327,10 +445,26 @@ impl Held {
     }
 }
 
+impl Held {
+    /// The client, if the proxy's server is still the one at its address.
+    #[inline]
+    fn client(&self) -> Result<&Client> {
+        if self.client.epoch() == self.epoch {
+            Ok(&self.client)
+        } else {
+            Err(stale())
+        }
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         if self.counted {
-            count_live(&self.client, self.id, false);
+            count_live(&self.client, self.epoch, self.id, false);
+            if self.client().is_err() {
+                // Its server is gone: the id would name another server's object.
+                return;
+            }
             // The server may be gone already; nothing to release then. In a forked child the
             // call goes through the child's own client, which holds the reference its parent
             // took for it (a no-op if it took none).
@@ -388,14 +522,28 @@ impl RemoteObject {
     /// server, a kind that is not attached, an attach that failed).
     #[inline]
     pub(crate) fn local(&self) -> Option<Arc<Local>> {
+        match self.attachment() {
+            Attachment::Attached(l) => Some(l),
+            Attachment::Served | Attachment::Failed(_) => None,
+        }
+    }
+
+    /// Returns how this process uses the object: attached (attaching it on first use),
+    /// served, or neither (an in-heap object whose attach failed, with the reason).
+    pub(crate) fn attachment(&self) -> Attachment {
         let h = &self.held;
-        if !attachable(&h.type_name) || !h.client.endpoint.is_local() {
-            return None;
+        if !attachable(&h.type_name) || !h.client.endpoint.is_local() || h.client().is_err() {
+            return Attachment::Served;
         }
         h.local.get(&h.type_name, || {
-            self.call::<(), Option<AttachInfo>>("attach", &())
-                .ok()
-                .flatten()
+            let info = self
+                .call::<(), Option<AttachInfo>>("attach", &())
+                .map_err(|e| e.to_string())?;
+            match (info.is_some(), h.client.home_error()) {
+                // The server's segment itself did not attach here: nothing in it will.
+                (true, Some(why)) => Err(format!("the server's segment: {why}")),
+                _ => Ok(info),
+            }
         })
     }
 
@@ -419,7 +567,7 @@ impl RemoteObject {
                 limit: MAX_REQUEST as u64,
             });
         }
-        self.held.client.round_trip(&CallRef::Call {
+        self.held.client()?.round_trip(&CallRef::Call {
             object: self.held.id,
             thread: thread_number(),
             method,
@@ -484,16 +632,16 @@ impl Serialize for RemoteObject {
             let pid = sys::current_pid();
             let mut pinned_by = lock(&h.pinned_by);
             if *pinned_by != pid {
-                h.client
-                    .request(&Request::Pin { object: h.id })
+                h.client()
+                    .and_then(|c| c.request(&Request::Pin { object: h.id }))
                     .map_err(serde::ser::Error::custom)?;
                 *pinned_by = pid;
             }
         } else if h.counted {
             // One token in flight: its receiver takes the pin over.
             let reply = h
-                .client
-                .request(&Request::Lend { object: h.id })
+                .client()
+                .and_then(|c| c.request(&Request::Lend { object: h.id }))
                 .map_err(serde::ser::Error::custom)?;
             pin = codec::from_bytes(&reply).map_err(serde::ser::Error::custom)?;
         }

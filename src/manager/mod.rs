@@ -56,9 +56,21 @@
 //! Who is served instead, on the same object: a remote client (TCP) of a queue, and a local
 //! one whose attach failed. A server listening on TCP serves its conditions as before (see
 //! below), since remote clients cannot attach them; a local client of such a server is
-//! served too. A local caller of a Unix-socket server's condition that did not attach is
-//! served by the server thread of the connection each call takes, which holds the lock for
-//! it and lets go when that connection ends.
+//! served too. A Unix-socket server's condition is never served: its lock belongs to a
+//! *thread*, which only an attached handle can take it as (a server thread taking it on a
+//! client's behalf would hold it for whichever of that client's threads called). A local
+//! proxy whose attach of it failed gets an [`Error::Remote`] (`BadRequest`) from every
+//! condition call, with the attach's error; the server refuses those calls likewise to any
+//! caller that did not attach.
+//!
+//! The segment travels in a message of its own after the greeting's answer: a segment that
+//! does not map in a client (its header overwritten by a process with the key, say) leaves
+//! that client without it, not without a connection: its queues are served and its
+//! conditions refuse as above. A client (one per process, server address and key) tells a
+//! server restarted at the same address by the identity in the greeting's answer: it takes
+//! the new server's segment, drops the idle connections to the old one (a request that a
+//! dead server never read is sent again on a fresh connection), and the old server's proxies
+//! fail with [`Error::Disconnected`] from then on rather than name the new server's objects.
 //!
 //! The differences from a served object:
 //! - *queue capacity*: a queue made without one holds at most 262,144 items (a `put` beyond
@@ -68,7 +80,9 @@
 //! - *server death*: an attached call that waits (`get`, `put` on a full queue, `join`, a
 //!   condition's `acquire` and `wait`) checks every 50 ms whether the server process still
 //!   lives (by pid and start time) and returns [`Error::Disconnected`] once it is gone (a
-//!   `wait` lets go of the lock first), then marks the object closed: from then on every
+//!   `wait` returns without the lock: it lets go of it, or, while another live thread holds
+//!   it, stops trying to take it back, checking between 50 ms tries), then marks the
+//!   object closed: from then on every
 //!   attached call of every process fails with `Disconnected`. A call that does not wait
 //!   (`try_get`, `try_put`, `task_done`, `len`, `try_acquire`, `release`, `notify`) reads the
 //!   closed word first (one load): it fails once the server stopped ([`Manager::shutdown`],

@@ -289,14 +289,6 @@ impl Object {
         }
     }
 
-    /// Lets go of what the calling thread holds of this object (a connection's server
-    /// thread, whose connection ended: an in-heap condition's lock it took for its client).
-    pub(crate) fn release_thread(&self) {
-        if let Object::HeapCondition(c) = self {
-            c.release_thread();
-        }
-    }
-
     /// Gives back whatever client `client` holds of this object.
     pub(crate) fn release_client(&self, client: u64) {
         match self {

@@ -7,8 +7,9 @@
 //! `Send + Sync` and serde (`Serialize` pins the object, see [`RemoteObject`]); a proxy
 //! deserialized as the wrong kind is refused.
 
-use super::attached::{Local, LocalCondition, LocalQueue};
+use super::attached::{Attachment, Local, LocalCondition, LocalQueue};
 use super::client::{RemoteObject, check_type, storing};
+use super::protocol::Fault;
 use crate::codec;
 use crate::error::Result;
 use serde::de::DeserializeOwned;
@@ -472,11 +473,28 @@ impl NamespaceProxy {
 
 /// A held managed lock (from [`LockProxy::lock`], [`RLockProxy::lock`] or
 /// [`ConditionProxy::lock`]); dropping it releases the lock.
+///
+/// The lock is held by the thread that took it (a re-entrant lock's and a condition's
+/// owner is that thread; a release from another thread is refused), so the guard is not
+/// `Send`: it is dropped, and the lock released, on the thread that took it.
+///
+/// ```compile_fail
+/// # fn main() -> shmproc::Result<()> {
+/// let m = shmproc::Manager::start()?;
+/// let cond = m.condition()?;
+/// let guard = cond.lock()?;
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard)); // error: the guard cannot move to another thread
+/// });
+/// # Ok(()) }
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 #[clippy::has_significant_drop]
 #[derive(Debug)]
 pub struct ManagedLockGuard<'a> {
     remote: &'a RemoteObject,
+    /// Neither `Send` nor `Sync`: the lock belongs to the thread that took it.
+    _thread: PhantomData<*const ()>,
 }
 
 impl Drop for ManagedLockGuard<'_> {
@@ -486,11 +504,25 @@ impl Drop for ManagedLockGuard<'_> {
     }
 }
 
-/// The attached in-heap condition of a condition proxy, if any.
-fn local_condition(remote: &RemoteObject) -> Option<Arc<Local>> {
-    remote
-        .local()
-        .filter(|l| matches!(**l, Local::Condition(_)))
+/// The attached in-heap condition of a condition proxy, if any (`None`: the condition is
+/// served, by a server on TCP).
+///
+/// # Errors
+/// [`Error::Remote`](crate::Error::Remote) (`BadRequest`) for an in-heap condition this
+/// process could not attach (its lock is taken only by attached threads), with the
+/// attach's error.
+fn local_condition(remote: &RemoteObject) -> Result<Option<Arc<Local>>> {
+    match remote.attachment() {
+        Attachment::Attached(l) => Ok(matches!(*l, Local::Condition(_)).then_some(l)),
+        Attachment::Failed(why) if remote.type_name() == "shmproc.condition" => {
+            Err(Fault::BadRequest(format!(
+                "the condition is held in shared memory and used only attached, and this \
+                 process could not attach it: {why}"
+            ))
+            .into_error())
+        }
+        Attachment::Served | Attachment::Failed(_) => Ok(None),
+    }
 }
 
 /// Runs `f` on the attached condition `l` (from [`local_condition`]).
@@ -508,7 +540,7 @@ fn on_condition<R>(l: &Local, f: impl FnOnce(&LocalCondition) -> Result<R>) -> R
 /// waits (`wait`, at most `timeout`) or only tries; returns whether it took the lock or a
 /// unit.
 fn acquire(remote: &RemoteObject, wait: bool, timeout: Option<Duration>) -> Result<bool> {
-    if let Some(l) = local_condition(remote) {
+    if let Some(l) = local_condition(remote)? {
         return on_condition(&l, |c| c.acquire(wait, timeout));
     }
     remote.call_decode("acquire", enc(&(wait, timeout))?)
@@ -516,7 +548,7 @@ fn acquire(remote: &RemoteObject, wait: bool, timeout: Option<Duration>) -> Resu
 
 /// The `release` of a lock (in the server, or on an attached condition).
 fn release(remote: &RemoteObject) -> Result<()> {
-    if let Some(l) = local_condition(remote) {
+    if let Some(l) = local_condition(remote)? {
         return on_condition(&l, LocalCondition::release);
     }
     remote.call_decode("release", enc(&())?)
@@ -563,6 +595,7 @@ macro_rules! acquire_methods {
                 self.acquire()?;
                 Ok(ManagedLockGuard {
                     remote: &self.remote,
+                    _thread: PhantomData,
                 })
             }
         }
@@ -599,13 +632,15 @@ impl ConditionProxy {
     ///
     /// # Errors
     /// [`Error::NotOwner`](crate::Error::NotOwner) without the lock; as for
-    /// [`acquire`](ConditionProxy::acquire).
+    /// [`acquire`](ConditionProxy::acquire). After
+    /// [`Error::Disconnected`](crate::Error::Disconnected) (the server is gone) the lock is
+    /// not held.
     pub fn wait(&self) -> Result<()> {
         self.wait_with(None).map(drop)
     }
 
     fn wait_with(&self, timeout: Option<Duration>) -> Result<bool> {
-        if let Some(l) = local_condition(&self.remote) {
+        if let Some(l) = local_condition(&self.remote)? {
             return on_condition(&l, |c| c.wait(timeout));
         }
         self.remote.call_decode("wait", enc(&timeout)?)
@@ -616,7 +651,7 @@ impl ConditionProxy {
     /// [direct and served primitives](super#direct-and-served-primitives)); attaches it
     /// first if it can.
     pub fn is_attached(&self) -> bool {
-        local_condition(&self.remote).is_some()
+        matches!(local_condition(&self.remote), Ok(Some(_)))
     }
     /// As [`wait`](ConditionProxy::wait), at most `timeout`; returns whether it was notified
     /// (the lock is held again either way).
@@ -631,7 +666,7 @@ impl ConditionProxy {
     /// # Errors
     /// [`Error::NotOwner`](crate::Error::NotOwner) without the lock.
     pub fn notify(&self, n: u32) -> Result<()> {
-        if let Some(l) = local_condition(&self.remote) {
+        if let Some(l) = local_condition(&self.remote)? {
             return on_condition(&l, |c| c.notify(n));
         }
         self.remote.call_decode("notify", enc(&n)?)
@@ -641,7 +676,7 @@ impl ConditionProxy {
     /// # Errors
     /// [`Error::NotOwner`](crate::Error::NotOwner) without the lock.
     pub fn notify_all(&self) -> Result<()> {
-        if let Some(l) = local_condition(&self.remote) {
+        if let Some(l) = local_condition(&self.remote)? {
             return on_condition(&l, LocalCondition::notify_all);
         }
         self.remote.call_decode("notify_all", enc(&())?)

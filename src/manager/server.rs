@@ -348,7 +348,12 @@ impl Server {
         let conn = match greeting.pipe {
             Some(pipe) => {
                 // The segment of the objects local clients attach travels with the answer.
-                if sock.send(&Welcome::Ok(self.home.home())).is_err() {
+                let home = self.home.home();
+                let welcome = Welcome::Ok {
+                    home: home.is_some(),
+                    server: self.home.id(),
+                };
+                if sock.send(&welcome).is_err() || home.is_some_and(|h| sock.send(&h).is_err()) {
                     return;
                 }
                 drop(sock);
@@ -370,14 +375,6 @@ impl Server {
             Arc::clone(&rec.touched)
         };
         self.session(&conn, client, &touched, limit, socket);
-        // An in-heap condition's lock this thread took for its client goes with the
-        // connection.
-        let held: Vec<u64> = lock(&touched).iter().copied().collect();
-        for id in held {
-            if let Ok((obj, _)) = self.lookup(id) {
-                obj.release_thread();
-            }
-        }
         self.client_left(client);
     }
 

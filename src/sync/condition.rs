@@ -339,6 +339,21 @@ impl ConditionLock {
         }
     }
 
+    /// As `relock`, giving up at `deadline` (`TimedOut`: nothing held).
+    fn relock_until(&self, levels: u32, deadline: &Deadline) -> Acquired {
+        match self {
+            ConditionLock::Lock(l) => raw::lock(l.word(), Some(deadline)),
+            ConditionLock::RLock(l) => {
+                let a = raw::lock(l.owner_word(), Some(deadline));
+                if !matches!(a, Acquired::TimedOut) {
+                    // Relaxed: only the owner (this thread) touches `count` while it holds it.
+                    l.count_word().store(levels.max(1), Ordering::Relaxed);
+                }
+                a
+            }
+        }
+    }
+
     fn relock(&self, levels: u32) -> Acquired {
         match self {
             ConditionLock::Lock(l) => raw::lock(l.word(), None),
@@ -485,12 +500,21 @@ impl Condition {
     }
 
     /// [`wait`](Condition::wait) without a guard: the calling thread must hold the lock.
-    /// Returns whether it was notified; the lock is held again either way, also after a
-    /// holder died (reported as `Acquired::OwnerDied` in the second field).
+    /// Returns whether it was notified, and how the lock was taken back (`OwnerDied`: after
+    /// a holder died). The lock is taken back by `retake`, given a function that tries
+    /// until a deadline (`TimedOut`: not taken).
+    /// `retake` returns how it took the lock, or `TimedOut` to give up: the calling thread
+    /// then does not hold the lock on return (the waiter bookkeeping that follows a wait is
+    /// then done without it: only for a condition about to be closed, a manager's whose
+    /// server is gone).
     ///
     /// # Errors
     /// [`Error::NotOwner`] if the calling thread does not hold the lock.
-    pub(crate) fn wait_unguarded(&self, deadline: Option<&Deadline>) -> Result<(bool, Acquired)> {
+    pub(crate) fn wait_unguarded_retake(
+        &self,
+        deadline: Option<&Deadline>,
+        retake: impl FnOnce(&dyn Fn(&Deadline) -> Acquired) -> Acquired,
+    ) -> Result<(bool, Acquired)> {
         if !self.lock.held() {
             return Err(Error::NotOwner);
         }
@@ -499,7 +523,7 @@ impl Condition {
             self.words(),
             deadline,
             || lock.unlock_all(),
-            |levels| lock.relock(levels),
+            |levels| retake(&|d| lock.relock_until(levels, d)),
         ))
     }
 

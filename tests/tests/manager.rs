@@ -1409,14 +1409,19 @@ fn ok_reply<T: serde::de::DeserializeOwned>(c: &shmproc::Connection, frame: &[u8
     from_bytes(&body).unwrap()
 }
 
-/// A `notify(1)` that picks a waiter whose client just died passes on to a live waiter.
+/// A `notify(1)` that picks a waiter whose client just died passes on to a live waiter (a
+/// served condition: a server on TCP's; a Unix-socket server's conditions are attached).
 #[test]
 fn a_notify_taken_by_a_dead_waiter_passes_on() {
     watchdog(
         Duration::from_secs(120),
         "manager condition dead waiter",
         || {
-            let m = Manager::builder().authkey(&b"cond"[..]).start().unwrap();
+            let m = Manager::builder()
+                .address(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+                .authkey(&b"cond"[..])
+                .start()
+                .unwrap();
             let addr = m.address();
             let first = raw_client(&addr, b"cond", 31);
             let create = WireRequest::Create {
@@ -1788,8 +1793,10 @@ fn a_sigkilled_server_ends_attached_condition_waits() {
     });
 }
 
-/// A served client (a raw connection) and an attached one share the condition's lock and
-/// notifications; the served client's lock goes with its connection.
+/// A served client (a raw connection) of a condition held in its in-heap form is refused
+/// every lock operation (the lock belongs to a thread, which only an attached handle takes
+/// it as), gets its attach information, and leaves the lock and notifications to the
+/// attached clients.
 #[test]
 fn served_and_attached_clients_share_one_condition() {
     watchdog(LIMIT, "manager condition served and attached", || {
@@ -1808,8 +1815,19 @@ fn served_and_attached_clients_share_one_condition() {
                 from_bytes::<String>(&body).unwrap() == "shmproc.condition"
             })
             .expect("the condition's id");
-        let acquire = call_frame(id, "acquire", to_bytes(&(true, None::<Duration>)).unwrap());
-        // The attached client waits; the served one notifies under the lock.
+        let frames = [
+            call_frame(id, "acquire", to_bytes(&(true, None::<Duration>)).unwrap()),
+            call_frame(id, "acquire", to_bytes(&(false, None::<Duration>)).unwrap()),
+            call_frame(
+                id,
+                "wait",
+                to_bytes(&Some(Duration::from_millis(10))).unwrap(),
+            ),
+            call_frame(id, "notify", to_bytes(&1u32).unwrap()),
+            call_frame(id, "notify_all", to_bytes(&()).unwrap()),
+            call_frame(id, "release", to_bytes(&()).unwrap()),
+        ];
+        // The attached client waits; the served one is refused under and outside the lock.
         cond.acquire().unwrap();
         let c2 = cond.clone();
         let waiter = std::thread::spawn(move || {
@@ -1820,16 +1838,24 @@ fn served_and_attached_clients_share_one_condition() {
         });
         cond.release().unwrap();
         std::thread::sleep(Duration::from_millis(100));
-        assert!(ok_reply::<bool>(&raw, &acquire));
-        let () = ok_reply(&raw, &call_frame(id, "notify", to_bytes(&1u32).unwrap()));
-        let () = ok_reply(&raw, &call_frame(id, "release", to_bytes(&()).unwrap()));
+        for f in &frames {
+            assert!(raw_call(&raw, f), "a served lock operation was not refused");
+        }
+        assert!(!raw_call(
+            &raw,
+            &call_frame(id, "attach", to_bytes(&()).unwrap())
+        ));
+        // The lock is free for the attached clients: the waiter is notified through it
+        // (once it waits).
+        while !waiter.is_finished() {
+            assert!(cond.acquire_timeout(Duration::from_secs(60)).unwrap());
+            cond.notify(1).unwrap();
+            cond.release().unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert!(waiter.join().unwrap().unwrap(), "not notified");
-        // Held through the served connection: the attached client cannot take it until that
-        // connection ends.
-        assert!(ok_reply::<bool>(&raw, &acquire));
-        assert!(!cond.try_acquire().unwrap());
         drop(raw);
-        assert!(cond.acquire_timeout(Duration::from_secs(60)).unwrap());
+        assert!(cond.try_acquire().unwrap());
         cond.release().unwrap();
         m.shutdown().unwrap();
     });
