@@ -277,7 +277,9 @@ pub(crate) fn pipe_one_way() -> Option<Workload> {
         .start()
         .expect("start receiver");
     // Closing the send end ends the child's stream.
-    let mut p = Peers::new((tx, done, bytes_object(), 0u64), vec![child], |s| s.0.close());
+    let mut p = Peers::new((tx, done, bytes_object(), 0u64), vec![child], |s| {
+        s.0.close()
+    });
     Some(Workload::new(1, move |reps| {
         let (tx, done, msg, sent) = &mut p.state;
         for _ in 0..reps {
