@@ -449,6 +449,16 @@ impl Connection {
         }
     }
 
+    /// Whether the peer last sent on the calling thread's CPU (a shared-memory pipe; a hint,
+    /// one load and `sched_getcpu`): polling for its next message there only keeps it off the
+    /// core. Always `false` for a socket connection.
+    pub(crate) fn peer_on_this_cpu(&self) -> bool {
+        match &self.state {
+            Some(Inner::Shm(s)) => s.rx.as_ref().is_some_and(Ring::writer_on_this_cpu),
+            _ => false,
+        }
+    }
+
     /// Whether a message this end sent (or part of one) still waits, unread, in a
     /// shared-memory pipe: its peer never took it whole. Two loads; always `false` for a
     /// socket connection.

@@ -735,6 +735,15 @@ impl Ring {
         self.has_data() || self.writer_gone()
     }
 
+    /// Whether the writer last published on the calling thread's CPU: a hint (0, unknown,
+    /// is never equal) for a reader about to poll, which there would only keep the writer
+    /// off the core it needs.
+    pub(crate) fn writer_on_this_cpu(&self) -> bool {
+        // Relaxed: only a hint of where the writer ran last.
+        let cpu = self.u32_at(WRITER_CPU).load(Ordering::Relaxed);
+        cpu != 0 && cpu == sys::current_cpu()
+    }
+
     pub(crate) fn has_data(&self) -> bool {
         // Relaxed for `tail` (only the reader stores it); Acquire for `head` is not needed to
         // decide, the read path loads it again with Acquire.

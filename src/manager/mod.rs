@@ -130,6 +130,9 @@
 //!   was asleep (it then answers only after a wake-up, and the client waits as a pipe does);
 //! - the server's connection thread, after sending a reply, polls for the next request.
 //!
+//! A window is skipped when the other end last sent its message on the CPU this thread
+//! runs on (the pipe keeps each writer's CPU, one load and a `sched_getcpu` to compare): the
+//! two ends then share a core, and polling would only keep the other end from running.
 //! A window's round is two loads and a `pause`, never a yield of the core (on a busy machine
 //! a yield can give the core to another process for a whole time slice: with yields in the
 //! window a loop of calls fell to ~2 k/s on 2 loaded cores). Each window adapts like the

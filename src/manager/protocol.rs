@@ -274,6 +274,12 @@ impl Poll {
     /// Polls the pipe `conn` for a message for up to the window's rounds; returns whether
     /// one is waiting (a socket connection never has one: its callers do not poll it).
     pub(crate) fn wait(&mut self, conn: &Connection) -> bool {
+        // A peer that last sent on this very CPU cannot answer while this thread polls
+        // there: the window would only delay it (by up to a time slice). The window is then
+        // skipped, and left as it was for when the two ends run on two cores again.
+        if conn.peer_on_this_cpu() {
+            return conn.message_waiting();
+        }
         let rounds = self.budget;
         for _ in 0..rounds {
             if conn.message_waiting() {
