@@ -163,23 +163,24 @@ pub(crate) enum Welcome {
 }
 
 /// Runs `op` with deadlines of at most one [`SLICE`], until it is done, `until` passes
-/// ([`Error::Timeout`]) or, after a slice, `gone()` ([`Error::Disconnected`]).
+/// ([`Error::Timeout`]) or, after a slice, `gone()` ([`Error::Disconnected`]). `op` always
+/// runs at least once: a zero (or already passed) timeout tries the operation once, as the
+/// in-heap queue's and lock's own timed forms do.
 fn sliced<R>(
     until: Option<Instant>,
     gone: impl Fn() -> bool,
     mut op: impl FnMut(&Deadline) -> Result<R>,
 ) -> Result<R> {
     loop {
-        let mut slice = SLICE;
-        if let Some(d) = until {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Error::Timeout);
-            }
-            slice = slice.min(left);
-        }
+        let slice = match until {
+            Some(d) => SLICE.min(d.saturating_duration_since(Instant::now())),
+            None => SLICE,
+        };
         match op(&Deadline::after(slice)) {
             Err(Error::Timeout) => {
+                if until.is_some_and(|d| Instant::now() >= d) {
+                    return Err(Error::Timeout);
+                }
                 if gone() {
                     return Err(Error::Disconnected);
                 }

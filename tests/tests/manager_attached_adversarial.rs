@@ -33,7 +33,6 @@ fn permit() -> ForkPermit {
 /// room is `Full`, `join_timeout(ZERO)` with nothing unfinished is `Timeout` and
 /// `acquire_timeout(ZERO)` of a free condition lock is `false`.
 #[test]
-#[ignore = "bug: a zero (or already passed) timeout on an attached queue or condition never tries"]
 fn zero_timeouts_try_once_on_attached_objects() {
     watchdog(LIMIT, "attached zero timeouts", || {
         let m = Manager::start().unwrap();
