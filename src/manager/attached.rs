@@ -272,19 +272,15 @@ impl HeapQueue {
             })),
             "put" => {
                 let (item, block, t): (Vec<u8>, bool, Option<Duration>) = decode(method, args)?;
-                if self.joinable {
-                    ring.task_added();
-                }
+                // A joinable queue counts the task as the item goes in (not while waiting).
+                let task = self.joinable;
                 let r = if block {
                     sliced(deadline(t), ctx.gone, |d| {
-                        self.q.put_encoded(&item, Some(d), true)
+                        self.q.put_encoded(&item, Some(d), true, task)
                     })
                 } else {
-                    self.q.put_encoded(&item, None, false)
+                    self.q.put_encoded(&item, None, false, task)
                 };
-                if r.is_err() && self.joinable {
-                    ring.task_unadded();
-                }
                 match r {
                     Ok(()) => enc(&()),
                     Err(Error::Timeout | Error::Disconnected | Error::Full) => Err(Fault::Full),
@@ -293,21 +289,22 @@ impl HeapQueue {
             }
             "get" => {
                 let (block, t): (bool, Option<Duration>) = decode(method, args)?;
-                let r = if block {
-                    sliced(deadline(t), ctx.gone, |d| self.q.get_encoded(Some(d), true))
-                } else {
-                    self.q.get_encoded(None, false)
+                // An item there now is taken (its caller just asked). One that comes while
+                // the caller waits is taken only if the caller is still there when it is
+                // claimed: a caller that died meanwhile leaves it at the head, in its place,
+                // for the others. (A caller that dies after that check, or once its reply is
+                // on its way, loses the item as a process killed right after its `get`
+                // returned would.)
+                let r = match self.q.get_encoded(None, false) {
+                    Err(Error::Empty) if block => sliced(deadline(t), ctx.gone, |d| {
+                        self.q
+                            .get_encoded_unless(Some(d), ctx.gone)?
+                            .ok_or(Error::Disconnected)
+                    }),
+                    r => r,
                 };
                 match r {
-                    Ok(item) => {
-                        if (ctx.gone)() {
-                            // Its taker is gone and would never receive it: leave it for
-                            // the others (at the tail: order is lost, the item is not).
-                            let _ = self.q.put_encoded(&item, None, false);
-                            return Err(Fault::Empty);
-                        }
-                        Ok(item)
-                    }
+                    Ok(item) => Ok(item),
                     Err(Error::Timeout | Error::Disconnected | Error::Empty) => Err(Fault::Empty),
                     Err(e) => Err(fault(e)),
                 }
@@ -412,21 +409,18 @@ impl LocalQueue {
         timeout: Option<Duration>,
     ) -> Result<()> {
         self.open()?;
-        if self.joinable {
-            self.q.ring().task_added();
-        }
+        // A joinable queue counts the task as the item goes in: a put that waits, fails or
+        // unwinds (a panicking `Serialize`) counts nothing.
+        let task = self.joinable;
         let r = if block {
             sliced(
                 deadline(timeout),
                 || self.server_gone(),
-                |d| self.q.put(value, Some(d), true),
+                |d| self.q.put(value, Some(d), true, task),
             )
         } else {
-            self.q.put(value, None, false)
+            self.q.put(value, None, false, task)
         };
-        if r.is_err() && self.joinable {
-            self.q.ring().task_unadded();
-        }
         match Self::closed_is_gone(r) {
             Err(Error::Timeout) => Err(Error::Full),
             r => r,
