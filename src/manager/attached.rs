@@ -25,6 +25,7 @@ use crate::codec;
 use crate::error::{Error, Result};
 use crate::heap::{ObjectRef, ObjectToken};
 use crate::queue::ErasedQueue;
+use crate::queue::ring;
 use crate::segment::Segment;
 use crate::sync::raw::Acquired;
 use crate::sync::{Condition, ConditionLock, RLock};
@@ -43,8 +44,13 @@ const SLICE: Duration = Duration::from_millis(50);
 pub(crate) const UNBOUNDED: u64 = 1 << 18;
 
 /// The address space of a server's segment for in-heap objects (memory is used only as
-/// touched); when it is full, new objects are served instead.
-const SEGMENT_LEN: u64 = 4 << 30;
+/// touched: an unbounded ring takes 80 MiB of it and about 330 KiB of memory until its
+/// slots are used); once rings would eat into [`ITEM_ROOM`], new queues are served instead.
+const SEGMENT_LEN: u64 = 16 << 30;
+
+/// The room of the server's segment that rings never take: large items (those that do not
+/// fit a slot) of every attached queue, and conditions, are allocated there.
+const ITEM_ROOM: u64 = 4 << 30;
 
 /// Which process serves an attached object: its pid and start time (clock ticks since boot,
 /// when `/proc` tells it), so that a pid reused by another process is not taken for it.
@@ -238,6 +244,14 @@ impl HeapQueue {
     pub(crate) fn create(seg: &Segment, capacity: Option<u64>, joinable: bool) -> Option<Self> {
         let bounded = capacity.is_some_and(|c| c > 0);
         let cap = capacity.filter(|c| *c > 0).unwrap_or(UNBOUNDED);
+        // Rings leave `ITEM_ROOM` (a quarter of a smaller segment) free for the items put
+        // into them.
+        let stats = seg.stats();
+        let room = ITEM_ROOM.min(stats.capacity / 4);
+        let need = ring::ring_bytes_with(cap, &ring::SlotLayout::SERDE)?;
+        if stats.capacity.saturating_sub(stats.used) < need.checked_add(room)? {
+            return None;
+        }
         let q = ErasedQueue::create(seg, usize::try_from(cap).ok()?, joinable).ok()?;
         Some(HeapQueue {
             q,

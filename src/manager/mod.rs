@@ -63,8 +63,11 @@
 //! The differences from a served object:
 //! - *queue capacity*: a queue made without one holds at most 262,144 items (a `put` beyond
 //!   waits for room like a bounded queue's; `is_full` stays `false`); a capacity above 2^24,
-//!   or a server segment too full (4 GiB of address space, used only as touched), makes a
-//!   served queue instead, with no limit;
+//!   or a server segment whose rings took all but its room for items, makes a served queue
+//!   instead, with no limit. The segment is 16 GiB of address space, used only as touched:
+//!   a queue made without a capacity takes 80 MiB of it (about 330 KiB of memory until its
+//!   slots are used), so about 150 such queues are attached before new ones are served,
+//!   and rings never take the last 4 GiB;
 //! - *server death*: an attached call that waits (`get`, `put` on a full queue, `join`, a
 //!   condition's `acquire` and `wait`) checks every 50 ms whether the server process still
 //!   lives (by pid and start time) and returns [`Error::Disconnected`] once it is gone (a
@@ -98,8 +101,12 @@
 //!   server, re-taking the lock between slices, which no notification can slip past (a
 //!   notifier holds the lock);
 //! - items larger than a slot (304 encoded bytes) are stored in blocks of the server's
-//!   segment, allocated by whichever process puts them; an item is encoded once (its
-//!   `Serialize` runs once, so a proxy inside it is pinned once), whatever its size.
+//!   segment, allocated by whichever process puts them, in the 4 GiB (at least) that rings
+//!   leave free; an item is encoded once (its `Serialize` runs once, so a proxy inside it is
+//!   pinned once), whatever its size. Large items waiting in attached queues share that
+//!   room: a `put` that finds it full fails with [`Error::OutOfMemory`], whose `capacity`
+//!   is the manager's segment's (the default heap's size settings do not change it); take
+//!   items out, or use a served object (a list) for more than that.
 //!
 //! **Served: everything else.** Dicts, lists, values, arrays, namespaces, locks, re-entrant
 //! locks, semaphores, events, barriers and registered types are served by the server for

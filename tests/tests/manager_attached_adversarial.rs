@@ -1168,7 +1168,6 @@ fn a_restarted_server_at_the_same_path_attaches_and_excludes() {
 /// allocator's error, where a served queue (and the docs' promise of a served queue once
 /// the segment is full) takes it.
 #[test]
-#[ignore = "bug: large items cannot be put into an attached queue once rings filled the server's segment"]
 fn large_items_go_through_an_attached_queue_when_the_segment_is_full() {
     watchdog(Duration::from_secs(300), "attached full segment", || {
         let m = Manager::start().unwrap();
