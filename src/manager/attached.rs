@@ -426,14 +426,16 @@ impl LocalQueue {
         // A joinable queue counts the task as the item goes in: a put that waits, fails or
         // unwinds (a panicking `Serialize`) counts nothing.
         let task = self.joinable;
+        // A large item's encoding, kept across slices: it is encoded once.
+        let mut spilled = None;
         let r = if block {
             sliced(
                 deadline(timeout),
                 || self.server_gone(),
-                |d| self.q.put(value, Some(d), true, task),
+                |d| self.q.put(value, Some(d), true, task, &mut spilled),
             )
         } else {
-            self.q.put(value, None, false, task)
+            self.q.put(value, None, false, task, &mut spilled)
         };
         match Self::closed_is_gone(r) {
             Err(Error::Timeout) => Err(Error::Full),
@@ -886,6 +888,64 @@ mod tests {
         assert!(matches!(
             local.acquire(false, None),
             Err(Error::Disconnected)
+        ));
+    }
+
+    /// A served `get` that waited, whose caller is found gone once an item came, leaves the
+    /// item at the head: an item put meanwhile does not overtake it.
+    #[test]
+    fn a_served_get_whose_caller_went_leaves_the_item_in_place() {
+        let seg = home();
+        let q = HeapQueue::create(&seg, None, false).expect("queue");
+        let info: Option<AttachInfo> = codec::from_bytes(
+            &q.call(
+                "attach",
+                &[],
+                &Ctx {
+                    client: 1,
+                    thread: 1,
+                    gone: &|| false,
+                },
+            )
+            .expect("attach"),
+        )
+        .expect("decode");
+        let local = LocalQueue::attach(&info.expect("info"), false).expect("local");
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let b_put = std::cell::Cell::new(false);
+        // The caller is gone; when asked after `a` came, another producer puts `b` first.
+        let gone = || {
+            if rx.try_recv().is_ok() && !b_put.replace(true) {
+                local.put(&"b".to_string(), false, None).expect("put b");
+            }
+            true
+        };
+        let ctx = Ctx {
+            client: 1,
+            thread: 1,
+            gone: &gone,
+        };
+        let got = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(10));
+                local.put(&"a".to_string(), false, None).expect("put a");
+                let _ = tx.send(());
+            });
+            q.call(
+                "get",
+                &codec::to_bytes(&(true, Some(Duration::from_secs(5)))).expect("args"),
+                &ctx,
+            )
+        });
+        assert!(matches!(got, Err(Fault::Empty)), "{got:?}");
+        if !b_put.get() {
+            local.put(&"b".to_string(), false, None).expect("put b");
+        }
+        assert_eq!(local.get::<String>(false, None).expect("first"), "a");
+        assert_eq!(local.get::<String>(false, None).expect("second"), "b");
+        assert!(matches!(
+            local.get::<String>(false, None),
+            Err(Error::Empty)
         ));
     }
 

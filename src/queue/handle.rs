@@ -141,10 +141,26 @@ impl RawQueue {
         block: bool,
         task: bool,
     ) -> Result<()> {
+        self.put_keeping(value, deadline, block, task, &mut None)
+    }
+
+    /// As [`put`](RawQueue::put), keeping the encoding of a value too large for a slot in
+    /// `spilled` (and putting `spilled`'s bytes instead of encoding `value` if it holds
+    /// some): a caller that tries again after a timeout encodes the value only once.
+    fn put_keeping<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        deadline: Option<&Deadline>,
+        block: bool,
+        task: bool,
+        spilled: &mut Option<Vec<u8>>,
+    ) -> Result<()> {
+        if let Some(bytes) = spilled {
+            return self.put_blob(bytes, deadline, block, task);
+        }
         // Encoded straight into the slot it claims; a value that does not fit gives the slot
         // back and goes to a heap block of its own, with the bytes of the same (single)
         // encoding.
-        let mut spilled = None;
         let ring = &self.ring;
         let encode = |off: usize| {
             // SAFETY: the ring calls this with a slot this thread holds in WRITING state; the
@@ -159,7 +175,7 @@ impl RawQueue {
                     Ok(())
                 }
                 codec::Encoded::Spilled(bytes) => {
-                    spilled = Some(bytes);
+                    *spilled = Some(bytes);
                     Err(Error::Full)
                 }
             }
@@ -174,7 +190,7 @@ impl RawQueue {
             }
         };
         match spilled {
-            Some(bytes) => self.put_blob(&bytes, deadline, block, task),
+            Some(bytes) => self.put_blob(bytes, deadline, block, task),
             None => r,
         }
     }
@@ -806,15 +822,18 @@ impl ErasedQueue {
     }
 
     /// Puts `value`'s encoding (as [`Queue::put`] and its forms, by `deadline` and `block`);
-    /// with `task`, counts its task as it goes in (as [`JoinableQueue::put`]).
+    /// with `task`, counts its task as it goes in (as [`JoinableQueue::put`]). The encoding
+    /// of a value too large for a slot is kept in `spilled` (and reused from there by a
+    /// retry with the same `spilled`), so a put retried after a timeout encodes once.
     pub(crate) fn put<T: Serialize + ?Sized>(
         &self,
         value: &T,
         deadline: Option<&Deadline>,
         block: bool,
         task: bool,
+        spilled: &mut Option<Vec<u8>>,
     ) -> Result<()> {
-        self.raw.put(value, deadline, block, task)
+        self.raw.put_keeping(value, deadline, block, task, spilled)
     }
 
     /// Puts an already encoded message (with `task`, counting its task as it goes in).
@@ -879,6 +898,80 @@ impl ErasedQueue {
                 Ok(bytes) => Ok(Some(bytes)),
                 Err((offset, generation)) => self.raw.adopt_blob(offset, generation).map(Some),
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Encodes as a `u32`, except 13, whose encoding panics.
+    struct Touchy(u32);
+
+    impl Serialize for Touchy {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            assert_ne!(self.0, 13, "13 refuses to be encoded");
+            s.serialize_u32(self.0)
+        }
+    }
+
+    /// A joinable put counts its task as its item goes in: not while it waits for room, nor
+    /// when it fails or its encoding panics.
+    #[test]
+    fn a_joinable_put_counts_its_task_only_once_its_item_is_in() {
+        let seg = Segment::create(1 << 24).expect("segment");
+        let q = ErasedQueue::create(&seg, 1, true).expect("queue");
+        let ring = q.ring();
+        q.put(&1u32, None, false, true, &mut None).expect("put");
+        assert_eq!(ring.unfinished(), 1);
+        // Full: a put that waits and times out, and one that does not wait.
+        let waited = q.put(
+            &2u32,
+            Some(&Deadline::after(Duration::from_millis(20))),
+            true,
+            true,
+            &mut None,
+        );
+        assert!(matches!(waited, Err(Error::Timeout)), "{waited:?}");
+        assert!(matches!(
+            q.put(&2u32, None, false, true, &mut None),
+            Err(Error::Full)
+        ));
+        assert_eq!(ring.unfinished(), 1);
+        assert_eq!(q.get::<u32>(None, false).expect("get"), 1);
+        // An encoding that panics, small and large.
+        for value in [
+            &Touchy(13) as &dyn erased::Put,
+            &(vec![0u8; 1000], Touchy(13)),
+        ] {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| value.put(&q)));
+            assert!(r.is_err());
+            assert_eq!(ring.unfinished(), 1);
+            assert_eq!(ring.len(), 0);
+        }
+        // A large item counts once.
+        q.put(&vec![7u8; 1000], None, false, true, &mut None)
+            .expect("put large");
+        assert_eq!(ring.unfinished(), 2);
+        assert_eq!(q.get::<Vec<u8>>(None, false).expect("get").len(), 1000);
+        ring.task_done().expect("done");
+        ring.task_done().expect("done");
+        assert!(matches!(ring.task_done(), Err(Error::TaskDoneTooMany)));
+    }
+
+    mod erased {
+        use super::*;
+
+        /// A joinable put of some value (to try values of several types in one loop).
+        pub(super) trait Put {
+            fn put(&self, q: &ErasedQueue) -> Result<()>;
+        }
+
+        impl<T: Serialize> Put for T {
+            fn put(&self, q: &ErasedQueue) -> Result<()> {
+                q.put(self, None, false, true, &mut None)
+            }
         }
     }
 }
