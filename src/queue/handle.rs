@@ -642,6 +642,10 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
 /// adds one, [`task_done`](JoinableQueue::task_done) removes one, and
 /// [`join`](JoinableQueue::join) waits until none is left.
 ///
+/// A `put` counts its task as its message goes in (written into its slot, before any `get`
+/// can take it): a `put` that waits for room counts nothing until it puts, and one that
+/// fails, times out or panics in the value's `Serialize` counts nothing at all.
+///
 /// A consumer that dies before calling `task_done` leaves its task counted; use
 /// [`join_timeout`](JoinableQueue::join_timeout) where that can happen.
 ///
