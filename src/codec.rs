@@ -206,11 +206,27 @@ pub(crate) fn to_slice_or_vec<T: Serialize + ?Sized>(value: &T, buf: &mut [u8]) 
     Ok(out)
 }
 
-/// postcard's output for [`to_slice_or_vec`].
+/// postcard's output for [`to_slice_or_vec`]: into `buf` while it fits (one bounds check a
+/// write), then, `buf` emptied, into `spill`.
 struct SpillFlavor<'b> {
     buf: &'b mut [u8],
     used: usize,
     spill: Option<Vec<u8>>,
+}
+
+impl SpillFlavor<'_> {
+    /// Moves what `buf` holds into `spill` (the first time) and appends `data` there.
+    #[cold]
+    fn spill(&mut self, data: &[u8]) {
+        let v = self.spill.get_or_insert_with(|| {
+            let mut v = Vec::with_capacity(self.buf.len().saturating_mul(4).max(INITIAL_CAPACITY));
+            v.extend_from_slice(self.buf.get(..self.used).unwrap_or_default());
+            v
+        });
+        v.extend_from_slice(data);
+        self.buf = &mut [];
+        self.used = 0;
+    }
 }
 
 impl postcard::ser_flavors::Flavor for SpillFlavor<'_> {
@@ -218,26 +234,27 @@ impl postcard::ser_flavors::Flavor for SpillFlavor<'_> {
 
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        if let Some(v) = &mut self.spill {
-            v.extend_from_slice(data);
-            return Ok(());
-        }
         let end = self.used.saturating_add(data.len());
-        if let Some(dst) = self.buf.get_mut(self.used..end) {
-            dst.copy_from_slice(data);
-            self.used = end;
-        } else {
-            let mut v = Vec::with_capacity(end.saturating_mul(2).max(INITIAL_CAPACITY));
-            v.extend_from_slice(self.buf.get(..self.used).unwrap_or_default());
-            v.extend_from_slice(data);
-            self.spill = Some(v);
+        match self.buf.get_mut(self.used..end) {
+            Some(dst) => {
+                dst.copy_from_slice(data);
+                self.used = end;
+            }
+            None => self.spill(data),
         }
         Ok(())
     }
 
     #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.try_extend(&[data])
+        match self.buf.get_mut(self.used) {
+            Some(b) => {
+                *b = data;
+                self.used += 1;
+            }
+            None => self.spill(&[data]),
+        }
+        Ok(())
     }
 
     fn finalize(self) -> postcard::Result<Encoded> {
