@@ -171,6 +171,100 @@ pub(crate) fn to_slice<'b, T: Serialize + ?Sized>(
     }
 }
 
+/// Where [`to_slice_or_vec`] put an encoding.
+pub(crate) enum Encoded {
+    /// In the buffer's first bytes (this many).
+    InSlice(usize),
+    /// Too large for the buffer: all of it here.
+    Spilled(Vec<u8>),
+}
+
+/// Encodes a value into `buf` or, once it outgrows `buf`, into a `Vec` (the bytes written so
+/// far move over): one run of the value's `Serialize` either way, so a value whose encoding
+/// has effects (a manager proxy lends a pin per encoding) has them once.
+///
+/// # Errors
+/// [`Error::Codec`] if the value cannot be serialized; [`Error::InvalidSize`] past
+/// [`MAX_MESSAGE`].
+pub(crate) fn to_slice_or_vec<T: Serialize + ?Sized>(value: &T, buf: &mut [u8]) -> Result<Encoded> {
+    let out = postcard::serialize_with_flavor(
+        value,
+        SpillFlavor {
+            buf,
+            used: 0,
+            spill: None,
+        },
+    )
+    .map_err(|e| codec_error::<T>("encode", &e))?;
+    if let Encoded::Spilled(v) = &out
+        && v.len() > MAX_MESSAGE
+    {
+        return Err(Error::InvalidSize {
+            reason: "encoded message larger than the 1 GiB cap",
+        });
+    }
+    Ok(out)
+}
+
+/// postcard's output for [`to_slice_or_vec`]: into `buf` while it fits (one bounds check a
+/// write), then, `buf` emptied, into `spill`.
+struct SpillFlavor<'b> {
+    buf: &'b mut [u8],
+    used: usize,
+    spill: Option<Vec<u8>>,
+}
+
+impl SpillFlavor<'_> {
+    /// Moves what `buf` holds into `spill` (the first time) and appends `data` there.
+    #[cold]
+    fn spill(&mut self, data: &[u8]) {
+        let v = self.spill.get_or_insert_with(|| {
+            let mut v = Vec::with_capacity(self.buf.len().saturating_mul(4).max(INITIAL_CAPACITY));
+            v.extend_from_slice(self.buf.get(..self.used).unwrap_or_default());
+            v
+        });
+        v.extend_from_slice(data);
+        self.buf = &mut [];
+        self.used = 0;
+    }
+}
+
+impl postcard::ser_flavors::Flavor for SpillFlavor<'_> {
+    type Output = Encoded;
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        let end = self.used.saturating_add(data.len());
+        match self.buf.get_mut(self.used..end) {
+            Some(dst) => {
+                dst.copy_from_slice(data);
+                self.used = end;
+            }
+            None => self.spill(data),
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        match self.buf.get_mut(self.used) {
+            Some(b) => {
+                *b = data;
+                self.used += 1;
+            }
+            None => self.spill(&[data]),
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Encoded> {
+        Ok(match self.spill {
+            Some(v) => Encoded::Spilled(v),
+            None => Encoded::InSlice(self.used),
+        })
+    }
+}
+
 /// Decodes a value, re-attaching the handles inside it.
 ///
 /// Lengths inside the message are checked against the bytes actually present before anything

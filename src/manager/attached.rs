@@ -27,6 +27,7 @@ use crate::codec;
 use crate::error::{Error, Result};
 use crate::heap::{ObjectRef, ObjectToken};
 use crate::queue::ErasedQueue;
+use crate::queue::ring;
 use crate::segment::Segment;
 use crate::sync::raw::Acquired;
 use crate::sync::{Condition, ConditionLock, RLock};
@@ -45,8 +46,13 @@ const SLICE: Duration = Duration::from_millis(50);
 pub(crate) const UNBOUNDED: u64 = 1 << 18;
 
 /// The address space of a server's segment for in-heap objects (memory is used only as
-/// touched); when it is full, new objects are served instead.
-const SEGMENT_LEN: u64 = 4 << 30;
+/// touched: an unbounded ring takes 80 MiB of it and about 330 KiB of memory until its
+/// slots are used); once rings would eat into [`ITEM_ROOM`], new queues are served instead.
+const SEGMENT_LEN: u64 = 16 << 30;
+
+/// The room of the server's segment that rings never take: large items (those that do not
+/// fit a slot) of every attached queue, and conditions, are allocated there.
+const ITEM_ROOM: u64 = 4 << 30;
 
 /// Which process serves an attached object: its pid and start time (clock ticks since boot,
 /// when `/proc` tells it), so that a pid reused by another process is not taken for it.
@@ -196,23 +202,24 @@ pub(crate) enum Welcome {
 }
 
 /// Runs `op` with deadlines of at most one [`SLICE`], until it is done, `until` passes
-/// ([`Error::Timeout`]) or, after a slice, `gone()` ([`Error::Disconnected`]).
+/// ([`Error::Timeout`]) or, after a slice, `gone()` ([`Error::Disconnected`]). `op` always
+/// runs at least once: a zero (or already passed) timeout tries the operation once, as the
+/// in-heap queue's and lock's own timed forms do.
 fn sliced<R>(
     until: Option<Instant>,
     gone: impl Fn() -> bool,
     mut op: impl FnMut(&Deadline) -> Result<R>,
 ) -> Result<R> {
     loop {
-        let mut slice = SLICE;
-        if let Some(d) = until {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Error::Timeout);
-            }
-            slice = slice.min(left);
-        }
+        let slice = match until {
+            Some(d) => SLICE.min(d.saturating_duration_since(Instant::now())),
+            None => SLICE,
+        };
         match op(&Deadline::after(slice)) {
             Err(Error::Timeout) => {
+                if until.is_some_and(|d| Instant::now() >= d) {
+                    return Err(Error::Timeout);
+                }
                 if gone() {
                     return Err(Error::Disconnected);
                 }
@@ -270,6 +277,14 @@ impl HeapQueue {
     pub(crate) fn create(seg: &Segment, capacity: Option<u64>, joinable: bool) -> Option<Self> {
         let bounded = capacity.is_some_and(|c| c > 0);
         let cap = capacity.filter(|c| *c > 0).unwrap_or(UNBOUNDED);
+        // Rings leave `ITEM_ROOM` (a quarter of a smaller segment) free for the items put
+        // into them.
+        let stats = seg.stats();
+        let room = ITEM_ROOM.min(stats.capacity / 4);
+        let need = ring::ring_bytes_with(cap, &ring::SlotLayout::SERDE)?;
+        if stats.capacity.saturating_sub(stats.used) < need.checked_add(room)? {
+            return None;
+        }
         let q = ErasedQueue::create(seg, usize::try_from(cap).ok()?, joinable).ok()?;
         Some(HeapQueue {
             q,
@@ -304,19 +319,15 @@ impl HeapQueue {
             })),
             "put" => {
                 let (item, block, t): (Vec<u8>, bool, Option<Duration>) = decode(method, args)?;
-                if self.joinable {
-                    ring.task_added();
-                }
+                // A joinable queue counts the task as the item goes in (not while waiting).
+                let task = self.joinable;
                 let r = if block {
                     sliced(deadline(t), ctx.gone, |d| {
-                        self.q.put_encoded(&item, Some(d), true)
+                        self.q.put_encoded(&item, Some(d), true, task)
                     })
                 } else {
-                    self.q.put_encoded(&item, None, false)
+                    self.q.put_encoded(&item, None, false, task)
                 };
-                if r.is_err() && self.joinable {
-                    ring.task_unadded();
-                }
                 match r {
                     Ok(()) => enc(&()),
                     Err(Error::Timeout | Error::Disconnected | Error::Full) => Err(Fault::Full),
@@ -325,21 +336,22 @@ impl HeapQueue {
             }
             "get" => {
                 let (block, t): (bool, Option<Duration>) = decode(method, args)?;
-                let r = if block {
-                    sliced(deadline(t), ctx.gone, |d| self.q.get_encoded(Some(d), true))
-                } else {
-                    self.q.get_encoded(None, false)
+                // An item there now is taken (its caller just asked). One that comes while
+                // the caller waits is taken only if the caller is still there when it is
+                // claimed: a caller that died meanwhile leaves it at the head, in its place,
+                // for the others. (A caller that dies after that check, or once its reply is
+                // on its way, loses the item as a process killed right after its `get`
+                // returned would.)
+                let r = match self.q.get_encoded(None, false) {
+                    Err(Error::Empty) if block => sliced(deadline(t), ctx.gone, |d| {
+                        self.q
+                            .get_encoded_unless(Some(d), ctx.gone)?
+                            .ok_or(Error::Disconnected)
+                    }),
+                    r => r,
                 };
                 match r {
-                    Ok(item) => {
-                        if (ctx.gone)() {
-                            // Its taker is gone and would never receive it: leave it for
-                            // the others (at the tail: order is lost, the item is not).
-                            let _ = self.q.put_encoded(&item, None, false);
-                            return Err(Fault::Empty);
-                        }
-                        Ok(item)
-                    }
+                    Ok(item) => Ok(item),
                     Err(Error::Timeout | Error::Disconnected | Error::Empty) => Err(Fault::Empty),
                     Err(e) => Err(fault(e)),
                 }
@@ -444,21 +456,20 @@ impl LocalQueue {
         timeout: Option<Duration>,
     ) -> Result<()> {
         self.open()?;
-        if self.joinable {
-            self.q.ring().task_added();
-        }
+        // A joinable queue counts the task as the item goes in: a put that waits, fails or
+        // unwinds (a panicking `Serialize`) counts nothing.
+        let task = self.joinable;
+        // A large item's encoding, kept across slices: it is encoded once.
+        let mut spilled = None;
         let r = if block {
             sliced(
                 deadline(timeout),
                 || self.server_gone(),
-                |d| self.q.put(value, Some(d), true),
+                |d| self.q.put(value, Some(d), true, task, &mut spilled),
             )
         } else {
-            self.q.put(value, None, false)
+            self.q.put(value, None, false, task, &mut spilled)
         };
-        if r.is_err() && self.joinable {
-            self.q.ring().task_unadded();
-        }
         match Self::closed_is_gone(r) {
             Err(Error::Timeout) => Err(Error::Full),
             r => r,
@@ -920,6 +931,64 @@ mod tests {
         assert!(matches!(
             local.acquire(false, None),
             Err(Error::Disconnected)
+        ));
+    }
+
+    /// A served `get` that waited, whose caller is found gone once an item came, leaves the
+    /// item at the head: an item put meanwhile does not overtake it.
+    #[test]
+    fn a_served_get_whose_caller_went_leaves_the_item_in_place() {
+        let seg = home();
+        let q = HeapQueue::create(&seg, None, false).expect("queue");
+        let info: Option<AttachInfo> = codec::from_bytes(
+            &q.call(
+                "attach",
+                &[],
+                &Ctx {
+                    client: 1,
+                    thread: 1,
+                    gone: &|| false,
+                },
+            )
+            .expect("attach"),
+        )
+        .expect("decode");
+        let local = LocalQueue::attach(&info.expect("info"), false).expect("local");
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let b_put = std::cell::Cell::new(false);
+        // The caller is gone; when asked after `a` came, another producer puts `b` first.
+        let gone = || {
+            if rx.try_recv().is_ok() && !b_put.replace(true) {
+                local.put(&"b".to_string(), false, None).expect("put b");
+            }
+            true
+        };
+        let ctx = Ctx {
+            client: 1,
+            thread: 1,
+            gone: &gone,
+        };
+        let got = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(10));
+                local.put(&"a".to_string(), false, None).expect("put a");
+                let _ = tx.send(());
+            });
+            q.call(
+                "get",
+                &codec::to_bytes(&(true, Some(Duration::from_secs(5)))).expect("args"),
+                &ctx,
+            )
+        });
+        assert!(matches!(got, Err(Fault::Empty)), "{got:?}");
+        if !b_put.get() {
+            local.put(&"b".to_string(), false, None).expect("put b");
+        }
+        assert_eq!(local.get::<String>(false, None).expect("first"), "a");
+        assert_eq!(local.get::<String>(false, None).expect("second"), "b");
+        assert!(matches!(
+            local.get::<String>(false, None),
+            Err(Error::Empty)
         ));
     }
 

@@ -75,8 +75,11 @@
 //! The differences from a served object:
 //! - *queue capacity*: a queue made without one holds at most 262,144 items (a `put` beyond
 //!   waits for room like a bounded queue's; `is_full` stays `false`); a capacity above 2^24,
-//!   or a server segment too full (4 GiB of address space, used only as touched), makes a
-//!   served queue instead, with no limit;
+//!   or a server segment whose rings took all but its room for items, makes a served queue
+//!   instead, with no limit. The segment is 16 GiB of address space, used only as touched:
+//!   a queue made without a capacity takes 80 MiB of it (about 330 KiB of memory until its
+//!   slots are used), so about 150 such queues are attached before new ones are served,
+//!   and rings never take the last 4 GiB;
 //! - *server death*: an attached call that waits (`get`, `put` on a full queue, `join`, a
 //!   condition's `acquire` and `wait`) checks every 50 ms whether the server process still
 //!   lives (by pid and start time) and returns [`Error::Disconnected`] once it is gone (a
@@ -88,9 +91,20 @@
 //!   closed word first (one load): it fails once the server stopped ([`Manager::shutdown`],
 //!   its drop: the server closes its objects first) or once some attached process noticed its
 //!   death; between a `SIGKILL` of the server and that, it still succeeds on shared memory;
+//! - *timeouts*: a zero (or already passed) timeout tries the call once, as a served one
+//!   does: `get_timeout(ZERO)` takes an item that is there, `put_timeout(ZERO)` uses room
+//!   that is there, `join_timeout(ZERO)` returns when nothing is unfinished;
+//! - *joinable task counts*: a `put` counts its task as its item goes in (written into its
+//!   slot, before any `get` can see it), so a `put` that waits for room, fails, or panics in
+//!   the item's `Serialize` counts nothing, and a client killed while its `put` waits leaves
+//!   no task behind (`join` is not wedged);
 //! - *client death*: a client killed in the middle of an attached `put` loses only that item;
 //!   one killed in the middle of a `get` leaves its item to the others (the in-heap queue's
-//!   crash safety, see [`Queue`](crate::Queue)). A client killed holding an attached
+//!   crash safety, see [`Queue`](crate::Queue)). A served (remote) `get` that had to wait
+//!   takes an item only if its caller is still connected when it claims it; one whose caller
+//!   died leaves it at the head, in its place. A caller that dies after that check (or once
+//!   its reply is sent) loses the item, as a process killed right after its `get` returned
+//!   would. A client killed holding an attached
 //!   condition's lock blocks nobody: the in-heap lock is robust, and the next proxy that
 //!   acquires it (a waiter re-taking it included) takes it over silently, as a served lock is
 //!   given back silently (no [`OwnerDied`](crate::OwnerDied) is reported). The lock is owned
@@ -101,7 +115,12 @@
 //!   server, re-taking the lock between slices, which no notification can slip past (a
 //!   notifier holds the lock);
 //! - items larger than a slot (304 encoded bytes) are stored in blocks of the server's
-//!   segment, allocated by whichever process puts them.
+//!   segment, allocated by whichever process puts them, in the 4 GiB (at least) that rings
+//!   leave free; an item is encoded once (its `Serialize` runs once, so a proxy inside it is
+//!   pinned once), whatever its size. Large items waiting in attached queues share that
+//!   room: a `put` that finds it full fails with [`Error::OutOfMemory`], whose `capacity`
+//!   is the manager's segment's (the default heap's size settings do not change it); take
+//!   items out, or use a served object (a list) for more than that.
 //!
 //! **Served: everything else.** Dicts, lists, values, arrays, namespaces, locks, re-entrant
 //! locks, semaphores, events, barriers and registered types are served by the server for

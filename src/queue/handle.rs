@@ -131,28 +131,51 @@ impl RawQueue {
         Ok(RawQueue { obj, ring })
     }
 
+    /// Puts `value`; with `task` (a joinable queue's put), counts one more unfinished task as
+    /// the message goes in (see [`Ring::task_added`]): a put that waits, fails or unwinds
+    /// counts nothing.
     fn put<T: Serialize + ?Sized>(
         &self,
         value: &T,
         deadline: Option<&Deadline>,
         block: bool,
+        task: bool,
     ) -> Result<()> {
+        self.put_keeping(value, deadline, block, task, &mut None)
+    }
+
+    /// As [`put`](RawQueue::put), keeping the encoding of a value too large for a slot in
+    /// `spilled` (and putting `spilled`'s bytes instead of encoding `value` if it holds
+    /// some): a caller that tries again after a timeout encodes the value only once.
+    fn put_keeping<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        deadline: Option<&Deadline>,
+        block: bool,
+        task: bool,
+        spilled: &mut Option<Vec<u8>>,
+    ) -> Result<()> {
+        if let Some(bytes) = spilled {
+            return self.put_blob(bytes, deadline, block, task);
+        }
         // Encoded straight into the slot it claims; a value that does not fit gives the slot
-        // back and goes to a heap block of its own.
-        let mut too_large = false;
+        // back and goes to a heap block of its own, with the bytes of the same (single)
+        // encoding.
         let ring = &self.ring;
         let encode = |off: usize| {
             // SAFETY: the ring calls this with a slot this thread holds in WRITING state; the
             // slice is dropped before we return.
             let area = unsafe { ring.inline_area_mut(off) };
-            match codec::to_slice(value, area)? {
-                Some(used) => {
-                    let n = used.len();
+            match codec::to_slice_or_vec(value, area)? {
+                codec::Encoded::InSlice(n) => {
                     ring.set_inline_len(off, n);
+                    if task {
+                        ring.task_added();
+                    }
                     Ok(())
                 }
-                None => {
-                    too_large = true;
+                codec::Encoded::Spilled(bytes) => {
+                    *spilled = Some(bytes);
                     Err(Error::Full)
                 }
             }
@@ -166,14 +189,20 @@ impl RawQueue {
                 Err(e) => Err(e),
             }
         };
-        if !too_large {
-            return r;
+        match spilled {
+            Some(bytes) => self.put_blob(bytes, deadline, block, task),
+            None => r,
         }
-        self.put_blob(&codec::to_bytes(value)?, deadline, block)
     }
 
     /// Puts an encoded message too large for a slot as a heap block of its own.
-    fn put_blob(&self, bytes: &[u8], deadline: Option<&Deadline>, block: bool) -> Result<()> {
+    fn put_blob(
+        &self,
+        bytes: &[u8],
+        deadline: Option<&Deadline>,
+        block: bool,
+        task: bool,
+    ) -> Result<()> {
         let seg = self.obj.segment();
         let blob = ObjectRef::alloc(&seg, bytes.len() as u64, 64, BLOB_FINGERPRINT)?;
         blob.write_new_bytes(bytes);
@@ -183,6 +212,7 @@ impl RawQueue {
             &Payload::External(tok.offset, tok.generation, bytes.len() as u64),
             deadline,
             block,
+            task,
         );
         if r.is_err() {
             drop(ObjectRef::adopt(&seg, &tok, BLOB_FINGERPRINT));
@@ -190,11 +220,17 @@ impl RawQueue {
         r
     }
 
-    fn put_payload(&self, p: &Payload<'_>, deadline: Option<&Deadline>, block: bool) -> Result<()> {
+    fn put_payload(
+        &self,
+        p: &Payload<'_>,
+        deadline: Option<&Deadline>,
+        block: bool,
+        task: bool,
+    ) -> Result<()> {
         if block {
-            return self.ring.put(p, deadline);
+            return self.ring.put_counted(p, deadline, task);
         }
-        match self.ring.try_put(p)? {
+        match self.ring.try_put_counted(p, task)? {
             Attempt::Done(()) => Ok(()),
             Attempt::WouldBlock => Err(Error::Full),
         }
@@ -245,18 +281,21 @@ impl RawQueue {
         };
         match taken? {
             Ok(v) => Ok(v),
-            Err((offset, generation)) => {
-                let tok = ObjectToken {
-                    segment: self.obj.segment().id(),
-                    name: None,
-                    offset,
-                    generation,
-                    fingerprint: BLOB_FINGERPRINT,
-                };
-                let blob = ObjectRef::adopt(&self.obj.segment(), &tok, BLOB_FINGERPRINT)?;
-                decode(&blob.read_published_bytes())
-            }
+            Err((offset, generation)) => decode(&self.adopt_blob(offset, generation)?),
         }
+    }
+
+    /// Takes over the block of a large message taken out of its slot, and reads it.
+    fn adopt_blob(&self, offset: u64, generation: u32) -> Result<Vec<u8>> {
+        let tok = ObjectToken {
+            segment: self.obj.segment().id(),
+            name: None,
+            offset,
+            generation,
+            fingerprint: BLOB_FINGERPRINT,
+        };
+        let blob = ObjectRef::adopt(&self.obj.segment(), &tok, BLOB_FINGERPRINT)?;
+        Ok(blob.read_published_bytes())
     }
 }
 
@@ -444,7 +483,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`Error::Closed`]; [`Error::Codec`] if the value does not encode;
     /// [`Error::OutOfMemory`] if a large value does not fit the heap.
     pub fn put(&self, value: &T) -> Result<()> {
-        self.raw.put(value, None, true)
+        self.raw.put(value, None, true, false)
     }
 
     /// Puts a value, waiting at most `timeout` for room.
@@ -452,7 +491,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Errors
     /// [`Error::Timeout`], and as for [`put`](Queue::put).
     pub fn put_timeout(&self, value: &T, timeout: Duration) -> Result<()> {
-        self.raw.put(value, Some(&Deadline::after(timeout)), true)
+        self.raw
+            .put(value, Some(&Deadline::after(timeout)), true, false)
     }
 
     /// Puts a value if there is room now.
@@ -460,7 +500,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Errors
     /// [`Error::Full`], and as for [`put`](Queue::put).
     pub fn try_put(&self, value: &T) -> Result<()> {
-        self.raw.put(value, None, false)
+        self.raw.put(value, None, false, false)
     }
 
     /// Takes the oldest value, waiting while the queue is empty.
@@ -586,7 +626,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// # Errors
     /// As for [`Queue::put`].
     pub fn put(&self, value: &T) -> Result<()> {
-        self.raw.put(value, None, true)
+        self.raw.put(value, None, true, false)
     }
 
     /// Takes the oldest value, waiting while the queue is empty.
@@ -601,6 +641,10 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
 /// A [`Queue`] that counts unfinished tasks (`multiprocessing.JoinableQueue`): every `put`
 /// adds one, [`task_done`](JoinableQueue::task_done) removes one, and
 /// [`join`](JoinableQueue::join) waits until none is left.
+///
+/// A `put` counts its task as its message goes in (written into its slot, before any `get`
+/// can take it): a `put` that waits for room counts nothing until it puts, and one that
+/// fails, times out or panics in the value's `Serialize` counts nothing at all.
 ///
 /// A consumer that dies before calling `task_done` leaves its task counted; use
 /// [`join_timeout`](JoinableQueue::join_timeout) where that can happen.
@@ -648,21 +692,12 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         })
     }
 
-    fn counted(&self, r: impl FnOnce() -> Result<()>) -> Result<()> {
-        self.raw.ring.task_added();
-        let out = r();
-        if out.is_err() {
-            self.raw.ring.task_unadded();
-        }
-        out
-    }
-
     /// Puts a value and counts one more unfinished task.
     ///
     /// # Errors
     /// As for [`Queue::put`].
     pub fn put(&self, value: &T) -> Result<()> {
-        self.counted(|| self.raw.put(value, None, true))
+        self.raw.put(value, None, true, true)
     }
 
     /// Puts a value, waiting at most `timeout` for room.
@@ -670,7 +705,8 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Errors
     /// As for [`Queue::put_timeout`].
     pub fn put_timeout(&self, value: &T, timeout: Duration) -> Result<()> {
-        self.counted(|| self.raw.put(value, Some(&Deadline::after(timeout)), true))
+        self.raw
+            .put(value, Some(&Deadline::after(timeout)), true, true)
     }
 
     /// Puts a value if there is room now.
@@ -678,7 +714,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Errors
     /// As for [`Queue::try_put`].
     pub fn try_put(&self, value: &T) -> Result<()> {
-        self.counted(|| self.raw.put(value, None, false))
+        self.raw.put(value, None, false, true)
     }
 
     /// Takes the oldest value, waiting while the queue is empty.
@@ -789,29 +825,35 @@ impl ErasedQueue {
         &self.raw.ring
     }
 
-    /// Puts `value`'s encoding (as [`Queue::put`] and its forms, by `deadline` and `block`).
+    /// Puts `value`'s encoding (as [`Queue::put`] and its forms, by `deadline` and `block`);
+    /// with `task`, counts its task as it goes in (as [`JoinableQueue::put`]). The encoding
+    /// of a value too large for a slot is kept in `spilled` (and reused from there by a
+    /// retry with the same `spilled`), so a put retried after a timeout encodes once.
     pub(crate) fn put<T: Serialize + ?Sized>(
         &self,
         value: &T,
         deadline: Option<&Deadline>,
         block: bool,
+        task: bool,
+        spilled: &mut Option<Vec<u8>>,
     ) -> Result<()> {
-        self.raw.put(value, deadline, block)
+        self.raw.put_keeping(value, deadline, block, task, spilled)
     }
 
-    /// Puts an already encoded message.
+    /// Puts an already encoded message (with `task`, counting its task as it goes in).
     pub(crate) fn put_encoded(
         &self,
         bytes: &[u8],
         deadline: Option<&Deadline>,
         block: bool,
+        task: bool,
     ) -> Result<()> {
         if bytes.len() <= ring::SlotLayout::SERDE.room().min(ring::INLINE) {
             return self
                 .raw
-                .put_payload(&Payload::Inline(bytes), deadline, block);
+                .put_payload(&Payload::Inline(bytes), deadline, block, task);
         }
-        self.raw.put_blob(bytes, deadline, block)
+        self.raw.put_blob(bytes, deadline, block, task)
     }
 
     /// Takes a message and decodes it as a `T`.
@@ -826,5 +868,114 @@ impl ErasedQueue {
     /// Takes a message's encoding.
     pub(crate) fn get_encoded(&self, deadline: Option<&Deadline>, block: bool) -> Result<Vec<u8>> {
         self.raw.get_decoded(deadline, block, |b| Ok(b.to_vec()))
+    }
+
+    /// Takes a message's encoding, waiting until `deadline`, unless `leave()` (asked once
+    /// the message is claimed, before anything of it is taken) says its taker is gone: the
+    /// message then stays at the head, in its place, and this returns `Ok(None)`.
+    pub(crate) fn get_encoded_unless(
+        &self,
+        deadline: Option<&Deadline>,
+        leave: impl Fn() -> bool,
+    ) -> Result<Option<Vec<u8>>> {
+        let ring = &self.raw.ring;
+        let taken = ring.get_or_leave(
+            |off| {
+                if leave() {
+                    return None;
+                }
+                // SAFETY: the ring calls this with a slot this thread holds in READING
+                // state; the bytes are dropped before we return.
+                Some(match unsafe { ring.message_in_place(off) } {
+                    Ok(InPlace::Inline(bytes)) => Ok(Ok(bytes.to_vec())),
+                    Ok(InPlace::External(offset, generation, _len)) => {
+                        Ok(Err((offset, generation)))
+                    }
+                    Err(e) => Err(e),
+                })
+            },
+            deadline,
+        )?;
+        match taken {
+            None => Ok(None),
+            Some(r) => match r? {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err((offset, generation)) => self.raw.adopt_blob(offset, generation).map(Some),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Encodes as a `u32`, except 13, whose encoding panics.
+    struct Touchy(u32);
+
+    impl Serialize for Touchy {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            assert_ne!(self.0, 13, "13 refuses to be encoded");
+            s.serialize_u32(self.0)
+        }
+    }
+
+    /// A joinable put counts its task as its item goes in: not while it waits for room, nor
+    /// when it fails or its encoding panics.
+    #[test]
+    fn a_joinable_put_counts_its_task_only_once_its_item_is_in() {
+        let seg = Segment::create(1 << 24).expect("segment");
+        let q = ErasedQueue::create(&seg, 1, true).expect("queue");
+        let ring = q.ring();
+        q.put(&1u32, None, false, true, &mut None).expect("put");
+        assert_eq!(ring.unfinished(), 1);
+        // Full: a put that waits and times out, and one that does not wait.
+        let waited = q.put(
+            &2u32,
+            Some(&Deadline::after(Duration::from_millis(20))),
+            true,
+            true,
+            &mut None,
+        );
+        assert!(matches!(waited, Err(Error::Timeout)), "{waited:?}");
+        assert!(matches!(
+            q.put(&2u32, None, false, true, &mut None),
+            Err(Error::Full)
+        ));
+        assert_eq!(ring.unfinished(), 1);
+        assert_eq!(q.get::<u32>(None, false).expect("get"), 1);
+        // An encoding that panics, small and large.
+        for value in [
+            &Touchy(13) as &dyn erased::Put,
+            &(vec![0u8; 1000], Touchy(13)),
+        ] {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| value.put(&q)));
+            assert!(r.is_err());
+            assert_eq!(ring.unfinished(), 1);
+            assert_eq!(ring.len(), 0);
+        }
+        // A large item counts once.
+        q.put(&vec![7u8; 1000], None, false, true, &mut None)
+            .expect("put large");
+        assert_eq!(ring.unfinished(), 2);
+        assert_eq!(q.get::<Vec<u8>>(None, false).expect("get").len(), 1000);
+        ring.task_done().expect("done");
+        ring.task_done().expect("done");
+        assert!(matches!(ring.task_done(), Err(Error::TaskDoneTooMany)));
+    }
+
+    mod erased {
+        use super::*;
+
+        /// A joinable put of some value (to try values of several types in one loop).
+        pub(super) trait Put {
+            fn put(&self, q: &ErasedQueue) -> Result<()>;
+        }
+
+        impl<T: Serialize> Put for T {
+            fn put(&self, q: &ErasedQueue) -> Result<()> {
+                q.put(self, None, false, true, &mut None)
+            }
+        }
     }
 }

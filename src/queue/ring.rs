@@ -677,11 +677,21 @@ impl<M: RingMem> Ring<M> {
     }
 
     /// Tries once to put a message.
+    #[cfg_attr(not(shmproc_loom), allow(dead_code))] // The uncounted form serves the loom models.
     pub(crate) fn try_put(&self, msg: &Payload<'_>) -> Result<Attempt<()>> {
+        self.try_put_counted(msg, false)
+    }
+
+    /// Tries once to put a message; with `task`, counts one more unfinished task as it goes
+    /// in (see [`task_added`](Ring::task_added)).
+    pub(crate) fn try_put_counted(&self, msg: &Payload<'_>, task: bool) -> Result<Attempt<()>> {
         self.try_put_by(|off| {
             // SAFETY: `try_put_by` calls this only with the offset of a slot it holds in
             // WRITING state for this thread until the closure returns.
             unsafe { self.write_slot(off, msg) };
+            if task {
+                self.task_added();
+            }
             Ok(())
         })
     }
@@ -784,6 +794,21 @@ impl<M: RingMem> Ring<M> {
     /// message area until `read` returns); the slot is emptied after it returns. If `read`
     /// unwinds, the slot goes back to `FULL` and its message is delivered to the next get.
     pub(crate) fn try_get_by<R>(&self, mut read: impl FnMut(usize) -> R) -> Result<Attempt<R>> {
+        match self.try_get_or_leave(|off| Some(read(off)))? {
+            Attempt::Done(Some(r)) => Ok(Attempt::Done(r)),
+            // `read` always takes the message.
+            Attempt::Done(None) | Attempt::WouldBlock => Ok(Attempt::WouldBlock),
+        }
+    }
+
+    /// As [`try_get_by`](Ring::try_get_by), except that `read` may leave the message where it
+    /// is by returning `None` (without having consumed anything it refers to): the slot goes
+    /// back to `FULL` at the head, so the message keeps its place and the next get takes it
+    /// (one more sleeping consumer is woken for it), and this returns `Done(None)`.
+    pub(crate) fn try_get_or_leave<R>(
+        &self,
+        mut read: impl FnMut(usize) -> Option<R>,
+    ) -> Result<Attempt<Option<R>>> {
         let me = sys::current_tid();
         let head = self.word64(HEAD);
         let mut spins = 0u32;
@@ -814,14 +839,19 @@ impl<M: RingMem> Ring<M> {
                     word,
                     state: pack(lap, FULL, 0),
                 };
-                let taken = read(off);
+                let Some(taken) = read(off) else {
+                    // Back to FULL of this lap (`undo`'s store), at the head it never left.
+                    drop(undo);
+                    self.notify(NOT_EMPTY);
+                    return Ok(Attempt::Done(None));
+                };
                 core::mem::forget(undo);
                 // Release: our reads of the slot happen before the next producer's writes.
                 word.store(pack(lap.wrapping_add(1), EMPTY, 0), Ordering::Release);
                 let _ =
                     head.compare_exchange(pos, next_pos(pos)?, Ordering::AcqRel, Ordering::Relaxed);
                 self.notify(NOT_FULL);
-                return Ok(Attempt::Done(taken));
+                return Ok(Attempt::Done(Some(taken)));
             }
             if lap_ahead(wl, lap) {
                 // Emptied (and maybe refilled for the next lap), but its consumer has not moved
@@ -962,8 +992,20 @@ impl<M: RingMem> Ring<M> {
     }
 
     /// Puts a message, waiting for room until `deadline` (forever if `None`).
+    #[cfg_attr(not(test), allow(dead_code))] // The uncounted form serves the unit tests.
     pub(crate) fn put(&self, msg: &Payload<'_>, deadline: Option<&Deadline>) -> Result<()> {
-        self.wait_for(NOT_FULL, deadline, || self.try_put(msg))
+        self.put_counted(msg, deadline, false)
+    }
+
+    /// Puts a message, waiting for room until `deadline` (forever if `None`); with `task`,
+    /// counts one more unfinished task as it goes in.
+    pub(crate) fn put_counted(
+        &self,
+        msg: &Payload<'_>,
+        deadline: Option<&Deadline>,
+        task: bool,
+    ) -> Result<()> {
+        self.wait_for(NOT_FULL, deadline, || self.try_put_counted(msg, task))
     }
 
     /// Takes a message, waiting until `deadline` (forever if `None`).
@@ -992,6 +1034,17 @@ impl<M: RingMem> Ring<M> {
         self.wait_for(NOT_EMPTY, deadline, || self.try_get_by(&mut read))
     }
 
+    /// Takes a message read by `read`, which may leave it in place (see
+    /// [`try_get_or_leave`](Ring::try_get_or_leave)), waiting until `deadline` (forever if
+    /// `None`); `Ok(None)` if `read` left it.
+    pub(crate) fn get_or_leave<R>(
+        &self,
+        mut read: impl FnMut(usize) -> Option<R>,
+        deadline: Option<&Deadline>,
+    ) -> Result<Option<R>> {
+        self.wait_for(NOT_EMPTY, deadline, || self.try_get_or_leave(&mut read))
+    }
+
     /// Runs `try_op` until it is done: once, then spinning, then sleeping on the event count
     /// at `event` until `deadline` (forever if `None`).
     fn wait_for<T>(
@@ -1018,14 +1071,13 @@ impl<M: RingMem> Ring<M> {
             .unwrap_or(Err(Error::Timeout))
     }
 
-    /// Counts one more unfinished task (`JoinableQueue::put`).
+    /// Counts one more unfinished task: a joinable put counts it inside its slot claim, after
+    /// its message is written and before the slot is published (`try_put_counted`), so a
+    /// `join` or `task_done` never sees the message without its task, and a put that waits,
+    /// fails or unwinds counts nothing. (A producer killed between the count and the publish,
+    /// two stores apart, leaves the task counted without its message.)
     pub(crate) fn task_added(&self) {
         self.word64(UNFINISHED).fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Undoes [`task_added`](Ring::task_added) for a put that failed.
-    pub(crate) fn task_unadded(&self) {
-        let _ = self.task_done();
     }
 
     /// Marks one task done; wakes joiners when none is left.

@@ -33,7 +33,6 @@ fn permit() -> ForkPermit {
 /// room is `Full`, `join_timeout(ZERO)` with nothing unfinished is `Timeout` and
 /// `acquire_timeout(ZERO)` of a free condition lock is `false`.
 #[test]
-#[ignore = "bug: a zero (or already passed) timeout on an attached queue or condition never tries"]
 fn zero_timeouts_try_once_on_attached_objects() {
     watchdog(LIMIT, "attached zero timeouts", || {
         let m = Manager::start().unwrap();
@@ -88,7 +87,6 @@ fn fill(jq: &JoinableQueueProxy<u32>) {
 /// waiting for room, so while a put waits the count is one higher and a second `task_done`
 /// for a single item succeeds.
 #[test]
-#[ignore = "bug: a put waiting on a full attached joinable queue already counts its task"]
 fn task_done_past_the_items_put_is_refused_while_a_put_waits() {
     watchdog(LIMIT, "attached joinable task count", || {
         let m = Manager::start().unwrap();
@@ -118,7 +116,6 @@ fn task_done_past_the_items_put_is_refused_while_a_put_waits() {
 /// `LocalQueue::put`) and never takes it back, so `join` waits forever in every process
 /// (here it times out).
 #[test]
-#[ignore = "bug: a client killed blocked in put on a full attached joinable queue wedges join forever"]
 fn a_client_killed_blocked_in_put_does_not_wedge_join() {
     watchdog(LIMIT, "attached joinable killed putter", || {
         let m = Manager::start().unwrap();
@@ -1257,7 +1254,6 @@ fn a_restarted_server_at_the_same_path_attaches_and_excludes() {
 /// allocator's error, where a served queue (and the docs' promise of a served queue once
 /// the segment is full) takes it.
 #[test]
-#[ignore = "bug: large items cannot be put into an attached queue once rings filled the server's segment"]
 fn large_items_go_through_an_attached_queue_when_the_segment_is_full() {
     watchdog(Duration::from_secs(300), "attached full segment", || {
         let m = Manager::start().unwrap();
@@ -1322,7 +1318,6 @@ impl serde::Serialize for Touchy {
 /// back only on an `Err`; a panic in the item's `Serialize` unwinds past it, so the count
 /// stays one too high and `join` never returns (here it times out).
 #[test]
-#[ignore = "bug: a panicking Serialize in an attached joinable put leaves a task counted forever"]
 fn failing_encodings_leave_an_attached_queue_usable() {
     watchdog(LIMIT, "attached failing encodings", || {
         let m = Manager::start().unwrap();
@@ -1595,7 +1590,6 @@ fn object_exists(c: &shmproc::Connection, object: u64) -> bool {
 /// by the pin grace (60 s by default; here it was still there after 3 s, while the same
 /// proxy in a small item was gone at once; with a 500 ms pin grace it goes too).
 #[test]
-#[ignore = "bug: a proxy in a large attached item is encoded twice and its stray pin keeps the object a pin grace"]
 fn a_proxy_in_a_large_attached_item_is_pinned_once() {
     watchdog(LIMIT, "attached large item pin", || {
         let m = Manager::builder().authkey(&b"pins"[..]).start().unwrap();
@@ -1650,7 +1644,6 @@ fn a_proxy_in_a_large_attached_item_is_pinned_once() {
 /// meanwhile the put-back fails and the item is dropped (by reading the code). A fix: give
 /// the taken item back at the head, or check `gone()` before taking.
 #[test]
-#[ignore = "bug (timing-dependent): a served get whose caller died puts the item back at the tail (reordered; dropped if full)"]
 fn a_remote_getter_killed_while_waiting_neither_reorders_nor_loses_items() {
     watchdog(LIMIT, "served ring dead getter", || {
         let m = Manager::builder()
