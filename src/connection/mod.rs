@@ -69,5 +69,6 @@ pub use listener::{
     Address, Client, DEFAULT_MAX_MESSAGE, HANDSHAKE_TIMEOUT, Listener, MAX_HANDSHAKES,
 };
 pub use pipe::{Connection, Readiness, pipe, pipe_simplex};
+pub(crate) use socket::io_error;
 pub use typed::{Receiver, Sender, typed_pipe};
 pub use wait::{Waitable, wait};

@@ -21,9 +21,8 @@
 //! does the server when an object's last reference goes (the block stays mapped while
 //! attached handles keep it).
 
-use super::objects::Ctx;
+use super::objects::{Ctx, decode, enc};
 use super::protocol::Fault;
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::heap::{ObjectRef, ObjectToken};
 use crate::queue::ErasedQueue;
@@ -257,17 +256,6 @@ fn fault(e: Error) -> Fault {
         Error::Closed | Error::Disconnected => Fault::ShuttingDown,
         e => Fault::BadRequest(e.to_string()),
     }
-}
-
-fn decode<T: DeserializeOwned>(method: &str, args: &[u8]) -> Result<T, Fault> {
-    codec::from_bytes(args).map_err(|e| Fault::BadArguments {
-        method: method.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
-fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, Fault> {
-    codec::to_bytes(v).map_err(|e| Fault::BadRequest(format!("reply: {e}")))
 }
 
 impl HeapQueue {
@@ -836,6 +824,19 @@ impl LocalSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec;
+
+    /// Attaches `q` the way a local proxy does: the attach info from the server's `attach`.
+    fn attach_served(q: &HeapQueue, joinable: bool) -> LocalQueue {
+        let ctx = Ctx {
+            client: 1,
+            thread: 1,
+            gone: &|| false,
+        };
+        let reply = q.call("attach", &[], &ctx).expect("attach");
+        let info: Option<AttachInfo> = codec::from_bytes(&reply).expect("decode");
+        LocalQueue::attach(&info.expect("info"), joinable).expect("local")
+    }
 
     fn home() -> Segment {
         Segment::create(1 << 28).expect("segment")
@@ -940,20 +941,7 @@ mod tests {
     fn a_served_get_whose_caller_went_leaves_the_item_in_place() {
         let seg = home();
         let q = HeapQueue::create(&seg, None, false).expect("queue");
-        let info: Option<AttachInfo> = codec::from_bytes(
-            &q.call(
-                "attach",
-                &[],
-                &Ctx {
-                    client: 1,
-                    thread: 1,
-                    gone: &|| false,
-                },
-            )
-            .expect("attach"),
-        )
-        .expect("decode");
-        let local = LocalQueue::attach(&info.expect("info"), false).expect("local");
+        let local = attach_served(&q, false);
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let b_put = std::cell::Cell::new(false);
         // The caller is gone; when asked after `a` came, another producer puts `b` first.
@@ -996,20 +984,7 @@ mod tests {
     fn local_and_served_calls_share_the_items() {
         let seg = home();
         let q = HeapQueue::create(&seg, None, true).expect("queue");
-        let info: Option<AttachInfo> = codec::from_bytes(
-            &q.call(
-                "attach",
-                &[],
-                &Ctx {
-                    client: 1,
-                    thread: 1,
-                    gone: &|| false,
-                },
-            )
-            .expect("attach"),
-        )
-        .expect("decode");
-        let local = LocalQueue::attach(&info.expect("info"), true).expect("local");
+        let local = attach_served(&q, true);
         local.put(&"a".to_string(), true, None).expect("put");
         let ctx = Ctx {
             client: 1,

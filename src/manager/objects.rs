@@ -78,14 +78,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn decode<T: DeserializeOwned>(method: &str, args: &[u8]) -> Result<T, Fault> {
+pub(super) fn decode<T: DeserializeOwned>(method: &str, args: &[u8]) -> Result<T, Fault> {
     codec::from_bytes(args).map_err(|e| Fault::BadArguments {
         method: method.to_owned(),
         reason: e.to_string(),
     })
 }
 
-fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, Fault> {
+pub(super) fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, Fault> {
     codec::to_bytes(v).map_err(|e| Fault::BadRequest(format!("reply: {e}")))
 }
 

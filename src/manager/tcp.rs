@@ -16,7 +16,7 @@
 //! [`HANDSHAKE_TIMEOUT`] of the last byte of a frame that started (a stalled frame ends the
 //! connection). See "Waiting" in the manager's module docs for the windows and their cost.
 
-use crate::connection::{Connection, HANDSHAKE_TIMEOUT};
+use crate::connection::{Connection, HANDSHAKE_TIMEOUT, io_error};
 use crate::error::{Error, Result};
 use crate::sys;
 use std::io;
@@ -31,18 +31,6 @@ const KEEP: usize = 16 << 10;
 
 /// How often a server's sleep on an idle connection wakes to see whether the server stops.
 const SLICE: Duration = Duration::from_millis(200);
-
-/// Maps a socket error to the crate's.
-fn io_error(op: &'static str, e: io::Error) -> Error {
-    match e.kind() {
-        io::ErrorKind::UnexpectedEof
-        | io::ErrorKind::BrokenPipe
-        | io::ErrorKind::ConnectionReset
-        | io::ErrorKind::ConnectionAborted => Error::Disconnected,
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
-        _ => Error::io(op, e),
-    }
-}
 
 /// Sends one frame holding `payload` with one `sendmsg` (more only if the socket's buffer
 /// takes part of it), waiting for room as the socket's send timeout allows.
