@@ -1,0 +1,214 @@
+//! Adversarial tests: joinable task counting inside the slot claim, items at the slot's edge
+//! (the slot-or-spill encoder), and producers killed in a loop of joinable puts.
+
+use shmproc::testing::{ForkPermit, fork, watchdog};
+use shmproc::{Error, JoinableQueue, Queue};
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// Two producer and two consumer processes on a joinable queue: `join` returns only once
+/// every item was handed to a consumer and marked done (each consumer records an item before
+/// its `task_done`, so at `join` the record holds exactly every item), and one more
+/// `task_done` is refused.
+#[test]
+fn joinable_join_waits_for_every_task_across_processes() {
+    watchdog(LIMIT, "joinable_mpmc", || {
+        const N: u64 = 3_000;
+        let q = JoinableQueue::<(u64, u64)>::with_capacity(8).unwrap();
+        let done = Queue::<(u64, u64)>::with_capacity(4 * N as usize).unwrap();
+        let mut kids = Vec::new();
+        for _ in 0..2 {
+            let (q, done) = (q.clone(), done.clone());
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            kids.push(fork(unsafe { ForkPermit::new() }, move || {
+                loop {
+                    match q.get() {
+                        Ok(m) => {
+                            done.put(&m).unwrap();
+                            q.task_done().unwrap();
+                        }
+                        Err(Error::Closed) => return 0,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }));
+        }
+        for p in 0..2u64 {
+            let q = q.clone();
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            kids.push(fork(unsafe { ForkPermit::new() }, move || {
+                for i in 0..N {
+                    q.put(&(p, i)).unwrap();
+                }
+                0
+            }));
+        }
+        for k in &mut kids[2..] {
+            assert_eq!(k.wait(), Ok(0));
+        }
+        q.join().unwrap();
+        // Every item was recorded before its task_done: the record is complete at join.
+        let mut all = Vec::new();
+        while let Ok(m) = done.try_get() {
+            all.push(m);
+        }
+        all.sort_unstable();
+        let want: Vec<(u64, u64)> = (0..2).flat_map(|p| (0..N).map(move |i| (p, i))).collect();
+        assert_eq!(
+            all.len(),
+            want.len(),
+            "join returned before every task was done"
+        );
+        assert_eq!(all, want);
+        assert!(matches!(q.task_done(), Err(Error::TaskDoneTooMany)));
+        q.close();
+        for k in &mut kids[..2] {
+            assert_eq!(k.wait(), Ok(0));
+        }
+    });
+}
+
+/// Producers SIGKILLed in a loop of joinable puts: every delivered item is marked done; then
+/// at most one task per killed producer may be left counted without its message (the window
+/// between the count and the publish, which the ring documents), and once those are marked
+/// done `join` returns and the queue works.
+#[test]
+fn joinable_producers_killed_mid_put_leave_at_most_one_task_each() {
+    watchdog(LIMIT, "joinable_kill", || {
+        let q = JoinableQueue::<(u64, Vec<u8>)>::with_capacity(4).unwrap();
+        let mut killed = 0u64;
+        let mut got = 0u64;
+        for round in 0..30u64 {
+            let mut kids: Vec<_> = (0..2u64)
+                .map(|p| {
+                    let q = q.clone();
+                    // SAFETY: no other thread of this process holds a lock that the child takes.
+                    fork(unsafe { ForkPermit::new() }, move || {
+                        let mut i = 0u64;
+                        loop {
+                            let body = vec![p as u8; if i % 5 == 0 { 2000 } else { 16 }];
+                            q.put(&(p, body)).unwrap();
+                            i += 1;
+                        }
+                    })
+                })
+                .collect();
+            let until = Instant::now() + Duration::from_micros(200 + (round % 7) * 300);
+            while Instant::now() < until {
+                if let Ok((p, body)) = q.try_get() {
+                    assert!(body.iter().all(|&b| b == p as u8), "torn message");
+                    q.task_done().unwrap();
+                    got += 1;
+                }
+            }
+            for k in &mut kids {
+                assert_eq!(k.kill(), Err(9));
+                killed += 1;
+            }
+            while let Ok((p, body)) = q.try_get() {
+                assert!(body.iter().all(|&b| b == p as u8), "torn message");
+                q.task_done().unwrap();
+                got += 1;
+            }
+        }
+        assert!(got > 0, "producers never got to put");
+        // Tasks counted without a message: at most one per killed producer.
+        let mut extra = 0u64;
+        loop {
+            match q.task_done() {
+                Ok(()) => extra += 1,
+                Err(Error::TaskDoneTooMany) => break,
+                Err(e) => panic!("{e}"),
+            }
+            assert!(
+                extra <= killed,
+                "more orphan tasks ({extra}) than kills ({killed})"
+            );
+        }
+        q.join_timeout(Duration::from_secs(5)).unwrap();
+        q.put(&(7, vec![7])).unwrap();
+        assert_eq!(q.get().unwrap().0, 7);
+        q.task_done().unwrap();
+        q.join_timeout(Duration::from_secs(5)).unwrap();
+    });
+}
+
+/// A `Vec<u8>` of `n` bytes encodes as its length's varint then the bytes: around the
+/// slot's inline size (304 bytes) every size goes in and out intact, in order, on a plain
+/// and on a joinable queue, inside one process and to another.
+#[test]
+fn items_at_and_around_the_slot_size_round_trip() {
+    watchdog(LIMIT, "slot_edge", || {
+        let sizes: Vec<usize> = (280..=330)
+            .chain([0, 1, 126, 127, 128, 4096, 1 << 20, 4 << 20])
+            .collect();
+        let body = |n: usize| -> Vec<u8> { (0..n).map(|i| (i * 31 + n) as u8).collect() };
+        let q = Queue::<Vec<u8>>::with_capacity(4).unwrap();
+        let j = JoinableQueue::<Vec<u8>>::with_capacity(4).unwrap();
+        for &n in &sizes {
+            q.put(&body(n)).unwrap();
+            assert_eq!(q.get().unwrap(), body(n), "queue, size {n}");
+            j.put(&body(n)).unwrap();
+            assert_eq!(j.get().unwrap(), body(n), "joinable, size {n}");
+            j.task_done().unwrap();
+        }
+        j.join_timeout(Duration::from_secs(5)).unwrap();
+        let (q2, sz) = (q.clone(), sizes.clone());
+        // SAFETY: no other thread of this process holds a lock that the child takes.
+        let mut child = fork(unsafe { ForkPermit::new() }, move || {
+            for &n in &sz {
+                q2.put(&body(n)).unwrap();
+            }
+            0
+        });
+        for &n in &sizes {
+            assert_eq!(q.get().unwrap(), body(n), "across processes, size {n}");
+        }
+        assert_eq!(child.wait(), Ok(0));
+    });
+}
+
+/// A value whose `Serialize` panics after writing some bytes, small or past the slot.
+#[derive(Debug, serde::Deserialize)]
+struct Bomb {
+    len: usize,
+}
+
+impl serde::Serialize for Bomb {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(self.len + 1)?;
+        for _ in 0..self.len {
+            t.serialize_element(&0xabu8)?;
+        }
+        panic!("boom");
+    }
+}
+
+/// A joinable put whose encoding panics, in the slot or after spilling, counts no task and
+/// leaves no slot claimed: `join` returns at once and the queue keeps working in order.
+#[test]
+fn a_panicking_serialize_counts_no_task_and_frees_its_slot() {
+    watchdog(LIMIT, "bomb", || {
+        let j = JoinableQueue::<Bomb>::with_capacity(2).unwrap();
+        for len in [0usize, 10, 303, 304, 305, 5000] {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| j.put(&Bomb { len })));
+            assert!(r.is_err(), "the serializer panics");
+            assert!(j.is_empty(), "len {len}: the slot was left published");
+            j.join_timeout(Duration::from_millis(0))
+                .unwrap_or_else(|e| panic!("len {len}: a task was counted: {e}"));
+        }
+        // Both slots still usable (capacity 2), more times than the capacity.
+        let v = JoinableQueue::<Vec<u8>>::with_capacity(2).unwrap();
+        for round in 0..5u8 {
+            v.put(&vec![round; 400]).unwrap();
+            v.put(&vec![round; 4]).unwrap();
+            assert_eq!(v.get().unwrap(), vec![round; 400]);
+            assert_eq!(v.get().unwrap(), vec![round; 4]);
+            v.task_done().unwrap();
+            v.task_done().unwrap();
+        }
+        assert!(matches!(v.task_done(), Err(Error::TaskDoneTooMany)));
+    });
+}
