@@ -212,3 +212,88 @@ fn a_panicking_serialize_counts_no_task_and_frees_its_slot() {
         assert!(matches!(v.task_done(), Err(Error::TaskDoneTooMany)));
     });
 }
+
+/// The manager's calls with client and server on one CPU (the polling window skipped when
+/// the other end last sent on this CPU): a served dict, an attached queue and a joinable
+/// queue fed by a forked client, a list appended to by two threads; counts exact, no
+/// livelock. The test re-runs itself under `taskset -c 0` so the server inherits the
+/// affinity; the outer run is the watchdog.
+#[test]
+fn manager_calls_complete_with_both_ends_on_one_cpu() {
+    const INNER: &str = "SHMPROC_REVIEW_PINNED";
+    if std::env::var_os(INNER).is_none() {
+        let exe = std::env::current_exe().unwrap();
+        let mut child = std::process::Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(&exe)
+            .args([
+                "--exact",
+                "manager_calls_complete_with_both_ends_on_one_cpu",
+                "--test-threads",
+                "1",
+                "--nocapture",
+            ])
+            .env(INNER, "1")
+            .spawn()
+            .unwrap();
+        let until = Instant::now() + LIMIT;
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                assert!(st.success(), "the pinned run failed: {st}");
+                return;
+            }
+            if Instant::now() > until {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the pinned run did not finish in {LIMIT:?}: a livelock");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert!(
+        status.lines().any(|l| l == "Cpus_allowed_list:\t0"),
+        "not pinned: {status}"
+    );
+    use shmproc::Manager;
+    let m = Manager::start().unwrap();
+    let d = m.dict::<u32, u32>().unwrap();
+    for i in 0..2000u32 {
+        d.insert(i, i).unwrap();
+    }
+    assert_eq!(d.len().unwrap(), 2000);
+    let l = m.list::<u32>().unwrap();
+    std::thread::scope(|s| {
+        for t in 0..2u32 {
+            let l = &l;
+            s.spawn(move || {
+                for i in 0..1000u32 {
+                    l.push(t * 1000 + i).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(l.len().unwrap(), 2000);
+    let q = m.queue_with_capacity::<u64>(4).unwrap();
+    let jq = m.joinable_queue::<u64>().unwrap();
+    let (q2, jq2) = (q.clone(), jq.clone());
+    // SAFETY: the list threads ended; the harness runs one test at a time here.
+    let mut child = fork(unsafe { ForkPermit::new() }, move || {
+        for i in 0..3000u64 {
+            q2.put(&i).unwrap();
+            let v = jq2.get().unwrap();
+            assert_eq!(v, i);
+            jq2.task_done().unwrap();
+        }
+        0
+    });
+    for i in 0..3000u64 {
+        jq.put(&i).unwrap();
+        assert_eq!(q.get().unwrap(), i);
+    }
+    jq.join().unwrap();
+    assert_eq!(child.wait(), Ok(0));
+    assert!(matches!(jq.task_done(), Err(Error::TaskDoneTooMany)));
+    drop((d, l, q, jq));
+    m.shutdown().unwrap();
+}
