@@ -297,3 +297,97 @@ fn manager_calls_complete_with_both_ends_on_one_cpu() {
     drop((d, l, q, jq));
     m.shutdown().unwrap();
 }
+
+/// Served gets on a queue the server holds in its in-heap form (a TCP client): remote
+/// getters SIGKILLed while they wait, among two live getters, while items keep coming. No
+/// item is delivered twice, each live getter sees the items in increasing order (one
+/// producer, a FIFO), and none is lost (each getter was killed before the items were put).
+#[test]
+fn served_getters_killed_among_live_ones_neither_duplicate_nor_reorder() {
+    watchdog(LIMIT, "served leave", || {
+        let m = shmproc::Manager::builder()
+            .address(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .authkey(&b"review leave"[..])
+            .start()
+            .unwrap();
+        for cap in [0usize, 2] {
+            let q = if cap == 0 {
+                m.queue::<u32>().unwrap()
+            } else {
+                m.queue_with_capacity::<u32>(cap).unwrap()
+            };
+            assert!(!q.is_attached());
+            let out = Queue::<Vec<u32>>::new().unwrap();
+            const STOP: u32 = u32::MAX;
+            let mut live = Vec::new();
+            for _ in 0..2 {
+                let (q, out) = (q.clone(), out.clone());
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                live.push(fork(unsafe { ForkPermit::new() }, move || {
+                    let mut got = Vec::new();
+                    loop {
+                        let v = q.get().unwrap();
+                        if v == STOP {
+                            break;
+                        }
+                        got.push(v);
+                    }
+                    out.put(&got).unwrap();
+                    0
+                }));
+            }
+            let mut next = 0u32;
+            let mut kills = 0u32;
+            for round in 0..12u32 {
+                let doomed: Vec<_> = (0..2)
+                    .map(|_| {
+                        let q = q.clone();
+                        // SAFETY: no other thread of this process holds a lock that the child takes.
+                        fork(unsafe { ForkPermit::new() }, move || {
+                            // Killed while this get waits: the queue is empty until then.
+                            i32::from(q.get().is_ok())
+                        })
+                    })
+                    .collect();
+                std::thread::sleep(Duration::from_millis(20 + u64::from(round % 4) * 15));
+                for mut k in doomed {
+                    assert_eq!(k.kill(), Err(9));
+                    kills += 1;
+                }
+                // Right after the kills: the server may still be serving the dead getters'
+                // waits when these arrive.
+                for _ in 0..20 {
+                    q.put(&next).unwrap();
+                    next += 1;
+                }
+            }
+            q.put(&STOP).unwrap();
+            q.put(&STOP).unwrap();
+            let mut all = Vec::new();
+            for _ in 0..2 {
+                let got = out.get().unwrap();
+                assert!(
+                    got.windows(2).all(|w| w[0] < w[1]),
+                    "capacity {cap}: a live getter saw items out of order: {got:?}"
+                );
+                all.extend(got);
+            }
+            for mut k in live {
+                assert_eq!(k.wait(), Ok(0));
+            }
+            while let Ok(v) = q.try_get() {
+                all.push(v);
+            }
+            all.sort_unstable();
+            let before = all.len();
+            all.dedup();
+            assert_eq!(before, all.len(), "capacity {cap}: an item delivered twice");
+            let want: Vec<u32> = (0..next).collect();
+            assert_eq!(
+                all, want,
+                "capacity {cap}: items lost to getters killed before the puts ({kills} kills)"
+            );
+        }
+        m.shutdown().unwrap();
+    });
+}
