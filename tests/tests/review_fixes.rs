@@ -87,7 +87,7 @@ fn joinable_producers_killed_mid_put_leave_at_most_one_task_each() {
                     fork(unsafe { ForkPermit::new() }, move || {
                         let mut i = 0u64;
                         loop {
-                            let body = vec![p as u8; if i % 5 == 0 { 2000 } else { 16 }];
+                            let body = vec![p as u8; if i.is_multiple_of(5) { 2000 } else { 16 }];
                             q.put(&(p, body)).unwrap();
                             i += 1;
                         }
