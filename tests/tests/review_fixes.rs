@@ -488,3 +488,81 @@ fn a_stale_proxy_never_reaches_a_new_servers_object_with_its_id() {
         assert!(wrong.is_empty(), "{wrong:#?}");
     });
 }
+
+/// A manager's joinable queue, attached (local client) and served (TCP client): two
+/// producer and two consumer processes, `join` from this process returns once every item
+/// was recorded by a consumer, and one `task_done` more than items is refused.
+#[test]
+fn managed_joinable_queue_join_is_exact_attached_and_served() {
+    watchdog(LIMIT, "managed joinable", || {
+        for tcp in [false, true] {
+            let m = if tcp {
+                shmproc::Manager::builder()
+                    .address(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+                    .authkey(&b"review joinable"[..])
+                    .start()
+                    .unwrap()
+            } else {
+                shmproc::Manager::start().unwrap()
+            };
+            let q = m.joinable_queue::<(u64, u64)>().unwrap();
+            assert_eq!(q.is_attached(), !tcp);
+            const N: u64 = 300;
+            let done = Queue::<(u64, u64)>::with_capacity(4 * N as usize).unwrap();
+            let mut kids = Vec::new();
+            for _ in 0..2 {
+                let (q, done) = (q.clone(), done.clone());
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                kids.push(fork(unsafe { ForkPermit::new() }, move || {
+                    loop {
+                        match q.get() {
+                            Ok((u64::MAX, _)) => return 0,
+                            Ok(v) => {
+                                done.put(&v).unwrap();
+                                q.task_done().unwrap();
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }));
+            }
+            for p in 0..2u64 {
+                let q = q.clone();
+                // SAFETY: no other thread of this process holds a lock that the child takes.
+                kids.push(fork(unsafe { ForkPermit::new() }, move || {
+                    for i in 0..N {
+                        q.put(&(p, i)).unwrap();
+                    }
+                    0
+                }));
+            }
+            for k in &mut kids[2..] {
+                assert_eq!(k.wait(), Ok(0));
+            }
+            q.join().unwrap();
+            let mut all = Vec::new();
+            while let Ok(v) = done.try_get() {
+                all.push(v);
+            }
+            all.sort_unstable();
+            let want: Vec<(u64, u64)> = (0..2).flat_map(|p| (0..N).map(move |i| (p, i))).collect();
+            assert_eq!(
+                all, want,
+                "tcp {tcp}: join returned before every task was done"
+            );
+            let extra = q.task_done();
+            assert!(
+                matches!(extra, Err(Error::TaskDoneTooMany)),
+                "tcp {tcp}: one task_done too many: {extra:?}"
+            );
+            // Stop the consumers (their stop items are never marked done).
+            q.put(&(u64::MAX, 0)).unwrap();
+            q.put(&(u64::MAX, 0)).unwrap();
+            for k in &mut kids[..2] {
+                assert_eq!(k.wait(), Ok(0));
+            }
+            drop(q);
+            m.shutdown().unwrap();
+        }
+    });
+}
