@@ -566,3 +566,50 @@ fn managed_joinable_queue_join_is_exact_attached_and_served() {
         }
     });
 }
+
+/// Items around a slot's size and large ones through a manager's queue, attached (local)
+/// and served (TCP), from a forked producer into a capacity-1 queue whose consumer lags, so
+/// puts wait across several slices with their encoding kept: every item intact, in order.
+#[test]
+fn managed_queue_items_around_the_slot_size_wait_intact() {
+    watchdog(LIMIT, "managed slot edge", || {
+        for tcp in [false, true] {
+            let m = if tcp {
+                shmproc::Manager::builder()
+                    .address(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+                    .authkey(&b"review slot"[..])
+                    .start()
+                    .unwrap()
+            } else {
+                shmproc::Manager::start().unwrap()
+            };
+            let q = m.queue_with_capacity::<Vec<u8>>(1).unwrap();
+            assert_eq!(q.is_attached(), !tcp);
+            let sizes: Vec<usize> = (290..=320).chain([0, 4096, 1 << 20, 3 << 20]).collect();
+            let body = |n: usize| -> Vec<u8> { (0..n).map(|i| (i * 7 + n) as u8).collect() };
+            let (q2, sz) = (q.clone(), sizes.clone());
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
+                for &n in &sz {
+                    q2.put(&body(n)).unwrap();
+                }
+                0
+            });
+            for (k, &n) in sizes.iter().enumerate() {
+                if k % 8 == 0 {
+                    // Lag: the producer's put waits on the full queue meanwhile.
+                    std::thread::sleep(Duration::from_millis(60));
+                }
+                let got = q.get().unwrap();
+                assert!(
+                    got == body(n),
+                    "tcp {tcp}: size {n} came back as {} bytes",
+                    got.len()
+                );
+            }
+            assert_eq!(child.wait(), Ok(0));
+            drop(q);
+            m.shutdown().unwrap();
+        }
+    });
+}
