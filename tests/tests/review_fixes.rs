@@ -294,7 +294,48 @@ fn manager_calls_complete_with_both_ends_on_one_cpu() {
     jq.join().unwrap();
     assert_eq!(child.wait(), Ok(0));
     assert!(matches!(jq.task_done(), Err(Error::TaskDoneTooMany)));
-    drop((d, l, q, jq));
+    // A served lock and an attached condition handed between two processes on the CPU: a
+    // counter bumped non-atomically under each ends exact.
+    let lock = m.lock().unwrap();
+    let cond = m.condition().unwrap();
+    let counts = shmproc::RawArray::<u64>::new(2).unwrap();
+    const BUMPS: u64 = 400;
+    let mut kids: Vec<_> = (0..2)
+        .map(|_| {
+            let (lock, cond, counts) = (lock.clone(), cond.clone(), counts.clone());
+            // SAFETY: this process's other threads ended; the harness runs one test here.
+            fork(unsafe { ForkPermit::new() }, move || {
+                for _ in 0..BUMPS {
+                    lock.acquire().unwrap();
+                    let v = counts.get(0).unwrap();
+                    std::thread::yield_now();
+                    counts.set(0, v + 1).unwrap();
+                    lock.release().unwrap();
+                    cond.acquire().unwrap();
+                    let v = counts.get(1).unwrap();
+                    std::thread::yield_now();
+                    counts.set(1, v + 1).unwrap();
+                    cond.notify_all().unwrap();
+                    cond.release().unwrap();
+                }
+                0
+            })
+        })
+        .collect();
+    for k in &mut kids {
+        assert_eq!(k.wait(), Ok(0));
+    }
+    assert_eq!(
+        counts.get(0).unwrap(),
+        2 * BUMPS,
+        "the served lock let two in"
+    );
+    assert_eq!(
+        counts.get(1).unwrap(),
+        2 * BUMPS,
+        "the condition's lock let two in"
+    );
+    drop((d, l, q, jq, lock, cond));
     m.shutdown().unwrap();
 }
 
