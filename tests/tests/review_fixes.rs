@@ -658,3 +658,36 @@ fn managed_queue_items_around_the_slot_size_wait_intact() {
         }
     });
 }
+
+/// Joinable puts that fail (a full queue's `try_put` and timed `put`, a closed queue's put,
+/// small and large items) count no task: after the items that went in are done, `join`
+/// returns at once and one more `task_done` is refused.
+#[test]
+fn failed_joinable_puts_count_no_task() {
+    watchdog(LIMIT, "failed joinable puts", || {
+        let j = JoinableQueue::<Vec<u8>>::with_capacity(1).unwrap();
+        j.put(&vec![1; 8]).unwrap();
+        for n in [8usize, 304, 305, 100_000] {
+            assert!(
+                matches!(j.try_put(&vec![2; n]), Err(Error::Full)),
+                "try_put {n}"
+            );
+            let r = j.put_timeout(&vec![3; n], Duration::from_millis(5));
+            assert!(
+                matches!(r, Err(Error::Full | Error::Timeout)),
+                "put_timeout {n}: {r:?}"
+            );
+        }
+        assert_eq!(j.get().unwrap(), vec![1; 8]);
+        j.task_done().unwrap();
+        j.join_timeout(Duration::ZERO)
+            .expect("a failed put counted a task");
+        j.close();
+        for n in [8usize, 100_000] {
+            assert!(matches!(j.put(&vec![4; n]), Err(Error::Closed)));
+        }
+        j.join_timeout(Duration::ZERO)
+            .expect("a put refused as closed counted a task");
+        assert!(matches!(j.task_done(), Err(Error::TaskDoneTooMany)));
+    });
+}
