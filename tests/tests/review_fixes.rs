@@ -691,3 +691,44 @@ fn failed_joinable_puts_count_no_task() {
         assert!(matches!(j.task_done(), Err(Error::TaskDoneTooMany)));
     });
 }
+
+/// A manager's joinable queue (attached and served): a put whose encoding panics, in the
+/// slot or past it, counts no task and leaves the queue usable, so `join` returns at once.
+#[test]
+fn a_panicking_serialize_counts_no_task_in_a_managed_joinable_queue() {
+    watchdog(LIMIT, "managed bomb", || {
+        for tcp in [false, true] {
+            let m = if tcp {
+                shmproc::Manager::builder()
+                    .address(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+                    .authkey(&b"review bomb"[..])
+                    .start()
+                    .unwrap()
+            } else {
+                shmproc::Manager::start().unwrap()
+            };
+            let j = m.joinable_queue::<Bomb>().unwrap();
+            for len in [0usize, 303, 304, 305, 5000] {
+                let r =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| j.put(&Bomb { len })));
+                assert!(r.is_err(), "the serializer panics");
+                assert!(
+                    j.is_empty().unwrap(),
+                    "tcp {tcp} len {len}: an item went in"
+                );
+                let joined = j.join_timeout(Duration::ZERO);
+                assert!(
+                    joined.is_ok(),
+                    "tcp {tcp} len {len}: a task was counted: {joined:?}"
+                );
+            }
+            let v = m.joinable_queue::<Vec<u8>>().unwrap();
+            v.put(&vec![1; 400]).unwrap();
+            assert_eq!(v.get().unwrap(), vec![1; 400]);
+            v.task_done().unwrap();
+            v.join_timeout(Duration::ZERO).unwrap();
+            drop((j, v));
+            m.shutdown().unwrap();
+        }
+    });
+}
