@@ -732,3 +732,57 @@ fn a_panicking_serialize_counts_no_task_in_a_managed_joinable_queue() {
         }
     });
 }
+
+/// A forked child that inherited a proxy of a stopped server starts a new server at the same
+/// path and makes an object of the same kind there (the same id), then drops the inherited
+/// proxy: its own proxy's object must live on.
+///
+/// Bug seen (with `a_stale_proxy_never_reaches_a_new_servers_object_with_its_id`): the
+/// inherited proxy's drop goes through the child's own client (`forked_client`), which only
+/// knows the new server, and releases the child's reference to the new object of that id:
+/// the live proxy's calls then fail (exit code 1 below) as its object is gone.
+#[test]
+#[ignore = "bug: dropping a stale inherited proxy releases the new server's object of the same id"]
+fn a_stale_inherited_proxy_dropped_keeps_the_new_servers_object() {
+    watchdog(LIMIT, "stale drop", || {
+        let path = std::env::temp_dir().join(format!(
+            "shmproc-review-stale-drop-{}.sock",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let start = |path: &std::path::Path| {
+            shmproc::Manager::builder()
+                .address(shmproc::connection::Address::Unix(path.to_path_buf()))
+                .authkey(&b"stale drop"[..])
+                .start()
+                .unwrap()
+        };
+        let first = start(&path);
+        let stale = first.dict::<u8, u8>().unwrap();
+        stale.insert(1, 1).unwrap();
+        first.shutdown().unwrap();
+        let p2 = path.clone();
+        // SAFETY: no other thread of this process holds a lock that the child takes.
+        let mut child = fork(unsafe { ForkPermit::new() }, move || {
+            let m = start(&p2);
+            let mine = m.dict::<u8, u8>().unwrap();
+            mine.insert(9, 9).unwrap();
+            drop(stale);
+            let code = match mine.get(&9) {
+                Ok(Some(9)) => 0,
+                Ok(_) => 2,
+                Err(_) => 1,
+            };
+            drop(mine);
+            let _ = m.shutdown();
+            code
+        });
+        let ended = child.wait();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(
+            ended,
+            Ok(0),
+            "the child's own proxy after it dropped the stale one (1: object gone)"
+        );
+    });
+}
