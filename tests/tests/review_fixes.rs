@@ -786,3 +786,55 @@ fn a_stale_inherited_proxy_dropped_keeps_the_new_servers_object() {
         );
     });
 }
+
+/// As `a_stale_proxy_never_reaches_a_new_servers_object_with_its_id`, for a server on TCP
+/// restarted at the same port by another process: this process's stale proxy must not
+/// reach the new server's object of the same id (a TCP call is never sent again).
+#[test]
+fn a_stale_tcp_proxy_never_reaches_a_new_servers_object_with_its_id() {
+    watchdog(LIMIT, "stale tcp proxy", || {
+        let start = |addr: std::net::SocketAddr| {
+            shmproc::Manager::builder()
+                .address(addr)
+                .authkey(&b"stale tcp"[..])
+                .start()
+        };
+        let first = start(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let shmproc::connection::Address::Tcp(addr) = first.address() else {
+            panic!("not a TCP address: {:?}", first.address());
+        };
+        let stale = first.dict::<u8, u8>().unwrap();
+        stale.insert(1, 1).unwrap();
+        first.shutdown().unwrap();
+        let ready = Queue::<i32>::new().unwrap();
+        let check = Queue::<u8>::new().unwrap();
+        let (r2, c2) = (ready.clone(), check.clone());
+        // SAFETY: no other thread of this process holds a lock that the child takes.
+        let mut host = fork(unsafe { ForkPermit::new() }, move || {
+            let Ok(m) = start(addr) else {
+                r2.put(&1).unwrap();
+                return 100;
+            };
+            let d = m.dict::<u8, u8>().unwrap();
+            r2.put(&0).unwrap();
+            c2.get().unwrap();
+            let n = d.len().unwrap() as i32;
+            drop(d);
+            m.shutdown().unwrap();
+            n
+        });
+        if ready.get().unwrap() != 0 {
+            assert_eq!(host.wait(), Ok(100));
+            eprintln!("the port was not free again; nothing checked");
+            return;
+        }
+        let call = stale.insert(3, 3);
+        check.put(&0).unwrap();
+        let in_new = host.wait();
+        drop(stale);
+        assert!(
+            matches!(call, Err(Error::Disconnected)) && in_new == Ok(0),
+            "stale call {call:?}; the new server's dict holds {in_new:?} entries"
+        );
+    });
+}
