@@ -789,8 +789,17 @@ fn a_stale_inherited_proxy_dropped_keeps_the_new_servers_object() {
 
 /// As `a_stale_proxy_never_reaches_a_new_servers_object_with_its_id`, for a server on TCP
 /// restarted at the same port by another process: this process's stale proxy must not
-/// reach the new server's object of the same id (a TCP call is never sent again).
+/// reach the new server's object of the same id.
+///
+/// Bug seen (every run): the first stale call fails (`Disconnected`, its pooled TCP
+/// connection broke and a TCP call is never sent again), but the second opens a fresh
+/// connection (`Client::tcp_round_trip` -> `connect`) to the new server and its insert goes
+/// through (`Ok(None)`; the new dict ends with 1 entry). A TCP client has no server identity
+/// (only a local greeting's answer carries one, `Client::greeted`), so no epoch ever moves.
+/// A fix: carry the identity in the remote greeting's answer too and compare it with the
+/// proxy's as for a local server.
 #[test]
+#[ignore = "bug: a TCP server restarted at the same port takes the old server's proxies' calls"]
 fn a_stale_tcp_proxy_never_reaches_a_new_servers_object_with_its_id() {
     watchdog(LIMIT, "stale tcp proxy", || {
         let start = |addr: std::net::SocketAddr| {
@@ -828,13 +837,17 @@ fn a_stale_tcp_proxy_never_reaches_a_new_servers_object_with_its_id() {
             eprintln!("the port was not free again; nothing checked");
             return;
         }
+        // The first call finds the pooled connection broken; the second opens a fresh one.
         let call = stale.insert(3, 3);
+        let again = stale.insert(4, 4);
         check.put(&0).unwrap();
         let in_new = host.wait();
         drop(stale);
         assert!(
-            matches!(call, Err(Error::Disconnected)) && in_new == Ok(0),
-            "stale call {call:?}; the new server's dict holds {in_new:?} entries"
+            matches!(call, Err(Error::Disconnected))
+                && matches!(again, Err(Error::Disconnected))
+                && in_new == Ok(0),
+            "stale calls {call:?}, {again:?}; the new server's dict holds {in_new:?} entries"
         );
     });
 }
