@@ -851,3 +851,75 @@ fn a_stale_tcp_proxy_never_reaches_a_new_servers_object_with_its_id() {
         );
     });
 }
+
+/// Sends a `Vec<u8>` queue's proxy and receives it as a `String` one, under one type name.
+#[derive(Debug)]
+struct Retype {
+    bytes: Option<shmproc::manager::QueueProxy<Vec<u8>>>,
+    string: Option<shmproc::manager::QueueProxy<String>>,
+}
+
+impl serde::Serialize for Retype {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.bytes.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Retype {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Retype {
+            bytes: None,
+            string: Option::deserialize(d)?,
+        })
+    }
+}
+
+/// Malformed items for the element type (bytes that are no UTF-8 `String`, small and past a
+/// slot) reach a `String` proxy of a `Vec<u8>` queue through an untyped pipe: decoding them
+/// errors (no panic, no garbage), attached (local) and served (TCP), and the queue keeps
+/// working for its own type.
+#[test]
+fn malformed_items_for_the_element_type_error_on_decode() {
+    watchdog(LIMIT, "malformed decode", || {
+        for tcp in [false, true] {
+            let m = if tcp {
+                shmproc::Manager::builder()
+                    .address(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+                    .authkey(&b"review malformed"[..])
+                    .start()
+                    .unwrap()
+            } else {
+                shmproc::Manager::start().unwrap()
+            };
+            let q = m.queue::<Vec<u8>>().unwrap();
+            let (a, b) = shmproc::connection::pipe().unwrap();
+            a.send(&Retype {
+                bytes: Some(q.clone()),
+                string: None,
+            })
+            .unwrap();
+            let s = b.recv::<Retype>().unwrap().string.unwrap();
+            for n in [2usize, 303, 304, 5000] {
+                let mut bad = vec![0xffu8; n];
+                bad[0] = 0xc3;
+                q.put(&bad).unwrap();
+                let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.get()));
+                match got {
+                    Ok(Err(e)) => eprintln!("tcp {tcp} {n}: {e}"),
+                    Ok(Ok(v)) => panic!("tcp {tcp} {n}: decoded as {v:?}"),
+                    Err(_) => panic!("tcp {tcp} {n}: decoding panicked"),
+                }
+                // The queue keeps working for its own type.
+                q.put(&vec![1, 2, 3]).unwrap();
+                let next = q.get().unwrap();
+                if next != vec![1, 2, 3] {
+                    // The malformed item was left in place: it comes out first, intact.
+                    assert_eq!(next, bad, "tcp {tcp} {n}");
+                    assert_eq!(q.get().unwrap(), vec![1, 2, 3]);
+                }
+            }
+            drop((q, s));
+            m.shutdown().unwrap();
+        }
+    });
+}
