@@ -923,3 +923,71 @@ fn malformed_items_for_the_element_type_error_on_decode() {
         }
     });
 }
+
+/// A manager's attached joinable queue with producer clients SIGKILLed in a loop of puts:
+/// every delivered item is marked done; at most one task per killed producer is left
+/// counted without its message, and once those are marked done `join` returns.
+#[test]
+fn managed_joinable_producers_killed_mid_put_leave_at_most_one_task_each() {
+    watchdog(LIMIT, "managed joinable kill", || {
+        let m = shmproc::Manager::start().unwrap();
+        let q = m.joinable_queue::<(u64, Vec<u8>)>().unwrap();
+        assert!(q.is_attached());
+        let mut killed = 0u64;
+        let mut got = 0u64;
+        for round in 0..20u64 {
+            let mut kids: Vec<_> = (0..2u64)
+                .map(|p| {
+                    let q = q.clone();
+                    // SAFETY: no other thread of this process holds a lock that the child takes.
+                    fork(unsafe { ForkPermit::new() }, move || {
+                        let mut i = 0u64;
+                        loop {
+                            let n = if i.is_multiple_of(5) { 2000 } else { 16 };
+                            q.put(&(p, vec![p as u8; n])).unwrap();
+                            i += 1;
+                        }
+                    })
+                })
+                .collect();
+            let until = Instant::now() + Duration::from_millis(2 + round % 7);
+            while Instant::now() < until {
+                if let Ok((p, body)) = q.try_get() {
+                    assert!(body.iter().all(|&b| b == p as u8), "torn message");
+                    q.task_done().unwrap();
+                    got += 1;
+                }
+            }
+            for k in &mut kids {
+                assert_eq!(k.kill(), Err(9));
+                killed += 1;
+            }
+            while let Ok((p, body)) = q.try_get() {
+                assert!(body.iter().all(|&b| b == p as u8), "torn message");
+                q.task_done().unwrap();
+                got += 1;
+            }
+        }
+        assert!(got > 0, "producers never got to put");
+        let mut extra = 0u64;
+        loop {
+            match q.task_done() {
+                Ok(()) => extra += 1,
+                Err(Error::TaskDoneTooMany) => break,
+                Err(e) => panic!("{e}"),
+            }
+            assert!(
+                extra <= killed,
+                "more orphan tasks ({extra}) than kills ({killed})"
+            );
+        }
+        eprintln!("{got} items, {extra} orphan tasks, {killed} kills");
+        q.join_timeout(Duration::from_secs(5)).unwrap();
+        q.put(&(7, vec![7])).unwrap();
+        assert_eq!(q.get().unwrap().0, 7);
+        q.task_done().unwrap();
+        q.join_timeout(Duration::from_secs(5)).unwrap();
+        drop(q);
+        m.shutdown().unwrap();
+    });
+}
