@@ -512,6 +512,13 @@ impl RemoteObject {
         }
     }
 
+    /// Returns the object's id in its server (Python's `_id`): a number from a random base
+    /// per server process, so a proxy kept across a restart of its server names no object
+    /// of the new one.
+    pub fn id(&self) -> u64 {
+        self.held.id
+    }
+
     /// Returns the name of the object's type in the server (`"shmproc.dict"`, `"Counter"`).
     pub fn type_name(&self) -> &str {
         &self.held.type_name

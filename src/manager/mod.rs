@@ -71,6 +71,12 @@
 //! the new server's segment, drops the idle connections to the old one (a request that a
 //! dead server never read is sent again on a fresh connection), and the old server's proxies
 //! fail with [`Error::Disconnected`] from then on rather than name the new server's objects.
+//! Object ids also count from a random base in each server process (below 2^62; the shared
+//! namespace is always 0), so a stale proxy that reaches a new server at its address anyway
+//! (a request sent again on a fresh connection, a forked child's first connection, any TCP
+//! client: TCP greetings carry no identity) names no object there: its calls fail with
+//! [`Error::Remote`] of kind `UnknownObject` and its release frees nothing. Only the shared
+//! namespace ([`Manager::shared`]) is the same object for every server at an address.
 //!
 //! The differences from a served object:
 //! - *queue capacity*: a queue made without one holds at most 262,144 items (a `put` beyond

@@ -225,12 +225,20 @@ pub(crate) struct Server {
 /// The id of the server's shared namespace ([`Manager::shared`](super::Manager::shared)).
 pub(crate) const SHARED_NAMESPACE: u64 = 0;
 
-/// Object ids: unique in the process (several in-process servers share the custom values).
+/// The next object id, unique in the process (several in-process servers share the custom
+/// values); `None` until the first.
+static NEXT_ID: Mutex<Option<u64>> = Mutex::new(None);
+
+/// Object ids: unique in the process, counted from a random base (below 2^62, never 0, the
+/// shared namespace's), so an id that a proxy of a stopped server kept names nothing in a
+/// server started later at the same address: such a proxy's calls fail with
+/// `UnknownObject` and its release frees nothing, instead of reaching (or freeing) the new
+/// server's object of the same number.
 fn next_id() -> u64 {
-    static NEXT: Mutex<u64> = Mutex::new(0);
-    let mut n = lock(&NEXT);
-    *n += 1;
-    *n
+    let mut n = lock(&NEXT_ID);
+    let id = n.unwrap_or_else(|| (sys::random_u64() >> 2).max(1)) + 1;
+    *n = Some(id);
+    id
 }
 
 impl Server {
@@ -1029,6 +1037,8 @@ pub(crate) fn server_main(args: ServerArgs) {
 /// slice of the server's wait (every client counts as gone while it waits).
 #[cfg(feature = "test-support")]
 pub(crate) fn fuzz_protocol(mut data: &[u8]) {
+    // Ids from 1 in a fuzzing process, so the seeds' object numbers name objects.
+    lock(&NEXT_ID).get_or_insert(0);
     let server = Server::new(Vec::new(), true, PIN_GRACE);
     let gone = || true;
     let mut sessions: HashMap<u64, Arc<Mutex<HashSet<u64>>>> = HashMap::new();

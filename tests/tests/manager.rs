@@ -1587,17 +1587,7 @@ fn served_and_attached_clients_share_one_queue() {
         let q = m.joinable_queue::<String>().unwrap();
         assert!(q.is_attached());
         let raw = raw_client(&m.address(), b"mixed", 0x5e7);
-        let id = (1..64)
-            .find(|&object| {
-                let f = to_bytes(&WireRequest::TypeOf { object }).unwrap();
-                raw.send_bytes(&f).unwrap();
-                let reply = raw.recv_bytes().unwrap();
-                let Ok((0u8, body)) = from_bytes::<(u8, Vec<u8>)>(&reply) else {
-                    return false;
-                };
-                from_bytes::<String>(&body).unwrap() == "shmproc.joinable_queue"
-            })
-            .expect("the queue's id");
+        let id = q.remote().id();
         for i in 0..20u32 {
             let item = format!("item {i}");
             if i % 2 == 0 {
@@ -1804,17 +1794,7 @@ fn served_and_attached_clients_share_one_condition() {
         let cond = m.condition().unwrap();
         assert!(cond.is_attached());
         let raw = raw_client(&m.address(), b"mixedc", 0xc0d);
-        let id = (1..64)
-            .find(|&object| {
-                let f = to_bytes(&WireRequest::TypeOf { object }).unwrap();
-                raw.send_bytes(&f).unwrap();
-                let reply = raw.recv_bytes().unwrap();
-                let Ok((0u8, body)) = from_bytes::<(u8, Vec<u8>)>(&reply) else {
-                    return false;
-                };
-                from_bytes::<String>(&body).unwrap() == "shmproc.condition"
-            })
-            .expect("the condition's id");
+        let id = cond.remote().id();
         let frames = [
             call_frame(id, "acquire", to_bytes(&(true, None::<Duration>)).unwrap()),
             call_frame(id, "acquire", to_bytes(&(false, None::<Duration>)).unwrap()),

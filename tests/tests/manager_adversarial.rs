@@ -40,9 +40,18 @@ fn request(c: &shmproc::Connection, req: &WireRequest) -> Result<Vec<u8>, ()> {
     }
 }
 
-/// The ids (up to `max`) of the objects the server holds, with their types.
+/// The objects the server holds among the shared namespace (0) and the `max` ids made last,
+/// with their types. Ids count up from a random base in each server process: where the
+/// count is is learnt by making (and dropping) a namespace.
 fn live_objects(c: &shmproc::Connection, max: u64) -> BTreeSet<(u64, String)> {
-    (0..=max)
+    let create = WireRequest::Create {
+        kind: "shmproc.namespace".to_owned(),
+        init: Vec::new(),
+    };
+    let next: u64 = from_bytes(&request(c, &create).expect("create")).unwrap();
+    request(c, &WireRequest::Release { object: next }).expect("release");
+    std::iter::once(0)
+        .chain(next.saturating_sub(max)..next)
         .filter_map(|object| {
             let body = request(c, &WireRequest::TypeOf { object }).ok()?;
             Some((object, from_bytes::<String>(&body).unwrap()))

@@ -983,16 +983,7 @@ fn a_served_condition_lock_belongs_to_the_client_thread_not_the_connection() {
         assert!(cond.is_attached());
         let a = raw_client(&m.address(), b"hop", 0x407);
         let b = raw_client(&m.address(), b"hop", 0x407);
-        let id = (1..64)
-            .find(|&object| {
-                let req = shmproc_tests::WireRequest::TypeOf { object };
-                a.send_bytes(&to_bytes(&req).unwrap()).unwrap();
-                matches!(
-                    from_bytes::<(u8, Vec<u8>)>(&a.recv_bytes().unwrap()),
-                    Ok((0, body)) if from_bytes::<String>(&body).unwrap() == "shmproc.condition"
-                )
-            })
-            .expect("the condition's id");
+        let id = cond.remote().id();
         let calls: [(&str, Vec<u8>); 6] = [
             ("acquire", to_bytes(&(false, None::<Duration>)).unwrap()),
             (
@@ -1598,11 +1589,9 @@ fn a_proxy_in_a_large_attached_item_is_pinned_once() {
         assert!(outer.is_attached());
         let mut lingered = Vec::new();
         for pad in [4usize, 1000] {
-            let before: Vec<u64> = (1..256).filter(|&o| object_exists(&raw, o)).collect();
             let inner = m.queue::<u8>().unwrap();
-            let id = (1..256)
-                .find(|&o| !before.contains(&o) && object_exists(&raw, o))
-                .expect("the inner queue's id");
+            let id = inner.remote().id();
+            assert!(object_exists(&raw, id));
             outer.put(&(inner.clone(), "p".repeat(pad))).unwrap();
             let (got, _) = outer.get().unwrap();
             got.put(&1).unwrap();
