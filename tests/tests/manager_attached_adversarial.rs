@@ -976,7 +976,7 @@ fn raw_call(
 /// reached only by a served local client, one whose attach failed).
 #[test]
 fn a_served_condition_lock_belongs_to_the_client_thread_not_the_connection() {
-    use shmproc::codec::{from_bytes, to_bytes};
+    use shmproc::codec::to_bytes;
     watchdog(LIMIT, "served heap condition threads", || {
         let m = Manager::builder().authkey(&b"hop"[..]).start().unwrap();
         let cond = m.condition().unwrap();
