@@ -20,7 +20,7 @@
 //! Children are started and ready before the clock starts; each timed batch ends when every
 //! consumer has taken its messages.
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Bencher, Criterion, Throughput, criterion_group, criterion_main};
 use shmproc::{Process, Queue, RawArray, RawValue, ShareableQueue};
 use shmproc_benches::Ring;
 use std::time::{Duration, Instant};
@@ -58,6 +58,33 @@ fn consume_into((q, counts, c): (Queue<String>, RawArray<u64>, usize)) {
     }
 }
 
+/// One producer (this process) and one consumer child running `target`, which reports ready
+/// in `counts[1]` and counts what it took in `counts[0]`: times `iters` puts of `msg` until
+/// the consumer has taken them all.
+fn one_to_one<T>(b: &mut Bencher<'_>, target: fn((Queue<T>, RawArray<u64>, usize)), msg: T)
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+{
+    let q = Queue::<T>::with_capacity(1024).expect("queue");
+    let counts = RawArray::<u64>::new(2).expect("counts");
+    let consumer = Process::new(target, (q.clone(), counts.clone(), 0))
+        .start()
+        .expect("start consumer");
+    wait_for(|| counts.get(1).unwrap_or(0) == 1);
+    let mut taken = 0;
+    b.iter_custom(|iters| {
+        let t = Instant::now();
+        for _ in 0..iters {
+            q.put(&msg).expect("put");
+        }
+        taken += iters;
+        wait_for(|| counts.get(0).unwrap_or(0) >= taken);
+        t.elapsed()
+    });
+    q.close();
+    consumer.join().expect("join consumer");
+}
+
 /// The 256-byte object, its byte field encoded as one byte string.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Object {
@@ -82,27 +109,10 @@ fn object(c: &mut Criterion) {
     let mut g = c.benchmark_group("queue");
     g.throughput(Throughput::Elements(1));
     g.bench_function("1to1_object/256B", |b| {
-        let q = Queue::<Object>::with_capacity(1024).expect("queue");
-        let counts = RawArray::<u64>::new(2).expect("counts");
-        let consumer = Process::new(consume_object, (q.clone(), counts.clone(), 0))
-            .start()
-            .expect("start consumer");
-        wait_for(|| counts.get(1).unwrap_or(0) == 1);
         let msg = Object {
             data: vec![b'x'; MSG],
         };
-        let mut taken = 0;
-        b.iter_custom(|iters| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                q.put(&msg).expect("put");
-            }
-            taken += iters;
-            wait_for(|| counts.get(0).unwrap_or(0) >= taken);
-            t.elapsed()
-        });
-        q.close();
-        consumer.join().expect("join consumer");
+        one_to_one(b, consume_object, msg);
     });
     g.bench_function("same_thread/string/256B", |b| {
         let q = Queue::<String>::with_capacity(1024).expect("queue");
@@ -218,28 +228,7 @@ fn queue(c: &mut Criterion) {
         ("1to1/256B", consume as fn(_)),
         ("1to1_into/256B", consume_into),
     ] {
-        g.bench_function(name, |b| {
-            let q = Queue::<String>::with_capacity(1024).expect("queue");
-            // counts[0]: messages taken; counts[1]: the consumer is ready.
-            let counts = RawArray::<u64>::new(2).expect("counts");
-            let consumer = Process::new(target, (q.clone(), counts.clone(), 0))
-                .start()
-                .expect("start consumer");
-            wait_for(|| counts.get(1).unwrap_or(0) == 1);
-            let msg = "x".repeat(MSG);
-            let mut taken = 0;
-            b.iter_custom(|iters| {
-                let t = Instant::now();
-                for _ in 0..iters {
-                    q.put(&msg).expect("put");
-                }
-                taken += iters;
-                wait_for(|| counts.get(0).unwrap_or(0) >= taken);
-                t.elapsed()
-            });
-            q.close();
-            consumer.join().expect("join consumer");
-        });
+        g.bench_function(name, |b| one_to_one(b, target, "x".repeat(MSG)));
     }
 
     g.bench_function("2to2/256B", |b| {
