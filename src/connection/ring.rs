@@ -99,9 +99,11 @@
 //!
 //! - the 50 ms slice: every sleep makes the kernel copy the timeout, read its clock, and arm
 //!   and cancel a timer; the same loop with untimed sleeps took 2.9 µs (−0.2 µs). An untimed
-//!   sleep needs another way to learn that the peer died (a wake-up from the kernel on the
-//!   peer's death: the robust futex list is the C library's, see `sync::raw`; or a watcher
-//!   thread per process polling the peers' liveness pipes), which this ring does not have;
+//!   sleep needs another way to learn that the peer died, and none fits: the kernel wakes a
+//!   futex on a thread's death only through that thread's robust list (the C library's, see
+//!   `sync::raw`) or its `clear_child_tid` word (`pthread_join`'s); a watcher thread that
+//!   wakes sleepers every 50 ms would make every process that ever slept on a pipe
+//!   multi-threaded, which the `Fork` start method refuses;
 //! - the message path in user space (the codec, `transfer`'s descriptor scope, the receive
 //!   turn, the handshake's read-modify-write and fences, each touched after a context
 //!   switch): `send_bytes`/`recv_bytes_into` round trips took 3.0 µs, `send`/`recv` of a
