@@ -466,9 +466,11 @@ pub mod bytes {
 ///   slot into the kept buffer, no allocation).
 /// - A byte field of your own `#[derive(Deserialize)]` struct: `#[serde(with =
 ///   "shmproc::codec::bytes")]` on a `Vec<u8>`, or a `ByteBuf` field. Either is one length and
-///   one copy each way. A derived struct is decoded whole and assigned by `get_into` (serde's
-///   derive only writes fields in place when its `deserialize_in_place` feature is on), so
-///   its buffer is allocated once per message either way.
+///   one copy each way. `get_into` decodes a derived struct whole and assigns it, so its
+///   buffer is allocated once per message either way, unless the `deserialize_in_place`
+///   feature of the `serde_derive` crate is enabled in your build: the derive then writes each
+///   field in place, and a `ByteBuf` field (not a `codec::bytes` one: serde decodes a
+///   `with` field whole) keeps its buffer.
 ///
 /// # Examples
 /// ```
