@@ -9,6 +9,9 @@
 //! `struct Object { data: Vec<u8> }`, its field marked `#[serde(with = "shmproc::codec::bytes")]`
 //! (one length and one copy each way, no UTF-8 check on decode).
 //!
+//! `queue/1to1_bytebuf_into/256B`: the same 256 bytes on the wire as a `shmproc::codec::ByteBuf`,
+//! the consumer decoding each into one kept buffer (`get_into`: no allocation per message).
+//!
 //! `queue/same_thread/{string,object}/256B`: one `put` and one `get` in one thread, the cost of
 //! the serde path per message with no second process (the figure least moved by other load on
 //! the machine).
@@ -21,6 +24,7 @@
 //! consumer has taken its messages.
 
 use criterion::{Bencher, Criterion, Throughput, criterion_group, criterion_main};
+use shmproc::codec::ByteBuf;
 use shmproc::{Process, Queue, RawArray, RawValue, ShareableQueue};
 use shmproc_benches::Ring;
 use std::time::{Duration, Instant};
@@ -104,7 +108,20 @@ fn consume_object((q, counts, c): (Queue<Object>, RawArray<u64>, usize)) {
     }
 }
 
-/// `queue/1to1_object/256B` and `queue/same_thread/{string,object}/256B`.
+/// As `consume`, decoding `ByteBuf`s into one kept buffer.
+fn consume_bytebuf_into((q, counts, c): (Queue<ByteBuf>, RawArray<u64>, usize)) {
+    let k = counts.len() / 2;
+    counts.set(k + c, 1).expect("index");
+    let mut n = 0;
+    let mut b = ByteBuf::with_capacity(MSG);
+    while q.get_into(&mut b).is_ok() {
+        std::hint::black_box(&b);
+        n += 1;
+        counts.set(c, n).expect("index");
+    }
+}
+
+/// `queue/1to1_object/256B`, `queue/1to1_bytebuf_into/256B` and `queue/same_thread/{string,object}/256B`.
 fn object(c: &mut Criterion) {
     let mut g = c.benchmark_group("queue");
     g.throughput(Throughput::Elements(1));
@@ -113,6 +130,9 @@ fn object(c: &mut Criterion) {
             data: vec![b'x'; MSG],
         };
         one_to_one(b, consume_object, msg);
+    });
+    g.bench_function("1to1_bytebuf_into/256B", |b| {
+        one_to_one(b, consume_bytebuf_into, ByteBuf::from(vec![b'x'; MSG]));
     });
     g.bench_function("same_thread/string/256B", |b| {
         let q = Queue::<String>::with_capacity(1024).expect("queue");

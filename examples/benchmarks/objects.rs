@@ -2,6 +2,7 @@
 
 use std::hint::black_box;
 
+use shmproc::codec::ByteBuf;
 use shmproc::manager::QueueProxy;
 use shmproc::{Connection, Process, Queue, RawValue, ShareableQueue};
 
@@ -57,6 +58,13 @@ pub(crate) fn specs() -> Vec<Spec> {
         row(
             "Queue<Object>, 1 -> 1, get_into",
             queue_1to1_into,
+            "queue",
+            Some(Limit::Ring),
+            Some(0.5),
+        ),
+        row(
+            "Queue<ByteBuf>, 1 -> 1, get_into",
+            queue_1to1_bytebuf,
             "queue",
             Some(Limit::Ring),
             Some(0.5),
@@ -120,6 +128,38 @@ fn consume_queue_into((q, done): (Queue<Object>, RawValue<u64>)) {
         n += 1;
         done.set(n);
     }
+}
+
+/// As `consume_queue_into`, for `ByteBuf` messages: decoded in place into one kept buffer,
+/// nothing allocated per message.
+fn consume_bytebuf_into((q, done): (Queue<ByteBuf>, RawValue<u64>)) {
+    let mut n = 0;
+    let mut b = ByteBuf::with_capacity(256);
+    while q.get_into(&mut b).is_ok() {
+        black_box(&b);
+        n += 1;
+        done.set(n);
+    }
+}
+
+/// `Queue<ByteBuf>`: the same 256 bytes on the wire as an `Object`, the consumer decoding each
+/// into one kept buffer (no allocation per message).
+pub(crate) fn queue_1to1_bytebuf() -> Option<Workload> {
+    let q = Queue::<ByteBuf>::with_capacity(CAPACITY).expect("Queue");
+    let done = RawValue::new(0u64).expect("RawValue");
+    let child = Process::new(consume_bytebuf_into, (q.clone(), done.clone()))
+        .start()
+        .expect("start consumer");
+    let msg = ByteBuf::from(vec![b'0'; 256]);
+    let mut p = Peers::new((q, done, msg, 0u64), vec![child], |s| s.0.close());
+    Some(Workload::new(1, move |reps| {
+        let (q, done, msg, sent) = &mut p.state;
+        for _ in 0..reps {
+            q.put(msg).expect("put");
+        }
+        *sent += reps;
+        wait_until(|| done.get() == *sent);
+    }))
 }
 
 /// A producer child: for each count `n` it gets from `work`, puts `n` objects on `q`.

@@ -12,6 +12,7 @@ use std::cell::Cell;
 use std::hint::black_box;
 use std::io::{Read, Write};
 
+use shmproc::codec::ByteBuf;
 use shmproc::{Process, Queue, RawValue, ShareableQueue};
 
 use crate::bare;
@@ -66,6 +67,7 @@ fn specs() -> Vec<PeerSpec> {
     let loan = "256 B child -> parent, ShareableQueue (loan)";
     let serde = "256 B child -> parent, Queue<Vec<u8>> (serde)";
     let blob = "256 B child -> parent, Queue<Blob> (codec::bytes)";
+    let bytebuf = "256 B child -> parent, Queue<ByteBuf> (get_into)";
     let pipe = "u64 round trip, Pipe";
     let pipe_blocking = "u64 round trip, Pipe, spinning off";
     vec![
@@ -96,6 +98,7 @@ fn specs() -> Vec<PeerSpec> {
         ),
         objects(serde, serde_queue, "ipc-channel Vec<u8>", ipc_objects),
         objects(blob, blob_queue, "ipc-channel Vec<u8>", ipc_objects),
+        objects(bytebuf, bytebuf_queue, "ipc-channel Vec<u8>", ipc_objects),
         trips(
             pipe,
             crate::pingpong::pipe_round_trip,
@@ -310,6 +313,40 @@ fn blob_queue() -> Option<Workload> {
         work.put(&reps).expect("put work");
         for _ in 0..reps {
             black_box(q.get().expect("get").data);
+        }
+    }))
+}
+
+/// The `ByteBuf` producer child.
+fn produce_bytebuf((work, q): (ShareableQueue<u64>, Queue<ByteBuf>)) {
+    let msg = ByteBuf::from(vec![b'0'; 256]);
+    while let Ok(n) = work.get() {
+        for _ in 0..n {
+            if q.put(&msg).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The same 256 bytes on the wire as a `Blob`, received into one kept buffer (`get_into`: no
+/// allocation per message).
+fn bytebuf_queue() -> Option<Workload> {
+    let work = ShareableQueue::<u64>::with_capacity(16).expect("work");
+    let q = Queue::<ByteBuf>::with_capacity(CAPACITY).expect("Queue");
+    let child = Process::new(produce_bytebuf, (work.clone(), q.clone()))
+        .start()
+        .expect("start producer");
+    let mut p = Peers::new((work, q, ByteBuf::with_capacity(256)), vec![child], |s| {
+        s.0.close();
+        s.1.close();
+    });
+    Some(Workload::new(1, move |reps| {
+        let (work, q, buf) = &mut p.state;
+        work.put(&reps).expect("put work");
+        for _ in 0..reps {
+            q.get_into(buf).expect("get_into");
+            black_box(&*buf);
         }
     }))
 }

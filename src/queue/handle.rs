@@ -412,7 +412,9 @@ macro_rules! queue_common {
 ///   `#[serde(with = "shmproc::codec::bytes")]` is one length and one copy each way, with the
 ///   same bytes on the wire (see [`codec::bytes`]);
 /// - [`get_into`](Queue::get_into) decodes into a value the caller keeps, so a consumer of
-///   `String`s or `Vec`s that reuses one buffer allocates nothing per message.
+///   `String`s, `Vec`s or [`codec::ByteBuf`]s (byte payloads, one copy out of the slot) that
+///   reuses one buffer allocates nothing per message. A `#[derive(Deserialize)]` struct is
+///   decoded whole and assigned, so its buffers are allocated per message.
 ///
 /// # Blocking and timeouts
 /// `put` waits while the queue is full, `get` while it is empty; `put_timeout`/`get_timeout`

@@ -103,6 +103,37 @@ fn queue_get_into_reuses_the_callers_buffer_and_reports_like_get() {
     });
 }
 
+/// A `ByteBuf` consumer receives every payload, from another process, into the buffer it
+/// keeps (malformed input: the codec's unit tests).
+#[test]
+fn queue_of_byte_bufs_receives_into_one_buffer() {
+    use shmproc::codec::ByteBuf;
+    watchdog(LIMIT, "bytebuf get_into", || {
+        assert_no_leaks(|| {
+            let q = Queue::<ByteBuf>::with_capacity(8).unwrap();
+            let mut b = ByteBuf::with_capacity(256);
+            let ptr = b.as_ptr();
+            let q2 = q.clone();
+            // SAFETY: no other thread of this process holds a lock that the child takes.
+            let mut child = fork(unsafe { ForkPermit::new() }, move || {
+                for i in 0..1000u32 {
+                    let len = (i % 257) as usize;
+                    q2.put(&ByteBuf::from(vec![(i % 251) as u8; len])).unwrap();
+                }
+                q2.close();
+                0
+            });
+            for i in 0..1000u32 {
+                q.get_into(&mut b).unwrap();
+                assert_eq!(b[..], vec![(i % 251) as u8; (i % 257) as usize][..]);
+                assert_eq!(b.as_ptr(), ptr, "decoded into the kept buffer");
+            }
+            assert!(matches!(q.get_into(&mut b), Err(Error::Closed)));
+            assert_eq!(child.wait(), Ok(0));
+        })
+    });
+}
+
 #[test]
 fn a_queue_attaches_only_with_its_element_type() {
     let q = Queue::<u32>::new().unwrap();
