@@ -312,3 +312,23 @@ impl Ctx {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a workload whose first repetition waits for something slow (its peers'
+    /// start) is still calibrated to a batch of many repetitions, not one.
+    #[test]
+    fn a_slow_first_repetition_does_not_fix_the_batch_at_one() {
+        let cfg = Config::new(true);
+        let mut first = true;
+        let mut w = Workload::new(1, move |_| {
+            if std::mem::take(&mut first) {
+                std::thread::sleep(cfg.min_time);
+            }
+        });
+        w.calibrate(&cfg);
+        assert!(w.batch > 1, "calibrated to a batch of {}", w.batch);
+    }
+}
