@@ -84,6 +84,17 @@
 //! recorded pid, or through the hang-up of the peer's liveness pipe once no process holds or
 //! may still adopt its end.
 //!
+//! A writer asleep for room is woken by the reader's next consume, with no threshold of free
+//! space (a kernel pipe wakes its writer only once a whole page is free): a sleeping writer
+//! needs one record and its padding, and a wake-up held back for more room could leave it
+//! asleep while that room exists and the reader has stopped reading. Measured, this makes no
+//! convoy of one record per wake-up. Counted with `perf` while streaming 1 M
+//! 256-byte objects in bursts larger than the ring (most sends find it full), both ends on
+//! one CPU: 2 futex calls and about 2 500 yields of the core (the ends of a one-way stream
+//! yield there rather than sleep: `wait_yields`). With spinning off, the writer slept once per
+//! 93 records and the reader once per 56 on one CPU, and once per 500 and once per 11 on two
+//! CPUs (a reader faster than its writer empties the ring, and sleeps).
+//!
 //! # What a blocking round trip costs
 //!
 //! With spinning off on both ends (`Connection::set_spinning(false)`), a round trip of a
