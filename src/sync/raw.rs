@@ -1069,6 +1069,34 @@ mod tests {
         });
     }
 
+    /// An `RLock` guard's release on the thread that made it takes one level, the last one
+    /// with the word; on another thread (a forked child's copy) it takes nothing.
+    #[test]
+    fn an_rlock_guard_release_takes_its_level_only_on_its_own_thread() {
+        use crate::sync::rlock::algo;
+        let w = LockWord::new();
+        let count = AtomicU32::new(0);
+        assert_eq!(algo::lock(&w, &count, None), Acquired::Clean);
+        assert_eq!(algo::lock(&w, &count, None), Acquired::Clean);
+        assert_eq!(count.load(Ordering::Relaxed), 2);
+        let me = sys::current_tid();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                algo::unlock_as(&w, &count, me);
+                let _ = sys::current_tid();
+                algo::unlock_as(&w, &count, me);
+            });
+        });
+        assert_eq!(count.load(Ordering::Relaxed), 2);
+        assert!(held_by_current_thread(&w));
+        algo::unlock_as(&w, &count, me);
+        assert_eq!(count.load(Ordering::Relaxed), 1);
+        assert!(held_by_current_thread(&w));
+        algo::unlock_as(&w, &count, me);
+        assert_eq!(count.load(Ordering::Relaxed), 0);
+        assert!(!is_locked(&w));
+    }
+
     /// A scribbled word whose owner field is 0 but other bits are set (no release or CAS ever
     /// writes one) names no holder: it is taken as free, never waited on until the deadline
     /// (a `lock` without one would hang forever).
