@@ -14,7 +14,7 @@
 
 use std::hint::{black_box, spin_loop};
 use std::ptr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::thread::yield_now;
 
 /// Sums `buf` with one volatile load per element (the bare cost of reading shared memory).
@@ -25,6 +25,24 @@ pub fn volatile_sum(buf: &[i32]) -> i64 {
         // SAFETY: `x` is a valid, aligned reference to an initialized `i32`.
         let v = unsafe { ptr::read_volatile(x) };
         sum = sum.wrapping_add(i64::from(v));
+    }
+    sum
+}
+
+/// Returns `0..n` as atomics (the buffer [`atomic_sum`] reads).
+pub fn atomic_i32s(n: i32) -> Vec<AtomicI32> {
+    (0..n).map(AtomicI32::new).collect()
+}
+
+/// Sums `buf` with one relaxed atomic load per element: the bare cost of reading memory that
+/// other threads or processes may write at the same time (a volatile load of it would be a
+/// data race). The compiler folds a volatile `i32` load and its widening to `i64` into one
+/// sign-extending load, but not an atomic one: a load, then a sign extension.
+#[inline(never)]
+pub fn atomic_sum(buf: &[AtomicI32]) -> i64 {
+    let mut sum = 0i64;
+    for x in buf {
+        sum = sum.wrapping_add(i64::from(x.load(Ordering::Relaxed)));
     }
     sum
 }

@@ -11,6 +11,8 @@ use crate::sequence::LEN;
 pub(crate) enum Limit {
     /// One volatile load per `i32` of an L1-resident buffer.
     Volatile,
+    /// One relaxed atomic load per `i32` of an L1-resident buffer.
+    AtomicLoad,
     /// An uncontended spinlock: CAS acquire + release store.
     Spinlock,
     /// An uncontended `std::sync::Mutex` (process-private futex): lock + unlock.
@@ -35,8 +37,9 @@ pub(crate) enum Limit {
 
 impl Limit {
     /// Every limit, in display order.
-    pub(crate) const ALL: [Limit; 11] = [
+    pub(crate) const ALL: [Limit; 12] = [
         Limit::Volatile,
+        Limit::AtomicLoad,
         Limit::Spinlock,
         Limit::StdMutex,
         Limit::SpinLoad,
@@ -53,6 +56,7 @@ impl Limit {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Limit::Volatile => "volatile i32 loads (L1)",
+            Limit::AtomicLoad => "relaxed atomic i32 loads (L1)",
             Limit::Spinlock => "spinlock CAS + release store",
             Limit::StdMutex => "std::sync::Mutex lock + unlock",
             Limit::SpinLoad => "spinlock + load + unlock per element",
@@ -69,7 +73,7 @@ impl Limit {
     /// The unit of the rate.
     pub(crate) fn unit(self) -> &'static str {
         match self {
-            Limit::Volatile | Limit::SpinLoad => "reads/s",
+            Limit::Volatile | Limit::AtomicLoad | Limit::SpinLoad => "reads/s",
             Limit::Spinlock | Limit::StdMutex => "acq+rel/s",
             Limit::FutexRoundTrip | Limit::PipeRoundTrip | Limit::SpinRoundTrip => "round trips/s",
             Limit::FutexWaits => "waits/s",
@@ -86,6 +90,14 @@ impl Limit {
                 Workload::new(LEN as u64, move |reps| {
                     for _ in 0..reps {
                         black_box(bare::volatile_sum(black_box(&buf)));
+                    }
+                })
+            }
+            Limit::AtomicLoad => {
+                let buf = bare::atomic_i32s(LEN as i32);
+                Workload::new(LEN as u64, move |reps| {
+                    for _ in 0..reps {
+                        black_box(bare::atomic_sum(black_box(&buf)));
                     }
                 })
             }

@@ -47,6 +47,13 @@ pub(crate) fn specs() -> Vec<Spec> {
             Some(0.8),
         ),
         row(
+            "RawArray<i32> get(i) (vs atomic loads)",
+            raw_get,
+            "rawarray",
+            Limit::AtomicLoad,
+            None,
+        ),
+        row(
             "Array<i32> get(i), lock per element",
             array_get,
             "array",

@@ -120,6 +120,22 @@ impl<T: Shareable> RawValue<T> {
 /// writers need no lock. `T` must be 1, 2, 4 or 8 bytes without padding (checked at compile
 /// time).
 ///
+/// # Cost
+///
+/// The handle keeps the block's address and length, read and checked once when it was made or
+/// attached (the length is the block's, fixed for its life; nothing is read from shared memory
+/// but the elements). So a loop of [`get`](RawArray::get) over `0..len()` inlines to the loads
+/// alone: the compiler keeps address and length in registers, drops the bounds check and
+/// unrolls the loop, as for a slice. What remains is the atomic load itself: the compiler does
+/// not fold an atomic load into the instruction that uses its value (an `i32` widened to `i64`
+/// is a load and then a sign extension, where a plain or volatile load is one sign-extending
+/// load), one more instruction per element. A loop that only sums pays for it: the
+/// `benchmarks` program's `RawArray<i32> get(i)` rows measured 0.75–0.84× the rate of
+/// volatile loads and 0.88–1.12× that of a plain loop of relaxed `AtomicI32` loads (the same
+/// loads and sign extensions) in the same runs, on a loaded 2-core Xeon. A volatile or plain
+/// load of memory that another thread or process may be writing is a data race, so the atomic
+/// load stays.
+///
 /// # Examples
 /// ```
 /// # fn main() -> shmproc::Result<()> {

@@ -66,12 +66,18 @@ pub(crate) const LOCK_FINGERPRINT: u64 = crate::fingerprint::start("shmproc::Loc
 ///
 /// An uncontended [`lock`](Lock::lock) + guard drop does what `std::sync::Mutex` does (one
 /// compare-exchange, one swap) plus the robust bookkeeping: a thread-local read of the
-/// caller's stamp (thread id and start time, cached) and two plain loads of the owner record,
-/// which sits in the cache line the compare-exchange takes anyway. The record (and the holder's
-/// process id beside it) is written only when the lock changes hands (two plain stores),
-/// never on release, so a thread that takes the lock again and again pays no store and no
-/// fence for robustness. What the record buys: a dead holder is recognised even after its
-/// thread id or process id was reused, and a leaked guard is told from a dead holder.
+/// caller's stamp (thread id and start time, cached), two plain loads of the owner record,
+/// which sits in the cache line the compare-exchange takes anyway, and at the drop a
+/// thread-local read of the caller's id, compared with the id the guard kept (so a copy of the
+/// guard in a forked child releases nothing). The record (and the holder's process id beside
+/// it) is written only when the lock changes hands (two plain stores), never on release, so a
+/// thread that takes the lock again and again pays no store and no fence for robustness.
+/// Measured on x86-64: 24 instructions per acquire + release against `std::sync::Mutex`'s 19
+/// (its poison checks), and the same time, about 16 ns on a 2-core Xeon, which the two locked
+/// instructions take (the bookkeeping is under half a nanosecond, below the noise; see "What
+/// the bookkeeping costs" in the source of `sync::raw`). What the record buys: a dead holder is
+/// recognised even after its thread id or process id was reused, and a leaked guard is told
+/// from a dead holder.
 ///
 /// # PID namespaces
 ///
@@ -160,9 +166,18 @@ impl Lock {
     pub fn lock(&self) -> LockResult<LockGuard<'_>> {
         // The slow path returns only the dead owner's id (in a register), so the result is
         // built here, inline, and a caller that drops the guard at once keeps it in registers.
-        match self.lock_raw() {
-            None => Ok(LockGuard::new(self)),
-            Some(tid) => Err(OwnerDied::new(LockGuard::new(self), tid)),
+        // The guard keeps the id the fast path took the lock with, so its drop needs no load
+        // of the word to know the hold is its own (see `raw::unlock_as`).
+        let me = raw::try_lock_id(self.word());
+        if me != raw::UNLOCKED {
+            return Ok(LockGuard::new(self, me));
+        }
+        match self.lock_slow() {
+            None => Ok(LockGuard::new(self, sys::current_tid())),
+            Some(tid) => Err(OwnerDied::new(
+                LockGuard::new(self, sys::current_tid()),
+                tid,
+            )),
         }
     }
 
@@ -198,8 +213,11 @@ impl Lock {
     /// [`OwnerDied`] with the guard if the holder had died (the lock is taken over).
     pub fn try_lock(&self) -> Result<Option<LockGuard<'_>>, OwnerDied<LockGuard<'_>>> {
         match raw::try_lock_or_take_over(self.word()) {
-            Some(Acquired::OwnerDied(tid)) => Err(OwnerDied::new(LockGuard::new(self), tid)),
-            Some(_) => Ok(Some(LockGuard::new(self))),
+            Some(Acquired::OwnerDied(tid)) => Err(OwnerDied::new(
+                LockGuard::new(self, sys::current_tid()),
+                tid,
+            )),
+            Some(_) => Ok(Some(LockGuard::new(self, sys::current_tid()))),
             None => Ok(None),
         }
     }
@@ -215,8 +233,11 @@ impl Lock {
         timeout: Duration,
     ) -> Result<Option<LockGuard<'_>>, OwnerDied<LockGuard<'_>>> {
         match self.lock_timeout_raw(timeout) {
-            Acquired::Clean => Ok(Some(LockGuard::new(self))),
-            Acquired::OwnerDied(tid) => Err(OwnerDied::new(LockGuard::new(self), tid)),
+            Acquired::Clean => Ok(Some(LockGuard::new(self, sys::current_tid()))),
+            Acquired::OwnerDied(tid) => Err(OwnerDied::new(
+                LockGuard::new(self, sys::current_tid()),
+                tid,
+            )),
             Acquired::TimedOut => Ok(None),
         }
     }
@@ -383,6 +404,8 @@ pub(crate) mod acquired {
 #[clippy::has_significant_drop]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
+    /// The id of the thread that took the lock (and made the guard).
+    holder: u32,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -391,10 +414,11 @@ unsafe impl Sync for LockGuard<'_> {}
 
 impl<'a> LockGuard<'a> {
     #[inline(always)]
-    fn new(lock: &'a Lock) -> Self {
+    fn new(lock: &'a Lock, holder: u32) -> Self {
         sys::guard_made();
         LockGuard {
             lock,
+            holder,
             _not_send: PhantomData,
         }
     }
@@ -416,6 +440,6 @@ impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
         sys::guard_dropped();
         // Only the holder's own hold: a copy of this guard in a forked child releases nothing.
-        raw::unlock_own(self.lock.word());
+        raw::unlock_as(self.lock.word(), self.holder);
     }
 }

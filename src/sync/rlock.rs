@@ -59,27 +59,22 @@ pub(crate) mod algo {
         count: &AtomicU32,
         deadline: Option<&Deadline>,
     ) -> Acquired {
-        let tid = sys::current_tid();
-        raw::forget_stale_record(owner, sys::current_stamp());
-        // Acquire: the data written by the previous owner is visible.
-        match owner.compare_exchange(raw::UNLOCKED, tid, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => {
-                raw::note_owner(owner);
-                // Relaxed: ordered after the previous owner's last write by the acquire.
-                count.store(1, Ordering::Relaxed);
-                Acquired::Clean
-            }
-            // Our id with our stamp in the record: one more level. Our id without it is an
-            // earlier thread with our id that died holding the lock; the contended path takes
-            // it over and reports it.
-            Err(s) if s & raw::TID_MASK == tid && raw::held_by_current_thread(owner) => {
-                // Relaxed: only the owner (this thread) touches `count` while it holds it.
-                let c = count.load(Ordering::Relaxed);
-                count.store(c.saturating_add(1), Ordering::Relaxed);
-                Acquired::Clean
-            }
-            Err(_) => lock_contended(owner, count, deadline),
+        // The fast path of `raw::try_lock`: a stale record of our id is cleared first.
+        if raw::try_lock_id(owner) != raw::UNLOCKED {
+            // Relaxed: ordered after the previous owner's last write by the acquire.
+            count.store(1, Ordering::Relaxed);
+            return Acquired::Clean;
         }
+        // Our id with our stamp in the record: one more level. Our id without it is an
+        // earlier thread with our id that died holding the lock; the contended path takes it
+        // over and reports it.
+        if raw::held_by_current_thread(owner) {
+            // Relaxed: only the owner (this thread) touches `count` while it holds it.
+            let c = count.load(Ordering::Relaxed);
+            count.store(c.saturating_add(1), Ordering::Relaxed);
+            return Acquired::Clean;
+        }
+        lock_contended(owner, count, deadline)
     }
 
     #[cold]
@@ -125,6 +120,30 @@ pub(crate) mod algo {
             raw::unlock(owner);
         }
         true
+    }
+
+    /// Releases the level a guard holds; `holder` is the id of the thread that made the guard.
+    ///
+    /// A guard lives and is dropped on its own thread (it is not `Send`), and while it lives
+    /// that thread holds at least its level (`release` takes only `acquire`'s levels, and a
+    /// `Condition` wait gives back every level it took away): if the caller is `holder` it
+    /// needs no look at the word or the record. A copy of the guard in a forked child runs on
+    /// another thread (whose cached id is the child's own or 0) and takes the checked path of
+    /// [`unlock`], which releases nothing there.
+    #[inline]
+    pub(crate) fn unlock_as(owner: &LockWord, count: &AtomicU32, holder: u32) {
+        if sys::cached_tid() != holder {
+            let _ = unlock(owner, count);
+            return;
+        }
+        // Relaxed: as in `unlock`.
+        let c = count.load(Ordering::Relaxed);
+        if c > 1 {
+            count.store(c - 1, Ordering::Relaxed);
+        } else {
+            count.store(0, Ordering::Relaxed);
+            raw::unlock(owner);
+        }
     }
 
     /// Releases every level at once and returns how many there were (0 if not the owner).
@@ -385,6 +404,8 @@ impl RLock {
 #[clippy::has_significant_drop]
 pub struct RLockGuard<'a> {
     lock: &'a RLock,
+    /// The id of the thread that took the level (and made the guard).
+    holder: u32,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -398,6 +419,7 @@ impl<'a> RLockGuard<'a> {
         sys::guard_made();
         RLockGuard {
             lock,
+            holder: sys::current_tid(),
             _not_send: PhantomData,
         }
     }
@@ -419,6 +441,6 @@ impl Drop for RLockGuard<'_> {
     fn drop(&mut self) {
         sys::guard_dropped();
         // Only the calling thread's own level: a copy in a forked child releases nothing.
-        let _ = algo::unlock(self.lock.owner_word(), self.lock.count_word());
+        algo::unlock_as(self.lock.owner_word(), self.lock.count_word(), self.holder);
     }
 }

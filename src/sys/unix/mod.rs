@@ -56,9 +56,9 @@ pub(crate) use thread::set_probe_fault;
 #[cfg(shmproc_loom)]
 pub(crate) use thread::{LOOM_DEAD_PID, LOOM_START, end_thread_in_model};
 pub(crate) use thread::{
-    Liveness, ProbeHealth, ProcessLiveness, START_UNKNOWN, boot_ticks, current_cpu, current_pid,
-    current_stamp, current_tid, guard_dropped, guard_made, live_guards, liveness_probe, page_size,
-    probe_process, probe_thread, random_u64, thread_alive,
+    Liveness, ProbeHealth, ProcessLiveness, START_UNKNOWN, boot_ticks, cached_tid, current_cpu,
+    current_pid, current_stamp, current_tid, guard_dropped, guard_made, live_guards,
+    liveness_probe, page_size, probe_process, probe_thread, random_u64, thread_alive,
 };
 
 /// The error number type of the OS layer.

@@ -112,6 +112,22 @@ pub(crate) fn current_tid() -> u32 {
     load_tid()
 }
 
+/// Returns the calling thread's id if this thread has asked for it before (cached), else 0
+/// (a thread that never asked, or a forked child's thread, whose cache the fork cleared). No
+/// check and no system call: for a release that compares the word with it, where 0 (the
+/// unlocked value) can only fail or change nothing.
+#[cfg(not(shmproc_loom))]
+#[inline(always)]
+pub(crate) fn cached_tid() -> u32 {
+    TID.with(Cell::get)
+}
+
+/// Under loom the id is always known.
+#[cfg(shmproc_loom)]
+pub(crate) fn cached_tid() -> u32 {
+    current_tid()
+}
+
 /// Under loom, model threads share one OS thread: each gets a small id of its own.
 #[cfg(shmproc_loom)]
 pub(crate) fn current_tid() -> u32 {
