@@ -336,7 +336,8 @@ impl<T: Shareable> ShareableQueue<T> {
         let mut out = MaybeUninit::<T>::uninit();
         // SAFETY: `out` is a local, writable and aligned for one `T`.
         unsafe { self.get_to(out.as_mut_ptr(), None, true) }?;
-        // SAFETY: `get_to` returned `Ok`, so it wrote a `T` into `out`.
+        // SAFETY: `get_to` returned `Ok`, so it wrote a whole `T` into `out`: `out` is
+        // initialized, as `assume_init` requires (std docs).
         Ok(unsafe { out.assume_init() })
     }
 
