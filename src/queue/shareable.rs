@@ -24,6 +24,7 @@ use crate::shared::Shareable;
 use crate::sys::Deadline;
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::time::Duration;
 
 const LABEL: &str = "shmproc::ShareableQueue";
@@ -47,8 +48,11 @@ const DEFAULT_QUEUE_BYTES: usize = 64 << 20;
 /// protocol (slot states, crash rules, blocking) is the queue ring's, unchanged.
 ///
 /// # Copies and loans
-/// [`put`](Self::put)/[`get`](Self::get) copy one `T` in and out (a 256-byte value is four
-/// cache lines each way). For large values, [`put_with`](Self::put_with) lends the slot's
+/// [`put`](Self::put) copies one `T` into its slot (a 256-byte value is four cache lines);
+/// [`get`](Self::get) copies it out of the slot once, into its own frame, and moves it into
+/// its return value (for a large `T`, one more copy, and the caller may move it again).
+/// [`get_into`](Self::get_into) copies it once, from its slot straight into a place the
+/// caller owns. For large values, [`put_with`](Self::put_with) lends the slot's
 /// `&mut T` to a closure that fills it, and [`get_with`](Self::get_with) lends the message's
 /// `&T`: nothing is copied but what the closures touch. A loaned slot holds the bytes of an
 /// earlier message (or zeros): write every field the consumer reads. While a closure runs,
@@ -299,14 +303,42 @@ impl<T: Shareable> ShareableQueue<T> {
         self.put_by(fill, None, false)
     }
 
+    /// Copies the oldest value out of its slot to `dst`: the one copy a get makes, straight
+    /// into the caller's memory (a value returned through the ring's `Result`, `Attempt` and
+    /// `Option` layers would be moved at each).
+    ///
+    /// # Safety
+    /// - `dst` is valid for writes of one `T` and aligned for it, and nothing else accesses
+    ///   it while this runs. When this returns `Ok`, `*dst` holds the value; on `Err` it is
+    ///   untouched.
+    #[inline]
+    unsafe fn get_to(&self, dst: *mut T, deadline: Option<&Deadline>, block: bool) -> Result<()> {
+        self.get_by(
+            |v| {
+                // SAFETY: `v` is a valid `T` in a slot this thread holds in READING state
+                // (module `# Safety`); `dst` is writable and aligned for one `T` and not
+                // otherwise accessed (this fn's contract), and does not overlap the slot
+                // (`v` borrows the slot, which no `&mut` of the caller can alias); `T` has
+                // no `Drop`, so the copy duplicates no resource and the slot's bytes are
+                // given up when the get returns.
+                unsafe { core::ptr::copy_nonoverlapping(core::ptr::from_ref(v), dst, 1) };
+            },
+            deadline,
+            block,
+        )
+    }
+
     /// Takes the oldest value, waiting while the queue is empty.
     ///
     /// # Errors
     /// [`Error::Closed`] once a closed queue is drained.
     pub fn get(&self) -> Result<T> {
-        // SAFETY: `v` is a valid `T` (module `# Safety`); `T` has no `Drop`, so the copy
-        // duplicates no resource, and the slot's bytes are given up when the get returns.
-        self.get_by(|v| unsafe { core::ptr::read(v) }, None, true)
+        let mut out = MaybeUninit::<T>::uninit();
+        // SAFETY: `out` is a local, writable and aligned for one `T`.
+        unsafe { self.get_to(out.as_mut_ptr(), None, true) }?;
+        // SAFETY: `get_to` returned `Ok`, so it wrote a whole `T` into `out`: `out` is
+        // initialized, as `assume_init` requires (std docs).
+        Ok(unsafe { out.assume_init() })
     }
 
     /// Takes the oldest value, waiting at most `timeout`.
@@ -314,9 +346,12 @@ impl<T: Shareable> ShareableQueue<T> {
     /// # Errors
     /// [`Error::Timeout`], and as for [`get`](Self::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        let mut out = MaybeUninit::<T>::uninit();
+        let deadline = Deadline::after(timeout);
         // SAFETY: as in `get`.
-        let read = |v: &T| unsafe { core::ptr::read(v) };
-        self.get_by(read, Some(&Deadline::after(timeout)), true)
+        unsafe { self.get_to(out.as_mut_ptr(), Some(&deadline), true) }?;
+        // SAFETY: as in `get`.
+        Ok(unsafe { out.assume_init() })
     }
 
     /// Takes the oldest value if there is one now.
@@ -324,8 +359,52 @@ impl<T: Shareable> ShareableQueue<T> {
     /// # Errors
     /// [`Error::Empty`], and as for [`get`](Self::get).
     pub fn try_get(&self) -> Result<T> {
+        let mut out = MaybeUninit::<T>::uninit();
         // SAFETY: as in `get`.
-        self.get_by(|v| unsafe { core::ptr::read(v) }, None, false)
+        unsafe { self.get_to(out.as_mut_ptr(), None, false) }?;
+        // SAFETY: as in `get`.
+        Ok(unsafe { out.assume_init() })
+    }
+
+    /// Takes the oldest value into `place`, waiting while the queue is empty: the value is
+    /// copied once, from its slot straight into `place` (`get` moves it once more, into its
+    /// return value). On error `place` is left as it was.
+    ///
+    /// # Errors
+    /// As for [`get`](Self::get).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> shmproc::Result<()> {
+    /// let q = shmproc::ShareableQueue::<[u8; 256]>::new()?;
+    /// q.put(&[7; 256])?;
+    /// let mut buf = [0; 256];
+    /// q.get_into(&mut buf)?;
+    /// assert_eq!(buf, [7; 256]);
+    /// # Ok(()) }
+    /// ```
+    pub fn get_into(&self, place: &mut T) -> Result<()> {
+        // SAFETY: `place` is an exclusive reference: writable, aligned, not otherwise accessed.
+        unsafe { self.get_to(place, None, true) }
+    }
+
+    /// Like [`get_into`](Self::get_into), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As for [`get_timeout`](Self::get_timeout).
+    pub fn get_into_timeout(&self, place: &mut T, timeout: Duration) -> Result<()> {
+        let deadline = Deadline::after(timeout);
+        // SAFETY: as in `get_into`.
+        unsafe { self.get_to(place, Some(&deadline), true) }
+    }
+
+    /// Like [`get_into`](Self::get_into) if there is a value now.
+    ///
+    /// # Errors
+    /// As for [`try_get`](Self::try_get).
+    pub fn try_get_into(&self, place: &mut T) -> Result<()> {
+        // SAFETY: as in `get_into`.
+        unsafe { self.get_to(place, None, false) }
     }
 
     /// Takes the oldest value, reading it in place: `read` gets the value in its slot and

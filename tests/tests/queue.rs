@@ -463,6 +463,43 @@ fn shareable_queue_copies_loans_and_checks_kind() {
     });
 }
 
+/// `get_into` copies the value into the caller's place, and leaves the place as it was when
+/// it fails (empty, timed out, closed).
+#[test]
+fn shareable_queue_get_into_fills_the_place_or_leaves_it() {
+    watchdog(LIMIT, "shareable_get_into", || {
+        assert_no_leaks(|| {
+            let q = ShareableQueue::<Msg256>::with_capacity(4).unwrap();
+            let mut place: Msg256 = [1; 32];
+            assert!(matches!(q.try_get_into(&mut place), Err(Error::Empty)));
+            assert!(matches!(
+                q.get_into_timeout(&mut place, Duration::from_millis(5)),
+                Err(Error::Timeout)
+            ));
+            assert_eq!(place, [1; 32]);
+            let mut sent: Msg256 = [0; 32];
+            for (i, w) in sent.iter_mut().enumerate() {
+                *w = i as u64 * 3;
+            }
+            q.put(&sent).unwrap();
+            q.put_with(|s| s.fill(8)).unwrap();
+            q.put(&[9; 32]).unwrap();
+            q.get_into(&mut place).unwrap();
+            assert_eq!(place, sent);
+            q.try_get_into(&mut place).unwrap();
+            assert_eq!(place, [8; 32]);
+            q.get_into_timeout(&mut place, Duration::from_secs(5))
+                .unwrap();
+            assert_eq!(place, [9; 32]);
+            q.put(&[4; 32]).unwrap();
+            q.close();
+            assert_eq!(q.try_get().unwrap(), [4; 32]);
+            assert!(matches!(q.get_into(&mut place), Err(Error::Closed)));
+            assert_eq!(place, [9; 32]);
+        })
+    });
+}
+
 #[test]
 fn shareable_queue_two_producers_two_consumers_across_processes() {
     watchdog(LIMIT, "shareable_mpmc", || {
