@@ -1,0 +1,702 @@
+//! Adversarial tests of `codec::ByteBuf` and `get_into`, of the robust lock's fast path and its
+//! guards' release (killed holders, forked children, contention across processes, `RLock`
+//! levels), and of `ShareableQueue`'s loans and crash rules through its public API.
+
+use serde::de::IntoDeserializer;
+use serde::de::value::{Error as DeError, SeqDeserializer, StrDeserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use shmproc::codec::{ByteBuf, from_bytes, from_bytes_into, to_bytes};
+use shmproc::testing::{ForkPermit, assert_no_leaks, fork, watchdog};
+use shmproc::{Error, Lock, Queue, RLock, RawArray, RawValue, ShareableQueue};
+use shmproc_tests::Rng;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn run(name: &str, f: impl FnOnce()) {
+    watchdog(LIMIT, name, || assert_no_leaks(f));
+}
+
+// ---------------------------------------------------------------------------------------------
+// ByteBuf and get_into
+// ---------------------------------------------------------------------------------------------
+
+/// Hostile, truncated and trailing inputs: every one is refused, nothing large is allocated
+/// for a length the input does not carry, and the kept buffer stays usable (the next good
+/// message decodes into it).
+#[test]
+fn byte_buf_refuses_hostile_lengths_and_stays_usable() {
+    let mut place = ByteBuf::with_capacity(16);
+    let good = to_bytes(&ByteBuf::from(vec![3u8; 40])).unwrap();
+    // Varint lengths from 41 up to u64::MAX-ish, none followed by that many bytes.
+    let mut rng = Rng::new(0xb17e_b0f5);
+    for round in 0..2000 {
+        let len: u64 = match round % 4 {
+            0 => 41 + rng.below(1000),
+            1 => 1 << (20 + rng.below(40)),
+            2 => u64::MAX - rng.below(1000),
+            _ => rng.next(),
+        };
+        let mut msg = Vec::new();
+        let mut v = len;
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                msg.push(b);
+                break;
+            }
+            msg.push(b | 0x80);
+        }
+        msg.extend_from_slice(&[9; 40]);
+        assert!(
+            from_bytes_into(&msg, &mut place).is_err(),
+            "round {round}: length {len}"
+        );
+        assert!(from_bytes::<ByteBuf>(&msg).is_err());
+        assert!(from_bytes::<Vec<u8>>(&msg).is_err());
+        assert!(
+            place.capacity() < 1 << 16,
+            "round {round}: {} bytes reserved for a length of {len}",
+            place.capacity()
+        );
+        from_bytes_into(&good, &mut place).unwrap();
+        assert_eq!(place[..], [3; 40]);
+    }
+    // Truncated and trailing input around a message that needs the buffer to grow.
+    let big = to_bytes(&vec![7u8; 5000]).unwrap();
+    for cut in [1, 2, 3, 100, big.len() - 1] {
+        assert!(
+            from_bytes_into(&big[..cut], &mut place).is_err(),
+            "cut {cut}"
+        );
+        assert!(place.len() <= 5000);
+    }
+    let mut trailing = big.clone();
+    trailing.extend_from_slice(&[0, 0]);
+    assert!(from_bytes_into(&trailing, &mut place).is_err());
+    from_bytes_into(&big, &mut place).unwrap();
+    assert_eq!(place[..], [7; 5000]);
+}
+
+/// `ByteBuf`, `Vec<u8>` and a `codec::bytes` field share one wire format both ways, also
+/// inside structs and for the empty and the long (multi-byte length) cases.
+#[test]
+fn byte_buf_vec_and_bytes_field_interoperate() {
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct WithBytes {
+        a: u8,
+        #[serde(with = "shmproc::codec::bytes")]
+        b: Vec<u8>,
+        c: u16,
+    }
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct WithBuf {
+        a: u8,
+        b: ByteBuf,
+        c: u16,
+    }
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct WithVec {
+        a: u8,
+        b: Vec<u8>,
+        c: u16,
+    }
+    for len in [0usize, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let x = to_bytes(&WithBytes {
+            a: 1,
+            b: data.clone(),
+            c: 0xbeef,
+        })
+        .unwrap();
+        let y = to_bytes(&WithBuf {
+            a: 1,
+            b: ByteBuf::from(data.clone()),
+            c: 0xbeef,
+        })
+        .unwrap();
+        let z = to_bytes(&WithVec {
+            a: 1,
+            b: data.clone(),
+            c: 0xbeef,
+        })
+        .unwrap();
+        assert_eq!(x, y, "len {len}");
+        assert_eq!(x, z, "len {len}");
+        assert_eq!(from_bytes::<WithBuf>(&x).unwrap().b.0, data);
+        assert_eq!(from_bytes::<WithBytes>(&y).unwrap().b, data);
+        assert_eq!(from_bytes::<WithVec>(&y).unwrap().b, data);
+        let mut place = WithBuf {
+            a: 0,
+            b: ByteBuf::with_capacity(8),
+            c: 0,
+        };
+        from_bytes_into(&z, &mut place).unwrap();
+        assert_eq!((place.a, &place.b.0, place.c), (1, &data, 0xbeef));
+    }
+}
+
+/// Through serde's own value deserializers (a format that sends a sequence of integers, or a
+/// string): the in-place form accepts and refuses exactly what `deserialize` does, and leaves
+/// a valid buffer on refusal.
+#[test]
+fn byte_buf_in_place_agrees_with_deserialize_in_other_formats() {
+    fn whole(items: &[u32]) -> Result<Vec<u8>, DeError> {
+        let d = SeqDeserializer::<_, DeError>::new(items.iter().copied());
+        ByteBuf::deserialize(d).map(ByteBuf::into_vec)
+    }
+    fn in_place(items: &[u32], place: &mut ByteBuf) -> Result<(), DeError> {
+        let d = SeqDeserializer::<_, DeError>::new(items.iter().copied());
+        ByteBuf::deserialize_in_place(d, place)
+    }
+    let mut place = ByteBuf::from(vec![1, 2, 3]);
+    for items in [
+        vec![],
+        vec![0, 255],
+        vec![5; 1000],
+        vec![1, 2, 256],
+        vec![300],
+        vec![7, u32::MAX, 8],
+    ] {
+        let w = whole(&items);
+        let p = in_place(&items, &mut place);
+        assert_eq!(w.is_ok(), p.is_ok(), "{items:?}");
+        if let Ok(v) = w {
+            assert_eq!(place.0, v);
+        }
+        // Valid whatever happened: usable for the next message.
+        place.push(1);
+        place.clear();
+    }
+    let s: StrDeserializer<'_, DeError> = "abc".into_deserializer();
+    let w = ByteBuf::deserialize(s).is_ok();
+    let s: StrDeserializer<'_, DeError> = "abc".into_deserializer();
+    let p = ByteBuf::deserialize_in_place(s, &mut place).is_ok();
+    assert_eq!(w, p, "a string: deserialize {w}, in place {p}");
+}
+
+/// A value whose `Serialize` writes what its `Deserialize` refuses (an odd number), so a
+/// consumer meets a message that does not decode.
+#[derive(Debug, PartialEq, Clone)]
+struct Even(u32, Vec<u8>);
+
+impl Serialize for Even {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.0, ByteBuf::from(self.1.clone())).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Even {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (n, b) = <(u32, ByteBuf)>::deserialize(d)?;
+        if n % 2 == 1 {
+            return Err(serde::de::Error::custom("odd"));
+        }
+        Ok(Even(n, b.0))
+    }
+}
+
+/// A message that does not decode: `get_into` reports the error like `get` does, for a small
+/// message (decoded in its slot) and a large one (in a heap block) alike, and the queue is not
+/// stuck on it: the next message is delivered, nothing is delivered twice, and the kept
+/// buffer is still usable.
+#[test]
+fn get_into_of_an_undecodable_message_is_consumed_like_get_and_small_like_large() {
+    run("review16_get_into_poison", || {
+        for payload in [8usize, 100_000] {
+            let q = Queue::<Even>::new().unwrap();
+            let q2 = Queue::<Even>::new().unwrap();
+            for q in [&q, &q2] {
+                q.put(&Even(1, vec![1; payload])).unwrap();
+                q.put(&Even(2, vec![2; payload])).unwrap();
+            }
+            // `get` on one queue, `get_into` on the other: the same outcome.
+            let by_get = q.get();
+            let mut place = Even(0, Vec::with_capacity(16));
+            let by_into = q2.get_into(&mut place);
+            assert!(
+                matches!(by_get, Err(Error::Codec { .. })),
+                "payload {payload}: {by_get:?}"
+            );
+            assert!(
+                matches!(by_into, Err(Error::Codec { .. })),
+                "payload {payload}: {by_into:?}"
+            );
+            let next_get = q.try_get().map(|e| e.0);
+            let next_into = q2.try_get_into(&mut place).map(|()| place.0);
+            assert_eq!(
+                next_get.as_ref().ok(),
+                next_into.as_ref().ok(),
+                "payload {payload}: get then {next_get:?}, get_into then {next_into:?}"
+            );
+            assert_eq!(
+                next_get.ok(),
+                Some(2),
+                "payload {payload}: the queue is stuck"
+            );
+            assert_eq!(place, Even(2, vec![2; payload]));
+            assert!(matches!(q2.try_get_into(&mut place), Err(Error::Empty)));
+        }
+    });
+}
+
+/// A `get_into_timeout` that times out leaves the kept buffer as it was and takes nothing; a
+/// message put later from another process is then received into it.
+#[test]
+fn get_into_timeout_across_processes_keeps_the_buffer() {
+    run("review16_get_into_timeout", || {
+        let q = Queue::<ByteBuf>::with_capacity(4).unwrap();
+        let mut place = ByteBuf::from(vec![5u8; 64]);
+        assert!(matches!(
+            q.get_into_timeout(&mut place, Duration::from_millis(10)),
+            Err(Error::Timeout)
+        ));
+        assert_eq!(place[..], [5; 64]);
+        let q2 = q.clone();
+        // SAFETY: the child only puts into the shared queue; it takes no process-local lock
+        // another thread could hold.
+        #[allow(unsafe_code)]
+        let permit = unsafe { ForkPermit::new() };
+        let mut child = fork(permit, move || {
+            for i in 0..200u32 {
+                let len = (i as usize * 37) % 700;
+                q2.put(&ByteBuf::from(vec![i as u8; len])).unwrap();
+            }
+            0
+        });
+        for i in 0..200u32 {
+            q.get_into_timeout(&mut place, Duration::from_secs(20))
+                .unwrap();
+            let len = (i as usize * 37) % 700;
+            assert_eq!(place.len(), len, "message {i}");
+            assert!(place.iter().all(|&b| b == i as u8), "message {i}");
+        }
+        assert_eq!(child.wait(), Ok(0));
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lock and RLock fast paths
+// ---------------------------------------------------------------------------------------------
+
+/// Two processes (and a thread of each) contend through every form (`lock`, `try_lock`,
+/// `lock_timeout`, `acquire`/`release`) on one lock, each bumping an unprotected shared counter
+/// with a separate load and store: no bump is lost (the lock was never held twice), and the
+/// lock ends free.
+#[test]
+fn every_lock_form_excludes_across_processes_and_threads() {
+    run("review16_lock_contention", || {
+        const ITERS: u64 = 4000;
+        let l = Lock::new().unwrap();
+        let counter = RawValue::new(0u64).unwrap();
+        let won = RawArray::<u64>::new(4).unwrap();
+        let work = |l: &Lock, counter: &RawValue<u64>, won: &RawArray<u64>, who: usize| {
+            let mut mine = 0;
+            for i in 0..ITERS {
+                let bump = || {
+                    let v = counter.get();
+                    std::hint::black_box(v);
+                    if i % 64 == 0 {
+                        std::thread::yield_now();
+                    }
+                    counter.set(v + 1);
+                };
+                match i % 4 {
+                    0 => {
+                        let g = l.lock().unwrap();
+                        bump();
+                        drop(g);
+                        mine += 1;
+                    }
+                    1 => {
+                        if let Some(g) = l.try_lock().unwrap() {
+                            bump();
+                            drop(g);
+                            mine += 1;
+                        }
+                    }
+                    2 => {
+                        if let Some(g) = l.lock_timeout(Duration::from_micros(50)).unwrap() {
+                            bump();
+                            drop(g);
+                            mine += 1;
+                        }
+                    }
+                    _ => {
+                        l.acquire().unwrap();
+                        bump();
+                        l.release().unwrap();
+                        mine += 1;
+                    }
+                }
+            }
+            won.set(who, mine).unwrap();
+        };
+        let (l2, c2, w2) = (l.clone(), counter.clone(), won.clone());
+        // SAFETY: the child only takes the shared lock and touches shared values; it takes no
+        // process-local lock another thread of the parent holds (it starts its own thread).
+        #[allow(unsafe_code)]
+        let permit = unsafe { ForkPermit::new() };
+        let mut child = fork(permit, move || {
+            std::thread::scope(|s| {
+                s.spawn(|| work(&l2, &c2, &w2, 2));
+                work(&l2, &c2, &w2, 3);
+            });
+            0
+        });
+        std::thread::scope(|s| {
+            s.spawn(|| work(&l, &counter, &won, 0));
+            work(&l, &counter, &won, 1);
+        });
+        assert_eq!(child.wait(), Ok(0));
+        let total: u64 = (0..4).map(|i| won.get(i).unwrap()).sum();
+        assert_eq!(counter.get(), total, "a bump was lost: two holders at once");
+        assert!(!l.is_locked());
+    });
+}
+
+/// A holder in a child that takes and releases the lock again and again on its fast path is
+/// killed at a random point while a live contender in another process also loops on it: the
+/// kill shows as `OwnerDied` at most once (to exactly one acquirer when the child died holding
+/// it), the counter's two-step bump is never seen half done behind a clean acquisition, and the
+/// lock always comes back.
+#[test]
+fn a_fast_path_holder_killed_with_a_live_contender_is_reported_at_most_once() {
+    run("review16_kill_fast_path", || {
+        let l = Lock::new().unwrap();
+        let counter = RawValue::new(0u64).unwrap();
+        let died = RawValue::new(0u64).unwrap();
+        let stop = RawValue::new(0u32).unwrap();
+        // The live contender: reports each OwnerDied it sees, repairs a half bump.
+        let (l3, c3, d3, s3) = (l.clone(), counter.clone(), died.clone(), stop.clone());
+        // SAFETY: the contender only takes the shared lock and touches shared values.
+        #[allow(unsafe_code)]
+        let permit = unsafe { ForkPermit::new() };
+        let mut contender = fork(permit, move || {
+            let mut bad = 0;
+            while s3.get() == 0 {
+                let g = match l3.lock_timeout(Duration::from_secs(20)) {
+                    Ok(Some(g)) => {
+                        if c3.get() % 2 == 1 {
+                            bad += 1;
+                        }
+                        g
+                    }
+                    Ok(None) => return 2,
+                    Err(e) => {
+                        d3.set(d3.get() + 1);
+                        if c3.get() % 2 == 1 {
+                            c3.set(c3.get() + 1);
+                        }
+                        e.into_inner()
+                    }
+                };
+                c3.set(c3.get() + 2);
+                drop(g);
+            }
+            if bad == 0 { 0 } else { 3 }
+        });
+        let mut rng = Rng::new(0xfa57_da7a);
+        let rounds = 40;
+        for round in 0..rounds {
+            let (l2, c2) = (l.clone(), counter.clone());
+            // SAFETY: the child only takes the shared lock and bumps a shared value until killed.
+            #[allow(unsafe_code)]
+            let permit = unsafe { ForkPermit::new() };
+            let mut child = fork(permit, move || {
+                loop {
+                    let g = match l2.lock() {
+                        Ok(g) => g,
+                        Err(e) => e.into_inner(),
+                    };
+                    if c2.get() % 2 == 1 {
+                        c2.set(c2.get() + 1);
+                    }
+                    c2.set(c2.get() + 1);
+                    std::hint::black_box(&g);
+                    c2.set(c2.get() + 1);
+                    drop(g);
+                }
+            });
+            let from = counter.get();
+            while counter.get() == from {
+                std::thread::yield_now();
+            }
+            std::thread::sleep(Duration::from_micros(rng.below(2000)));
+            let _ = child.kill();
+            // The parent takes it too: whoever first meets the dead hold reports it.
+            let before = died.get();
+            match l.lock_timeout(Duration::from_secs(20)) {
+                Ok(Some(g)) => {
+                    assert!(
+                        counter.get().is_multiple_of(2) || died.get() > before,
+                        "round {round}: a half bump behind a clean acquisition"
+                    );
+                    drop(g);
+                }
+                Ok(None) => panic!("round {round}: the lock never came back"),
+                Err(e) => {
+                    died.set(died.get() + 1);
+                    let g = e.into_inner();
+                    if counter.get() % 2 == 1 {
+                        counter.set(counter.get() + 1);
+                    }
+                    drop(g);
+                }
+            }
+            assert!(
+                died.get() - before <= 1,
+                "round {round}: one death reported {} times",
+                died.get() - before
+            );
+        }
+        stop.set(1);
+        assert_eq!(contender.wait(), Ok(0));
+        assert!(died.get() <= rounds);
+        assert!(!l.is_locked());
+        assert_eq!(counter.get() % 2, 0);
+    });
+}
+
+/// A forked child inherits a parent thread's two `RLock` levels (two guards) and a `Lock`
+/// guard, and drops its copies (after asking for its own id or not): the parent's levels and
+/// hold stay, the child can take neither, and the parent's own drops release them level by
+/// level.
+#[test]
+fn rlock_and_lock_guard_copies_dropped_in_a_forked_child_release_nothing() {
+    run("review16_rlock_fork_copies", || {
+        let r = RLock::new().unwrap();
+        let l = Lock::new().unwrap();
+        for ask_id_first in [false, true] {
+            let g1 = r.lock().unwrap();
+            let g2 = r.lock().unwrap();
+            let lg = l.lock().unwrap();
+            assert_eq!(r.depth(), 2);
+            let mut guards = Some((g1, g2, lg));
+            let copies = &mut guards;
+            let (r2, l2) = (r.clone(), l.clone());
+            // SAFETY: the child drops its copies of guards on shared locks and probes them; it
+            // takes no process-local lock.
+            #[allow(unsafe_code)]
+            let permit = unsafe { ForkPermit::new() };
+            let mut child = fork(permit, move || {
+                if ask_id_first {
+                    // Fills the child's id cache.
+                    let _ = r2.is_owned();
+                    let _ = r2.try_lock().map(|g| g.is_some());
+                }
+                if let Some((g1, g2, lg)) = copies.take() {
+                    drop(lg);
+                    drop(g2);
+                    drop(g1);
+                }
+                let mut code = 0;
+                if !r2.is_locked() || !l2.is_locked() {
+                    code |= 1;
+                }
+                if r2.depth() != 0 || r2.is_owned() {
+                    code |= 2;
+                }
+                if !matches!(r2.try_lock(), Ok(None)) {
+                    code |= 4;
+                }
+                if !matches!(l2.try_lock(), Ok(None)) {
+                    code |= 8;
+                }
+                code
+            });
+            assert_eq!(child.wait(), Ok(0), "ask id first: {ask_id_first}");
+            let (g1, g2, lg) = guards.take().expect("the parent's guards");
+            assert!(r.is_owned());
+            assert_eq!(r.depth(), 2);
+            assert!(l.is_locked());
+            drop(g2);
+            assert_eq!(r.depth(), 1);
+            assert!(r.is_locked());
+            drop(lg);
+            assert!(!l.is_locked());
+            drop(g1);
+            assert_eq!(r.depth(), 0);
+            assert!(!r.is_locked());
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// ShareableQueue
+// ---------------------------------------------------------------------------------------------
+
+type Msg = [u64; 32];
+
+fn untorn(m: &Msg) -> u64 {
+    assert!(m.iter().all(|&w| w == m[0]), "torn message {:?}", &m[..4]);
+    m[0]
+}
+
+/// A producer killed inside its `put_with` closure, half way through filling the slot: the
+/// half-written value is never delivered, no slot stays claimed (the queue still fills to its
+/// capacity and drains in order), and consumers are not held up behind the dead producer.
+#[test]
+fn shareable_put_with_killed_mid_fill_publishes_nothing_and_frees_the_slot() {
+    run("review16_shareable_killed_mid_fill", || {
+        const CAP: usize = 4;
+        let q = ShareableQueue::<Msg>::with_capacity(CAP).unwrap();
+        let inside = RawValue::new(0u32).unwrap();
+        for round in 0..3u64 {
+            let (q2, inside2) = (q.clone(), inside.clone());
+            inside.set(0);
+            // SAFETY: the child only loans a slot of the shared queue and spins until killed.
+            #[allow(unsafe_code)]
+            let permit = unsafe { ForkPermit::new() };
+            let mut child = fork(permit, move || {
+                let _ = q2.put_with(|s| {
+                    for w in &mut s[..16] {
+                        *w = 0xdead;
+                    }
+                    inside2.set(1);
+                    loop {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                });
+                0
+            });
+            while inside.get() == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(child.kill(), Err(9));
+            // Fill to capacity and drain: every value whole and in order.
+            for i in 0..CAP as u64 {
+                q.put_timeout(&[100 * round + i; 32], Duration::from_secs(20))
+                    .unwrap_or_else(|e| panic!("round {round}: put {i} after the kill: {e:?}"));
+            }
+            assert!(matches!(q.try_put(&[0; 32]), Err(Error::Full)));
+            for i in 0..CAP as u64 {
+                let got = q
+                    .get_with_timeout(untorn, Duration::from_secs(20))
+                    .unwrap_or_else(|e| panic!("round {round}: get {i} after the kill: {e:?}"));
+                assert_eq!(got, 100 * round + i, "round {round}");
+            }
+            assert!(matches!(q.try_get(), Err(Error::Empty)), "round {round}");
+        }
+    });
+}
+
+/// Panicking loans at every fill level (empty, part full, one short of full): a panicking
+/// `put_with` puts nothing and keeps no slot, a panicking `get_with` gives the value back
+/// whole and in its place; `try_` and timed forms alike. Capacity stays exact throughout.
+#[test]
+fn shareable_panicking_loans_at_every_fill_level_keep_capacity_and_order() {
+    run("review16_shareable_panics", || {
+        const CAP: usize = 3;
+        let q = ShareableQueue::<Msg>::with_capacity(CAP).unwrap();
+        let quiet = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let mut next = 0u64;
+        let mut expect = std::collections::VecDeque::new();
+        for round in 0..60 {
+            let fill = round % CAP;
+            while expect.len() < fill {
+                q.put(&[next; 32]).unwrap();
+                expect.push_back(next);
+                next += 1;
+            }
+            let put_panics =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match round % 3 {
+                    0 => q.put_with(|s| {
+                        s[..7].fill(u64::MAX);
+                        panic!("fill");
+                    }),
+                    1 => q.try_put_with(|s| {
+                        s[3] = u64::MAX;
+                        panic!("fill");
+                    }),
+                    _ => q.put_with_timeout(
+                        |s| {
+                            s.fill(u64::MAX);
+                            panic!("fill");
+                        },
+                        Duration::from_secs(5),
+                    ),
+                }));
+            assert!(put_panics.is_err(), "round {round}");
+            assert_eq!(
+                q.len(),
+                expect.len(),
+                "round {round}: a panicking fill was put"
+            );
+            if !expect.is_empty() {
+                let get_panics = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    if round % 2 == 0 {
+                        q.get_with(|_| -> () { panic!("read") })
+                    } else {
+                        q.try_get_with(|_| -> () { panic!("read") })
+                    }
+                }));
+                assert!(get_panics.is_err(), "round {round}");
+                assert_eq!(
+                    q.len(),
+                    expect.len(),
+                    "round {round}: a panicking read lost it"
+                );
+                let head = q.get_with(untorn).unwrap();
+                assert_eq!(
+                    Some(head),
+                    expect.pop_front(),
+                    "round {round}: out of order"
+                );
+            }
+            // Still exactly CAP slots.
+            while expect.len() < CAP {
+                q.try_put(&[next; 32])
+                    .unwrap_or_else(|e| panic!("round {round}: a slot was lost: {e:?}"));
+                expect.push_back(next);
+                next += 1;
+            }
+            assert!(matches!(q.try_put(&[0; 32]), Err(Error::Full)));
+            while let Some(want) = expect.pop_front() {
+                assert_eq!(q.try_get_with(untorn).unwrap(), want, "round {round}");
+            }
+            assert!(q.is_empty());
+        }
+        std::panic::set_hook(quiet);
+    });
+}
+
+/// Close at the edges: a consumer blocked on an empty queue in another process and a producer
+/// blocked on a full one are woken by `close` with `Closed`; what was put before the close is
+/// still drained whole.
+#[test]
+fn shareable_close_wakes_blocked_parties_in_other_processes_and_drains() {
+    run("review16_shareable_close", || {
+        let full = ShareableQueue::<Msg>::with_capacity(2).unwrap();
+        full.put(&[1; 32]).unwrap();
+        full.put(&[2; 32]).unwrap();
+        let empty = ShareableQueue::<u64>::with_capacity(2).unwrap();
+        let (f2, e2) = (full.clone(), empty.clone());
+        // SAFETY: the child only blocks on the shared queues.
+        #[allow(unsafe_code)]
+        let permit = unsafe { ForkPermit::new() };
+        let mut child = fork(permit, move || {
+            let mut code = 0;
+            std::thread::scope(|s| {
+                let t = s.spawn(|| matches!(e2.get(), Err(Error::Closed)));
+                if !matches!(f2.put_with(|s| s.fill(3)), Err(Error::Closed)) {
+                    code |= 1;
+                }
+                if !t.join().unwrap() {
+                    code |= 2;
+                }
+            });
+            code
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        full.close();
+        empty.close();
+        assert_eq!(child.wait(), Ok(0));
+        assert_eq!(full.get_with(untorn).unwrap(), 1);
+        assert_eq!(full.get().unwrap(), [2; 32]);
+        assert!(matches!(full.get(), Err(Error::Closed)));
+        assert!(matches!(empty.try_get(), Err(Error::Closed)));
+    });
+}
