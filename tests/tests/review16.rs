@@ -949,3 +949,76 @@ fn shareable_try_and_timed_ops_return_beside_a_live_loan_in_another_process() {
         }
     });
 }
+
+/// Set in a forked child: `Slow`'s decoding of 7 then blocks until the child is killed.
+static SLOW_DECODE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Set to 1 by a decoding that blocks (it is then inside the get, holding the slot).
+static STALLED: std::sync::OnceLock<RawValue<u32>> = std::sync::OnceLock::new();
+
+/// A number whose decoding can be made to block (a consumer that stalls inside its get, as a
+/// stopped or descheduled process does).
+#[derive(Serialize, Debug, PartialEq)]
+struct Slow(u32);
+
+impl<'de> Deserialize<'de> for Slow {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        if n == 7 && SLOW_DECODE.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(v) = STALLED.get() {
+                v.set(1);
+            }
+            loop {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Ok(Slow(n))
+    }
+}
+
+// Bug: the same loop as above in the encoded `Queue`: a small message is decoded in its slot
+// (`get_decoded`), so a consumer stalled there (a slow `Deserialize`, or a process stopped by
+// SIGSTOP or a debugger in the middle of a get) makes every other consumer's `try_get` and
+// `get_timeout` spin in `Ring::try_get_or_leave` until it finishes or dies.
+#[test]
+#[ignore = "bug: Queue try_get/get_timeout spin forever while another process's consumer is stalled inside its get"]
+fn queue_try_and_timed_gets_return_beside_a_stalled_consumer() {
+    run("review16_queue_stalled_consumer", || {
+        let q = Queue::<Slow>::with_capacity(4).unwrap();
+        q.put(&Slow(7)).unwrap();
+        q.put(&Slow(8)).unwrap();
+        let inside = RawValue::new(0u32).unwrap();
+        let (q2, inside2) = (q.clone(), inside.clone());
+        // SAFETY: the child only takes from the shared queue and blocks until killed.
+        #[allow(unsafe_code)]
+        let permit = unsafe { ForkPermit::new() };
+        let mut child = fork(permit, move || {
+            let _ = STALLED.set(inside2);
+            SLOW_DECODE.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = q2.get();
+            0
+        });
+        while inside.get() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut killed = false;
+        let got = returns_within(
+            Duration::from_secs(5),
+            || {
+                let t = q.get_timeout(Duration::from_millis(30));
+                let tr = q.try_get();
+                format!("{t:?} / {tr:?}")
+            },
+            || {
+                let _ = child.kill();
+                killed = true;
+            },
+        );
+        if !killed {
+            let _ = child.kill();
+        }
+        let got = got.unwrap_or_else(|| {
+            panic!("a 30 ms timed get and a try_get beside a stalled consumer had not returned after 5 s")
+        });
+        eprintln!("beside a stalled consumer: {got}");
+    });
+}
