@@ -523,6 +523,141 @@ fn rlock_and_lock_guard_copies_dropped_in_a_forked_child_release_nothing() {
     });
 }
 
+fn poke(heap: &shmproc::heap_testing::TestHeap, at: u64, bytes: &[u8]) {
+    for (i, b) in bytes.iter().enumerate() {
+        heap.poke_u8(at + i as u64, *b).unwrap();
+    }
+}
+
+fn peek_u64(heap: &shmproc::heap_testing::TestHeap, at: u64) -> u64 {
+    let b: Vec<u8> = (0..8).map(|i| heap.peek_u8(at + i).unwrap()).collect();
+    u64::from_le_bytes(b.try_into().unwrap())
+}
+
+/// The id of a process that has exited and been reaped.
+fn dead_pid() -> u32 {
+    let mut c = std::process::Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+/// Thread-id reuse: the word names the calling thread's id, and the record beside it holds
+/// that id with another start time and the pid of a dead process (a thread with this id, in a
+/// process since gone, that ended holding the lock). The caller was the last holder before (its own fast path is primed). `Lock::lock`,
+/// `try_lock` and `RLock::lock` each take the lock over with `OwnerDied`, once; an `RLock`
+/// never counts the dead hold as a level of its own.
+#[test]
+fn a_stale_hold_of_the_callers_own_id_is_taken_over_once_by_every_form() {
+    run("review16_tid_reuse", || {
+        let seg = shmproc::Segment::create(1 << 16).unwrap();
+        let heap = shmproc::heap_testing::TestHeap::on(&seg);
+        let l = Lock::new_in(&seg).unwrap();
+        let r = RLock::new_in(&seg).unwrap();
+        for form in 0..3 {
+            // Prime: this thread is the last holder (its stamp is in the record).
+            drop(l.lock().unwrap());
+            drop(r.lock().unwrap());
+            let at = if form == 2 {
+                r.token().offset
+            } else {
+                l.token().offset
+            };
+            let mine = peek_u64(&heap, at + 8);
+            let tid = (mine >> 32) as u32;
+            assert_ne!(tid, 0);
+            let stale = mine ^ 1;
+            poke(&heap, at + 8, &stale.to_le_bytes());
+            poke(&heap, at + 4, &dead_pid().to_le_bytes());
+            poke(&heap, at, &tid.to_le_bytes());
+            let outcome = match form {
+                0 => match l.lock() {
+                    Ok(_) => "clean",
+                    Err(e) => {
+                        drop(e.into_inner());
+                        "owner died"
+                    }
+                },
+                1 => match l.try_lock() {
+                    Ok(Some(_)) => "clean",
+                    Ok(None) => "busy",
+                    Err(e) => {
+                        drop(e.into_inner());
+                        "owner died"
+                    }
+                },
+                _ => match r.lock() {
+                    Ok(g) => {
+                        let d = r.depth();
+                        drop(g);
+                        if d == 1 {
+                            "clean"
+                        } else {
+                            "a dead level counted"
+                        }
+                    }
+                    Err(e) => {
+                        assert_eq!(r.depth(), 1, "the dead holder's levels are gone");
+                        drop(e.into_inner());
+                        "owner died"
+                    }
+                },
+            };
+            assert_eq!(outcome, "owner died", "form {form}");
+            assert!(!l.is_locked() && !r.is_locked(), "form {form}");
+            // Once: the next acquisition is clean.
+            drop(l.lock().unwrap());
+            drop(r.lock().unwrap());
+        }
+    });
+}
+
+/// An `RLock` holder in another process killed at depth 3 (guard, `acquire`, guard): the next
+/// holder gets `OwnerDied` once, at depth 1 (no level of the dead holder is inherited), and
+/// its own nesting then counts from there.
+#[test]
+fn an_rlock_holder_killed_deep_is_taken_over_at_depth_one() {
+    run("review16_rlock_killed_deep", || {
+        let r = RLock::new().unwrap();
+        let inside = RawValue::new(0u32).unwrap();
+        let (r2, inside2) = (r.clone(), inside.clone());
+        // SAFETY: the child only takes the shared lock and sleeps until killed.
+        #[allow(unsafe_code)]
+        let permit = unsafe { ForkPermit::new() };
+        let mut child = fork(permit, move || {
+            let g1 = r2.lock().unwrap();
+            r2.acquire().unwrap();
+            let g2 = r2.lock().unwrap();
+            inside2.set(r2.depth());
+            loop {
+                std::thread::sleep(Duration::from_millis(10));
+                std::hint::black_box((&g1, &g2));
+            }
+        });
+        while inside.get() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(inside.get(), 3);
+        assert!(matches!(r.try_lock(), Ok(None)));
+        assert_eq!(child.kill(), Err(9));
+        let g = match r.lock_timeout(Duration::from_secs(20)) {
+            Err(e) => e.into_inner(),
+            Ok(g) => panic!("after the kill: {:?}", g.is_some()),
+        };
+        assert_eq!(r.depth(), 1);
+        let g2 = r.lock().unwrap();
+        r.acquire().unwrap();
+        assert_eq!(r.depth(), 3);
+        r.release().unwrap();
+        drop(g2);
+        assert_eq!(r.depth(), 1);
+        assert!(matches!(r.release(), Err(Error::NotOwner)));
+        drop(g);
+        assert!(!r.is_locked());
+        drop(r.lock().unwrap());
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // ShareableQueue
 // ---------------------------------------------------------------------------------------------
