@@ -1311,3 +1311,56 @@ fn queue_try_and_timed_puts_return_beside_a_stalled_producer() {
         eprintln!("beside a stalled producer: {got}");
     });
 }
+
+/// Capacity one and two, at the full/empty edges all the time: a producer in another process
+/// alternates `try_put_with` and `put_timeout`, the consumer `try_get_with` and `get`; every
+/// value arrives once, whole, in order, and `len` never exceeds the capacity.
+#[test]
+fn shareable_tiny_queues_at_the_edges_deliver_in_order() {
+    run("review16_shareable_tiny", || {
+        const N: u64 = 3000;
+        for cap in [1usize, 2] {
+            let q = ShareableQueue::<Msg>::with_capacity(cap).unwrap();
+            let q2 = q.clone();
+            // SAFETY: the child only puts into the shared queue.
+            #[allow(unsafe_code)]
+            let permit = unsafe { ForkPermit::new() };
+            let mut child = fork(permit, move || {
+                let mut i = 0;
+                while i < N {
+                    let r = if i % 2 == 0 {
+                        q2.try_put_with(|m| {
+                            for w in m.iter_mut() {
+                                *w = i;
+                            }
+                        })
+                    } else {
+                        q2.put_timeout(&[i; 32], Duration::from_millis(1))
+                    };
+                    match r {
+                        Ok(()) => i += 1,
+                        Err(Error::Full | Error::Timeout) => {}
+                        Err(_) => return 1,
+                    }
+                }
+                0
+            });
+            let mut want = 0;
+            while want < N {
+                assert!(q.len() <= cap, "cap {cap}: len {}", q.len());
+                let got = if want % 3 == 0 {
+                    q.get_with(untorn)
+                } else {
+                    match q.try_get_with(untorn) {
+                        Err(Error::Empty) => continue,
+                        r => r,
+                    }
+                };
+                assert_eq!(got.unwrap(), want, "cap {cap}");
+                want += 1;
+            }
+            assert_eq!(child.wait(), Ok(0), "cap {cap}");
+            assert!(matches!(q.try_get(), Err(Error::Empty)));
+        }
+    });
+}
