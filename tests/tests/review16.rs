@@ -658,6 +658,76 @@ fn an_rlock_holder_killed_deep_is_taken_over_at_depth_one() {
     });
 }
 
+/// Two processes (a thread each, plus the parent's main thread) nest an `RLock` two and three
+/// levels deep through guards, `acquire`/`release` and `try_lock`, each bumping a shared
+/// counter at every level with a separate load and store: no bump is lost, depth is right at
+/// every step, and the lock ends free.
+#[test]
+fn rlock_nesting_excludes_across_processes_with_exact_depths() {
+    run("review16_rlock_nesting", || {
+        const ITERS: u64 = 1500;
+        let r = RLock::new().unwrap();
+        let counter = RawValue::new(0u64).unwrap();
+        let won = RawArray::<u64>::new(3).unwrap();
+        let work = |r: &RLock, counter: &RawValue<u64>, won: &RawArray<u64>, who: usize| -> bool {
+            let bump = || {
+                let v = counter.get();
+                std::hint::black_box(v);
+                counter.set(v + 1);
+            };
+            let mut mine = 0;
+            for i in 0..ITERS {
+                let outer = if i % 2 == 0 {
+                    Some(r.lock().unwrap())
+                } else {
+                    match r.try_lock().unwrap() {
+                        Some(g) => Some(g),
+                        None => continue,
+                    }
+                };
+                bump();
+                if r.depth() != 1 {
+                    return false;
+                }
+                r.acquire().unwrap();
+                bump();
+                let inner = r.try_lock().unwrap();
+                if inner.is_none() || r.depth() != 3 {
+                    return false;
+                }
+                bump();
+                drop(inner);
+                r.release().unwrap();
+                if r.depth() != 1 {
+                    return false;
+                }
+                drop(outer);
+                if r.depth() != 0 || r.is_owned() {
+                    return false;
+                }
+                mine += 3;
+            }
+            won.set(who, mine).unwrap();
+            true
+        };
+        let (r2, c2, w2) = (r.clone(), counter.clone(), won.clone());
+        // SAFETY: the child only takes the shared lock and touches shared values.
+        #[allow(unsafe_code)]
+        let permit = unsafe { ForkPermit::new() };
+        let mut child = fork(permit, move || i32::from(!work(&r2, &c2, &w2, 2)));
+        std::thread::scope(|s| {
+            let t = s.spawn(|| work(&r, &counter, &won, 0));
+            assert!(work(&r, &counter, &won, 1));
+            assert!(t.join().unwrap());
+        });
+        assert_eq!(child.wait(), Ok(0));
+        let total: u64 = (0..3).map(|i| won.get(i).unwrap()).sum();
+        assert!(total >= 3 * ITERS * 3 / 2, "too few acquisitions: {total}");
+        assert_eq!(counter.get(), total, "a bump was lost: two holders at once");
+        assert!(!r.is_locked());
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // ShareableQueue
 // ---------------------------------------------------------------------------------------------
