@@ -728,6 +728,78 @@ fn rlock_nesting_excludes_across_processes_with_exact_depths() {
     });
 }
 
+/// An `RLock` holder looping on nested levels (guard, then `acquire`, then a guard) is killed
+/// at random points: the lock always comes back, `OwnerDied` at depth 1 exactly when the child
+/// died holding it (a half bump shows only behind `OwnerDied`), and the next acquisition is
+/// clean.
+#[test]
+fn sigkill_of_a_nesting_rlock_holder_always_recovers_at_depth_one() {
+    run("review16_rlock_sigkill", || {
+        let r = RLock::new().unwrap();
+        let counter = RawValue::new(0u64).unwrap();
+        let mut rng = Rng::new(0x4e57_ed01);
+        for round in 0..40 {
+            let (r2, c2) = (r.clone(), counter.clone());
+            // SAFETY: the child only takes the shared lock and bumps a shared value until killed.
+            #[allow(unsafe_code)]
+            let permit = unsafe { ForkPermit::new() };
+            let mut child = fork(permit, move || {
+                loop {
+                    let g = match r2.lock() {
+                        Ok(g) => g,
+                        Err(e) => e.into_inner(),
+                    };
+                    if c2.get() % 2 == 1 {
+                        c2.set(c2.get() + 1);
+                    }
+                    c2.set(c2.get() + 1);
+                    let _ = r2.acquire();
+                    let g2 = r2.lock().unwrap();
+                    std::hint::black_box(&g2);
+                    drop(g2);
+                    let _ = r2.release();
+                    c2.set(c2.get() + 1);
+                    drop(g);
+                }
+            });
+            let from = counter.get();
+            while counter.get() == from {
+                std::thread::yield_now();
+            }
+            std::thread::sleep(Duration::from_micros(rng.below(2000)));
+            let _ = child.kill();
+            match r.lock_timeout(Duration::from_secs(20)) {
+                Ok(Some(g)) => {
+                    assert_eq!(r.depth(), 1);
+                    assert!(
+                        counter.get().is_multiple_of(2),
+                        "round {round}: a half bump behind a clean acquisition"
+                    );
+                    drop(g);
+                }
+                Ok(None) => panic!("round {round}: the lock never came back"),
+                Err(e) => {
+                    assert_eq!(
+                        r.depth(),
+                        1,
+                        "round {round}: levels of the dead holder kept"
+                    );
+                    let g = e.into_inner();
+                    if counter.get() % 2 == 1 {
+                        counter.set(counter.get() + 1);
+                    }
+                    drop(g);
+                }
+            }
+            assert!(!r.is_locked(), "round {round}");
+            drop(
+                r.lock()
+                    .unwrap_or_else(|_| panic!("round {round}: a second OwnerDied")),
+            );
+        }
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // ShareableQueue
 // ---------------------------------------------------------------------------------------------
