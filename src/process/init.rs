@@ -103,17 +103,22 @@ impl Boot {
             reason: format!("start-up message: {what}"),
         };
         let mut named = vec![false; fds];
-        let indices = self
-            .result
-            .iter()
-            .chain(&self.segments)
-            .chain(&self.extra)
-            .chain(&self.handle_fds);
-        for &i in indices {
-            match named.get_mut(i) {
-                Some(seen) if !*seen => *seen = true,
-                Some(_) => return Err(bad(&format!("descriptor {i} named twice"))),
-                None => return Err(bad(&format!("descriptor {i} of {fds} named"))),
+        let mut mark = |i: usize| match named.get_mut(i) {
+            Some(seen) if !*seen => {
+                *seen = true;
+                Ok(())
+            }
+            Some(_) => Err(bad(&format!("descriptor {i} named twice"))),
+            None => Err(bad(&format!("descriptor {i} of {fds} named"))),
+        };
+        // One plain loop per list: a chained iterator compiles to a jump table in read-only
+        // data, a page that a `Fork` child would fault in for this check alone.
+        if let Some(i) = self.result {
+            mark(i)?;
+        }
+        for list in [&self.segments, &self.extra, &self.handle_fds] {
+            for &i in list {
+                mark(i)?;
             }
         }
         if self
@@ -331,16 +336,15 @@ pub(crate) fn run_child(
     let mut take = |i: usize| fds.get_mut(i).and_then(Option::take);
     let mut result = boot.result.and_then(&mut take).map(File::from);
     let outcome = prepare_and_run(boot, fd_count, &mut take, real_parent, exe_check);
+    if let Outcome::Failed(reason) = &outcome {
+        report(&format!(
+            "shmproc: child process could not run its target: {reason}"
+        ));
+    }
     let code = match &outcome {
         Outcome::Returned(_) => 0,
         Outcome::Exited(code) => *code,
-        Outcome::Panicked(_) => 1,
-        Outcome::Failed(reason) => {
-            report(&format!(
-                "shmproc: child process could not run its target: {reason}"
-            ));
-            1
-        }
+        Outcome::Panicked(_) | Outcome::Failed(_) => 1,
     };
     // Encoded only for a parent that wants the outcome: an unused buffer is an allocation
     // (in a `Fork` child, allocator pages copied from the parent).
@@ -349,6 +353,9 @@ pub(crate) fn run_child(
     {
         let _ = write_frame(w, &bytes);
     }
+    // Not dropped: the process exits right after, and the drop's four-way branch on the
+    // variant would read a jump table (a read-only data page a `Fork` child would fault in).
+    std::mem::forget(outcome);
     code
 }
 
