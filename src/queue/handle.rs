@@ -185,7 +185,7 @@ impl RawQueue {
         } else {
             match ring.try_put_by(encode) {
                 Ok(Attempt::Done(())) => Ok(()),
-                Ok(Attempt::WouldBlock) => Err(Error::Full),
+                Ok(Attempt::WouldBlock | Attempt::Busy) => Err(Error::Full),
                 Err(e) => Err(e),
             }
         };
@@ -232,7 +232,7 @@ impl RawQueue {
         }
         match self.ring.try_put_counted(p, task)? {
             Attempt::Done(()) => Ok(()),
-            Attempt::WouldBlock => Err(Error::Full),
+            Attempt::WouldBlock | Attempt::Busy => Err(Error::Full),
         }
     }
 
@@ -276,7 +276,7 @@ impl RawQueue {
         } else {
             match ring.try_get_by(&mut in_slot)? {
                 Attempt::Done(t) => t,
-                Attempt::WouldBlock => return Err(Error::Empty),
+                Attempt::WouldBlock | Attempt::Busy => return Err(Error::Empty),
             }
         };
         match taken? {

@@ -85,7 +85,7 @@ fn put(ring: &Ring<Arc<LoomMem>>, msg: [u8; 4]) {
     loop {
         match ring.try_put(&Payload::Inline(&msg)).expect("put") {
             Attempt::Done(()) => return,
-            Attempt::WouldBlock => loom::thread::yield_now(),
+            Attempt::WouldBlock | Attempt::Busy => loom::thread::yield_now(),
         }
     }
 }
@@ -98,7 +98,7 @@ fn get(ring: &Ring<Arc<LoomMem>>) -> [u8; 4] {
                 return [buf[0], buf[1], buf[2], buf[3]];
             }
             Attempt::Done(Taken::External(..)) => panic!("models send inline messages"),
-            Attempt::WouldBlock => loom::thread::yield_now(),
+            Attempt::WouldBlock | Attempt::Busy => loom::thread::yield_now(),
         }
     }
 }

@@ -198,7 +198,7 @@ impl<T: Shareable> ShareableQueue<T> {
         }
         match ring.try_put_by(&mut fill_at)? {
             super::ring::Attempt::Done(()) => Ok(()),
-            super::ring::Attempt::WouldBlock => Err(Error::Full),
+            super::ring::Attempt::WouldBlock | super::ring::Attempt::Busy => Err(Error::Full),
         }
     }
 
@@ -223,7 +223,9 @@ impl<T: Shareable> ShareableQueue<T> {
         } else {
             match ring.try_get_by(&mut read_at)? {
                 super::ring::Attempt::Done(r) => r,
-                super::ring::Attempt::WouldBlock => return Err(Error::Empty),
+                super::ring::Attempt::WouldBlock | super::ring::Attempt::Busy => {
+                    return Err(Error::Empty);
+                }
             }
         };
         got.ok_or(Error::CorruptObject {
