@@ -352,7 +352,11 @@ macro_rules! queue_common {
             }
 
             /// Closes the queue: later puts fail with [`Error::Closed`], gets drain what is
-            /// left and then fail with [`Error::Closed`]; every blocked caller wakes up.
+            /// left and then fail with [`Error::Closed`]; every blocked caller wakes up. As
+            /// with Python's `Queue.close`, what was put before the close is still delivered:
+            /// a put still writing its message when the queue closes either fails with
+            /// `Closed` or returns `Ok`, and then a get waits for its message rather than
+            /// report `Closed` first (a `try_get` reports `Empty` meanwhile).
             pub fn close(&self) {
                 self.raw.ring.close();
             }

@@ -59,6 +59,19 @@
 //!
 //! Producers thus take turns at the tail and consumers at the head (a put waits while another
 //! producer copies), which keeps every message whole and each producer's messages in order.
+//! A party that finds its slot claimed by a live party (a producer's `WRITING` tail, a
+//! consumer's `READING` head) does not wait inside a try: it returns [`Attempt::Busy`], which
+//! the try forms report as full or empty and the blocking forms wait on (see "Blocking").
+//!
+//! # Close
+//!
+//! `close` sets a flag; a put checks it before claiming its slot and again right after (all
+//! `SeqCst`), and gives the slot back with `Closed` if it is set then. A consumer reports
+//! `Closed` only for a head slot still `EMPTY` when re-read after it saw the flag. So a put
+//! either fails, or claimed its slot before the consumer's re-read, and that consumer then
+//! finds it `WRITING` and waits for the message (Python's `Queue.close`: what was put is still
+//! delivered); every put that returned `Ok` is delivered before any get of the queue reports
+//! `Closed`. A producer that dies while writing is recovered as above, and the get goes on.
 //!
 //! # Blocking
 //!
@@ -70,6 +83,15 @@
 //! fences make the handshake hold on every architecture (see `park`'s module docs). Sleeps are
 //! sliced (1 ms, doubling to 50 ms); a party that died holding a slot is recovered by the
 //! retries (its thread is checked), so the slices need no check of their own.
+//!
+//! A waiter behind a busy slot ([`Attempt::Busy`]) sleeps on the other side's event count,
+//! which the holder's finish already bumps: a producer behind a `WRITING` tail on
+//! `not_empty` (the publish), a consumer behind a `READING` head on `not_full` (the
+//! release); it passes the wake-up it took on (`notify(1)`), since it may have been meant for
+//! a waiter of that count. A slot given back (a closure that unwound, a put that found the
+//! queue closed after its claim, a get that left its message) or recovered from a dead party
+//! wakes every sleeper of both counts. The handshake is the one above, with the slot word as
+//! the condition.
 //!
 //! # Safety
 //!
