@@ -65,11 +65,12 @@
 //!
 //! # Close
 //!
-//! `close` sets a flag; a put checks it before claiming its slot and again right after (all
-//! `SeqCst`), and gives the slot back with `Closed` if it is set then. A consumer reports
-//! `Closed` only for a head slot still `EMPTY` when re-read after it saw the flag. So a put
-//! either fails, or claimed its slot before the consumer's re-read, and that consumer then
-//! finds it `WRITING` and waits for the message (Python's `Queue.close`: what was put is still
+//! `close` sets a flag; a put checks it before claiming its slot and again right after, and
+//! gives the slot back with `Closed` if it is set then. A consumer that sees the flag reports
+//! `Closed` only after confirming its `EMPTY` head slot with a compare-exchange of the slot word
+//! to itself. The claims and that write are ordered in the word: a claim after it reads it
+//! (Acquire after Release), so its check sees the flag and the put fails; a claim before it
+//! makes it fail, and the consumer then finds the slot `WRITING` and waits for the message (Python's `Queue.close`: what was put is still
 //! delivered); every put that returned `Ok` is delivered before any get of the queue reports
 //! `Closed`. A producer that dies while writing is recovered as above, and the get goes on.
 //!
@@ -671,16 +672,13 @@ impl<M: RingMem> Ring<M> {
     /// Returns whether the ring was closed.
     #[inline]
     pub(crate) fn is_closed(&self) -> bool {
-        // SeqCst: a consumer that sees the flag re-reads its slot after it (`try_get_or_leave`,
-        // against the producer's claim and check in `try_put_by`).
-        self.word32(CLOSED).load(Ordering::SeqCst) != 0
+        self.word32(CLOSED).load(Ordering::Acquire) != 0
     }
 
     /// Closes the ring and wakes every sleeper.
     pub(crate) fn close(&self) {
-        // SeqCst: a party that sees the flag sees what was put before the close, and the
-        // flag is ordered with the slot claims it races (`try_put_by`).
-        self.word32(CLOSED).store(1, Ordering::SeqCst);
+        // Release: a party that sees the flag sees what was put before the close.
+        self.word32(CLOSED).store(1, Ordering::Release);
         for seq in [NOT_EMPTY, NOT_FULL] {
             self.events(seq).notify(u32::MAX);
         }
@@ -757,12 +755,13 @@ impl<M: RingMem> Ring<M> {
             let (wl, st) = (lap_of(w), state_of(w));
             if wl == lap && st == EMPTY {
                 // Acquire: the consumer that emptied the slot finished reading it.
-                // SeqCst: see the closed check below.
+                // Acquire: the consumer that emptied the slot finished reading it; a consumer
+                // that confirmed the slot empty of a closed queue saw the flag before.
                 if word
                     .compare_exchange(
                         w,
                         pack(lap, WRITING, me),
-                        Ordering::SeqCst,
+                        Ordering::Acquire,
                         Ordering::Relaxed,
                     )
                     .is_err()
@@ -776,10 +775,11 @@ impl<M: RingMem> Ring<M> {
                     state: pack(lap, EMPTY, 0),
                     wake: self.both_events(),
                 };
-                // SeqCst: against `close`'s store and a consumer's re-read of this slot
-                // after it saw the flag (`try_get_or_leave`): either that consumer sees this
-                // claim and waits for the message, or this put sees the flag and fails.
-                if self.word32(CLOSED).load(Ordering::SeqCst) != 0 {
+                // After the claim: a consumer that saw the flag confirms the slot unclaimed by
+                // a compare-exchange (`try_get_or_leave`); if ours read its write, its
+                // Release/our Acquire make the flag it saw visible here, and we fail; else it
+                // sees our claim and waits for the message.
+                if self.is_closed() {
                     drop(undo);
                     return Err(Error::Closed);
                 }
@@ -935,10 +935,16 @@ impl<M: RingMem> Ring<M> {
                 if !self.is_closed() {
                     return Ok(Attempt::WouldBlock);
                 }
-                // SeqCst: closed, and the slot still unclaimed after we saw the flag, so no
-                // put can claim it and succeed any more (it checks the flag after its claim,
-                // see `try_put_by`): drained.
-                if word.load(Ordering::SeqCst) == w && head.load(Ordering::Acquire) == pos {
+                // Closed: confirm the slot unclaimed with a write of the same word. A producer
+                // whose claim comes after it in the word's order reads it (Acquire) and so sees
+                // the flag (our Release) in its check after the claim, and fails; one whose
+                // claim came first makes this fail, and we look again (and wait for its
+                // message). So no put can still succeed into a queue reported drained.
+                if word
+                    .compare_exchange(w, w, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                    && head.load(Ordering::Acquire) == pos
+                {
                     return Err(Error::Closed);
                 }
                 continue;
