@@ -185,7 +185,7 @@ impl RawQueue {
         } else {
             match ring.try_put_by(encode) {
                 Ok(Attempt::Done(())) => Ok(()),
-                Ok(Attempt::WouldBlock) => Err(Error::Full),
+                Ok(Attempt::WouldBlock | Attempt::Busy) => Err(Error::Full),
                 Err(e) => Err(e),
             }
         };
@@ -232,7 +232,7 @@ impl RawQueue {
         }
         match self.ring.try_put_counted(p, task)? {
             Attempt::Done(()) => Ok(()),
-            Attempt::WouldBlock => Err(Error::Full),
+            Attempt::WouldBlock | Attempt::Busy => Err(Error::Full),
         }
     }
 
@@ -276,7 +276,7 @@ impl RawQueue {
         } else {
             match ring.try_get_by(&mut in_slot)? {
                 Attempt::Done(t) => t,
-                Attempt::WouldBlock => return Err(Error::Empty),
+                Attempt::WouldBlock | Attempt::Busy => return Err(Error::Empty),
             }
         };
         match taken? {
@@ -352,7 +352,11 @@ macro_rules! queue_common {
             }
 
             /// Closes the queue: later puts fail with [`Error::Closed`], gets drain what is
-            /// left and then fail with [`Error::Closed`]; every blocked caller wakes up.
+            /// left and then fail with [`Error::Closed`]; every blocked caller wakes up. As
+            /// with Python's `Queue.close`, what was put before the close is still delivered:
+            /// a put still writing its message when the queue closes either fails with
+            /// `Closed` or returns `Ok`, and then a get waits for its message rather than
+            /// report `Closed` first (a `try_get` reports `Empty` meanwhile).
             pub fn close(&self) {
                 self.raw.ring.close();
             }

@@ -12,6 +12,7 @@
 #![allow(unsafe_code)]
 
 use super::ring::{Attempt, HEADER, Payload, Ring, RingMem, SLOT, Taken, ring_bytes};
+use crate::error::Error;
 use crate::loom::{AtomicU32, AtomicU64};
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
@@ -85,7 +86,7 @@ fn put(ring: &Ring<Arc<LoomMem>>, msg: [u8; 4]) {
     loop {
         match ring.try_put(&Payload::Inline(&msg)).expect("put") {
             Attempt::Done(()) => return,
-            Attempt::WouldBlock => loom::thread::yield_now(),
+            Attempt::WouldBlock | Attempt::Busy => loom::thread::yield_now(),
         }
     }
 }
@@ -98,7 +99,7 @@ fn get(ring: &Ring<Arc<LoomMem>>) -> [u8; 4] {
                 return [buf[0], buf[1], buf[2], buf[3]];
             }
             Attempt::Done(Taken::External(..)) => panic!("models send inline messages"),
-            Attempt::WouldBlock => loom::thread::yield_now(),
+            Attempt::WouldBlock | Attempt::Busy => loom::thread::yield_now(),
         }
     }
 }
@@ -181,5 +182,78 @@ fn blocking_put_is_woken_by_a_get() {
         assert_eq!(get(&r), [1; 4]);
         producer.join().expect("producer");
         assert_eq!(get(&r), [2; 4]);
+    });
+}
+
+/// A producer whose blocking `put` finds the tail slot `WRITING` by a live producer sleeps on
+/// `not_empty` (`Attempt::Busy`) and is woken by that producer's publish: under loom a sleep
+/// has no slice, so a lost wake-up is a deadlock loom reports.
+#[test]
+fn blocking_put_behind_a_busy_slot_is_woken_by_its_publish() {
+    model(2, || {
+        let mem = LoomMem::new(2);
+        let _ = Ring::init_mem(Arc::clone(&mem), ring_bytes(2).expect("size"), 2, 0);
+        let m2 = Arc::clone(&mem);
+        let producer = loom::thread::spawn(move || {
+            ring(&m2, 2)
+                .put(&Payload::Inline(&[1; 4]), None)
+                .expect("put");
+        });
+        let r = ring(&mem, 2);
+        r.put(&Payload::Inline(&[2; 4]), None).expect("put");
+        producer.join().expect("producer");
+        let mut got = [get(&r), get(&r)];
+        got.sort_unstable();
+        assert_eq!(got, [[1; 4], [2; 4]]);
+    });
+}
+
+/// A consumer whose blocking `get` finds the head slot `READING` by a live consumer sleeps on
+/// `not_full` (`Attempt::Busy`) and is woken by that consumer's release.
+#[test]
+fn blocking_get_behind_a_busy_slot_is_woken_by_its_release() {
+    model(2, || {
+        let mem = LoomMem::new(2);
+        let _ = Ring::init_mem(Arc::clone(&mem), ring_bytes(2).expect("size"), 2, 0);
+        let r = ring(&mem, 2);
+        put(&r, [1; 4]);
+        put(&r, [2; 4]);
+        let m2 = Arc::clone(&mem);
+        let consumer = loom::thread::spawn(move || match ring(&m2, 2).get(None) {
+            Ok(Taken::Inline(buf, 4)) => buf[0],
+            other => panic!("unexpected {other:?}"),
+        });
+        let mine = match r.get(None) {
+            Ok(Taken::Inline(buf, 4)) => buf[0],
+            other => panic!("unexpected {other:?}"),
+        };
+        let theirs = consumer.join().expect("consumer");
+        let mut got = [mine, theirs];
+        got.sort_unstable();
+        assert_eq!(got, [1, 2]);
+    });
+}
+
+/// `close` racing a put: either the put fails with `Closed`, or its message reaches the
+/// blocking get that follows the close; never `Ok` for the put and `Closed` for the get.
+#[test]
+fn close_during_a_put_never_reports_closed_before_its_message() {
+    model(2, || {
+        let mem = LoomMem::new(1);
+        let _ = Ring::init_mem(Arc::clone(&mem), ring_bytes(1).expect("size"), 1, 0);
+        let m2 = Arc::clone(&mem);
+        let producer =
+            loom::thread::spawn(move || ring(&m2, 1).put(&Payload::Inline(&[5; 4]), None));
+        let r = ring(&mem, 1);
+        r.close();
+        let got = r.get(None);
+        let put = producer.join().expect("producer");
+        match (put, got) {
+            (Ok(()), Ok(Taken::Inline(buf, 4))) => assert_eq!(buf[..4], [5; 4]),
+            (Ok(()), Err(e)) => panic!("the put returned Ok, the get after close {e:?}"),
+            (Err(Error::Closed), Err(Error::Closed)) => {}
+            (Err(Error::Closed), Ok(_)) => panic!("a put that returned Closed was delivered"),
+            other => panic!("unexpected {other:?}"),
+        }
     });
 }

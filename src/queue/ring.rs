@@ -59,6 +59,20 @@
 //!
 //! Producers thus take turns at the tail and consumers at the head (a put waits while another
 //! producer copies), which keeps every message whole and each producer's messages in order.
+//! A party that finds its slot claimed by a live party (a producer's `WRITING` tail, a
+//! consumer's `READING` head) does not wait inside a try: it returns [`Attempt::Busy`], which
+//! the try forms report as full or empty and the blocking forms wait on (see "Blocking").
+//!
+//! # Close
+//!
+//! `close` sets a flag; a put checks it before claiming its slot and again right after, and
+//! gives the slot back with `Closed` if it is set then. A consumer that sees the flag reports
+//! `Closed` only after confirming its `EMPTY` head slot with a compare-exchange of the slot word
+//! to itself. The claims and that write are ordered in the word: a claim after it reads it
+//! (Acquire after Release), so its check sees the flag and the put fails; a claim before it
+//! makes it fail, and the consumer then finds the slot `WRITING` and waits for the message (Python's `Queue.close`: what was put is still
+//! delivered); every put that returned `Ok` is delivered before any get of the queue reports
+//! `Closed`. A producer that dies while writing is recovered as above, and the get goes on.
 //!
 //! # Blocking
 //!
@@ -70,6 +84,15 @@
 //! fences make the handshake hold on every architecture (see `park`'s module docs). Sleeps are
 //! sliced (1 ms, doubling to 50 ms); a party that died holding a slot is recovered by the
 //! retries (its thread is checked), so the slices need no check of their own.
+//!
+//! A waiter behind a busy slot ([`Attempt::Busy`]) sleeps on the other side's event count,
+//! which the holder's finish already bumps: a producer behind a `WRITING` tail on
+//! `not_empty` (the publish), a consumer behind a `READING` head on `not_full` (the
+//! release); it passes the wake-up it took on (`notify(1)`), since it may have been meant for
+//! a waiter of that count. A slot given back (a closure that unwound, a put that found the
+//! queue closed after its claim, a get that left its message) or recovered from a dead party
+//! wakes every sleeper of both counts. The handshake is the one above, with the slot word as
+//! the condition.
 //!
 //! # Safety
 //!
@@ -255,15 +278,21 @@ impl Stuck {
 
 /// Stores `state` into a slot's word if dropped: a slot claimed by a party whose copy
 /// unwound is given back as the recovery of a dead party would (see the module docs).
+/// Whoever waits for the slot (a waiter behind a busy slot, a consumer of a closed queue
+/// waiting for a put still writing) is woken: `wake` are both event counts of the ring.
 struct Undo<'a> {
     word: &'a AtomicU64,
     state: u64,
+    wake: [EventCount<'a>; 2],
 }
 
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
         // Release: whatever the unwinding party wrote is ordered before the slot changes hands.
         self.word.store(self.state, Ordering::Release);
+        for ev in self.wake {
+            ev.notify(u32::MAX);
+        }
     }
 }
 
@@ -299,6 +328,11 @@ pub(crate) enum Attempt<T> {
     Done(T),
     /// Full (put) or empty (get).
     WouldBlock,
+    /// The slot this attempt needs is held by another live party, still copying its
+    /// message in (a put behind a `WRITING` tail) or out (a get behind a `READING` head).
+    /// The try forms report it as full or empty; the blocking forms sleep until that party
+    /// finishes (see the module docs, "Blocking").
+    Busy,
 }
 
 /// The memory a ring lives in: a heap block ([`RawMem`]), or loom-tracked cells in models.
@@ -721,6 +755,8 @@ impl<M: RingMem> Ring<M> {
             let (wl, st) = (lap_of(w), state_of(w));
             if wl == lap && st == EMPTY {
                 // Acquire: the consumer that emptied the slot finished reading it.
+                // Acquire: the consumer that emptied the slot finished reading it; a consumer
+                // that confirmed the slot empty of a closed queue saw the flag before.
                 if word
                     .compare_exchange(
                         w,
@@ -737,7 +773,16 @@ impl<M: RingMem> Ring<M> {
                 let undo = Undo {
                     word,
                     state: pack(lap, EMPTY, 0),
+                    wake: self.both_events(),
                 };
+                // After the claim: a consumer that saw the flag confirms the slot unclaimed by
+                // a compare-exchange (`try_get_or_leave`); if ours read its write, its
+                // Release/our Acquire make the flag it saw visible here, and we fail; else it
+                // sees our claim and waits for the message.
+                if self.is_closed() {
+                    drop(undo);
+                    return Err(Error::Closed);
+                }
                 fill(off)?;
                 core::mem::forget(undo);
                 // Release: the message bytes and length are visible to whoever sees FULL.
@@ -763,8 +808,9 @@ impl<M: RingMem> Ring<M> {
                 if self.wait_or_recover(word, w, pack(lap, EMPTY, 0), &mut spins) {
                     continue;
                 }
-                crate::loom::yield_now();
-                continue;
+                // Alive and still copying: a try form gives up; a blocking one sleeps until
+                // the slot is published (its `not_empty` notify) or given back.
+                return Ok(Attempt::Busy);
             }
             if wl == lap.wrapping_sub(1) && tail.load(Ordering::Acquire) == pos {
                 // The slot still holds the previous lap's message: the ring is full.
@@ -786,6 +832,7 @@ impl<M: RingMem> Ring<M> {
         match taken {
             Attempt::Done(r) => r.map(Attempt::Done),
             Attempt::WouldBlock => Ok(Attempt::WouldBlock),
+            Attempt::Busy => Ok(Attempt::Busy),
         }
     }
 
@@ -798,6 +845,7 @@ impl<M: RingMem> Ring<M> {
             Attempt::Done(Some(r)) => Ok(Attempt::Done(r)),
             // `read` always takes the message.
             Attempt::Done(None) | Attempt::WouldBlock => Ok(Attempt::WouldBlock),
+            Attempt::Busy => Ok(Attempt::Busy),
         }
     }
 
@@ -838,11 +886,12 @@ impl<M: RingMem> Ring<M> {
                 let undo = Undo {
                     word,
                     state: pack(lap, FULL, 0),
+                    wake: self.both_events(),
                 };
                 let Some(taken) = read(off) else {
-                    // Back to FULL of this lap (`undo`'s store), at the head it never left.
+                    // Back to FULL of this lap (`undo`'s store, which wakes the sleepers), at
+                    // the head it never left.
                     drop(undo);
-                    self.notify(NOT_EMPTY);
                     return Ok(Attempt::Done(None));
                 };
                 core::mem::forget(undo);
@@ -866,32 +915,49 @@ impl<M: RingMem> Ring<M> {
             if wl == lap && st == READING {
                 // Another consumer is copying out: wait for it, or hand the message back to
                 // the queue if it died.
-                if !self.wait_or_recover(word, w, pack(lap, FULL, 0), &mut spins) {
-                    crate::loom::yield_now();
+                if self.wait_or_recover(word, w, pack(lap, FULL, 0), &mut spins) {
+                    continue;
                 }
-                continue;
+                // Alive and still copying: a try form gives up; a blocking one sleeps until
+                // the slot is emptied (its `not_full` notify) or given back.
+                return Ok(Attempt::Busy);
             }
             if wl == lap && st == WRITING {
-                // A producer is copying in: wait briefly, recover if it died, else empty.
+                // A producer is copying in: wait briefly, recover if it died, else the queue
+                // is empty for now, even if closed: that put began before the close and may
+                // still return `Ok`, so its message is coming (the publish wakes us).
                 if self.wait_or_recover(word, w, pack(lap, EMPTY, 0), &mut spins) {
                     continue;
                 }
-                return self.empty_or_closed();
+                return Ok(Attempt::WouldBlock);
             }
             if wl == lap && st == EMPTY && head.load(Ordering::Acquire) == pos {
-                return self.empty_or_closed();
+                if !self.is_closed() {
+                    return Ok(Attempt::WouldBlock);
+                }
+                // Closed: confirm the slot unclaimed with a write of the same word. A producer
+                // whose claim comes after it in the word's order reads it (Acquire) and so sees
+                // the flag (our Release) in its check after the claim, and fails; one whose
+                // claim came first makes this fail, and we look again (and wait for its
+                // message). So no put can still succeed into a queue reported drained.
+                if word
+                    .compare_exchange(w, w, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                    && head.load(Ordering::Acquire) == pos
+                {
+                    return Err(Error::Closed);
+                }
+                continue;
             }
             // The head moved under us; look again.
             stuck.check(head.load(Ordering::Acquire) == pos)?;
         }
     }
 
-    fn empty_or_closed<R>(&self) -> Result<Attempt<R>> {
-        if self.is_closed() {
-            Err(Error::Closed)
-        } else {
-            Ok(Attempt::WouldBlock)
-        }
+    /// Both event counts (`not_empty`, `not_full`), woken when a slot is given back or
+    /// recovered.
+    fn both_events(&self) -> [EventCount<'_>; 2] {
+        [self.events(NOT_EMPTY), self.events(NOT_FULL)]
     }
 
     /// Spins while `word` still reads `seen`; after the spin budget, checks the claimer's
@@ -918,6 +984,10 @@ impl<M: RingMem> Ring<M> {
         let _won = word
             .compare_exchange(seen, recovered, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok();
+        // Parties sleeping behind the dead one's slot look again.
+        for ev in self.both_events() {
+            ev.notify(u32::MAX);
+        }
         crate::trace::event!(
             warn,
             dead_tid = tid_of(seen),
@@ -1045,17 +1115,28 @@ impl<M: RingMem> Ring<M> {
         self.wait_for(NOT_EMPTY, deadline, || self.try_get_or_leave(&mut read))
     }
 
-    /// Runs `try_op` until it is done: once, then spinning, then sleeping on the event count
-    /// at `event` until `deadline` (forever if `None`).
+    /// Runs `try_op` until it is done: once, then spinning, then sleeping until `deadline`
+    /// (forever if `None`): on the event count at `event` while the ring is full (empty),
+    /// and on the other one while the slot needed is busy (`Attempt::Busy`): a producer
+    /// behind a `WRITING` tail waits for its publish, which bumps `not_empty`; a consumer
+    /// behind a `READING` head for its release, which bumps `not_full`.
     fn wait_for<T>(
         &self,
         event: usize,
         deadline: Option<&Deadline>,
         mut try_op: impl FnMut() -> Result<Attempt<T>>,
     ) -> Result<T> {
+        let busy = core::cell::Cell::new(false);
         let mut attempt = || match try_op() {
             Ok(Attempt::Done(t)) => Some(Ok(t)),
-            Ok(Attempt::WouldBlock) => None,
+            Ok(Attempt::WouldBlock) => {
+                busy.set(false);
+                None
+            }
+            Ok(Attempt::Busy) => {
+                busy.set(true);
+                None
+            }
             Err(e) => Some(Err(e)),
         };
         if let Some(r) = attempt() {
@@ -1063,12 +1144,38 @@ impl<M: RingMem> Ring<M> {
         }
         // A dead party's claim is recovered inside `try_put` and `try_get`: nothing to check
         // after a slice.
-        park::spin_at(Site::Queue, &mut attempt)
-            .or_else(|| {
-                self.events(event)
-                    .wait_until(deadline, &mut attempt, |_| None)
-            })
-            .unwrap_or(Err(Error::Timeout))
+        if let Some(r) = park::spin_at(Site::Queue, &mut attempt) {
+            return r;
+        }
+        let other = if event == NOT_EMPTY {
+            NOT_FULL
+        } else {
+            NOT_EMPTY
+        };
+        loop {
+            let was_busy = busy.get();
+            let ev = self.events(if was_busy { other } else { event });
+            // Ends with `Some(None)` when the reason to wait changed: sleep on the other count.
+            let r = ev.wait_until(
+                deadline,
+                || match attempt() {
+                    Some(r) => Some(Some(r)),
+                    None if busy.get() != was_busy => Some(None),
+                    None => None,
+                },
+                |_| None,
+            );
+            if was_busy {
+                // The wake-up we took from the other side's count may have been meant for
+                // one of its own waiters (a put's publish wakes one sleeper): pass it on.
+                ev.notify(1);
+            }
+            match r {
+                Some(Some(r)) => return r,
+                Some(None) => {}
+                None => return Err(Error::Timeout),
+            }
+        }
     }
 
     /// Counts one more unfinished task: a joinable put counts it inside its slot claim, after

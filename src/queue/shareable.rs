@@ -57,7 +57,9 @@ const DEFAULT_QUEUE_BYTES: usize = 64 << 20;
 /// `&T`: nothing is copied but what the closures touch. A loaned slot holds the bytes of an
 /// earlier message (or zeros): write every field the consumer reads. While a closure runs,
 /// other producers (for `put_with`) or consumers (for `get_with`) wait behind it (they spin,
-/// then yield), so keep closures short.
+/// then sleep until it returns; their `try_` forms report [`Error::Full`] or
+/// [`Error::Empty`] and their `_timeout` forms give up at their deadline), so keep closures
+/// short.
 ///
 /// # Blocking and timeouts
 /// As for [`Queue`](crate::Queue): `put*` wait while the queue is full, `get*` while it is
@@ -198,7 +200,7 @@ impl<T: Shareable> ShareableQueue<T> {
         }
         match ring.try_put_by(&mut fill_at)? {
             super::ring::Attempt::Done(()) => Ok(()),
-            super::ring::Attempt::WouldBlock => Err(Error::Full),
+            super::ring::Attempt::WouldBlock | super::ring::Attempt::Busy => Err(Error::Full),
         }
     }
 
@@ -223,7 +225,9 @@ impl<T: Shareable> ShareableQueue<T> {
         } else {
             match ring.try_get_by(&mut read_at)? {
                 super::ring::Attempt::Done(r) => r,
-                super::ring::Attempt::WouldBlock => return Err(Error::Empty),
+                super::ring::Attempt::WouldBlock | super::ring::Attempt::Busy => {
+                    return Err(Error::Empty);
+                }
             }
         };
         got.ok_or(Error::CorruptObject {
@@ -454,7 +458,10 @@ impl<T: Shareable> ShareableQueue<T> {
     }
 
     /// Closes the queue: later puts fail with [`Error::Closed`], gets drain what is left and
-    /// then fail with [`Error::Closed`]; every blocked caller wakes up.
+    /// then fail with [`Error::Closed`]; every blocked caller wakes up. A `put_with` whose
+    /// closure is running when the queue closes still returns `Ok` and its value is
+    /// delivered: a get waits for it rather than report `Closed` first (a `try_get` reports
+    /// `Empty` meanwhile).
     pub fn close(&self) {
         self.raw.ring.close();
     }

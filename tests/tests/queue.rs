@@ -936,3 +936,78 @@ fn queue_readiness_many_watchers_do_not_swallow_wakeups() {
         },
     );
 }
+
+/// Blocking gets and puts behind a party busy in its loaned slot sleep until it finishes and
+/// then go on (they are woken by its release or publish), while the try and timed forms beside
+/// it return: `Empty`/`Full` and `Timeout`, never a spin past their deadline.
+#[test]
+fn shareable_waiters_behind_a_busy_loan_are_woken_when_it_finishes() {
+    watchdog(LIMIT, "busy loan", || {
+        for reader in [true, false] {
+            let q = ShareableQueue::<[u64; 8]>::with_capacity(4).unwrap();
+            if reader {
+                q.put(&[1; 8]).unwrap();
+                q.put(&[2; 8]).unwrap();
+            }
+            let inside = std::sync::atomic::AtomicBool::new(false);
+            let release = std::sync::atomic::AtomicBool::new(false);
+            let hold = || {
+                inside.store(true, std::sync::atomic::Ordering::SeqCst);
+                while !release.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            };
+            std::thread::scope(|s| {
+                let holder = s.spawn(|| {
+                    if reader {
+                        q.get_with(|v| {
+                            hold();
+                            v[0]
+                        })
+                        .unwrap()
+                    } else {
+                        q.put_with(|v| {
+                            hold();
+                            v.fill(1);
+                        })
+                        .unwrap();
+                        1
+                    }
+                });
+                while !inside.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                if reader {
+                    assert!(matches!(q.try_get(), Err(Error::Empty)));
+                    assert!(matches!(
+                        q.get_timeout(Duration::from_millis(20)),
+                        Err(Error::Timeout)
+                    ));
+                } else {
+                    assert!(matches!(q.try_put(&[9; 8]), Err(Error::Full)));
+                    assert!(matches!(
+                        q.put_timeout(&[9; 8], Duration::from_millis(20)),
+                        Err(Error::Timeout)
+                    ));
+                }
+                let waiter = s.spawn(|| {
+                    if reader {
+                        q.get().unwrap()[0]
+                    } else {
+                        q.put(&[2; 8]).unwrap();
+                        2
+                    }
+                });
+                std::thread::sleep(Duration::from_millis(30));
+                release.store(true, std::sync::atomic::Ordering::SeqCst);
+                assert_eq!(holder.join().unwrap(), 1);
+                assert_eq!(waiter.join().unwrap(), 2);
+            });
+            if !reader {
+                assert_eq!(q.get().unwrap(), [1; 8]);
+                assert_eq!(q.get().unwrap(), [2; 8]);
+            }
+            assert!(q.is_empty());
+        }
+    });
+}

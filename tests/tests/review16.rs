@@ -1163,7 +1163,6 @@ fn returns_within<R: Send>(
 // `try_put*`/`put_timeout` behind a live `put_with`. Here the 30 ms timed get and the try_get
 // have not returned after 5 s; they return only once the reader is killed.
 #[test]
-#[ignore = "bug: try_/timed gets and puts of a ShareableQueue spin forever behind a live consumer's get_with or producer's put_with"]
 fn shareable_try_and_timed_ops_return_beside_a_live_loan_in_another_process() {
     run("review16_shareable_live_loan", || {
         for reader in [true, false] {
@@ -1257,7 +1256,6 @@ impl<'de> Deserialize<'de> for Slow {
 // SIGSTOP or a debugger in the middle of a get) makes every other consumer's `try_get` and
 // `get_timeout` spin in `Ring::try_get_or_leave` until it finishes or dies.
 #[test]
-#[ignore = "bug: Queue try_get/get_timeout spin forever while another process's consumer is stalled inside its get"]
 fn queue_try_and_timed_gets_return_beside_a_stalled_consumer() {
     run("review16_queue_stalled_consumer", || {
         let q = Queue::<Slow>::with_capacity(4).unwrap();
@@ -1307,7 +1305,6 @@ fn queue_try_and_timed_gets_return_beside_a_stalled_consumer() {
 // acknowledged value is still to come. A consumer that stops at `Closed` (the usual
 // `while let Ok(v) = q.get()`) loses it; a later get returns it after `Closed` was reported.
 #[test]
-#[ignore = "bug: get returns Closed while a put_with begun before close is still filling; that put then returns Ok and its value comes after Closed"]
 fn shareable_close_during_a_live_put_with_never_reports_closed_before_its_value() {
     run("review16_shareable_close_mid_fill", || {
         let q = ShareableQueue::<Msg>::with_capacity(4).unwrap();
@@ -1374,7 +1371,6 @@ impl Serialize for SlowSer {
 // `get` return `Closed` while that put goes on to return `Ok`, and its value is delivered
 // after `Closed`.
 #[test]
-#[ignore = "bug: Queue get returns Closed while a put begun before close is still encoding into its slot; that put returns Ok"]
 fn queue_close_during_a_stalled_put_never_reports_closed_before_its_value() {
     run("review16_queue_close_mid_put", || {
         let q = Queue::<SlowSer>::with_capacity(4).unwrap();
@@ -1418,7 +1414,6 @@ fn queue_close_during_a_stalled_put_never_reports_closed_before_its_value() {
 // `put_timeout` (`Ring::try_put_by`) spin behind it until it finishes, ignoring "never waits"
 // and the deadline.
 #[test]
-#[ignore = "bug: Queue try_put/put_timeout spin forever while another process's producer is stalled encoding into its slot"]
 fn queue_try_and_timed_puts_return_beside_a_stalled_producer() {
     run("review16_queue_stalled_producer", || {
         let q = Queue::<SlowSer>::with_capacity(4).unwrap();
