@@ -310,6 +310,13 @@ pub(crate) fn try_lock_id(word: &LockWord) -> u32 {
     if word.record.load(Ordering::Relaxed) != stamp {
         return try_lock_new_holder(word, stamp);
     }
+    take_free(word, stamp)
+}
+
+/// The compare-exchange from free to the caller's id, and the caller's record if it won;
+/// returns the caller's id, or [`UNLOCKED`] if the lock was held.
+#[inline(always)]
+fn take_free(word: &LockWord, stamp: u64) -> u32 {
     // Acquire: the protected data written by the previous holder is visible.
     if word
         .word
@@ -327,16 +334,7 @@ pub(crate) fn try_lock_id(word: &LockWord) -> u32 {
 #[inline(never)]
 fn try_lock_new_holder(word: &LockWord, stamp: u64) -> u32 {
     forget_stale_record(word, stamp);
-    // Acquire: as in `try_lock_id`.
-    if word
-        .word
-        .compare_exchange(UNLOCKED, id_of(stamp), Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        return UNLOCKED;
-    }
-    record_owner(word, stamp);
-    id_of(stamp)
+    take_free(word, stamp)
 }
 
 /// Clears a record that names the calling thread's id with another start time: an earlier

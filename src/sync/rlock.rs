@@ -111,6 +111,13 @@ pub(crate) mod algo {
         if !raw::held_by_current_thread(owner) {
             return false;
         }
+        release_level(owner, count);
+        true
+    }
+
+    /// Drops one level of a hold the calling thread has, releasing the word with the last.
+    #[inline(always)]
+    fn release_level(owner: &LockWord, count: &AtomicU32) {
         // Relaxed: only the owner touches `count`; `raw::unlock` publishes it (release).
         let c = count.load(Ordering::Relaxed);
         if c > 1 {
@@ -119,7 +126,6 @@ pub(crate) mod algo {
             count.store(0, Ordering::Relaxed);
             raw::unlock(owner);
         }
-        true
     }
 
     /// Releases the level a guard holds; `holder` is the id of the thread that made the guard.
@@ -136,14 +142,7 @@ pub(crate) mod algo {
             let _ = unlock(owner, count);
             return;
         }
-        // Relaxed: as in `unlock`.
-        let c = count.load(Ordering::Relaxed);
-        if c > 1 {
-            count.store(c - 1, Ordering::Relaxed);
-        } else {
-            count.store(0, Ordering::Relaxed);
-            raw::unlock(owner);
-        }
+        release_level(owner, count);
     }
 
     /// Releases every level at once and returns how many there were (0 if not the owner).
