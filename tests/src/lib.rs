@@ -96,3 +96,38 @@ pub enum WireRequest {
         object: u64,
     },
 }
+
+/// Writes `bytes` into a test heap at offset `at` (scribbling shared memory as a faulty or
+/// hostile process would).
+pub fn poke(heap: &shmproc::heap_testing::TestHeap, at: u64, bytes: &[u8]) {
+    for (i, b) in (0u64..).zip(bytes) {
+        heap.poke_u8(at + i, *b).unwrap();
+    }
+}
+
+/// Reads `N` bytes of a test heap at offset `at`.
+fn peek<const N: usize>(heap: &shmproc::heap_testing::TestHeap, at: u64) -> [u8; N] {
+    let mut b = [0u8; N];
+    for (i, slot) in (0u64..).zip(b.iter_mut()) {
+        *slot = heap.peek_u8(at + i).unwrap();
+    }
+    b
+}
+
+/// Reads a little-endian `u32` of a test heap at offset `at`.
+pub fn peek_u32(heap: &shmproc::heap_testing::TestHeap, at: u64) -> u32 {
+    u32::from_le_bytes(peek(heap, at))
+}
+
+/// Reads a little-endian `u64` of a test heap at offset `at`.
+pub fn peek_u64(heap: &shmproc::heap_testing::TestHeap, at: u64) -> u64 {
+    u64::from_le_bytes(peek(heap, at))
+}
+
+/// The id of a process that has exited and been reaped.
+pub fn dead_pid() -> u32 {
+    let mut c = std::process::Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}

@@ -18,7 +18,7 @@ use shmproc::{
     Listener, Lock, ObjectToken, Queue, RLock, RawArray, RawValue, Segment, Semaphore, SimpleQueue,
     Value, codec,
 };
-use shmproc_tests::Rng;
+use shmproc_tests::{Rng, peek_u64};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
@@ -1637,12 +1637,6 @@ const SCRIBBLED_ENTRIES: u64 = 40;
 
 fn scribbled_value(k: u64) -> String {
     format!("value-{k}-{}", "x".repeat((k % 7) as usize))
-}
-
-fn peek_u64(heap: &TestHeap, at: u64) -> u64 {
-    (0..8).fold(0, |w, i| {
-        w | u64::from(heap.peek_u8(at + i).unwrap()) << (8 * i)
-    })
 }
 
 fn poke_word(heap: &TestHeap, at: u64, width: u64, word: u64) {

@@ -5,7 +5,7 @@
 use shmproc::heap_testing::TestHeap;
 use shmproc::testing::{ForkPermit, assert_no_leaks, fork, watchdog};
 use shmproc::{Array, Error, Lock, RLock, Segment, Value};
-use shmproc_tests::Rng;
+use shmproc_tests::{Rng, dead_pid, peek_u32, peek_u64, poke};
 use std::time::Duration;
 
 fn run(name: &str, f: impl FnOnce()) {
@@ -88,25 +88,6 @@ fn acquire_release_pairs_and_foreign_release_are_refused_or_work() {
 const WORD: u64 = 0;
 const PID: u64 = 4;
 const RECORD: u64 = 8;
-
-fn poke(heap: &TestHeap, at: u64, bytes: &[u8]) {
-    for (i, b) in bytes.iter().enumerate() {
-        heap.poke_u8(at + i as u64, *b).unwrap();
-    }
-}
-
-fn peek_u32(heap: &TestHeap, at: u64) -> u32 {
-    let b: Vec<u8> = (0..4).map(|i| heap.peek_u8(at + i).unwrap()).collect();
-    u32::from_le_bytes(b.try_into().unwrap())
-}
-
-/// The id of a process that has exited and been reaped.
-fn dead_pid() -> u32 {
-    let mut c = std::process::Command::new("true").spawn().unwrap();
-    let pid = c.id();
-    c.wait().unwrap();
-    pid
-}
 
 /// A live thread holds a lock; its pid word and its record are scribbled with hostile values
 /// (a dead pid, 0, `u32::MAX`, our own pid; an empty record, another id's, garbage). The
@@ -536,11 +517,6 @@ fn rlock_release_drops_only_levels_taken_by_acquire() {
         std::thread::scope(|s| s.spawn(|| r.acquire().unwrap()).join().unwrap());
         assert!(matches!(r.release(), Err(Error::NotOwner)));
     });
-}
-
-fn peek_u64(heap: &TestHeap, at: u64) -> u64 {
-    let b: Vec<u8> = (0..8).map(|i| heap.peek_u8(at + i).unwrap()).collect();
-    u64::from_le_bytes(b.try_into().unwrap())
 }
 
 /// A holder in another process stopped between its compare-exchange and its owner-record

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use shmproc::codec::{ByteBuf, from_bytes, from_bytes_into, to_bytes};
 use shmproc::testing::{ForkPermit, assert_no_leaks, fork, watchdog};
 use shmproc::{Error, Lock, Queue, RLock, RawArray, RawValue, ShareableQueue};
-use shmproc_tests::Rng;
+use shmproc_tests::{Rng, dead_pid, peek_u64, poke};
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -521,25 +521,6 @@ fn rlock_and_lock_guard_copies_dropped_in_a_forked_child_release_nothing() {
             assert!(!r.is_locked());
         }
     });
-}
-
-fn poke(heap: &shmproc::heap_testing::TestHeap, at: u64, bytes: &[u8]) {
-    for (i, b) in bytes.iter().enumerate() {
-        heap.poke_u8(at + i as u64, *b).unwrap();
-    }
-}
-
-fn peek_u64(heap: &shmproc::heap_testing::TestHeap, at: u64) -> u64 {
-    let b: Vec<u8> = (0..8).map(|i| heap.peek_u8(at + i).unwrap()).collect();
-    u64::from_le_bytes(b.try_into().unwrap())
-}
-
-/// The id of a process that has exited and been reaped.
-fn dead_pid() -> u32 {
-    let mut c = std::process::Command::new("true").spawn().unwrap();
-    let pid = c.id();
-    c.wait().unwrap();
-    pid
 }
 
 /// Thread-id reuse: the word names the calling thread's id, and the record beside it holds
